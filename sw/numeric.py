@@ -1,0 +1,312 @@
+"""The numeric contract: the one definition of every number the hardware makes.
+
+Training (:mod:`sw.golden`), the integer reference (:mod:`sw.intref`), the host
+driver and every testbench scoreboard import these functions; nothing else
+re-derives them.  See ``DESIGN.md`` for the prose version.
+
+All functions take torch tensors (the integer reference converts at its
+boundary).  The order of floating-point operations inside each function is
+part of the contract: the fused thresholds of :func:`fold_thresholds` are
+found by evaluating the very same function the float model runs, so they are
+exact by construction, not by tolerance.
+
+Bitwidths: every W, A, G is one of :data:`ALLOWED_BITS` (1..8, or 32 meaning
+"not quantized").  ``n = 2**k - 1`` is the number of quantization steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .prng import NOISE_BITS
+
+__all__ = [
+    "ALLOWED_BITS", "FULL_PRECISION", "NOISE_BITS",
+    "check_bits", "is_quantized", "levels", "parse_bits",
+    "round_half_up", "quantize_k",
+    "weight_unit_interval", "weight_codes", "weight_values",
+    "activation_codes", "activation_scale",
+    "gradient_scale", "gradient_codes", "gradient_values", "noise_from_draws",
+    "product_scale", "accumulator_to_value", "affine", "bn_affine",
+    "backward_input_values", "backward_weight_values",
+    "activation_from_accumulator", "fold_thresholds", "apply_thresholds",
+]
+
+FULL_PRECISION = 32
+ALLOWED_BITS = (1, 2, 3, 4, 5, 6, 7, 8, FULL_PRECISION)
+
+
+def check_bits(bits, what: str = "bitwidth") -> int:
+    """Return ``bits`` as an int, or raise ``ValueError`` naming the allowed values."""
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        try:
+            if isinstance(bits, bool) or int(bits) != bits:
+                raise ValueError
+            bits = int(bits)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be one of 1..8 or 32 (no quantization), got {bits!r}") from None
+    if bits not in ALLOWED_BITS:
+        raise ValueError(f"{what} must be one of 1..8 or 32 (no quantization), got {bits}")
+    return bits
+
+
+def parse_bits(text: str) -> tuple[int, int, int]:
+    """Parse ``"W,A,G"`` (e.g. ``"1,2,6"``) into validated ``(W, A, G)``."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"bits must be 'W,A,G' (three of 1..8 or 32), got {text!r}")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"bits must be 'W,A,G' with integers 1..8 or 32, got {text!r}") from None
+    return tuple(check_bits(v, what) for v, what in zip(values, ("W", "A", "G")))
+
+
+def is_quantized(bits: int) -> bool:
+    return check_bits(bits) != FULL_PRECISION
+
+
+def levels(bits: int) -> int:
+    """``n = 2**k - 1``, the largest code of a k-bit quantizer."""
+    bits = check_bits(bits)
+    if bits == FULL_PRECISION:
+        raise ValueError("32 bits means 'not quantized': there are no codes")
+    return (1 << bits) - 1
+
+
+# --------------------------------------------------------------------------- rounding
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    """``floor(x + 1/2)``: what a comparator does at a tie (``torch.round`` is half-to-even)."""
+    return torch.floor(x + 0.5)
+
+
+def quantize_k(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """``floor(x*n + 1/2) / n`` for ``x`` in ``[0, 1]`` (paper Eqn 5, rounding half up)."""
+    n = levels(bits)
+    return round_half_up(x * n) / n
+
+
+# --------------------------------------------------------------------------- weights
+
+def weight_unit_interval(w: torch.Tensor) -> torch.Tensor:
+    """``t = tanh(w) / max|tanh(w)| * 1/2 + 1/2`` in ``[0, 1]`` (differentiable).
+
+    An all-zero layer has ``max|tanh| = 0``; the divisor is then taken as 1, so
+    every weight maps to ``t = 1/2`` and code ``+1``: zero maps to +1 at every
+    bitwidth, as it does for k = 1, and nothing is NaN.
+    """
+    t = torch.tanh(w)
+    peak = t.abs().max()
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    return t / peak * 0.5 + 0.5
+
+
+def weight_codes(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed odd weight codes ``c`` (int64) and the float32 scale: value = ``c * scale``.
+
+    k = 1: ``c = +1`` where ``w >= 0`` else ``-1``, scale ``E = mean|w|``.
+    k >= 2: ``q = floor(n*t + 1/2)`` in ``[0, n]``, ``c = 2q - n``, scale ``1/n``.
+    """
+    n = levels(bits)
+    with torch.no_grad():
+        w = w.detach().float()
+        if bits == 1:
+            codes = torch.where(w >= 0, 1, -1).to(torch.int64)
+            scale = w.abs().mean()
+        else:
+            q = round_half_up(weight_unit_interval(w) * n).to(torch.int64)
+            codes = 2 * q - n
+            scale = torch.tensor(1.0 / n, dtype=torch.float32)
+    return codes, scale.to(torch.float32)
+
+
+def weight_values(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return codes.to(torch.float32) * scale
+
+
+# --------------------------------------------------------------------------- activations
+
+def activation_scale(bits: int) -> torch.Tensor:
+    """The value of one activation step, ``1/n`` (float32): value = ``p * scale``."""
+    return torch.tensor(1.0 / levels(bits), dtype=torch.float32)
+
+
+def activation_codes(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """``p = floor(clip(x, 0, 1) * n + 1/2)`` in ``[0, n]`` (int64)."""
+    n = levels(bits)
+    return round_half_up(torch.clamp(x, 0.0, 1.0) * n).to(torch.int64)
+
+
+# --------------------------------------------------------------------------- gradients
+
+def noise_from_draws(r: torch.Tensor) -> torch.Tensor:
+    """Uniform noise ``u = (r - 2**15) / 2**16`` in ``[-1/2, 1/2)`` from 16-bit draws ``r``."""
+    half = 1 << (NOISE_BITS - 1)
+    return (r.to(torch.float64) - half) / (1 << NOISE_BITS)
+
+
+def gradient_scale(g: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``m = max|g|`` over all non-batch axes (shape ``(B,)``)."""
+    return g.abs().reshape(g.shape[0], -1).amax(dim=1)
+
+
+def gradient_codes(g: torch.Tensor, draws: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stochastic gradient codes ``c`` in ``[0, n]`` (int64) and per-sample scales ``m``.
+
+    The paper's ``c = n * quantize_k(clip(g/(2m) + 1/2 + u/n, 0, 1))`` with
+    ``u = (r - 2**15)/2**16``.  Multiplying out, ``c`` is the number of
+    ``j`` in ``1..n`` that pass the comparison::
+
+        n * g * 2**16  >=  m * ((2j - n) * 2**16 - 2r)
+
+    which is what the hardware computes.  Here it is evaluated exactly: for an
+    integer ``g`` in int64, for a float32 ``g`` in float64 (every product is at
+    most 50 significant bits, so no rounding happens); integers need ``|g| < 2**38``.  ``m`` is the per-sample
+    ``max|g|``; where ``m = 0`` every comparison passes (``c = n``) and the value
+    is ``0`` because it is scaled by ``m``.
+    """
+    n = levels(bits)
+    if draws.shape != g.shape:
+        raise ValueError(f"noise draws must have the gradient's shape {tuple(g.shape)}, got {tuple(draws.shape)}")
+    work = torch.int64 if not g.is_floating_point() else torch.float64
+    g = g.detach()
+    m = gradient_scale(g)
+    one = 1 << NOISE_BITS
+    gw = g.to(work)
+    mw = m.to(work).reshape((-1,) + (1,) * (g.dim() - 1))
+    rw = draws.to(work)
+    lhs = gw * (n * one)
+    base = -n * one - 2 * rw  # (2j - n) * 2**16 - 2r, less 2j * 2**16
+    # The comparison is monotone in j: estimate the count, then settle it exactly.
+    estimate = torch.floor((lhs.to(torch.float64) / torch.clamp(mw.to(torch.float64), min=1e-300)
+                            - base.to(torch.float64)) / (2 * one))
+    estimate = torch.clamp(estimate, 0, n).to(torch.int64)
+    estimate = torch.where(mw == 0, n, estimate)  # m = 0: every comparison 0 >= 0 passes
+
+    def passes(j):
+        return lhs >= mw * (base + (2 * one) * j.to(work))
+
+    c = estimate
+    for _ in range(2):
+        up = (c < n) & passes(c + 1)
+        down = (c > 0) & ~passes(c)
+        c = c + up.to(torch.int64) - down.to(torch.int64)
+    return c, m
+
+
+def gradient_values(codes: torch.Tensor, m: torch.Tensor, bits: int) -> torch.Tensor:
+    """``m * (2c - n) / n`` per sample (float32)."""
+    n = levels(bits)
+    shape = (-1,) + (1,) * (codes.dim() - 1)
+    return ((2 * codes - n).to(torch.float64) * (m.to(torch.float64).reshape(shape) / n)).to(torch.float32)
+
+
+# --------------------------------------------------------------------------- products and scales
+
+def product_scale(a_scale: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
+    """Scale of an integer accumulator ``sum(p * c)``: ``a_scale * w_scale`` (float32)."""
+    return (torch.as_tensor(a_scale, dtype=torch.float32) * torch.as_tensor(w_scale, dtype=torch.float32))
+
+
+def accumulator_to_value(acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Float32 value of an integer accumulator: ``float32(acc) * scale``."""
+    return acc.to(torch.float32) * scale
+
+
+def _channel_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape((1, -1) + (1,) * (like.dim() - 2))
+
+
+def affine(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Per-channel (axis 1) ``x * alpha + beta``: two rounded float32 operations, never fused."""
+    return x * _channel_view(alpha, x) + _channel_view(beta, x)
+
+
+def bn_affine(gamma, beta, mean, var, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """BatchNorm as ``y = x * alpha + beta'``: ``alpha = gamma / sqrt(var + eps)``,
+    ``beta' = beta - mean * alpha`` (float32, differentiable)."""
+    alpha = gamma / torch.sqrt(var + eps)
+    return alpha, beta - mean * alpha
+
+
+def backward_input_values(partial: torch.Tensor, m: torch.Tensor, w_scale: torch.Tensor, gbits: int) -> torch.Tensor:
+    """Input gradient from per-sample integer sums ``sum((2c - n_g) * c_w)``:
+    ``partial_b * (m_b * w_scale / n_g)`` (float64 arithmetic, float32 result)."""
+    n = levels(gbits)
+    shape = (-1,) + (1,) * (partial.dim() - 1)
+    factor = m.to(torch.float64) * float(w_scale) / n
+    return (partial.to(torch.float64) * factor.reshape(shape)).to(torch.float32)
+
+
+def backward_weight_values(partials: torch.Tensor, m: torch.Tensor, a_scale: torch.Tensor, gbits: int) -> torch.Tensor:
+    """Weight gradient from per-sample integer sums ``I_b = sum((2c - n_g) * p)``:
+    ``(sum_b m_b * I_b) * (a_scale / n_g)`` (float64 arithmetic, float32 result).
+
+    Each sample has its own gradient scale ``m_b``, so the batch sum happens
+    after scaling, never on the integers.
+    """
+    n = levels(gbits)
+    shape = (-1,) + (1,) * (partials.dim() - 1)
+    weighted = partials.to(torch.float64) * m.to(torch.float64).reshape(shape)
+    return (weighted.sum(dim=0) * (float(a_scale) / n)).to(torch.float32)
+
+
+# --------------------------------------------------------------------------- fused activation unit
+
+def activation_from_accumulator(acc, scale, alpha, beta, abits: int) -> torch.Tensor:
+    """Activation codes of the float path for integer accumulators ``acc`` (B, C, ...):
+    ``activation_codes(affine(accumulator_to_value(acc, scale), alpha, beta))``."""
+    return activation_codes(affine(accumulator_to_value(acc, scale), alpha, beta), abits)
+
+
+def fold_thresholds(scale, alpha, beta, abits: int, acc_min: int, acc_max: int):
+    """Fold scale, BN (``alpha``, ``beta`` per channel), clip and quantize into thresholds.
+
+    Returns ``(thresholds, direction)``: ``thresholds`` is int64 ``(C, n_a)``,
+    ``direction`` int64 ``(C,)``: ``+1`` (code = #``{i: acc >= T_i}``, BN scale
+    ``alpha >= 0``) or ``-1`` (code = #``{i: acc <= T_i}``, ``alpha < 0``).  A zero
+    scale makes the code a constant ``k``: its thresholds come out as ``acc_min``
+    for the first ``k`` levels and ``acc_max + 1`` for the rest.  See
+    :func:`apply_thresholds`.
+
+    Each threshold is found by binary search over integer accumulators in
+    ``[acc_min, acc_max]`` on :func:`activation_from_accumulator` itself, so the
+    integer unit equals the float path for every accumulator in that range.
+    Unreachable levels get ``acc_max + 1`` (positive) or ``acc_min - 1`` (negative).
+    """
+    n = levels(abits)
+    alpha = alpha.detach().to(torch.float32).reshape(-1)
+    beta = beta.detach().to(torch.float32).reshape(-1)
+    channels = alpha.numel()
+    level = torch.arange(1, n + 1, dtype=torch.int64).reshape(1, n)
+
+    def code_at(acc):  # acc: (C, n) int64
+        return activation_from_accumulator(acc, scale, alpha, beta, abits)
+
+    direction = torch.where(alpha < 0, -1, 1).to(torch.int64)
+    positive = (direction > 0).reshape(-1, 1)
+    lo = torch.full((channels, n), acc_min, dtype=torch.int64)
+    hi = torch.full((channels, n), acc_max + 1, dtype=torch.int64)
+    # Positive: smallest acc with code >= i (code non-decreasing in acc).
+    # Negative: largest acc with code >= i, i.e. the smallest acc with code < i, less 1.
+    while bool((lo < hi).any()):
+        mid = (lo + hi) // 2
+        code = code_at(mid)
+        ok = torch.where(positive, code >= level, code < level)
+        hi = torch.where(ok & (lo < hi), mid, hi)
+        lo = torch.where(~ok & (lo < hi), mid + 1, lo)
+    thresholds = torch.where(positive, lo, lo - 1)
+    return thresholds, direction
+
+
+def apply_thresholds(acc: torch.Tensor, thresholds: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Codes from accumulators ``acc`` (B, C, ...): the number of thresholds passed."""
+    shape = (1, -1) + (1,) * (acc.dim() - 2)
+    acc = acc.to(torch.int64).unsqueeze(-1)
+    t = thresholds.reshape(shape + (thresholds.shape[-1],))
+    d = direction.reshape(shape + (1,))
+    passed = torch.where(d >= 0, acc >= t, acc <= t)
+    return passed.sum(dim=-1)

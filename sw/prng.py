@@ -1,0 +1,111 @@
+"""The gradient-noise PRNG shared by software and hardware.
+
+Marsaglia's xorshift32 with shifts (13, 17, 5)::
+
+    s ^= s << 13;  s ^= s >> 17;  s ^= s << 5      (all mod 2**32)
+
+Each draw steps the state once and returns its top ``NOISE_BITS`` (16) bits,
+``r = s >> 16``.  The stochastic gradient quantizer turns ``r`` into the uniform
+noise ``u = (r - 2**15) / 2**16`` in ``[-1/2, 1/2)`` (see :mod:`sw.numeric`).
+
+Hardware needs only XOR gates and one register for this generator
+(:mod:`hw.prng`), one draw per clock.  Software draws millions of values per
+training step, so :meth:`XorShift32.draw` does not loop in Python: the step is
+linear over GF(2), so the states ``M**i s0`` for a whole block are built by
+doubling, applying the 32x32 bit-matrix ``M**L`` to the first ``L`` states to get
+the next ``L``.  The result is bit-identical to stepping one at a time (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["XorShift32", "NOISE_BITS", "STATE_BITS"]
+
+STATE_BITS = 32
+NOISE_BITS = 16
+_MASK = (1 << STATE_BITS) - 1
+
+
+def _step(state: int) -> int:
+    state ^= (state << 13) & _MASK
+    state ^= state >> 17
+    state ^= (state << 5) & _MASK
+    return state
+
+
+class _BitMatrix:
+    """A linear map on 32-bit words over GF(2), stored as the images of the unit vectors."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns):
+        self.columns = np.asarray(columns, dtype=np.uint64)
+
+    @classmethod
+    def step(cls) -> "_BitMatrix":
+        return cls([_step(1 << j) for j in range(STATE_BITS)])
+
+    def apply(self, words: np.ndarray) -> np.ndarray:
+        words = words.astype(np.uint64, copy=False)
+        out = np.zeros_like(words)
+        for j, column in enumerate(self.columns):
+            out ^= ((words >> np.uint64(j)) & np.uint64(1)) * column
+        return out
+
+    def compose(self, other: "_BitMatrix") -> "_BitMatrix":
+        """``self`` after ``other``."""
+        return _BitMatrix(self.apply(other.columns))
+
+
+_STEP = _BitMatrix.step()
+
+
+class XorShift32:
+    """Seeded xorshift32 stream of 16-bit noise draws (see module docstring).
+
+    ``seed`` is the initial 32-bit state and must be non-zero (zero is the
+    generator's only fixed point).  The first draw is the top half of the state
+    after one step.
+    """
+
+    def __init__(self, seed: int):
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        if not 0 < seed <= _MASK:
+            raise ValueError(f"seed must be in 1..{_MASK} (a non-zero 32-bit state), got {seed}")
+        self.state = int(seed)
+
+    def states(self, count: int) -> np.ndarray:
+        """The next ``count`` states (uint64 array), advancing the generator."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        out = np.empty(count, dtype=np.uint64)
+        if count == 0:
+            return out
+        serial = min(count, 256)
+        state = self.state
+        for i in range(serial):
+            state = _step(state)
+            out[i] = state
+        filled = serial
+        jump = _STEP
+        for _ in range(serial.bit_length() - 1):  # jump = M**serial
+            jump = jump.compose(jump)
+        # serial is a power of two only when count >= 256; otherwise we are done.
+        while filled < count:
+            take = min(filled, count - filled)
+            out[filled:filled + take] = jump.apply(out[:take])
+            filled += take
+            jump = jump.compose(jump)
+        self.state = int(out[-1])
+        return out
+
+    def draw(self, count: int) -> np.ndarray:
+        """The next ``count`` noise draws ``r`` in ``[0, 2**16)`` (int64 array)."""
+        return (self.states(count) >> np.uint64(STATE_BITS - NOISE_BITS)).astype(np.int64)
+
+    def draw_like(self, shape) -> np.ndarray:
+        """Draws for a tensor of ``shape``, filled in row-major (C) order."""
+        shape = tuple(int(s) for s in shape)
+        return self.draw(int(np.prod(shape, dtype=np.int64))).reshape(shape)

@@ -249,9 +249,13 @@ def backward_weight_values(partials: torch.Tensor, m: torch.Tensor, a_scale: tor
     after scaling, never on the integers.
     """
     n = levels(gbits)
-    shape = (-1,) + (1,) * (partials.dim() - 1)
-    weighted = partials.to(torch.float64) * m.to(torch.float64).reshape(shape)
-    return (weighted.sum(dim=0) * (float(a_scale) / n)).to(torch.float32)
+    m = m.to(torch.float64)
+    # A plain left-to-right sum over the batch: the order is part of the
+    # contract, so every engine's integers give the same float bits.
+    total = torch.zeros(partials.shape[1:], dtype=torch.float64)
+    for b in range(partials.shape[0]):
+        total += partials[b].to(torch.float64) * m[b]
+    return (total * (float(a_scale) / n)).to(torch.float32)
 
 
 # --------------------------------------------------------------------------- fused activation unit

@@ -35,12 +35,22 @@ def _step(state: int) -> int:
 
 
 class _BitMatrix:
-    """A linear map on 32-bit words over GF(2), stored as the images of the unit vectors."""
+    """A linear map on 32-bit words over GF(2), stored as the images of the unit vectors.
 
-    __slots__ = ("columns",)
+    Applied through four 256-entry tables, one per byte of the input word.
+    """
+
+    __slots__ = ("columns", "_tables")
 
     def __init__(self, columns):
         self.columns = np.asarray(columns, dtype=np.uint64)
+        byte = np.arange(256, dtype=np.uint64)
+        self._tables = []
+        for lane in range(STATE_BITS // 8):
+            table = np.zeros(256, dtype=np.uint64)
+            for bit in range(8):
+                table ^= ((byte >> np.uint64(bit)) & np.uint64(1)) * self.columns[8 * lane + bit]
+            self._tables.append(table)
 
     @classmethod
     def step(cls) -> "_BitMatrix":
@@ -48,9 +58,9 @@ class _BitMatrix:
 
     def apply(self, words: np.ndarray) -> np.ndarray:
         words = words.astype(np.uint64, copy=False)
-        out = np.zeros_like(words)
-        for j, column in enumerate(self.columns):
-            out ^= ((words >> np.uint64(j)) & np.uint64(1)) * column
+        out = self._tables[0][words & np.uint64(0xFF)]
+        for lane in range(1, len(self._tables)):
+            out ^= self._tables[lane][(words >> np.uint64(8 * lane)) & np.uint64(0xFF)]
         return out
 
     def compose(self, other: "_BitMatrix") -> "_BitMatrix":
@@ -58,7 +68,13 @@ class _BitMatrix:
         return _BitMatrix(self.apply(other.columns))
 
 
-_STEP = _BitMatrix.step()
+_JUMPS = [_BitMatrix.step()]  # _JUMPS[i] = M**(2**i), grown on demand
+
+
+def _jump(log2_steps: int) -> _BitMatrix:
+    while len(_JUMPS) <= log2_steps:
+        _JUMPS.append(_JUMPS[-1].compose(_JUMPS[-1]))
+    return _JUMPS[log2_steps]
 
 
 class XorShift32:
@@ -89,15 +105,11 @@ class XorShift32:
             state = _step(state)
             out[i] = state
         filled = serial
-        jump = _STEP
-        for _ in range(serial.bit_length() - 1):  # jump = M**serial
-            jump = jump.compose(jump)
-        # serial is a power of two only when count >= 256; otherwise we are done.
+        # From here on serial == 256, a power of two: double the block each round.
         while filled < count:
             take = min(filled, count - filled)
-            out[filled:filled + take] = jump.apply(out[:take])
+            out[filled:filled + take] = _jump(filled.bit_length() - 1).apply(out[:take])
             filled += take
-            jump = jump.compose(jump)
         self.state = int(out[-1])
         return out
 

@@ -1,16 +1,67 @@
 """The integer reference: what the hardware computes, on integer codes only.
 
-Numpy on int64 throughout.  Products go through :mod:`sw.bitplanes` (AND +
-popcount over bit planes, paper Eqn 3); scales, thresholds and the gradient
-quantizer come from :mod:`sw.numeric`, the single definition shared with the
-float model and the hardware scoreboards.
+* :class:`IntRefEngine` computes the three training products of conv and FC
+  layers (forward, backward-input, backward-weight) with numpy on bit planes,
+  AND and popcount (:mod:`sw.bitplanes`, paper Eqn 3).  It plugs into the
+  golden model in place of :class:`sw.products.TorchEngine`
+  (``model.set_engine(IntRefEngine())``), so a training step on it is the
+  hardware's arithmetic with the host's float work (BN, loss, optimizer) around
+  it.
+* :func:`integer_inference` runs a trained network the way the inference
+  hardware does: integer products, BN + clip + quantize folded into
+  per-channel thresholds (:func:`sw.numeric.fold_thresholds`), max-pool on
+  codes (:func:`maxpool_codes`).
+
+Scales, thresholds and the gradient quantizer come from :mod:`sw.numeric`,
+the single definition shared with the float model and every scoreboard.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-__all__ = ["maxpool_codes"]
+import numpy as np
+import torch
+
+from . import numeric
+from .bitplanes import signed_matmul
+from .products import ConvGeometry, LinearGeometry
+from .quantizers import Quantized, quantize_weight
+
+__all__ = ["IntRefEngine", "im2col", "col2im", "maxpool_codes", "integer_inference", "BlockThresholds",
+           "block_thresholds", "accumulator_bound"]
+
+
+# --------------------------------------------------------------------------- layout helpers
+
+def im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> tuple[np.ndarray, int, int]:
+    """``(B, C, H, W)`` -> ``(B, OH, OW, C*k*k)`` receptive fields (zero padded), and ``OH, OW``.
+
+    The last axis is ordered ``(C, ky, kx)``, matching ``weight.reshape(O, -1)``.
+    """
+    b, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh = (h + 2 * padding - kernel) // stride + 1
+    ow = (w + 2 * padding - kernel) // stride + 1
+    cols = np.empty((b, oh, ow, c, kernel, kernel), dtype=x.dtype)
+    for dy in range(kernel):
+        for dx in range(kernel):
+            tap = xp[:, :, dy:dy + stride * (oh - 1) + 1:stride, dx:dx + stride * (ow - 1) + 1:stride]
+            cols[:, :, :, :, dy, dx] = tap.transpose(0, 2, 3, 1)
+    return cols.reshape(b, oh, ow, c * kernel * kernel), oh, ow
+
+
+def col2im(cols: np.ndarray, shape, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """Adjoint of :func:`im2col`: sum ``(B, OH, OW, C*k*k)`` back into ``shape = (B, C, H, W)``."""
+    b, c, h, w = shape
+    _, oh, ow, _ = cols.shape
+    cols = cols.reshape(b, oh, ow, c, kernel, kernel)
+    out = np.zeros((b, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
+    for dy in range(kernel):
+        for dx in range(kernel):
+            out[:, :, dy:dy + stride * (oh - 1) + 1:stride, dx:dx + stride * (ow - 1) + 1:stride] += \
+                cols[:, :, :, :, dy, dx].transpose(0, 3, 1, 2)
+    return out[:, :, padding:padding + h, padding:padding + w]
 
 
 def maxpool_codes(codes: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarray:
@@ -26,7 +77,7 @@ def maxpool_codes(codes: np.ndarray, kernel: int, stride: int | None = None) -> 
     codes = np.asarray(codes)
     if codes.ndim != 4:
         raise ValueError(f"codes must be (B, C, H, W), got shape {codes.shape}")
-    b, c, h, w = codes.shape
+    _, _, h, w = codes.shape
     if h < kernel or w < kernel:
         raise ValueError(f"feature map {h}x{w} is smaller than the {kernel}x{kernel} window")
     oh = (h - kernel) // stride + 1
@@ -37,3 +88,144 @@ def maxpool_codes(codes: np.ndarray, kernel: int, stride: int | None = None) -> 
             tap = codes[:, :, dy:dy + stride * (oh - 1) + 1:stride, dx:dx + stride * (ow - 1) + 1:stride]
             out = tap.copy() if out is None else np.maximum(out, tap)
     return out
+
+
+# --------------------------------------------------------------------------- products
+
+def _operand(q: Quantized, codes: np.ndarray):
+    """``signed_matmul`` arguments for codes read as ``q`` says."""
+    return codes, (q.levels if q.signed else None), q.bits
+
+
+def _matmul(a: Quantized, a_codes: np.ndarray, b: Quantized, b_codes: np.ndarray) -> np.ndarray:
+    return signed_matmul(*_operand(a, a_codes), *_operand(b, b_codes))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.int64, copy=False)
+
+
+class IntRefEngine:
+    """The three products by AND + popcount over bit planes (int64 results)."""
+
+    def forward(self, geometry, x: Quantized, w: Quantized) -> torch.Tensor:
+        xc, wc = _np(x.codes), _np(w.codes)
+        if isinstance(geometry, LinearGeometry):
+            return torch.from_numpy(_matmul(x, xc, w, wc))
+        o, _, k, _ = wc.shape
+        cols, oh, ow = im2col(xc, k, geometry.stride, geometry.padding)
+        acc = _matmul(x, cols.reshape(-1, cols.shape[-1]), w, wc.reshape(o, -1))
+        return torch.from_numpy(acc.reshape(xc.shape[0], oh, ow, o).transpose(0, 3, 1, 2).copy())
+
+    def backward_input(self, geometry, g: Quantized, w: Quantized, input_shape) -> torch.Tensor:
+        gc, wc = _np(g.codes), _np(w.codes)
+        if isinstance(geometry, LinearGeometry):
+            return torch.from_numpy(_matmul(g, gc, w, wc.T))
+        b, o, oh, ow = gc.shape
+        k = wc.shape[2]
+        rows = _matmul(g, gc.transpose(0, 2, 3, 1).reshape(-1, o), w, wc.reshape(o, -1).T)
+        cols = rows.reshape(b, oh, ow, -1)
+        return torch.from_numpy(col2im(cols, tuple(input_shape), k, geometry.stride, geometry.padding).copy())
+
+    def backward_weight(self, geometry, x: Quantized, g: Quantized) -> torch.Tensor:
+        xc, gc = _np(x.codes), _np(g.codes)
+        b = xc.shape[0]
+        if isinstance(geometry, LinearGeometry):
+            per_sample = [_matmul(g, gc[i][:, None], x, xc[i][:, None]) for i in range(b)]
+            return torch.from_numpy(np.stack(per_sample))
+        o = gc.shape[1]
+        k = xc.shape[2] + 2 * geometry.padding - (gc.shape[2] - 1) * geometry.stride
+        cols, _, _ = im2col(xc, k, geometry.stride, geometry.padding)
+        cols = cols.reshape(b, -1, cols.shape[-1])  # (B, P, C*k*k)
+        grads = gc.reshape(b, o, -1)  # (B, O, P)
+        per_sample = [_matmul(g, grads[i], x, cols[i].T) for i in range(b)]
+        return torch.from_numpy(np.stack(per_sample).reshape(b, o, xc.shape[1], k, k))
+
+
+# --------------------------------------------------------------------------- inference with thresholds
+
+def accumulator_bound(fan_in: int, x: Quantized, w: Quantized) -> int:
+    """``max|acc|`` over all inputs: ``fan_in * max|x| * max|w|`` (odd signed codes reach ``n``)."""
+    return int(fan_in) * x.levels * w.levels
+
+
+@dataclass(frozen=True)
+class BlockThresholds:
+    """What the activation unit of one block holds: thresholds, directions, pooling."""
+
+    thresholds: torch.Tensor  # (C, n_a) int64
+    direction: torch.Tensor   # (C,) int64, +1 or -1
+    acc_min: int
+    acc_max: int
+    pool: int | None
+
+
+def _block_affine(block) -> tuple[torch.Tensor, torch.Tensor]:
+    product = block.product
+    channels = product.weight.shape[0]
+    if block.bn is not None and product.bias is not None:
+        raise ValueError("a block with both a bias and BN has two affine maps; fold the bias into BN first")
+    if block.bn is not None:
+        return block.bn.folded()
+    beta = product.bias.detach() if product.bias is not None else torch.zeros(channels)
+    return torch.ones(channels), beta
+
+
+def block_thresholds(block, xq: Quantized, wq: Quantized) -> BlockThresholds:
+    """Fold a block's scale, BN, clip and quantize into integer thresholds."""
+    product = block.product
+    bound = accumulator_bound(product.geometry.fan_in(product.weight.shape), xq, wq)
+    alpha, beta = _block_affine(block)
+    scale = numeric.product_scale(xq.scale, wq.scale)
+    thresholds, direction = numeric.fold_thresholds(scale, alpha, beta, block.act_bits, -bound, bound)
+    return BlockThresholds(thresholds, direction, -bound, bound, block.pool)
+
+
+def integer_inference(model, images: torch.Tensor, engine=None):
+    """Run ``model`` (eval) as the inference hardware would.
+
+    Returns ``(logits, codes)`` where ``codes[i]`` is block ``i``'s output
+    activation codes (int64).  Quantized products run on ``engine``
+    (default :class:`IntRefEngine`), BN + clip + quantize as thresholds and
+    max-pool on codes; full-precision layers (the first conv and the last FC
+    by default) run their float ops on the host, as the paper keeps them.
+    """
+    if numeric.FULL_PRECISION in (block.act_bits for block in model.blocks[:-1]):
+        raise ValueError("integer inference needs quantized activations (A in 1..8), got A = 32")
+    engine = engine or IntRefEngine()
+    codes_out = []
+    with torch.no_grad():
+        values = model.quantize_input(images)
+        q = None
+        if model.input_bits != numeric.FULL_PRECISION:
+            q = Quantized(numeric.activation_codes(images, model.input_bits),
+                          numeric.activation_scale(model.input_bits), model.input_bits, signed=False)
+        logits = None
+        for block in model.blocks:
+            product = block.product
+            if block.flatten:
+                values = values.flatten(1)
+                q = None if q is None else Quantized(q.codes.flatten(1), q.scale, q.bits, q.signed)
+            if product.quantized:
+                _, wq = quantize_weight(product.weight, product.weight_bits)
+                acc = engine.forward(product.geometry, q, wq)
+                if block.act_bits is None:
+                    scale = numeric.product_scale(q.scale, wq.scale)
+                    alpha, beta = _block_affine(block)
+                    logits = numeric.affine(numeric.accumulator_to_value(acc, scale), alpha, beta)
+                    break
+                unit = block_thresholds(block, q, wq)
+                codes = numeric.apply_thresholds(acc, unit.thresholds, unit.direction)
+                if unit.pool is not None:
+                    codes = torch.from_numpy(maxpool_codes(codes.numpy(), unit.pool))
+            else:
+                y = block.pre_activation(values)
+                if block.act_bits is None:
+                    logits = y
+                    break
+                codes = numeric.activation_codes(y, block.act_bits)
+            scale = numeric.activation_scale(block.act_bits)
+            q = Quantized(codes, scale, block.act_bits, signed=False)
+            values = codes.to(torch.float32) * scale
+            codes_out.append(codes)
+    return logits, codes_out

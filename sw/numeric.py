@@ -287,8 +287,8 @@ def fold_thresholds(scale, alpha, beta, abits: int, acc_min: int, acc_max: int):
     channels = alpha.numel()
     level = torch.arange(1, n + 1, dtype=torch.int64).reshape(1, n)
 
-    def code_at(acc):  # acc: (C, n) int64
-        return activation_from_accumulator(acc, scale, alpha, beta, abits)
+    def code_at(acc):  # acc: (C, n) int64; channels sit on axis 1 in the float path
+        return activation_from_accumulator(acc.t(), scale, alpha, beta, abits).t()
 
     direction = torch.where(alpha < 0, -1, 1).to(torch.int64)
     positive = (direction > 0).reshape(-1, 1)

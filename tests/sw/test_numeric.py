@@ -1,0 +1,237 @@
+"""Properties of the numeric contract (sw.numeric), checked against exact arithmetic."""
+
+from fractions import Fraction
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from sw import numeric
+from sw.prng import NOISE_BITS
+
+QUANT_BITS = list(range(1, 9))
+bits_st = st.sampled_from(QUANT_BITS)
+unit_floats = st.floats(min_value=-0.5, max_value=1.5, allow_nan=False, width=32)
+
+
+def exact_round_half_up(x: Fraction) -> int:
+    return math.floor(x + Fraction(1, 2))
+
+
+# --------------------------------------------------------------------------- bitwidths
+
+@pytest.mark.parametrize("bits", [0, 9, 16, 31, 33, -1, 2.5, "4", None, True])
+def test_check_bits_rejects_and_names_allowed_values(bits):
+    with pytest.raises(ValueError, match=r"1\.\.8 or 32"):
+        numeric.check_bits(bits)
+
+
+@pytest.mark.parametrize("text, expected", [("1,2,6", (1, 2, 6)), ("32, 32,32", (32, 32, 32)), ("8,1,4", (8, 1, 4))])
+def test_parse_bits(text, expected):
+    assert numeric.parse_bits(text) == expected
+
+
+@pytest.mark.parametrize("text", ["1,2", "1,2,3,4", "a,b,c", "1,2,9", "0,2,6", ""])
+def test_parse_bits_rejects(text):
+    with pytest.raises(ValueError, match="W,A,G|1..8 or 32"):
+        numeric.parse_bits(text)
+
+
+def test_levels_of_full_precision_is_an_error():
+    with pytest.raises(ValueError, match="not quantized"):
+        numeric.levels(32)
+
+
+# --------------------------------------------------------------------------- quantize_k / activations
+
+@settings(max_examples=300, deadline=None)
+@given(bits=bits_st, x=st.floats(min_value=0, max_value=1, allow_nan=False, width=32))
+def test_quantize_k_matches_exact_round_half_up(bits, x):
+    n = (1 << bits) - 1
+    got = numeric.quantize_k(torch.tensor([x], dtype=torch.float64), bits).item()
+    assert got == exact_round_half_up(Fraction(x) * n) / n
+
+
+@pytest.mark.parametrize("bits", QUANT_BITS)
+def test_round_half_up_at_exact_ties(bits):
+    """x*n = j + 1/2 exactly rounds up to j + 1 (torch.round would give the even one)."""
+    n = (1 << bits) - 1
+    ties = torch.tensor([(j + 0.5) / n for j in range(n)], dtype=torch.float64)
+    ties = ties[(ties * n) == torch.arange(n, dtype=torch.float64) + 0.5]  # keep the exactly representable ones
+    assert len(ties) > 0
+    codes = numeric.round_half_up(ties * n)
+    assert torch.equal(codes, torch.floor(ties * n) + 1)
+    assert numeric.round_half_up(torch.tensor([0.5, 1.5, 2.5])).tolist() == [1.0, 2.0, 3.0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=bits_st, xs=st.lists(unit_floats, min_size=1, max_size=40))
+def test_activation_codes_range_idempotence_monotonicity(bits, xs):
+    n = (1 << bits) - 1
+    x = torch.tensor(sorted(xs), dtype=torch.float32)
+    codes = numeric.activation_codes(x, bits)
+    assert codes.min() >= 0 and codes.max() <= n
+    assert torch.all(codes[1:] >= codes[:-1])  # monotone
+    values = codes.to(torch.float32) * numeric.activation_scale(bits)
+    assert torch.equal(numeric.activation_codes(values, bits), codes)  # idempotent
+    for xi, ci in zip(x.tolist(), codes.tolist()):
+        assert ci == exact_round_half_up(min(max(Fraction(xi), Fraction(0)), Fraction(1)) * n)
+
+
+# --------------------------------------------------------------------------- weights
+
+@settings(max_examples=150, deadline=None)
+@given(bits=st.sampled_from(range(2, 9)),
+       w=st.lists(st.floats(min_value=-4, max_value=4, allow_nan=False, width=32), min_size=1, max_size=30))
+def test_weight_codes_k_ge_2_are_odd_in_range_and_monotone(bits, w):
+    n = (1 << bits) - 1
+    wt = torch.tensor(sorted(w), dtype=torch.float32)
+    codes, scale = numeric.weight_codes(wt, bits)
+    assert torch.all((codes % 2) == (n % 2)) and codes.abs().max() <= n
+    assert torch.all(codes[1:] >= codes[:-1])
+    assert scale.item() == pytest.approx(1 / n, rel=1e-7)
+    # the weight of largest magnitude lands on the end of the range
+    if wt.abs().max() > 0:
+        peak = int(wt.abs().argmax())
+        assert codes[peak] == (n if wt[peak] > 0 else -n)
+
+
+@pytest.mark.parametrize("bits", QUANT_BITS)
+def test_zero_weight_maps_to_plus_one_and_zero_layer_has_no_nan(bits):
+    w = torch.tensor([-0.3, 0.0, 0.7, -0.0])
+    codes, _ = numeric.weight_codes(w, bits)
+    assert codes[1] == 1 and codes[3] == 1
+    zeros = torch.zeros(3, 4)
+    codes, scale = numeric.weight_codes(zeros, bits)
+    assert torch.all(codes == 1)
+    assert torch.isfinite(numeric.weight_values(codes, scale)).all()
+
+
+def test_binary_weights_use_mean_magnitude():
+    w = torch.tensor([0.5, -1.5, 0.0, 2.0])
+    codes, scale = numeric.weight_codes(w, 1)
+    assert codes.tolist() == [1, -1, 1, 1]
+    assert scale.item() == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- gradients
+
+def paper_gradient_code(g: Fraction, m: Fraction, r: int, bits: int) -> int:
+    """The paper's formula in exact rational arithmetic."""
+    n = (1 << bits) - 1
+    u = Fraction(r - (1 << (NOISE_BITS - 1)), 1 << NOISE_BITS)
+    x = min(max(g / (2 * m) + Fraction(1, 2) + u / n, Fraction(0)), Fraction(1))
+    return exact_round_half_up(x * n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=bits_st, data=st.data())
+def test_gradient_codes_equal_exact_paper_formula_on_floats(bits, data):
+    size = data.draw(st.integers(1, 12))
+    g = data.draw(st.lists(st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, width=32),
+                           min_size=size, max_size=size))
+    r = data.draw(st.lists(st.integers(0, (1 << NOISE_BITS) - 1), min_size=size, max_size=size))
+    gt = torch.tensor([g], dtype=torch.float32)
+    codes, m = numeric.gradient_codes(gt, torch.tensor([r]), bits)
+    mx = max(abs(Fraction(v)) for v in gt[0].tolist())
+    assert m.item() == float(mx)
+    for gi, ri, ci in zip(gt[0].tolist(), r, codes[0].tolist()):
+        expected = (1 << bits) - 1 if mx == 0 else paper_gradient_code(Fraction(gi), mx, ri, bits)
+        assert ci == expected
+
+
+@pytest.mark.parametrize("bits", QUANT_BITS)
+def test_gradient_codes_at_constructed_ties(bits):
+    """Cases where n*x + 1/2 is exactly an integer: naive float evaluation rounds the wrong way."""
+    n = (1 << bits) - 1
+    cases = []
+    for m in (3, 5, 7, 12, 1000):
+        for g in range(-m, m + 1):
+            for r in (0, 1, 1 << 15, (1 << 16) - 1, 12345):
+                cases.append((g, m, r))
+    # one sample per case: [g, m], so the per-sample max is m
+    gt = torch.tensor([[g, m] for g, m, _ in cases], dtype=torch.int64)
+    draws = torch.tensor([[r, 0] for _, _, r in cases], dtype=torch.int64)
+    c, _ = numeric.gradient_codes(gt, draws, bits)
+    expected = [paper_gradient_code(Fraction(g), Fraction(m), r, bits) for g, m, r in cases]
+    assert c[:, 0].tolist() == expected
+    cf, _ = numeric.gradient_codes(gt.to(torch.float32), draws, bits)
+    assert torch.equal(cf, c)
+
+
+@settings(max_examples=100, deadline=None)
+@given(bits=bits_st, seed=st.integers(0, 2**31))
+def test_gradient_integer_and_float_paths_agree(bits, seed):
+    rng = np.random.default_rng(seed)
+    g = torch.from_numpy(rng.integers(-(1 << 20), 1 << 20, size=(3, 2, 5)))
+    r = torch.from_numpy(rng.integers(0, 1 << NOISE_BITS, size=g.shape))
+    c_int, m_int = numeric.gradient_codes(g, r, bits)
+    c_flt, m_flt = numeric.gradient_codes(g.to(torch.float32), r, bits)
+    assert torch.equal(c_int, c_flt)
+    assert torch.equal(m_int.to(torch.float32), m_flt)
+
+
+def test_gradient_scale_is_per_sample_max_over_non_batch_axes():
+    g = torch.tensor([[[1.0, -5.0], [2.0, 0.5]], [[0.0, 0.25], [-0.125, 0.0]]])
+    assert numeric.gradient_scale(g).tolist() == [5.0, 0.25]
+
+
+def test_all_zero_sample_gives_zero_gradient_without_nan():
+    g = torch.zeros(2, 3, 4)
+    g[1, 0, 0] = 2.0
+    r = torch.randint(0, 1 << NOISE_BITS, g.shape)
+    codes, m = numeric.gradient_codes(g, r, 4)
+    values = numeric.gradient_values(codes, m, 4)
+    assert torch.isfinite(values).all()
+    assert torch.all(values[0] == 0)
+    assert values[1].abs().max() == 2.0
+
+
+@pytest.mark.parametrize("bits", QUANT_BITS)
+def test_gradient_value_is_unbiased_in_expectation(bits):
+    """Averaged over every noise draw, the quantized gradient equals g (stochastic rounding)."""
+    n = (1 << bits) - 1
+    g_values = [-0.9, -0.31, 0.0, 0.123, 0.77]
+    r = torch.arange(1 << NOISE_BITS)
+    for gv in g_values:
+        g = torch.tensor([[1.0] + [gv] * (1 << NOISE_BITS)], dtype=torch.float32)
+        draws = torch.cat([torch.zeros(1, 1, dtype=torch.int64), r[None]], dim=1)
+        codes, m = numeric.gradient_codes(g, draws, bits)
+        mean = (2 * codes[0, 1:] - n).double().mean().item() / n
+        # the noise is discrete, 2**16 steps per code step of 2/n
+        assert abs(mean - float(torch.tensor(gv, dtype=torch.float32))) <= 2 / n / (1 << NOISE_BITS) + 1e-12
+
+
+def test_gradient_noise_shape_mismatch():
+    with pytest.raises(ValueError, match="shape"):
+        numeric.gradient_codes(torch.zeros(2, 3), torch.zeros(2, 4, dtype=torch.int64), 2)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+@pytest.mark.parametrize("abits", QUANT_BITS)
+def test_fold_thresholds_equal_float_path_for_every_accumulator(abits):
+    """Every accumulator in range, positive, negative and zero BN scales."""
+    gen = torch.Generator().manual_seed(abits)
+    channels = 12
+    alpha = torch.randn(channels, generator=gen) * 0.3
+    alpha[0], alpha[1] = 0.0, -0.0
+    alpha[2] = -abs(alpha[2])
+    beta = torch.rand(channels, generator=gen) * 1.4 - 0.2
+    scale = torch.tensor(1 / 3, dtype=torch.float32) * 0.0137
+    bound = 600
+    thresholds, direction = numeric.fold_thresholds(scale, alpha, beta, abits, -bound, bound)
+    acc = torch.arange(-bound, bound + 1).reshape(-1, 1).expand(-1, channels)
+    assert torch.equal(numeric.apply_thresholds(acc, thresholds, direction),
+                       numeric.activation_from_accumulator(acc, scale, alpha, beta, abits))
+    assert set(direction.tolist()) <= {-1, 1}
+    assert direction[2] == -1
+
+
+def test_apply_thresholds_counts_passed_thresholds():
+    thresholds = torch.tensor([[0, 5, 10], [3, 0, -3]])
+    direction = torch.tensor([1, -1])
+    acc = torch.tensor([[-1, 4], [5, 0], [10, -3], [11, -4]])
+    assert numeric.apply_thresholds(acc, thresholds, direction).tolist() == [[0, 0], [2, 2], [3, 3], [3, 3]]

@@ -15,3 +15,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+def pytest_configure(config):
+    # Tests run one per core (pytest-xdist); torch's own thread pool would only
+    # oversubscribe the cores and make small ops far slower.
+    import torch
+
+    torch.set_num_threads(1)

@@ -24,6 +24,8 @@ def popcount(x) -> np.ndarray:
     """Number of set bits of each element of a non-negative integer array (int64)."""
     x = np.asarray(x)
     if x.dtype == object:  # Python ints wider than 64 bits
+        if any(int(v) < 0 for v in x.ravel()):
+            raise ValueError("popcount is defined here for non-negative integers only")
         return np.array([bin(int(v)).count("1") for v in x.ravel()], dtype=np.int64).reshape(x.shape)
     if np.issubdtype(x.dtype, np.signedinteger) and (x < 0).any():
         raise ValueError("popcount is defined here for non-negative integers only")

@@ -127,14 +127,14 @@ class IntRefEngine:
         cols = rows.reshape(b, oh, ow, -1)
         return torch.from_numpy(col2im(cols, tuple(input_shape), k, geometry.stride, geometry.padding).copy())
 
-    def backward_weight(self, geometry, x: Quantized, g: Quantized) -> torch.Tensor:
+    def backward_weight(self, geometry, x: Quantized, g: Quantized, weight_shape) -> torch.Tensor:
         xc, gc = _np(x.codes), _np(g.codes)
         b = xc.shape[0]
         if isinstance(geometry, LinearGeometry):
             per_sample = [_matmul(g, gc[i][:, None], x, xc[i][:, None]) for i in range(b)]
             return torch.from_numpy(np.stack(per_sample))
         o = gc.shape[1]
-        k = xc.shape[2] + 2 * geometry.padding - (gc.shape[2] - 1) * geometry.stride
+        k = weight_shape[2]
         cols, _, _ = im2col(xc, k, geometry.stride, geometry.padding)
         cols = cols.reshape(b, -1, cols.shape[-1])  # (B, P, C*k*k)
         grads = gc.reshape(b, o, -1)  # (B, O, P)

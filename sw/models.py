@@ -57,6 +57,9 @@ class DoReFaNet(nn.Module):
                  bits=(32, 32, 32), width: float = 1.0, quantize_first: bool = False,
                  quantize_last: bool = False):
         super().__init__()
+        bits = tuple(bits)
+        if len(bits) != 3:
+            raise ValueError(f"bits must be (W, A, G), three of 1..8 or 32, got {bits!r}")
         w_bits, a_bits, g_bits = (numeric.check_bits(b, name) for b, name in zip(bits, ("W", "A", "G")))
         if not 0 < width <= 8:
             raise ValueError(f"width multiplier must be in (0, 8], got {width}")

@@ -102,7 +102,7 @@ class Engine(Protocol):
 
     def backward_input(self, geometry: Geometry, g: Quantized, w: Quantized, input_shape) -> torch.Tensor: ...
 
-    def backward_weight(self, geometry: Geometry, x: Quantized, g: Quantized) -> torch.Tensor: ...
+    def backward_weight(self, geometry: Geometry, x: Quantized, g: Quantized, weight_shape) -> torch.Tensor: ...
 
 
 def _exact_float(terms: int, a: Quantized, b: Quantized) -> torch.dtype:
@@ -121,21 +121,11 @@ class TorchEngine:
         dtype = _exact_float(geometry.fan_out(w.codes.shape), g, w)
         return geometry.backward_input(g.integers().to(dtype), w.integers().to(dtype), input_shape).to(torch.int64)
 
-    def backward_weight(self, geometry, x, g):
+    def backward_weight(self, geometry, x, g, weight_shape):
         positions = g.codes[0].numel() // g.codes.shape[1]
         dtype = _exact_float(positions, x, g)
-        weight_shape = _weight_shape(geometry, x.codes.shape, g.codes.shape)
         # Left in floating point (exact integers): the caller only scales them.
         return geometry.backward_weight_per_sample(x.integers().to(dtype), g.integers().to(dtype), weight_shape)
-
-
-def _weight_shape(geometry, x_shape, g_shape):
-    """Weight shape from operand shapes (the kernel size is implied for convolutions)."""
-    if isinstance(geometry, LinearGeometry):
-        return (g_shape[1], x_shape[1])
-    s, p = geometry.stride, geometry.padding
-    k = x_shape[2] + 2 * p - (g_shape[2] - 1) * s
-    return (g_shape[1], x_shape[1], k, k)
 
 
 class QuantizedProduct(torch.autograd.Function):
@@ -179,7 +169,7 @@ class QuantizedProduct(torch.autograd.Function):
                 grad_x = geometry.backward_input(grad, w, x.shape)
         if ctx.needs_input_grad[1]:
             if gq is not None and xq is not None:
-                partials = engine.backward_weight(geometry, xq, gq)
+                partials = engine.backward_weight(geometry, xq, gq, tuple(w.shape))
                 grad_w = numeric.backward_weight_values(partials, gq.scale, xq.scale, gq.bits)
                 if record is not None:
                     record["backward_weight"] = partials

@@ -102,6 +102,8 @@ def activation_input_codes(x: torch.Tensor, bits: int) -> Quantized:
     codes = numeric.round_half_up(x.detach() * numeric.levels(bits)).to(torch.int64)
     if not torch.equal(codes.to(torch.float32) * scale, x.detach()):
         raise ValueError(f"input to a layer expecting {bits}-bit activations is not on the {bits}-bit grid")
+    if codes.numel() and (codes.min() < 0 or codes.max() > numeric.levels(bits)):
+        raise ValueError(f"input to a layer expecting {bits}-bit activations is outside [0, 1]")
     return Quantized(codes, scale, bits, signed=False)
 
 

@@ -1,0 +1,1 @@
+"""cocotb testbench of :mod:`hw.prng` (run by ``tb/test_prng_tb.py``)."""

@@ -1,0 +1,1 @@
+"""cocotb testbench of :mod:`hw.dot_product` (run by ``tb/test_dot_product_tb.py``)."""

@@ -1,0 +1,1 @@
+"""cocotb testbench of :mod:`hw.mac_array` (run by ``tb/test_mac_array_tb.py``)."""

@@ -1,0 +1,203 @@
+"""The catalogue of hardware units that ``dorefa generate`` can emit as Verilog.
+
+Each :class:`UnitSpec` names a unit, the constructor parameters a user may
+set (with types, defaults and help) and the shorthands ``--bits`` /
+``--width`` map to.  Values arrive as strings from the command line and are
+converted here; the unit's own constructor then validates them, so an
+out-of-range value gets the unit's message (which says what is allowed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from amaranth.back import verilog
+
+__all__ = ["Param", "UnitSpec", "UNITS", "build_unit", "generate_verilog", "parse_assignments"]
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: type  # int, bool or str
+    default: Any
+    help: str
+    choices: tuple | None = None
+
+    def parse(self, name: str, text: str):
+        if self.kind is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{name} must be true or false, got {text!r}")
+        if self.kind is int:
+            if text.strip().lower() in ("none", "") and self.default is None:
+                return None
+            try:
+                return int(text, 0)
+            except ValueError:
+                raise ValueError(f"{name} must be an integer, got {text!r}") from None
+        if self.choices is not None and text not in self.choices:
+            raise ValueError(f"{name} must be one of {', '.join(self.choices)}, got {text!r}")
+        return text
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    name: str
+    summary: str
+    factory: Callable[..., Any]
+    params: dict[str, Param]
+    shorthands: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "bits" -> ("abits",)
+
+    def defaults(self) -> dict:
+        return {name: p.default for name, p in self.params.items()}
+
+
+def _popcount(width, stages, arch):
+    from .popcount import PopcountTree
+    return PopcountTree(width, stages=stages, arch=arch)
+
+
+def _dot_product(length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, popcount_stages, popcount_arch):
+    from .dot_product import DotProduct
+    return DotProduct(length, x_bits=x_bits, y_bits=y_bits, x_signed=x_signed, y_signed=y_signed, mode=mode,
+                      max_beats=max_beats, popcount_stages=popcount_stages, popcount_arch=popcount_arch)
+
+
+def _mac_array(rows, cols, pe, simd, mem_bits, in_bits, mem_signed, in_signed, mode, popcount_stages):
+    from .mac_array import MacArray
+    return MacArray(rows, cols, pe=pe, simd=simd, mem_bits=mem_bits, in_bits=in_bits, mem_signed=mem_signed,
+                    in_signed=in_signed, mode=mode, popcount_stages=popcount_stages)
+
+
+def _threshold(abits, channels, acc_min, acc_max, variant):
+    from .threshold import ThresholdUnit
+    if acc_max < acc_min:
+        raise ValueError(f"acc_max must be >= acc_min, got acc_min={acc_min}, acc_max={acc_max}")
+    return ThresholdUnit(abits, channels, range(acc_min, acc_max + 1), variant=variant)
+
+
+def _maxpool(abits, channels, height, width, kernel, stride):
+    from .maxpool import MaxPool
+    return MaxPool(abits, channels, height, width, kernel, stride)
+
+
+def _gradient_quantizer(gbits, width, depth, seed):
+    from .gradient_quantizer import GradientQuantizer
+    return GradientQuantizer(gbits=gbits, width=width, depth=depth, seed=seed)
+
+
+def _prng(seed):
+    from .prng import XorShift32
+    return XorShift32(seed)
+
+
+_SEED = 2463534242
+_MODES = ("parallel", "serial")
+_ARCHS = ("chain", "dadda")
+
+UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
+    UnitSpec("popcount", "compressor-tree popcount (stream)", _popcount, {
+        "width": Param(int, 64, "input word width"),
+        "stages": Param(int, 0, "pipeline register levels"),
+        "arch": Param(str, "chain", "tree architecture", _ARCHS),
+    }, {"width": ("width",)}),
+    UnitSpec("dot_product", "bit-plane dot-product PE (AND + popcount, Eqn 3)", _dot_product, {
+        "length": Param(int, 64, "codes per operand vector"),
+        "x_bits": Param(int, 1, "bits of operand X (e.g. weights W)"),
+        "y_bits": Param(int, 2, "bits of operand Y (e.g. activations A)"),
+        "x_signed": Param(bool, True, "read X as odd signed codes 2q - n"),
+        "y_signed": Param(bool, False, "read Y as odd signed codes 2q - n"),
+        "mode": Param(str, "parallel", "all plane pairs at once, or one per cycle", _MODES),
+        "max_beats": Param(int, 1, "vectors accumulated per result"),
+        "popcount_stages": Param(int, 0, "pipeline levels in each popcount tree"),
+        "popcount_arch": Param(str, "chain", "popcount tree architecture", _ARCHS),
+    }, {"bits": ("x_bits", "y_bits"), "width": ("length",)}),
+    UnitSpec("mac_array", "folded PE x SIMD MAC array (GEMM tiles)", _mac_array, {
+        "rows": Param(int, 16, "matrix rows (outputs)"),
+        "cols": Param(int, 64, "matrix columns (vector length)"),
+        "pe": Param(int, 4, "processing elements (rows in parallel)"),
+        "simd": Param(int, 16, "lanes per PE (columns in parallel)"),
+        "mem_bits": Param(int, 1, "bits of the stored matrix codes"),
+        "in_bits": Param(int, 2, "bits of the streamed vector codes"),
+        "mem_signed": Param(bool, True, "stored codes are odd signed"),
+        "in_signed": Param(bool, False, "streamed codes are odd signed"),
+        "mode": Param(str, "parallel", "plane pairs in parallel or serial", _MODES),
+        "popcount_stages": Param(int, 1, "pipeline levels in each popcount tree"),
+    }, {"bits": ("mem_bits", "in_bits")}),
+    UnitSpec("threshold", "threshold activation unit (BN + clip + quantize)", _threshold, {
+        "abits": Param(int, 2, "activation code bits A"),
+        "channels": Param(int, 16, "channels with their own thresholds"),
+        "acc_min": Param(int, -4096, "smallest accumulator"),
+        "acc_max": Param(int, 4096, "largest accumulator"),
+        "variant": Param(str, "parallel", "comparator bank or pipelined binary search", ("parallel", "search")),
+    }, {"bits": ("abits",)}),
+    UnitSpec("maxpool", "streaming max-pool on activation codes", _maxpool, {
+        "abits": Param(int, 2, "activation code bits A"),
+        "channels": Param(int, 16, "channels"),
+        "height": Param(int, 8, "feature map height"),
+        "width": Param(int, 8, "feature map width"),
+        "kernel": Param(int, 2, "window size"),
+        "stride": Param(int, None, "window step (default: kernel)"),
+    }, {"bits": ("abits",), "width": ("width",)}),
+    UnitSpec("gradient_quantizer", "stochastic gradient quantizer (per-sample max, PRNG noise)",
+             _gradient_quantizer, {
+                 "gbits": Param(int, 6, "gradient code bits G"),
+                 "width": Param(int, 16, "bits of a signed input gradient"),
+                 "depth": Param(int, 256, "longest sample (elements)"),
+                 "seed": Param(int, _SEED, "PRNG seed after reset"),
+             }, {"bits": ("gbits",), "width": ("width",)}),
+    UnitSpec("prng", "xorshift32 noise generator (16-bit draws)", _prng, {
+        "seed": Param(int, _SEED, "state after reset (non-zero)"),
+    }),
+]}
+
+
+def parse_assignments(spec: UnitSpec, assignments: list[str], *, bits: str | None = None,
+                      width: str | None = None) -> dict:
+    """Constructor keyword arguments from ``NAME=VALUE`` strings and the shorthands."""
+    values = spec.defaults()
+    for flag, text in (("bits", bits), ("width", width)):
+        if text is None:
+            continue
+        targets = spec.shorthands.get(flag)
+        if not targets:
+            raise ValueError(f"--{flag} does not apply to {spec.name}; set its parameters with --set "
+                             f"({', '.join(spec.params)})")
+        parts = text.split(",") if len(targets) > 1 else [text]
+        if len(parts) == 1 and len(targets) > 1:
+            parts = parts * len(targets)
+        if len(parts) != len(targets):
+            raise ValueError(f"--{flag} for {spec.name} takes {len(targets)} values ({','.join(targets)}), "
+                             f"got {text!r}")
+        for target, part in zip(targets, parts):
+            values[target] = spec.params[target].parse(target, part)
+    for item in assignments:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"--set takes NAME=VALUE, got {item!r}")
+        if name not in spec.params:
+            raise ValueError(f"{spec.name} has no parameter {name!r}; allowed: {', '.join(spec.params)}")
+        values[name] = spec.params[name].parse(name, text.strip())
+    return values
+
+
+def build_unit(name: str, **params):
+    """Construct unit ``name`` with ``params`` over its defaults."""
+    if name not in UNITS:
+        raise ValueError(f"unknown unit {name!r}; allowed: {', '.join(UNITS)}")
+    spec = UNITS[name]
+    unknown = set(params) - set(spec.params)
+    if unknown:
+        raise ValueError(f"{name} has no parameter {sorted(unknown)[0]!r}; allowed: {', '.join(spec.params)}")
+    return spec.factory(**{**spec.defaults(), **params})
+
+
+def generate_verilog(name: str, *, toplevel: str | None = None, **params) -> str:
+    """Verilog text of unit ``name`` (top module ``toplevel``, default ``dorefa_<name>``)."""
+    component = build_unit(name, **params)
+    return verilog.convert(component, name=toplevel or f"dorefa_{name}")

@@ -1,0 +1,1 @@
+"""cocotb testbench of :mod:`hw.popcount` (run by ``tb/test_popcount_tb.py``)."""

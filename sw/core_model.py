@@ -1,0 +1,187 @@
+"""A byte-level Python model of the training core's host link (:mod:`sw.protocol`).
+
+:class:`CoreModel` is what the gateware does, seen from the wire: feed it
+request bytes, get reply bytes.  Its receiver is the core's (no
+backtracking, idle timeout), its checks run in the protocol's order, and its
+arithmetic is :func:`sw.bitplanes.signed_matmul` -- no new arithmetic -- so
+the host driver can be tested without hardware, and RTL testbenches can
+compare the core's reply bytes with this model's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import protocol as P
+from .bitplanes import signed_matmul
+
+__all__ = ["CoreModel", "UP5K_DEFAULTS"]
+
+# Sized for an iCE40 UP5K: a 64 x 512 matrix of 8-bit codes is 256 Kbit
+# (a quarter of its SPRAM), a 1 KiB request buffer fits two EBRs.
+UP5K_DEFAULTS = dict(max_rows=64, max_cols=512, max_bits=8, pe=8, simd=32, max_payload=1024)
+
+
+class CoreModel:
+    """The core's link and GEMM engine.
+
+    Parameters are the capabilities PING reports; they must satisfy the
+    protocol's invariants (one vector and its reply fit in a frame).
+    ``rx_idle_timeout`` is the idle gap after which a partial request is
+    dropped; it only applies when :meth:`feed` is given ``now``.
+    """
+
+    def __init__(self, max_rows: int = UP5K_DEFAULTS["max_rows"], max_cols: int = UP5K_DEFAULTS["max_cols"], *,
+                 max_bits: int = UP5K_DEFAULTS["max_bits"], pe: int = UP5K_DEFAULTS["pe"],
+                 simd: int = UP5K_DEFAULTS["simd"], max_payload: int = UP5K_DEFAULTS["max_payload"],
+                 rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S):
+        self.info = P.CoreInfo(P.PROTOCOL_VERSION, int(max_bits), int(pe), int(simd), int(max_rows),
+                               int(max_cols), int(max_payload))
+        try:
+            self.info.check()
+        except P.FramingError as e:
+            raise ValueError(str(e).replace("core capabilities break the protocol", "bad core limits")) from None
+        levels = (1 << self.info.max_bits) - 1
+        if self.info.max_cols * levels * levels >= 1 << 31:
+            raise ValueError(f"max_cols {max_cols} with {max_bits}-bit codes can overflow int32 accumulators")
+        self.rx_idle_timeout = float(rx_idle_timeout)
+        self._decoder = P.FrameDecoder(self.info.max_payload, backtrack=False)
+        self._last_rx = None
+        self.stats = {"frames": 0, "errors": 0, "idle_drops": 0, "vectors": 0, "macs": 0}
+        self._clear_matrix()
+
+    # ------------------------------------------------------------------ state
+
+    def _clear_matrix(self) -> None:
+        self._shape = None  # (rows, cols, bits, flags) of the matrix being loaded / loaded
+        self._matrix = None  # flat row-major int64 codes
+        self._loaded = 0
+
+    @property
+    def matrix_ready(self) -> bool:
+        return self._shape is not None and self._loaded == self._shape[0] * self._shape[1]
+
+    @property
+    def matrix(self) -> np.ndarray | None:
+        """The complete loaded matrix (rows, cols) or ``None``."""
+        if not self.matrix_ready:
+            return None
+        return self._matrix.reshape(self._shape[0], self._shape[1]).copy()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a partial request held by the receiver."""
+        return self._decoder.pending
+
+    def idle(self) -> None:
+        """The receiver's idle timeout fired: drop a partial request (no reply)."""
+        if self._decoder.pending:
+            self.stats["idle_drops"] += 1
+        self._decoder.reset()
+
+    # ------------------------------------------------------------------ wire
+
+    def feed(self, data, now: float | None = None) -> bytes:
+        """Receive ``data``; return the reply bytes it caused (possibly none).
+
+        ``now`` (seconds, monotonic) enables the idle timeout: a gap longer
+        than ``rx_idle_timeout`` since the previous byte drops a partial request.
+        """
+        if now is not None:
+            if self._last_rx is not None and now - self._last_rx > self.rx_idle_timeout:
+                self.idle()
+            if data:
+                self._last_rx = now
+        out = bytearray()
+        for event in self._decoder.feed(data):
+            if isinstance(event, P.FrameError):
+                self.stats["errors"] += 1
+                out += P.encode_frame(event.status, P.encode_error(event.code), event.tag)
+                continue
+            self.stats["frames"] += 1
+            status, payload = self._execute(event.code, event.payload)
+            if status != P.Status.OK:
+                self.stats["errors"] += 1
+            out += P.encode_frame(status, payload, event.tag)
+        return bytes(out)
+
+    # ------------------------------------------------------------------ commands
+
+    def _execute(self, cmd: int, payload: bytes) -> tuple[int, bytes]:
+        def error(status, detail=P.Detail.NONE):
+            return status, P.encode_error(cmd, detail)
+
+        if cmd == P.Cmd.PING:
+            if payload:
+                return error(P.Status.BAD_LENGTH)
+            return P.Status.OK, P.encode_ping_reply(self.info)
+        if cmd == P.Cmd.RESET:
+            if payload:
+                return error(P.Status.BAD_LENGTH)
+            self._clear_matrix()
+            return P.Status.OK, b""
+        if cmd == P.Cmd.LOAD_MATRIX:
+            return self._load(payload, error)
+        if cmd == P.Cmd.RUN:
+            return self._run(payload, error)
+        return error(P.Status.BAD_COMMAND)
+
+    def _bad_bits_or_flags(self, bits, flags):
+        if not 1 <= bits <= self.info.max_bits:
+            return P.Detail.BITS
+        if flags & ~P.FLAG_SIGNED:
+            return P.Detail.FLAGS
+        return None
+
+    def _load(self, payload, error):
+        if len(payload) < P.LOAD_HEADER:
+            return error(P.Status.BAD_LENGTH)
+        h = P.decode_load_matrix_header(payload)
+        detail = self._bad_bits_or_flags(h.bits, h.flags)
+        if detail is not None:
+            return error(P.Status.BAD_PARAMS, detail)
+        if not 1 <= h.rows <= self.info.max_rows:
+            return error(P.Status.BAD_PARAMS, P.Detail.ROWS)
+        if not 1 <= h.cols <= self.info.max_cols:
+            return error(P.Status.BAD_PARAMS, P.Detail.COLS)
+        if h.count == 0 or h.offset + h.count > h.rows * h.cols:
+            return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+        if len(payload) != P.LOAD_HEADER + P.packed_size(h.count, h.bits):
+            return error(P.Status.BAD_LENGTH)
+        shape = (h.rows, h.cols, h.bits, h.flags)
+        if h.offset and (shape != self._shape or h.offset != self._loaded):
+            return error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
+        if h.offset == 0:
+            self._shape = shape
+            self._matrix = np.zeros(h.rows * h.cols, dtype=np.int64)
+        self._matrix[h.offset:h.offset + h.count] = P.unpack_codes(h.data, h.bits, h.count)
+        self._loaded = h.offset + h.count
+        return P.Status.OK, self._loaded.to_bytes(4, "little")
+
+    def _run(self, payload, error):
+        if len(payload) < P.RUN_HEADER:
+            return error(P.Status.BAD_LENGTH)
+        if not self.matrix_ready:
+            return error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
+        h = P.decode_run_header(payload)
+        detail = self._bad_bits_or_flags(h.bits, h.flags)
+        if detail is not None:
+            return error(P.Status.BAD_PARAMS, detail)
+        if h.count == 0:
+            return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+        rows, cols, m_bits, m_flags = self._shape
+        if P.ACC_BYTES * h.count * rows > self.info.max_payload:
+            return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
+        if len(payload) != P.RUN_HEADER + P.packed_size(h.count * cols, h.bits):
+            return error(P.Status.BAD_LENGTH)
+        vectors = P.unpack_codes(h.data, h.bits, h.count * cols).reshape(h.count, cols)
+        matrix = self._matrix.reshape(rows, cols)
+        out = signed_matmul(vectors, _levels(h.bits) if h.signed else None, h.bits,
+                            matrix, _levels(m_bits) if m_flags & P.FLAG_SIGNED else None, m_bits)
+        self.stats["vectors"] += h.count
+        self.stats["macs"] += h.count * rows * cols
+        return P.Status.OK, P.encode_accumulators(out)
+
+
+def _levels(bits: int) -> int:
+    return (1 << bits) - 1

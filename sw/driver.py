@@ -1,0 +1,353 @@
+"""Host driver of the training core: transports, a client for the link
+protocol (:mod:`sw.protocol`) and an engine that runs a model's products on
+the core.
+
+* :class:`Transport` -- bytes in, bytes out: :class:`LoopbackTransport` (an
+  in-process :class:`sw.core_model.CoreModel`) and :class:`SerialTransport`
+  (a UART through pyserial).
+* :class:`CoreClient` -- PING, RESET, LOAD_MATRIX, RUN, and :meth:`CoreClient.matmul`,
+  which tiles a GEMM of any size to the core's limits.  Nothing is retried:
+  every failure raises a :class:`sw.protocol.ProtocolError`.
+* :class:`CoreEngine` -- the :class:`sw.products.Engine` protocol on the core:
+  ``model.set_engine(CoreEngine(client))`` runs the three training products of
+  every quantized conv/FC as GEMMs on the core (im2col on the host), giving
+  the same int64 integers as :class:`sw.intref.IntRefEngine`.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+
+import numpy as np
+import torch
+
+from . import protocol as P
+from .intref import col2im, im2col
+from .products import LinearGeometry
+from .protocol import CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError
+from .quantizers import Quantized
+
+__all__ = ["Transport", "LoopbackTransport", "SerialTransport", "CoreClient", "CoreEngine",
+           "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError"]
+
+DEFAULT_TIMEOUT_S = 2.0
+
+
+# --------------------------------------------------------------------------- transports
+
+class Transport(abc.ABC):
+    """A byte pipe to a core."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send all of ``data`` (raises :class:`LinkError` if the link is dead)."""
+
+    @abc.abstractmethod
+    def read(self, size: int, timeout: float) -> bytes:
+        """Up to ``size`` bytes, waiting at most ``timeout`` seconds for the first;
+        ``b""`` when none came (or none can come)."""
+
+    def close(self) -> None:
+        """Release the link (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LoopbackTransport(Transport):
+    """The core model in this process: what is written is fed to it at once,
+    its reply bytes wait to be read."""
+
+    def __init__(self, core):
+        self.core = core
+        self._rx = bytearray()
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise LinkError("loopback transport is closed")
+        self._rx += self.core.feed(bytes(data))
+
+    def read(self, size: int, timeout: float) -> bytes:
+        if self._closed:
+            raise LinkError("loopback transport is closed")
+        data = bytes(self._rx[:size])
+        del self._rx[:size]
+        return data  # nothing more can arrive without a write: never wait
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class SerialTransport(Transport):
+    """A UART (or any pyserial port, e.g. a pseudo-terminal)."""
+
+    def __init__(self, device: str, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT_S):
+        import serial  # pyserial; imported here so the rest works without it
+
+        self._serial_mod = serial
+        self.device = device
+        try:
+            self.port = serial.Serial(device, baudrate=baudrate, timeout=timeout, write_timeout=timeout)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise LinkError(f"cannot open serial device {device!r} at {baudrate} baud: {e}") from e
+
+    def _fail(self, what, e):
+        if isinstance(e, self._serial_mod.SerialTimeoutException):
+            return LinkTimeout(f"{what} on {self.device!r} timed out: {e}")
+        return LinkError(f"{what} on {self.device!r} failed (device gone?): {e}")
+
+    def write(self, data: bytes) -> None:
+        if self.port is None:
+            raise LinkError(f"serial device {self.device!r} is closed")
+        try:
+            self.port.write(bytes(data))
+            self.port.flush()
+        except (self._serial_mod.SerialException, OSError) as e:
+            raise self._fail("write", e) from e
+
+    def read(self, size: int, timeout: float) -> bytes:
+        if self.port is None:
+            raise LinkError(f"serial device {self.device!r} is closed")
+        try:
+            self.port.timeout = max(0.0, timeout)
+            first = self.port.read(1)
+            if not first or size <= 1:
+                return first
+            waiting = self.port.in_waiting
+            return first + (self.port.read(min(waiting, size - 1)) if waiting else b"")
+        except (self._serial_mod.SerialException, OSError) as e:
+            raise self._fail("read", e) from e
+
+    def close(self) -> None:
+        port, self.port = getattr(self, "port", None), None
+        if port is not None:
+            try:
+                port.close()
+            except (self._serial_mod.SerialException, OSError):
+                pass
+
+
+# --------------------------------------------------------------------------- client
+
+def _bits(bits, what: str, max_bits: int) -> int:
+    if isinstance(bits, bool) or int(bits) != bits or not 1 <= int(bits) <= max_bits:
+        raise ValueError(f"{what} must be 1..{max_bits} on this core, got {bits!r}")
+    return int(bits)
+
+
+def _codes(codes, ndim: int, what: str) -> np.ndarray:
+    if isinstance(codes, torch.Tensor):
+        codes = codes.detach().cpu().numpy()
+    codes = np.asarray(codes)
+    if codes.ndim != ndim:
+        raise ValueError(f"{what} must have {ndim} dimensions, got shape {codes.shape}")
+    if codes.size and not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"{what} must be integer codes, got dtype {codes.dtype}")
+    return codes.astype(np.int64, copy=False)
+
+
+class CoreClient:
+    """Requests to a core over ``transport``, one at a time (lock step).
+
+    ``timeout``: seconds to wait for each reply.  Every failure raises:
+    :class:`CoreError` (the core said no), :class:`LinkTimeout` /
+    :class:`LinkError` (no answer), :class:`FramingError` (a garbled answer).
+    After a lost reply the next request waits ``recovery`` seconds first, so
+    the core's idle timeout can drop whatever it half received.
+    """
+
+    def __init__(self, transport: Transport, timeout: float = DEFAULT_TIMEOUT_S, *,
+                 recovery: float = P.HOST_RECOVERY_S):
+        self.transport = transport
+        self.timeout = float(timeout)
+        self.recovery = float(recovery)
+        self._decoder = P.FrameDecoder(P.MAX_PAYLOAD, backtrack=True)
+        self._tag = 0
+        self._recover_until = 0.0
+        self._info: CoreInfo | None = None
+        self._matrix = None  # (rows, cols, bits, signed) of the complete matrix on the core
+        self.stats = {"requests": 0, "bytes_out": 0, "bytes_in": 0, "stale_replies": 0, "bad_frames": 0}
+
+    # ------------------------------------------------------------------ raw requests
+
+    def request(self, cmd: int, payload: bytes = b"") -> bytes:
+        """Send one request, return the OK reply's payload (or raise)."""
+        wait = self._recover_until - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        tag = self._tag
+        self._tag = (self._tag + 1) & 0xFF
+        frame = P.encode_frame(cmd, payload, tag)
+        self.transport.write(frame)
+        self.stats["requests"] += 1
+        self.stats["bytes_out"] += len(frame)
+        deadline = time.monotonic() + self.timeout
+        bad = []
+        while True:
+            remaining = deadline - time.monotonic()
+            data = self.transport.read(1 << 16, remaining) if remaining > 0 else b""
+            if not data:
+                self._recover_until = time.monotonic() + self.recovery
+                self._decoder.reset()  # whatever half frame it holds will never complete
+                name = P._name(P._enum_or_int(P.Cmd, cmd))
+                if bad:
+                    raise FramingError(f"no valid reply to {name} within {self.timeout:g} s; "
+                                       f"{len(bad)} corrupt frame(s) received: "
+                                       + ", ".join(f"{e.status.name} (LEN {e.length})" for e in bad[:3]))
+                raise LinkTimeout(f"no reply to {name} within {self.timeout:g} s (link dead or core wedged)")
+            self.stats["bytes_in"] += len(data)
+            for event in self._decoder.feed(data):
+                if isinstance(event, P.FrameError):
+                    self.stats["bad_frames"] += 1
+                    bad.append(event)
+                elif event.tag != tag:
+                    self.stats["stale_replies"] += 1
+                elif event.code != P.Status.OK:
+                    raise P.decode_error(event.code, event.payload, cmd)
+                else:
+                    return event.payload
+
+    # ------------------------------------------------------------------ commands
+
+    def ping(self) -> CoreInfo:
+        """The core's capabilities (checked against the protocol's invariants)."""
+        info = P.decode_ping_reply(self.request(P.Cmd.PING))
+        info.check()
+        self._info = info
+        return info
+
+    @property
+    def info(self) -> CoreInfo:
+        """Capabilities, from a PING on first use."""
+        return self._info if self._info is not None else self.ping()
+
+    def reset(self) -> None:
+        """Forget the core's matrix."""
+        self._matrix = None
+        self.request(P.Cmd.RESET)
+
+    def load_matrix(self, codes, bits: int, signed: bool) -> None:
+        """Load ``codes`` (rows x cols, within the core's limits), over as many frames as needed."""
+        info = self.info
+        codes = _codes(codes, 2, "matrix codes")
+        bits = _bits(bits, "matrix bits", info.max_bits)
+        rows, cols = codes.shape
+        if not (1 <= rows <= info.max_rows and 1 <= cols <= info.max_cols):
+            raise ValueError(f"matrix {rows}x{cols} exceeds the core's {info.max_rows}x{info.max_cols} "
+                             "(use matmul, which tiles)")
+        if codes.min() < 0 or codes.max() >> bits:
+            raise ValueError(f"matrix codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+        flat = codes.ravel()
+        per_frame = min((info.max_payload - P.LOAD_HEADER) * 8 // bits, 0xFFFF)
+        self._matrix = None
+        for offset in range(0, flat.size, per_frame):
+            chunk = flat[offset:offset + per_frame]
+            reply = self.request(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, cols, bits, signed, offset, chunk))
+            loaded = int.from_bytes(reply, "little") if len(reply) == 4 else None
+            if loaded != offset + chunk.size:
+                raise FramingError(f"LOAD_MATRIX reply says {loaded} codes loaded, expected {offset + chunk.size}")
+        self._matrix = (rows, cols, bits, bool(signed))
+
+    def run(self, vectors, bits: int, signed: bool) -> np.ndarray:
+        """``(N, rows)`` int64: each of ``vectors`` (N x cols codes) against the loaded matrix."""
+        if self._matrix is None:
+            raise ValueError("no matrix loaded by this client: call load_matrix first")
+        info = self.info
+        rows, cols, _, _ = self._matrix
+        vectors = _codes(vectors, 2, "vectors")
+        bits = _bits(bits, "vector bits", info.max_bits)
+        if vectors.shape[1] != cols:
+            raise ValueError(f"vectors have {vectors.shape[1]} codes, the loaded matrix has {cols} columns")
+        if vectors.size and (vectors.min() < 0 or vectors.max() >> bits):
+            raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+        per_frame = min((info.max_payload - P.RUN_HEADER) * 8 // (cols * bits),
+                        info.max_payload // (P.ACC_BYTES * rows), 0xFFFF)
+        out = np.empty((vectors.shape[0], rows), dtype=np.int64)
+        for start in range(0, vectors.shape[0], per_frame):
+            chunk = vectors[start:start + per_frame]
+            reply = self.request(P.Cmd.RUN, P.encode_run(bits, signed, chunk))
+            out[start:start + chunk.shape[0]] = P.decode_accumulators(reply, chunk.shape[0], rows)
+        return out
+
+    def matmul(self, vectors, v_bits: int, v_signed: bool, matrix, m_bits: int, m_signed: bool) -> np.ndarray:
+        """``value(vectors) @ value(matrix).T`` as int64 ``(N, O)`` for any sizes, tiled
+        to the core's limits; equals :func:`sw.bitplanes.signed_matmul`
+        ``(vectors, n_v or None, v_bits, matrix, n_m or None, m_bits)``."""
+        info = self.info
+        vectors = _codes(vectors, 2, "vectors")
+        matrix = _codes(matrix, 2, "matrix codes")
+        if vectors.shape[1] != matrix.shape[1]:
+            raise ValueError(f"vectors {vectors.shape} and matrix {matrix.shape} differ in length")
+        n, k = vectors.shape
+        o = matrix.shape[0]
+        out = np.zeros((n, o), dtype=np.int64)
+        if n == 0 or o == 0:
+            return out
+        if k == 0:
+            raise ValueError("cannot multiply zero-length vectors on the core")
+        for r0 in range(0, o, info.max_rows):
+            for c0 in range(0, k, info.max_cols):
+                self.load_matrix(matrix[r0:r0 + info.max_rows, c0:c0 + info.max_cols], m_bits, m_signed)
+                out[:, r0:r0 + info.max_rows] += self.run(vectors[:, c0:c0 + info.max_cols], v_bits, v_signed)
+        return out
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+# --------------------------------------------------------------------------- engine
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.int64, copy=False)
+
+
+class CoreEngine:
+    """The three products of conv and FC layers as GEMMs on the core
+    (the layouts of :class:`sw.intref.IntRefEngine`, the readings of
+    :meth:`hw.mac_array.MacArray.for_product`)."""
+
+    def __init__(self, client):
+        self.client = client if isinstance(client, CoreClient) else CoreClient(client)
+
+    def _mm(self, vec: Quantized, v_codes, mat: Quantized, m_codes) -> np.ndarray:
+        return self.client.matmul(v_codes, vec.bits, vec.signed, m_codes, mat.bits, mat.signed)
+
+    def forward(self, geometry, x: Quantized, w: Quantized) -> torch.Tensor:
+        xc, wc = _np(x.codes), _np(w.codes)
+        if isinstance(geometry, LinearGeometry):
+            return torch.from_numpy(self._mm(x, xc, w, wc))
+        o, _, k, _ = wc.shape
+        cols, oh, ow = im2col(xc, k, geometry.stride, geometry.padding)
+        acc = self._mm(x, cols.reshape(-1, cols.shape[-1]), w, wc.reshape(o, -1))
+        return torch.from_numpy(acc.reshape(xc.shape[0], oh, ow, o).transpose(0, 3, 1, 2).copy())
+
+    def backward_input(self, geometry, g: Quantized, w: Quantized, input_shape) -> torch.Tensor:
+        gc, wc = _np(g.codes), _np(w.codes)
+        if isinstance(geometry, LinearGeometry):
+            return torch.from_numpy(self._mm(g, gc, w, np.ascontiguousarray(wc.T)))
+        b, o, oh, ow = gc.shape
+        k = wc.shape[2]
+        rows = self._mm(g, gc.transpose(0, 2, 3, 1).reshape(-1, o), w, np.ascontiguousarray(wc.reshape(o, -1).T))
+        cols = rows.reshape(b, oh, ow, -1)
+        return torch.from_numpy(col2im(cols, tuple(input_shape), k, geometry.stride, geometry.padding).copy())
+
+    def backward_weight(self, geometry, x: Quantized, g: Quantized, weight_shape) -> torch.Tensor:
+        # Per sample: the matrix is that sample's gradient codes G_b (O x P), the
+        # vectors its activation patches (one per weight column): out = dW_b^T.
+        xc, gc = _np(x.codes), _np(g.codes)
+        b = xc.shape[0]
+        if isinstance(geometry, LinearGeometry):
+            per_sample = [self._mm(x, xc[i][:, None], g, gc[i][:, None]).T for i in range(b)]
+            return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)))
+        o = gc.shape[1]
+        k = weight_shape[2]
+        cols, _, _ = im2col(xc, k, geometry.stride, geometry.padding)
+        cols = cols.reshape(b, -1, cols.shape[-1])  # (B, P, C*k*k)
+        grads = gc.reshape(b, o, -1)  # (B, O, P)
+        per_sample = [self._mm(x, np.ascontiguousarray(cols[i].T), g, grads[i]).T for i in range(b)]
+        return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)).reshape(b, o, xc.shape[1], k, k))

@@ -1,0 +1,521 @@
+r"""The host link of the training core: one definition for the gateware, its
+testbenches, the Python core model (:mod:`sw.core_model`) and the host driver
+(:mod:`sw.driver`).
+
+The core is a GEMM co-processor on integer codes.  The host loads a matrix
+``M`` (``rows x cols`` codes) and streams vectors ``v`` (``cols`` codes each);
+for every vector the core returns ``rows`` exact integers::
+
+    out[v][r] = sum_c value(M[r, c]) * value(V[v, c])
+
+with ``value(q) = q`` (unsigned codes) or ``value(q) = 2q - n``, ``n = 2**bits - 1``
+(signed odd codes: weights, gradients), chosen per side.  This is
+:func:`sw.bitplanes.signed_matmul` ``(V, ., ., M, ., .)`` -- the arithmetic of
+:class:`sw.intref.IntRefEngine`.  The host keeps im2col, BN, loss, optimizer
+and the gradient quantizer, and tiles any GEMM to the core's limits.
+
+Byte stream, frames
+-------------------
+Requests (host -> core) and replies (core -> host) have one frame format::
+
+    byte  0      1          2     3       4       5 .. 5+LEN-1   5+LEN    6+LEN
+        +------+----------+-----+-------+-------+--------------+--------+--------+
+        | SYNC | CMD/STAT | TAG | LEN_L | LEN_H |   payload    | CRC_H  | CRC_L  |
+        | 0xA5 |          |     |   (u16 LE)    |  LEN bytes   | (u16 BIG-endian)|
+        +------+----------+-----+-------+-------+--------------+--------+--------+
+                \________________ CRC covers these ________________/
+
+* ``SYNC`` = ``0xA5``.
+* byte 1: the command (:class:`Cmd`) in a request, the status (:class:`Status`)
+  in a reply.
+* ``TAG``: any byte chosen by the host; the reply repeats it (the driver
+  counts 0, 1, 2, ... and ignores replies with another tag, i.e. stale ones).
+* ``LEN``: payload length, little-endian, ``0 .. max_payload`` of the core
+  (at most :data:`MAX_PAYLOAD` = 4096; PING reports the core's own).
+* ``CRC``: CRC-16/CCITT-FALSE (poly ``0x1021``, init ``0xFFFF``, no
+  reflection, no final xor) over bytes ``1 .. 4+LEN`` (everything after SYNC,
+  before the CRC).  It is the ONE field sent most significant byte first, so
+  that running the same CRC over ``CMD .. CRC_L`` gives ``0`` for a good
+  frame (a receiver may check either way).  Per byte (:func:`crc16_update`)::
+
+      crc ^= byte << 8;  repeat 8 times: crc = (crc << 1) ^ (0x1021 if crc & 0x8000 else 0)  (16 bits)
+
+All multi-byte payload fields are little-endian.  Every request gets exactly
+one reply; the host sends its next request only after the reply (lock step).
+
+Code packing
+------------
+The codes of one frame form ONE dense bit stream, least significant bit
+first: code ``i`` (``bits`` wide) occupies stream bits ``i*bits ..
+i*bits+bits-1``, stream bit ``j`` is bit ``j % 8`` of data byte ``j // 8``.
+The last byte is padded with zero bits (a core ignores padding bits).  Data
+take ``ceil(count * bits / 8)`` bytes (:func:`packed_size`, :func:`pack_codes`,
+:func:`unpack_codes`).  Codes are unsigned ``0 .. 2**bits - 1``; the signed
+flag says how they are read.  Note that signed odd codes have no zero: a core
+that pads ``cols`` up to a multiple of its SIMD width must pad the *unsigned*
+code with 0 and use the true ``cols`` in its ``2q - n`` corrections (see
+:func:`sw.bitplanes.signed_matmul`), never pad with a code.
+
+Commands (request payload -> OK reply payload)
+----------------------------------------------
+``PING`` (0x01): empty -> :data:`PING_REPLY` (12 bytes)::
+
+    0 version u8 (= PROTOCOL_VERSION)   1 max_bits u8 (<= 8)
+    2 pe u16     4 simd u16              6 max_rows u16   8 max_cols u16
+    10 max_payload u16
+
+``RESET`` (0x02): empty -> empty.  Forgets the matrix (none loaded).
+
+``LOAD_MATRIX`` (0x03): :data:`LOAD_HEADER` (12 bytes) then packed codes::
+
+    0 rows u16   2 cols u16   4 bits u8   5 flags u8 (bit 0: signed; others 0)
+    6 offset u32 (row-major index r*cols + c of this frame's first code)
+    10 count u16 (codes in this frame) ;  12 data: ceil(count*bits/8) bytes
+
+  -> ``loaded u32`` (codes of the matrix received so far).  ``offset = 0``
+  starts a new matrix (the old one is forgotten); a frame with ``offset > 0``
+  must continue the matrix being loaded (same rows, cols, bits, flags and
+  ``offset == loaded``).  The matrix is usable by RUN once
+  ``loaded == rows * cols``.
+
+``RUN`` (0x04): :data:`RUN_HEADER` (4 bytes) then packed codes::
+
+    0 count u16 (vectors)   2 bits u8   3 flags u8 (bit 0: signed; others 0)
+    4 data: count*cols codes, vector after vector, ceil(count*cols*bits/8) bytes
+
+  -> ``count * rows`` accumulators, int32 little-endian, ``out[v][r]`` at byte
+  ``4 * (v * rows + r)``.  int32 always suffices: ``|out| <= cols * n_m * n_v``
+  and the invariants below bound ``cols`` by ``8 * 4092 / max_bits``
+  (at 8 bits: ``4092 * 255 * 255 < 2**28``).
+
+Errors: status != OK, payload = 2 bytes ``[command byte as received, detail]``
+(:class:`Detail`).  A request answered with an error has NO effect on the
+core's state.  Checks, in this order (the first failing one answers):
+
+1. receiver: ``LEN > max_payload`` -> BAD_LENGTH, sent right after the
+   header; the payload is not consumed (the receiver hunts for SYNC again).
+2. receiver: CRC mismatch -> BAD_CRC.  3. unknown command -> BAD_COMMAND.
+4. PING, RESET: ``LEN != 0`` -> BAD_LENGTH.
+5. LOAD_MATRIX: ``LEN < 12`` -> BAD_LENGTH; bits not in ``1..max_bits`` ->
+   BAD_PARAMS/BITS; flags other than 0/1 -> BAD_PARAMS/FLAGS; rows not in
+   ``1..max_rows`` -> BAD_PARAMS/ROWS; cols not in ``1..max_cols`` ->
+   BAD_PARAMS/COLS; ``count == 0`` or ``offset + count > rows*cols`` ->
+   BAD_PARAMS/COUNT; ``LEN != 12 + ceil(count*bits/8)`` -> BAD_LENGTH;
+   ``offset > 0`` not continuing the matrix being loaded -> BAD_STATE/SEQUENCE.
+6. RUN: ``LEN < 4`` -> BAD_LENGTH; no complete matrix -> BAD_STATE/NO_MATRIX;
+   bits -> BAD_PARAMS/BITS; flags -> BAD_PARAMS/FLAGS; ``count == 0`` ->
+   BAD_PARAMS/COUNT; ``4*count*rows > max_payload`` ->
+   BAD_PARAMS/REPLY_TOO_BIG; ``LEN != 4 + ceil(count*cols*bits/8)`` -> BAD_LENGTH.
+
+Receiver (core side, :class:`FrameDecoder` with ``backtrack=False``)
+-------------------------------------------------------------------
+Hunt: drop bytes until SYNC.  Then take CMD, TAG, LEN_L, LEN_H; if ``LEN >
+max_payload`` answer BAD_LENGTH and hunt from the next byte; else take LEN
+payload bytes and 2 CRC bytes, answer, hunt from the next byte.  No
+backtracking: an error never re-reads bytes already taken.  A core drops a
+partial frame silently when no byte arrives for :data:`RX_IDLE_TIMEOUT_S`
+(nominal 0.1 s; anything in 0.01 .. 0.5 s) so that a truncated request
+cannot wedge it; a host that gave up on a reply waits
+:data:`HOST_RECOVERY_S` before its next request.  The host's reply decoder
+(``backtrack=True``) re-scans from the byte after a bad frame's SYNC.
+
+Core invariants (checked by the driver on PING): one vector and its reply
+always fit in a frame: ``max_payload >= RUN_HEADER + ceil(max_cols*max_bits/8)``,
+``max_payload >= 4 * max_rows`` and ``max_payload >= LOAD_HEADER + 1``.
+
+Host-side exceptions: :class:`ProtocolError` > :class:`LinkError` (the link
+is dead or absent; also a ``ConnectionError``) > :class:`LinkTimeout` (no
+reply in time); :class:`CoreError` (the core answered a status other than OK;
+``.status``, ``.detail``, ``.command``); :class:`FramingError` (a reply that
+is not a valid answer).
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "PROTOCOL_VERSION", "SYNC", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "MAX_PAYLOAD", "MAX_CODE_BITS",
+    "ACC_BYTES", "RX_IDLE_TIMEOUT_S", "HOST_RECOVERY_S", "LOAD_HEADER", "RUN_HEADER", "PING_REPLY",
+    "ERROR_PAYLOAD", "FLAG_SIGNED",
+    "Cmd", "Status", "Detail",
+    "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError",
+    "crc16_update", "crc16", "encode_frame", "Frame", "FrameError", "FrameDecoder",
+    "packed_size", "pack_codes", "unpack_codes",
+    "CoreInfo", "LoadMatrix", "Run",
+    "encode_ping_reply", "decode_ping_reply", "encode_load_matrix", "decode_load_matrix_header",
+    "encode_run", "decode_run_header", "encode_accumulators", "decode_accumulators",
+    "encode_error", "decode_error",
+]
+
+PROTOCOL_VERSION = 1
+SYNC = 0xA5
+HEADER_SIZE = 5          # SYNC, CMD/STATUS, TAG, LEN (u16 LE)
+CRC_SIZE = 2
+OVERHEAD = HEADER_SIZE + CRC_SIZE
+MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
+MAX_CODE_BITS = 8
+ACC_BYTES = 4            # int32 accumulators
+RX_IDLE_TIMEOUT_S = 0.1  # a core drops a partial frame after this idle gap (0.01 .. 0.5 s allowed)
+HOST_RECOVERY_S = 0.5    # a host waits this long after a lost reply before its next request
+
+LOAD_HEADER = 12
+RUN_HEADER = 4
+PING_REPLY = 12
+ERROR_PAYLOAD = 2
+FLAG_SIGNED = 0x01
+
+_LOAD = struct.Struct("<HHBBIH")
+_RUN = struct.Struct("<HBB")
+_PING = struct.Struct("<BBHHHHH")
+assert _LOAD.size == LOAD_HEADER and _RUN.size == RUN_HEADER and _PING.size == PING_REPLY
+
+
+class Cmd(enum.IntEnum):
+    """Request byte 1."""
+    PING = 0x01
+    RESET = 0x02
+    LOAD_MATRIX = 0x03
+    RUN = 0x04
+
+
+class Status(enum.IntEnum):
+    """Reply byte 1."""
+    OK = 0x00
+    BAD_CRC = 0x01
+    BAD_LENGTH = 0x02
+    BAD_COMMAND = 0x03
+    BAD_PARAMS = 0x04
+    BAD_STATE = 0x05
+
+
+class Detail(enum.IntEnum):
+    """Second byte of an error reply's payload: which field or rule failed."""
+    NONE = 0x00
+    ROWS = 0x01
+    COLS = 0x02
+    BITS = 0x03
+    FLAGS = 0x04
+    COUNT = 0x05
+    SEQUENCE = 0x06       # LOAD_MATRIX offset > 0 not continuing the matrix being loaded
+    REPLY_TOO_BIG = 0x07  # RUN: 4 * count * rows > max_payload
+    NO_MATRIX = 0x08      # RUN before a complete LOAD_MATRIX
+
+
+# --------------------------------------------------------------------------- exceptions
+
+class ProtocolError(Exception):
+    """Anything that went wrong talking to the core."""
+
+
+class LinkError(ProtocolError, ConnectionError):
+    """The link is absent or dead (device missing, closed, I/O error)."""
+
+
+class LinkTimeout(LinkError, TimeoutError):
+    """No (complete, matching) reply within the timeout."""
+
+
+class FramingError(ProtocolError):
+    """A reply arrived but is not a valid answer (bad CRC, wrong length)."""
+
+
+class CoreError(ProtocolError):
+    """The core answered with a status other than OK."""
+
+    def __init__(self, status: int, command: int, detail: int = 0, message: str | None = None):
+        self.status = _enum_or_int(Status, status)
+        self.command = _enum_or_int(Cmd, command)
+        self.detail = _enum_or_int(Detail, detail)
+        super().__init__(message or f"core answered {_name(self.status)} to {_name(self.command)}"
+                                    f"{'' if self.detail == 0 else f' ({_name(self.detail)})'}")
+
+
+def _enum_or_int(kind, value):
+    try:
+        return kind(value)
+    except ValueError:
+        return int(value)
+
+
+def _name(value) -> str:
+    return value.name if isinstance(value, enum.Enum) else f"0x{int(value):02x}"
+
+
+# --------------------------------------------------------------------------- CRC and frames
+
+def crc16_update(crc: int, byte: int) -> int:
+    """One byte of CRC-16/CCITT-FALSE, bit by bit (the hardware's loop)."""
+    crc ^= (byte & 0xFF) << 8
+    for _ in range(8):
+        crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        crc &= 0xFFFF
+    return crc
+
+
+def crc16(data, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE of ``data`` (``crc16(b"123456789") == 0x29B1``)."""
+    return binascii.crc_hqx(bytes(data), crc)
+
+
+def encode_frame(code: int, payload=b"", tag: int = 0) -> bytes:
+    """``SYNC code tag LEN payload CRC`` (``code`` is a command or a status)."""
+    payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds the protocol's {MAX_PAYLOAD}")
+    if not 0 <= int(code) <= 0xFF or not 0 <= int(tag) <= 0xFF:
+        raise ValueError(f"code and tag are bytes, got code={code!r}, tag={tag!r}")
+    body = bytes((int(code), int(tag))) + struct.pack("<H", len(payload)) + payload
+    return bytes((SYNC,)) + body + struct.pack(">H", crc16(body))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame with a good CRC and an acceptable length."""
+    code: int
+    tag: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class FrameError:
+    """A frame the receiver rejected: ``status`` is BAD_LENGTH or BAD_CRC;
+    ``code`` and ``tag`` are bytes 1 and 2 as received."""
+    status: Status
+    code: int
+    tag: int
+    length: int
+
+
+class FrameDecoder:
+    """Incremental frame receiver: :meth:`feed` bytes, get :class:`Frame` and
+    :class:`FrameError` events in order.
+
+    ``backtrack=False`` is the core's receiver (module docstring): after an
+    error it hunts from the next byte.  ``backtrack=True`` (host) re-scans
+    from the byte after the bad frame's SYNC, so a frame hidden behind
+    garbage that contained a SYNC byte is still found.
+    """
+
+    def __init__(self, max_payload: int = MAX_PAYLOAD, *, backtrack: bool = False):
+        if not 0 <= max_payload <= MAX_PAYLOAD:
+            raise ValueError(f"max_payload must be in 0..{MAX_PAYLOAD}, got {max_payload}")
+        self.max_payload = int(max_payload)
+        self.backtrack = bool(backtrack)
+        self._buf = bytearray()
+        self.dropped = 0  # bytes skipped while hunting for SYNC
+
+    @property
+    def pending(self) -> int:
+        """Bytes held of a frame not yet complete (0 when hunting)."""
+        return len(self._buf)
+
+    def reset(self) -> None:
+        """Drop a partial frame (idle timeout)."""
+        self._buf.clear()
+
+    def feed(self, data) -> list:
+        self._buf += bytes(data)
+        events = []
+        buf = self._buf
+        while True:
+            start = buf.find(SYNC)
+            if start < 0:
+                self.dropped += len(buf)
+                buf.clear()
+                break
+            if start:
+                self.dropped += start
+                del buf[:start]
+            if len(buf) < HEADER_SIZE:
+                break
+            code, tag, length = buf[1], buf[2], buf[3] | buf[4] << 8
+            if length > self.max_payload:
+                events.append(FrameError(Status.BAD_LENGTH, code, tag, length))
+                del buf[:1 if self.backtrack else HEADER_SIZE]
+                continue
+            end = HEADER_SIZE + length + CRC_SIZE
+            if len(buf) < end:
+                break
+            if crc16(buf[1:end]) != 0:
+                events.append(FrameError(Status.BAD_CRC, code, tag, length))
+                del buf[:1 if self.backtrack else end]
+                continue
+            events.append(Frame(code, tag, bytes(buf[HEADER_SIZE:HEADER_SIZE + length])))
+            del buf[:end]
+        return events
+
+
+# --------------------------------------------------------------------------- code packing
+
+def packed_size(count: int, bits: int) -> int:
+    """Bytes of ``count`` codes of ``bits`` bits, densely packed."""
+    return (int(count) * int(bits) + 7) // 8
+
+
+def _check_code_bits(bits) -> int:
+    if isinstance(bits, bool) or int(bits) != bits or not 1 <= int(bits) <= MAX_CODE_BITS:
+        raise ValueError(f"code bits must be 1..{MAX_CODE_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def pack_codes(codes, bits: int) -> bytes:
+    """Pack unsigned codes (any shape, row-major) into one LSB-first bit stream."""
+    bits = _check_code_bits(bits)
+    codes = np.asarray(codes)
+    if codes.size and not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"codes must be integers, got dtype {codes.dtype}")
+    codes = codes.astype(np.int64).ravel()
+    if codes.size and (codes.min() < 0 or codes.max() >> bits):
+        raise ValueError(f"codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+    stream = ((codes[:, None] >> np.arange(bits)) & 1).astype(np.uint8).ravel()
+    return np.packbits(stream, bitorder="little").tobytes()
+
+
+def unpack_codes(data, bits: int, count: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: ``count`` codes (int64) from ``data``."""
+    bits = _check_code_bits(bits)
+    need = packed_size(count, bits)
+    if len(data) < need:
+        raise ValueError(f"{count} codes of {bits} bits need {need} bytes, got {len(data)}")
+    stream = np.unpackbits(np.frombuffer(bytes(data[:need]), dtype=np.uint8), bitorder="little")
+    planes = stream[:count * bits].reshape(count, bits).astype(np.int64)
+    return (planes << np.arange(bits)).sum(axis=1)
+
+
+# --------------------------------------------------------------------------- payloads
+
+def _flags(signed: bool) -> int:
+    return FLAG_SIGNED if signed else 0
+
+
+@dataclass(frozen=True)
+class CoreInfo:
+    """What PING reports."""
+    version: int
+    max_bits: int
+    pe: int
+    simd: int
+    max_rows: int
+    max_cols: int
+    max_payload: int
+
+    def check(self) -> None:
+        """Raise :class:`FramingError` if the core breaks the protocol's invariants."""
+        problems = []
+        if self.version != PROTOCOL_VERSION:
+            problems.append(f"protocol version {self.version}, this host speaks {PROTOCOL_VERSION}")
+        if not 1 <= self.max_bits <= MAX_CODE_BITS:
+            problems.append(f"max_bits {self.max_bits} not in 1..{MAX_CODE_BITS}")
+        if self.max_rows < 1 or self.max_cols < 1 or self.pe < 1 or self.simd < 1:
+            problems.append("max_rows, max_cols, pe and simd must be >= 1")
+        if not LOAD_HEADER + 1 <= self.max_payload <= MAX_PAYLOAD:
+            problems.append(f"max_payload {self.max_payload} not in {LOAD_HEADER + 1}..{MAX_PAYLOAD}")
+        if self.max_payload < RUN_HEADER + packed_size(self.max_cols, self.max_bits):
+            problems.append(f"one vector of {self.max_cols} {self.max_bits}-bit codes does not fit "
+                            f"a {self.max_payload}-byte payload")
+        if self.max_payload < ACC_BYTES * self.max_rows:
+            problems.append(f"one reply of {self.max_rows} accumulators does not fit a "
+                            f"{self.max_payload}-byte payload")
+        if problems:
+            raise FramingError("core capabilities break the protocol: " + "; ".join(problems))
+
+
+def encode_ping_reply(info: CoreInfo) -> bytes:
+    return _PING.pack(info.version, info.max_bits, info.pe, info.simd, info.max_rows, info.max_cols,
+                      info.max_payload)
+
+
+def decode_ping_reply(payload: bytes) -> CoreInfo:
+    if len(payload) != PING_REPLY:
+        raise FramingError(f"PING reply has {len(payload)} payload bytes, expected {PING_REPLY}")
+    return CoreInfo(*_PING.unpack(payload))
+
+
+@dataclass(frozen=True)
+class LoadMatrix:
+    """A LOAD_MATRIX header (``data`` = the packed codes that follow it)."""
+    rows: int
+    cols: int
+    bits: int
+    flags: int
+    offset: int
+    count: int
+    data: bytes
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.flags & FLAG_SIGNED)
+
+
+def encode_load_matrix(rows: int, cols: int, bits: int, signed: bool, offset: int, codes) -> bytes:
+    """LOAD_MATRIX payload carrying ``codes`` (flat, row-major) from ``offset``."""
+    codes = np.asarray(codes).ravel()
+    return _LOAD.pack(rows, cols, bits, _flags(signed), offset, codes.size) + pack_codes(codes, bits)
+
+
+def decode_load_matrix_header(payload: bytes) -> LoadMatrix:
+    """Fields of a LOAD_MATRIX payload (``len(payload) >= LOAD_HEADER``); no validation."""
+    rows, cols, bits, flags, offset, count = _LOAD.unpack_from(payload)
+    return LoadMatrix(rows, cols, bits, flags, offset, count, bytes(payload[LOAD_HEADER:]))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A RUN header (``data`` = the packed vector codes that follow it)."""
+    count: int
+    bits: int
+    flags: int
+    data: bytes
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.flags & FLAG_SIGNED)
+
+
+def encode_run(bits: int, signed: bool, vectors) -> bytes:
+    """RUN payload for ``vectors`` (``(count, cols)`` codes)."""
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be (count, cols), got shape {vectors.shape}")
+    return _RUN.pack(vectors.shape[0], bits, _flags(signed)) + pack_codes(vectors, bits)
+
+
+def decode_run_header(payload: bytes) -> Run:
+    """Fields of a RUN payload (``len(payload) >= RUN_HEADER``); no validation."""
+    count, bits, flags = _RUN.unpack_from(payload)
+    return Run(count, bits, flags, bytes(payload[RUN_HEADER:]))
+
+
+def encode_accumulators(out) -> bytes:
+    """RUN reply payload: ``out`` (``(count, rows)`` integers) as int32 LE."""
+    out = np.asarray(out, dtype=np.int64)
+    if out.size and (out.min() < -(1 << 31) or out.max() >= 1 << 31):
+        raise OverflowError("accumulator outside int32")
+    return out.astype("<i4").tobytes()
+
+
+def decode_accumulators(payload: bytes, count: int, rows: int) -> np.ndarray:
+    """``(count, rows)`` int64 from a RUN reply payload."""
+    if len(payload) != ACC_BYTES * count * rows:
+        raise FramingError(f"RUN reply has {len(payload)} payload bytes, expected "
+                           f"{ACC_BYTES * count * rows} ({count} vectors x {rows} rows x int32)")
+    return np.frombuffer(payload, dtype="<i4").astype(np.int64).reshape(count, rows)
+
+
+def encode_error(command: int, detail: int = 0) -> bytes:
+    return bytes((int(command) & 0xFF, int(detail) & 0xFF))
+
+
+def decode_error(status: int, payload: bytes, command: int) -> CoreError:
+    """The :class:`CoreError` an error reply stands for."""
+    if len(payload) == ERROR_PAYLOAD:
+        return CoreError(status, payload[0], payload[1])
+    return CoreError(status, command, 0, f"core answered {_name(_enum_or_int(Status, status))} to "
+                                         f"{_name(_enum_or_int(Cmd, command))} with a malformed "
+                                         f"{len(payload)}-byte error payload")

@@ -1,0 +1,569 @@
+"""The core model (sw.core_model) and the host driver (sw.driver) over a
+loopback and over a pseudo-terminal with pyserial.
+
+The core model's replies are checked byte for byte against the protocol's
+rules (status order, no effect on error); the driver's GEMMs against
+signed_matmul; CoreEngine against IntRefEngine, down to a short training run.
+"""
+
+import copy
+import os
+import select
+import threading
+import time
+import tty
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sw import protocol as P
+from sw.bitplanes import signed_matmul
+from sw.core_model import CoreModel
+from sw.driver import CoreClient, CoreEngine, LoopbackTransport, SerialTransport, Transport
+from sw.intref import IntRefEngine
+from sw.products import ConvGeometry, LinearGeometry
+from sw.protocol import Cmd, CoreError, Detail, FramingError, LinkError, LinkTimeout, Status
+from sw.quantizers import Quantized
+
+# A deliberately tiny core: every GEMM below is tiled and split over many frames.
+TINY = dict(max_rows=8, max_cols=40, max_bits=8, pe=2, simd=8, max_payload=64)
+
+
+def tiny_client(**kwargs):
+    return CoreClient(LoopbackTransport(CoreModel(**TINY)), **kwargs)
+
+
+def levels(bits):
+    return (1 << bits) - 1
+
+
+def values(codes, bits, signed):
+    return 2 * codes - levels(bits) if signed else codes
+
+
+# --------------------------------------------------------------------------- core model, byte level
+
+class Wire:
+    """Raw frames to a core model, replies decoded (no driver in between)."""
+
+    def __init__(self, **limits):
+        self.core = CoreModel(**limits)
+        self.tag = 0
+
+    def send_raw(self, data, now=None):
+        events = P.FrameDecoder(backtrack=False).feed(self.core.feed(data, now))
+        assert all(isinstance(e, P.Frame) for e in events)
+        return events
+
+    def __call__(self, cmd, payload=b""):
+        self.tag = (self.tag + 1) & 0xFF
+        (reply,) = self.send_raw(P.encode_frame(cmd, payload, self.tag))
+        assert reply.tag == self.tag
+        return reply.code, reply.payload
+
+
+def test_core_model_ping_reset_and_unknown_command():
+    wire = Wire(**TINY)
+    status, payload = wire(Cmd.PING)
+    assert status == Status.OK
+    assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64)
+    assert wire(Cmd.PING, b"x") == (Status.BAD_LENGTH, bytes([Cmd.PING, 0]))
+    assert wire(Cmd.RESET) == (Status.OK, b"")
+    assert wire(Cmd.RESET, b"\x00") == (Status.BAD_LENGTH, bytes([Cmd.RESET, 0]))
+    assert wire(0x7E) == (Status.BAD_COMMAND, bytes([0x7E, 0]))
+
+
+def test_core_model_rejects_bad_limits():
+    with pytest.raises(ValueError, match="does not fit"):
+        CoreModel(max_rows=8, max_cols=100, max_payload=64)
+    with pytest.raises(ValueError, match="max_rows"):
+        CoreModel(max_rows=0)
+
+
+def test_core_model_load_and_run_bytes():
+    wire = Wire(**TINY)
+    m = np.array([[0, 1, 2], [3, 2, 1]])
+    status, payload = wire(Cmd.LOAD_MATRIX, P.encode_load_matrix(2, 3, 2, True, 0, m))
+    assert (status, payload) == (Status.OK, (6).to_bytes(4, "little"))
+    v = np.array([[1, 0, 1], [1, 1, 1]])
+    status, payload = wire(Cmd.RUN, P.encode_run(1, False, v))
+    assert status == Status.OK
+    expected = v @ (2 * m - 3).T  # [[-3+1, 3-1], [-3-1+1, 3+1-1]]
+    assert payload == P.encode_accumulators(expected)
+    np.testing.assert_array_equal(P.decode_accumulators(payload, 2, 2), [[-2, 2], [-3, 3]])
+    np.testing.assert_array_equal(wire.core.matrix, m)
+
+
+def load(rows, cols, bits=2, flags=0, offset=0, count=None, data=None):
+    count = rows * cols - offset if count is None else count
+    data = bytes(P.packed_size(count, bits)) if data is None else data
+    return P._LOAD.pack(rows, cols, bits, flags, offset, count) + data
+
+
+def run(count, bits=2, flags=0, cols=3, data=None):
+    data = bytes(P.packed_size(count * cols, bits)) if data is None else data
+    return P._RUN.pack(count, bits, flags) + data
+
+
+@pytest.mark.parametrize("payload, status, detail", [
+    (load(2, 3)[:11], Status.BAD_LENGTH, Detail.NONE),
+    (load(2, 3, bits=0), Status.BAD_PARAMS, Detail.BITS),
+    (load(2, 3, bits=9), Status.BAD_PARAMS, Detail.BITS),
+    (load(2, 3, flags=2), Status.BAD_PARAMS, Detail.FLAGS),
+    (load(0, 3, bits=0), Status.BAD_PARAMS, Detail.BITS),  # bits are checked before rows
+    (load(0, 3), Status.BAD_PARAMS, Detail.ROWS),
+    (load(9, 3), Status.BAD_PARAMS, Detail.ROWS),
+    (load(2, 0), Status.BAD_PARAMS, Detail.COLS),
+    (load(2, 41), Status.BAD_PARAMS, Detail.COLS),
+    (load(2, 3, count=0), Status.BAD_PARAMS, Detail.COUNT),
+    (load(2, 3, count=7), Status.BAD_PARAMS, Detail.COUNT),
+    (load(2, 3, offset=5, count=2), Status.BAD_PARAMS, Detail.COUNT),
+    (load(2, 3) + b"\x00", Status.BAD_LENGTH, Detail.NONE),
+    (load(2, 3)[:-1], Status.BAD_LENGTH, Detail.NONE),
+    (load(2, 3, offset=2), Status.BAD_STATE, Detail.SEQUENCE),  # nothing being loaded
+])
+def test_core_model_load_errors_in_order(payload, status, detail):
+    wire = Wire(**TINY)
+    assert wire(Cmd.LOAD_MATRIX, payload) == (status, bytes([Cmd.LOAD_MATRIX, detail]))
+    assert wire.core.matrix is None
+
+
+@pytest.mark.parametrize("payload, status, detail", [
+    (run(1)[:3], Status.BAD_LENGTH, Detail.NONE),
+    (run(1, bits=0), Status.BAD_PARAMS, Detail.BITS),
+    (run(1, flags=0x80), Status.BAD_PARAMS, Detail.FLAGS),
+    (run(0), Status.BAD_PARAMS, Detail.COUNT),
+    (run(3), Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),  # 3 vectors x 8 rows x 4 bytes > 64
+    (run(2) + b"\x00", Status.BAD_LENGTH, Detail.NONE),
+    (run(2, cols=5), Status.BAD_LENGTH, Detail.NONE),
+])
+def test_core_model_run_errors_in_order(payload, status, detail):
+    wire = Wire(**TINY)
+    assert wire(Cmd.RUN, run(1)) == (Status.BAD_STATE, bytes([Cmd.RUN, Detail.NO_MATRIX]))
+    assert wire(Cmd.LOAD_MATRIX, load(8, 3))[0] == Status.OK
+    assert wire(Cmd.RUN, payload) == (status, bytes([Cmd.RUN, detail]))
+    assert wire(Cmd.RUN, run(2))[0] == Status.OK  # still usable
+
+
+def test_core_model_multi_frame_load_sequence_and_no_effect_on_error():
+    wire = Wire(**TINY)
+    m = np.arange(24).reshape(8, 3) % 4
+    flat = m.ravel()
+    first = P.encode_load_matrix(8, 3, 2, True, 0, flat[:10])
+    assert wire(Cmd.LOAD_MATRIX, first) == (Status.OK, (10).to_bytes(4, "little"))
+    assert wire.core.matrix is None  # incomplete
+    assert wire(Cmd.RUN, run(1))[0] == Status.BAD_STATE
+    # wrong offset, or a changed header, does not continue the matrix
+    for bad in (P.encode_load_matrix(8, 3, 2, True, 11, flat[11:]), P.encode_load_matrix(8, 3, 2, False, 10, flat[10:]),
+                P.encode_load_matrix(8, 3, 3, True, 10, flat[10:])):
+        assert wire(Cmd.LOAD_MATRIX, bad) == (Status.BAD_STATE, bytes([Cmd.LOAD_MATRIX, Detail.SEQUENCE]))
+    assert wire(Cmd.LOAD_MATRIX, P.encode_load_matrix(8, 3, 2, True, 10, flat[10:]))[1] == (24).to_bytes(4, "little")
+    np.testing.assert_array_equal(wire.core.matrix, m)
+    # a rejected new matrix leaves the old one in place
+    assert wire(Cmd.LOAD_MATRIX, load(2, 50))[0] == Status.BAD_PARAMS
+    np.testing.assert_array_equal(wire.core.matrix, m)
+    # RESET forgets it
+    wire(Cmd.RESET)
+    assert wire.core.matrix is None and wire(Cmd.RUN, run(1))[0] == Status.BAD_STATE
+
+
+def test_core_model_receiver_errors():
+    wire = Wire(**TINY)
+    good = P.encode_frame(Cmd.PING, b"", 1)
+    bad = bytearray(good)
+    bad[-1] ^= 1
+    (reply,) = wire.send_raw(bytes(bad))
+    assert (reply.code, reply.tag, reply.payload) == (Status.BAD_CRC, 1, bytes([Cmd.PING, 0]))
+    # oversize length: answered right after the header, without waiting for the payload
+    (reply,) = wire.send_raw(bytes([P.SYNC, Cmd.RUN, 2]) + (65).to_bytes(2, "little"))
+    assert (reply.code, reply.tag, reply.payload) == (Status.BAD_LENGTH, 2, bytes([Cmd.RUN, 0]))
+    # garbage between frames is skipped; the state machine keeps going
+    replies = wire.send_raw(b"\x00\x13garbage" + good + b"\xff" * 5 + good)
+    assert [r.code for r in replies] == [Status.OK, Status.OK]
+    assert wire.core.pending == 0
+
+
+def test_core_model_idle_timeout_drops_partial_request():
+    wire = Wire(**TINY, rx_idle_timeout=0.1)
+    frame = P.encode_frame(Cmd.PING, b"", 3)
+    assert wire.send_raw(frame[:4], now=10.0) == [] and wire.core.pending == 4
+    # within the timeout the frame continues
+    assert [r.code for r in wire.send_raw(frame[4:], now=10.05)] == [Status.OK]
+    # a truncated request followed, after an idle gap, by a whole one
+    assert wire.send_raw(frame[:6], now=11.0) == []
+    assert [r.code for r in wire.send_raw(frame, now=11.5)] == [Status.OK]
+    assert wire.core.stats["idle_drops"] == 1
+    # without the gap the truncated frame swallows the next one (error, no wedge)
+    assert wire.send_raw(frame[:6], now=12.0) == []
+    assert [r.code for r in wire.send_raw(frame, now=12.01)] == [Status.BAD_CRC]
+    assert [r.code for r in wire.send_raw(frame, now=12.02)] == [Status.OK]
+
+
+# --------------------------------------------------------------------------- client over loopback
+
+def test_client_ping_and_info():
+    client = tiny_client()
+    info = client.ping()
+    assert (info.max_rows, info.max_cols, info.max_bits, info.max_payload) == (8, 40, 8, 64)
+    assert client.info is info
+
+
+# (W, A, G) grid: the three products' readings (hw.mac_array.MacArray.for_product)
+BIT_GRID = [(1, 1, 1), (1, 2, 6), (2, 3, 4), (3, 1, 8), (4, 4, 4), (5, 7, 2), (8, 8, 8)]
+
+
+@pytest.mark.parametrize("w, a, g", BIT_GRID)
+def test_gemm_grid_equals_signed_matmul(w, a, g):
+    client = tiny_client()
+    rng = np.random.default_rng(w * 100 + a * 10 + g)
+    n, o, k = 13, 19, 91  # 3 row tiles x 3 column tiles, many frames each
+    cases = [  # (vector bits, signed), (matrix bits, signed)
+        ((a, False), (w, True)),   # forward: activations x W
+        ((g, True), (w, True)),    # backward-input: gradients x W^T
+        ((a, False), (g, True)),   # backward-weight: activations x G_b
+    ]
+    for (vb, vs), (mb, ms) in cases:
+        v = rng.integers(0, 1 << vb, (n, k))
+        m = rng.integers(0, 1 << mb, (o, k))
+        got = client.matmul(v, vb, vs, m, mb, ms)
+        assert got.dtype == np.int64 and got.shape == (n, o)
+        np.testing.assert_array_equal(got, signed_matmul(v, levels(vb) if vs else None, vb,
+                                                         m, levels(mb) if ms else None, mb))
+        np.testing.assert_array_equal(got, values(v, vb, vs) @ values(m, mb, ms).T)
+
+
+def test_gemm_extremes_fill_int32_range_of_a_tile():
+    # the largest accumulator a UP5K-sized core can produce, and its negative
+    client = CoreClient(LoopbackTransport(CoreModel()))
+    k = client.info.max_cols
+    v = np.full((2, k), 255)
+    m = np.stack([np.full(k, 255), np.zeros(k, dtype=np.int64)])
+    got = client.matmul(v, 8, True, m, 8, True)
+    np.testing.assert_array_equal(got, [[k * 255 * 255, -k * 255 * 255]] * 2)
+
+
+def test_client_load_and_run_directly():
+    client = tiny_client()
+    m = np.arange(8 * 40).reshape(8, 40) % 8
+    client.load_matrix(m, 3, False)
+    frames = client.stats["requests"]
+    assert frames > 2  # 320 3-bit codes over 52-byte data fields
+    v = np.arange(5 * 40).reshape(5, 40) % 2
+    np.testing.assert_array_equal(client.run(v, 1, True), (2 * v - 1) @ m.T)
+    assert client.run(np.zeros((0, 40), dtype=np.int64), 1, False).shape == (0, 8)
+
+
+def test_client_validates_arguments_before_sending():
+    client = tiny_client()
+    with pytest.raises(ValueError, match="load_matrix first"):
+        client.run([[1]], 1, False)
+    with pytest.raises(ValueError, match="exceeds"):
+        client.load_matrix(np.zeros((9, 3), dtype=np.int64), 1, False)
+    with pytest.raises(ValueError, match=r"\[0, 3\]"):
+        client.load_matrix([[4]], 2, False)
+    with pytest.raises(ValueError, match="1..8"):
+        client.load_matrix([[1]], 9, False)
+    client.load_matrix([[1, 2]], 2, False)
+    with pytest.raises(ValueError, match="columns"):
+        client.run([[1, 2, 3]], 2, False)
+    with pytest.raises(ValueError, match="integer"):
+        client.run(np.array([[0.5, 1.0]]), 2, False)
+
+
+class Tamper(Transport):
+    """Wraps a transport; can corrupt the next frame written or the bytes read."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.corrupt_next_write = None  # byte index to flip
+        self.corrupt_reads = False
+
+    def write(self, data):
+        if self.corrupt_next_write is not None:
+            data = bytearray(data)
+            data[self.corrupt_next_write] ^= 0x01
+            self.corrupt_next_write = None
+        self.inner.write(bytes(data))
+
+    def read(self, size, timeout):
+        data = self.inner.read(size, timeout)
+        if self.corrupt_reads and data:
+            data = bytearray(data)
+            data[-1] ^= 0x01
+        return bytes(data)
+
+    def close(self):
+        self.inner.close()
+
+
+def check_link_recovers(client, tamper):
+    rng = np.random.default_rng(0)
+    v, m = rng.integers(0, 4, (5, 50)), rng.integers(0, 2, (10, 50))
+    expected = signed_matmul(v, None, 2, m, 1, 1)
+    # bad CRC in a request: the core answers BAD_CRC, the client raises
+    tamper.corrupt_next_write = -1
+    with pytest.raises(CoreError) as info:
+        client.ping()
+    assert info.value.status == Status.BAD_CRC and info.value.command == Cmd.PING
+    np.testing.assert_array_equal(client.matmul(v, 2, False, m, 1, True), expected)
+    # a corrupted command byte: BAD_CRC again (the reply echoes the byte as received)
+    tamper.corrupt_next_write = 1
+    with pytest.raises(CoreError, match="BAD_CRC"):
+        client.reset()
+    # a well-formed but invalid request
+    with pytest.raises(CoreError) as info:
+        client.request(Cmd.RUN, P._RUN.pack(1, 9, 0) + bytes(8))
+    assert (info.value.status, info.value.detail) == (Status.BAD_PARAMS, Detail.BITS)
+    with pytest.raises(CoreError, match="BAD_COMMAND"):
+        client.request(0x55)
+    with pytest.raises(CoreError, match="BAD_LENGTH"):
+        client.request(Cmd.PING, b"\x00")
+    with pytest.raises(CoreError, match="BAD_LENGTH"):  # malformed: data shorter than count says
+        client.request(Cmd.LOAD_MATRIX, P.encode_load_matrix(2, 3, 2, False, 0, [1] * 6)[:-1])
+    np.testing.assert_array_equal(client.matmul(v, 2, False, m, 1, True), expected)
+
+
+def test_error_replies_raise_and_link_recovers_loopback():
+    tamper = Tamper(LoopbackTransport(CoreModel(**TINY)))
+    check_link_recovers(CoreClient(tamper), tamper)
+
+
+def test_corrupt_reply_raises_framing_error_and_stale_replies_are_ignored():
+    tamper = Tamper(LoopbackTransport(CoreModel(**TINY)))
+    client = CoreClient(tamper, timeout=0.2, recovery=0.0)
+    client.ping()
+    tamper.corrupt_reads = True
+    with pytest.raises(FramingError, match="corrupt"):
+        client.ping()
+    tamper.corrupt_reads = False
+    # a stale reply (old tag) in the pipe is skipped
+    tamper.inner._rx += P.encode_frame(Status.BAD_PARAMS, b"\x04\x03", tag=(client._tag - 1) & 0xFF)
+    client.ping()
+    assert client.stats["stale_replies"] == 1
+
+
+class Silent(Transport):
+    def write(self, data):
+        pass
+
+    def read(self, size, timeout):
+        time.sleep(min(timeout, 0.05))
+        return b""
+
+
+def test_silent_core_raises_link_timeout():
+    client = CoreClient(Silent(), timeout=0.2, recovery=0.1)
+    t = time.monotonic()
+    with pytest.raises(LinkTimeout, match="no reply to PING within 0.2 s"):
+        client.ping()
+    assert time.monotonic() - t < 1.0
+    with pytest.raises(LinkError):  # waits out the recovery time, then times out again
+        client.reset()
+
+
+def test_closed_loopback_raises_link_error():
+    transport = LoopbackTransport(CoreModel(**TINY))
+    client = CoreClient(transport)
+    client.close()
+    with pytest.raises(LinkError, match="closed"):
+        client.ping()
+
+
+# --------------------------------------------------------------------------- CoreEngine == IntRefEngine
+
+def rand_q(rng, shape, bits, signed):
+    return Quantized(torch.from_numpy(rng.integers(0, 1 << bits, shape)), torch.tensor(1.0), bits, signed)
+
+
+CONV_CASES = [  # (B, C, H, O, k, stride, padding)
+    (2, 3, 6, 5, 3, 1, 1),
+    (2, 4, 7, 9, 3, 2, 1),   # stride 2, odd size: backward-input must restore the full shape
+    (1, 2, 8, 3, 2, 2, 0),
+    (3, 5, 5, 4, 3, 1, 0),
+    (1, 6, 9, 10, 5, 2, 2),  # K = 150 > max_cols, O > max_rows
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+@pytest.mark.parametrize("wag", [(1, 2, 6), (3, 5, 2), (8, 8, 8)], ids=str)
+def test_core_engine_conv_equals_intref(case, wag):
+    b, c, h, o, k, stride, padding = case
+    w_bits, a_bits, g_bits = wag
+    rng = np.random.default_rng(sum(case) + sum(wag))
+    geometry = ConvGeometry(stride=stride, padding=padding)
+    x = rand_q(rng, (b, c, h, h), a_bits, False)
+    w = rand_q(rng, (o, c, k, k), w_bits, True)
+    oh = (h + 2 * padding - k) // stride + 1
+    g = rand_q(rng, (b, o, oh, oh), g_bits, True)
+    core, ref = CoreEngine(tiny_client()), IntRefEngine()
+    for name, args in (("forward", (geometry, x, w)),
+                       ("backward_input", (geometry, g, w, (b, c, h, h))),
+                       ("backward_weight", (geometry, x, g, (o, c, k, k)))):
+        got, expected = getattr(core, name)(*args), getattr(ref, name)(*args)
+        assert got.dtype == torch.int64 and got.shape == expected.shape, name
+        assert torch.equal(got, expected), name
+
+
+@pytest.mark.parametrize("wag", [(1, 1, 1), (2, 3, 4), (8, 8, 8)], ids=str)
+def test_core_engine_linear_equals_intref(wag):
+    w_bits, a_bits, g_bits = wag
+    rng = np.random.default_rng(sum(wag))
+    geometry = LinearGeometry()
+    x = rand_q(rng, (3, 50), a_bits, False)
+    w = rand_q(rng, (11, 50), w_bits, True)
+    g = rand_q(rng, (3, 11), g_bits, True)
+    core, ref = CoreEngine(LoopbackTransport(CoreModel(**TINY))), IntRefEngine()
+    for name, args in (("forward", (geometry, x, w)), ("backward_input", (geometry, g, w, (3, 50))),
+                       ("backward_weight", (geometry, x, g, (11, 50)))):
+        got, expected = getattr(core, name)(*args), getattr(ref, name)(*args)
+        assert got.dtype == torch.int64 and torch.equal(got, expected), name
+
+
+def test_core_engine_rejects_bits_beyond_the_core():
+    core = CoreEngine(CoreClient(LoopbackTransport(CoreModel(max_rows=8, max_cols=40, max_bits=4, max_payload=64))))
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="1..4 on this core"):
+        core.forward(LinearGeometry(), rand_q(rng, (2, 5), 2, False), rand_q(rng, (3, 5), 6, True))
+
+
+TRAIN_CONFIGS = [
+    ((1, 2, 6), {}),
+    pytest.param((2, 3, 4), {"quantize_first": True, "quantize_last": True}, marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("bits, switches", TRAIN_CONFIGS, ids=str)
+def test_training_on_core_is_bit_identical_to_intref(bits, switches):
+    from sw.data import load_digits
+    from sw.models import build_model
+    from sw.quantizers import GradientNoise
+
+    data = load_digits()
+    torch.manual_seed(3)
+    reference = build_model("digits", bits, width=0.5, **switches)
+    on_core = copy.deepcopy(reference)
+    reference.set_engine(IntRefEngine())
+    client = CoreClient(LoopbackTransport(CoreModel()))
+    on_core.set_engine(CoreEngine(client))
+    for model in (reference, on_core):
+        model.set_gradient_noise(GradientNoise(seed=11))
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (reference, on_core)]
+    x, y = data.train_x[:12], data.train_y[:12]
+    for _ in range(3):
+        for model, opt in zip((reference, on_core), opts):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    for (name, p), q in zip(reference.named_parameters(), on_core.parameters()):
+        assert torch.equal(p, q), f"{name} differs after 3 steps"
+    for (name, p), q in zip(reference.state_dict().items(), on_core.state_dict().values()):
+        assert torch.equal(p, q), f"{name} differs after 3 steps"
+    assert client.stats["requests"] > 100 and client.stats["bad_frames"] == 0
+
+
+# --------------------------------------------------------------------------- over a pseudo-terminal
+
+class PtyCore:
+    """Serves a core model on the master side of a pseudo-terminal, in a thread."""
+
+    def __init__(self, **limits):
+        self.core = CoreModel(**limits)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.device = os.ttyname(self.slave)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.02)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return
+            reply = self.core.feed(data, now=time.monotonic())
+            while reply:
+                reply = reply[os.write(self.master, reply):]
+
+    def stop(self):
+        """The core stops answering (the link stays open)."""
+        self._stop.set()
+        self.thread.join(2)
+
+    def close_master(self):
+        """The far end of the link goes away."""
+        self.stop()
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+
+    def close(self):
+        self.close_master()
+        if self.slave is not None:
+            os.close(self.slave)
+            self.slave = None
+
+
+@pytest.fixture
+def pty_core():
+    served = PtyCore(**TINY, rx_idle_timeout=0.05)
+    yield served
+    served.close()
+
+
+def test_serial_gemm_over_pty(pty_core):
+    with SerialTransport(pty_core.device, 115200, timeout=1.0) as transport:
+        client = CoreClient(transport, timeout=1.0)
+        assert client.ping().max_cols == 40
+        rng = np.random.default_rng(5)
+        for (vb, vs), (mb, ms) in (((2, False), (1, True)), ((6, True), (1, True)), ((8, False), (8, True))):
+            v = rng.integers(0, 1 << vb, (7, 45))
+            m = rng.integers(0, 1 << mb, (10, 45))
+            np.testing.assert_array_equal(client.matmul(v, vb, vs, m, mb, ms),
+                                          signed_matmul(v, levels(vb) if vs else None, vb,
+                                                        m, levels(mb) if ms else None, mb))
+
+
+def test_serial_errors_and_recovery_over_pty(pty_core):
+    with SerialTransport(pty_core.device, 115200, timeout=1.0) as transport:
+        tamper = Tamper(transport)
+        client = CoreClient(tamper, timeout=1.0)
+        check_link_recovers(client, tamper)
+        # a truncated request: the core's idle timeout drops the half frame
+        tamper.inner.write(P.encode_frame(Cmd.PING, b"", 200)[:4])
+        deadline = time.monotonic() + 2
+        while pty_core.core.pending != 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pty_core.core.pending == 4
+        time.sleep(0.2)
+        assert client.ping().max_rows == 8
+        assert pty_core.core.stats["idle_drops"] == 1
+        assert pty_core.core.stats["errors"] >= 1
+
+
+def test_serial_dead_link_raises_link_error_within_timeout(pty_core):
+    with SerialTransport(pty_core.device, 115200, timeout=0.5) as transport:
+        client = CoreClient(transport, timeout=0.5, recovery=0.0)
+        client.ping()
+        pty_core.stop()  # the core stops answering
+        t = time.monotonic()
+        with pytest.raises(LinkTimeout, match="no reply to PING"):
+            client.ping()
+        assert time.monotonic() - t < 1.5
+        pty_core.close_master()  # the far end goes away entirely
+        pty_core.close()  # no slave fd left open but pyserial's: reads and writes fail with EIO
+        t = time.monotonic()
+        with pytest.raises(LinkError, match="device gone"):
+            client.ping()
+            client.ping()
+        assert time.monotonic() - t < 2.5
+
+
+def test_serial_missing_device_raises_link_error():
+    with pytest.raises(LinkError, match="cannot open serial device"):
+        SerialTransport("/dev/does-not-exist-dorefa", 115200, timeout=0.1)

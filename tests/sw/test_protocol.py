@@ -1,0 +1,264 @@
+"""The host-link protocol (sw.protocol): CRC, frames, the receiver, code packing, payloads.
+
+The byte strings spelled out here are golden vectors for the gateware too.
+"""
+
+import random
+
+import numpy as np
+import pytest
+
+from sw import protocol as P
+from sw.protocol import Cmd, Frame, FrameDecoder, FrameError, Status
+
+
+def crc_bitwise(data, crc=0xFFFF):
+    for b in data:
+        crc = P.crc16_update(crc, b)
+    return crc
+
+
+# --------------------------------------------------------------------------- CRC
+
+def test_crc_check_value():
+    assert P.crc16(b"123456789") == 0x29B1
+    assert crc_bitwise(b"123456789") == 0x29B1
+    assert P.crc16(b"") == 0xFFFF
+
+
+def test_crc_table_and_bitwise_agree():
+    rng = random.Random(1)
+    for n in (1, 2, 7, 64, 300):
+        data = bytes(rng.randrange(256) for _ in range(n))
+        assert P.crc16(data) == crc_bitwise(data)
+        # incremental
+        assert P.crc16(data[n // 2:], P.crc16(data[:n // 2])) == P.crc16(data)
+
+
+def test_frame_crc_residue_is_zero():
+    frame = P.encode_frame(Cmd.RUN, bytes(range(40)), tag=200)
+    assert P.crc16(frame[1:]) == 0
+    assert crc_bitwise(frame[1:]) == 0
+
+
+# --------------------------------------------------------------------------- frames
+
+def test_frame_golden_bytes():
+    # SYNC, CMD, TAG, LEN (LE), payload, CRC (big-endian)
+    assert P.encode_frame(Cmd.PING, b"", tag=7) == bytes.fromhex("a5 01 07 0000 77e4")
+    frame = P.encode_frame(Status.OK, b"\x01\x02\x03", tag=0x42)
+    assert frame[:5] == bytes.fromhex("a5 00 42 0300") and frame[5:8] == b"\x01\x02\x03"
+    assert frame[8:] == P.crc16(frame[1:8]).to_bytes(2, "big")
+    assert len(frame) == P.OVERHEAD + 3
+
+
+def test_encode_frame_limits():
+    P.encode_frame(Cmd.RUN, bytes(P.MAX_PAYLOAD))
+    with pytest.raises(ValueError, match="exceeds"):
+        P.encode_frame(Cmd.RUN, bytes(P.MAX_PAYLOAD + 1))
+    with pytest.raises(ValueError):
+        P.encode_frame(256, b"")
+    with pytest.raises(ValueError):
+        P.encode_frame(Cmd.PING, b"", tag=-1)
+
+
+@pytest.mark.parametrize("backtrack", [False, True])
+def test_round_trip_whole_and_bytewise(backtrack):
+    rng = random.Random(2)
+    frames = [(rng.randrange(256), rng.randrange(256), bytes(rng.randrange(256) for _ in range(rng.randrange(300))))
+              for _ in range(30)]
+    stream = b"".join(P.encode_frame(c, p, t) for c, t, p in frames)
+    expected = [Frame(c, t, p) for c, t, p in frames]
+    assert FrameDecoder(backtrack=backtrack).feed(stream) == expected
+    dec = FrameDecoder(backtrack=backtrack)
+    got = []
+    for b in stream:
+        got += dec.feed(bytes([b]))
+    assert got == expected and dec.pending == 0
+
+
+@pytest.mark.parametrize("backtrack", [False, True])
+def test_resync_after_garbage_without_sync(backtrack):
+    garbage = bytes(b for b in range(256) if b != P.SYNC)
+    frame = P.encode_frame(Cmd.PING, b"", 3)
+    dec = FrameDecoder(backtrack=backtrack)
+    assert dec.feed(garbage + frame + garbage[:10] + frame) == [Frame(Cmd.PING, 3, b"")] * 2
+    assert dec.dropped == len(garbage) + 10
+
+
+def test_garbage_with_sync_before_a_frame():
+    # a stray SYNC whose 1-byte "frame" swallows the start of the real frame
+    frame = P.encode_frame(Status.OK, b"hello", 9)
+    stream = bytes([0x11, P.SYNC, 0x00, 0x00, 0x01, 0x00]) + frame
+    # host decoder: bad CRC, re-scan from the byte after the stray SYNC, the frame is found
+    events = FrameDecoder(backtrack=True).feed(stream)
+    assert events == [FrameError(Status.BAD_CRC, 0, 0, 1), Frame(Status.OK, 9, b"hello")]
+    # core decoder: no backtracking, that frame is lost but the next one decodes
+    dec = FrameDecoder(backtrack=False)
+    assert dec.feed(stream) == [FrameError(Status.BAD_CRC, 0, 0, 1)]
+    assert dec.feed(frame) == [Frame(Status.OK, 9, b"hello")]
+
+
+def test_core_decoder_does_not_backtrack_and_reset_drops_partial():
+    frame = P.encode_frame(Cmd.PING, b"", 1)
+    dec = FrameDecoder(backtrack=False)
+    # stray SYNC + 2 bytes take SYNC,CMD,TAG of the real frame as header: LEN = 0x01a5 -> waits
+    assert dec.feed(bytes([P.SYNC, 0x00, 0x00]) + frame[:2]) == []
+    assert dec.pending == 5
+    dec.reset()  # idle timeout
+    assert dec.pending == 0
+    assert dec.feed(frame) == [Frame(Cmd.PING, 1, b"")]
+
+
+@pytest.mark.parametrize("backtrack", [False, True])
+def test_truncated_frame_waits_then_completes(backtrack):
+    frame = P.encode_frame(Cmd.RUN, bytes(range(20)), 5)
+    dec = FrameDecoder(backtrack=backtrack)
+    for cut in (1, 4, 5, 24, len(frame) - 1):
+        dec.reset()
+        assert dec.feed(frame[:cut]) == [] and dec.pending == cut
+        assert dec.feed(frame[cut:]) == [Frame(Cmd.RUN, 5, bytes(range(20)))]
+
+
+def test_truncated_frame_followed_by_frame():
+    truncated = P.encode_frame(Cmd.RUN, bytes(10), 1)[:8]
+    good = P.encode_frame(Cmd.PING, b"", 2)
+    # host decoder: bad CRC on the merged frame, then backtracks and finds the good one
+    events = FrameDecoder(backtrack=True).feed(truncated + good + bytes(10))
+    assert any(isinstance(e, FrameError) and e.status == Status.BAD_CRC for e in events)
+    assert events[-1] == Frame(Cmd.PING, 2, b"")
+    # core decoder: the merged frame is one BAD_CRC; the next request decodes normally
+    dec = FrameDecoder(backtrack=False)
+    events = dec.feed(truncated + good + bytes(3))
+    assert events == [FrameError(Status.BAD_CRC, Cmd.RUN, 1, 10)] and dec.pending == 0
+    assert dec.feed(good) == [Frame(Cmd.PING, 2, b"")]
+
+
+@pytest.mark.parametrize("backtrack", [False, True])
+@pytest.mark.parametrize("where", [1, 2, 3, 5, 10, -2, -1])
+def test_bad_crc_reported_and_next_frame_decodes(backtrack, where):
+    bad = bytearray(P.encode_frame(Cmd.LOAD_MATRIX, bytes(range(12)), 4))
+    bad[where] ^= 0x10
+    good = P.encode_frame(Cmd.PING, b"", 5)
+    if where in (3, 4):  # corrupted length: the frame swallows the next one (LEN grows by 16)
+        return
+    events = FrameDecoder(backtrack=backtrack).feed(bytes(bad) + good)
+    assert isinstance(events[0], FrameError) and events[0].status == Status.BAD_CRC
+    assert events[-1] == Frame(Cmd.PING, 5, b"")
+
+
+@pytest.mark.parametrize("backtrack", [False, True])
+def test_oversize_length(backtrack):
+    dec = FrameDecoder(max_payload=100, backtrack=backtrack)
+    header = bytes([P.SYNC, Cmd.RUN, 6]) + (101).to_bytes(2, "little")
+    # reported as soon as the header is in, without waiting for the payload
+    assert dec.feed(header) == [FrameError(Status.BAD_LENGTH, Cmd.RUN, 6, 101)]
+    assert dec.pending == 0
+    good = P.encode_frame(Cmd.PING, b"", 7)
+    assert dec.feed(good) == [Frame(Cmd.PING, 7, b"")]
+    # the limit itself is fine
+    assert dec.feed(P.encode_frame(Cmd.RUN, bytes(100), 8)) == [Frame(Cmd.RUN, 8, bytes(100))]
+    with pytest.raises(ValueError):
+        FrameDecoder(max_payload=P.MAX_PAYLOAD + 1)
+
+
+# --------------------------------------------------------------------------- code packing
+
+def test_pack_golden():
+    assert P.pack_codes([1, 2, 3], 2) == bytes([0b111001])
+    assert P.pack_codes([5, 3], 3) == bytes([0b011101])
+    assert P.pack_codes([0, 1, 2, 3, 0, 1], 2) == bytes([0xE4, 0x04])
+    assert P.pack_codes([0xAB, 0x01], 8) == bytes([0xAB, 0x01])
+    assert P.pack_codes([1, 0, 1, 1, 0, 0, 0, 0, 1], 1) == bytes([0b1101, 1])
+    assert P.pack_codes([], 3) == b""
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_pack_round_trip(bits):
+    rng = np.random.default_rng(bits)
+    for count in (1, 7, 8, 9, 63, 200):
+        codes = rng.integers(0, 1 << bits, count)
+        data = P.pack_codes(codes, bits)
+        assert len(data) == P.packed_size(count, bits)
+        np.testing.assert_array_equal(P.unpack_codes(data, bits, count), codes)
+        # padding bits are ignored
+        if count * bits % 8:
+            padded = bytearray(data)
+            padded[-1] |= 0xFF << (count * bits % 8) & 0xFF
+            np.testing.assert_array_equal(P.unpack_codes(bytes(padded), bits, count), codes)
+
+
+def test_pack_rejects_bad_codes():
+    with pytest.raises(ValueError, match=r"\[0, 3\]"):
+        P.pack_codes([4], 2)
+    with pytest.raises(ValueError):
+        P.pack_codes([-1], 2)
+    with pytest.raises(ValueError):
+        P.pack_codes([1], 9)
+    with pytest.raises(ValueError):
+        P.pack_codes([0.5], 2)
+    with pytest.raises(ValueError, match="need"):
+        P.unpack_codes(b"\x00", 3, 3)
+
+
+# --------------------------------------------------------------------------- payloads
+
+def test_load_matrix_payload_golden():
+    payload = P.encode_load_matrix(2, 3, 2, True, 0, [0, 1, 2, 3, 0, 1])
+    assert payload == bytes.fromhex("0200 0300 02 01 00000000 0600 e4 04")
+    h = P.decode_load_matrix_header(payload)
+    assert (h.rows, h.cols, h.bits, h.signed, h.offset, h.count, h.data) == (2, 3, 2, True, 0, 6, b"\xe4\x04")
+    h = P.decode_load_matrix_header(P.encode_load_matrix(300, 400, 8, False, 70000, [9]))
+    assert (h.rows, h.cols, h.bits, h.signed, h.offset, h.count) == (300, 400, 8, False, 70000, 1)
+
+
+def test_run_payload_golden():
+    payload = P.encode_run(3, False, np.array([[5], [3]]))
+    assert payload == bytes.fromhex("0200 03 00 1d")
+    h = P.decode_run_header(payload)
+    assert (h.count, h.bits, h.signed, h.data) == (2, 3, False, b"\x1d")
+    with pytest.raises(ValueError):
+        P.encode_run(3, False, [1, 2])
+
+
+def test_accumulators_and_ping_reply():
+    out = np.array([[1, -1, 2**31 - 1], [-(2**31), 0, 7]])
+    data = P.encode_accumulators(out)
+    assert data[:8] == bytes.fromhex("01000000 ffffffff")
+    np.testing.assert_array_equal(P.decode_accumulators(data, 2, 3), out)
+    with pytest.raises(OverflowError):
+        P.encode_accumulators([2**31])
+    with pytest.raises(P.FramingError):
+        P.decode_accumulators(data, 3, 3)
+    info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024)
+    assert P.encode_ping_reply(info) == bytes.fromhex("01 08 0400 1000 4000 0002 0004")
+    assert P.decode_ping_reply(P.encode_ping_reply(info)) == info
+    info.check()
+    with pytest.raises(P.FramingError):
+        P.decode_ping_reply(b"\x01")
+
+
+@pytest.mark.parametrize("bad", [
+    dict(version=2), dict(max_bits=9), dict(max_rows=0), dict(max_payload=4097),
+    dict(max_cols=1021),  # 4 + 1021 bytes > 1024
+    dict(max_rows=257),   # 257 * 4 > 1024
+])
+def test_core_info_invariants(bad):
+    fields = dict(version=P.PROTOCOL_VERSION, max_bits=8, pe=1, simd=1, max_rows=64, max_cols=512, max_payload=1024)
+    fields.update(bad)
+    with pytest.raises(P.FramingError, match="break the protocol"):
+        P.CoreInfo(**fields).check()
+
+
+def test_errors_and_exception_hierarchy():
+    assert P.encode_error(Cmd.RUN, P.Detail.BITS) == b"\x04\x03"
+    err = P.decode_error(Status.BAD_PARAMS, b"\x04\x03", Cmd.RUN)
+    assert isinstance(err, P.CoreError) and isinstance(err, P.ProtocolError)
+    assert (err.status, err.command, err.detail) == (Status.BAD_PARAMS, Cmd.RUN, P.Detail.BITS)
+    assert "BAD_PARAMS" in str(err) and "RUN" in str(err) and "BITS" in str(err)
+    odd = P.decode_error(0x77, b"\x99\x00", Cmd.PING)
+    assert odd.status == 0x77 and odd.command == 0x99 and "0x77" in str(odd)
+    assert "malformed" in str(P.decode_error(Status.BAD_CRC, b"", Cmd.PING))
+    assert issubclass(P.LinkTimeout, P.LinkError) and issubclass(P.LinkError, P.ProtocolError)
+    assert issubclass(P.LinkError, ConnectionError) and issubclass(P.LinkTimeout, TimeoutError)
+    assert issubclass(P.FramingError, P.ProtocolError) and not issubclass(P.CoreError, P.LinkError)

@@ -1,0 +1,310 @@
+"""The training loop: determinism, bit-exact resume, atomic and checked checkpoints, metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from sw import train as train_mod
+from sw.models import build_model
+from sw.train import (
+    CHECKPOINT_NAME, CHECKPOINT_VERSION, METRICS_NAME, CheckpointError, TrainConfig, evaluate,
+    load_checkpoint, noise_seed, save_checkpoint, train,
+)
+
+TIMING_KEYS = {"seconds", "samples_per_s"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one thread is fastest and avoids oversubscribing with xdist."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(out, **kw) -> TrainConfig:
+    """A run of a couple of seconds: narrow digits network, a slice of the data."""
+    base = dict(dataset="digits", bits=(1, 2, 6), width=0.25, epochs=3, batch_size=32,
+                train_limit=96, test_limit=48, seed=3, out=str(out))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def quiet(cfg, **kw):
+    return train(cfg, progress=False, log=lambda *a: None, **kw)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def without_timing(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+class Crash(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- determinism and resume
+
+def test_same_seed_gives_identical_weights(tmp_path):
+    a = quiet(tiny(tmp_path / "a"))
+    b = quiet(tiny(tmp_path / "b"))
+    assert_same_state(a.model.state_dict(), b.model.state_dict())
+    assert without_timing(a.history) == without_timing(b.history)
+    c = quiet(tiny(tmp_path / "c", seed=4, epochs=1))
+    assert not torch.equal(a.model.blocks[1].product.weight, c.model.blocks[1].product.weight)
+
+
+@pytest.mark.parametrize("bits,schedule", [((1, 2, 6), "cosine"), ((32, 32, 32), "step")])
+def test_resume_is_bit_exact(tmp_path, bits, schedule):
+    straight = quiet(tiny(tmp_path / "straight", bits=bits, schedule=schedule))
+
+    def stop_after_first(row):
+        if row["epoch"] == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        quiet(tiny(tmp_path / "split", bits=bits, schedule=schedule), on_epoch_end=stop_after_first)
+    assert load_checkpoint(tmp_path / "split" / CHECKPOINT_NAME)["epoch"] == 1
+    resumed = quiet(tiny(tmp_path / "split", bits=bits, schedule=schedule, resume=True))
+
+    assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
+    assert without_timing(straight.history) == without_timing(resumed.history)
+    a = load_checkpoint(tmp_path / "straight" / CHECKPOINT_NAME)
+    b = load_checkpoint(tmp_path / "split" / CHECKPOINT_NAME)
+    for key in ("torch_rng", "shuffle_rng"):
+        assert torch.equal(a[key], b[key])
+    assert a["noise"] == b["noise"] and a["epoch"] == b["epoch"] == 3
+    assert a["scheduler"] == b["scheduler"]
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(sa[k][name], sb[k][name])
+
+
+def test_resume_of_a_finished_run_trains_nothing(tmp_path):
+    first = quiet(tiny(tmp_path, epochs=1))
+    again = quiet(tiny(tmp_path, epochs=1, resume=True))
+    assert_same_state(first.model.state_dict(), again.model.state_dict())
+    assert without_timing(again.history) == without_timing(first.history)
+
+
+def test_resume_without_checkpoint_starts_afresh(tmp_path):
+    lines = []
+    result = train(tiny(tmp_path, epochs=1, resume=True), progress=False, log=lines.append)
+    assert len(result.history) == 1
+    assert any("starting afresh" in line for line in lines)
+
+
+# --------------------------------------------------------------------------- atomic checkpoints
+
+def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    straight = quiet(tiny(tmp_path / "straight"))
+    tmp_path = tmp_path / "crashed"
+    cfg = tiny(tmp_path)
+    real_save = torch.save
+    calls = []
+
+    def failing_save(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # epoch 2: write some bytes, then "the disk fills up"
+            f.write(b"PK\x03\x04 partial checkpoint bytes")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="No space"):
+        quiet(cfg)
+    monkeypatch.setattr(torch, "save", real_save)
+
+    path = tmp_path / CHECKPOINT_NAME
+    assert load_checkpoint(path, cfg)["epoch"] == 1          # the epoch-1 checkpoint, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["config.json", CHECKPOINT_NAME, METRICS_NAME])
+    # metrics.jsonl already has epoch 2's row; resuming drops it and redoes epoch 2 exactly.
+    assert [json.loads(line)["epoch"] for line in (tmp_path / METRICS_NAME).read_text().splitlines()] == [1, 2]
+    resumed = quiet(tiny(tmp_path, resume=True))
+    assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
+    rows = [json.loads(line) for line in (tmp_path / METRICS_NAME).read_text().splitlines()]
+    assert without_timing(rows) == without_timing(straight.history)
+
+
+def test_save_checkpoint_replaces_atomically(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint({"a": torch.ones(3)}, path)
+    save_checkpoint({"a": torch.zeros(3)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+# --------------------------------------------------------------------------- bad checkpoints
+
+@pytest.fixture
+def finished(tmp_path):
+    cfg = tiny(tmp_path, epochs=1)
+    quiet(cfg)
+    return cfg, tmp_path / CHECKPOINT_NAME
+
+
+def resume_expecting(cfg, path, *patterns):
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError) as info:
+        quiet(TrainConfig(**{**cfg.to_dict(), "bits": tuple(cfg.bits), "resume": True}))
+    message = str(info.value)
+    assert str(path) in message
+    for pattern in patterns:
+        assert pattern in message, message
+    assert path.read_bytes() == before, "a bad checkpoint must be left untouched"
+    return message
+
+
+def test_truncated_checkpoint(finished):
+    cfg, path = finished
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    resume_expecting(cfg, path, "unreadable checkpoint")
+
+
+def test_garbage_checkpoint(finished):
+    cfg, path = finished
+    path.write_bytes(b"not a checkpoint at all")
+    resume_expecting(cfg, path, "unreadable")
+
+
+def test_foreign_checkpoint(finished):
+    cfg, path = finished
+    torch.save({"state_dict": {}}, path)
+    resume_expecting(cfg, path, "not a dorefa-hw training checkpoint")
+
+
+def test_unknown_version(finished):
+    cfg, path = finished
+    state = torch.load(path, weights_only=True)
+    state["version"] = CHECKPOINT_VERSION + 98
+    torch.save(state, path)
+    resume_expecting(cfg, path, f"version {CHECKPOINT_VERSION + 98}", f"reads version {CHECKPOINT_VERSION}")
+
+
+def test_incompatible_checkpoint(finished):
+    cfg, path = finished
+    other = TrainConfig(**{**cfg.to_dict(), "bits": (1, 1, 2)})
+    message = resume_expecting(other, path, "different run", "bits [1, 2, 6] in the checkpoint, [1, 1, 2] requested")
+    assert "width" not in message
+    resume_expecting(TrainConfig(**{**cfg.to_dict(), "model": "svhn-D"}), path, "model 'digits'")
+
+
+def test_checkpoint_whose_tensors_do_not_fit(finished):
+    cfg, path = finished
+    state = torch.load(path, weights_only=True)
+    state["model"] = build_model("digits", (1, 2, 6), width=0.5).state_dict()
+    torch.save(state, path)
+    resume_expecting(cfg, path, "does not fit")
+
+
+def test_existing_checkpoint_needs_resume_or_overwrite(finished):
+    cfg, path = finished
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="already exists"):
+        quiet(cfg)
+    assert path.read_bytes() == before
+    fresh = quiet(TrainConfig(**{**cfg.to_dict(), "bits": (32, 32, 32), "overwrite": True}))
+    assert load_checkpoint(path)["config"]["bits"] == [32, 32, 32]
+    assert len(fresh.history) == 1
+
+
+# --------------------------------------------------------------------------- metrics, evaluation, config
+
+def test_metrics_jsonl(tmp_path):
+    cfg = tiny(tmp_path, epochs=3, lr=2e-3, lr_min_factor=0.1)
+    result = quiet(cfg)
+    rows = [json.loads(line) for line in (tmp_path / METRICS_NAME).read_text().splitlines()]
+    assert rows == result.history
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
+                "samples_per_s", "bits", "model", "dataset", "seed"} <= r.keys()
+        assert 0 <= r["train_acc"] <= 1 and 0 <= r["test_acc"] <= 1
+        assert r["train_loss"] > 0 and r["seconds"] > 0 and r["samples_per_s"] > 0
+        assert r["bits"] == [1, 2, 6] and r["model"] == "digits" and r["dataset"] == "digits"
+    expected = [2e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * e / 3))) for e in range(3)]
+    assert [r["lr"] for r in rows] == pytest.approx(expected)
+    assert json.loads((tmp_path / "config.json").read_text())["bits"] == [1, 2, 6]
+    assert result.test_acc == rows[-1]["test_acc"]
+
+
+def test_evaluate_uses_eval_mode_and_restores_it():
+    torch.manual_seed(0)
+    model = build_model("digits", (1, 2, 6), width=0.25)  # no gradient noise: eval needs none
+    x, y = torch.rand(10, 1, 8, 8), torch.arange(10)
+    model.train()
+    before = model.blocks[1].bn.running_mean.clone()
+    ev = evaluate(model, x, y, batch_size=4)
+    assert model.training
+    assert torch.equal(model.blocks[1].bn.running_mean, before)
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    assert ev.accuracy == (logits.argmax(1) == y).sum().item() / 10
+    assert ev.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("kw,pattern", [
+    ({"bits": (1, 2, 9)}, "G must be one of 1..8 or 32"),
+    ({"bits": "1,2"}, "W,A,G"),
+    ({"model": "resnet"}, "unknown model 'resnet'"),
+    ({"dataset": "cifar"}, "unknown data set"),
+    ({"epochs": 0}, "epochs"),
+    ({"lr": -1.0}, "learning rate"),
+    ({"schedule": "linear"}, "schedule"),
+    ({"resume": True, "overwrite": True}, "exclude"),
+])
+def test_bad_config(kw, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        TrainConfig(**kw)
+
+
+def test_default_models_and_noise_seed():
+    assert TrainConfig(dataset="digits").model == "digits"
+    assert TrainConfig(dataset="mnist").model == "digits"
+    assert TrainConfig(dataset="svhn").model == "svhn"
+    assert TrainConfig(bits="1,2,6").bits == (1, 2, 6)
+    seeds = [noise_seed(s) for s in range(1000)] + [noise_seed(2**32 - 1), noise_seed(2**40 + 7)]
+    assert all(0 < s < 2**32 for s in seeds) and len(set(seeds[:1000])) == 1000
+
+
+def test_svhn_network_gets_40x40_inputs(tmp_path):
+    data = train_mod._prepare_data(tiny(tmp_path, model="svhn-D", train_limit=4, test_limit=2))
+    assert data.train_x.shape == (4, 1, 40, 40) and data.test_x.shape == (2, 1, 40, 40)
+    assert 0 <= data.train_x.min() and data.train_x.max() <= 1
+
+
+def write_tiny_mnist(root: Path, n_train: int = 16, n_test: int = 8) -> None:
+    """The four MNIST IDX files (big-endian magic, dims, uint8 payload)."""
+    import struct
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (root / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
+        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
+
+
+def test_mnist_trains_the_digits_network_at_28x28(tmp_path):
+    write_tiny_mnist(tmp_path / "mnist")
+    result = quiet(tiny(tmp_path / "out", dataset="mnist", data=str(tmp_path / "mnist"), epochs=1,
+                        train_limit=None, test_limit=None, batch_size=8))
+    assert result.model.image_size == 28 and result.model.in_channels == 1
+    assert len(result.history) == 1

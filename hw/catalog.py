@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The catalogue of hardware units that ``dorefa generate`` can emit as Verilog.
 
 Each :class:`UnitSpec` names a unit, the constructor parameters a user may

@@ -37,7 +37,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Modules that register more subcommands with @command (imported lazily).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("hw.commands",)
 
 
 class UsageError(Exception):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import numeric
+from .protocol import ProtocolError
 
 __all__ = ["main", "build_parser", "command", "COMMANDS", "COMMAND_MODULES",
            "DemoConfig", "DEMO", "run_demo", "UsageError"]
@@ -158,6 +159,10 @@ def _train_command(parser):
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt if it exists")
     group.add_argument("--overwrite", action="store_true", help="start over even if DIR/checkpoint.pt exists")
+    parser.add_argument("--backend", default=d.backend, metavar="NAME",
+                        help="where the integer products run: torch (golden model), ref (integer reference), "
+                             "model (core model over the host protocol), serial:DEVICE (a core on a serial "
+                             f"port); all bit-identical (default {d.backend})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_threads(parser)
 
@@ -171,7 +176,7 @@ def _train_command(parser):
                              quantize_last=args.quantize_last, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, schedule=args.schedule, seed=args.seed,
                              train_limit=args.train_limit, test_limit=args.test_limit, out=args.out,
-                             resume=args.resume, overwrite=args.overwrite)
+                             resume=args.resume, overwrite=args.overwrite, backend=args.backend)
         _set_threads(args)
         result = train(config, progress=not args.no_progress)
         print(f"test accuracy {result.test_acc:.2%} after {len(result.history)} epochs; "
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         status = EXIT_USAGE
-    except (ValueError, OSError) as exc:  # DataFormatError, CheckpointError, bad settings, unreadable files
+    except (ValueError, OSError, ProtocolError) as exc:  # bad data/checkpoint/settings, files, the core link
         if os.environ.get("DOREFA_DEBUG"):
             raise
         name = getattr(args, "command", None)

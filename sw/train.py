@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from . import numeric
 from .data import DATASETS, Dataset, iterate_minibatches, load_dataset
+from .backends import check_backend, make_engine
 from .models import MODELS, SVHN_MODELS, DoReFaNet, build_model
 from .quantizers import GradientNoise
 
@@ -53,7 +54,7 @@ SVHN_INPUT_SIZE = 40
 MODEL_NAMES = tuple(sorted(MODELS)) + tuple(f"svhn-{m}" for m in SVHN_MODELS)
 
 # Config fields that do not change the numbers a run produces: they may differ on resume.
-_RUNTIME_FIELDS = ("data", "out", "resume", "overwrite")
+_RUNTIME_FIELDS = ("data", "out", "resume", "overwrite", "backend")  # bit-identical backends may change
 
 
 class CheckpointError(ValueError):
@@ -98,6 +99,7 @@ class TrainConfig:
     out: str = "runs/train"          # directory for metrics.jsonl, checkpoint.pt, config.json
     resume: bool = False             # continue from out/checkpoint.pt if it exists
     overwrite: bool = False          # start afresh even if out/checkpoint.pt exists
+    backend: str = "torch"           # where the integer products run: sw.backends.BACKENDS
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -127,6 +129,7 @@ class TrainConfig:
             raise ValueError(f"lr_min_factor must be in [0, 1], got {self.lr_min_factor!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        check_backend(self.backend)
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
 
@@ -341,6 +344,7 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
                         image_size=data.image_size, num_classes=data.num_classes,
                         quantize_first=config.quantize_first, quantize_last=config.quantize_last)
     model.set_gradient_noise(noise)
+    model.set_engine(make_engine(config.backend))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
 

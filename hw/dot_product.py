@@ -28,6 +28,7 @@ from amaranth.hdl import Cat, EnableInserter, Module, Mux, Shape, Signal, unsign
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_bool, check_choice, check_int
 from .popcount import ARCHS, popcount_max_stages, popcount_tree
 
 __all__ = ["DotProduct", "MODES", "MAX_CODE_BITS"]
@@ -37,21 +38,6 @@ MODES = ("parallel", "serial")
 
 #: DoReFa codes have 1..8 bits (32 means "not quantized" and never reaches a PE).
 MAX_CODE_BITS = 8
-
-
-def _check_int(value, what, minimum, maximum=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{what} must be {bound}, got {value}")
-    return value
-
-
-def _check_bool(value, what):
-    if not isinstance(value, bool):
-        raise ValueError(f"{what} must be True or False, got {value!r}")
-    return value
 
 
 def _sum(values):
@@ -126,25 +112,21 @@ class DotProduct(wiring.Component):
                  y_signed: bool = False, mode: str = "parallel", max_beats: int = 1,
                  popcount_stages: int = 0, popcount_arch: str = "chain",
                  xnor: "bool | None" = None):
-        self._length = _check_int(length, "length", 1)
-        self._x_bits = _check_int(x_bits, "x_bits", 1, MAX_CODE_BITS)
-        self._y_bits = _check_int(y_bits, "y_bits", 1, MAX_CODE_BITS)
-        self._x_signed = _check_bool(x_signed, "x_signed")
-        self._y_signed = _check_bool(y_signed, "y_signed")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-        self._mode = mode
-        self._max_beats = _check_int(max_beats, "max_beats", 1)
-        if popcount_arch not in ARCHS:
-            raise ValueError(f"popcount_arch must be one of {ARCHS}, got {popcount_arch!r}")
-        self._popcount_arch = popcount_arch
+        self._length = check_int("length", length, 1)
+        self._x_bits = check_int("x_bits", x_bits, 1, MAX_CODE_BITS)
+        self._y_bits = check_int("y_bits", y_bits, 1, MAX_CODE_BITS)
+        self._x_signed = check_bool("x_signed", x_signed)
+        self._y_signed = check_bool("y_signed", y_signed)
+        self._mode = check_choice("mode", mode, MODES)
+        self._max_beats = check_int("max_beats", max_beats, 1)
+        self._popcount_arch = check_choice("popcount_arch", popcount_arch, ARCHS)
         # Every tree counts at least `length` bits, so that bounds the stages.
-        self._popcount_stages = _check_int(popcount_stages, "popcount_stages", 0,
-                                           popcount_max_stages(length, arch=popcount_arch))
+        self._popcount_stages = check_int("popcount_stages", popcount_stages, 0,
+                                          popcount_max_stages(length, arch=popcount_arch))
         xnor_applies = x_bits == y_bits == 1 and x_signed and y_signed
         if xnor is None:
             xnor = xnor_applies
-        elif _check_bool(xnor, "xnor") and not xnor_applies:
+        elif check_bool("xnor", xnor) and not xnor_applies:
             raise ValueError("xnor=True needs x_bits == y_bits == 1 with both sides signed "
                              f"(+-1 codes), got x_bits={x_bits} (signed={x_signed}), "
                              f"y_bits={y_bits} (signed={y_signed})")

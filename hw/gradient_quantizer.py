@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 from sw.numeric import levels
 from sw.prng import NOISE_BITS, STATE_BITS
 
+from .params import check_int
 from .prng import DEFAULT_SEED, XorShift32, check_seed
 
 __all__ = ["GradientQuantizer", "MAX_WIDTH", "input_layout", "output_layout"]
@@ -97,14 +98,9 @@ class GradientQuantizer(wiring.Component):
     """
 
     def __init__(self, *, gbits: int, width: int, depth: int, seed: int = DEFAULT_SEED):
-        if isinstance(gbits, bool) or not isinstance(gbits, int) or not 1 <= gbits <= 8:
-            raise ValueError(f"gbits must be an integer in 1..8 (the gradient code width G), got {gbits!r}")
-        if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
-            raise ValueError(f"width must be an integer in 1..{MAX_WIDTH} (bits of a signed gradient), "
-                             f"got {width!r}")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1 (the longest sample, in elements), "
-                             f"got {depth!r}")
+        check_int("gbits", gbits, 1, 8, note="the gradient code width G")
+        check_int("width", width, 1, MAX_WIDTH, note="bits of a signed gradient")
+        check_int("depth", depth, 1, note="the longest sample, in elements")
         self._seed = check_seed(seed)
         self.gbits, self.width, self.depth = gbits, width, depth
         self.i_layout = input_layout(width)

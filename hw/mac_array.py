@@ -39,7 +39,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .dot_product import MAX_CODE_BITS, DotProduct, _check_bool, _check_int
+from .dot_product import MAX_CODE_BITS, DotProduct
+from .params import check_bool, check_int
 
 __all__ = ["MacArray", "Product"]
 
@@ -121,20 +122,20 @@ class MacArray(wiring.Component):
                  in_bits: int, mem_signed: bool, in_signed: bool, mode: str = "parallel",
                  popcount_stages: int = 0, popcount_arch: str = "chain",
                  counter_width: int = 32):
-        self._rows = _check_int(rows, "rows", 1)
-        self._cols = _check_int(cols, "cols", 1)
-        self._pe = _check_int(pe, "pe", 1)
-        self._simd = _check_int(simd, "simd", 1)
+        self._rows = check_int("rows", rows, 1)
+        self._cols = check_int("cols", cols, 1)
+        self._pe = check_int("pe", pe, 1)
+        self._simd = check_int("simd", simd, 1)
         if rows % pe:
             raise ValueError(f"rows ({rows}) must be a multiple of pe ({pe})")
         if cols % simd:
             raise ValueError(f"cols ({cols}) must be a multiple of simd ({simd})")
-        self._mem_bits = _check_int(mem_bits, "mem_bits", 1, MAX_CODE_BITS)
-        self._in_bits = _check_int(in_bits, "in_bits", 1, MAX_CODE_BITS)
-        self._mem_signed = _check_bool(mem_signed, "mem_signed")
-        self._in_signed = _check_bool(in_signed, "in_signed")
+        self._mem_bits = check_int("mem_bits", mem_bits, 1, MAX_CODE_BITS)
+        self._in_bits = check_int("in_bits", in_bits, 1, MAX_CODE_BITS)
+        self._mem_signed = check_bool("mem_signed", mem_signed)
+        self._in_signed = check_bool("in_signed", in_signed)
         self._mode = mode
-        self._counter_width = _check_int(counter_width, "counter_width", 1)
+        self._counter_width = check_int("counter_width", counter_width, 1)
 
         self._passes = rows // pe
         self._folds = cols // simd

@@ -21,19 +21,12 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .params import check_int
+
 __all__ = ["MaxPool", "MAX_ABITS"]
 
 #: Code bitwidths the unit supports (``1 .. MAX_ABITS``).
 MAX_ABITS = 8
-
-
-def _check_int(name, value, minimum, maximum=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        allowed = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ValueError(f"{name} must be {allowed}, got {value}")
-    return value
 
 
 def _max_tree(values):
@@ -166,12 +159,12 @@ class MaxPool(wiring.Component):
     """
 
     def __init__(self, abits, channels, height, width, kernel, stride=None):
-        self._abits = _check_int("abits", abits, 1, MAX_ABITS)
-        self._channels = _check_int("channels", channels, 1)
-        self._kernel = _check_int("kernel", kernel, 1)
-        self._stride = kernel if stride is None else _check_int("stride", stride, 1)
-        self._height = _check_int("height", height, 1)
-        self._width = _check_int("width", width, 1)
+        self._abits = check_int("abits", abits, 1, MAX_ABITS)
+        self._channels = check_int("channels", channels, 1)
+        self._kernel = check_int("kernel", kernel, 1)
+        self._stride = kernel if stride is None else check_int("stride", stride, 1)
+        self._height = check_int("height", height, 1)
+        self._width = check_int("width", width, 1)
         if height < kernel or width < kernel:
             raise ValueError(f"the feature map (height x width = {height} x {width}) must be at "
                              f"least the {kernel} x {kernel} window")

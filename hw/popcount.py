@@ -61,6 +61,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .params import check_choice, check_int
+
 __all__ = ["ARCHS", "popcount_depth", "popcount_max_stages", "popcount_tree", "PopcountTree"]
 
 #: Tree architectures understood by :func:`popcount_tree`.
@@ -129,8 +131,8 @@ def popcount_depth(width: int, *, arch: str = "chain") -> int:
     ``"chain"``: levels of ripple rows; ``"dadda"``: counter stages plus the
     final adder.
     """
-    _check_width(width)
-    _check_arch(arch)
+    check_int("width", width, 1)
+    check_choice("arch", arch, ARCHS)
     if arch == "chain":
         return _level(_plan_chain(0, width))
     if width == 1:
@@ -297,8 +299,8 @@ def popcount_tree(m: Module, bits, *, stages: int = 0, domain: str = "sync",
     """
     bits = Value.cast(bits)
     width = len(bits)
-    _check_width(width, what="len(bits)")
-    _check_arch(arch)
+    check_int("len(bits)", width, 1)
+    check_choice("arch", arch, ARCHS)
     _check_stages(stages, width, arch)
     if not isinstance(domain, str) or domain == "comb":
         raise ValueError(f"domain must be the name of a clocked domain, not {domain!r}")
@@ -350,8 +352,8 @@ class PopcountTree(wiring.Component):
     """
 
     def __init__(self, width: int, *, stages: int = 0, arch: str = "chain"):
-        _check_width(width)
-        _check_arch(arch)
+        check_int("width", width, 1)
+        check_choice("arch", arch, ARCHS)
         _check_stages(stages, width, arch)
         self._width = width
         self._stages = stages
@@ -393,18 +395,6 @@ class PopcountTree(wiring.Component):
 # ---------------------------------------------------------------- validation
 
 
-def _check_width(width, *, what: str = "width") -> None:
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise ValueError(f"{what} must be a positive integer, not {width!r}")
-
-
-def _check_arch(arch) -> None:
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, not {arch!r}")
-
-
 def _check_stages(stages, width: int, arch: str) -> None:
-    limit = popcount_max_stages(width, arch=arch)
-    if not isinstance(stages, int) or isinstance(stages, bool) or not 0 <= stages <= limit:
-        raise ValueError(f"stages must be an integer in 0 .. {limit} for a {width}-bit "
-                         f"{arch!r} popcount (one register per tree level), not {stages!r}")
+    check_int("stages", stages, 0, popcount_max_stages(width, arch=arch),
+              note=f"one register per level of a {width}-bit {arch!r} tree")

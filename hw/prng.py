@@ -13,6 +13,8 @@ from amaranth.lib.wiring import In, Out
 
 from sw.prng import NOISE_BITS, STATE_BITS
 
+from .params import check_int
+
 __all__ = ["XorShift32", "DEFAULT_SEED", "SHIFTS", "check_seed", "xorshift32_step"]
 
 #: Marsaglia's shift triple, the one :func:`sw.prng._step` uses (the tests prove they agree).
@@ -24,12 +26,7 @@ DEFAULT_SEED = 2463534242
 
 def check_seed(seed) -> int:
     """``seed`` if it is a valid state (an int in ``1 .. 2**STATE_BITS - 1``), else ``ValueError``."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer in 1..{2**STATE_BITS - 1}, got {seed!r}")
-    if not 0 < seed < 2**STATE_BITS:
-        raise ValueError(f"seed must be in 1..{2**STATE_BITS - 1} (a non-zero "
-                         f"{STATE_BITS}-bit state), got {seed}")
-    return seed
+    return check_int("seed", seed, 1, 2**STATE_BITS - 1, note=f"a non-zero {STATE_BITS}-bit state")
 
 
 def xorshift32_step(state: Value) -> Value:

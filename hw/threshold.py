@@ -42,6 +42,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .params import check_choice, check_int
 from .popcount import popcount_tree
 
 __all__ = ["ThresholdUnit", "VARIANTS", "MAX_ABITS"]
@@ -52,15 +53,6 @@ VARIANTS = ("parallel", "search")
 MAX_ABITS = 8
 
 
-def _check_int(name, value, minimum, maximum=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        allowed = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ValueError(f"{name} must be {allowed}, got {value}")
-    return value
-
-
 def _check_acc_range(acc_range):
     if isinstance(acc_range, range):
         if acc_range.step != 1 or len(acc_range) == 0:
@@ -68,7 +60,7 @@ def _check_acc_range(acc_range):
                              f"(range(acc_min, acc_max + 1)), got {acc_range!r}")
         return acc_range
     if isinstance(acc_range, int) and not isinstance(acc_range, bool):
-        _check_int("acc_range (an accumulator width)", acc_range, 1)
+        check_int("acc_range", acc_range, 1, note="an accumulator width")
         return range(-(1 << (acc_range - 1)), 1 << (acc_range - 1))
     raise ValueError(f"acc_range must be range(acc_min, acc_max + 1) or a signed accumulator "
                      f"width (int >= 1), got {acc_range!r}")
@@ -124,12 +116,10 @@ class ThresholdUnit(wiring.Component):
     """
 
     def __init__(self, abits, channels, acc_range, *, variant="parallel"):
-        self._abits = _check_int("abits", abits, 1, MAX_ABITS)
-        self._channels = _check_int("channels", channels, 1)
+        self._abits = check_int("abits", abits, 1, MAX_ABITS)
+        self._channels = check_int("channels", channels, 1)
         self._acc_range = _check_acc_range(acc_range)
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(map(repr, VARIANTS))}, got {variant!r}")
-        self._variant = variant
+        self._variant = check_choice("variant", variant, VARIANTS)
 
         acc_min, acc_stop = self._acc_range.start, self._acc_range.stop
         # acc_min - 1 and acc_max + 1 = acc_stop are the "never passed" thresholds.

@@ -1,10 +1,9 @@
 """pytest entry for the cocotb dot-product testbench (``tb/dot_product``), on
 Icarus and Verilator."""
 
-import pytest
-
 from hw.dot_product import DotProduct
-from sim.cocotb_runner import SIMULATORS, run_cocotb
+from sim.cocotb_runner import run_cocotb
+from tb.entry import on_each_simulator
 
 # (length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, popcount_stages,
 # random dot products): the three training products and the binary XNOR PE.
@@ -38,19 +37,14 @@ def run(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, 
                        "popcount_stages": stages, "vectors": vectors, "seed": seed})
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize(PARAMS, CONFIGS)
+@on_each_simulator(PARAMS, CONFIGS)
 def test_dot_product(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, stages,
                      vectors):
     run(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, stages, vectors,
         seed=length * 100 + x_bits * 10 + y_bits)
 
 
-@pytest.mark.slow
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize(PARAMS, SLOW_CONFIGS)
+@on_each_simulator(PARAMS, SLOW_CONFIGS, slow=True)
 def test_dot_product_sweep(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats,
                            stages, vectors):
     run(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, stages, vectors,

@@ -1,10 +1,9 @@
 """pytest entry for the cocotb gradient-quantizer testbench (``tb/gradient_quantizer``),
 on Icarus and Verilator."""
 
-import pytest
-
 from hw.gradient_quantizer import GradientQuantizer
-from sim.cocotb_runner import SIMULATORS, run_cocotb
+from sim.cocotb_runner import run_cocotb
+from tb.entry import on_each_simulator
 
 # (gbits, width, depth, random vectors): per simulator, 10,000 vectors in the
 # random-stream test, plus ~1,100 per config in the full-rate, reset and seed
@@ -33,16 +32,11 @@ def run(simulator, gbits, width, depth, vectors, tb_seed):
                        "vectors": vectors, "tb_seed": tb_seed})
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("gbits, width, depth, vectors", CONFIGS)
+@on_each_simulator("gbits, width, depth, vectors", CONFIGS)
 def test_gradient_quantizer(simulator, gbits, width, depth, vectors):
     run(simulator, gbits, width, depth, vectors, tb_seed=gbits * 100 + depth)
 
 
-@pytest.mark.slow
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("gbits, width, depth, vectors", SLOW_CONFIGS)
+@on_each_simulator("gbits, width, depth, vectors", SLOW_CONFIGS, slow=True)
 def test_gradient_quantizer_sweep(simulator, gbits, width, depth, vectors):
     run(simulator, gbits, width, depth, vectors, tb_seed=gbits * 100 + depth + 1)

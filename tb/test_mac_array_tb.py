@@ -1,10 +1,9 @@
 """pytest entry for the cocotb MAC-array testbench (``tb/mac_array``), on
 Icarus and Verilator."""
 
-import pytest
-
 from hw.mac_array import MacArray, Product
-from sim.cocotb_runner import SIMULATORS, run_cocotb
+from sim.cocotb_runner import run_cocotb
+from tb.entry import on_each_simulator
 
 # (product, rows, cols, w_bits, a_bits, g_bits, pe, simd, mode, popcount_stages,
 # random vectors): each training product once.  Per simulator, 10,000 random
@@ -36,19 +35,14 @@ def run(simulator, product, rows, cols, w_bits, a_bits, g_bits, pe, simd, mode, 
                        "popcount_stages": stages, "vectors": vectors, "seed": seed})
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize(PARAMS, CONFIGS)
+@on_each_simulator(PARAMS, CONFIGS)
 def test_mac_array(simulator, product, rows, cols, w_bits, a_bits, g_bits, pe, simd, mode, stages,
                    vectors):
     run(simulator, product, rows, cols, w_bits, a_bits, g_bits, pe, simd, mode, stages, vectors,
         seed=rows * 100 + cols)
 
 
-@pytest.mark.slow
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize(PARAMS, SLOW_CONFIGS)
+@on_each_simulator(PARAMS, SLOW_CONFIGS, slow=True)
 def test_mac_array_sweep(simulator, product, rows, cols, w_bits, a_bits, g_bits, pe, simd, mode,
                          stages, vectors):
     run(simulator, product, rows, cols, w_bits, a_bits, g_bits, pe, simd, mode, stages, vectors,

@@ -1,10 +1,9 @@
 """pytest entry for the cocotb max-pool testbench (``tb/maxpool``), on Icarus
 and Verilator."""
 
-import pytest
-
 from hw.maxpool import MaxPool
-from sim.cocotb_runner import SIMULATORS, run_cocotb
+from sim.cocotb_runner import run_cocotb
+from tb.entry import on_each_simulator
 
 # (abits, channels, height, width, kernel, stride, frames): per simulator,
 # 10,408 input codes (4,120 pooled codes) in the random-stream test, plus two
@@ -31,17 +30,12 @@ def run(simulator, abits, channels, height, width, kernel, stride, frames, seed)
                        "frames": frames, "seed": seed})
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("abits, channels, height, width, kernel, stride, frames", CONFIGS)
+@on_each_simulator("abits, channels, height, width, kernel, stride, frames", CONFIGS)
 def test_maxpool(simulator, abits, channels, height, width, kernel, stride, frames):
     run(simulator, abits, channels, height, width, kernel, stride, frames, seed=abits * 100 + channels)
 
 
-@pytest.mark.slow
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("abits, channels, height, width, kernel, stride, frames", SLOW_CONFIGS)
+@on_each_simulator("abits, channels, height, width, kernel, stride, frames", SLOW_CONFIGS, slow=True)
 def test_maxpool_sweep(simulator, abits, channels, height, width, kernel, stride, frames):
     run(simulator, abits, channels, height, width, kernel, stride, frames,
         seed=abits * 100 + channels + 1)

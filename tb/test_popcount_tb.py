@@ -1,10 +1,9 @@
 """pytest entry for the cocotb popcount testbench (``tb/popcount``), on
 Icarus and Verilator."""
 
-import pytest
-
 from hw.popcount import PopcountTree
-from sim.cocotb_runner import SIMULATORS, run_cocotb, with_clock
+from sim.cocotb_runner import run_cocotb, with_clock
+from tb.entry import on_each_simulator
 
 # (width, stages, arch, random vectors): per simulator, 10,000 vectors in
 # the random-stream test, plus ~750 per config in the full-rate and reset tests.
@@ -29,16 +28,11 @@ def run(simulator, width, stages, arch, vectors, seed):
                config={"width": width, "stages": stages, "vectors": vectors, "seed": seed})
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("width, stages, arch, vectors", CONFIGS)
+@on_each_simulator("width, stages, arch, vectors", CONFIGS)
 def test_popcount(simulator, width, stages, arch, vectors):
     run(simulator, width, stages, arch, vectors, seed=width * 10 + stages)
 
 
-@pytest.mark.slow
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("width, stages, arch, vectors", SLOW_CONFIGS)
+@on_each_simulator("width, stages, arch, vectors", SLOW_CONFIGS, slow=True)
 def test_popcount_sweep(simulator, width, stages, arch, vectors):
     run(simulator, width, stages, arch, vectors, seed=width * 10 + stages + 1)

@@ -1,13 +1,11 @@
 """pytest entry for the cocotb xorshift32 testbench (``tb/prng``), on Icarus and Verilator."""
 
-import pytest
-
 from hw.prng import DEFAULT_SEED, XorShift32
-from sim.cocotb_runner import SIMULATORS, run_cocotb
+from sim.cocotb_runner import run_cocotb
+from tb.entry import on_each_simulator
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
+@on_each_simulator()
 def test_prng(simulator):
     # 20,000 draws with back-pressure, plus 1,800 across seed loads and a reset.
     run_cocotb(XorShift32(DEFAULT_SEED), toplevel="xorshift32", test_module="tb.prng.test_prng",

@@ -1,10 +1,9 @@
 """pytest entry for the cocotb threshold-unit testbench (``tb/threshold``), on
 Icarus and Verilator."""
 
-import pytest
-
 from hw.threshold import ThresholdUnit
-from sim.cocotb_runner import SIMULATORS, run_cocotb
+from sim.cocotb_runner import run_cocotb
+from tb.entry import on_each_simulator
 
 # (abits, channels, acc_range, variant, random vectors): per simulator, 10,012
 # accumulators in the random-stream test (vectors rounded up to whole pixels of
@@ -36,16 +35,11 @@ def run(simulator, abits, channels, acc_range, variant, vectors, seed):
                        "vectors": vectors, "seed": seed})
 
 
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("abits, channels, acc_range, variant, vectors", CONFIGS)
+@on_each_simulator("abits, channels, acc_range, variant, vectors", CONFIGS)
 def test_threshold(simulator, abits, channels, acc_range, variant, vectors):
     run(simulator, abits, channels, acc_range, variant, vectors, seed=abits * 100 + channels)
 
 
-@pytest.mark.slow
-@pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("abits, channels, acc_range, variant, vectors", SLOW_CONFIGS)
+@on_each_simulator("abits, channels, acc_range, variant, vectors", SLOW_CONFIGS, slow=True)
 def test_threshold_sweep(simulator, abits, channels, acc_range, variant, vectors):
     run(simulator, abits, channels, acc_range, variant, vectors, seed=abits * 100 + channels + 1)

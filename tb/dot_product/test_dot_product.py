@@ -14,12 +14,11 @@ import warnings
 import cocotb
 import numpy as np
 from amaranth.hdl import UnusedElaboratable
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.dot_product import DotProduct
 from sim.cocotb_runner import tb_config
 from sw.bitplanes import signed_matmul
-from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
+from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 
 # The model component is built only for its layouts and timing, never elaborated.
 warnings.simplefilter("ignore", UnusedElaboratable)
@@ -89,24 +88,14 @@ class Setup:
                                   np.array([y]), y_levels, model.y_bits)[0, 0]) for x, y in pairs]
 
 
-async def start(dut, setup: Setup, seed: int, *, gap: float, stall: float):
-    start_clock(dut)
-    driver = StreamDriver(dut, "i", rng=random.Random(seed), gap=gap)
-    monitor = StreamMonitor(dut, "o", rng=random.Random(seed + 1), stall=stall)
-    await reset(dut)
-    return driver, monitor
-
-
 @cocotb.test()
 async def random_stream(dut):
     """``vectors`` random dot products with random valid gaps and back-pressure."""
     setup = Setup()
     pairs = setup.problems(random.Random(setup.seed), setup.vectors)
     words = setup.words(pairs)
-    driver, monitor = await start(dut, setup, setup.seed + 1, gap=0.3, stall=0.3)
-    monitor.start()
-    await driver.send(words)
-    await monitor.wait_for(len(pairs), timeout_cycles=1_000_000)
+    driver, monitor = await bring_up(dut, setup.seed + 1, gap=0.3, stall=0.3)
+    await transfer(driver, monitor, words, len(pairs), timeout_cycles=1_000_000)
     assert driver.sent == words
     scoreboard = Scoreboard("dot_product", dut._log)
     scoreboard.check(setup.expected(pairs), setup.values(monitor.received),
@@ -123,12 +112,8 @@ async def full_rate(dut):
     model = setup.model
     pairs = setup.problems(random.Random(setup.seed + 10), 60)
     words = setup.words(pairs)
-    driver, monitor = await start(dut, setup, setup.seed + 11, gap=0.0, stall=0.0)
-    monitor.start()
-    begin = cocotb.utils.get_sim_time("ns")
-    await driver.send(words)
-    await monitor.wait_for(len(pairs))
-    cycles = round((cocotb.utils.get_sim_time("ns") - begin) / 10)
+    driver, monitor = await bring_up(dut, setup.seed + 11, gap=0.0, stall=0.0)
+    cycles = await transfer(driver, monitor, words, len(pairs))
     Scoreboard("dot_product", dut._log).check(setup.expected(pairs), setup.values(monitor.received))
     # Beat k is taken at edge cpb * (k + 1); the last result leaves `latency`
     # edges after the last beat.
@@ -143,19 +128,10 @@ async def reset_mid_stream(dut):
     (no stale partial sum), and the PE works normally after."""
     setup = Setup()
     rng = random.Random(setup.seed + 20)
-    driver, monitor = await start(dut, setup, setup.seed + 21, gap=0.2, stall=0.5)
+    driver, monitor = await bring_up(dut, setup.seed + 21, gap=0.2, stall=0.5)
     scoreboard = Scoreboard("dot_product", dut._log)
     pairs = setup.problems(rng, 200)
-    monitor.start()
-    sender = cocotb.start_soon(driver.send(setup.words(pairs)))
-    await ClockCycles(dut.clk, rng.randrange(50, 200))
-    sender.cancel()
-    driver.idle()
-    monitor.stop()
-    await reset(dut, 3)
-    await ReadOnly()
-    assert int(dut.o__valid.value) == 0, "o.valid set right after reset"
-    await RisingEdge(dut.clk)
+    await cut_by_reset(dut, driver, monitor, setup.words(pairs), rng.randrange(50, 200))
     finished = setup.completed(pairs, len(driver.sent))
     assert len(monitor.received) <= len(finished)
     scoreboard.check(setup.expected(finished), setup.values(monitor.received), prefix=True)
@@ -163,9 +139,7 @@ async def reset_mid_stream(dut):
     pairs = setup.problems(rng, 300)
     driver.sent.clear()
     monitor.received.clear()
-    monitor.start()
-    await driver.send(setup.words(pairs))
-    await monitor.wait_for(len(pairs))
-    await ClockCycles(dut.clk, setup.model.latency + 2)  # nothing more may come out
+    await transfer(driver, monitor, setup.words(pairs), len(pairs),
+                   settle_cycles=setup.model.latency + 2)
     scoreboard.check(setup.expected(pairs), setup.values(monitor.received))
     dut._log.info("dot_product: %d items checked around the reset", scoreboard.checked)

@@ -18,7 +18,7 @@ from hw.gradient_quantizer import input_layout, output_layout
 from sim.cocotb_runner import tb_config
 from sw.numeric import gradient_codes
 from sw.prng import XorShift32
-from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
+from tb.common import Scoreboard, bring_up, cut_by_reset, send_always_ready, transfer
 
 
 class Setup:
@@ -97,27 +97,14 @@ class TransferLog:
             cycle += 1
 
 
-async def start(dut, seed: int, *, gap: float, stall: float):
-    start_clock(dut)
-    dut.seed__valid.value = 0
-    dut.seed__payload.value = 0
-    driver = StreamDriver(dut, "i", rng=random.Random(seed), gap=gap)
-    monitor = StreamMonitor(dut, "o", rng=random.Random(seed + 1), stall=stall)
-    await reset(dut)
-    return driver, monitor
-
-
 @cocotb.test()
 async def random_stream(dut):
     """``vectors`` elements in random samples, random valid gaps and back-pressure."""
     setup = Setup()
     samples = setup.samples(random.Random(setup.tb_seed), setup.vectors)
     words = setup.words(samples)
-    driver, monitor = await start(dut, setup.tb_seed + 1, gap=0.3, stall=0.3)
-    monitor.start()
-    await driver.send(words)
-    await monitor.wait_for(len(words))
-    await ClockCycles(dut.clk, setup.gbits + 6)  # nothing more may come out
+    driver, monitor = await bring_up(dut, setup.tb_seed + 1, gap=0.3, stall=0.3, idle=("seed",))
+    await transfer(driver, monitor, words, len(words), settle_cycles=setup.gbits + 6)
     scoreboard = Scoreboard("gradient_quantizer", dut._log)
     scoreboard.check(setup.expected(samples), setup.beats(monitor.received))
     dut._log.info("gradient_quantizer: %d vectors (G=%d, width=%d, depth=%d)",
@@ -133,7 +120,7 @@ async def full_rate(dut):
     count, length = 8, setup.depth
     samples = [[rng.randint(-(1 << (setup.width - 1)), (1 << (setup.width - 1)) - 1)
                 for _ in range(length)] for _ in range(count)]
-    driver, monitor = await start(dut, setup.tb_seed + 11, gap=0.0, stall=0.0)
+    driver, monitor = await bring_up(dut, setup.tb_seed + 11, gap=0.0, stall=0.0, idle=("seed",))
     log = TransferLog(dut)
     log.start()
     monitor.start()
@@ -155,28 +142,17 @@ async def reset_mid_stream(dut):
     setup = Setup()
     rng = random.Random(setup.tb_seed + 20)
     scoreboard = Scoreboard("gradient_quantizer", dut._log)
-    driver, monitor = await start(dut, setup.tb_seed + 21, gap=0.2, stall=0.5)
+    driver, monitor = await bring_up(dut, setup.tb_seed + 21, gap=0.2, stall=0.5, idle=("seed",))
     samples = setup.samples(rng, 300)
-    monitor.start()
-    sender = cocotb.start_soon(driver.send(setup.words(samples)))
-    await ClockCycles(dut.clk, rng.randrange(60, 200))
-    sender.cancel()
-    driver.idle()
-    monitor.stop()
-    await reset(dut, 3)
-    await ReadOnly()
-    assert int(dut.o__valid.value) == 0, "o.valid set right after reset"
-    await RisingEdge(dut.clk)
+    await cut_by_reset(dut, driver, monitor, setup.words(samples), rng.randrange(60, 200))
     scoreboard.check(setup.expected(samples), setup.beats(monitor.received), prefix=True)
     assert len(monitor.received) < len(driver.sent), "the reset came too late to cut anything"
 
     samples = setup.samples(rng, 300)
+    words = setup.words(samples)
     driver.sent.clear()
     monitor.received.clear()
-    monitor.start()
-    await driver.send(setup.words(samples))
-    await monitor.wait_for(len(driver.sent))
-    await ClockCycles(dut.clk, setup.gbits + 6)
+    await transfer(driver, monitor, words, len(words), settle_cycles=setup.gbits + 6)
     scoreboard.check(setup.expected(samples), setup.beats(monitor.received))
     dut._log.info("gradient_quantizer: %d items checked across the reset", scoreboard.checked)
 
@@ -188,14 +164,11 @@ async def seed_load(dut):
     rng = random.Random(setup.tb_seed + 30)
     other = rng.randrange(1, 1 << 32)
     first, second = setup.samples(rng, 200), setup.samples(rng, 200)
-    driver, monitor = await start(dut, setup.tb_seed + 31, gap=0.2, stall=0.2)
+    driver, monitor = await bring_up(dut, setup.tb_seed + 31, gap=0.2, stall=0.2, idle=("seed",))
     monitor.start()
     await driver.send(setup.words(first))
     await monitor.wait_for(len(driver.sent))
-    dut.seed__valid.value = 1
-    dut.seed__payload.value = other
-    await RisingEdge(dut.clk)
-    dut.seed__valid.value = 0
+    await send_always_ready(dut, "seed", other)
     await driver.send(setup.words(second))
     await monitor.wait_for(len(driver.sent))
     await ClockCycles(dut.clk, setup.gbits + 6)

@@ -15,12 +15,11 @@ import warnings
 import cocotb
 import numpy as np
 from amaranth.hdl import UnusedElaboratable
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.mac_array import MacArray
 from sim.cocotb_runner import tb_config
 from sw.bitplanes import signed_matmul
-from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
+from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 
 # The model component is built only for its layouts and timing, never elaborated.
 warnings.simplefilter("ignore", UnusedElaboratable)
@@ -74,15 +73,6 @@ class Setup:
                              matrix, mem_levels, model.mem_bits).ravel().tolist()
 
 
-async def start(dut, seed: int, *, gap: float, stall: float):
-    start_clock(dut)
-    loader = StreamDriver(dut, "load", rng=random.Random(seed), gap=gap)
-    driver = StreamDriver(dut, "i", rng=random.Random(seed + 1), gap=gap)
-    monitor = StreamMonitor(dut, "o", rng=random.Random(seed + 2), stall=stall)
-    await reset(dut)
-    return loader, driver, monitor
-
-
 def counters(dut) -> dict:
     return {name: int(getattr(dut, name).value) for name in ("cycles", "busy", "macs")}
 
@@ -94,16 +84,17 @@ async def random_gemm(dut):
     setup = Setup()
     model = setup.model
     rng = np.random.default_rng(setup.seed)
-    loader, driver, monitor = await start(dut, setup.seed + 1, gap=0.3, stall=0.3)
+    loader, driver, monitor = await bring_up(dut, setup.seed + 1, inputs=("load", "i"),
+                                             gap=0.3, stall=0.3)
     scoreboard = Scoreboard("mac_array", dut._log)
     monitor.start()
     half = setup.vectors // 2
     for count in (half, setup.vectors - half):
         matrix, vectors = setup.matrix(rng), setup.inputs(rng, count)
         await loader.send(setup.load_words(matrix))
-        await driver.send(setup.input_words(vectors))
         # Reload only between vectors: wait for these to leave the array.
-        await monitor.wait_for(count * model.passes, timeout_cycles=2_000_000)
+        await transfer(driver, monitor, setup.input_words(vectors), count * model.passes,
+                       timeout_cycles=2_000_000)
         scoreboard.check(setup.expected(matrix, vectors), setup.values(monitor.received))
         monitor.received.clear()
     dut._log.info("mac_array: %d vectors, %d dot products of %d codes checked",
@@ -118,14 +109,13 @@ async def full_rate_counters(dut):
     setup = Setup()
     model = setup.model
     rng = np.random.default_rng(setup.seed + 10)
-    loader, driver, monitor = await start(dut, setup.seed + 11, gap=0.0, stall=0.0)
+    loader, driver, monitor = await bring_up(dut, setup.seed + 11, inputs=("load", "i"),
+                                             gap=0.0, stall=0.0)
     matrix, vectors = setup.matrix(rng), setup.inputs(rng, 12)
     await loader.send(setup.load_words(matrix))
     before = counters(dut)
     assert (before["busy"], before["macs"]) == (0, 0), before
-    monitor.start()
-    await driver.send(setup.input_words(vectors))
-    await monitor.wait_for(len(vectors) * model.passes)
+    await transfer(driver, monitor, setup.input_words(vectors), len(vectors) * model.passes)
     after = counters(dut)
     Scoreboard("mac_array", dut._log).check(setup.expected(matrix, vectors),
                                             setup.values(monitor.received))
@@ -147,30 +137,24 @@ async def reset_mid_stream(dut):
     model = setup.model
     rng = np.random.default_rng(setup.seed + 20)
     pick = random.Random(setup.seed + 20)
-    loader, driver, monitor = await start(dut, setup.seed + 21, gap=0.2, stall=0.5)
+    loader, driver, monitor = await bring_up(dut, setup.seed + 21, inputs=("load", "i"),
+                                             gap=0.2, stall=0.5)
     scoreboard = Scoreboard("mac_array", dut._log)
     matrix = setup.matrix(rng)
     await loader.send(setup.load_words(matrix))
     vectors = setup.inputs(rng, 60)
-    monitor.start()
-    sender = cocotb.start_soon(driver.send(setup.input_words(vectors)))
-    await ClockCycles(dut.clk, pick.randrange(20, 20 + 10 * model.cycles_per_vector))
-    sender.cancel()
-    driver.idle()
-    monitor.stop()
-    await reset(dut, 3)
-    await ReadOnly()
-    assert int(dut.o__valid.value) == 0, "o.valid set right after reset"
-    assert counters(dut) == {"cycles": 0, "busy": 0, "macs": 0}, counters(dut)
-    await RisingEdge(dut.clk)
+
+    def counters_cleared():
+        assert counters(dut) == {"cycles": 0, "busy": 0, "macs": 0}, counters(dut)
+
+    await cut_by_reset(dut, driver, monitor, setup.input_words(vectors),
+                       pick.randrange(20, 20 + 10 * model.cycles_per_vector), cleared=counters_cleared)
     scoreboard.check(setup.expected(matrix, vectors), setup.values(monitor.received), prefix=True)
 
     vectors = setup.inputs(rng, 40)
     driver.sent.clear()
     monitor.received.clear()
-    monitor.start()
-    await driver.send(setup.input_words(vectors))
-    await monitor.wait_for(len(vectors) * model.passes)
-    await ClockCycles(dut.clk, model.latency + 2)  # nothing more may come out
+    await transfer(driver, monitor, setup.input_words(vectors), len(vectors) * model.passes,
+                   settle_cycles=model.latency + 2)
     scoreboard.check(setup.expected(matrix, vectors), setup.values(monitor.received))
     dut._log.info("mac_array: %d items checked around the reset", scoreboard.checked)

@@ -12,11 +12,10 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from sim.cocotb_runner import tb_config
 from sw.intref import maxpool_codes
-from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
+from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 
 
 def raster(codes) -> list[int]:
@@ -46,14 +45,6 @@ def out_size(config) -> tuple[int, int]:
     return (config["height"] - k) // s + 1, (config["width"] - k) // s + 1
 
 
-async def setup(dut, seed: int, *, gap: float, stall: float):
-    start_clock(dut)
-    driver = StreamDriver(dut, "i", rng=random.Random(seed), gap=gap)
-    monitor = StreamMonitor(dut, "o", rng=random.Random(seed + 1), stall=stall)
-    await reset(dut)
-    return driver, monitor
-
-
 @cocotb.test()
 async def random_stream(dut):
     """``frames`` frames back to back, random valid gaps and back-pressure."""
@@ -61,11 +52,8 @@ async def random_stream(dut):
     frames = random_frames(config, config["seed"], config["frames"])
     words = raster(frames)
     expected = pooled(config, frames)
-    driver, monitor = await setup(dut, config["seed"] + 1, gap=0.3, stall=0.3)
-    monitor.start()
-    await driver.send(words)
-    await monitor.wait_for(len(expected))
-    await ClockCycles(dut.clk, config["latency"] + 2)  # nothing more may come out
+    driver, monitor = await bring_up(dut, config["seed"] + 1, gap=0.3, stall=0.3)
+    await transfer(driver, monitor, words, len(expected), settle_cycles=config["latency"] + 2)
     scoreboard = Scoreboard("maxpool", dut._log)
     scoreboard.check(expected, monitor.received)
     dut._log.info("maxpool: %d input codes, %d pooled codes checked in random_stream",
@@ -81,12 +69,8 @@ async def full_rate(dut):
     k, s = config["kernel"], config["stride"]
     frames = random_frames(config, config["seed"] + 10, 2)
     words = raster(frames)
-    driver, monitor = await setup(dut, config["seed"] + 11, gap=0.0, stall=0.0)
-    monitor.start()
-    start = cocotb.utils.get_sim_time("ns")
-    await driver.send(words)
-    await monitor.wait_for(len(pooled(config, frames)))
-    cycles = round((cocotb.utils.get_sim_time("ns") - start) / 10)
+    driver, monitor = await bring_up(dut, config["seed"] + 11, gap=0.0, stall=0.0)
+    cycles = await transfer(driver, monitor, words, len(pooled(config, frames)))
     Scoreboard("maxpool", dut._log).check(pooled(config, frames), monitor.received)
     # The last window closes at pixel ((OH-1)*s + k-1, (OW-1)*s + k-1) of the
     # last frame, channel C-1; code j is taken at edge j + 1.
@@ -103,19 +87,11 @@ async def reset_mid_frame(dut):
     config = tb_config()
     seed = config["seed"]
     rng = random.Random(seed + 20)
-    driver, monitor = await setup(dut, seed + 21, gap=0.2, stall=0.5)
+    driver, monitor = await bring_up(dut, seed + 21, gap=0.2, stall=0.5)
     scoreboard = Scoreboard("maxpool", dut._log)
     frames = random_frames(config, seed + 22, 2)
-    monitor.start()
-    sender = cocotb.start_soon(driver.send(raster(frames)))
-    await ClockCycles(dut.clk, rng.randrange(50, 50 + len(raster(frames[:1]))))
-    sender.cancel()
-    driver.idle()
-    monitor.stop()
-    await reset(dut, 3)
-    await ReadOnly()
-    assert int(dut.o__valid.value) == 0, "o.valid set right after reset"
-    await RisingEdge(dut.clk)
+    await cut_by_reset(dut, driver, monitor, raster(frames),
+                       rng.randrange(50, 50 + len(raster(frames[:1]))))
     # Whole frames sent so far pool as usual; the cut one gives a prefix.
     frame = len(raster(frames[:1]))
     complete = len(driver.sent) // frame
@@ -124,9 +100,7 @@ async def reset_mid_frame(dut):
     frames = random_frames(config, seed + 23, 2)
     driver.sent.clear()
     monitor.received.clear()
-    monitor.start()
-    await driver.send(raster(frames))
-    await monitor.wait_for(len(pooled(config, frames)))
-    await ClockCycles(dut.clk, config["latency"] + 2)
+    await transfer(driver, monitor, raster(frames), len(pooled(config, frames)),
+                   settle_cycles=config["latency"] + 2)
     scoreboard.check(pooled(config, frames), monitor.received)
     dut._log.info("maxpool: %d pooled codes checked in reset_mid_frame", scoreboard.checked)

@@ -9,12 +9,10 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
-from cocotb.utils import get_sim_time
 
 from sim.cocotb_runner import tb_config
 from sw.bitplanes import popcount
-from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
+from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 
 
 def random_words(rng: random.Random, width: int, count: int) -> list[int]:
@@ -36,18 +34,6 @@ def expected(words) -> list[int]:
     return popcount(np.array(words, dtype=object)).tolist()
 
 
-PERIOD_NS = 10
-
-
-async def bring_up(dut, seed: int, *, gap: float, stall: float):
-    """Clock, reset, and a driver and monitor with their own seeded RNGs."""
-    start_clock(dut, PERIOD_NS)
-    driver = StreamDriver(dut, "i", rng=random.Random(seed), gap=gap)
-    monitor = StreamMonitor(dut, "o", rng=random.Random(seed + 1), stall=stall)
-    await reset(dut)
-    return driver, monitor
-
-
 @cocotb.test()
 async def random_stream(dut):
     """``vectors`` random words with random valid gaps and back-pressure."""
@@ -55,9 +41,7 @@ async def random_stream(dut):
     width, seed = config["width"], config["seed"]
     words = [0, (1 << width) - 1] + random_words(random.Random(seed), width, config["vectors"] - 2)
     driver, monitor = await bring_up(dut, seed + 1, gap=0.3, stall=0.3)
-    monitor.start()
-    await driver.send(words)
-    await monitor.wait_for(len(words))
+    await transfer(driver, monitor, words, len(words))
     scoreboard = Scoreboard("popcount", dut._log)
     scoreboard.check(expected(driver.sent), monitor.received,
                      describe=lambda i: f"input {driver.sent[i]:#x}")
@@ -71,11 +55,7 @@ async def full_rate(dut):
     width, stages, seed = config["width"], config["stages"], config["seed"]
     words = random_words(random.Random(seed + 10), width, 64)
     driver, monitor = await bring_up(dut, seed + 11, gap=0.0, stall=0.0)
-    monitor.start()
-    start = get_sim_time("ns")
-    await driver.send(words)
-    await monitor.wait_for(len(words))
-    cycles = round((get_sim_time("ns") - start) / PERIOD_NS)
+    cycles = await transfer(driver, monitor, words, len(words))
     Scoreboard("popcount", dut._log).check(expected(words), monitor.received)
     # Word k is taken at edge k + 1 and its result at edge k + 1 + stages.
     assert cycles == len(words) + stages, (cycles, len(words), stages)
@@ -91,17 +71,8 @@ async def reset_mid_stream(dut):
     rng = random.Random(seed + 20)
     driver, monitor = await bring_up(dut, seed + 21, gap=0.2, stall=0.5)
     scoreboard = Scoreboard("popcount", dut._log)
-    monitor.start()
-    sender = cocotb.start_soon(driver.send(random_words(rng, width, 400)))
-    await ClockCycles(dut.clk, rng.randrange(50, 150))
-    sender.cancel()
-    driver.idle()
-    monitor.stop()
-    await reset(dut, 3)
+    await cut_by_reset(dut, driver, monitor, random_words(rng, width, 400), rng.randrange(50, 150))
     # The reset dropped whatever was in flight.
-    await ReadOnly()
-    assert int(dut.o__valid.value) == 0, "o.valid set right after reset"
-    await RisingEdge(dut.clk)
     in_flight = len(driver.sent) - len(monitor.received)
     assert 0 <= in_flight <= stages, in_flight
     scoreboard.check(expected(driver.sent), monitor.received, prefix=True)
@@ -109,9 +80,6 @@ async def reset_mid_stream(dut):
     words = random_words(rng, width, 300)
     driver.sent.clear()
     monitor.received.clear()
-    monitor.start()
-    await driver.send(words)
-    await monitor.wait_for(len(words))
-    await ClockCycles(dut.clk, stages + 2)  # nothing more may come out
+    await transfer(driver, monitor, words, len(words), settle_cycles=stages + 2)
     scoreboard.check(expected(words), monitor.received)
     dut._log.info("popcount: %d items checked in total", scoreboard.checked)

@@ -8,28 +8,17 @@ named without a ``test_`` prefix so pytest, collecting this file, finds none.
 import random
 
 import cocotb
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from sim.cocotb_runner import tb_config
 from sw.prng import XorShift32
-from tb.common import Scoreboard, StreamMonitor, reset, start_clock
+from tb.common import Scoreboard, StreamMonitor, bring_up, reset, send_always_ready
 
 
 async def start(dut, tb_seed: int, stall: float) -> StreamMonitor:
-    start_clock(dut)
-    dut.seed__valid.value = 0
-    dut.seed__payload.value = 0
-    monitor = StreamMonitor(dut, "noise", rng=random.Random(tb_seed), stall=stall)
-    await reset(dut)
+    """The monitor on ``noise``; the ``seed`` port is driven by hand."""
+    (monitor,) = await bring_up(dut, tb_seed, inputs=(), output="noise", stall=stall, idle=("seed",))
     return monitor
-
-
-async def load(dut, seed: int) -> None:
-    """One seed transfer (``seed.ready`` is always 1); call just after a rising edge."""
-    dut.seed__valid.value = 1
-    dut.seed__payload.value = seed
-    await RisingEdge(dut.clk)
-    dut.seed__valid.value = 0
 
 
 @cocotb.test()
@@ -55,8 +44,8 @@ async def seed_loads_and_reset(dut):
     scoreboard = Scoreboard("prng", dut._log)
     for _ in range(5):
         seed = rng.randrange(1, 1 << 32)
-        await load(dut, seed)
-        await load(dut, 0)                               # ignored: the state stays `seed`
+        await send_always_ready(dut, "seed", seed)
+        await send_always_ready(dut, "seed", 0)          # ignored: the state stays `seed`
         monitor.received.clear()
         monitor.start()
         await monitor.wait_for(300)

@@ -16,11 +16,10 @@ import random
 
 import cocotb
 import torch
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from sim.cocotb_runner import tb_config
 from sw.numeric import activation_from_accumulator, apply_thresholds, fold_thresholds
-from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
+from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 
 
 class Layer:
@@ -81,15 +80,6 @@ class Layer:
         return codes.reshape(-1).tolist()
 
 
-async def setup(dut, seed, *, gap, stall):
-    start_clock(dut)
-    loader = StreamDriver(dut, "load", rng=random.Random(seed), gap=gap)
-    driver = StreamDriver(dut, "i", rng=random.Random(seed + 1), gap=gap)
-    monitor = StreamMonitor(dut, "o", rng=random.Random(seed + 2), stall=stall)
-    await reset(dut)
-    return loader, driver, monitor
-
-
 def describe(acc, channels):
     flat = acc.reshape(-1).tolist()
     return lambda i: f"channel {i % channels}, acc {flat[i]}"
@@ -102,7 +92,8 @@ async def random_stream(dut):
     config = tb_config()
     seed, channels = config["seed"], config["channels"]
     rng = random.Random(seed)
-    loader, driver, monitor = await setup(dut, seed + 1, gap=0.3, stall=0.3)
+    loader, driver, monitor = await bring_up(dut, seed + 1, inputs=("load", "i"),
+                                             gap=0.3, stall=0.3)
     scoreboard = Scoreboard(f"threshold {config['variant']} A={config['abits']}", dut._log)
     monitor.start()
     for index in range(2):
@@ -110,8 +101,7 @@ async def random_stream(dut):
         positions = -(-config["vectors"] // (2 * channels))
         acc = layer.accumulators(rng, positions)
         await loader.send(layer.load_payloads())
-        await driver.send(layer.item_payloads(acc))
-        await monitor.wait_for(acc.numel())
+        await transfer(driver, monitor, layer.item_payloads(acc), acc.numel())
         scoreboard.check(layer.codes(acc), monitor.received, describe=describe(acc, channels))
         monitor.received.clear()
     dut._log.info("threshold: %d accumulators checked in random_stream", scoreboard.checked)
@@ -124,13 +114,10 @@ async def full_rate(dut):
     seed, latency = config["seed"], config["latency"]
     layer = Layer(config, seed + 100)
     acc = layer.accumulators(random.Random(seed + 101), -(-64 // config["channels"]))
-    loader, driver, monitor = await setup(dut, seed + 102, gap=0.0, stall=0.0)
+    loader, driver, monitor = await bring_up(dut, seed + 102, inputs=("load", "i"),
+                                             gap=0.0, stall=0.0)
     await loader.send(layer.load_payloads())
-    monitor.start()
-    start = cocotb.utils.get_sim_time("ns")
-    await driver.send(layer.item_payloads(acc))
-    await monitor.wait_for(acc.numel())
-    cycles = round((cocotb.utils.get_sim_time("ns") - start) / 10)
+    cycles = await transfer(driver, monitor, layer.item_payloads(acc), acc.numel())
     Scoreboard("threshold", dut._log).check(layer.codes(acc), monitor.received)
     # Accumulator k is taken at edge k + 1 and its code at edge k + 1 + latency.
     assert cycles == acc.numel() + latency, (cycles, acc.numel(), latency)
@@ -144,20 +131,12 @@ async def reset_mid_stream(dut):
     seed, channels, latency = config["seed"], config["channels"], config["latency"]
     rng = random.Random(seed + 200)
     layer = Layer(config, seed + 201)
-    loader, driver, monitor = await setup(dut, seed + 202, gap=0.2, stall=0.5)
+    loader, driver, monitor = await bring_up(dut, seed + 202, inputs=("load", "i"),
+                                             gap=0.2, stall=0.5)
     scoreboard = Scoreboard("threshold", dut._log)
     await loader.send(layer.load_payloads())
-    monitor.start()
     acc = layer.accumulators(rng, 400 // channels + 1)
-    sender = cocotb.start_soon(driver.send(layer.item_payloads(acc)))
-    await ClockCycles(dut.clk, rng.randrange(50, 150))
-    sender.cancel()
-    driver.idle()
-    monitor.stop()
-    await reset(dut, 3)
-    await ReadOnly()
-    assert int(dut.o__valid.value) == 0, "o.valid set right after reset"
-    await RisingEdge(dut.clk)
+    await cut_by_reset(dut, driver, monitor, layer.item_payloads(acc), rng.randrange(50, 150))
     in_flight = len(driver.sent) - len(monitor.received)
     assert 0 <= in_flight <= latency, in_flight
     scoreboard.check(layer.codes(acc), monitor.received, prefix=True)
@@ -165,9 +144,7 @@ async def reset_mid_stream(dut):
     acc = layer.accumulators(rng, 300 // channels + 1)
     driver.sent.clear()
     monitor.received.clear()
-    monitor.start()
-    await driver.send(layer.item_payloads(acc))   # no reload: the thresholds are kept
-    await monitor.wait_for(acc.numel())
-    await ClockCycles(dut.clk, latency + 2)       # nothing more may come out
+    # No reload: the thresholds are kept.
+    await transfer(driver, monitor, layer.item_payloads(acc), acc.numel(), settle_cycles=latency + 2)
     scoreboard.check(layer.codes(acc), monitor.received, describe=describe(acc, channels))
     dut._log.info("threshold: %d accumulators checked in reset_mid_stream", scoreboard.checked)

@@ -5,36 +5,20 @@ run-time weight loads, valid gaps, back-pressure, resets and its performance
 counters; every expected number comes from ``signed_matmul``.
 """
 
-import gc
 import random
-import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Module, UnusedElaboratable
 from amaranth.sim import DomainReset
 
 from hw.dot_product import MODES
 from hw.mac_array import MacArray, Product
 from sim.amaranth_sim import simulate, stream_get, stream_get_n, stream_put_all
 from sw.bitplanes import signed_matmul
-
-
-@contextmanager
-def unelaborated():
-    """For components built only to be inspected (or whose constructor raises)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        yield
-        gc.collect()
+from tests.hw.helpers import levels_or_none, unelaborated, with_sync_domain
 
 
 # --------------------------------------------------------------------------- reference
-
-def levels_or_none(bits, signed_):
-    return (1 << bits) - 1 if signed_ else None
-
 
 def expected(dut, matrix, vectors) -> np.ndarray:
     """``(vectors, rows)``: every vector times the matrix, from ``signed_matmul``."""
@@ -291,9 +275,7 @@ def test_reset_mid_stream(sent_before_reset, mode):
     rng = np.random.default_rng(sent_before_reset)
     matrix = random_codes(rng, 3, (4, 6))
     before, after = random_codes(rng, 2, (3, 6)), random_codes(rng, 2, (5, 6))
-    top = Module()
-    top.domains.sync = cd = ClockDomain("sync")
-    top.submodules.dut = dut
+    top, cd = with_sync_domain(dut)
     got, done = [], []
 
     async def producer(ctx):
@@ -368,12 +350,12 @@ def test_signature_and_properties():
     (dict(simd=1.5), "simd must be an integer"),
     (dict(pe=3), r"rows \(4\) must be a multiple of pe \(3\)"),
     (dict(simd=4), r"cols \(6\) must be a multiple of simd \(4\)"),
-    (dict(mem_bits=9), r"mem_bits must be 1\.\.8"),
-    (dict(in_bits=0), r"in_bits must be 1\.\.8"),
+    (dict(mem_bits=9), r"mem_bits must be in 1\.\.8"),
+    (dict(in_bits=0), r"in_bits must be in 1\.\.8"),
     (dict(mem_signed=None), "mem_signed must be True or False"),
     (dict(in_signed=0), "in_signed must be True or False"),
     (dict(mode="bitwise"), "mode must be one of"),
-    (dict(popcount_stages=2), r"popcount_stages must be 0\.\.1"),  # simd = 3 bits
+    (dict(popcount_stages=2), r"popcount_stages must be in 0\.\.1"),  # simd = 3 bits
     (dict(counter_width=0), "counter_width must be >= 1"),
 ])
 def test_validation(kwargs, message):

@@ -4,16 +4,16 @@ Frames go in raster order with channels fastest (``(B, C, H, W)`` permuted to
 ``(B, H, W, C)``), back to back; the pooled codes come out in the same order.
 """
 
-import gc
 import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Module, unsigned
+from amaranth.hdl import unsigned
 
 from hw.maxpool import MAX_ABITS, MaxPool
 from sim.amaranth_sim import simulate, stream_get_n, stream_put_all
 from sw.intref import maxpool_codes
+from tests.hw.helpers import stream_across_reset, unelaborated
 
 PERIOD = 10e-9  # simulate()'s default clock
 
@@ -136,55 +136,22 @@ def test_reset_mid_frame(cut):
     expected = [raster(maxpool_codes(frames[:1], kernel, stride)),
                 raster(maxpool_codes(frames[1:], kernel, stride))]
     dut = MaxPool(abits, channels, height, width, kernel, stride)
-    top = Module()
-    top.domains.sync = domain = ClockDomain("sync")
-    top.submodules.dut = dut
-    rng = random.Random(cut)
-    got = [[], []]
-
-    async def testbench(ctx):
-        for phase in (0, 1):
-            sent = cycle = 0
-            while len(got[phase]) < len(expected[phase]):
-                if phase == 0 and cycle == cut:
-                    ctx.set(dut.i.valid, 0)
-                    ctx.set(domain.rst, 1)
-                    await ctx.posedge(domain.clk)  # ctx.tick() would raise at the reset
-                    ctx.set(domain.rst, 0)
-                    assert not ctx.get(dut.o.valid)
-                    break
-                offering = sent < len(words[phase]) and rng.random() < 0.8
-                ctx.set(dut.i.valid, offering)
-                if offering:
-                    ctx.set(dut.i.payload, words[phase][sent])
-                ready = rng.random() < 0.7
-                ctx.set(dut.o.ready, ready)
-                took = offering and ctx.get(dut.i.ready)
-                if ready and ctx.get(dut.o.valid):
-                    got[phase].append(ctx.get(dut.o.payload))
-                await ctx.tick()
-                sent += took
-                cycle += 1
-
-    simulate(top, testbench)
+    got, _ = stream_across_reset(dut, words, [len(codes) for codes in expected], cut=cut,
+                                 rng=random.Random(cut))
     assert got[0] == expected[0][:len(got[0])]
     assert len(got[0]) < len(expected[0])
     assert got[1] == expected[1]
 
 
-quiet_unused = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
-
-@quiet_unused
 def test_ports_and_sizes():
-    dut = MaxPool(3, 4, 7, 9, 3, 2)
-    assert dut.i.payload.shape() == unsigned(3) and dut.o.payload.shape() == unsigned(3)
-    assert (dut.out_height, dut.out_width) == maxpool_codes(np.zeros((1, 4, 7, 9)), 3, 2).shape[2:]
-    assert (dut.kernel, dut.stride, dut.latency) == (3, 2, 4)
-    assert MaxPool(1, 1, 4, 4, 2).stride == 2
+    with unelaborated():
+        dut = MaxPool(3, 4, 7, 9, 3, 2)
+        assert dut.i.payload.shape() == unsigned(3) and dut.o.payload.shape() == unsigned(3)
+        assert (dut.out_height, dut.out_width) == maxpool_codes(np.zeros((1, 4, 7, 9)), 3, 2).shape[2:]
+        assert (dut.kernel, dut.stride, dut.latency) == (3, 2, 4)
+        assert MaxPool(1, 1, 4, 4, 2).stride == 2
 
 
-@quiet_unused  # the half-built component
 @pytest.mark.parametrize("kwargs, message", [
     ({"abits": 0}, r"abits must be in 1\.\.8, got 0"),
     ({"abits": 9}, r"abits must be in 1\.\.8, got 9"),
@@ -200,6 +167,5 @@ def test_ports_and_sizes():
 ])
 def test_constructor_validation(kwargs, message):
     args = {"abits": 2, "channels": 3, "height": 4, "width": 6, "kernel": 3, "stride": 1, **kwargs}
-    with pytest.raises(ValueError, match=message):
+    with unelaborated(), pytest.raises(ValueError, match=message):
         MaxPool(**args)
-    gc.collect()  # while the warning filter is still in place

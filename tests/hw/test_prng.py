@@ -1,28 +1,25 @@
 """hw.prng.XorShift32 against sw.prng.XorShift32, bit for bit, in the Amaranth simulator."""
 
-import gc
 import random
-import warnings
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Fragment, Module, UnusedElaboratable
+from amaranth.hdl import Fragment
 
 from hw.prng import DEFAULT_SEED, XorShift32
-from sim.amaranth_sim import simulate, stream_get_n
+from sim.amaranth_sim import simulate, stream_get_n, stream_put
 from sw.prng import NOISE_BITS, STATE_BITS, XorShift32 as RefXorShift32
+from tests.hw.helpers import unelaborated, with_sync_domain
 
 SEEDS = [1, DEFAULT_SEED, 0x8000_0000, 2**STATE_BITS - 1, 0xDEAD_BEEF]
 
 
 def _run(dut, testbench):
     """Simulate ``dut`` under an explicit ``sync`` domain, so ``testbench(ctx, rst)`` can pulse its reset."""
-    top = Module()
-    top.domains.sync = cd = ClockDomain("sync")
-    top.submodules.dut = dut
+    top, domain = with_sync_domain(dut)
 
     async def bench(ctx):
-        await testbench(ctx, cd.rst)
+        await testbench(ctx, domain.rst)
 
     simulate(top, bench, deadline=None)
 
@@ -67,17 +64,11 @@ def test_seed_load_at_run_time():
         # A load in the same cycle as a taken draw: that draw is the old state's.
         ctx.set(dut.noise.ready, 1)
         got.append(ctx.get(dut.noise.payload))
-        ctx.set(dut.seed.valid, 1)
-        ctx.set(dut.seed.payload, second)
         assert ctx.get(dut.seed.ready) == 1
-        await ctx.tick()
-        ctx.set(dut.seed.valid, 0)
+        await stream_put(ctx, dut.seed, second)
         got += await _take(ctx, dut, 500)
         # A load while idle.
-        ctx.set(dut.seed.valid, 1)
-        ctx.set(dut.seed.payload, first)
-        await ctx.tick()
-        ctx.set(dut.seed.valid, 0)
+        await stream_put(ctx, dut.seed, first)
         got += await _take(ctx, dut, 20)
         assert got == expected
 
@@ -91,10 +82,7 @@ def test_zero_seed_is_ignored():
 
     async def testbench(ctx, rst):
         got = await _take(ctx, dut, 50)
-        ctx.set(dut.seed.valid, 1)
-        ctx.set(dut.seed.payload, 0)
-        await ctx.tick()
-        ctx.set(dut.seed.valid, 0)
+        await stream_put(ctx, dut.seed, 0)
         got += await _take(ctx, dut, 50)
         assert got == expected
 
@@ -107,10 +95,7 @@ def test_reset_restores_the_constructor_seed():
     expected = RefXorShift32(seed).draw(200).tolist()
 
     async def testbench(ctx, rst):
-        ctx.set(dut.seed.valid, 1)
-        ctx.set(dut.seed.payload, 0x7777_7777)
-        await ctx.tick()
-        ctx.set(dut.seed.valid, 0)
+        await stream_put(ctx, dut.seed, 0x7777_7777)
         await _take(ctx, dut, 123)
         ctx.set(rst, 1)
         ctx.set(dut.noise.ready, 1)  # stepping is held off while in reset
@@ -132,11 +117,8 @@ def test_widths_come_from_the_software_contract():
 
 @pytest.mark.parametrize("seed", [0, -1, 2**STATE_BITS, True, 1.0, "1", None])
 def test_rejects_bad_seeds(seed):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)  # the half-built component
-        with pytest.raises(ValueError, match="seed must be"):
-            XorShift32(seed)
-        gc.collect()
+    with unelaborated(), pytest.raises(ValueError, match="seed must be"):
+        XorShift32(seed)
 
 
 def test_converts_to_verilog():

@@ -6,17 +6,17 @@ parameters (positive, negative and zero BN scales); every expected code is
 :func:`sw.numeric.activation_from_accumulator`.
 """
 
-import gc
 import random
 
 import pytest
 import torch
-from amaranth.hdl import ClockDomain, Module, signed, unsigned
+from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from hw.threshold import MAX_ABITS, VARIANTS, ThresholdUnit
 from sim.amaranth_sim import simulate, stream_get_n, stream_put_all
 from sw.numeric import activation_codes, activation_from_accumulator, apply_thresholds, fold_thresholds
+from tests.hw.helpers import stream_across_reset, unelaborated
 
 PERIOD = 10e-9  # simulate()'s default clock
 
@@ -105,16 +105,6 @@ def run(dut, batches, *, seed, gap=0.3, stall=0.3):
     cycles = sum(len(r) * dut.load_cycles + len(i) for r, i in batches)
     simulate(dut, producer, consumer, deadline=PERIOD * (20 * cycles + 100))
     return got
-
-
-def with_domain(dut):
-    """``dut`` in a module with an explicit ``sync`` domain, and that domain
-    (a testbench drives its ``rst``; ``ctx.tick()`` refuses to wait across a
-    reset, ``ctx.posedge(domain.clk)`` does not)."""
-    top = Module()
-    top.domains.sync = domain = ClockDomain("sync")
-    top.submodules.dut = dut
-    return top, domain
 
 
 def sample_layer(seed, abits, channels, acc_range, signs=None):
@@ -291,68 +281,35 @@ def test_reset_mid_stream(variant):
     gen, layer = sample_layer(60, abits, channels, dut.acc_range)
     acc = [layer.accumulators(gen, 1, 30) for _ in range(2)]
     streams = [stream_order(a, layer.codes(a)) for a in acc]
-    top, domain = with_domain(dut)
-    rng = random.Random(3)
-    got = [[], []]
-
-    async def testbench(ctx):
-        for record in layer.records():
-            ctx.set(dut.load.valid, 1)
-            ctx.set(dut.load.payload, record)
-            await ctx.tick().until(dut.load.ready)
-        ctx.set(dut.load.valid, 0)
-        for phase, (items, _) in enumerate(streams):
-            sent, cycle = 0, 0
-            while len(got[phase]) < len(items):
-                if phase == 0 and cycle == 40:   # mid-stream: codes in flight
-                    assert sent - len(got[0]) > 0
-                    ctx.set(dut.i.valid, 0)
-                    ctx.set(domain.rst, 1)
-                    for _ in range(2):
-                        await ctx.posedge(domain.clk)
-                    ctx.set(domain.rst, 0)
-                    assert not ctx.get(dut.o.valid), "o.valid right after reset"
-                    break
-                offering = sent < len(items) and rng.random() < 0.8
-                ctx.set(dut.i.valid, offering)
-                if offering:
-                    ctx.set(dut.i.payload, items[sent])
-                ready = rng.random() < 0.7
-                ctx.set(dut.o.ready, ready)
-                took = offering and ctx.get(dut.i.ready)
-                if ready and ctx.get(dut.o.valid):
-                    got[phase].append(ctx.get(dut.o.payload))
-                await ctx.tick()
-                sent += took
-                cycle += 1
-
-    simulate(top, testbench)
+    # Load, then cut the first stream at cycle 40, with codes in flight.
+    got, taken = stream_across_reset(dut, [items for items, _ in streams],
+                                     [len(codes) for _, codes in streams],
+                                     cut=40, rng=random.Random(3), reset_cycles=2,
+                                     setup=lambda ctx: stream_put_all(ctx, dut.load, layer.records()))
+    assert taken - len(got[0]) > 0
     assert 0 < len(got[0]) < len(streams[0][1])
     assert got[0] == streams[0][1][:len(got[0])]
     assert got[1] == streams[1][1]
 
 
-quiet_unused = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
-
-@quiet_unused
 def test_ports_and_shapes():
-    dut = ThresholdUnit(3, 5, range(-50, 61), variant="search")
-    # -51 and 61, the never-passed thresholds, need 7 signed bits.
-    assert dut.threshold_shape == signed(7)
-    assert dut.acc_shape == signed(7)
-    assert dut.levels == 7 and dut.latency == 4 and dut.load_cycles == 4
-    assert dut.i.payload.shape() == data.StructLayout({"channel": range(5), "acc": signed(7)})
-    assert dut.o.payload.shape() == unsigned(3)
-    assert dut.load.payload.shape() == data.StructLayout({
-        "channel": range(5), "negative": 1, "thresholds": data.ArrayLayout(signed(7), 7)})
-    # An unsigned range: the port is unsigned, the thresholds reach -1.
-    dut = ThresholdUnit(2, 1, range(0, 100))
-    assert dut.acc_shape == unsigned(7) and dut.threshold_shape == signed(8)
-    assert (dut.latency, dut.load_cycles) == (3, 1)
-    # A width: signed accumulators, one more bit for the sentinels.
-    dut = ThresholdUnit(8, 2, 12)
-    assert dut.acc_range == range(-2048, 2048) and dut.threshold_shape == signed(13)
+    with unelaborated():
+        dut = ThresholdUnit(3, 5, range(-50, 61), variant="search")
+        # -51 and 61, the never-passed thresholds, need 7 signed bits.
+        assert dut.threshold_shape == signed(7)
+        assert dut.acc_shape == signed(7)
+        assert dut.levels == 7 and dut.latency == 4 and dut.load_cycles == 4
+        assert dut.i.payload.shape() == data.StructLayout({"channel": range(5), "acc": signed(7)})
+        assert dut.o.payload.shape() == unsigned(3)
+        assert dut.load.payload.shape() == data.StructLayout({
+            "channel": range(5), "negative": 1, "thresholds": data.ArrayLayout(signed(7), 7)})
+        # An unsigned range: the port is unsigned, the thresholds reach -1.
+        dut = ThresholdUnit(2, 1, range(0, 100))
+        assert dut.acc_shape == unsigned(7) and dut.threshold_shape == signed(8)
+        assert (dut.latency, dut.load_cycles) == (3, 1)
+        # A width: signed accumulators, one more bit for the sentinels.
+        dut = ThresholdUnit(8, 2, 12)
+        assert dut.acc_range == range(-2048, 2048) and dut.threshold_shape == signed(13)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -364,14 +321,12 @@ def test_ports_and_shapes():
     ({"channels": "4"}, r"channels must be an integer"),
     ({"acc_range": range(5, 5)}, r"acc_range must be a non-empty range with step 1"),
     ({"acc_range": range(0, 10, 2)}, r"acc_range must be a non-empty range with step 1"),
-    ({"acc_range": 0}, r"accumulator width\) must be >= 1, got 0"),
+    ({"acc_range": 0}, r"acc_range must be >= 1 \(an accumulator width\), got 0"),
     ({"acc_range": (0, 10)}, r"acc_range must be range\(acc_min, acc_max \+ 1\) or a signed"),
     ({"variant": "tree"}, r"variant must be one of 'parallel', 'search', got 'tree'"),
 ])
-@quiet_unused  # the half-built component
 def test_constructor_validation(kwargs, message):
     args = {"abits": 2, "channels": 4, "acc_range": 8, **kwargs}
     variant = args.pop("variant", "parallel")
-    with pytest.raises(ValueError, match=message):
+    with unelaborated(), pytest.raises(ValueError, match=message):
         ThresholdUnit(args["abits"], args["channels"], args["acc_range"], variant=variant)
-    gc.collect()  # while the warning filter is still in place

@@ -1,0 +1,38 @@
+"""The pytest side of the cocotb testbenches: what every entry point is marked with.
+
+Each ``tb/test_<unit>_tb.py`` runs its cocotb module on every simulator of
+:data:`sim.cocotb_runner.SIMULATORS`, once per configuration, marked
+``cocotb`` (and ``slow`` for the long sweeps that only ``--run-slow``
+runs)::
+
+    @on_each_simulator("width, stages", CONFIGS)
+    def test_popcount(simulator, width, stages):
+        run(simulator, width, stages, seed=width)
+
+(Not named ``test_*.py``, so pytest does not collect it.)
+"""
+
+import pytest
+
+from sim.cocotb_runner import SIMULATORS
+
+__all__ = ["on_each_simulator"]
+
+
+def on_each_simulator(params: "str | None" = None, configs=(), *, slow: bool = False):
+    """Decorator: the marks and parametrisation of a cocotb entry point.
+
+    The same as stacking, innermost first, ``pytest.mark.parametrize(params,
+    configs)`` (when ``params`` is given), ``pytest.mark.parametrize(
+    "simulator", SIMULATORS)``, ``pytest.mark.cocotb`` and, with ``slow``,
+    ``pytest.mark.slow``, so test IDs read ``test_x[<config>-<simulator>]``.
+    """
+    def decorate(test):
+        if params is not None:
+            test = pytest.mark.parametrize(params, configs)(test)
+        test = pytest.mark.parametrize("simulator", SIMULATORS)(test)
+        test = pytest.mark.cocotb(test)
+        if slow:
+            test = pytest.mark.slow(test)
+        return test
+    return decorate

@@ -96,6 +96,38 @@ def _prng(seed):
     return XorShift32(seed)
 
 
+def _uart_rx(divisor):
+    from .uart import UARTReceiver
+    return UARTReceiver(divisor)
+
+
+def _uart_tx(divisor):
+    from .uart import UARTTransmitter
+    return UARTTransmitter(divisor)
+
+
+def _core(max_rows, max_cols, max_bits, pe, simd, max_payload):
+    from .core import TrainingCore
+    return TrainingCore(max_rows, max_cols, max_bits=max_bits, pe=pe, simd=simd, max_payload=max_payload)
+
+
+def _uart_core(clk_freq, baud, max_rows, max_cols, max_bits, pe, simd, max_payload):
+    from .core import UARTCore
+    return UARTCore(clk_freq, baud, max_rows=max_rows, max_cols=max_cols, max_bits=max_bits, pe=pe, simd=simd,
+                    max_payload=max_payload)
+
+
+def _core_params():
+    return {
+        "max_rows": Param(int, 32, "largest matrix: rows"),
+        "max_cols": Param(int, 256, "largest matrix: columns"),
+        "max_bits": Param(int, 8, "widest code (bits)"),
+        "pe": Param(int, 4, "rows computed in parallel"),
+        "simd": Param(int, 8, "columns per cycle"),
+        "max_payload": Param(int, 1024, "largest frame payload (bytes)"),
+    }
+
+
 _SEED = 2463534242
 _MODES = ("parallel", "serial")
 _ARCHS = ("chain", "dadda")
@@ -154,6 +186,19 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
     UnitSpec("prng", "xorshift32 noise generator (16-bit draws)", _prng, {
         "seed": Param(int, _SEED, "state after reset (non-zero)"),
     }),
+    UnitSpec("uart_rx", "8N1 UART receiver (byte stream out)", _uart_rx, {
+        "divisor": Param(int, 104, "clock cycles per bit (clk_freq / baud)"),
+    }),
+    UnitSpec("uart_tx", "8N1 UART transmitter (byte stream in)", _uart_tx, {
+        "divisor": Param(int, 104, "clock cycles per bit (clk_freq / baud)"),
+    }),
+    UnitSpec("core", "training core: GEMM co-processor behind the framed host protocol (byte streams)", _core,
+             _core_params(), {"bits": ("max_bits",)}),
+    UnitSpec("uart_core", "training core with a UART host link (rx/tx pins, for boards)", _uart_core, {
+        "clk_freq": Param(int, 12_000_000, "clock frequency (Hz)"),
+        "baud": Param(int, 115200, "serial line rate"),
+        **_core_params(),
+    }, {"bits": ("max_bits",)}),
 ]}
 
 

@@ -2,8 +2,9 @@
 
 Verilator's default checks, less three that Amaranth's Verilog backend
 trips by design: it relies on Verilog's implicit operand extension
-(``WIDTHEXPAND``, ``WIDTHTRUNC``) and emits zero-width signals as ``[-1:0]``
-(``ASCRANGE``).  Those are waived (:data:`WAIVED`); every other warning or
+(``WIDTHEXPAND``, ``WIDTHTRUNC``), emits zero-width signals as ``[-1:0]``
+(``ASCRANGE``) and state machines as ``case`` statements with no
+``default`` (``CASEINCOMPLETE``).  Those are waived (:data:`WAIVED`); every other warning or
 error fails the lint.  (``-Wall`` style checks are not used: Amaranth's
 output trips ``PROCASSINIT`` and similar on every register.)
 """
@@ -18,7 +19,7 @@ from .cocotb_runner import verilator_env
 
 __all__ = ["WAIVED", "LintError", "lint_verilog"]
 
-WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "ASCRANGE")
+WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "ASCRANGE", "CASEINCOMPLETE")
 
 
 class LintError(RuntimeError):

@@ -25,7 +25,8 @@ def test_generate_top_name(tmp_path):
 def test_list_names_every_unit(capsys):
     assert main(["generate", "--list"]) == 0
     listing = capsys.readouterr().out
-    for unit in ("popcount", "dot_product", "mac_array", "threshold", "maxpool", "gradient_quantizer", "prng"):
+    for unit in ("popcount", "dot_product", "mac_array", "threshold", "maxpool", "gradient_quantizer", "prng",
+                 "uart_rx", "uart_tx", "core", "uart_core"):
         assert f"{unit}:" in listing
 
 

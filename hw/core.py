@@ -1,0 +1,689 @@
+"""The training core: a GEMM co-processor on integer codes behind the host link.
+
+:class:`TrainingCore` is :class:`sw.core_model.CoreModel` in gateware: bytes
+of requests in (``rx``), bytes of replies out (``tx``), byte for byte the
+model's replies (:mod:`sw.protocol` defines the frames, the commands PING,
+RESET, LOAD_MATRIX and RUN, every error and the order of the checks).
+:class:`UARTCore` puts it behind 8N1 UART pins for a board.
+
+Datapath
+--------
+::
+
+    rx -> FrameReceiver --wr--> request buffer (max_payload bytes)
+              | event (status, cmd, tag, LEN, 12 header bytes)
+              v
+          command FSM: checks in the protocol's order, then
+            LOAD_MATRIX: buffer -> CodeUnpacker -> matrix memory (code by code)
+            RUN: per vector: buffer -> CodeUnpacker -> vector buffer; then per
+                 group of `pe` rows, per fold of `simd` columns, per plane
+                 pair (m, k), one cycle: pe x (AND + popcount of simd lanes)
+                 -> term register -> accumulators (+= term << (m + k))
+              | reply body (status, tag, LEN, payload) as it is made
+              v
+          FrameTransmitter (SYNC, CRC) -> tx
+
+A request is executed only after its CRC has checked, so an error reply
+never changes the core's state, and the receiver takes no byte while a
+request is executed or answered (``rx.ready`` low: lock step).
+
+Memories (:class:`amaranth.lib.memory.Memory`): the request buffer
+(``max_payload`` bytes); the matrix, ``ceil(max_rows / pe) * ceil(max_cols /
+simd)`` words of ``pe * simd`` codes of ``max_bits`` bits (word ``g * folds +
+f`` holds rows ``g*pe .. g*pe + pe - 1``, columns ``f*simd .. f*simd + simd -
+1``; written one code at a time through per-code write enables); the vector
+buffer, ``ceil(max_cols / simd)`` words of ``simd`` codes.
+
+Arithmetic
+----------
+A code ``q`` of ``b`` bits read signed is ``2q - n = sum_m 2**m (2 q_m - 1)``,
+so every bit plane of a signed operand is a plane of +-1 and each plane pair
+(matrix plane ``m``, vector plane ``k``) contributes, over the lanes of a
+fold (``x`` = matrix plane bits, ``y`` = vector plane bits, ``v`` = lanes
+holding real columns; padding lanes are masked to 0 on both sides)::
+
+    2**(m+k) * ( (1+sx)(1+sy) popcount(x & y) - sy (1+sx) popcount(x)
+                 - sx (1+sy) popcount(y) + sx sy v )
+
+(``sx``, ``sy``: 1 where that side is signed).  Summed over the pairs and
+folds this is :func:`sw.bitplanes.signed_matmul` exactly -- the same
+expansion as :class:`hw.dot_product.DotProduct`, with bits and signedness
+chosen per RUN (vector) and per LOAD_MATRIX (matrix) at run time.
+
+Cycle cost of a RUN (``count`` vectors, matrix ``rows x cols`` of ``bm``
+bits, vector ``bv`` bits, ``G = ceil(rows / pe)``, ``F = ceil(cols / simd)``,
+``tx`` never stalling)::
+
+    per vector:  unpack  cols * (1 + bv / 8)   (CodeUnpacker: 2 cycles per code at 8 bits)
+                 compute G * (F * (1 + bm * bv) + 3)      (:meth:`TrainingCore.run_cycles`)
+                 emit    4 * rows   (one reply byte per cycle)
+
+plus the request's and the reply's bytes (one per cycle) and about five
+cycles of handshakes and checks per request: e.g. 32 x 256 at 8 x 8 bits, pe = 4,
+simd = 8 is 8 * (32 * 65 + 3) = 16,664 compute cycles per vector (1.4 ms at
+12 MHz), while the vector's 256 bytes take 22 ms on a 115,200-baud UART.
+"""
+
+from math import ceil
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from sw import protocol as P
+
+from .code_unpacker import CodeUnpacker
+from .dot_product import MAX_CODE_BITS
+from .frame_rx import FrameReceiver
+from .frame_tx import FrameTransmitter
+from .params import check_int
+from .popcount import popcount_tree
+from .uart import UARTReceiver, UARTTransmitter
+
+__all__ = ["TrainingCore", "UARTCore", "CORE_DEFAULTS"]
+
+#: Sized for the block RAM (EBR, 30 x 4 kbit) of an iCE40 UP5K: the 32 x 256 x
+#: 8-bit matrix is 64 kbit (16 EBRs of 256 x 16), the vector buffer 4 EBRs
+#: (64 bits wide), the 1 KiB request buffer 2.  :class:`UARTCore` with these
+#: at 12 MHz: 3773 of 5280 logic cells, 23 of 30 EBRs, 19.9 MHz (yosys
+#: synth_ice40 + nextpnr-ice40, UP5K SG48).
+CORE_DEFAULTS = dict(max_rows=32, max_cols=256, max_bits=8, pe=4, simd=8, max_payload=1024)
+
+#: Idle timeout in cycles by default: 0.1 s (:data:`sw.protocol.RX_IDLE_TIMEOUT_S`) at 12 MHz.
+DEFAULT_IDLE_TIMEOUT = 1_200_000
+
+# Reply payload kinds of the short messages (everything but accumulators).
+_MSG_EMPTY, _MSG_ERROR, _MSG_PING, _MSG_LOADED = range(4)
+
+
+class TrainingCore(wiring.Component):
+    """GEMM co-processor on codes behind the host-link protocol (module docstring).
+
+    Parameters
+    ----------
+    max_rows, max_cols : int
+        Largest matrix, ``1 .. 65535`` each (reported by PING).
+    max_bits : int
+        Widest code, ``1 .. 8``; LOAD_MATRIX and RUN take ``1 .. max_bits``.
+    pe, simd : int
+        Rows computed in parallel (``1 .. max_rows``) and columns per fold
+        (``1 .. max_cols``); reported by PING.
+    max_payload : int
+        Largest request and reply payload, ``13 .. 4096``.  The protocol's
+        invariants must hold: one vector and its reply fit a frame
+        (``max_payload >= 4 + ceil(max_cols * max_bits / 8)`` and ``>= 4 *
+        max_rows``); and ``max_cols * (2**max_bits - 1)**2 < 2**31``.
+    idle_timeout : int
+        Cycles without a byte after which a partial request is dropped
+        (the protocol asks for 0.01 .. 0.5 s; :class:`UARTCore` converts).
+
+    Ports
+    -----
+    rx : ``In(stream.Signature(8))``
+        Request bytes.  ``ready`` is low while a request is being executed
+        or answered.
+    tx : ``Out(stream.Signature(8))``
+        Reply bytes.  Back-pressure stalls the core (never loses a byte).
+
+    Latency and throughput
+    ----------------------
+    Requests are taken at one byte per cycle.  The reply's SYNC leaves
+    about five cycles after a request's last CRC byte (the receiver's
+    event, three cycles of checks; a BAD_LENGTH reply right after LEN_H);
+    a RUN then sends its 4 header bytes and each group of ``pe``
+    accumulators as soon as it is computed (module docstring: cycles per
+    RUN, :meth:`run_cycles`).  One request at a time.
+    """
+
+    def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"],
+                 max_cols: int = CORE_DEFAULTS["max_cols"], *,
+                 max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
+                 simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
+                 idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
+        self._max_rows = check_int("max_rows", max_rows, 1, 0xFFFF)
+        self._max_cols = check_int("max_cols", max_cols, 1, 0xFFFF)
+        self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
+        self._pe = check_int("pe", pe, 1, max_rows)
+        self._simd = check_int("simd", simd, 1, max_cols)
+        self._max_payload = check_int("max_payload", max_payload, P.LOAD_HEADER + 1, P.MAX_PAYLOAD)
+        self._idle_timeout = check_int("idle_timeout", idle_timeout, 1)
+        self._info = P.CoreInfo(P.PROTOCOL_VERSION, max_bits, pe, simd, max_rows, max_cols, max_payload)
+        try:
+            self._info.check()
+        except P.FramingError as error:
+            raise ValueError(str(error).replace("core capabilities break the protocol",
+                                                "core parameters break the protocol")) from None
+        levels = (1 << max_bits) - 1
+        if max_cols * levels * levels >= 1 << 31:
+            raise ValueError(f"max_cols {max_cols} with {max_bits}-bit codes can overflow the "
+                             "int32 accumulators of the protocol")
+        self._folds = ceil(max_cols / simd)
+        self._groups = ceil(max_rows / pe)
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+        })
+
+    max_rows = property(lambda self: self._max_rows)
+    max_cols = property(lambda self: self._max_cols)
+    max_bits = property(lambda self: self._max_bits)
+    pe = property(lambda self: self._pe)
+    simd = property(lambda self: self._simd)
+    max_payload = property(lambda self: self._max_payload)
+    idle_timeout = property(lambda self: self._idle_timeout)
+    info = property(lambda self: self._info, doc="What PING reports (:class:`sw.protocol.CoreInfo`).")
+    folds = property(lambda self: self._folds, doc="Matrix words per row group, ``ceil(max_cols / simd)``.")
+    groups = property(lambda self: self._groups, doc="Row groups, ``ceil(max_rows / pe)``.")
+
+    @property
+    def memory_bits(self) -> dict:
+        """Bits of each memory: ``request``, ``matrix``, ``vector``."""
+        return {"request": 8 * self._max_payload,
+                "matrix": self._groups * self._folds * self._pe * self._simd * self._max_bits,
+                "vector": self._folds * self._simd * self._max_bits}
+
+    def run_cycles(self, count: int, rows: int, cols: int, m_bits: int, v_bits: int) -> int:
+        """Cycles of the compute loop of a RUN of ``count`` vectors on a
+        ``rows x cols`` matrix (states ``GROUP``, ``FETCH``, ``PAIRS``,
+        ``DRAIN``, ``NEXT``): ``count * G * (F * (1 + m_bits * v_bits) + 3)``,
+        ``G = ceil(rows / pe)``, ``F = ceil(cols / simd)``; unpacking the
+        vectors and sending the reply bytes come on top."""
+        groups, folds = ceil(rows / self._pe), ceil(cols / self._simd)
+        return count * groups * (folds * (1 + m_bits * v_bits) + 3)
+
+    # ------------------------------------------------------------------ gateware
+
+    def elaborate(self, platform):
+        m = Module()
+        pe, simd, max_bits = self._pe, self._simd, self._max_bits
+        folds = self._folds
+        code = unsigned(max_bits)
+
+        # ---------------------------------------------------------- link
+        m.submodules.receiver = receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
+                                                         head_bytes=P.LOAD_HEADER)
+        m.submodules.framer = framer = FrameTransmitter()
+        wiring.connect(m, wiring.flipped(self.rx), receiver.i)
+        wiring.connect(m, framer.o, wiring.flipped(self.tx))
+        body = framer.i
+        event = receiver.o.payload
+        head = event.head
+
+        m.submodules.request = request = Memory(shape=8, depth=self._max_payload, init=[])
+        req_w = request.write_port()
+        req_r = request.read_port()
+        m.d.comb += [
+            req_w.addr.eq(receiver.wr.payload.addr),
+            req_w.data.eq(receiver.wr.payload.data),
+            req_w.en.eq(receiver.wr.valid),
+            receiver.wr.ready.eq(1),
+        ]
+
+        # Request buffer -> unpacker: a byte reader with one prefetch register
+        # (the read port's data holds while the unpacker is full).  It reads
+        # at most two bytes past a payload (never used; the address wraps).
+        m.submodules.unpacker = unpacker = CodeUnpacker(max_bits)
+        rd_addr = Signal(range(self._max_payload + 2))
+        rd_valid = Signal()
+        rd_active = Signal()  # comb: the FSM wants codes
+        rd_start = Signal()  # comb: restart at rd_base, drop what is held
+        rd_base = Signal(range(P.LOAD_HEADER + 1))
+        unpack_bits = Signal(range(max_bits + 1))
+        rd_advance = Signal()
+        m.d.comb += [
+            rd_advance.eq(~rd_valid | unpacker.i.ready),
+            req_r.addr.eq(rd_addr),
+            req_r.en.eq(rd_advance),
+            unpacker.i.valid.eq(rd_valid),
+            unpacker.i.payload.eq(req_r.data),
+            unpacker.bits.eq(unpack_bits),
+            unpacker.clear.eq(rd_start),
+        ]
+        with m.If(rd_start):
+            m.d.sync += [rd_addr.eq(rd_base), rd_valid.eq(0)]
+        with m.Elif(rd_advance):
+            m.d.sync += rd_valid.eq(rd_active)
+            with m.If(rd_active):
+                m.d.sync += rd_addr.eq(rd_addr + 1)
+        new_code = unpacker.o.payload
+
+        # ---------------------------------------------------------- memories
+        lanes = data.ArrayLayout(code, pe * simd)
+        m.submodules.matrix = matrix = Memory(shape=lanes, depth=self._groups * folds, init=[])
+        mat_w = matrix.write_port(granularity=1)
+        mat_r = matrix.read_port()
+        m.submodules.vector = vector = Memory(shape=data.ArrayLayout(code, simd), depth=folds, init=[])
+        vec_w = vector.write_port(granularity=1)
+        vec_r = vector.read_port()
+        # The read ports fetch only in FETCH; their data holds otherwise.
+        m.d.comb += [mat_r.en.eq(0), vec_r.en.eq(0)]
+        for lane in range(pe * simd):
+            m.d.comb += mat_w.data[lane].eq(new_code)
+        for lane in range(simd):
+            m.d.comb += vec_w.data[lane].eq(new_code)
+
+        # ---------------------------------------------------------- request fields
+        # LOAD_MATRIX header: rows u16, cols u16, bits u8, flags u8, offset u32, count u16.
+        def u16(at):
+            return Cat(head[at], head[at + 1])
+        l_rows, l_cols, l_bits, l_flags = u16(0), u16(2), head[4], head[5]
+        l_offset = Cat(head[6], head[7], head[8], head[9])
+        l_count = u16(10)
+        # RUN header: count u16, bits u8, flags u8.
+        r_count, r_bits, r_flags = u16(0), head[2], head[3]
+        cmd, length = event.cmd, event.length
+
+        # ---------------------------------------------------------- state
+        total_max = self._max_rows * self._max_cols
+        has_shape = Signal()  # a matrix is being loaded or loaded
+        m_rows = Signal(range(self._max_rows + 1))
+        m_cols = Signal(range(self._max_cols + 1))
+        m_bits = Signal(range(max_bits + 1))
+        m_flags = Signal(8)
+        m_total = Signal(range(total_max + 1))
+        m_loaded = Signal(range(total_max + 1))
+        matrix_ready = Signal()
+        m.d.comb += matrix_ready.eq(has_shape & (m_loaded == m_total))
+
+        # Products for the checks, registered (the event is stable while it waits).
+        max_run_count = self._max_payload // P.ACC_BYTES  # more vectors never fit a reply
+        p_total = Signal(range(total_max + 1))
+        p_load_bits = Signal(range(total_max * max_bits + 1))
+        p_reply = Signal(range(max_run_count * self._max_rows + 1))
+        p_run_codes = Signal(range(max_run_count * self._max_cols + 1))
+        p_run_bits = Signal(range(max_run_count * self._max_cols * max_bits + 1))
+        m.d.sync += [
+            p_total.eq(l_rows[:bits_for(self._max_rows)] * l_cols[:bits_for(self._max_cols)]),
+            p_load_bits.eq(l_count[:bits_for(total_max)] * l_bits[:4]),
+            p_reply.eq(r_count[:bits_for(max_run_count)] * m_rows),
+            p_run_codes.eq(r_count[:bits_for(max_run_count)] * m_cols),
+            p_run_bits.eq(p_run_codes * r_bits[:4]),
+        ]
+
+        # Reply message: STATUS TAG LEN_L LEN_H + short payload.
+        r_status = Signal(8)
+        r_len = Signal(16)
+        r_detail = Signal(8)
+        r_kind = Signal(2)
+        msg_index = Signal(range(4 + P.PING_REPLY))
+        ping = P.encode_ping_reply(self._info)
+        loaded = Signal(32)
+        m.d.comb += loaded.eq(m_loaded)
+        payload_bytes = []
+        for index in range(P.PING_REPLY):
+            error_byte = {0: cmd, 1: r_detail}.get(index, 0)
+            loaded_byte = loaded[8 * index:8 * index + 8] if index < 4 else 0
+            payload_bytes.append(Mux(r_kind == _MSG_PING, ping[index],
+                                     Mux(r_kind == _MSG_LOADED, loaded_byte,
+                                         Mux(r_kind == _MSG_ERROR, error_byte, 0))))
+        msg = Array([r_status, event.tag, r_len[:8], r_len[8:], *payload_bytes])
+        msg_size = Signal(range(4 + P.PING_REPLY + 1))  # bytes of the message
+
+        # LOAD_MATRIX write position (kept between frames for continuations).
+        w_col = Signal(range(self._max_cols))
+        w_lane = Signal(range(simd))
+        w_fold = Signal(range(folds))
+        w_row_slot = Signal(range(pe * simd))  # (row in group) * simd
+        w_row_in_group = Signal(range(pe))
+        w_base = Signal(range(self._groups * folds + 1))  # group * folds
+        left = Signal(range(total_max + 1))  # codes still to write
+
+        # RUN state.
+        v_signed = Signal()
+        v_bits = Signal(range(max_bits + 1))
+        v_left = Signal(range(max_run_count + 1))  # vectors still to do
+        c_col = Signal(range(self._max_cols))  # vector unpack position
+        c_lane = Signal(range(simd))
+        c_fold = Signal(range(folds))
+        g_base = Signal(range(self._groups * folds + 1))
+        g_row = Signal(range(self._max_rows + pe))  # first row of the group
+        fold = Signal(range(folds))
+        f_left = Signal(range(self._max_cols + 1))  # columns from this fold on
+        pm = Signal(range(max_bits))  # matrix plane
+        pk = Signal(range(max_bits))  # vector plane
+        e_row = Signal(range(pe))  # emit: row in group
+        e_byte = Signal(2)
+
+        # ---------------------------------------------------------- PE datapath
+        m_signed = m_flags[0]
+        # Lanes holding real columns in this fold (padding lanes read stale
+        # codes and are masked on both sides).  Registered: `f_left` settles
+        # in FETCH, a cycle before PAIRS reads these.
+        lane_valid = Signal(simd)
+        n_valid = Signal(range(simd + 1))
+        m.d.sync += [
+            lane_valid.eq(Cat(f_left > lane for lane in range(simd))),
+            n_valid.eq(Mux(f_left >= simd, simd, f_left)),
+        ]
+        y_plane = Signal(simd)
+        m.d.comb += y_plane.eq(Cat(vec_r.data[lane].bit_select(pk, 1) for lane in range(simd)) & lane_valid)
+        pc_y = popcount_tree(m, y_plane, name="pc_y")
+        term_shape = signed(bits_for(4 * simd) + 2)
+        acc_limit = self._max_cols * ((1 << max_bits) - 1) ** 2
+        acc_shape = signed(bits_for(acc_limit) + 1)
+        accs = [Signal(acc_shape, name=f"acc{p}") for p in range(pe)]
+        terms = []
+        sx, sy = m_signed, v_signed
+        for p in range(pe):
+            x_plane = Signal(simd, name=f"x_plane{p}")
+            m.d.comb += x_plane.eq(Cat(mat_r.data[p * simd + lane].bit_select(pm, 1)
+                                       for lane in range(simd)) & lane_valid)
+            both = Signal(simd, name=f"xy_plane{p}")
+            m.d.comb += both.eq(x_plane & y_plane)
+            pc_xy = popcount_tree(m, both, name=f"pc_xy{p}")
+            pc_x = popcount_tree(m, x_plane, name=f"pc_x{p}")
+            term = Signal(term_shape, name=f"term{p}")
+            m.d.comb += term.eq((pc_xy << (sx + sy))
+                                - Mux(sy, pc_x << sx, 0)
+                                - Mux(sx, pc_y << sy, 0)
+                                + Mux(sx & sy, n_valid, 0))
+            terms.append(term)
+        # Pipeline register between the popcounts and the accumulators: a
+        # pair's terms are added (shifted by its weight 2**(m+k)) the cycle
+        # after PAIRS made them.
+        held_terms = [Signal(term_shape, name=f"held_term{p}") for p in range(pe)]
+        pair_valid = Signal()
+        pair_shift = Signal(range(2 * max_bits - 1))
+        m.d.sync += pair_valid.eq(0)
+        with m.If(pair_valid):
+            m.d.sync += [acc.eq(acc + (held << pair_shift)) for acc, held in zip(accs, held_terms)]
+
+        # Result bytes: accumulator `e_row`, byte `e_byte`, sign-extended to int32.
+        result = Signal(signed(32))
+        m.d.comb += result.eq(Array(accs)[e_row])
+        result_byte = result.as_unsigned().word_select(e_byte, 8)
+        rows_here_last = Signal(range(pe))  # last row of this group to emit
+        rows_left = Signal(range(self._max_rows + 1))
+        m.d.comb += [
+            rows_left.eq(m_rows - g_row),
+            rows_here_last.eq(Mux(rows_left >= pe, pe - 1, rows_left - 1)),
+        ]
+        last_group = Signal()
+        m.d.comb += last_group.eq(g_row + pe >= m_rows)
+
+        # ---------------------------------------------------------- control
+        def reply(status, kind, size, detail=0):
+            m.d.sync += [r_status.eq(status), r_kind.eq(kind), msg_index.eq(0),
+                         r_detail.eq(detail), msg_size.eq(4 + size), r_len.eq(size)]
+
+        def error(status, detail=P.Detail.NONE):
+            reply(status, _MSG_ERROR, P.ERROR_PAYLOAD, detail)
+            m.next = "REPLY"
+
+        def bad_bits_or_flags(bits, flags):
+            return (bits == 0) | (bits > max_bits), (flags & ~P.FLAG_SIGNED & 0xFF) != 0
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(receiver.o.valid):
+                    m.next = "CHECK1"
+            with m.State("CHECK1"):  # p_total, p_load_bits, p_reply, p_run_codes
+                m.next = "CHECK2"
+            with m.State("CHECK2"):  # p_run_bits
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                with m.If(event.status != P.Status.OK):
+                    error(event.status)
+                with m.Elif(cmd == P.Cmd.PING):
+                    with m.If(length != 0):
+                        error(P.Status.BAD_LENGTH)
+                    with m.Else():
+                        reply(P.Status.OK, _MSG_PING, P.PING_REPLY)
+                        m.next = "REPLY"
+                with m.Elif(cmd == P.Cmd.RESET):
+                    with m.If(length != 0):
+                        error(P.Status.BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
+                        reply(P.Status.OK, _MSG_EMPTY, 0)
+                        m.next = "REPLY"
+                with m.Elif(cmd == P.Cmd.LOAD_MATRIX):
+                    bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags)
+                    continues = ((l_rows == m_rows) & (l_cols == m_cols) & (l_bits == m_bits)
+                                 & (l_flags == m_flags) & (l_offset == m_loaded) & has_shape)
+                    with m.If(length < P.LOAD_HEADER):
+                        error(P.Status.BAD_LENGTH)
+                    with m.Elif(bad_bits):
+                        error(P.Status.BAD_PARAMS, P.Detail.BITS)
+                    with m.Elif(bad_flags):
+                        error(P.Status.BAD_PARAMS, P.Detail.FLAGS)
+                    with m.Elif((l_rows == 0) | (l_rows > self._max_rows)):
+                        error(P.Status.BAD_PARAMS, P.Detail.ROWS)
+                    with m.Elif((l_cols == 0) | (l_cols > self._max_cols)):
+                        error(P.Status.BAD_PARAMS, P.Detail.COLS)
+                    with m.Elif((l_count == 0) | (l_offset + l_count > p_total)):
+                        error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+                    with m.Elif(length != P.LOAD_HEADER + ((p_load_bits + 7) >> 3)):
+                        error(P.Status.BAD_LENGTH)
+                    with m.Elif((l_offset != 0) & ~continues):
+                        error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
+                    with m.Else():
+                        with m.If(l_offset == 0):
+                            m.d.sync += [
+                                has_shape.eq(1), m_rows.eq(l_rows), m_cols.eq(l_cols),
+                                m_bits.eq(l_bits), m_flags.eq(l_flags), m_total.eq(p_total),
+                                w_col.eq(0), w_lane.eq(0), w_fold.eq(0), w_row_slot.eq(0),
+                                w_row_in_group.eq(0), w_base.eq(0),
+                            ]
+                        m.d.sync += [left.eq(l_count), rd_base.eq(P.LOAD_HEADER),
+                                     unpack_bits.eq(l_bits)]
+                        m.next = "LOAD_START"
+                with m.Elif(cmd == P.Cmd.RUN):
+                    bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags)
+                    with m.If(length < P.RUN_HEADER):
+                        error(P.Status.BAD_LENGTH)
+                    with m.Elif(~matrix_ready):
+                        error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
+                    with m.Elif(bad_bits):
+                        error(P.Status.BAD_PARAMS, P.Detail.BITS)
+                    with m.Elif(bad_flags):
+                        error(P.Status.BAD_PARAMS, P.Detail.FLAGS)
+                    with m.Elif(r_count == 0):
+                        error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+                    with m.Elif((r_count > max_run_count)
+                                | (p_reply * P.ACC_BYTES > self._max_payload)):
+                        error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
+                    with m.Elif(length != P.RUN_HEADER + ((p_run_bits + 7) >> 3)):
+                        error(P.Status.BAD_LENGTH)
+                    with m.Else():
+                        reply(P.Status.OK, _MSG_EMPTY, 0)
+                        m.d.sync += [
+                            r_len.eq(p_reply * P.ACC_BYTES),
+                            v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags[0]),
+                            rd_base.eq(P.RUN_HEADER), unpack_bits.eq(r_bits),
+                        ]
+                        m.next = "RUN_START"
+                with m.Else():
+                    error(P.Status.BAD_COMMAND)
+
+            # ------------------------------------------------ short replies
+            with m.State("REPLY"):  # the whole reply: header + short payload
+                m.d.comb += [
+                    body.valid.eq(1),
+                    body.payload.data.eq(msg[msg_index]),
+                    body.payload.last.eq(msg_index == msg_size - 1),
+                ]
+                with m.If(body.ready):
+                    m.d.sync += msg_index.eq(msg_index + 1)
+                    with m.If(msg_index == msg_size - 1):
+                        m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += receiver.o.ready.eq(1)
+                m.next = "IDLE"
+
+            # ------------------------------------------------ LOAD_MATRIX
+            with m.State("LOAD_START"):
+                m.d.comb += rd_start.eq(1)
+                m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [rd_active.eq(1), unpacker.o.ready.eq(1)]
+                with m.If(unpacker.o.valid):
+                    m.d.comb += [
+                        mat_w.addr.eq(w_base + w_fold),
+                        mat_w.en.eq(1 << (w_row_slot + w_lane)),
+                    ]
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(w_col == m_cols - 1):  # next row
+                        m.d.sync += [w_col.eq(0), w_lane.eq(0), w_fold.eq(0)]
+                        with m.If(w_row_in_group == pe - 1):
+                            m.d.sync += [w_row_in_group.eq(0), w_row_slot.eq(0),
+                                         w_base.eq(w_base + folds)]
+                        with m.Else():
+                            m.d.sync += [w_row_in_group.eq(w_row_in_group + 1),
+                                         w_row_slot.eq(w_row_slot + simd)]
+                    with m.Else():
+                        m.d.sync += w_col.eq(w_col + 1)
+                        with m.If(w_lane == simd - 1):
+                            m.d.sync += [w_lane.eq(0), w_fold.eq(w_fold + 1)]
+                        with m.Else():
+                            m.d.sync += w_lane.eq(w_lane + 1)
+                    with m.If(left == 1):
+                        m.next = "LOAD_DONE"
+            with m.State("LOAD_DONE"):
+                m.d.sync += m_loaded.eq(l_offset + l_count)
+                reply(P.Status.OK, _MSG_LOADED, 4)
+                m.next = "REPLY"
+
+            # ------------------------------------------------ RUN
+            with m.State("RUN_START"):
+                m.d.comb += rd_start.eq(1)
+                m.next = "RUN_HEADER"
+            with m.State("RUN_HEADER"):  # STATUS TAG LEN_L LEN_H, never the last bytes
+                m.d.comb += [body.valid.eq(1), body.payload.data.eq(msg[msg_index])]
+                with m.If(body.ready):
+                    m.d.sync += msg_index.eq(msg_index + 1)
+                    with m.If(msg_index == 3):
+                        m.d.sync += [c_col.eq(0), c_lane.eq(0), c_fold.eq(0)]
+                        m.next = "VECTOR"
+            with m.State("VECTOR"):  # unpack one vector into the vector buffer
+                m.d.comb += [rd_active.eq(1), unpacker.o.ready.eq(1)]
+                with m.If(unpacker.o.valid):
+                    m.d.comb += [vec_w.addr.eq(c_fold), vec_w.en.eq(1 << c_lane)]
+                    with m.If(c_lane == simd - 1):
+                        m.d.sync += [c_lane.eq(0), c_fold.eq(c_fold + 1)]
+                    with m.Else():
+                        m.d.sync += c_lane.eq(c_lane + 1)
+                    m.d.sync += c_col.eq(c_col + 1)
+                    with m.If(c_col == m_cols - 1):
+                        m.d.sync += [g_base.eq(0), g_row.eq(0)]
+                        m.next = "GROUP"
+            with m.State("GROUP"):  # start a group of pe rows
+                m.d.sync += [fold.eq(0), f_left.eq(m_cols)]
+                m.d.sync += [acc.eq(0) for acc in accs]
+                m.next = "FETCH"
+            with m.State("FETCH"):  # read the fold's matrix word and vector word
+                m.d.comb += [mat_r.addr.eq(g_base + fold), vec_r.addr.eq(fold),
+                             mat_r.en.eq(1), vec_r.en.eq(1)]
+                m.d.sync += [pm.eq(0), pk.eq(0)]
+                m.next = "PAIRS"
+            with m.State("PAIRS"):  # one plane pair per cycle (added to the accumulators next cycle)
+                m.d.sync += [pair_valid.eq(1), pair_shift.eq(pm + pk)]
+                m.d.sync += [held.eq(term) for held, term in zip(held_terms, terms)]
+                with m.If(pk == v_bits - 1):
+                    m.d.sync += pk.eq(0)
+                    with m.If(pm == m_bits - 1):
+                        m.d.sync += [fold.eq(fold + 1), f_left.eq(f_left - simd)]
+                        with m.If(f_left <= simd):
+                            m.d.sync += [e_row.eq(0), e_byte.eq(0)]
+                            m.next = "DRAIN"
+                        with m.Else():
+                            m.next = "FETCH"
+                    with m.Else():
+                        m.d.sync += pm.eq(pm + 1)
+                with m.Else():
+                    m.d.sync += pk.eq(pk + 1)
+            with m.State("DRAIN"):  # the last pair's terms reach the accumulators
+                m.next = "EMIT"
+            with m.State("EMIT"):  # the group's accumulators, int32 LE
+                final = (e_byte == 3) & (e_row == rows_here_last)
+                m.d.comb += [
+                    body.valid.eq(1),
+                    body.payload.data.eq(result_byte),
+                    body.payload.last.eq(final & last_group & (v_left == 1)),
+                ]
+                with m.If(body.ready):
+                    m.d.sync += e_byte.eq(e_byte + 1)
+                    with m.If(e_byte == 3):
+                        m.d.sync += e_row.eq(e_row + 1)
+                    with m.If(final):
+                        m.next = "NEXT"
+            with m.State("NEXT"):
+                with m.If(~last_group):
+                    m.d.sync += [g_base.eq(g_base + folds), g_row.eq(g_row + pe)]
+                    m.next = "GROUP"
+                with m.Elif(v_left == 1):
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.sync += [v_left.eq(v_left - 1), c_col.eq(0), c_lane.eq(0), c_fold.eq(0)]
+                    m.next = "VECTOR"
+        return m
+
+
+class UARTCore(wiring.Component):
+    """:class:`TrainingCore` behind 8N1 UART pins (a board's serial port).
+
+    ::
+
+        rx pin -> UARTReceiver -> FIFO (fifo_depth bytes) -> TrainingCore -> UARTTransmitter -> tx pin
+
+    The FIFO holds what the host sends while the core answers a frame
+    rejected at its header (BAD_LENGTH: the core replies at once and then
+    hunts through the rest of that request), so the receiver never drops
+    a byte on a lock-step host.
+
+    Parameters
+    ----------
+    clk_freq : int or float
+        Clock frequency in Hz.
+    baud : int
+        Bit rate; ``divisor = round(clk_freq / baud)`` must be ``>= 4``.
+    fifo_depth : int
+        Bytes between the UART receiver and the core, ``>= 1``.
+    idle_timeout_s : float
+        The core's idle timeout in seconds, ``0.01 .. 0.5`` (protocol).
+    **params
+        :class:`TrainingCore` parameters (``max_rows``, ``max_cols``,
+        ``max_bits``, ``pe``, ``simd``, ``max_payload``).
+
+    Ports
+    -----
+    rx : ``In(1, init=1)``
+        Serial line from the host (asynchronous; synchronised inside).
+    tx : ``Out(1, init=1)``
+        Serial line to the host.
+    """
+
+    def __init__(self, clk_freq, baud: int = 115200, *, fifo_depth: int = 16,
+                 idle_timeout_s: float = P.RX_IDLE_TIMEOUT_S, **params):
+        if isinstance(clk_freq, bool) or not isinstance(clk_freq, (int, float)) or clk_freq <= 0:
+            raise ValueError(f"clk_freq must be a positive frequency in Hz, got {clk_freq!r}")
+        check_int("baud", baud, 1)
+        if not isinstance(idle_timeout_s, (int, float)) or not 0.01 <= idle_timeout_s <= 0.5:
+            raise ValueError(f"idle_timeout_s must be in 0.01 .. 0.5 s (protocol), got {idle_timeout_s!r}")
+        self._fifo_depth = check_int("fifo_depth", fifo_depth, 1)
+        self._divisor = round(clk_freq / baud)
+        if self._divisor < 4:
+            raise ValueError(f"clk_freq {clk_freq} Hz is too slow for {baud} baud "
+                             f"(divisor {clk_freq / baud:.2f} < 4 cycles per bit)")
+        self.core = TrainingCore(idle_timeout=max(1, round(idle_timeout_s * clk_freq)), **params)
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+        })
+
+    divisor = property(lambda self: self._divisor)
+    fifo_depth = property(lambda self: self._fifo_depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.uart_rx = uart_rx = UARTReceiver(self._divisor)
+        m.submodules.uart_tx = uart_tx = UARTTransmitter(self._divisor)
+        m.submodules.fifo = buffer = fifo.SyncFIFOBuffered(width=8, depth=self._fifo_depth)
+        m.submodules.core = core = self.core
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
+        wiring.connect(m, uart_rx.o, buffer.w_stream)
+        wiring.connect(m, buffer.r_stream, core.rx)
+        wiring.connect(m, core.tx, uart_tx.i)
+        return m

@@ -1,0 +1,165 @@
+"""cocotb tests of :class:`hw.core.TrainingCore` against :class:`sw.core_model.CoreModel`.
+
+Run through ``tb/test_core_tb.py``; :func:`sim.cocotb_runner.tb_config`
+gives ``params`` (the core's constructor parameters but ``idle_timeout``),
+``timeout`` (its ``idle_timeout`` in cycles), ``seed``, ``vectors`` (random
+vectors per GEMM of :func:`gemm`) and ``fuzz_steps``.
+
+Request bytes (:mod:`tb.core.scripts`) go in through the ``rx`` byte stream
+with random valid gaps, reply bytes come out of ``tx`` under random
+back-pressure, and the scoreboard compares them byte for byte with the
+model's replies to the same bytes.  Test functions are named without a
+``test_`` prefix so pytest, collecting this file, finds none.
+"""
+
+import random
+
+import cocotb
+import numpy as np
+from cocotb.triggers import ClockCycles
+
+from sim.cocotb_runner import tb_config
+from sw import protocol as P
+from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
+from tb.core.scripts import (Idle, Reset, bad_requests, codes, describe_replies, expected_replies, frame,
+                             fuzz_script, gemm_script, load_frames, run_frame)
+
+
+class Bench:
+    """Drives scripts into the core and checks its replies against the model."""
+
+    def __init__(self, dut, seed: int, *, gap: float = 0.3, stall: float = 0.3):
+        config = tb_config()
+        self.dut = dut
+        self.params = config["params"]
+        self.timeout = config["timeout"]
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        self.driver = StreamDriver(dut, "rx", rng=random.Random(seed), gap=gap)
+        self.monitor = StreamMonitor(dut, "tx", rng=random.Random(seed + 1), stall=stall)
+        self.scoreboard = Scoreboard("core", dut._log, show=3)
+        self.stats = {}
+
+    async def start(self):
+        start_clock(self.dut)
+        await reset(self.dut)
+        self.monitor.start()
+
+    async def run(self, script, *, max_cycles: int = 2_000_000) -> list[list[int]]:
+        """Send ``script``; the reply bytes of its last reset-separated
+        segment must equal the model's, earlier segments (cut by a reset)
+        must be prefixes of theirs.  Returns the bytes received per segment."""
+        want = expected_replies(script, self.params, self.timeout, self.stats)
+        got = []
+        for step in script:
+            if isinstance(step, Idle):
+                if step.cycles:
+                    await ClockCycles(self.dut.clk, step.cycles)
+            elif isinstance(step, Reset):
+                self.monitor.stop()
+                got.append(list(self.monitor.received))
+                self.monitor.received.clear()
+                await reset(self.dut)
+                self.monitor.start()
+            else:
+                await self.driver.send(list(step))
+        await self.monitor.wait_for(len(want[-1]), timeout_cycles=max_cycles)
+        await ClockCycles(self.dut.clk, 50)  # nothing more may come out
+        got.append(list(self.monitor.received))
+        self.monitor.received.clear()
+        for segment, expected in zip(got[:-1], want[:-1]):
+            self.scoreboard.check(list(expected), segment, prefix=True)
+        try:
+            self.scoreboard.check(list(want[-1]), got[-1])
+        except AssertionError:
+            self.dut._log.error("core replies:  %s", describe_replies(bytes(got[-1])))
+            self.dut._log.error("model replies: %s", describe_replies(bytes(want[-1])))
+            raise
+        return got
+
+    def summary(self, name: str) -> None:
+        self.dut._log.info("%s: %d reply bytes checked; %d RUN vectors (%d MACs), %d requests, "
+                           "%d error replies, %d idle drops", name, self.scoreboard.checked,
+                           self.stats.get("vectors", 0), self.stats.get("macs", 0),
+                           self.stats.get("frames", 0), self.stats.get("errors", 0),
+                           self.stats.get("idle_drops", 0))
+
+
+def signedness_mixes(max_bits: int):
+    """(m_bits, m_signed, v_bits, v_signed): every signedness pair, 1 and max bits."""
+    mid = max(1, max_bits // 2)
+    return [(1, True, 1, True), (max_bits, True, max_bits, True), (max_bits, False, 1, False),
+            (1, False, max_bits, True), (mid, True, max(1, max_bits - 1), False),
+            (max(1, max_bits - 2), False, mid, True)]
+
+
+@cocotb.test()
+async def gemm(dut):
+    """For each bit width / signedness mix: a random matrix (ragged shape,
+    loaded over stale memory) and ``vectors`` random vectors."""
+    config = tb_config()
+    bench = Bench(dut, config["seed"])
+    await bench.start()
+    params = bench.params
+    rng = bench.rng
+    script = []
+    for index, (m_bits, m_signed, v_bits, v_signed) in enumerate(signedness_mixes(params["max_bits"])):
+        rows = params["max_rows"] if index % 2 == 0 else int(rng.integers(1, params["max_rows"] + 1))
+        cols = params["max_cols"] if index % 3 == 0 else int(rng.integers(1, params["max_cols"] + 1))
+        script += gemm_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, config["vectors"],
+                              chunk=None if index % 2 else int(rng.integers(1, 40)), params=params)
+    await bench.run(script)
+    bench.summary("gemm")
+
+
+@cocotb.test()
+async def errors_garbage_timeout(dut):
+    """Every error of the protocol, garbage between frames, truncated frames
+    dropped by the idle timeout, a pause just under it."""
+    config = tb_config()
+    bench = Bench(dut, config["seed"] + 10)
+    await bench.start()
+    params, timeout = bench.params, bench.timeout
+    pick = random.Random(config["seed"])
+    noise = lambda n: bytes(pick.choice([b for b in range(256) if b != P.SYNC]) for _ in range(n))
+    script = []
+    for _, request in bad_requests(params):
+        script += [noise(pick.randrange(0, 4)), request]
+    good = gemm_script(bench.rng, 3, 5, 2, True, 2, False, 2, params=params)
+    ping = frame(P.Cmd.PING, tag=0x42)
+    script += [good[0][:9], Idle(timeout + 5), ping[:3], Idle(timeout), *good,
+               good[-1][:8], Idle(timeout - 10), good[-1][8:], bytes([P.SYNC, 0x01, 0x02]), ping]
+    await bench.run(script)
+    bench.summary("errors")
+
+
+@cocotb.test()
+async def fuzz(dut):
+    """Random valid and mutated requests (bit flips, truncations)."""
+    config = tb_config()
+    bench = Bench(dut, config["seed"] + 20, gap=0.2, stall=0.4)
+    await bench.start()
+    await bench.run(fuzz_script(config["seed"], config["fuzz_steps"], bench.params, timeout=bench.timeout))
+    bench.summary("fuzz")
+
+
+@cocotb.test()
+async def reset_mid_run(dut):
+    """A reset while a RUN is being answered forgets the matrix (NO_MATRIX,
+    like a fresh model); then a good exchange."""
+    config = tb_config()
+    bench = Bench(dut, config["seed"] + 30, gap=0.1, stall=0.1)
+    await bench.start()
+    params = bench.params
+    rows, cols, bits = params["max_rows"], params["max_cols"], params["max_bits"]
+    matrix = codes(bench.rng, bits, (rows, cols))
+    vectors = codes(bench.rng, bits, (1, cols))
+    run = run_frame(vectors, bits, True)
+    after = [run, frame(P.Cmd.PING)] + gemm_script(bench.rng, rows, cols, bits, True, bits, False, 2,
+                                                   params=params)
+    cut = random.Random(config["seed"]).randrange(20, 200)
+    got = await bench.run(load_frames(matrix, bits, True, max_payload=params["max_payload"])
+                          + [run, Idle(cut), Reset()] + after)
+    dut._log.info("reset_mid_run: %d reply bytes before the reset (%d cycles into the RUN)",
+                  len(got[0]), cut)
+    bench.summary("reset_mid_run")

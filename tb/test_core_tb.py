@@ -1,0 +1,45 @@
+"""pytest entry for the cocotb training-core testbench (``tb/core``), on Icarus and Verilator.
+
+Each run checks, byte for byte against :class:`sw.core_model.CoreModel`:
+6 GEMMs (every signedness pair, 1-bit and max-bit codes, ragged shapes,
+``vectors`` random vectors each), every protocol error with garbage and
+idle-timeout drops, ``fuzz_steps`` random (mostly mutated) requests, and a
+reset in the middle of a RUN.  The log line of each test says how many
+reply bytes, RUN vectors and MACs it checked.
+"""
+
+from hw.core import TrainingCore
+from sim.cocotb_runner import run_cocotb
+from tb.core.scripts import SMALL
+from tb.entry import on_each_simulator
+
+TIMEOUT = 300  # idle timeout in cycles: above any random gap of the drivers
+
+# (name, core parameters, vectors per GEMM, fuzz steps)
+CONFIGS = [
+    ("small", SMALL, 12, 80),
+]
+SLOW_CONFIGS = [
+    # One row and one column per fold, 4-bit codes: the narrowest datapath.
+    ("scalar", dict(max_rows=3, max_cols=5, max_bits=4, pe=1, simd=1, max_payload=24), 3, 60),
+    # PE and SIMD that divide nothing.
+    ("odd", dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48), 4, 60),
+]
+
+
+def run(simulator, name, params, vectors, fuzz_steps, seed):
+    dut = TrainingCore(**params, idle_timeout=TIMEOUT)
+    run_cocotb(dut, toplevel=f"training_core_{name}", test_module="tb.core.test_core",
+               simulator=simulator,
+               config={"params": params, "timeout": TIMEOUT, "seed": seed, "vectors": vectors,
+                       "fuzz_steps": fuzz_steps})
+
+
+@on_each_simulator("name, params, vectors, fuzz_steps", CONFIGS)
+def test_core(simulator, name, params, vectors, fuzz_steps):
+    run(simulator, name, params, vectors, fuzz_steps, seed=1)
+
+
+@on_each_simulator("name, params, vectors, fuzz_steps", SLOW_CONFIGS, slow=True)
+def test_core_shapes(simulator, name, params, vectors, fuzz_steps):
+    run(simulator, name, params, vectors, fuzz_steps, seed=2)

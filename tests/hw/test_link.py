@@ -1,0 +1,211 @@
+"""The training core's link units in the Amaranth simulator, each against :mod:`sw.protocol`:
+hw.crc16 (``crc16_update``), hw.frame_tx.FrameTransmitter (``encode_frame``),
+hw.frame_rx.FrameReceiver (``FrameDecoder(backtrack=False)`` and the idle
+timeout) and hw.code_unpacker.CodeUnpacker (``unpack_codes``), with valid
+gaps and back-pressure."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal
+
+from hw.code_unpacker import CodeUnpacker
+from hw.crc16 import crc16_next
+from hw.frame_rx import FrameReceiver
+from hw.frame_tx import FrameTransmitter
+from sim.amaranth_sim import simulate, stream_get, stream_get_n, stream_put_all
+from sw import protocol as P
+from tests.hw.helpers import unelaborated
+
+
+def test_crc16_next_is_the_protocol_crc():
+    m = Module()
+    crc, byte, out = Signal(16), Signal(8), Signal(16)
+    m.d.comb += out.eq(crc16_next(crc, byte))
+    rng = random.Random(0)
+
+    async def bench(ctx):
+        for c, b in [(0xFFFF, 0), (0, 0xFF), (0x8000, 0x80)] + [
+                (rng.randrange(1 << 16), rng.randrange(256)) for _ in range(500)]:
+            ctx.set(crc, c)
+            ctx.set(byte, b)
+            assert ctx.get(out) == P.crc16_update(c, b), (c, b)
+
+    simulate(m, bench)
+    # And the check value of CRC-16/CCITT-FALSE, byte by byte.
+    value = 0xFFFF
+    for b in b"123456789":
+        value = P.crc16_update(value, b)
+    assert value == 0x29B1
+
+
+def test_crc16_next_checks_widths():
+    with pytest.raises(ValueError, match="16-bit crc and an 8-bit byte"):
+        crc16_next(Signal(8), Signal(8))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_frame_transmitter_makes_protocol_frames(seed):
+    rng = random.Random(seed)
+    frames = [(P.Status.OK, 0, b""), (P.Status.BAD_CRC, 0xFF, b"\x04\x00")] + [
+        (rng.randrange(256), rng.randrange(256), bytes(rng.randrange(256) for _ in range(rng.randrange(20))))
+        for _ in range(10)]
+    want = b"".join(P.encode_frame(status, payload, tag) for status, tag, payload in frames)
+    dut = FrameTransmitter()
+    got = []
+
+    async def producer(ctx):
+        for status, tag, payload in frames:
+            body = bytes([status, tag]) + len(payload).to_bytes(2, "little") + payload
+            beats = [{"data": b, "last": i == len(body) - 1} for i, b in enumerate(body)]
+            await stream_put_all(ctx, dut.i, beats, rng=rng, gap=0.4)
+
+    async def consumer(ctx):
+        got.extend(await stream_get_n(ctx, dut.o, len(want), rng=random.Random(seed + 9), stall=0.4))
+
+    simulate(dut, producer, consumer, deadline=None)
+    assert bytes(got) == want
+
+
+def receiver_events(dut, chunks, *, seed, gap=0.3):
+    """Feed ``chunks`` (bytes, or an int: idle cycles) to a FrameReceiver;
+    return its events with the payload it wrote, as the decoder's types."""
+    events, memory = [], {}
+    expected_count = [None]
+
+    async def producer(ctx):
+        rng = random.Random(seed)
+        for chunk in chunks:
+            if isinstance(chunk, int):
+                await ctx.tick().repeat(chunk)
+            else:
+                await stream_put_all(ctx, dut.i, chunk, rng=rng, gap=gap)
+        await ctx.tick().repeat(20)
+        expected_count[0] = True
+
+    async def writer(ctx):
+        ctx.set(dut.wr.ready, 1)
+        async for _, _, valid, addr, data in ctx.tick().sample(dut.wr.valid, dut.wr.payload.addr,
+                                                               dut.wr.payload.data):
+            if valid:
+                memory[addr] = data
+
+    async def consumer(ctx):
+        rng = random.Random(seed + 1)
+        while expected_count[0] is None:
+            ctx.set(dut.o.ready, 0)
+            await ctx.tick()
+            if not ctx.get(dut.o.valid):
+                continue
+            event = await stream_get(ctx, dut.o, rng=rng, stall=0.5)
+            length = event.length
+            if event.status == P.Status.OK:
+                payload = bytes(memory[i] for i in range(length))
+                assert payload[:len(event.head)] == bytes(event.head)[:length]
+                events.append(P.Frame(event.cmd, event.tag, payload))
+            else:
+                events.append(P.FrameError(P.Status(event.status), event.cmd, event.tag, length))
+
+    from amaranth.sim import Simulator
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.add_testbench(writer, background=True)
+    sim.run()
+    return events
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frame_receiver_matches_decoder(seed):
+    """Good frames, bad CRCs, over-long LEN and garbage (SYNC bytes included):
+    the same events as the core-side decoder."""
+    rng = random.Random(seed)
+    max_payload = 20
+    stream = bytearray()
+    for _ in range(25):
+        kind = rng.random()
+        payload = bytes(rng.randrange(256) for _ in range(rng.randrange(max_payload + 1)))
+        data = bytearray(P.encode_frame(rng.randrange(256), payload, rng.randrange(256)))
+        if kind < 0.2:
+            data[rng.randrange(1, len(data))] ^= 1 << rng.randrange(8)  # bad CRC (or worse)
+        elif kind < 0.3:
+            data[3:5] = rng.randrange(max_payload + 1, 1 << 16).to_bytes(2, "little")
+        elif kind < 0.4:
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 6)))
+        stream += data
+    stream += P.encode_frame(P.Cmd.PING, b"", 1) * 3  # flush whatever a garbled LEN swallowed
+    want = P.FrameDecoder(max_payload, backtrack=False).feed(stream)
+    assert {type(e) for e in want} == {P.Frame, P.FrameError}
+    dut = FrameReceiver(max_payload, timeout=1000)
+    got = receiver_events(dut, [bytes(stream)], seed=seed)
+    assert got == want
+
+
+def test_frame_receiver_idle_timeout():
+    """``timeout`` idle cycles inside a frame drop it; ``timeout - 1`` do not."""
+    timeout = 25
+    good = P.encode_frame(P.Cmd.RUN, b"\x01\x02\x03", 7)
+    dut = FrameReceiver(16, timeout=timeout)
+    frame = P.Frame(P.Cmd.RUN, 7, b"\x01\x02\x03")
+    got = receiver_events(dut, [good[:6], timeout, good, good[:2], timeout - 1, good[2:],
+                                good[:1], timeout - 1, good[1:]], seed=3, gap=0)
+    assert got == [frame] * 3
+    # Without the first drop, the cut frame would swallow the next one.
+    assert P.FrameDecoder(16).feed(good[:6] + good * 3) != [frame] * 3
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_code_unpacker_inverts_pack_codes(bits):
+    rng = np.random.default_rng(bits)
+    payloads = [rng.integers(0, 1 << bits, size=n) for n in (1, 7, 13, 30)]
+    dut = CodeUnpacker(8)
+    got = []
+
+    async def bench(ctx):
+        prng = random.Random(bits)
+        ctx.set(dut.bits, bits)
+        for codes in payloads:
+            # Clear what the previous payload's padding left.
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+            data = list(P.pack_codes(codes, bits))
+            received = []
+            # Both sides at once, by hand: bytes offered with random gaps,
+            # codes taken under random back-pressure.
+            index = 0
+            while len(received) < len(codes):
+                if index < len(data) and prng.random() > 0.3:
+                    ctx.set(dut.i.valid, 1)
+                    ctx.set(dut.i.payload, data[index])
+                else:
+                    ctx.set(dut.i.valid, 0)
+                ready_out = prng.random() > 0.3
+                ctx.set(dut.o.ready, ready_out)
+                _, _, i_ok, o_ok, code = await ctx.tick().sample(
+                    dut.i.valid & dut.i.ready, dut.o.valid & dut.o.ready, dut.o.payload)
+                if i_ok:
+                    index += 1
+                if o_ok:
+                    received.append(code)
+            ctx.set(dut.i.valid, 0)
+            ctx.set(dut.o.ready, 0)
+            got.append(received)
+
+    simulate(dut, bench, deadline=None)
+    assert got == [list(map(int, c)) for c in payloads]
+
+
+@pytest.mark.parametrize("cls, kwargs, match", [
+    (FrameReceiver, dict(max_payload=0, timeout=5), "max_payload"),
+    (FrameReceiver, dict(max_payload=4097, timeout=5), "max_payload"),
+    (FrameReceiver, dict(max_payload=10, timeout=0), "timeout"),
+    (FrameReceiver, dict(max_payload=10, timeout=5, head_bytes=11), "head_bytes"),
+    (CodeUnpacker, dict(max_bits=0), "max_bits"),
+    (CodeUnpacker, dict(max_bits=9), "max_bits"),
+])
+def test_bad_parameters(cls, kwargs, match):
+    with unelaborated(), pytest.raises(ValueError, match=match):
+        cls(**kwargs)

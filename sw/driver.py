@@ -23,10 +23,8 @@ import numpy as np
 import torch
 
 from . import protocol as P
-from .intref import col2im, im2col
-from .products import LinearGeometry
+from .intref import GemmEngine
 from .protocol import CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError
-from .quantizers import Quantized
 
 __all__ = ["Transport", "LoopbackTransport", "SerialTransport", "CoreClient", "CoreEngine",
            "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError"]
@@ -302,52 +300,15 @@ class CoreClient:
 
 # --------------------------------------------------------------------------- engine
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.int64, copy=False)
-
-
-class CoreEngine:
+class CoreEngine(GemmEngine):
     """The three products of conv and FC layers as GEMMs on the core
-    (the layouts of :class:`sw.intref.IntRefEngine`, the readings of
+    (the lowering of :class:`sw.intref.GemmEngine`; the readings of
     :meth:`hw.mac_array.MacArray.for_product`)."""
 
     def __init__(self, client):
         self.client = client if isinstance(client, CoreClient) else CoreClient(client)
 
-    def _mm(self, vec: Quantized, v_codes, mat: Quantized, m_codes) -> np.ndarray:
-        return self.client.matmul(v_codes, vec.bits, vec.signed, m_codes, mat.bits, mat.signed)
-
-    def forward(self, geometry, x: Quantized, w: Quantized) -> torch.Tensor:
-        xc, wc = _np(x.codes), _np(w.codes)
-        if isinstance(geometry, LinearGeometry):
-            return torch.from_numpy(self._mm(x, xc, w, wc))
-        o, _, k, _ = wc.shape
-        cols, oh, ow = im2col(xc, k, geometry.stride, geometry.padding)
-        acc = self._mm(x, cols.reshape(-1, cols.shape[-1]), w, wc.reshape(o, -1))
-        return torch.from_numpy(acc.reshape(xc.shape[0], oh, ow, o).transpose(0, 3, 1, 2).copy())
-
-    def backward_input(self, geometry, g: Quantized, w: Quantized, input_shape) -> torch.Tensor:
-        gc, wc = _np(g.codes), _np(w.codes)
-        if isinstance(geometry, LinearGeometry):
-            return torch.from_numpy(self._mm(g, gc, w, np.ascontiguousarray(wc.T)))
-        b, o, oh, ow = gc.shape
-        k = wc.shape[2]
-        rows = self._mm(g, gc.transpose(0, 2, 3, 1).reshape(-1, o), w, np.ascontiguousarray(wc.reshape(o, -1).T))
-        cols = rows.reshape(b, oh, ow, -1)
-        return torch.from_numpy(col2im(cols, tuple(input_shape), k, geometry.stride, geometry.padding).copy())
-
-    def backward_weight(self, geometry, x: Quantized, g: Quantized, weight_shape) -> torch.Tensor:
-        # Per sample: the matrix is that sample's gradient codes G_b (O x P), the
-        # vectors its activation patches (one per weight column): out = dW_b^T.
-        xc, gc = _np(x.codes), _np(g.codes)
-        b = xc.shape[0]
-        if isinstance(geometry, LinearGeometry):
-            per_sample = [self._mm(x, xc[i][:, None], g, gc[i][:, None]).T for i in range(b)]
-            return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)))
-        o = gc.shape[1]
-        k = weight_shape[2]
-        cols, _, _ = im2col(xc, k, geometry.stride, geometry.padding)
-        cols = cols.reshape(b, -1, cols.shape[-1])  # (B, P, C*k*k)
-        grads = gc.reshape(b, o, -1)  # (B, O, P)
-        per_sample = [self._mm(x, np.ascontiguousarray(cols[i].T), g, grads[i]).T for i in range(b)]
-        return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)).reshape(b, o, xc.shape[1], k, k))
+    def matmul(self, a, a_codes, b, b_codes):
+        # The rows of B are the matrix loaded into the core, the rows of A the vectors streamed.
+        return self.client.matmul(np.ascontiguousarray(a_codes), a.bits, a.signed,
+                                  np.ascontiguousarray(b_codes), b.bits, b.signed)

@@ -25,10 +25,10 @@ import torch
 
 from . import numeric
 from .bitplanes import signed_matmul
-from .products import ConvGeometry, LinearGeometry
+from .products import LinearGeometry
 from .quantizers import Quantized, quantize_weight
 
-__all__ = ["IntRefEngine", "im2col", "col2im", "maxpool_codes", "integer_inference", "BlockThresholds",
+__all__ = ["GemmEngine", "IntRefEngine", "im2col", "col2im", "maxpool_codes", "integer_inference", "BlockThresholds",
            "block_thresholds", "accumulator_bound"]
 
 
@@ -92,54 +92,66 @@ def maxpool_codes(codes: np.ndarray, kernel: int, stride: int | None = None) -> 
 
 # --------------------------------------------------------------------------- products
 
-def _operand(q: Quantized, codes: np.ndarray):
-    """``signed_matmul`` arguments for codes read as ``q`` says."""
-    return codes, (q.levels if q.signed else None), q.bits
-
-
-def _matmul(a: Quantized, a_codes: np.ndarray, b: Quantized, b_codes: np.ndarray) -> np.ndarray:
-    return signed_matmul(*_operand(a, a_codes), *_operand(b, b_codes))
-
-
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.int64, copy=False)
 
 
-class IntRefEngine:
-    """The three products by AND + popcount over bit planes (int64 results)."""
+class GemmEngine:
+    """The three products of conv and FC layers as GEMMs on integer codes.
+
+    Conv layers are lowered by :func:`im2col` / :func:`col2im`; a subclass
+    supplies :meth:`matmul`, the only arithmetic: the integer reference
+    (:class:`IntRefEngine`) or a core behind the host link
+    (:class:`sw.driver.CoreEngine`).  Results are int64 tensors.
+    """
+
+    def matmul(self, a: Quantized, a_codes: np.ndarray, b: Quantized, b_codes: np.ndarray) -> np.ndarray:
+        """``A @ B.T`` for codes ``a_codes`` (N, K) and ``b_codes`` (M, K) read as ``a``, ``b`` say."""
+        raise NotImplementedError
 
     def forward(self, geometry, x: Quantized, w: Quantized) -> torch.Tensor:
         xc, wc = _np(x.codes), _np(w.codes)
         if isinstance(geometry, LinearGeometry):
-            return torch.from_numpy(_matmul(x, xc, w, wc))
+            return torch.from_numpy(self.matmul(x, xc, w, wc))
         o, _, k, _ = wc.shape
         cols, oh, ow = im2col(xc, k, geometry.stride, geometry.padding)
-        acc = _matmul(x, cols.reshape(-1, cols.shape[-1]), w, wc.reshape(o, -1))
+        acc = self.matmul(x, cols.reshape(-1, cols.shape[-1]), w, wc.reshape(o, -1))
         return torch.from_numpy(acc.reshape(xc.shape[0], oh, ow, o).transpose(0, 3, 1, 2).copy())
 
     def backward_input(self, geometry, g: Quantized, w: Quantized, input_shape) -> torch.Tensor:
         gc, wc = _np(g.codes), _np(w.codes)
         if isinstance(geometry, LinearGeometry):
-            return torch.from_numpy(_matmul(g, gc, w, wc.T))
+            return torch.from_numpy(self.matmul(g, gc, w, np.ascontiguousarray(wc.T)))
         b, o, oh, ow = gc.shape
         k = wc.shape[2]
-        rows = _matmul(g, gc.transpose(0, 2, 3, 1).reshape(-1, o), w, wc.reshape(o, -1).T)
+        rows = self.matmul(g, gc.transpose(0, 2, 3, 1).reshape(-1, o), w,
+                           np.ascontiguousarray(wc.reshape(o, -1).T))
         cols = rows.reshape(b, oh, ow, -1)
         return torch.from_numpy(col2im(cols, tuple(input_shape), k, geometry.stride, geometry.padding).copy())
 
     def backward_weight(self, geometry, x: Quantized, g: Quantized, weight_shape) -> torch.Tensor:
+        # Per sample, the gradient codes G_b (O x P) are the matrix and the
+        # activation patches (one per weight column) the vectors: dW_b^T.
         xc, gc = _np(x.codes), _np(g.codes)
         b = xc.shape[0]
         if isinstance(geometry, LinearGeometry):
-            per_sample = [_matmul(g, gc[i][:, None], x, xc[i][:, None]) for i in range(b)]
-            return torch.from_numpy(np.stack(per_sample))
+            per_sample = [self.matmul(x, xc[i][:, None], g, gc[i][:, None]).T for i in range(b)]
+            return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)))
         o = gc.shape[1]
         k = weight_shape[2]
         cols, _, _ = im2col(xc, k, geometry.stride, geometry.padding)
         cols = cols.reshape(b, -1, cols.shape[-1])  # (B, P, C*k*k)
         grads = gc.reshape(b, o, -1)  # (B, O, P)
-        per_sample = [_matmul(g, grads[i], x, cols[i].T) for i in range(b)]
-        return torch.from_numpy(np.stack(per_sample).reshape(b, o, xc.shape[1], k, k))
+        per_sample = [self.matmul(x, np.ascontiguousarray(cols[i].T), g, grads[i]).T for i in range(b)]
+        return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)).reshape(b, o, xc.shape[1], k, k))
+
+
+class IntRefEngine(GemmEngine):
+    """The three products by AND + popcount over bit planes (:func:`sw.bitplanes.signed_matmul`)."""
+
+    def matmul(self, a, a_codes, b, b_codes):
+        return signed_matmul(a_codes, a.levels if a.signed else None, a.bits,
+                             b_codes, b.levels if b.signed else None, b.bits)
 
 
 # --------------------------------------------------------------------------- inference with thresholds

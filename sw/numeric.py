@@ -16,7 +16,6 @@ Bitwidths: every W, A, G is one of :data:`ALLOWED_BITS` (1..8, or 32 meaning
 
 from __future__ import annotations
 
-import math
 
 import torch
 

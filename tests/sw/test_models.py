@@ -21,13 +21,6 @@ WIDTH = {"svhn": Fraction(1), "svhn-A": Fraction(1), "svhn-B": Fraction(1, 2),
 ALL_NAMES = ["digits", "svhn", "svhn-A", "svhn-B", "svhn-C", "svhn-D"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: torch's intra-op threads only contend on a loaded 2-core machine (60x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def input_shape(name, batch=2):

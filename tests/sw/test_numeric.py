@@ -144,8 +144,8 @@ def test_gradient_codes_equal_exact_paper_formula_on_floats(bits, data):
 
 @pytest.mark.parametrize("bits", QUANT_BITS)
 def test_gradient_codes_at_constructed_ties(bits):
-    """Cases where n*x + 1/2 is exactly an integer: naive float evaluation rounds the wrong way."""
-    n = (1 << bits) - 1
+    """Cases where n*x + 1/2 is exactly an integer (e.g. g = 0 with u = 0 gives (n + 1)/2),
+    where a naive float evaluation can round the wrong way."""
     cases = []
     for m in (3, 5, 7, 12, 1000):
         for g in range(-m, m + 1):

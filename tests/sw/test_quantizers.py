@@ -24,13 +24,6 @@ BITS = list(range(1, 9))
 MASK32 = 0xFFFF_FFFF
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: torch's intra-op threads only contend on a loaded 2-core machine (60x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def levels(k: int) -> int:

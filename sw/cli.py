@@ -38,7 +38,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Modules that register more subcommands with @command (imported lazily).
-COMMAND_MODULES: tuple[str, ...] = ("hw.commands",)
+COMMAND_MODULES: tuple[str, ...] = ("hw.commands", "boards.commands")
 
 
 class UsageError(Exception):

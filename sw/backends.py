@@ -7,6 +7,10 @@
                    process (the protocol end to end, no hardware)
 ``serial:DEVICE``  a core on a serial port (a board's USB-UART, or a
                    pseudo-terminal bridged to a simulated core)
+``sim``            the gateware (:class:`hw.core.TrainingCore`) in the Amaranth
+                   simulator, driven over the host link in process
+                   (:class:`sim.core_transport.AmaranthCoreTransport`); slow:
+                   tiny runs only
 =================  ============================================================
 
 All give bit-identical training (tested), so a run may switch backend on
@@ -17,12 +21,20 @@ from __future__ import annotations
 
 __all__ = ["BACKENDS", "check_backend", "make_engine"]
 
-BACKENDS = ("torch", "ref", "model", "serial:DEVICE")
+BACKENDS = ("torch", "ref", "model", "serial:DEVICE", "sim")
+
+#: Parameters of the simulated core of ``sim``: the defaults' limits, but
+#: more rows and columns per cycle (fewer simulated cycles per product).
+SIM_CORE = dict(max_rows=32, max_cols=256, max_bits=8, pe=8, simd=32, max_payload=1024)
+
+#: Seconds :class:`sw.driver.CoreClient` waits for a reply from the simulated
+#: core (wall clock; the transport's cycle budget detects a wedged core).
+SIM_TIMEOUT_S = 3600.0
 
 
 def check_backend(spec: str) -> str:
     """Return ``spec`` if it names a backend, else raise ``ValueError`` listing them."""
-    if spec in ("torch", "ref", "model"):
+    if spec in ("torch", "ref", "model", "sim"):
         return spec
     if isinstance(spec, str) and spec.startswith("serial:") and len(spec) > len("serial:"):
         return spec
@@ -42,4 +54,8 @@ def make_engine(spec: str, *, baudrate: int = 115200):
     if spec == "model":
         from .core_model import CoreModel
         return CoreEngine(CoreClient(LoopbackTransport(CoreModel())))
+    if spec == "sim":
+        from hw.core import TrainingCore  # the gateware and simulator: imported only when asked for
+        from sim.core_transport import AmaranthCoreTransport
+        return CoreEngine(CoreClient(AmaranthCoreTransport(TrainingCore(**SIM_CORE)), timeout=SIM_TIMEOUT_S))
     return CoreEngine(CoreClient(SerialTransport(spec[len("serial:"):], baudrate=baudrate)))

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Board top levels: :class:`hw.core.UARTCore` on a real board's serial port.
 
 ``BoardTop(platform_name, **core_params)`` is an elaboratable for one of

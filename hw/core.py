@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The training core: a GEMM co-processor on integer codes behind the host link.
 
 :class:`TrainingCore` is :class:`sw.core_model.CoreModel` in gateware: bytes

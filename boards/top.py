@@ -36,13 +36,14 @@ def _ulx3s():
 class Board:
     name: str
     device: str
+    family: str  # FPGA family as nextpnr names it: "ice40", "ecp5"
     factory: Callable[[], object]
 
 
 #: Boards ``dorefa build`` knows.
 BOARDS: dict[str, Board] = {
-    "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", _icebreaker),
-    "ulx3s": Board("ulx3s", "ECP5 LFE5U-85F", _ulx3s),
+    "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker),
+    "ulx3s": Board("ulx3s", "ECP5 LFE5U-85F", "ecp5", _ulx3s),
 }
 
 
@@ -64,7 +65,8 @@ class BoardTop(Elaboratable):
         UART bit rate (115200).
     **core_params
         :class:`hw.core.UARTCore` / ``TrainingCore`` parameters
-        (``max_bits``, ``pe``, ``simd``, ...); defaults :data:`hw.core.CORE_DEFAULTS`.
+        (``max_bits``, ``pe``, ``simd``, ...); defaults :data:`sw.core_model.CORE_DEFAULTS`
+        (re-exported as :data:`hw.core.CORE_DEFAULTS`).
     """
 
     def __init__(self, platform_name: str, *, baud: int = 115200, **core_params):
@@ -83,8 +85,9 @@ class BoardTop(Elaboratable):
         if platform is None:
             return m
         # Raw ports (dir="-") with explicit buffers: the Amaranth 0.5 way
-        # (plain request() with implicit buffers is deprecated).
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        # (plain request() with implicit buffers is deprecated).  Every
+        # subsignal is raw: the ULX3S's rts / dtr stay unbuffered and unused.
+        uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
         m.d.comb += [
@@ -103,9 +106,6 @@ class BoardTop(Elaboratable):
             m.d.sync += [counter.eq(0), beat.eq(~beat)]
         with m.Else():
             m.d.sync += counter.eq(counter + 1)
-        m.submodules.led_buffer = led_buffer = io.Buffer("o", led)
-        m.d.comb += led_buffer.o.eq(beat)
-        return m
         m.submodules.led_buffer = led_buffer = io.Buffer("o", led)
         m.d.comb += led_buffer.o.eq(beat)
         return m

@@ -2,10 +2,16 @@
 """The catalogue of hardware units that ``dorefa generate`` can emit as Verilog.
 
 Each :class:`UnitSpec` names a unit, the constructor parameters a user may
-set (with types, defaults and help) and the shorthands ``--bits`` /
-``--width`` map to.  Values arrive as strings from the command line and are
+set (with types, defaults and help) and the parameters the shorthand flags
+(:data:`SHORTHAND_FLAGS`: ``--bits``, ``--width``, ``--max-bits``, ``--pe``,
+``--simd``) map to.  Values arrive as strings from the command line and are
 converted here; the unit's own constructor then validates them, so an
 out-of-range value gets the unit's message (which says what is allowed).
+
+The training core serves every bitwidth up to ``max_bits`` at run time, so
+its ``--bits`` takes the widths to serve, ``N`` or ``W,A,G``, and sets
+``max_bits`` to the widest (:func:`widest_bits`); ``dorefa build`` reads its
+flags with the same code (:func:`parse_assignments` on ``UNITS["core"]``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,13 @@ from typing import Any, Callable
 
 from amaranth.back import verilog
 
-__all__ = ["Param", "UnitSpec", "UNITS", "build_unit", "generate_verilog", "parse_assignments"]
+from sw.core_model import CORE_DEFAULTS
+
+__all__ = ["Param", "UnitSpec", "UNITS", "SHORTHAND_FLAGS", "build_unit", "generate_verilog",
+           "parse_assignments", "widest_bits"]
+
+#: Command-line flags that set unit parameters (``--max-bits`` is ``max_bits`` here).
+SHORTHAND_FLAGS = ("bits", "width", "max_bits", "pe", "simd")
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,10 @@ class UnitSpec:
     factory: Callable[..., Any]
     params: dict[str, Param]
     shorthands: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "bits" -> ("abits",)
+    #: ``--bits`` gives the widths the unit must serve (``N`` or ``W,A,G``) and
+    #: its one target gets the widest: the unit serves every width up to it
+    #: at run time (the training core's ``max_bits``).
+    bits_widest: bool = False
 
     def defaults(self) -> dict:
         return {name: p.default for name, p in self.params.items()}
@@ -119,13 +135,16 @@ def _uart_core(clk_freq, baud, max_rows, max_cols, max_bits, pe, simd, max_paylo
 
 def _core_params():
     return {
-        "max_rows": Param(int, 32, "largest matrix: rows"),
-        "max_cols": Param(int, 256, "largest matrix: columns"),
-        "max_bits": Param(int, 8, "widest code (bits)"),
-        "pe": Param(int, 4, "rows computed in parallel"),
-        "simd": Param(int, 8, "columns per cycle"),
-        "max_payload": Param(int, 1024, "largest frame payload (bytes)"),
+        "max_rows": Param(int, CORE_DEFAULTS["max_rows"], "largest matrix: rows"),
+        "max_cols": Param(int, CORE_DEFAULTS["max_cols"], "largest matrix: columns"),
+        "max_bits": Param(int, CORE_DEFAULTS["max_bits"], "widest code (bits)"),
+        "pe": Param(int, CORE_DEFAULTS["pe"], "rows computed in parallel"),
+        "simd": Param(int, CORE_DEFAULTS["simd"], "columns per cycle"),
+        "max_payload": Param(int, CORE_DEFAULTS["max_payload"], "largest frame payload (bytes)"),
     }
+
+
+_CORE_SHORTHANDS = {"bits": ("max_bits",), "max_bits": ("max_bits",), "pe": ("pe",), "simd": ("simd",)}
 
 
 _SEED = 2463534242
@@ -160,7 +179,7 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
         "in_signed": Param(bool, False, "streamed codes are odd signed"),
         "mode": Param(str, "parallel", "plane pairs in parallel or serial", _MODES),
         "popcount_stages": Param(int, 1, "pipeline levels in each popcount tree"),
-    }, {"bits": ("mem_bits", "in_bits")}),
+    }, {"bits": ("mem_bits", "in_bits"), "pe": ("pe",), "simd": ("simd",)}),
     UnitSpec("threshold", "threshold activation unit (BN + clip + quantize)", _threshold, {
         "abits": Param(int, 2, "activation code bits A"),
         "channels": Param(int, 16, "channels with their own thresholds"),
@@ -193,34 +212,78 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
         "divisor": Param(int, 104, "clock cycles per bit (clk_freq / baud)"),
     }),
     UnitSpec("core", "training core: GEMM co-processor behind the framed host protocol (byte streams)", _core,
-             _core_params(), {"bits": ("max_bits",)}),
+             _core_params(), _CORE_SHORTHANDS, bits_widest=True),
     UnitSpec("uart_core", "training core with a UART host link (rx/tx pins, for boards)", _uart_core, {
         "clk_freq": Param(int, 12_000_000, "clock frequency (Hz)"),
         "baud": Param(int, 115200, "serial line rate"),
         **_core_params(),
-    }, {"bits": ("max_bits",)}),
+    }, _CORE_SHORTHANDS, bits_widest=True),
 ]}
 
 
+def widest_bits(text: str) -> tuple[int, tuple[int, ...]]:
+    """``(widest, widths)`` from a run-time-bitwidth unit's ``--bits``: ``"N"`` or ``"W,A,G"``.
+
+    Each width must be a code width the core serves, ``1 .. 8`` (there is no
+    full-precision 32 in hardware).  ``widest`` is what ``max_bits`` must be.
+    """
+    from .dot_product import MAX_CODE_BITS
+    parts = [p.strip() for p in str(text).split(",")]
+    allowed = f"one width N or W,A,G, each an integer in 1..{MAX_CODE_BITS}"
+    if len(parts) not in (1, 3):
+        raise ValueError(f"--bits takes {allowed}; got {text!r}")
+    try:
+        widths = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--bits takes {allowed}; got {text!r}") from None
+    for width in widths:
+        if not 1 <= width <= MAX_CODE_BITS:
+            raise ValueError(f"--bits takes {allowed} (the core has no full-precision mode); got {text!r}")
+    return max(widths), widths
+
+
 def parse_assignments(spec: UnitSpec, assignments: list[str], *, bits: str | None = None,
-                      width: str | None = None) -> dict:
-    """Constructor keyword arguments from ``NAME=VALUE`` strings and the shorthands."""
+                      width: str | None = None, max_bits: str | None = None, pe: str | None = None,
+                      simd: str | None = None) -> dict:
+    """Constructor keyword arguments from ``NAME=VALUE`` strings and the shorthand flags.
+
+    ``bits``, ``width``, ``max_bits``, ``pe``, ``simd`` are the texts of
+    ``--bits`` ... ``--simd`` (``None``: not given); each must apply to
+    ``spec`` (:attr:`UnitSpec.shorthands`).  Two of them, or one and a
+    ``--set``, giving the same parameter different values is an error.
+    """
     values = spec.defaults()
-    for flag, text in (("bits", bits), ("width", width)):
+    given = {}  # parameter -> (flag that set it, value)
+
+    def put(target, value, source):
+        if target in given and given[target][1] != value:
+            raise ValueError(f"{given[target][0]} and {source} disagree on {target} "
+                             f"({given[target][1]} against {value}); give one of them")
+        given[target] = (source, value)
+        values[target] = value
+
+    flags = {"bits": bits, "width": width, "max_bits": max_bits, "pe": pe, "simd": simd}
+    for flag, text in flags.items():
         if text is None:
             continue
+        option = "--" + flag.replace("_", "-")
         targets = spec.shorthands.get(flag)
         if not targets:
-            raise ValueError(f"--{flag} does not apply to {spec.name}; set its parameters with --set "
+            raise ValueError(f"{option} does not apply to {spec.name}; set its parameters with --set "
                              f"({', '.join(spec.params)})")
+        if flag == "bits" and spec.bits_widest:
+            (target,) = targets
+            put(target, widest_bits(text)[0], f"--bits {text}")
+            continue
         parts = text.split(",") if len(targets) > 1 else [text]
         if len(parts) == 1 and len(targets) > 1:
             parts = parts * len(targets)
         if len(parts) != len(targets):
-            raise ValueError(f"--{flag} for {spec.name} takes {len(targets)} values ({','.join(targets)}), "
+            raise ValueError(f"{option} for {spec.name} takes {len(targets)} values ({','.join(targets)}), "
                              f"got {text!r}")
         for target, part in zip(targets, parts):
-            values[target] = spec.params[target].parse(target, part)
+            name = option if targets == (flag,) else target
+            put(target, spec.params[target].parse(name, part), f"{option} {text}")
     for item in assignments:
         name, sep, text = item.partition("=")
         name = name.strip()
@@ -228,7 +291,10 @@ def parse_assignments(spec: UnitSpec, assignments: list[str], *, bits: str | Non
             raise ValueError(f"--set takes NAME=VALUE, got {item!r}")
         if name not in spec.params:
             raise ValueError(f"{spec.name} has no parameter {name!r}; allowed: {', '.join(spec.params)}")
-        values[name] = spec.params[name].parse(name, text.strip())
+        value = spec.params[name].parse(name, text.strip())
+        if name in given and given[name][0].startswith("--set"):
+            given.pop(name)  # a later --set overrides an earlier one
+        put(name, value, f"--set {item.strip()}")
     return values
 
 

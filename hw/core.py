@@ -74,6 +74,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from sw import protocol as P
+from sw.core_model import CORE_DEFAULTS
 
 from .code_unpacker import CodeUnpacker
 from .dot_product import MAX_CODE_BITS
@@ -85,12 +86,11 @@ from .uart import UARTReceiver, UARTTransmitter
 
 __all__ = ["TrainingCore", "UARTCore", "CORE_DEFAULTS"]
 
-#: Sized for the block RAM (EBR, 30 x 4 kbit) of an iCE40 UP5K: the 32 x 256 x
-#: 8-bit matrix is 64 kbit (16 EBRs of 256 x 16), the vector buffer 4 EBRs
-#: (64 bits wide), the 1 KiB request buffer 2.  :class:`UARTCore` with these
-#: at 12 MHz: 3773 of 5280 logic cells, 23 of 30 EBRs, 19.9 MHz (yosys
-#: synth_ice40 + nextpnr-ice40, UP5K SG48).
-CORE_DEFAULTS = dict(max_rows=32, max_cols=256, max_bits=8, pe=4, simd=8, max_payload=1024)
+# CORE_DEFAULTS (defined in sw.core_model, the one definition, re-exported
+# here) is sized for the block RAM (EBR, 30 x 4 kbit) of an iCE40 UP5K: the
+# 32 x 256 x 8-bit matrix is 64 kbit (16 EBRs of 256 x 16), the vector buffer
+# 4 EBRs (64 bits wide), the 1 KiB request buffer 2.  :class:`UARTCore` with
+# these at 12 MHz on the iCEBreaker: boards/reports/icebreaker.txt.
 
 #: Idle timeout in cycles by default: 0.1 s (:data:`sw.protocol.RX_IDLE_TIMEOUT_S`) at 12 MHz.
 DEFAULT_IDLE_TIMEOUT = 1_200_000

@@ -10,16 +10,22 @@ compare the core's reply bytes with this model's.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 
 from . import protocol as P
 from .bitplanes import signed_matmul
 
-__all__ = ["CoreModel", "UP5K_DEFAULTS"]
+__all__ = ["CoreModel", "CORE_DEFAULTS"]
 
-# Sized for an iCE40 UP5K: a 64 x 512 matrix of 8-bit codes is 256 Kbit
-# (a quarter of its SPRAM), a 1 KiB request buffer fits two EBRs.
-UP5K_DEFAULTS = dict(max_rows=64, max_cols=512, max_bits=8, pe=8, simd=32, max_payload=1024)
+#: The core's default capabilities, the one definition for the model
+#: (:class:`CoreModel`), the gateware (:class:`hw.core.TrainingCore`, which
+#: re-exports it) and the board builds.  Sized for the block RAM of an iCE40
+#: UP5K (30 EBRs of 4 kbit): the 32 x 256 matrix of 8-bit codes is 64 kbit
+#: (16 EBRs), the 1 KiB request buffer 2 (see :mod:`hw.core`).  Read-only:
+#: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.
+CORE_DEFAULTS = MappingProxyType(dict(max_rows=32, max_cols=256, max_bits=8, pe=4, simd=8, max_payload=1024))
 
 
 class CoreModel:
@@ -31,9 +37,9 @@ class CoreModel:
     dropped; it only applies when :meth:`feed` is given ``now``.
     """
 
-    def __init__(self, max_rows: int = UP5K_DEFAULTS["max_rows"], max_cols: int = UP5K_DEFAULTS["max_cols"], *,
-                 max_bits: int = UP5K_DEFAULTS["max_bits"], pe: int = UP5K_DEFAULTS["pe"],
-                 simd: int = UP5K_DEFAULTS["simd"], max_payload: int = UP5K_DEFAULTS["max_payload"],
+    def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"], max_cols: int = CORE_DEFAULTS["max_cols"], *,
+                 max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
+                 simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S):
         self.info = P.CoreInfo(P.PROTOCOL_VERSION, int(max_bits), int(pe), int(simd), int(max_rows),
                                int(max_cols), int(max_payload))

@@ -3,8 +3,10 @@
 
 import pytest
 
-from hw.catalog import UNITS, build_unit, generate_verilog, parse_assignments
+from hw.catalog import UNITS, build_unit, generate_verilog, parse_assignments, widest_bits
+from hw.core import CORE_DEFAULTS
 from sim.lint import LintError, lint_verilog
+from sw import core_model
 
 
 @pytest.mark.parametrize("unit", sorted(UNITS))
@@ -30,6 +32,56 @@ def test_lint_catches_broken_verilog(tmp_path):
 def test_bits_shorthand(unit, bits, expected):
     values = parse_assignments(UNITS[unit], [], bits=bits)
     assert {k: values[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("unit", ["core", "uart_core"])
+def test_core_defaults_are_the_one_definition(unit):
+    assert CORE_DEFAULTS is core_model.CORE_DEFAULTS
+    defaults = UNITS[unit].defaults()
+    assert {k: defaults[k] for k in CORE_DEFAULTS} == dict(CORE_DEFAULTS)
+    assert core_model.CoreModel().info == build_unit("core").info
+
+
+@pytest.mark.parametrize("text, widest, widths", [("4", 4, (4,)), ("1,2,6", 6, (1, 2, 6)), (" 8, 1 ,1", 8, (8, 1, 1))])
+def test_widest_bits(text, widest, widths):
+    assert widest_bits(text) == (widest, widths)
+
+
+@pytest.mark.parametrize("text", ["", "0", "9", "1,2", "1,2,3,4", "1,2,32", "1,x,2"])
+def test_widest_bits_rejects(text):
+    with pytest.raises(ValueError, match="--bits takes one width N or W,A,G, each an integer in 1..8"):
+        widest_bits(text)
+
+
+@pytest.mark.parametrize("unit, flags, expected", [
+    ("core", {"bits": "1,2,4"}, {"max_bits": 4}),
+    ("core", {"bits": "3"}, {"max_bits": 3}),
+    ("core", {"bits": "1,2,4", "max_bits": "4", "pe": "2", "simd": "16"}, {"max_bits": 4, "pe": 2, "simd": 16}),
+    ("uart_core", {"max_bits": "6"}, {"max_bits": 6}),
+    ("mac_array", {"pe": "2", "simd": "8"}, {"pe": 2, "simd": 8}),
+])
+def test_core_shorthand_flags(unit, flags, expected):
+    values = parse_assignments(UNITS[unit], [], **flags)
+    assert {k: values[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("unit, assignments, flags, message", [
+    ("core", [], {"bits": "1,2,4", "max_bits": "8"},
+     "--bits 1,2,4 and --max-bits 8 disagree on max_bits (4 against 8); give one of them"),
+    ("core", ["pe=8"], {"pe": "2"}, "--pe 2 and --set pe=8 disagree on pe"),
+    ("dot_product", ["x_bits=3"], {"bits": "1,2"}, "disagree on x_bits"),
+    ("core", [], {"pe": "two"}, "--pe must be an integer, got 'two'"),
+    ("core", [], {"max_bits": "x"}, "--max-bits must be an integer"),
+    ("threshold", [], {"pe": "2"}, "--pe does not apply to threshold"),
+    ("mac_array", [], {"max_bits": "2"}, "--max-bits does not apply to mac_array"),
+])
+def test_conflicting_or_misplaced_flags(unit, assignments, flags, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_assignments(UNITS[unit], assignments, **flags)
+
+
+def test_later_set_overrides_earlier_set():
+    assert parse_assignments(UNITS["core"], ["pe=8", "pe=2"])["pe"] == 2
 
 
 def test_assignments_are_typed():

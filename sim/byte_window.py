@@ -31,8 +31,10 @@ Ports
     answering a request.
 ``wake_on_empty`` : ``In(1)``, ``attention`` : ``Out(1)``
     ``attention`` is high while bytes wait to be taken and the core has
-    paused its output (or filled the window), or, with ``wake_on_empty``,
-    while ``in_empty``: the bridge sleeps until it rises.
+    finished its reply (it is no longer busy, nor offering a byte), or the
+    window is at least half full, or, with ``wake_on_empty``, while
+    ``in_empty``: the bridge sleeps until it rises.  (Not at every pause
+    of a reply: a RUN pauses after each group of accumulators.)
 
 The toggles make a load or a take happen exactly once whatever the number
 of clock edges before the coroutine runs again.
@@ -124,7 +126,8 @@ class ByteWindow(wiring.Component):
             m.d.sync += received.eq(Cat(received[8:], core.tx.payload))
         m.d.sync += count.eq(count - taken + accept)
 
-        # Wake the bridge when a reply pauses (or fills the window), or when asked, once input drains.
-        m.d.comb += self.attention.eq(((count != 0) & (~core.tx.valid | (count == window)))
+        # Wake the bridge when a reply is over or half a window waits, or when asked, once input drains.
+        m.d.comb += self.attention.eq(((count != 0) & core.rx.ready & ~core.tx.valid)
+                                      | (count >= (window + 1) // 2)
                                       | (self.wake_on_empty & (left == 0)))
         return m

@@ -1,12 +1,21 @@
-"""A simulated training core on a pseudo-terminal: ``serial:/dev/pts/N`` against the gateware.
+"""A core behind a pseudo-terminal, in process: ``serial:/dev/pts/N`` on any transport.
 
-:class:`PtyBridge` owns the master side of a pseudo-terminal; a thread feeds
-every byte the host writes on the slave (:attr:`PtyBridge.device`) to a
-:class:`hw.core.TrainingCore` in the Amaranth simulator (through
-:class:`sim.core_transport.AmaranthCoreTransport`) and writes the core's reply
-bytes back.  After each write it simulates until the core has been silent
-for ``quiet_cycles``.  :meth:`PtyBridge.close` stops it and closes the
-master: the host's reads and writes then fail (:class:`sw.protocol.LinkError`).
+:class:`PtyBridge` owns the master side of a pseudo-terminal; a thread
+writes every byte the host sends on the slave (:attr:`PtyBridge.device`) to
+a :class:`sw.driver.Transport` and writes the transport's reply bytes back.
+Behind it: the gateware in the Amaranth simulator
+(:class:`sim.core_transport.AmaranthCoreTransport`, which simulates until
+the core has been silent for its ``max_cycles``), or the core's model
+(:class:`sw.driver.LoopbackTransport`)::
+
+    bridge = PtyBridge(AmaranthCoreTransport(TrainingCore(**params), max_cycles=4096))
+    client = CoreClient(SerialTransport(bridge.device))
+
+:meth:`PtyBridge.stop` stops answering (the link stays open: a wedged
+core); :meth:`PtyBridge.close` also closes the pty, so the host's reads
+and writes fail (:class:`sw.protocol.LinkError`).  The compiled core of
+``--backend sim`` has its own, out-of-process bridge
+(:mod:`sim.verilator_bridge`).
 """
 
 from __future__ import annotations
@@ -16,16 +25,14 @@ import select
 import threading
 import tty
 
-from sim.core_transport import AmaranthCoreTransport
-
 __all__ = ["PtyBridge"]
 
 
 class PtyBridge:
-    """Serve ``core`` (``rx``/``tx`` byte streams) on a new pseudo-terminal."""
+    """Serve ``transport`` (a :class:`sw.driver.Transport` to a core) on a new pseudo-terminal."""
 
-    def __init__(self, core, *, quiet_cycles: int = 4096):
-        self.transport = AmaranthCoreTransport(core, max_cycles=quiet_cycles, slice_cycles=64)
+    def __init__(self, transport):
+        self.transport = transport
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         self.device = os.ttyname(self.slave)
@@ -44,7 +51,7 @@ class PtyBridge:
                 return
             self.transport.write(data)
             while not self._stop.is_set():
-                reply = self.transport.read(1 << 16, 0.0)  # b"" after quiet_cycles of silence
+                reply = self.transport.read(1 << 16, 0.0)  # b"": nothing more for now
                 if not reply:
                     break
                 try:
@@ -53,10 +60,14 @@ class PtyBridge:
                 except OSError:
                     return
 
-    def close(self) -> None:
-        """Stop serving and close both ends this object holds (idempotent)."""
+    def stop(self) -> None:
+        """Stop answering; the pty stays open (idempotent)."""
         self._stop.set()
         self.thread.join(5)
+
+    def close(self) -> None:
+        """Stop, close both ends this object holds and the transport (idempotent)."""
+        self.stop()
         for name in ("master", "slave"):
             fd = getattr(self, name)
             if fd is not None:

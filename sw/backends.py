@@ -25,14 +25,19 @@ All give bit-identical training (tested), so a run may switch backend on
 
 from __future__ import annotations
 
+from .core_model import CORE_DEFAULTS
+
 __all__ = ["BACKENDS", "check_backend", "make_engine"]
 
 BACKENDS = ("torch", "ref", "model", "serial:DEVICE", "sim", "sim:amaranth")
 
-#: Parameters of the simulated core of ``sim`` and ``sim:amaranth``: the
-#: defaults' limits, but more rows and columns per cycle (fewer simulated
-#: cycles per product).
-SIM_CORE = dict(max_rows=32, max_cols=256, max_bits=8, pe=8, simd=32, max_payload=1024)
+#: Parameters of the simulated core of ``sim``: the default core, the one
+#: built for the iCEBreaker (:data:`sw.core_model.CORE_DEFAULTS`).
+SIM_CORE = dict(CORE_DEFAULTS)
+
+#: Parameters of the core of ``sim:amaranth``: the defaults' limits, but more
+#: rows and columns per cycle (fewer cycles for the slower simulator).
+AMARANTH_SIM_CORE = dict(CORE_DEFAULTS, pe=8, simd=32)
 
 #: Seconds :class:`sw.driver.CoreClient` waits for a reply from the core of
 #: ``sim`` (the largest RUN frame takes milliseconds under Verilator).
@@ -73,6 +78,6 @@ def make_engine(spec: str, *, baudrate: int = 115200):
     if spec == "sim:amaranth":
         from hw.core import TrainingCore
         from sim.core_transport import AmaranthCoreTransport
-        return CoreEngine(CoreClient(AmaranthCoreTransport(TrainingCore(**SIM_CORE)),
+        return CoreEngine(CoreClient(AmaranthCoreTransport(TrainingCore(**AMARANTH_SIM_CORE)),
                                      timeout=AMARANTH_SIM_TIMEOUT_S))
     return CoreEngine(CoreClient(SerialTransport(spec[len("serial:"):], baudrate=baudrate)))

@@ -64,17 +64,19 @@ class Transport(abc.ABC):
 
 class LoopbackTransport(Transport):
     """The core model in this process: what is written is fed to it at once,
-    its reply bytes wait to be read."""
+    its reply bytes wait to be read.  With ``clock`` (e.g. ``time.monotonic``)
+    the model's idle timeout runs on that clock."""
 
-    def __init__(self, core):
+    def __init__(self, core, *, clock=None):
         self.core = core
+        self.clock = clock
         self._rx = bytearray()
         self._closed = False
 
     def write(self, data: bytes) -> None:
         if self._closed:
             raise LinkError("loopback transport is closed")
-        self._rx += self.core.feed(bytes(data))
+        self._rx += self.core.feed(bytes(data), now=None if self.clock is None else self.clock())
 
     def read(self, size: int, timeout: float) -> bytes:
         if self._closed:

@@ -383,10 +383,15 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
             }, out / CHECKPOINT_NAME)
             log(f"W,A,G={','.join(map(str, config.bits))} epoch {epoch}/{config.epochs}: "
                 f"train loss {loss:.4f} acc {acc:.2%}, test acc {test.accuracy:.2%}, "
-                f"lr {lr:.2e}, {row['seconds']:.1f} s, {row['samples_per_s']:.0f} samples/s")
+                f"lr {lr:.2e}, {row['seconds']:.1f} s, {_rate(row['samples_per_s'])} samples/s")
             if on_epoch_end is not None:
                 on_epoch_end(row)
         return TrainResult(config, model, history, time.perf_counter() - started)
+
+
+def _rate(per_second: float) -> str:
+    """Samples per second with two significant digits when slow (a simulated core)."""
+    return f"{per_second:.0f}" if per_second >= 10 else f"{per_second:.2g}"
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hw.core import TrainingCore
+from sim.core_transport import AmaranthCoreTransport
 from sim.pty_bridge import PtyBridge
 from sw.core_model import CoreModel
 from sw.driver import CoreClient, LoopbackTransport, SerialTransport
@@ -16,7 +17,8 @@ SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64)
 
 @pytest.fixture
 def bridge():
-    served = PtyBridge(TrainingCore(**SMALL, idle_timeout=3000))
+    served = PtyBridge(AmaranthCoreTransport(TrainingCore(**SMALL, idle_timeout=3000), max_cycles=4096,
+                                             slice_cycles=64))
     yield served
     served.close()
 

@@ -7,17 +7,14 @@ signed_matmul; CoreEngine against IntRefEngine, down to a short training run.
 """
 
 import copy
-import os
-import select
-import threading
 import time
-import tty
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from sim.pty_bridge import PtyBridge
 from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.core_model import CoreModel
@@ -465,53 +462,10 @@ def test_training_on_core_is_bit_identical_to_intref(bits, switches):
 
 # --------------------------------------------------------------------------- over a pseudo-terminal
 
-class PtyCore:
-    """Serves a core model on the master side of a pseudo-terminal, in a thread."""
-
-    def __init__(self, **limits):
-        self.core = CoreModel(**limits)
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.device = os.ttyname(self.slave)
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.master], [], [], 0.02)
-            if not ready:
-                continue
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
-                return
-            reply = self.core.feed(data, now=time.monotonic())
-            while reply:
-                reply = reply[os.write(self.master, reply):]
-
-    def stop(self):
-        """The core stops answering (the link stays open)."""
-        self._stop.set()
-        self.thread.join(2)
-
-    def close_master(self):
-        """The far end of the link goes away."""
-        self.stop()
-        if self.master is not None:
-            os.close(self.master)
-            self.master = None
-
-    def close(self):
-        self.close_master()
-        if self.slave is not None:
-            os.close(self.slave)
-            self.slave = None
-
-
 @pytest.fixture
 def pty_core():
-    served = PtyCore(**TINY, rx_idle_timeout=0.05)
+    """The core model on a pty, its idle timeout on the wall clock."""
+    served = PtyBridge(LoopbackTransport(CoreModel(**TINY, rx_idle_timeout=0.05), clock=time.monotonic))
     yield served
     served.close()
 
@@ -537,13 +491,13 @@ def test_serial_errors_and_recovery_over_pty(pty_core):
         # a truncated request: the core's idle timeout drops the half frame
         tamper.inner.write(P.encode_frame(Cmd.PING, b"", 200)[:4])
         deadline = time.monotonic() + 2
-        while pty_core.core.pending != 4 and time.monotonic() < deadline:
+        while pty_core.transport.core.pending != 4 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert pty_core.core.pending == 4
+        assert pty_core.transport.core.pending == 4
         time.sleep(0.2)
         assert client.ping().max_rows == 8
-        assert pty_core.core.stats["idle_drops"] == 1
-        assert pty_core.core.stats["errors"] >= 1
+        assert pty_core.transport.core.stats["idle_drops"] == 1
+        assert pty_core.transport.core.stats["errors"] >= 1
 
 
 def test_serial_dead_link_raises_link_error_within_timeout(pty_core):
@@ -555,8 +509,7 @@ def test_serial_dead_link_raises_link_error_within_timeout(pty_core):
         with pytest.raises(LinkTimeout, match="no reply to PING"):
             client.ping()
         assert time.monotonic() - t < 1.5
-        pty_core.close_master()  # the far end goes away entirely
-        pty_core.close()  # no slave fd left open but pyserial's: reads and writes fail with EIO
+        pty_core.close()  # the far end goes away: no slave fd left open but pyserial's, so EIO
         t = time.monotonic()
         with pytest.raises(LinkError, match="device gone"):
             client.ping()

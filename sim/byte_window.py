@@ -14,7 +14,8 @@ Ports
 ``in_count`` : ``In(range(window + 1))``
     How many of them.
 ``in_toggle`` : ``In(1)``
-    Flipping it loads ``in_data`` / ``in_count`` (only while ``in_empty``).
+    Flipping it loads ``in_data`` / ``in_count``: at once if ``in_empty``,
+    else once every pending byte has been taken.
 ``in_empty`` : ``Out(1)``
     Every loaded byte has been taken by the core.
 ``out_data`` : ``Out(8 * window)``

@@ -242,3 +242,23 @@ def test_link_failure_in_training_keeps_the_checkpoint_and_resume_is_exact(bridg
     assert "resuming" in capsys.readouterr().out
     assert main(["train", *TRAIN_ARGS, "--epochs", "2", "--out", str(tmp_path / "ref"), "--backend", "ref"]) == 0
     _assert_same_weights(_weights(tmp_path / "ref"), _weights(run))
+
+
+def test_the_bridge_also_runs_the_core_under_icarus():
+    small = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64)
+    with VerilatorBridge(small, simulator="icarus") as icarus:
+        client = CoreClient(SerialTransport(icarus.device, timeout=20.0), timeout=20.0)
+        try:
+            assert client.ping().max_rows == 6
+            check_gemm(client, np.random.default_rng(6), 5, 20, 9, 3, True, 2, False)  # tiled both ways
+        finally:
+            client.close()
+
+
+def test_bad_bridge_parameters_are_refused_before_any_build():
+    with pytest.raises(ValueError, match="simulator must be one of verilator, icarus"):
+        VerilatorBridge(SIM_CORE, simulator="xsim")
+    with pytest.raises(ValueError, match="pe"):
+        VerilatorBridge(dict(SIM_CORE, pe=0))
+    with pytest.raises(ValueError, match="window"):
+        VerilatorBridge(SIM_CORE, window=0)

@@ -161,8 +161,9 @@ def _train_command(parser):
     group.add_argument("--overwrite", action="store_true", help="start over even if DIR/checkpoint.pt exists")
     parser.add_argument("--backend", default=d.backend, metavar="NAME",
                         help="where the integer products run: torch (golden model), ref (integer reference), "
-                             "model (core model over the host protocol), sim (the hw core in the Amaranth "
-                             "simulator: slow, a few products only), serial:DEVICE (a core on a serial port); "
+                             "model (core model over the host protocol), sim (the hw core built by Verilator, "
+                             "on a pseudo-terminal: short runs), sim:amaranth (the hw core in the Amaranth "
+                             "simulator: a few products only), serial:DEVICE (a core on a serial port); "
                              f"all bit-identical (default {d.backend})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_threads(parser)

@@ -296,7 +296,7 @@ def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "
     running any tool) and ``OSError`` (``CalledProcessError`` is not one:
     it propagates) if a tool is missing.
     """
-    top, plan = build_plan(board, core_params=core_params, name=name,
+    top, plan = build_plan(board, core_params=core_params, name=name, synth_opts=BOARDS[board].synth_opts,
                            nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
     family = BOARDS[board].family
     env = toolchain_env()

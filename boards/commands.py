@@ -53,6 +53,9 @@ def _build_command(parser):
                         help="bitwidths the core must serve (or one width N): sets --max-bits to the widest "
                              "(each 1..8)")
     parser.add_argument("--max-bits", dest="max_bits", metavar="N", help="widest code the core handles (1..8)")
+    parser.add_argument("--max-act-bits", dest="max_act_bits", metavar="N",
+                        help="widest activation code of the core's threshold stage (0..8; 0: no stage; "
+                             "default 4)")
     parser.add_argument("--pe", metavar="P", help="processing elements (rows computed in parallel)")
     parser.add_argument("--simd", metavar="S", help="columns per processing element per cycle")
     parser.add_argument("--out", type=Path, metavar="DIR", help="build directory (default build/<board>)")
@@ -67,7 +70,8 @@ def _build_command(parser):
             raise UsageError(f"{_PROG}: error: unknown board {args.board!r}; allowed: {', '.join(BOARDS)}")
         stem = _report_stem(args.report) if args.report is not None else None
         try:
-            params = parse_assignments(UNITS["core"], [], bits=args.bits, max_bits=args.max_bits,
+            assignments = [] if args.max_act_bits is None else [f"max_act_bits={args.max_act_bits}"]
+            params = parse_assignments(UNITS["core"], assignments, bits=args.bits, max_bits=args.max_bits,
                                        pe=args.pe, simd=args.simd)
         except ValueError as exc:
             raise UsageError(f"{_PROG}: error: {exc}") from None

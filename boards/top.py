@@ -38,11 +38,14 @@ class Board:
     device: str
     family: str  # FPGA family as nextpnr names it: "ice40", "ecp5"
     factory: Callable[[], object]
+    synth_opts: str = ""  # extra Yosys synth_<family> options
 
 
 #: Boards ``dorefa build`` knows.
 BOARDS: dict[str, Board] = {
-    "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker),
+    # -dsp: the UP5K's eight SB_MAC16 take the core's multipliers (its request checks),
+    # which synth_ice40 otherwise builds from logic cells (about 700 of them).
+    "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker, synth_opts="-dsp"),
     "ulx3s": Board("ulx3s", "ECP5 LFE5U-85F", "ecp5", _ulx3s),
 }
 

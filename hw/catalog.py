@@ -122,15 +122,16 @@ def _uart_tx(divisor):
     return UARTTransmitter(divisor)
 
 
-def _core(max_rows, max_cols, max_bits, pe, simd, max_payload):
+def _core(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits):
     from .core import TrainingCore
-    return TrainingCore(max_rows, max_cols, max_bits=max_bits, pe=pe, simd=simd, max_payload=max_payload)
+    return TrainingCore(max_rows, max_cols, max_bits=max_bits, pe=pe, simd=simd, max_payload=max_payload,
+                        max_act_bits=max_act_bits)
 
 
-def _uart_core(clk_freq, baud, max_rows, max_cols, max_bits, pe, simd, max_payload):
+def _uart_core(clk_freq, baud, max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits):
     from .core import UARTCore
     return UARTCore(clk_freq, baud, max_rows=max_rows, max_cols=max_cols, max_bits=max_bits, pe=pe, simd=simd,
-                    max_payload=max_payload)
+                    max_payload=max_payload, max_act_bits=max_act_bits)
 
 
 def _core_params():
@@ -141,6 +142,7 @@ def _core_params():
         "pe": Param(int, CORE_DEFAULTS["pe"], "rows computed in parallel"),
         "simd": Param(int, CORE_DEFAULTS["simd"], "columns per cycle"),
         "max_payload": Param(int, CORE_DEFAULTS["max_payload"], "largest frame payload (bytes)"),
+        "max_act_bits": Param(int, CORE_DEFAULTS["max_act_bits"], "widest activation code (0: no threshold stage)"),
     }
 
 

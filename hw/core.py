@@ -4,7 +4,8 @@
 :class:`TrainingCore` is :class:`sw.core_model.CoreModel` in gateware: bytes
 of requests in (``rx``), bytes of replies out (``tx``), byte for byte the
 model's replies (:mod:`sw.protocol` defines the frames, the commands PING,
-RESET, LOAD_MATRIX and RUN, every error and the order of the checks).
+RESET, LOAD_MATRIX, RUN and LOAD_THRESHOLDS, every error and the order of
+the checks).
 :class:`UARTCore` puts it behind 8N1 UART pins for a board.
 
 Datapath
@@ -16,10 +17,15 @@ Datapath
               v
           command FSM: checks in the protocol's order, then
             LOAD_MATRIX: buffer -> CodeUnpacker -> matrix memory (code by code)
+            LOAD_THRESHOLDS: buffer (byte mode: the unpacker bypassed) -> 4 bytes
+                 -> int32 (as its key, ~T for a negative row) -> threshold memory
             RUN: per vector: buffer -> CodeUnpacker -> vector buffer; then per
                  group of `pe` rows, per fold of `simd` columns, per plane
                  pair (m, k), one cycle: pe x (AND + popcount of simd lanes)
                  -> term register -> accumulators (+= term << (m + k))
+                 -> int32 LE bytes (EMIT), or, activated, per row of the group:
+                 threshold memory -> one comparator key(acc) >= key(T), one
+                 threshold per cycle -> count of passes = code -> CodePacker
               | reply body (status, tag, LEN, payload) as it is made
               v
           FrameTransmitter (SYNC, CRC) -> tx
@@ -33,7 +39,23 @@ Memories (:class:`amaranth.lib.memory.Memory`): the request buffer
 simd)`` words of ``pe * simd`` codes of ``max_bits`` bits (word ``g * folds +
 f`` holds rows ``g*pe .. g*pe + pe - 1``, columns ``f*simd .. f*simd + simd -
 1``; written one code at a time through per-code write enables); the vector
-buffer, ``ceil(max_cols / simd)`` words of ``simd`` codes.
+buffer, ``ceil(max_cols / simd)`` words of ``simd`` codes; with the
+activation stage (``max_act_bits > 0``), the thresholds, ``max_rows *
+2**max_act_bits`` int32 words: word ``row * 2**max_act_bits + i`` holds
+threshold ``i + 1`` of ``row`` (``i < 2**A - 1`` for the set's ``A`` bits),
+stored as its comparison key (``~T`` for a negative row, so that one signed
+``>=`` serves both directions, as in :mod:`hw.threshold`), and the spare
+word ``i = 2**max_act_bits - 1`` holds the row's direction (bit 0).
+
+Activation (:func:`sw.numeric.apply_thresholds`): an activated RUN computes
+a group's accumulators as usual; then for each row (``ACT``) it reads the
+direction word and the ``n_a = 2**A - 1`` thresholds, one per cycle, and
+counts the passes of one 32-bit signed comparator
+(``key(acc) >= key(T)``, ``key(x) = ~x`` for a negative row: ``acc <= T``),
+and hands the code to a :class:`hw.code_packer.CodePacker` (``ACT_PUSH``),
+whose bytes are the reply body while the RUN goes on; ``DONE`` waits for
+its last byte.  The thresholds (``t_loaded`` rows of ``t_bits`` bits) are
+forgotten by RESET and by LOAD_MATRIX with ``offset = 0``.
 
 Arithmetic
 ----------
@@ -58,16 +80,20 @@ bits, vector ``bv`` bits, ``G = ceil(rows / pe)``, ``F = ceil(cols / simd)``,
     per vector:  unpack  cols * (1 + bv / 8)   (CodeUnpacker: 2 cycles per code at 8 bits)
                  compute G * (F * (1 + bm * bv) + 3)      (:meth:`TrainingCore.run_cycles`)
                  emit    4 * rows   (one reply byte per cycle)
+      activated: instead of emit, rows * (2**A + 2)   (A = the thresholds' bits;
+                 the packed codes leave meanwhile, the last ones after the loop)
 
 plus the request's and the reply's bytes (one per cycle) and about five
 cycles of handshakes and checks per request: e.g. 32 x 256 at 8 x 8 bits, pe = 4,
 simd = 8 is 8 * (32 * 65 + 3) = 16,664 compute cycles per vector (1.4 ms at
-12 MHz), while the vector's 256 bytes take 22 ms on a 115,200-baud UART.
+12 MHz), while the vector's 256 bytes take 22 ms on a 115,200-baud UART;
+activated at 4 bits, 32 * 18 = 576 more cycles and 16 reply bytes instead of
+128.  LOAD_THRESHOLDS takes one cycle per record byte.
 """
 
 from math import ceil
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -76,6 +102,7 @@ from amaranth.utils import bits_for
 from sw import protocol as P
 from sw.core_model import CORE_DEFAULTS
 
+from .code_packer import CodePacker
 from .code_unpacker import CodeUnpacker
 from .dot_product import MAX_CODE_BITS
 from .frame_rx import FrameReceiver
@@ -89,7 +116,8 @@ __all__ = ["TrainingCore", "UARTCore", "CORE_DEFAULTS"]
 # CORE_DEFAULTS (defined in sw.core_model, the one definition, re-exported
 # here) is sized for the block RAM (EBR, 30 x 4 kbit) of an iCE40 UP5K: the
 # 32 x 256 x 8-bit matrix is 64 kbit (16 EBRs of 256 x 16), the vector buffer
-# 4 EBRs (64 bits wide), the 1 KiB request buffer 2.  :class:`UARTCore` with
+# 4 EBRs (64 bits wide), the 1 KiB request buffer 2, the thresholds (32 rows
+# x 16 int32 slots at max_act_bits = 4) 4.  :class:`UARTCore` with
 # these at 12 MHz on the iCEBreaker: boards/reports/icebreaker.txt.
 
 #: Idle timeout in cycles by default: 0.1 s (:data:`sw.protocol.RX_IDLE_TIMEOUT_S`) at 12 MHz.
@@ -116,6 +144,12 @@ class TrainingCore(wiring.Component):
         invariants must hold: one vector and its reply fit a frame
         (``max_payload >= 4 + ceil(max_cols * max_bits / 8)`` and ``>= 4 *
         max_rows``); and ``max_cols * (2**max_bits - 1)**2 < 2**31``.
+    max_act_bits : int
+        Widest activation code of the threshold stage, ``0 .. 8`` (reported
+        by PING); 0 builds no activation stage (no threshold memory:
+        LOAD_THRESHOLDS is an unknown command, the activate flag a bad
+        flag).  One row's thresholds must fit a payload: ``max_payload >= 6
+        + 1 + 4 * (2**max_act_bits - 1)``.
     idle_timeout : int
         Cycles without a byte after which a partial request is dropped
         (the protocol asks for 0.01 .. 0.5 s; :class:`UARTCore` converts).
@@ -135,22 +169,26 @@ class TrainingCore(wiring.Component):
     event, three cycles of checks; a BAD_LENGTH reply right after LEN_H);
     a RUN then sends its 4 header bytes and each group of ``pe``
     accumulators as soon as it is computed (module docstring: cycles per
-    RUN, :meth:`run_cycles`).  One request at a time.
+    RUN, :meth:`run_cycles`); an activated RUN its packed codes as they are
+    made.  One request at a time.
     """
 
     def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"],
                  max_cols: int = CORE_DEFAULTS["max_cols"], *,
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
-                 idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
+                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
         self._max_rows = check_int("max_rows", max_rows, 1, 0xFFFF)
         self._max_cols = check_int("max_cols", max_cols, 1, 0xFFFF)
         self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
         self._pe = check_int("pe", pe, 1, max_rows)
         self._simd = check_int("simd", simd, 1, max_cols)
         self._max_payload = check_int("max_payload", max_payload, P.LOAD_HEADER + 1, P.MAX_PAYLOAD)
+        self._max_act_bits = check_int("max_act_bits", max_act_bits, 0, MAX_CODE_BITS,
+                                       note="0: no activation stage")
         self._idle_timeout = check_int("idle_timeout", idle_timeout, 1)
-        self._info = P.CoreInfo(P.PROTOCOL_VERSION, max_bits, pe, simd, max_rows, max_cols, max_payload)
+        self._info = P.CoreInfo(P.PROTOCOL_VERSION, max_bits, pe, simd, max_rows, max_cols, max_payload,
+                                max_act_bits)
         try:
             self._info.check()
         except P.FramingError as error:
@@ -173,6 +211,7 @@ class TrainingCore(wiring.Component):
     pe = property(lambda self: self._pe)
     simd = property(lambda self: self._simd)
     max_payload = property(lambda self: self._max_payload)
+    max_act_bits = property(lambda self: self._max_act_bits)
     idle_timeout = property(lambda self: self._idle_timeout)
     info = property(lambda self: self._info, doc="What PING reports (:class:`sw.protocol.CoreInfo`).")
     folds = property(lambda self: self._folds, doc="Matrix words per row group, ``ceil(max_cols / simd)``.")
@@ -180,19 +219,26 @@ class TrainingCore(wiring.Component):
 
     @property
     def memory_bits(self) -> dict:
-        """Bits of each memory: ``request``, ``matrix``, ``vector``."""
+        """Bits of each memory: ``request``, ``matrix``, ``vector``, ``thresholds``
+        (``max_rows * 2**max_act_bits`` int32 words; 0 without the activation stage)."""
         return {"request": 8 * self._max_payload,
                 "matrix": self._groups * self._folds * self._pe * self._simd * self._max_bits,
-                "vector": self._folds * self._simd * self._max_bits}
+                "vector": self._folds * self._simd * self._max_bits,
+                "thresholds": (self._max_rows << self._max_act_bits) * 32 if self._max_act_bits else 0}
 
-    def run_cycles(self, count: int, rows: int, cols: int, m_bits: int, v_bits: int) -> int:
+    def run_cycles(self, count: int, rows: int, cols: int, m_bits: int, v_bits: int, act_bits: int = 0) -> int:
         """Cycles of the compute loop of a RUN of ``count`` vectors on a
         ``rows x cols`` matrix (states ``GROUP``, ``FETCH``, ``PAIRS``,
         ``DRAIN``, ``NEXT``): ``count * G * (F * (1 + m_bits * v_bits) + 3)``,
         ``G = ceil(rows / pe)``, ``F = ceil(cols / simd)``; unpacking the
-        vectors and sending the reply bytes come on top."""
+        vectors and sending the reply bytes come on top.  An activated RUN
+        (``act_bits`` = the thresholds' bits ``A``, 0: not activated) adds
+        ``2**A + 2`` cycles per row and vector (states ``ACT``, ``ACT_PUSH``:
+        the direction and ``2**A - 1`` thresholds read one per cycle, the
+        code handed to the packer), its reply bytes leaving meanwhile."""
         groups, folds = ceil(rows / self._pe), ceil(cols / self._simd)
-        return count * groups * (folds * (1 + m_bits * v_bits) + 3)
+        act = rows * ((1 << act_bits) + 2) if act_bits else 0
+        return count * (groups * (folds * (1 + m_bits * v_bits) + 3) + act)
 
     # ------------------------------------------------------------------ gateware
 
@@ -233,11 +279,16 @@ class TrainingCore(wiring.Component):
         rd_base = Signal(range(P.LOAD_HEADER + 1))
         unpack_bits = Signal(range(max_bits + 1))
         rd_advance = Signal()
+        # Byte mode (LOAD_THRESHOLDS): the FSM takes the prefetched bytes
+        # itself (`rd_take`), bypassing the unpacker, whose codes may be
+        # narrower than a byte.
+        rd_bytes = Signal()  # comb: byte mode
+        rd_take = Signal()  # comb: byte mode, the FSM takes `req_r.data`
         m.d.comb += [
-            rd_advance.eq(~rd_valid | unpacker.i.ready),
+            rd_advance.eq(~rd_valid | Mux(rd_bytes, rd_take, unpacker.i.ready)),
             req_r.addr.eq(rd_addr),
             req_r.en.eq(rd_advance),
-            unpacker.i.valid.eq(rd_valid),
+            unpacker.i.valid.eq(rd_valid & ~rd_bytes),
             unpacker.i.payload.eq(req_r.data),
             unpacker.bits.eq(unpack_bits),
             unpacker.clear.eq(rd_start),
@@ -264,6 +315,20 @@ class TrainingCore(wiring.Component):
             m.d.comb += mat_w.data[lane].eq(new_code)
         for lane in range(simd):
             m.d.comb += vec_w.data[lane].eq(new_code)
+        # Thresholds (activation stage only): word Cat(i, row) holds threshold
+        # i + 1 of `row` as its comparison key, ~T for a negative row (so one
+        # signed `>=` compares both directions, as in hw.threshold).  The spare
+        # slot i = 2**max_act_bits - 1 (never a threshold: n_a <= 2**A - 1)
+        # holds the row's direction in bit 0, saving a separate memory.
+        act_bits = self._max_act_bits
+        if act_bits:
+            m.submodules.thresholds = thresholds = Memory(shape=signed(32), depth=self._max_rows << act_bits,
+                                                          init=[])
+            thr_w = thresholds.write_port()
+            thr_r = thresholds.read_port()
+            m.d.comb += thr_r.en.eq(0)  # reads only in ACT
+            # Activation codes -> reply bytes (the body, while `act_streaming`).
+            m.submodules.packer = packer = CodePacker(act_bits)
 
         # ---------------------------------------------------------- request fields
         # LOAD_MATRIX header: rows u16, cols u16, bits u8, flags u8, offset u32, count u16.
@@ -274,6 +339,9 @@ class TrainingCore(wiring.Component):
         l_count = u16(10)
         # RUN header: count u16, bits u8, flags u8.
         r_count, r_bits, r_flags = u16(0), head[2], head[3]
+        r_activate = r_flags[1] if act_bits else 0
+        # LOAD_THRESHOLDS header: offset u16, count u16, bits u8, flags u8.
+        h_offset, h_count, h_bits, h_flags = u16(0), u16(2), head[4], head[5]
         cmd, length = event.cmd, event.length
 
         # ---------------------------------------------------------- state
@@ -289,29 +357,54 @@ class TrainingCore(wiring.Component):
         m.d.comb += matrix_ready.eq(has_shape & (m_loaded == m_total))
 
         # Products for the checks, registered (the event is stable while it waits).
-        max_run_count = self._max_payload // P.ACC_BYTES  # more vectors never fit a reply
+        # More vectors never fit a reply: of accumulators (4 bytes each), or
+        # of activation codes (>= 1 bit each).  Products of a truncated count
+        # are used only once the count passed these bounds.
+        max_run_count = self._max_payload // P.ACC_BYTES
+        max_count = 8 * self._max_payload if act_bits else max_run_count
+        count_bits = bits_for(max_count)
+        bits_bits = bits_for(MAX_CODE_BITS)  # a bits field that passed its check
         p_total = Signal(range(total_max + 1))
         p_load_bits = Signal(range(total_max * max_bits + 1))
-        p_reply = Signal(range(max_run_count * self._max_rows + 1))
-        p_run_codes = Signal(range(max_run_count * self._max_cols + 1))
-        p_run_bits = Signal(range(max_run_count * self._max_cols * max_bits + 1))
+        p_reply = Signal(range(max_count * self._max_rows + 1))  # count * rows
+        p_run_codes = Signal(range(max_count * self._max_cols + 1))
+        p_run_bits = Signal(range(max_count * self._max_cols * max_bits + 1))
         m.d.sync += [
             p_total.eq(l_rows[:bits_for(self._max_rows)] * l_cols[:bits_for(self._max_cols)]),
-            p_load_bits.eq(l_count[:bits_for(total_max)] * l_bits[:4]),
-            p_reply.eq(r_count[:bits_for(max_run_count)] * m_rows),
-            p_run_codes.eq(r_count[:bits_for(max_run_count)] * m_cols),
-            p_run_bits.eq(p_run_codes * r_bits[:4]),
+            p_load_bits.eq(l_count[:bits_for(total_max)] * l_bits[:bits_bits]),
+            p_reply.eq(r_count[:count_bits] * m_rows),
+            p_run_codes.eq(r_count[:count_bits] * m_cols),
+            p_run_bits.eq(p_run_codes * r_bits[:bits_bits]),
         ]
+        if act_bits:
+            t_bits = Signal(range(act_bits + 1))  # of the threshold set
+            t_loaded = Signal(range(self._max_rows + 1))  # rows with thresholds
+            n_a = Signal(act_bits)  # thresholds per row, 2**t_bits - 1
+            m.d.comb += n_a.eq((1 << t_bits) - 1)
+            # Activated reply bits, count * rows * A (registered after p_reply).
+            p_act_bits = Signal(range(max_count * self._max_rows * act_bits + 1))
+            # LOAD_THRESHOLDS record bytes, count * (1 + 4 * (2**bits - 1)), by
+            # shifts (used once count <= rows and bits <= max_act_bits passed).
+            h_count_rows = h_count[:bits_for(self._max_rows)]
+            p_records = Signal(range(self._max_rows * P.threshold_record_size(act_bits) + 1))
+            m.d.sync += [
+                p_act_bits.eq(p_reply * t_bits),
+                p_records.eq((h_count_rows << (h_bits[:bits_for(act_bits)] + 2)) - (h_count_rows << 1)
+                             - h_count_rows),
+            ]
 
         # Reply message: STATUS TAG LEN_L LEN_H + short payload.
         r_status = Signal(8)
         r_len = Signal(16)
         r_detail = Signal(8)
-        r_kind = Signal(2)
+        r_kind = Signal(range(4))
         msg_index = Signal(range(4 + P.PING_REPLY))
         ping = P.encode_ping_reply(self._info)
-        loaded = Signal(32)
-        m.d.comb += loaded.eq(m_loaded)
+        loaded = Signal(32)  # LOAD_MATRIX's u32, LOAD_THRESHOLDS's u16
+        if act_bits:
+            m.d.comb += loaded.eq(Mux(cmd == P.Cmd.LOAD_THRESHOLDS, t_loaded, m_loaded))
+        else:
+            m.d.comb += loaded.eq(m_loaded)
         payload_bytes = []
         for index in range(P.PING_REPLY):
             error_byte = {0: cmd, 1: r_detail}.get(index, 0)
@@ -334,7 +427,7 @@ class TrainingCore(wiring.Component):
         # RUN state.
         v_signed = Signal()
         v_bits = Signal(range(max_bits + 1))
-        v_left = Signal(range(max_run_count + 1))  # vectors still to do
+        v_left = Signal(range(max_count + 1))  # vectors still to do
         c_col = Signal(range(self._max_cols))  # vector unpack position
         c_lane = Signal(range(simd))
         c_fold = Signal(range(folds))
@@ -346,6 +439,23 @@ class TrainingCore(wiring.Component):
         pk = Signal(range(max_bits))  # vector plane
         e_row = Signal(range(pe))  # emit: row in group
         e_byte = Signal(2)
+        v_act = Signal()  # this RUN is activated
+        act_streaming = Signal()  # the packer drives the reply body (activated RUN, header sent)
+        if act_bits:
+            # LOAD_THRESHOLDS write position.
+            t_row = Signal(range(self._max_rows + 1))
+            t_left = Signal(range(self._max_rows + 1))  # rows still to write
+            t_dir = Signal()  # the next byte is a record's direction byte
+            t_neg = Signal()  # the row being written is negative
+            t_idx = Signal(act_bits)  # threshold being assembled
+            t_byte = Signal(2)  # its bytes taken
+            t_word = Signal(24)  # its first three bytes (LE: the latest on top)
+            # Activation: step a_step reads word (a_step - 1) mod 2**A of the
+            # row (0: the direction slot), and tests the word read at step - 1.
+            act_row = Signal(range(self._max_rows + pe))
+            a_step = Signal(range((1 << act_bits) + 1))
+            a_neg = Signal()
+            a_code = Signal(act_bits)  # thresholds passed so far
 
         # ---------------------------------------------------------- PE datapath
         m_signed = m_flags[0]
@@ -403,6 +513,32 @@ class TrainingCore(wiring.Component):
         ]
         last_group = Signal()
         m.d.comb += last_group.eq(g_row + pe >= m_rows)
+        last_row = Signal()  # e_row is the group's last row
+        m.d.comb += last_row.eq(e_row == rows_here_last)
+
+        # ---------------------------------------------------------- activation
+        if act_bits:
+            # One comparator: key(acc) >= key(T), key = ~x for a negative row.
+            key = Signal(signed(32))
+            passed = Signal()
+            m.d.comb += [
+                act_row.eq(g_row + e_row),
+                key.eq(Mux(a_neg, ~result, result)),
+                passed.eq(key >= thr_r.data),
+                packer.bits.eq(t_bits),
+                packer.i.payload.code.eq(a_code),
+                packer.i.payload.last.eq(last_row & last_group & (v_left == 1)),
+            ]
+            # While an activated RUN streams, the packer's bytes are the reply
+            # body; the one with `last` ends it.
+            with m.If(act_streaming):
+                m.d.comb += [
+                    body.valid.eq(packer.o.valid),
+                    body.payload.eq(packer.o.payload),
+                    packer.o.ready.eq(body.ready),
+                ]
+                with m.If(packer.o.valid & packer.o.ready & packer.o.payload.last):
+                    m.d.sync += act_streaming.eq(0)
 
         # ---------------------------------------------------------- control
         def reply(status, kind, size, detail=0):
@@ -413,8 +549,8 @@ class TrainingCore(wiring.Component):
             reply(status, _MSG_ERROR, P.ERROR_PAYLOAD, detail)
             m.next = "REPLY"
 
-        def bad_bits_or_flags(bits, flags):
-            return (bits == 0) | (bits > max_bits), (flags & ~P.FLAG_SIGNED & 0xFF) != 0
+        def bad_bits_or_flags(bits, flags, allowed=P.FLAG_SIGNED):
+            return (bits == 0) | (bits > max_bits), (flags & ~allowed & 0xFF) != 0
 
         with m.FSM():
             with m.State("IDLE"):
@@ -438,6 +574,8 @@ class TrainingCore(wiring.Component):
                         error(P.Status.BAD_LENGTH)
                     with m.Else():
                         m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
+                        if act_bits:
+                            m.d.sync += t_loaded.eq(0)
                         reply(P.Status.OK, _MSG_EMPTY, 0)
                         m.next = "REPLY"
                 with m.Elif(cmd == P.Cmd.LOAD_MATRIX):
@@ -468,11 +606,23 @@ class TrainingCore(wiring.Component):
                                 w_col.eq(0), w_lane.eq(0), w_fold.eq(0), w_row_slot.eq(0),
                                 w_row_in_group.eq(0), w_base.eq(0),
                             ]
+                            if act_bits:  # thresholds belong to the rows of one matrix
+                                m.d.sync += t_loaded.eq(0)
                         m.d.sync += [left.eq(l_count), rd_base.eq(P.LOAD_HEADER),
                                      unpack_bits.eq(l_bits)]
                         m.next = "LOAD_START"
                 with m.Elif(cmd == P.Cmd.RUN):
-                    bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags)
+                    allowed = P.FLAG_SIGNED | (P.FLAG_ACTIVATE if act_bits else 0)
+                    bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
+                    acc_too_big = (r_count > max_run_count) | (p_reply * P.ACC_BYTES > self._max_payload)
+                    if act_bits:
+                        no_thresholds = r_activate & (t_loaded != m_rows)
+                        # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
+                        too_big = Mux(r_activate, (r_count > max_count) | (p_act_bits > 8 * self._max_payload),
+                                      acc_too_big)
+                        reply_size = Mux(r_activate, (p_act_bits + 7) >> 3, p_reply * P.ACC_BYTES)
+                    else:
+                        no_thresholds, too_big, reply_size = 0, acc_too_big, p_reply * P.ACC_BYTES
                     with m.If(length < P.RUN_HEADER):
                         error(P.Status.BAD_LENGTH)
                     with m.Elif(~matrix_ready):
@@ -481,21 +631,45 @@ class TrainingCore(wiring.Component):
                         error(P.Status.BAD_PARAMS, P.Detail.BITS)
                     with m.Elif(bad_flags):
                         error(P.Status.BAD_PARAMS, P.Detail.FLAGS)
+                    with m.Elif(no_thresholds):
+                        error(P.Status.BAD_STATE, P.Detail.NO_THRESHOLDS)
                     with m.Elif(r_count == 0):
                         error(P.Status.BAD_PARAMS, P.Detail.COUNT)
-                    with m.Elif((r_count > max_run_count)
-                                | (p_reply * P.ACC_BYTES > self._max_payload)):
+                    with m.Elif(too_big):
                         error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
                     with m.Elif(length != P.RUN_HEADER + ((p_run_bits + 7) >> 3)):
                         error(P.Status.BAD_LENGTH)
                     with m.Else():
                         reply(P.Status.OK, _MSG_EMPTY, 0)
                         m.d.sync += [
-                            r_len.eq(p_reply * P.ACC_BYTES),
+                            r_len.eq(reply_size), v_act.eq(r_activate),
                             v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags[0]),
                             rd_base.eq(P.RUN_HEADER), unpack_bits.eq(r_bits),
                         ]
                         m.next = "RUN_START"
+                if act_bits:
+                    with m.Elif(cmd == P.Cmd.LOAD_THRESHOLDS):
+                        continues = (h_offset == t_loaded) & (h_bits == t_bits)
+                        with m.If(length < P.THRESHOLD_HEADER):
+                            error(P.Status.BAD_LENGTH)
+                        with m.Elif(~matrix_ready):
+                            error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
+                        with m.Elif((h_bits == 0) | (h_bits > act_bits)):
+                            error(P.Status.BAD_PARAMS, P.Detail.BITS)
+                        with m.Elif(h_flags != 0):
+                            error(P.Status.BAD_PARAMS, P.Detail.FLAGS)
+                        with m.Elif((h_count == 0) | (h_offset + h_count > m_rows)):
+                            error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+                        with m.Elif(length != P.THRESHOLD_HEADER + p_records):
+                            error(P.Status.BAD_LENGTH)
+                        with m.Elif((h_offset != 0) & ~continues):
+                            error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
+                        with m.Else():
+                            m.d.sync += [
+                                t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_dir.eq(1),
+                                rd_base.eq(P.THRESHOLD_HEADER),
+                            ]
+                            m.next = "THR_START"
                 with m.Else():
                     error(P.Status.BAD_COMMAND)
 
@@ -510,9 +684,10 @@ class TrainingCore(wiring.Component):
                     m.d.sync += msg_index.eq(msg_index + 1)
                     with m.If(msg_index == msg_size - 1):
                         m.next = "DONE"
-            with m.State("DONE"):
-                m.d.comb += receiver.o.ready.eq(1)
-                m.next = "IDLE"
+            with m.State("DONE"):  # (an activated RUN's packer may still be sending)
+                with m.If(~act_streaming):
+                    m.d.comb += receiver.o.ready.eq(1)
+                    m.next = "IDLE"
 
             # ------------------------------------------------ LOAD_MATRIX
             with m.State("LOAD_START"):
@@ -547,6 +722,40 @@ class TrainingCore(wiring.Component):
                 reply(P.Status.OK, _MSG_LOADED, 4)
                 m.next = "REPLY"
 
+            # ------------------------------------------------ LOAD_THRESHOLDS
+            if act_bits:
+                with m.State("THR_START"):
+                    m.d.comb += rd_start.eq(1)
+                    m.next = "THR"
+                with m.State("THR"):  # records byte by byte: direction, then int32 LE thresholds
+                    byte = req_r.data
+                    m.d.comb += [rd_bytes.eq(1), rd_active.eq(1), rd_take.eq(rd_valid)]
+                    with m.If(rd_valid & t_dir):
+                        m.d.comb += [
+                            thr_w.addr.eq(Cat(Const((1 << act_bits) - 1, act_bits), t_row)),  # the spare slot
+                            thr_w.data.eq(byte[0]),
+                            thr_w.en.eq(1),
+                        ]
+                        m.d.sync += [t_neg.eq(byte[0]), t_dir.eq(0), t_idx.eq(0), t_byte.eq(0)]
+                    with m.Elif(rd_valid):
+                        m.d.sync += [t_word.eq(Cat(t_word[8:], byte)), t_byte.eq(t_byte + 1)]
+                        with m.If(t_byte == 3):
+                            word = Cat(t_word, byte)
+                            m.d.comb += [
+                                thr_w.addr.eq(Cat(t_idx, t_row)),
+                                thr_w.data.eq(Mux(t_neg, ~word, word)),
+                                thr_w.en.eq(1),
+                            ]
+                            m.d.sync += t_idx.eq(t_idx + 1)
+                            with m.If(t_idx == n_a - 1):  # the row's last threshold
+                                m.d.sync += [t_dir.eq(1), t_row.eq(t_row + 1), t_left.eq(t_left - 1)]
+                                with m.If(t_left == 1):
+                                    m.next = "THR_DONE"
+                with m.State("THR_DONE"):
+                    m.d.sync += t_loaded.eq(h_offset + h_count)
+                    reply(P.Status.OK, _MSG_LOADED, 2)
+                    m.next = "REPLY"
+
             # ------------------------------------------------ RUN
             with m.State("RUN_START"):
                 m.d.comb += rd_start.eq(1)
@@ -556,7 +765,7 @@ class TrainingCore(wiring.Component):
                 with m.If(body.ready):
                     m.d.sync += msg_index.eq(msg_index + 1)
                     with m.If(msg_index == 3):
-                        m.d.sync += [c_col.eq(0), c_lane.eq(0), c_fold.eq(0)]
+                        m.d.sync += [c_col.eq(0), c_lane.eq(0), c_fold.eq(0), act_streaming.eq(v_act)]
                         m.next = "VECTOR"
             with m.State("VECTOR"):  # unpack one vector into the vector buffer
                 m.d.comb += [rd_active.eq(1), unpacker.o.ready.eq(1)]
@@ -597,8 +806,31 @@ class TrainingCore(wiring.Component):
                     m.d.sync += pk.eq(pk + 1)
             with m.State("DRAIN"):  # the last pair's terms reach the accumulators
                 m.next = "EMIT"
+                if act_bits:
+                    with m.If(v_act):
+                        m.d.sync += [a_step.eq(0), a_code.eq(0)]
+                        m.next = "ACT"
+            if act_bits:
+                with m.State("ACT"):  # row g_row + e_row: direction, then one threshold per cycle
+                    m.d.comb += [thr_r.addr.eq(Cat((a_step - 1)[:act_bits], act_row)), thr_r.en.eq(1)]
+                    m.d.sync += a_step.eq(a_step + 1)
+                    with m.If(a_step == 1):
+                        m.d.sync += a_neg.eq(thr_r.data[0])
+                    with m.If(a_step >= 2):
+                        m.d.sync += a_code.eq(a_code + passed)
+                    with m.If(a_step == n_a + 1):  # the last threshold is tested now
+                        m.next = "ACT_PUSH"
+                with m.State("ACT_PUSH"):  # the row's code into the packer
+                    m.d.comb += packer.i.valid.eq(1)
+                    with m.If(packer.i.ready):
+                        m.d.sync += [a_step.eq(0), a_code.eq(0)]
+                        with m.If(last_row):
+                            m.next = "NEXT"
+                        with m.Else():
+                            m.d.sync += e_row.eq(e_row + 1)
+                            m.next = "ACT"
             with m.State("EMIT"):  # the group's accumulators, int32 LE
-                final = (e_byte == 3) & (e_row == rows_here_last)
+                final = (e_byte == 3) & last_row
                 m.d.comb += [
                     body.valid.eq(1),
                     body.payload.data.eq(result_byte),
@@ -646,7 +878,7 @@ class UARTCore(wiring.Component):
         The core's idle timeout in seconds, ``0.01 .. 0.5`` (protocol).
     **params
         :class:`TrainingCore` parameters (``max_rows``, ``max_cols``,
-        ``max_bits``, ``pe``, ``simd``, ``max_payload``).
+        ``max_bits``, ``pe``, ``simd``, ``max_payload``, ``max_act_bits``).
 
     Ports
     -----

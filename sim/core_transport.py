@@ -8,7 +8,7 @@ there (or a cycle budget is spent: the link then looks dead, as a wedged
 core would).  So :class:`sw.driver.CoreClient` -- PING, LOAD_MATRIX, RUN,
 GEMM tiling -- runs unchanged against the gateware::
 
-    core = TrainingCore(max_rows=6, max_cols=12, pe=2, simd=4, max_payload=64)
+    core = TrainingCore(max_rows=6, max_cols=12, pe=2, simd=4, max_payload=64, max_act_bits=3)
     client = CoreClient(AmaranthCoreTransport(core))
     out = client.matmul(vectors, 2, False, matrix, 3, True)
 

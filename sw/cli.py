@@ -188,6 +188,37 @@ def _train_command(parser):
     return run
 
 
+# --------------------------------------------------------------------------- infer
+
+@command("infer", help="run a checkpoint's test set as integer inference on a backend, "
+                       "checked bit for bit against the float model")
+def _infer_command(parser):
+    from .inference import INFER_BACKENDS
+
+    parser.description = ("Rebuild the network of a training checkpoint and run its test set twice: on the "
+                           "float golden model, and as integer inference on a backend (products on codes, "
+                           "BN + clip + quantize as thresholds -- on the core's activation stage for a core "
+                           "backend -- max-pool on codes). Every activation code and logit is compared; "
+                           "exit status 1 if any differs.")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.pt written by 'dorefa train'")
+    parser.add_argument("--backend", default="ref", metavar="NAME",
+                        help=f"where the products and thresholds run: {', '.join(INFER_BACKENDS)} "
+                             "(default ref; see 'dorefa train --help')")
+    parser.add_argument("--data", metavar="PATH", help="directory of the data files (default: the checkpoint's)")
+    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                        help="only the first N test samples")
+    _add_threads(parser, default=1)
+
+    def run(args):
+        from .inference import verify_inference
+        _set_threads(args)
+        report = verify_inference(args.checkpoint, args.backend, data=args.data, limit=args.limit)
+        print(report.summary())
+        return 0 if report.bit_exact else 1
+
+    return run
+
+
 # --------------------------------------------------------------------------- demo
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 :class:`CoreModel` is what the gateware does, seen from the wire: feed it
 request bytes, get reply bytes.  Its receiver is the core's (no
 backtracking, idle timeout), its checks run in the protocol's order, and its
-arithmetic is :func:`sw.bitplanes.signed_matmul` -- no new arithmetic -- so
+arithmetic is :func:`sw.bitplanes.signed_matmul` and, for an activated RUN,
+:func:`sw.numeric.apply_thresholds` -- no new arithmetic -- so
 the host driver can be tested without hardware, and RTL testbenches can
 compare the core's reply bytes with this model's.
 """
@@ -13,9 +14,11 @@ from __future__ import annotations
 from types import MappingProxyType
 
 import numpy as np
+import torch
 
 from . import protocol as P
 from .bitplanes import signed_matmul
+from .numeric import apply_thresholds
 
 __all__ = ["CoreModel", "CORE_DEFAULTS"]
 
@@ -23,9 +26,11 @@ __all__ = ["CoreModel", "CORE_DEFAULTS"]
 #: (:class:`CoreModel`), the gateware (:class:`hw.core.TrainingCore`, which
 #: re-exports it) and the board builds.  Sized for the block RAM of an iCE40
 #: UP5K (30 EBRs of 4 kbit): the 32 x 256 matrix of 8-bit codes is 64 kbit
-#: (16 EBRs), the 1 KiB request buffer 2 (see :mod:`hw.core`).  Read-only:
+#: (16 EBRs), the 1 KiB request buffer 2, the thresholds of 32 rows at up
+#: to 4 activation bits (32 x 16 int32) 4 (see :mod:`hw.core`).  Read-only:
 #: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.
-CORE_DEFAULTS = MappingProxyType(dict(max_rows=32, max_cols=256, max_bits=8, pe=4, simd=8, max_payload=1024))
+CORE_DEFAULTS = MappingProxyType(dict(max_rows=32, max_cols=256, max_bits=8, pe=4, simd=8, max_payload=1024,
+                                      max_act_bits=4))
 
 
 class CoreModel:
@@ -40,9 +45,9 @@ class CoreModel:
     def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"], max_cols: int = CORE_DEFAULTS["max_cols"], *,
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
-                 rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S):
+                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S):
         self.info = P.CoreInfo(P.PROTOCOL_VERSION, int(max_bits), int(pe), int(simd), int(max_rows),
-                               int(max_cols), int(max_payload))
+                               int(max_cols), int(max_payload), int(max_act_bits))
         try:
             self.info.check()
         except P.FramingError as e:
@@ -53,7 +58,7 @@ class CoreModel:
         self.rx_idle_timeout = float(rx_idle_timeout)
         self._decoder = P.FrameDecoder(self.info.max_payload, backtrack=False)
         self._last_rx = None
-        self.stats = {"frames": 0, "errors": 0, "idle_drops": 0, "vectors": 0, "macs": 0}
+        self.stats = {"frames": 0, "errors": 0, "idle_drops": 0, "vectors": 0, "macs": 0, "activations": 0}
         self._clear_matrix()
 
     # ------------------------------------------------------------------ state
@@ -62,6 +67,13 @@ class CoreModel:
         self._shape = None  # (rows, cols, bits, flags) of the matrix being loaded / loaded
         self._matrix = None  # flat row-major int64 codes
         self._loaded = 0
+        self._clear_thresholds()
+
+    def _clear_thresholds(self) -> None:
+        self._t_bits = 0
+        self._t_loaded = 0  # rows with thresholds
+        self._thresholds = None  # (max_rows, n_a) int64
+        self._negative = None  # (max_rows,) bool
 
     @property
     def matrix_ready(self) -> bool:
@@ -73,6 +85,14 @@ class CoreModel:
         if not self.matrix_ready:
             return None
         return self._matrix.reshape(self._shape[0], self._shape[1]).copy()
+
+    @property
+    def thresholds(self):
+        """``(thresholds (rows, n_a), negative (rows,), bits)`` loaded so far, or ``None``."""
+        if not self._t_loaded:
+            return None
+        rows = self._t_loaded
+        return self._thresholds[:rows].copy(), self._negative[:rows].copy(), self._t_bits
 
     @property
     def pending(self) -> int:
@@ -130,12 +150,14 @@ class CoreModel:
             return self._load(payload, error)
         if cmd == P.Cmd.RUN:
             return self._run(payload, error)
+        if cmd == P.Cmd.LOAD_THRESHOLDS and self.info.max_act_bits:
+            return self._load_thresholds(payload, error)
         return error(P.Status.BAD_COMMAND)
 
-    def _bad_bits_or_flags(self, bits, flags):
+    def _bad_bits_or_flags(self, bits, flags, allowed=P.FLAG_SIGNED):
         if not 1 <= bits <= self.info.max_bits:
             return P.Detail.BITS
-        if flags & ~P.FLAG_SIGNED:
+        if flags & ~allowed:
             return P.Detail.FLAGS
         return None
 
@@ -160,6 +182,7 @@ class CoreModel:
         if h.offset == 0:
             self._shape = shape
             self._matrix = np.zeros(h.rows * h.cols, dtype=np.int64)
+            self._clear_thresholds()
         self._matrix[h.offset:h.offset + h.count] = P.unpack_codes(h.data, h.bits, h.count)
         self._loaded = h.offset + h.count
         return P.Status.OK, self._loaded.to_bytes(4, "little")
@@ -170,13 +193,18 @@ class CoreModel:
         if not self.matrix_ready:
             return error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
         h = P.decode_run_header(payload)
-        detail = self._bad_bits_or_flags(h.bits, h.flags)
+        allowed = P.FLAG_SIGNED | (P.FLAG_ACTIVATE if self.info.max_act_bits else 0)
+        detail = self._bad_bits_or_flags(h.bits, h.flags, allowed)
         if detail is not None:
             return error(P.Status.BAD_PARAMS, detail)
+        rows, cols, m_bits, m_flags = self._shape
+        if h.activate and self._t_loaded != rows:
+            return error(P.Status.BAD_STATE, P.Detail.NO_THRESHOLDS)
         if h.count == 0:
             return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
-        rows, cols, m_bits, m_flags = self._shape
-        if P.ACC_BYTES * h.count * rows > self.info.max_payload:
+        reply_size = (P.activation_reply_size(h.count, rows, self._t_bits) if h.activate
+                      else P.ACC_BYTES * h.count * rows)
+        if reply_size > self.info.max_payload:
             return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
         if len(payload) != P.RUN_HEADER + P.packed_size(h.count * cols, h.bits):
             return error(P.Status.BAD_LENGTH)
@@ -186,7 +214,40 @@ class CoreModel:
                             matrix, _levels(m_bits) if m_flags & P.FLAG_SIGNED else None, m_bits)
         self.stats["vectors"] += h.count
         self.stats["macs"] += h.count * rows * cols
-        return P.Status.OK, P.encode_accumulators(out)
+        if not h.activate:
+            return P.Status.OK, P.encode_accumulators(out)
+        direction = np.where(self._negative[:rows], -1, 1)
+        codes = apply_thresholds(torch.from_numpy(out), torch.from_numpy(self._thresholds[:rows]),
+                                 torch.from_numpy(direction))
+        self.stats["activations"] += h.count * rows
+        return P.Status.OK, P.pack_codes(codes.numpy(), self._t_bits)
+
+    def _load_thresholds(self, payload, error):
+        if len(payload) < P.THRESHOLD_HEADER:
+            return error(P.Status.BAD_LENGTH)
+        if not self.matrix_ready:
+            return error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
+        h = P.decode_load_thresholds_header(payload)
+        if not 1 <= h.bits <= self.info.max_act_bits:
+            return error(P.Status.BAD_PARAMS, P.Detail.BITS)
+        if h.flags:
+            return error(P.Status.BAD_PARAMS, P.Detail.FLAGS)
+        rows = self._shape[0]
+        if h.count == 0 or h.offset + h.count > rows:
+            return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+        if len(payload) != P.THRESHOLD_HEADER + h.count * P.threshold_record_size(h.bits):
+            return error(P.Status.BAD_LENGTH)
+        if h.offset and (h.offset != self._t_loaded or h.bits != self._t_bits):
+            return error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
+        if h.offset == 0:
+            self._t_bits = h.bits
+            self._thresholds = np.zeros((self.info.max_rows, (1 << h.bits) - 1), dtype=np.int64)
+            self._negative = np.zeros(self.info.max_rows, dtype=bool)
+        thresholds, negative = h.rows()
+        self._thresholds[h.offset:h.offset + h.count] = thresholds
+        self._negative[h.offset:h.offset + h.count] = negative
+        self._t_loaded = h.offset + h.count
+        return P.Status.OK, self._t_loaded.to_bytes(2, "little")
 
 
 def _levels(bits: int) -> int:

@@ -181,6 +181,7 @@ class CoreClient:
         self._recover_until = time.monotonic() + self.recovery if transport.may_hold_partial_request else 0.0
         self._info: CoreInfo | None = None
         self._matrix = None  # (rows, cols, bits, signed) of the complete matrix on the core
+        self._thresholds = None  # activation bits of the thresholds loaded for that matrix
         self.stats = {"requests": 0, "bytes_out": 0, "bytes_in": 0, "stale_replies": 0, "bad_frames": 0}
 
     # ------------------------------------------------------------------ raw requests
@@ -237,8 +238,9 @@ class CoreClient:
         return self._info if self._info is not None else self.ping()
 
     def reset(self) -> None:
-        """Forget the core's matrix."""
+        """Forget the core's matrix and thresholds."""
         self._matrix = None
+        self._thresholds = None
         self.request(P.Cmd.RESET)
 
     def load_matrix(self, codes, bits: int, signed: bool) -> None:
@@ -255,6 +257,7 @@ class CoreClient:
         flat = codes.ravel()
         per_frame = min((info.max_payload - P.LOAD_HEADER) * 8 // bits, 0xFFFF)
         self._matrix = None
+        self._thresholds = None  # the core forgets them with a new matrix
         for offset in range(0, flat.size, per_frame):
             chunk = flat[offset:offset + per_frame]
             reply = self.request(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, cols, bits, signed, offset, chunk))
@@ -263,10 +266,45 @@ class CoreClient:
                 raise FramingError(f"LOAD_MATRIX reply says {loaded} codes loaded, expected {offset + chunk.size}")
         self._matrix = (rows, cols, bits, bool(signed))
 
-    def run(self, vectors, bits: int, signed: bool) -> np.ndarray:
-        """``(N, rows)`` int64: each of ``vectors`` (N x cols codes) against the loaded matrix."""
+    def load_thresholds(self, thresholds, direction, bits: int) -> None:
+        """Load the activation stage's thresholds for every row of the loaded matrix:
+        ``thresholds`` (rows, 2**bits - 1) int32, ``direction`` (rows,) of +1 / -1
+        (:func:`sw.numeric.fold_thresholds`), over as many frames as needed."""
+        if self._matrix is None:
+            raise ValueError("no matrix loaded by this client: call load_matrix before load_thresholds")
+        info = self.info
+        if not info.max_act_bits:
+            raise ValueError("this core has no activation stage (PING reports max_act_bits = 0)")
+        bits = _bits(bits, "activation bits", info.max_act_bits)
+        rows = self._matrix[0]
+        thresholds = _codes(thresholds, 2, "thresholds")
+        direction = _codes(direction, 1, "directions")
+        if thresholds.shape != (rows, (1 << bits) - 1) or direction.shape != (rows,):
+            raise ValueError(f"thresholds must be ({rows}, {(1 << bits) - 1}) and directions ({rows},) for the "
+                             f"loaded {rows}-row matrix at {bits} activation bits, got {thresholds.shape} "
+                             f"and {direction.shape}")
+        if not np.isin(direction, (-1, 1)).all():
+            raise ValueError("directions must be +1 (code counts acc >= T) or -1 (acc <= T)")
+        per_frame = (info.max_payload - P.THRESHOLD_HEADER) // P.threshold_record_size(bits)
+        self._thresholds = None
+        for offset in range(0, rows, per_frame):
+            part = slice(offset, offset + per_frame)
+            reply = self.request(P.Cmd.LOAD_THRESHOLDS,
+                                 P.encode_load_thresholds(offset, bits, thresholds[part], direction[part] < 0))
+            loaded = int.from_bytes(reply, "little") if len(reply) == 2 else None
+            if loaded != min(offset + per_frame, rows):
+                raise FramingError(f"LOAD_THRESHOLDS reply says {loaded} rows loaded, "
+                                   f"expected {min(offset + per_frame, rows)}")
+        self._thresholds = bits
+
+    def run(self, vectors, bits: int, signed: bool, *, activate: bool = False) -> np.ndarray:
+        """``(N, rows)`` int64: each of ``vectors`` (N x cols codes) against the loaded
+        matrix: accumulators, or with ``activate`` the activation codes of the
+        loaded thresholds."""
         if self._matrix is None:
             raise ValueError("no matrix loaded by this client: call load_matrix first")
+        if activate and self._thresholds is None:
+            raise ValueError("no thresholds loaded for this matrix: call load_thresholds first")
         info = self.info
         rows, cols, _, _ = self._matrix
         vectors = _codes(vectors, 2, "vectors")
@@ -275,13 +313,16 @@ class CoreClient:
             raise ValueError(f"vectors have {vectors.shape[1]} codes, the loaded matrix has {cols} columns")
         if vectors.size and (vectors.min() < 0 or vectors.max() >> bits):
             raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+        reply_bits = self._thresholds if activate else 8 * P.ACC_BYTES
         per_frame = min((info.max_payload - P.RUN_HEADER) * 8 // (cols * bits),
-                        info.max_payload // (P.ACC_BYTES * rows), 0xFFFF)
+                        info.max_payload * 8 // (reply_bits * rows), 0xFFFF)
         out = np.empty((vectors.shape[0], rows), dtype=np.int64)
         for start in range(0, vectors.shape[0], per_frame):
             chunk = vectors[start:start + per_frame]
-            reply = self.request(P.Cmd.RUN, P.encode_run(bits, signed, chunk))
-            out[start:start + chunk.shape[0]] = P.decode_accumulators(reply, chunk.shape[0], rows)
+            reply = self.request(P.Cmd.RUN, P.encode_run(bits, signed, chunk, activate=activate))
+            out[start:start + chunk.shape[0]] = (
+                P.decode_activations(reply, chunk.shape[0], rows, self._thresholds) if activate
+                else P.decode_accumulators(reply, chunk.shape[0], rows))
         return out
 
     def matmul(self, vectors, v_bits: int, v_signed: bool, matrix, m_bits: int, m_signed: bool) -> np.ndarray:
@@ -306,6 +347,40 @@ class CoreClient:
                 out[:, r0:r0 + info.max_rows] += self.run(vectors[:, c0:c0 + info.max_cols], v_bits, v_signed)
         return out
 
+    def can_activate(self, cols: int, act_bits: int) -> bool:
+        """Whether :meth:`activations` can run ``cols``-long products at ``act_bits``
+        here: the activation stage needs each row's whole sum in one matrix."""
+        info = self.info
+        return 1 <= cols <= info.max_cols and 1 <= act_bits <= info.max_act_bits
+
+    def activations(self, vectors, v_bits: int, v_signed: bool, matrix, m_bits: int, m_signed: bool,
+                    thresholds, direction, act_bits: int) -> np.ndarray:
+        """Activation codes ``(N, O)`` of ``value(vectors) @ value(matrix).T``, thresholds
+        applied on the core (:func:`sw.numeric.apply_thresholds` of :meth:`matmul`'s
+        result): ``thresholds`` (O, 2**act_bits - 1), ``direction`` (O,).  The rows
+        are tiled to the core's limits; the columns must fit one matrix
+        (:meth:`can_activate`), since a threshold needs the whole sum."""
+        info = self.info
+        vectors = _codes(vectors, 2, "vectors")
+        matrix = _codes(matrix, 2, "matrix codes")
+        thresholds = _codes(thresholds, 2, "thresholds")
+        direction = _codes(direction, 1, "directions")
+        if vectors.shape[1] != matrix.shape[1]:
+            raise ValueError(f"vectors {vectors.shape} and matrix {matrix.shape} differ in length")
+        if not self.can_activate(matrix.shape[1], act_bits):
+            raise ValueError(f"the core's activation stage takes up to {info.max_cols} columns and "
+                             f"{info.max_act_bits} activation bits, got {matrix.shape[1]} columns at "
+                             f"{act_bits} bits (use matmul and apply the thresholds on the host)")
+        out = np.zeros((vectors.shape[0], matrix.shape[0]), dtype=np.int64)
+        if vectors.shape[0] == 0:
+            return out
+        for r0 in range(0, matrix.shape[0], info.max_rows):
+            rows = slice(r0, r0 + info.max_rows)
+            self.load_matrix(matrix[rows], m_bits, m_signed)
+            self.load_thresholds(thresholds[rows], direction[rows], act_bits)
+            out[:, rows] = self.run(vectors, v_bits, v_signed, activate=True)
+        return out
+
     def close(self) -> None:
         self.transport.close()
 
@@ -319,6 +394,9 @@ class CoreEngine(GemmEngine):
 
     def __init__(self, client):
         self.client = client if isinstance(client, CoreClient) else CoreClient(client)
+        #: Activated products: on the core's threshold stage, or thresholded on the host
+        #: (a fan-in longer than the core's columns, or more activation bits than it has).
+        self.stats = {"core_thresholds": 0, "host_thresholds": 0}
 
     def close(self) -> None:
         """Close the link to the core (idempotent)."""
@@ -328,3 +406,14 @@ class CoreEngine(GemmEngine):
         # The rows of B are the matrix loaded into the core, the rows of A the vectors streamed.
         return self.client.matmul(np.ascontiguousarray(a_codes), a.bits, a.signed,
                                   np.ascontiguousarray(b_codes), b.bits, b.signed)
+
+    def matmul_activate(self, a, a_codes, b, b_codes, unit):
+        # On the core's activation stage when a row's whole sum fits one matrix;
+        # otherwise the core's partial sums are added and thresholded here.
+        if not self.client.can_activate(b_codes.shape[1], unit.act_bits):
+            self.stats["host_thresholds"] += 1
+            return super().matmul_activate(a, a_codes, b, b_codes, unit)
+        self.stats["core_thresholds"] += 1
+        return torch.from_numpy(self.client.activations(
+            np.ascontiguousarray(a_codes), a.bits, a.signed, np.ascontiguousarray(b_codes), b.bits, b.signed,
+            unit.thresholds, unit.direction, unit.act_bits))

@@ -109,14 +109,32 @@ class GemmEngine:
         """``A @ B.T`` for codes ``a_codes`` (N, K) and ``b_codes`` (M, K) read as ``a``, ``b`` say."""
         raise NotImplementedError
 
+    def matmul_activate(self, a: Quantized, a_codes: np.ndarray, b: Quantized, b_codes: np.ndarray,
+                        unit: "BlockThresholds") -> torch.Tensor:
+        """Activation codes (N, M) of :meth:`matmul`'s accumulators through ``unit``'s
+        thresholds (one channel per row of B); a core may do this on chip."""
+        acc = torch.from_numpy(self.matmul(a, a_codes, b, b_codes))
+        return numeric.apply_thresholds(acc, unit.thresholds, unit.direction)
+
     def forward(self, geometry, x: Quantized, w: Quantized) -> torch.Tensor:
+        """Accumulators (B, O, ...) of the layer's forward product."""
+        return self._lowered_forward(geometry, x, w, lambda xc, wc: self.matmul(x, xc, w, wc))
+
+    def forward_activations(self, geometry, x: Quantized, w: Quantized, unit: "BlockThresholds") -> torch.Tensor:
+        """Activation codes (B, O, ...) of the layer's forward product: :meth:`forward`
+        then ``unit``'s thresholds (before pooling)."""
+        return self._lowered_forward(geometry, x, w,
+                                     lambda xc, wc: np.asarray(self.matmul_activate(x, xc, w, wc, unit)))
+
+    @staticmethod
+    def _lowered_forward(geometry, x: Quantized, w: Quantized, gemm) -> torch.Tensor:
         xc, wc = _np(x.codes), _np(w.codes)
         if isinstance(geometry, LinearGeometry):
-            return torch.from_numpy(self.matmul(x, xc, w, wc))
+            return torch.from_numpy(np.asarray(gemm(xc, wc), dtype=np.int64))
         o, _, k, _ = wc.shape
         cols, oh, ow = im2col(xc, k, geometry.stride, geometry.padding)
-        acc = self.matmul(x, cols.reshape(-1, cols.shape[-1]), w, wc.reshape(o, -1))
-        return torch.from_numpy(acc.reshape(xc.shape[0], oh, ow, o).transpose(0, 3, 1, 2).copy())
+        out = np.asarray(gemm(cols.reshape(-1, cols.shape[-1]), wc.reshape(o, -1)), dtype=np.int64)
+        return torch.from_numpy(out.reshape(xc.shape[0], oh, ow, o).transpose(0, 3, 1, 2).copy())
 
     def backward_input(self, geometry, g: Quantized, w: Quantized, input_shape) -> torch.Tensor:
         gc, wc = _np(g.codes), _np(w.codes)
@@ -171,6 +189,11 @@ class BlockThresholds:
     acc_max: int
     pool: int | None
 
+    @property
+    def act_bits(self) -> int:
+        """Activation bits ``A``: the thresholds are ``2**A - 1`` per channel."""
+        return int(self.thresholds.shape[-1]).bit_length()
+
 
 def _block_affine(block) -> tuple[torch.Tensor, torch.Tensor]:
     product = block.product
@@ -220,14 +243,14 @@ def integer_inference(model, images: torch.Tensor, engine=None):
                 q = None if q is None else Quantized(q.codes.flatten(1), q.scale, q.bits, q.signed)
             if product.quantized:
                 _, wq = quantize_weight(product.weight, product.weight_bits)
-                acc = engine.forward(product.geometry, q, wq)
                 if block.act_bits is None:
+                    acc = engine.forward(product.geometry, q, wq)
                     scale = numeric.product_scale(q.scale, wq.scale)
                     alpha, beta = _block_affine(block)
                     logits = numeric.affine(numeric.accumulator_to_value(acc, scale), alpha, beta)
                     break
                 unit = block_thresholds(block, q, wq)
-                codes = numeric.apply_thresholds(acc, unit.thresholds, unit.direction)
+                codes = engine.forward_activations(product.geometry, q, wq, unit)
                 if unit.pool is not None:
                     codes = torch.from_numpy(maxpool_codes(codes.numpy(), unit.pool))
             else:

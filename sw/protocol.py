@@ -8,6 +8,16 @@ for every vector the core returns ``rows`` exact integers::
 
     out[v][r] = sum_c value(M[r, c]) * value(V[v, c])
 
+or, with the activation stage (a layer's forward pass when the whole fan-in
+fits one matrix), ``rows`` activation codes: with thresholds ``T[r][1..n_a]``
+and a direction per row loaded by LOAD_THRESHOLDS (BN, clip and quantize
+folded by :func:`sw.numeric.fold_thresholds`)::
+
+    code[v][r] = #{i : out[v][r] >= T[r][i]}     (direction +1)
+    code[v][r] = #{i : out[v][r] <= T[r][i]}     (direction -1, "negative")
+
+which is :func:`sw.numeric.apply_thresholds`.
+
 with ``value(q) = q`` (unsigned codes) or ``value(q) = 2q - n``, ``n = 2**bits - 1``
 (signed odd codes: weights, gradients), chosen per side.  This is
 :func:`sw.bitplanes.signed_matmul` ``(V, ., ., M, ., .)`` -- the arithmetic of
@@ -58,13 +68,13 @@ code with 0 and use the true ``cols`` in its ``2q - n`` corrections (see
 
 Commands (request payload -> OK reply payload)
 ----------------------------------------------
-``PING`` (0x01): empty -> :data:`PING_REPLY` (12 bytes)::
+``PING`` (0x01): empty -> :data:`PING_REPLY` (13 bytes)::
 
     0 version u8 (= PROTOCOL_VERSION)   1 max_bits u8 (<= 8)
     2 pe u16     4 simd u16              6 max_rows u16   8 max_cols u16
-    10 max_payload u16
+    10 max_payload u16                  12 max_act_bits u8 (0: no activation stage)
 
-``RESET`` (0x02): empty -> empty.  Forgets the matrix (none loaded).
+``RESET`` (0x02): empty -> empty.  Forgets the matrix and the thresholds.
 
 ``LOAD_MATRIX`` (0x03): :data:`LOAD_HEADER` (12 bytes) then packed codes::
 
@@ -76,17 +86,38 @@ Commands (request payload -> OK reply payload)
   starts a new matrix (the old one is forgotten); a frame with ``offset > 0``
   must continue the matrix being loaded (same rows, cols, bits, flags and
   ``offset == loaded``).  The matrix is usable by RUN once
-  ``loaded == rows * cols``.
+  ``loaded == rows * cols``.  A new matrix (``offset = 0``) also forgets the
+  thresholds: they belong to the rows of one matrix.
 
 ``RUN`` (0x04): :data:`RUN_HEADER` (4 bytes) then packed codes::
 
-    0 count u16 (vectors)   2 bits u8   3 flags u8 (bit 0: signed; others 0)
+    0 count u16 (vectors)   2 bits u8
+    3 flags u8 (bit 0: signed; bit 1: activate, only if max_act_bits > 0; others 0)
     4 data: count*cols codes, vector after vector, ceil(count*cols*bits/8) bytes
 
-  -> ``count * rows`` accumulators, int32 little-endian, ``out[v][r]`` at byte
-  ``4 * (v * rows + r)``.  int32 always suffices: ``|out| <= cols * n_m * n_v``
-  and the invariants below bound ``cols`` by ``8 * 4092 / max_bits``
-  (at 8 bits: ``4092 * 255 * 255 < 2**28``).
+  -> without ``activate``: ``count * rows`` accumulators, int32
+  little-endian, ``out[v][r]`` at byte ``4 * (v * rows + r)``.  int32 always
+  suffices: ``|out| <= cols * n_m * n_v`` and the invariants below bound
+  ``cols`` by ``8 * 4092 / max_bits`` (at 8 bits: ``4092 * 255 * 255 < 2**28``).
+  With ``activate``: ``count * rows`` activation codes of the thresholds'
+  ``bits`` (``A``), packed like any codes, ``code[v][r]`` being code number
+  ``v * rows + r``: ``ceil(count * rows * A / 8)`` bytes.
+
+``LOAD_THRESHOLDS`` (0x05, only if max_act_bits > 0):
+:data:`THRESHOLD_HEADER` (6 bytes) then ``count`` row records::
+
+    0 offset u16 (first row)   2 count u16 (rows in this frame)
+    4 bits u8 (activation bits A, 1..max_act_bits)   5 flags u8 (0)
+    6 records: per row, 1 + 4 * n_a bytes, n_a = 2**A - 1:
+        direction u8 (bit 0: negative; bits 1..7 sent as 0, ignored)
+        T[1] .. T[n_a] int32 little-endian
+
+  -> ``loaded u16`` (rows with thresholds so far).  Rows ``offset .. offset
+  + count - 1`` of the loaded matrix get their thresholds; ``offset = 0``
+  starts a new set, ``offset > 0`` must continue it (same ``bits``,
+  ``offset == loaded``).  RUN may activate once ``loaded == rows``.
+  Thresholds compare as full int32 (``acc >= T``), so any int32 is allowed;
+  :func:`sw.numeric.fold_thresholds` gives values in ``acc_min - 1 .. acc_max + 1``.
 
 Errors: status != OK, payload = 2 bytes ``[command byte as received, detail]``
 (:class:`Detail`).  A request answered with an error has NO effect on the
@@ -95,6 +126,8 @@ core's state.  Checks, in this order (the first failing one answers):
 1. receiver: ``LEN > max_payload`` -> BAD_LENGTH, sent right after the
    header; the payload is not consumed (the receiver hunts for SYNC again).
 2. receiver: CRC mismatch -> BAD_CRC.  3. unknown command -> BAD_COMMAND.
+   A core without an activation stage (``max_act_bits = 0``) does not know
+   LOAD_THRESHOLDS.
 4. PING, RESET: ``LEN != 0`` -> BAD_LENGTH.
 5. LOAD_MATRIX: ``LEN < 12`` -> BAD_LENGTH; bits not in ``1..max_bits`` ->
    BAD_PARAMS/BITS; flags other than 0/1 -> BAD_PARAMS/FLAGS; rows not in
@@ -103,9 +136,18 @@ core's state.  Checks, in this order (the first failing one answers):
    BAD_PARAMS/COUNT; ``LEN != 12 + ceil(count*bits/8)`` -> BAD_LENGTH;
    ``offset > 0`` not continuing the matrix being loaded -> BAD_STATE/SEQUENCE.
 6. RUN: ``LEN < 4`` -> BAD_LENGTH; no complete matrix -> BAD_STATE/NO_MATRIX;
-   bits -> BAD_PARAMS/BITS; flags -> BAD_PARAMS/FLAGS; ``count == 0`` ->
-   BAD_PARAMS/COUNT; ``4*count*rows > max_payload`` ->
-   BAD_PARAMS/REPLY_TOO_BIG; ``LEN != 4 + ceil(count*cols*bits/8)`` -> BAD_LENGTH.
+   bits -> BAD_PARAMS/BITS; flags (activate on a core without the stage
+   included) -> BAD_PARAMS/FLAGS; activate without thresholds for every row
+   of the matrix -> BAD_STATE/NO_THRESHOLDS; ``count == 0`` ->
+   BAD_PARAMS/COUNT; reply size (``4*count*rows``, activated
+   ``ceil(count*rows*A/8)``) ``> max_payload`` -> BAD_PARAMS/REPLY_TOO_BIG;
+   ``LEN != 4 + ceil(count*cols*bits/8)`` -> BAD_LENGTH.
+7. LOAD_THRESHOLDS: ``LEN < 6`` -> BAD_LENGTH; no complete matrix ->
+   BAD_STATE/NO_MATRIX; bits not in ``1..max_act_bits`` -> BAD_PARAMS/BITS;
+   flags != 0 -> BAD_PARAMS/FLAGS; ``count == 0`` or ``offset + count >
+   rows`` -> BAD_PARAMS/COUNT; ``LEN != 6 + count * (1 + 4 * n_a)`` ->
+   BAD_LENGTH; ``offset > 0`` not continuing the set being loaded ->
+   BAD_STATE/SEQUENCE.
 
 Receiver (core side, :class:`FrameDecoder` with ``backtrack=False``)
 -------------------------------------------------------------------
@@ -142,18 +184,20 @@ import numpy as np
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "MAX_PAYLOAD", "MAX_CODE_BITS",
     "ACC_BYTES", "RX_IDLE_TIMEOUT_S", "HOST_RECOVERY_S", "LOAD_HEADER", "RUN_HEADER", "PING_REPLY",
-    "ERROR_PAYLOAD", "FLAG_SIGNED",
+    "ERROR_PAYLOAD", "FLAG_SIGNED", "FLAG_ACTIVATE", "THRESHOLD_HEADER", "THRESHOLD_BYTES", "DIRECTION_NEGATIVE",
     "Cmd", "Status", "Detail",
     "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError",
     "crc16_update", "crc16", "encode_frame", "Frame", "FrameError", "FrameDecoder",
     "packed_size", "pack_codes", "unpack_codes",
-    "CoreInfo", "LoadMatrix", "Run",
+    "CoreInfo", "LoadMatrix", "Run", "LoadThresholds",
     "encode_ping_reply", "decode_ping_reply", "encode_load_matrix", "decode_load_matrix_header",
     "encode_run", "decode_run_header", "encode_accumulators", "decode_accumulators",
+    "threshold_record_size", "encode_load_thresholds", "decode_load_thresholds_header",
+    "activation_reply_size", "decode_activations",
     "encode_error", "decode_error",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING
 SYNC = 0xA5
 HEADER_SIZE = 5          # SYNC, CMD/STATUS, TAG, LEN (u16 LE)
 CRC_SIZE = 2
@@ -166,14 +210,20 @@ HOST_RECOVERY_S = 0.5    # a host waits this long after a lost reply before its 
 
 LOAD_HEADER = 12
 RUN_HEADER = 4
-PING_REPLY = 12
+THRESHOLD_HEADER = 6
+THRESHOLD_BYTES = 4      # int32 thresholds
+PING_REPLY = 13
 ERROR_PAYLOAD = 2
-FLAG_SIGNED = 0x01
+FLAG_SIGNED = 0x01       # LOAD_MATRIX, RUN: codes read as 2q - n
+FLAG_ACTIVATE = 0x02     # RUN: reply activation codes (thresholds) instead of accumulators
+DIRECTION_NEGATIVE = 0x01  # LOAD_THRESHOLDS record byte: direction -1 (acc <= T)
 
 _LOAD = struct.Struct("<HHBBIH")
 _RUN = struct.Struct("<HBB")
-_PING = struct.Struct("<BBHHHHH")
+_THRESHOLDS = struct.Struct("<HHBB")
+_PING = struct.Struct("<BBHHHHHB")
 assert _LOAD.size == LOAD_HEADER and _RUN.size == RUN_HEADER and _PING.size == PING_REPLY
+assert _THRESHOLDS.size == THRESHOLD_HEADER
 
 
 class Cmd(enum.IntEnum):
@@ -182,6 +232,7 @@ class Cmd(enum.IntEnum):
     RESET = 0x02
     LOAD_MATRIX = 0x03
     RUN = 0x04
+    LOAD_THRESHOLDS = 0x05
 
 
 class Status(enum.IntEnum):
@@ -204,7 +255,8 @@ class Detail(enum.IntEnum):
     COUNT = 0x05
     SEQUENCE = 0x06       # LOAD_MATRIX offset > 0 not continuing the matrix being loaded
     REPLY_TOO_BIG = 0x07  # RUN: 4 * count * rows > max_payload
-    NO_MATRIX = 0x08      # RUN before a complete LOAD_MATRIX
+    NO_MATRIX = 0x08      # RUN or LOAD_THRESHOLDS before a complete LOAD_MATRIX
+    NO_THRESHOLDS = 0x09  # RUN with activate before thresholds for every row of the matrix
 
 
 # --------------------------------------------------------------------------- exceptions
@@ -233,6 +285,8 @@ class CoreError(ProtocolError):
         "BAD_CRC": "the request was corrupted on the link",
         "BAD_COMMAND": "the core does not know this command (protocol version mismatch?)",
         "NO_MATRIX": "the core holds no complete matrix: was it reset since LOAD_MATRIX?",
+        "NO_THRESHOLDS": "the core holds no thresholds for every row of its matrix: "
+                         "LOAD_THRESHOLDS after each LOAD_MATRIX",
     }
 
     def __init__(self, status: int, command: int, detail: int = 0, message: str | None = None):
@@ -413,6 +467,7 @@ class CoreInfo:
     max_rows: int
     max_cols: int
     max_payload: int
+    max_act_bits: int = 0  # widest activation code of the threshold stage; 0: no stage
 
     def check(self) -> None:
         """Raise :class:`FramingError` if the core breaks the protocol's invariants."""
@@ -431,18 +486,25 @@ class CoreInfo:
         if self.max_payload < ACC_BYTES * self.max_rows:
             problems.append(f"one reply of {self.max_rows} accumulators does not fit a "
                             f"{self.max_payload}-byte payload")
+        if not 0 <= self.max_act_bits <= MAX_CODE_BITS:
+            problems.append(f"max_act_bits {self.max_act_bits} not in 0..{MAX_CODE_BITS}")
+        elif self.max_act_bits and self.max_payload < THRESHOLD_HEADER + threshold_record_size(self.max_act_bits):
+            problems.append(f"the thresholds of one row at {self.max_act_bits} activation bits "
+                            f"({threshold_record_size(self.max_act_bits)} bytes) do not fit a "
+                            f"{self.max_payload}-byte payload")
         if problems:
             raise FramingError("core capabilities break the protocol: " + "; ".join(problems))
 
 
 def encode_ping_reply(info: CoreInfo) -> bytes:
     return _PING.pack(info.version, info.max_bits, info.pe, info.simd, info.max_rows, info.max_cols,
-                      info.max_payload)
+                      info.max_payload, info.max_act_bits)
 
 
 def decode_ping_reply(payload: bytes) -> CoreInfo:
     if len(payload) != PING_REPLY:
-        raise FramingError(f"PING reply has {len(payload)} payload bytes, expected {PING_REPLY}")
+        raise FramingError(f"PING reply has {len(payload)} payload bytes, expected {PING_REPLY}"
+                           f"{' (a protocol version 1 core?)' if len(payload) == 12 else ''}")
     return CoreInfo(*_PING.unpack(payload))
 
 
@@ -486,13 +548,18 @@ class Run:
     def signed(self) -> bool:
         return bool(self.flags & FLAG_SIGNED)
 
+    @property
+    def activate(self) -> bool:
+        return bool(self.flags & FLAG_ACTIVATE)
 
-def encode_run(bits: int, signed: bool, vectors) -> bytes:
-    """RUN payload for ``vectors`` (``(count, cols)`` codes)."""
+
+def encode_run(bits: int, signed: bool, vectors, *, activate: bool = False) -> bytes:
+    """RUN payload for ``vectors`` (``(count, cols)`` codes); ``activate``: reply codes."""
     vectors = np.asarray(vectors)
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be (count, cols), got shape {vectors.shape}")
-    return _RUN.pack(vectors.shape[0], bits, _flags(signed)) + pack_codes(vectors, bits)
+    flags = _flags(signed) | (FLAG_ACTIVATE if activate else 0)
+    return _RUN.pack(vectors.shape[0], bits, flags) + pack_codes(vectors, bits)
 
 
 def decode_run_header(payload: bytes) -> Run:
@@ -515,6 +582,69 @@ def decode_accumulators(payload: bytes, count: int, rows: int) -> np.ndarray:
         raise FramingError(f"RUN reply has {len(payload)} payload bytes, expected "
                            f"{ACC_BYTES * count * rows} ({count} vectors x {rows} rows x int32)")
     return np.frombuffer(payload, dtype="<i4").astype(np.int64).reshape(count, rows)
+
+
+def threshold_record_size(bits: int) -> int:
+    """Bytes of one row's LOAD_THRESHOLDS record at ``bits`` activation bits."""
+    return 1 + THRESHOLD_BYTES * ((1 << int(bits)) - 1)
+
+
+@dataclass(frozen=True)
+class LoadThresholds:
+    """A LOAD_THRESHOLDS header (``data`` = the row records that follow it)."""
+    offset: int
+    count: int
+    bits: int
+    flags: int
+    data: bytes
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(thresholds (count, n_a) int64, negative (count,) bool)`` of the records
+        (``data`` must hold ``count`` whole records)."""
+        n = (1 << self.bits) - 1
+        size = threshold_record_size(self.bits)
+        records = np.frombuffer(self.data[:self.count * size], dtype=np.uint8).reshape(self.count, size)
+        negative = (records[:, 0] & DIRECTION_NEGATIVE) != 0
+        thresholds = np.ascontiguousarray(records[:, 1:]).view("<i4").reshape(self.count, n).astype(np.int64)
+        return thresholds, negative
+
+
+def encode_load_thresholds(offset: int, bits: int, thresholds, negative) -> bytes:
+    """LOAD_THRESHOLDS payload for rows ``offset ..``: ``thresholds`` (count, 2**bits - 1)
+    int32 values, ``negative`` (count,) directions (true: ``acc <= T``)."""
+    bits = _check_code_bits(bits)
+    thresholds = np.asarray(thresholds)
+    negative = np.asarray(negative).astype(bool).ravel()
+    n = (1 << bits) - 1
+    if thresholds.ndim != 2 or thresholds.shape[1] != n or thresholds.shape[0] != negative.size:
+        raise ValueError(f"thresholds must be (rows, {n}) for {bits} activation bits with one direction "
+                         f"per row, got {thresholds.shape} and {negative.size} directions")
+    if thresholds.size and (thresholds.min() < -(1 << 31) or thresholds.max() >= 1 << 31):
+        raise OverflowError("threshold outside int32")
+    records = np.empty((negative.size, threshold_record_size(bits)), dtype=np.uint8)
+    records[:, 0] = np.where(negative, DIRECTION_NEGATIVE, 0)
+    records[:, 1:] = thresholds.astype("<i4").view(np.uint8).reshape(negative.size, -1)
+    return _THRESHOLDS.pack(offset, negative.size, bits, 0) + records.tobytes()
+
+
+def decode_load_thresholds_header(payload: bytes) -> LoadThresholds:
+    """Fields of a LOAD_THRESHOLDS payload (``len(payload) >= THRESHOLD_HEADER``); no validation."""
+    offset, count, bits, flags = _THRESHOLDS.unpack_from(payload)
+    return LoadThresholds(offset, count, bits, flags, bytes(payload[THRESHOLD_HEADER:]))
+
+
+def activation_reply_size(count: int, rows: int, bits: int) -> int:
+    """Payload bytes of an activated RUN's reply."""
+    return packed_size(int(count) * int(rows), bits)
+
+
+def decode_activations(payload: bytes, count: int, rows: int, bits: int) -> np.ndarray:
+    """``(count, rows)`` int64 codes from an activated RUN's reply payload."""
+    want = activation_reply_size(count, rows, bits)
+    if len(payload) != want:
+        raise FramingError(f"activated RUN reply has {len(payload)} payload bytes, expected {want} "
+                           f"({count} vectors x {rows} rows x {bits}-bit codes)")
+    return unpack_codes(payload, bits, count * rows).reshape(count, rows)
 
 
 def encode_error(command: int, detail: int = 0) -> bytes:

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import numeric
 from .data import DATASETS, Dataset, iterate_minibatches, load_dataset
+from .intref import integer_inference
 from .backends import check_backend, make_engine
 from .models import MODELS, SVHN_MODELS, DoReFaNet, build_model
 from .quantizers import GradientNoise
@@ -166,15 +167,22 @@ class TrainResult:
 
 # --------------------------------------------------------------------------- evaluation
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> Evaluation:
-    """Mean cross-entropy and accuracy of ``model`` in eval mode (running BN statistics)."""
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, *,
+             engine=None) -> Evaluation:
+    """Mean cross-entropy and accuracy of ``model`` in eval mode (running BN statistics).
+
+    With ``engine`` (a :class:`sw.intref.GemmEngine`) the logits come from
+    :func:`sw.intref.integer_inference` on it -- BN + clip + quantize as
+    thresholds, on the core's activation stage for a core engine -- which
+    equals the float model's eval bit for bit (tested), so the numbers are the same.
+    """
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     try:
         with torch.no_grad():
             for xb, yb in iterate_minibatches(x, y, batch_size, shuffle=False):
-                logits = model(xb)
+                logits = model(xb) if engine is None else integer_inference(model, xb, engine=engine)[0]
                 loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
                 correct += (logits.argmax(dim=1) == yb).sum().item()
     finally:
@@ -327,6 +335,13 @@ def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
     return rows
 
 
+def build_network(config: TrainConfig, data: Dataset) -> torch.nn.Module:
+    """The network ``config`` trains, shaped for ``data``."""
+    return build_model(config.model, config.bits, width=config.width, in_channels=data.in_channels,
+                       image_size=data.image_size, num_classes=data.num_classes,
+                       quantize_first=config.quantize_first, quantize_last=config.quantize_last)
+
+
 # --------------------------------------------------------------------------- the loop
 
 def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], Any] = print,
@@ -341,11 +356,9 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
     noise = GradientNoise(seed=noise_seed(config.seed))
-    model = build_model(config.model, config.bits, width=config.width, in_channels=data.in_channels,
-                        image_size=data.image_size, num_classes=data.num_classes,
-                        quantize_first=config.quantize_first, quantize_last=config.quantize_last)
+    model = build_network(config, data)
     model.set_gradient_noise(noise)
-    with _engine_of(model, config.backend):
+    with _engine_of(model, config.backend) as engine:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
 
@@ -367,7 +380,7 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
                                      desc=f"W,A,G={','.join(map(str, config.bits))} epoch {epoch}/{config.epochs}")
             train_seconds = time.perf_counter() - epoch_start
             scheduler.step()
-            test = evaluate(model, data.test_x, data.test_y)
+            test = evaluate(model, data.test_x, data.test_y, engine=_inference_engine(model, engine))
             row = {"epoch": epoch, "train_loss": loss, "train_acc": acc, "test_loss": test.loss,
                    "test_acc": test.accuracy, "lr": lr, "seconds": time.perf_counter() - epoch_start,
                    "samples_per_s": n_train / max(train_seconds, 1e-9), "bits": list(config.bits),
@@ -387,6 +400,15 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
             if on_epoch_end is not None:
                 on_epoch_end(row)
         return TrainResult(config, model, history, time.perf_counter() - started)
+
+
+def _inference_engine(model, engine):
+    """The engine to evaluate on as integer inference: a core's, when every hidden
+    block has quantized activations (thresholds need them); else None (float eval,
+    the products still on the engine)."""
+    from .driver import CoreEngine
+    quantized = all(block.act_bits != numeric.FULL_PRECISION for block in model.blocks[:-1])
+    return engine if isinstance(engine, CoreEngine) and quantized else None
 
 
 def _rate(per_second: float) -> str:

@@ -2,9 +2,11 @@
 
 Each run checks, byte for byte against :class:`sw.core_model.CoreModel`:
 6 GEMMs (every signedness pair, 1-bit and max-bit codes, ragged shapes,
-``vectors`` random vectors each), every protocol error with garbage and
-idle-timeout drops, ``fuzz_steps`` random (mostly mutated) requests, and a
-reset in the middle of a RUN.  The log line of each test says how many
+``vectors`` random vectors each), activated RUNs at every activation width
+of the core (LOAD_THRESHOLDS over several frames, negative rows, ties,
+int32 extremes), every protocol error with garbage and idle-timeout drops,
+``fuzz_steps`` random (mostly mutated) requests, and a reset in the middle
+of a RUN.  The log line of each test says how many
 reply bytes, RUN vectors and MACs it checked.
 """
 
@@ -21,9 +23,11 @@ CONFIGS = [
 ]
 SLOW_CONFIGS = [
     # One row and one column per fold, 4-bit codes: the narrowest datapath.
-    ("scalar", dict(max_rows=3, max_cols=5, max_bits=4, pe=1, simd=1, max_payload=24), 3, 60),
+    ("scalar", dict(max_rows=3, max_cols=5, max_bits=4, pe=1, simd=1, max_payload=24, max_act_bits=2), 3, 60),
     # PE and SIMD that divide nothing.
-    ("odd", dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48), 4, 60),
+    ("odd", dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48, max_act_bits=0), 4, 60),
+    # A 4-bit activation stage (a 61-byte threshold record fits 80 bytes), one row group.
+    ("act4", dict(max_rows=5, max_cols=6, max_bits=3, pe=5, simd=3, max_payload=80, max_act_bits=4), 3, 60),
 ]
 
 

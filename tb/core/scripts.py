@@ -8,6 +8,11 @@ core's reset held for two cycles).  Requests are built with
 (an idle gap of at least the core's ``idle_timeout`` calls its
 :meth:`~sw.core_model.CoreModel.idle`, a reset starts a fresh model): the
 reply bytes the core must send, per reset-separated segment.
+
+Activation stage: :func:`threshold_frames` (LOAD_THRESHOLDS), :func:`act_run_frame`
+(RUN with the activate flag) and :func:`act_script` (matrix, thresholds drawn
+by :func:`thresholds_for` around the accumulators the vectors will make, then
+activated RUNs).  The model alone says what the codes are.
 """
 
 from __future__ import annotations
@@ -19,16 +24,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from sw import protocol as P
+from sw.bitplanes import signed_matmul
 from sw.core_model import CoreModel
 
 __all__ = ["SMALL", "Idle", "Reset", "expected_replies", "describe_replies", "frame", "load_frames",
-           "run_frame", "codes", "gemm_script", "bad_requests", "fuzz_script"]
+           "run_frame", "codes", "gemm_script", "bad_requests", "fuzz_script", "INT32_MIN", "INT32_MAX",
+           "threshold_frames", "act_run_frame", "thresholds_for", "act_script", "threshold_rows_per_frame",
+           "act_vectors_per_frame", "bad_thresholds_requests"]
 
-#: Small enough to simulate quickly, with ragged folds (12 = 3 x 4, 6 = 3 x 2).
-SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64)
+#: Small enough to simulate quickly, with ragged folds (12 = 3 x 4, 6 = 3 x 2);
+#: a 64-byte payload holds one row's thresholds at up to 3 activation bits.
+SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, max_act_bits=3)
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 _LOAD = struct.Struct("<HHBBIH")  # LOAD_MATRIX header (sw.protocol)
 _RUN = struct.Struct("<HBB")  # RUN header
+_THRESHOLDS = struct.Struct("<HHBB")  # LOAD_THRESHOLDS header
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,163 @@ def gemm_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, vectors, *,
     return script
 
 
+def threshold_rows_per_frame(a_bits, params=SMALL) -> int:
+    """Rows of thresholds at ``a_bits`` that fit one LOAD_THRESHOLDS frame."""
+    return (params["max_payload"] - P.THRESHOLD_HEADER) // P.threshold_record_size(a_bits)
+
+
+def threshold_frames(thresholds, negative, a_bits, *, chunk=None, tag=0, params=SMALL) -> list:
+    """LOAD_THRESHOLDS frames for every row of ``thresholds`` ((rows, 2**a_bits - 1)
+    int32) and ``negative`` ((rows,) bool), ``chunk`` rows each (default: as many as fit)."""
+    chunk = chunk or threshold_rows_per_frame(a_bits, params)
+    return [frame(P.Cmd.LOAD_THRESHOLDS,
+                  P.encode_load_thresholds(offset, a_bits, thresholds[offset:offset + chunk],
+                                           negative[offset:offset + chunk]), tag + i)
+            for i, offset in enumerate(range(0, len(negative), chunk))]
+
+
+def act_run_frame(vectors, bits, signed, tag=0) -> bytes:
+    """A RUN frame with the activate flag."""
+    return frame(P.Cmd.RUN, P.encode_run(bits, signed, vectors, activate=True), tag)
+
+
+def act_vectors_per_frame(rows, cols, v_bits, a_bits, params=SMALL) -> int:
+    """Vectors of one activated RUN frame: the request and the packed reply must fit."""
+    return min((params["max_payload"] - P.RUN_HEADER) * 8 // (cols * v_bits),
+               params["max_payload"] * 8 // (rows * a_bits), 0xFFFF)
+
+
+def thresholds_for(rng, acc, a_bits, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random thresholds ``(rows, 2**a_bits - 1)`` and directions ``(rows,)`` for
+    accumulators ``acc`` ``(count, rows)`` that lie within ``+-limit``: mostly
+    spread over each row's values (so the codes vary), some equal to one of
+    them (ties), some at the accumulator edges ``+-limit``, ``+-(limit + 1)``
+    and at the int32 extremes; most rows sorted as a folded BN would make them
+    (ascending, descending for negative rows), the others in any order."""
+    rows, n_a = acc.shape[1], (1 << a_bits) - 1
+    edges = np.array([-limit - 1, -limit, limit, limit + 1, INT32_MIN, INT32_MIN + 1, INT32_MAX - 1, INT32_MAX])
+    out = np.empty((rows, n_a), dtype=np.int64)
+    for r in range(rows):
+        lo, hi = int(acc[:, r].min()), int(acc[:, r].max())
+        kind = rng.random(n_a)
+        spread = rng.integers(lo - 1, hi + 2, size=n_a)
+        ties = rng.choice(acc[:, r], size=n_a)
+        out[r] = np.where(kind < 0.55, spread, np.where(kind < 0.8, ties, rng.choice(edges, size=n_a)))
+    negative = rng.random(rows) < 0.4
+    for r in range(rows):
+        if rng.random() < 0.75:
+            out[r] = np.sort(out[r])[::-1] if negative[r] else np.sort(out[r])
+    return out, negative
+
+
+def _levels(bits, signed):
+    return (1 << bits) - 1 if signed else None
+
+
+def act_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, a_bits, vectors, *, chunk=None,
+               t_chunk=None, params=SMALL, thresholds=None) -> list:
+    """LOAD_MATRIX frames of a random ``rows x cols`` matrix, LOAD_THRESHOLDS
+    frames (``t_chunk`` rows each, default as many as fit) of ``a_bits``
+    thresholds (:func:`thresholds_for`, or ``thresholds(acc, limit)`` giving
+    ``(thresholds, negative)``), then activated RUN frames of ``vectors``
+    random vectors (as many per frame as fit)."""
+    matrix = codes(rng, m_bits, (rows, cols))
+    vecs = codes(rng, v_bits, (vectors, cols))
+    # Where the accumulators lie, to aim the thresholds (the model computes the codes).
+    acc = signed_matmul(vecs, _levels(v_bits, v_signed), v_bits, matrix, _levels(m_bits, m_signed), m_bits)
+    limit = cols * ((1 << m_bits) - 1) * ((1 << v_bits) - 1)
+    t, negative = (thresholds or (lambda a, lim: thresholds_for(rng, a, a_bits, lim)))(acc, limit)
+    script = load_frames(matrix, m_bits, m_signed, chunk=chunk, max_payload=params["max_payload"])
+    script += threshold_frames(t, negative, a_bits, chunk=t_chunk, tag=0x40, params=params)
+    per_frame = act_vectors_per_frame(rows, cols, v_bits, a_bits, params)
+    for start in range(0, vectors, per_frame):
+        script.append(act_run_frame(vecs[start:start + per_frame], v_bits, v_signed, tag=0xC0 + start % 64))
+    return script
+
+
+def bad_thresholds_requests(params=SMALL):
+    """Every error of LOAD_THRESHOLDS and of an activated RUN (in check order),
+    the state rules (sequence, thresholds forgotten by LOAD_MATRIX and RESET)
+    and the good requests between them, as (name, bytes).  On a core without
+    the stage (``max_act_bits = 0``) the same requests: BAD_COMMAND and FLAGS."""
+    mp, max_act = params["max_payload"], params.get("max_act_bits", 0)
+    rows, b = 3, min(2, params["max_bits"])  # a 3 x 3 matrix; 1 vector = 1 byte, 2 vectors = 2 bytes
+    a = max(1, min(2, max_act))  # the thresholds' bits used here
+    rec = P.threshold_record_size(a)
+
+    def thr(offset, count, bits=a, flags=0, nbytes=None):
+        size = count * P.threshold_record_size(bits) if nbytes is None else nbytes
+        return frame(P.Cmd.LOAD_THRESHOLDS, _THRESHOLDS.pack(offset, count, bits, flags) + bytes(size))
+
+    def good(offset, count, negative=False, bits=a):
+        t = np.arange(-2, (1 << bits) - 3)[None, :].repeat(count, 0) * (-1 if negative else 1)
+        return frame(P.Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(offset, bits, t, [negative] * count))
+
+    run = lambda count, bits, flags, nbytes: frame(P.Cmd.RUN, _RUN.pack(count, bits, flags) + bytes(nbytes))
+    load = frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, 3, b, False, 0, np.arange(9) % (1 << b)))
+    act_run = act_run_frame(np.arange(6).reshape(2, 3) % (1 << b), b, True)
+    biggest = mp * 8 // (rows * a)  # vectors whose activated reply just fits
+    out = [
+        ("RESET (ok)", frame(P.Cmd.RESET)),
+        ("THRESHOLDS too short", frame(P.Cmd.LOAD_THRESHOLDS, bytes(5))),
+        ("THRESHOLDS without matrix", thr(0, 1)),
+        ("RUN activate without matrix", run(1, b, 2, 1)),
+        ("LOAD 3 x 3 (ok)", load),
+        ("THRESHOLDS too short, with a matrix", frame(P.Cmd.LOAD_THRESHOLDS, b"\x00\x00\x01")),
+        ("THRESHOLDS bits 0", thr(0, 1, bits=0, nbytes=1)),
+        ("THRESHOLDS bits > max", thr(0, 1, bits=max_act + 1)),
+        ("THRESHOLDS bits 0xFF", thr(0, 1, bits=0xFF, nbytes=3)),
+        ("THRESHOLDS flags 1", thr(0, 1, flags=1)),
+        ("THRESHOLDS flags 0x80", thr(0, 1, flags=0x80)),
+        ("THRESHOLDS count 0", thr(0, 0)),
+        ("THRESHOLDS count past the rows", thr(0, rows + 1)),
+        ("THRESHOLDS offset past the rows", thr(rows, 1)),
+        ("THRESHOLDS huge offset", thr(0xFFFF, 1)),
+        ("THRESHOLDS count 0xFFFF", thr(1, 0xFFFF, nbytes=rec)),
+        ("THRESHOLDS LEN one short", thr(0, 1, nbytes=rec - 1)),
+        ("THRESHOLDS LEN one long", thr(0, 1, nbytes=rec + 1)),
+        ("THRESHOLDS LEN of one row for two", thr(0, 2, nbytes=rec)),
+        ("THRESHOLDS offset > 0, none loaded", thr(1, 1)),
+        ("RUN activate, bits 0", run(1, 0, 2, 1)),
+        ("RUN activate, flags 6", run(1, b, 6, 1)),
+        ("RUN activate without thresholds", run(1, b, 2, 1)),
+        ("RUN activate|signed without thresholds, count 0", run(0, b, 3, 0)),
+        ("THRESHOLDS row 0 (ok)", good(0, 1)),
+        ("RUN activate on a partial set", run(1, b, 2, 1)),
+        ("THRESHOLDS continue at the wrong offset", thr(2, 1)),
+    ]
+    if max_act > 1:
+        out.append(("THRESHOLDS continue with other bits", good(1, 1, bits=a % max_act + 1)))
+    out += [
+        ("THRESHOLDS rows 1, 2, negative (ok)", good(1, 2, negative=True)),
+        ("RUN activate, count 0", run(0, b, 2, 0)),
+        ("RUN activate, reply too big", run(biggest + 1, 1, 2, 1)),
+        ("RUN activate, count 0xFFFF", run(0xFFFF, 1, 2, 1)),
+        ("RUN activate, reply just fits, LEN wrong", run(biggest, 1, 2, 1)),
+        ("RUN activate, LEN one short", run(2, b, 2, 1)),
+        ("RUN activate, LEN one long", run(2, b, 2, 3)),
+        ("RUN activate (ok)", act_run),
+        ("RUN (ok)", run(2, b, 1, 2)),
+        ("THRESHOLDS continue a complete set", thr(rows, 1)),
+        ("THRESHOLDS restart at 0 (ok)", good(0, 1, negative=True)),
+        ("RUN activate on a restarted set", run(1, b, 2, 1)),
+        ("THRESHOLDS complete it (ok)", good(1, 2)),
+        ("LOAD the matrix again (ok)", load),
+        ("RUN activate after a new matrix", run(1, b, 2, 1)),
+        ("THRESHOLDS continue after a new matrix", good(1, 2)),
+        ("THRESHOLDS all rows (ok)", good(0, rows)),
+        ("RUN activate (ok) again", act_run),
+        ("RESET (ok) again", frame(P.Cmd.RESET)),
+        ("RUN activate after RESET", run(1, b, 2, 1)),
+        ("LOAD once more (ok)", load),
+        ("RUN activate after RESET and LOAD", run(1, b, 2, 1)),
+    ]
+    if max_act and P.THRESHOLD_HEADER + rows * P.threshold_record_size(max_act) <= mp:
+        out += [("THRESHOLDS all rows at max_act_bits (ok)", good(0, rows, bits=max_act)),
+                ("RUN activate at max_act_bits (ok)", act_run)]
+    return out
+
+
 def bad_requests(params=SMALL):
     """One of every error of the protocol (in check order), plus good
     requests between them, as (name, bytes)."""
@@ -131,7 +300,8 @@ def bad_requests(params=SMALL):
          + (mp + 1).to_bytes(2, "little") + bytes([0x11] * 10)),
         ("LEN = 0xFFFF", bytes([P.SYNC, P.Cmd.LOAD_MATRIX, 3, 0xFF, 0xFF])),
         ("unknown command 0", frame(0x00)),
-        ("unknown command 5", frame(0x05, b"xyz", tag=3)),
+        ("LOAD_THRESHOLDS of 3 bytes (unknown command 5 without the stage)", frame(0x05, b"xyz", tag=3)),
+        ("unknown command 6", frame(0x06, b"xyz", tag=4)),
         ("unknown command 0xFF", frame(0xFF)),
         ("PING with payload", frame(P.Cmd.PING, b"\x00")),
         ("RESET with payload", frame(P.Cmd.RESET, b"\x01\x02")),
@@ -185,7 +355,9 @@ def bad_requests(params=SMALL):
 
 def fuzz_script(seed: int, steps: int, params: dict = SMALL, *, timeout: int) -> list:
     """Random requests, some valid, many mutated (a bit flipped, cut short and
-    followed by an idle gap past ``timeout``)."""
+    followed by an idle gap past ``timeout``): PING, RESET, LOAD_MATRIX, RUN,
+    LOAD_THRESHOLDS and activated RUNs at every activation width of the core,
+    and every error request."""
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     rows, cols = min(4, params["max_rows"]), min(7, params["max_cols"])
@@ -194,7 +366,10 @@ def fuzz_script(seed: int, steps: int, params: dict = SMALL, *, timeout: int) ->
             + gemm_script(nprng, rows, cols, bits, True, bits, True, 3, params=params)
             + gemm_script(nprng, params["max_rows"], min(3, cols), 1, False, params["max_bits"], False, 2,
                           params=params)
-            + [data for _, data in bad_requests(params)])
+            + [data for _, data in bad_requests(params) + bad_thresholds_requests(params)])
+    for a_bits in range(1, params.get("max_act_bits", 0) + 1):
+        pool += act_script(nprng, rows, cols, bits, a_bits % 2 == 1, bits, True, a_bits, 3,
+                           t_chunk=1 + a_bits % 2, params=params)
     script = []
     for _ in range(steps):
         data = bytearray(rng.choice(pool))

@@ -21,8 +21,9 @@ from cocotb.triggers import ClockCycles
 from sim.cocotb_runner import tb_config
 from sw import protocol as P
 from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
-from tb.core.scripts import (Idle, Reset, bad_requests, codes, describe_replies, expected_replies, frame,
-                             fuzz_script, gemm_script, load_frames, run_frame)
+from tb.core.scripts import (Idle, Reset, act_run_frame, act_script, bad_requests, bad_thresholds_requests, codes,
+                             describe_replies, expected_replies, frame, fuzz_script, gemm_script, load_frames,
+                             run_frame)
 
 
 class Bench:
@@ -78,11 +79,11 @@ class Bench:
         return got
 
     def summary(self, name: str) -> None:
-        self.dut._log.info("%s: %d reply bytes checked; %d RUN vectors (%d MACs), %d requests, "
-                           "%d error replies, %d idle drops", name, self.scoreboard.checked,
+        self.dut._log.info("%s: %d reply bytes checked; %d RUN vectors (%d MACs, %d activation codes), "
+                           "%d requests, %d error replies, %d idle drops", name, self.scoreboard.checked,
                            self.stats.get("vectors", 0), self.stats.get("macs", 0),
-                           self.stats.get("frames", 0), self.stats.get("errors", 0),
-                           self.stats.get("idle_drops", 0))
+                           self.stats.get("activations", 0), self.stats.get("frames", 0),
+                           self.stats.get("errors", 0), self.stats.get("idle_drops", 0))
 
 
 def signedness_mixes(max_bits: int):
@@ -123,7 +124,7 @@ async def errors_garbage_timeout(dut):
     pick = random.Random(config["seed"])
     noise = lambda n: bytes(pick.choice([b for b in range(256) if b != P.SYNC]) for _ in range(n))
     script = []
-    for _, request in bad_requests(params):
+    for _, request in bad_requests(params) + bad_thresholds_requests(params):
         script += [noise(pick.randrange(0, 4)), request]
     good = gemm_script(bench.rng, 3, 5, 2, True, 2, False, 2, params=params)
     ping = frame(P.Cmd.PING, tag=0x42)
@@ -131,6 +132,38 @@ async def errors_garbage_timeout(dut):
                good[-1][:8], Idle(timeout - 10), good[-1][8:], bytes([P.SYNC, 0x01, 0x02]), ping]
     await bench.run(script)
     bench.summary("errors")
+
+
+@cocotb.test()
+async def activation(dut):
+    """For each activation width of the core (none: LOAD_THRESHOLDS and the
+    activate flag refused): a random matrix (bit width and signedness
+    varied), its thresholds (ties, accumulator edges, int32 extremes,
+    negative and unsorted rows) one or several rows per frame, and
+    ``vectors`` activated RUN vectors; then a reset in the middle of an
+    activated RUN, and the exchange again."""
+    config = tb_config()
+    bench = Bench(dut, config["seed"] + 40)
+    await bench.start()
+    params, rng = bench.params, bench.rng
+    rows, cols, bits = params["max_rows"], params["max_cols"], params["max_bits"]
+    script = []
+    for a_bits in range(1, params.get("max_act_bits", 0) + 1):
+        m_bits, v_bits = (bits, max(1, bits - 1)) if a_bits % 2 else (1, bits)
+        script += act_script(rng, rows if a_bits % 2 else int(rng.integers(1, rows + 1)), cols, m_bits,
+                             a_bits < 3, v_bits, a_bits % 2 == 0, a_bits, config["vectors"],
+                             t_chunk=None if a_bits % 2 else 1, params=params)
+    if not params.get("max_act_bits"):
+        script += gemm_script(rng, rows, cols, bits, True, bits, False, 2, params=params)
+        script += [data for _, data in bad_thresholds_requests(params)]
+        await bench.run(script)
+    else:
+        a_bits = params["max_act_bits"]
+        setup = act_script(rng, rows, cols, bits, True, bits, False, a_bits, 2, params=params)
+        run = act_run_frame(codes(rng, bits, (2, cols)), bits, True, tag=0xC3)
+        cut = random.Random(config["seed"]).randrange(20, 150)
+        await bench.run(script + setup + [run, Idle(cut), Reset(), run, frame(P.Cmd.PING)] + setup)
+    bench.summary("activation")
 
 
 @cocotb.test()

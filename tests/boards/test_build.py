@@ -173,6 +173,7 @@ def test_board_top_checks_parameters():
     (["build", "--board", "icebreaker", "--bits", "1,2,4", "--max-bits", "8"],
      "--bits 1,2,4 and --max-bits 8 disagree on max_bits (4 against 8); give one of them"),
     (["build", "--board", "icebreaker", "--report", "x.json"], "--report takes a file stem"),
+    (["build", "--board", "icebreaker", "--max-act-bits", "9"], "max_act_bits must be in 0..8"),
     (["build", "--board", "icebreaker", "--colour", "red"], "unrecognized arguments"),
 ])
 def test_cli_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):
@@ -203,13 +204,15 @@ def fake_build(monkeypatch, ice40_report):
     (["--bits", "2,6,3", "--max-bits", "6"], 6, (2, 6, 3)),
     (["--bits", "3"], 3, (3,)),
     (["--max-bits", "5"], 5, None),
+    (["--max-act-bits", "2"], 8, None),
 ])
 def test_cli_bits_set_max_bits_and_are_recorded(argv, max_bits, bits, fake_build, tmp_path, capsys):
     assert main(["build", "--board", "ulx3s", "--pe", "2", "--out", str(tmp_path / "out"),
                  "--report", str(tmp_path / "rep" / "ulx3s"), *argv]) == 0
     (call,) = fake_build
     assert call["board"] == "ulx3s" and call["out_dir"] == tmp_path / "out"
-    assert call["core_params"] == {**CORE_DEFAULTS, "pe": 2, "max_bits": max_bits}
+    act = {"max_act_bits": 2} if "--max-act-bits" in argv else {}
+    assert call["core_params"] == {**CORE_DEFAULTS, "pe": 2, "max_bits": max_bits, **act}
     assert call["bits"] == bits
     assert call["report_stem"] == tmp_path / "rep" / "ulx3s"
     out = capsys.readouterr().out

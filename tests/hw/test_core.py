@@ -22,13 +22,18 @@ from hw.core import CORE_DEFAULTS, TrainingCore, UARTCore
 from hw.uart import UARTReceiver, UARTTransmitter
 from sim.amaranth_sim import stream_get, stream_put_all
 from sim.core_transport import AmaranthCoreTransport
+import torch
+
 from sw.bitplanes import signed_matmul
 from sw.driver import CoreClient
 from sw import protocol as P
 from sw.core_model import CoreModel
-from tests.hw.helpers import unelaborated, with_sync_domain
-from tb.core.scripts import (SMALL, Idle, Reset, bad_requests, codes, describe_replies, expected_replies,
-                             frame, fuzz_script, gemm_script, load_frames, run_frame)
+from sw.numeric import apply_thresholds
+from tests.hw.helpers import levels_or_none, unelaborated, with_sync_domain
+from tb.core.scripts import (INT32_MAX, INT32_MIN, SMALL, Idle, Reset, act_run_frame, act_script,
+                             act_vectors_per_frame, bad_requests, bad_thresholds_requests, codes,
+                             describe_replies, expected_replies, frame, fuzz_script, gemm_script, load_frames,
+                             run_frame, threshold_frames)
 
 TIMEOUT = 300  # idle_timeout in cycles: far above any random gap below
 
@@ -140,20 +145,28 @@ def test_run_matches_model(m_bits, m_signed, v_bits, v_signed, rows, cols, vecto
     check(dirty + script, seed=m_bits + v_bits)
 
 
-@pytest.mark.parametrize("params", [
-    dict(max_rows=3, max_cols=5, max_bits=4, pe=1, simd=1, max_payload=24),  # scalar datapath
-    dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48),  # nothing divides
-    dict(max_rows=4, max_cols=8, max_bits=1, pe=4, simd=8, max_payload=32),  # 1-bit only, one word
-])
+OTHER_SHAPES = [
+    dict(max_rows=3, max_cols=5, max_bits=4, pe=1, simd=1, max_payload=24, max_act_bits=1),  # scalar datapath
+    dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48, max_act_bits=3),  # nothing divides
+    dict(max_rows=4, max_cols=8, max_bits=1, pe=4, simd=8, max_payload=32, max_act_bits=0),  # 1-bit, no activation
+    dict(max_rows=5, max_cols=6, max_bits=3, pe=5, simd=3, max_payload=72, max_act_bits=4),  # one row group
+]
+
+
+@pytest.mark.parametrize("params", OTHER_SHAPES)
 def test_other_shapes(params):
-    """Other PE x SIMD foldings and code widths: GEMMs at the limits and
-    ragged, then every error."""
+    """Other PE x SIMD foldings, code widths and activation stages: GEMMs at
+    the limits and ragged, activated RUNs at every activation width, then
+    every error."""
     rng = np.random.default_rng(params["pe"] * 10 + params["simd"])
     rows, cols, bits = params["max_rows"], params["max_cols"], params["max_bits"]
     script = gemm_script(rng, rows, cols, bits, True, bits, False, 2, params=params)
     script += gemm_script(rng, max(1, rows - 1), max(1, cols - 2), max(1, bits - 1), False, bits, True, 2,
                           chunk=5, params=params)
-    script += [data for _, data in bad_requests(params)]
+    for a_bits in range(1, params["max_act_bits"] + 1):
+        script += act_script(rng, rows - a_bits % 2, cols, bits, a_bits % 2 == 0, max(1, bits - a_bits % 2),
+                             True, a_bits, 3, params=params)
+    script += [data for _, data in bad_requests(params) + bad_thresholds_requests(params)]
     check(script, params, seed=params["simd"])
 
 
@@ -185,7 +198,7 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
 
 
 def test_every_error_matches_model():
-    requests = bad_requests()
+    requests = bad_requests() + bad_thresholds_requests()
     script = [data for _, data in requests]
     # Each must really be what its name says: one reply per request here.
     model = CoreModel(**SMALL)
@@ -197,16 +210,37 @@ def test_every_error_matches_model():
 
 def test_every_error_status_is_exercised():
     """The list above covers every (status, detail) the protocol defines."""
-    model = CoreModel(**SMALL)
-    seen = set()
-    for _, data in bad_requests():
-        for reply in P.FrameDecoder().feed(model.feed(data)):
-            seen.add((reply.code, reply.payload[1] if reply.code else 0))
-    want = {(P.Status.OK, 0), (P.Status.BAD_CRC, 0), (P.Status.BAD_LENGTH, 0), (P.Status.BAD_COMMAND, 0)}
-    want |= {(P.Status.BAD_PARAMS, d) for d in (P.Detail.ROWS, P.Detail.COLS, P.Detail.BITS,
-                                                 P.Detail.FLAGS, P.Detail.COUNT, P.Detail.REPLY_TOO_BIG)}
-    want |= {(P.Status.BAD_STATE, P.Detail.SEQUENCE), (P.Status.BAD_STATE, P.Detail.NO_MATRIX)}
-    assert want <= seen, want - seen
+    def seen(requests, params=SMALL):
+        model, out = CoreModel(**params), set()
+        for _, data in requests:
+            for reply in P.FrameDecoder().feed(model.feed(data)):
+                out.add((reply.payload[0] if reply.code else data[1], reply.code,
+                         reply.payload[1] if reply.code else 0))
+        return out
+
+    everything = {(P.Status.BAD_CRC, 0), (P.Status.BAD_LENGTH, 0), (P.Status.BAD_COMMAND, 0)}
+    everything |= {(P.Status.BAD_PARAMS, d) for d in (P.Detail.ROWS, P.Detail.COLS, P.Detail.BITS,
+                                                      P.Detail.FLAGS, P.Detail.COUNT, P.Detail.REPLY_TOO_BIG)}
+    everything |= {(P.Status.BAD_STATE, P.Detail.SEQUENCE), (P.Status.BAD_STATE, P.Detail.NO_MATRIX)}
+    got = {(status, detail) for _, status, detail in seen(bad_requests())}
+    assert everything <= got, everything - got
+    # The activation stage's own list: each of its errors, for LOAD_THRESHOLDS and for RUN.
+    got = seen(bad_thresholds_requests())
+    thresholds = {(P.Cmd.LOAD_THRESHOLDS, P.Status.BAD_LENGTH, 0), (P.Cmd.LOAD_THRESHOLDS, P.Status.OK, 0)}
+    thresholds |= {(P.Cmd.LOAD_THRESHOLDS, P.Status.BAD_PARAMS, d)
+                   for d in (P.Detail.BITS, P.Detail.FLAGS, P.Detail.COUNT)}
+    thresholds |= {(P.Cmd.LOAD_THRESHOLDS, P.Status.BAD_STATE, d) for d in (P.Detail.NO_MATRIX, P.Detail.SEQUENCE)}
+    thresholds |= {(P.Cmd.RUN, P.Status.BAD_STATE, d) for d in (P.Detail.NO_MATRIX, P.Detail.NO_THRESHOLDS)}
+    thresholds |= {(P.Cmd.RUN, P.Status.BAD_PARAMS, d)
+                   for d in (P.Detail.BITS, P.Detail.FLAGS, P.Detail.COUNT, P.Detail.REPLY_TOO_BIG)}
+    thresholds |= {(P.Cmd.RUN, P.Status.BAD_LENGTH, 0), (P.Cmd.RUN, P.Status.OK, 0)}
+    assert thresholds <= got, thresholds - got
+    # Without the stage: LOAD_THRESHOLDS is unknown, the activate flag a bad flag.
+    plain = dict(SMALL, max_act_bits=0)
+    got = seen(bad_thresholds_requests(plain), plain)
+    assert {status for cmd, status, _ in got if cmd == P.Cmd.LOAD_THRESHOLDS} == {P.Status.BAD_COMMAND}
+    assert (P.Cmd.RUN, P.Status.BAD_PARAMS, P.Detail.FLAGS) in got
+    assert (P.Cmd.RUN, P.Status.BAD_STATE, P.Detail.NO_THRESHOLDS) not in got
 
 
 def test_garbage_between_frames():
@@ -278,6 +312,145 @@ def test_reset_mid_transfer(when):
         assert len(loads) + header < len(got[0]) < len(whole)
 
 
+# --------------------------------------------------------------------------- activation stage
+
+# (m_bits, m_signed, v_bits, v_signed, a_bits, rows, cols, vectors): every
+# signedness pair, every activation width of SMALL, ragged groups, 1 x 1.
+ACT_RUNS = [
+    (1, True, 1, True, 1, 6, 12, 5),
+    (8, True, 8, True, 3, 5, 7, 4),
+    (8, False, 8, False, 2, 6, 12, 3),
+    (1, False, 8, True, 3, 3, 12, 4),
+    (3, True, 2, False, 1, 4, 10, 6),
+    (2, False, 3, True, 2, 1, 1, 9),
+    (5, True, 4, True, 3, 6, 5, 3),
+]
+
+
+@pytest.mark.parametrize("m_bits, m_signed, v_bits, v_signed, a_bits, rows, cols, vectors", ACT_RUNS)
+def test_activated_run_matches_model(m_bits, m_signed, v_bits, v_signed, a_bits, rows, cols, vectors):
+    """Matrix, thresholds (ties, edges, int32 extremes, negative rows, unsorted
+    rows) and activated RUNs over stale memories, against the model."""
+    rng = np.random.default_rng(1000 + m_bits * 100 + v_bits * 10 + a_bits)
+    dirty = act_script(rng, SMALL["max_rows"], SMALL["max_cols"], 8, True, 8, True, SMALL["max_act_bits"], 2)
+    script = act_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, a_bits, vectors)
+    got, _ = check(dirty + script, seed=a_bits + v_bits)
+    # Not trivially constant: the activated replies hold more than one code value.
+    replies = [r for r in P.FrameDecoder().feed(got[-1]) if r.tag >= 0xC0 and r.code == P.Status.OK]
+    values = {int(c) for r in replies for c in P.unpack_codes(r.payload, a_bits, len(r.payload) * 8 // a_bits)}
+    assert len(values) > 1, values
+
+
+def extremes(a_bits, negative_rows):
+    """Thresholds at the int32 extremes and the accumulator edges only."""
+    def make(acc, limit):
+        rows, n_a = acc.shape[1], (1 << a_bits) - 1
+        pool = np.array([INT32_MIN, INT32_MIN + 1, -limit - 1, -limit, -limit + 1, 0,
+                         limit - 1, limit, limit + 1, INT32_MAX - 1, INT32_MAX])
+        t = np.stack([np.roll(np.resize(pool, n_a), r) for r in range(rows)])
+        return t, np.array([negative_rows(r) for r in range(rows)])
+    return make
+
+
+@pytest.mark.parametrize("negative_rows", [lambda r: False, lambda r: True, lambda r: r % 2 == 1],
+                         ids=["positive", "negative", "mixed"])
+def test_activation_at_the_extremes(negative_rows):
+    """Accumulators at their limits (all-max codes, signed and unsigned)
+    against thresholds at the int32 extremes and at the accumulator edges
+    +-1: the full signed 32-bit comparison and both directions."""
+    rng = np.random.default_rng(21)
+    a = SMALL["max_act_bits"]
+    make = extremes(a, negative_rows)
+    rows, cols = SMALL["max_rows"], SMALL["max_cols"]
+    script = []
+    for m_signed, v_signed in [(True, True), (False, False), (True, False)]:
+        matrix = np.full((rows, cols), 255)
+        matrix[1::2] = 0  # odd rows at the other end: -limit when signed
+        vectors = np.stack([np.full(cols, 255), np.zeros(cols, dtype=np.int64)])
+        acc = signed_matmul(vectors, levels_or_none(8, v_signed), 8, matrix, levels_or_none(8, m_signed), 8)
+        limit = cols * 255 * 255
+        thresholds, negative = make(acc, limit)
+        script += load_frames(matrix, 8, m_signed)
+        script += threshold_frames(thresholds, negative, a)
+        script += [act_run_frame(vectors, 8, v_signed, tag=0xC0)]
+        assert np.abs(acc).max() == limit
+    script += act_script(rng, rows, cols, 8, True, 8, True, 2, 4, thresholds=extremes(2, negative_rows))
+    check(script, seed=21)
+
+
+def test_multi_frame_thresholds_and_big_activated_runs():
+    """Thresholds one row per frame and two rows per frame; an activated RUN
+    of far more vectors than an accumulator reply could hold (the request and
+    the packed reply bound the count)."""
+    rng = np.random.default_rng(22)
+    script = act_script(rng, 6, 12, 3, True, 2, False, 3, 6, t_chunk=1)
+    script += act_script(rng, 5, 11, 2, False, 4, True, 2, 5, t_chunk=2, chunk=9)
+    # 1 row, 1 column of 1-bit codes, 1-bit activations: (64 - 4) * 8 = 480
+    # vectors fit one request, their 480 codes a 60-byte reply.
+    per_frame = act_vectors_per_frame(1, 1, 1, 1)
+    assert per_frame == 480 > SMALL["max_payload"] // P.ACC_BYTES
+    script += act_script(rng, 1, 1, 1, True, 1, False, 1, per_frame + 7)
+    check(script, seed=22, max_cycles=1_000_000)
+
+
+def test_thresholds_forgotten():
+    """A new matrix (LOAD_MATRIX offset 0) and RESET forget the thresholds;
+    thresholds survive the RUNs; a hardware reset forgets them too."""
+    rng = np.random.default_rng(23)
+    first = act_script(rng, 4, 6, 2, True, 2, True, 2, 3)
+    vectors = codes(rng, 2, (2, 6))
+    again = act_run_frame(vectors, 2, True, tag=0xC1)
+    reload = load_frames(codes(rng, 2, (4, 6)), 2, True)
+    script = first + [again, run_frame(vectors, 2, False), again] + reload + [again]
+    script += first + [frame(P.Cmd.RESET)] + reload + [again]
+    cut = len(script)
+    script += first + [Idle(5), Reset(), again, frame(P.Cmd.PING)] + first
+    got, _ = check(script, seed=23)
+    # The script does what it says: the model refuses exactly the activated
+    # RUNs after the new matrix and after RESET and a reload (NO_THRESHOLDS),
+    # and after the hardware reset (NO_MATRIX, the second segment).
+    model = CoreModel(**SMALL)
+    details = [r.payload[1] for r in P.FrameDecoder().feed(b"".join(model.feed(s) for s in script[:cut])) if r.code]
+    assert details == [P.Detail.NO_THRESHOLDS, P.Detail.NO_THRESHOLDS]
+    assert [r.payload[1] for r in P.FrameDecoder().feed(got[-1]) if r.code] == [P.Detail.NO_MATRIX]
+
+
+@pytest.mark.parametrize("a_bits, count, cols", [(3, 3, 12), (1, 5, 7), (2, 2, 12)])
+def test_full_rate_activated_run_cycles(a_bits, count, cols):
+    """No gaps, no stalls: an activated RUN takes its request bytes, the
+    unpacking, the compute loop with the activation (``run_cycles``), and
+    only the reply's first bytes and last bytes on top (the packed codes
+    leave while the core computes)."""
+    rng = np.random.default_rng(24)
+    t = np.sort(rng.integers(-200, 200, size=(6, (1 << a_bits) - 1)), axis=1)
+    setup = load_frames(codes(rng, 4, (6, cols)), 4, True) + threshold_frames(t, np.zeros(6, bool), a_bits)
+    run = act_run_frame(codes(rng, 3, (count, cols)), 3, False)
+    _, setup_cycles = check(setup, gap=0, stall=0)
+    _, cycles = check(setup + [run], gap=0, stall=0)
+    with unelaborated():
+        compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3, act_bits=a_bits)
+    unpack = count * cols * (1 + 3 / 8)
+    rest = cycles - setup_cycles - len(run) - unpack - compute - P.HEADER_SIZE - P.CRC_SIZE
+    assert 0 <= rest <= 8, rest
+
+
+def test_no_activation_stage():
+    """A core built with max_act_bits=0: PING says so, LOAD_THRESHOLDS is an
+    unknown command, the activate flag a bad flag; GEMMs as usual."""
+    params = dict(SMALL, max_act_bits=0)
+    rng = np.random.default_rng(25)
+    script = [frame(P.Cmd.PING, tag=1)] + gemm_script(rng, 4, 6, 3, True, 2, False, 2, params=params)
+    script += [act_run_frame(codes(rng, 2, (1, 6)), 2, False)]
+    script += threshold_frames(np.zeros((4, 1), dtype=np.int64), np.zeros(4, bool), 1, params=params)
+    script += [data for _, data in bad_thresholds_requests(params)]
+    got, _ = check(script, params, seed=25)
+    replies = P.FrameDecoder().feed(got[-1])
+    assert P.decode_ping_reply(replies[0].payload).max_act_bits == 0
+    assert {r.code for r in replies[-len(bad_thresholds_requests(params)):]} >= {P.Status.BAD_COMMAND}
+    with unelaborated():
+        assert TrainingCore(**params).memory_bits["thresholds"] == 0
+
+
 def test_fuzz_against_model():
     """Random requests, some valid, many mutated (a byte changed, cut short):
     the core and the model agree on every reply byte."""
@@ -335,7 +508,29 @@ def test_driver_matmul_on_the_simulated_core():
     assert client.ping().max_payload == SMALL["max_payload"]
 
 
+def test_driver_activations_on_the_simulated_core():
+    """CoreClient.activations (LOAD_MATRIX, LOAD_THRESHOLDS over several
+    frames, activated RUNs) on the gateware, equal to apply_thresholds of
+    signed_matmul."""
+    rng = np.random.default_rng(15)
+    vectors, matrix = codes(rng, 2, (7, 10)), codes(rng, 3, (6, 10))
+    acc = signed_matmul(vectors, 3, 2, matrix, None, 3)
+    thresholds = np.sort(rng.integers(acc.min() - 1, acc.max() + 2, size=(6, 7)), axis=1)
+    direction = np.where(rng.random(6) < 0.5, -1, 1)
+    thresholds[direction < 0] = thresholds[direction < 0, ::-1]
+    client = CoreClient(AmaranthCoreTransport(TrainingCore(**SMALL, idle_timeout=TIMEOUT)))
+    out = client.activations(vectors, 2, True, matrix, 3, False, thresholds, direction, 3)
+    want = apply_thresholds(torch.from_numpy(acc), torch.from_numpy(thresholds), torch.from_numpy(direction))
+    np.testing.assert_array_equal(out, want.numpy())
+    assert len(np.unique(out)) > 2
+
+
 # --------------------------------------------------------------------------- parameters
+
+def ebr_blocks(depth: int, width: int) -> int:
+    """iCE40 EBRs (4 kbit: 256 x 16, 512 x 8, 1024 x 4 or 2048 x 2) of a depth x width memory."""
+    return min(-(-width // w) * -(-depth // (4096 // w)) for w in (16, 8, 4, 2))
+
 
 def test_defaults_fit_the_up5k_ebr():
     with unelaborated():
@@ -343,9 +538,19 @@ def test_defaults_fit_the_up5k_ebr():
         assert core.info == P.CoreInfo(P.PROTOCOL_VERSION, **CORE_DEFAULTS)
         core.info.check()
         # 120 kbit of EBR: the matrix takes 16 blocks of 256 x 16, the vector
-        # buffer 4 (64 bits wide), the request buffer 2 (yosys: 23 with the
-        # UART FIFO; see the report).
-        assert core.memory_bits == {"request": 8 * 1024, "matrix": 64 * 1024, "vector": 32 * 64}
+        # buffer 4 (64 bits wide), the request buffer 2, the thresholds 4
+        # (32 rows x 16 slots of int32: 512 x 32 bits).
+        assert core.memory_bits == {"request": 8 * 1024, "matrix": 64 * 1024, "vector": 32 * 64,
+                                    "thresholds": 32 * 16 * 32}
+        memories = {"request": (core.max_payload, 8),
+                    "matrix": (core.groups * core.folds, core.pe * core.simd * core.max_bits),
+                    "vector": (core.folds, core.simd * core.max_bits),
+                    "thresholds": (core.max_rows << core.max_act_bits, 32)}
+        assert {name: depth * width for name, (depth, width) in memories.items()} == core.memory_bits
+        blocks = {name: ebr_blocks(*shape) for name, shape in memories.items()}
+        assert blocks == {"request": 2, "matrix": 16, "vector": 4, "thresholds": 4}
+        # Plus one for the UART FIFO: 27, what boards/reports/icebreaker.txt says.
+        assert sum(blocks.values()) + 1 == 27 <= 30
         del core
 
 
@@ -362,6 +567,10 @@ def test_defaults_fit_the_up5k_ebr():
     (dict(max_rows=300, max_payload=1024), "one reply"),
     (dict(idle_timeout=0), "idle_timeout"),
     (dict(max_bits=True), "max_bits"),
+    (dict(max_act_bits=9), "max_act_bits"),
+    (dict(max_act_bits=-1), "max_act_bits"),
+    (dict(max_act_bits=True), "max_act_bits"),
+    (dict(max_act_bits=4, max_payload=64, max_cols=64), "thresholds of one row"),  # 6 + 61 > 64
 ])
 def test_bad_parameters(kwargs, match):
     with unelaborated(), pytest.raises(ValueError, match=match):

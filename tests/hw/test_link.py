@@ -1,8 +1,8 @@
 """The training core's link units in the Amaranth simulator, each against :mod:`sw.protocol`:
 hw.crc16 (``crc16_update``), hw.frame_tx.FrameTransmitter (``encode_frame``),
 hw.frame_rx.FrameReceiver (``FrameDecoder(backtrack=False)`` and the idle
-timeout) and hw.code_unpacker.CodeUnpacker (``unpack_codes``), with valid
-gaps and back-pressure."""
+timeout), hw.code_unpacker.CodeUnpacker (``unpack_codes``) and
+hw.code_packer.CodePacker (``pack_codes``), with valid gaps and back-pressure."""
 
 import random
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
 
+from hw.code_packer import CodePacker
 from hw.code_unpacker import CodeUnpacker
 from hw.crc16 import crc16_next
 from hw.frame_rx import FrameReceiver
@@ -198,6 +199,60 @@ def test_code_unpacker_inverts_pack_codes(bits):
     assert got == [list(map(int, c)) for c in payloads]
 
 
+@pytest.mark.parametrize("max_bits, bits", [(8, b) for b in range(1, 9)] + [(3, 1), (3, 3), (1, 1)])
+def test_code_packer_is_pack_codes(max_bits, bits):
+    """Payloads of several lengths (one code, whole bytes, ragged ends) back to
+    back, codes offered with random gaps (and junk above ``bits``), bytes taken
+    under random back-pressure: each payload's bytes are ``pack_codes``'s, and
+    ``last`` marks exactly its final byte."""
+    rng = np.random.default_rng(10 * max_bits + bits)
+    lengths = (1, 8, 3, 13, 30, 2)
+    payloads = [rng.integers(0, 1 << bits, size=n) for n in lengths]
+    want = [P.pack_codes(codes, bits) for codes in payloads]
+    junk = (1 << max_bits) - (1 << bits)  # bits above the code width, ignored
+    dut = CodePacker(max_bits)
+    got = []
+
+    async def producer(ctx):
+        ctx.set(dut.bits, bits)
+        prng = random.Random(bits)
+        for codes in payloads:
+            beats = [{"code": int(c) | (junk & prng.randrange(256)), "last": i == len(codes) - 1}
+                     for i, c in enumerate(codes)]
+            await stream_put_all(ctx, dut.i, beats, rng=prng, gap=0.3)
+
+    async def consumer(ctx):
+        beats = await stream_get_n(ctx, dut.o, sum(map(len, want)), rng=random.Random(bits + 50), stall=0.4)
+        got.extend((beat.data, beat.last) for beat in beats)
+
+    simulate(dut, producer, consumer, deadline=None)
+    flat = [(byte, i == len(w) - 1) for w in want for i, byte in enumerate(w)]
+    assert got == flat
+
+
+def test_code_packer_full_rate():
+    """Both sides always ready: 1 + bits / 8 cycles per code (the docstring's rate)."""
+    for bits, count in [(8, 16), (1, 64), (3, 24)]:
+        dut = CodePacker(8)
+        state = {}
+
+        async def bench(ctx):
+            ctx.set(dut.bits, bits)
+            ctx.set(dut.o.ready, 1)
+            sent = received = cycles = 0
+            while received < P.packed_size(count, bits):
+                ctx.set(dut.i.valid, sent < count)
+                ctx.set(dut.i.payload, {"code": sent % (1 << bits), "last": sent == count - 1})
+                _, _, took, out = await ctx.tick().sample(dut.i.valid & dut.i.ready, dut.o.valid)
+                sent += took
+                received += out
+                cycles += 1
+            state["cycles"] = cycles
+
+        simulate(dut, bench, deadline=None)
+        assert state["cycles"] == count + P.packed_size(count, bits), (bits, state)
+
+
 @pytest.mark.parametrize("cls, kwargs, match", [
     (FrameReceiver, dict(max_payload=0, timeout=5), "max_payload"),
     (FrameReceiver, dict(max_payload=4097, timeout=5), "max_payload"),
@@ -205,6 +260,9 @@ def test_code_unpacker_inverts_pack_codes(bits):
     (FrameReceiver, dict(max_payload=10, timeout=5, head_bytes=11), "head_bytes"),
     (CodeUnpacker, dict(max_bits=0), "max_bits"),
     (CodeUnpacker, dict(max_bits=9), "max_bits"),
+    (CodePacker, dict(max_bits=0), "max_bits"),
+    (CodePacker, dict(max_bits=9), "max_bits"),
+    (CodePacker, dict(max_bits=True), "max_bits"),
 ])
 def test_bad_parameters(cls, kwargs, match):
     with unelaborated(), pytest.raises(ValueError, match=match):

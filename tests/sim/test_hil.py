@@ -4,7 +4,9 @@
 (the ``sim`` backend's parameters, so every test shares one Verilator
 build) on a pseudo-terminal; the host opens it with
 :class:`sw.driver.SerialTransport`, exactly as a board's USB-UART.  Checked:
-GEMMs equal :func:`sw.bitplanes.signed_matmul`; a short training run on
+GEMMs equal :func:`sw.bitplanes.signed_matmul` and the activation stage's
+codes count the thresholds passed; a checkpoint's inference with thresholds
+on the core equals the float model; a short training run on
 ``--backend sim`` is bit-identical to ``--backend ref``; and malformed
 frames, a bad CRC, a corrupted reply, a reset in mid-transfer and a dropped
 link each give a clear error on the host, after which the same core
@@ -96,9 +98,30 @@ def check_gemm(client, rng, n=5, k=40, o=9, v_bits=2, v_signed=False, m_bits=1, 
 ])
 def test_gemm_over_the_tty_equals_signed_matmul(client, n, k, o, v_bits, v_signed, m_bits, m_signed):
     assert client.ping() == P.CoreInfo(P.PROTOCOL_VERSION, **{k_: SIM_CORE[k_] for k_ in (
-        "max_bits", "pe", "simd", "max_rows", "max_cols", "max_payload")})
+        "max_bits", "pe", "simd", "max_rows", "max_cols", "max_payload", "max_act_bits")})
     check_gemm(client, np.random.default_rng(n), n, k, o, v_bits, v_signed, m_bits, m_signed)
     assert client.stats["bad_frames"] == client.stats["stale_replies"] == 0
+
+
+@pytest.mark.parametrize("n, k, o, v_bits, m_bits, act_bits", [
+    (9, 256, 40, 2, 1, 2),   # a full column tile, two row tiles
+    (30, 100, 7, 4, 3, 4),   # the widest activation codes, several RUN frames
+    (5, 33, 12, 1, 1, 1),
+])
+def test_activations_over_the_tty_count_the_thresholds_passed(client, n, k, o, v_bits, m_bits, act_bits):
+    rng = np.random.default_rng(k)
+    vectors, matrix = random_gemm(rng, n, k, o, v_bits, m_bits)
+    acc = signed_matmul(vectors, None, v_bits, matrix, (1 << m_bits) - 1, m_bits)
+    levels = (1 << act_bits) - 1
+    thresholds = np.sort(rng.integers(acc.min() - 1, acc.max() + 2, (o, levels)), axis=1)
+    direction = np.where(np.arange(o) % 3 == 1, -1, 1)
+    thresholds[direction < 0] = thresholds[direction < 0, ::-1]
+    thresholds[0, 0], thresholds[-1, -1] = 2**31 - 1, -(2**31)  # int32 extremes
+    got = client.activations(vectors, v_bits, False, matrix, m_bits, True, thresholds, direction, act_bits)
+    passed = np.where(direction[None, :, None] > 0, acc[:, :, None] >= thresholds[None],
+                      acc[:, :, None] <= thresholds[None])
+    np.testing.assert_array_equal(got, passed.sum(axis=2))
+    assert len(np.unique(got)) > min(2, act_bits)  # not constant; more than two levels when there are
 
 
 def _flip_payload_bit(port, frame):
@@ -208,6 +231,15 @@ def test_training_on_the_simulated_core_is_bit_identical_to_ref(tmp_path, capsys
     _assert_same_weights(_weights(tmp_path / "ref"), _weights(tmp_path / "sim"))
 
 
+def test_inference_with_thresholds_on_the_simulated_core_is_bit_exact(tmp_path, capsys):
+    assert main(["train", *TRAIN_ARGS, "--epochs", "1", "--out", str(tmp_path), "--backend", "ref"]) == 0
+    capsys.readouterr()
+    assert main(["infer", str(tmp_path / "checkpoint.pt"), "--backend", "sim", "--limit", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "16 test samples" in out and "bit-exact" in out
+    assert re.search(r"on the core's activation stage for 4 layer products, on the host for 0", out)
+
+
 def test_link_failure_in_training_keeps_the_checkpoint_and_resume_is_exact(bridge, tmp_path, capsys,
                                                                            monkeypatch):
     """Epoch 2's 5th request is cut in half by a pulled cable: exit status 2
@@ -245,7 +277,7 @@ def test_link_failure_in_training_keeps_the_checkpoint_and_resume_is_exact(bridg
 
 
 def test_the_bridge_also_runs_the_core_under_icarus():
-    small = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64)
+    small = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, max_act_bits=3)
     with VerilatorBridge(small, simulator="icarus") as icarus:
         client = CoreClient(SerialTransport(icarus.device, timeout=20.0), timeout=20.0)
         try:

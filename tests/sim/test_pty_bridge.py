@@ -12,7 +12,7 @@ from sw.core_model import CoreModel
 from sw.driver import CoreClient, LoopbackTransport, SerialTransport
 from sw.protocol import CoreInfo, LinkError, PROTOCOL_VERSION
 
-SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64)
+SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, max_act_bits=3)
 
 
 @pytest.fixture

@@ -21,6 +21,22 @@ def test_backends_train_bit_identically(tmp_path, backend):
     for (name, a), b in zip(golden.model.state_dict().items(), other.model.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs between torch and {backend}"
     assert golden.history[-1]["train_loss"] == other.history[-1]["train_loss"]
+    # the core's evaluation is integer inference, thresholds on its activation stage:
+    # the same loss and accuracy as the float model's eval
+    for key in ("test_loss", "test_acc"):
+        assert golden.history[-1][key] == other.history[-1][key], key
+
+
+def test_core_backend_evaluates_with_thresholds_on_the_core(tmp_path, monkeypatch):
+    from sw import driver
+    calls = []
+    activations = driver.CoreClient.activations
+    monkeypatch.setattr(driver.CoreClient, "activations",
+                        lambda self, *args: calls.append(args[0].shape) or activations(self, *args))
+    _run(tmp_path, "model")
+    # one test batch (32 samples); the quantized blocks' fan-ins at width 0.5 are 72, 144, 144
+    # (on the core's 256 columns) and 512 (too long: the core's sums are thresholded on the host)
+    assert [cols for _, cols in calls] == [72, 144, 144]
 
 
 @pytest.mark.parametrize("spec", ["", "fpga", "serial:", "serial"])

@@ -25,7 +25,7 @@ from sw.protocol import Cmd, CoreError, Detail, FramingError, LinkError, LinkTim
 from sw.quantizers import Quantized
 
 # A deliberately tiny core: every GEMM below is tiled and split over many frames.
-TINY = dict(max_rows=8, max_cols=40, max_bits=8, pe=2, simd=8, max_payload=64)
+TINY = dict(max_rows=8, max_cols=40, max_bits=8, pe=2, simd=8, max_payload=64, max_act_bits=3)
 
 
 def tiny_client(**kwargs):
@@ -65,7 +65,7 @@ def test_core_model_ping_reset_and_unknown_command():
     wire = Wire(**TINY)
     status, payload = wire(Cmd.PING)
     assert status == Status.OK
-    assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64)
+    assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64, 3)
     assert wire(Cmd.PING, b"x") == (Status.BAD_LENGTH, bytes([Cmd.PING, 0]))
     assert wire(Cmd.RESET) == (Status.OK, b"")
     assert wire(Cmd.RESET, b"\x00") == (Status.BAD_LENGTH, bytes([Cmd.RESET, 0]))
@@ -75,6 +75,8 @@ def test_core_model_ping_reset_and_unknown_command():
 def test_core_model_rejects_bad_limits():
     with pytest.raises(ValueError, match="does not fit"):
         CoreModel(max_rows=8, max_cols=100, max_payload=64)
+    with pytest.raises(ValueError, match="thresholds of one row"):
+        CoreModel(max_rows=8, max_cols=40, max_payload=64, max_act_bits=4)  # 6 + 61 bytes > 64
     with pytest.raises(ValueError, match="max_rows"):
         CoreModel(max_rows=0)
 
@@ -164,6 +166,105 @@ def test_core_model_multi_frame_load_sequence_and_no_effect_on_error():
     # RESET forgets it
     wire(Cmd.RESET)
     assert wire.core.matrix is None and wire(Cmd.RUN, run(1))[0] == Status.BAD_STATE
+
+
+def thresholds_payload(offset=0, count=2, bits=2, flags=0, records=None):
+    records = bytes(count * P.threshold_record_size(bits)) if records is None else records
+    return P._THRESHOLDS.pack(offset, count, bits, flags) + records
+
+
+def passes(acc, thresholds, negative):
+    """The activation code by its definition: thresholds passed, one by one."""
+    return sum((acc <= t) if negative else (acc >= t) for t in thresholds)
+
+
+@pytest.mark.parametrize("abits", [1, 2, 3])
+def test_core_model_activated_run_counts_thresholds_passed(abits):
+    rng = np.random.default_rng(abits)
+    wire = Wire(**TINY)
+    m = rng.integers(0, 4, size=(8, 5))
+    v = rng.integers(0, 8, size=(3, 5))
+    acc = v @ (2 * m - 3).T  # 3-bit unsigned vectors x 2-bit signed matrix
+    n = levels(abits)
+    # ascending, descending and unordered thresholds around the accumulators, int32 extremes too
+    thresholds = rng.integers(acc.min() - 2, acc.max() + 3, size=(8, n))
+    thresholds[0] = 2**31 - 1
+    thresholds[1] = -(2**31)
+    negative = np.arange(8) % 3 == 1
+    assert wire(Cmd.LOAD_MATRIX, P.encode_load_matrix(8, 5, 2, True, 0, m))[0] == Status.OK
+    per_frame = (TINY["max_payload"] - P.THRESHOLD_HEADER) // P.threshold_record_size(abits)
+    for first in range(0, 8, per_frame):
+        assert wire(Cmd.RUN, P.encode_run(3, False, v, activate=True)) == \
+            (Status.BAD_STATE, bytes([Cmd.RUN, Detail.NO_THRESHOLDS]))  # not every row has them yet
+        rows = slice(first, first + per_frame)
+        status, loaded = wire(Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(first, abits, thresholds[rows],
+                                                                            negative[rows]))
+        assert (status, loaded) == (Status.OK, min(first + per_frame, 8).to_bytes(2, "little"))
+    status, payload = wire(Cmd.RUN, P.encode_run(3, False, v, activate=True))
+    assert status == Status.OK and len(payload) == P.packed_size(3 * 8, abits)
+    want = [[passes(acc[i, r], thresholds[r], negative[r]) for r in range(8)] for i in range(3)]
+    np.testing.assert_array_equal(P.decode_activations(payload, 3, 8, abits), want)
+    assert wire.core.stats["activations"] == 24
+    # the plain RUN still answers accumulators
+    assert wire(Cmd.RUN, P.encode_run(3, False, v[:1])) == (Status.OK, P.encode_accumulators(acc[:1]))
+
+
+@pytest.mark.parametrize("payload, status, detail", [
+    (thresholds_payload()[:5], Status.BAD_LENGTH, Detail.NONE),
+    (thresholds_payload(bits=0), Status.BAD_PARAMS, Detail.BITS),
+    (thresholds_payload(bits=4, records=b""), Status.BAD_PARAMS, Detail.BITS),  # TINY: max_act_bits = 3
+    (thresholds_payload(flags=1), Status.BAD_PARAMS, Detail.FLAGS),
+    (thresholds_payload(count=0), Status.BAD_PARAMS, Detail.COUNT),
+    (thresholds_payload(count=9, records=b""), Status.BAD_PARAMS, Detail.COUNT),  # the matrix has 8 rows
+    (thresholds_payload(offset=7, count=2), Status.BAD_PARAMS, Detail.COUNT),
+    (thresholds_payload() + b"\x00", Status.BAD_LENGTH, Detail.NONE),
+    (thresholds_payload(count=2, records=bytes(12)), Status.BAD_LENGTH, Detail.NONE),
+    (thresholds_payload(offset=3, count=2), Status.BAD_STATE, Detail.SEQUENCE),  # none being loaded
+])
+def test_core_model_threshold_errors_in_order(payload, status, detail):
+    wire = Wire(**TINY)
+    assert wire(Cmd.LOAD_THRESHOLDS, thresholds_payload()) == \
+        (Status.BAD_STATE, bytes([Cmd.LOAD_THRESHOLDS, Detail.NO_MATRIX]))
+    assert wire(Cmd.LOAD_MATRIX, load(8, 3))[0] == Status.OK
+    assert wire(Cmd.LOAD_THRESHOLDS, payload) == (status, bytes([Cmd.LOAD_THRESHOLDS, detail]))
+    assert wire.core.thresholds is None  # an error changes nothing
+    assert wire(Cmd.LOAD_THRESHOLDS, thresholds_payload()) == (Status.OK, (2).to_bytes(2, "little"))
+
+
+def test_core_model_threshold_sequence_lifetime_and_reply_limit():
+    wire = Wire(**TINY)
+    assert wire(Cmd.LOAD_MATRIX, load(8, 3))[0] == Status.OK
+    assert wire(Cmd.LOAD_THRESHOLDS, thresholds_payload(count=3, bits=2))[0] == Status.OK
+    for bad in (thresholds_payload(offset=3, count=1, bits=3),  # other bits
+                thresholds_payload(offset=4, count=1, bits=2)):  # a gap
+        assert wire(Cmd.LOAD_THRESHOLDS, bad) == (Status.BAD_STATE, bytes([Cmd.LOAD_THRESHOLDS, Detail.SEQUENCE]))
+    assert wire(Cmd.LOAD_THRESHOLDS, thresholds_payload(offset=3, count=2, bits=2))[1] == (5).to_bytes(2, "little")
+    assert wire(Cmd.RUN, run(1, flags=P.FLAG_ACTIVATE))[1] == bytes([Cmd.RUN, Detail.NO_THRESHOLDS])
+    assert wire(Cmd.LOAD_THRESHOLDS, thresholds_payload(offset=5, count=3, bits=2))[1] == (8).to_bytes(2, "little")
+    # 2-bit codes: 8 rows are 2 bytes a vector, so 32 vectors fit the 64-byte reply, 33 do not
+    assert wire(Cmd.RUN, run(32, flags=P.FLAG_ACTIVATE))[0] == Status.OK
+    assert wire(Cmd.RUN, run(33, flags=P.FLAG_ACTIVATE)) == \
+        (Status.BAD_PARAMS, bytes([Cmd.RUN, Detail.REPLY_TOO_BIG]))
+    # a matrix continued keeps them; a new matrix or RESET forgets them
+    assert wire(Cmd.LOAD_MATRIX, load(8, 3, count=10))[0] == Status.OK
+    assert wire.core.thresholds is None
+    assert wire(Cmd.LOAD_MATRIX, load(8, 3, offset=10))[0] == Status.OK
+    assert wire(Cmd.LOAD_THRESHOLDS, thresholds_payload())[0] == Status.OK
+    assert wire(Cmd.LOAD_MATRIX, load(4, 3, count=2, offset=0))[0] == Status.OK
+    assert wire(Cmd.LOAD_MATRIX, load(4, 3, offset=2))[0] == Status.OK
+    assert wire(Cmd.RUN, run(1, flags=P.FLAG_ACTIVATE))[1] == bytes([Cmd.RUN, Detail.NO_THRESHOLDS])
+    assert wire(Cmd.LOAD_THRESHOLDS, thresholds_payload(count=4))[0] == Status.OK
+    wire(Cmd.RESET)
+    assert wire.core.thresholds is None
+
+
+def test_core_model_without_activation_stage():
+    wire = Wire(**{**TINY, "max_act_bits": 0})
+    assert P.decode_ping_reply(wire(Cmd.PING)[1]).max_act_bits == 0
+    assert wire(Cmd.LOAD_MATRIX, load(8, 3))[0] == Status.OK
+    assert wire(Cmd.LOAD_THRESHOLDS, thresholds_payload()) == \
+        (Status.BAD_COMMAND, bytes([Cmd.LOAD_THRESHOLDS, Detail.NONE]))
+    assert wire(Cmd.RUN, run(1, flags=P.FLAG_ACTIVATE)) == (Status.BAD_PARAMS, bytes([Cmd.RUN, Detail.FLAGS]))
 
 
 def test_core_model_receiver_errors():
@@ -267,6 +368,65 @@ def test_client_validates_arguments_before_sending():
         client.run([[1, 2, 3]], 2, False)
     with pytest.raises(ValueError, match="integer"):
         client.run(np.array([[0.5, 1.0]]), 2, False)
+
+
+def random_thresholds(rng, acc, rows, act_bits):
+    """Per row: sorted thresholds spanning the accumulators (as fold_thresholds makes them),
+    descending for a negative row; one row unordered, one constant (thresholds out of range)."""
+    t = np.sort(rng.integers(acc.min() - 1, acc.max() + 2, size=(rows, levels(act_bits))), axis=1)
+    direction = np.where(rng.random(rows) < 0.4, -1, 1)
+    t[direction < 0] = t[direction < 0, ::-1]
+    t[0] = rng.permutation(t[0])
+    t[-1] = acc.max() + 1
+    return t, direction
+
+
+@pytest.mark.parametrize("v_bits, m_bits, act_bits", [(1, 1, 1), (2, 1, 2), (3, 4, 3), (8, 8, 2)])
+def test_client_activations_equal_thresholds_of_matmul(v_bits, m_bits, act_bits):
+    rng = np.random.default_rng(v_bits * 100 + m_bits * 10 + act_bits)
+    client = tiny_client()
+    rows, cols = 19, 40  # three row tiles of the 8-row core, one column tile
+    v = rng.integers(0, 1 << v_bits, (37, cols))
+    m = rng.integers(0, 1 << m_bits, (rows, cols))
+    acc = signed_matmul(v, None, v_bits, m, levels(m_bits), m_bits)
+    thresholds, direction = random_thresholds(rng, acc, rows, act_bits)
+    got = client.activations(v, v_bits, False, m, m_bits, True, thresholds, direction, act_bits)
+    want = [[passes_direction(acc[i, r], thresholds[r], direction[r]) for r in range(rows)]
+            for i in range(v.shape[0])]
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(got)) > 1
+
+
+def passes_direction(acc, thresholds, direction):
+    return sum((acc >= t) if direction > 0 else (acc <= t) for t in thresholds)
+
+
+def test_client_activation_arguments_are_checked():
+    client = tiny_client()
+    t2 = np.zeros((2, 3), dtype=np.int64)
+    with pytest.raises(ValueError, match="load_matrix before load_thresholds"):
+        client.load_thresholds(t2, [1, 1], 2)
+    client.load_matrix([[1, 2], [0, 3]], 2, False)
+    with pytest.raises(ValueError, match="load_thresholds first"):
+        client.run([[1, 1]], 2, False, activate=True)
+    with pytest.raises(ValueError, match="activation bits must be 1..3"):
+        client.load_thresholds(np.zeros((2, 15), dtype=np.int64), [1, 1], 4)
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        client.load_thresholds(t2[:1], [1], 2)
+    with pytest.raises(ValueError, match="directions must be"):
+        client.load_thresholds(t2, [1, 0], 2)
+    client.load_thresholds(t2, [1, -1], 2)
+    np.testing.assert_array_equal(client.run([[1, 1]], 2, False, activate=True), [[3, 0]])
+    client.load_matrix([[1, 2], [0, 3]], 2, False)  # a new matrix: the core forgot the thresholds
+    with pytest.raises(ValueError, match="load_thresholds first"):
+        client.run([[1, 1]], 2, False, activate=True)
+    with pytest.raises(ValueError, match="up to 40 columns and 3 activation bits"):
+        client.activations(np.zeros((1, 41), dtype=np.int64), 1, False, np.zeros((1, 41), dtype=np.int64), 1,
+                           False, np.zeros((1, 1), dtype=np.int64), [1], 1)
+    no_stage = CoreClient(LoopbackTransport(CoreModel(**{**TINY, "max_act_bits": 0})))
+    no_stage.load_matrix([[1]], 1, False)
+    with pytest.raises(ValueError, match="no activation stage"):
+        no_stage.load_thresholds([[0]], [1], 1)
 
 
 class Tamper(Transport):
@@ -418,8 +578,28 @@ def test_core_engine_linear_equals_intref(wag):
         assert got.dtype == torch.int64 and torch.equal(got, expected), name
 
 
+@pytest.mark.parametrize("case", [(2, 3, 6, 5, 3, 1, 1), (1, 6, 9, 10, 5, 2, 2)], ids=str)
+def test_core_engine_forward_activations_equal_intref(case):
+    from sw.intref import BlockThresholds
+    b, c, h, o, k, stride, padding = case
+    rng = np.random.default_rng(sum(case))
+    geometry = ConvGeometry(stride=stride, padding=padding)
+    x, w = rand_q(rng, (b, c, h, h), 2, False), rand_q(rng, (o, c, k, k), 1, True)
+    ref = IntRefEngine()
+    acc = ref.forward(geometry, x, w).numpy()
+    thresholds, direction = random_thresholds(rng, acc, o, 2)
+    unit = BlockThresholds(torch.from_numpy(thresholds), torch.from_numpy(direction), int(acc.min()),
+                           int(acc.max()), None)
+    core = CoreEngine(tiny_client())
+    got = core.forward_activations(geometry, x, w, unit)
+    assert torch.equal(got, ref.forward_activations(geometry, x, w, unit))
+    # K = c * k * k: 27 fits the core's 40 columns (thresholds on the core), 150 does not (on the host)
+    on_core = c * k * k <= TINY["max_cols"]
+    assert core.stats == {"core_thresholds": int(on_core), "host_thresholds": int(not on_core)}
+
+
 def test_core_engine_rejects_bits_beyond_the_core():
-    core = CoreEngine(CoreClient(LoopbackTransport(CoreModel(max_rows=8, max_cols=40, max_bits=4, max_payload=64))))
+    core = CoreEngine(CoreClient(LoopbackTransport(CoreModel(max_rows=8, max_cols=40, max_bits=4, max_payload=64, max_act_bits=3))))
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="1..4 on this core"):
         core.forward(LinearGeometry(), rand_q(rng, (2, 5), 2, False), rand_q(rng, (3, 5), 6, True))

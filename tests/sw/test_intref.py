@@ -178,3 +178,26 @@ def test_maxpool_commutes_with_quantization():
 def test_integer_inference_rejects_full_precision_activations(digits):
     with pytest.raises(ValueError, match="quantized activations"):
         integer_inference(build_model("digits", (1, 32, 32)), digits.test_x[:2])
+
+
+def test_integer_inference_with_thresholds_on_the_core(digits):
+    """Forward inference through the core's activation stage (the byte-level core model):
+    every quantized block's codes come back from the core and equal the float model's."""
+    from sw.core_model import CoreModel
+    from sw.driver import CoreClient, CoreEngine, LoopbackTransport
+
+    model = train_briefly(build_model("digits", (1, 2, 6), width=0.25), digits, steps=20)
+    perturb_bn_signs(model)
+    model.eval()
+    model.trace(True)
+    images = digits.test_x[:40]
+    with torch.no_grad():
+        logits = model(images)
+    core = CoreEngine(CoreClient(LoopbackTransport(CoreModel())))
+    core_logits, core_codes = integer_inference(model, images, engine=core)
+    for layer, (block, codes) in enumerate(zip(model.blocks, core_codes)):
+        assert torch.equal(codes, block.codes), f"layer {layer}"
+    assert torch.equal(core_logits, logits)
+    quantized_activated = sum(b.product.quantized and b.act_bits is not None for b in model.blocks)
+    assert core.stats == {"core_thresholds": quantized_activated, "host_thresholds": 0}
+    assert quantized_activated == 4

@@ -230,16 +230,19 @@ def test_accumulators_and_ping_reply():
         P.encode_accumulators([2**31])
     with pytest.raises(P.FramingError):
         P.decode_accumulators(data, 3, 3)
-    info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024)
-    assert P.encode_ping_reply(info) == bytes.fromhex("01 08 0400 1000 4000 0002 0004")
+    info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4)
+    assert P.encode_ping_reply(info) == bytes.fromhex("02 08 0400 1000 4000 0002 0004 04")
     assert P.decode_ping_reply(P.encode_ping_reply(info)) == info
     info.check()
     with pytest.raises(P.FramingError):
         P.decode_ping_reply(b"\x01")
+    with pytest.raises(P.FramingError, match="version 1"):
+        P.decode_ping_reply(P.encode_ping_reply(info)[:12])
 
 
 @pytest.mark.parametrize("bad", [
-    dict(version=2), dict(max_bits=9), dict(max_rows=0), dict(max_payload=4097),
+    dict(version=1), dict(max_bits=9), dict(max_rows=0), dict(max_payload=4097), dict(max_act_bits=9),
+    dict(max_act_bits=8),  # 6 + 1 + 4 * 255 bytes > 1024
     dict(max_cols=1021),  # 4 + 1021 bytes > 1024
     dict(max_rows=257),   # 257 * 4 > 1024
 ])
@@ -262,3 +265,29 @@ def test_errors_and_exception_hierarchy():
     assert issubclass(P.LinkTimeout, P.LinkError) and issubclass(P.LinkError, P.ProtocolError)
     assert issubclass(P.LinkError, ConnectionError) and issubclass(P.LinkTimeout, TimeoutError)
     assert issubclass(P.FramingError, P.ProtocolError) and not issubclass(P.CoreError, P.LinkError)
+
+
+def test_threshold_records_and_activation_replies():
+    thresholds = np.array([[-1, 0, 2**31 - 1], [-(2**31), 5, 256]])
+    payload = P.encode_load_thresholds(3, 2, thresholds, [False, True])
+    assert payload[:P.THRESHOLD_HEADER] == bytes.fromhex("0300 0200 02 00")
+    assert payload[P.THRESHOLD_HEADER:] == bytes.fromhex(
+        "00 ffffffff 00000000 ffffff7f"
+        "01 00000080 05000000 00010000")
+    h = P.decode_load_thresholds_header(payload)
+    assert (h.offset, h.count, h.bits, h.flags) == (3, 2, 2, 0)
+    got, negative = h.rows()
+    np.testing.assert_array_equal(got, thresholds)
+    np.testing.assert_array_equal(negative, [False, True])
+    assert P.threshold_record_size(4) == 61
+    with pytest.raises(ValueError, match=r"\(rows, 3\)"):
+        P.encode_load_thresholds(0, 2, thresholds[:, :2], [False, True])
+    with pytest.raises(OverflowError):
+        P.encode_load_thresholds(0, 2, thresholds + 1, [False, True])
+    codes = np.array([[3, 0, 1], [2, 2, 0]])
+    assert P.activation_reply_size(2, 3, 2) == 2
+    np.testing.assert_array_equal(P.decode_activations(P.pack_codes(codes, 2), 2, 3, 2), codes)
+    with pytest.raises(P.FramingError, match="expected 2"):
+        P.decode_activations(b"\x00", 2, 3, 2)
+    run = P.decode_run_header(P.encode_run(3, True, codes, activate=True))
+    assert run.flags == P.FLAG_SIGNED | P.FLAG_ACTIVATE and run.activate and run.signed

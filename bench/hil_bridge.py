@@ -9,7 +9,11 @@ drives it through :class:`sw.driver.SerialTransport`, as training does:
   the digits net's second conv, W,A = 1,2): wall time, host requests, bytes
   each way, and the simulated cycles the core needs for it (compute from
   :meth:`hw.core.TrainingCore.run_cycles`, plus one cycle per link byte),
-  hence simulated cycles per wall second.
+  hence simulated cycles per wall second;
+* the same GEMM through the activation stage (thresholds for 2-bit
+  activations loaded with the matrix, codes back instead of int32
+  accumulators): wall time and bytes, and for both the time the bytes alone
+  would take on a board's 115,200-baud UART (10 bits a byte).
 
 Usage::
 
@@ -63,6 +67,17 @@ def measure(vectors: int, pings: int) -> dict:
             if not np.array_equal(out, signed_matmul(v, None, v_bits, m, (1 << m_bits) - 1, m_bits)):
                 raise AssertionError("the simulated core's GEMM differs from signed_matmul")
             stats = {k: client.stats[k] - before[k] for k in ("requests", "bytes_out", "bytes_in")}
+
+            act_bits = 2
+            thresholds = np.sort(rng.integers(out.min(), out.max() + 1, (rows, (1 << act_bits) - 1)), axis=1)
+            direction = np.ones(rows, dtype=np.int64)
+            before = dict(client.stats)
+            t = time.perf_counter()
+            codes = client.activations(v, v_bits, False, m, m_bits, True, thresholds, direction, act_bits)
+            act_seconds = time.perf_counter() - t
+            if not np.array_equal(codes, (out[:, :, None] >= thresholds[None]).sum(axis=2)):
+                raise AssertionError("the simulated core's activation codes differ from the thresholds passed")
+            act_stats = {k: client.stats[k] - before[k] for k in ("requests", "bytes_out", "bytes_in")}
         finally:
             client.close()
     compute = TrainingCore(**SIM_CORE).run_cycles(vectors, rows, cols, m_bits, v_bits)
@@ -71,13 +86,21 @@ def measure(vectors: int, pings: int) -> dict:
         "core": SIM_CORE, "startup_s": startup, "ping_rtt_ms": rtt * 1e3,
         "gemm": {"vectors": vectors, "rows": rows, "cols": cols, "m_bits": m_bits, "v_bits": v_bits,
                  "seconds": seconds, **stats, "compute_cycles": compute, "cycles": cycles,
-                 "cycles_per_s": cycles / seconds, "vectors_per_s": vectors / seconds},
+                 "cycles_per_s": cycles / seconds, "vectors_per_s": vectors / seconds,
+                 "uart_s": _uart_seconds(stats)},
+        "activated": {"act_bits": act_bits, "seconds": act_seconds, **act_stats,
+                      "vectors_per_s": vectors / act_seconds, "uart_s": _uart_seconds(act_stats)},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
 
 
+def _uart_seconds(stats: dict, baud: int = 115200) -> float:
+    """Seconds the request and reply bytes take on an 8N1 UART (10 bits a byte)."""
+    return 10 * (stats["bytes_out"] + stats["bytes_in"]) / baud
+
+
 def table(result: dict) -> str:
-    g = result["gemm"]
+    g, a = result["gemm"], result["activated"]
     return "\n".join([
         f"Simulated core (`sw.backends.SIM_CORE`: {result['core']}) behind a pty, Verilator via cocotb; "
         f"{result['machine']}.",
@@ -91,6 +114,11 @@ def table(result: dict) -> str:
         f"| simulated cycles (compute + link bytes) | {g['cycles']} ({g['compute_cycles']} compute) |",
         f"| simulated cycles per second | {g['cycles_per_s'] / 1e3:.0f} k |",
         f"| vectors per second | {g['vectors_per_s']:.0f} |",
+        f"| the same bytes on a 115,200-baud UART | {g['uart_s']:.1f} s |",
+        f"| same GEMM, thresholds on the core ({a['act_bits']}-bit codes back) "
+        f"| {a['seconds']:.2f} s, {a['requests']} requests, {a['bytes_out']} B out, {a['bytes_in']} B in |",
+        f"| ... vectors per second | {a['vectors_per_s']:.0f} |",
+        f"| ... the same bytes on a 115,200-baud UART | {a['uart_s']:.1f} s |",
         "",
     ])
 

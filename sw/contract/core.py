@@ -1,0 +1,106 @@
+"""The training core's configuration: its limits, their validation, the defaults.
+
+:class:`CoreConfig` is what a core is built with (:class:`hw.core.TrainingCore`,
+:class:`sw.core_model.CoreModel`, the board builds); :class:`CoreInfo` is what
+PING reports (the configuration and the protocol version, in the order of
+:data:`sw.contract.link.PING_FIELDS`).  Both validate themselves by returning
+a LIST OF PROBLEMS (strings, empty when valid), never by raising: each caller
+words its own error (the gateware's constructor, the model's, the host
+driver's ``FramingError``).
+
+The rules (:mod:`sw.protocol`: core invariants): one vector and its reply fit
+a frame (``max_payload >= RUN_HEADER + ceil(max_cols * max_bits / 8)``,
+``max_payload >= 4 * max_rows``, ``max_payload >= LOAD_HEADER + 1``), one
+row's thresholds fit a frame, and the int32 accumulators cannot overflow
+(``max_cols * (2**max_bits - 1)**2 < 2**31``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from types import MappingProxyType
+
+from .codes import MAX_CODE_BITS, levels
+from .link import (ACC_BYTES, LOAD_HEADER, MAX_PAYLOAD, PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER,
+                   packed_size, threshold_record_size)
+
+__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "ACC_LIMIT"]
+
+#: Accumulators are int32: every ``|out|`` must stay below this.
+ACC_LIMIT = 1 << 31
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """A core's limits.  The defaults are the default core, sized for the block
+    RAM of an iCE40 UP5K (30 EBRs of 4 kbit): the 32 x 256 matrix of 8-bit codes
+    is 64 kbit (16 EBRs), the 1 KiB request buffer 2, the thresholds of 32 rows
+    at up to 4 activation bits (32 x 16 int32) 4 (see :mod:`hw.core`)."""
+    max_rows: int = 32
+    max_cols: int = 256
+    max_bits: int = 8
+    pe: int = 4
+    simd: int = 8
+    max_payload: int = 1024
+    max_act_bits: int = 4     # widest activation code of the threshold stage; 0: no stage
+
+    def problems(self) -> list[str]:
+        """What breaks the protocol's rules (empty: a valid core)."""
+        problems = []
+        if not 1 <= self.max_bits <= MAX_CODE_BITS:
+            problems.append(f"max_bits {self.max_bits} not in 1..{MAX_CODE_BITS}")
+        if self.max_rows < 1 or self.max_cols < 1 or self.pe < 1 or self.simd < 1:
+            problems.append("max_rows, max_cols, pe and simd must be >= 1")
+        if not LOAD_HEADER + 1 <= self.max_payload <= MAX_PAYLOAD:
+            problems.append(f"max_payload {self.max_payload} not in {LOAD_HEADER + 1}..{MAX_PAYLOAD}")
+        if self.max_payload < RUN_HEADER + packed_size(self.max_cols, self.max_bits):
+            problems.append(f"one vector of {self.max_cols} {self.max_bits}-bit codes does not fit "
+                            f"a {self.max_payload}-byte payload")
+        if self.max_payload < ACC_BYTES * self.max_rows:
+            problems.append(f"one reply of {self.max_rows} accumulators does not fit a "
+                            f"{self.max_payload}-byte payload")
+        if not 0 <= self.max_act_bits <= MAX_CODE_BITS:
+            problems.append(f"max_act_bits {self.max_act_bits} not in 0..{MAX_CODE_BITS}")
+        elif self.max_act_bits and self.max_payload < THRESHOLD_HEADER + threshold_record_size(self.max_act_bits):
+            problems.append(f"the thresholds of one row at {self.max_act_bits} activation bits "
+                            f"({threshold_record_size(self.max_act_bits)} bytes) do not fit a "
+                            f"{self.max_payload}-byte payload")
+        if 1 <= self.max_bits <= MAX_CODE_BITS and self.max_cols * levels(self.max_bits) ** 2 >= ACC_LIMIT:
+            problems.append(f"max_cols {self.max_cols} with {self.max_bits}-bit codes can overflow "
+                            "the int32 accumulators")
+        return problems
+
+    def info(self, version: int = PROTOCOL_VERSION) -> "CoreInfo":
+        """What this core's PING reports."""
+        return CoreInfo(version, self.max_bits, self.pe, self.simd, self.max_rows, self.max_cols,
+                        self.max_payload, self.max_act_bits)
+
+
+@dataclass(frozen=True)
+class CoreInfo:
+    """What PING reports: the protocol version and the core's limits."""
+    version: int
+    max_bits: int
+    pe: int
+    simd: int
+    max_rows: int
+    max_cols: int
+    max_payload: int
+    max_act_bits: int = 0  # widest activation code of the threshold stage; 0: no stage
+
+    @property
+    def config(self) -> CoreConfig:
+        return CoreConfig(**{f.name: getattr(self, f.name) for f in fields(CoreConfig)})
+
+    def problems(self) -> list[str]:
+        """What breaks the protocol (a version this contract does not speak, or
+        :meth:`CoreConfig.problems`); empty: a core this host can drive."""
+        problems = []
+        if self.version != PROTOCOL_VERSION:
+            problems.append(f"protocol version {self.version}, this host speaks {PROTOCOL_VERSION}")
+        return problems + self.config.problems()
+
+
+#: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only
+#: mapping: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.
+CORE_DEFAULTS = MappingProxyType(asdict(CoreConfig()))

@@ -1,0 +1,191 @@
+"""The host link: what crosses it, defined once for the host and the gateware.
+
+The frame format, the commands and the order of the checks are described in
+:mod:`sw.protocol` (the host's codecs); this module holds their numbers:
+the constants, the command/status/detail codes, the flag bits, the CRC's
+parameters and the FIELD TABLES of the fixed headers.  A :class:`Header` is
+a little-endian record of integer fields; the host builds its ``struct``
+codec from it (:attr:`Header.format`, :meth:`Header.pack`,
+:meth:`Header.unpack`), the gateware its ``amaranth.lib.data`` layout
+(:func:`hw.layouts.header_layout`), so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from .codes import levels
+
+__all__ = [
+    "PROTOCOL_VERSION", "SYNC", "MAX_PAYLOAD", "ACC_BYTES", "THRESHOLD_BYTES",
+    "RX_IDLE_TIMEOUT_S", "RX_IDLE_TIMEOUT_RANGE_S", "HOST_RECOVERY_S", "idle_timeout_cycles",
+    "CRC_WIDTH", "CRC_POLY", "CRC_INIT", "CRC_REFLECT_INPUT", "CRC_REFLECT_OUTPUT", "CRC_XOR_OUTPUT",
+    "CRC_CHECK", "CRC_RESIDUE",
+    "Cmd", "Status", "Detail", "FLAG_SIGNED", "FLAG_ACTIVATE", "FLAGS", "DIRECTION_NEGATIVE",
+    "Field", "Header", "FRAME_FIELDS", "LOAD_FIELDS", "RUN_FIELDS", "THRESHOLD_FIELDS", "PING_FIELDS",
+    "ERROR_FIELDS", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "LOAD_HEADER", "RUN_HEADER", "THRESHOLD_HEADER",
+    "PING_REPLY", "ERROR_PAYLOAD",
+    "packed_size", "threshold_record_size", "activation_reply_size",
+]
+
+PROTOCOL_VERSION = 2     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING
+SYNC = 0xA5
+MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
+ACC_BYTES = 4            # int32 accumulators
+THRESHOLD_BYTES = 4      # int32 thresholds
+
+#: A core drops a partial frame after this idle gap (seconds) ...
+RX_IDLE_TIMEOUT_S = 0.1
+#: ... which may be anything in this range (seconds).
+RX_IDLE_TIMEOUT_RANGE_S = (0.01, 0.5)
+#: A host waits this long (seconds) after a lost reply before its next request.
+HOST_RECOVERY_S = 0.5
+
+
+def idle_timeout_cycles(clk_freq, seconds: float = RX_IDLE_TIMEOUT_S) -> int:
+    """The idle timeout in cycles of a ``clk_freq`` Hz clock (at least 1)."""
+    return max(1, round(seconds * clk_freq))
+
+
+# CRC-16/CCITT-FALSE (CRC-16/IBM-3740 in the reveng catalogue), in the
+# catalogue's terms.  Over bytes 1 .. 4+LEN of a frame, sent most significant
+# byte first, so the same CRC over CMD .. CRC_L leaves CRC_RESIDUE.
+CRC_WIDTH = 16
+CRC_POLY = 0x1021
+CRC_INIT = 0xFFFF
+CRC_REFLECT_INPUT = False
+CRC_REFLECT_OUTPUT = False
+CRC_XOR_OUTPUT = 0x0000
+CRC_CHECK = 0x29B1       # the CRC of b"123456789"
+CRC_RESIDUE = 0x0000
+
+
+class Cmd(enum.IntEnum):
+    """Request byte 1."""
+    PING = 0x01
+    RESET = 0x02
+    LOAD_MATRIX = 0x03
+    RUN = 0x04
+    LOAD_THRESHOLDS = 0x05
+
+
+class Status(enum.IntEnum):
+    """Reply byte 1."""
+    OK = 0x00
+    BAD_CRC = 0x01
+    BAD_LENGTH = 0x02
+    BAD_COMMAND = 0x03
+    BAD_PARAMS = 0x04
+    BAD_STATE = 0x05
+
+
+class Detail(enum.IntEnum):
+    """Second byte of an error reply's payload: which field or rule failed."""
+    NONE = 0x00
+    ROWS = 0x01
+    COLS = 0x02
+    BITS = 0x03
+    FLAGS = 0x04
+    COUNT = 0x05
+    SEQUENCE = 0x06       # LOAD_MATRIX offset > 0 not continuing the matrix being loaded
+    REPLY_TOO_BIG = 0x07  # RUN: 4 * count * rows > max_payload
+    NO_MATRIX = 0x08      # RUN or LOAD_THRESHOLDS before a complete LOAD_MATRIX
+    NO_THRESHOLDS = 0x09  # RUN with activate before thresholds for every row of the matrix
+
+
+FLAG_SIGNED = 0x01       # LOAD_MATRIX, RUN: codes read as 2q - n
+FLAG_ACTIVATE = 0x02     # RUN: reply activation codes (thresholds) instead of accumulators
+#: The flag bits of a ``flags`` byte by name, lowest first (the gateware's flag layout).
+FLAGS = (("signed", FLAG_SIGNED), ("activate", FLAG_ACTIVATE))
+#: LOAD_THRESHOLDS record byte 0: the row's direction is -1 (``acc <= T``), else +1.
+DIRECTION_NEGATIVE = 0x01
+
+
+# --------------------------------------------------------------------------- field tables
+
+@dataclass(frozen=True)
+class Field:
+    """One integer field of a header: ``size`` bytes, little-endian."""
+    name: str
+    size: int
+    signed: bool = False
+
+
+_STRUCT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+
+
+class Header:
+    """A fixed little-endian record of integer :class:`Field` s, in order."""
+
+    def __init__(self, name: str, *fields: Field):
+        self.name = name
+        self.fields = tuple(fields)
+        self.names = tuple(f.name for f in self.fields)
+        codes = (_STRUCT_CODES[f.size] if f.signed else _STRUCT_CODES[f.size].upper() for f in self.fields)
+        self.format = "<" + "".join(codes)
+        self._struct = struct.Struct(self.format)
+        self.size = self._struct.size
+
+    def field(self, name: str) -> Field:
+        return self.fields[self.names.index(name)]
+
+    def offset(self, name: str) -> int:
+        """Byte offset of field ``name``."""
+        return sum(f.size for f in self.fields[:self.names.index(name)])
+
+    def pack(self, *values) -> bytes:
+        return self._struct.pack(*values)
+
+    def unpack(self, data, offset: int = 0) -> tuple:
+        """The field values of the record at ``data[offset:]`` (longer data is fine)."""
+        return self._struct.unpack_from(data, offset)
+
+    def __repr__(self):
+        return f"Header({self.name!r}, {', '.join(self.names)})"
+
+
+#: ``SYNC CMD/STATUS TAG LEN`` (the CRC, two bytes big-endian, follows the payload).
+FRAME_FIELDS = Header("frame", Field("sync", 1), Field("code", 1), Field("tag", 1), Field("length", 2))
+#: LOAD_MATRIX payload header; packed codes follow.
+LOAD_FIELDS = Header("LOAD_MATRIX", Field("rows", 2), Field("cols", 2), Field("bits", 1), Field("flags", 1),
+                     Field("offset", 4), Field("count", 2))
+#: RUN payload header; packed vector codes follow.
+RUN_FIELDS = Header("RUN", Field("count", 2), Field("bits", 1), Field("flags", 1))
+#: LOAD_THRESHOLDS payload header; ``count`` row records follow (:func:`threshold_record_size`).
+THRESHOLD_FIELDS = Header("LOAD_THRESHOLDS", Field("offset", 2), Field("count", 2), Field("bits", 1),
+                          Field("flags", 1))
+#: PING's reply payload (:class:`sw.contract.core.CoreInfo` in this order).
+PING_FIELDS = Header("PING reply", Field("version", 1), Field("max_bits", 1), Field("pe", 2), Field("simd", 2),
+                     Field("max_rows", 2), Field("max_cols", 2), Field("max_payload", 2),
+                     Field("max_act_bits", 1))
+#: An error reply's payload.
+ERROR_FIELDS = Header("error", Field("command", 1), Field("detail", 1))
+
+HEADER_SIZE = FRAME_FIELDS.size
+CRC_SIZE = CRC_WIDTH // 8
+OVERHEAD = HEADER_SIZE + CRC_SIZE
+LOAD_HEADER = LOAD_FIELDS.size
+RUN_HEADER = RUN_FIELDS.size
+THRESHOLD_HEADER = THRESHOLD_FIELDS.size
+PING_REPLY = PING_FIELDS.size
+ERROR_PAYLOAD = ERROR_FIELDS.size
+
+
+# --------------------------------------------------------------------------- sizes
+
+def packed_size(count: int, bits: int) -> int:
+    """Bytes of ``count`` codes of ``bits`` bits, densely packed."""
+    return (int(count) * int(bits) + 7) // 8
+
+
+def threshold_record_size(bits: int) -> int:
+    """Bytes of one row's LOAD_THRESHOLDS record at ``bits`` activation bits:
+    the direction byte, then ``2**bits - 1`` int32 thresholds."""
+    return 1 + THRESHOLD_BYTES * levels(bits)
+
+
+def activation_reply_size(count: int, rows: int, bits: int) -> int:
+    """Payload bytes of an activated RUN's reply."""
+    return packed_size(int(count) * int(rows), bits)

@@ -17,7 +17,8 @@ from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io
 
-from hw.core import CORE_DEFAULTS, UARTCore
+from hw.core import UARTCore
+from sw.contract.core import CORE_DEFAULTS
 
 __all__ = ["BOARDS", "Board", "BoardTop", "make_platform"]
 
@@ -68,7 +69,7 @@ class BoardTop(Elaboratable):
         UART bit rate (115200).
     **core_params
         :class:`hw.core.UARTCore` / ``TrainingCore`` parameters
-        (``max_bits``, ``pe``, ``simd``, ...); defaults :data:`sw.core_model.CORE_DEFAULTS`
+        (``max_bits``, ``pe``, ``simd``, ...); defaults :data:`sw.contract.core.CORE_DEFAULTS`
         (re-exported as :data:`hw.core.CORE_DEFAULTS`).
     """
 

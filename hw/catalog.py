@@ -16,12 +16,20 @@ flags with the same code (:func:`parse_assignments` on ``UNITS["core"]``).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from amaranth.back import verilog
 
-from sw.core_model import CORE_DEFAULTS
+from sw.contract.codes import MAX_CODE_BITS
+from sw.contract.core import CORE_DEFAULTS
+from sw.contract.prng import DEFAULT_SEED
+
+from .dot_product import MODES, DotProduct
+from .mac_array import MacArray
+from .popcount import ARCHS
+from .threshold import VARIANTS
 
 __all__ = ["Param", "UnitSpec", "UNITS", "SHORTHAND_FLAGS", "build_unit", "generate_verilog",
            "parse_assignments", "widest_bits"]
@@ -63,7 +71,7 @@ class UnitSpec:
     summary: str
     factory: Callable[..., Any]
     params: dict[str, Param]
-    shorthands: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "bits" -> ("abits",)
+    shorthands: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "bits" -> ("act_bits",)
     #: ``--bits`` gives the widths the unit must serve (``N`` or ``W,A,G``) and
     #: its one target gets the widest: the unit serves every width up to it
     #: at run time (the training core's ``max_bits``).
@@ -90,16 +98,16 @@ def _mac_array(rows, cols, pe, simd, mem_bits, in_bits, mem_signed, in_signed, m
                     in_signed=in_signed, mode=mode, popcount_stages=popcount_stages)
 
 
-def _threshold(abits, channels, acc_min, acc_max, variant):
+def _threshold(act_bits, channels, acc_min, acc_max, variant):
     from .threshold import ThresholdUnit
     if acc_max < acc_min:
         raise ValueError(f"acc_max must be >= acc_min, got acc_min={acc_min}, acc_max={acc_max}")
-    return ThresholdUnit(abits, channels, range(acc_min, acc_max + 1), variant=variant)
+    return ThresholdUnit(act_bits, channels, range(acc_min, acc_max + 1), variant=variant)
 
 
-def _maxpool(abits, channels, height, width, kernel, stride):
+def _maxpool(act_bits, channels, height, width, kernel, stride):
     from .maxpool import MaxPool
-    return MaxPool(abits, channels, height, width, kernel, stride)
+    return MaxPool(act_bits, channels, height, width, kernel, stride)
 
 
 def _gradient_quantizer(gbits, width, depth, seed):
@@ -149,15 +157,16 @@ def _core_params():
 _CORE_SHORTHANDS = {"bits": ("max_bits",), "max_bits": ("max_bits",), "pe": ("pe",), "simd": ("simd",)}
 
 
-_SEED = 2463534242
-_MODES = ("parallel", "serial")
-_ARCHS = ("chain", "dadda")
+def _default(cls, name: str):
+    """The default of ``cls``'s constructor parameter ``name`` (the one definition)."""
+    return inspect.signature(cls).parameters[name].default
+
 
 UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
     UnitSpec("popcount", "compressor-tree popcount (stream)", _popcount, {
         "width": Param(int, 64, "input word width"),
         "stages": Param(int, 0, "pipeline register levels"),
-        "arch": Param(str, "chain", "tree architecture", _ARCHS),
+        "arch": Param(str, "chain", "tree architecture", ARCHS),
     }, {"width": ("width",)}),
     UnitSpec("dot_product", "bit-plane dot-product PE (AND + popcount, Eqn 3)", _dot_product, {
         "length": Param(int, 64, "codes per operand vector"),
@@ -165,10 +174,11 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
         "y_bits": Param(int, 2, "bits of operand Y (e.g. activations A)"),
         "x_signed": Param(bool, True, "read X as odd signed codes 2q - n"),
         "y_signed": Param(bool, False, "read Y as odd signed codes 2q - n"),
-        "mode": Param(str, "parallel", "all plane pairs at once, or one per cycle", _MODES),
+        "mode": Param(str, "parallel", "all plane pairs at once, or one per cycle", MODES),
         "max_beats": Param(int, 1, "vectors accumulated per result"),
-        "popcount_stages": Param(int, 0, "pipeline levels in each popcount tree"),
-        "popcount_arch": Param(str, "chain", "popcount tree architecture", _ARCHS),
+        "popcount_stages": Param(int, _default(DotProduct, "popcount_stages"),
+                                 "pipeline levels in each popcount tree"),
+        "popcount_arch": Param(str, "chain", "popcount tree architecture", ARCHS),
     }, {"bits": ("x_bits", "y_bits"), "width": ("length",)}),
     UnitSpec("mac_array", "folded PE x SIMD MAC array (GEMM tiles)", _mac_array, {
         "rows": Param(int, 16, "matrix rows (outputs)"),
@@ -179,33 +189,34 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
         "in_bits": Param(int, 2, "bits of the streamed vector codes"),
         "mem_signed": Param(bool, True, "stored codes are odd signed"),
         "in_signed": Param(bool, False, "streamed codes are odd signed"),
-        "mode": Param(str, "parallel", "plane pairs in parallel or serial", _MODES),
-        "popcount_stages": Param(int, 1, "pipeline levels in each popcount tree"),
+        "mode": Param(str, "parallel", "plane pairs in parallel or serial", MODES),
+        "popcount_stages": Param(int, _default(MacArray, "popcount_stages"),
+                                 "pipeline levels in each popcount tree"),
     }, {"bits": ("mem_bits", "in_bits"), "pe": ("pe",), "simd": ("simd",)}),
     UnitSpec("threshold", "threshold activation unit (BN + clip + quantize)", _threshold, {
-        "abits": Param(int, 2, "activation code bits A"),
+        "act_bits": Param(int, 2, "activation code bits A"),
         "channels": Param(int, 16, "channels with their own thresholds"),
         "acc_min": Param(int, -4096, "smallest accumulator"),
         "acc_max": Param(int, 4096, "largest accumulator"),
-        "variant": Param(str, "parallel", "comparator bank or pipelined binary search", ("parallel", "search")),
-    }, {"bits": ("abits",)}),
+        "variant": Param(str, "parallel", "comparator bank or pipelined binary search", VARIANTS),
+    }, {"bits": ("act_bits",)}),
     UnitSpec("maxpool", "streaming max-pool on activation codes", _maxpool, {
-        "abits": Param(int, 2, "activation code bits A"),
+        "act_bits": Param(int, 2, "activation code bits A"),
         "channels": Param(int, 16, "channels"),
         "height": Param(int, 8, "feature map height"),
         "width": Param(int, 8, "feature map width"),
         "kernel": Param(int, 2, "window size"),
         "stride": Param(int, None, "window step (default: kernel)"),
-    }, {"bits": ("abits",), "width": ("width",)}),
+    }, {"bits": ("act_bits",), "width": ("width",)}),
     UnitSpec("gradient_quantizer", "stochastic gradient quantizer (per-sample max, PRNG noise)",
              _gradient_quantizer, {
                  "gbits": Param(int, 6, "gradient code bits G"),
                  "width": Param(int, 16, "bits of a signed input gradient"),
                  "depth": Param(int, 256, "longest sample (elements)"),
-                 "seed": Param(int, _SEED, "PRNG seed after reset"),
+                 "seed": Param(int, DEFAULT_SEED, "PRNG seed after reset"),
              }, {"bits": ("gbits",), "width": ("width",)}),
     UnitSpec("prng", "xorshift32 noise generator (16-bit draws)", _prng, {
-        "seed": Param(int, _SEED, "state after reset (non-zero)"),
+        "seed": Param(int, DEFAULT_SEED, "state after reset (non-zero)"),
     }),
     UnitSpec("uart_rx", "8N1 UART receiver (byte stream out)", _uart_rx, {
         "divisor": Param(int, 104, "clock cycles per bit (clk_freq / baud)"),
@@ -229,7 +240,6 @@ def widest_bits(text: str) -> tuple[int, tuple[int, ...]]:
     Each width must be a code width the core serves, ``1 .. 8`` (there is no
     full-precision 32 in hardware).  ``widest`` is what ``max_bits`` must be.
     """
-    from .dot_product import MAX_CODE_BITS
     parts = [p.strip() for p in str(text).split(",")]
     allowed = f"one width N or W,A,G, each an integer in 1..{MAX_CODE_BITS}"
     if len(parts) not in (1, 3):

@@ -18,7 +18,8 @@ from amaranth.hdl import Const, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dot_product import MAX_CODE_BITS
+from sw.contract.codes import MAX_CODE_BITS
+
 from .params import check_int
 
 __all__ = ["CodePacker", "BYTE_LAYOUT"]

@@ -17,7 +17,8 @@ from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dot_product import MAX_CODE_BITS
+from sw.contract.codes import MAX_CODE_BITS
+
 from .params import check_int
 
 __all__ = ["CodeUnpacker"]

@@ -99,29 +99,33 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from sw import protocol as P
-from sw.core_model import CORE_DEFAULTS
+from sw.contract import link as L
+from sw.contract.codes import MAX_CODE_BITS
+from sw.contract.core import CORE_DEFAULTS, CoreConfig
+from sw.contract.link import idle_timeout_cycles
 
 from .code_packer import CodePacker
 from .code_unpacker import CodeUnpacker
-from .dot_product import MAX_CODE_BITS
 from .frame_rx import FrameReceiver
 from .frame_tx import FrameTransmitter
+from .layouts import FLAGS_LAYOUT, header_layout
 from .params import check_int
 from .popcount import popcount_tree
 from .uart import UARTReceiver, UARTTransmitter
 
-__all__ = ["TrainingCore", "UARTCore", "CORE_DEFAULTS"]
+__all__ = ["TrainingCore", "UARTCore", "CORE_DEFAULTS", "DEFAULT_CLK_FREQ", "DEFAULT_IDLE_TIMEOUT"]
 
-# CORE_DEFAULTS (defined in sw.core_model, the one definition, re-exported
+# CORE_DEFAULTS (defined in sw.contract.core, the one definition, re-exported
 # here) is sized for the block RAM (EBR, 30 x 4 kbit) of an iCE40 UP5K: the
 # 32 x 256 x 8-bit matrix is 64 kbit (16 EBRs of 256 x 16), the vector buffer
 # 4 EBRs (64 bits wide), the 1 KiB request buffer 2, the thresholds (32 rows
 # x 16 int32 slots at max_act_bits = 4) 4.  :class:`UARTCore` with
 # these at 12 MHz on the iCEBreaker: boards/reports/icebreaker.txt.
 
-#: Idle timeout in cycles by default: 0.1 s (:data:`sw.protocol.RX_IDLE_TIMEOUT_S`) at 12 MHz.
-DEFAULT_IDLE_TIMEOUT = 1_200_000
+#: The clock the default core is sized for (the iCEBreaker's 12 MHz).
+DEFAULT_CLK_FREQ = 12_000_000
+#: Idle timeout in cycles by default: :data:`sw.contract.link.RX_IDLE_TIMEOUT_S` at :data:`DEFAULT_CLK_FREQ`.
+DEFAULT_IDLE_TIMEOUT = idle_timeout_cycles(DEFAULT_CLK_FREQ)
 
 # Reply payload kinds of the short messages (everything but accumulators).
 _MSG_EMPTY, _MSG_ERROR, _MSG_PING, _MSG_LOADED = range(4)
@@ -183,21 +187,15 @@ class TrainingCore(wiring.Component):
         self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
         self._pe = check_int("pe", pe, 1, max_rows)
         self._simd = check_int("simd", simd, 1, max_cols)
-        self._max_payload = check_int("max_payload", max_payload, P.LOAD_HEADER + 1, P.MAX_PAYLOAD)
+        self._max_payload = check_int("max_payload", max_payload, L.LOAD_HEADER + 1, L.MAX_PAYLOAD)
         self._max_act_bits = check_int("max_act_bits", max_act_bits, 0, MAX_CODE_BITS,
                                        note="0: no activation stage")
         self._idle_timeout = check_int("idle_timeout", idle_timeout, 1)
-        self._info = P.CoreInfo(P.PROTOCOL_VERSION, max_bits, pe, simd, max_rows, max_cols, max_payload,
-                                max_act_bits)
-        try:
-            self._info.check()
-        except P.FramingError as error:
-            raise ValueError(str(error).replace("core capabilities break the protocol",
-                                                "core parameters break the protocol")) from None
-        levels = (1 << max_bits) - 1
-        if max_cols * levels * levels >= 1 << 31:
-            raise ValueError(f"max_cols {max_cols} with {max_bits}-bit codes can overflow the "
-                             "int32 accumulators of the protocol")
+        self._config = CoreConfig(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits)
+        problems = self._config.problems()
+        if problems:
+            raise ValueError("core parameters break the protocol: " + "; ".join(problems))
+        self._info = self._config.info()
         self._folds = ceil(max_cols / simd)
         self._groups = ceil(max_rows / pe)
         super().__init__({
@@ -213,7 +211,8 @@ class TrainingCore(wiring.Component):
     max_payload = property(lambda self: self._max_payload)
     max_act_bits = property(lambda self: self._max_act_bits)
     idle_timeout = property(lambda self: self._idle_timeout)
-    info = property(lambda self: self._info, doc="What PING reports (:class:`sw.protocol.CoreInfo`).")
+    config = property(lambda self: self._config, doc="The limits (:class:`sw.contract.core.CoreConfig`).")
+    info = property(lambda self: self._info, doc="What PING reports (:class:`sw.contract.core.CoreInfo`).")
     folds = property(lambda self: self._folds, doc="Matrix words per row group, ``ceil(max_cols / simd)``.")
     groups = property(lambda self: self._groups, doc="Row groups, ``ceil(max_rows / pe)``.")
 
@@ -250,7 +249,8 @@ class TrainingCore(wiring.Component):
 
         # ---------------------------------------------------------- link
         m.submodules.receiver = receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
-                                                         head_bytes=P.LOAD_HEADER)
+                                                         head_bytes=max(L.LOAD_HEADER, L.RUN_HEADER,
+                                                                        L.THRESHOLD_HEADER))
         m.submodules.framer = framer = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.rx), receiver.i)
         wiring.connect(m, framer.o, wiring.flipped(self.tx))
@@ -276,7 +276,7 @@ class TrainingCore(wiring.Component):
         rd_valid = Signal()
         rd_active = Signal()  # comb: the FSM wants codes
         rd_start = Signal()  # comb: restart at rd_base, drop what is held
-        rd_base = Signal(range(P.LOAD_HEADER + 1))
+        rd_base = Signal(range(L.LOAD_HEADER + 1))
         unpack_bits = Signal(range(max_bits + 1))
         rd_advance = Signal()
         # Byte mode (LOAD_THRESHOLDS): the FSM takes the prefetched bytes
@@ -331,17 +331,18 @@ class TrainingCore(wiring.Component):
             m.submodules.packer = packer = CodePacker(act_bits)
 
         # ---------------------------------------------------------- request fields
-        # LOAD_MATRIX header: rows u16, cols u16, bits u8, flags u8, offset u32, count u16.
-        def u16(at):
-            return Cat(head[at], head[at + 1])
-        l_rows, l_cols, l_bits, l_flags = u16(0), u16(2), head[4], head[5]
-        l_offset = Cat(head[6], head[7], head[8], head[9])
-        l_count = u16(10)
-        # RUN header: count u16, bits u8, flags u8.
-        r_count, r_bits, r_flags = u16(0), head[2], head[3]
-        r_activate = r_flags[1] if act_bits else 0
-        # LOAD_THRESHOLDS header: offset u16, count u16, bits u8, flags u8.
-        h_offset, h_count, h_bits, h_flags = u16(0), u16(2), head[4], head[5]
+        # The command headers, viewed through the contract's field tables.
+        def header(fields, **shapes):
+            return header_layout(fields, **shapes)(head.as_value()[:8 * fields.size])
+        load = header(L.LOAD_FIELDS, flags=FLAGS_LAYOUT)
+        l_rows, l_cols, l_bits, l_flags = load.rows, load.cols, load.bits, load.flags
+        l_offset, l_count = load.offset, load.count
+        run = header(L.RUN_FIELDS, flags=FLAGS_LAYOUT)
+        r_count, r_bits, r_flags = run.count, run.bits, run.flags
+        r_activate = r_flags.activate if act_bits else 0
+        thresholds_head = header(L.THRESHOLD_FIELDS)
+        h_offset, h_count = thresholds_head.offset, thresholds_head.count
+        h_bits, h_flags = thresholds_head.bits, thresholds_head.flags
         cmd, length = event.cmd, event.length
 
         # ---------------------------------------------------------- state
@@ -350,7 +351,7 @@ class TrainingCore(wiring.Component):
         m_rows = Signal(range(self._max_rows + 1))
         m_cols = Signal(range(self._max_cols + 1))
         m_bits = Signal(range(max_bits + 1))
-        m_flags = Signal(8)
+        m_flags = Signal(FLAGS_LAYOUT)
         m_total = Signal(range(total_max + 1))
         m_loaded = Signal(range(total_max + 1))
         matrix_ready = Signal()
@@ -360,7 +361,7 @@ class TrainingCore(wiring.Component):
         # More vectors never fit a reply: of accumulators (4 bytes each), or
         # of activation codes (>= 1 bit each).  Products of a truncated count
         # are used only once the count passed these bounds.
-        max_run_count = self._max_payload // P.ACC_BYTES
+        max_run_count = self._max_payload // L.ACC_BYTES
         max_count = 8 * self._max_payload if act_bits else max_run_count
         count_bits = bits_for(max_count)
         bits_bits = bits_for(MAX_CODE_BITS)  # a bits field that passed its check
@@ -386,7 +387,7 @@ class TrainingCore(wiring.Component):
             # LOAD_THRESHOLDS record bytes, count * (1 + 4 * (2**bits - 1)), by
             # shifts (used once count <= rows and bits <= max_act_bits passed).
             h_count_rows = h_count[:bits_for(self._max_rows)]
-            p_records = Signal(range(self._max_rows * P.threshold_record_size(act_bits) + 1))
+            p_records = Signal(range(self._max_rows * L.threshold_record_size(act_bits) + 1))
             m.d.sync += [
                 p_act_bits.eq(p_reply * t_bits),
                 p_records.eq((h_count_rows << (h_bits[:bits_for(act_bits)] + 2)) - (h_count_rows << 1)
@@ -398,22 +399,22 @@ class TrainingCore(wiring.Component):
         r_len = Signal(16)
         r_detail = Signal(8)
         r_kind = Signal(range(4))
-        msg_index = Signal(range(4 + P.PING_REPLY))
-        ping = P.encode_ping_reply(self._info)
+        msg_index = Signal(range(4 + L.PING_REPLY))
+        ping = self._info.pack()
         loaded = Signal(32)  # LOAD_MATRIX's u32, LOAD_THRESHOLDS's u16
         if act_bits:
-            m.d.comb += loaded.eq(Mux(cmd == P.Cmd.LOAD_THRESHOLDS, t_loaded, m_loaded))
+            m.d.comb += loaded.eq(Mux(cmd == L.Cmd.LOAD_THRESHOLDS, t_loaded, m_loaded))
         else:
             m.d.comb += loaded.eq(m_loaded)
         payload_bytes = []
-        for index in range(P.PING_REPLY):
+        for index in range(L.PING_REPLY):
             error_byte = {0: cmd, 1: r_detail}.get(index, 0)
             loaded_byte = loaded[8 * index:8 * index + 8] if index < 4 else 0
             payload_bytes.append(Mux(r_kind == _MSG_PING, ping[index],
                                      Mux(r_kind == _MSG_LOADED, loaded_byte,
                                          Mux(r_kind == _MSG_ERROR, error_byte, 0))))
         msg = Array([r_status, event.tag, r_len[:8], r_len[8:], *payload_bytes])
-        msg_size = Signal(range(4 + P.PING_REPLY + 1))  # bytes of the message
+        msg_size = Signal(range(4 + L.PING_REPLY + 1))  # bytes of the message
 
         # LOAD_MATRIX write position (kept between frames for continuations).
         w_col = Signal(range(self._max_cols))
@@ -458,7 +459,7 @@ class TrainingCore(wiring.Component):
             a_code = Signal(act_bits)  # thresholds passed so far
 
         # ---------------------------------------------------------- PE datapath
-        m_signed = m_flags[0]
+        m_signed = m_flags.signed
         # Lanes holding real columns in this fold (padding lanes read stale
         # codes and are masked on both sides).  Registered: `f_left` settles
         # in FETCH, a cycle before PAIRS reads these.
@@ -545,12 +546,12 @@ class TrainingCore(wiring.Component):
             m.d.sync += [r_status.eq(status), r_kind.eq(kind), msg_index.eq(0),
                          r_detail.eq(detail), msg_size.eq(4 + size), r_len.eq(size)]
 
-        def error(status, detail=P.Detail.NONE):
-            reply(status, _MSG_ERROR, P.ERROR_PAYLOAD, detail)
+        def error(status, detail=L.Detail.NONE):
+            reply(status, _MSG_ERROR, L.ERROR_PAYLOAD, detail)
             m.next = "REPLY"
 
-        def bad_bits_or_flags(bits, flags, allowed=P.FLAG_SIGNED):
-            return (bits == 0) | (bits > max_bits), (flags & ~allowed & 0xFF) != 0
+        def bad_bits_or_flags(bits, flags, allowed=L.FLAG_SIGNED):
+            return (bits == 0) | (bits > max_bits), (flags.as_value() & ~allowed & 0xFF) != 0
 
         with m.FSM():
             with m.State("IDLE"):
@@ -561,43 +562,43 @@ class TrainingCore(wiring.Component):
             with m.State("CHECK2"):  # p_run_bits
                 m.next = "DECIDE"
             with m.State("DECIDE"):
-                with m.If(event.status != P.Status.OK):
+                with m.If(event.status != L.Status.OK):
                     error(event.status)
-                with m.Elif(cmd == P.Cmd.PING):
+                with m.Elif(cmd == L.Cmd.PING):
                     with m.If(length != 0):
-                        error(P.Status.BAD_LENGTH)
+                        error(L.Status.BAD_LENGTH)
                     with m.Else():
-                        reply(P.Status.OK, _MSG_PING, P.PING_REPLY)
+                        reply(L.Status.OK, _MSG_PING, L.PING_REPLY)
                         m.next = "REPLY"
-                with m.Elif(cmd == P.Cmd.RESET):
+                with m.Elif(cmd == L.Cmd.RESET):
                     with m.If(length != 0):
-                        error(P.Status.BAD_LENGTH)
+                        error(L.Status.BAD_LENGTH)
                     with m.Else():
                         m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
                         if act_bits:
                             m.d.sync += t_loaded.eq(0)
-                        reply(P.Status.OK, _MSG_EMPTY, 0)
+                        reply(L.Status.OK, _MSG_EMPTY, 0)
                         m.next = "REPLY"
-                with m.Elif(cmd == P.Cmd.LOAD_MATRIX):
+                with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
                     bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags)
                     continues = ((l_rows == m_rows) & (l_cols == m_cols) & (l_bits == m_bits)
-                                 & (l_flags == m_flags) & (l_offset == m_loaded) & has_shape)
-                    with m.If(length < P.LOAD_HEADER):
-                        error(P.Status.BAD_LENGTH)
+                                 & (l_flags.as_value() == m_flags.as_value()) & (l_offset == m_loaded) & has_shape)
+                    with m.If(length < L.LOAD_HEADER):
+                        error(L.Status.BAD_LENGTH)
                     with m.Elif(bad_bits):
-                        error(P.Status.BAD_PARAMS, P.Detail.BITS)
+                        error(L.Status.BAD_PARAMS, L.Detail.BITS)
                     with m.Elif(bad_flags):
-                        error(P.Status.BAD_PARAMS, P.Detail.FLAGS)
+                        error(L.Status.BAD_PARAMS, L.Detail.FLAGS)
                     with m.Elif((l_rows == 0) | (l_rows > self._max_rows)):
-                        error(P.Status.BAD_PARAMS, P.Detail.ROWS)
+                        error(L.Status.BAD_PARAMS, L.Detail.ROWS)
                     with m.Elif((l_cols == 0) | (l_cols > self._max_cols)):
-                        error(P.Status.BAD_PARAMS, P.Detail.COLS)
+                        error(L.Status.BAD_PARAMS, L.Detail.COLS)
                     with m.Elif((l_count == 0) | (l_offset + l_count > p_total)):
-                        error(P.Status.BAD_PARAMS, P.Detail.COUNT)
-                    with m.Elif(length != P.LOAD_HEADER + ((p_load_bits + 7) >> 3)):
-                        error(P.Status.BAD_LENGTH)
+                        error(L.Status.BAD_PARAMS, L.Detail.COUNT)
+                    with m.Elif(length != L.LOAD_HEADER + ((p_load_bits + 7) >> 3)):
+                        error(L.Status.BAD_LENGTH)
                     with m.Elif((l_offset != 0) & ~continues):
-                        error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
+                        error(L.Status.BAD_STATE, L.Detail.SEQUENCE)
                     with m.Else():
                         with m.If(l_offset == 0):
                             m.d.sync += [
@@ -608,70 +609,70 @@ class TrainingCore(wiring.Component):
                             ]
                             if act_bits:  # thresholds belong to the rows of one matrix
                                 m.d.sync += t_loaded.eq(0)
-                        m.d.sync += [left.eq(l_count), rd_base.eq(P.LOAD_HEADER),
+                        m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER),
                                      unpack_bits.eq(l_bits)]
                         m.next = "LOAD_START"
-                with m.Elif(cmd == P.Cmd.RUN):
-                    allowed = P.FLAG_SIGNED | (P.FLAG_ACTIVATE if act_bits else 0)
+                with m.Elif(cmd == L.Cmd.RUN):
+                    allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0)
                     bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
-                    acc_too_big = (r_count > max_run_count) | (p_reply * P.ACC_BYTES > self._max_payload)
+                    acc_too_big = (r_count > max_run_count) | (p_reply * L.ACC_BYTES > self._max_payload)
                     if act_bits:
                         no_thresholds = r_activate & (t_loaded != m_rows)
                         # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
                         too_big = Mux(r_activate, (r_count > max_count) | (p_act_bits > 8 * self._max_payload),
                                       acc_too_big)
-                        reply_size = Mux(r_activate, (p_act_bits + 7) >> 3, p_reply * P.ACC_BYTES)
+                        reply_size = Mux(r_activate, (p_act_bits + 7) >> 3, p_reply * L.ACC_BYTES)
                     else:
-                        no_thresholds, too_big, reply_size = 0, acc_too_big, p_reply * P.ACC_BYTES
-                    with m.If(length < P.RUN_HEADER):
-                        error(P.Status.BAD_LENGTH)
+                        no_thresholds, too_big, reply_size = 0, acc_too_big, p_reply * L.ACC_BYTES
+                    with m.If(length < L.RUN_HEADER):
+                        error(L.Status.BAD_LENGTH)
                     with m.Elif(~matrix_ready):
-                        error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
+                        error(L.Status.BAD_STATE, L.Detail.NO_MATRIX)
                     with m.Elif(bad_bits):
-                        error(P.Status.BAD_PARAMS, P.Detail.BITS)
+                        error(L.Status.BAD_PARAMS, L.Detail.BITS)
                     with m.Elif(bad_flags):
-                        error(P.Status.BAD_PARAMS, P.Detail.FLAGS)
+                        error(L.Status.BAD_PARAMS, L.Detail.FLAGS)
                     with m.Elif(no_thresholds):
-                        error(P.Status.BAD_STATE, P.Detail.NO_THRESHOLDS)
+                        error(L.Status.BAD_STATE, L.Detail.NO_THRESHOLDS)
                     with m.Elif(r_count == 0):
-                        error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+                        error(L.Status.BAD_PARAMS, L.Detail.COUNT)
                     with m.Elif(too_big):
-                        error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
-                    with m.Elif(length != P.RUN_HEADER + ((p_run_bits + 7) >> 3)):
-                        error(P.Status.BAD_LENGTH)
+                        error(L.Status.BAD_PARAMS, L.Detail.REPLY_TOO_BIG)
+                    with m.Elif(length != L.RUN_HEADER + ((p_run_bits + 7) >> 3)):
+                        error(L.Status.BAD_LENGTH)
                     with m.Else():
-                        reply(P.Status.OK, _MSG_EMPTY, 0)
+                        reply(L.Status.OK, _MSG_EMPTY, 0)
                         m.d.sync += [
                             r_len.eq(reply_size), v_act.eq(r_activate),
-                            v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags[0]),
-                            rd_base.eq(P.RUN_HEADER), unpack_bits.eq(r_bits),
+                            v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
+                            rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits),
                         ]
                         m.next = "RUN_START"
                 if act_bits:
-                    with m.Elif(cmd == P.Cmd.LOAD_THRESHOLDS):
+                    with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
                         continues = (h_offset == t_loaded) & (h_bits == t_bits)
-                        with m.If(length < P.THRESHOLD_HEADER):
-                            error(P.Status.BAD_LENGTH)
+                        with m.If(length < L.THRESHOLD_HEADER):
+                            error(L.Status.BAD_LENGTH)
                         with m.Elif(~matrix_ready):
-                            error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
+                            error(L.Status.BAD_STATE, L.Detail.NO_MATRIX)
                         with m.Elif((h_bits == 0) | (h_bits > act_bits)):
-                            error(P.Status.BAD_PARAMS, P.Detail.BITS)
+                            error(L.Status.BAD_PARAMS, L.Detail.BITS)
                         with m.Elif(h_flags != 0):
-                            error(P.Status.BAD_PARAMS, P.Detail.FLAGS)
+                            error(L.Status.BAD_PARAMS, L.Detail.FLAGS)
                         with m.Elif((h_count == 0) | (h_offset + h_count > m_rows)):
-                            error(P.Status.BAD_PARAMS, P.Detail.COUNT)
-                        with m.Elif(length != P.THRESHOLD_HEADER + p_records):
-                            error(P.Status.BAD_LENGTH)
+                            error(L.Status.BAD_PARAMS, L.Detail.COUNT)
+                        with m.Elif(length != L.THRESHOLD_HEADER + p_records):
+                            error(L.Status.BAD_LENGTH)
                         with m.Elif((h_offset != 0) & ~continues):
-                            error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
+                            error(L.Status.BAD_STATE, L.Detail.SEQUENCE)
                         with m.Else():
                             m.d.sync += [
                                 t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_dir.eq(1),
-                                rd_base.eq(P.THRESHOLD_HEADER),
+                                rd_base.eq(L.THRESHOLD_HEADER),
                             ]
                             m.next = "THR_START"
                 with m.Else():
-                    error(P.Status.BAD_COMMAND)
+                    error(L.Status.BAD_COMMAND)
 
             # ------------------------------------------------ short replies
             with m.State("REPLY"):  # the whole reply: header + short payload
@@ -719,7 +720,7 @@ class TrainingCore(wiring.Component):
                         m.next = "LOAD_DONE"
             with m.State("LOAD_DONE"):
                 m.d.sync += m_loaded.eq(l_offset + l_count)
-                reply(P.Status.OK, _MSG_LOADED, 4)
+                reply(L.Status.OK, _MSG_LOADED, 4)
                 m.next = "REPLY"
 
             # ------------------------------------------------ LOAD_THRESHOLDS
@@ -753,7 +754,7 @@ class TrainingCore(wiring.Component):
                                     m.next = "THR_DONE"
                 with m.State("THR_DONE"):
                     m.d.sync += t_loaded.eq(h_offset + h_count)
-                    reply(P.Status.OK, _MSG_LOADED, 2)
+                    reply(L.Status.OK, _MSG_LOADED, 2)
                     m.next = "REPLY"
 
             # ------------------------------------------------ RUN
@@ -889,18 +890,19 @@ class UARTCore(wiring.Component):
     """
 
     def __init__(self, clk_freq, baud: int = 115200, *, fifo_depth: int = 16,
-                 idle_timeout_s: float = P.RX_IDLE_TIMEOUT_S, **params):
+                 idle_timeout_s: float = L.RX_IDLE_TIMEOUT_S, **params):
         if isinstance(clk_freq, bool) or not isinstance(clk_freq, (int, float)) or clk_freq <= 0:
             raise ValueError(f"clk_freq must be a positive frequency in Hz, got {clk_freq!r}")
         check_int("baud", baud, 1)
-        if not isinstance(idle_timeout_s, (int, float)) or not 0.01 <= idle_timeout_s <= 0.5:
-            raise ValueError(f"idle_timeout_s must be in 0.01 .. 0.5 s (protocol), got {idle_timeout_s!r}")
+        lo, hi = L.RX_IDLE_TIMEOUT_RANGE_S
+        if not isinstance(idle_timeout_s, (int, float)) or not lo <= idle_timeout_s <= hi:
+            raise ValueError(f"idle_timeout_s must be in {lo} .. {hi} s (protocol), got {idle_timeout_s!r}")
         self._fifo_depth = check_int("fifo_depth", fifo_depth, 1)
         self._divisor = round(clk_freq / baud)
         if self._divisor < 4:
             raise ValueError(f"clk_freq {clk_freq} Hz is too slow for {baud} baud "
                              f"(divisor {clk_freq / baud:.2f} < 4 cycles per bit)")
-        self.core = TrainingCore(idle_timeout=max(1, round(idle_timeout_s * clk_freq)), **params)
+        self.core = TrainingCore(idle_timeout=idle_timeout_cycles(clk_freq, idle_timeout_s), **params)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),

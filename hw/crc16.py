@@ -1,47 +1,38 @@
-"""CRC-16/CCITT-FALSE of the host link (:mod:`sw.protocol`), one byte per cycle.
+"""CRC-16/CCITT-FALSE of the host link, from :mod:`amaranth.lib.crc`.
 
-Not a unit but the one combinational function the frame receiver
-(:mod:`hw.frame_rx`) and transmitter (:mod:`hw.frame_tx`) share: the
-protocol's bit loop (:func:`sw.protocol.crc16_update`) unrolled::
+Not a unit: the CRC parameters the frame receiver (:mod:`hw.frame_rx`) and
+transmitter (:mod:`hw.frame_tx`) share, one byte per cycle
+(``data_width = 8``).  The algorithm is the catalogue's
+:data:`amaranth.lib.crc.catalog.CRC16_CCITT_FALSE`; importing this module
+checks that it has the contract's parameters (:mod:`sw.contract.link`:
+polynomial ``0x1021``, init ``0xFFFF``, no reflection, no final xor), the
+ones the host's ``binascii`` CRC is tested against.
 
-    crc ^= byte << 8;  8 times: crc = (crc << 1) ^ (0x1021 if crc & 0x8000 else 0)
-
-Polynomial ``0x1021``, init ``0xFFFF``, no reflection, no final xor.  Each
-output bit is an XOR of at most a dozen input bits (a few LUT4 levels).
+A :class:`amaranth.lib.crc.Processor` (:func:`crc16_processor`) registers the
+CRC: ``crc`` holds the CRC of the bytes given with ``valid`` since the last
+``start``, one cycle after the last of them.
 """
 
-from amaranth.hdl import Cat, Value
+from amaranth.lib import crc
+from amaranth.lib.crc import catalog
 
-__all__ = ["CRC16_INIT", "CRC16_POLY", "crc16_next"]
+from sw.contract import link as L
 
-CRC16_INIT = 0xFFFF
-CRC16_POLY = 0x1021
+__all__ = ["CRC16", "crc16_processor"]
+
+_ALGORITHM = catalog.CRC16_CCITT_FALSE
+_CONTRACT = dict(crc_width=L.CRC_WIDTH, polynomial=L.CRC_POLY, initial_crc=L.CRC_INIT,
+                 reflect_input=L.CRC_REFLECT_INPUT, reflect_output=L.CRC_REFLECT_OUTPUT,
+                 xor_output=L.CRC_XOR_OUTPUT)
+_MISMATCH = {name: (getattr(_ALGORITHM, name), want) for name, want in _CONTRACT.items()
+             if getattr(_ALGORITHM, name) != want}
+if _MISMATCH:  # pragma: no cover - a different amaranth
+    raise ImportError(f"amaranth.lib.crc.catalog.CRC16_CCITT_FALSE differs from the link's CRC: {_MISMATCH}")
+
+#: The link's CRC over bytes (:class:`amaranth.lib.crc.Parameters`).
+CRC16 = _ALGORITHM(data_width=8)
 
 
-def crc16_next(crc, byte) -> Value:
-    """The 16-bit CRC after ``byte`` (8 bits) given ``crc`` (16 bits)."""
-    crc = Value.cast(crc)
-    byte = Value.cast(byte)
-    if len(crc) != 16 or len(byte) != 8:
-        raise ValueError(f"crc16_next takes a 16-bit crc and an 8-bit byte, got widths "
-                         f"{len(crc)} and {len(byte)}")
-    # Track each output bit as a set of input bits XORed together.
-    state = [{("c", i)} for i in range(16)]
-    for i in range(8):
-        state[8 + i] = state[8 + i] ^ {("b", i)}
-    for _ in range(8):
-        top = state[15]
-        state = [set()] + state[:15]
-        for bit in range(16):
-            if (CRC16_POLY >> bit) & 1:
-                state[bit] = state[bit] ^ top
-    sources = {"c": crc, "b": byte}
-
-    def xor(terms):
-        value = None
-        for kind, index in sorted(terms):
-            bit = sources[kind][index]
-            value = bit if value is None else value ^ bit
-        return value if value is not None else 0
-
-    return Cat(*(xor(terms) for terms in state))
+def crc16_processor() -> crc.Processor:
+    """A fresh byte-at-a-time CRC-16 generator (``start``, ``data``, ``valid`` in; ``crc`` out)."""
+    return CRC16.create()

@@ -28,16 +28,16 @@ from amaranth.hdl import Cat, EnableInserter, Module, Mux, Shape, Signal, unsign
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from sw.contract.codes import MAX_CODE_BITS
+
 from .params import check_bool, check_choice, check_int
 from .popcount import ARCHS, popcount_max_stages, popcount_tree
 
-__all__ = ["DotProduct", "MODES", "MAX_CODE_BITS"]
+__all__ = ["DotProduct", "MODES"]
 
 #: ``"parallel"``: every plane pair at once; ``"serial"``: one plane pair per cycle.
 MODES = ("parallel", "serial")
 
-#: DoReFa codes have 1..8 bits (32 means "not quantized" and never reaches a PE).
-MAX_CODE_BITS = 8
 
 
 def _sum(values):

@@ -4,12 +4,13 @@
 Bytes come in on a stream; the receiver hunts for ``SYNC``, takes ``CMD``,
 ``TAG`` and ``LEN``, checks ``LEN`` against ``max_payload``, writes the
 payload into the caller's request buffer (``wr``) while it runs the
-CRC-16/CCITT-FALSE over ``CMD .. CRC_L`` (zero for a good frame), and
-reports each frame as one event on ``o``::
+CRC-16/CCITT-FALSE over ``CMD .. payload`` and compares it with ``CRC_H
+CRC_L`` (the same test as a zero CRC over ``CMD .. CRC_L``), and reports
+each frame as one event on ``o``::
 
     status = BAD_LENGTH   LEN > max_payload: reported right after LEN_H; no
                           payload is taken, hunting resumes at the next byte
-    status = BAD_CRC      the CRC over CMD .. CRC_L is not zero
+    status = BAD_CRC      the CRC over CMD .. payload is not CRC_H CRC_L
     status = OK           a good frame: LEN payload bytes are in the buffer
                           at addresses 0 .. LEN - 1
 
@@ -30,9 +31,9 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.protocol import LOAD_HEADER, MAX_PAYLOAD, SYNC, Status
+from sw.contract.link import FRAME_FIELDS, LOAD_HEADER, MAX_PAYLOAD, SYNC, Status
 
-from .crc16 import CRC16_INIT, crc16_next
+from .crc16 import crc16_processor
 from .params import check_int
 
 __all__ = ["FrameReceiver"]
@@ -80,11 +81,12 @@ class FrameReceiver(wiring.Component):
         self._timeout = check_int("timeout", timeout, 1)
         self._head_bytes = check_int("head_bytes", head_bytes, 0, max_payload)
         self._wr_layout = data.StructLayout({"addr": range(max_payload), "data": unsigned(8)})
+        frame = {f.name: unsigned(8 * f.size) for f in FRAME_FIELDS.fields}
         self._event_layout = data.StructLayout({
             "status": unsigned(8),
-            "cmd": unsigned(8),
-            "tag": unsigned(8),
-            "length": unsigned(16),
+            "cmd": frame["code"],
+            "tag": frame["tag"],
+            "length": frame["length"],
             "head": data.ArrayLayout(unsigned(8), head_bytes),
         })
         super().__init__({
@@ -106,9 +108,11 @@ class FrameReceiver(wiring.Component):
         take = Signal()
         m.d.comb += take.eq(self.i.valid & self.i.ready)
 
-        crc = Signal(16, init=CRC16_INIT)
-        crc_next = Signal(16)
-        m.d.comb += crc_next.eq(crc16_next(crc, byte))
+        # The CRC of CMD .. payload (registered: the CRC bytes are not fed to
+        # it), compared with CRC_H (held) and CRC_L as CRC_L arrives.
+        m.submodules.crc = crc16 = crc16_processor()
+        crc_h = Signal(8)
+        m.d.comb += crc16.data.eq(byte)
         count = Signal(range(self._max_payload + 1))  # payload bytes taken
         idle = Signal(range(self._timeout))  # cycles with no byte offered
 
@@ -124,12 +128,13 @@ class FrameReceiver(wiring.Component):
             with m.Else():
                 m.d.sync += idle.eq(idle + 1)
 
-        def header_byte(update, next_state):
-            """Take one byte (its CRC included), then go to ``next_state``."""
+        def header_byte(update, next_state, crc=True):
+            """Take one byte (into the CRC if ``crc``), then go to ``next_state``."""
             idle_timeout()
             m.d.comb += self.i.ready.eq(1)
             with m.If(take):
-                m.d.sync += [crc.eq(crc_next), *update]
+                m.d.comb += crc16.valid.eq(crc)
+                m.d.sync += update
                 m.next = next_state
 
         with m.FSM():
@@ -137,7 +142,7 @@ class FrameReceiver(wiring.Component):
                 m.d.sync += idle.eq(0)
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(take & (byte == SYNC)):
-                    m.d.sync += crc.eq(CRC16_INIT)
+                    m.d.comb += crc16.start.eq(1)
                     m.next = "CMD"
             with m.State("CMD"):
                 header_byte([event.cmd.eq(byte)], "TAG")
@@ -150,7 +155,8 @@ class FrameReceiver(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
                 length = Cat(event.length[:8], byte)
                 with m.If(take):
-                    m.d.sync += [crc.eq(crc_next), event.length[8:].eq(byte), count.eq(0)]
+                    m.d.comb += crc16.valid.eq(1)
+                    m.d.sync += [event.length[8:].eq(byte), count.eq(0)]
                     with m.If(length > self._max_payload):
                         m.d.sync += event.status.eq(Status.BAD_LENGTH)
                         m.next = "EVENT"
@@ -167,19 +173,21 @@ class FrameReceiver(wiring.Component):
                     self.i.ready.eq(self.wr.ready),
                 ]
                 with m.If(take):
-                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1)]
+                    m.d.comb += crc16.valid.eq(1)
+                    m.d.sync += count.eq(count + 1)
                     if self._head_bytes:
                         with m.If(count < self._head_bytes):
                             m.d.sync += event.head[count].eq(byte)
                     with m.If(count == event.length - 1):
                         m.next = "CRC_H"
             with m.State("CRC_H"):
-                header_byte([], "CRC_L")
+                header_byte([crc_h.eq(byte)], "CRC_L", crc=False)
             with m.State("CRC_L"):
                 idle_timeout()
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(take):
-                    m.d.sync += event.status.eq(Mux(crc_next == 0, Status.OK, Status.BAD_CRC))
+                    good = Cat(byte, crc_h) == crc16.crc
+                    m.d.sync += event.status.eq(Mux(good, Status.OK, Status.BAD_CRC))
                     m.next = "EVENT"
             with m.State("EVENT"):
                 m.d.comb += self.o.valid.eq(1)

@@ -1,6 +1,6 @@
 """Frame transmitter of the host link: wraps a reply body in ``SYNC`` and the CRC.
 
-The body is everything the CRC covers (:mod:`sw.protocol`)::
+The body is everything the CRC covers (:mod:`sw.protocol`, :mod:`sw.contract.link`)::
 
     body:  STATUS TAG LEN_L LEN_H payload...          (last: on its final byte)
     out:   SYNC   STATUS TAG LEN_L LEN_H payload... CRC_H CRC_L
@@ -15,9 +15,9 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.protocol import SYNC
+from sw.contract.link import CRC_SIZE, SYNC
 
-from .crc16 import CRC16_INIT, crc16_next
+from .crc16 import crc16_processor
 
 __all__ = ["FrameTransmitter", "BODY_LAYOUT"]
 
@@ -52,7 +52,9 @@ class FrameTransmitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        crc = Signal(16, init=CRC16_INIT)
+        m.submodules.crc = crc16 = crc16_processor()
+        crc = crc16.crc  # of the body so far (registered)
+        assert len(crc) == 8 * CRC_SIZE
         sent = Signal()
         m.d.comb += sent.eq(self.o.valid & self.o.ready)
 
@@ -60,7 +62,7 @@ class FrameTransmitter(wiring.Component):
             with m.State("SYNC"):
                 m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(SYNC)]
                 with m.If(sent):
-                    m.d.sync += crc.eq(CRC16_INIT)
+                    m.d.comb += crc16.start.eq(1)
                     m.next = "BODY"
             with m.State("BODY"):
                 m.d.comb += [
@@ -68,8 +70,8 @@ class FrameTransmitter(wiring.Component):
                     self.o.payload.eq(self.i.payload.data),
                     self.i.ready.eq(self.o.ready),
                 ]
+                m.d.comb += [crc16.data.eq(self.i.payload.data), crc16.valid.eq(sent)]
                 with m.If(sent):
-                    m.d.sync += crc.eq(crc16_next(crc, self.i.payload.data))
                     with m.If(self.i.payload.last):
                         m.next = "CRC_H"
             with m.State("CRC_H"):

@@ -24,11 +24,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sw.numeric import levels
-from sw.prng import NOISE_BITS, STATE_BITS
+from sw.contract.codes import levels
+from sw.contract.prng import DEFAULT_SEED, NOISE_BITS, STATE_BITS
 
 from .params import check_int
-from .prng import DEFAULT_SEED, XorShift32, check_seed
+from .prng import XorShift32, check_seed
 
 __all__ = ["GradientQuantizer", "MAX_WIDTH", "input_layout", "output_layout"]
 

@@ -39,7 +39,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .dot_product import MAX_CODE_BITS, DotProduct
+from sw.contract.codes import MAX_CODE_BITS
+
+from .dot_product import DotProduct
 from .params import check_bool, check_int
 
 __all__ = ["MacArray", "Product"]

@@ -1,7 +1,7 @@
 """Streaming max-pool on activation codes, bit-exact with :func:`sw.intref.maxpool_codes`.
 
 Pooling runs after the threshold unit: quantization is monotone, so the max of
-codes is the code of the max (paper Eqn 15) and only ``abits``-bit codes need
+codes is the code of the max (paper Eqn 15) and only ``act_bits``-bit codes need
 storing.  The ``kernel x kernel`` window is separable, so the unit is two
 passes of one sliding-window max along one axis:
 
@@ -21,12 +21,12 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from sw.contract.codes import MAX_CODE_BITS
+
 from .params import check_int
 
-__all__ = ["MaxPool", "MAX_ABITS"]
+__all__ = ["MaxPool"]
 
-#: Code bitwidths the unit supports (``1 .. MAX_ABITS``).
-MAX_ABITS = 8
 
 
 def _max_tree(values):
@@ -54,12 +54,12 @@ class _SlidingMax(wiring.Component):
     the read port's transparency.
     """
 
-    def __init__(self, abits, kernel, stride, length, depth):
-        self._abits, self._kernel, self._stride = abits, kernel, stride
+    def __init__(self, act_bits, kernel, stride, length, depth):
+        self._act_bits, self._kernel, self._stride = act_bits, kernel, stride
         self._length, self._depth = length, depth
         super().__init__({
-            "i": In(stream.Signature(unsigned(abits))),
-            "o": Out(stream.Signature(unsigned(abits))),
+            "i": In(stream.Signature(unsigned(act_bits))),
+            "o": Out(stream.Signature(unsigned(act_bits))),
         })
 
     def elaborate(self, platform):
@@ -92,7 +92,7 @@ class _SlidingMax(wiring.Component):
 
         # Stage 1: the code, whether it closes a window, and its lane's history.
         valid_1 = Signal()
-        code_1 = Signal(self._abits)
+        code_1 = Signal(self._act_bits)
         closes_1 = Signal()
         lane_1 = Signal.like(lane)
         with m.If(advance):
@@ -104,7 +104,7 @@ class _SlidingMax(wiring.Component):
         else:
             # Rows older than the window are never read: a window closes only
             # after `kernel - 1` fresh positions, so no clearing is needed.
-            history = Memory(shape=data.ArrayLayout(self._abits, kernel - 1), depth=self._depth, init=[])
+            history = Memory(shape=data.ArrayLayout(self._act_bits, kernel - 1), depth=self._depth, init=[])
             m.submodules.history = history
             write = history.write_port()
             read = history.read_port(transparent_for=(write,))
@@ -121,11 +121,11 @@ class _SlidingMax(wiring.Component):
 
 
 class MaxPool(wiring.Component):
-    """Streaming ``kernel x kernel`` max-pool with ``stride`` on ``abits``-bit codes.
+    """Streaming ``kernel x kernel`` max-pool with ``stride`` on ``act_bits``-bit codes.
 
     Parameters
     ----------
-    abits : int
+    act_bits : int
         Code bitwidth, 1..8.
     channels : int
         Channels ``C`` >= 1.
@@ -139,12 +139,12 @@ class MaxPool(wiring.Component):
 
     Ports
     -----
-    i : ``In(stream.Signature(unsigned(abits)))``
+    i : ``In(stream.Signature(unsigned(act_bits)))``
         One code per transfer in raster order, channels fastest: for ``y`` in
         ``0..H-1``, for ``x`` in ``0..W-1``, for ``c`` in ``0..C-1``, code
         ``x[c][y][x]``: a conv layer's output stream after the threshold unit.
         Frames follow each other with no gap or marker.
-    o : ``Out(stream.Signature(unsigned(abits)))``
+    o : ``Out(stream.Signature(unsigned(act_bits)))``
         The pooled codes in the same order over the ``OH x OW`` output map:
         for ``oy``, for ``ox``, for ``c``, ``max`` of
         ``x[c][oy*s + dy][ox*s + dx]`` over ``dy, dx`` in ``0..k-1``.
@@ -152,14 +152,14 @@ class MaxPool(wiring.Component):
     Latency and throughput: one input code per cycle; a pooled code is offered
     4 cycles (:attr:`latency`) after the code that completes its window was
     taken.  Each pass stalls as a whole while its output is valid and not
-    ready.  Storage: ``C * (k - 1) * abits`` bits for the row pass and
-    ``OW * C * (k - 1) * abits`` bits of line buffer, in :class:`Memory`.
+    ready.  Storage: ``C * (k - 1) * act_bits`` bits for the row pass and
+    ``OW * C * (k - 1) * act_bits`` bits of line buffer, in :class:`Memory`.
     Reset (mid-frame too) restarts at the top-left pixel of a frame; memory
     contents are stale but never read before being rewritten.
     """
 
-    def __init__(self, abits, channels, height, width, kernel, stride=None):
-        self._abits = check_int("abits", abits, 1, MAX_ABITS)
+    def __init__(self, act_bits, channels, height, width, kernel, stride=None):
+        self._act_bits = check_int("act_bits", act_bits, 1, MAX_CODE_BITS)
         self._channels = check_int("channels", channels, 1)
         self._kernel = check_int("kernel", kernel, 1)
         self._stride = kernel if stride is None else check_int("stride", stride, 1)
@@ -169,13 +169,13 @@ class MaxPool(wiring.Component):
             raise ValueError(f"the feature map (height x width = {height} x {width}) must be at "
                              f"least the {kernel} x {kernel} window")
         super().__init__({
-            "i": In(stream.Signature(unsigned(abits))),
-            "o": Out(stream.Signature(unsigned(abits))),
+            "i": In(stream.Signature(unsigned(act_bits))),
+            "o": Out(stream.Signature(unsigned(act_bits))),
         })
 
     @property
-    def abits(self):
-        return self._abits
+    def act_bits(self):
+        return self._act_bits
 
     @property
     def channels(self):
@@ -213,10 +213,10 @@ class MaxPool(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # Along the row: lanes are the channels, positions the columns.
-        m.submodules.rows = rows = _SlidingMax(self._abits, self._kernel, self._stride,
+        m.submodules.rows = rows = _SlidingMax(self._act_bits, self._kernel, self._stride,
                                                length=self._width, depth=self._channels)
         # Down the columns: lanes are (ox, c) of a row of window maxes, positions the rows.
-        m.submodules.columns = columns = _SlidingMax(self._abits, self._kernel, self._stride,
+        m.submodules.columns = columns = _SlidingMax(self._act_bits, self._kernel, self._stride,
                                                      length=self._height,
                                                      depth=self.out_width * self._channels)
         wiring.connect(m, wiring.flipped(self.i), rows.i)

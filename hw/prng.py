@@ -1,4 +1,5 @@
-"""xorshift32 gradient-noise generator: the hardware twin of :class:`sw.prng.XorShift32`.
+"""xorshift32 gradient-noise generator: the hardware twin of :class:`sw.prng.XorShift32`
+(its constants, :data:`SHIFTS` and :data:`DEFAULT_SEED` included: :mod:`sw.contract.prng`).
 
 One step of Marsaglia's xorshift32 with shifts (13, 17, 5)::
 
@@ -11,17 +12,11 @@ from amaranth.hdl import Module, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.prng import NOISE_BITS, STATE_BITS
+from sw.contract.prng import DEFAULT_SEED, NOISE_BITS, SHIFTS, STATE_BITS
 
 from .params import check_int
 
 __all__ = ["XorShift32", "DEFAULT_SEED", "SHIFTS", "check_seed", "xorshift32_step"]
-
-#: Marsaglia's shift triple, the one :func:`sw.prng._step` uses (the tests prove they agree).
-SHIFTS = (13, 17, 5)
-
-#: Reset state when none is given: the seed of Marsaglia's "Xorshift RNGs" paper.
-DEFAULT_SEED = 2463534242
 
 
 def check_seed(seed) -> int:

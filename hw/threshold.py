@@ -1,7 +1,7 @@
 """Threshold activation unit: scale, BatchNorm, clip and quantize as integer comparisons.
 
 :func:`sw.numeric.fold_thresholds` turns a layer's accumulator scale and the
-per-channel BN affine ``(alpha, beta)`` into ``n_a = 2**abits - 1`` integer
+per-channel BN affine ``(alpha, beta)`` into ``n_a = 2**act_bits - 1`` integer
 thresholds ``T[c][1..n_a]`` and a direction per channel.  This unit applies
 them, exactly :func:`sw.numeric.apply_thresholds`::
 
@@ -18,17 +18,17 @@ Two implementations share the ports (``variant=``):
     (:func:`hw.popcount.popcount_tree`).  Correct for *any* thresholds,
     ordered or not.  Threshold ``i`` of every channel lives in memory ``i``.
 ``"search"``
-    A pipelined binary search: ``abits`` stages of one comparator each.  Stage
-    ``j`` decides code bit ``abits - 1 - j`` by comparing against one threshold
+    A pipelined binary search: ``act_bits`` stages of one comparator each.  Stage
+    ``j`` decides code bit ``act_bits - 1 - j`` by comparing against one threshold
     of level ``j`` of the perfect binary tree over ``T[1..n_a]``, held in its own
     memory of ``channels * 2**j`` one-threshold rows, so each stage reads a
-    single threshold (block-RAM friendly): ``abits`` comparators instead of
-    ``2**abits - 1``, paid for by a ``2**j``-way mux per level on the load
+    single threshold (block-RAM friendly): ``act_bits`` comparators instead of
+    ``2**act_bits - 1``, paid for by a ``2**j``-way mux per level on the load
     path.  It needs *monotone* thresholds (ascending for direction +1,
     descending for -1), which is what ``fold_thresholds`` makes: the folded
     code is monotone in ``acc``, so the passed thresholds are always
     ``T[1..code]``.  (yosys ``synth_ice40 -noabc``, 16 channels, 12-bit
-    accumulators: 385 vs 259 LUTs at ``abits = 3``, 3072 vs 1101 at 6.)
+    accumulators: 385 vs 259 LUTs at ``act_bits = 3``, 3072 vs 1101 at 6.)
 
 Both compare against a key instead of the raw threshold: for direction -1 the
 unit stores ``~T`` and compares ``~acc >= ~T``, which is ``acc <= T`` (bitwise
@@ -42,15 +42,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from sw.contract.codes import MAX_CODE_BITS, levels
+
 from .params import check_choice, check_int
 from .popcount import popcount_tree
 
-__all__ = ["ThresholdUnit", "VARIANTS", "MAX_ABITS"]
+__all__ = ["ThresholdUnit", "VARIANTS"]
 
 #: The implementations :class:`ThresholdUnit` offers.
 VARIANTS = ("parallel", "search")
-#: Activation bitwidths the unit supports (``1 .. MAX_ABITS``).
-MAX_ABITS = 8
 
 
 def _check_acc_range(acc_range):
@@ -76,7 +76,7 @@ class ThresholdUnit(wiring.Component):
 
     Parameters
     ----------
-    abits : int
+    act_bits : int
         Activation bitwidth ``A``, 1..8; ``n_a = 2**A - 1`` thresholds per channel.
     channels : int
         Number of channels ``C`` (>= 1), each with its own thresholds and direction.
@@ -115,8 +115,8 @@ class ThresholdUnit(wiring.Component):
     while ``o`` is valid and not ready; ``i.ready`` is ``~o.valid | o.ready``.
     """
 
-    def __init__(self, abits, channels, acc_range, *, variant="parallel"):
-        self._abits = check_int("abits", abits, 1, MAX_ABITS)
+    def __init__(self, act_bits, channels, acc_range, *, variant="parallel"):
+        self._act_bits = check_int("act_bits", act_bits, 1, MAX_CODE_BITS)
         self._channels = check_int("channels", channels, 1)
         self._acc_range = _check_acc_range(acc_range)
         self._variant = check_choice("variant", variant, VARIANTS)
@@ -127,15 +127,15 @@ class ThresholdUnit(wiring.Component):
 
         super().__init__({
             "i": In(stream.Signature(self.input_layout)),
-            "o": Out(stream.Signature(unsigned(self._abits))),
+            "o": Out(stream.Signature(unsigned(self._act_bits))),
             "load": In(stream.Signature(self.load_layout)),
         })
 
     # ------------------------------------------------------------------ parameters
 
     @property
-    def abits(self):
-        return self._abits
+    def act_bits(self):
+        return self._act_bits
 
     @property
     def channels(self):
@@ -152,8 +152,8 @@ class ThresholdUnit(wiring.Component):
 
     @property
     def levels(self):
-        """``n_a = 2**abits - 1``, the number of thresholds per channel."""
-        return (1 << self._abits) - 1
+        """``n_a = 2**act_bits - 1``, the number of thresholds per channel."""
+        return levels(self._act_bits)
 
     @property
     def acc_shape(self):
@@ -178,12 +178,12 @@ class ThresholdUnit(wiring.Component):
     @property
     def latency(self):
         """Cycles from taking an accumulator to offering its code, with no stalls."""
-        return 3 if self._variant == "parallel" else self._abits + 1
+        return 3 if self._variant == "parallel" else self._act_bits + 1
 
     @property
     def load_cycles(self):
         """Cycles one ``load`` record occupies the port."""
-        return 1 if self._variant == "parallel" else 1 << (self._abits - 1)
+        return 1 if self._variant == "parallel" else 1 << (self._act_bits - 1)
 
     # ------------------------------------------------------------------ gateware
 
@@ -262,19 +262,19 @@ class ThresholdUnit(wiring.Component):
             ]
 
     def _elaborate_search(self, m, advance, step, valid_1, key_1):
-        abits = self._abits
+        act_bits = self._act_bits
         load = self.load.payload
 
         # Level j of the tree holds, for each prefix p of the code's top j bits,
-        # the threshold that decides the next bit: T[(2p + 1) * 2**(abits - 1 - j)],
+        # the threshold that decides the next bit: T[(2p + 1) * 2**(act_bits - 1 - j)],
         # at address (p, channel).  Load cycle `step` writes prefix `step` of every
-        # level that has one, so a record takes 2**(abits - 1) cycles.
+        # level that has one, so a record takes 2**(act_bits - 1) cycles.
         levels = []
-        for j in range(abits):
+        for j in range(act_bits):
             memory = Memory(shape=self._threshold_shape, depth=self._channels << j, init=[])
             m.submodules[f"level{j}"] = memory
             levels.append(memory)
-            choices = [load.thresholds[((2 * p + 1) << (abits - 1 - j)) - 1] for p in range(1 << j)]
+            choices = [load.thresholds[((2 * p + 1) << (act_bits - 1 - j)) - 1] for p in range(1 << j)]
             threshold = choices[0] if j == 0 else Array(choices)[step[:j]]
             write = memory.write_port()
             m.d.comb += [
@@ -297,7 +297,7 @@ class ThresholdUnit(wiring.Component):
                 with m.If(advance):
                     m.d.sync += [stage_valid.eq(valid), stage_key.eq(key), stage_prefix.eq(prefix)]
                 valid, key, prefix = stage_valid, stage_key, stage_prefix
-            if j < abits - 1:  # the last stage addresses no further level
+            if j < act_bits - 1:  # the last stage addresses no further level
                 stage_channel = Signal(range(self._channels), name=f"channel_{stage}")
                 with m.If(advance):
                     m.d.sync += stage_channel.eq(channel)

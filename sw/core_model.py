@@ -11,26 +11,16 @@ compare the core's reply bytes with this model's.
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 import numpy as np
 import torch
 
 from . import protocol as P
 from .bitplanes import signed_matmul
+from .contract.codes import levels, levels_or_none
+from .contract.core import CORE_DEFAULTS, CoreConfig
 from .numeric import apply_thresholds
 
-__all__ = ["CoreModel", "CORE_DEFAULTS"]
-
-#: The core's default capabilities, the one definition for the model
-#: (:class:`CoreModel`), the gateware (:class:`hw.core.TrainingCore`, which
-#: re-exports it) and the board builds.  Sized for the block RAM of an iCE40
-#: UP5K (30 EBRs of 4 kbit): the 32 x 256 matrix of 8-bit codes is 64 kbit
-#: (16 EBRs), the 1 KiB request buffer 2, the thresholds of 32 rows at up
-#: to 4 activation bits (32 x 16 int32) 4 (see :mod:`hw.core`).  Read-only:
-#: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.
-CORE_DEFAULTS = MappingProxyType(dict(max_rows=32, max_cols=256, max_bits=8, pe=4, simd=8, max_payload=1024,
-                                      max_act_bits=4))
+__all__ = ["CoreModel", "CORE_DEFAULTS"]  # CORE_DEFAULTS: the contract's (sw.contract.core)
 
 
 class CoreModel:
@@ -46,15 +36,12 @@ class CoreModel:
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S):
-        self.info = P.CoreInfo(P.PROTOCOL_VERSION, int(max_bits), int(pe), int(simd), int(max_rows),
-                               int(max_cols), int(max_payload), int(max_act_bits))
-        try:
-            self.info.check()
-        except P.FramingError as e:
-            raise ValueError(str(e).replace("core capabilities break the protocol", "bad core limits")) from None
-        levels = (1 << self.info.max_bits) - 1
-        if self.info.max_cols * levels * levels >= 1 << 31:
-            raise ValueError(f"max_cols {max_cols} with {max_bits}-bit codes can overflow int32 accumulators")
+        config = CoreConfig(int(max_rows), int(max_cols), int(max_bits), int(pe), int(simd), int(max_payload),
+                            int(max_act_bits))
+        problems = config.problems()
+        if problems:
+            raise ValueError("bad core limits: " + "; ".join(problems))
+        self.info = config.info()
         self.rx_idle_timeout = float(rx_idle_timeout)
         self._decoder = P.FrameDecoder(self.info.max_payload, backtrack=False)
         self._last_rx = None
@@ -210,8 +197,8 @@ class CoreModel:
             return error(P.Status.BAD_LENGTH)
         vectors = P.unpack_codes(h.data, h.bits, h.count * cols).reshape(h.count, cols)
         matrix = self._matrix.reshape(rows, cols)
-        out = signed_matmul(vectors, _levels(h.bits) if h.signed else None, h.bits,
-                            matrix, _levels(m_bits) if m_flags & P.FLAG_SIGNED else None, m_bits)
+        out = signed_matmul(vectors, levels_or_none(h.bits, h.signed), h.bits,
+                            matrix, levels_or_none(m_bits, m_flags & P.FLAG_SIGNED), m_bits)
         self.stats["vectors"] += h.count
         self.stats["macs"] += h.count * rows * cols
         if not h.activate:
@@ -241,14 +228,10 @@ class CoreModel:
             return error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
         if h.offset == 0:
             self._t_bits = h.bits
-            self._thresholds = np.zeros((self.info.max_rows, (1 << h.bits) - 1), dtype=np.int64)
+            self._thresholds = np.zeros((self.info.max_rows, levels(h.bits)), dtype=np.int64)
             self._negative = np.zeros(self.info.max_rows, dtype=bool)
         thresholds, negative = h.rows()
         self._thresholds[h.offset:h.offset + h.count] = thresholds
         self._negative[h.offset:h.offset + h.count] = negative
         self._t_loaded = h.offset + h.count
         return P.Status.OK, self._t_loaded.to_bytes(2, "little")
-
-
-def _levels(bits: int) -> int:
-    return (1 << bits) - 1

@@ -24,7 +24,8 @@ import torch
 
 from . import protocol as P
 from .intref import GemmEngine
-from .protocol import CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError
+from .protocol import (CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError,
+                       check_core_info)
 
 __all__ = ["Transport", "LoopbackTransport", "SerialTransport", "CoreClient", "CoreEngine",
            "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError"]
@@ -228,7 +229,7 @@ class CoreClient:
     def ping(self) -> CoreInfo:
         """The core's capabilities (checked against the protocol's invariants)."""
         info = P.decode_ping_reply(self.request(P.Cmd.PING))
-        info.check()
+        check_core_info(info)
         self._info = info
         return info
 

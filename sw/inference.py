@@ -10,7 +10,7 @@ training checkpoint, runs its test set through
   max-pool on codes,
 
 and compares every block's activation codes and the logits.  The contract
-(DESIGN.md) is equality: any differing code is reported as a mismatch.
+(the README's verification contract) is equality: any differing code is reported as a mismatch.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The numeric contract: the one definition of every number the hardware makes.
 
-Training (:mod:`sw.golden`), the integer reference (:mod:`sw.intref`), the host
-driver and every testbench scoreboard import these functions; nothing else
-re-derives them.  See ``DESIGN.md`` for the prose version.
+Training (:mod:`sw.layers`, :mod:`sw.quantizers`), the integer reference
+(:mod:`sw.intref`), the host driver and every testbench scoreboard import
+these functions; nothing else re-derives them.  The code widths and
+``levels`` are the contract's (:mod:`sw.contract.codes`), re-exported here;
+the README's "numeric contract" is the prose version.
 
 All functions take torch tensors (the integer reference converts at its
 boundary).  The order of floating-point operations inside each function is
@@ -16,39 +18,22 @@ Bitwidths: every W, A, G is one of :data:`ALLOWED_BITS` (1..8, or 32 meaning
 
 from __future__ import annotations
 
-
 import torch
 
-from .prng import NOISE_BITS
+from .contract.codes import ALLOWED_BITS, FULL_PRECISION, check_bits, levels
+from .contract.prng import NOISE_BITS
 
 __all__ = [
     "ALLOWED_BITS", "FULL_PRECISION", "NOISE_BITS",
-    "check_bits", "is_quantized", "levels", "parse_bits",
+    "check_bits", "levels", "parse_bits",
     "round_half_up", "quantize_k",
     "weight_unit_interval", "weight_codes", "weight_values",
     "activation_codes", "activation_scale",
-    "gradient_scale", "gradient_codes", "gradient_values", "noise_from_draws",
+    "gradient_scale", "gradient_codes", "gradient_values",
     "product_scale", "accumulator_to_value", "affine", "bn_affine",
     "backward_input_values", "backward_weight_values",
     "activation_from_accumulator", "fold_thresholds", "apply_thresholds",
 ]
-
-FULL_PRECISION = 32
-ALLOWED_BITS = (1, 2, 3, 4, 5, 6, 7, 8, FULL_PRECISION)
-
-
-def check_bits(bits, what: str = "bitwidth") -> int:
-    """Return ``bits`` as an int, or raise ``ValueError`` naming the allowed values."""
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        try:
-            if isinstance(bits, bool) or int(bits) != bits:
-                raise ValueError
-            bits = int(bits)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what} must be one of 1..8 or 32 (no quantization), got {bits!r}") from None
-    if bits not in ALLOWED_BITS:
-        raise ValueError(f"{what} must be one of 1..8 or 32 (no quantization), got {bits}")
-    return bits
 
 
 def parse_bits(text: str) -> tuple[int, int, int]:
@@ -61,18 +46,6 @@ def parse_bits(text: str) -> tuple[int, int, int]:
     except ValueError:
         raise ValueError(f"bits must be 'W,A,G' with integers 1..8 or 32, got {text!r}") from None
     return tuple(check_bits(v, what) for v, what in zip(values, ("W", "A", "G")))
-
-
-def is_quantized(bits: int) -> bool:
-    return check_bits(bits) != FULL_PRECISION
-
-
-def levels(bits: int) -> int:
-    """``n = 2**k - 1``, the largest code of a k-bit quantizer."""
-    bits = check_bits(bits)
-    if bits == FULL_PRECISION:
-        raise ValueError("32 bits means 'not quantized': there are no codes")
-    return (1 << bits) - 1
 
 
 # --------------------------------------------------------------------------- rounding
@@ -140,12 +113,6 @@ def activation_codes(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- gradients
-
-def noise_from_draws(r: torch.Tensor) -> torch.Tensor:
-    """Uniform noise ``u = (r - 2**15) / 2**16`` in ``[-1/2, 1/2)`` from 16-bit draws ``r``."""
-    half = 1 << (NOISE_BITS - 1)
-    return (r.to(torch.float64) - half) / (1 << NOISE_BITS)
-
 
 def gradient_scale(g: torch.Tensor) -> torch.Tensor:
     """Per-sample ``m = max|g|`` over all non-batch axes (shape ``(B,)``)."""
@@ -259,13 +226,13 @@ def backward_weight_values(partials: torch.Tensor, m: torch.Tensor, a_scale: tor
 
 # --------------------------------------------------------------------------- fused activation unit
 
-def activation_from_accumulator(acc, scale, alpha, beta, abits: int) -> torch.Tensor:
+def activation_from_accumulator(acc, scale, alpha, beta, act_bits: int) -> torch.Tensor:
     """Activation codes of the float path for integer accumulators ``acc`` (B, C, ...):
     ``activation_codes(affine(accumulator_to_value(acc, scale), alpha, beta))``."""
-    return activation_codes(affine(accumulator_to_value(acc, scale), alpha, beta), abits)
+    return activation_codes(affine(accumulator_to_value(acc, scale), alpha, beta), act_bits)
 
 
-def fold_thresholds(scale, alpha, beta, abits: int, acc_min: int, acc_max: int):
+def fold_thresholds(scale, alpha, beta, act_bits: int, acc_min: int, acc_max: int):
     """Fold scale, BN (``alpha``, ``beta`` per channel), clip and quantize into thresholds.
 
     Returns ``(thresholds, direction)``: ``thresholds`` is int64 ``(C, n_a)``,
@@ -280,14 +247,14 @@ def fold_thresholds(scale, alpha, beta, abits: int, acc_min: int, acc_max: int):
     integer unit equals the float path for every accumulator in that range.
     Unreachable levels get ``acc_max + 1`` (positive) or ``acc_min - 1`` (negative).
     """
-    n = levels(abits)
+    n = levels(act_bits)
     alpha = alpha.detach().to(torch.float32).reshape(-1)
     beta = beta.detach().to(torch.float32).reshape(-1)
     channels = alpha.numel()
     level = torch.arange(1, n + 1, dtype=torch.int64).reshape(1, n)
 
     def code_at(acc):  # acc: (C, n) int64; channels sit on axis 1 in the float path
-        return activation_from_accumulator(acc.t(), scale, alpha, beta, abits).t()
+        return activation_from_accumulator(acc.t(), scale, alpha, beta, act_bits).t()
 
     direction = torch.where(alpha < 0, -1, 1).to(torch.int64)
     positive = (direction > 0).reshape(-1, 1)

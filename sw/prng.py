@@ -1,4 +1,5 @@
-"""The gradient-noise PRNG shared by software and hardware.
+"""The gradient-noise PRNG shared by software and hardware (its constants and
+step: :mod:`sw.contract.prng`).
 
 Marsaglia's xorshift32 with shifts (13, 17, 5)::
 
@@ -20,18 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .contract.prng import NOISE_BITS, STATE_BITS
+from .contract.prng import STATE_MASK as _MASK
+from .contract.prng import step as _step
+
 __all__ = ["XorShift32", "NOISE_BITS", "STATE_BITS"]
-
-STATE_BITS = 32
-NOISE_BITS = 16
-_MASK = (1 << STATE_BITS) - 1
-
-
-def _step(state: int) -> int:
-    state ^= (state << 13) & _MASK
-    state ^= state >> 17
-    state ^= (state << 5) & _MASK
-    return state
 
 
 class _BitMatrix:

@@ -1,6 +1,8 @@
-r"""The host link of the training core: one definition for the gateware, its
-testbenches, the Python core model (:mod:`sw.core_model`) and the host driver
-(:mod:`sw.driver`).
+r"""The host link of the training core: its description and the host's codecs,
+for the testbenches, the Python core model (:mod:`sw.core_model`) and the host
+driver (:mod:`sw.driver`).  Its numbers (constants, codes, flag bits, CRC
+parameters, header field tables) are the contract's, :mod:`sw.contract.link`,
+which the gateware imports too.
 
 The core is a GEMM co-processor on integer codes.  The host loads a matrix
 ``M`` (``rows x cols`` codes) and streams vectors ``v`` (``cols`` codes each);
@@ -176,10 +178,18 @@ from __future__ import annotations
 
 import binascii
 import enum
-import struct
 from dataclasses import dataclass
 
 import numpy as np
+
+from .contract.codes import MAX_CODE_BITS, levels
+from .contract.core import CoreInfo
+from .contract.link import (ACC_BYTES, CRC_INIT, CRC_POLY, CRC_SIZE, CRC_WIDTH, DIRECTION_NEGATIVE, ERROR_FIELDS,
+                            ERROR_PAYLOAD, FLAG_ACTIVATE, FRAME_FIELDS, FLAG_SIGNED, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS,
+                            LOAD_HEADER, MAX_PAYLOAD, OVERHEAD, PING_REPLY, PROTOCOL_VERSION,
+                            RUN_FIELDS, RUN_HEADER, RX_IDLE_TIMEOUT_S, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS,
+                            THRESHOLD_HEADER, Cmd, Detail, Status, activation_reply_size, packed_size,
+                            threshold_record_size)
 
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "MAX_PAYLOAD", "MAX_CODE_BITS",
@@ -189,7 +199,7 @@ __all__ = [
     "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError",
     "crc16_update", "crc16", "encode_frame", "Frame", "FrameError", "FrameDecoder",
     "packed_size", "pack_codes", "unpack_codes",
-    "CoreInfo", "LoadMatrix", "Run", "LoadThresholds",
+    "CoreInfo", "check_core_info", "LoadMatrix", "Run", "LoadThresholds",
     "encode_ping_reply", "decode_ping_reply", "encode_load_matrix", "decode_load_matrix_header",
     "encode_run", "decode_run_header", "encode_accumulators", "decode_accumulators",
     "threshold_record_size", "encode_load_thresholds", "decode_load_thresholds_header",
@@ -197,66 +207,11 @@ __all__ = [
     "encode_error", "decode_error",
 ]
 
-PROTOCOL_VERSION = 2     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING
-SYNC = 0xA5
-HEADER_SIZE = 5          # SYNC, CMD/STATUS, TAG, LEN (u16 LE)
-CRC_SIZE = 2
-OVERHEAD = HEADER_SIZE + CRC_SIZE
-MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
-MAX_CODE_BITS = 8
-ACC_BYTES = 4            # int32 accumulators
-RX_IDLE_TIMEOUT_S = 0.1  # a core drops a partial frame after this idle gap (0.01 .. 0.5 s allowed)
-HOST_RECOVERY_S = 0.5    # a host waits this long after a lost reply before its next request
-
-LOAD_HEADER = 12
-RUN_HEADER = 4
-THRESHOLD_HEADER = 6
-THRESHOLD_BYTES = 4      # int32 thresholds
-PING_REPLY = 13
-ERROR_PAYLOAD = 2
-FLAG_SIGNED = 0x01       # LOAD_MATRIX, RUN: codes read as 2q - n
-FLAG_ACTIVATE = 0x02     # RUN: reply activation codes (thresholds) instead of accumulators
-DIRECTION_NEGATIVE = 0x01  # LOAD_THRESHOLDS record byte: direction -1 (acc <= T)
-
-_LOAD = struct.Struct("<HHBBIH")
-_RUN = struct.Struct("<HBB")
-_THRESHOLDS = struct.Struct("<HHBB")
-_PING = struct.Struct("<BBHHHHHB")
-assert _LOAD.size == LOAD_HEADER and _RUN.size == RUN_HEADER and _PING.size == PING_REPLY
-assert _THRESHOLDS.size == THRESHOLD_HEADER
-
-
-class Cmd(enum.IntEnum):
-    """Request byte 1."""
-    PING = 0x01
-    RESET = 0x02
-    LOAD_MATRIX = 0x03
-    RUN = 0x04
-    LOAD_THRESHOLDS = 0x05
-
-
-class Status(enum.IntEnum):
-    """Reply byte 1."""
-    OK = 0x00
-    BAD_CRC = 0x01
-    BAD_LENGTH = 0x02
-    BAD_COMMAND = 0x03
-    BAD_PARAMS = 0x04
-    BAD_STATE = 0x05
-
-
-class Detail(enum.IntEnum):
-    """Second byte of an error reply's payload: which field or rule failed."""
-    NONE = 0x00
-    ROWS = 0x01
-    COLS = 0x02
-    BITS = 0x03
-    FLAGS = 0x04
-    COUNT = 0x05
-    SEQUENCE = 0x06       # LOAD_MATRIX offset > 0 not continuing the matrix being loaded
-    REPLY_TOO_BIG = 0x07  # RUN: 4 * count * rows > max_payload
-    NO_MATRIX = 0x08      # RUN or LOAD_THRESHOLDS before a complete LOAD_MATRIX
-    NO_THRESHOLDS = 0x09  # RUN with activate before thresholds for every row of the matrix
+# The constants, enums, sizes and header field tables are the contract's
+# (:mod:`sw.contract.link`), re-exported here; the codecs below are built
+# from its field tables.
+_CRC_TOP = 1 << (CRC_WIDTH - 1)
+_CRC_MASK = (1 << CRC_WIDTH) - 1
 
 
 # --------------------------------------------------------------------------- exceptions
@@ -314,15 +269,17 @@ def _name(value) -> str:
 
 def crc16_update(crc: int, byte: int) -> int:
     """One byte of CRC-16/CCITT-FALSE, bit by bit (the hardware's loop)."""
-    crc ^= (byte & 0xFF) << 8
+    crc ^= (byte & 0xFF) << (CRC_WIDTH - 8)
     for _ in range(8):
-        crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        crc &= 0xFFFF
+        crc = ((crc << 1) ^ CRC_POLY) if crc & _CRC_TOP else (crc << 1)
+        crc &= _CRC_MASK
     return crc
 
 
-def crc16(data, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE of ``data`` (``crc16(b"123456789") == 0x29B1``)."""
+def crc16(data, crc: int = CRC_INIT) -> int:
+    """CRC-16/CCITT-FALSE of ``data`` (``crc16(b"123456789") == 0x29B1``): ``binascii``'s
+    CRC-CCITT is this polynomial, unreflected, without a final xor (tested against the
+    contract's parameters)."""
     return binascii.crc_hqx(bytes(data), crc)
 
 
@@ -333,8 +290,8 @@ def encode_frame(code: int, payload=b"", tag: int = 0) -> bytes:
         raise ValueError(f"payload of {len(payload)} bytes exceeds the protocol's {MAX_PAYLOAD}")
     if not 0 <= int(code) <= 0xFF or not 0 <= int(tag) <= 0xFF:
         raise ValueError(f"code and tag are bytes, got code={code!r}, tag={tag!r}")
-    body = bytes((int(code), int(tag))) + struct.pack("<H", len(payload)) + payload
-    return bytes((SYNC,)) + body + struct.pack(">H", crc16(body))
+    frame = FRAME_FIELDS.pack(SYNC, int(code), int(tag), len(payload)) + payload
+    return frame + crc16(frame[1:]).to_bytes(CRC_SIZE, "big")
 
 
 @dataclass(frozen=True)
@@ -397,7 +354,7 @@ class FrameDecoder:
                 del buf[:start]
             if len(buf) < HEADER_SIZE:
                 break
-            code, tag, length = buf[1], buf[2], buf[3] | buf[4] << 8
+            _, code, tag, length = FRAME_FIELDS.unpack(buf)
             if length > self.max_payload:
                 events.append(FrameError(Status.BAD_LENGTH, code, tag, length))
                 del buf[:1 if self.backtrack else HEADER_SIZE]
@@ -415,11 +372,6 @@ class FrameDecoder:
 
 
 # --------------------------------------------------------------------------- code packing
-
-def packed_size(count: int, bits: int) -> int:
-    """Bytes of ``count`` codes of ``bits`` bits, densely packed."""
-    return (int(count) * int(bits) + 7) // 8
-
 
 def _check_code_bits(bits) -> int:
     if isinstance(bits, bool) or int(bits) != bits or not 1 <= int(bits) <= MAX_CODE_BITS:
@@ -457,55 +409,23 @@ def _flags(signed: bool) -> int:
     return FLAG_SIGNED if signed else 0
 
 
-@dataclass(frozen=True)
-class CoreInfo:
-    """What PING reports."""
-    version: int
-    max_bits: int
-    pe: int
-    simd: int
-    max_rows: int
-    max_cols: int
-    max_payload: int
-    max_act_bits: int = 0  # widest activation code of the threshold stage; 0: no stage
-
-    def check(self) -> None:
-        """Raise :class:`FramingError` if the core breaks the protocol's invariants."""
-        problems = []
-        if self.version != PROTOCOL_VERSION:
-            problems.append(f"protocol version {self.version}, this host speaks {PROTOCOL_VERSION}")
-        if not 1 <= self.max_bits <= MAX_CODE_BITS:
-            problems.append(f"max_bits {self.max_bits} not in 1..{MAX_CODE_BITS}")
-        if self.max_rows < 1 or self.max_cols < 1 or self.pe < 1 or self.simd < 1:
-            problems.append("max_rows, max_cols, pe and simd must be >= 1")
-        if not LOAD_HEADER + 1 <= self.max_payload <= MAX_PAYLOAD:
-            problems.append(f"max_payload {self.max_payload} not in {LOAD_HEADER + 1}..{MAX_PAYLOAD}")
-        if self.max_payload < RUN_HEADER + packed_size(self.max_cols, self.max_bits):
-            problems.append(f"one vector of {self.max_cols} {self.max_bits}-bit codes does not fit "
-                            f"a {self.max_payload}-byte payload")
-        if self.max_payload < ACC_BYTES * self.max_rows:
-            problems.append(f"one reply of {self.max_rows} accumulators does not fit a "
-                            f"{self.max_payload}-byte payload")
-        if not 0 <= self.max_act_bits <= MAX_CODE_BITS:
-            problems.append(f"max_act_bits {self.max_act_bits} not in 0..{MAX_CODE_BITS}")
-        elif self.max_act_bits and self.max_payload < THRESHOLD_HEADER + threshold_record_size(self.max_act_bits):
-            problems.append(f"the thresholds of one row at {self.max_act_bits} activation bits "
-                            f"({threshold_record_size(self.max_act_bits)} bytes) do not fit a "
-                            f"{self.max_payload}-byte payload")
-        if problems:
-            raise FramingError("core capabilities break the protocol: " + "; ".join(problems))
+def check_core_info(info: CoreInfo) -> None:
+    """Raise :class:`FramingError` if a core's PING breaks the protocol
+    (:meth:`sw.contract.core.CoreInfo.problems`)."""
+    problems = info.problems()
+    if problems:
+        raise FramingError("core capabilities break the protocol: " + "; ".join(problems))
 
 
 def encode_ping_reply(info: CoreInfo) -> bytes:
-    return _PING.pack(info.version, info.max_bits, info.pe, info.simd, info.max_rows, info.max_cols,
-                      info.max_payload, info.max_act_bits)
+    return info.pack()
 
 
 def decode_ping_reply(payload: bytes) -> CoreInfo:
     if len(payload) != PING_REPLY:
         raise FramingError(f"PING reply has {len(payload)} payload bytes, expected {PING_REPLY}"
                            f"{' (a protocol version 1 core?)' if len(payload) == 12 else ''}")
-    return CoreInfo(*_PING.unpack(payload))
+    return CoreInfo.unpack(payload)
 
 
 @dataclass(frozen=True)
@@ -527,12 +447,12 @@ class LoadMatrix:
 def encode_load_matrix(rows: int, cols: int, bits: int, signed: bool, offset: int, codes) -> bytes:
     """LOAD_MATRIX payload carrying ``codes`` (flat, row-major) from ``offset``."""
     codes = np.asarray(codes).ravel()
-    return _LOAD.pack(rows, cols, bits, _flags(signed), offset, codes.size) + pack_codes(codes, bits)
+    return LOAD_FIELDS.pack(rows, cols, bits, _flags(signed), offset, codes.size) + pack_codes(codes, bits)
 
 
 def decode_load_matrix_header(payload: bytes) -> LoadMatrix:
     """Fields of a LOAD_MATRIX payload (``len(payload) >= LOAD_HEADER``); no validation."""
-    rows, cols, bits, flags, offset, count = _LOAD.unpack_from(payload)
+    rows, cols, bits, flags, offset, count = LOAD_FIELDS.unpack(payload)
     return LoadMatrix(rows, cols, bits, flags, offset, count, bytes(payload[LOAD_HEADER:]))
 
 
@@ -559,12 +479,12 @@ def encode_run(bits: int, signed: bool, vectors, *, activate: bool = False) -> b
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be (count, cols), got shape {vectors.shape}")
     flags = _flags(signed) | (FLAG_ACTIVATE if activate else 0)
-    return _RUN.pack(vectors.shape[0], bits, flags) + pack_codes(vectors, bits)
+    return RUN_FIELDS.pack(vectors.shape[0], bits, flags) + pack_codes(vectors, bits)
 
 
 def decode_run_header(payload: bytes) -> Run:
     """Fields of a RUN payload (``len(payload) >= RUN_HEADER``); no validation."""
-    count, bits, flags = _RUN.unpack_from(payload)
+    count, bits, flags = RUN_FIELDS.unpack(payload)
     return Run(count, bits, flags, bytes(payload[RUN_HEADER:]))
 
 
@@ -584,11 +504,6 @@ def decode_accumulators(payload: bytes, count: int, rows: int) -> np.ndarray:
     return np.frombuffer(payload, dtype="<i4").astype(np.int64).reshape(count, rows)
 
 
-def threshold_record_size(bits: int) -> int:
-    """Bytes of one row's LOAD_THRESHOLDS record at ``bits`` activation bits."""
-    return 1 + THRESHOLD_BYTES * ((1 << int(bits)) - 1)
-
-
 @dataclass(frozen=True)
 class LoadThresholds:
     """A LOAD_THRESHOLDS header (``data`` = the row records that follow it)."""
@@ -601,7 +516,7 @@ class LoadThresholds:
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """``(thresholds (count, n_a) int64, negative (count,) bool)`` of the records
         (``data`` must hold ``count`` whole records)."""
-        n = (1 << self.bits) - 1
+        n = levels(self.bits)
         size = threshold_record_size(self.bits)
         records = np.frombuffer(self.data[:self.count * size], dtype=np.uint8).reshape(self.count, size)
         negative = (records[:, 0] & DIRECTION_NEGATIVE) != 0
@@ -615,7 +530,7 @@ def encode_load_thresholds(offset: int, bits: int, thresholds, negative) -> byte
     bits = _check_code_bits(bits)
     thresholds = np.asarray(thresholds)
     negative = np.asarray(negative).astype(bool).ravel()
-    n = (1 << bits) - 1
+    n = levels(bits)
     if thresholds.ndim != 2 or thresholds.shape[1] != n or thresholds.shape[0] != negative.size:
         raise ValueError(f"thresholds must be (rows, {n}) for {bits} activation bits with one direction "
                          f"per row, got {thresholds.shape} and {negative.size} directions")
@@ -624,18 +539,13 @@ def encode_load_thresholds(offset: int, bits: int, thresholds, negative) -> byte
     records = np.empty((negative.size, threshold_record_size(bits)), dtype=np.uint8)
     records[:, 0] = np.where(negative, DIRECTION_NEGATIVE, 0)
     records[:, 1:] = thresholds.astype("<i4").view(np.uint8).reshape(negative.size, -1)
-    return _THRESHOLDS.pack(offset, negative.size, bits, 0) + records.tobytes()
+    return THRESHOLD_FIELDS.pack(offset, negative.size, bits, 0) + records.tobytes()
 
 
 def decode_load_thresholds_header(payload: bytes) -> LoadThresholds:
     """Fields of a LOAD_THRESHOLDS payload (``len(payload) >= THRESHOLD_HEADER``); no validation."""
-    offset, count, bits, flags = _THRESHOLDS.unpack_from(payload)
+    offset, count, bits, flags = THRESHOLD_FIELDS.unpack(payload)
     return LoadThresholds(offset, count, bits, flags, bytes(payload[THRESHOLD_HEADER:]))
-
-
-def activation_reply_size(count: int, rows: int, bits: int) -> int:
-    """Payload bytes of an activated RUN's reply."""
-    return packed_size(int(count) * int(rows), bits)
 
 
 def decode_activations(payload: bytes, count: int, rows: int, bits: int) -> np.ndarray:
@@ -648,7 +558,7 @@ def decode_activations(payload: bytes, count: int, rows: int, bits: int) -> np.n
 
 
 def encode_error(command: int, detail: int = 0) -> bytes:
-    return bytes((int(command) & 0xFF, int(detail) & 0xFF))
+    return ERROR_FIELDS.pack(int(command) & 0xFF, int(detail) & 0xFF)
 
 
 def decode_error(status: int, payload: bytes, command: int) -> CoreError:

@@ -5,7 +5,7 @@ from hw.maxpool import MaxPool
 from sim.cocotb_runner import run_cocotb
 from tb.entry import on_each_simulator
 
-# (abits, channels, height, width, kernel, stride, frames): per simulator,
+# (act_bits, channels, height, width, kernel, stride, frames): per simulator,
 # 10,408 input codes (4,120 pooled codes) in the random-stream test, plus two
 # frames per config in each of the full-rate and reset tests.
 CONFIGS = [
@@ -21,21 +21,21 @@ SLOW_CONFIGS = [
 ]
 
 
-def run(simulator, abits, channels, height, width, kernel, stride, frames, seed):
-    dut = MaxPool(abits, channels, height, width, kernel, stride)
-    run_cocotb(dut, toplevel=f"maxpool_a{abits}_c{channels}_{height}x{width}_k{kernel}s{stride}",
+def run(simulator, act_bits, channels, height, width, kernel, stride, frames, seed):
+    dut = MaxPool(act_bits, channels, height, width, kernel, stride)
+    run_cocotb(dut, toplevel=f"maxpool_a{act_bits}_c{channels}_{height}x{width}_k{kernel}s{stride}",
                test_module="tb.maxpool.test_maxpool", simulator=simulator,
-               config={"abits": abits, "channels": channels, "height": height, "width": width,
+               config={"act_bits": act_bits, "channels": channels, "height": height, "width": width,
                        "kernel": kernel, "stride": stride, "latency": dut.latency,
                        "frames": frames, "seed": seed})
 
 
-@on_each_simulator("abits, channels, height, width, kernel, stride, frames", CONFIGS)
-def test_maxpool(simulator, abits, channels, height, width, kernel, stride, frames):
-    run(simulator, abits, channels, height, width, kernel, stride, frames, seed=abits * 100 + channels)
+@on_each_simulator("act_bits, channels, height, width, kernel, stride, frames", CONFIGS)
+def test_maxpool(simulator, act_bits, channels, height, width, kernel, stride, frames):
+    run(simulator, act_bits, channels, height, width, kernel, stride, frames, seed=act_bits * 100 + channels)
 
 
-@on_each_simulator("abits, channels, height, width, kernel, stride, frames", SLOW_CONFIGS, slow=True)
-def test_maxpool_sweep(simulator, abits, channels, height, width, kernel, stride, frames):
-    run(simulator, abits, channels, height, width, kernel, stride, frames,
-        seed=abits * 100 + channels + 1)
+@on_each_simulator("act_bits, channels, height, width, kernel, stride, frames", SLOW_CONFIGS, slow=True)
+def test_maxpool_sweep(simulator, act_bits, channels, height, width, kernel, stride, frames):
+    run(simulator, act_bits, channels, height, width, kernel, stride, frames,
+        seed=act_bits * 100 + channels + 1)

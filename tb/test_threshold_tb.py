@@ -5,7 +5,7 @@ from hw.threshold import ThresholdUnit
 from sim.cocotb_runner import run_cocotb
 from tb.entry import on_each_simulator
 
-# (abits, channels, acc_range, variant, random vectors): per simulator, 10,012
+# (act_bits, channels, acc_range, variant, random vectors): per simulator, 10,012
 # accumulators in the random-stream test (vectors rounded up to whole pixels of
 # two layers), plus ~760 per config in the full-rate and reset tests.
 CONFIGS = [
@@ -22,11 +22,11 @@ SLOW_CONFIGS = [
 ]
 
 
-def run(simulator, abits, channels, acc_range, variant, vectors, seed):
-    dut = ThresholdUnit(abits, channels, acc_range, variant=variant)
-    run_cocotb(dut, toplevel=f"threshold_{variant}_a{abits}_c{channels}_r{len(acc_range)}",
+def run(simulator, act_bits, channels, acc_range, variant, vectors, seed):
+    dut = ThresholdUnit(act_bits, channels, acc_range, variant=variant)
+    run_cocotb(dut, toplevel=f"threshold_{variant}_a{act_bits}_c{channels}_r{len(acc_range)}",
                test_module="tb.threshold.test_threshold", simulator=simulator,
-               config={"abits": abits, "channels": channels, "variant": variant,
+               config={"act_bits": act_bits, "channels": channels, "variant": variant,
                        "acc_min": acc_range.start, "acc_max": acc_range.stop - 1,
                        "latency": dut.latency,
                        "channel_bits": len(dut.i.payload.channel),
@@ -35,11 +35,11 @@ def run(simulator, abits, channels, acc_range, variant, vectors, seed):
                        "vectors": vectors, "seed": seed})
 
 
-@on_each_simulator("abits, channels, acc_range, variant, vectors", CONFIGS)
-def test_threshold(simulator, abits, channels, acc_range, variant, vectors):
-    run(simulator, abits, channels, acc_range, variant, vectors, seed=abits * 100 + channels)
+@on_each_simulator("act_bits, channels, acc_range, variant, vectors", CONFIGS)
+def test_threshold(simulator, act_bits, channels, acc_range, variant, vectors):
+    run(simulator, act_bits, channels, acc_range, variant, vectors, seed=act_bits * 100 + channels)
 
 
-@on_each_simulator("abits, channels, acc_range, variant, vectors", SLOW_CONFIGS, slow=True)
-def test_threshold_sweep(simulator, abits, channels, acc_range, variant, vectors):
-    run(simulator, abits, channels, acc_range, variant, vectors, seed=abits * 100 + channels + 1)
+@on_each_simulator("act_bits, channels, acc_range, variant, vectors", SLOW_CONFIGS, slow=True)
+def test_threshold_sweep(simulator, act_bits, channels, acc_range, variant, vectors):
+    run(simulator, act_bits, channels, acc_range, variant, vectors, seed=act_bits * 100 + channels + 1)

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, fields
 from types import MappingProxyType
 
 from .codes import MAX_CODE_BITS, levels
-from .link import (ACC_BYTES, LOAD_HEADER, MAX_PAYLOAD, PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER,
-                   packed_size, threshold_record_size)
+from .link import (ACC_BYTES, LOAD_HEADER, MAX_PAYLOAD, PING_FIELDS, PROTOCOL_VERSION, RUN_HEADER,
+                   THRESHOLD_HEADER, packed_size, threshold_record_size)
 
 __all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "ACC_LIMIT"]
 
@@ -99,6 +99,15 @@ class CoreInfo:
         if self.version != PROTOCOL_VERSION:
             problems.append(f"protocol version {self.version}, this host speaks {PROTOCOL_VERSION}")
         return problems + self.config.problems()
+
+    def pack(self) -> bytes:
+        """PING's reply payload (:data:`sw.contract.link.PING_FIELDS`)."""
+        return PING_FIELDS.pack(*(getattr(self, name) for name in PING_FIELDS.names))
+
+    @classmethod
+    def unpack(cls, payload) -> "CoreInfo":
+        """Inverse of :meth:`pack` (``payload`` of ``PING_FIELDS.size`` bytes or more)."""
+        return cls(*PING_FIELDS.unpack(payload))
 
 
 #: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only

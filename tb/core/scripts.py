@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sw import protocol as P
+from sw.contract.codes import levels_or_none
 from sw.bitplanes import signed_matmul
 from sw.core_model import CoreModel
 
@@ -174,10 +175,6 @@ def thresholds_for(rng, acc, a_bits, limit: int) -> tuple[np.ndarray, np.ndarray
     return out, negative
 
 
-def _levels(bits, signed):
-    return (1 << bits) - 1 if signed else None
-
-
 def act_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, a_bits, vectors, *, chunk=None,
                t_chunk=None, params=SMALL, thresholds=None) -> list:
     """LOAD_MATRIX frames of a random ``rows x cols`` matrix, LOAD_THRESHOLDS
@@ -188,7 +185,7 @@ def act_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, a_bits, vect
     matrix = codes(rng, m_bits, (rows, cols))
     vecs = codes(rng, v_bits, (vectors, cols))
     # Where the accumulators lie, to aim the thresholds (the model computes the codes).
-    acc = signed_matmul(vecs, _levels(v_bits, v_signed), v_bits, matrix, _levels(m_bits, m_signed), m_bits)
+    acc = signed_matmul(vecs, levels_or_none(v_bits, v_signed), v_bits, matrix, levels_or_none(m_bits, m_signed), m_bits)
     limit = cols * ((1 << m_bits) - 1) * ((1 << v_bits) - 1)
     t, negative = (thresholds or (lambda a, lim: thresholds_for(rng, a, a_bits, lim)))(acc, limit)
     script = load_frames(matrix, m_bits, m_signed, chunk=chunk, max_payload=params["max_payload"])

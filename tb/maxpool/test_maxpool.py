@@ -1,7 +1,7 @@
 """cocotb tests of :class:`hw.maxpool.MaxPool` against ``sw.intref.maxpool_codes``.
 
 Run through ``tb/test_maxpool_tb.py``; :func:`sim.cocotb_runner.tb_config`
-gives ``abits``, ``channels``, ``height``, ``width``, ``kernel``, ``stride``,
+gives ``act_bits``, ``channels``, ``height``, ``width``, ``kernel``, ``stride``,
 ``latency``, ``frames`` and ``seed``.  Codes go in raster order with channels
 fastest (``(B, C, H, W)`` sent as ``(B, H, W, C)``), frames back to back, and
 come out in the same order over the pooled map.  Test functions are named
@@ -27,7 +27,7 @@ def random_frames(config, seed, count) -> np.ndarray:
     """Uniform, sparse (a lone large code must win from every tap) and dense
     (the top code almost everywhere) frames, in turn."""
     rng = np.random.default_rng(seed)
-    top = (1 << config["abits"]) - 1
+    top = (1 << config["act_bits"]) - 1
     shape = (count, config["channels"], config["height"], config["width"])
     frames = rng.integers(0, top + 1, shape)
     rare = rng.random(shape) < 0.15

@@ -1,7 +1,7 @@
 """cocotb tests of :class:`hw.threshold.ThresholdUnit` against ``sw.numeric``.
 
 Run through ``tb/test_threshold_tb.py``; :func:`sim.cocotb_runner.tb_config`
-gives ``abits``, ``channels``, ``acc_min``, ``acc_max``, ``variant``,
+gives ``act_bits``, ``channels``, ``acc_min``, ``acc_max``, ``variant``,
 ``latency``, the port field widths (``channel_bits``, ``acc_bits``,
 ``threshold_bits``), ``vectors`` and ``seed``.  Payloads are packed here from
 the documented layouts (first field in the low bits), independently of the
@@ -26,7 +26,7 @@ class Layer:
     """Random scale and BN parameters of ``channels`` channels, folded into thresholds."""
 
     def __init__(self, config, seed):
-        self.abits, self.channels = config["abits"], config["channels"]
+        self.act_bits, self.channels = config["act_bits"], config["channels"]
         self.acc_min, self.acc_max = config["acc_min"], config["acc_max"]
         self._config = config
         gen = torch.Generator().manual_seed(seed)
@@ -40,7 +40,7 @@ class Layer:
         self.beta = torch.where(sign == 0, -0.2 + 1.4 * torch.rand(self.channels, generator=gen),
                                 -1 + 2 * torch.rand(self.channels, generator=gen))
         self.thresholds, self.direction = fold_thresholds(
-            self.scale, self.alpha, self.beta, self.abits, self.acc_min, self.acc_max)
+            self.scale, self.alpha, self.beta, self.act_bits, self.acc_min, self.acc_max)
 
     def load_payloads(self):
         """``load`` payloads: ``channel``, ``negative``, then ``thresholds[0..n_a-1]``."""
@@ -75,7 +75,7 @@ class Layer:
 
     def codes(self, acc):
         codes = apply_thresholds(acc, self.thresholds, self.direction)
-        float_path = activation_from_accumulator(acc, self.scale, self.alpha, self.beta, self.abits)
+        float_path = activation_from_accumulator(acc, self.scale, self.alpha, self.beta, self.act_bits)
         assert torch.equal(codes, float_path), "sw: thresholds disagree with the float path"
         return codes.reshape(-1).tolist()
 
@@ -94,7 +94,7 @@ async def random_stream(dut):
     rng = random.Random(seed)
     loader, driver, monitor = await bring_up(dut, seed + 1, inputs=("load", "i"),
                                              gap=0.3, stall=0.3)
-    scoreboard = Scoreboard(f"threshold {config['variant']} A={config['abits']}", dut._log)
+    scoreboard = Scoreboard(f"threshold {config['variant']} A={config['act_bits']}", dut._log)
     monitor.start()
     for index in range(2):
         layer = Layer(config, seed + 10 * index)

@@ -12,7 +12,7 @@ from amaranth.hdl import ClockDomain, Module, UnusedElaboratable
 
 from sim.amaranth_sim import simulate
 
-__all__ = ["unelaborated", "with_sync_domain", "levels_or_none", "stream_across_reset"]
+__all__ = ["unelaborated", "with_sync_domain", "stream_across_reset"]
 
 
 @contextmanager
@@ -39,10 +39,6 @@ def with_sync_domain(dut):
     return top, domain
 
 
-def levels_or_none(bits, signed_):
-    """One side's ``levels`` argument of :func:`sw.bitplanes.signed_matmul`:
-    ``2**bits - 1`` for signed odd codes, ``None`` for unsigned ones."""
-    return (1 << bits) - 1 if signed_ else None
 
 
 def stream_across_reset(dut, payloads, counts, *, cut, rng, reset_cycles=1, setup=None):

@@ -7,6 +7,7 @@ from hw.catalog import UNITS, build_unit, generate_verilog, parse_assignments, w
 from hw.core import CORE_DEFAULTS
 from sim.lint import LintError, lint_verilog
 from sw import core_model
+from sw.contract import core as contract_core
 
 
 @pytest.mark.parametrize("unit", sorted(UNITS))
@@ -24,7 +25,7 @@ def test_lint_catches_broken_verilog(tmp_path):
 
 
 @pytest.mark.parametrize("unit, bits, expected", [
-    ("threshold", "3", {"abits": 3}),
+    ("threshold", "3", {"act_bits": 3}),
     ("gradient_quantizer", "4", {"gbits": 4}),
     ("dot_product", "2,5", {"x_bits": 2, "y_bits": 5}),
     ("mac_array", "3", {"mem_bits": 3, "in_bits": 3}),
@@ -36,7 +37,7 @@ def test_bits_shorthand(unit, bits, expected):
 
 @pytest.mark.parametrize("unit", ["core", "uart_core"])
 def test_core_defaults_are_the_one_definition(unit):
-    assert CORE_DEFAULTS is core_model.CORE_DEFAULTS
+    assert CORE_DEFAULTS is contract_core.CORE_DEFAULTS
     defaults = UNITS[unit].defaults()
     assert {k: defaults[k] for k in CORE_DEFAULTS} == dict(CORE_DEFAULTS)
     assert core_model.CoreModel().info == build_unit("core").info
@@ -90,9 +91,9 @@ def test_assignments_are_typed():
 
 
 @pytest.mark.parametrize("unit, assignments, kwargs, message", [
-    ("threshold", ["nope=1"], {}, "no parameter 'nope'; allowed: abits"),
-    ("threshold", ["abits"], {}, "NAME=VALUE"),
-    ("threshold", ["abits=x"], {}, "must be an integer"),
+    ("threshold", ["nope=1"], {}, "no parameter 'nope'; allowed: act_bits"),
+    ("threshold", ["act_bits"], {}, "NAME=VALUE"),
+    ("threshold", ["act_bits=x"], {}, "must be an integer"),
     ("dot_product", ["mode=fast"], {}, "parallel, serial"),
     ("dot_product", [], {"bits": "1,2,3"}, "takes 2 values"),
     ("prng", [], {"bits": "2"}, "--bits does not apply to prng"),
@@ -109,4 +110,4 @@ def test_unknown_unit_lists_units():
 
 def test_out_of_range_parameter_gets_the_units_own_message():
     with pytest.raises(ValueError, match="1..8"):
-        build_unit("threshold", abits=9)
+        build_unit("threshold", act_bits=9)

@@ -25,11 +25,12 @@ from sim.core_transport import AmaranthCoreTransport
 import torch
 
 from sw.bitplanes import signed_matmul
-from sw.driver import CoreClient
 from sw import protocol as P
+from sw.contract.codes import levels_or_none
+from sw.driver import CoreClient
 from sw.core_model import CoreModel
 from sw.numeric import apply_thresholds
-from tests.hw.helpers import levels_or_none, unelaborated, with_sync_domain
+from tests.hw.helpers import unelaborated, with_sync_domain
 from tb.core.scripts import (INT32_MAX, INT32_MIN, SMALL, Idle, Reset, act_run_frame, act_script,
                              act_vectors_per_frame, bad_requests, bad_thresholds_requests, codes,
                              describe_replies, expected_replies, frame, fuzz_script, gemm_script, load_frames,
@@ -536,7 +537,7 @@ def test_defaults_fit_the_up5k_ebr():
     with unelaborated():
         core = TrainingCore()
         assert core.info == P.CoreInfo(P.PROTOCOL_VERSION, **CORE_DEFAULTS)
-        core.info.check()
+        assert core.info.problems() == []
         # 120 kbit of EBR: the matrix takes 16 blocks of 256 x 16, the vector
         # buffer 4 (64 bits wide), the request buffer 2, the thresholds 4
         # (32 rows x 16 slots of int32: 512 x 32 bits).

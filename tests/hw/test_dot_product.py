@@ -12,11 +12,12 @@ import pytest
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.sim import DomainReset
 
-from hw.dot_product import MAX_CODE_BITS, MODES, DotProduct
+from hw.dot_product import MODES, DotProduct
 from hw.popcount import popcount_max_stages
 from sim.amaranth_sim import simulate, stream_get, stream_get_n, stream_put_all
 from sw.bitplanes import signed_matmul
-from tests.hw.helpers import levels_or_none, unelaborated, with_sync_domain
+from sw.contract.codes import MAX_CODE_BITS, levels_or_none
+from tests.hw.helpers import unelaborated, with_sync_domain
 
 SIGNEDNESS = [(False, False), (True, False), (False, True), (True, True)]
 

@@ -13,7 +13,7 @@ def test_generate_writes_linted_verilog(tmp_path, capsys):
     assert status == 0
     text = out.read_text()
     assert "module dorefa_threshold" in text
-    assert "abits=3" in capsys.readouterr().out
+    assert "act_bits=3" in capsys.readouterr().out
 
 
 def test_generate_top_name(tmp_path):

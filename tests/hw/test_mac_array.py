@@ -15,7 +15,8 @@ from hw.dot_product import MODES
 from hw.mac_array import MacArray, Product
 from sim.amaranth_sim import simulate, stream_get, stream_get_n, stream_put_all
 from sw.bitplanes import signed_matmul
-from tests.hw.helpers import levels_or_none, unelaborated, with_sync_domain
+from sw.contract.codes import levels_or_none
+from tests.hw.helpers import unelaborated, with_sync_domain
 
 
 # --------------------------------------------------------------------------- reference

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from amaranth.hdl import unsigned
 
-from hw.maxpool import MAX_ABITS, MaxPool
+from hw.maxpool import MaxPool
 from sim.amaranth_sim import simulate, stream_get_n, stream_put_all
+from sw.contract.codes import MAX_CODE_BITS
 from sw.intref import maxpool_codes
 from tests.hw.helpers import stream_across_reset, unelaborated
 
@@ -23,11 +24,11 @@ def raster(codes):
     return np.asarray(codes).transpose(0, 2, 3, 1).reshape(-1).tolist()
 
 
-def random_frames(seed, abits, batch, channels, height, width):
+def random_frames(seed, act_bits, batch, channels, height, width):
     """Frame 0 uniform; frame 1 sparse (a lone large code must win from every
     tap); frame 2 dense (the top code almost everywhere); then uniform again."""
     rng = np.random.default_rng(seed)
-    top = (1 << abits) - 1
+    top = (1 << act_bits) - 1
     frames = rng.integers(0, top + 1, (batch, channels, height, width))
     rare = rng.random(frames.shape) < 0.15
     if batch >= 2:
@@ -70,20 +71,20 @@ SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("abits", range(1, MAX_ABITS + 1))
+@pytest.mark.parametrize("act_bits", range(1, MAX_CODE_BITS + 1))
 @pytest.mark.parametrize("channels, height, width, kernel, stride", SHAPES[:2])
-def test_bitwidths(abits, channels, height, width, kernel, stride):
-    frames = random_frames(abits, abits, 3, channels, height, width)
-    dut = MaxPool(abits, channels, height, width, kernel, stride)
-    assert run(dut, frames, seed=abits) == raster(maxpool_codes(frames, kernel, stride))
+def test_bitwidths(act_bits, channels, height, width, kernel, stride):
+    frames = random_frames(act_bits, act_bits, 3, channels, height, width)
+    dut = MaxPool(act_bits, channels, height, width, kernel, stride)
+    assert run(dut, frames, seed=act_bits) == raster(maxpool_codes(frames, kernel, stride))
 
 
-@pytest.mark.parametrize("abits", [1, 3, 8])
+@pytest.mark.parametrize("act_bits", [1, 3, 8])
 @pytest.mark.parametrize("channels, height, width, kernel, stride", SHAPES)
-def test_shapes(abits, channels, height, width, kernel, stride):
-    frames = random_frames(100 + abits, abits, 3, channels, height, width)
-    dut = MaxPool(abits, channels, height, width, kernel, stride)
-    assert run(dut, frames, seed=abits + channels) == raster(maxpool_codes(frames, kernel, stride))
+def test_shapes(act_bits, channels, height, width, kernel, stride):
+    frames = random_frames(100 + act_bits, act_bits, 3, channels, height, width)
+    dut = MaxPool(act_bits, channels, height, width, kernel, stride)
+    assert run(dut, frames, seed=act_bits + channels) == raster(maxpool_codes(frames, kernel, stride))
 
 
 @pytest.mark.parametrize("gap, stall", [(0.0, 0.8), (0.8, 0.0), (0.5, 0.5)])
@@ -98,9 +99,9 @@ def test_gaps_and_backpressure(gap, stall):
 def test_full_rate_latency(kernel, stride):
     """No gaps, no back-pressure: one code per cycle in; each pooled code
     :attr:`latency` cycles after the code that completes its window."""
-    abits, channels, height, width = 3, 2, 5, 6
-    frames = random_frames(11, abits, 2, channels, height, width)
-    dut = MaxPool(abits, channels, height, width, kernel, stride)
+    act_bits, channels, height, width = 3, 2, 5, 6
+    frames = random_frames(11, act_bits, 2, channels, height, width)
+    dut = MaxPool(act_bits, channels, height, width, kernel, stride)
     words = raster(frames)
     # The last input of window (oy, ox), channel c: pixel (oy*s + k - 1, ox*s + k - 1).
     completes = [((b * height + oy * stride + kernel - 1) * width + ox * stride + kernel - 1)
@@ -130,12 +131,12 @@ def test_full_rate_latency(kernel, stride):
 def test_reset_mid_frame(cut):
     """A reset mid-frame drops the partial frame; what came out before is a
     correct prefix and the next frame, from its top-left pixel, is exact."""
-    abits, channels, height, width, kernel, stride = 2, 3, 6, 6, 3, 1
-    frames = random_frames(cut, abits, 2, channels, height, width)
+    act_bits, channels, height, width, kernel, stride = 2, 3, 6, 6, 3, 1
+    frames = random_frames(cut, act_bits, 2, channels, height, width)
     words = [raster(frames[:1]), raster(frames[1:])]
     expected = [raster(maxpool_codes(frames[:1], kernel, stride)),
                 raster(maxpool_codes(frames[1:], kernel, stride))]
-    dut = MaxPool(abits, channels, height, width, kernel, stride)
+    dut = MaxPool(act_bits, channels, height, width, kernel, stride)
     got, _ = stream_across_reset(dut, words, [len(codes) for codes in expected], cut=cut,
                                  rng=random.Random(cut))
     assert got[0] == expected[0][:len(got[0])]
@@ -153,9 +154,9 @@ def test_ports_and_sizes():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"abits": 0}, r"abits must be in 1\.\.8, got 0"),
-    ({"abits": 9}, r"abits must be in 1\.\.8, got 9"),
-    ({"abits": 1.0}, r"abits must be an integer"),
+    ({"act_bits": 0}, r"act_bits must be in 1\.\.8, got 0"),
+    ({"act_bits": 9}, r"act_bits must be in 1\.\.8, got 9"),
+    ({"act_bits": 1.0}, r"act_bits must be an integer"),
     ({"channels": 0}, r"channels must be >= 1, got 0"),
     ({"height": 0}, r"height must be >= 1, got 0"),
     ({"width": None}, r"width must be an integer, got None"),
@@ -166,6 +167,6 @@ def test_ports_and_sizes():
     ({"height": 2}, r"feature map \(height x width = 2 x 6\) must be at least the 3 x 3 window"),
 ])
 def test_constructor_validation(kwargs, message):
-    args = {"abits": 2, "channels": 3, "height": 4, "width": 6, "kernel": 3, "stride": 1, **kwargs}
+    args = {"act_bits": 2, "channels": 3, "height": 4, "width": 6, "kernel": 3, "stride": 1, **kwargs}
     with unelaborated(), pytest.raises(ValueError, match=message):
         MaxPool(**args)

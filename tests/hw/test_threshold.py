@@ -13,8 +13,9 @@ import torch
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from hw.threshold import MAX_ABITS, VARIANTS, ThresholdUnit
+from hw.threshold import VARIANTS, ThresholdUnit
 from sim.amaranth_sim import simulate, stream_get_n, stream_put_all
+from sw.contract.codes import MAX_CODE_BITS
 from sw.numeric import activation_codes, activation_from_accumulator, apply_thresholds, fold_thresholds
 from tests.hw.helpers import stream_across_reset, unelaborated
 
@@ -26,8 +27,8 @@ PERIOD = 10e-9  # simulate()'s default clock
 class Layer:
     """Random scale and BN parameters for ``signs`` (+1, -1 or 0 per channel), folded."""
 
-    def __init__(self, gen, abits, acc_range, signs):
-        self.abits, self.acc_range = abits, acc_range
+    def __init__(self, gen, act_bits, acc_range, signs):
+        self.act_bits, self.acc_range = act_bits, acc_range
         span = max(1, len(acc_range) - 1)
         # Scale the accumulator range to about [-2, 2] before BN, so that
         # every code from 0 to n_a occurs, the clipped ends included.
@@ -38,7 +39,7 @@ class Layer:
         self.beta = torch.where(sign == 0, -0.2 + 1.4 * torch.rand(len(signs), generator=gen),
                                 -1 + 2 * torch.rand(len(signs), generator=gen))
         self.thresholds, self.direction = fold_thresholds(
-            self.scale, self.alpha, self.beta, abits, acc_range.start, acc_range.stop - 1)
+            self.scale, self.alpha, self.beta, act_bits, acc_range.start, acc_range.stop - 1)
 
     @property
     def channels(self):
@@ -52,7 +53,7 @@ class Layer:
     def codes(self, acc):
         """Expected codes for ``acc`` (B, C, ...): the integer path, checked against the float one."""
         codes = apply_thresholds(acc, self.thresholds, self.direction)
-        float_path = activation_from_accumulator(acc, self.scale, self.alpha, self.beta, self.abits)
+        float_path = activation_from_accumulator(acc, self.scale, self.alpha, self.beta, self.act_bits)
         assert torch.equal(codes, float_path), "sw: thresholds disagree with the float path"
         return codes
 
@@ -107,72 +108,72 @@ def run(dut, batches, *, seed, gap=0.3, stall=0.3):
     return got
 
 
-def sample_layer(seed, abits, channels, acc_range, signs=None):
+def sample_layer(seed, act_bits, channels, acc_range, signs=None):
     gen = torch.Generator().manual_seed(seed)
     if signs is None:
         signs = [(+1, -1, 0)[c % 3] for c in range(channels)]
-    return gen, Layer(gen, abits, acc_range, signs)
+    return gen, Layer(gen, act_bits, acc_range, signs)
 
 
-def acc_range_for(abits):
+def acc_range_for(act_bits):
     # Odd widths: an asymmetric range; even: a plain signed width.
-    return range(-37 * abits - 20, 29 * abits + 41) if abits % 2 else 10 + abits // 2
+    return range(-37 * act_bits - 20, 29 * act_bits + 41) if act_bits % 2 else 10 + act_bits // 2
 
 
 # --------------------------------------------------------------------------- tests
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("abits", range(1, MAX_ABITS + 1))
-def test_matches_sw(variant, abits):
+@pytest.mark.parametrize("act_bits", range(1, MAX_CODE_BITS + 1))
+def test_matches_sw(variant, act_bits):
     """Random layers of 5 channels (+, -, 0, +, - BN scales), accumulators in
     conv-output order, random valid gaps and back-pressure."""
     channels = 5
-    dut = ThresholdUnit(abits, channels, acc_range_for(abits), variant=variant)
-    gen, layer = sample_layer(abits, abits, channels, dut.acc_range)
+    dut = ThresholdUnit(act_bits, channels, acc_range_for(act_bits), variant=variant)
+    gen, layer = sample_layer(act_bits, act_bits, channels, dut.acc_range)
     # The 63- to 255-comparator banks are slow to simulate in Python: fewer vectors.
-    positions = 12 if variant == "parallel" and abits >= 6 else 60
+    positions = 12 if variant == "parallel" and act_bits >= 6 else 60
     acc = layer.accumulators(gen, 2, positions)
     items, codes = stream_order(acc, layer.codes(acc))
-    [got] = run(dut, [(layer.records(), items)], seed=abits)
+    [got] = run(dut, [(layer.records(), items)], seed=act_bits)
     assert got == codes
-    assert len(set(codes)) > 1 << (abits - 1) or abits > 6  # the stimulus reaches most codes
+    assert len(set(codes)) > 1 << (act_bits - 1) or act_bits > 6  # the stimulus reaches most codes
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("sign", [+1, -1, 0], ids=["positive", "negative", "zero"])
-@pytest.mark.parametrize("abits", [1, 3, 6])
-def test_bn_scale_sign(variant, sign, abits):
+@pytest.mark.parametrize("act_bits", [1, 3, 6])
+def test_bn_scale_sign(variant, sign, act_bits):
     """Every channel with a BN scale of one sign; a zero scale gives each
     channel the constant code of its ``beta``."""
     channels = 4
-    dut = ThresholdUnit(abits, channels, range(-200, 301), variant=variant)
-    gen, layer = sample_layer(10 + abits, abits, channels, dut.acc_range, [sign] * channels)
+    dut = ThresholdUnit(act_bits, channels, range(-200, 301), variant=variant)
+    gen, layer = sample_layer(10 + act_bits, act_bits, channels, dut.acc_range, [sign] * channels)
     assert torch.equal(layer.direction, torch.full((channels,), -1 if sign < 0 else 1))
     acc = layer.accumulators(gen, 1, 40)
     acc[0, :, :2] = torch.tensor([dut.acc_range.start, dut.acc_range.stop - 1])
     expected = layer.codes(acc)
     if sign == 0:
-        constant = activation_codes(layer.beta, abits).reshape(1, -1, 1)
+        constant = activation_codes(layer.beta, act_bits).reshape(1, -1, 1)
         assert torch.equal(expected, constant.expand_as(expected))
     items, codes = stream_order(acc, expected)
-    [got] = run(dut, [(layer.records(), items)], seed=20 + abits)
+    [got] = run(dut, [(layer.records(), items)], seed=20 + act_bits)
     assert got == codes
 
 
-@pytest.mark.parametrize("abits", [1, 2, 4, 5])
-def test_parallel_takes_any_thresholds(abits):
+@pytest.mark.parametrize("act_bits", [1, 2, 4, 5])
+def test_parallel_takes_any_thresholds(act_bits):
     """The comparator bank counts passed thresholds whatever their order."""
-    rng = random.Random(abits)
+    rng = random.Random(act_bits)
     channels, acc_range = 3, range(-20, 21)
-    levels = (1 << abits) - 1
+    levels = (1 << act_bits) - 1
     thresholds = torch.tensor([[rng.randint(-21, 21) for _ in range(levels)] for _ in range(channels)])
     direction = torch.tensor([1, -1, rng.choice([1, -1])])
-    acc = torch.randint(-20, 21, (1, channels, 50), generator=torch.Generator().manual_seed(abits))
+    acc = torch.randint(-20, 21, (1, channels, 50), generator=torch.Generator().manual_seed(act_bits))
     items, codes = stream_order(acc, apply_thresholds(acc, thresholds, direction))
     records = [{"channel": c, "negative": int(direction[c] < 0), "thresholds": thresholds[c].tolist()}
                for c in range(channels)]
-    dut = ThresholdUnit(abits, channels, acc_range, variant="parallel")
-    [got] = run(dut, [(records, items)], seed=abits)
+    dut = ThresholdUnit(act_bits, channels, acc_range, variant="parallel")
+    [got] = run(dut, [(records, items)], seed=act_bits)
     assert got == codes
 
 
@@ -191,10 +192,10 @@ ACC_RANGES = [
 def test_accumulator_ranges(variant, acc_range):
     """Narrow, one-sided and wide ranges; the range ends and every threshold
     (with its neighbours) are fed, sentinel thresholds included."""
-    abits = 3
-    dut = ThresholdUnit(abits, 3, acc_range, variant=variant)
+    act_bits = 3
+    dut = ThresholdUnit(act_bits, 3, acc_range, variant=variant)
     lo, hi = dut.acc_range.start, dut.acc_range.stop - 1
-    gen, layer = sample_layer(len(dut.acc_range), abits, 3, dut.acc_range)
+    gen, layer = sample_layer(len(dut.acc_range), act_bits, 3, dut.acc_range)
     probes = {lo, hi} | {int(t) + k for t in layer.thresholds.reshape(-1) for k in (-1, 0, 1)}
     probes = sorted(v for v in probes if lo <= v <= hi)
     acc = torch.tensor(probes).reshape(1, 1, -1).expand(1, 3, -1)
@@ -204,23 +205,23 @@ def test_accumulator_ranges(variant, acc_range):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("abits", [1, 4, 7])
-def test_single_channel(variant, abits):
-    dut = ThresholdUnit(abits, 1, 9, variant=variant)
-    gen, layer = sample_layer(30 + abits, abits, 1, dut.acc_range, [-1])
+@pytest.mark.parametrize("act_bits", [1, 4, 7])
+def test_single_channel(variant, act_bits):
+    dut = ThresholdUnit(act_bits, 1, 9, variant=variant)
+    gen, layer = sample_layer(30 + act_bits, act_bits, 1, dut.acc_range, [-1])
     acc = layer.accumulators(gen, 3, 20)
     items, codes = stream_order(acc, layer.codes(acc))
-    [got] = run(dut, [(layer.records(), items)], seed=abits, gap=0.5, stall=0.5)
+    [got] = run(dut, [(layer.records(), items)], seed=act_bits, gap=0.5, stall=0.5)
     assert got == codes
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_reload_between_layers(variant):
     """A second layer's thresholds replace the first's; channels not reloaded keep theirs."""
-    abits, channels = 4, 6
-    dut = ThresholdUnit(abits, channels, 12, variant=variant)
-    gen, first = sample_layer(40, abits, channels, dut.acc_range)
-    _, second = sample_layer(41, abits, channels, dut.acc_range, [-1, 0, 1, -1, 1, 1])
+    act_bits, channels = 4, 6
+    dut = ThresholdUnit(act_bits, channels, 12, variant=variant)
+    gen, first = sample_layer(40, act_bits, channels, dut.acc_range)
+    _, second = sample_layer(41, act_bits, channels, dut.acc_range, [-1, 0, 1, -1, 1, 1])
     acc = [first.accumulators(gen, 1, 25) for _ in range(3)]
     # Third batch: only channels 0..2 reloaded (to the first layer's values).
     mixed = torch.cat([first.codes(acc[2])[:, :3], second.codes(acc[2])[:, 3:]], dim=1)
@@ -232,12 +233,12 @@ def test_reload_between_layers(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("abits", [2, 5])
-def test_full_rate_latency(variant, abits):
+@pytest.mark.parametrize("act_bits", [2, 5])
+def test_full_rate_latency(variant, act_bits):
     """No gaps, no back-pressure: one code per cycle, :attr:`latency` cycles
     after its accumulator; a load record takes :attr:`load_cycles` cycles."""
-    dut = ThresholdUnit(abits, 3, 10, variant=variant)
-    gen, layer = sample_layer(50 + abits, abits, 3, dut.acc_range)
+    dut = ThresholdUnit(act_bits, 3, 10, variant=variant)
+    gen, layer = sample_layer(50 + act_bits, act_bits, 3, dut.acc_range)
     acc = layer.accumulators(gen, 1, 20)
     items, codes = stream_order(acc, layer.codes(acc))
     taken, given, got, load_cycles = [], [], [], []
@@ -276,9 +277,9 @@ def test_full_rate_latency(variant, abits):
 def test_reset_mid_stream(variant):
     """A reset with codes in flight drops them (what came out before is a
     correct prefix) and keeps the loaded thresholds: the next stream is exact."""
-    abits, channels = 3, 4
-    dut = ThresholdUnit(abits, channels, 11, variant=variant)
-    gen, layer = sample_layer(60, abits, channels, dut.acc_range)
+    act_bits, channels = 3, 4
+    dut = ThresholdUnit(act_bits, channels, 11, variant=variant)
+    gen, layer = sample_layer(60, act_bits, channels, dut.acc_range)
     acc = [layer.accumulators(gen, 1, 30) for _ in range(2)]
     streams = [stream_order(a, layer.codes(a)) for a in acc]
     # Load, then cut the first stream at cycle 40, with codes in flight.
@@ -313,10 +314,10 @@ def test_ports_and_shapes():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"abits": 0}, r"abits must be in 1\.\.8, got 0"),
-    ({"abits": 9}, r"abits must be in 1\.\.8, got 9"),
-    ({"abits": 2.0}, r"abits must be an integer"),
-    ({"abits": True}, r"abits must be an integer"),
+    ({"act_bits": 0}, r"act_bits must be in 1\.\.8, got 0"),
+    ({"act_bits": 9}, r"act_bits must be in 1\.\.8, got 9"),
+    ({"act_bits": 2.0}, r"act_bits must be an integer"),
+    ({"act_bits": True}, r"act_bits must be an integer"),
     ({"channels": 0}, r"channels must be >= 1, got 0"),
     ({"channels": "4"}, r"channels must be an integer"),
     ({"acc_range": range(5, 5)}, r"acc_range must be a non-empty range with step 1"),
@@ -326,7 +327,7 @@ def test_ports_and_shapes():
     ({"variant": "tree"}, r"variant must be one of 'parallel', 'search', got 'tree'"),
 ])
 def test_constructor_validation(kwargs, message):
-    args = {"abits": 2, "channels": 4, "acc_range": 8, **kwargs}
+    args = {"act_bits": 2, "channels": 4, "acc_range": 8, **kwargs}
     variant = args.pop("variant", "parallel")
     with unelaborated(), pytest.raises(ValueError, match=message):
-        ThresholdUnit(args["abits"], args["channels"], args["acc_range"], variant=variant)
+        ThresholdUnit(args["act_bits"], args["channels"], args["acc_range"], variant=variant)

@@ -178,32 +178,32 @@ def passes(acc, thresholds, negative):
     return sum((acc <= t) if negative else (acc >= t) for t in thresholds)
 
 
-@pytest.mark.parametrize("abits", [1, 2, 3])
-def test_core_model_activated_run_counts_thresholds_passed(abits):
-    rng = np.random.default_rng(abits)
+@pytest.mark.parametrize("act_bits", [1, 2, 3])
+def test_core_model_activated_run_counts_thresholds_passed(act_bits):
+    rng = np.random.default_rng(act_bits)
     wire = Wire(**TINY)
     m = rng.integers(0, 4, size=(8, 5))
     v = rng.integers(0, 8, size=(3, 5))
     acc = v @ (2 * m - 3).T  # 3-bit unsigned vectors x 2-bit signed matrix
-    n = levels(abits)
+    n = levels(act_bits)
     # ascending, descending and unordered thresholds around the accumulators, int32 extremes too
     thresholds = rng.integers(acc.min() - 2, acc.max() + 3, size=(8, n))
     thresholds[0] = 2**31 - 1
     thresholds[1] = -(2**31)
     negative = np.arange(8) % 3 == 1
     assert wire(Cmd.LOAD_MATRIX, P.encode_load_matrix(8, 5, 2, True, 0, m))[0] == Status.OK
-    per_frame = (TINY["max_payload"] - P.THRESHOLD_HEADER) // P.threshold_record_size(abits)
+    per_frame = (TINY["max_payload"] - P.THRESHOLD_HEADER) // P.threshold_record_size(act_bits)
     for first in range(0, 8, per_frame):
         assert wire(Cmd.RUN, P.encode_run(3, False, v, activate=True)) == \
             (Status.BAD_STATE, bytes([Cmd.RUN, Detail.NO_THRESHOLDS]))  # not every row has them yet
         rows = slice(first, first + per_frame)
-        status, loaded = wire(Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(first, abits, thresholds[rows],
+        status, loaded = wire(Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(first, act_bits, thresholds[rows],
                                                                             negative[rows]))
         assert (status, loaded) == (Status.OK, min(first + per_frame, 8).to_bytes(2, "little"))
     status, payload = wire(Cmd.RUN, P.encode_run(3, False, v, activate=True))
-    assert status == Status.OK and len(payload) == P.packed_size(3 * 8, abits)
+    assert status == Status.OK and len(payload) == P.packed_size(3 * 8, act_bits)
     want = [[passes(acc[i, r], thresholds[r], negative[r]) for r in range(8)] for i in range(3)]
-    np.testing.assert_array_equal(P.decode_activations(payload, 3, 8, abits), want)
+    np.testing.assert_array_equal(P.decode_activations(payload, 3, 8, act_bits), want)
     assert wire.core.stats["activations"] == 24
     # the plain RUN still answers accumulators
     assert wire(Cmd.RUN, P.encode_run(3, False, v[:1])) == (Status.OK, P.encode_accumulators(acc[:1]))

@@ -211,10 +211,10 @@ def test_gradient_noise_shape_mismatch():
 
 # --------------------------------------------------------------------------- thresholds
 
-@pytest.mark.parametrize("abits", QUANT_BITS)
-def test_fold_thresholds_equal_float_path_for_every_accumulator(abits):
+@pytest.mark.parametrize("act_bits", QUANT_BITS)
+def test_fold_thresholds_equal_float_path_for_every_accumulator(act_bits):
     """Every accumulator in range, positive, negative and zero BN scales."""
-    gen = torch.Generator().manual_seed(abits)
+    gen = torch.Generator().manual_seed(act_bits)
     channels = 12
     alpha = torch.randn(channels, generator=gen) * 0.3
     alpha[0], alpha[1] = 0.0, -0.0
@@ -222,10 +222,10 @@ def test_fold_thresholds_equal_float_path_for_every_accumulator(abits):
     beta = torch.rand(channels, generator=gen) * 1.4 - 0.2
     scale = torch.tensor(1 / 3, dtype=torch.float32) * 0.0137
     bound = 600
-    thresholds, direction = numeric.fold_thresholds(scale, alpha, beta, abits, -bound, bound)
+    thresholds, direction = numeric.fold_thresholds(scale, alpha, beta, act_bits, -bound, bound)
     acc = torch.arange(-bound, bound + 1).reshape(-1, 1).expand(-1, channels)
     assert torch.equal(numeric.apply_thresholds(acc, thresholds, direction),
-                       numeric.activation_from_accumulator(acc, scale, alpha, beta, abits))
+                       numeric.activation_from_accumulator(acc, scale, alpha, beta, act_bits))
     assert set(direction.tolist()) <= {-1, 1}
     assert direction[2] == -1
 

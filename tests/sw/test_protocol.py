@@ -26,6 +26,29 @@ def test_crc_check_value():
     assert P.crc16(b"") == 0xFFFF
 
 
+def test_host_crc_has_the_contract_parameters():
+    """binascii's CRC (the host's) against a CRC computed from the contract's
+    parameters alone (the ones the gateware's amaranth.lib.crc is checked against)."""
+    from sw.contract import link as L
+    assert not (L.CRC_REFLECT_INPUT or L.CRC_REFLECT_OUTPUT)
+
+    def from_parameters(data):
+        crc, top, mask = L.CRC_INIT, 1 << (L.CRC_WIDTH - 1), (1 << L.CRC_WIDTH) - 1
+        for byte in data:
+            crc ^= byte << (L.CRC_WIDTH - 8)
+            for _ in range(8):
+                crc = ((crc << 1) ^ L.CRC_POLY) & mask if crc & top else (crc << 1) & mask
+        return crc ^ L.CRC_XOR_OUTPUT
+
+    rng = random.Random(5)
+    for data in [b"123456789", b""] + [bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+                                       for _ in range(100)]:
+        assert P.crc16(data) == from_parameters(data)
+    assert P.crc16(b"123456789") == L.CRC_CHECK
+    frame = P.encode_frame(P.Cmd.PING, b"", 3)
+    assert from_parameters(frame[1:]) == L.CRC_RESIDUE
+
+
 def test_crc_table_and_bitwise_agree():
     rng = random.Random(1)
     for n in (1, 2, 7, 64, 300):
@@ -233,7 +256,7 @@ def test_accumulators_and_ping_reply():
     info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4)
     assert P.encode_ping_reply(info) == bytes.fromhex("02 08 0400 1000 4000 0002 0004 04")
     assert P.decode_ping_reply(P.encode_ping_reply(info)) == info
-    info.check()
+    P.check_core_info(info)
     with pytest.raises(P.FramingError):
         P.decode_ping_reply(b"\x01")
     with pytest.raises(P.FramingError, match="version 1"):
@@ -250,7 +273,7 @@ def test_core_info_invariants(bad):
     fields = dict(version=P.PROTOCOL_VERSION, max_bits=8, pe=1, simd=1, max_rows=64, max_cols=512, max_payload=1024)
     fields.update(bad)
     with pytest.raises(P.FramingError, match="break the protocol"):
-        P.CoreInfo(**fields).check()
+        P.check_core_info(P.CoreInfo(**fields))
 
 
 def test_errors_and_exception_hierarchy():

@@ -16,8 +16,6 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from .codes import levels
-
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "MAX_PAYLOAD", "ACC_BYTES", "THRESHOLD_BYTES",
     "RX_IDLE_TIMEOUT_S", "RX_IDLE_TIMEOUT_RANGE_S", "HOST_RECOVERY_S", "idle_timeout_cycles",
@@ -182,8 +180,9 @@ def packed_size(count: int, bits: int) -> int:
 
 def threshold_record_size(bits: int) -> int:
     """Bytes of one row's LOAD_THRESHOLDS record at ``bits`` activation bits:
-    the direction byte, then ``2**bits - 1`` int32 thresholds."""
-    return 1 + THRESHOLD_BYTES * levels(bits)
+    the direction byte, then ``2**bits - 1`` int32 thresholds.  A size, not a check:
+    any ``bits`` a header may carry (0 included) gives one."""
+    return 1 + THRESHOLD_BYTES * ((1 << int(bits)) - 1)
 
 
 def activation_reply_size(count: int, rows: int, bits: int) -> int:

@@ -18,6 +18,7 @@ from sim.pty_bridge import PtyBridge
 from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.core_model import CoreModel
+from sw.contract.link import LOAD_FIELDS, RUN_FIELDS, THRESHOLD_FIELDS
 from sw.driver import CoreClient, CoreEngine, LoopbackTransport, SerialTransport, Transport
 from sw.intref import IntRefEngine
 from sw.products import ConvGeometry, LinearGeometry
@@ -98,12 +99,12 @@ def test_core_model_load_and_run_bytes():
 def load(rows, cols, bits=2, flags=0, offset=0, count=None, data=None):
     count = rows * cols - offset if count is None else count
     data = bytes(P.packed_size(count, bits)) if data is None else data
-    return P._LOAD.pack(rows, cols, bits, flags, offset, count) + data
+    return LOAD_FIELDS.pack(rows, cols, bits, flags, offset, count) + data
 
 
 def run(count, bits=2, flags=0, cols=3, data=None):
     data = bytes(P.packed_size(count * cols, bits)) if data is None else data
-    return P._RUN.pack(count, bits, flags) + data
+    return RUN_FIELDS.pack(count, bits, flags) + data
 
 
 @pytest.mark.parametrize("payload, status, detail", [
@@ -170,7 +171,7 @@ def test_core_model_multi_frame_load_sequence_and_no_effect_on_error():
 
 def thresholds_payload(offset=0, count=2, bits=2, flags=0, records=None):
     records = bytes(count * P.threshold_record_size(bits)) if records is None else records
-    return P._THRESHOLDS.pack(offset, count, bits, flags) + records
+    return THRESHOLD_FIELDS.pack(offset, count, bits, flags) + records
 
 
 def passes(acc, thresholds, negative):
@@ -467,7 +468,7 @@ def check_link_recovers(client, tamper):
         client.reset()
     # a well-formed but invalid request
     with pytest.raises(CoreError) as info:
-        client.request(Cmd.RUN, P._RUN.pack(1, 9, 0) + bytes(8))
+        client.request(Cmd.RUN, RUN_FIELDS.pack(1, 9, 0) + bytes(8))
     assert (info.value.status, info.value.detail) == (Status.BAD_PARAMS, Detail.BITS)
     with pytest.raises(CoreError, match="BAD_COMMAND"):
         client.request(0x55)

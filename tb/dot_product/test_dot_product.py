@@ -17,6 +17,7 @@ from amaranth.hdl import UnusedElaboratable
 
 from hw.dot_product import DotProduct
 from sim.cocotb_runner import tb_config
+from sw.contract.codes import levels_or_none
 from sw.bitplanes import signed_matmul
 from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 
@@ -82,8 +83,8 @@ class Setup:
     def expected(self, pairs) -> list[int]:
         """The scoreboard: ``signed_matmul`` on each pair."""
         model = self.model
-        x_levels = (1 << model.x_bits) - 1 if model.x_signed else None
-        y_levels = (1 << model.y_bits) - 1 if model.y_signed else None
+        x_levels = levels_or_none(model.x_bits, model.x_signed)
+        y_levels = levels_or_none(model.y_bits, model.y_signed)
         return [int(signed_matmul(np.array([x]), x_levels, model.x_bits,
                                   np.array([y]), y_levels, model.y_bits)[0, 0]) for x, y in pairs]
 

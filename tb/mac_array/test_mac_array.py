@@ -18,6 +18,7 @@ from amaranth.hdl import UnusedElaboratable
 
 from hw.mac_array import MacArray
 from sim.cocotb_runner import tb_config
+from sw.contract.codes import levels_or_none
 from sw.bitplanes import signed_matmul
 from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 
@@ -67,8 +68,8 @@ class Setup:
     def expected(self, matrix, vectors) -> list[int]:
         """The scoreboard: ``signed_matmul`` of the vectors with the matrix, row by row."""
         model = self.model
-        in_levels = (1 << model.in_bits) - 1 if model.in_signed else None
-        mem_levels = (1 << model.mem_bits) - 1 if model.mem_signed else None
+        in_levels = levels_or_none(model.in_bits, model.in_signed)
+        mem_levels = levels_or_none(model.mem_bits, model.mem_signed)
         return signed_matmul(np.asarray(vectors), in_levels, model.in_bits,
                              matrix, mem_levels, model.mem_bits).ravel().tolist()
 

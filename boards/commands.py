@@ -38,10 +38,10 @@ _PROG = "dorefa build"
 def _report_stem(text: str) -> Path:
     stem = Path(text)
     if stem.suffix in (".json", ".txt"):
-        raise UsageError(f"{_PROG}: error: --report takes a file stem (STEM.json and STEM.txt are written), "
+        raise UsageError(f"--report takes a file stem (STEM.json and STEM.txt are written), "
                          f"got {text!r}; use --report {stem.with_suffix('')}")
     if stem.name in ("", ".", ".."):
-        raise UsageError(f"{_PROG}: error: --report takes a file stem such as boards/reports/icebreaker, "
+        raise UsageError(f"--report takes a file stem such as boards/reports/icebreaker, "
                          f"got {text!r}")
     return stem
 
@@ -65,16 +65,16 @@ def _build_command(parser):
 
     def run(args):
         if args.board is None:
-            raise UsageError(f"{_PROG}: error: name the board with --board {' | '.join(BOARDS)}")
+            raise UsageError(f"name the board with --board {' | '.join(BOARDS)}")
         if args.board not in BOARDS:
-            raise UsageError(f"{_PROG}: error: unknown board {args.board!r}; allowed: {', '.join(BOARDS)}")
+            raise UsageError(f"unknown board {args.board!r}; allowed: {', '.join(BOARDS)}")
         stem = _report_stem(args.report) if args.report is not None else None
         try:
             assignments = [] if args.max_act_bits is None else [f"max_act_bits={args.max_act_bits}"]
             params = parse_assignments(UNITS["core"], assignments, bits=args.bits, max_bits=args.max_bits,
                                        pe=args.pe, simd=args.simd)
         except ValueError as exc:
-            raise UsageError(f"{_PROG}: error: {exc}") from None
+            raise UsageError(str(exc)) from None
         bits = widest_bits(args.bits)[1] if args.bits is not None else None
         out = args.out if args.out is not None else Path("build") / args.board
         # build() checks the core parameters (ValueError -> exit 2) before running any tool.

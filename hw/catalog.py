@@ -2,11 +2,16 @@
 """The catalogue of hardware units that ``dorefa generate`` can emit as Verilog.
 
 Each :class:`UnitSpec` names a unit, the constructor parameters a user may
-set (with types, defaults and help) and the parameters the shorthand flags
-(:data:`SHORTHAND_FLAGS`: ``--bits``, ``--width``, ``--max-bits``, ``--pe``,
-``--simd``) map to.  Values arrive as strings from the command line and are
-converted here; the unit's own constructor then validates them, so an
-out-of-range value gets the unit's message (which says what is allowed).
+set (with types, defaults, allowed ranges and help) and the parameters the
+shorthand flags (:data:`SHORTHAND_FLAGS`: ``--bits``, ``--width``,
+``--max-bits``, ``--pe``, ``--simd``) map to.  Values arrive as strings from
+the command line and are converted and range-checked here (every integer
+parameter has a ``minimum .. maximum``, shown by ``dorefa generate --list``),
+so no request reaches Amaranth or Yosys with a value they would crash on
+(Amaranth refuses signals of 65536 bits or more with an internal assertion).
+The upper bounds keep a generation to seconds or minutes; rules between
+parameters (``pe`` divides ``rows``, ``acc_min <= acc_max`` ...) are the
+unit constructor's, which then gets the unit's own message.
 
 The training core serves every bitwidth up to ``max_bits`` at run time, so
 its ``--bits`` takes the widths to serve, ``N`` or ``W,A,G``, and sets
@@ -17,22 +22,26 @@ flags with the same code (:func:`parse_assignments` on ``UNITS["core"]``).
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from amaranth.back import verilog
 
 from sw.contract.codes import MAX_CODE_BITS
-from sw.contract.core import CORE_DEFAULTS
-from sw.contract.prng import DEFAULT_SEED
+from sw.contract.core import ACC_LIMIT, CORE_DEFAULTS
+from sw.contract.link import LOAD_HEADER, MAX_PAYLOAD
+from sw.contract.prng import DEFAULT_SEED, STATE_BITS
 
 from .dot_product import MODES, DotProduct
+from .gradient_quantizer import MAX_WIDTH as MAX_GRADIENT_WIDTH
 from .mac_array import MacArray
 from .popcount import ARCHS
 from .threshold import VARIANTS
+from .uart import MIN_DIVISOR
 
 __all__ = ["Param", "UnitSpec", "UNITS", "SHORTHAND_FLAGS", "build_unit", "generate_verilog",
-           "parse_assignments", "widest_bits"]
+           "parse_assignments", "widest_bits", "is_module_name"]
 
 #: Command-line flags that set unit parameters (``--max-bits`` is ``max_bits`` here).
 SHORTHAND_FLAGS = ("bits", "width", "max_bits", "pe", "simd")
@@ -40,12 +49,38 @@ SHORTHAND_FLAGS = ("bits", "width", "max_bits", "pe", "simd")
 
 @dataclass(frozen=True)
 class Param:
+    """One constructor parameter of a unit: its type, default, help and what is allowed.
+
+    An ``int`` parameter must be in ``minimum .. maximum`` (both required);
+    a ``str`` one one of ``choices``; a ``bool`` one true or false.  An
+    ``int`` whose default is ``None`` also takes ``none``.
+    """
+
     kind: type  # int, bool or str
     default: Any
     help: str
     choices: tuple | None = None
+    minimum: int | None = None
+    maximum: int | None = None
 
-    def parse(self, name: str, text: str):
+    def __post_init__(self):
+        if self.kind is int and (self.minimum is None or self.maximum is None or self.minimum > self.maximum):
+            raise ValueError(f"an int parameter needs minimum <= maximum, got {self.minimum}..{self.maximum}")
+        if self.kind is str and not self.choices:
+            raise ValueError("a str parameter needs its choices")
+
+    def allowed(self) -> str:
+        """What the parameter takes, for messages and ``--list``: ``1..4096``, ``a|b``, ``true|false``."""
+        if self.kind is bool:
+            return "true|false"
+        if self.kind is int:
+            return f"{self.minimum}..{self.maximum}" + ("|none" if self.default is None else "")
+        return "|".join(self.choices)
+
+    def parse(self, name: str, text: str, param: str | None = None):
+        """The value of ``text`` (a command-line string) for parameter ``param``,
+        given as ``name`` (a flag such as ``--max-bits``, or ``param`` itself);
+        ``ValueError`` saying what is allowed if it is not one."""
         if self.kind is bool:
             lowered = text.strip().lower()
             if lowered in ("1", "true", "yes", "on"):
@@ -57,9 +92,13 @@ class Param:
             if text.strip().lower() in ("none", "") and self.default is None:
                 return None
             try:
-                return int(text, 0)
+                value = int(text, 0)
             except ValueError:
                 raise ValueError(f"{name} must be an integer, got {text!r}") from None
+            if not self.minimum <= value <= self.maximum:
+                what = name if param in (None, name) else f"{name}: {param}"
+                raise ValueError(f"{what} must be in {self.minimum}..{self.maximum}, got {value}")
+            return value
         if self.choices is not None and text not in self.choices:
             raise ValueError(f"{name} must be one of {', '.join(self.choices)}, got {text!r}")
         return text
@@ -142,19 +181,38 @@ def _uart_core(clk_freq, baud, max_rows, max_cols, max_bits, pe, simd, max_paylo
                     max_payload=max_payload, max_act_bits=max_act_bits)
 
 
+def _int(default, help, minimum, maximum):
+    """An ``int`` :class:`Param` allowed in ``minimum .. maximum``."""
+    return Param(int, default, help, minimum=minimum, maximum=maximum)
+
+
+# Upper bounds of the catalogue (see the module docstring): sizes that generate in
+# seconds to a few minutes, well inside what Amaranth can represent.
+_MAX_WORD = 4096           # popcount width, vector lengths, matrix sides
+_MAX_VECTOR = 1024         # dot-product length, MAC-array and threshold/max-pool sizes
+_MAX_LANES = 64            # processing elements and SIMD lanes
+_MAX_STAGES = 32           # pipeline levels (the unit checks its own, smaller, limit)
+_MAX_SEED = 2**STATE_BITS - 1
+_MAX_DIVISOR = 1 << 24     # clock cycles per UART bit
+
+
 def _core_params():
     return {
-        "max_rows": Param(int, CORE_DEFAULTS["max_rows"], "largest matrix: rows"),
-        "max_cols": Param(int, CORE_DEFAULTS["max_cols"], "largest matrix: columns"),
-        "max_bits": Param(int, CORE_DEFAULTS["max_bits"], "widest code (bits)"),
-        "pe": Param(int, CORE_DEFAULTS["pe"], "rows computed in parallel"),
-        "simd": Param(int, CORE_DEFAULTS["simd"], "columns per cycle"),
-        "max_payload": Param(int, CORE_DEFAULTS["max_payload"], "largest frame payload (bytes)"),
-        "max_act_bits": Param(int, CORE_DEFAULTS["max_act_bits"], "widest activation code (0: no threshold stage)"),
+        "max_rows": _int(CORE_DEFAULTS["max_rows"], "largest matrix: rows", 1, _MAX_VECTOR),
+        "max_cols": _int(CORE_DEFAULTS["max_cols"], "largest matrix: columns (and a frame must hold a vector)",
+                         1, MAX_PAYLOAD),
+        "max_bits": _int(CORE_DEFAULTS["max_bits"], "widest code (bits)", 1, MAX_CODE_BITS),
+        "pe": _int(CORE_DEFAULTS["pe"], "rows computed in parallel (<= max_rows)", 1, _MAX_LANES),
+        "simd": _int(CORE_DEFAULTS["simd"], "columns per cycle (<= max_cols)", 1, _MAX_LANES),
+        "max_payload": _int(CORE_DEFAULTS["max_payload"], "largest frame payload (bytes)", LOAD_HEADER + 1,
+                            MAX_PAYLOAD),
+        "max_act_bits": _int(CORE_DEFAULTS["max_act_bits"], "widest activation code (0: no threshold stage)",
+                             0, MAX_CODE_BITS),
     }
 
 
 _CORE_SHORTHANDS = {"bits": ("max_bits",), "max_bits": ("max_bits",), "pe": ("pe",), "simd": ("simd",)}
+
 
 
 def _default(cls, name: str):
@@ -164,74 +222,80 @@ def _default(cls, name: str):
 
 UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
     UnitSpec("popcount", "compressor-tree popcount (stream)", _popcount, {
-        "width": Param(int, 64, "input word width"),
-        "stages": Param(int, 0, "pipeline register levels"),
+        "width": _int(64, "input word width", 1, _MAX_WORD),
+        "stages": _int(0, "pipeline register levels (at most the tree's depth)", 0, _MAX_STAGES),
         "arch": Param(str, "chain", "tree architecture", ARCHS),
     }, {"width": ("width",)}),
     UnitSpec("dot_product", "bit-plane dot-product PE (AND + popcount, Eqn 3)", _dot_product, {
-        "length": Param(int, 64, "codes per operand vector"),
-        "x_bits": Param(int, 1, "bits of operand X (e.g. weights W)"),
-        "y_bits": Param(int, 2, "bits of operand Y (e.g. activations A)"),
+        "length": _int(64, "codes per operand vector", 1, _MAX_VECTOR),
+        "x_bits": _int(1, "bits of operand X (e.g. weights W)", 1, MAX_CODE_BITS),
+        "y_bits": _int(2, "bits of operand Y (e.g. activations A)", 1, MAX_CODE_BITS),
         "x_signed": Param(bool, True, "read X as odd signed codes 2q - n"),
         "y_signed": Param(bool, False, "read Y as odd signed codes 2q - n"),
         "mode": Param(str, "parallel", "all plane pairs at once, or one per cycle", MODES),
-        "max_beats": Param(int, 1, "vectors accumulated per result"),
-        "popcount_stages": Param(int, _default(DotProduct, "popcount_stages"),
-                                 "pipeline levels in each popcount tree"),
+        "max_beats": _int(1, "vectors accumulated per result", 1, 1 << 16),
+        "popcount_stages": _int(_default(DotProduct, "popcount_stages"), "pipeline levels in each popcount tree",
+                                0, _MAX_STAGES),
         "popcount_arch": Param(str, "chain", "popcount tree architecture", ARCHS),
     }, {"bits": ("x_bits", "y_bits"), "width": ("length",)}),
     UnitSpec("mac_array", "folded PE x SIMD MAC array (GEMM tiles)", _mac_array, {
-        "rows": Param(int, 16, "matrix rows (outputs)"),
-        "cols": Param(int, 64, "matrix columns (vector length)"),
-        "pe": Param(int, 4, "processing elements (rows in parallel)"),
-        "simd": Param(int, 16, "lanes per PE (columns in parallel)"),
-        "mem_bits": Param(int, 1, "bits of the stored matrix codes"),
-        "in_bits": Param(int, 2, "bits of the streamed vector codes"),
+        "rows": _int(16, "matrix rows (outputs; a multiple of pe)", 1, _MAX_VECTOR),
+        "cols": _int(64, "matrix columns (vector length; a multiple of simd)", 1, _MAX_VECTOR),
+        "pe": _int(4, "processing elements (rows in parallel)", 1, _MAX_LANES),
+        "simd": _int(16, "lanes per PE (columns in parallel)", 1, _MAX_LANES),
+        "mem_bits": _int(1, "bits of the stored matrix codes", 1, MAX_CODE_BITS),
+        "in_bits": _int(2, "bits of the streamed vector codes", 1, MAX_CODE_BITS),
         "mem_signed": Param(bool, True, "stored codes are odd signed"),
         "in_signed": Param(bool, False, "streamed codes are odd signed"),
         "mode": Param(str, "parallel", "plane pairs in parallel or serial", MODES),
-        "popcount_stages": Param(int, _default(MacArray, "popcount_stages"),
-                                 "pipeline levels in each popcount tree"),
+        "popcount_stages": _int(_default(MacArray, "popcount_stages"), "pipeline levels in each popcount tree",
+                                0, _MAX_STAGES),
     }, {"bits": ("mem_bits", "in_bits"), "pe": ("pe",), "simd": ("simd",)}),
     UnitSpec("threshold", "threshold activation unit (BN + clip + quantize)", _threshold, {
-        "act_bits": Param(int, 2, "activation code bits A"),
-        "channels": Param(int, 16, "channels with their own thresholds"),
-        "acc_min": Param(int, -4096, "smallest accumulator"),
-        "acc_max": Param(int, 4096, "largest accumulator"),
+        "act_bits": _int(2, "activation code bits A", 1, MAX_CODE_BITS),
+        "channels": _int(16, "channels with their own thresholds", 1, _MAX_VECTOR),
+        "acc_min": _int(-4096, "smallest accumulator", -ACC_LIMIT, ACC_LIMIT - 1),
+        "acc_max": _int(4096, "largest accumulator (>= acc_min)", -ACC_LIMIT, ACC_LIMIT - 1),
         "variant": Param(str, "parallel", "comparator bank or pipelined binary search", VARIANTS),
     }, {"bits": ("act_bits",)}),
     UnitSpec("maxpool", "streaming max-pool on activation codes", _maxpool, {
-        "act_bits": Param(int, 2, "activation code bits A"),
-        "channels": Param(int, 16, "channels"),
-        "height": Param(int, 8, "feature map height"),
-        "width": Param(int, 8, "feature map width"),
-        "kernel": Param(int, 2, "window size"),
-        "stride": Param(int, None, "window step (default: kernel)"),
+        "act_bits": _int(2, "activation code bits A", 1, MAX_CODE_BITS),
+        "channels": _int(16, "channels", 1, _MAX_VECTOR),
+        "height": _int(8, "feature map height", 1, _MAX_VECTOR),
+        "width": _int(8, "feature map width", 1, _MAX_VECTOR),
+        "kernel": _int(2, "window size", 1, 16),
+        "stride": Param(int, None, "window step (default: kernel)", minimum=1, maximum=16),
     }, {"bits": ("act_bits",), "width": ("width",)}),
     UnitSpec("gradient_quantizer", "stochastic gradient quantizer (per-sample max, PRNG noise)",
              _gradient_quantizer, {
-                 "gbits": Param(int, 6, "gradient code bits G"),
-                 "width": Param(int, 16, "bits of a signed input gradient"),
-                 "depth": Param(int, 256, "longest sample (elements)"),
-                 "seed": Param(int, DEFAULT_SEED, "PRNG seed after reset"),
+                 "gbits": _int(6, "gradient code bits G", 1, MAX_CODE_BITS),
+                 "width": _int(16, "bits of a signed input gradient", 1, MAX_GRADIENT_WIDTH),
+                 "depth": _int(256, "longest sample (elements)", 1, 1 << 16),
+                 "seed": _int(DEFAULT_SEED, "PRNG seed after reset (non-zero)", 1, _MAX_SEED),
              }, {"bits": ("gbits",), "width": ("width",)}),
     UnitSpec("prng", "xorshift32 noise generator (16-bit draws)", _prng, {
-        "seed": Param(int, DEFAULT_SEED, "state after reset (non-zero)"),
+        "seed": _int(DEFAULT_SEED, "state after reset (non-zero)", 1, _MAX_SEED),
     }),
     UnitSpec("uart_rx", "8N1 UART receiver (byte stream out)", _uart_rx, {
-        "divisor": Param(int, 104, "clock cycles per bit (clk_freq / baud)"),
+        "divisor": _int(104, "clock cycles per bit (clk_freq / baud)", MIN_DIVISOR, _MAX_DIVISOR),
     }),
     UnitSpec("uart_tx", "8N1 UART transmitter (byte stream in)", _uart_tx, {
-        "divisor": Param(int, 104, "clock cycles per bit (clk_freq / baud)"),
+        "divisor": _int(104, "clock cycles per bit (clk_freq / baud)", MIN_DIVISOR, _MAX_DIVISOR),
     }),
     UnitSpec("core", "training core: GEMM co-processor behind the framed host protocol (byte streams)", _core,
              _core_params(), _CORE_SHORTHANDS, bits_widest=True),
     UnitSpec("uart_core", "training core with a UART host link (rx/tx pins, for boards)", _uart_core, {
-        "clk_freq": Param(int, 12_000_000, "clock frequency (Hz)"),
-        "baud": Param(int, 115200, "serial line rate"),
+        "clk_freq": _int(12_000_000, "clock frequency (Hz)", 1_000, 1_000_000_000),
+        "baud": _int(115200, "serial line rate (at most clk_freq / 4)", 300, 12_000_000),
         **_core_params(),
     }, _CORE_SHORTHANDS, bits_widest=True),
 ]}
+
+
+def is_module_name(name) -> bool:
+    """Whether ``name`` can name a top module (and the files of a build): an
+    identifier of letters, digits and ``_``, not starting with a digit."""
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
 
 
 def widest_bits(text: str) -> tuple[int, tuple[int, ...]]:
@@ -240,6 +304,7 @@ def widest_bits(text: str) -> tuple[int, tuple[int, ...]]:
     Each width must be a code width the core serves, ``1 .. 8`` (there is no
     full-precision 32 in hardware).  ``widest`` is what ``max_bits`` must be.
     """
+    from .dot_product import MAX_CODE_BITS
     parts = [p.strip() for p in str(text).split(",")]
     allowed = f"one width N or W,A,G, each an integer in 1..{MAX_CODE_BITS}"
     if len(parts) not in (1, 3):
@@ -295,7 +360,7 @@ def parse_assignments(spec: UnitSpec, assignments: list[str], *, bits: str | Non
                              f"got {text!r}")
         for target, part in zip(targets, parts):
             name = option if targets == (flag,) else target
-            put(target, spec.params[target].parse(name, part), f"{option} {text}")
+            put(target, spec.params[target].parse(name, part, target), f"{option} {text}")
     for item in assignments:
         name, sep, text = item.partition("=")
         name = name.strip()
@@ -322,6 +387,12 @@ def build_unit(name: str, **params):
 
 
 def generate_verilog(name: str, *, toplevel: str | None = None, **params) -> str:
-    """Verilog text of unit ``name`` (top module ``toplevel``, default ``dorefa_<name>``)."""
+    """Verilog text of unit ``name`` (top module ``toplevel``, default ``dorefa_<name>``).
+
+    ``ValueError`` for a ``toplevel`` that is not a module name (:func:`is_module_name`).
+    """
+    if toplevel is not None and not is_module_name(toplevel):
+        raise ValueError(f"top module name {toplevel!r} must be letters, digits and '_', "
+                         f"not starting with a digit")
     component = build_unit(name, **params)
     return verilog.convert(component, name=toplevel or f"dorefa_{name}")

@@ -11,16 +11,23 @@ With ``--board`` it writes the board top that ``dorefa build --board
 BOARD`` synthesises (:func:`boards.build.board_verilog`: the UART core on
 the board's pins, module ``top`` by default) without running any tool.
 :mod:`boards` is imported only then, so ``hw`` does not depend on it.
+
+Every parameter is range-checked before anything is built (the ranges are
+in ``--list``), ``--top`` must be a module name, and a failure of a tool
+(Yosys converting the design, ``verilator --lint-only``) is a one-line
+error, exit status 2, like a bad flag.  The file is written through
+``FILE.v.tmp``, which never outlives a failure.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from amaranth._toolchain.yosys import YosysError
 
 from sw.cli import UsageError, command
 
-from .catalog import UNITS, generate_verilog, parse_assignments
+from .catalog import UNITS, generate_verilog, is_module_name, parse_assignments
 
 #: The unit ``--board`` applies to (the board top wraps it behind a UART).
 BOARD_UNIT = "core"
@@ -31,8 +38,7 @@ def _describe_units() -> str:
     for spec in UNITS.values():
         lines.append(f"{spec.name}: {spec.summary}")
         for name, param in spec.params.items():
-            choices = f" ({'|'.join(param.choices)})" if param.choices else ""
-            lines.append(f"    {name}={param.default}{choices}  {param.help}")
+            lines.append(f"    {name}={param.default} ({param.allowed()})  {param.help}")
         if spec.shorthands:
             def describe(flag, targets):
                 widest = " (widest of N or W,A,G)" if flag == "bits" and spec.bits_widest else ""
@@ -54,6 +60,32 @@ def _check_board_request(args) -> None:
         raise UsageError("--lint does not apply to --board: the board top instantiates the FPGA's I/O "
                          "primitives (SB_IO, ...), which Verilator does not model; lint the core with "
                          "'dorefa generate uart_core --lint'")
+
+
+def _first_line(text: str) -> str:
+    """A tool's report in one line: its first error line (``%Error``, ``ERROR``), else its first line."""
+    for line in str(text).splitlines():
+        if line.strip().startswith("%Error") or line.strip().startswith("ERROR"):
+            return line.strip()
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "no message")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through ``path.tmp``; on any failure the temporary
+    file is removed, and an ``OSError`` becomes a :class:`UsageError` naming ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
 
 
 @command("generate", help="write Verilog for a hardware unit")
@@ -86,26 +118,35 @@ def _generate_command(parser):
             _check_board_request(args)
         if args.output is None:
             raise UsageError("give the output file with -o FILE.v")
-        params = parse_assignments(UNITS[args.unit], args.assignments, bits=args.bits, width=args.width,
-                                   max_bits=args.max_bits, pe=args.pe, simd=args.simd)
-        if args.board is not None:
-            from boards.build import board_verilog  # lazily: hw does not depend on boards
-            top = args.top or "top"
-            text = board_verilog(args.board, core_params=params, name=top)
-        else:
-            top = args.top or f"dorefa_{args.unit}"
-            text = generate_verilog(args.unit, toplevel=top, **params)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_name(args.output.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(args.output)
+        if args.output.is_dir():
+            raise UsageError(f"-o {args.output} is a directory; give a file to write, "
+                             f"e.g. -o {args.output / (args.unit + '.v')}")
+        if args.top is not None and not is_module_name(args.top):
+            raise UsageError(f"--top {args.top!r} is not a Verilog module name: letters, digits and '_', "
+                             f"not starting with a digit")
+        try:
+            params = parse_assignments(UNITS[args.unit], args.assignments, bits=args.bits, width=args.width,
+                                       max_bits=args.max_bits, pe=args.pe, simd=args.simd)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            if args.board is not None:
+                from boards.build import board_verilog  # lazily: hw does not depend on boards
+                top = args.top or "top"
+                text = board_verilog(args.board, core_params=params, name=top)
+            else:
+                top = args.top or f"dorefa_{args.unit}"
+                text = generate_verilog(args.unit, toplevel=top, **params)
+        except YosysError as exc:
+            raise UsageError(f"Yosys could not convert {args.unit} to Verilog: {_first_line(exc)}") from None
+        _write(args.output, text)
         if args.lint:
             from sim.lint import LintError, lint_verilog
             try:
                 lint_verilog(args.output, top)
             except LintError as exc:
-                print(f"dorefa generate: {exc}", file=sys.stderr)
-                return 1
+                raise UsageError(f"verilator --lint-only rejected {args.output} (kept): "
+                                 f"{_first_line(str(exc).split(chr(10), 1)[-1])}") from None
         settings = ", ".join(f"{k}={v}" for k, v in params.items())
         where = f" on {args.board}" if args.board is not None else ""
         print(f"wrote {args.output} ({args.unit}{where}: {settings})")

@@ -20,17 +20,62 @@ with ``ready`` low before each accepted transfer.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import re
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-__all__ = ["stream_put", "stream_get", "stream_put_all", "stream_get_n", "simulate"]
+__all__ = ["stream_put", "stream_get", "stream_put_all", "stream_get_n", "simulate",
+           "WAVES_DIR", "waves_enabled", "wave_file"]
 
 Testbench = Callable[[Any], Awaitable[None]]
+
+#: Where waveforms go with ``WAVES=1`` (git-ignored): the Amaranth simulator's
+#: VCD files (:func:`simulate`) and the cocotb simulators' (Icarus FST,
+#: Verilator VCD; :func:`sim.cocotb_runner.run_cocotb`).
+WAVES_DIR = Path(__file__).resolve().parent.parent / "build" / "waves"
+
+#: Longest file name stem :func:`wave_file` makes (file systems allow 255 bytes).
+_MAX_STEM = 150
+
+_used: "dict[Path, int]" = {}  # waveform paths handed out by this process, and how often
+
+
+def waves_enabled() -> bool:
+    """Whether ``WAVES`` in the environment asks for waveforms (set and not ``0``)."""
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+def wave_file(suffix: str, name: str) -> Path:
+    """A new waveform path ``WAVES_DIR/<stem><suffix>``, its folder created.
+
+    Under pytest the stem is the running test's node id
+    (``PYTEST_CURRENT_TEST``, e.g. ``tests/hw/test_x.py::test_y[4]``) made
+    file-name safe (``tests_hw_test_x.py_test_y_4``), so every test keeps its
+    own file; otherwise it is ``name`` (e.g. the first testbench's name).  A
+    second waveform of the same stem in one process (a test that simulates
+    twice) gets ``-2``, ``-3``, ... appended; a later run overwrites.
+    """
+    if not re.fullmatch(r"\.[A-Za-z0-9]+", suffix):
+        raise ValueError(f"suffix must be a file extension such as '.vcd', not {suffix!r}")
+    test = os.environ.get("PYTEST_CURRENT_TEST")
+    if test:  # "<node id> (setup|call|teardown)"
+        name = test.rsplit(" (", 1)[0]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "sim"
+    if len(stem) > _MAX_STEM:
+        stem = f"{stem[:_MAX_STEM - 13]}-{hashlib.sha256(stem.encode()).hexdigest()[:12]}"
+    path = Path(WAVES_DIR) / f"{stem}{suffix}"
+    count = _used[path] = _used.get(path, 0) + 1
+    if count > 1:
+        path = path.with_name(f"{stem}-{count}{suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 async def _idle(ctx, rng: "random.Random | None", probability: float, domain: str) -> None:
@@ -84,8 +129,9 @@ def simulate(component, *testbenches: Testbench, clocks: "dict[str, float] | Non
     ``sync`` clock).  A clocked domain the design lacks (a combinational
     component) is created for the testbenches to tick on.  ``vcd`` names a
     waveform file to write; with ``vcd=None`` and ``WAVES=1`` in the
-    environment, ``<first testbench name>.vcd`` is written in the current
-    directory.  ``deadline`` (simulated seconds, ``None`` for none) fails a
+    environment, one is written under :data:`WAVES_DIR` (:func:`wave_file`:
+    ``<test node id>.vcd`` under pytest, else ``<first testbench name>.vcd``).
+    ``deadline`` (simulated seconds, ``None`` for none) fails a
     hung simulation with :exc:`TimeoutError` instead of running forever.
     Exceptions raised by a testbench propagate.
     """
@@ -99,9 +145,10 @@ def simulate(component, *testbenches: Testbench, clocks: "dict[str, float] | Non
         # Background: it does not keep the simulation alive by itself.
         sim.add_testbench(watchdog, background=True)
 
-    if vcd is None and os.environ.get("WAVES", "0") not in ("", "0") and testbenches:
-        vcd = f"{getattr(testbenches[0], '__name__', 'sim')}.vcd"
-    with sim.write_vcd(vcd) if vcd is not None else nullcontext():
+    if vcd is None and waves_enabled():
+        vcd = wave_file(".vcd", getattr(testbenches[0], "__name__", "sim") if testbenches else "sim")
+    # write_vcd opens a str path itself (a PathLike it would take for an open file).
+    with sim.write_vcd(os.fspath(vcd)) if vcd is not None else nullcontext():
         sim.run()
 
 

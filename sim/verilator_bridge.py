@@ -49,6 +49,31 @@ IDLE_TIMEOUT = 4096
 #: Seconds to wait for the bridge's pty: a first Verilator build of the core takes minutes.
 STARTUP_TIMEOUT_S = 1200.0
 
+#: File in the bridge's work directory where its process reports the simulator build
+#: (one line per event), for :class:`VerilatorBridge` to pass on.
+PROGRESS_FILE = "progress"
+
+#: How long the one-time (optimised) build of the core usually takes, per simulator.
+TYPICAL_BUILD = {"verilator": "about 1-2 minutes", "icarus": "a few seconds"}
+
+
+def _log_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def build_messages(simulator: str):
+    """``on_build`` for :func:`sim.cocotb_runner.run_cocotb` as progress lines:
+    returns ``on_build(seconds)`` -> the line to print (``seconds`` ``None``:
+    the build starts)."""
+    name = {"verilator": "Verilator", "icarus": "Icarus Verilog"}[simulator]
+
+    def message(seconds):
+        if seconds is None:
+            return (f"building the simulated core with {name} (one time, usually "
+                    f"{TYPICAL_BUILD[simulator]})...")
+        return f"built in {seconds:.0f} s"
+    return message
+
 
 class BridgeError(RuntimeError):
     """The simulated core could not be started, or its process died."""
@@ -70,10 +95,15 @@ class VerilatorBridge:
         Bytes moved per access between the pty and the simulation.
     simulator : str
         ``verilator`` (default) or ``icarus``.
+    log : callable
+        Gets the progress lines of a simulator build that is not cached
+        (what runs, how long it usually takes, then how long it took);
+        default: stderr.
     """
 
     def __init__(self, core_params: dict | None = None, *, window: int = 512,
-                 simulator: str = "verilator", startup_timeout: float = STARTUP_TIMEOUT_S):
+                 simulator: str = "verilator", startup_timeout: float = STARTUP_TIMEOUT_S,
+                 log=_log_stderr):
         from hw.core import TrainingCore
         from hw.params import check_int
 
@@ -90,6 +120,7 @@ class VerilatorBridge:
         (self.workdir / "config.json").write_text(json.dumps(
             {"core": params, "window": int(window), "simulator": simulator}))
         self.log = self.workdir / "bridge.log"
+        self._progress = Progress(self.workdir / PROGRESS_FILE, log)
         # Held open for writing for the bridge's life: the simulation quits when it closes
         # (if this process dies, too).
         self._control = os.open(self.workdir / "control", os.O_RDWR)
@@ -106,7 +137,9 @@ class VerilatorBridge:
         path = self.workdir / "device"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self._progress.relay()
             if path.exists():
+                self._progress.relay()
                 return path.read_text()
             if self.process.poll() is not None:
                 error = BridgeError(f"the simulated core exited (status {self.process.returncode}) before "
@@ -185,6 +218,35 @@ class VerilatorBridge:
             self.close()
 
 
+class Progress:
+    """Passes on the lines the bridge process appends to ``path`` (each once, whole lines only)."""
+
+    def __init__(self, path: Path, log):
+        self.path, self.log, self._offset = Path(path), log, 0
+
+    def relay(self) -> None:
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(self._offset)
+                data = file.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            self.log(line)
+
+
+def report_progress(path: Path, simulator: str):
+    """The bridge process's ``on_build``: appends each progress line to ``path``."""
+    message = build_messages(simulator)
+
+    def on_build(seconds):
+        with open(path, "a") as file:
+            file.write(message(seconds) + "\n")
+    return on_build
+
+
 class SimulatedSerialTransport(SerialTransport):
     """:class:`sw.driver.SerialTransport` on the pty of its own :class:`VerilatorBridge`
     (``bridge_args`` are the bridge's); closing it also stops the simulation."""
@@ -212,7 +274,7 @@ def main(workdir: str) -> int:
     config = json.loads((Path(workdir) / "config.json").read_text())
     harness = ByteWindow(TrainingCore(**config["core"]), window=config["window"])
     run_cocotb(harness, toplevel="core_bridge", test_module="sim.cocotb_bridge", simulator=config["simulator"],
-               optimize=True,
+               optimize=True, on_build=report_progress(Path(workdir) / PROGRESS_FILE, config["simulator"]),
                config={"workdir": workdir, "window": config["window"],
                        "idle_cycles": config["core"]["idle_timeout"] + 2, "silence_s": P.RX_IDLE_TIMEOUT_S})
     return 0

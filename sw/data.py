@@ -32,7 +32,7 @@ Formats
     are ``0x00000803`` (``N x 28 x 28``), labels ``0x00000801`` (``N``).
 
 Every problem with a file (missing, unreadable, truncated, wrong magic, shape,
-dtype, counts or label range) raises :class:`DataFormatError`, whose message
+dtype, counts, no samples at all, or label range) raises :class:`DataFormatError`, whose message
 names the file, what was expected and what was found.
 """
 
@@ -187,6 +187,8 @@ def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataFormatError(f"{path}: expected 'X' of shape (H, H, 3, N) uint8, "
                               f"found {x.shape} {x.dtype}")
     n = x.shape[3]
+    if n == 0:
+        raise DataFormatError(f"{path}: expected at least one sample, found none ('X' of shape {x.shape})")
     if y.ndim > 2 or (y.ndim == 2 and 1 not in y.shape) or y.size != n:
         raise DataFormatError(f"{path}: expected 'y' of shape ({n}, 1) to match 'X', found {y.shape}")
     y = y.reshape(-1)
@@ -288,6 +290,8 @@ def _read_mnist_split(root: Path, images_name: str, labels_name: str) -> tuple[t
     if images.shape[1:] != (MNIST_SIZE, MNIST_SIZE):
         raise DataFormatError(f"{images_path}: expected images of {MNIST_SIZE}x{MNIST_SIZE}, "
                               f"found {images.shape[1]}x{images.shape[2]}")
+    if images.shape[0] == 0:
+        raise DataFormatError(f"{images_path}: expected at least one image, found none")
     labels_path = _find_idx(root, labels_name)
     labels = _parse_idx(labels_path, _read_maybe_gzip(labels_path), IDX_LABELS_MAGIC)
     if labels.shape[0] != images.shape[0]:

@@ -7,7 +7,8 @@ the core.
   (a UART through pyserial).
 * :class:`CoreClient` -- PING, RESET, LOAD_MATRIX, RUN, and :meth:`CoreClient.matmul`,
   which tiles a GEMM of any size to the core's limits.  Nothing is retried:
-  every failure raises a :class:`sw.protocol.ProtocolError`.
+  every failure raises a :class:`sw.protocol.ProtocolError` (a device that
+  echoes the request back, :data:`ECHO_MESSAGE`, a :class:`LinkError`).
 * :class:`CoreEngine` -- the :class:`sw.products.Engine` protocol on the core:
   ``model.set_engine(CoreEngine(client))`` runs the three training products of
   every quantized conv/FC as GEMMs on the core (im2col on the host), giving
@@ -27,10 +28,15 @@ from .intref import GemmEngine
 from .protocol import (CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError,
                        check_core_info)
 
-__all__ = ["Transport", "LoopbackTransport", "SerialTransport", "CoreClient", "CoreEngine",
+__all__ = ["Transport", "LoopbackTransport", "SerialTransport", "CoreClient", "CoreEngine", "ECHO_MESSAGE",
            "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError"]
 
 DEFAULT_TIMEOUT_S = 2.0
+
+#: What :class:`CoreClient` raises (as a :class:`LinkError`) when the answer to
+#: a request is that request itself: a serial loopback plug, a port wired
+#: back to itself, or another device that echoes.
+ECHO_MESSAGE = "the device echoes what it is sent: not a DoReFa core (wrong port or a loopback?)"
 
 
 # --------------------------------------------------------------------------- transports
@@ -143,6 +149,22 @@ class SerialTransport(Transport):
 
 # --------------------------------------------------------------------------- client
 
+def _is_echo(frame: P.Frame, cmd: int, payload: bytes) -> bool:
+    """Whether ``frame`` (received with the request's tag) is byte for byte the
+    request ``cmd`` / ``payload`` come back.
+
+    Requests and replies share one frame format and byte 1's values overlap
+    (PING is 0x01, as is BAD_CRC), so only the whole frame tells them apart.
+    An OK reply (status 0x00) never equals a request (commands start at
+    0x01); an error reply could only if its 2-byte payload named this very
+    command, as :func:`sw.protocol.decode_error` expects -- such a frame is
+    taken for what a core would mean by it, an error reply.
+    """
+    if frame.code != cmd or frame.payload != bytes(payload):
+        return False
+    return not (len(frame.payload) == P.ERROR_PAYLOAD and frame.payload[0] == cmd)
+
+
 def _bits(bits, what: str, max_bits: int) -> int:
     if isinstance(bits, bool) or int(bits) != bits or not 1 <= int(bits) <= max_bits:
         raise ValueError(f"{what} must be 1..{max_bits} on this core, got {bits!r}")
@@ -219,6 +241,9 @@ class CoreClient:
                     bad.append(event)
                 elif event.tag != tag:
                     self.stats["stale_replies"] += 1
+                elif _is_echo(event, cmd, payload):
+                    raise LinkError(f"{ECHO_MESSAGE}; the answer to "
+                                    f"{P._name(P._enum_or_int(P.Cmd, cmd))} was the request itself")
                 elif event.code != P.Status.OK:
                     raise P.decode_error(event.code, event.payload, cmd)
                 else:

@@ -162,11 +162,16 @@ def digits_cnn(bits=(32, 32, 32), *, width: float = 1.0, in_channels: int = 1, i
 MODELS = {"digits": digits_cnn, "svhn": svhn_net}
 
 
-def build_model(name: str, bits=(32, 32, 32), **kwargs) -> DoReFaNet:
-    """``name`` is ``digits``, ``svhn`` or ``svhn-A`` .. ``svhn-D`` (the paper's channel widths)."""
+def build_model(name: str, bits=(32, 32, 32), *, width: float = 1.0, **kwargs) -> DoReFaNet:
+    """``name`` is ``digits``, ``svhn`` or ``svhn-A`` .. ``svhn-D`` (the paper's channel widths).
+
+    ``width`` multiplies the named model's own width: ``svhn-C`` (0.25) at
+    ``width=2`` has the channels of ``svhn-B`` (0.5).  Other keyword arguments
+    go to the network's builder (:func:`svhn_net`, :func:`digits_cnn`).
+    """
     if name in MODELS:
-        return MODELS[name](bits, **kwargs)
+        return MODELS[name](bits, width=width, **kwargs)
     if name.startswith("svhn-") and name[5:] in SVHN_MODELS:
-        return svhn_net(bits, width=SVHN_MODELS[name[5:]], **kwargs)
+        return svhn_net(bits, width=SVHN_MODELS[name[5:]] * width, **kwargs)
     allowed = sorted(MODELS) + [f"svhn-{m}" for m in SVHN_MODELS]
     raise ValueError(f"unknown model {name!r}; allowed: {', '.join(allowed)}")

@@ -10,6 +10,21 @@ epoch it appends one JSON line to ``out/metrics.jsonl`` and replaces
 checkpoint, and training N epochs straight gives the same bits as training k,
 stopping (or crashing) and resuming for the rest.
 
+Resuming with a different ``epochs`` extends (or shortens) the run: the
+learning-rate schedule is recomputed for the new total and applies from the
+next epoch on; a note says when the result can therefore no longer equal an
+uninterrupted run of the new length.  Every other field that changes the
+numbers must match the checkpoint.
+
+Nothing saved is touched until the new run has all it needs (data loaded and
+checked, the network built, a checkpoint to resume read and checked, the
+backend's engine open); only then is the output directory created and, when
+starting afresh, the old run's files (:data:`RUN_FILES`) replaced as a whole.
+Checkpoints carry a SHA-256 of their contents, verified on loading.  A loss
+that is not finite stops training (:class:`TrainingDiverged`) with the last
+good checkpoint in place.  Every file a run writes gets the mode a plain
+``open()`` would give it (``0o666`` less the umask).
+
 Input sizes: the ``digits`` network runs on a data set's native size (8x8
 digits, 28x28 MNIST, 32x32 SVHN); the ``svhn`` networks need 40x40 inputs, so
 their data are resized bilinearly to 40x40 (as the authors did).
@@ -19,15 +34,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import IO, Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,26 +58,46 @@ from .models import MODELS, SVHN_MODELS, DoReFaNet, build_model
 from .quantizers import GradientNoise
 
 __all__ = [
-    "TrainConfig", "TrainResult", "Evaluation", "CheckpointError", "train", "evaluate",
-    "save_checkpoint", "load_checkpoint", "default_model", "noise_seed",
-    "CHECKPOINT_NAME", "METRICS_NAME", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "SCHEDULES",
+    "TrainConfig", "TrainResult", "Evaluation", "CheckpointError", "TrainingDiverged", "train", "evaluate",
+    "save_checkpoint", "load_checkpoint", "seal_checkpoint", "checkpoint_digest", "default_model", "noise_seed",
+    "CHECKPOINT_NAME", "METRICS_NAME", "CONFIG_NAME", "CURVES_NAME", "RUN_FILES", "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION", "SCHEDULES", "MODEL_NAMES",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.json"
+CURVES_NAME = "curves.png"  # loss and accuracy per epoch, drawn from metrics.jsonl by the CLI
+#: Every file a run writes in its output directory; starting afresh replaces them all
+#: (the checkpoint first, so an interrupted replacement never leaves a resumable mix).
+RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME, CURVES_NAME)
 CHECKPOINT_FORMAT = "dorefa-hw checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: a SHA-256 of the contents ("sha256") and the learning-rate factors used
+READABLE_VERSIONS = (1, CHECKPOINT_VERSION)
+DIGEST_KEY = "sha256"
 SCHEDULES = ("cosine", "step", "constant")
+MAX_SEED = 2**32 - 1  # run seeds are 0 .. MAX_SEED (what torch and numpy seed from)
 SVHN_INPUT_SIZE = 40
 MODEL_NAMES = tuple(sorted(MODELS)) + tuple(f"svhn-{m}" for m in SVHN_MODELS)
 
 # Config fields that do not change the numbers a run produces: they may differ on resume.
 _RUNTIME_FIELDS = ("data", "out", "resume", "overwrite", "backend")  # bit-identical backends may change
+# Fields that may differ on resume although they change the numbers: a run may be extended
+# (the learning-rate schedule is recomputed for the new total from the resumed epoch on).
+_EXTENDABLE_FIELDS = ("epochs",)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint cannot be used: unreadable, not ours, an unknown version, or another run's."""
+    """A checkpoint cannot be used: unreadable, damaged, not ours, an unknown version, or another run's."""
+
+
+class TrainingDiverged(ValueError):
+    """A loss became NaN or infinite at ``epoch``; that epoch is never saved."""
+
+    def __init__(self, epoch: int, loss: float, detail: str = ""):
+        self.epoch, self.loss = epoch, loss
+        kind = "NaN" if math.isnan(loss) else ("inf" if loss > 0 else "-inf")
+        super().__init__(f"training diverged at epoch {epoch} (loss is {kind})" + (f"; {detail}" if detail else ""))
 
 
 def default_model(dataset: str) -> str:
@@ -129,8 +166,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not 0 <= self.lr_min_factor <= 1:
             raise ValueError(f"lr_min_factor must be in [0, 1], got {self.lr_min_factor!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {self.seed!r}")
         check_backend(self.backend)
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
@@ -140,8 +177,9 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def run_fields(self) -> dict[str, Any]:
-        """The fields that determine the numbers: what a checkpoint must match to be resumed."""
-        return {k: v for k, v in self.to_dict().items() if k not in _RUNTIME_FIELDS}
+        """The fields a checkpoint must match to be resumed: those that determine the
+        numbers, less ``epochs`` (a run may be extended)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _RUNTIME_FIELDS + _EXTENDABLE_FIELDS}
 
 
 class Evaluation(NamedTuple):
@@ -194,15 +232,28 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 # --------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically: a temp file in the same directory,
-    fsync, then ``os.replace``.  A crash leaves the previous file intact."""
-    path = Path(path)
+    """Write ``state`` to ``path`` atomically (see :func:`_write_atomic`): a crash
+    leaves the previous file intact.  :func:`seal_checkpoint` adds the digest."""
+    _write_atomic(Path(path), lambda f: torch.save(state, f), binary=True)
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file: ``0o666`` less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_atomic(path: Path, write: Callable[[IO], Any], *, binary: bool = False) -> None:
+    """Write ``path`` through a temp file in the same directory: ``write(file)``,
+    fsync, ``os.replace``.  The file gets the mode a plain ``open()`` would give
+    it (``mkstemp`` makes 0600 files)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):  # mkstemp makes 0600 files; a checkpoint is not a secret
-                os.fchmod(f.fileno(), 0o644)
-            torch.save(state, f)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), _file_mode())
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -228,44 +279,116 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike, config: TrainConfig | None = None) -> dict:
-    """Read and check a checkpoint; with ``config``, also that it belongs to the same run.
+def checkpoint_digest(state: dict) -> str:
+    """SHA-256 (hex) of a canonical serialisation of ``state`` less its ``sha256`` entry.
 
-    Raises :class:`CheckpointError` naming the file and the problem; the file
-    is never modified.
+    Every tensor contributes its key path, dtype, shape and raw bytes; every
+    other value its key path, type and ``repr``; dicts their sorted keys, lists
+    and tuples their length.  Each piece is length-prefixed, so different
+    states never serialise alike.
+    """
+    digest = hashlib.sha256()
+    _digest_value(digest, [], {k: v for k, v in state.items() if k != DIGEST_KEY})
+    return digest.hexdigest()
+
+
+def _digest_value(digest, path: list, value) -> None:
+    def piece(*header, data: bytes = b"") -> None:
+        for chunk in (json.dumps([*header, path]).encode(), data):
+            digest.update(len(chunk).to_bytes(8, "big"))
+            digest.update(chunk)
+
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        piece("tensor", str(tensor.dtype), list(tensor.shape),
+              data=tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (type(k).__name__, repr(k)))
+        piece("dict", [repr(k) for k in keys])
+        for key in keys:
+            _digest_value(digest, path + [repr(key)], value[key])
+    elif isinstance(value, (list, tuple)):  # torch.load may turn one into the other
+        piece("sequence", len(value))
+        for index, item in enumerate(value):
+            _digest_value(digest, path + [index], item)
+    elif value is None or isinstance(value, (bool, int, float, str)):
+        piece("value", type(value).__name__, repr(value))
+    else:
+        raise TypeError(f"cannot digest a {type(value).__name__} at {path}")
+
+
+def seal_checkpoint(state: dict) -> dict:
+    """``state`` with its :func:`checkpoint_digest` under ``"sha256"``."""
+    return {**state, DIGEST_KEY: checkpoint_digest(state)}
+
+
+def load_checkpoint(path: str | os.PathLike, config: TrainConfig | None = None) -> dict:
+    """Read and check a checkpoint; with ``config``, also that it belongs to the same run
+    (``epochs`` may differ: a run may be extended).
+
+    Version 2 checkpoints must match their SHA-256; version 1 ones (no digest)
+    are read too.  Raises :class:`CheckpointError` naming the file and the
+    problem; the file is never modified.
     """
     path = Path(path)
+    untouched = "the file was left untouched"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as exc:  # truncated zip, not a zip, unpickling refused...
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): "
-                              f"{type(exc).__name__}: {_first_line(exc)}; the file was left untouched") from exc
+                              f"{type(exc).__name__}: {_torch_reason(exc)}; {untouched}") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a dorefa-hw training checkpoint; the file was left untouched")
+        raise CheckpointError(f"{path}: not a dorefa-hw training checkpoint; {untouched}")
     version = state.get("version")
-    if version != CHECKPOINT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: checkpoint format version {version!r} is not supported "
-                              f"(this dorefa-hw reads version {CHECKPOINT_VERSION}); the file was left untouched")
-    missing = [k for k in ("epoch", "config", "model", "optimizer", "scheduler", "torch_rng",
-                           "shuffle_rng", "noise") if k not in state]
+                              f"(this dorefa-hw reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+                              f"{untouched}")
+    if version >= 2:
+        try:
+            intact = state.get(DIGEST_KEY) == checkpoint_digest(state)
+        except (TypeError, ValueError, RuntimeError):
+            intact = False
+        if not intact:
+            raise CheckpointError(f"{path}: checkpoint is damaged (its SHA-256 does not match its contents); "
+                                  f"{untouched}")
+    required = ["epoch", "config", "model", "optimizer", "scheduler", "torch_rng", "shuffle_rng", "noise"]
+    missing = [k for k in required + (["lr_factors"] if version >= 2 else []) if k not in state]
     if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}; the file was left untouched")
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}; {untouched}")
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(state["config"], dict):
+        raise CheckpointError(f"{path}: bad epoch {epoch!r} or config in checkpoint; {untouched}")
     if config is not None:
         stored, wanted = state["config"], config.run_fields()
         diffs = [f"{k} {stored.get(k)!r} in the checkpoint, {v!r} requested"
                  for k, v in wanted.items() if stored.get(k) != v]
         if diffs:
             raise CheckpointError(f"{path}: checkpoint is from a different run ({'; '.join(diffs)}); "
-                                  f"resume with the same settings or use another output directory; "
-                                  f"the file was left untouched")
+                                  f"resume with the same settings (only --epochs may change) or use "
+                                  f"another output directory; {untouched}")
     return state
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else ""
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """Why torch could not load a file, in one line, without torch's advice to load
+    with ``weights_only=False`` (never right for a file we cannot read)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1]
+        reason = next((line.strip() for line in reason.splitlines() if line.strip()), "")
+        reason = reason.split(" Please use ", 1)[0]
+        return reason or "it holds objects a checkpoint does not"
+    if "weights_only" in text.lower() or "weights only" in text.lower():
+        return "it holds objects a checkpoint does not"
+    return _first_line(exc)
 
 
 # --------------------------------------------------------------------------- pieces of a run
@@ -287,38 +410,83 @@ def _prepare_data(config: TrainConfig) -> Dataset:
 
 
 def _schedule(config: TrainConfig) -> Callable[[int], float]:
-    """Learning-rate factor for epoch ``e`` (0-based)."""
-    if config.schedule == "constant":
+    """Learning-rate factor for epoch ``e`` (0-based) of ``config``'s run."""
+    return _schedule_of(config.schedule, config.epochs, config.lr_min_factor)
+
+
+def _schedule_of(schedule: str, epochs: int, lr_min_factor: float) -> Callable[[int], float]:
+    """Learning-rate factor for epoch ``e`` (0-based) of an ``epochs``-epoch run."""
+    if schedule == "constant":
         return lambda e: 1.0
-    if config.schedule == "step":
-        return lambda e: 0.1 ** ((e >= config.epochs // 2) + (e >= (3 * config.epochs) // 4))
-    low = config.lr_min_factor
-    return lambda e: low + (1 - low) * 0.5 * (1 + math.cos(math.pi * e / config.epochs))
+    if schedule == "step":
+        return lambda e: 0.1 ** ((e >= epochs // 2) + (e >= (3 * epochs) // 4))
+    low = lr_min_factor
+    return lambda e: low + (1 - low) * 0.5 * (1 + math.cos(math.pi * e / epochs))
 
 
-def _prepare_out(config: TrainConfig, log) -> tuple[Path, dict | None]:
-    """Create the output directory; return it and the checkpoint to resume (or ``None``)."""
-    out = Path(config.out)
-    checkpoint = out / CHECKPOINT_NAME
+def _checkpoint_to_resume(config: TrainConfig, log) -> dict | None:
+    """The checkpoint to continue from, or ``None`` to start afresh.  Reads, never writes."""
+    path = Path(config.out) / CHECKPOINT_NAME
     if config.resume:
-        if checkpoint.exists():
-            return out, load_checkpoint(checkpoint, config)
-        log(f"{checkpoint}: no checkpoint yet, starting afresh")
-    elif checkpoint.exists():
-        if not config.overwrite:
-            raise CheckpointError(f"{checkpoint}: a checkpoint already exists; resume it (--resume) or start "
-                                  f"over (--overwrite), or choose another output directory")
-        checkpoint.unlink()  # asked to start over: never resume the old run by mistake
-    out.mkdir(parents=True, exist_ok=True)
-    return out, None
+        if path.exists():
+            state = load_checkpoint(path, config)
+            if config.epochs < state["epoch"]:
+                raise CheckpointError(f"{path}: the checkpoint has finished {state['epoch']} epochs, more than "
+                                      f"the {config.epochs} requested; resume with --epochs {state['epoch']} or "
+                                      f"more, or start over (--overwrite); the file was left untouched")
+            return state
+        log(f"{path}: no checkpoint yet, starting afresh")
+    elif path.exists() and not config.overwrite:
+        raise CheckpointError(f"{path}: a checkpoint already exists; resume it (--resume) or start "
+                              f"over (--overwrite), or choose another output directory")
+    return None
+
+
+def _lr_factors(state: dict) -> list[float]:
+    """The learning-rate factors the checkpoint's epochs were trained with (version 1
+    checkpoints: those of their own schedule)."""
+    epochs = state["epoch"]
+    if "lr_factors" in state:
+        return [float(f) for f in state["lr_factors"]][:epochs]
+    stored = state["config"]
+    schedule = _schedule_of(stored["schedule"], stored["epochs"], stored["lr_min_factor"])
+    return [schedule(e) for e in range(epochs)]
+
+
+def _schedule_note(state: dict, config: TrainConfig) -> str | None:
+    """A note when resuming ``state`` for ``config`` can no longer equal an uninterrupted
+    ``config.epochs``-epoch run: the epochs done followed other learning-rate factors."""
+    finished, schedule = state["epoch"], _schedule(config)
+    done = _lr_factors(state)
+    if done == [schedule(e) for e in range(finished)]:
+        return None
+    epochs_done = "epoch 1" if finished == 1 else f"epochs 1-{finished}"
+    n, old = config.epochs, state["config"].get("epochs")
+    if old != n:
+        verb = "extending" if isinstance(old, int) and n > old else "shortening"
+        return (f"note: {verb} a {old}-epoch run to {n}: the learning-rate schedule is recomputed for {n} "
+                f"epochs from epoch {finished + 1}; {epochs_done} followed the {old}-epoch schedule, so the "
+                f"result will differ from an uninterrupted {n}-epoch run")
+    return (f"note: {epochs_done} did not follow the {n}-epoch learning-rate schedule (the run was extended "
+            f"before), so the result will differ from an uninterrupted {n}-epoch run")
+
+
+def _replace_run(out: Path) -> None:
+    """Remove every file of the run in ``out`` (:data:`RUN_FILES`, checkpoint first)."""
+    for name in RUN_FILES:
+        try:
+            (out / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _json_line(row: dict) -> str:
+    """One strict-JSON line (a NaN or infinity is an error, never bare ``NaN``)."""
+    return json.dumps(row, allow_nan=False) + "\n"
 
 
 def _rewrite_metrics(path: Path, rows: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
+    _write_atomic(path, lambda f: f.writelines(_json_line(row) for row in rows))
 
 
 def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
@@ -348,9 +516,13 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
           on_epoch_end: Callable[[dict], Any] | None = None) -> TrainResult:
     """Train ``config``; see the module docstring.  ``on_epoch_end(row)`` is called
     after each epoch's checkpoint is written (an exception there stops training
-    with the checkpoint in place, as a crash would)."""
+    with the checkpoint in place, as a crash would).  A loss that is not finite
+    raises :class:`TrainingDiverged`."""
     started = time.perf_counter()
-    out, checkpoint = _prepare_out(config, log)
+    out = Path(config.out)
+    checkpoint_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
+    # Everything the run needs, before anything on disk is touched.
+    checkpoint = _checkpoint_to_resume(config, log)
     data = _prepare_data(config)
 
     torch.manual_seed(config.seed)
@@ -358,48 +530,76 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
     noise = GradientNoise(seed=noise_seed(config.seed))
     model = build_network(config, data)
     model.set_gradient_noise(noise)
-    with _engine_of(model, config.backend) as engine:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = _schedule(config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    start_epoch, lr_factors, history = 0, [], []
+    if checkpoint is not None:
+        _restore(checkpoint, checkpoint_path, model, optimizer, scheduler, shuffle, noise)
+        start_epoch, lr_factors = checkpoint["epoch"], _lr_factors(checkpoint)
+        # The schedule of this run's total from the next epoch on (the same as the
+        # checkpoint's own unless the run is extended).
+        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base_lr * schedule(start_epoch)
+        history = _read_metrics(metrics_path, start_epoch)
+        if start_epoch == config.epochs:
+            log(f"nothing to train: {checkpoint_path} has finished all {config.epochs} epochs")
+            return TrainResult(config, model, history, time.perf_counter() - started)
+        log(f"resuming {checkpoint_path} after epoch {start_epoch}/{config.epochs}")
+        note = _schedule_note(checkpoint, config)
+        if note:
+            log(note)
 
-        metrics_path = out / METRICS_NAME
-        start_epoch, history = 0, []
-        if checkpoint is not None:
-            _restore(checkpoint, out / CHECKPOINT_NAME, model, optimizer, scheduler, shuffle, noise)
-            start_epoch = checkpoint["epoch"]
-            history = _read_metrics(metrics_path, start_epoch)
-            log(f"resuming {out / CHECKPOINT_NAME} after epoch {start_epoch}/{config.epochs}")
+    with _engine_of(model, config.backend) as engine:
+        # Only now, with the engine open too, create or replace the run's files.
+        out.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            _replace_run(out)
         _rewrite_metrics(metrics_path, history)
-        (out / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        _write_atomic(out / CONFIG_NAME, lambda f: f.write(json.dumps(config.to_dict(), indent=2) + "\n"))
 
         n_train = data.train_x.shape[0]
         for epoch in range(start_epoch + 1, config.epochs + 1):
             epoch_start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            loss, acc = _train_epoch(model, optimizer, data, config, shuffle, progress,
-                                     desc=f"W,A,G={','.join(map(str, config.bits))} epoch {epoch}/{config.epochs}")
-            train_seconds = time.perf_counter() - epoch_start
-            scheduler.step()
-            test = evaluate(model, data.test_x, data.test_y, engine=_inference_engine(model, engine))
+            try:
+                loss, acc = _train_epoch(model, optimizer, data, config, shuffle, progress, epoch=epoch,
+                                         desc=f"W,A,G={','.join(map(str, config.bits))} "
+                                              f"epoch {epoch}/{config.epochs}")
+                train_seconds = time.perf_counter() - epoch_start
+                scheduler.step()
+                test = evaluate(model, data.test_x, data.test_y, engine=_inference_engine(model, engine))
+                _check_finite(test.loss, epoch)
+            except TrainingDiverged as exc:
+                kept = (f"the checkpoint of epoch {epoch - 1} is kept in {checkpoint_path}" if epoch > 1
+                        else "no epoch finished, so no checkpoint was written")
+                raise TrainingDiverged(exc.epoch, exc.loss, f"{kept}; try a smaller learning rate (--lr)") from None
+            lr_factors.append(schedule(epoch - 1))
             row = {"epoch": epoch, "train_loss": loss, "train_acc": acc, "test_loss": test.loss,
                    "test_acc": test.accuracy, "lr": lr, "seconds": time.perf_counter() - epoch_start,
                    "samples_per_s": n_train / max(train_seconds, 1e-9), "bits": list(config.bits),
                    "model": config.model, "dataset": config.dataset, "seed": config.seed}
+            line = _json_line(row)
             history.append(row)
             with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            save_checkpoint({
+                f.write(line)
+            save_checkpoint(seal_checkpoint({
                 "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch,
                 "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                "shuffle_rng": shuffle.get_state(), "noise": noise.state_dict(),
-            }, out / CHECKPOINT_NAME)
+                "shuffle_rng": shuffle.get_state(), "noise": noise.state_dict(), "lr_factors": list(lr_factors),
+            }), checkpoint_path)
             log(f"W,A,G={','.join(map(str, config.bits))} epoch {epoch}/{config.epochs}: "
                 f"train loss {loss:.4f} acc {acc:.2%}, test acc {test.accuracy:.2%}, "
                 f"lr {lr:.2e}, {row['seconds']:.1f} s, {_rate(row['samples_per_s'])} samples/s")
             if on_epoch_end is not None:
                 on_epoch_end(row)
         return TrainResult(config, model, history, time.perf_counter() - started)
+
+
+def _check_finite(loss: float, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise TrainingDiverged(epoch, loss)
 
 
 def _inference_engine(model, engine):
@@ -432,8 +632,9 @@ def _engine_of(model, backend: str):
 
 
 def _train_epoch(model, optimizer, data: Dataset, config: TrainConfig, shuffle: torch.Generator,
-                 progress: bool, desc: str) -> tuple[float, float]:
-    """One pass over the training set; mean loss and accuracy (train mode)."""
+                 progress: bool, desc: str, *, epoch: int) -> tuple[float, float]:
+    """One pass over the training set; mean loss and accuracy (train mode).  A batch
+    loss that is not finite raises :class:`TrainingDiverged` before its step."""
     model.train()
     batches = math.ceil(data.train_x.shape[0] / config.batch_size)
     loss_sum, correct, seen = 0.0, 0, 0
@@ -444,16 +645,20 @@ def _train_epoch(model, optimizer, data: Dataset, config: TrainConfig, shuffle: 
                                           shuffle=True, generator=shuffle):
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
+            value = loss.item()
+            _check_finite(value, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * yb.shape[0]
+            loss_sum += value * yb.shape[0]
             correct += (logits.argmax(dim=1) == yb).sum().item()
             seen += yb.shape[0]
             bar.update(1)
             bar.set_postfix({"loss": f"{loss_sum / seen:.3f}", "acc": f"{correct / seen:.3f}",
                              "samples/s": f"{seen / max(time.perf_counter() - start, 1e-9):.0f}"}, refresh=False)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+    mean = loss_sum / max(seen, 1)
+    _check_finite(mean, epoch)
+    return mean, correct / max(seen, 1)
 
 
 def _restore(state, path, model, optimizer, scheduler, shuffle, noise) -> None:
@@ -468,6 +673,3 @@ def _restore(state, path, model, optimizer, scheduler, shuffle, noise) -> None:
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: checkpoint does not fit this model/optimizer: "
                               f"{type(exc).__name__}: {_first_line(exc)}; the file was left untouched") from exc
-    epoch = state["epoch"]
-    if not isinstance(epoch, int) or not 0 <= epoch:
-        raise CheckpointError(f"{path}: bad epoch {epoch!r} in checkpoint; the file was left untouched")

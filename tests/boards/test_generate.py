@@ -69,7 +69,7 @@ def test_generate_board_top_name_and_defaults(tmp_path, capsys):
     (["generate", "core", "--board", "icebreaker", "--bits", "1,2,4", "--max-bits", "8", "-o", "x.v"],
      "disagree on max_bits"),
     (["generate", "core", "--board", "icebreaker", "--top", "my-top", "-o", "x.v"],
-     "design name 'my-top' must be letters, digits and '_'"),
+     "--top 'my-top' is not a Verilog module name: letters, digits and '_'"),
 ])
 def test_board_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -58,3 +58,132 @@ def test_bad_requests_exit_2_with_a_clear_message(argv, message, tmp_path, monke
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.v").exists()
+
+
+# ---------------------------------------------------------------- bounded parameters, tool failures, -o
+
+def _out_of_range():
+    """(unit, parameter, text, expected words) for every catalogue parameter: values just
+    outside its range (integers), or not among its choices (bool, str)."""
+    from hw.catalog import UNITS
+    cases = []
+    for unit, spec in UNITS.items():
+        for name, param in spec.params.items():
+            if param.kind is int:
+                cases += [(unit, name, str(param.minimum - 1), f"{name} must be in {param.minimum}..{param.maximum}"),
+                          (unit, name, str(param.maximum + 1), f"{name} must be in {param.minimum}..{param.maximum}")]
+            elif param.kind is bool:
+                cases.append((unit, name, "maybe", f"{name} must be true or false"))
+            else:
+                cases.append((unit, name, "bogus", f"{name} must be one of {', '.join(param.choices)}"))
+    return cases
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dorefa generate: error: "), err
+    assert lines[0].count(": error:") == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("unit, name, text, message", _out_of_range(), ids=lambda v: str(v))
+def test_every_parameter_is_bounded(unit, name, text, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", unit, "--set", f"{name}={text}", "-o", "x.v"]) == 2
+    assert message in _one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parameter_bounds_are_allowed_values():
+    from hw.catalog import UNITS, parse_assignments
+    for unit, spec in UNITS.items():
+        for name, param in spec.params.items():
+            if param.kind is int:
+                for value in (param.minimum, param.maximum):
+                    assert parse_assignments(spec, [f"{name}={value}"])[name] == value
+
+
+def test_list_shows_the_allowed_ranges(capsys):
+    assert main(["generate", "--list"]) == 0
+    listing = capsys.readouterr().out
+    for line in ("width=64 (1..4096)  input word width", "arch=chain (chain|dadda)",
+                 "x_signed=True (true|false)", "stride=None (1..16|none)", "seed=2463534242 (1..4294967295)",
+                 "max_bits=8 (1..8)"):
+        assert line in listing
+
+
+@pytest.mark.parametrize("argv, message", [
+    # the two commands of the report: an Amaranth AssertionError and a YosysError, exit 1, before
+    (["generate", "popcount", "--width", "100000", "-o", "x.v"], "--width: width must be in 1..4096, got 100000"),
+    (["generate", "threshold", "--top", "bad name", "--lint", "-o", "x.v"],
+     "--top 'bad name' is not a Verilog module name"),
+    (["generate", "threshold", "--top", "9lives", "-o", "x.v"], "not a Verilog module name"),
+])
+def test_reported_commands_are_one_line_errors(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in _one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_yosys_failure_is_one_line(tmp_path, monkeypatch, capsys):
+    from amaranth._toolchain.yosys import YosysError
+
+    import hw.commands
+
+    def fail(*args, **kwargs):
+        raise YosysError("Warning: something\nERROR: Parser error in line 4: syntax error\nmore")
+
+    monkeypatch.setattr(hw.commands, "generate_verilog", fail)
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "threshold", "-o", "x.v"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "Yosys could not convert threshold to Verilog: ERROR: Parser error in line 4: syntax error" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lint_failure_is_one_line(tmp_path, monkeypatch, capsys):
+    import sim.lint
+
+    def fail(path, top):
+        raise sim.lint.LintError(f"verilator --lint-only failed on {path}:\n%Warning-X: a.v:1: hm\n"
+                                 f"%Error: a.v:3: bad thing\n%Error: Exiting due to 1 error(s)")
+
+    monkeypatch.setattr(sim.lint, "lint_verilog", fail)
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "prng", "--lint", "-o", "x.v"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "verilator --lint-only rejected x.v (kept): %Error: a.v:3: bad thing" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.v"]
+
+
+def test_output_that_is_a_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rtl").mkdir()
+    assert main(["generate", "prng", "-o", "rtl"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "-o rtl is a directory; give a file to write, e.g. -o rtl/prng.v" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rtl"]
+    assert list((tmp_path / "rtl").iterdir()) == []
+
+
+def test_write_failure_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    def full(self, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "replace", full)
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "prng", "-o", "out/x.v"]) == 2
+    assert "cannot write out/x.v: No space left on device" in _one_error_line(capsys.readouterr().err)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_output_under_a_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").write_text("keep")
+    assert main(["generate", "prng", "-o", "f/x.v"]) == 2
+    assert "cannot write f/x.v" in _one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "f").read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]

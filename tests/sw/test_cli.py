@@ -136,17 +136,3 @@ def test_command_registry(capsys, monkeypatch):
     assert capsys.readouterr().out == "hello fpga\n"
 
 
-def test_demo_smoke(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "DEMO", DemoConfig(settings=((32, 32, 32), (1, 1, 2)), epochs=3,
-                                                base={"width": 0.25, "train_limit": 64, "test_limit": 32}))
-    assert main(["demo", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "| W | A | G | test accuracy |" in out
-    rows = json.loads((tmp_path / "results.json").read_text())
-    assert [r["bits"] for r in rows] == [[32, 32, 32], [1, 1, 2]]
-    assert all(r["epochs"] == 1 and 0 <= r["test_acc"] <= 1 for r in rows)
-    table = (tmp_path / "results.md").read_text()
-    assert "| 32 | 32 | 32 |" in table and "| 1 | 1 | 2 |" in table
-    assert (tmp_path / "1-1-2" / CHECKPOINT_NAME).exists()
-    # A second demo run starts over instead of refusing.
-    assert main(["demo", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0

@@ -316,3 +316,45 @@ def test_minibatches_deterministic() -> None:
     assert torch.equal(order(5), order(5)) and not torch.equal(order(5), order(6))
     plain = torch.cat([yb for _, yb in iterate_minibatches(x, y, 8, shuffle=False)])
     assert torch.equal(plain, y)
+
+
+# --------------------------------------------------------------------------- empty splits (issue 9, item 6)
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_svhn_split_with_no_samples_is_an_error(tmp_path: Path, split: str) -> None:
+    write_svhn(tmp_path)
+    path = tmp_path / f"{split}_32x32.mat"
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 0), dtype=np.uint8), "y": np.zeros((0, 1), dtype=np.uint8)})
+    assert scipy.io.loadmat(path)["X"].shape == (32, 32, 3, 0)
+    with pytest.raises(DataFormatError) as info:
+        load_svhn(tmp_path)
+    assert str(info.value).startswith(f"{path}: expected at least one sample, found none"), str(info.value)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_mnist_split_with_no_images_is_an_error(tmp_path: Path, split: str) -> None:
+    arrays = mnist_arrays()
+    arrays[f"{split}_images"] = arrays[f"{split}_images"][:0]
+    arrays[f"{split}_labels"] = arrays[f"{split}_labels"][:0]
+    write_mnist(tmp_path, arrays)
+    path = tmp_path / MNIST_NAMES[f"{split}_images"]
+    assert read_idx(path).shape == (0, 28, 28)  # a well-formed IDX file: only its emptiness is wrong
+    with pytest.raises(DataFormatError) as info:
+        load_mnist(tmp_path)
+    assert str(info.value) == f"{path}: expected at least one image, found none"
+
+
+def test_empty_split_through_the_cli(tmp_path: Path, capsys) -> None:
+    from sw.cli import main
+
+    arrays = mnist_arrays()
+    arrays["test_images"], arrays["test_labels"] = arrays["test_images"][:0], arrays["test_labels"][:0]
+    (tmp_path / "mnist").mkdir()
+    write_mnist(tmp_path / "mnist", arrays)
+    out = tmp_path / "run"
+    assert main(["train", "--bits", "1,2,6", "--dataset", "mnist", "--data", str(tmp_path / "mnist"),
+                 "--epochs", "1", "--width", "0.25", "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"dorefa train: error: {tmp_path / 'mnist' / MNIST_NAMES['test_images']}: "
+                   f"expected at least one image, found none\n")
+    assert not out.exists()

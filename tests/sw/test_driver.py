@@ -697,3 +697,69 @@ def test_serial_dead_link_raises_link_error_within_timeout(pty_core):
 def test_serial_missing_device_raises_link_error():
     with pytest.raises(LinkError, match="cannot open serial device"):
         SerialTransport("/dev/does-not-exist-dorefa", 115200, timeout=0.1)
+
+
+# --------------------------------------------------------------------------- a device that echoes
+
+ECHO = "the device echoes what it is sent: not a DoReFa core (wrong port or a loopback?)"
+
+
+class EchoTransport(Transport):
+    """A loopback plug: every byte written comes straight back."""
+
+    def __init__(self):
+        self._rx = bytearray()
+
+    def write(self, data):
+        self._rx += data
+
+    def read(self, size, timeout):
+        data = bytes(self._rx[:size])
+        del self._rx[:size]
+        return data
+
+
+def test_echo_of_ping_is_named():
+    # Echoed, PING (0x01) reads as a BAD_CRC (0x01) reply with an empty payload.
+    client = CoreClient(EchoTransport(), timeout=0.2)
+    with pytest.raises(LinkError) as info:
+        client.ping()
+    assert ECHO in str(info.value) and "PING" in str(info.value)
+    assert "BAD_CRC" not in str(info.value)
+
+
+@pytest.mark.parametrize("cmd,payload", [
+    (Cmd.LOAD_MATRIX, P.encode_load_matrix(3, 20, 5, True, 0, np.arange(60) % 32)),
+    (Cmd.RUN, P.encode_run(4, False, np.arange(200).reshape(5, 40) % 16)),
+    (Cmd.RESET, b""),
+])
+def test_echo_of_longer_requests_is_named(cmd, payload):
+    client = CoreClient(EchoTransport(), timeout=0.2)
+    with pytest.raises(LinkError, match=r"wrong port or a loopback\?"):
+        client.request(cmd, payload)
+
+
+def test_error_reply_equal_to_its_request_stays_an_error():
+    # RESET with the payload [RESET, NONE] gets BAD_LENGTH (0x02 == RESET) [RESET, NONE]
+    # from a real core: the reply is byte for byte the request, and still a reply.
+    client = tiny_client()
+    with pytest.raises(CoreError) as info:
+        client.request(Cmd.RESET, bytes((Cmd.RESET, Detail.NONE)))
+    assert info.value.status == Status.BAD_LENGTH
+    assert client.ping().max_rows == TINY["max_rows"]
+
+
+def test_train_on_an_echoing_serial_port_is_one_line(capsys, tmp_path):
+    from sw.cli import main
+
+    bridge = PtyBridge(EchoTransport())
+    try:
+        argv = ["train", "--bits", "1,2,6", "--epochs", "1", "--out", str(tmp_path / "run"),
+                "--backend", f"serial:{bridge.device}", "--width", "0.25", "--train-limit", "32",
+                "--test-limit", "32", "--batch-size", "32", "--no-progress"]
+        assert main(argv) == 2
+    finally:
+        bridge.close()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("dorefa train: error: ") and ECHO in err, err

@@ -424,3 +424,16 @@ def test_svhn_d_forward_backward():
             r["x"].codes.numpy(), g_int, p.weight.shape[2], 1, p.geometry.padding))
         assert np.array_equal(as_exact_int(r["backward_input"]), conv_backward_input_int(
             g_int, w_int, r["x"].codes.shape, 1, p.geometry.padding))
+
+
+# hand-written: svhn-C's 25 % times width 2 is svhn-B's 50 %; svhn-D's 12.5 % times 0.5 is 6.25 %
+@pytest.mark.parametrize("name,width,expected", [
+    ("svhn-C", 2.0, [24, 32, 32, 64, 64, 64, 256]),
+    ("svhn-D", 0.5, [3, 4, 4, 8, 8, 8, 32]),
+    ("svhn-A", 0.25, [12, 16, 16, 32, 32, 32, 128]),
+    ("digits", 0.5, [8, 16, 16, 32, 32]),
+])
+def test_named_width_times_width_argument(name, width, expected):
+    """``--model svhn-C --width F``: the named model's width multiplies ``width`` (issue 9, item 1)."""
+    products = build_model(name, (1, 2, 4), width=width).products()
+    assert [p.weight.shape[0] for p in products[:-1]] == expected

@@ -1,6 +1,15 @@
 """Shared pytest options: long sweeps are marked ``slow`` and run only with ``--run-slow``."""
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run, so a CI result is reproducible;
+# HYPOTHESIS_PROFILE=explore draws new ones (found the float32 near-tie in test_numeric).
+settings.register_profile("reproducible", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 
 def pytest_addoption(parser):

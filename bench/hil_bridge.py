@@ -1,7 +1,7 @@
 """Speed of the simulated core behind its pty (``--backend sim``): round trips, GEMM throughput.
 
 Starts a :class:`sim.verilator_bridge.VerilatorBridge` on the ``sim``
-backend's core (:data:`sw.backends.SIM_CORE`, the iCEBreaker default) and
+backend's core (:data:`sim.transports.SIM_CORE`, the iCEBreaker default) and
 drives it through :class:`sw.driver.SerialTransport`, as training does:
 
 * PING round trip (host -> tty -> simulation -> tty -> host);
@@ -37,7 +37,7 @@ import numpy as np
 
 from hw.core import TrainingCore
 from sim.verilator_bridge import VerilatorBridge
-from sw.backends import SIM_CORE
+from sim.transports import SIM_CORE
 from sw.bitplanes import signed_matmul
 from sw.driver import CoreClient, SerialTransport
 
@@ -102,7 +102,7 @@ def _uart_seconds(stats: dict, baud: int = 115200) -> float:
 def table(result: dict) -> str:
     g, a = result["gemm"], result["activated"]
     return "\n".join([
-        f"Simulated core (`sw.backends.SIM_CORE`: {result['core']}) behind a pty, Verilator via cocotb; "
+        f"Simulated core (`sim.transports.SIM_CORE`: {result['core']}) behind a pty, Verilator via cocotb; "
         f"{result['machine']}.",
         "",
         "| measure | value |",

@@ -14,7 +14,7 @@ reply pauses or input drains (``attention``).  While the core idles nothing
 in it changes but its idle timer, so the simulation stands still while the
 coroutine waits for the host; once the host has been silent for
 ``silence_s`` of wall-clock time (the protocol's
-:data:`sw.protocol.RX_IDLE_TIMEOUT_S`) it simulates ``idle_cycles`` (the
+:data:`sw.contract.link.RX_IDLE_TIMEOUT_S`) it simulates ``idle_cycles`` (the
 core's idle timeout) at once, so a half-received request is dropped after
 a silence as a board would drop it.
 

@@ -22,8 +22,7 @@ from collections import deque
 
 from amaranth.sim import Simulator
 
-from sw.driver import Transport
-from sw.protocol import LinkError
+from sw.driver import LinkError, Transport
 
 __all__ = ["AmaranthCoreTransport"]
 
@@ -40,13 +39,20 @@ class AmaranthCoreTransport(Transport):
         before it returns ``b""`` (the driver then reports a timeout).
     slice_cycles : int
         Cycles simulated between checks for reply bytes.
+    reply_timeout : float or None
+        Wall-clock seconds a client should wait for a reply
+        (:attr:`sw.driver.Transport.reply_timeout`; ``None``: the client's
+        default).  The simulation is slow: ``max_cycles``, not this,
+        detects a wedged core.
     """
 
     PERIOD = 1e-8
 
-    def __init__(self, core, *, max_cycles: int = 2_000_000, slice_cycles: int = 256):
+    def __init__(self, core, *, max_cycles: int = 2_000_000, slice_cycles: int = 256,
+                 reply_timeout: float | None = None):
         if max_cycles < 1 or slice_cycles < 1:
             raise ValueError(f"max_cycles and slice_cycles must be >= 1, got {max_cycles}, {slice_cycles}")
+        self.reply_timeout = None if reply_timeout is None else float(reply_timeout)
         self.core = core
         self.max_cycles = int(max_cycles)
         self.slice_cycles = int(slice_cycles)

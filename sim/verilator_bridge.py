@@ -88,7 +88,7 @@ class VerilatorBridge:
         :class:`hw.core.TrainingCore` parameters (checked here, before any
         build); ``idle_timeout`` (cycles) defaults to :data:`IDLE_TIMEOUT`.
         The simulated core's clock does not follow the wall clock: after
-        :data:`sw.protocol.RX_IDLE_TIMEOUT_S` of silence from the host the
+        :data:`sw.contract.link.RX_IDLE_TIMEOUT_S` of silence from the host the
         bridge simulates ``idle_timeout`` cycles at once (see
         :mod:`sim.cocotb_bridge`), so the timeout acts as on a board.
     window : int
@@ -249,9 +249,12 @@ def report_progress(path: Path, simulator: str):
 
 class SimulatedSerialTransport(SerialTransport):
     """:class:`sw.driver.SerialTransport` on the pty of its own :class:`VerilatorBridge`
-    (``bridge_args`` are the bridge's); closing it also stops the simulation."""
+    (``bridge_args`` are the bridge's); closing it also stops the simulation.
+    ``timeout`` (seconds) bounds the port's writes and is the
+    :attr:`~sw.driver.Transport.reply_timeout` a client waits for each reply."""
 
     def __init__(self, *bridge_args, timeout: float = 60.0, **bridge_kwargs):
+        self.reply_timeout = float(timeout)
         self.bridge = VerilatorBridge(*bridge_args, **bridge_kwargs)
         try:
             super().__init__(self.bridge.device, timeout=timeout)
@@ -269,14 +272,14 @@ def main(workdir: str) -> int:
     from hw.core import TrainingCore
     from sim.byte_window import ByteWindow
     from sim.cocotb_runner import run_cocotb
-    from sw import protocol as P
+    from sw.contract.link import RX_IDLE_TIMEOUT_S
 
     config = json.loads((Path(workdir) / "config.json").read_text())
     harness = ByteWindow(TrainingCore(**config["core"]), window=config["window"])
     run_cocotb(harness, toplevel="core_bridge", test_module="sim.cocotb_bridge", simulator=config["simulator"],
                optimize=True, on_build=report_progress(Path(workdir) / PROGRESS_FILE, config["simulator"]),
                config={"workdir": workdir, "window": config["window"],
-                       "idle_cycles": config["core"]["idle_timeout"] + 2, "silence_s": P.RX_IDLE_TIMEOUT_S})
+                       "idle_cycles": config["core"]["idle_timeout"] + 2, "silence_s": RX_IDLE_TIMEOUT_S})
     return 0
 
 

@@ -7,16 +7,17 @@
                    process (the protocol end to end, no hardware)
 ``serial:DEVICE``  a core on a serial port (a board's USB-UART, or a
                    pseudo-terminal bridged to a simulated core)
-``sim``            the gateware (:class:`hw.core.TrainingCore`) compiled by
-                   Verilator, run by cocotb behind a pseudo-terminal
-                   (:class:`sim.verilator_bridge.VerilatorBridge`) and driven
-                   through it as ``serial:DEVICE`` is: the same bytes cross a
-                   real tty.  The first use builds the model (minutes;
-                   cached in ``sim_build/``)
-``sim:amaranth``   the same gateware in the Amaranth simulator, in process
-                   (:class:`sim.core_transport.AmaranthCoreTransport`); slow:
-                   single products only
+``sim``            the gateware compiled by Verilator behind a pseudo-terminal,
+                   driven as ``serial:DEVICE`` is
+``sim:amaranth``   the same gateware in the Amaranth simulator, in process;
+                   slow: single products only
 =================  ============================================================
+
+The simulated cores belong to ``sim`` (:mod:`sim.transports`), which ``sw``
+does not import: :func:`make_engine` gets them through ``open_transport``,
+a function from backend name to :class:`sw.driver.Transport` that the caller
+supplies (the ``dorefa`` command line passes
+:func:`sim.transports.open_transport`).
 
 All give bit-identical training (tested), so a run may switch backend on
 ``--resume``.  Engines that hold a link or a simulation have ``close()``
@@ -25,40 +26,31 @@ All give bit-identical training (tested), so a run may switch backend on
 
 from __future__ import annotations
 
-from .core_model import CORE_DEFAULTS
+from typing import Callable
 
-__all__ = ["BACKENDS", "check_backend", "make_engine"]
+__all__ = ["BACKENDS", "SIM_BACKENDS", "check_backend", "make_engine"]
 
 BACKENDS = ("torch", "ref", "model", "serial:DEVICE", "sim", "sim:amaranth")
 
-#: Parameters of the simulated core of ``sim``: the default core, the one
-#: built for the iCEBreaker (:data:`sw.core_model.CORE_DEFAULTS`).
-SIM_CORE = dict(CORE_DEFAULTS)
-
-#: Parameters of the core of ``sim:amaranth``: the defaults' limits, but more
-#: rows and columns per cycle (fewer cycles for the slower simulator).
-AMARANTH_SIM_CORE = dict(CORE_DEFAULTS, pe=8, simd=32)
-
-#: Seconds :class:`sw.driver.CoreClient` waits for a reply from the core of
-#: ``sim`` (the largest RUN frame takes milliseconds under Verilator).
-SIM_TIMEOUT_S = 60.0
-
-#: The same for ``sim:amaranth`` (wall clock; the transport's cycle budget
-#: detects a wedged core).
-AMARANTH_SIM_TIMEOUT_S = 3600.0
+#: The backends that run a simulated core, opened by the caller's ``open_transport``.
+SIM_BACKENDS = ("sim", "sim:amaranth")
 
 
 def check_backend(spec: str) -> str:
     """Return ``spec`` if it names a backend, else raise ``ValueError`` listing them."""
-    if spec in ("torch", "ref", "model", "sim", "sim:amaranth"):
+    if spec in ("torch", "ref", "model", *SIM_BACKENDS):
         return spec
     if isinstance(spec, str) and spec.startswith("serial:") and len(spec) > len("serial:"):
         return spec
     raise ValueError(f"unknown backend {spec!r}; allowed: {', '.join(BACKENDS)}")
 
 
-def make_engine(spec: str, *, baudrate: int = 115200):
-    """The engine for ``spec`` (see the module docstring)."""
+def make_engine(spec: str, *, baudrate: int = 115200, open_transport: Callable[[str], object] | None = None):
+    """The engine for ``spec`` (see the module docstring).  ``open_transport(spec)``
+    returns the :class:`sw.driver.Transport` to the simulated core of a
+    :data:`SIM_BACKENDS` name (e.g. :func:`sim.transports.open_transport`); the
+    client waits for replies as long as that transport says
+    (:attr:`sw.driver.Transport.reply_timeout`)."""
     spec = check_backend(spec)
     if spec == "torch":
         from .products import TorchEngine
@@ -66,18 +58,14 @@ def make_engine(spec: str, *, baudrate: int = 115200):
     if spec == "ref":
         from .intref import IntRefEngine
         return IntRefEngine()
-    from .driver import CoreClient, CoreEngine, LoopbackTransport, SerialTransport
+    from .core_engine import CoreEngine
+    from .driver import CoreClient, LoopbackTransport, SerialTransport
     if spec == "model":
         from .core_model import CoreModel
         return CoreEngine(CoreClient(LoopbackTransport(CoreModel())))
-    # The gateware and the simulators are imported only when asked for.
-    if spec == "sim":
-        from sim.verilator_bridge import SimulatedSerialTransport
-        return CoreEngine(CoreClient(SimulatedSerialTransport(SIM_CORE, timeout=SIM_TIMEOUT_S),
-                                     timeout=SIM_TIMEOUT_S))
-    if spec == "sim:amaranth":
-        from hw.core import TrainingCore
-        from sim.core_transport import AmaranthCoreTransport
-        return CoreEngine(CoreClient(AmaranthCoreTransport(TrainingCore(**AMARANTH_SIM_CORE)),
-                                     timeout=AMARANTH_SIM_TIMEOUT_S))
+    if spec in SIM_BACKENDS:
+        if open_transport is None:
+            raise ValueError(f"backend {spec!r} runs the simulated core: use the dorefa command line, "
+                             "or pass open_transport=sim.transports.open_transport")
+        return CoreEngine(CoreClient(open_transport(spec)))
     return CoreEngine(CoreClient(SerialTransport(spec[len("serial:"):], baudrate=baudrate)))

@@ -1,6 +1,7 @@
-"""Host driver of the training core: transports, a client for the link
-protocol (:mod:`sw.protocol`) and an engine that runs a model's products on
-the core.
+"""Host driver of the training core: transports and a client for the link
+protocol (:mod:`sw.protocol`).  Torch-free (numpy at most), so the simulated
+core (``sim``) and tools use it without the golden model; the engine that runs
+a model's products on a core is :class:`sw.core_engine.CoreEngine`.
 
 * :class:`Transport` -- bytes in, bytes out: :class:`LoopbackTransport` (an
   in-process :class:`sw.core_model.CoreModel`) and :class:`SerialTransport`
@@ -9,28 +10,25 @@ the core.
   which tiles a GEMM of any size to the core's limits.  Nothing is retried:
   every failure raises a :class:`sw.protocol.ProtocolError` (a device that
   echoes the request back, :data:`ECHO_MESSAGE`, a :class:`LinkError`).
-* :class:`CoreEngine` -- the :class:`sw.products.Engine` protocol on the core:
-  ``model.set_engine(CoreEngine(client))`` runs the three training products of
-  every quantized conv/FC as GEMMs on the core (im2col on the host), giving
-  the same int64 integers as :class:`sw.intref.IntRefEngine`.
 """
 
 from __future__ import annotations
 
 import abc
+import sys
 import time
 
 import numpy as np
-import torch
 
 from . import protocol as P
-from .intref import GemmEngine
 from .protocol import (CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError,
                        check_core_info)
 
-__all__ = ["Transport", "LoopbackTransport", "SerialTransport", "CoreClient", "CoreEngine", "ECHO_MESSAGE",
+__all__ = ["Transport", "LoopbackTransport", "SerialTransport", "CoreClient", "ECHO_MESSAGE", "DEFAULT_TIMEOUT_S",
            "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError"]
 
+#: Seconds :class:`CoreClient` waits for each reply, unless it or its transport
+#: (:attr:`Transport.reply_timeout`) says otherwise.
 DEFAULT_TIMEOUT_S = 2.0
 
 #: What :class:`CoreClient` raises (as a :class:`LinkError`) when the answer to
@@ -49,6 +47,12 @@ class Transport(abc.ABC):
     #: then keeps the line idle for its recovery time before the first request,
     #: so the core's idle timeout drops it.
     may_hold_partial_request = False
+
+    #: Seconds a :class:`CoreClient` on this link waits for each reply when not
+    #: given a ``timeout``; ``None``: :data:`DEFAULT_TIMEOUT_S`.  A transport to a
+    #: slow (simulated) core sets it, so whoever opens the transport also knows
+    #: how long its core may take.
+    reply_timeout: float | None = None
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
@@ -172,7 +176,8 @@ def _bits(bits, what: str, max_bits: int) -> int:
 
 
 def _codes(codes, ndim: int, what: str) -> np.ndarray:
-    if isinstance(codes, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor can only come from a process that imported torch
+    if torch is not None and isinstance(codes, torch.Tensor):
         codes = codes.detach().cpu().numpy()
     codes = np.asarray(codes)
     if codes.ndim != ndim:
@@ -185,7 +190,8 @@ def _codes(codes, ndim: int, what: str) -> np.ndarray:
 class CoreClient:
     """Requests to a core over ``transport``, one at a time (lock step).
 
-    ``timeout``: seconds to wait for each reply.  Every failure raises:
+    ``timeout``: seconds to wait for each reply (default: the transport's
+    :attr:`~Transport.reply_timeout`, else :data:`DEFAULT_TIMEOUT_S`).  Every failure raises:
     :class:`CoreError` (the core said no), :class:`LinkTimeout` /
     :class:`LinkError` (no answer), :class:`FramingError` (a garbled answer).
     After a lost reply the next request waits ``recovery`` seconds first, so
@@ -194,9 +200,11 @@ class CoreClient:
     (:attr:`Transport.may_hold_partial_request`: a serial line).
     """
 
-    def __init__(self, transport: Transport, timeout: float = DEFAULT_TIMEOUT_S, *,
+    def __init__(self, transport: Transport, timeout: float | None = None, *,
                  recovery: float = P.HOST_RECOVERY_S):
         self.transport = transport
+        if timeout is None:
+            timeout = transport.reply_timeout if transport.reply_timeout is not None else DEFAULT_TIMEOUT_S
         self.timeout = float(timeout)
         self.recovery = float(recovery)
         self._decoder = P.FrameDecoder(P.MAX_PAYLOAD, backtrack=True)
@@ -409,37 +417,3 @@ class CoreClient:
 
     def close(self) -> None:
         self.transport.close()
-
-
-# --------------------------------------------------------------------------- engine
-
-class CoreEngine(GemmEngine):
-    """The three products of conv and FC layers as GEMMs on the core
-    (the lowering of :class:`sw.intref.GemmEngine`; the readings of
-    :meth:`hw.mac_array.MacArray.for_product`)."""
-
-    def __init__(self, client):
-        self.client = client if isinstance(client, CoreClient) else CoreClient(client)
-        #: Activated products: on the core's threshold stage, or thresholded on the host
-        #: (a fan-in longer than the core's columns, or more activation bits than it has).
-        self.stats = {"core_thresholds": 0, "host_thresholds": 0}
-
-    def close(self) -> None:
-        """Close the link to the core (idempotent)."""
-        self.client.close()
-
-    def matmul(self, a, a_codes, b, b_codes):
-        # The rows of B are the matrix loaded into the core, the rows of A the vectors streamed.
-        return self.client.matmul(np.ascontiguousarray(a_codes), a.bits, a.signed,
-                                  np.ascontiguousarray(b_codes), b.bits, b.signed)
-
-    def matmul_activate(self, a, a_codes, b, b_codes, unit):
-        # On the core's activation stage when a row's whole sum fits one matrix;
-        # otherwise the core's partial sums are added and thresholded here.
-        if not self.client.can_activate(b_codes.shape[1], unit.act_bits):
-            self.stats["host_thresholds"] += 1
-            return super().matmul_activate(a, a_codes, b, b_codes, unit)
-        self.stats["core_thresholds"] += 1
-        return torch.from_numpy(self.client.activations(
-            np.ascontiguousarray(a_codes), a.bits, a.signed, np.ascontiguousarray(b_codes), b.bits, b.signed,
-            unit.thresholds, unit.direction, unit.act_bits))

@@ -65,8 +65,9 @@ class InferenceReport:
 
 
 def verify_inference(checkpoint: str | Path, backend: str = "ref", *, data: str | None = None,
-                     limit: int | None = None, batch_size: int = 64) -> InferenceReport:
-    """Run ``checkpoint``'s test set on the float model and on ``backend``; compare."""
+                     limit: int | None = None, batch_size: int = 64, open_transport=None) -> InferenceReport:
+    """Run ``checkpoint``'s test set on the float model and on ``backend``; compare.
+    ``open_transport``: for a simulated core's backend (:func:`sw.backends.make_engine`)."""
     from .train import TrainConfig, _prepare_data, build_network, load_checkpoint
 
     backend = check_backend(backend)
@@ -86,7 +87,7 @@ def verify_inference(checkpoint: str | Path, backend: str = "ref", *, data: str 
     model.trace(True)
     report = InferenceReport()
     started = time.perf_counter()
-    engine = make_engine(backend)
+    engine = make_engine(backend, open_transport=open_transport)
     try:
         with torch.no_grad():
             for xb, yb in iterate_minibatches(dataset.test_x, dataset.test_y, batch_size, shuffle=False):

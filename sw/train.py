@@ -513,11 +513,12 @@ def build_network(config: TrainConfig, data: Dataset) -> torch.nn.Module:
 # --------------------------------------------------------------------------- the loop
 
 def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], Any] = print,
-          on_epoch_end: Callable[[dict], Any] | None = None) -> TrainResult:
+          on_epoch_end: Callable[[dict], Any] | None = None, open_transport=None) -> TrainResult:
     """Train ``config``; see the module docstring.  ``on_epoch_end(row)`` is called
     after each epoch's checkpoint is written (an exception there stops training
     with the checkpoint in place, as a crash would).  A loss that is not finite
-    raises :class:`TrainingDiverged`."""
+    raises :class:`TrainingDiverged`.  ``open_transport``: for a simulated core's
+    backend (:func:`sw.backends.make_engine`)."""
     started = time.perf_counter()
     out = Path(config.out)
     checkpoint_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
@@ -550,7 +551,7 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
         if note:
             log(note)
 
-    with _engine_of(model, config.backend) as engine:
+    with _engine_of(model, config.backend, open_transport) as engine:
         # Only now, with the engine open too, create or replace the run's files.
         out.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
@@ -606,7 +607,7 @@ def _inference_engine(model, engine):
     """The engine to evaluate on as integer inference: a core's, when every hidden
     block has quantized activations (thresholds need them); else None (float eval,
     the products still on the engine)."""
-    from .driver import CoreEngine
+    from .core_engine import CoreEngine
     quantized = all(block.act_bits != numeric.FULL_PRECISION for block in model.blocks[:-1])
     return engine if isinstance(engine, CoreEngine) and quantized else None
 
@@ -617,11 +618,11 @@ def _rate(per_second: float) -> str:
 
 
 @contextlib.contextmanager
-def _engine_of(model, backend: str):
+def _engine_of(model, backend: str, open_transport=None):
     """Run ``model``'s products on ``backend``.  An engine with a link or a simulation
     is closed afterwards (errors too) and the model gets the in-process integer
     reference instead (the same numbers), so the model returned still runs."""
-    engine = make_engine(backend)
+    engine = make_engine(backend, open_transport=open_transport)
     model.set_engine(engine)
     try:
         yield engine

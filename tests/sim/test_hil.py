@@ -25,7 +25,7 @@ import torch
 from sim.verilator_bridge import VerilatorBridge
 from sw import protocol as P
 from sw import driver
-from sw.backends import SIM_CORE
+from sim.transports import SIM_CORE
 from sw.bitplanes import signed_matmul
 from sw.cli import main
 from sw.driver import CoreClient, SerialTransport

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from sim.transports import AMARANTH_SIM_TIMEOUT_S, open_transport
 from sw.backends import BACKENDS, check_backend, make_engine
-from sw.driver import CoreEngine
+from sw.core_engine import CoreEngine
 from sw.intref import IntRefEngine
 from sw.products import ConvGeometry, LinearGeometry
 from sw.quantizers import Quantized
@@ -22,13 +23,22 @@ def rand_q(rng, shape, bits, signed):
 
 @pytest.fixture(scope="module")
 def sim_engine():
-    engine = make_engine("sim:amaranth")
+    engine = make_engine("sim:amaranth", open_transport=open_transport)
     yield engine
     engine.client.close()
 
 
 def test_sim_is_a_backend():
     assert "sim" in BACKENDS and check_backend("sim") == "sim"
+
+
+def test_sim_transports_open_only_simulated_cores():
+    with pytest.raises(ValueError, match="no simulated core for backend 'model'; allowed: sim, sim:amaranth"):
+        open_transport("model")
+
+
+def test_the_client_waits_as_long_as_the_simulated_transport_says(sim_engine):
+    assert sim_engine.client.timeout == AMARANTH_SIM_TIMEOUT_S
 
 
 def test_sim_conv_products_equal_intref(sim_engine):

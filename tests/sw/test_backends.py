@@ -54,6 +54,54 @@ def test_dead_serial_device_is_a_clear_cli_error(tmp_path, capsys):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+@pytest.mark.parametrize("spec", ["sim", "sim:amaranth"])
+def test_simulated_backends_need_the_callers_transport(spec):
+    with pytest.raises(ValueError, match=f"backend '{spec}' runs the simulated core: use the dorefa command line, "
+                                         "or pass open_transport=sim.transports.open_transport"):
+        make_engine(spec)
+
+
+class LoopbackOpener:
+    """``open_transport`` for tests: the core model in process, as a slow core would answer."""
+
+    def __init__(self):
+        self.opened = []
+
+    def __call__(self, spec):
+        from sw.core_model import CoreModel
+        from sw.driver import LoopbackTransport
+        transport = LoopbackTransport(CoreModel())
+        transport.reply_timeout = 7.5
+        self.opened.append((spec, transport))
+        return transport
+
+
+def test_simulated_backend_runs_on_the_opened_transport():
+    opener = LoopbackOpener()
+    engine = make_engine("sim:amaranth", open_transport=opener)
+    [(spec, transport)] = opener.opened
+    assert spec == "sim:amaranth" and type(engine).__name__ == "CoreEngine"
+    assert engine.client.transport is transport and engine.client.timeout == 7.5
+    engine.close()
+    assert transport._closed
+
+
+def test_train_passes_open_transport_on(tmp_path):
+    with pytest.raises(ValueError, match="backend 'sim' runs the simulated core"):
+        _run(tmp_path, "sim")
+    assert not (tmp_path / "sim").exists()
+    opener = LoopbackOpener()
+    model = _run(tmp_path, "model")
+    sim = train(TrainConfig(bits=(1, 2, 6), width=0.5, epochs=1, batch_size=16, train_limit=48, test_limit=32,
+                            out=str(tmp_path / "sim"), backend="sim"),
+                progress=False, log=lambda *a, **k: None, open_transport=opener)
+    assert [spec for spec, _ in opener.opened] == ["sim"] and opener.opened[0][1]._closed
+    for (name, a), b in zip(model.model.state_dict().items(), sim.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert model.history[-1][key] == sim.history[-1][key], key
+
+
 def test_make_engine_kinds():
     assert type(make_engine("torch")).__name__ == "TorchEngine"
     assert type(make_engine("ref")).__name__ == "IntRefEngine"

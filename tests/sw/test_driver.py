@@ -15,11 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from sim.pty_bridge import PtyBridge
+from sw import driver
 from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.core_model import CoreModel
 from sw.contract.link import LOAD_FIELDS, RUN_FIELDS, THRESHOLD_FIELDS
-from sw.driver import CoreClient, CoreEngine, LoopbackTransport, SerialTransport, Transport
+from sw.core_engine import CoreEngine
+from sw.driver import CoreClient, LoopbackTransport, SerialTransport, Transport
 from sw.intref import IntRefEngine
 from sw.products import ConvGeometry, LinearGeometry
 from sw.protocol import Cmd, CoreError, Detail, FramingError, LinkError, LinkTimeout, Status
@@ -515,6 +517,18 @@ def test_silent_core_raises_link_timeout():
     assert time.monotonic() - t < 1.0
     with pytest.raises(LinkError):  # waits out the recovery time, then times out again
         client.reset()
+
+
+class Slow(Silent):
+    reply_timeout = 0.3  # a slow core: its transport says how long to wait
+
+
+def test_reply_timeout_comes_from_the_client_then_the_transport_then_the_default():
+    assert CoreClient(Silent()).timeout == driver.DEFAULT_TIMEOUT_S == 2.0
+    assert CoreClient(Slow()).timeout == 0.3
+    assert CoreClient(Slow(), timeout=0.1).timeout == 0.1
+    with pytest.raises(LinkTimeout, match="no reply to PING within 0.3 s"):
+        CoreClient(Slow(), recovery=0.0).ping()
 
 
 def test_closed_loopback_raises_link_error():

@@ -33,6 +33,17 @@ def test_inference_on_the_core_model_is_bit_exact(checkpoint):
     assert report.core_thresholds == 2 * 4 and report.host_thresholds == 0  # 2 batches x 4 quantized blocks
 
 
+def test_inference_on_a_simulated_backend_uses_the_callers_transport(checkpoint):
+    from sw.core_model import CoreModel
+    from sw.driver import LoopbackTransport
+    with pytest.raises(ValueError, match="backend 'sim' runs the simulated core"):
+        verify_inference(checkpoint, "sim", limit=16)
+    opened = []
+    report = verify_inference(checkpoint, "sim", limit=16,
+                              open_transport=lambda spec: opened.append(spec) or LoopbackTransport(CoreModel()))
+    assert opened == ["sim"] and report.bit_exact and report.samples == 16 and report.core_thresholds > 0
+
+
 class OffByOneEngine(IntRefEngine):
     """An engine whose activation stage is wrong in one place: the comparison must see it."""
 
@@ -43,8 +54,8 @@ class OffByOneEngine(IntRefEngine):
 
 
 def test_a_wrong_code_is_reported(checkpoint, monkeypatch, capsys):
-    monkeypatch.setattr(backends, "make_engine", lambda spec: OffByOneEngine())
-    monkeypatch.setattr("sw.inference.make_engine", lambda spec: OffByOneEngine())
+    monkeypatch.setattr(backends, "make_engine", lambda spec, **_: OffByOneEngine())
+    monkeypatch.setattr("sw.inference.make_engine", lambda spec, **_: OffByOneEngine())
     report = verify_inference(checkpoint, "ref", limit=64)
     # block 0 is the full-precision first conv; block 1 has the one wrong code, later blocks inherit it
     assert not report.bit_exact and report.code_mismatches[:2] == [0, 1]

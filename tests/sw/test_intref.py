@@ -184,7 +184,8 @@ def test_integer_inference_with_thresholds_on_the_core(digits):
     """Forward inference through the core's activation stage (the byte-level core model):
     every quantized block's codes come back from the core and equal the float model's."""
     from sw.core_model import CoreModel
-    from sw.driver import CoreClient, CoreEngine, LoopbackTransport
+    from sw.core_engine import CoreEngine
+    from sw.driver import CoreClient, LoopbackTransport
 
     model = train_briefly(build_model("digits", (1, 2, 6), width=0.25), digits, steps=20)
     perturb_bn_signs(model)

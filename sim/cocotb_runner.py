@@ -7,10 +7,12 @@ One helper for every testbench in the project (pytest side)::
     @pytest.mark.parametrize("simulator", SIMULATORS)
     def test_popcount(simulator):
         run_cocotb(PopcountTree(64, stages=2), toplevel="popcount64",
-                   test_module="tb.popcount.test_popcount", simulator=simulator,
+                   test_module="tb.popcount.cocotb_popcount", simulator=simulator,
                    config={"width": 64, "vectors": 2000, "seed": 1})
 
-and, in the cocotb module, :func:`tb_config` returns that ``config``::
+and, in the cocotb module (``tb/popcount/cocotb_popcount.py``: not named
+``test_*.py``, so pytest never imports it), :func:`tb_config` returns that
+``config``::
 
     from sim.cocotb_runner import tb_config
 

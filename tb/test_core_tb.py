@@ -12,7 +12,7 @@ reply bytes, RUN vectors and MACs it checked.
 
 from hw.core import TrainingCore
 from sim.cocotb_runner import run_cocotb
-from tb.core.scripts import SMALL
+from sw.core_scripts import SMALL
 from tb.entry import on_each_simulator
 
 TIMEOUT = 300  # idle timeout in cycles: above any random gap of the drivers
@@ -33,7 +33,7 @@ SLOW_CONFIGS = [
 
 def run(simulator, name, params, vectors, fuzz_steps, seed):
     dut = TrainingCore(**params, idle_timeout=TIMEOUT)
-    run_cocotb(dut, toplevel=f"training_core_{name}", test_module="tb.core.test_core",
+    run_cocotb(dut, toplevel=f"training_core_{name}", test_module="tb.core.cocotb_core",
                simulator=simulator,
                config={"params": params, "timeout": TIMEOUT, "seed": seed, "vectors": vectors,
                        "fuzz_steps": fuzz_steps})

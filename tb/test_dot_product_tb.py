@@ -31,7 +31,7 @@ def run(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, 
     signs = "".join("s" if s else "u" for s in (x_signed, y_signed))
     run_cocotb(dut, toplevel=f"dot_product_l{length}_x{x_bits}_y{y_bits}_{signs}_{mode}"
                              f"_b{max_beats}_s{stages}",
-               test_module="tb.dot_product.test_dot_product", simulator=simulator,
+               test_module="tb.dot_product.cocotb_dot_product", simulator=simulator,
                config={"length": length, "x_bits": x_bits, "y_bits": y_bits, "x_signed": x_signed,
                        "y_signed": y_signed, "mode": mode, "max_beats": max_beats,
                        "popcount_stages": stages, "vectors": vectors, "seed": seed})

@@ -27,7 +27,7 @@ def run(simulator, gbits, width, depth, vectors, tb_seed):
     seed = 0x9E37_79B9 ^ tb_seed
     dut = GradientQuantizer(gbits=gbits, width=width, depth=depth, seed=seed)
     run_cocotb(dut, toplevel=f"gradient_quantizer_g{gbits}_w{width}_d{depth}",
-               test_module="tb.gradient_quantizer.test_gradient_quantizer", simulator=simulator,
+               test_module="tb.gradient_quantizer.cocotb_gradient_quantizer", simulator=simulator,
                config={"gbits": gbits, "width": width, "depth": depth, "seed": seed,
                        "vectors": vectors, "tb_seed": tb_seed})
 

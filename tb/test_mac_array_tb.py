@@ -29,7 +29,7 @@ def run(simulator, product, rows, cols, w_bits, a_bits, g_bits, pe, simd, mode, 
                                g_bits=g_bits, pe=pe, simd=simd, mode=mode, popcount_stages=stages)
     run_cocotb(dut, toplevel=f"mac_array_{product.value}_{rows}x{cols}_w{w_bits}a{a_bits}g{g_bits}"
                              f"_pe{pe}_simd{simd}_{mode}_s{stages}",
-               test_module="tb.mac_array.test_mac_array", simulator=simulator,
+               test_module="tb.mac_array.cocotb_mac_array", simulator=simulator,
                config={"product": product.value, "rows": rows, "cols": cols, "w_bits": w_bits,
                        "a_bits": a_bits, "g_bits": g_bits, "pe": pe, "simd": simd, "mode": mode,
                        "popcount_stages": stages, "vectors": vectors, "seed": seed})

@@ -24,7 +24,7 @@ SLOW_CONFIGS = [
 def run(simulator, act_bits, channels, height, width, kernel, stride, frames, seed):
     dut = MaxPool(act_bits, channels, height, width, kernel, stride)
     run_cocotb(dut, toplevel=f"maxpool_a{act_bits}_c{channels}_{height}x{width}_k{kernel}s{stride}",
-               test_module="tb.maxpool.test_maxpool", simulator=simulator,
+               test_module="tb.maxpool.cocotb_maxpool", simulator=simulator,
                config={"act_bits": act_bits, "channels": channels, "height": height, "width": width,
                        "kernel": kernel, "stride": stride, "latency": dut.latency,
                        "frames": frames, "seed": seed})

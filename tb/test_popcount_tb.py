@@ -24,7 +24,7 @@ def run(simulator, width, stages, arch, vectors, seed):
     # The testbench paces even a combinational tree with a clock.
     run_cocotb(dut if stages else with_clock(dut),
                toplevel=f"popcount_{arch}_w{width}_s{stages}",
-               test_module="tb.popcount.test_popcount", simulator=simulator,
+               test_module="tb.popcount.cocotb_popcount", simulator=simulator,
                config={"width": width, "stages": stages, "vectors": vectors, "seed": seed})
 
 

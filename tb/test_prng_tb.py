@@ -8,5 +8,5 @@ from tb.entry import on_each_simulator
 @on_each_simulator()
 def test_prng(simulator):
     # 20,000 draws with back-pressure, plus 1,800 across seed loads and a reset.
-    run_cocotb(XorShift32(DEFAULT_SEED), toplevel="xorshift32", test_module="tb.prng.test_prng",
+    run_cocotb(XorShift32(DEFAULT_SEED), toplevel="xorshift32", test_module="tb.prng.cocotb_prng",
                simulator=simulator, config={"seed": DEFAULT_SEED, "draws": 20_000, "tb_seed": 1})

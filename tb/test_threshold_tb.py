@@ -25,7 +25,7 @@ SLOW_CONFIGS = [
 def run(simulator, act_bits, channels, acc_range, variant, vectors, seed):
     dut = ThresholdUnit(act_bits, channels, acc_range, variant=variant)
     run_cocotb(dut, toplevel=f"threshold_{variant}_a{act_bits}_c{channels}_r{len(acc_range)}",
-               test_module="tb.threshold.test_threshold", simulator=simulator,
+               test_module="tb.threshold.cocotb_threshold", simulator=simulator,
                config={"act_bits": act_bits, "channels": channels, "variant": variant,
                        "acc_min": acc_range.start, "acc_max": acc_range.stop - 1,
                        "latency": dut.latency,

@@ -15,6 +15,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
@@ -22,19 +23,17 @@ from hw.core import CORE_DEFAULTS, TrainingCore, UARTCore
 from hw.uart import UARTReceiver, UARTTransmitter
 from sim.amaranth_sim import stream_get, stream_put_all
 from sim.core_transport import AmaranthCoreTransport
-import torch
-
-from sw.bitplanes import signed_matmul
 from sw import protocol as P
+from sw.bitplanes import signed_matmul
 from sw.contract.codes import levels_or_none
-from sw.driver import CoreClient
 from sw.core_model import CoreModel
-from sw.numeric import apply_thresholds
-from tests.hw.helpers import unelaborated, with_sync_domain
-from tb.core.scripts import (INT32_MAX, INT32_MIN, SMALL, Idle, Reset, act_run_frame, act_script,
+from sw.core_scripts import (INT32_MAX, INT32_MIN, SMALL, Idle, Reset, act_run_frame, act_script,
                              act_vectors_per_frame, bad_requests, bad_thresholds_requests, codes,
                              describe_replies, expected_replies, frame, fuzz_script, gemm_script, load_frames,
                              run_frame, threshold_frames)
+from sw.driver import CoreClient
+from sw.numeric import apply_thresholds
+from tests.hw.helpers import unelaborated, with_sync_domain
 
 TIMEOUT = 300  # idle_timeout in cycles: far above any random gap below
 

@@ -96,7 +96,7 @@ def test_icarus_waves_per_test(waves, monkeypatch):
     dut = with_clock(PopcountTree(3, stages=0, arch="chain"))
     for test_id in ("tb/t.py::test_x[icarus] (call)", "tb/t.py::test_y[icarus] (call)"):
         monkeypatch.setenv("PYTEST_CURRENT_TEST", test_id)
-        run_cocotb(dut, toplevel="popcount_waves_w3", test_module="tb.popcount.test_popcount",
+        run_cocotb(dut, toplevel="popcount_waves_w3", test_module="tb.popcount.cocotb_popcount",
                    simulator="icarus", testcase="random_stream",
                    config={"width": 3, "stages": 0, "vectors": 20, "seed": 1})
     files = written(waves)

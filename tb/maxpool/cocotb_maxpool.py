@@ -4,8 +4,8 @@ Run through ``tb/test_maxpool_tb.py``; :func:`sim.cocotb_runner.tb_config`
 gives ``act_bits``, ``channels``, ``height``, ``width``, ``kernel``, ``stride``,
 ``latency``, ``frames`` and ``seed``.  Codes go in raster order with channels
 fastest (``(B, C, H, W)`` sent as ``(B, H, W, C)``), frames back to back, and
-come out in the same order over the pooled map.  Test functions are named
-without a ``test_`` prefix so pytest, collecting this file, finds none.
+come out in the same order over the pooled map.  The module is not named
+``test_*.py``, so pytest never imports it.
 """
 
 import random

@@ -1,5 +1,12 @@
 """Request scripts for the training core's testbenches (Amaranth and cocotb).
 
+Shared by ``tests/hw/test_core.py`` (Amaranth simulator) and ``tb/core``
+(cocotb), so it lives where both may import it.  It lives in ``sw`` because
+it is made of ``sw`` alone: requests from :mod:`sw.protocol`'s encoders,
+expected replies from :class:`sw.core_model.CoreModel`, accumulators from
+:mod:`sw.bitplanes` (numpy; no torch of its own).  It drives no gateware,
+so it has no reason to be in ``sim``, and ``tests`` may not import ``tb``.
+
 A *script* is a list of steps: ``bytes`` (sent to the core's ``rx`` as they
 are), :class:`Idle` (no byte offered for some cycles) and :class:`Reset` (the
 core's reset held for two cycles).  Requests are built with
@@ -18,14 +25,14 @@ activated RUNs).  The model alone says what the codes are.
 from __future__ import annotations
 
 import random
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from sw import protocol as P
-from sw.contract.codes import levels_or_none
 from sw.bitplanes import signed_matmul
+from sw.contract.codes import levels_or_none
+from sw.contract.link import LOAD_FIELDS, RUN_FIELDS, THRESHOLD_FIELDS
 from sw.core_model import CoreModel
 
 __all__ = ["SMALL", "Idle", "Reset", "expected_replies", "describe_replies", "frame", "load_frames",
@@ -38,10 +45,6 @@ __all__ = ["SMALL", "Idle", "Reset", "expected_replies", "describe_replies", "fr
 SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, max_act_bits=3)
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-
-_LOAD = struct.Struct("<HHBBIH")  # LOAD_MATRIX header (sw.protocol)
-_RUN = struct.Struct("<HBB")  # RUN header
-_THRESHOLDS = struct.Struct("<HHBB")  # LOAD_THRESHOLDS header
 
 
 @dataclass(frozen=True)
@@ -208,13 +211,13 @@ def bad_thresholds_requests(params=SMALL):
 
     def thr(offset, count, bits=a, flags=0, nbytes=None):
         size = count * P.threshold_record_size(bits) if nbytes is None else nbytes
-        return frame(P.Cmd.LOAD_THRESHOLDS, _THRESHOLDS.pack(offset, count, bits, flags) + bytes(size))
+        return frame(P.Cmd.LOAD_THRESHOLDS, THRESHOLD_FIELDS.pack(offset, count, bits, flags) + bytes(size))
 
     def good(offset, count, negative=False, bits=a):
         t = np.arange(-2, (1 << bits) - 3)[None, :].repeat(count, 0) * (-1 if negative else 1)
         return frame(P.Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(offset, bits, t, [negative] * count))
 
-    run = lambda count, bits, flags, nbytes: frame(P.Cmd.RUN, _RUN.pack(count, bits, flags) + bytes(nbytes))
+    run = lambda count, bits, flags, nbytes: frame(P.Cmd.RUN, RUN_FIELDS.pack(count, bits, flags) + bytes(nbytes))
     load = frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, 3, b, False, 0, np.arange(9) % (1 << b)))
     act_run = act_run_frame(np.arange(6).reshape(2, 3) % (1 << b), b, True)
     biggest = mp * 8 // (rows * a)  # vectors whose activated reply just fits
@@ -285,9 +288,9 @@ def bad_requests(params=SMALL):
     mr, mc, mb, mp = params["max_rows"], params["max_cols"], params["max_bits"], params["max_payload"]
     load = lambda rows, cols, bits, flags, offset, count, data=None, extra=0: frame(
         P.Cmd.LOAD_MATRIX,
-        _LOAD.pack(rows, cols, bits, flags, offset, count)
+        LOAD_FIELDS.pack(rows, cols, bits, flags, offset, count)
         + (bytes(P.packed_size(count, bits) + extra) if data is None else data))
-    run = lambda count, bits, flags, nbytes: frame(P.Cmd.RUN, _RUN.pack(count, bits, flags) + bytes(nbytes))
+    run = lambda count, bits, flags, nbytes: frame(P.Cmd.RUN, RUN_FIELDS.pack(count, bits, flags) + bytes(nbytes))
     good = frame(P.Cmd.PING, tag=0x55)
     ping = frame(P.Cmd.PING, tag=1)
     out = [

@@ -5,8 +5,7 @@ gives ``product`` (a :class:`hw.mac_array.Product` value), ``rows``,
 ``cols``, ``w_bits``, ``a_bits``, ``g_bits``, ``pe``, ``simd``, ``mode``,
 ``popcount_stages``, ``vectors`` (input vectors in the random GEMM) and
 ``seed``.  Payloads are packed and unpacked with the unit's own layouts.
-Test functions are named without a ``test_`` prefix so pytest, collecting
-this file, finds none.
+The module is not named ``test_*.py``, so pytest never imports it.
 """
 
 import random

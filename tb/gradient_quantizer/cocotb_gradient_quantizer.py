@@ -4,8 +4,8 @@
 Run through ``tb/test_gradient_quantizer_tb.py``; :func:`sim.cocotb_runner.tb_config`
 gives ``gbits``, ``width``, ``depth``, ``seed`` (the PRNG's reset state),
 ``vectors`` (elements in the random stream) and ``tb_seed``.  Payloads are
-packed and unpacked with the unit's own layouts.  Test functions are named
-without a ``test_`` prefix so pytest, collecting this file, finds none.
+packed and unpacked with the unit's own layouts.  The module is not named ``test_*.py``, so
+pytest never imports it.
 """
 
 import random

@@ -5,11 +5,11 @@ gives ``params`` (the core's constructor parameters but ``idle_timeout``),
 ``timeout`` (its ``idle_timeout`` in cycles), ``seed``, ``vectors`` (random
 vectors per GEMM of :func:`gemm`) and ``fuzz_steps``.
 
-Request bytes (:mod:`tb.core.scripts`) go in through the ``rx`` byte stream
+Request bytes (:mod:`sw.core_scripts`) go in through the ``rx`` byte stream
 with random valid gaps, reply bytes come out of ``tx`` under random
 back-pressure, and the scoreboard compares them byte for byte with the
-model's replies to the same bytes.  Test functions are named without a
-``test_`` prefix so pytest, collecting this file, finds none.
+model's replies to the same bytes.  The module is not named ``test_*.py``, so
+pytest never imports it.
 """
 
 import random
@@ -21,7 +21,7 @@ from cocotb.triggers import ClockCycles
 from sim.cocotb_runner import tb_config
 from sw import protocol as P
 from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
-from tb.core.scripts import (Idle, Reset, act_run_frame, act_script, bad_requests, bad_thresholds_requests, codes,
+from sw.core_scripts import (Idle, Reset, act_run_frame, act_script, bad_requests, bad_thresholds_requests, codes,
                              describe_replies, expected_replies, frame, fuzz_script, gemm_script, load_frames,
                              run_frame)
 

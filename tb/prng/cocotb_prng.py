@@ -1,8 +1,8 @@
 """cocotb tests of :class:`hw.prng.XorShift32` against :class:`sw.prng.XorShift32`.
 
 Run through ``tb/test_prng_tb.py``; :func:`sim.cocotb_runner.tb_config` gives
-``seed`` (the reset state), ``draws`` and ``tb_seed``.  Test functions are
-named without a ``test_`` prefix so pytest, collecting this file, finds none.
+``seed`` (the reset state), ``draws`` and ``tb_seed``.  The module is not named ``test_*.py``, so
+pytest never imports it.
 """
 
 import random

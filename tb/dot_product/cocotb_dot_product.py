@@ -4,8 +4,8 @@ Run through ``tb/test_dot_product_tb.py``; :func:`sim.cocotb_runner.tb_config`
 gives the constructor arguments (``length``, ``x_bits``, ``y_bits``,
 ``x_signed``, ``y_signed``, ``mode``, ``max_beats``, ``popcount_stages``),
 ``vectors`` (dot products in the random stream) and ``seed``.  Payloads are
-packed and unpacked with the unit's own layouts.  Test functions are named
-without a ``test_`` prefix so pytest, collecting this file, finds none.
+packed and unpacked with the unit's own layouts.  The module is not named ``test_*.py``, so
+pytest never imports it.
 """
 
 import random

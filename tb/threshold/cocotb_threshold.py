@@ -8,8 +8,8 @@ the documented layouts (first field in the low bits), independently of the
 Amaranth ones.  Thresholds come from :func:`sw.numeric.fold_thresholds` on
 random scale and BN parameters with positive, negative and zero BN scales;
 every expected code is :func:`sw.numeric.apply_thresholds`, checked equal to
-:func:`sw.numeric.activation_from_accumulator`.  Test functions are named
-without a ``test_`` prefix so pytest, collecting this file, finds none.
+:func:`sw.numeric.activation_from_accumulator`.  The module is not named ``test_*.py``, so
+pytest never imports it.
 """
 
 import random

@@ -1,8 +1,8 @@
 """cocotb tests of :class:`hw.popcount.PopcountTree` against ``sw.bitplanes.popcount``.
 
 Run through ``tb/test_popcount_tb.py``; :func:`sim.cocotb_runner.tb_config`
-gives ``width``, ``stages``, ``vectors`` and ``seed``.  Test functions are
-named without a ``test_`` prefix so pytest, collecting this file, finds none.
+gives ``width``, ``stages``, ``vectors`` and ``seed``.  The module is not named ``test_*.py``, so
+pytest never imports it.
 """
 
 import random

@@ -1,13 +1,18 @@
 # amaranth: UnusedElaboratable=no
 """Every catalogued unit generates Verilog that Verilator lints clean; bad requests explain themselves."""
 
+import ast
+import inspect
+from pathlib import Path
+
 import pytest
 
 from hw.catalog import UNITS, build_unit, generate_verilog, parse_assignments, widest_bits
-from hw.core import CORE_DEFAULTS
+from hw.core import TrainingCore
 from sim.lint import LintError, lint_verilog
 from sw import core_model
-from sw.contract import core as contract_core
+from sw.contract.core import CORE_DEFAULTS, CoreInfo
+from sw.contract.link import PROTOCOL_VERSION
 
 
 @pytest.mark.parametrize("unit", sorted(UNITS))
@@ -36,11 +41,34 @@ def test_bits_shorthand(unit, bits, expected):
 
 
 @pytest.mark.parametrize("unit", ["core", "uart_core"])
-def test_core_defaults_are_the_one_definition(unit):
-    assert CORE_DEFAULTS is contract_core.CORE_DEFAULTS
+def test_catalog_core_defaults_are_the_contracts(unit):
     defaults = UNITS[unit].defaults()
     assert {k: defaults[k] for k in CORE_DEFAULTS} == dict(CORE_DEFAULTS)
-    assert core_model.CoreModel().info == build_unit("core").info
+    built = build_unit(unit)
+    info = (built.core if unit == "uart_core" else built).info  # UARTCore passes its parameters to its core
+    assert info == CoreInfo(PROTOCOL_VERSION, **CORE_DEFAULTS)
+    assert core_model.CoreModel().info == info
+
+
+@pytest.mark.parametrize("cls", [TrainingCore, core_model.CoreModel])
+def test_constructor_defaults_are_the_contracts(cls):
+    """Each default of the core's constructors is the contract's value of the same name (not another's)."""
+    params = inspect.signature(cls).parameters
+    assert {k: params[k].default for k in CORE_DEFAULTS} == dict(CORE_DEFAULTS)
+
+
+def test_core_defaults_are_assigned_once():
+    """``CORE_DEFAULTS = ...`` appears in one module of the tree, the contract's; the others import it."""
+    root = Path(__file__).resolve().parents[2]
+    where = []
+    for folder in ("sw", "hw", "sim", "tb", "boards", "bench"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                targets = node.targets if isinstance(node, ast.Assign) else \
+                    [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+                if any(isinstance(t, ast.Name) and t.id == "CORE_DEFAULTS" for t in targets):
+                    where.append(path.relative_to(root).as_posix())
+    assert where == ["sw/contract/core.py"]
 
 
 @pytest.mark.parametrize("text, widest, widths", [("4", 4, (4,)), ("1,2,6", 6, (1, 2, 6)), (" 8, 1 ,1", 8, (8, 1, 1))])

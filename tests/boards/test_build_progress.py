@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""``dorefa build`` says what runs and how long it took: each tool step of the build
-script, with a stubbed tool runner (no tool runs here)."""
+"""The board build says what runs and how long it took: each tool step of the build
+script, with a stubbed tool runner (no tool runs here).  ``dorefa build``'s side of it
+is in tests/cli/test_build.py."""
 
 import re
 import subprocess
@@ -11,7 +12,6 @@ import pytest
 import boards.build
 from boards.build import NEXTPNR_REPORT, STEPS, build, build_plan, build_steps
 from boards.top import BOARDS
-from sw.cli import main
 
 DATA = Path(__file__).parent / "data"
 
@@ -72,22 +72,3 @@ def test_every_step_has_a_label_and_a_typical_time():
     assert families == {"ice40", "ecp5"}
     for label, typical in STEPS.values():
         assert label.endswith(")") and typical
-
-
-def test_cli_progress_goes_to_stderr(tmp_path, monkeypatch, capsys):
-    calls = []
-    monkeypatch.setattr(boards.build.subprocess, "check_call", _fake_tools(calls))
-    assert main(["build", "--board", "icebreaker", "--out", str(tmp_path / "out")]) == 0
-    captured = capsys.readouterr()
-    assert "synthesis (yosys)..." in captured.err and "packing (icepack) done in" in captured.err
-    assert "synthesis" not in captured.out and "fits: yes" in captured.out
-
-
-def test_cli_failed_step_is_named(tmp_path, monkeypatch, capsys):
-    calls = []
-    monkeypatch.setattr(boards.build.subprocess, "check_call", _fake_tools(calls, fail_at="NEXTPNR"))
-    assert main(["build", "--board", "icebreaker", "--out", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err
-    assert "[2/3] place and route (nextpnr)..." in err and "place and route (nextpnr) done" not in err
-    assert "the toolchain failed (exit 1)" in err.splitlines()[-1]
-    assert len(calls) == 2

@@ -81,7 +81,8 @@ def test_names():
 
 
 def test_importing_the_cli_does_not_import_matplotlib():
-    code = "import sys, sw.cli, sw.plots; sys.exit('matplotlib' in sys.modules)"
+    code = ("import sys, sw.cli, sw.cli.train, sw.cli.demo, sw.cli.plot, sw.plots; "
+            "sys.exit('matplotlib' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
 

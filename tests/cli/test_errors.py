@@ -6,7 +6,7 @@ from importlib import metadata
 
 import pytest
 
-from sw.cli import COMMANDS, build_parser, main
+from sw.cli import COMMAND_TABLE, COMMANDS, build_parser, main
 from sw.inference import INFER_BACKENDS
 from sw.train import TrainConfig
 
@@ -21,7 +21,7 @@ def _one_error_line(err: str, command: str) -> str:
 
 def test_every_command_is_covered():
     build_parser()  # registers the commands of every module
-    assert {"train", "infer", "demo", "generate", "build"} <= set(COMMANDS)
+    assert {"train", "infer", "demo", "plot", "generate", "build"} == set(COMMAND_TABLE) <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", ["train", "infer", "demo", "generate", "build", "plot"])
@@ -40,7 +40,7 @@ def test_argparse_errors_have_the_prefix_once(command, tmp_path, monkeypatch, ca
     (["generate"], "name a unit to generate"),
     (["generate", "adder", "-o", "x.v"], "unknown unit 'adder'"),
     (["generate", "threshold"], "give the output file with -o FILE.v"),
-    (["generate", "threshold", "--set", "abits=x", "-o", "x.v"], "abits must be an integer"),
+    (["generate", "threshold", "--set", "act_bits=x", "-o", "x.v"], "act_bits must be an integer"),
     (["build"], "name the board with --board"),
     (["build", "--board", "de0"], "unknown board 'de0'"),
     (["build", "--board", "icebreaker", "--pe", "0"], "pe must be in"),

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sw import cli, train as train_module
-from sw.cli import DemoConfig, main, run_demo
+from sw import train as train_module
+from sw.cli import build_parser, demo as demo_cli, main
+from sw.cli.demo import DemoConfig, run_demo
 from sw.plots import SUMMARY_NAME
 from sw.train import CHECKPOINT_NAME
 
@@ -55,7 +56,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def test_one_thread_default_for_every_command():
     defaults = {}
-    for name, sub in _subparsers(cli.build_parser()).items():
+    for name, sub in _subparsers(build_parser()).items():
         for action in sub._actions:
             if "--threads" in action.option_strings:
                 defaults[name] = action.default
@@ -81,8 +82,8 @@ def test_train_runs_with_the_thread_count(tmp_path, monkeypatch, argv, threads):
 # --------------------------------------------------------------------------- demo (issue 9, items 13, 14)
 
 def test_demo_defaults():
-    assert cli.DEMO.seeds == (0, 1, 2)
-    assert cli.DEMO.runs()[:3] == [((32, 32, 32), 0), ((32, 32, 32), 1), ((32, 32, 32), 2)]
+    assert demo_cli.DEMO.seeds == (0, 1, 2)
+    assert demo_cli.DEMO.runs()[:3] == [((32, 32, 32), 0), ((32, 32, 32), 1), ((32, 32, 32), 2)]
 
 
 @pytest.mark.parametrize("kwargs,pattern", [
@@ -115,7 +116,7 @@ def test_parallel_runs_equal_serial_runs(tmp_path):
 
 
 def test_demo_command_writes_statistics_and_figure(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "DEMO", TINY)
+    monkeypatch.setattr(demo_cli, "DEMO", TINY)
     assert main(["demo", "--seeds", "3,5", "--jobs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "| W | A | G | test accuracy, mean | min..max |" in out
@@ -147,7 +148,7 @@ def test_demo_jobs_default_to_the_cpu_count(tmp_path, monkeypatch):
         return [{"bits": [1, 1, 2], "test_acc": 0.5, "min": 0.5, "max": 0.5, "seeds": list(demo.seeds),
                  "epochs": 1, "seconds": 1.0, "runs": []}]
 
-    monkeypatch.setattr(cli, "run_demo", fake_run_demo)
+    monkeypatch.setattr(demo_cli, "run_demo", fake_run_demo)
     assert main(["demo", "--out", str(tmp_path)]) == 0
     assert seen == {"jobs": len(os.sched_getaffinity(0)), "threads": 1, "seeds": (0, 1, 2)}
     assert main(["demo", "--out", str(tmp_path), "--jobs", "3", "--threads", "2", "--seeds", "7"]) == 0

@@ -9,8 +9,9 @@
 
 With ``--board`` it writes the board top that ``dorefa build --board
 BOARD`` synthesises (:func:`boards.build.board_verilog`: the UART core on
-the board's pins, module ``top`` by default) without running any tool.
-:mod:`boards` is imported only then, so ``hw`` does not depend on it.
+the board's pins, module ``top`` by default) without running any tool;
+:mod:`boards` is imported only then, and :mod:`sim.lint` only for ``--lint``.
+Nothing here loads torch or numpy.
 
 Every parameter is range-checked before anything is built (the ranges are
 in ``--list``), ``--top`` must be a module name, and a failure of a tool
@@ -25,9 +26,9 @@ from pathlib import Path
 
 from amaranth._toolchain.yosys import YosysError
 
-from sw.cli import UsageError, command
+from hw.catalog import UNITS, generate_verilog, is_module_name, parse_assignments
 
-from .catalog import UNITS, generate_verilog, is_module_name, parse_assignments
+from . import UsageError, command
 
 #: The unit ``--board`` applies to (the board top wraps it behind a UART).
 BOARD_UNIT = "core"
@@ -88,7 +89,7 @@ def _write(path: Path, text: str) -> None:
         raise
 
 
-@command("generate", help="write Verilog for a hardware unit")
+@command("generate")
 def _generate_command(parser):
     parser.add_argument("unit", nargs="?", help=f"one of: {', '.join(UNITS)}")
     parser.add_argument("--bits", help="the unit's bitwidth(s), e.g. 2 or 1,2; for the core the widths to "
@@ -131,7 +132,7 @@ def _generate_command(parser):
             raise UsageError(str(exc)) from None
         try:
             if args.board is not None:
-                from boards.build import board_verilog  # lazily: hw does not depend on boards
+                from boards.build import board_verilog  # only for --board
                 top = args.top or "top"
                 text = board_verilog(args.board, core_params=params, name=top)
             else:

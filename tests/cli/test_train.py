@@ -1,4 +1,4 @@
-"""The ``dorefa`` command line: errors are one line and exit status 2; train and demo run."""
+"""``dorefa train``: errors are one line and exit status 2; a run, its resume and a corrupt checkpoint."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sw import cli
-from sw.cli import DemoConfig, main
+from sw.cli import main
 from sw.train import CHECKPOINT_NAME, METRICS_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,23 +115,24 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path):
     assert "bits must be 'W,A,G'" in proc.stderr
 
 
-def test_help_lists_subcommands(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["--help"])
-    assert info.value.code == 0
-    out = capsys.readouterr().out
-    assert "train" in out and "demo" in out
+@pytest.mark.parametrize("backend, simulated", [("ref", False), ("model", False), ("sim", True),
+                                                ("sim:amaranth", True)])
+def test_train_and_infer_get_the_simulators_transports_for_a_sim_backend(backend, simulated, tmp_path,
+                                                                         monkeypatch):
+    """sw never imports sim: the CLI, the composition root, passes train() and
+    verify_inference() sim.transports.open_transport for a simulated core, else nothing."""
+    import sim.transports
+    from sw import inference, train as train_module
 
+    seen = []
 
-def test_command_registry(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+    def spy(*args, open_transport=None, **kwargs):
+        seen.append(open_transport)
+        raise ValueError("stop here")
 
-    @cli.command("hello", help="say hello")
-    def _hello(parser):
-        parser.add_argument("--name", default="world")
-        return lambda args: print(f"hello {args.name}") or 0
-
-    assert main(["hello", "--name", "fpga"]) == 0
-    assert capsys.readouterr().out == "hello fpga\n"
-
-
+    monkeypatch.setattr(train_module, "train", spy)
+    monkeypatch.setattr(inference, "verify_inference", spy)
+    assert main(["train", "--bits", "1,2,6", "--out", str(tmp_path), "--backend", backend]) == 2
+    assert main(["infer", str(tmp_path / "x.pt"), "--backend", backend]) == 2
+    expected = sim.transports.open_transport if simulated else None
+    assert seen == [expected, expected]

@@ -25,10 +25,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from boards.top import BOARDS
 from hw.catalog import UNITS, parse_assignments, widest_bits
-from sw.cli import UsageError, command
 
-from .top import BOARDS
+from . import UsageError, command
 
 EXIT_TOOL_FAILED = 1
 
@@ -46,7 +46,7 @@ def _report_stem(text: str) -> Path:
     return stem
 
 
-@command("build", help="synthesise, place and route the training core for a board")
+@command("build")
 def _build_command(parser):
     parser.add_argument("--board", metavar="BOARD", help=f"target board: {' | '.join(BOARDS)}")
     parser.add_argument("--bits", metavar="W,A,G",
@@ -78,7 +78,7 @@ def _build_command(parser):
         bits = widest_bits(args.bits)[1] if args.bits is not None else None
         out = args.out if args.out is not None else Path("build") / args.board
         # build() checks the core parameters (ValueError -> exit 2) before running any tool.
-        from .build import build
+        from boards.build import build
         try:
             report = build(args.board, out, core_params=params, bits=bits, report_stem=stem)
         except subprocess.CalledProcessError as exc:

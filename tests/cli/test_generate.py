@@ -130,12 +130,12 @@ def test_reported_commands_are_one_line_errors(argv, message, tmp_path, monkeypa
 def test_yosys_failure_is_one_line(tmp_path, monkeypatch, capsys):
     from amaranth._toolchain.yosys import YosysError
 
-    import hw.commands
+    from sw.cli import generate as generate_cli
 
     def fail(*args, **kwargs):
         raise YosysError("Warning: something\nERROR: Parser error in line 4: syntax error\nmore")
 
-    monkeypatch.setattr(hw.commands, "generate_verilog", fail)
+    monkeypatch.setattr(generate_cli, "generate_verilog", fail)
     monkeypatch.chdir(tmp_path)
     assert main(["generate", "threshold", "-o", "x.v"]) == 2
     line = _one_error_line(capsys.readouterr().err)

@@ -24,7 +24,7 @@ Each transport carries how long a client should wait for a reply
 
 from __future__ import annotations
 
-from sw.backends import SIM_BACKENDS
+from sw.contract.backends import SIM_BACKENDS
 from sw.contract.core import CORE_DEFAULTS
 from sw.driver import Transport
 
@@ -50,7 +50,7 @@ AMARANTH_SIM_TIMEOUT_S = 3600.0
 
 def open_transport(spec: str) -> Transport:
     """A transport to a new simulated core for backend ``spec`` (one of
-    :data:`sw.backends.SIM_BACKENDS`); close it to stop the simulation."""
+    :data:`sw.contract.backends.SIM_BACKENDS`); close it to stop the simulation."""
     # The gateware and the simulators are imported only when asked for.
     if spec == "sim":
         from .verilator_bridge import SimulatedSerialTransport

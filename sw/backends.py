@@ -30,17 +30,14 @@ from typing import Callable
 
 __all__ = ["BACKENDS", "SIM_BACKENDS", "check_backend", "make_engine"]
 
-BACKENDS = ("torch", "ref", "model", "serial:DEVICE", "sim", "sim:amaranth")
-
-#: The backends that run a simulated core, opened by the caller's ``open_transport``.
-SIM_BACKENDS = ("sim", "sim:amaranth")
+from .contract.backends import BACKENDS, SERIAL_PREFIX, SIM_BACKENDS
 
 
 def check_backend(spec: str) -> str:
     """Return ``spec`` if it names a backend, else raise ``ValueError`` listing them."""
     if spec in ("torch", "ref", "model", *SIM_BACKENDS):
         return spec
-    if isinstance(spec, str) and spec.startswith("serial:") and len(spec) > len("serial:"):
+    if isinstance(spec, str) and spec.startswith(SERIAL_PREFIX) and len(spec) > len(SERIAL_PREFIX):
         return spec
     raise ValueError(f"unknown backend {spec!r}; allowed: {', '.join(BACKENDS)}")
 
@@ -68,4 +65,4 @@ def make_engine(spec: str, *, baudrate: int = 115200, open_transport: Callable[[
             raise ValueError(f"backend {spec!r} runs the simulated core: use the dorefa command line, "
                              "or pass open_transport=sim.transports.open_transport")
         return CoreEngine(CoreClient(open_transport(spec)))
-    return CoreEngine(CoreClient(SerialTransport(spec[len("serial:"):], baudrate=baudrate)))
+    return CoreEngine(CoreClient(SerialTransport(spec[len(SERIAL_PREFIX):], baudrate=baudrate)))

@@ -102,7 +102,7 @@ class GemmEngine:
     Conv layers are lowered by :func:`im2col` / :func:`col2im`; a subclass
     supplies :meth:`matmul`, the only arithmetic: the integer reference
     (:class:`IntRefEngine`) or a core behind the host link
-    (:class:`sw.driver.CoreEngine`).  Results are int64 tensors.
+    (:class:`sw.core_engine.CoreEngine`).  Results are int64 tensors.
     """
 
     def matmul(self, a: Quantized, a_codes: np.ndarray, b: Quantized, b_codes: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from typing import Callable, Iterable, Sequence
 __all__ = ["main", "build_parser", "command", "COMMANDS", "COMMAND_TABLE", "UsageError", "version"]
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
 EXIT_INTERRUPTED = 130
 DISTRIBUTION = "dorefa-hw"  # the package whose version --version prints
 
@@ -204,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extras:  # argparse would name the top-level parser: name the command
             raise UsageError(f"unrecognized arguments: {' '.join(extras)} (see 'dorefa {args.command} --help')")
         status = args.handler(args)
+    except BrokenPipeError:
+        # The reader of our output went away (`dorefa generate --list | head -1`): not an
+        # error of the user's; stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = EXIT_BROKEN_PIPE
     except UsageError as exc:
         name = getattr(args, "command", None)
         print(_error_line(exc.prog or f"dorefa{' ' + name if name else ''}", exc), file=sys.stderr)

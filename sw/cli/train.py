@@ -95,11 +95,11 @@ def transport_opener(backend: str):
     :func:`sw.inference.verify_inference` get for ``backend``.
 
     ``sw`` never imports ``sim``: for a backend on the simulated core
-    (:data:`sw.backends.SIM_BACKENDS`: ``sim``, ``sim:amaranth``) this
+    (:data:`sw.contract.backends.SIM_BACKENDS`: ``sim``, ``sim:amaranth``) this
     composition root hands it :func:`sim.transports.open_transport`, imported
     only then; every other backend needs none (``None``).
     """
-    from sw.backends import SIM_BACKENDS
+    from sw.contract.backends import SIM_BACKENDS
     if backend not in SIM_BACKENDS:
         return None
     from sim.transports import open_transport

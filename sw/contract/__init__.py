@@ -10,7 +10,8 @@ sides import them and they import neither:
   which the host's ``struct`` codecs and the gateware's ``lib.data`` layouts
   are both built;
 * :mod:`sw.contract.core`: the training core's configuration, its validation
-  (a list of problems, never a host exception) and its defaults.
+  (a list of problems, never a host exception) and its defaults;
+* :mod:`sw.contract.backends`: the names of the training backends.
 
 Every constant and formula here is defined once; everything else imports it.
 """

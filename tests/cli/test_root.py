@@ -129,3 +129,15 @@ def test_help_of_one_command(capsys):
         main(["generate", "--help"])
     assert info.value.code == 0
     assert "--list" in capsys.readouterr().out
+
+
+def test_a_reader_that_goes_away_is_not_an_error():
+    """``dorefa generate --list | head -1``: the pipe closes before the listing is written;
+    dorefa stops quietly with 141 (128 + SIGPIPE), no "error: [Errno 32] Broken pipe"."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, "-m", "sw.cli", "generate", "--list"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # long before the interpreter has started, let alone written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert stderr == ""

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sim.pty_bridge import PtyBridge
+from sw.contract.codes import levels
 from sw import driver
 from sw import protocol as P
 from sw.bitplanes import signed_matmul
@@ -33,10 +34,6 @@ TINY = dict(max_rows=8, max_cols=40, max_bits=8, pe=2, simd=8, max_payload=64, m
 
 def tiny_client(**kwargs):
     return CoreClient(LoopbackTransport(CoreModel(**TINY)), **kwargs)
-
-
-def levels(bits):
-    return (1 << bits) - 1
 
 
 def values(codes, bits, signed):

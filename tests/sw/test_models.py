@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sw.contract.codes import levels
 from sw.layers import QuantConv2d, QuantLinear
 from sw.models import build_model
 from sw.quantizers import GradientNoise, GradientQuantizer
@@ -25,10 +26,6 @@ ALL_NAMES = ["digits", "svhn", "svhn-A", "svhn-B", "svhn-C", "svhn-D"]
 
 def input_shape(name, batch=2):
     return (batch, 1, 8, 8) if name == "digits" else (batch, 3, 40, 40)
-
-
-def levels(k):
-    return 2**k - 1
 
 
 def grid_tensor(codes: torch.Tensor, bits: int) -> torch.Tensor:

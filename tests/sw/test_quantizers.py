@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from sw.contract.codes import levels
 from sw.layers import QuantConv2d, QuantLinear
 from sw.quantizers import (
     GradientNoise, GradientQuantizer, Quantized, QuantizeGradient, activation_input_codes,
@@ -24,10 +25,6 @@ BITS = list(range(1, 9))
 MASK32 = 0xFFFF_FFFF
 
 
-
-
-def levels(k: int) -> int:
-    return 2**k - 1
 
 
 def serial_draws(seed: int, count: int) -> list[int]:

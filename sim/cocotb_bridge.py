@@ -6,7 +6,7 @@ coroutine, :func:`serve`, opens a pseudo-terminal, writes the slave's path to
 ``<workdir>/device`` and then, until told to quit, moves bytes between the
 pty's master and the core's byte streams, a window at a time, while the
 simulator runs the core.  Config (:func:`sim.cocotb_runner.tb_config`):
-``workdir``, ``window``, ``idle_cycles``, ``silence_s``.
+``workdir``, ``window``, ``idle_cycles``, ``silence_s``, ``stats_file``.
 
 Time.  While the core works (a request pending, being executed or
 answered) the simulation runs flat out, waking this coroutine only when a
@@ -24,13 +24,16 @@ done: ``reset`` first lets the core take every byte the host has written
 so far, then holds its reset for two cycles (so a reset lands exactly
 after what the host sent: in the middle of a request, or while one is
 executed); ``drop`` closes the pty (the host's next access fails: a pulled
-cable); ``connect`` opens a new pty and rewrites ``device``; ``quit`` ends
+cable); ``connect`` opens a new pty and rewrites ``device``; ``stats`` writes
+``<workdir>/<stats_file>``: the cycles simulated so far (from the simulation
+time) and the bytes loaded into the core's window and taken from it; ``quit`` ends
 the simulation, as does the end of the control FIFO (the host's process is
 gone).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import time
@@ -38,6 +41,7 @@ import tty
 
 import cocotb
 from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 
 from sim.cocotb_runner import tb_config
@@ -133,6 +137,17 @@ class Bridge:
         self.from_host = bytearray()
         self.in_toggle = 0
         self.out_toggle = 0
+        self.stats_path = os.path.join(config["workdir"], config["stats_file"])
+        self.bytes_in = self.bytes_out = 0
+
+    def write_stats(self) -> None:
+        """The cycles simulated and the bytes moved so far, as :meth:`sim.verilator_bridge.CoreBridge.stats` reads them."""
+        cycles = int(get_sim_time("ns")) // PERIOD_NS
+        staged = self.stats_path + ".tmp"
+        with open(staged, "w") as handle:
+            json.dump({"cycles": cycles, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                       "simulating_s": None}, handle)
+        os.replace(staged, self.stats_path)
 
     def commands(self) -> list[str]:
         try:
@@ -174,6 +189,7 @@ class Bridge:
                 del self.from_host[:len(chunk)]
                 dut.in_data.value = int.from_bytes(chunk, "little")
                 dut.in_count.value = len(chunk)
+                self.bytes_in += len(chunk)
                 self.in_toggle ^= 1
                 dut.in_toggle.value = self.in_toggle
                 loaded = True
@@ -185,6 +201,7 @@ class Bridge:
         if count:
             received = int(dut.out_data.value) >> (8 * (self.window - count))
             dut.out_take.value = count
+            self.bytes_out += count
             self.out_toggle ^= 1
             dut.out_toggle.value = self.out_toggle
             self.link.send(received.to_bytes(count, "little"))
@@ -210,6 +227,8 @@ class Bridge:
                     self.link.drop()
                 elif command == "connect":
                     self.link.connect()
+                elif command == "stats":
+                    self.write_stats()
                 else:
                     dut._log.warning("bridge: unknown control command %r ignored", command)
                 os.write(self.ack, command.encode() + b"\n")

@@ -1,26 +1,31 @@
 # amaranth: UnusedElaboratable=no
-"""The training core compiled by Verilator, served on a pseudo-terminal: ``serial:/dev/pts/N`` on gateware.
+"""The simulated board: the training core served on a pseudo-terminal, ``serial:/dev/pts/N`` on gateware.
 
-:class:`VerilatorBridge` starts a process that converts a
-:class:`hw.core.TrainingCore` (inside a :class:`sim.byte_window.ByteWindow`)
-to Verilog, builds it with Verilator (cached in ``sim_build/``, like every
-testbench) and runs the cocotb coroutine :func:`sim.cocotb_bridge.serve` on
-it.  That coroutine opens a pty; :attr:`VerilatorBridge.device` is its
-slave, to be opened by :class:`sw.driver.SerialTransport` exactly as a
-board's USB-UART would be, so the host's bytes cross a real tty into the
-simulated gateware::
+:class:`VerilatorBridge` compiles a :class:`hw.core.TrainingCore` with
+Verilator and a C++ main loop (:mod:`sim.verilator_harness`; cached in
+``sim_build/``) and runs it as a child process that opens a pty;
+:attr:`~CoreBridge.device` is its slave, to be opened by
+:class:`sw.driver.SerialTransport` exactly as a board's USB-UART would be, so
+the host's bytes cross a real tty into the simulated gateware::
 
     with VerilatorBridge(CORE_DEFAULTS) as bridge:
         client = CoreClient(SerialTransport(bridge.device))
         client.ping()
+        bridge.stats()  # {"cycles": ..., "bytes_in": ..., "bytes_out": ..., "simulating_s": ...}
 
-Fault injection for tests and demonstrations: :meth:`~VerilatorBridge.reset_core`
-(the core's reset pin), :meth:`~VerilatorBridge.drop_link` (the cable
-pulled: the host's next access fails) and :meth:`~VerilatorBridge.reconnect`
-(a new pty, as a re-plugged adapter).
+:class:`CocotbBridge` serves the same core through cocotb
+(:mod:`sim.cocotb_bridge`, the core inside a
+:class:`sim.byte_window.ByteWindow`), under Verilator or Icarus: the Icarus
+bridge, and the baseline of ``bench/sim_bridge.py``.  Both count the cycles
+they simulate and the bytes they move (:meth:`~CoreBridge.stats`).
 
-Run as ``python -m sim.verilator_bridge WORKDIR`` it is the bridge process
-itself (``WORKDIR/config.json`` says what to build).
+Fault injection for tests and demonstrations: :meth:`~CoreBridge.reset_core`
+(the core's reset pin), :meth:`~CoreBridge.drop_link` (the cable pulled: the
+host's next access fails) and :meth:`~CoreBridge.reconnect` (a new pty, as a
+re-plugged adapter).
+
+Run as ``python -m sim.verilator_bridge WORKDIR`` it is the cocotb bridge's
+process (``WORKDIR/config.json`` says what to build).
 """
 
 from __future__ import annotations
@@ -36,11 +41,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from sw.contract.link import RX_IDLE_TIMEOUT_S
 from sw.driver import SerialTransport
 
-__all__ = ["VerilatorBridge", "BridgeError", "SIMULATORS", "SimulatedSerialTransport"]
+__all__ = ["CoreBridge", "VerilatorBridge", "CocotbBridge", "BridgeError", "SIMULATORS",
+           "SimulatedSerialTransport"]
 
-#: Simulators the bridge can run the core on.
+#: Simulators :class:`CocotbBridge` can run the core on.
 SIMULATORS = ("verilator", "icarus")
 
 #: Idle timeout of the simulated core, in cycles (simulated in one go after a silence).
@@ -50,8 +57,11 @@ IDLE_TIMEOUT = 4096
 STARTUP_TIMEOUT_S = 1200.0
 
 #: File in the bridge's work directory where its process reports the simulator build
-#: (one line per event), for :class:`VerilatorBridge` to pass on.
+#: (one line per event), for :class:`CocotbBridge` to pass on.
 PROGRESS_FILE = "progress"
+
+#: File in the bridge's work directory where its process writes its counts on ``stats``.
+STATS_FILE = "stats.json"
 
 #: How long the one-time (optimised) build of the core usually takes, per simulator.
 TYPICAL_BUILD = {"verilator": "about 1-2 minutes", "icarus": "a few seconds"}
@@ -79,46 +89,31 @@ class BridgeError(RuntimeError):
     """The simulated core could not be started, or its process died."""
 
 
-class VerilatorBridge:
-    """A :class:`hw.core.TrainingCore` with ``core_params`` under ``simulator``, on a new pty.
+class CoreBridge:
+    """A :class:`hw.core.TrainingCore` simulated by a child process and served on a new pty.
 
-    Parameters
-    ----------
-    core_params : dict
-        :class:`hw.core.TrainingCore` parameters (checked here, before any
-        build); ``idle_timeout`` (cycles) defaults to :data:`IDLE_TIMEOUT`.
-        The simulated core's clock does not follow the wall clock: after
-        :data:`sw.contract.link.RX_IDLE_TIMEOUT_S` of silence from the host the
-        bridge simulates ``idle_timeout`` cycles at once (see
-        :mod:`sim.cocotb_bridge`), so the timeout acts as on a board.
-    window : int
-        Bytes moved per access between the pty and the simulation.
-    simulator : str
-        ``verilator`` (default) or ``icarus``.
-    log : callable
-        Gets the progress lines of a simulator build that is not cached
-        (what runs, how long it usually takes, then how long it took);
-        default: stderr.
+    The common part of :class:`VerilatorBridge` and :class:`CocotbBridge`:
+    the work directory, the control and acknowledgement FIFOs, the wait for
+    the pty, the control commands and :meth:`stats`.  A subclass checks its
+    parameters and says how to start the child (:meth:`_start`).
+
+    The simulated core's clock does not follow the wall clock: after
+    :data:`sw.contract.link.RX_IDLE_TIMEOUT_S` of silence from the host the
+    child simulates the core's ``idle_timeout`` cycles at once, so the timeout
+    acts as on a board.
     """
 
-    def __init__(self, core_params: dict | None = None, *, window: int = 512,
-                 simulator: str = "verilator", startup_timeout: float = STARTUP_TIMEOUT_S,
-                 log=_log_stderr):
+    def __init__(self, core_params: dict | None, *, startup_timeout: float, log):
         from hw.core import TrainingCore
-        from hw.params import check_int
 
-        if simulator not in SIMULATORS:
-            raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
-        check_int("window", window, 1, 1 << 16)
         params = dict(core_params or {})
         params.setdefault("idle_timeout", IDLE_TIMEOUT)
-        TrainingCore(**params)  # raises ValueError on bad parameters, before a build
+        self.core = TrainingCore(**params)  # raises ValueError on bad parameters, before a build
         self.params = params
+        self.process = None
         self.workdir = Path(tempfile.mkdtemp(prefix="dorefa-bridge-"))
         os.mkfifo(self.workdir / "control")
         os.mkfifo(self.workdir / "ack")
-        (self.workdir / "config.json").write_text(json.dumps(
-            {"core": params, "window": int(window), "simulator": simulator}))
         self.log = self.workdir / "bridge.log"
         self._progress = Progress(self.workdir / PROGRESS_FILE, log)
         # Held open for writing for the bridge's life: the simulation quits when it closes
@@ -126,12 +121,27 @@ class VerilatorBridge:
         self._control = os.open(self.workdir / "control", os.O_RDWR)
         self._ack = os.open(self.workdir / "ack", os.O_RDWR | os.O_NONBLOCK)
         self._acks = b""
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "sim.verilator_bridge", str(self.workdir)],
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            cwd=Path(__file__).resolve().parent.parent,
+        try:
+            command = self._start(log)
+        except BaseException:
+            self.close()
+            raise
+        with open(self.log, "wb") as log_file:
+            self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent,
                                             start_new_session=True)
         self.device = self._wait_for_device(startup_timeout)
+
+    def _start(self, log) -> list[str]:
+        """Prepare the child (build what it needs, write its configuration in the work
+        directory); return its command line."""
+        raise NotImplementedError
+
+    @property
+    def idle_cycles(self) -> int:
+        """Cycles simulated at once after a host silence: the core's idle timeout, and two
+        cycles for it to act."""
+        return self.params["idle_timeout"] + 2
 
     def _wait_for_device(self, timeout: float) -> str:
         path = self.workdir / "device"
@@ -146,7 +156,7 @@ class VerilatorBridge:
                                     f"opening its pty; its log ends:\n{self._log_tail()}")
                 self.close()
                 raise error
-            time.sleep(0.05)
+            time.sleep(0.01)
         error = BridgeError(f"the simulated core did not open its pty within {timeout:g} s; "
                             f"its log ends:\n{self._log_tail()}")
         self.close()
@@ -160,7 +170,7 @@ class VerilatorBridge:
 
     def _command(self, word: str, timeout: float = 60.0) -> None:
         """Send a control line and wait until the simulation has acted on it."""
-        if self._control is None or self.process.poll() is not None:
+        if self._control is None or self.process is None or self.process.poll() is not None:
             raise BridgeError(f"the simulated core is not running (see {self.log})")
         os.write(self._control, word.encode() + b"\n")
         if word == "quit":
@@ -192,9 +202,16 @@ class VerilatorBridge:
         self.device = (self.workdir / "device").read_text()
         return self.device
 
+    def stats(self) -> dict:
+        """What the simulation has counted since it started: ``cycles`` simulated, ``bytes_in``
+        taken by the core, ``bytes_out`` sent by it, and (where the child can tell)
+        ``simulating_s``, the wall time spent in the model rather than waiting for the host."""
+        self._command("stats")
+        return json.loads((self.workdir / STATS_FILE).read_text())
+
     def close(self, timeout: float = 30.0) -> None:
         """Stop the simulation (idempotent); the pty disappears."""
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             try:
                 self._command("quit")
                 self.process.wait(timeout)
@@ -214,8 +231,66 @@ class VerilatorBridge:
         self.close()
 
     def __del__(self):
-        if getattr(self, "process", None) is not None and getattr(self, "_control", None) is not None:
+        if getattr(self, "_control", None) is not None:
             self.close()
+
+
+class VerilatorBridge(CoreBridge):
+    """The simulated board: the core compiled by Verilator with a C++ main loop
+    (:mod:`sim.verilator_harness`, ``sim/native/harness.cpp``), served on a new pty.
+
+    No cocotb and no Python in the hot path: the loop clocks the core flat
+    out while it works and sleeps in ``poll()`` while it idles.
+
+    Parameters
+    ----------
+    core_params : dict
+        :class:`hw.core.TrainingCore` parameters (checked here, before any
+        build); ``idle_timeout`` (cycles) defaults to :data:`IDLE_TIMEOUT`.
+    log : callable
+        Gets the progress lines of a build that is not cached (what runs, how
+        long it usually takes, then how long it took); default: stderr.
+    """
+
+    def __init__(self, core_params: dict | None = None, *, startup_timeout: float = STARTUP_TIMEOUT_S,
+                 log=_log_stderr):
+        super().__init__(core_params, startup_timeout=startup_timeout, log=log)
+
+    def _start(self, log) -> list[str]:
+        from .verilator_harness import build_harness
+
+        message = build_messages("verilator")
+        executable = build_harness(self.core, on_build=lambda seconds: log(message(seconds)))
+        return [str(executable), str(self.workdir), str(self.idle_cycles), f"{RX_IDLE_TIMEOUT_S * 1000:g}"]
+
+
+class CocotbBridge(CoreBridge):
+    """The same served core run by cocotb (:mod:`sim.cocotb_bridge`) under Verilator or
+    Icarus: the Icarus bridge, and the baseline :class:`VerilatorBridge` is measured against.
+
+    Parameters as :class:`VerilatorBridge`, and:
+
+    window : int
+        Bytes moved per access between the pty and the simulation
+        (:class:`sim.byte_window.ByteWindow`).
+    simulator : str
+        ``verilator`` (default) or ``icarus``.
+    """
+
+    def __init__(self, core_params: dict | None = None, *, window: int = 512, simulator: str = "verilator",
+                 startup_timeout: float = STARTUP_TIMEOUT_S, log=_log_stderr):
+        from hw.params import check_int
+
+        if simulator not in SIMULATORS:
+            raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+        check_int("window", window, 1, 1 << 16)
+        self.window, self.simulator = int(window), simulator
+        super().__init__(core_params, startup_timeout=startup_timeout, log=log)
+
+    def _start(self, log) -> list[str]:
+        (self.workdir / "config.json").write_text(json.dumps(
+            {"core": self.params, "window": self.window, "simulator": self.simulator}))
+        return [sys.executable, "-m", "sim.verilator_bridge", str(self.workdir)]
 
 
 class Progress:
@@ -248,14 +323,15 @@ def report_progress(path: Path, simulator: str):
 
 
 class SimulatedSerialTransport(SerialTransport):
-    """:class:`sw.driver.SerialTransport` on the pty of its own :class:`VerilatorBridge`
-    (``bridge_args`` are the bridge's); closing it also stops the simulation.
+    """:class:`sw.driver.SerialTransport` on the pty of its own ``bridge`` (a
+    :class:`CoreBridge` class, :class:`VerilatorBridge` by default; ``bridge_args``
+    are its arguments); closing it also stops the simulation.
     ``timeout`` (seconds) bounds the port's writes and is the
     :attr:`~sw.driver.Transport.reply_timeout` a client waits for each reply."""
 
-    def __init__(self, *bridge_args, timeout: float = 60.0, **bridge_kwargs):
+    def __init__(self, *bridge_args, timeout: float = 60.0, bridge: type = None, **bridge_kwargs):
         self.reply_timeout = float(timeout)
-        self.bridge = VerilatorBridge(*bridge_args, **bridge_kwargs)
+        self.bridge = (bridge or VerilatorBridge)(*bridge_args, **bridge_kwargs)
         try:
             super().__init__(self.bridge.device, timeout=timeout)
         except BaseException:
@@ -268,17 +344,16 @@ class SimulatedSerialTransport(SerialTransport):
 
 
 def main(workdir: str) -> int:
-    """The bridge process: build the core and serve it until ``quit``."""
+    """The cocotb bridge's process: build the core and serve it until ``quit``."""
     from hw.core import TrainingCore
     from sim.byte_window import ByteWindow
     from sim.cocotb_runner import run_cocotb
-    from sw.contract.link import RX_IDLE_TIMEOUT_S
 
     config = json.loads((Path(workdir) / "config.json").read_text())
     harness = ByteWindow(TrainingCore(**config["core"]), window=config["window"])
     run_cocotb(harness, toplevel="core_bridge", test_module="sim.cocotb_bridge", simulator=config["simulator"],
                optimize=True, on_build=report_progress(Path(workdir) / PROGRESS_FILE, config["simulator"]),
-               config={"workdir": workdir, "window": config["window"],
+               config={"workdir": workdir, "window": config["window"], "stats_file": STATS_FILE,
                        "idle_cycles": config["core"]["idle_timeout"] + 2, "silence_s": RX_IDLE_TIMEOUT_S})
     return 0
 

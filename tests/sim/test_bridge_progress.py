@@ -12,7 +12,7 @@ import pytest
 import cocotb_tools.runner
 from hw.prng import XorShift32
 from sim import cocotb_runner
-from sim.verilator_bridge import PROGRESS_FILE, Progress, VerilatorBridge, build_messages, report_progress
+from sim.verilator_bridge import PROGRESS_FILE, CocotbBridge, Progress, build_messages, report_progress
 
 
 class FakeRunner:
@@ -94,7 +94,7 @@ def test_bridge_passes_on_the_build_messages_while_it_waits(tmp_path):
              f"on_build(None); time.sleep(0.3); on_build(81.0)\n"
              f"pathlib.Path({str(tmp_path / 'device')!r}).write_text('/dev/pts/99')\n"
              f"time.sleep(30)\n")
-    bridge = VerilatorBridge.__new__(VerilatorBridge)
+    bridge = CocotbBridge.__new__(CocotbBridge)
     bridge.workdir, bridge.log, bridge._control = tmp_path, tmp_path / "bridge.log", None
     bridge._progress = Progress(tmp_path / PROGRESS_FILE, lines.append)
     bridge.process = subprocess.Popen([sys.executable, "-c", child], cwd=Path(cocotb_runner.__file__).parent.parent)
@@ -105,3 +105,30 @@ def test_bridge_passes_on_the_build_messages_while_it_waits(tmp_path):
         bridge.process.wait()
     assert lines == ["building the simulated core with Verilator (one time, usually about 1-2 minutes)...",
                      "built in 81 s"]
+
+
+def test_the_simulated_board_build_is_announced_once_then_cached(tmp_path, monkeypatch):
+    """:func:`sim.verilator_harness.build_harness` with Verilator stood in for: the first call
+    builds (and says so, before and after), the second finds the executable."""
+    from hw.core import TrainingCore
+    from sim import verilator_harness
+
+    calls = []
+
+    def fake_verilator(command, cwd, **kwargs):
+        calls.append(command)
+        # Verilator puts -o relative to its -Mdir
+        output = Path(cwd) / command[command.index("-Mdir") + 1] / command[command.index("-o") + 1]
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("#!/bin/sh\n")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(verilator_harness.subprocess, "run", fake_verilator)
+    core = TrainingCore(max_rows=4, max_cols=8, max_bits=2, pe=1, simd=4, max_payload=64, max_act_bits=0)
+    events = []
+    first = verilator_harness.build_harness(core, build_root=tmp_path, on_build=events.append)
+    assert first.name == "harness" and first.exists() and len(calls) == 1
+    assert calls[0][0] == "verilator" and str(verilator_harness.HARNESS_SOURCE) in calls[0]
+    assert events[0] is None and isinstance(events[1], float) and len(events) == 2
+    assert verilator_harness.build_harness(core, build_root=tmp_path, on_build=events.append) == first
+    assert len(calls) == 1 and len(events) == 2

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Hardware in the loop: the host driver against the Verilator-built core, over a real tty.
 
 :class:`sim.verilator_bridge.VerilatorBridge` serves :class:`hw.core.TrainingCore`
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from sim.verilator_bridge import VerilatorBridge
+from sim.verilator_bridge import CocotbBridge, VerilatorBridge
 from sw import protocol as P
 from sw import driver
 from sim.transports import SIM_CORE
@@ -224,11 +225,42 @@ def _assert_same_weights(a, b):
         assert torch.equal(a[name], b[name]), f"{name} differs"
 
 
+#: Two whole epochs of a limited digits set on the simulated core: 8 steps of 8 samples each,
+#: every product of every step on the core, and each epoch's evaluation on its activation stage.
+EPOCH_ARGS = ["--bits", "1,2,4", "--width", "0.25", "--batch-size", "8", "--train-limit", "64",
+              "--test-limit", "32", "--seed", "3", "--no-progress", "--threads", "1", "--epochs", "2"]
+
+
 def test_training_on_the_simulated_core_is_bit_identical_to_ref(tmp_path, capsys):
-    assert main(["train", *TRAIN_ARGS, "--epochs", "2", "--out", str(tmp_path / "ref"), "--backend", "ref"]) == 0
-    assert main(["train", *TRAIN_ARGS, "--epochs", "2", "--out", str(tmp_path / "sim"), "--backend", "sim"]) == 0
-    assert re.search(r"epoch 2/2: .* samples/s", capsys.readouterr().out)
+    assert main(["train", *EPOCH_ARGS, "--out", str(tmp_path / "ref"), "--backend", "ref"]) == 0
+    ref_out = capsys.readouterr().out
+    assert main(["train", *EPOCH_ARGS, "--out", str(tmp_path / "sim"), "--backend", "sim"]) == 0
+    sim_out = capsys.readouterr().out
+    assert re.search(r"epoch 2/2: .* samples/s", sim_out)
     _assert_same_weights(_weights(tmp_path / "ref"), _weights(tmp_path / "sim"))
+    # The same losses and accuracies, evaluation included (float eval on ref, thresholds on the core).
+    accuracies = re.compile(r"train loss (\S+) acc (\S+), test acc (\S+)")
+    assert accuracies.findall(sim_out) == accuracies.findall(ref_out) != []
+
+
+def test_the_bridge_counts_the_cycles_and_bytes_it_simulates(bridge):
+    """Exact accounting: the bytes the core took and sent are the bytes the host wrote and read,
+    and the cycles are at least what the GEMM's compute needs (its lower bound by formula)."""
+    from hw.core import TrainingCore
+
+    before = bridge.stats()
+    client = CoreClient(SerialTransport(bridge.device, timeout=TIMEOUT_S))
+    try:
+        rows, cols, n, m_bits, v_bits = 32, 144, 64, 1, 2
+        check_gemm(client, np.random.default_rng(11), n, cols, rows, v_bits, False, m_bits, True)
+        after = bridge.stats()
+        assert after["bytes_in"] - before["bytes_in"] == client.stats["bytes_out"] > 0
+        assert after["bytes_out"] - before["bytes_out"] == client.stats["bytes_in"] > 0
+        compute = TrainingCore(**SIM_CORE).run_cycles(n, rows, cols, m_bits, v_bits)
+        assert after["cycles"] - before["cycles"] >= compute + client.stats["bytes_out"]
+        assert after["simulating_s"] > before["simulating_s"]
+    finally:
+        client.close()
 
 
 def test_inference_with_thresholds_on_the_simulated_core_is_bit_exact(tmp_path, capsys):
@@ -276,9 +308,9 @@ def test_link_failure_in_training_keeps_the_checkpoint_and_resume_is_exact(bridg
     _assert_same_weights(_weights(tmp_path / "ref"), _weights(run))
 
 
-def test_the_bridge_also_runs_the_core_under_icarus():
+def test_the_cocotb_bridge_runs_the_core_under_icarus():
     small = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, max_act_bits=3)
-    with VerilatorBridge(small, simulator="icarus") as icarus:
+    with CocotbBridge(small, simulator="icarus") as icarus:
         client = CoreClient(SerialTransport(icarus.device, timeout=20.0), timeout=20.0)
         try:
             assert client.ping().max_rows == 6
@@ -289,8 +321,8 @@ def test_the_bridge_also_runs_the_core_under_icarus():
 
 def test_bad_bridge_parameters_are_refused_before_any_build():
     with pytest.raises(ValueError, match="simulator must be one of verilator, icarus"):
-        VerilatorBridge(SIM_CORE, simulator="xsim")
+        CocotbBridge(SIM_CORE, simulator="xsim")
     with pytest.raises(ValueError, match="pe"):
         VerilatorBridge(dict(SIM_CORE, pe=0))
     with pytest.raises(ValueError, match="window"):
-        VerilatorBridge(SIM_CORE, window=0)
+        CocotbBridge(SIM_CORE, window=0)

@@ -108,7 +108,7 @@ class CoreBridge:
 
         params = dict(core_params or {})
         params.setdefault("idle_timeout", IDLE_TIMEOUT)
-        self.core = TrainingCore(**params)  # raises ValueError on bad parameters, before a build
+        TrainingCore(**params)  # raises ValueError on bad parameters, before a build
         self.params = params
         self.process = None
         self.workdir = Path(tempfile.mkdtemp(prefix="dorefa-bridge-"))
@@ -260,7 +260,7 @@ class VerilatorBridge(CoreBridge):
         from .verilator_harness import build_harness
 
         message = build_messages("verilator")
-        executable = build_harness(self.core, on_build=lambda seconds: log(message(seconds)))
+        executable = build_harness(self.params, on_build=lambda seconds: log(message(seconds)))
         return [str(executable), str(self.workdir), str(self.idle_cycles), f"{RX_IDLE_TIMEOUT_S * 1000:g}"]
 
 

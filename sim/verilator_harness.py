@@ -45,43 +45,79 @@ CXX_FLAGS = "-O2"
 EXECUTABLE = "harness"
 
 
-def build_harness(core, *, build_root: "str | os.PathLike | None" = None, jobs: int | None = None,
+def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" = None, jobs: int | None = None,
                   on_build: "Callable[[float | None], None] | None" = None) -> Path:
-    """The harness executable for ``core`` (a :class:`hw.core.TrainingCore`), built if not cached.
+    """The harness executable for a :class:`hw.core.TrainingCore` with ``core_params``,
+    built if not cached.
 
-    ``on_build(None)`` is called before a build that is not cached and
-    ``on_build(seconds)`` after it; a cached build calls nothing.  Raises
-    ``RuntimeError`` with the end of Verilator's log if the build fails.
+    The cache is keyed twice: by what the Verilog is made from (the parameters,
+    the gateware's and the contract's sources, the Amaranth version), which
+    finds a build without converting anything (Amaranth's conversion takes
+    seconds), and by the Verilog itself, the harness and the flags, which
+    names the build.  ``on_build(None)`` is called before a build that is not
+    cached and ``on_build(seconds)`` after it; a cached build calls nothing.
+    Raises ``RuntimeError`` with the end of Verilator's log if the build fails.
     """
     from amaranth.back import verilog
 
-    source = verilog.convert(core, name=TOP)
+    from hw.core import TrainingCore
+
+    root = Path(build_root if build_root is not None else SIM_BUILD).resolve()
+    index = root / "harness-index" / _source_key(core_params)
+    if index.exists():
+        executable = root / index.read_text().strip() / EXECUTABLE
+        if executable.exists():
+            return executable
+    source = verilog.convert(TrainingCore(**core_params), name=TOP)
     harness = HARNESS_SOURCE.read_text()
     digest = hashlib.sha256(json.dumps(
         [source, harness, VERILATOR_FLAGS, CXX_FLAGS, _verilator_version()]).encode()).hexdigest()[:12]
-    build_dir = Path(build_root if build_root is not None else SIM_BUILD).resolve() / f"harness-{digest}"
+    build_dir = root / f"harness-{digest}"
     executable = build_dir / EXECUTABLE
     build_dir.mkdir(parents=True, exist_ok=True)
     with _locked(build_dir / ".lock"):
-        if executable.exists():
-            return executable
-        if on_build is not None:
-            on_build(None)
-        started = time.monotonic()
-        (build_dir / f"{TOP}.v").write_text(source)
-        jobs = jobs or len(os.sched_getaffinity(0))
-        command = ["verilator", "--cc", "--exe", "--build", "-j", str(jobs), *VERILATOR_FLAGS,
-                   "--top-module", TOP, "-CFLAGS", f"{CXX_FLAGS} -DTOP={TOP}", "-Mdir", "obj",
-                   "-o", f"../{EXECUTABLE}.tmp", f"{TOP}.v", str(HARNESS_SOURCE)]
-        env = {**os.environ, **verilator_env()}
-        with open(build_dir / "build.log", "wb") as log:
-            result = subprocess.run(command, cwd=build_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        staged = build_dir / f"{EXECUTABLE}.tmp"
-        if result.returncode != 0 or not staged.exists():
-            tail = "\n".join((build_dir / "build.log").read_text(errors="replace").splitlines()[-20:])
-            raise RuntimeError(f"Verilator could not build the simulated board (exit {result.returncode}); "
-                               f"{build_dir / 'build.log'} ends:\n{tail}")
-        os.replace(staged, executable)  # whole or not at all, should a build be interrupted
-        if on_build is not None:
-            on_build(time.monotonic() - started)
+        if not executable.exists():
+            _build(build_dir, source, jobs, on_build)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    staged = index.with_name(f"{index.name}.{os.getpid()}.tmp")
+    staged.write_text(build_dir.name)
+    os.replace(staged, index)
     return executable
+
+
+def _source_key(core_params: dict) -> str:
+    """What the core's Verilog is a function of: its parameters, the sources of the
+    gateware and the contract, and the Amaranth version (with its Yosys)."""
+    from importlib import metadata
+
+    sources = Path(__file__).resolve().parent.parent
+    files = sorted([*(sources / "hw").glob("*.py"), *(sources / "sw" / "contract").glob("*.py"), HARNESS_SOURCE])
+    digest = hashlib.sha256(json.dumps([sorted(core_params.items()), metadata.version("amaranth"),
+                                        VERILATOR_FLAGS, CXX_FLAGS, _verilator_version()]).encode())
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def _build(build_dir: Path, source: str, jobs: int | None, on_build) -> None:
+    """Compile ``source`` and the harness into ``build_dir/harness`` (whole or not at all)."""
+    if on_build is not None:
+        on_build(None)
+    started = time.monotonic()
+    (build_dir / f"{TOP}.v").write_text(source)
+    jobs = jobs or len(os.sched_getaffinity(0))
+    command = ["verilator", "--cc", "--exe", "--build", "-j", str(jobs), *VERILATOR_FLAGS,
+               "--top-module", TOP, "-CFLAGS", f"{CXX_FLAGS} -DTOP={TOP}", "-Mdir", "obj",
+               "-o", f"../{EXECUTABLE}.tmp", f"{TOP}.v", str(HARNESS_SOURCE)]
+    env = {**os.environ, **verilator_env()}
+    with open(build_dir / "build.log", "wb") as log:
+        result = subprocess.run(command, cwd=build_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    staged = build_dir / f"{EXECUTABLE}.tmp"
+    if result.returncode != 0 or not staged.exists():
+        tail = "\n".join((build_dir / "build.log").read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"Verilator could not build the simulated board (exit {result.returncode}); "
+                           f"{build_dir / 'build.log'} ends:\n{tail}")
+    os.replace(staged, build_dir / EXECUTABLE)  # should a build be interrupted, nothing is left half-made
+    if on_build is not None:
+        on_build(time.monotonic() - started)

@@ -110,7 +110,6 @@ def test_bridge_passes_on_the_build_messages_while_it_waits(tmp_path):
 def test_the_simulated_board_build_is_announced_once_then_cached(tmp_path, monkeypatch):
     """:func:`sim.verilator_harness.build_harness` with Verilator stood in for: the first call
     builds (and says so, before and after), the second finds the executable."""
-    from hw.core import TrainingCore
     from sim import verilator_harness
 
     calls = []
@@ -124,7 +123,7 @@ def test_the_simulated_board_build_is_announced_once_then_cached(tmp_path, monke
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(verilator_harness.subprocess, "run", fake_verilator)
-    core = TrainingCore(max_rows=4, max_cols=8, max_bits=2, pe=1, simd=4, max_payload=64, max_act_bits=0)
+    core = dict(max_rows=4, max_cols=8, max_bits=2, pe=1, simd=4, max_payload=64, max_act_bits=0)
     events = []
     first = verilator_harness.build_harness(core, build_root=tmp_path, on_build=events.append)
     assert first.name == "harness" and first.exists() and len(calls) == 1
@@ -132,3 +131,6 @@ def test_the_simulated_board_build_is_announced_once_then_cached(tmp_path, monke
     assert events[0] is None and isinstance(events[1], float) and len(events) == 2
     assert verilator_harness.build_harness(core, build_root=tmp_path, on_build=events.append) == first
     assert len(calls) == 1 and len(events) == 2
+    # Other parameters, another build.
+    verilator_harness.build_harness({**core, "pe": 2}, build_root=tmp_path, on_build=events.append)
+    assert len(calls) == 2 and len(events) == 4

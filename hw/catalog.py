@@ -125,16 +125,16 @@ def _popcount(width, stages, arch):
     return PopcountTree(width, stages=stages, arch=arch)
 
 
-def _dot_product(length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, popcount_stages, popcount_arch):
+def _dot_product(length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, popcount_stages, popcount_arch):
     from .dot_product import DotProduct
-    return DotProduct(length, x_bits=x_bits, y_bits=y_bits, x_signed=x_signed, y_signed=y_signed, mode=mode,
+    return DotProduct(length, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed, v_signed=v_signed, mode=mode,
                       max_beats=max_beats, popcount_stages=popcount_stages, popcount_arch=popcount_arch)
 
 
-def _mac_array(rows, cols, pe, simd, mem_bits, in_bits, mem_signed, in_signed, mode, popcount_stages):
+def _mac_array(rows, cols, pe, simd, m_bits, v_bits, m_signed, v_signed, mode, popcount_stages):
     from .mac_array import MacArray
-    return MacArray(rows, cols, pe=pe, simd=simd, mem_bits=mem_bits, in_bits=in_bits, mem_signed=mem_signed,
-                    in_signed=in_signed, mode=mode, popcount_stages=popcount_stages)
+    return MacArray(rows, cols, pe=pe, simd=simd, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed,
+                    v_signed=v_signed, mode=mode, popcount_stages=popcount_stages)
 
 
 def _threshold(act_bits, channels, acc_min, acc_max, variant):
@@ -228,29 +228,29 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
     }, {"width": ("width",)}),
     UnitSpec("dot_product", "bit-plane dot-product PE (AND + popcount, Eqn 3)", _dot_product, {
         "length": _int(64, "codes per operand vector", 1, _MAX_VECTOR),
-        "x_bits": _int(1, "bits of operand X (e.g. weights W)", 1, MAX_CODE_BITS),
-        "y_bits": _int(2, "bits of operand Y (e.g. activations A)", 1, MAX_CODE_BITS),
-        "x_signed": Param(bool, True, "read X as odd signed codes 2q - n"),
-        "y_signed": Param(bool, False, "read Y as odd signed codes 2q - n"),
+        "m_bits": _int(1, "bits of the matrix-side operand (e.g. weights W)", 1, MAX_CODE_BITS),
+        "v_bits": _int(2, "bits of the vector-side operand (e.g. activations A)", 1, MAX_CODE_BITS),
+        "m_signed": Param(bool, True, "read the matrix side as odd signed codes 2q - n"),
+        "v_signed": Param(bool, False, "read the vector side as odd signed codes 2q - n"),
         "mode": Param(str, "parallel", "all plane pairs at once, or one per cycle", MODES),
         "max_beats": _int(1, "vectors accumulated per result", 1, 1 << 16),
         "popcount_stages": _int(_default(DotProduct, "popcount_stages"), "pipeline levels in each popcount tree",
                                 0, _MAX_STAGES),
         "popcount_arch": Param(str, "chain", "popcount tree architecture", ARCHS),
-    }, {"bits": ("x_bits", "y_bits"), "width": ("length",)}),
+    }, {"bits": ("m_bits", "v_bits"), "width": ("length",)}),
     UnitSpec("mac_array", "folded PE x SIMD MAC array (GEMM tiles)", _mac_array, {
         "rows": _int(16, "matrix rows (outputs; a multiple of pe)", 1, _MAX_VECTOR),
         "cols": _int(64, "matrix columns (vector length; a multiple of simd)", 1, _MAX_VECTOR),
         "pe": _int(4, "processing elements (rows in parallel)", 1, _MAX_LANES),
         "simd": _int(16, "lanes per PE (columns in parallel)", 1, _MAX_LANES),
-        "mem_bits": _int(1, "bits of the stored matrix codes", 1, MAX_CODE_BITS),
-        "in_bits": _int(2, "bits of the streamed vector codes", 1, MAX_CODE_BITS),
-        "mem_signed": Param(bool, True, "stored codes are odd signed"),
-        "in_signed": Param(bool, False, "streamed codes are odd signed"),
+        "m_bits": _int(1, "bits of the stored matrix codes", 1, MAX_CODE_BITS),
+        "v_bits": _int(2, "bits of the streamed vector codes", 1, MAX_CODE_BITS),
+        "m_signed": Param(bool, True, "stored codes are odd signed"),
+        "v_signed": Param(bool, False, "streamed codes are odd signed"),
         "mode": Param(str, "parallel", "plane pairs in parallel or serial", MODES),
         "popcount_stages": _int(_default(MacArray, "popcount_stages"), "pipeline levels in each popcount tree",
                                 0, _MAX_STAGES),
-    }, {"bits": ("mem_bits", "in_bits"), "pe": ("pe",), "simd": ("simd",)}),
+    }, {"bits": ("m_bits", "v_bits"), "pe": ("pe",), "simd": ("simd",)}),
     UnitSpec("threshold", "threshold activation unit (BN + clip + quantize)", _threshold, {
         "act_bits": _int(2, "activation code bits A", 1, MAX_CODE_BITS),
         "channels": _int(16, "channels with their own thresholds", 1, _MAX_VECTOR),

@@ -18,11 +18,11 @@ Datapath
           command FSM: checks in the protocol's order, then
             LOAD_MATRIX: buffer -> CodeUnpacker -> matrix memory (code by code)
             LOAD_THRESHOLDS: buffer (byte mode: the unpacker bypassed) -> 4 bytes
-                 -> int32 (as its key, ~T for a negative row) -> threshold memory
+                 -> int32 (as its key, ~T for a row of direction -1) -> threshold memory
             RUN: per vector: buffer -> CodeUnpacker -> vector buffer; then per
                  group of `pe` rows, per fold of `simd` columns, per plane
-                 pair (m, k), one cycle: pe x (AND + popcount of simd lanes)
-                 -> term register -> accumulators (+= term << (m + k))
+                 pair (i, k), one cycle: pe x (AND + popcount of simd lanes)
+                 -> term register -> accumulators (+= term << (i + k))
                  -> int32 LE bytes (EMIT), or, activated, per row of the group:
                  threshold memory -> one comparator key(acc) >= key(T), one
                  threshold per cycle -> count of passes = code -> CodePacker
@@ -43,15 +43,16 @@ buffer, ``ceil(max_cols / simd)`` words of ``simd`` codes; with the
 activation stage (``max_act_bits > 0``), the thresholds, ``max_rows *
 2**max_act_bits`` int32 words: word ``row * 2**max_act_bits + i`` holds
 threshold ``i + 1`` of ``row`` (``i < 2**A - 1`` for the set's ``A`` bits),
-stored as its comparison key (``~T`` for a negative row, so that one signed
-``>=`` serves both directions, as in :mod:`hw.threshold`), and the spare
-word ``i = 2**max_act_bits - 1`` holds the row's direction (bit 0).
+stored as its comparison key (``~T`` for a row of direction -1, so that one
+signed ``>=`` serves both directions, as in :mod:`hw.threshold`), and the
+spare word ``i = 2**max_act_bits - 1`` holds the row's direction in bit 0
+(the wire's ``DIRECTION_NEGATIVE`` bit: 1 for direction -1, ``acc <= T``).
 
 Activation (:func:`sw.numeric.apply_thresholds`): an activated RUN computes
 a group's accumulators as usual; then for each row (``ACT``) it reads the
 direction word and the ``n_a = 2**A - 1`` thresholds, one per cycle, and
 counts the passes of one 32-bit signed comparator
-(``key(acc) >= key(T)``, ``key(x) = ~x`` for a negative row: ``acc <= T``),
+(``key(acc) >= key(T)``, ``key(x) = ~x`` for direction -1: ``acc <= T``),
 and hands the code to a :class:`hw.code_packer.CodePacker` (``ACT_PUSH``),
 whose bytes are the reply body while the RUN goes on; ``DONE`` waits for
 its last byte.  The thresholds (``t_loaded`` rows of ``t_bits`` bits) are
@@ -59,26 +60,26 @@ forgotten by RESET and by LOAD_MATRIX with ``offset = 0``.
 
 Arithmetic
 ----------
-A code ``q`` of ``b`` bits read signed is ``2q - n = sum_m 2**m (2 q_m - 1)``,
+A code ``q`` of ``b`` bits read signed is ``2q - n = sum_i 2**i (2 q_i - 1)``,
 so every bit plane of a signed operand is a plane of +-1 and each plane pair
-(matrix plane ``m``, vector plane ``k``) contributes, over the lanes of a
-fold (``x`` = matrix plane bits, ``y`` = vector plane bits, ``v`` = lanes
+(matrix plane ``i``, vector plane ``k``) contributes, over the lanes of a
+fold (``m`` = matrix plane bits, ``v`` = vector plane bits, ``c`` = lanes
 holding real columns; padding lanes are masked to 0 on both sides)::
 
-    2**(m+k) * ( (1+sx)(1+sy) popcount(x & y) - sy (1+sx) popcount(x)
-                 - sx (1+sy) popcount(y) + sx sy v )
+    2**(i+k) * ( (1+sm)(1+sv) popcount(m & v) - sv (1+sm) popcount(m)
+                 - sm (1+sv) popcount(v) + sm sv c )
 
-(``sx``, ``sy``: 1 where that side is signed).  Summed over the pairs and
+(``sm``, ``sv``: 1 where that side is signed).  Summed over the pairs and
 folds this is :func:`sw.bitplanes.signed_matmul` exactly -- the same
 expansion as :class:`hw.dot_product.DotProduct`, with bits and signedness
 chosen per RUN (vector) and per LOAD_MATRIX (matrix) at run time.
 
-Cycle cost of a RUN (``count`` vectors, matrix ``rows x cols`` of ``bm``
-bits, vector ``bv`` bits, ``G = ceil(rows / pe)``, ``F = ceil(cols / simd)``,
+Cycle cost of a RUN (``count`` vectors, matrix ``rows x cols`` of ``m_bits``
+bits, vector ``v_bits`` bits, ``G = ceil(rows / pe)``, ``F = ceil(cols / simd)``,
 ``tx`` never stalling)::
 
-    per vector:  unpack  cols * (1 + bv / 8)   (CodeUnpacker: 2 cycles per code at 8 bits)
-                 compute G * (F * (1 + bm * bv) + 3)      (:meth:`TrainingCore.run_cycles`)
+    per vector:  unpack  cols * (1 + v_bits / 8)   (CodeUnpacker: 2 cycles per code at 8 bits)
+                 compute G * (F * (1 + m_bits * v_bits) + 3)      (:meth:`TrainingCore.run_cycles`)
                  emit    4 * rows   (one reply byte per cycle)
       activated: instead of emit, rows * (2**A + 2)   (A = the thresholds' bits;
                  the packed codes leave meanwhile, the last ones after the loop)
@@ -316,10 +317,11 @@ class TrainingCore(wiring.Component):
         for lane in range(simd):
             m.d.comb += vec_w.data[lane].eq(new_code)
         # Thresholds (activation stage only): word Cat(i, row) holds threshold
-        # i + 1 of `row` as its comparison key, ~T for a negative row (so one
-        # signed `>=` compares both directions, as in hw.threshold).  The spare
-        # slot i = 2**max_act_bits - 1 (never a threshold: n_a <= 2**A - 1)
-        # holds the row's direction in bit 0, saving a separate memory.
+        # i + 1 of `row` as its comparison key, ~T for a row of direction -1
+        # (so one signed `>=` compares both directions, as in hw.threshold).
+        # The spare slot i = 2**max_act_bits - 1 (never a threshold: n_a <=
+        # 2**A - 1) holds the row's direction in bit 0 (1: -1, acc <= T),
+        # saving a separate memory.
         act_bits = self._max_act_bits
         if act_bits:
             m.submodules.thresholds = thresholds = Memory(shape=signed(32), depth=self._max_rows << act_bits,
@@ -446,8 +448,8 @@ class TrainingCore(wiring.Component):
             # LOAD_THRESHOLDS write position.
             t_row = Signal(range(self._max_rows + 1))
             t_left = Signal(range(self._max_rows + 1))  # rows still to write
-            t_dir = Signal()  # the next byte is a record's direction byte
-            t_neg = Signal()  # the row being written is negative
+            t_at_direction = Signal()  # the next byte is a record's direction byte
+            t_direction = Signal()  # the direction of the row being written (1: -1, acc <= T)
             t_idx = Signal(act_bits)  # threshold being assembled
             t_byte = Signal(2)  # its bytes taken
             t_word = Signal(24)  # its first three bytes (LE: the latest on top)
@@ -455,7 +457,7 @@ class TrainingCore(wiring.Component):
             # row (0: the direction slot), and tests the word read at step - 1.
             act_row = Signal(range(self._max_rows + pe))
             a_step = Signal(range((1 << act_bits) + 1))
-            a_neg = Signal()
+            a_direction = Signal()  # the row's direction (1: -1, acc <= T)
             a_code = Signal(act_bits)  # thresholds passed so far
 
         # ---------------------------------------------------------- PE datapath
@@ -469,31 +471,31 @@ class TrainingCore(wiring.Component):
             lane_valid.eq(Cat(f_left > lane for lane in range(simd))),
             n_valid.eq(Mux(f_left >= simd, simd, f_left)),
         ]
-        y_plane = Signal(simd)
-        m.d.comb += y_plane.eq(Cat(vec_r.data[lane].bit_select(pk, 1) for lane in range(simd)) & lane_valid)
-        pc_y = popcount_tree(m, y_plane, name="pc_y")
+        v_plane = Signal(simd)
+        m.d.comb += v_plane.eq(Cat(vec_r.data[lane].bit_select(pk, 1) for lane in range(simd)) & lane_valid)
+        pc_v = popcount_tree(m, v_plane, name="pc_v")
         term_shape = signed(bits_for(4 * simd) + 2)
         acc_limit = self._max_cols * ((1 << max_bits) - 1) ** 2
         acc_shape = signed(bits_for(acc_limit) + 1)
         accs = [Signal(acc_shape, name=f"acc{p}") for p in range(pe)]
         terms = []
-        sx, sy = m_signed, v_signed
+        sm, sv = m_signed, v_signed
         for p in range(pe):
-            x_plane = Signal(simd, name=f"x_plane{p}")
-            m.d.comb += x_plane.eq(Cat(mat_r.data[p * simd + lane].bit_select(pm, 1)
+            m_plane = Signal(simd, name=f"m_plane{p}")
+            m.d.comb += m_plane.eq(Cat(mat_r.data[p * simd + lane].bit_select(pm, 1)
                                        for lane in range(simd)) & lane_valid)
-            both = Signal(simd, name=f"xy_plane{p}")
-            m.d.comb += both.eq(x_plane & y_plane)
-            pc_xy = popcount_tree(m, both, name=f"pc_xy{p}")
-            pc_x = popcount_tree(m, x_plane, name=f"pc_x{p}")
+            both = Signal(simd, name=f"mv_plane{p}")
+            m.d.comb += both.eq(m_plane & v_plane)
+            pc_mv = popcount_tree(m, both, name=f"pc_mv{p}")
+            pc_m = popcount_tree(m, m_plane, name=f"pc_m{p}")
             term = Signal(term_shape, name=f"term{p}")
-            m.d.comb += term.eq((pc_xy << (sx + sy))
-                                - Mux(sy, pc_x << sx, 0)
-                                - Mux(sx, pc_y << sy, 0)
-                                + Mux(sx & sy, n_valid, 0))
+            m.d.comb += term.eq((pc_mv << (sm + sv))
+                                - Mux(sv, pc_m << sm, 0)
+                                - Mux(sm, pc_v << sv, 0)
+                                + Mux(sm & sv, n_valid, 0))
             terms.append(term)
         # Pipeline register between the popcounts and the accumulators: a
-        # pair's terms are added (shifted by its weight 2**(m+k)) the cycle
+        # pair's terms are added (shifted by its weight 2**(i+k)) the cycle
         # after PAIRS made them.
         held_terms = [Signal(term_shape, name=f"held_term{p}") for p in range(pe)]
         pair_valid = Signal()
@@ -519,12 +521,12 @@ class TrainingCore(wiring.Component):
 
         # ---------------------------------------------------------- activation
         if act_bits:
-            # One comparator: key(acc) >= key(T), key = ~x for a negative row.
+            # One comparator: key(acc) >= key(T), key = ~x for direction -1.
             key = Signal(signed(32))
             passed = Signal()
             m.d.comb += [
                 act_row.eq(g_row + e_row),
-                key.eq(Mux(a_neg, ~result, result)),
+                key.eq(Mux(a_direction, ~result, result)),
                 passed.eq(key >= thr_r.data),
                 packer.bits.eq(t_bits),
                 packer.i.payload.code.eq(a_code),
@@ -667,7 +669,7 @@ class TrainingCore(wiring.Component):
                             error(L.Status.BAD_STATE, L.Detail.SEQUENCE)
                         with m.Else():
                             m.d.sync += [
-                                t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_dir.eq(1),
+                                t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_at_direction.eq(1),
                                 rd_base.eq(L.THRESHOLD_HEADER),
                             ]
                             m.next = "THR_START"
@@ -731,25 +733,25 @@ class TrainingCore(wiring.Component):
                 with m.State("THR"):  # records byte by byte: direction, then int32 LE thresholds
                     byte = req_r.data
                     m.d.comb += [rd_bytes.eq(1), rd_active.eq(1), rd_take.eq(rd_valid)]
-                    with m.If(rd_valid & t_dir):
+                    with m.If(rd_valid & t_at_direction):
                         m.d.comb += [
                             thr_w.addr.eq(Cat(Const((1 << act_bits) - 1, act_bits), t_row)),  # the spare slot
                             thr_w.data.eq(byte[0]),
                             thr_w.en.eq(1),
                         ]
-                        m.d.sync += [t_neg.eq(byte[0]), t_dir.eq(0), t_idx.eq(0), t_byte.eq(0)]
+                        m.d.sync += [t_direction.eq(byte[0]), t_at_direction.eq(0), t_idx.eq(0), t_byte.eq(0)]
                     with m.Elif(rd_valid):
                         m.d.sync += [t_word.eq(Cat(t_word[8:], byte)), t_byte.eq(t_byte + 1)]
                         with m.If(t_byte == 3):
                             word = Cat(t_word, byte)
                             m.d.comb += [
                                 thr_w.addr.eq(Cat(t_idx, t_row)),
-                                thr_w.data.eq(Mux(t_neg, ~word, word)),
+                                thr_w.data.eq(Mux(t_direction, ~word, word)),
                                 thr_w.en.eq(1),
                             ]
                             m.d.sync += t_idx.eq(t_idx + 1)
                             with m.If(t_idx == n_a - 1):  # the row's last threshold
-                                m.d.sync += [t_dir.eq(1), t_row.eq(t_row + 1), t_left.eq(t_left - 1)]
+                                m.d.sync += [t_at_direction.eq(1), t_row.eq(t_row + 1), t_left.eq(t_left - 1)]
                                 with m.If(t_left == 1):
                                     m.next = "THR_DONE"
                 with m.State("THR_DONE"):
@@ -816,7 +818,7 @@ class TrainingCore(wiring.Component):
                     m.d.comb += [thr_r.addr.eq(Cat((a_step - 1)[:act_bits], act_row)), thr_r.en.eq(1)]
                     m.d.sync += a_step.eq(a_step + 1)
                     with m.If(a_step == 1):
-                        m.d.sync += a_neg.eq(thr_r.data[0])
+                        m.d.sync += a_direction.eq(thr_r.data[0])
                     with m.If(a_step >= 2):
                         m.d.sync += a_code.eq(a_code + passed)
                     with m.If(a_step == n_a + 1):  # the last threshold is tested now

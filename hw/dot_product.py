@@ -1,23 +1,27 @@
 """Bit-plane dot-product processing element: exact integer dot products of low-bit codes.
 
-Each operand is a vector of unsigned codes ``q`` with ``bits`` bit planes, read
-either as itself (unsigned, value ``q``) or as the signed odd code ``2q - n``,
-``n = 2**bits - 1`` (DoReFa weights and gradients).  For unsigned codes the
-dot product is the paper's Eqn 3::
+The two operands are named for their roles in a matrix-vector product (as in
+:class:`hw.mac_array.MacArray` and :class:`hw.core.TrainingCore`): ``m`` is
+the matrix side (a row of the stored matrix: weights in forward), ``v`` the
+streamed vector side.  The arithmetic is symmetric in them.  Each operand is a
+vector of unsigned codes ``q`` with ``bits`` bit planes, read either as itself
+(unsigned, value ``q``) or as the signed odd code ``2q - n``, ``n = 2**bits -
+1`` (DoReFa weights and gradients).  For unsigned codes the dot product is the
+paper's Eqn 3::
 
-    core = sum(x * y) = sum_m sum_k 2**(m + k) * popcount(x_m AND y_k)
+    core = sum(m * v) = sum_i sum_k 2**(i + k) * popcount(m_i AND v_k)
 
-where ``x_m`` is bit plane ``m`` of all lanes.  Signed odd codes reduce to it
+where ``m_i`` is bit plane ``i`` of all lanes.  Signed odd codes reduce to it
 plus row sums, exactly as :func:`sw.bitplanes.signed_matmul` does; a row sum is
-itself a popcount per plane, ``sum(x) = sum_m 2**m * popcount(x_m)``::
+itself a popcount per plane, ``sum(m) = sum_i 2**i * popcount(m_i)``::
 
-    x unsigned, y unsigned:  core
-    x signed,   y unsigned:  2 core - n_x sum(y)
-    x unsigned, y signed:    2 core - n_y sum(x)
-    x signed,   y signed:    4 core - 2 n_y sum(x) - 2 n_x sum(y) + n_x n_y length
+    m unsigned, v unsigned:  core
+    m signed,   v unsigned:  2 core - n_m sum(v)
+    m unsigned, v signed:    2 core - n_v sum(m)
+    m signed,   v signed:    4 core - 2 n_v sum(m) - 2 n_m sum(v) + n_m n_v length
 
 With one bit per side and both sides signed (+-1, binary nets) the PE uses the
-XNOR form instead: ``dot = length - 2 popcount(x XOR y)``, one popcount and no
+XNOR form instead: ``dot = length - 2 popcount(m XOR v)``, one popcount and no
 row sums (the tests check it against the general formula).
 """
 
@@ -55,18 +59,19 @@ class DotProduct(wiring.Component):
     ----------
     length : int
         Lanes per input beat (codes of each operand in one beat), ``>= 1``.
-    x_bits, y_bits : int
-        Bit planes of each operand, ``1..8``.
-    x_signed, y_signed : bool
+    m_bits, v_bits : int
+        Bit planes of the matrix-side operand ``m`` and of the vector-side
+        operand ``v``, ``1..8``.
+    m_signed, v_signed : bool
         Read the operand's code ``q`` as the signed odd integer ``2q - n``
         instead of ``q``.
     mode : ``"parallel"`` or ``"serial"``
-        Parallel: all ``x_bits * y_bits`` plane pairs in one cycle (one
-        popcount tree per anti-diagonal ``m + k``, plus one per plane for the
+        Parallel: all ``m_bits * v_bits`` plane pairs in one cycle (one
+        popcount tree per anti-diagonal ``i + k``, plus one per plane for the
         row sums a signed reading needs), one beat per cycle.  Serial: one
         plane pair per cycle (one AND + popcount of ``length`` bits, plus at
-        most one row-sum popcount per side), so a beat takes ``x_bits *
-        y_bits`` cycles.  With a single plane pair the two are the same.
+        most one row-sum popcount per side), so a beat takes ``m_bits *
+        v_bits`` cycles.  With a single plane pair the two are the same.
     max_beats : int
         Most beats folded into one dot product (sizes the accumulator).  More
         beats than this wrap modulo ``2**len(o.payload)``.
@@ -78,7 +83,7 @@ class DotProduct(wiring.Component):
     popcount_arch : str
         Popcount tree architecture, one of :data:`hw.popcount.ARCHS`.
     xnor : bool or None
-        Use the XNOR form (only for ``x_bits == y_bits == 1``, both signed).
+        Use the XNOR form (only for ``m_bits == v_bits == 1``, both signed).
         ``None`` (default) picks it whenever it applies; ``False`` forces the
         general AND + row-sum datapath, which must give the same numbers.
 
@@ -86,8 +91,8 @@ class DotProduct(wiring.Component):
     -----
     i : ``In(stream.Signature(beat_layout))``
         ``beat_layout`` is a :class:`~amaranth.lib.data.StructLayout`:
-        ``x``: ``ArrayLayout(unsigned(x_bits), length)``, ``y``:
-        ``ArrayLayout(unsigned(y_bits), length)`` (unsigned codes ``q``,
+        ``m``: ``ArrayLayout(unsigned(m_bits), length)``, ``v``:
+        ``ArrayLayout(unsigned(v_bits), length)`` (unsigned codes ``q``,
         whatever the reading) and ``last``: 1 bit, high on the final beat of a
         dot product.  A dot product is the sum over its beats, so vectors
         longer than ``length`` fold into several beats.  In serial mode the
@@ -103,40 +108,40 @@ class DotProduct(wiring.Component):
     ----------------------
     ``o.valid`` rises ``popcount_stages + 1`` cycles after the ``last`` beat is
     accepted.  Parallel: one beat per cycle.  Serial: one beat per
-    ``x_bits * y_bits`` cycles.  While a result waits on ``o.ready`` the whole
+    ``m_bits * v_bits`` cycles.  While a result waits on ``o.ready`` the whole
     pipeline holds (one clock enable, ``~o.valid | o.ready``), so no result is
     ever dropped and the input back-pressures.
     """
 
-    def __init__(self, length: int, *, x_bits: int, y_bits: int, x_signed: bool = False,
-                 y_signed: bool = False, mode: str = "parallel", max_beats: int = 1,
+    def __init__(self, length: int, *, m_bits: int, v_bits: int, m_signed: bool = False,
+                 v_signed: bool = False, mode: str = "parallel", max_beats: int = 1,
                  popcount_stages: int = 0, popcount_arch: str = "chain",
                  xnor: "bool | None" = None):
         self._length = check_int("length", length, 1)
-        self._x_bits = check_int("x_bits", x_bits, 1, MAX_CODE_BITS)
-        self._y_bits = check_int("y_bits", y_bits, 1, MAX_CODE_BITS)
-        self._x_signed = check_bool("x_signed", x_signed)
-        self._y_signed = check_bool("y_signed", y_signed)
+        self._m_bits = check_int("m_bits", m_bits, 1, MAX_CODE_BITS)
+        self._v_bits = check_int("v_bits", v_bits, 1, MAX_CODE_BITS)
+        self._m_signed = check_bool("m_signed", m_signed)
+        self._v_signed = check_bool("v_signed", v_signed)
         self._mode = check_choice("mode", mode, MODES)
         self._max_beats = check_int("max_beats", max_beats, 1)
         self._popcount_arch = check_choice("popcount_arch", popcount_arch, ARCHS)
         # Every tree counts at least `length` bits, so that bounds the stages.
         self._popcount_stages = check_int("popcount_stages", popcount_stages, 0,
                                           popcount_max_stages(length, arch=popcount_arch))
-        xnor_applies = x_bits == y_bits == 1 and x_signed and y_signed
+        xnor_applies = m_bits == v_bits == 1 and m_signed and v_signed
         if xnor is None:
             xnor = xnor_applies
         elif check_bool("xnor", xnor) and not xnor_applies:
-            raise ValueError("xnor=True needs x_bits == y_bits == 1 with both sides signed "
-                             f"(+-1 codes), got x_bits={x_bits} (signed={x_signed}), "
-                             f"y_bits={y_bits} (signed={y_signed})")
+            raise ValueError("xnor=True needs m_bits == v_bits == 1 with both sides signed "
+                             f"(+-1 codes), got m_bits={m_bits} (signed={m_signed}), "
+                             f"v_bits={v_bits} (signed={v_signed})")
         self._xnor = xnor
 
         lo, hi = self.value_range
         self._out_shape = Shape.cast(range(lo, hi + 1))
         self._beat_layout = data.StructLayout({
-            "x": data.ArrayLayout(unsigned(x_bits), length),
-            "y": data.ArrayLayout(unsigned(y_bits), length),
+            "m": data.ArrayLayout(unsigned(m_bits), length),
+            "v": data.ArrayLayout(unsigned(v_bits), length),
             "last": unsigned(1),
         })
         super().__init__({
@@ -147,10 +152,10 @@ class DotProduct(wiring.Component):
     # ------------------------------------------------------------------ parameters
 
     length = property(lambda self: self._length)
-    x_bits = property(lambda self: self._x_bits)
-    y_bits = property(lambda self: self._y_bits)
-    x_signed = property(lambda self: self._x_signed)
-    y_signed = property(lambda self: self._y_signed)
+    m_bits = property(lambda self: self._m_bits)
+    v_bits = property(lambda self: self._v_bits)
+    m_signed = property(lambda self: self._m_signed)
+    v_signed = property(lambda self: self._v_signed)
     mode = property(lambda self: self._mode)
     max_beats = property(lambda self: self._max_beats)
     popcount_stages = property(lambda self: self._popcount_stages)
@@ -165,15 +170,15 @@ class DotProduct(wiring.Component):
         def side(bits, signed):
             n = (1 << bits) - 1
             return (-n, n) if signed else (0, n)
-        corners = [a * b for a in side(self._x_bits, self._x_signed)
-                   for b in side(self._y_bits, self._y_signed)]
+        corners = [a * b for a in side(self._m_bits, self._m_signed)
+                   for b in side(self._v_bits, self._v_signed)]
         count = self._max_beats * self._length
         return count * min(corners), count * max(corners)
 
     @property
     def cycles_per_beat(self) -> int:
         """Cycles between accepted beats when nothing stalls."""
-        return self._x_bits * self._y_bits if self._mode == "serial" else 1
+        return self._m_bits * self._v_bits if self._mode == "serial" else 1
 
     @property
     def latency(self) -> int:
@@ -181,20 +186,20 @@ class DotProduct(wiring.Component):
         return self._popcount_stages + 1
 
     def _coefficients(self):
-        """``(k_core, k_x, k_y, k_len)`` of ``k_core core - k_x sum(x) - k_y sum(y) + k_len length``
+        """``(k_core, k_m, k_v, k_len)`` of ``k_core core - k_m sum(m) - k_v sum(v) + k_len length``
         (the expansion in :func:`sw.bitplanes.signed_matmul`)."""
-        n_x, n_y = (1 << self._x_bits) - 1, (1 << self._y_bits) - 1
-        match self._x_signed, self._y_signed:
+        n_m, n_v = (1 << self._m_bits) - 1, (1 << self._v_bits) - 1
+        match self._m_signed, self._v_signed:
             case False, False: return 1, 0, 0, 0
-            case True, False: return 2, 0, n_x, 0
-            case False, True: return 2, n_y, 0, 0
-            case True, True: return 4, 2 * n_y, 2 * n_x, n_x * n_y
+            case True, False: return 2, 0, n_m, 0
+            case False, True: return 2, n_v, 0, 0
+            case True, True: return 4, 2 * n_v, 2 * n_m, n_m * n_v
 
     # ------------------------------------------------------------------ gateware
 
     def elaborate(self, platform):
         m = Module()
-        L, M, K = self._length, self._x_bits, self._y_bits
+        L, M, K = self._length, self._m_bits, self._v_bits
         S = self._popcount_stages
         beat = self.i.payload
 
@@ -210,8 +215,8 @@ class DotProduct(wiring.Component):
             for b, plane in enumerate(result):
                 m.d.comb += plane.eq(Cat(codes[lane][b] for lane in range(L)))
             return result
-        x_planes = planes(beat.x, M, "x")
-        y_planes = planes(beat.y, K, "y")
+        m_planes = planes(beat.m, M, "m")
+        v_planes = planes(beat.v, K, "v")
 
         first = Signal(init=1)  # the next beat opens a new dot product
         with m.If(self.i.valid & self.i.ready):
@@ -232,7 +237,7 @@ class DotProduct(wiring.Component):
                 value = reg
             return value
 
-        k_core, k_x, k_y, k_len = self._coefficients()
+        k_core, k_m, k_v, k_len = self._coefficients()
 
         if self._mode == "parallel" or M * K == 1:
             m.d.comb += self.i.ready.eq(run)
@@ -241,23 +246,23 @@ class DotProduct(wiring.Component):
             closes = delayed(beat.last, "last")
             if self._xnor:
                 # +-1 lanes: agreements minus disagreements.
-                ones = count(x_planes[0] ^ y_planes[0], "disagree")
+                ones = count(m_planes[0] ^ v_planes[0], "disagree")
                 term = L - (ones << 1)
             else:
-                # Pairs on one anti-diagonal m + k = s share the weight 2**s,
+                # Pairs on one anti-diagonal i + k = s share the weight 2**s,
                 # so one tree counts all of them: M + K - 1 trees, not M * K.
-                diagonals = [count(Cat(x_planes[i] & y_planes[s - i]
+                diagonals = [count(Cat(m_planes[i] & v_planes[s - i]
                                        for i in range(max(0, s - K + 1), min(s, M - 1) + 1)),
                                    f"diagonal{s}")
                              for s in range(M + K - 1)]
                 terms = [k_core * _sum(ones << s for s, ones in enumerate(diagonals))]
-                # Row sums only where the other side is signed (k_x, k_y != 0).
-                if k_x:
-                    terms.append(-k_x * _sum(count(plane, f"x_row{i}") << i
-                                           for i, plane in enumerate(x_planes)))
-                if k_y:
-                    terms.append(-k_y * _sum(count(plane, f"y_row{k}") << k
-                                           for k, plane in enumerate(y_planes)))
+                # Row sums only where the other side is signed (k_m, k_v != 0).
+                if k_m:
+                    terms.append(-k_m * _sum(count(plane, f"m_row{i}") << i
+                                           for i, plane in enumerate(m_planes)))
+                if k_v:
+                    terms.append(-k_v * _sum(count(plane, f"v_row{k}") << k
+                                           for k, plane in enumerate(v_planes)))
                 if k_len:
                     terms.append(k_len * L)
                 term = _sum(terms)
@@ -272,24 +277,24 @@ class DotProduct(wiring.Component):
                 m.d.sync += ki.eq(Mux(ki == K - 1, 0, ki + 1))
                 with m.If(ki == K - 1):
                     m.d.sync += mi.eq(Mux(mi == M - 1, 0, mi + 1))
-            x_plane = Cat(x_planes).word_select(mi, L)
-            y_plane = Cat(y_planes).word_select(ki, L)
+            m_plane = Cat(m_planes).word_select(mi, L)
+            v_plane = Cat(v_planes).word_select(ki, L)
 
             valid = delayed(self.i.valid, "valid")
             opens = delayed(first & (mi == 0) & (ki == 0), "first")
             closes = delayed(beat.last & final_pair, "last")
             p_mi = delayed(mi, "mi")
             p_ki = delayed(ki, "ki")
-            pair = count(x_plane & y_plane, "pair")
+            pair = count(m_plane & v_plane, "pair")
             terms = [k_core * (pair << (p_mi + p_ki))]
-            # Each row sum is spread over the pairs: plane x_mi is counted
-            # once (at ki = 0), plane y_ki once (at mi = 0), the constant once.
-            if k_x:
-                x_row = count(x_plane, "x_row")
-                terms.append(Mux(p_ki == 0, -k_x * (x_row << p_mi), 0))
-            if k_y:
-                y_row = count(y_plane, "y_row")
-                terms.append(Mux(p_mi == 0, -k_y * (y_row << p_ki), 0))
+            # Each row sum is spread over the pairs: plane m_mi is counted
+            # once (at ki = 0), plane v_ki once (at mi = 0), the constant once.
+            if k_m:
+                m_row = count(m_plane, "m_row")
+                terms.append(Mux(p_ki == 0, -k_m * (m_row << p_mi), 0))
+            if k_v:
+                v_row = count(v_plane, "v_row")
+                terms.append(Mux(p_mi == 0, -k_v * (v_row << p_ki), 0))
             if k_len:
                 terms.append(Mux((p_mi == 0) & (p_ki == 0), k_len * L, 0))
             term = _sum(terms)

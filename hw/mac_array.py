@@ -7,9 +7,9 @@ streamed vector ``v`` of ``cols`` codes gives ``rows`` exact integers::
 
 with ``value(q) = q`` (unsigned) or ``2q - n`` (signed odd), chosen per side.
 ``cols`` is folded into ``folds = cols / simd`` beats of ``simd`` codes and
-``rows`` into ``passes = rows / pe`` passes of ``pe`` rows, so the array does
-``pe * simd`` code products per fold; the vector is buffered on its first
-pass and replayed for the others.
+``rows`` into ``groups = rows / pe`` row groups of ``pe`` rows, so the array
+does ``pe * simd`` code products per fold; the vector is buffered while the
+first group runs and replayed for the others.
 
 The three training products of a DoReFa layer map onto it by what the host
 loads and streams (:meth:`MacArray.for_product` picks the readings):
@@ -69,10 +69,10 @@ class MacArray(wiring.Component):
     pe, simd : int
         Rows computed in parallel (processing elements) and codes per PE per
         fold (SIMD lanes).
-    mem_bits, in_bits : int
-        Code bits of the matrix (``x`` side of each PE) and of the streamed
-        vector (``y`` side), ``1..8``.
-    mem_signed, in_signed : bool
+    m_bits, v_bits : int
+        Code bits of the matrix (the ``m`` side of each PE) and of the
+        streamed vector (the ``v`` side), ``1..8``.
+    m_signed, v_signed : bool
         Read that side's codes as signed odd ``2q - n``.
     mode : ``"parallel"`` or ``"serial"``
         Of each :class:`~hw.dot_product.DotProduct` PE.
@@ -87,41 +87,41 @@ class MacArray(wiring.Component):
         Writes one memory word per transfer (``ready`` is always high):
         ``load_layout`` is a
         ``StructLayout`` of ``addr`` (``range(depth)``) and ``tile``
-        (``tile_layout = ArrayLayout(ArrayLayout(unsigned(mem_bits), simd),
-        pe)``), where word ``addr = pass * folds + fold`` holds
-        ``tile[p][s] = A[pass * pe + p, fold * simd + s]``
+        (``tile_layout = ArrayLayout(ArrayLayout(unsigned(m_bits), simd),
+        pe)``), where word ``addr = group * folds + fold`` holds
+        ``tile[p][s] = A[group * pe + p, fold * simd + s]``
         (:meth:`load_words` builds them).  A write is seen by reads issued from
         the next cycle on; load between vectors, not under a vector in flight.
         Memory contents survive reset.
-    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), simd)))``
+    i : ``In(stream.Signature(ArrayLayout(unsigned(v_bits), simd)))``
         The vector, ``folds`` beats in order (``beat[s] = v[fold * simd + s]``).
     o : ``Out(stream.Signature(ArrayLayout(pe_shape, pe)))``
-        One beat per pass: ``o[p] = out[pass * pe + p]`` (``pe_shape`` from
-        :class:`~hw.dot_product.DotProduct`), ``passes`` beats per vector.
+        One beat per row group: ``o[p] = out[group * pe + p]`` (``pe_shape``
+        from :class:`~hw.dot_product.DotProduct`), ``groups`` beats per vector.
     cycles : ``Out(counter_width)``
         Clock cycles since reset.
     busy : ``Out(counter_width)``
         Cycles of PE work issued since reset: each fold a PE accepts counts
-        its ``cycles_per_beat`` (1 parallel, ``mem_bits * in_bits`` serial).
+        its ``cycles_per_beat`` (1 parallel, ``m_bits * v_bits`` serial).
         Utilisation is ``busy / cycles``; 1 in a stall-free steady state.
     macs : ``Out(counter_width)``
         Code products done since reset, ``pe * simd`` per fold.
 
     Latency and throughput
     ----------------------
-    One fold per ``cycles_per_beat`` cycles (1 parallel, ``mem_bits *
-    in_bits`` serial); a vector takes ``cycles_per_vector = passes * folds *
-    cycles_per_beat`` cycles (the input stream waits during passes ``1 ..
-    passes - 1``).  A pass's output is valid ``latency = cycles_per_beat +
+    One fold per ``cycles_per_beat`` cycles (1 parallel, ``m_bits *
+    v_bits`` serial); a vector takes ``cycles_per_vector = groups * folds *
+    cycles_per_beat`` cycles (the input stream waits during groups ``1 ..
+    groups - 1``).  A group's output is valid ``latency = cycles_per_beat +
     popcount_stages + 1`` cycles after its last fold is issued (on the first
-    pass: accepted on ``i``): one cycle of memory read, the PE's remaining
+    group: accepted on ``i``): one cycle of memory read, the PE's remaining
     ``cycles_per_beat - 1`` plane-pair cycles, its popcount stages and its
     accumulator register.  A result waiting on ``o.ready`` stalls the PEs,
     then the issue stage, then ``i``.
     """
 
-    def __init__(self, rows: int, cols: int, *, pe: int = 1, simd: int = 1, mem_bits: int,
-                 in_bits: int, mem_signed: bool, in_signed: bool, mode: str = "parallel",
+    def __init__(self, rows: int, cols: int, *, pe: int = 1, simd: int = 1, m_bits: int,
+                 v_bits: int, m_signed: bool, v_signed: bool, mode: str = "parallel",
                  popcount_stages: int = 0, popcount_arch: str = "chain",
                  counter_width: int = 32):
         self._rows = check_int("rows", rows, 1)
@@ -132,28 +132,28 @@ class MacArray(wiring.Component):
             raise ValueError(f"rows ({rows}) must be a multiple of pe ({pe})")
         if cols % simd:
             raise ValueError(f"cols ({cols}) must be a multiple of simd ({simd})")
-        self._mem_bits = check_int("mem_bits", mem_bits, 1, MAX_CODE_BITS)
-        self._in_bits = check_int("in_bits", in_bits, 1, MAX_CODE_BITS)
-        self._mem_signed = check_bool("mem_signed", mem_signed)
-        self._in_signed = check_bool("in_signed", in_signed)
+        self._m_bits = check_int("m_bits", m_bits, 1, MAX_CODE_BITS)
+        self._v_bits = check_int("v_bits", v_bits, 1, MAX_CODE_BITS)
+        self._m_signed = check_bool("m_signed", m_signed)
+        self._v_signed = check_bool("v_signed", v_signed)
         self._mode = mode
         self._counter_width = check_int("counter_width", counter_width, 1)
 
-        self._passes = rows // pe
+        self._groups = rows // pe
         self._folds = cols // simd
         # The PEs validate the remaining parameters and answer the shape and
         # timing questions; PE p computes rows p, p + pe, p + 2 pe, ...
         self._pes = [
-            DotProduct(simd, x_bits=mem_bits, y_bits=in_bits, x_signed=mem_signed,
-                       y_signed=in_signed, mode=mode, max_beats=self._folds,
+            DotProduct(simd, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed,
+                       v_signed=v_signed, mode=mode, max_beats=self._folds,
                        popcount_stages=popcount_stages, popcount_arch=popcount_arch)
             for _ in range(pe)
         ]
-        self._tile_layout = data.ArrayLayout(data.ArrayLayout(unsigned(mem_bits), simd), pe)
+        self._tile_layout = data.ArrayLayout(data.ArrayLayout(unsigned(m_bits), simd), pe)
         self._load_layout = data.StructLayout({"addr": range(self.depth), "tile": self._tile_layout})
         super().__init__({
             "load": In(stream.Signature(self._load_layout)),
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(v_bits), simd))),
             "o": Out(stream.Signature(data.ArrayLayout(self._pes[0].out_shape, pe))),
             "cycles": Out(counter_width),
             "busy": Out(counter_width),
@@ -170,24 +170,24 @@ class MacArray(wiring.Component):
         product = Product(product)
         match product:
             case Product.FORWARD:
-                sides = dict(mem_bits=w_bits, mem_signed=True, in_bits=a_bits, in_signed=False)
+                sides = dict(m_bits=w_bits, m_signed=True, v_bits=a_bits, v_signed=False)
             case Product.BACKWARD_INPUT:
-                sides = dict(mem_bits=w_bits, mem_signed=True, in_bits=g_bits, in_signed=True)
+                sides = dict(m_bits=w_bits, m_signed=True, v_bits=g_bits, v_signed=True)
             case Product.BACKWARD_WEIGHT:
-                sides = dict(mem_bits=g_bits, mem_signed=True, in_bits=a_bits, in_signed=False)
+                sides = dict(m_bits=g_bits, m_signed=True, v_bits=a_bits, v_signed=False)
         return cls(rows, cols, **sides, **kwargs)
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
     pe = property(lambda self: self._pe)
     simd = property(lambda self: self._simd)
-    mem_bits = property(lambda self: self._mem_bits)
-    in_bits = property(lambda self: self._in_bits)
-    mem_signed = property(lambda self: self._mem_signed)
-    in_signed = property(lambda self: self._in_signed)
+    m_bits = property(lambda self: self._m_bits)
+    v_bits = property(lambda self: self._v_bits)
+    m_signed = property(lambda self: self._m_signed)
+    v_signed = property(lambda self: self._v_signed)
     mode = property(lambda self: self._mode)
-    passes = property(lambda self: self._passes)
-    folds = property(lambda self: self._folds)
+    groups = property(lambda self: self._groups, doc="Row groups of ``pe`` rows, ``rows / pe``.")
+    folds = property(lambda self: self._folds, doc="Beats of ``simd`` codes per vector, ``cols / simd``.")
     tile_layout = property(lambda self: self._tile_layout)
     load_layout = property(lambda self: self._load_layout)
     pe_shape = property(lambda self: self._pes[0].out_shape)
@@ -195,12 +195,12 @@ class MacArray(wiring.Component):
 
     @property
     def depth(self) -> int:
-        """Words of matrix memory, ``passes * folds``."""
-        return self._passes * self._folds
+        """Words of matrix memory, ``groups * folds``."""
+        return self._groups * self._folds
 
     @property
     def latency(self) -> int:
-        """Cycles from issuing a pass's last fold to its ``o.valid``, unstalled."""
+        """Cycles from issuing a row group's last fold to its ``o.valid``, unstalled."""
         return self.cycles_per_beat + self._pes[0].latency
 
     @property
@@ -215,10 +215,10 @@ class MacArray(wiring.Component):
         rows = [list(map(int, row)) for row in matrix]
         if len(rows) != self._rows or any(len(row) != self._cols for row in rows):
             raise ValueError(f"matrix must be {self._rows} x {self._cols}")
-        return [{"addr": p * self._folds + f,
-                 "tile": [rows[p * self._pe + r][f * self._simd:(f + 1) * self._simd]
+        return [{"addr": g * self._folds + f,
+                 "tile": [rows[g * self._pe + r][f * self._simd:(f + 1) * self._simd]
                           for r in range(self._pe)]}
-                for p in range(self._passes) for f in range(self._folds)]
+                for g in range(self._groups) for f in range(self._folds)]
 
     def input_beats(self, vector) -> "list[list[int]]":
         """``i`` payloads for one vector of ``cols`` unsigned codes."""
@@ -231,7 +231,7 @@ class MacArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        folds, passes = self._folds, self._passes
+        folds, groups = self._folds, self._groups
 
         m.submodules.matrix = matrix = Memory(shape=self._tile_layout, depth=self.depth, init=[])
         load = matrix.write_port()
@@ -253,15 +253,15 @@ class MacArray(wiring.Component):
         pe_ready = Signal()
         m.d.comb += pe_ready.eq(reduce(operator.and_, (pe.i.ready for pe in pes)))
 
-        # Stage 0 issues fold `fold` of pass `pass_` (memory word `addr`);
+        # Stage 0 issues fold `fold` of row group `group` (memory word `addr`);
         # stage 1 holds it (memory and buffer read data) until the PEs take it.
         fold = Signal(range(folds))
-        pass_ = Signal(range(passes))
+        group = Signal(range(groups))
         addr = Signal(range(self.depth))
         s1_valid = Signal()
         s1_last = Signal()
         advance = ~s1_valid | pe_ready
-        from_stream = pass_ == 0
+        from_stream = group == 0
         issue = Signal()
         m.d.comb += [
             issue.eq(advance & (self.i.valid | ~from_stream)),
@@ -277,12 +277,12 @@ class MacArray(wiring.Component):
                 addr.eq(_wrap_increment(addr, self.depth)),
             ]
             with m.If(fold == folds - 1):
-                m.d.sync += pass_.eq(_wrap_increment(pass_, passes))
+                m.d.sync += group.eq(_wrap_increment(group, groups))
 
-        beat_layout = data.ArrayLayout(unsigned(self._in_bits), self._simd)
-        if passes > 1:
-            # The first pass stores the vector as it streams in (and reads it
-            # straight through, transparently); later passes replay it.
+        beat_layout = data.ArrayLayout(unsigned(self._v_bits), self._simd)
+        if groups > 1:
+            # The first group stores the vector as it streams in (and reads it
+            # straight through, transparently); later groups replay it.
             m.submodules.vector = buffer = Memory(shape=beat_layout, depth=folds, init=[])
             store = buffer.write_port()
             replay = buffer.read_port(transparent_for=(store,))
@@ -302,8 +302,8 @@ class MacArray(wiring.Component):
         for index, pe in enumerate(pes):
             m.d.comb += [
                 pe.i.valid.eq(s1_valid),
-                pe.i.payload.x.eq(weights.data[index]),
-                pe.i.payload.y.eq(vector),
+                pe.i.payload.m.eq(weights.data[index]),
+                pe.i.payload.v.eq(vector),
                 pe.i.payload.last.eq(s1_last),
             ]
 

@@ -3,7 +3,7 @@
 A unit checks its parameters when it is built, before any gateware exists,
 so a bad value fails at the call that gave it rather than deep inside
 elaboration.  Every message has the same three parts: the parameter's name,
-what is allowed and what was given, e.g. ``"x_bits must be in 1..8, got 9"``.
+what is allowed and what was given, e.g. ``"m_bits must be in 1..8, got 9"``.
 ``note`` adds a few words on what the parameter is or where a bound comes
 from, in parentheses after what is allowed.
 

@@ -66,9 +66,10 @@ def _check_acc_range(acc_range):
                      f"width (int >= 1), got {acc_range!r}")
 
 
-def _key(value, negative):
-    """The comparison key: ``~value`` for direction -1, so ``acc <= T`` becomes ``key(acc) >= key(T)``."""
-    return Mux(negative, ~value, value)
+def _key(value, direction):
+    """The comparison key: ``~value`` for direction -1 (``direction`` bit 1), so
+    ``acc <= T`` becomes ``key(acc) >= key(T)``."""
+    return Mux(direction, ~value, value)
 
 
 class ThresholdUnit(wiring.Component):
@@ -97,10 +98,11 @@ class ThresholdUnit(wiring.Component):
     o : ``Out(stream.Signature(unsigned(A)))``
         The codes, one per accumulator, in input order (the channel is not
         repeated: the consumer knows the order it produced).
-    load : ``In(stream.Signature(StructLayout({"channel": range(C), "negative": 1,
+    load : ``In(stream.Signature(StructLayout({"channel": range(C), "direction": 1,
     "thresholds": ArrayLayout(threshold_shape, n_a)})))``
         Writes one channel's thresholds ``T[1..n_a]`` (``thresholds[i - 1]``) and
-        direction (``negative = 1`` for direction -1).  The parallel variant takes
+        direction (the link's ``DIRECTION_NEGATIVE`` bit: ``direction = 1`` for
+        direction -1, ``acc <= T``; 0 for +1, ``acc >= T``).  The parallel variant takes
         one record per cycle (``load.ready`` is always high); the search variant
         spreads a record over ``2**(A - 1)`` cycles, one threshold per tree level
         and cycle, raising ``load.ready`` on the last (:attr:`load_cycles`).  Load
@@ -171,7 +173,7 @@ class ThresholdUnit(wiring.Component):
     def load_layout(self):
         return data.StructLayout({
             "channel": range(self._channels),
-            "negative": 1,
+            "direction": 1,
             "thresholds": data.ArrayLayout(self._threshold_shape, self.levels),
         })
 
@@ -209,7 +211,7 @@ class ThresholdUnit(wiring.Component):
         m.submodules.direction = direction = Memory(shape=1, depth=self._channels, init=[])
         write = direction.write_port()
         m.d.comb += [write.en.eq(self.load.valid & last), write.addr.eq(load.channel),
-                     write.data.eq(load.negative)]
+                     write.data.eq(load.direction)]
 
         # Stage 1: the channel's direction (and the first thresholds) arrive from
         # memory while the accumulator waits in a register; then it becomes a key.
@@ -240,7 +242,7 @@ class ThresholdUnit(wiring.Component):
             m.d.comb += [
                 write.en.eq(self.load.valid),
                 write.addr.eq(load.channel),
-                write.data.eq(_key(load.thresholds[index], load.negative)),
+                write.data.eq(_key(load.thresholds[index], load.direction)),
             ]
             read = memory.read_port()
             m.d.comb += [
@@ -280,7 +282,7 @@ class ThresholdUnit(wiring.Component):
             m.d.comb += [
                 write.en.eq(self.load.valid & (step < (1 << j))),
                 write.addr.eq(Cat(step[:j], load.channel)),
-                write.data.eq(_key(threshold, load.negative)),
+                write.data.eq(_key(threshold, load.direction)),
             ]
 
         # Stage j reads level j at (prefix, channel), so the threshold meets its

@@ -9,6 +9,11 @@ where ``x_m`` is bit plane ``m`` of ``x``.  Signed odd codes reduce to it
 
 Everything here is numpy on integers; it is the model of the hardware's
 popcount trees and bit-plane processing elements.
+
+``x`` and ``y`` are two symmetric operands of ``x @ y.T`` (both code
+matrices), not the hardware's matrix/vector roles: the core model and the
+scoreboards call ``signed_matmul(vectors, ..., matrix, ...)``, so there ``x``
+is the vector side (``v_bits``) and ``y`` the matrix side (``m_bits``).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class CoreModel:
         self._t_bits = 0
         self._t_loaded = 0  # rows with thresholds
         self._thresholds = None  # (max_rows, n_a) int64
-        self._negative = None  # (max_rows,) bool
+        self._direction = None  # (max_rows,) int64, +1 or -1
 
     @property
     def matrix_ready(self) -> bool:
@@ -75,11 +75,11 @@ class CoreModel:
 
     @property
     def thresholds(self):
-        """``(thresholds (rows, n_a), negative (rows,), bits)`` loaded so far, or ``None``."""
+        """``(thresholds (rows, n_a), direction (rows,) of +1 / -1, bits)`` loaded so far, or ``None``."""
         if not self._t_loaded:
             return None
         rows = self._t_loaded
-        return self._thresholds[:rows].copy(), self._negative[:rows].copy(), self._t_bits
+        return self._thresholds[:rows].copy(), self._direction[:rows].copy(), self._t_bits
 
     @property
     def pending(self) -> int:
@@ -203,9 +203,8 @@ class CoreModel:
         self.stats["macs"] += h.count * rows * cols
         if not h.activate:
             return P.Status.OK, P.encode_accumulators(out)
-        direction = np.where(self._negative[:rows], -1, 1)
         codes = apply_thresholds(torch.from_numpy(out), torch.from_numpy(self._thresholds[:rows]),
-                                 torch.from_numpy(direction))
+                                 torch.from_numpy(self._direction[:rows]))
         self.stats["activations"] += h.count * rows
         return P.Status.OK, P.pack_codes(codes.numpy(), self._t_bits)
 
@@ -229,9 +228,9 @@ class CoreModel:
         if h.offset == 0:
             self._t_bits = h.bits
             self._thresholds = np.zeros((self.info.max_rows, levels(h.bits)), dtype=np.int64)
-            self._negative = np.zeros(self.info.max_rows, dtype=bool)
-        thresholds, negative = h.rows()
+            self._direction = np.ones(self.info.max_rows, dtype=np.int64)
+        thresholds, direction = h.rows()
         self._thresholds[h.offset:h.offset + h.count] = thresholds
-        self._negative[h.offset:h.offset + h.count] = negative
+        self._direction[h.offset:h.offset + h.count] = direction
         self._t_loaded = h.offset + h.count
         return P.Status.OK, self._t_loaded.to_bytes(2, "little")

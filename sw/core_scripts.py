@@ -134,14 +134,14 @@ def threshold_rows_per_frame(a_bits, params=SMALL) -> int:
     return (params["max_payload"] - P.THRESHOLD_HEADER) // P.threshold_record_size(a_bits)
 
 
-def threshold_frames(thresholds, negative, a_bits, *, chunk=None, tag=0, params=SMALL) -> list:
+def threshold_frames(thresholds, direction, a_bits, *, chunk=None, tag=0, params=SMALL) -> list:
     """LOAD_THRESHOLDS frames for every row of ``thresholds`` ((rows, 2**a_bits - 1)
-    int32) and ``negative`` ((rows,) bool), ``chunk`` rows each (default: as many as fit)."""
+    int32) and ``direction`` ((rows,) of +1 / -1), ``chunk`` rows each (default: as many as fit)."""
     chunk = chunk or threshold_rows_per_frame(a_bits, params)
     return [frame(P.Cmd.LOAD_THRESHOLDS,
                   P.encode_load_thresholds(offset, a_bits, thresholds[offset:offset + chunk],
-                                           negative[offset:offset + chunk]), tag + i)
-            for i, offset in enumerate(range(0, len(negative), chunk))]
+                                           direction[offset:offset + chunk]), tag + i)
+            for i, offset in enumerate(range(0, len(direction), chunk))]
 
 
 def act_run_frame(vectors, bits, signed, tag=0) -> bytes:
@@ -161,7 +161,7 @@ def thresholds_for(rng, acc, a_bits, limit: int) -> tuple[np.ndarray, np.ndarray
     spread over each row's values (so the codes vary), some equal to one of
     them (ties), some at the accumulator edges ``+-limit``, ``+-(limit + 1)``
     and at the int32 extremes; most rows sorted as a folded BN would make them
-    (ascending, descending for negative rows), the others in any order."""
+    (ascending, descending for rows of direction -1), the others in any order."""
     rows, n_a = acc.shape[1], (1 << a_bits) - 1
     edges = np.array([-limit - 1, -limit, limit, limit + 1, INT32_MIN, INT32_MIN + 1, INT32_MAX - 1, INT32_MAX])
     out = np.empty((rows, n_a), dtype=np.int64)
@@ -171,11 +171,11 @@ def thresholds_for(rng, acc, a_bits, limit: int) -> tuple[np.ndarray, np.ndarray
         spread = rng.integers(lo - 1, hi + 2, size=n_a)
         ties = rng.choice(acc[:, r], size=n_a)
         out[r] = np.where(kind < 0.55, spread, np.where(kind < 0.8, ties, rng.choice(edges, size=n_a)))
-    negative = rng.random(rows) < 0.4
+    direction = np.where(rng.random(rows) < 0.4, -1, 1)
     for r in range(rows):
         if rng.random() < 0.75:
-            out[r] = np.sort(out[r])[::-1] if negative[r] else np.sort(out[r])
-    return out, negative
+            out[r] = np.sort(out[r])[::-1] if direction[r] < 0 else np.sort(out[r])
+    return out, direction
 
 
 def act_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, a_bits, vectors, *, chunk=None,
@@ -183,16 +183,16 @@ def act_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, a_bits, vect
     """LOAD_MATRIX frames of a random ``rows x cols`` matrix, LOAD_THRESHOLDS
     frames (``t_chunk`` rows each, default as many as fit) of ``a_bits``
     thresholds (:func:`thresholds_for`, or ``thresholds(acc, limit)`` giving
-    ``(thresholds, negative)``), then activated RUN frames of ``vectors``
+    ``(thresholds, direction)``), then activated RUN frames of ``vectors``
     random vectors (as many per frame as fit)."""
     matrix = codes(rng, m_bits, (rows, cols))
     vecs = codes(rng, v_bits, (vectors, cols))
     # Where the accumulators lie, to aim the thresholds (the model computes the codes).
     acc = signed_matmul(vecs, levels_or_none(v_bits, v_signed), v_bits, matrix, levels_or_none(m_bits, m_signed), m_bits)
     limit = cols * ((1 << m_bits) - 1) * ((1 << v_bits) - 1)
-    t, negative = (thresholds or (lambda a, lim: thresholds_for(rng, a, a_bits, lim)))(acc, limit)
+    t, direction = (thresholds or (lambda a, lim: thresholds_for(rng, a, a_bits, lim)))(acc, limit)
     script = load_frames(matrix, m_bits, m_signed, chunk=chunk, max_payload=params["max_payload"])
-    script += threshold_frames(t, negative, a_bits, chunk=t_chunk, tag=0x40, params=params)
+    script += threshold_frames(t, direction, a_bits, chunk=t_chunk, tag=0x40, params=params)
     per_frame = act_vectors_per_frame(rows, cols, v_bits, a_bits, params)
     for start in range(0, vectors, per_frame):
         script.append(act_run_frame(vecs[start:start + per_frame], v_bits, v_signed, tag=0xC0 + start % 64))
@@ -213,9 +213,9 @@ def bad_thresholds_requests(params=SMALL):
         size = count * P.threshold_record_size(bits) if nbytes is None else nbytes
         return frame(P.Cmd.LOAD_THRESHOLDS, THRESHOLD_FIELDS.pack(offset, count, bits, flags) + bytes(size))
 
-    def good(offset, count, negative=False, bits=a):
-        t = np.arange(-2, (1 << bits) - 3)[None, :].repeat(count, 0) * (-1 if negative else 1)
-        return frame(P.Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(offset, bits, t, [negative] * count))
+    def good(offset, count, direction=1, bits=a):
+        t = np.arange(-2, (1 << bits) - 3)[None, :].repeat(count, 0) * direction
+        return frame(P.Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(offset, bits, t, [direction] * count))
 
     run = lambda count, bits, flags, nbytes: frame(P.Cmd.RUN, RUN_FIELDS.pack(count, bits, flags) + bytes(nbytes))
     load = frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, 3, b, False, 0, np.arange(9) % (1 << b)))
@@ -253,7 +253,7 @@ def bad_thresholds_requests(params=SMALL):
     if max_act > 1:
         out.append(("THRESHOLDS continue with other bits", good(1, 1, bits=a % max_act + 1)))
     out += [
-        ("THRESHOLDS rows 1, 2, negative (ok)", good(1, 2, negative=True)),
+        ("THRESHOLDS rows 1, 2, direction -1 (ok)", good(1, 2, direction=-1)),
         ("RUN activate, count 0", run(0, b, 2, 0)),
         ("RUN activate, reply too big", run(biggest + 1, 1, 2, 1)),
         ("RUN activate, count 0xFFFF", run(0xFFFF, 1, 2, 1)),
@@ -263,7 +263,7 @@ def bad_thresholds_requests(params=SMALL):
         ("RUN activate (ok)", act_run),
         ("RUN (ok)", run(2, b, 1, 2)),
         ("THRESHOLDS continue a complete set", thr(rows, 1)),
-        ("THRESHOLDS restart at 0 (ok)", good(0, 1, negative=True)),
+        ("THRESHOLDS restart at 0 (ok)", good(0, 1, direction=-1)),
         ("RUN activate on a restarted set", run(1, b, 2, 1)),
         ("THRESHOLDS complete it (ok)", good(1, 2)),
         ("LOAD the matrix again (ok)", load),

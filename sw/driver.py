@@ -317,14 +317,13 @@ class CoreClient:
             raise ValueError(f"thresholds must be ({rows}, {(1 << bits) - 1}) and directions ({rows},) for the "
                              f"loaded {rows}-row matrix at {bits} activation bits, got {thresholds.shape} "
                              f"and {direction.shape}")
-        if not np.isin(direction, (-1, 1)).all():
-            raise ValueError("directions must be +1 (code counts acc >= T) or -1 (acc <= T)")
+        P.check_directions(direction)
         per_frame = (info.max_payload - P.THRESHOLD_HEADER) // P.threshold_record_size(bits)
         self._thresholds = None
         for offset in range(0, rows, per_frame):
             part = slice(offset, offset + per_frame)
             reply = self.request(P.Cmd.LOAD_THRESHOLDS,
-                                 P.encode_load_thresholds(offset, bits, thresholds[part], direction[part] < 0))
+                                 P.encode_load_thresholds(offset, bits, thresholds[part], direction[part]))
             loaded = int.from_bytes(reply, "little") if len(reply) == 2 else None
             if loaded != min(offset + per_frame, rows):
                 raise FramingError(f"LOAD_THRESHOLDS reply says {loaded} rows loaded, "

@@ -245,7 +245,7 @@ def fold_thresholds(scale, alpha, beta, act_bits: int, acc_min: int, acc_max: in
     Each threshold is found by binary search over integer accumulators in
     ``[acc_min, acc_max]`` on :func:`activation_from_accumulator` itself, so the
     integer unit equals the float path for every accumulator in that range.
-    Unreachable levels get ``acc_max + 1`` (positive) or ``acc_min - 1`` (negative).
+    Unreachable levels get ``acc_max + 1`` (direction +1) or ``acc_min - 1`` (direction -1).
     """
     n = levels(act_bits)
     alpha = alpha.detach().to(torch.float32).reshape(-1)
@@ -260,8 +260,8 @@ def fold_thresholds(scale, alpha, beta, act_bits: int, acc_min: int, acc_max: in
     positive = (direction > 0).reshape(-1, 1)
     lo = torch.full((channels, n), acc_min, dtype=torch.int64)
     hi = torch.full((channels, n), acc_max + 1, dtype=torch.int64)
-    # Positive: smallest acc with code >= i (code non-decreasing in acc).
-    # Negative: largest acc with code >= i, i.e. the smallest acc with code < i, less 1.
+    # Direction +1: smallest acc with code >= i (code non-decreasing in acc).
+    # Direction -1: largest acc with code >= i, i.e. the smallest acc with code < i, less 1.
     while bool((lo < hi).any()):
         mid = (lo + hi) // 2
         code = code_at(mid)

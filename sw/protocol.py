@@ -16,7 +16,7 @@ and a direction per row loaded by LOAD_THRESHOLDS (BN, clip and quantize
 folded by :func:`sw.numeric.fold_thresholds`)::
 
     code[v][r] = #{i : out[v][r] >= T[r][i]}     (direction +1)
-    code[v][r] = #{i : out[v][r] <= T[r][i]}     (direction -1, "negative")
+    code[v][r] = #{i : out[v][r] <= T[r][i]}     (direction -1)
 
 which is :func:`sw.numeric.apply_thresholds`.
 
@@ -111,7 +111,8 @@ Commands (request payload -> OK reply payload)
     0 offset u16 (first row)   2 count u16 (rows in this frame)
     4 bits u8 (activation bits A, 1..max_act_bits)   5 flags u8 (0)
     6 records: per row, 1 + 4 * n_a bytes, n_a = 2**A - 1:
-        direction u8 (bit 0: negative; bits 1..7 sent as 0, ignored)
+        direction u8 (bit 0, DIRECTION_NEGATIVE: 1 for direction -1, 0 for +1;
+                      bits 1..7 sent as 0, ignored)
         T[1] .. T[n_a] int32 little-endian
 
   -> ``loaded u16`` (rows with thresholds so far).  Rows ``offset .. offset
@@ -199,7 +200,7 @@ __all__ = [
     "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError",
     "crc16_update", "crc16", "encode_frame", "Frame", "FrameError", "FrameDecoder",
     "packed_size", "pack_codes", "unpack_codes",
-    "CoreInfo", "check_core_info", "LoadMatrix", "Run", "LoadThresholds",
+    "CoreInfo", "check_core_info", "LoadMatrix", "Run", "LoadThresholds", "check_directions",
     "encode_ping_reply", "decode_ping_reply", "encode_load_matrix", "decode_load_matrix_header",
     "encode_run", "decode_run_header", "encode_accumulators", "decode_accumulators",
     "threshold_record_size", "encode_load_thresholds", "decode_load_thresholds_header",
@@ -514,32 +515,42 @@ class LoadThresholds:
     data: bytes
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(thresholds (count, n_a) int64, negative (count,) bool)`` of the records
-        (``data`` must hold ``count`` whole records)."""
+        """``(thresholds (count, n_a) int64, direction (count,) int64 of +1 / -1)`` of
+        the records (``data`` must hold ``count`` whole records)."""
         n = levels(self.bits)
         size = threshold_record_size(self.bits)
         records = np.frombuffer(self.data[:self.count * size], dtype=np.uint8).reshape(self.count, size)
-        negative = (records[:, 0] & DIRECTION_NEGATIVE) != 0
+        direction = np.where(records[:, 0] & DIRECTION_NEGATIVE, -1, 1).astype(np.int64)
         thresholds = np.ascontiguousarray(records[:, 1:]).view("<i4").reshape(self.count, n).astype(np.int64)
-        return thresholds, negative
+        return thresholds, direction
 
 
-def encode_load_thresholds(offset: int, bits: int, thresholds, negative) -> bytes:
+def check_directions(direction) -> np.ndarray:
+    """``direction`` flattened to int64, each +1 (code counts ``acc >= T``) or -1
+    (``acc <= T``); anything else (bools included) raises ``ValueError``."""
+    direction = np.asarray(direction).ravel()
+    if direction.size and (not np.issubdtype(direction.dtype, np.integer) or not np.isin(direction, (-1, 1)).all()):
+        raise ValueError("directions must be +1 (code counts acc >= T) or -1 (acc <= T)")
+    return direction.astype(np.int64)
+
+
+def encode_load_thresholds(offset: int, bits: int, thresholds, direction) -> bytes:
     """LOAD_THRESHOLDS payload for rows ``offset ..``: ``thresholds`` (count, 2**bits - 1)
-    int32 values, ``negative`` (count,) directions (true: ``acc <= T``)."""
+    int32 values, ``direction`` (count,) of +1 (code counts ``acc >= T``) or -1
+    (``acc <= T``), sent as the record's :data:`DIRECTION_NEGATIVE` bit."""
     bits = _check_code_bits(bits)
     thresholds = np.asarray(thresholds)
-    negative = np.asarray(negative).astype(bool).ravel()
+    direction = check_directions(direction)
     n = levels(bits)
-    if thresholds.ndim != 2 or thresholds.shape[1] != n or thresholds.shape[0] != negative.size:
+    if thresholds.ndim != 2 or thresholds.shape[1] != n or thresholds.shape[0] != direction.size:
         raise ValueError(f"thresholds must be (rows, {n}) for {bits} activation bits with one direction "
-                         f"per row, got {thresholds.shape} and {negative.size} directions")
+                         f"per row, got {thresholds.shape} and {direction.size} directions")
     if thresholds.size and (thresholds.min() < -(1 << 31) or thresholds.max() >= 1 << 31):
         raise OverflowError("threshold outside int32")
-    records = np.empty((negative.size, threshold_record_size(bits)), dtype=np.uint8)
-    records[:, 0] = np.where(negative, DIRECTION_NEGATIVE, 0)
-    records[:, 1:] = thresholds.astype("<i4").view(np.uint8).reshape(negative.size, -1)
-    return THRESHOLD_FIELDS.pack(offset, negative.size, bits, 0) + records.tobytes()
+    records = np.empty((direction.size, threshold_record_size(bits)), dtype=np.uint8)
+    records[:, 0] = np.where(direction < 0, DIRECTION_NEGATIVE, 0)
+    records[:, 1:] = thresholds.astype("<i4").view(np.uint8).reshape(direction.size, -1)
+    return THRESHOLD_FIELDS.pack(offset, direction.size, bits, 0) + records.tobytes()
 
 
 def decode_load_thresholds_header(payload: bytes) -> LoadThresholds:

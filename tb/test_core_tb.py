@@ -3,7 +3,7 @@
 Each run checks, byte for byte against :class:`sw.core_model.CoreModel`:
 6 GEMMs (every signedness pair, 1-bit and max-bit codes, ragged shapes,
 ``vectors`` random vectors each), activated RUNs at every activation width
-of the core (LOAD_THRESHOLDS over several frames, negative rows, ties,
+of the core (LOAD_THRESHOLDS over several frames, rows of direction -1, ties,
 int32 extremes), every protocol error with garbage and idle-timeout drops,
 ``fuzz_steps`` random (mostly mutated) requests, and a reset in the middle
 of a RUN.  The log line of each test says how many

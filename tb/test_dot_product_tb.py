@@ -5,7 +5,7 @@ from hw.dot_product import DotProduct
 from sim.cocotb_runner import run_cocotb
 from tb.entry import on_each_simulator
 
-# (length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, popcount_stages,
+# (length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, popcount_stages,
 # random dot products): the three training products and the binary XNOR PE.
 # Per simulator, 10,500 random dot products plus ~360 per config in the
 # full-rate and reset tests.
@@ -21,31 +21,31 @@ SLOW_CONFIGS = [
     (5, 3, 3, True, True, "serial", 1, 0, 2000),
     (9, 7, 4, False, False, "parallel", 6, 2, 2000),
 ]
-PARAMS = "length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, stages, vectors"
+PARAMS = "length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages, vectors"
 
 
-def run(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, stages, vectors,
+def run(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages, vectors,
         seed):
-    dut = DotProduct(length, x_bits=x_bits, y_bits=y_bits, x_signed=x_signed, y_signed=y_signed,
+    dut = DotProduct(length, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed, v_signed=v_signed,
                      mode=mode, max_beats=max_beats, popcount_stages=stages)
-    signs = "".join("s" if s else "u" for s in (x_signed, y_signed))
-    run_cocotb(dut, toplevel=f"dot_product_l{length}_x{x_bits}_y{y_bits}_{signs}_{mode}"
+    signs = "".join("s" if s else "u" for s in (m_signed, v_signed))
+    run_cocotb(dut, toplevel=f"dot_product_l{length}_m{m_bits}_v{v_bits}_{signs}_{mode}"
                              f"_b{max_beats}_s{stages}",
                test_module="tb.dot_product.cocotb_dot_product", simulator=simulator,
-               config={"length": length, "x_bits": x_bits, "y_bits": y_bits, "x_signed": x_signed,
-                       "y_signed": y_signed, "mode": mode, "max_beats": max_beats,
+               config={"length": length, "m_bits": m_bits, "v_bits": v_bits, "m_signed": m_signed,
+                       "v_signed": v_signed, "mode": mode, "max_beats": max_beats,
                        "popcount_stages": stages, "vectors": vectors, "seed": seed})
 
 
 @on_each_simulator(PARAMS, CONFIGS)
-def test_dot_product(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, stages,
+def test_dot_product(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages,
                      vectors):
-    run(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, stages, vectors,
-        seed=length * 100 + x_bits * 10 + y_bits)
+    run(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages, vectors,
+        seed=length * 100 + m_bits * 10 + v_bits)
 
 
 @on_each_simulator(PARAMS, SLOW_CONFIGS, slow=True)
-def test_dot_product_sweep(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats,
+def test_dot_product_sweep(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats,
                            stages, vectors):
-    run(simulator, length, x_bits, y_bits, x_signed, y_signed, mode, max_beats, stages, vectors,
-        seed=length * 100 + x_bits * 10 + y_bits + 1)
+    run(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages, vectors,
+        seed=length * 100 + m_bits * 10 + v_bits + 1)

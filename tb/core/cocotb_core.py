@@ -139,7 +139,7 @@ async def activation(dut):
     """For each activation width of the core (none: LOAD_THRESHOLDS and the
     activate flag refused): a random matrix (bit width and signedness
     varied), its thresholds (ties, accumulator edges, int32 extremes,
-    negative and unsorted rows) one or several rows per frame, and
+    rows of direction -1 and unsorted rows) one or several rows per frame, and
     ``vectors`` activated RUN vectors; then a reset in the middle of an
     activated RUN, and the exchange again."""
     config = tb_config()

@@ -1,8 +1,8 @@
 """cocotb tests of :class:`hw.dot_product.DotProduct` against ``sw.bitplanes.signed_matmul``.
 
 Run through ``tb/test_dot_product_tb.py``; :func:`sim.cocotb_runner.tb_config`
-gives the constructor arguments (``length``, ``x_bits``, ``y_bits``,
-``x_signed``, ``y_signed``, ``mode``, ``max_beats``, ``popcount_stages``),
+gives the constructor arguments (``length``, ``m_bits``, ``v_bits``,
+``m_signed``, ``v_signed``, ``mode``, ``max_beats``, ``popcount_stages``),
 ``vectors`` (dot products in the random stream) and ``seed``.  Payloads are
 packed and unpacked with the unit's own layouts.  The module is not named ``test_*.py``, so
 pytest never imports it.
@@ -24,7 +24,7 @@ from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 # The model component is built only for its layouts and timing, never elaborated.
 warnings.simplefilter("ignore", UnusedElaboratable)
 
-CONSTRUCTOR = ("x_bits", "y_bits", "x_signed", "y_signed", "mode", "max_beats", "popcount_stages")
+CONSTRUCTOR = ("m_bits", "v_bits", "m_signed", "v_signed", "mode", "max_beats", "popcount_stages")
 
 
 class Setup:
@@ -43,7 +43,7 @@ class Setup:
         for _ in range(count):
             lanes = rng.randint(1, model.max_beats) * self.length
             vector = []
-            for bits in (model.x_bits, model.y_bits):
+            for bits in (model.m_bits, model.v_bits):
                 top = (1 << bits) - 1
                 match rng.randrange(8):
                     case 0: vector.append([top] * lanes)
@@ -60,7 +60,7 @@ class Setup:
             beats = len(x) // self.length
             for b in range(beats):
                 lanes = slice(b * self.length, (b + 1) * self.length)
-                words.append(layout.const({"x": x[lanes], "y": y[lanes],
+                words.append(layout.const({"m": x[lanes], "v": y[lanes],
                                            "last": b == beats - 1}).as_bits())
         return words
 
@@ -83,10 +83,10 @@ class Setup:
     def expected(self, pairs) -> list[int]:
         """The scoreboard: ``signed_matmul`` on each pair."""
         model = self.model
-        x_levels = levels_or_none(model.x_bits, model.x_signed)
-        y_levels = levels_or_none(model.y_bits, model.y_signed)
-        return [int(signed_matmul(np.array([x]), x_levels, model.x_bits,
-                                  np.array([y]), y_levels, model.y_bits)[0, 0]) for x, y in pairs]
+        m_levels = levels_or_none(model.m_bits, model.m_signed)
+        v_levels = levels_or_none(model.v_bits, model.v_signed)
+        return [int(signed_matmul(np.array([x]), m_levels, model.m_bits,
+                                  np.array([y]), v_levels, model.v_bits)[0, 0]) for x, y in pairs]
 
 
 @cocotb.test()

@@ -47,10 +47,10 @@ class Setup:
         return codes
 
     def matrix(self, rng) -> np.ndarray:
-        return self.codes(rng, self.model.mem_bits, (self.model.rows, self.model.cols))
+        return self.codes(rng, self.model.m_bits, (self.model.rows, self.model.cols))
 
     def inputs(self, rng, count: int) -> np.ndarray:
-        return self.codes(rng, self.model.in_bits, (count, self.model.cols))
+        return self.codes(rng, self.model.v_bits, (count, self.model.cols))
 
     def load_words(self, matrix) -> list[int]:
         layout = self.model.load_layout
@@ -67,10 +67,10 @@ class Setup:
     def expected(self, matrix, vectors) -> list[int]:
         """The scoreboard: ``signed_matmul`` of the vectors with the matrix, row by row."""
         model = self.model
-        in_levels = levels_or_none(model.in_bits, model.in_signed)
-        mem_levels = levels_or_none(model.mem_bits, model.mem_signed)
-        return signed_matmul(np.asarray(vectors), in_levels, model.in_bits,
-                             matrix, mem_levels, model.mem_bits).ravel().tolist()
+        v_levels = levels_or_none(model.v_bits, model.v_signed)
+        m_levels = levels_or_none(model.m_bits, model.m_signed)
+        return signed_matmul(np.asarray(vectors), v_levels, model.v_bits,
+                             matrix, m_levels, model.m_bits).ravel().tolist()
 
 
 def counters(dut) -> dict:
@@ -93,7 +93,7 @@ async def random_gemm(dut):
         matrix, vectors = setup.matrix(rng), setup.inputs(rng, count)
         await loader.send(setup.load_words(matrix))
         # Reload only between vectors: wait for these to leave the array.
-        await transfer(driver, monitor, setup.input_words(vectors), count * model.passes,
+        await transfer(driver, monitor, setup.input_words(vectors), count * model.groups,
                        timeout_cycles=2_000_000)
         scoreboard.check(setup.expected(matrix, vectors), setup.values(monitor.received))
         monitor.received.clear()
@@ -115,14 +115,14 @@ async def full_rate_counters(dut):
     await loader.send(setup.load_words(matrix))
     before = counters(dut)
     assert (before["busy"], before["macs"]) == (0, 0), before
-    await transfer(driver, monitor, setup.input_words(vectors), len(vectors) * model.passes)
+    await transfer(driver, monitor, setup.input_words(vectors), len(vectors) * model.groups)
     after = counters(dut)
     Scoreboard("mac_array", dut._log).check(setup.expected(matrix, vectors),
                                             setup.values(monitor.received))
     work = len(vectors) * model.cycles_per_vector
     assert after["busy"] == work, (after, work)
     assert after["macs"] == len(vectors) * model.rows * model.cols, after
-    # The last fold is issued `work - cpb` cycles after the first, its pass
+    # The last fold is issued `work - cpb` cycles after the first, its group
     # leaves `latency` cycles later, and the monitor takes it at the next edge.
     cycles = after["cycles"] - before["cycles"]
     assert cycles == work - model.cycles_per_beat + model.latency + 1, (cycles, work)
@@ -154,7 +154,7 @@ async def reset_mid_stream(dut):
     vectors = setup.inputs(rng, 40)
     driver.sent.clear()
     monitor.received.clear()
-    await transfer(driver, monitor, setup.input_words(vectors), len(vectors) * model.passes,
+    await transfer(driver, monitor, setup.input_words(vectors), len(vectors) * model.groups,
                    settle_cycles=model.latency + 2)
     scoreboard.check(setup.expected(matrix, vectors), setup.values(monitor.received))
     dut._log.info("mac_array: %d items checked around the reset", scoreboard.checked)

@@ -43,7 +43,7 @@ class Layer:
             self.scale, self.alpha, self.beta, self.act_bits, self.acc_min, self.acc_max)
 
     def load_payloads(self):
-        """``load`` payloads: ``channel``, ``negative``, then ``thresholds[0..n_a-1]``."""
+        """``load`` payloads: ``channel``, ``direction`` (1: -1), then ``thresholds[0..n_a-1]``."""
         c_bits, t_bits = self._config["channel_bits"], self._config["threshold_bits"]
         payloads = []
         for channel in range(self.channels):

@@ -22,6 +22,21 @@ def test_generate_top_name(tmp_path):
     assert "module my_popcount" in out.read_text()
 
 
+@pytest.mark.parametrize("unit, shape", [
+    ("dot_product", ["--set", "length=4"]),
+    ("mac_array", ["--set", "rows=4", "--set", "cols=4", "--pe", "2", "--simd", "2"]),
+])
+def test_matrix_vector_units_name_their_operands_alike(unit, shape, tmp_path, capsys):
+    """One pair of names for a matrix-vector product's operands: m_bits/m_signed
+    (the matrix side) and v_bits/v_signed (the streamed vector side)."""
+    out = tmp_path / f"{unit}.v"
+    assert main(["generate", unit, *shape, "--set", "m_bits=3", "--set", "v_bits=2", "--set", "m_signed=false",
+                 "--set", "v_signed=true", "-o", str(out)]) == 0
+    assert "m_bits=3, v_bits=2, m_signed=False, v_signed=True" in capsys.readouterr().out
+    assert main(["generate", unit, *shape, "--bits", "5", "-o", str(out)]) == 0
+    assert "m_bits=5, v_bits=5" in capsys.readouterr().out
+
+
 def test_generate_core_bits_means_widest(tmp_path, capsys):
     out = tmp_path / "core.v"
     assert main(["generate", "core", "--bits", "1,2,4", "--pe", "2", "--simd", "4", "-o", str(out)]) == 0
@@ -108,7 +123,7 @@ def test_list_shows_the_allowed_ranges(capsys):
     assert main(["generate", "--list"]) == 0
     listing = capsys.readouterr().out
     for line in ("width=64 (1..4096)  input word width", "arch=chain (chain|dadda)",
-                 "x_signed=True (true|false)", "stride=None (1..16|none)", "seed=2463534242 (1..4294967295)",
+                 "m_signed=True (true|false)", "stride=None (1..16|none)", "seed=2463534242 (1..4294967295)",
                  "max_bits=8 (1..8)"):
         assert line in listing
 

@@ -32,8 +32,8 @@ def test_lint_catches_broken_verilog(tmp_path):
 @pytest.mark.parametrize("unit, bits, expected", [
     ("threshold", "3", {"act_bits": 3}),
     ("gradient_quantizer", "4", {"gbits": 4}),
-    ("dot_product", "2,5", {"x_bits": 2, "y_bits": 5}),
-    ("mac_array", "3", {"mem_bits": 3, "in_bits": 3}),
+    ("dot_product", "2,5", {"m_bits": 2, "v_bits": 5}),
+    ("mac_array", "3", {"m_bits": 3, "v_bits": 3}),
 ])
 def test_bits_shorthand(unit, bits, expected):
     values = parse_assignments(UNITS[unit], [], bits=bits)
@@ -98,7 +98,7 @@ def test_core_shorthand_flags(unit, flags, expected):
     ("core", [], {"bits": "1,2,4", "max_bits": "8"},
      "--bits 1,2,4 and --max-bits 8 disagree on max_bits (4 against 8); give one of them"),
     ("core", ["pe=8"], {"pe": "2"}, "--pe 2 and --set pe=8 disagree on pe"),
-    ("dot_product", ["x_bits=3"], {"bits": "1,2"}, "disagree on x_bits"),
+    ("dot_product", ["m_bits=3"], {"bits": "1,2"}, "disagree on m_bits"),
     ("core", [], {"pe": "two"}, "--pe must be an integer, got 'two'"),
     ("core", [], {"max_bits": "x"}, "--max-bits must be an integer"),
     ("threshold", [], {"pe": "2"}, "--pe does not apply to threshold"),
@@ -114,8 +114,8 @@ def test_later_set_overrides_earlier_set():
 
 
 def test_assignments_are_typed():
-    values = parse_assignments(UNITS["dot_product"], ["mode=serial", "x_signed=false", "length=0x10"])
-    assert (values["mode"], values["x_signed"], values["length"]) == ("serial", False, 16)
+    values = parse_assignments(UNITS["dot_product"], ["mode=serial", "m_signed=false", "length=0x10"])
+    assert (values["mode"], values["m_signed"], values["length"]) == ("serial", False, 16)
 
 
 @pytest.mark.parametrize("unit, assignments, kwargs, message", [

@@ -329,7 +329,7 @@ ACT_RUNS = [
 
 @pytest.mark.parametrize("m_bits, m_signed, v_bits, v_signed, a_bits, rows, cols, vectors", ACT_RUNS)
 def test_activated_run_matches_model(m_bits, m_signed, v_bits, v_signed, a_bits, rows, cols, vectors):
-    """Matrix, thresholds (ties, edges, int32 extremes, negative rows, unsorted
+    """Matrix, thresholds (ties, edges, int32 extremes, rows of direction -1, unsorted
     rows) and activated RUNs over stale memories, against the model."""
     rng = np.random.default_rng(1000 + m_bits * 100 + v_bits * 10 + a_bits)
     dirty = act_script(rng, SMALL["max_rows"], SMALL["max_cols"], 8, True, 8, True, SMALL["max_act_bits"], 2)
@@ -341,26 +341,27 @@ def test_activated_run_matches_model(m_bits, m_signed, v_bits, v_signed, a_bits,
     assert len(values) > 1, values
 
 
-def extremes(a_bits, negative_rows):
-    """Thresholds at the int32 extremes and the accumulator edges only."""
+def extremes(a_bits, row_direction):
+    """Thresholds at the int32 extremes and the accumulator edges only, row ``r``
+    of direction ``row_direction(r)``."""
     def make(acc, limit):
         rows, n_a = acc.shape[1], (1 << a_bits) - 1
         pool = np.array([INT32_MIN, INT32_MIN + 1, -limit - 1, -limit, -limit + 1, 0,
                          limit - 1, limit, limit + 1, INT32_MAX - 1, INT32_MAX])
         t = np.stack([np.roll(np.resize(pool, n_a), r) for r in range(rows)])
-        return t, np.array([negative_rows(r) for r in range(rows)])
+        return t, np.array([row_direction(r) for r in range(rows)])
     return make
 
 
-@pytest.mark.parametrize("negative_rows", [lambda r: False, lambda r: True, lambda r: r % 2 == 1],
-                         ids=["positive", "negative", "mixed"])
-def test_activation_at_the_extremes(negative_rows):
+@pytest.mark.parametrize("row_direction", [lambda r: 1, lambda r: -1, lambda r: -1 if r % 2 == 1 else 1],
+                         ids=["direction+1", "direction-1", "mixed"])
+def test_activation_at_the_extremes(row_direction):
     """Accumulators at their limits (all-max codes, signed and unsigned)
     against thresholds at the int32 extremes and at the accumulator edges
     +-1: the full signed 32-bit comparison and both directions."""
     rng = np.random.default_rng(21)
     a = SMALL["max_act_bits"]
-    make = extremes(a, negative_rows)
+    make = extremes(a, row_direction)
     rows, cols = SMALL["max_rows"], SMALL["max_cols"]
     script = []
     for m_signed, v_signed in [(True, True), (False, False), (True, False)]:
@@ -369,12 +370,12 @@ def test_activation_at_the_extremes(negative_rows):
         vectors = np.stack([np.full(cols, 255), np.zeros(cols, dtype=np.int64)])
         acc = signed_matmul(vectors, levels_or_none(8, v_signed), 8, matrix, levels_or_none(8, m_signed), 8)
         limit = cols * 255 * 255
-        thresholds, negative = make(acc, limit)
+        thresholds, direction = make(acc, limit)
         script += load_frames(matrix, 8, m_signed)
-        script += threshold_frames(thresholds, negative, a)
+        script += threshold_frames(thresholds, direction, a)
         script += [act_run_frame(vectors, 8, v_signed, tag=0xC0)]
         assert np.abs(acc).max() == limit
-    script += act_script(rng, rows, cols, 8, True, 8, True, 2, 4, thresholds=extremes(2, negative_rows))
+    script += act_script(rng, rows, cols, 8, True, 8, True, 2, 4, thresholds=extremes(2, row_direction))
     check(script, seed=21)
 
 
@@ -423,7 +424,7 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols):
     leave while the core computes)."""
     rng = np.random.default_rng(24)
     t = np.sort(rng.integers(-200, 200, size=(6, (1 << a_bits) - 1)), axis=1)
-    setup = load_frames(codes(rng, 4, (6, cols)), 4, True) + threshold_frames(t, np.zeros(6, bool), a_bits)
+    setup = load_frames(codes(rng, 4, (6, cols)), 4, True) + threshold_frames(t, np.ones(6, dtype=np.int64), a_bits)
     run = act_run_frame(codes(rng, 3, (count, cols)), 3, False)
     _, setup_cycles = check(setup, gap=0, stall=0)
     _, cycles = check(setup + [run], gap=0, stall=0)
@@ -441,7 +442,7 @@ def test_no_activation_stage():
     rng = np.random.default_rng(25)
     script = [frame(P.Cmd.PING, tag=1)] + gemm_script(rng, 4, 6, 3, True, 2, False, 2, params=params)
     script += [act_run_frame(codes(rng, 2, (1, 6)), 2, False)]
-    script += threshold_frames(np.zeros((4, 1), dtype=np.int64), np.zeros(4, bool), 1, params=params)
+    script += threshold_frames(np.zeros((4, 1), dtype=np.int64), np.ones(4, dtype=np.int64), 1, params=params)
     script += [data for _, data in bad_thresholds_requests(params)]
     got, _ = check(script, params, seed=25)
     replies = P.FrameDecoder().feed(got[-1])

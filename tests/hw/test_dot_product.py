@@ -26,8 +26,8 @@ SIGNEDNESS = [(False, False), (True, False), (False, True), (True, True)]
 
 def expected(dut, xs, ys) -> list[int]:
     """One dot product per pair of code vectors, from ``sw.bitplanes.signed_matmul``."""
-    return [int(signed_matmul(np.array([x]), levels_or_none(dut.x_bits, dut.x_signed), dut.x_bits,
-                              np.array([y]), levels_or_none(dut.y_bits, dut.y_signed), dut.y_bits)[0, 0])
+    return [int(signed_matmul(np.array([x]), levels_or_none(dut.m_bits, dut.m_signed), dut.m_bits,
+                              np.array([y]), levels_or_none(dut.v_bits, dut.v_signed), dut.v_bits)[0, 0])
             for x, y in zip(xs, ys)]
 
 
@@ -47,8 +47,8 @@ def random_problem(rng, dut, vectors, *, beats=None):
     xs, ys = [], []
     for _ in range(vectors):
         n = beats if beats is not None else rng.randint(1, dut.max_beats)
-        xs.append(random_codes(rng, dut.x_bits, n * dut.length))
-        ys.append(random_codes(rng, dut.y_bits, n * dut.length))
+        xs.append(random_codes(rng, dut.m_bits, n * dut.length))
+        ys.append(random_codes(rng, dut.v_bits, n * dut.length))
     return xs, ys
 
 
@@ -59,7 +59,7 @@ def framed(dut, xs, ys) -> list[dict]:
         beats = len(x) // dut.length
         for b in range(beats):
             lanes = slice(b * dut.length, (b + 1) * dut.length)
-            words.append({"x": x[lanes], "y": y[lanes], "last": int(b == beats - 1)})
+            words.append({"m": x[lanes], "v": y[lanes], "last": int(b == beats - 1)})
     return words
 
 
@@ -78,49 +78,49 @@ def run_stream(dut, xs, ys, *, seed=0, gap=0.3, stall=0.3) -> list[int]:
     return got
 
 
-def check_random(length, x_bits, y_bits, x_signed, y_signed, *, mode="parallel", max_beats=2,
+def check_random(length, m_bits, v_bits, m_signed, v_signed, *, mode="parallel", max_beats=2,
                  vectors=12, seed=0, **kwargs):
-    dut = DotProduct(length, x_bits=x_bits, y_bits=y_bits, x_signed=x_signed, y_signed=y_signed,
+    dut = DotProduct(length, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed, v_signed=v_signed,
                      mode=mode, max_beats=max_beats, **kwargs)
-    rng = random.Random(f"{length}-{x_bits}-{y_bits}-{x_signed}-{y_signed}-{mode}-{seed}")
+    rng = random.Random(f"{length}-{m_bits}-{v_bits}-{m_signed}-{v_signed}-{mode}-{seed}")
     xs, ys = random_problem(rng, dut, vectors)
     assert run_stream(dut, xs, ys, seed=seed) == expected(dut, xs, ys)
 
 
 def bitwidth_cases(full: bool):
-    """Every (x_bits, y_bits) pair.  The quick set rotates the signedness and the
+    """Every (m_bits, v_bits) pair.  The quick set rotates the signedness and the
     mode so that each bitwidth of each side meets all four signednesses and
     both modes; the full set (slow) is the whole product."""
-    for x_bits in range(1, MAX_CODE_BITS + 1):
-        for y_bits in range(1, MAX_CODE_BITS + 1):
+    for m_bits in range(1, MAX_CODE_BITS + 1):
+        for v_bits in range(1, MAX_CODE_BITS + 1):
             if full:
                 for signs in SIGNEDNESS:
                     for mode in MODES:
-                        yield x_bits, y_bits, *signs, mode
+                        yield m_bits, v_bits, *signs, mode
             else:
-                signs = SIGNEDNESS[(x_bits + y_bits) % 4]
-                mode = MODES[(x_bits + y_bits) // 4 % 2]
-                yield x_bits, y_bits, *signs, mode
+                signs = SIGNEDNESS[(m_bits + v_bits) % 4]
+                mode = MODES[(m_bits + v_bits) // 4 % 2]
+                yield m_bits, v_bits, *signs, mode
 
 
 # --------------------------------------------------------------------------- tests
 
-@pytest.mark.parametrize("x_bits, y_bits, x_signed, y_signed, mode", list(bitwidth_cases(full=False)))
-def test_bitwidths(x_bits, y_bits, x_signed, y_signed, mode):
-    check_random(3, x_bits, y_bits, x_signed, y_signed, mode=mode)
+@pytest.mark.parametrize("m_bits, v_bits, m_signed, v_signed, mode", list(bitwidth_cases(full=False)))
+def test_bitwidths(m_bits, v_bits, m_signed, v_signed, mode):
+    check_random(3, m_bits, v_bits, m_signed, v_signed, mode=mode)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("x_bits, y_bits, x_signed, y_signed, mode", list(bitwidth_cases(full=True)))
-def test_bitwidths_full(x_bits, y_bits, x_signed, y_signed, mode):
-    check_random(4, x_bits, y_bits, x_signed, y_signed, mode=mode, max_beats=3, vectors=20)
+@pytest.mark.parametrize("m_bits, v_bits, m_signed, v_signed, mode", list(bitwidth_cases(full=True)))
+def test_bitwidths_full(m_bits, v_bits, m_signed, v_signed, mode):
+    check_random(4, m_bits, v_bits, m_signed, v_signed, mode=mode, max_beats=3, vectors=20)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("x_signed, y_signed", SIGNEDNESS)
+@pytest.mark.parametrize("m_signed, v_signed", SIGNEDNESS)
 @pytest.mark.parametrize("length", [1, 2, 17, 64])
-def test_lengths(length, x_signed, y_signed, mode):
-    check_random(length, 2, 3, x_signed, y_signed, mode=mode, max_beats=3, vectors=8)
+def test_lengths(length, m_signed, v_signed, mode):
+    check_random(length, 2, 3, m_signed, v_signed, mode=mode, max_beats=3, vectors=8)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -138,8 +138,8 @@ def test_xnor_equals_general_formula(length):
     """+-1 x +-1: the XNOR form (``length - 2 popcount(x ^ y)``) and the general
     AND + row-sum datapath both give signed_matmul's numbers."""
     rng = random.Random(length)
-    auto = DotProduct(length, x_bits=1, y_bits=1, x_signed=True, y_signed=True, max_beats=4)
-    general = DotProduct(length, x_bits=1, y_bits=1, x_signed=True, y_signed=True, max_beats=4,
+    auto = DotProduct(length, m_bits=1, v_bits=1, m_signed=True, v_signed=True, max_beats=4)
+    general = DotProduct(length, m_bits=1, v_bits=1, m_signed=True, v_signed=True, max_beats=4,
                          xnor=False)
     assert auto.xnor and not general.xnor
     xs, ys = random_problem(rng, auto, 40)
@@ -151,17 +151,17 @@ def test_xnor_equals_general_formula(length):
 
 def test_xnor_only_for_binary_signed():
     with unelaborated():
-        for x_signed, y_signed in SIGNEDNESS[:3]:
-            assert not DotProduct(4, x_bits=1, y_bits=1, x_signed=x_signed, y_signed=y_signed).xnor
-        assert not DotProduct(4, x_bits=2, y_bits=1, x_signed=True, y_signed=True).xnor
+        for m_signed, v_signed in SIGNEDNESS[:3]:
+            assert not DotProduct(4, m_bits=1, v_bits=1, m_signed=m_signed, v_signed=v_signed).xnor
+        assert not DotProduct(4, m_bits=2, v_bits=1, m_signed=True, v_signed=True).xnor
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("x_signed, y_signed", SIGNEDNESS)
-def test_range_extremes(x_signed, y_signed, mode):
+@pytest.mark.parametrize("m_signed, v_signed", SIGNEDNESS)
+def test_range_extremes(m_signed, v_signed, mode):
     """Vectors of extreme codes over ``max_beats`` beats hit both ends of
     ``value_range``, which ``out_shape`` must hold exactly."""
-    dut = DotProduct(3, x_bits=3, y_bits=2, x_signed=x_signed, y_signed=y_signed, mode=mode,
+    dut = DotProduct(3, m_bits=3, v_bits=2, m_signed=m_signed, v_signed=v_signed, mode=mode,
                      max_beats=4)
     n = dut.length * dut.max_beats
     xs, ys = [], []
@@ -181,7 +181,7 @@ def test_latency_and_throughput(mode):
     """No gaps, no back-pressure: one beat per ``cycles_per_beat`` cycles, each
     result ``latency`` cycles after its last beat is accepted."""
     stages = 2
-    dut = DotProduct(8, x_bits=2, y_bits=3, x_signed=True, y_signed=False, mode=mode,
+    dut = DotProduct(8, m_bits=2, v_bits=3, m_signed=True, v_signed=False, mode=mode,
                      max_beats=3, popcount_stages=stages)
     assert dut.latency == stages + 1
     assert dut.cycles_per_beat == (6 if mode == "serial" else 1)
@@ -221,7 +221,7 @@ def test_latency_and_throughput(mode):
 def test_reset_mid_stream(sent_before_reset, mode):
     """A reset drops the partial sums and results in flight; afterwards the PE
     starts a fresh dot product with the next beat."""
-    dut = DotProduct(5, x_bits=3, y_bits=2, x_signed=True, y_signed=True, mode=mode,
+    dut = DotProduct(5, m_bits=3, v_bits=2, m_signed=True, v_signed=True, mode=mode,
                      max_beats=3, popcount_stages=1)
     rng = random.Random(sent_before_reset)
     before = random_problem(rng, dut, 4, beats=3)
@@ -254,7 +254,7 @@ def test_reset_mid_stream(sent_before_reset, mode):
 
 def test_holds_result_under_back_pressure():
     """A result waiting on ``o.ready`` stays put, and the input stalls behind it."""
-    dut = DotProduct(4, x_bits=2, y_bits=2, x_signed=False, y_signed=True)
+    dut = DotProduct(4, m_bits=2, v_bits=2, m_signed=False, v_signed=True)
     xs, ys = [[1, 2, 3, 0], [3, 3, 3, 3]], [[0, 1, 2, 3], [3, 0, 3, 0]]
     want = expected(dut, xs, ys)
 
@@ -278,12 +278,12 @@ def test_holds_result_under_back_pressure():
 
 def test_signature():
     with unelaborated():
-        dut = DotProduct(6, x_bits=3, y_bits=5, x_signed=True, y_signed=False, max_beats=4)
+        dut = DotProduct(6, m_bits=3, v_bits=5, m_signed=True, v_signed=False, max_beats=4)
         assert Shape.cast(dut.beat_layout).width == 6 * 3 + 6 * 5 + 1
-        assert dut.i.payload.x.shape().length == 6
+        assert dut.i.payload.m.shape().length == 6
         assert dut.value_range == (-4 * 6 * 7 * 31, 4 * 6 * 7 * 31)
         assert dut.out_shape == signed(14)  # 5208 < 2**13
-        unsigned_dut = DotProduct(6, x_bits=3, y_bits=5, max_beats=4)
+        unsigned_dut = DotProduct(6, m_bits=3, v_bits=5, max_beats=4)
         assert unsigned_dut.out_shape == unsigned(13)
         assert unsigned_dut.value_range == (0, 4 * 6 * 7 * 31)
 
@@ -292,21 +292,21 @@ def test_signature():
     (dict(length=0), "length must be >= 1"),
     (dict(length=2.0), "length must be an integer"),
     (dict(length=True), "length must be an integer"),
-    (dict(x_bits=0), r"x_bits must be in 1\.\.8"),
-    (dict(y_bits=9), r"y_bits must be in 1\.\.8"),
-    (dict(x_bits=32), r"x_bits must be in 1\.\.8"),
-    (dict(x_signed=1), "x_signed must be True or False"),
-    (dict(y_signed="yes"), "y_signed must be True or False"),
+    (dict(m_bits=0), r"m_bits must be in 1\.\.8"),
+    (dict(v_bits=9), r"v_bits must be in 1\.\.8"),
+    (dict(m_bits=32), r"m_bits must be in 1\.\.8"),
+    (dict(m_signed=1), "m_signed must be True or False"),
+    (dict(v_signed="yes"), "v_signed must be True or False"),
     (dict(mode="systolic"), "mode must be one of"),
     (dict(max_beats=0), "max_beats must be >= 1"),
     (dict(popcount_stages=-1), r"popcount_stages must be in 0\.\.3"),
     (dict(popcount_stages=4), r"popcount_stages must be in 0\.\.3"),
     (dict(popcount_arch="wallace"), "popcount_arch must be one of"),
-    (dict(xnor=True), "xnor=True needs x_bits == y_bits == 1"),
-    (dict(x_bits=1, y_bits=1, x_signed=True, xnor=True), "xnor=True needs"),
-    (dict(x_bits=1, y_bits=1, x_signed=True, y_signed=True, xnor=1), "xnor must be True or False"),
+    (dict(xnor=True), "xnor=True needs m_bits == v_bits == 1"),
+    (dict(m_bits=1, v_bits=1, m_signed=True, xnor=True), "xnor=True needs"),
+    (dict(m_bits=1, v_bits=1, m_signed=True, v_signed=True, xnor=1), "xnor must be True or False"),
 ])
 def test_validation(kwargs, message):
-    args = dict(length=8, x_bits=2, y_bits=2) | kwargs
+    args = dict(length=8, m_bits=2, v_bits=2) | kwargs
     with unelaborated(), pytest.raises(ValueError, match=message):
         DotProduct(args.pop("length"), **args)

@@ -23,8 +23,8 @@ from tests.hw.helpers import unelaborated, with_sync_domain
 
 def expected(dut, matrix, vectors) -> np.ndarray:
     """``(vectors, rows)``: every vector times the matrix, from ``signed_matmul``."""
-    return signed_matmul(np.asarray(vectors), levels_or_none(dut.in_bits, dut.in_signed), dut.in_bits,
-                         np.asarray(matrix), levels_or_none(dut.mem_bits, dut.mem_signed), dut.mem_bits)
+    return signed_matmul(np.asarray(vectors), levels_or_none(dut.v_bits, dut.v_signed), dut.v_bits,
+                         np.asarray(matrix), levels_or_none(dut.m_bits, dut.m_signed), dut.m_bits)
 
 
 def random_codes(rng: np.random.Generator, bits: int, shape) -> np.ndarray:
@@ -38,7 +38,7 @@ def random_codes(rng: np.random.Generator, bits: int, shape) -> np.ndarray:
 # --------------------------------------------------------------------------- simulation
 
 def as_rows(dut, beats) -> np.ndarray:
-    """Output beats (``passes`` per vector) back to ``(vectors, rows)``."""
+    """Output beats (``groups`` per vector) back to ``(vectors, rows)``."""
     flat = [int(value) for beat in beats for value in beat]
     return np.array(flat, dtype=np.int64).reshape(-1, dut.rows)
 
@@ -53,20 +53,20 @@ def run_gemm(dut, matrix, vectors, *, seed=0, gap=0.3, stall=0.3, load_gap=0.3) 
         await stream_put_all(ctx, dut.i, beats, rng=rng, gap=gap)
 
     async def consumer(ctx):
-        got.extend(await stream_get_n(ctx, dut.o, len(vectors) * dut.passes,
+        got.extend(await stream_get_n(ctx, dut.o, len(vectors) * dut.groups,
                                       rng=random.Random(seed + 1), stall=stall))
 
     simulate(dut, producer, consumer, deadline=None)
     return as_rows(dut, got)
 
 
-def check_random(rows, cols, *, pe, simd, mem_bits, in_bits, mem_signed, in_signed,
+def check_random(rows, cols, *, pe, simd, m_bits, v_bits, m_signed, v_signed,
                  mode="parallel", vectors=6, seed=0, **kwargs):
-    dut = MacArray(rows, cols, pe=pe, simd=simd, mem_bits=mem_bits, in_bits=in_bits,
-                   mem_signed=mem_signed, in_signed=in_signed, mode=mode, **kwargs)
+    dut = MacArray(rows, cols, pe=pe, simd=simd, m_bits=m_bits, v_bits=v_bits,
+                   m_signed=m_signed, v_signed=v_signed, mode=mode, **kwargs)
     rng = np.random.default_rng(seed)
-    matrix = random_codes(rng, mem_bits, (rows, cols))
-    data = random_codes(rng, in_bits, (vectors, cols))
+    matrix = random_codes(rng, m_bits, (rows, cols))
+    data = random_codes(rng, v_bits, (vectors, cols))
     got = run_gemm(dut, matrix, data, seed=seed)
     np.testing.assert_array_equal(got, expected(dut, matrix, data))
 
@@ -75,10 +75,10 @@ def check_random(rows, cols, *, pe, simd, mem_bits, in_bits, mem_signed, in_sign
 
 FOLDINGS = [  # rows, cols, pe, simd
     (1, 1, 1, 1),      # one MAC
-    (4, 6, 2, 3),      # 2 passes x 2 folds
+    (4, 6, 2, 3),      # 2 row groups x 2 folds
     (6, 8, 3, 4),
-    (5, 7, 1, 1),      # fully folded: 5 passes x 7 folds
-    (4, 12, 4, 12),    # fully parallel: one pass, one fold
+    (5, 7, 1, 1),      # fully folded: 5 row groups x 7 folds
+    (4, 12, 4, 12),    # fully parallel: one row group, one fold
     (8, 10, 2, 5),
 ]
 
@@ -86,22 +86,22 @@ FOLDINGS = [  # rows, cols, pe, simd
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("rows, cols, pe, simd", FOLDINGS)
 def test_folding(rows, cols, pe, simd, mode):
-    check_random(rows, cols, pe=pe, simd=simd, mem_bits=2, in_bits=3, mem_signed=True,
-                 in_signed=False, mode=mode)
+    check_random(rows, cols, pe=pe, simd=simd, m_bits=2, v_bits=3, m_signed=True,
+                 v_signed=False, mode=mode)
 
 
 def bitwidth_cases():
     """Each bitwidth 1..8 on each side, with all four signednesses and both modes."""
-    for mem_bits in range(1, 9):
-        for offset, in_bits in enumerate(((mem_bits + 2) % 8 + 1, (mem_bits * 5) % 8 + 1)):
+    for m_bits in range(1, 9):
+        for offset, v_bits in enumerate(((m_bits + 2) % 8 + 1, (m_bits * 5) % 8 + 1)):
             for signs in [(False, False), (True, False), (False, True), (True, True)][offset::2]:
-                yield mem_bits, in_bits, *signs, MODES[(mem_bits + offset) % 2]
+                yield m_bits, v_bits, *signs, MODES[(m_bits + offset) % 2]
 
 
-@pytest.mark.parametrize("mem_bits, in_bits, mem_signed, in_signed, mode", list(bitwidth_cases()))
-def test_bitwidths(mem_bits, in_bits, mem_signed, in_signed, mode):
-    check_random(4, 6, pe=2, simd=3, mem_bits=mem_bits, in_bits=in_bits, mem_signed=mem_signed,
-                 in_signed=in_signed, mode=mode, vectors=4, seed=mem_bits * 10 + in_bits)
+@pytest.mark.parametrize("m_bits, v_bits, m_signed, v_signed, mode", list(bitwidth_cases()))
+def test_bitwidths(m_bits, v_bits, m_signed, v_signed, mode):
+    check_random(4, 6, pe=2, simd=3, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed,
+                 v_signed=v_signed, mode=mode, vectors=4, seed=m_bits * 10 + v_bits)
 
 
 def test_bitwidth_cases_cover_every_side_and_sign():
@@ -118,7 +118,7 @@ def test_bitwidth_cases_cover_every_side_and_sign():
 
 @pytest.mark.parametrize("popcount_stages", [1, 2])
 def test_pipelined_pes(popcount_stages):
-    check_random(6, 8, pe=3, simd=4, mem_bits=3, in_bits=2, mem_signed=True, in_signed=True,
+    check_random(6, 8, pe=3, simd=4, m_bits=3, v_bits=2, m_signed=True, v_signed=True,
                  popcount_stages=popcount_stages, vectors=8)
 
 
@@ -155,7 +155,7 @@ def test_training_products(product, mode):
 
 def test_reload_at_run_time():
     """A second matrix loaded between vectors replaces the first."""
-    dut = MacArray(4, 6, pe=2, simd=3, mem_bits=3, in_bits=2, mem_signed=True, in_signed=False)
+    dut = MacArray(4, 6, pe=2, simd=3, m_bits=3, v_bits=2, m_signed=True, v_signed=False)
     rng = np.random.default_rng(9)
     matrices = [random_codes(rng, 3, (4, 6)) for _ in range(2)]
     data = [random_codes(rng, 2, (5, 6)) for _ in range(2)]
@@ -168,12 +168,12 @@ def test_reload_at_run_time():
             beats = [beat for vector in vectors for beat in dut.input_beats(vector)]
             await stream_put_all(ctx, dut.i, beats, rng=rng, gap=0.3)
             # Load between vectors: wait until the first ones have left the array.
-            while len(got) < 5 * dut.passes:
+            while len(got) < 5 * dut.groups:
                 await ctx.tick()
 
     async def consumer(ctx):
         rng = random.Random(2)
-        while len(got) < 10 * dut.passes:
+        while len(got) < 10 * dut.groups:
             got.append(await stream_get(ctx, dut.o, rng=rng, stall=0.3))
 
     simulate(dut, producer, consumer, deadline=None)
@@ -186,8 +186,8 @@ def test_reload_at_run_time():
 def test_counters_unstalled(mode):
     """No gaps, no back-pressure: the PE array is busy every cycle from the
     first input to the last fold, so ``busy`` and ``macs`` are exact, outputs
-    leave ``latency`` cycles after their pass, and the counters agree."""
-    dut = MacArray(6, 8, pe=3, simd=4, mem_bits=2, in_bits=2, mem_signed=True, in_signed=True,
+    leave ``latency`` cycles after their row group, and the counters agree."""
+    dut = MacArray(6, 8, pe=3, simd=4, m_bits=2, v_bits=2, m_signed=True, v_signed=True,
                    mode=mode, popcount_stages=1)
     vectors = 5
     rng = np.random.default_rng(4)
@@ -207,7 +207,7 @@ def test_counters_unstalled(mode):
         start = ctx.get(dut.cycles)
         assert (ctx.get(dut.busy), ctx.get(dut.macs)) == (0, 0)
         index = cycle = 0
-        while len(got) < vectors * dut.passes:
+        while len(got) < vectors * dut.groups:
             ctx.set(dut.i.valid, index < len(beats))
             if index < len(beats):
                 ctx.set(dut.i.payload, beats[index])
@@ -224,9 +224,9 @@ def test_counters_unstalled(mode):
     simulate(dut, tb)
     np.testing.assert_array_equal(as_rows(dut, got), expected(dut, matrix, data))
     cpb = dut.cycles_per_beat
-    # Fold f of the whole run (pass-major) is issued in cycle cpb * f; its
-    # pass's result follows `latency` cycles after the pass's last fold.
-    last_folds = [(p + 1) * dut.folds - 1 for p in range(vectors * dut.passes)]
+    # Fold f of the whole run (group-major) is issued in cycle cpb * f; its
+    # group's result follows `latency` cycles after the group's last fold.
+    last_folds = [(p + 1) * dut.folds - 1 for p in range(vectors * dut.groups)]
     assert out_cycles == [cpb * f + dut.latency for f in last_folds]
     work = vectors * dut.cycles_per_vector
     assert counters["busy"] == work
@@ -241,7 +241,7 @@ def test_counters_unstalled(mode):
 def test_counters_under_stalls():
     """With gaps and back-pressure the work counters stay exact and the
     cycle counter exceeds the stall-free minimum."""
-    dut = MacArray(4, 6, pe=2, simd=3, mem_bits=2, in_bits=3, mem_signed=True, in_signed=False,
+    dut = MacArray(4, 6, pe=2, simd=3, m_bits=2, v_bits=3, m_signed=True, v_signed=False,
                    mode="serial")
     rng = np.random.default_rng(6)
     matrix = random_codes(rng, 2, (4, 6))
@@ -255,7 +255,7 @@ def test_counters_under_stalls():
         await stream_put_all(ctx, dut.i, beats, rng=rng, gap=0.5)
 
     async def consumer(ctx):
-        got.extend(await stream_get_n(ctx, dut.o, len(data) * dut.passes, rng=random.Random(2),
+        got.extend(await stream_get_n(ctx, dut.o, len(data) * dut.groups, rng=random.Random(2),
                                       stall=0.7))
         counters.update(cycles=ctx.get(dut.cycles), busy=ctx.get(dut.busy), macs=ctx.get(dut.macs))
 
@@ -271,7 +271,7 @@ def test_counters_under_stalls():
 def test_reset_mid_stream(sent_before_reset, mode):
     """A reset drops the vectors in flight and clears the counters; the matrix
     memory survives, so the next vectors need no reload."""
-    dut = MacArray(4, 6, pe=2, simd=3, mem_bits=3, in_bits=2, mem_signed=True, in_signed=True,
+    dut = MacArray(4, 6, pe=2, simd=3, m_bits=3, v_bits=2, m_signed=True, v_signed=True,
                    mode=mode, popcount_stages=1)
     rng = np.random.default_rng(sent_before_reset)
     matrix = random_codes(rng, 3, (4, 6))
@@ -297,7 +297,7 @@ def test_reset_mid_stream(sent_before_reset, mode):
 
     async def consumer(ctx):
         rng = random.Random(5)
-        while not done or len(got) < len(after) * dut.passes:
+        while not done or len(got) < len(after) * dut.groups:
             try:
                 got.append(await stream_get(ctx, dut.o, rng=rng, stall=0.5))
             except DomainReset:  # a transfer cut by the reset never happened
@@ -309,7 +309,7 @@ def test_reset_mid_stream(sent_before_reset, mode):
 
 def test_host_helpers():
     with unelaborated():
-        dut = MacArray(4, 6, pe=2, simd=3, mem_bits=3, in_bits=2, mem_signed=True, in_signed=False)
+        dut = MacArray(4, 6, pe=2, simd=3, m_bits=3, v_bits=2, m_signed=True, v_signed=False)
         matrix = np.arange(24).reshape(4, 6) % 8
         words = dut.load_words(matrix)
         assert [w["addr"] for w in words] == list(range(dut.depth)) == [0, 1, 2, 3]
@@ -324,9 +324,9 @@ def test_host_helpers():
 
 def test_signature_and_properties():
     with unelaborated():
-        dut = MacArray(8, 12, pe=4, simd=3, mem_bits=2, in_bits=5, mem_signed=True,
-                       in_signed=False, mode="serial", popcount_stages=1, counter_width=20)
-        assert (dut.passes, dut.folds, dut.depth) == (2, 4, 8)
+        dut = MacArray(8, 12, pe=4, simd=3, m_bits=2, v_bits=5, m_signed=True,
+                       v_signed=False, mode="serial", popcount_stages=1, counter_width=20)
+        assert (dut.groups, dut.folds, dut.depth) == (2, 4, 8)
         assert dut.cycles_per_beat == 10
         assert dut.cycles_per_vector == 80
         assert dut.latency == 10 + 1 + 1  # plane pairs, popcount stage, accumulator
@@ -334,14 +334,14 @@ def test_signature_and_properties():
         assert dut.o.payload.shape().length == 4
         assert dut.pe_shape.signed
         bits = dict(w_bits=2, a_bits=3, g_bits=6)
-        readings = {  # (mem_bits, mem_signed, in_bits, in_signed)
+        readings = {  # (m_bits, m_signed, v_bits, v_signed)
             "forward": (2, True, 3, False),
             Product.BACKWARD_INPUT: (2, True, 6, True),
             Product.BACKWARD_WEIGHT: (6, True, 3, False),
         }
         for product, reading in readings.items():
             array = MacArray.for_product(product, rows=4, cols=6, **bits)
-            assert (array.mem_bits, array.mem_signed, array.in_bits, array.in_signed) == reading
+            assert (array.m_bits, array.m_signed, array.v_bits, array.v_signed) == reading
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -351,17 +351,17 @@ def test_signature_and_properties():
     (dict(simd=1.5), "simd must be an integer"),
     (dict(pe=3), r"rows \(4\) must be a multiple of pe \(3\)"),
     (dict(simd=4), r"cols \(6\) must be a multiple of simd \(4\)"),
-    (dict(mem_bits=9), r"mem_bits must be in 1\.\.8"),
-    (dict(in_bits=0), r"in_bits must be in 1\.\.8"),
-    (dict(mem_signed=None), "mem_signed must be True or False"),
-    (dict(in_signed=0), "in_signed must be True or False"),
+    (dict(m_bits=9), r"m_bits must be in 1\.\.8"),
+    (dict(v_bits=0), r"v_bits must be in 1\.\.8"),
+    (dict(m_signed=None), "m_signed must be True or False"),
+    (dict(v_signed=0), "v_signed must be True or False"),
     (dict(mode="bitwise"), "mode must be one of"),
     (dict(popcount_stages=2), r"popcount_stages must be in 0\.\.1"),  # simd = 3 bits
     (dict(counter_width=0), "counter_width must be >= 1"),
 ])
 def test_validation(kwargs, message):
-    args = dict(rows=4, cols=6, pe=2, simd=3, mem_bits=2, in_bits=2, mem_signed=True,
-                in_signed=False) | kwargs
+    args = dict(rows=4, cols=6, pe=2, simd=3, m_bits=2, v_bits=2, m_signed=True,
+                v_signed=False) | kwargs
     with unelaborated(), pytest.raises(ValueError, match=message):
         MacArray(args.pop("rows"), args.pop("cols"), **args)
 

@@ -47,7 +47,7 @@ class Layer:
 
     def records(self):
         """``load`` payloads, one per channel."""
-        return [{"channel": c, "negative": int(self.direction[c] < 0),
+        return [{"channel": c, "direction": int(self.direction[c] < 0),
                  "thresholds": self.thresholds[c].tolist()} for c in range(self.channels)]
 
     def codes(self, acc):
@@ -170,7 +170,7 @@ def test_parallel_takes_any_thresholds(act_bits):
     direction = torch.tensor([1, -1, rng.choice([1, -1])])
     acc = torch.randint(-20, 21, (1, channels, 50), generator=torch.Generator().manual_seed(act_bits))
     items, codes = stream_order(acc, apply_thresholds(acc, thresholds, direction))
-    records = [{"channel": c, "negative": int(direction[c] < 0), "thresholds": thresholds[c].tolist()}
+    records = [{"channel": c, "direction": int(direction[c] < 0), "thresholds": thresholds[c].tolist()}
                for c in range(channels)]
     dut = ThresholdUnit(act_bits, channels, acc_range, variant="parallel")
     [got] = run(dut, [(records, items)], seed=act_bits)
@@ -303,7 +303,7 @@ def test_ports_and_shapes():
         assert dut.i.payload.shape() == data.StructLayout({"channel": range(5), "acc": signed(7)})
         assert dut.o.payload.shape() == unsigned(3)
         assert dut.load.payload.shape() == data.StructLayout({
-            "channel": range(5), "negative": 1, "thresholds": data.ArrayLayout(signed(7), 7)})
+            "channel": range(5), "direction": 1, "thresholds": data.ArrayLayout(signed(7), 7)})
         # An unsigned range: the port is unsigned, the thresholds reach -1.
         dut = ThresholdUnit(2, 1, range(0, 100))
         assert dut.acc_shape == unsigned(7) and dut.threshold_shape == signed(8)

@@ -173,9 +173,9 @@ def thresholds_payload(offset=0, count=2, bits=2, flags=0, records=None):
     return THRESHOLD_FIELDS.pack(offset, count, bits, flags) + records
 
 
-def passes(acc, thresholds, negative):
+def passes(acc, thresholds, direction):
     """The activation code by its definition: thresholds passed, one by one."""
-    return sum((acc <= t) if negative else (acc >= t) for t in thresholds)
+    return sum((acc <= t) if direction < 0 else (acc >= t) for t in thresholds)
 
 
 @pytest.mark.parametrize("act_bits", [1, 2, 3])
@@ -190,7 +190,7 @@ def test_core_model_activated_run_counts_thresholds_passed(act_bits):
     thresholds = rng.integers(acc.min() - 2, acc.max() + 3, size=(8, n))
     thresholds[0] = 2**31 - 1
     thresholds[1] = -(2**31)
-    negative = np.arange(8) % 3 == 1
+    direction = np.where(np.arange(8) % 3 == 1, -1, 1)
     assert wire(Cmd.LOAD_MATRIX, P.encode_load_matrix(8, 5, 2, True, 0, m))[0] == Status.OK
     per_frame = (TINY["max_payload"] - P.THRESHOLD_HEADER) // P.threshold_record_size(act_bits)
     for first in range(0, 8, per_frame):
@@ -198,11 +198,15 @@ def test_core_model_activated_run_counts_thresholds_passed(act_bits):
             (Status.BAD_STATE, bytes([Cmd.RUN, Detail.NO_THRESHOLDS]))  # not every row has them yet
         rows = slice(first, first + per_frame)
         status, loaded = wire(Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(first, act_bits, thresholds[rows],
-                                                                            negative[rows]))
+                                                                            direction[rows]))
         assert (status, loaded) == (Status.OK, min(first + per_frame, 8).to_bytes(2, "little"))
+    loaded_thresholds, loaded_direction, loaded_bits = wire.core.thresholds  # the model speaks +1 / -1 too
+    np.testing.assert_array_equal(loaded_thresholds, thresholds)
+    np.testing.assert_array_equal(loaded_direction, direction)
+    assert loaded_bits == act_bits
     status, payload = wire(Cmd.RUN, P.encode_run(3, False, v, activate=True))
     assert status == Status.OK and len(payload) == P.packed_size(3 * 8, act_bits)
-    want = [[passes(acc[i, r], thresholds[r], negative[r]) for r in range(8)] for i in range(3)]
+    want = [[passes(acc[i, r], thresholds[r], direction[r]) for r in range(8)] for i in range(3)]
     np.testing.assert_array_equal(P.decode_activations(payload, 3, 8, act_bits), want)
     assert wire.core.stats["activations"] == 24
     # the plain RUN still answers accumulators
@@ -372,7 +376,7 @@ def test_client_validates_arguments_before_sending():
 
 def random_thresholds(rng, acc, rows, act_bits):
     """Per row: sorted thresholds spanning the accumulators (as fold_thresholds makes them),
-    descending for a negative row; one row unordered, one constant (thresholds out of range)."""
+    descending for a row of direction -1; one row unordered, one constant (thresholds out of range)."""
     t = np.sort(rng.integers(acc.min() - 1, acc.max() + 2, size=(rows, levels(act_bits))), axis=1)
     direction = np.where(rng.random(rows) < 0.4, -1, 1)
     t[direction < 0] = t[direction < 0, ::-1]
@@ -391,7 +395,7 @@ def test_client_activations_equal_thresholds_of_matmul(v_bits, m_bits, act_bits)
     acc = signed_matmul(v, None, v_bits, m, levels(m_bits), m_bits)
     thresholds, direction = random_thresholds(rng, acc, rows, act_bits)
     got = client.activations(v, v_bits, False, m, m_bits, True, thresholds, direction, act_bits)
-    want = [[passes(acc[i, r], thresholds[r], direction[r] < 0) for r in range(rows)]
+    want = [[passes(acc[i, r], thresholds[r], direction[r]) for r in range(rows)]
             for i in range(v.shape[0])]
     np.testing.assert_array_equal(got, want)
     assert len(np.unique(got)) > 1

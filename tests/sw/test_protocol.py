@@ -292,21 +292,26 @@ def test_errors_and_exception_hierarchy():
 
 def test_threshold_records_and_activation_replies():
     thresholds = np.array([[-1, 0, 2**31 - 1], [-(2**31), 5, 256]])
-    payload = P.encode_load_thresholds(3, 2, thresholds, [False, True])
+    payload = P.encode_load_thresholds(3, 2, thresholds, [1, -1])
     assert payload[:P.THRESHOLD_HEADER] == bytes.fromhex("0300 0200 02 00")
     assert payload[P.THRESHOLD_HEADER:] == bytes.fromhex(
         "00 ffffffff 00000000 ffffff7f"
         "01 00000080 05000000 00010000")
     h = P.decode_load_thresholds_header(payload)
     assert (h.offset, h.count, h.bits, h.flags) == (3, 2, 2, 0)
-    got, negative = h.rows()
+    got, direction = h.rows()
     np.testing.assert_array_equal(got, thresholds)
-    np.testing.assert_array_equal(negative, [False, True])
+    np.testing.assert_array_equal(direction, [1, -1])
+    assert direction.dtype == np.int64
     assert P.threshold_record_size(4) == 61
     with pytest.raises(ValueError, match=r"\(rows, 3\)"):
-        P.encode_load_thresholds(0, 2, thresholds[:, :2], [False, True])
+        P.encode_load_thresholds(0, 2, thresholds[:, :2], [1, -1])
     with pytest.raises(OverflowError):
-        P.encode_load_thresholds(0, 2, thresholds + 1, [False, True])
+        P.encode_load_thresholds(0, 2, thresholds + 1, [1, -1])
+    # the host API speaks directions (+1 / -1); the wire bit is the codec's business
+    for bad in ([False, True], [0, -1], [1, 2], [1.0, -1.0]):
+        with pytest.raises(ValueError, match=r"directions must be \+1"):
+            P.encode_load_thresholds(0, 2, thresholds, bad)
     codes = np.array([[3, 0, 1], [2, 2, 0]])
     assert P.activation_reply_size(2, 3, 2) == 2
     np.testing.assert_array_equal(P.decode_activations(P.pack_codes(codes, 2), 2, 3, 2), codes)

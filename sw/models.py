@@ -32,9 +32,10 @@ from .layers import BatchNorm, Block, QuantConv2d, QuantLinear
 from .quantizers import GradientNoise, GradientQuantizer, quantize_activation
 
 __all__ = ["LayerSpec", "DoReFaNet", "svhn_net", "digits_cnn", "build_model", "MODELS", "SVHN_MODELS",
-           "INPUT_BITS"]
+           "INPUT_BITS", "MAX_WIDTH"]
 
 INPUT_BITS = 8  # the image, when the first layer is quantized
+MAX_WIDTH = 8.0  # the largest channel-width multiplier (widths are in (0, MAX_WIDTH])
 SVHN_MODELS = {"A": 1.0, "B": 0.5, "C": 0.25, "D": 0.125}
 
 
@@ -61,8 +62,8 @@ class DoReFaNet(nn.Module):
         if len(bits) != 3:
             raise ValueError(f"bits must be (W, A, G), three of 1..8 or 32, got {bits!r}")
         w_bits, a_bits, g_bits = (numeric.check_bits(b, name) for b, name in zip(bits, ("W", "A", "G")))
-        if not 0 < width <= 8:
-            raise ValueError(f"width multiplier must be in (0, 8], got {width}")
+        if not 0 < width <= MAX_WIDTH:
+            raise ValueError(f"width multiplier must be in (0, {MAX_WIDTH:g}], got {width}")
         self.bits = (w_bits, a_bits, g_bits)
         self.quantize_first = bool(quantize_first)
         self.quantize_last = bool(quantize_last)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .files import write_atomic
 from .train import CURVES_NAME, METRICS_NAME
 
 __all__ = ["CURVES_NAME", "SUMMARY_NAME", "read_metrics", "write_run_curves", "plot_runs",
@@ -189,12 +189,6 @@ def _bits_label(bits: Iterable[int]) -> str:
 
 # --------------------------------------------------------------------------- files
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG to ``path`` atomically (temp file beside it, then
     ``os.replace``), mode ``0o666 & ~umask``; return ``path``.
@@ -209,17 +203,5 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
         raise ValueError(f"{path}: is a directory, expected a .png file name")
     if not path.parent.is_dir():
         raise ValueError(f"{path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), 0o666 & ~_umask())
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100), binary=True)
     return path

@@ -40,11 +40,10 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +51,7 @@ from tqdm.auto import tqdm
 
 from . import numeric
 from .data import DATASETS, Dataset, iterate_minibatches, load_dataset
+from .files import write_atomic
 from .intref import integer_inference
 from .backends import check_backend, make_engine
 from .models import MODELS, SVHN_MODELS, DoReFaNet, build_model
@@ -232,51 +232,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 # --------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically (see :func:`_write_atomic`): a crash
+    """Write ``state`` to ``path`` atomically (see :func:`sw.files.write_atomic`): a crash
     leaves the previous file intact.  :func:`seal_checkpoint` adds the digest."""
-    _write_atomic(Path(path), lambda f: torch.save(state, f), binary=True)
-
-
-def _file_mode() -> int:
-    """The mode a plain ``open()`` gives a new file: ``0o666`` less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _write_atomic(path: Path, write: Callable[[IO], Any], *, binary: bool = False) -> None:
-    """Write ``path`` through a temp file in the same directory: ``write(file)``,
-    fsync, ``os.replace``.  The file gets the mode a plain ``open()`` would give
-    it (``mkstemp`` makes 0600 files)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), _file_mode())
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not possible on every platform
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomic(Path(path), lambda f: torch.save(state, f), binary=True)
 
 
 def checkpoint_digest(state: dict) -> str:
@@ -486,7 +444,7 @@ def _json_line(row: dict) -> str:
 
 
 def _rewrite_metrics(path: Path, rows: list[dict]) -> None:
-    _write_atomic(path, lambda f: f.writelines(_json_line(row) for row in rows))
+    write_atomic(path, lambda f: f.writelines(_json_line(row) for row in rows))
 
 
 def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
@@ -557,7 +515,7 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], An
         if checkpoint is None:
             _replace_run(out)
         _rewrite_metrics(metrics_path, history)
-        _write_atomic(out / CONFIG_NAME, lambda f: f.write(json.dumps(config.to_dict(), indent=2) + "\n"))
+        write_atomic(out / CONFIG_NAME, lambda f: f.write(json.dumps(config.to_dict(), indent=2) + "\n"))
 
         n_train = data.train_x.shape[0]
         for epoch in range(start_epoch + 1, config.epochs + 1):

@@ -14,7 +14,6 @@ from typing import Callable
 
 from . import UsageError, command, one_line
 
-MAX_WIDTH = 8.0  # largest --width (channel multiplier); sw.models.DoReFaNet checks the same (0, 8]
 
 # torch CPU threads of every command that computes (one default for all): these small
 # networks run fastest on 1, and more threads than free cores is very slow on a busy machine.
@@ -55,7 +54,8 @@ def int_in(minimum: int, maximum: int) -> Callable[[str], int]:
 
 
 def _width(text: str) -> float:
-    """An argparse type: a channel-width multiplier in ``(0, MAX_WIDTH]``."""
+    """An argparse type: a channel-width multiplier in ``(0, sw.models.MAX_WIDTH]``."""
+    from sw.models import MAX_WIDTH
     try:
         value = float(text)
     except ValueError:
@@ -111,6 +111,7 @@ def transport_opener(backend: str):
 @command("train")
 def _train_command(parser):
     from sw.data import DATASETS
+    from sw.models import MAX_WIDTH
     from sw.train import MAX_SEED, MODEL_NAMES, SCHEDULES, TrainConfig
 
     d = TrainConfig()

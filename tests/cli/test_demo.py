@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 from pathlib import Path
 
 import pytest
@@ -18,33 +17,13 @@ from sw.cli import build_parser, demo as demo_cli, main
 from sw.cli.demo import DemoConfig, run_demo
 from sw.plots import SUMMARY_NAME
 from sw.train import CHECKPOINT_NAME
+from tests.checks import fails, png_size
+
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 QUICK = ["--width", "0.25", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--no-progress"]
 TINY = DemoConfig(settings=((32, 32, 32), (1, 1, 2)), epochs=1, seeds=(0, 1),
                   base={"width": 0.25, "train_limit": 64, "test_limit": 32})
-
-
-@pytest.fixture(autouse=True)
-def keep_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def fails(capsys, argv, *patterns):
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for pattern in patterns:
-        assert pattern in lines[0], lines[0]
-
-
-def is_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data.endswith(b"IEND\xaeB`\x82") and len(data) > 5000
-    width, height = struct.unpack(">II", data[16:24])
-    assert 200 <= width <= 5000 and 200 <= height <= 5000
 
 
 # --------------------------------------------------------------------------- threads (issue 9, item 12)
@@ -134,7 +113,7 @@ def test_demo_command_writes_statistics_and_figure(capsys, tmp_path, monkeypatch
     for bits in ("32-32-32", "1-1-2"):
         for seed in (3, 5):
             assert (tmp_path / bits / f"seed-{seed}" / CHECKPOINT_NAME).exists()
-    is_png(tmp_path / SUMMARY_NAME)
+    png_size(tmp_path / SUMMARY_NAME)
     # A second demo run starts over instead of refusing.
     assert main(["demo", "--seeds", "3", "--jobs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
     assert [r["seeds"] for r in json.loads((tmp_path / "results.json").read_text())] == [[3], [3]]

@@ -12,29 +12,12 @@ import torch
 
 from sw.cli import main
 from sw.train import CHECKPOINT_NAME, METRICS_NAME
+from tests.checks import fails
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--width", "0.25", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def fails(capsys, argv, *patterns):
-    """Run ``dorefa argv``: exit status 2, exactly one line on stderr holding every pattern."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for pattern in patterns:
-        assert pattern in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("bits,pattern", [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -16,41 +15,12 @@ import torch
 from sw import plots, train as train_module
 from sw.cli import main
 from sw.train import METRICS_NAME
+from tests.checks import fails, png_size
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--width", "0.25", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--no-progress"]
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """(width, height) of a PNG file, after checking it is a plausible, complete PNG."""
-    data = Path(path).read_bytes()
-    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
-    assert data[12:16] == b"IHDR"
-    assert data.endswith(b"IEND\xaeB`\x82"), f"{path} is truncated"
-    assert len(data) > 5000, f"{path}: only {len(data)} bytes"
-    width, height = struct.unpack(">II", data[16:24])
-    assert 200 <= width <= 5000 and 200 <= height <= 5000, (width, height)
-    return width, height
-
-
-def fails(capsys, argv, *patterns):
-    """``dorefa argv`` exits 2 with one line on stderr holding every pattern."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for pattern in patterns:
-        assert pattern in lines[0], lines[0]
-    return lines[0]
 
 
 def write_metrics(run_dir: Path, epochs: int, bits=(1, 2, 6)) -> Path:

@@ -18,16 +18,9 @@ from sw.train import (
     load_checkpoint, noise_seed, save_checkpoint, seal_checkpoint, train,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TIMING_KEYS = {"seconds", "samples_per_s"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is fastest and avoids oversubscribing with xdist."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny(out, **kw) -> TrainConfig:

@@ -94,6 +94,12 @@ endmodule
 #: modelling (Amaranth initialises every register), so Verilator may pick the cheapest.
 VERILATOR_OPTIMIZE = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
 
+#: Verilator: make only the top module's signals visible to cocotb (a control file
+#: after ``--no-public-flat-rw``), not the whole design as cocotb's runner does; the
+#: benches and the cocotb bridge read nothing else.  ``DOREFA_VERILATOR_PUBLIC=all``
+#: restores cocotb's default, for comparison (``bench/cocotb_public.py``).
+PUBLIC_TOP_ONLY = os.environ.get("DOREFA_VERILATOR_PUBLIC", "top") != "all"
+
 
 def tb_config() -> dict:
     """The ``config`` that :func:`run_cocotb` passed to this cocotb test."""
@@ -170,11 +176,18 @@ def run_cocotb(component, *, toplevel: str, test_module: str, simulator: str = "
         sources["dorefa_waves_dump.v"] = _ICARUS_DUMP.format(toplevel=toplevel)
         build_args = build_args + ["-s", "dorefa_waves_dump"]
     digest = hashlib.sha256(
-        json.dumps([source, build_args, TIMESCALE, waves]).encode()).hexdigest()[:12]
+        json.dumps([source, build_args, TIMESCALE, waves, PUBLIC_TOP_ONLY]).encode()).hexdigest()[:12]
     if build_dir is None:
         build_dir = SIM_BUILD / f"{toplevel}-{simulator}-{digest}"
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
+    if simulator == "verilator" and PUBLIC_TOP_ONLY:
+        # cocotb builds with --public-flat-rw (every signal of the design visible to VPI, which
+        # keeps Verilator from optimising them); the benches read only the top module's ports.
+        # (First: cocotb's runner takes the last source for the top's language.)
+        sources = {f"{toplevel}.vlt": f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n',
+                   **sources}
+        build_args = build_args + ["--no-public-flat-rw"]
 
     # The runner takes WAVES from the environment over its argument: make it ours.
     env = {CONFIG_ENV: config_json, "WAVES": "1" if waves else "0"}

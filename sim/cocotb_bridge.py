@@ -24,7 +24,8 @@ done: ``reset`` first lets the core take every byte the host has written
 so far, then holds its reset for two cycles (so a reset lands exactly
 after what the host sent: in the middle of a request, or while one is
 executed); ``drop`` closes the pty (the host's next access fails: a pulled
-cable); ``connect`` opens a new pty and rewrites ``device``; ``stats`` writes
+cable); ``connect`` opens a new pty and rewrites ``device``; ``pause`` stops
+the simulation and the pty until the next command but ``stats``; ``stats`` writes
 ``<workdir>/<stats_file>``: the cycles simulated so far (from the simulation
 time) and the bytes loaded into the core's window and taken from it; ``quit`` ends
 the simulation, as does the end of the control FIFO (the host's process is
@@ -216,10 +217,15 @@ class Bridge:
         await self.reset()
         # Wall-clock start of the host's silence, its timeout simulated, idleness confirmed.
         silent_since, timed_out, settled = None, False, False
+        paused = False
         while True:
             for command in self.commands():
                 if command == "quit":
                     return
+                if command == "pause":
+                    paused = True
+                elif command != "stats":
+                    paused = False
                 if command == "reset":
                     await self.drain()
                     await self.reset()
@@ -229,9 +235,12 @@ class Bridge:
                     self.link.connect()
                 elif command == "stats":
                     self.write_stats()
-                else:
+                elif command != "pause":
                     dut._log.warning("bridge: unknown control command %r ignored", command)
                 os.write(self.ack, command.encode() + b"\n")
+            if paused:
+                select.select([self.control], [], [], IDLE_POLL_S)
+                continue
             if self.exchange():
                 timer = Timer(BUSY_SLICE_CYCLES * period, unit="ns")
                 fired = await First(RisingEdge(dut.attention), timer)

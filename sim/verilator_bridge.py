@@ -21,8 +21,9 @@ they simulate and the bytes they move (:meth:`~CoreBridge.stats`).
 
 Fault injection for tests and demonstrations: :meth:`~CoreBridge.reset_core`
 (the core's reset pin), :meth:`~CoreBridge.drop_link` (the cable pulled: the
-host's next access fails) and :meth:`~CoreBridge.reconnect` (a new pty, as a
-re-plugged adapter).
+host's next access fails), :meth:`~CoreBridge.reconnect` (a new pty, as a
+re-plugged adapter) and :meth:`~CoreBridge.pause` (the clock stopped, so that
+a fault lands at an exact point).
 
 Run as ``python -m sim.verilator_bridge WORKDIR`` it is the cocotb bridge's
 process (``WORKDIR/config.json`` says what to build).
@@ -187,8 +188,18 @@ class CoreBridge:
                 pass
         self._acks = self._acks.split(word.encode() + b"\n", 1)[1]
 
+    def pause(self) -> None:
+        """Stop the simulation (clock and pty) until the next command but :meth:`stats`.
+
+        With it a fault lands at an exact point of a request however fast the
+        core answers: ``pause()``, the host writes a RUN, :meth:`reset_core`
+        (which first lets the core take every byte written) resets the core
+        while it executes that RUN."""
+        self._command("pause")
+
     def reset_core(self) -> None:
-        """Pulse the core's reset (it forgets its matrix and any half-received request)."""
+        """Pulse the core's reset (it forgets its matrix and any half-received request),
+        after the core has taken every byte the host has written so far."""
         self._command("reset")
 
     def drop_link(self) -> None:

@@ -11,7 +11,10 @@
 // Protocol with sim.verilator_bridge (Python), as the cocotb bridge's:
 // * WORKDIR/device: the pty's slave path, rewritten (atomically) on each connect;
 // * WORKDIR/control (FIFO, read): lines "reset", "drop", "connect", "stats",
-//   "quit"; end of file (the host process died) also quits;
+//   "pause", "quit"; end of file (the host process died) also quits.  "pause"
+//   stops the clock and the pty until the next line (so that a later "reset",
+//   which first lets the core take what the host wrote, lands exactly after a
+//   request however fast the core would have answered it);
 // * WORKDIR/ack (FIFO, write): each line repeated once it has been carried out;
 // * WORKDIR/stats.json: written on "stats" and at exit: cycles simulated, bytes
 //   taken by the core and bytes sent by it, counted here.
@@ -180,6 +183,10 @@ class Board {
         bool silent = false, timed_out = false;
         for (;;) {
             if (!commands()) return;
+            if (paused_) {
+                wait_for_control();
+                continue;
+            }
             link_.receive(from_host_);
             if (busy()) {
                 simulate(SLICE, /*until_idle=*/true);
@@ -262,6 +269,11 @@ class Board {
         link_.send(to_host_);
     }
 
+    void wait_for_control() {
+        pollfd fd = {control_, POLLIN, 0};
+        ::poll(&fd, 1, 100);
+    }
+
     void wait(int timeout_ms) {
         pollfd fds[2] = {{control_, POLLIN, 0}, {link_.master(), POLLIN, 0}};
         if (link_.connected() && link_.sending()) fds[1].events |= POLLOUT;
@@ -279,6 +291,11 @@ class Board {
             std::string line = control_buffer_.substr(0, end);
             control_buffer_.erase(0, end + 1);
             if (line == "quit") return false;
+            if (line == "pause") {
+                paused_ = true;
+            } else if (line != "stats") {
+                paused_ = false;  // any command but stats resumes
+            }
             if (line == "reset") {
                 drain();
                 reset();
@@ -288,7 +305,7 @@ class Board {
                 link_.connect();
             } else if (line == "stats") {
                 write_stats();
-            } else if (!line.empty()) {
+            } else if (line != "pause" && !line.empty()) {
                 std::fprintf(stderr, "harness: unknown control command '%s' ignored\n", line.c_str());
             }
             line += '\n';
@@ -319,6 +336,7 @@ class Board {
     std::deque<uint8_t> from_host_;
     std::vector<uint8_t> to_host_;
     uint64_t idle_run_ = 0;
+    bool paused_ = false;
     Stats stats_;
 };
 

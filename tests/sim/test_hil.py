@@ -182,8 +182,9 @@ def test_reset_while_a_run_executes_loses_the_matrix_clearly(bridge, client):
     client.load_matrix(matrix, 1, True)
 
     def reset_after(port, frame):
-        port.write(frame)
-        bridge.reset_core()  # the whole RUN is in: it is being executed
+        bridge.pause()  # the clock stands still until the reset: however fast the core, the
+        port.write(frame)  # whole RUN is taken first and the reset lands while it executes
+        bridge.reset_core()
 
     client.transport.on_write = reset_after
     with pytest.raises(P.LinkTimeout, match=r"no reply to RUN"):
@@ -311,10 +312,29 @@ def test_link_failure_in_training_keeps_the_checkpoint_and_resume_is_exact(bridg
 def test_the_cocotb_bridge_runs_the_core_under_icarus():
     small = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, max_act_bits=3)
     with CocotbBridge(small, simulator="icarus") as icarus:
-        client = CoreClient(SerialTransport(icarus.device, timeout=20.0), timeout=20.0)
+        transport = FaultyTransport(icarus.device)
+        client = CoreClient(transport, timeout=20.0)
         try:
             assert client.ping().max_rows == 6
-            check_gemm(client, np.random.default_rng(6), 5, 20, 9, 3, True, 2, False)  # tiled both ways
+            rng = np.random.default_rng(6)
+            check_gemm(client, rng, 5, 20, 9, 3, True, 2, False)  # tiled both ways
+            # Its control channel as the simulated board's: paused, then reset while a RUN executes.
+            vectors, matrix = random_gemm(rng, 4, 12, 6, 2, 1)
+            client.load_matrix(matrix, 1, True)
+
+            def reset_after(port, frame):
+                icarus.pause()
+                port.write(frame)
+                icarus.reset_core()
+
+            transport.on_write = reset_after
+            client.timeout = TIMEOUT_S
+            with pytest.raises(P.LinkTimeout, match=r"no reply to RUN"):
+                client.run(vectors, 2, False)
+            client.timeout = 20.0
+            with pytest.raises(P.CoreError, match=r"NO_MATRIX.*reset"):
+                client.run(vectors, 2, False)
+            assert icarus.stats()["cycles"] > 0
         finally:
             client.close()
 

@@ -92,9 +92,8 @@ def _counted(before: dict, after: dict, seconds: float) -> dict:
 
 
 class _CountingTransport(SimulatedSerialTransport):
-    """The sim backend's transport on a chosen bridge, keeping the bridge's counts at close."""
-
-    counts: dict = {}
+    """The sim backend's transport on a chosen bridge, keeping the bridge's counts at close
+    (``counts``: before, after, and the seconds the link was open)."""
 
     def __init__(self, bridge_class):
         super().__init__(SIM_CORE, timeout=SIM_TIMEOUT_S, bridge=bridge_class)
@@ -103,8 +102,8 @@ class _CountingTransport(SimulatedSerialTransport):
 
     def close(self) -> None:
         if self.bridge.process is not None and self.bridge.process.poll() is None:
-            type(self).counts = {"before": self.started, "after": self.bridge.stats(),
-                                 "seconds": time.perf_counter() - self.opened}
+            self.counts = {"before": self.started, "after": self.bridge.stats(),
+                           "seconds": time.perf_counter() - self.opened}
         super().close()
 
 
@@ -114,14 +113,20 @@ def training(backend: str, *, width: float, train_limit: int | None, test_limit:
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(bits=BITS, width=width, epochs=1, batch_size=32, seed=0, train_limit=train_limit,
                              test_limit=test_limit, out=out, backend=backend)
-        opener = (lambda spec: _CountingTransport(bridge_class)) if backend == "sim" else None
+        opened = []
+
+        def opener(spec):
+            opened.append(_CountingTransport(bridge_class))
+            return opened[-1]
         started = time.perf_counter()
-        result = train(config, progress=False, log=lambda line: None, open_transport=opener)
+        result = train(config, progress=False, log=lambda line: None,
+                       open_transport=opener if backend == "sim" else None)
         seconds = time.perf_counter() - started
     row = {"backend": backend, "width": width, "seconds": seconds, "test_acc": result.test_acc,
            "train_samples": train_limit or 1437, "test_samples": test_limit or 360}
     if backend == "sim":
-        counts = _CountingTransport.counts
+        (transport,) = opened
+        counts = transport.counts
         # Cycles per second while the link was open (the bridge's start-up excluded).
         row.update(bridge=bridge_class.__name__, linked_s=counts["seconds"],
                    **_counted(counts["before"], counts["after"], counts["seconds"]))

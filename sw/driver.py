@@ -228,6 +228,7 @@ class CoreClient:
         self.transport.write(frame)
         self.stats["requests"] += 1
         self.stats["bytes_out"] += len(frame)
+        name = P.command_name(cmd)
         deadline = time.monotonic() + self.timeout
         bad = []
         while True:
@@ -236,7 +237,6 @@ class CoreClient:
             if not data:
                 self._recover_until = time.monotonic() + self.recovery
                 self._decoder.reset()  # whatever half frame it holds will never complete
-                name = P._name(P._enum_or_int(P.Cmd, cmd))
                 if bad:
                     raise FramingError(f"no valid reply to {name} within {self.timeout:g} s; "
                                        f"{len(bad)} corrupt frame(s) received: "
@@ -250,8 +250,7 @@ class CoreClient:
                 elif event.tag != tag:
                     self.stats["stale_replies"] += 1
                 elif _is_echo(event, cmd, payload):
-                    raise LinkError(f"{ECHO_MESSAGE}; the answer to "
-                                    f"{P._name(P._enum_or_int(P.Cmd, cmd))} was the request itself")
+                    raise LinkError(f"{ECHO_MESSAGE}; the answer to {name} was the request itself")
                 elif event.code != P.Status.OK:
                     raise P.decode_error(event.code, event.payload, cmd)
                 else:

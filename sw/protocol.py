@@ -196,7 +196,7 @@ __all__ = [
     "PROTOCOL_VERSION", "SYNC", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "MAX_PAYLOAD", "MAX_CODE_BITS",
     "ACC_BYTES", "RX_IDLE_TIMEOUT_S", "HOST_RECOVERY_S", "LOAD_HEADER", "RUN_HEADER", "PING_REPLY",
     "ERROR_PAYLOAD", "FLAG_SIGNED", "FLAG_ACTIVATE", "THRESHOLD_HEADER", "THRESHOLD_BYTES", "DIRECTION_NEGATIVE",
-    "Cmd", "Status", "Detail",
+    "Cmd", "Status", "Detail", "command_name",
     "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError",
     "crc16_update", "crc16", "encode_frame", "Frame", "FrameError", "FrameDecoder",
     "packed_size", "pack_codes", "unpack_codes",
@@ -264,6 +264,11 @@ def _enum_or_int(kind, value):
 
 def _name(value) -> str:
     return value.name if isinstance(value, enum.Enum) else f"0x{int(value):02x}"
+
+
+def command_name(command: int) -> str:
+    """``LOAD_MATRIX`` for a known command byte, ``0x7e`` for another (messages)."""
+    return _name(_enum_or_int(Cmd, command))
 
 
 # --------------------------------------------------------------------------- CRC and frames
@@ -577,5 +582,5 @@ def decode_error(status: int, payload: bytes, command: int) -> CoreError:
     if len(payload) == ERROR_PAYLOAD:
         return CoreError(status, payload[0], payload[1])
     return CoreError(status, command, 0, f"core answered {_name(_enum_or_int(Status, status))} to "
-                                         f"{_name(_enum_or_int(Cmd, command))} with a malformed "
+                                         f"{command_name(command)} with a malformed "
                                          f"{len(payload)}-byte error payload")

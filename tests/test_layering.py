@@ -342,3 +342,16 @@ def test_contract_is_plain_python(module):
     assert not top_level(loaded) & (HOST_STACK | {"amaranth"})
     project = {name for name in loaded if name.split(".")[0] in ("sw", "hw", "sim", "tb", "boards")}
     assert project <= set(CONTRACT_MODULES) | {"sw"}, sorted(project - set(CONTRACT_MODULES) - {"sw"})
+
+
+#: The host driver's torch-free modules (the torch engine over a client is sw.core_engine).
+DRIVER_MODULES = ("sw.driver", "sw.protocol")
+
+
+def test_sim_and_the_host_driver_load_no_torch():
+    """Every ``sim`` module (found on disk) and the torch-free driver, at run time: numpy may
+    load, torch may not (the scan above names the import chain if it does)."""
+    sim = sorted(module_name(path, ROOT) for path in (ROOT / "sim").glob("*.py") if path.stem != "__init__")
+    assert {"sim.transports", "sim.verilator_bridge", "sim.core_transport", "sim.cocotb_bridge"} <= set(sim)
+    loaded = top_level(loaded_modules(*sim, *DRIVER_MODULES))
+    assert "torch" not in loaded

@@ -212,10 +212,7 @@ class Board {
   private:
     // Whether the core has work: bytes to take, or it is executing or answering
     // (it takes no byte, or it offers one).
-    bool busy() {
-        if (!from_host_.empty() || idle_run_ < SETTLE) return true;
-        return false;
-    }
+    bool busy() const { return !from_host_.empty() || idle_run_ < SETTLE; }
 
     void cycle() {
         top_->RX_VALID = !from_host_.empty();
@@ -245,7 +242,7 @@ class Board {
         const auto start = Clock::now();
         for (uint64_t i = 0; i < cycles; ++i) {
             cycle();
-            if (until_idle && from_host_.empty() && idle_run_ >= SETTLE) break;
+            if (until_idle && !busy()) break;
         }
         stats_.simulating_s += std::chrono::duration<double>(Clock::now() - start).count();
     }

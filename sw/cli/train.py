@@ -8,6 +8,7 @@ command is configured (its choices and defaults come from :mod:`sw.train`).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -53,27 +54,19 @@ def int_in(minimum: int, maximum: int) -> Callable[[str], int]:
     return parse
 
 
-def _width(text: str) -> float:
-    """An argparse type: a channel-width multiplier in ``(0, sw.models.MAX_WIDTH]``."""
-    from sw.models import MAX_WIDTH
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= MAX_WIDTH:
-        raise argparse.ArgumentTypeError(f"width multiplier must be in (0, {MAX_WIDTH:g}], got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def positive_float(maximum: float = math.inf, name: str | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number in ``(0, maximum]``; the error names ``name``
+    and the range if given."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 < value <= maximum and math.isfinite(value)):
+            wanted = f"{name} must be in (0, {maximum:g}]" if name else "expected a positive number"
+            raise argparse.ArgumentTypeError(f"{wanted}, got {text!r}")
+        return value
+    return parse
 
 
 def add_threads(parser) -> None:
@@ -129,7 +122,7 @@ def _train_command(parser):
     parser.add_argument("--data", metavar="PATH", help="directory holding the data files (svhn, mnist)")
     parser.add_argument("--model", choices=MODEL_NAMES, default=None,
                         help="network (default: digits for digits/mnist, svhn for svhn)")
-    parser.add_argument("--width", type=_width, default=d.width, metavar="F",
+    parser.add_argument("--width", type=positive_float(MAX_WIDTH, "width multiplier"), default=d.width, metavar="F",
                         help=f"channel-width multiplier, in (0, {MAX_WIDTH:g}] (default {d.width})")
     parser.add_argument("--quantize-first", action="store_true", help="quantize the first conv too")
     parser.add_argument("--quantize-last", action="store_true", help="quantize the last FC too")
@@ -138,7 +131,7 @@ def _train_command(parser):
                              f"to extend the run, never fall below the epochs it has finished")
     parser.add_argument("--batch-size", type=positive_int, default=d.batch_size, metavar="B",
                         help=f"default {d.batch_size}")
-    parser.add_argument("--lr", type=positive_float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    parser.add_argument("--lr", type=positive_float(), default=d.lr, help=f"Adam learning rate (default {d.lr})")
     parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
                         help=f"learning-rate schedule over the epochs (default {d.schedule})")
     parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=d.seed, metavar="S",

@@ -18,14 +18,13 @@ one is complete.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from .files import write_atomic
-from .train import CURVES_NAME, METRICS_NAME
+from .train import CURVES_NAME, METRICS_NAME, metrics_rows
 
 __all__ = ["CURVES_NAME", "SUMMARY_NAME", "read_metrics", "write_run_curves", "plot_runs",
            "plot_summary", "save_figure"]
@@ -49,21 +48,12 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir}: not a directory (expected a 'dorefa train' output directory)")
     path = run_dir / METRICS_NAME
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ValueError(f"{run_dir}: no {path.name} (not a 'dorefa train' output directory?)") from None
-    rows: dict[int, dict] = {}
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool):
-            rows[row["epoch"]] = row
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: no {path.name} (not a 'dorefa train' output directory?)")
+    rows = metrics_rows(path)
     if not rows:
         raise ValueError(f"{path}: no epoch recorded yet")
-    return [rows[e] for e in sorted(rows)]
+    return rows
 
 
 def _label(rows: Sequence[dict], fallback: str) -> str:

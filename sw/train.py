@@ -61,7 +61,7 @@ __all__ = [
     "TrainConfig", "TrainResult", "Evaluation", "CheckpointError", "TrainingDiverged", "train", "evaluate",
     "save_checkpoint", "load_checkpoint", "seal_checkpoint", "checkpoint_digest", "default_model", "noise_seed",
     "CHECKPOINT_NAME", "METRICS_NAME", "CONFIG_NAME", "CURVES_NAME", "RUN_FILES", "CHECKPOINT_FORMAT",
-    "CHECKPOINT_VERSION", "SCHEDULES", "MODEL_NAMES",
+    "CHECKPOINT_VERSION", "SCHEDULES", "MODEL_NAMES", "metrics_rows",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -447,18 +447,28 @@ def _rewrite_metrics(path: Path, rows: list[dict]) -> None:
     write_atomic(path, lambda f: f.writelines(_json_line(row) for row in rows))
 
 
+def metrics_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a ``metrics.jsonl``, one per epoch in epoch order (an epoch written twice:
+    the later row); lines that do not parse (a half-written last line) are skipped.  A
+    missing file has no rows."""
+    rows: dict[int, dict] = {}
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool):
+            rows[row["epoch"]] = row
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
 def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
     """Rows of epochs ``1..upto_epoch`` (a crash can leave a row newer than the checkpoint)."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a half-written last line
-            if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] <= upto_epoch:
-                rows.append(row)
-    return rows
+    return [row for row in metrics_rows(path) if row["epoch"] <= upto_epoch]
 
 
 def build_network(config: TrainConfig, data: Dataset) -> torch.nn.Module:

@@ -322,6 +322,12 @@ def _used(pair) -> int | None:
     return None if pair is None else int(pair[0])
 
 
+def core_clocks(report: dict) -> list[dict]:
+    """The report's clocks of the core's ``sync`` domain (``cd_sync.clk``,
+    ``$glbnet$cd_sync.clk``); all of them if none is named so."""
+    return [c for c in report["clocks"] if "cd_sync" in c["name"]] or report["clocks"]
+
+
 def density(report: dict, core) -> dict:
     """Resources of a build report and the core's peak: ops per cycle, ops per
     LUT4 (ECP5) / logic cell (iCE40) per cycle, GOPS at Fmax."""
@@ -329,8 +335,9 @@ def density(report: dict, core) -> dict:
     spram = report.get("spram")
     if spram is None and report["family"] == "ice40":
         spram = resources.get("ICESTORM_SPRAM")
-    fmax = min(c["fmax_mhz"] for c in report["clocks"])
-    clock = min(c["constraint_mhz"] for c in report["clocks"])
+    clocks = core_clocks(report)
+    fmax = min(c["fmax_mhz"] for c in clocks)
+    clock = min(c["constraint_mhz"] for c in clocks)
     ops = ops_per_cycle(core)
     luts = int(report["luts"][0])
     return {"lut_kind": "logic cells" if report["family"] == "ice40" else "LUT4",

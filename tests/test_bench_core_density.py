@@ -97,6 +97,10 @@ def test_density_from_a_build_report():
     assert d["ops_per_cycle"] == 8
     assert d["ops_per_lut_cycle"] == 0.008
     assert d["gops"] == pytest.approx(0.16)
+    # The core's clock is the sync domain's, not, say, a board oscillator's that feeds a PLL.
+    pll = dict(REPORT, clocks=[{"name": "clk12_0__io", "fmax_mhz": 300.0, "constraint_mhz": 12.0},
+                               {"name": "$glbnet$cd_sync.clk", "fmax_mhz": 25.0, "constraint_mhz": 19.875}])
+    assert (cd.density(pll, StubCore())["fmax_mhz"], cd.density(pll, StubCore())["clock_mhz"]) == (25.0, 19.875)
     ecp5 = dict(REPORT, family="ecp5", resources={})
     assert cd.density(ecp5, StubCore())["spram"] is None
     assert cd.density(ecp5, StubCore())["lut_kind"] == "LUT4"

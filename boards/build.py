@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Synthesis, place and route of :class:`boards.top.BoardTop` with the YoWASP tools.
 
-``build(board, out_dir, core_params=...)`` writes the Amaranth build plan into
+``build(board, out_dir, core_params=..., freq_mhz=...)`` writes the Amaranth build plan into
 ``out_dir``, runs it there (Yosys + nextpnr + icepack/ecppack, all from the
 ``yowasp-*`` wheels, so no openFPGALoader or system toolchain is needed), asks
 nextpnr for a JSON report (``--report nextpnr_report.json``) and writes a
@@ -10,9 +10,12 @@ summary, ``report.json`` and ``report.txt``, into ``out_dir`` (and, with
 gives the Verilog of the same design without running any tool
 (``dorefa generate core --board BOARD``).
 
+The core runs from the FPGA's PLL (:class:`boards.top.BoardTop`): the report
+says the frequency asked (``freq_asked_mhz``), the one the PLL makes
+(``freq_mhz``, the clock constraint) and the PLL's setting (``pll``).
 nextpnr is run with ``--timing-allow-fail`` so that a design that misses its
 clock constraint still yields a report; :attr:`Report.timing_met` says
-whether it met it.
+whether it met it, and each clock its Fmax.
 
 A report holds no paths, dates or host names: the same sources and tool
 versions (recorded in :attr:`Report.tools`; the ``yowasp-*`` wheels are
@@ -42,6 +45,7 @@ from pathlib import Path
 
 from hw.catalog import is_module_name
 
+from .pll import PLL, mhz
 from .top import BOARDS, BoardTop
 
 __all__ = ["Report", "ClockReport", "build", "build_plan", "build_steps", "board_verilog",
@@ -157,6 +161,13 @@ class Report:
     ffs: int | None
     bram: tuple[int, int]
     dsp: tuple[int, int]
+    #: The core clock asked for (``dorefa build --freq``) and the one the PLL makes, MHz (``None``
+    #: for a report without its build's PLL).
+    freq_asked_mhz: float | None = None
+    freq_mhz: float | None = None
+    #: The PLL's setting: ``primitive``, reference ``in_mhz``, ``pfd_mhz``, ``vco_mhz`` and the
+    #: divider ``params`` (:meth:`boards.pll.PLL.to_json`).
+    pll: dict | None = None
     clocks: list[ClockReport] = field(default_factory=list)
     #: The widths asked for with ``--bits`` (``N`` or ``W,A,G``), or ``None``;
     #: the core serves every width up to ``core_params["max_bits"]`` at run time.
@@ -188,6 +199,13 @@ class Report:
             f"board {self.board} ({self.device}, {self.family})",
             f"core: {params}",
         ]
+        if self.freq_mhz is not None:
+            line = f"core clock: {mhz(self.freq_mhz * 1e6)} MHz from the PLL (asked {mhz(self.freq_asked_mhz * 1e6)} MHz)"
+            if self.pll:
+                settings = " ".join(f"{k}={v}" for k, v in self.pll["params"].items())
+                line += (f"; {self.pll['primitive']} from {mhz(self.pll['in_mhz'] * 1e6)} MHz: {settings}, "
+                         f"VCO {mhz(self.pll['vco_mhz'] * 1e6)} MHz")
+            lines.append(line)
         if self.bits is not None:
             lines.append(f"built for --bits {','.join(map(str, self.bits))} (every width up to "
                          f"max_bits={self.core_params.get('max_bits', max(self.bits))} at run time)")
@@ -230,11 +248,13 @@ def _count_ffs_ice40(netlist: dict) -> int | None:
 
 def parse_nextpnr_report(report: dict, *, board: str, family: str, device: str = "",
                          core_params: dict | None = None, ffs: int | None = None,
-                         bits: tuple[int, ...] | None = None, tools: dict | None = None) -> Report:
+                         bits: tuple[int, ...] | None = None, tools: dict | None = None,
+                         pll: PLL | None = None) -> Report:
     """A :class:`Report` from nextpnr's ``--report`` JSON (``utilization`` and ``fmax``).
 
     ``ffs`` overrides the flip-flop count (iCE40 reports none of its own:
-    FFs live in ``ICESTORM_LC`` cells).
+    FFs live in ``ICESTORM_LC`` cells); ``pll`` is the build's PLL setting
+    (the frequencies asked and achieved).
     """
     if not isinstance(report, dict) or "utilization" not in report:
         raise ValueError("not a nextpnr JSON report (no 'utilization')")
@@ -247,38 +267,47 @@ def parse_nextpnr_report(report: dict, *, board: str, family: str, device: str =
         ffs = _sum(util, names["ffs"])[0]
     clocks = [ClockReport(name, float(v["achieved"]), float(v["constraint"]))
               for name, v in sorted(report.get("fmax", {}).items())]
+    clock = {}
+    if pll is not None:
+        setting = pll.to_json()
+        clock = dict(freq_asked_mhz=setting.pop("asked_mhz"), freq_mhz=setting.pop("achieved_mhz"), pll=setting)
     return Report(board=board, family=family, device=device, core_params=dict(core_params or {}),
                   resources=resources, luts=_sum(util, names["luts"]), ffs=ffs,
                   bram=_sum(util, names["bram"]), dsp=_sum(util, names["dsp"]), clocks=clocks,
-                  bits=None if bits is None else tuple(bits), tools=dict(tools or {}))
+                  bits=None if bits is None else tuple(bits), tools=dict(tools or {}), **clock)
 
 
-def build_plan(board: str, *, core_params: dict | None = None, name: str = "top", **overrides):
-    """``(top, plan)``: ``BoardTop(board, **core_params)`` and its Amaranth build plan (nothing run).
+def build_plan(board: str, *, core_params: dict | None = None, freq_mhz=None, name: str = "top",
+               **overrides):
+    """``(top, plan)``: ``BoardTop(board, freq_mhz=freq_mhz, **core_params)`` and its Amaranth
+    build plan (nothing run).
 
     ``overrides`` are the platform's toolchain overrides (``nextpnr_opts``,
     ``debug_verilog``, ...).  ``ValueError`` for an unknown board, bad core
-    parameters or a design ``name`` that is not a plain identifier.
+    parameters, a core clock the PLL cannot make or a design ``name`` that
+    is not a plain identifier.
     """
     if not is_module_name(name):
         raise ValueError(f"design name {name!r} must be letters, digits and '_', not starting with a digit "
                          f"(it names the top module and the build's files)")
-    top = BoardTop(board, **(core_params or {}))
+    top = BoardTop(board, freq_mhz=freq_mhz, **(core_params or {}))
     plan = top.platform.build(top, name=name, do_build=False, **overrides)
     return top, plan
 
 
-def board_verilog(board: str, *, core_params: dict | None = None, name: str = "top") -> str:
+def board_verilog(board: str, *, core_params: dict | None = None, freq_mhz=None, name: str = "top") -> str:
     """Verilog of the design :func:`build` synthesises for ``board``: module ``name``, the board's pins as ports.
 
     Taken from the same build plan (with Amaranth's ``debug_verilog``
     override), so the ports are the platform's pin names
     (``uart_0__rx__io``, ``uart_0__tx__io``, ``led_0__io``, ``clk12_0__io``
     ...) and the pads are the FPGA family's I/O primitives (``SB_IO`` on
-    iCE40).  The plan's pin constraints (``.pcf`` / ``.lpf``: pin numbers,
-    I/O standards, clock frequency) head the text as a comment.
+    iCE40) and the PLL (``SB_PLL40_PAD`` / ``EHXPLLL``) with the dividers
+    for ``freq_mhz`` (default: the board's).  The plan's pin constraints
+    (``.pcf`` / ``.lpf``: pin numbers, I/O standards, clock frequencies)
+    head the text as a comment.
     """
-    _, plan = build_plan(board, core_params=core_params, name=name, debug_verilog=True)
+    _, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, name=name, debug_verilog=True)
     verilog = plan.files[f"{name}.debug.v"]
     constraints = [f for f in plan.files if f.endswith((".pcf", ".lpf"))]
     header = []
@@ -343,9 +372,9 @@ def _run_steps(plan, out_dir: Path, env: dict, *, runner, log) -> None:
     log(f"toolchain finished in {time.monotonic() - total:.0f} s")
 
 
-def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "top",
+def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None, name: str = "top",
           bits: tuple[int, ...] | None = None, report_stem=None, runner=None, log=_log_stderr) -> Report:
-    """Synthesise, place and route ``BoardTop(board, **core_params)`` in ``out_dir``.
+    """Synthesise, place and route ``BoardTop(board, freq_mhz=freq_mhz, **core_params)`` in ``out_dir``.
 
     Writes ``out_dir/report.json`` and ``out_dir/report.txt``, and also
     ``STEM.json`` / ``STEM.txt`` if ``report_stem`` is given.  ``bits`` (the
@@ -355,11 +384,12 @@ def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "
     (default: stderr) that says what runs and how long it usually takes, and
     is followed by one with the time it took.
 
-    Raises ``ValueError`` for an unknown board or bad core parameters (before
-    running any tool) and ``OSError`` (``CalledProcessError`` is not one:
+    Raises ``ValueError`` for an unknown board, bad core parameters or a core
+    clock the board's PLL cannot make (before running any tool) and ``OSError`` (``CalledProcessError`` is not one:
     it propagates) if a tool is missing.
     """
-    top, plan = build_plan(board, core_params=core_params, name=name, synth_opts=BOARDS[board].synth_opts,
+    top, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, name=name,
+                           synth_opts=BOARDS[board].synth_opts,
                            nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
     family = BOARDS[board].family
     env = toolchain_env()
@@ -375,7 +405,7 @@ def build(board: str, out_dir, *, core_params: dict | None = None, name: str = "
         ffs = _count_ffs_ice40(json.loads(netlist_path.read_text())) if netlist_path.exists() else None
     report = parse_nextpnr_report(raw, board=board, family=family, device=BOARDS[board].device,
                                   core_params=top.core_params, ffs=ffs, bits=bits,
-                                  tools=tool_versions(family, env))
+                                  tools=tool_versions(family, env), pll=top.pll)
     write_report(report, out_dir / "report")
     if report_stem is not None:
         write_report(report, report_stem)

@@ -1,26 +1,43 @@
 # amaranth: UnusedElaboratable=no
-"""Board top levels: :class:`hw.core.UARTCore` on a real board's serial port.
+"""Board top levels: :class:`hw.core.UARTCore` on a real board's serial port, clocked by the FPGA's PLL.
 
-``BoardTop(platform_name, **core_params)`` is an elaboratable for one of
-:data:`BOARDS` ("icebreaker": iCE40 UP5K; "ulx3s": ECP5-85F).  It runs the
-core at the platform's default clock (12 MHz / 25 MHz), wires the board's
-UART (``platform.request("uart", 0)`` through ``lib.io.Buffer``s: rx -> core
--> tx) and blinks LED 0 at about 1 Hz as a heartbeat.
+``BoardTop(platform_name, freq_mhz=None, **core_params)`` is an elaboratable
+for one of :data:`BOARDS` ("icebreaker": iCE40 UP5K; "ulx3s": ECP5-85F).  The
+board's oscillator (12 MHz / 25 MHz) feeds the FPGA's PLL (``SB_PLL40_PAD`` /
+``EHXPLLL``, settings from :mod:`boards.pll`), which makes the highest
+frequency it can at or below ``freq_mhz`` (default :data:`DEFAULT_FREQ_MHZ`);
+that achieved frequency clocks the core's ``sync`` domain, sets the UART
+divisor and the idle timeout, and is the clock constraint nextpnr checks.
+The core is held in reset until the PLL has locked (and 15 us more, for the
+iCE40's block RAMs, which read as zeroes for a few microseconds after
+configuration).  The board's UART (``platform.request("uart", 0)`` through
+``lib.io.Buffer``s: rx -> core -> tx) and a heartbeat on LED 0 (about 1 Hz)
+complete the design.
+
+The core's parameters default to the board's preset (:data:`CORE_PRESETS`;
+today :data:`sw.contract.core.CORE_DEFAULTS` on both boards), which
+``**core_params`` override key by key.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable
 
 from amaranth.build import ResourceError
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Const, Elaboratable, Instance, Module, Signal
 from amaranth.lib import io
+from amaranth.lib.cdc import FFSynchronizer
 
 from hw.core import UARTCore
 from sw.contract.core import CORE_DEFAULTS
 
-__all__ = ["BOARDS", "Board", "BoardTop", "make_platform"]
+from .pll import MHZ, PLL, pll_for
+
+__all__ = ["BOARDS", "Board", "BoardTop", "CORE_PRESETS", "DEFAULT_FREQ_MHZ", "LockReset", "board_pll",
+           "freq_hz", "make_platform"]
 
 
 def _icebreaker():
@@ -50,6 +67,29 @@ BOARDS: dict[str, Board] = {
     "ulx3s": Board("ulx3s", "ECP5 LFE5U-85F", "ecp5", _ulx3s),
 }
 
+#: The core clock each board's PLL is asked for by default (MHz; ``dorefa build --freq``
+#: overrides it).  The PLL makes the highest frequency it can at or below it: 19.875 MHz
+#: on the iCEBreaker (from 12 MHz), 50 MHz on the ULX3S (from 25 MHz).  Chosen below the
+#: Fmax the default core closed at the oscillator's clock (20.48 / 50.88 MHz); the measured
+#: figures are in boards/reports/.
+DEFAULT_FREQ_MHZ: dict[str, int | float] = {
+    "icebreaker": 20,
+    "ulx3s": 50,
+}
+
+#: The core parameters each board builds by default (``dorefa build``'s flags override
+#: them key by key): :data:`CORE_DEFAULTS` and, after it, the board's own values; a new
+#: core parameter is one more key, ``{**CORE_DEFAULTS, "vectors": 4}``.
+CORE_PRESETS: dict[str, dict] = {
+    "icebreaker": {**CORE_DEFAULTS},
+    "ulx3s": {**CORE_DEFAULTS},
+}
+
+#: Cycles of the core clock the core stays in reset after the PLL locks, in seconds: the
+#: iCE40's block RAMs read as zeroes for about 3 us after configuration (Amaranth's own
+#: iCE40 clock domain waits 15 us; so does this one, on both families).
+RESET_DELAY_S = 15e-6
+
 
 def make_platform(board: str):
     """A fresh amaranth-boards platform for ``board`` (``ValueError`` if unknown)."""
@@ -58,29 +98,97 @@ def make_platform(board: str):
     return BOARDS[board].factory()
 
 
+def freq_hz(freq_mhz) -> Fraction:
+    """``freq_mhz`` (a number or a command-line string of MHz) in Hz, exactly: ``"33.3"`` is
+    33 300 000 Hz, not the nearest binary float.  ``ValueError`` unless a positive, finite number."""
+    text = str(freq_mhz).strip() if isinstance(freq_mhz, (str, float)) else freq_mhz
+    if isinstance(text, bool):
+        text = None
+    try:
+        value = Fraction(text)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"the core clock must be a number of MHz, got {freq_mhz!r}") from None
+    if value <= 0:
+        raise ValueError(f"the core clock must be a positive number of MHz, got {freq_mhz!r}")
+    return value * MHZ
+
+
+def board_pll(board: str, freq_mhz=None, platform=None) -> PLL:
+    """The PLL setting that clocks ``board``'s core at the highest frequency it makes at or below
+    ``freq_mhz`` (default :data:`DEFAULT_FREQ_MHZ`) from the board's oscillator; ``ValueError``
+    naming the range allowed if it makes none."""
+    if platform is None:
+        platform = make_platform(board)
+    asked = freq_hz(DEFAULT_FREQ_MHZ[board] if freq_mhz is None else freq_mhz)
+    return pll_for(BOARDS[board].family, platform.default_clk_frequency, asked)
+
+
+class LockReset(Elaboratable):
+    """The ``sync`` domain's reset from a PLL's ``LOCK``: ``rst`` is high until ``lock`` has been
+    high for ``delay`` cycles of ``sync``, and again as soon as it falls.
+
+    ``lock`` is asynchronous (it is synchronised here, two flip-flops); every register is
+    reset-less, so ``rst`` may drive the reset of the domain that clocks it.
+    """
+
+    def __init__(self, delay: int):
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
+            raise ValueError(f"delay must be a positive number of cycles, got {delay!r}")
+        self.delay = delay
+        self.lock = Signal()
+        self.rst = Signal(init=1)
+
+    def elaborate(self, platform):
+        m = Module()
+        locked = Signal()
+        m.submodules.lock_sync = FFSynchronizer(self.lock, locked, o_domain="sync")
+        timer = Signal(range(self.delay + 1), reset_less=True)
+        ready = Signal(reset_less=True)
+        with m.If(~locked):
+            m.d.sync += [timer.eq(0), ready.eq(0)]
+        with m.Elif(timer == self.delay):
+            m.d.sync += ready.eq(1)
+        with m.Else():
+            m.d.sync += timer.eq(timer + 1)
+        m.d.comb += self.rst.eq(~ready)
+        return m
+
+
 class BoardTop(Elaboratable):
-    """``UARTCore`` at the board's default clock, on its UART pins, with an LED heartbeat.
+    """``UARTCore`` clocked by the FPGA's PLL, on the board's UART pins, with an LED heartbeat.
 
     Parameters
     ----------
     platform_name : str
         A key of :data:`BOARDS`.
+    freq_mhz : number or str, optional
+        The core clock asked for, MHz (default :data:`DEFAULT_FREQ_MHZ`); the PLL makes the
+        highest frequency it can at or below it (:attr:`pll`, :attr:`clk_freq`).
     baud : int
         UART bit rate (115200).
     **core_params
-        :class:`hw.core.UARTCore` / ``TrainingCore`` parameters
-        (``max_bits``, ``pe``, ``simd``, ...); defaults :data:`sw.contract.core.CORE_DEFAULTS`
-        (re-exported as :data:`hw.core.CORE_DEFAULTS`).
+        :class:`hw.core.UARTCore` / ``TrainingCore`` parameters (``max_bits``, ``pe``,
+        ``simd``, ...) over the board's preset :data:`CORE_PRESETS`.
+
+    Attributes
+    ----------
+    pll : boards.pll.PLL
+        The PLL's setting: the frequency asked, the one achieved, the primitive's parameters.
+    clk_freq : float
+        The core clock the PLL achieves, Hz: what the UART divisor, the idle timeout and the
+        clock constraint are computed from.
     """
 
-    def __init__(self, platform_name: str, *, baud: int = 115200, **core_params):
+    def __init__(self, platform_name: str, *, freq_mhz=None, baud: int = 115200, **core_params):
         if platform_name not in BOARDS:
             raise ValueError(f"unknown board {platform_name!r}; allowed: {', '.join(BOARDS)}")
         self.platform_name = platform_name
         self.platform = make_platform(platform_name)
-        self.clk_freq = int(self.platform.default_clk_frequency)
-        self.core_params = {**CORE_DEFAULTS, **core_params}
-        # Built here so that bad parameters raise ValueError before any synthesis.
+        # Built here so that a frequency the PLL cannot make and bad parameters raise
+        # ValueError before any synthesis.
+        self.pll = board_pll(platform_name, freq_mhz, self.platform)
+        self.clk_freq = self.pll.out_hz
+        self.core_params = {**CORE_PRESETS[platform_name], **core_params}
         self.core = UARTCore(self.clk_freq, baud, **self.core_params)
 
     def elaborate(self, platform):
@@ -88,6 +196,7 @@ class BoardTop(Elaboratable):
         m.submodules.core = core = self.core
         if platform is None:
             return m
+        self._clock(m, platform)
         # Raw ports (dir="-") with explicit buffers: the Amaranth 0.5 way
         # (plain request() with implicit buffers is deprecated).  Every
         # subsignal is raw: the ULX3S's rts / dtr stay unbuffered and unused.
@@ -103,7 +212,7 @@ class BoardTop(Elaboratable):
         except ResourceError:  # a board without LEDs: no heartbeat
             return m
         # Heartbeat: LED 0 toggles every half second.
-        half = max(1, self.clk_freq // 2)
+        half = max(1, round(self.clk_freq / 2))
         counter = Signal(range(half))
         beat = Signal()
         with m.If(counter == half - 1):
@@ -113,3 +222,61 @@ class BoardTop(Elaboratable):
         m.submodules.led_buffer = led_buffer = io.Buffer("o", led)
         m.d.comb += led_buffer.o.eq(beat)
         return m
+
+    def _clock(self, m: Module, platform) -> None:
+        """The ``sync`` domain: the PLL's output, in reset until the PLL has locked and
+        :data:`RESET_DELAY_S` has passed; constrained to the achieved frequency."""
+        pll = self.pll
+        clk_in = platform.request(platform.default_clk, 0, dir="-")
+        # The PLL's output, named in the top module and kept by Yosys: the net the clock
+        # constraint names.
+        pll_clk, pll_lock = Signal(name="pll_clk", attrs={"keep": 1}), Signal(name="pll_lock")
+        if pll.family == "ice40":
+            # SB_PLL40_PAD: the iCEBreaker's 12 MHz oscillator is on pin 35, the UP5K's PLL
+            # input pad, which drives the PLL directly (no SB_IO, no global buffer).
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD",
+                p_FEEDBACK_PATH="SIMPLE",
+                p_DIVR=Const(pll.params["DIVR"], 4),
+                p_DIVF=Const(pll.params["DIVF"], 7),
+                p_DIVQ=Const(pll.params["DIVQ"], 3),
+                p_FILTER_RANGE=Const(pll.params["FILTER_RANGE"], 3),
+                io_PACKAGEPIN=clk_in.io,
+                i_RESETB=Const(1),
+                i_BYPASS=Const(0),
+                o_PLLOUTGLOBAL=pll_clk,
+                o_LOCK=pll_lock,
+            )
+        elif pll.family == "ecp5":
+            m.submodules.clk_in_buffer = clk_buffer = io.Buffer("i", clk_in)
+            # As ecppll writes it: feedback from CLKOP, its loop-filter attributes.
+            m.submodules.pll = Instance(
+                "EHXPLLL",
+                a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+                p_CLKI_DIV=pll.params["CLKI_DIV"],
+                p_CLKFB_DIV=pll.params["CLKFB_DIV"],
+                p_CLKOP_DIV=pll.params["CLKOP_DIV"],
+                p_CLKOP_CPHASE=pll.params["CLKOP_CPHASE"],
+                p_CLKOP_FPHASE=0,
+                p_FEEDBK_PATH="CLKOP",
+                i_CLKI=clk_buffer.i,
+                i_CLKFB=pll_clk,
+                i_RST=Const(0),
+                i_STDBY=Const(0),
+                i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(1), i_PHASESTEP=Const(1),
+                i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0),
+                o_CLKOP=pll_clk,
+                o_LOCK=pll_lock,
+            )
+        else:  # pragma: no cover - BOARDS names only these families
+            raise ValueError(f"no PLL for FPGA family {pll.family!r}")
+        platform.add_clock_constraint(pll_clk, pll.out_hz)
+        m.domains.sync = cd_sync = ClockDomain("sync")
+        m.submodules.lock_reset = lock_reset = LockReset(max(1, math.ceil(RESET_DELAY_S * self.clk_freq)))
+        m.d.comb += [
+            cd_sync.clk.eq(pll_clk),
+            lock_reset.lock.eq(pll_lock),
+            cd_sync.rst.eq(lock_reset.rst),
+        ]

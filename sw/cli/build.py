@@ -2,7 +2,7 @@
 
 ::
 
-    dorefa build --board icebreaker|ulx3s [--bits W,A,G] [--max-bits N] [--pe P] [--simd S]
+    dorefa build --board icebreaker|ulx3s [--freq MHZ] [--bits W,A,G] [--max-bits N] [--pe P] [--simd S]
                  [--out DIR] [--report STEM]
 
 runs :func:`boards.build.build` (YoWASP Yosys + nextpnr) and prints its
@@ -11,22 +11,36 @@ resource / timing report (also written to ``DIR/report.txt`` and
 STEM`` also to ``STEM.txt`` and ``STEM.json``, e.g. ``--report
 boards/reports/icebreaker`` refreshes the committed report).
 
+The core runs from the FPGA's PLL: ``--freq MHZ`` asks for its clock
+(default: the board's, :data:`boards.top.DEFAULT_FREQ_MHZ`) and the PLL makes
+the highest frequency it can at or below it (:mod:`boards.pll`); the report
+says both, and the Fmax nextpnr closed against the achieved one.  A
+frequency the PLL cannot make is a one-line error naming the range allowed.
+
+The core's parameters start from the board's preset
+(:data:`boards.top.CORE_PRESETS`); ``--pe``, ``--simd``, ``--max-bits`` ...
+override single keys of it.
+
 The core serves every bitwidth up to ``max_bits`` at run time, so ``--bits
 W,A,G`` (or ``--bits N``) builds it with ``max_bits = max(W, A, G)`` and
 records the widths in the report; ``--bits`` and ``--max-bits`` must agree
 if both are given.  The flags are read by :func:`hw.catalog.parse_assignments`
-on the ``core`` unit, as ``dorefa generate core --board BOARD`` reads them,
-so both commands make the same design.
+on the ``core`` unit with the board's preset as its defaults
+(:func:`board_core_spec`), as ``dorefa generate core --board BOARD`` reads
+them on the catalogue's defaults: the same design while the presets are
+``CORE_DEFAULTS``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
-from boards.top import BOARDS
-from hw.catalog import UNITS, parse_assignments, widest_bits
+from boards.pll import MHZ
+from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, board_pll, freq_hz
+from hw.catalog import UNITS, UnitSpec, parse_assignments, widest_bits
 
 from . import UsageError, command
 
@@ -46,9 +60,33 @@ def _report_stem(text: str) -> Path:
     return stem
 
 
+def board_core_spec(board: str) -> UnitSpec:
+    """The catalogue's ``core`` unit with the board's preset (:data:`CORE_PRESETS`) as its
+    defaults: the flags then override the preset, key by key."""
+    spec = UNITS["core"]
+    preset = CORE_PRESETS[board]
+    params = {name: dataclasses.replace(param, default=preset[name]) if name in preset else param
+              for name, param in spec.params.items()}
+    return dataclasses.replace(spec, params=params)
+
+
+def _freq(board: str, text: str):
+    """``--freq``'s MHz, exactly (a :class:`fractions.Fraction`), once the board's PLL can make it."""
+    try:
+        freq = freq_hz(text) / MHZ
+        board_pll(board, freq)
+    except ValueError as exc:
+        raise UsageError(f"--freq {text}: {exc}") from None
+    return freq
+
+
 @command("build")
 def _build_command(parser):
     parser.add_argument("--board", metavar="BOARD", help=f"target board: {' | '.join(BOARDS)}")
+    defaults = ", ".join(f"{board} {freq}" for board, freq in DEFAULT_FREQ_MHZ.items())
+    parser.add_argument("--freq", metavar="MHZ",
+                        help=f"core clock asked of the FPGA's PLL, MHz (default: {defaults}); the PLL makes "
+                             f"the highest frequency it can at or below it")
     parser.add_argument("--bits", metavar="W,A,G",
                         help="bitwidths the core must serve (or one width N): sets --max-bits to the widest "
                              "(each 1..8)")
@@ -69,10 +107,11 @@ def _build_command(parser):
         if args.board not in BOARDS:
             raise UsageError(f"unknown board {args.board!r}; allowed: {', '.join(BOARDS)}")
         stem = _report_stem(args.report) if args.report is not None else None
+        freq = _freq(args.board, args.freq) if args.freq is not None else None
         try:
             assignments = [] if args.max_act_bits is None else [f"max_act_bits={args.max_act_bits}"]
-            params = parse_assignments(UNITS["core"], assignments, bits=args.bits, max_bits=args.max_bits,
-                                       pe=args.pe, simd=args.simd)
+            params = parse_assignments(board_core_spec(args.board), assignments, bits=args.bits,
+                                       max_bits=args.max_bits, pe=args.pe, simd=args.simd)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         bits = widest_bits(args.bits)[1] if args.bits is not None else None
@@ -80,7 +119,7 @@ def _build_command(parser):
         # build() checks the core parameters (ValueError -> exit 2) before running any tool.
         from boards.build import build
         try:
-            report = build(args.board, out, core_params=params, bits=bits, report_stem=stem)
+            report = build(args.board, out, core_params=params, freq_mhz=freq, bits=bits, report_stem=stem)
         except subprocess.CalledProcessError as exc:
             print(f"{_PROG}: error: the toolchain failed (exit {exc.returncode}); see the logs in {out}",
                   file=sys.stderr)

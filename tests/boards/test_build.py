@@ -2,9 +2,12 @@
 """``dorefa build`` / :mod:`boards.build`: the nextpnr report parser, CLI errors, real builds.
 
 ``data/icebreaker_nextpnr_report.json`` is nextpnr-ice40's ``--report`` of the
-default iCEBreaker build (``dorefa build --board icebreaker``), kept as
-nextpnr wrote it (``utilization``, ``fmax``, ``critical_paths``);
-``data/ulx3s_nextpnr_report.json`` the same for the ULX3S (nextpnr-ecp5).
+default iCEBreaker build (``dorefa build --board icebreaker``: the core at
+19.875 MHz from the PLL), kept as nextpnr wrote it (``utilization``, ``fmax``,
+``critical_paths``); ``data/ulx3s_nextpnr_report.json`` the same for the
+ULX3S (nextpnr-ecp5, 50 MHz).  Refresh both from the build directories
+(``build/<board>/nextpnr_report.json``) when the committed reports are
+regenerated.
 
 :func:`test_icebreaker_default_build_matches_committed_report` runs one real
 iCEBreaker build (about 70 s on 2 cores) in the default suite and checks it
@@ -18,7 +21,8 @@ import pytest
 
 import boards.build
 from boards.build import build_plan, parse_nextpnr_report, tool_versions, write_report
-from boards.top import BOARDS, BoardTop
+from boards.pll import ecp5_pll, ice40_pll
+from boards.top import BOARDS, DEFAULT_FREQ_MHZ, BoardTop
 from sw.cli import main
 from sw.contract.core import CORE_DEFAULTS
 
@@ -35,7 +39,7 @@ def test_parse_ice40_report(ice40_report):
     # Numbers read by hand from data/icebreaker_nextpnr_report.json ("utilization", "fmax").
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40", device="iCE40UP5K",
                                   core_params={"pe": 4})
-    assert report.luts == (4056, 5280)  # ICESTORM_LC
+    assert report.luts == (4044, 5280)  # ICESTORM_LC
     assert report.bram == (27, 30)  # ICESTORM_RAM
     assert report.dsp == (6, 8)  # ICESTORM_DSP
     assert report.resources["SB_IO"] == (4, 39) and report.resources["ICESTORM_SPRAM"] == (0, 4)
@@ -43,8 +47,9 @@ def test_parse_ice40_report(ice40_report):
     assert report.ffs is None  # iCE40 reports no FF count of its own: they live in the logic cells
     assert report.fits
     (clock,) = report.clocks
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("cd_sync.clk", 20.478374481201172,
-                                                                  12.00004768371582)
+    # the PLL's output (the net "clk", also named pll_clk), constrained to the 19.875 MHz it makes
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 20.378219604492188, 19.875185012817383)
+    assert report.resources["ICESTORM_PLL"] == (1, 1)
     assert clock.met and report.timing_met
 
 
@@ -52,14 +57,16 @@ def test_parse_ecp5_report():
     # Numbers read by hand from data/ulx3s_nextpnr_report.json.
     raw = json.loads((DATA / "ulx3s_nextpnr_report.json").read_text())
     report = parse_nextpnr_report(raw, board="ulx3s", family="ecp5")
-    assert report.luts == (4200, 83640)  # TRELLIS_COMB
-    assert report.ffs == 1164  # TRELLIS_FF
+    assert report.luts == (4150, 83640)  # TRELLIS_COMB
+    assert report.ffs == 1179  # TRELLIS_FF
     assert report.bram == (10, 208)  # DP16KD
     assert report.dsp == (7, 156)  # MULT18X18D
     (clock,) = report.clocks
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$cd_sync.clk", 50.88022994995117, 25.0)
+    # the PLL's output on a global net, constrained to the 50 MHz it makes
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 52.59282684326172, 50.0)
+    assert report.resources["EHXPLLL"] == (1, 4)
     assert report.fits and report.timing_met
-    assert "LUT4s: 4200/83640 (5%)" in report.to_text()
+    assert "LUT4s: 4150/83640 (5%)" in report.to_text()
 
 
 #: A nextpnr-ice40 report excerpt, typed by hand: three clocks (one fails, one just meets its constraint).
@@ -94,6 +101,24 @@ def test_parse_a_hand_checked_excerpt():
         "fits: yes; timing: FAILED\n")
 
 
+def test_report_says_the_frequencies_asked_and_achieved():
+    """The PLL's setting in the report (typed-by-hand excerpt; 12 MHz * 53 / 32 = 19.875, 25 MHz * 2 = 50)."""
+    report = parse_nextpnr_report(json.loads(ICE40_EXCERPT), board="icebreaker", family="ice40",
+                                  pll=ice40_pll(12e6, 20e6))
+    data = json.loads(json.dumps(report.to_json()))
+    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (20.0, 19.875)
+    assert data["pll"] == {"primitive": "SB_PLL40_PAD", "in_mhz": 12.0, "pfd_mhz": 12.0, "vco_mhz": 636.0,
+                           "params": {"DIVR": 0, "DIVF": 52, "DIVQ": 5, "FILTER_RANGE": 1}}
+    assert ("core clock: 19.875 MHz from the PLL (asked 20 MHz); SB_PLL40_PAD from 12 MHz: DIVR=0 DIVF=52 "
+            "DIVQ=5 FILTER_RANGE=1, VCO 636 MHz\n") in report.to_text()
+    ecp5 = parse_nextpnr_report({"utilization": {}}, board="ulx3s", family="ecp5", pll=ecp5_pll(25e6, 50e6))
+    assert ("core clock: 50 MHz from the PLL (asked 50 MHz); EHXPLLL from 25 MHz: CLKI_DIV=1 CLKFB_DIV=2 "
+            "CLKOP_DIV=12 CLKOP_CPHASE=5, VCO 600 MHz\n") in ecp5.to_text()
+    # a report without its build's PLL (an old raw report) says nothing of it
+    plain = parse_nextpnr_report(json.loads(ICE40_EXCERPT), board="icebreaker", family="ice40")
+    assert plain.freq_mhz is None and "core clock" not in plain.to_text()
+
+
 def test_count_ice40_ffs_in_a_netlist():
     """iCE40 FFs are counted in the netlist: logic cells with DFF_ENABLE set, and bare SB_DFF* cells."""
     one, zero = "0" * 31 + "1", "0" * 32
@@ -114,10 +139,10 @@ def test_count_ice40_ffs_in_a_netlist():
 def test_report_round_trip_text_and_json(ice40_report):
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40")
     text = report.to_text()
-    assert "logic cells" in text and "block RAMs" in text and "Fmax" in text and "12.00 MHz" in text
+    assert "logic cells" in text and "block RAMs" in text and "Fmax 20.38 MHz, constraint 19.88 MHz" in text
     data = report.to_json()
-    assert data["fits"] is True and data["timing_met"] is True  # 20.28 MHz against 12 MHz
-    assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(12.0, rel=1e-4)
+    assert data["fits"] is True and data["timing_met"] is True  # 20.38 MHz against 19.875 MHz
+    assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(19.875, rel=1e-4)
 
 
 #: nextpnr's cell names for each report field, per family (written here, not taken from boards.build).
@@ -142,6 +167,9 @@ def test_committed_report_says_what_nextpnr_said(board, family):
          "met": v["achieved"] >= v["constraint"]} for name, v in sorted(raw["fmax"].items())]
     assert committed["fits"] == all(v["used"] <= v["available"] for v in util.values())
     assert committed["timing_met"] == all(v["achieved"] >= v["constraint"] for v in raw["fmax"].values())
+    # the build's clock: the board's default asked of the PLL, the achieved one is what nextpnr checked
+    assert committed["freq_asked_mhz"] == DEFAULT_FREQ_MHZ[board]
+    assert [c["constraint_mhz"] for c in committed["clocks"]] == [pytest.approx(committed["freq_mhz"], rel=1e-4)]
     # the text report tells the same numbers
     text = (REPORTS / f"{board}.txt").read_text()
     for key in ("luts", "bram", "dsp"):
@@ -150,6 +178,7 @@ def test_committed_report_says_what_nextpnr_said(board, family):
     assert f"flip-flops: {committed['ffs']}\n" in text
     for clock in committed["clocks"]:
         assert f"clock {clock['name']}: Fmax {clock['fmax_mhz']:.2f} MHz" in text
+    assert f"core clock: {committed['freq_mhz']:g} MHz from the PLL (asked {committed['freq_asked_mhz']:g} MHz)" in text
 
 
 def test_ecp5_names_and_failed_timing():
@@ -213,9 +242,9 @@ def test_write_report_to_a_stem(ice40_report, tmp_path):
 
 def test_board_top_checks_parameters():
     assert set(BOARDS) == {"icebreaker", "ulx3s"}
-    assert BoardTop("icebreaker").clk_freq == 12_000_000
+    assert BoardTop("icebreaker").clk_freq == 19_875_000  # from the PLL: 12 MHz * 53 / 32
     assert BoardTop("icebreaker").core_params == dict(CORE_DEFAULTS)
-    assert BoardTop("ulx3s", pe=2).clk_freq == 25_000_000
+    assert BoardTop("ulx3s", pe=2).clk_freq == 50_000_000  # 25 MHz * 2
     with pytest.raises(ValueError, match="unknown board 'de0'"):
         BoardTop("de0")
     with pytest.raises(ValueError, match="pe"):
@@ -252,8 +281,9 @@ def fake_build(monkeypatch, ice40_report):
     """Replace :func:`boards.build.build` by a recorder (no tools run)."""
     calls = []
 
-    def build(board, out_dir, *, core_params=None, bits=None, report_stem=None):
-        calls.append(dict(board=board, out_dir=out_dir, core_params=core_params, bits=bits, report_stem=report_stem))
+    def build(board, out_dir, *, core_params=None, freq_mhz=None, bits=None, report_stem=None):
+        calls.append(dict(board=board, out_dir=out_dir, core_params=core_params, freq_mhz=freq_mhz, bits=bits,
+                          report_stem=report_stem))
         return parse_nextpnr_report(ice40_report, board=board, family="ice40",
                                     core_params={**CORE_DEFAULTS, **core_params}, bits=bits)
 
@@ -276,7 +306,7 @@ def test_cli_bits_set_max_bits_and_are_recorded(argv, max_bits, bits, fake_build
     assert call["board"] == "ulx3s" and call["out_dir"] == tmp_path / "out"
     act = {"max_act_bits": 2} if "--max-act-bits" in argv else {}
     assert call["core_params"] == {**CORE_DEFAULTS, "pe": 2, "max_bits": max_bits, **act}
-    assert call["bits"] == bits
+    assert call["bits"] == bits and call["freq_mhz"] is None  # the board's default
     assert call["report_stem"] == tmp_path / "rep" / "ulx3s"
     out = capsys.readouterr().out
     assert f"max_bits={max_bits} pe=2" in out
@@ -305,7 +335,8 @@ def _assert_matches_committed(fresh_dir: Path, stem: Path, board: str) -> None:
 
 
 def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):
-    """One real build in the default suite: the default core fits the UP5K and meets 12 MHz, as committed."""
+    """One real build in the default suite: the default core fits the UP5K and meets the 19.875 MHz the
+    PLL makes of the 20 asked, as committed."""
     out, stem = tmp_path / "build", tmp_path / "icebreaker"
     assert main(["build", "--board", "icebreaker", "--out", str(out), "--report", str(stem)]) == 0
     assert "timing: met" in capsys.readouterr().out
@@ -314,7 +345,10 @@ def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):
     assert data["luts"][0] <= data["luts"][1] == 5280
     assert data["bram"][0] <= data["bram"][1] == 30
     (clock,) = data["clocks"]
-    assert clock["constraint_mhz"] == pytest.approx(12.0, rel=1e-4) and clock["fmax_mhz"] >= clock["constraint_mhz"]
+    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (20, 19.875)
+    assert data["pll"]["params"] == {"DIVR": 0, "DIVF": 52, "DIVQ": 5, "FILTER_RANGE": 1}
+    # nextpnr checked the achieved frequency
+    assert clock["constraint_mhz"] == pytest.approx(19.875, rel=1e-4) and clock["fmax_mhz"] >= clock["constraint_mhz"]
     assert data["core_params"] == dict(CORE_DEFAULTS) and data["bits"] is None
     assert (out / "top.bin").stat().st_size > 0
     # The design built is the one `dorefa generate core --board icebreaker` writes out.
@@ -330,6 +364,7 @@ def test_ulx3s_default_build_matches_committed_report(tmp_path, capsys):
     data = json.loads(stem.with_suffix(".json").read_text())
     assert data["fits"] and data["timing_met"]
     (clock,) = data["clocks"]
-    assert clock["constraint_mhz"] == pytest.approx(25.0)
+    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (50, 50)
+    assert clock["constraint_mhz"] == pytest.approx(50.0)
     assert (out / "top.bit").stat().st_size > 0
     _assert_matches_committed(out, stem, "ulx3s")

@@ -1,10 +1,19 @@
 # amaranth: UnusedElaboratable=no
 """``dorefa build``: the build's progress goes to stderr, its report to stdout, and a
-failed tool step is named (exit 1), with a stubbed tool runner (no tool runs here)."""
+failed tool step is named (exit 1), with a stubbed tool runner (no tool runs here);
+``--freq`` / ``--pe`` / ``--simd``: their errors, and what they hand the build."""
+
+from fractions import Fraction
+
+import pytest
 
 import boards.build
+from boards.build import parse_nextpnr_report
+from boards.top import BOARDS, CORE_PRESETS, BoardTop
 from sw.cli import main
+from sw.contract.core import CORE_DEFAULTS
 from tests.boards.test_build_progress import _fake_tools
+from tests.checks import fails
 
 
 def test_cli_progress_goes_to_stderr(tmp_path, monkeypatch, capsys):
@@ -24,3 +33,80 @@ def test_cli_failed_step_is_named(tmp_path, monkeypatch, capsys):
     assert "[2/3] place and route (nextpnr)..." in err and "place and route (nextpnr) done" not in err
     assert "the toolchain failed (exit 1)" in err.splitlines()[-1]
     assert len(calls) == 2
+
+
+# --freq, --pe, --simd: one-line errors (exit 2, nothing built), and what reaches boards.build.build.
+
+@pytest.mark.parametrize("board, argv, patterns", [
+    ("icebreaker", ["--freq", "300"], ["dorefa build: error: --freq 300: the iCE40 PLL cannot make 300 MHz from the "
+                                       "12 MHz clock; allowed: 16.125..275 MHz"]),
+    ("icebreaker", ["--freq", "16"], ["--freq 16:", "allowed: 16.125..275 MHz"]),
+    ("ulx3s", ["--freq", "9.5"], ["--freq 9.5: the ECP5 PLL cannot make 9.5 MHz from the 25 MHz clock; "
+                                  "allowed: 10..400 MHz"]),
+    ("ulx3s", ["--freq", "401"], ["allowed: 10..400 MHz"]),
+    ("icebreaker", ["--freq", "fast"], ["--freq fast: the core clock must be a number of MHz, got 'fast'"]),
+    ("icebreaker", ["--freq", "0"], ["--freq 0: the core clock must be a positive number of MHz"]),
+    ("icebreaker", ["--freq", "-20"], ["must be a positive number of MHz"]),
+    ("ulx3s", ["--freq", "nan"], ["--freq nan: the core clock must be a number of MHz"]),
+    ("icebreaker", ["--freq"], ["argument --freq: expected one argument"]),
+    ("icebreaker", ["--pe", "0"], ["--pe: pe must be in 1..64, got 0"]),
+    ("icebreaker", ["--pe", "four"], ["--pe must be an integer, got 'four'"]),
+    ("ulx3s", ["--simd", "65"], ["--simd: simd must be in 1..64, got 65"]),
+    ("ulx3s", ["--simd", "x"], ["--simd must be an integer, got 'x'"]),
+])
+def test_freq_pe_simd_errors(board, argv, patterns, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fails(capsys, ["build", "--board", board, "--out", str(tmp_path / "out"), *argv], *patterns)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """boards.build.build replaced by a recorder (no tool runs); returns the calls."""
+    calls = []
+
+    def build(board, out_dir, *, core_params=None, freq_mhz=None, bits=None, report_stem=None):
+        calls.append(dict(board=board, core_params=core_params, freq_mhz=freq_mhz))
+        top = BoardTop(board, freq_mhz=freq_mhz, **core_params)
+        return parse_nextpnr_report(RAW, board=board, family=BOARDS[board].family, core_params=top.core_params,
+                                    pll=top.pll)
+
+    monkeypatch.setattr(boards.build, "build", build)
+    return calls
+
+
+#: A nextpnr report excerpt, typed by hand.
+RAW = {"utilization": {"ICESTORM_LC": {"used": 100, "available": 5280}},
+       "fmax": {"pll_clk": {"achieved": 52.5, "constraint": 50.0}}}
+
+
+@pytest.mark.parametrize("board, argv, freq, line", [
+    ("icebreaker", [], None, "core clock: 19.875 MHz from the PLL (asked 20 MHz); SB_PLL40_PAD from 12 MHz: "
+                             "DIVR=0 DIVF=52 DIVQ=5 FILTER_RANGE=1, VCO 636 MHz"),
+    # 12 * 64 / 16
+    ("icebreaker", ["--freq", "48"], 48, "core clock: 48 MHz from the PLL (asked 48 MHz); SB_PLL40_PAD from 12 MHz: "
+                                         "DIVR=0 DIVF=63 DIVQ=4 FILTER_RANGE=1, VCO 768 MHz"),
+    # 25 / 7 * 9 = 32.142857: the highest at or below 33.3 (33.33 would be above)
+    ("ulx3s", ["--freq", "33.3"], Fraction(333, 10), "core clock: 32.142857 MHz from the PLL (asked 33.3 MHz); "
+                                                     "EHXPLLL from 25 MHz: CLKI_DIV=7 CLKFB_DIV=9 CLKOP_DIV=19"),
+    ("ulx3s", [], None, "core clock: 50 MHz from the PLL (asked 50 MHz); EHXPLLL from 25 MHz: CLKI_DIV=1 "
+                        "CLKFB_DIV=2 CLKOP_DIV=12 CLKOP_CPHASE=5, VCO 600 MHz"),
+])
+def test_freq_reaches_the_build_and_the_report(board, argv, freq, line, recorded, tmp_path, capsys):
+    assert main(["build", "--board", board, "--out", str(tmp_path / "out"), *argv]) == 0
+    (call,) = recorded
+    assert call["freq_mhz"] == freq
+    assert line in capsys.readouterr().out
+
+
+def test_pe_simd_override_the_boards_preset(recorded, tmp_path, monkeypatch, capsys):
+    """The board's preset is what a build gets; each flag overrides its one key."""
+    monkeypatch.setitem(CORE_PRESETS, "icebreaker", {**CORE_DEFAULTS, "pe": 2, "simd": 4})
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["build", "--board", "icebreaker", *out]) == 0
+    assert main(["build", "--board", "icebreaker", "--pe", "8", *out]) == 0
+    assert main(["build", "--board", "icebreaker", "--simd", "16", "--pe", "1", *out]) == 0
+    assert main(["build", "--board", "ulx3s", *out]) == 0
+    assert [(c["core_params"]["pe"], c["core_params"]["simd"]) for c in recorded] == [(2, 4), (8, 4), (1, 16), (4, 8)]
+    assert all(c["core_params"]["max_bits"] == CORE_DEFAULTS["max_bits"] for c in recorded)
+    assert "pe=2 simd=4" in capsys.readouterr().out

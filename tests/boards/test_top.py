@@ -1,0 +1,123 @@
+# amaranth: UnusedElaboratable=no
+"""boards.top: the core runs from the FPGA's PLL (its Verilog instance, its clock constraint, the UART
+divisor and idle timeout from the achieved frequency), held in reset until the PLL locks; the boards'
+default frequencies and core presets."""
+
+import re
+
+import pytest
+from amaranth.sim import Simulator
+
+from boards.build import board_verilog
+from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, BoardTop, LockReset
+from sw.cli import main
+from sw.contract.core import CORE_DEFAULTS
+from sw.contract.link import RX_IDLE_TIMEOUT_S
+
+
+#: The PLL's output wire, kept (Yosys would merge it into the clock net otherwise).
+KEPT_PLL_CLK = r"\(\* keep = 32'd1 \*\)\n(?:\s*\(\*[^\n]*\*\)\n)*\s*wire pll_clk;"
+
+
+def _instance(text: str, cell: str) -> str:
+    """The text of the one ``cell #( ... );`` instance in ``text``."""
+    found = re.findall(rf"^\s*{cell} #\(.*?\n\s*\);", text, re.MULTILINE | re.DOTALL)
+    assert len(found) == 1, f"{len(found)} {cell} instances"
+    return found[0]
+
+
+def test_one_default_frequency_and_one_core_preset_per_board():
+    assert set(DEFAULT_FREQ_MHZ) == set(BOARDS) == set(CORE_PRESETS)
+    assert DEFAULT_FREQ_MHZ == {"icebreaker": 20, "ulx3s": 50}
+    for board in BOARDS:
+        assert CORE_PRESETS[board] == CORE_DEFAULTS
+        assert BoardTop(board).core_params == CORE_PRESETS[board]
+
+
+def test_icebreaker_core_runs_at_the_pll_frequency():
+    # 12 MHz * 53 / 32 = 19.875 MHz (DIVR 0, DIVF 52, DIVQ 5): the highest at or below 20
+    top = BoardTop("icebreaker")
+    assert top.clk_freq == 19_875_000
+    assert top.core.divisor == round(19_875_000 / 115_200) == 173  # 12 MHz gave 104
+    assert top.core.core.idle_timeout == round(RX_IDLE_TIMEOUT_S * 19_875_000)
+    assert top.pll.params == {"DIVR": 0, "DIVF": 52, "DIVQ": 5, "FILTER_RANGE": 1}
+    # asked in MHz, as a number or as text: 48 exactly (12 * 64 / 16)
+    assert BoardTop("icebreaker", freq_mhz="48").clk_freq == BoardTop("icebreaker", freq_mhz=48.0).clk_freq == 48e6
+
+
+def test_ulx3s_core_runs_at_the_pll_frequency():
+    top = BoardTop("ulx3s", pe=2)
+    assert top.clk_freq == 50_000_000 and top.core.divisor == 434  # 25 MHz gave 217
+    assert top.pll.params == {"CLKI_DIV": 1, "CLKFB_DIV": 2, "CLKOP_DIV": 12, "CLKOP_CPHASE": 5}
+    assert top.core_params == {**CORE_DEFAULTS, "pe": 2}
+
+
+@pytest.mark.parametrize("freq, message", [
+    (300, "the iCE40 PLL cannot make 300 MHz from the 12 MHz clock; allowed: 16.125..275 MHz"),
+    ("fast", "the core clock must be a number of MHz, got 'fast'"),
+    (0, "the core clock must be a positive number of MHz, got 0"),
+])
+def test_board_top_refuses_a_frequency_the_pll_cannot_make(freq, message):
+    with pytest.raises(ValueError) as info:
+        BoardTop("icebreaker", freq_mhz=freq)
+    assert message in str(info.value)
+
+
+def test_icebreaker_verilog_has_the_pll():
+    text = board_verilog("icebreaker")
+    pll = _instance(text, "SB_PLL40_PAD")
+    # DIVR 0, DIVF 52 = 0x34, DIVQ 5, FILTER_RANGE 1, simple feedback; the 12 MHz pin drives it directly
+    for setting in (".DIVR(4'h0)", ".DIVF(7'h34)", ".DIVQ(3'h5)", ".FILTER_RANGE(3'h1)", '.FEEDBACK_PATH("SIMPLE")',
+                    ".PACKAGEPIN(clk12_0__io)", ".PLLOUTGLOBAL(clk)", ".RESETB(1'h1)", ".BYPASS(1'h0)"):
+        assert setting in pll, setting
+    # its output clocks the core and is kept under the name the constraint uses
+    assert re.search(KEPT_PLL_CLK, text) and "assign pll_clk = clk;" in text
+    header = text.split("*/")[0]
+    # nextpnr's constraint is the achieved frequency, on the PLL's output
+    assert "set_frequency pll_clk 19.875\n" in header and "set_io clk12_0__io 35\n" in header
+    # another frequency, other dividers: 48 MHz = 12 * 64 / 16
+    pll48 = _instance(board_verilog("icebreaker", freq_mhz=48), "SB_PLL40_PAD")
+    assert ".DIVF(7'h3f)" in pll48 and ".DIVQ(3'h4)" in pll48
+
+
+def test_ulx3s_verilog_has_the_pll(tmp_path, capsys):
+    out = tmp_path / "ulx3s.v"
+    assert main(["generate", "core", "--board", "ulx3s", "-o", str(out)]) == 0
+    text = out.read_text()
+    pll = _instance(text, "EHXPLLL")
+    for setting in (".CLKI_DIV(32'd1)", ".CLKFB_DIV(32'd2)", ".CLKOP_DIV(32'd12)", ".CLKOP_CPHASE(32'd5)",
+                    '.FEEDBK_PATH("CLKOP")', ".CLKOP(clk)", ".CLKFB(clk)"):
+        assert setting in pll, setting
+    assert re.search(KEPT_PLL_CLK, text) and "assign pll_clk = clk;" in text
+    assert 'FREQUENCY NET "pll_clk" 50000000.0 HZ;' in text.split("*/")[0]
+    assert text == board_verilog("ulx3s")
+
+
+def test_lock_reset_holds_reset_until_the_pll_locks():
+    dut = LockReset(delay=5)
+    trace = []
+
+    async def bench(ctx):
+        for lock in [0] * 4 + [1] * 10 + [0] * 4 + [1] * 3:
+            ctx.set(dut.lock, lock)
+            await ctx.tick()
+            trace.append(ctx.get(dut.rst))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    # trace[i] is rst after clock edge i + 1.  lock is 1 from edge 5 (trace[4]): the synchroniser's
+    # second flip-flop has it after edge 6, the timer counts 1..5 at edges 7..11, ready is set at
+    # edge 12 (trace[11]): delay + 2 edges with rst still high.
+    assert trace[:4] == [1] * 4
+    assert trace[4:14] == [1] * 7 + [0] * 3
+    # lock falls from edge 15: seen after edge 16, ready cleared at edge 17 (trace[16]), and rst stays
+    # high while lock comes back (it would take delay + 2 more edges)
+    assert trace[14:] == [0, 0] + [1] * 5
+
+
+@pytest.mark.parametrize("delay", [0, -1, 2.5, True])
+def test_lock_reset_delay_must_be_a_positive_count(delay):
+    with pytest.raises(ValueError, match="delay must be a positive number of cycles"):
+        LockReset(delay)

@@ -13,8 +13,9 @@ The upper bounds keep a generation to seconds or minutes; rules between
 parameters (``pe`` divides ``rows``, ``acc_min <= acc_max`` ...) are the
 unit constructor's, which then gets the unit's own message.
 
-The training core serves every bitwidth up to ``max_bits`` at run time, so
-its ``--bits`` takes the widths to serve, ``N`` or ``W,A,G``, and sets
+The training core and its compute units (``dot_product``, ``mac_array``,
+``gemm``) serve every bitwidth up to ``max_bits`` at run time, so their
+``--bits`` takes the widths to serve, ``N`` or ``W,A,G``, and sets
 ``max_bits`` to the widest (:func:`widest_bits`); ``dorefa build`` reads its
 flags with the same code (:func:`parse_assignments` on ``UNITS["core"]``).
 """
@@ -27,20 +28,23 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from amaranth.back import verilog
+from amaranth.hdl import Const, Module, Value
+from amaranth.lib import wiring
 
 from sw.contract.codes import MAX_CODE_BITS
 from sw.contract.core import ACC_LIMIT, CORE_DEFAULTS
 from sw.contract.link import LOAD_HEADER, MAX_PAYLOAD
 from sw.contract.prng import DEFAULT_SEED, STATE_BITS
 
-from .dot_product import MODES, DotProduct
+from .dot_product import DotProduct
+from .gemm import GemmEngine
 from .gradient_quantizer import MAX_WIDTH as MAX_GRADIENT_WIDTH
 from .mac_array import MacArray
 from .popcount import ARCHS
 from .threshold import VARIANTS
 from .uart import MIN_DIVISOR
 
-__all__ = ["Param", "UnitSpec", "UNITS", "SHORTHAND_FLAGS", "build_unit", "generate_verilog",
+__all__ = ["Param", "UnitSpec", "UNITS", "SHORTHAND_FLAGS", "build_unit", "generate_verilog", "standalone",
            "parse_assignments", "widest_bits", "is_module_name"]
 
 #: Command-line flags that set unit parameters (``--max-bits`` is ``max_bits`` here).
@@ -125,16 +129,22 @@ def _popcount(width, stages, arch):
     return PopcountTree(width, stages=stages, arch=arch)
 
 
-def _dot_product(length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, popcount_stages, popcount_arch):
+def _dot_product(length, max_bits, max_lanes, popcount_stages, popcount_arch):
     from .dot_product import DotProduct
-    return DotProduct(length, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed, v_signed=v_signed, mode=mode,
-                      max_beats=max_beats, popcount_stages=popcount_stages, popcount_arch=popcount_arch)
+    return DotProduct(length, max_bits=max_bits, max_lanes=max_lanes, popcount_stages=popcount_stages,
+                      popcount_arch=popcount_arch)
 
 
-def _mac_array(rows, cols, pe, simd, m_bits, v_bits, m_signed, v_signed, mode, popcount_stages):
+def _mac_array(pe, vectors, simd, max_bits, max_rows, max_cols, popcount_stages):
     from .mac_array import MacArray
-    return MacArray(rows, cols, pe=pe, simd=simd, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed,
-                    v_signed=v_signed, mode=mode, popcount_stages=popcount_stages)
+    return MacArray(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows, max_cols=max_cols,
+                    popcount_stages=popcount_stages)
+
+
+def _gemm(pe, vectors, simd, max_bits, max_rows, max_cols, popcount_stages):
+    from .gemm import GemmEngine
+    return GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows, max_cols=max_cols,
+                      popcount_stages=popcount_stages)
 
 
 def _threshold(act_bits, channels, acc_min, acc_max, variant):
@@ -194,6 +204,7 @@ _MAX_LANES = 64            # processing elements and SIMD lanes
 _MAX_STAGES = 32           # pipeline levels (the unit checks its own, smaller, limit)
 _MAX_SEED = 2**STATE_BITS - 1
 _MAX_DIVISOR = 1 << 24     # clock cycles per UART bit
+_MAX_SUM_LANES = 1 << 16   # lanes of one dot product (sizes its sum)
 
 
 def _core_params():
@@ -213,6 +224,26 @@ def _core_params():
 
 _CORE_SHORTHANDS = {"bits": ("max_bits",), "max_bits": ("max_bits",), "pe": ("pe",), "simd": ("simd",)}
 
+#: The run-time-precision units: ``--bits`` gives the widths to serve and sets ``max_bits`` to the widest.
+_RUN_TIME_BITS = {"bits": ("max_bits",), "max_bits": ("max_bits",)}
+_ARRAY_SHORTHANDS = _RUN_TIME_BITS | {"pe": ("pe",), "simd": ("simd",)}
+
+
+def _array_params(cls):
+    """The parameters of :class:`hw.mac_array.MacArray` and of :class:`hw.gemm.GemmEngine` (the same)."""
+    return {
+        "pe": _int(4, "rows of a tile (matrix rows in parallel)", 1, _MAX_LANES),
+        "vectors": _int(_default(cls, "vectors"), "vectors of a tile (each matrix word meets them all)",
+                        1, _MAX_LANES),
+        "simd": _int(16, "lanes per plane word (columns per cycle)", 1, _MAX_LANES),
+        "max_bits": _int(MAX_CODE_BITS, "widest code of either side (bits; every width up to it at run time)",
+                         1, MAX_CODE_BITS),
+        "max_rows": _int(16, "largest matrix: rows", 1, _MAX_WORD),
+        "max_cols": _int(64, "largest matrix: columns", 1, _MAX_WORD),
+        "popcount_stages": _int(_default(cls, "popcount_stages"), "pipeline levels in each popcount tree",
+                                0, _MAX_STAGES),
+    }
+
 
 
 def _default(cls, name: str):
@@ -226,31 +257,22 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
         "stages": _int(0, "pipeline register levels (at most the tree's depth)", 0, _MAX_STAGES),
         "arch": Param(str, "chain", "tree architecture", ARCHS),
     }, {"width": ("width",)}),
-    UnitSpec("dot_product", "bit-plane dot-product PE (AND + popcount, Eqn 3)", _dot_product, {
-        "length": _int(64, "codes per operand vector", 1, _MAX_VECTOR),
-        "m_bits": _int(1, "bits of the matrix-side operand (e.g. weights W)", 1, MAX_CODE_BITS),
-        "v_bits": _int(2, "bits of the vector-side operand (e.g. activations A)", 1, MAX_CODE_BITS),
-        "m_signed": Param(bool, True, "read the matrix side as odd signed codes 2q - n"),
-        "v_signed": Param(bool, False, "read the vector side as odd signed codes 2q - n"),
-        "mode": Param(str, "parallel", "all plane pairs at once, or one per cycle", MODES),
-        "max_beats": _int(1, "vectors accumulated per result", 1, 1 << 16),
-        "popcount_stages": _int(_default(DotProduct, "popcount_stages"), "pipeline levels in each popcount tree",
+    UnitSpec("dot_product", "bit-serial dot-product unit (one AND + popcount plane pair per cycle, Eqn 3; "
+             "any precision up to max_bits at run time)", _dot_product, {
+        "length": _int(64, "lanes per plane (columns per cycle)", 1, _MAX_VECTOR),
+        "max_bits": _int(_default(DotProduct, "max_bits"), "widest code of either side (bits)", 1, MAX_CODE_BITS),
+        "max_lanes": Param(int, _default(DotProduct, "max_lanes"),
+                           "most lanes of one dot product, length x folds (>= length; default: length)",
+                           minimum=1, maximum=_MAX_SUM_LANES),
+        "popcount_stages": _int(_default(DotProduct, "popcount_stages"), "pipeline levels in the popcount tree",
                                 0, _MAX_STAGES),
-        "popcount_arch": Param(str, "chain", "popcount tree architecture", ARCHS),
-    }, {"bits": ("m_bits", "v_bits"), "width": ("length",)}),
-    UnitSpec("mac_array", "folded PE x SIMD MAC array (GEMM tiles)", _mac_array, {
-        "rows": _int(16, "matrix rows (outputs; a multiple of pe)", 1, _MAX_VECTOR),
-        "cols": _int(64, "matrix columns (vector length; a multiple of simd)", 1, _MAX_VECTOR),
-        "pe": _int(4, "processing elements (rows in parallel)", 1, _MAX_LANES),
-        "simd": _int(16, "lanes per PE (columns in parallel)", 1, _MAX_LANES),
-        "m_bits": _int(1, "bits of the stored matrix codes", 1, MAX_CODE_BITS),
-        "v_bits": _int(2, "bits of the streamed vector codes", 1, MAX_CODE_BITS),
-        "m_signed": Param(bool, True, "stored codes are odd signed"),
-        "v_signed": Param(bool, False, "streamed codes are odd signed"),
-        "mode": Param(str, "parallel", "plane pairs in parallel or serial", MODES),
-        "popcount_stages": _int(_default(MacArray, "popcount_stages"), "pipeline levels in each popcount tree",
-                                0, _MAX_STAGES),
-    }, {"bits": ("m_bits", "v_bits"), "pe": ("pe",), "simd": ("simd",)}),
+        "popcount_arch": Param(str, _default(DotProduct, "popcount_arch"), "popcount tree architecture", ARCHS),
+    }, _RUN_TIME_BITS | {"width": ("length",)}, bits_widest=True),
+    UnitSpec("mac_array", "pe x vectors bit-serial dot-product units over plane buffers (GEMM tiles, "
+             "precision at run time)", _mac_array, _array_params(MacArray), _ARRAY_SHORTHANDS, bits_widest=True),
+    UnitSpec("gemm", "GEMM engine: plane writer, plane buffers, MAC array, signed correction "
+             "(codes in, exact signed or unsigned products out)", _gemm, _array_params(GemmEngine),
+             _ARRAY_SHORTHANDS, bits_widest=True),
     UnitSpec("threshold", "threshold activation unit (BN + clip + quantize)", _threshold, {
         "act_bits": _int(2, "activation code bits A", 1, MAX_CODE_BITS),
         "channels": _int(16, "channels with their own thresholds", 1, _MAX_VECTOR),
@@ -304,7 +326,6 @@ def widest_bits(text: str) -> tuple[int, tuple[int, ...]]:
     Each width must be a code width the core serves, ``1 .. 8`` (there is no
     full-precision 32 in hardware).  ``widest`` is what ``max_bits`` must be.
     """
-    from .dot_product import MAX_CODE_BITS
     parts = [p.strip() for p in str(text).split(",")]
     allowed = f"one width N or W,A,G, each an integer in 1..{MAX_CODE_BITS}"
     if len(parts) not in (1, 3):
@@ -375,6 +396,42 @@ def parse_assignments(spec: UnitSpec, assignments: list[str], *, bits: str | Non
     return values
 
 
+def standalone(component):
+    """``component`` as a top module that :func:`amaranth.back.verilog.convert` takes.
+
+    An always-ready (or always-valid) stream's ``ready`` (``valid``) is a
+    constant, not a signal, and Amaranth 0.5 refuses a constant among a
+    top module's ports; such a component comes back wrapped in one whose
+    ports are its flattened members (``i__valid``, ``o__payload``, ...: the
+    names Amaranth gives them anyway) less the constants.  Any other
+    component comes back unchanged.
+    """
+    members = list(component.signature.flatten(component))
+    if all(not isinstance(value, Const) for _, _, value in members):
+        return component
+    return _Standalone(component, [(path, member, value) for path, member, value in members
+                                   if not isinstance(value, Const)])
+
+
+class _Standalone(wiring.Component):
+    def __init__(self, component, members):
+        self._component = component
+        self._members = [("__".join(map(str, path)), member, value) for path, member, value in members]
+        super().__init__({name: wiring.Member(member.flow, member.shape, init=member.init)
+                          for name, member, _ in self._members})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = self._component
+        for name, member, value in self._members:
+            port = Value.cast(getattr(self, name))
+            if member.flow == wiring.In:
+                m.d.comb += Value.cast(value).eq(port)
+            else:
+                m.d.comb += port.eq(Value.cast(value))
+        return m
+
+
 def build_unit(name: str, **params):
     """Construct unit ``name`` with ``params`` over its defaults."""
     if name not in UNITS:
@@ -394,5 +451,5 @@ def generate_verilog(name: str, *, toplevel: str | None = None, **params) -> str
     if toplevel is not None and not is_module_name(toplevel):
         raise ValueError(f"top module name {toplevel!r} must be letters, digits and '_', "
                          f"not starting with a digit")
-    component = build_unit(name, **params)
+    component = standalone(build_unit(name, **params))
     return verilog.convert(component, name=toplevel or f"dorefa_{name}")

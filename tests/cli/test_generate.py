@@ -1,6 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """``dorefa generate``: Verilog files from the command line, with clear errors."""
 
+import re
+
 import pytest
 
 from sw.cli import main
@@ -24,17 +26,22 @@ def test_generate_top_name(tmp_path):
 
 @pytest.mark.parametrize("unit, shape", [
     ("dot_product", ["--set", "length=4"]),
-    ("mac_array", ["--set", "rows=4", "--set", "cols=4", "--pe", "2", "--simd", "2"]),
+    ("mac_array", ["--set", "max_rows=4", "--set", "max_cols=4", "--pe", "2", "--simd", "2"]),
+    ("gemm", ["--set", "max_rows=4", "--set", "max_cols=4", "--set", "vectors=2", "--pe", "2", "--simd", "2"]),
 ])
-def test_matrix_vector_units_name_their_operands_alike(unit, shape, tmp_path, capsys):
-    """One pair of names for a matrix-vector product's operands: m_bits/m_signed
-    (the matrix side) and v_bits/v_signed (the streamed vector side)."""
+def test_run_time_precision_units_take_the_widest_bits(unit, shape, tmp_path, capsys):
+    """The compute units serve every width up to ``max_bits`` at run time, as the core does:
+    ``--bits W,A,G`` (or ``N``) sets ``max_bits`` to the widest; the precision of each
+    side is no parameter of the gateware."""
     out = tmp_path / f"{unit}.v"
-    assert main(["generate", unit, *shape, "--set", "m_bits=3", "--set", "v_bits=2", "--set", "m_signed=false",
-                 "--set", "v_signed=true", "-o", str(out)]) == 0
-    assert "m_bits=3, v_bits=2, m_signed=False, v_signed=True" in capsys.readouterr().out
-    assert main(["generate", unit, *shape, "--bits", "5", "-o", str(out)]) == 0
-    assert "m_bits=5, v_bits=5" in capsys.readouterr().out
+    assert main(["generate", unit, *shape, "--bits", "1,2,5", "-o", str(out), "--lint"]) == 0
+    assert "max_bits=5" in capsys.readouterr().out
+    assert f"module dorefa_{unit}" in out.read_text()
+    assert main(["generate", unit, *shape, "--max-bits", "3", "-o", str(out)]) == 0
+    assert "max_bits=3" in capsys.readouterr().out
+    for gone in ("m_bits=3", "v_signed=true", "mode=serial"):
+        assert main(["generate", unit, *shape, "--set", gone, "-o", str(out)]) == 2
+        assert f"{unit} has no parameter {gone.split('=')[0]!r}" in capsys.readouterr().err
 
 
 def test_generate_core_bits_means_widest(tmp_path, capsys):
@@ -47,10 +54,14 @@ def test_generate_core_bits_means_widest(tmp_path, capsys):
 def test_list_names_every_unit(capsys):
     assert main(["generate", "--list"]) == 0
     listing = capsys.readouterr().out
-    for unit in ("popcount", "dot_product", "mac_array", "threshold", "maxpool", "gradient_quantizer", "prng",
-                 "uart_rx", "uart_tx", "core", "uart_core"):
+    for unit in ("popcount", "dot_product", "mac_array", "gemm", "threshold", "maxpool", "gradient_quantizer",
+                 "prng", "uart_rx", "uart_tx", "core", "uart_core"):
         assert f"{unit}:" in listing
     assert "--bits -> max_bits (widest of N or W,A,G)" in listing
+    # the compute units as the core: --bits is the widths served
+    for unit in ("dot_product", "mac_array", "gemm"):
+        section = re.split(r"\n(?=\S)", listing.split(f"\n{unit}:")[1])[0]  # up to the next unit
+        assert "--bits -> max_bits (widest of N or W,A,G)" in section, unit
     assert "--board BOARD" in listing
 
 
@@ -122,9 +133,9 @@ def test_parameter_bounds_are_allowed_values():
 def test_list_shows_the_allowed_ranges(capsys):
     assert main(["generate", "--list"]) == 0
     listing = capsys.readouterr().out
-    for line in ("width=64 (1..4096)  input word width", "arch=chain (chain|dadda)",
-                 "m_signed=True (true|false)", "stride=None (1..16|none)", "seed=2463534242 (1..4294967295)",
-                 "max_bits=8 (1..8)"):
+    for line in ("width=64 (1..4096)  input word width", "arch=chain (chain|dadda|packed)",
+                 "max_lanes=None (1..65536|none)", "stride=None (1..16|none)", "seed=2463534242 (1..4294967295)",
+                 "max_bits=8 (1..8)", "vectors=1 (1..64)"):
         assert line in listing
 
 

@@ -23,7 +23,7 @@ model of the design notes):
    is recorded (:class:`RecordingClient`: count, rows, cols, m_bits, v_bits,
    act_bits, which product).  Per RUN, useful ops = ``count * rows * cols *
    m_bits * v_bits`` and issued ops = ``core.run_cycles(count, rows, cols,
-   m_bits, v_bits, act_bits) * ops_per_cycle`` for the configuration's
+   m_bits, v_bits) * ops_per_cycle`` for the configuration's
    :class:`hw.core.TrainingCore`.
 4. **One digits epoch** (1,437 training samples: 44 batches of 32 and one of
    29; then the 360 test samples, evaluated as ``dorefa train`` does, on the
@@ -55,7 +55,6 @@ prints the tables.  Refresh the small core's committed build report with
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -72,6 +71,7 @@ if __package__ in (None, ""):  # run as `python bench/core_density.py`
     sys.path.insert(0, str(ROOT))
 
 from sw import protocol as P  # noqa: E402
+from sw.contract.core import config_params  # noqa: E402
 from sw.core_engine import CoreEngine  # noqa: E402
 from sw.driver import CoreClient, LoopbackTransport  # noqa: E402
 
@@ -174,9 +174,7 @@ class RecordingEngine(CoreEngine):
 
 def model_params(core_params: dict) -> dict:
     """The parameters of ``core_params`` that :class:`sw.core_model.CoreModel` takes."""
-    from sw.core_model import CoreModel
-    accepted = inspect.signature(CoreModel).parameters
-    return {k: v for k, v in core_params.items() if k in accepted}
+    return config_params(core_params)
 
 
 def link_key(core_params: dict) -> tuple:
@@ -283,7 +281,7 @@ def useful_ops(run: dict) -> int:
 
 def issued_cycles(core, run: dict) -> int:
     """Compute cycles the core spends on one RUN request (:meth:`hw.core.TrainingCore.run_cycles`)."""
-    return core.run_cycles(run["count"], run["rows"], run["cols"], run["m_bits"], run["v_bits"], run["act_bits"])
+    return core.run_cycles(run["count"], run["rows"], run["cols"], run["m_bits"], run["v_bits"])
 
 
 def epoch_runs(recording: dict) -> list[dict]:

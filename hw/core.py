@@ -16,16 +16,16 @@ Datapath
               | event (status, cmd, tag, LEN, 12 header bytes)
               v
           command FSM: checks in the protocol's order, then
-            LOAD_MATRIX: buffer -> CodeUnpacker -> matrix memory (code by code)
+            LOAD_MATRIX: buffer -> CodeUnpacker -> GemmEngine (plane writer -> matrix planes, row sums)
             LOAD_THRESHOLDS: buffer (byte mode: the unpacker bypassed) -> 4 bytes
                  -> int32 (as its key, ~T for a row of direction -1) -> threshold memory
-            RUN: per vector: buffer -> CodeUnpacker -> vector buffer; then per
-                 group of `pe` rows, per fold of `simd` columns, per plane
-                 pair (i, k), one cycle: pe x (AND + popcount of simd lanes)
-                 -> term register -> accumulators (+= term << (i + k))
-                 -> int32 LE bytes (EMIT), or, activated, per row of the group:
-                 threshold memory -> one comparator key(acc) >= key(T), one
-                 threshold per cycle -> count of passes = code -> CodePacker
+            RUN: per tile of up to `vectors` vectors: buffer -> CodeUnpacker -> GemmEngine
+                 (vector planes, vector sums); START; the engine's MacArray walks
+                 the plane pairs of every row group, SignedCorrection makes each
+                 value, the result memory holds the tile; then per vector and row:
+                 int32 LE bytes, or, activated: threshold memory -> one comparator
+                 key(acc) >= key(T), one threshold per cycle -> count of passes =
+                 code -> CodePacker
               | reply body (status, tag, LEN, payload) as it is made
               v
           FrameTransmitter (SYNC, CRC) -> tx
@@ -34,68 +34,57 @@ A request is executed only after its CRC has checked, so an error reply
 never changes the core's state, and the receiver takes no byte while a
 request is executed or answered (``rx.ready`` low: lock step).
 
-Memories (:class:`amaranth.lib.memory.Memory`): the request buffer
-(``max_payload`` bytes); the matrix, ``ceil(max_rows / pe) * ceil(max_cols /
-simd)`` words of ``pe * simd`` codes of ``max_bits`` bits (word ``g * folds +
-f`` holds rows ``g*pe .. g*pe + pe - 1``, columns ``f*simd .. f*simd + simd -
-1``; written one code at a time through per-code write enables); the vector
-buffer, ``ceil(max_cols / simd)`` words of ``simd`` codes; with the
-activation stage (``max_act_bits > 0``), the thresholds, ``max_rows *
-2**max_act_bits`` int32 words: word ``row * 2**max_act_bits + i`` holds
-threshold ``i + 1`` of ``row`` (``i < 2**A - 1`` for the set's ``A`` bits),
-stored as its comparison key (``~T`` for a row of direction -1, so that one
-signed ``>=`` serves both directions, as in :mod:`hw.threshold`), and the
-spare word ``i = 2**max_act_bits - 1`` holds the row's direction in bit 0
-(the wire's ``DIRECTION_NEGATIVE`` bit: 1 for direction -1, ``acc <= T``).
+Memories (:class:`amaranth.lib.memory.Memory`, each written whole words so
+that it maps onto block RAM): the request buffer (``max_payload`` bytes);
+the engine's (:attr:`TrainingCore.memory_bits`: ``pe`` banks of matrix
+planes, ``vectors`` banks of vector planes, the code sums, the results of a
+tile); with the activation stage (``max_act_bits > 0``), the thresholds,
+``max_rows * 2**max_act_bits`` int32 words: word ``row * 2**max_act_bits +
+i`` holds threshold ``i + 1`` of ``row`` (``i < 2**A - 1`` for the set's
+``A`` bits), stored as its comparison key (``~T`` for a row of direction
+-1, so that one signed ``>=`` serves both directions, as in
+:mod:`hw.threshold`), and the spare word ``i = 2**max_act_bits - 1`` holds
+the row's direction in bit 0 (the wire's ``DIRECTION_NEGATIVE`` bit: 1 for
+direction -1, ``acc <= T``).
 
-Activation (:func:`sw.numeric.apply_thresholds`): an activated RUN computes
-a group's accumulators as usual; then for each row (``ACT``) it reads the
-direction word and the ``n_a = 2**A - 1`` thresholds, one per cycle, and
-counts the passes of one 32-bit signed comparator
-(``key(acc) >= key(T)``, ``key(x) = ~x`` for direction -1: ``acc <= T``),
-and hands the code to a :class:`hw.code_packer.CodePacker` (``ACT_PUSH``),
-whose bytes are the reply body while the RUN goes on; ``DONE`` waits for
-its last byte.  The thresholds (``t_loaded`` rows of ``t_bits`` bits) are
-forgotten by RESET and by LOAD_MATRIX with ``offset = 0``.
+Activation (:func:`sw.numeric.apply_thresholds`): for each value of an
+activated RUN (``ACT``) the core reads the row's direction word and the
+``n_a = 2**A - 1`` thresholds, one per cycle, and counts the passes of one
+32-bit signed comparator (``key(acc) >= key(T)``, ``key(x) = ~x`` for
+direction -1: ``acc <= T``), and hands the code to a
+:class:`hw.code_packer.CodePacker` (``ACT_PUSH``), whose bytes are the reply
+body while the RUN goes on; ``DONE`` waits for its last byte.  The
+thresholds (``t_loaded`` rows of ``t_bits`` bits) are forgotten by RESET and
+by LOAD_MATRIX with ``offset = 0``.
 
-Arithmetic
-----------
-A code ``q`` of ``b`` bits read signed is ``2q - n = sum_i 2**i (2 q_i - 1)``,
-so every bit plane of a signed operand is a plane of +-1 and each plane pair
-(matrix plane ``i``, vector plane ``k``) contributes, over the lanes of a
-fold (``m`` = matrix plane bits, ``v`` = vector plane bits, ``c`` = lanes
-holding real columns; padding lanes are masked to 0 on both sides)::
-
-    2**(i+k) * ( (1+sm)(1+sv) popcount(m & v) - sv (1+sm) popcount(m)
-                 - sm (1+sv) popcount(v) + sm sv c )
-
-(``sm``, ``sv``: 1 where that side is signed).  Summed over the pairs and
-folds this is :func:`sw.bitplanes.signed_matmul` exactly -- the same
-expansion as :class:`hw.dot_product.DotProduct`, with bits and signedness
-chosen per RUN (vector) and per LOAD_MATRIX (matrix) at run time.
+Arithmetic: :class:`hw.gemm.GemmEngine` (unsigned AND + popcount over plane
+pairs, then the signed-odd correction), exactly
+:func:`sw.bitplanes.signed_matmul`, with bits and signedness chosen per RUN
+(vector) and per LOAD_MATRIX (matrix) at run time.
 
 Cycle cost of a RUN (``count`` vectors, matrix ``rows x cols`` of ``m_bits``
-bits, vector ``v_bits`` bits, ``G = ceil(rows / pe)``, ``F = ceil(cols / simd)``,
-``tx`` never stalling)::
+bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
-    per vector:  unpack  cols * (1 + v_bits / 8)   (CodeUnpacker: 2 cycles per code at 8 bits)
-                 compute G * (F * (1 + m_bits * v_bits) + 3)      (:meth:`TrainingCore.run_cycles`)
-                 emit    4 * rows   (one reply byte per cycle)
-      activated: instead of emit, rows * (2**A + 2)   (A = the thresholds' bits;
-                 the packed codes leave meanwhile, the last ones after the loop)
+    per tile:    unpack   codes * (1 + v_bits / 8) + folds * max_bits per vector
+                 compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
+                 reply    6 cycles per value (its read, 4 bytes, the next)
+                 activated: instead, 2**A + 4 per value (the packed codes leave meanwhile)
 
-plus the request's and the reply's bytes (one per cycle) and about five
-cycles of handshakes and checks per request: e.g. 32 x 256 at 8 x 8 bits, pe = 4,
-simd = 8 is 8 * (32 * 65 + 3) = 16,664 compute cycles per vector (1.4 ms at
-12 MHz), while the vector's 256 bytes take 22 ms on a 115,200-baud UART;
-activated at 4 bits, 32 * 18 = 576 more cycles and 16 reply bytes instead of
-128.  LOAD_THRESHOLDS takes one cycle per record byte.
+plus the request's and the reply's bytes (one per cycle), two cycles per
+tile and about five cycles of handshakes and checks per request.  The
+compute is ``period = max(folds * m_bits * v_bits, pe * vectors)`` cycles
+per row group (``folds = ceil(cols / simd)``) and a pipeline tail per tile:
+the array does ``pe * vectors * simd`` AND+popcount bit pairs per cycle.
+The link is the bottleneck by far: e.g. one 256-code 8-bit vector takes 22
+ms on a 115,200-baud UART, the compute of 32 rows of it ``8 * 32 * 64``
+cycles at the default ``pe = 4, simd = 8`` (1.4 ms at 12 MHz).
+LOAD_THRESHOLDS takes one cycle per record byte.
 """
 
 from math import ceil
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -109,19 +98,19 @@ from .code_packer import CodePacker
 from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
 from .frame_tx import FrameTransmitter
+from .gemm import GemmEngine
 from .layouts import FLAGS_LAYOUT, header_layout
 from .params import check_int
-from .popcount import popcount_tree
 from .uart import UARTReceiver, UARTTransmitter
 
 __all__ = ["TrainingCore", "UARTCore", "CORE_DEFAULTS", "DEFAULT_CLK_FREQ", "DEFAULT_IDLE_TIMEOUT"]
 
 # CORE_DEFAULTS (defined in sw.contract.core, the one definition, re-exported
-# here) is sized for the block RAM (EBR, 30 x 4 kbit) of an iCE40 UP5K: the
-# 32 x 256 x 8-bit matrix is 64 kbit (16 EBRs of 256 x 16), the vector buffer
-# 4 EBRs (64 bits wide), the 1 KiB request buffer 2, the thresholds (32 rows
-# x 16 int32 slots at max_act_bits = 4) 4.  :class:`UARTCore` with
-# these at 12 MHz on the iCEBreaker: boards/reports/icebreaker.txt.
+# here) fits the block RAM (EBR, 30 x 4 kbit) of an iCE40 UP5K: the 32 x 256
+# x 8-bit matrix is 64 kbit of planes (16 EBRs), the 1 KiB request buffer 2,
+# the thresholds (32 rows x 16 int32 slots at max_act_bits = 4) 4 (see
+# tests/hw/test_core.py for the whole count).  The boards build presets of
+# their own (boards/top.py: CORE_PRESETS).
 
 #: The clock the default core is sized for (the iCEBreaker's 12 MHz).
 DEFAULT_CLK_FREQ = 12_000_000
@@ -144,6 +133,13 @@ class TrainingCore(wiring.Component):
     pe, simd : int
         Rows computed in parallel (``1 .. max_rows``) and columns per fold
         (``1 .. max_cols``); reported by PING.
+    vectors : int
+        Vectors of a tile, ``1 .. 256``: each matrix plane word fetched
+        meets all of them, so the core does ``pe * vectors * simd``
+        AND+popcount bit pairs per cycle (:attr:`ops_per_cycle`).  Not
+        reported by PING: no byte on the link depends on it.
+    popcount_stages : int
+        Pipeline registers in each popcount tree (Fmax against latency).
     max_payload : int
         Largest request and reply payload, ``13 .. 4096``.  The protocol's
         invariants must hold: one vector and its reply fit a frame
@@ -172,17 +168,18 @@ class TrainingCore(wiring.Component):
     Requests are taken at one byte per cycle.  The reply's SYNC leaves
     about five cycles after a request's last CRC byte (the receiver's
     event, three cycles of checks; a BAD_LENGTH reply right after LEN_H);
-    a RUN then sends its 4 header bytes and each group of ``pe``
-    accumulators as soon as it is computed (module docstring: cycles per
-    RUN, :meth:`run_cycles`); an activated RUN its packed codes as they are
-    made.  One request at a time.
+    a RUN then sends its 4 header bytes and each tile's values once the
+    tile is computed (module docstring: cycles per RUN, :meth:`run_cycles`);
+    an activated RUN its packed codes as they are made.  One request at a
+    time.
     """
 
     def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"],
                  max_cols: int = CORE_DEFAULTS["max_cols"], *,
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
-                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
+                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], vectors: int = 1,
+                 popcount_stages: int = 0, idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
         self._max_rows = check_int("max_rows", max_rows, 1, 0xFFFF)
         self._max_cols = check_int("max_cols", max_cols, 1, 0xFFFF)
         self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
@@ -191,14 +188,15 @@ class TrainingCore(wiring.Component):
         self._max_payload = check_int("max_payload", max_payload, L.LOAD_HEADER + 1, L.MAX_PAYLOAD)
         self._max_act_bits = check_int("max_act_bits", max_act_bits, 0, MAX_CODE_BITS,
                                        note="0: no activation stage")
+        self._vectors = check_int("vectors", vectors, 1, 256)
         self._idle_timeout = check_int("idle_timeout", idle_timeout, 1)
         self._config = CoreConfig(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits)
         problems = self._config.problems()
         if problems:
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
         self._info = self._config.info()
-        self._folds = ceil(max_cols / simd)
-        self._groups = ceil(max_rows / pe)
+        self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
+                                max_cols=max_cols, popcount_stages=popcount_stages)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -214,39 +212,38 @@ class TrainingCore(wiring.Component):
     idle_timeout = property(lambda self: self._idle_timeout)
     config = property(lambda self: self._config, doc="The limits (:class:`sw.contract.core.CoreConfig`).")
     info = property(lambda self: self._info, doc="What PING reports (:class:`sw.contract.core.CoreInfo`).")
-    folds = property(lambda self: self._folds, doc="Matrix words per row group, ``ceil(max_cols / simd)``.")
-    groups = property(lambda self: self._groups, doc="Row groups, ``ceil(max_rows / pe)``.")
+    vectors = property(lambda self: self._vectors, doc="Vectors of a tile (each matrix word meets them all).")
+    ops_per_cycle = property(lambda self: self._gemm.ops_per_cycle,
+                             doc="AND+popcount bit pairs per compute cycle, ``pe * vectors * simd``.")
+
+    @property
+    def memories(self) -> dict:
+        """Each memory as ``(count, depth, width)``: the ``request`` buffer, the
+        engine's (:attr:`hw.gemm.GemmEngine.memories`) and, with the activation
+        stage, the ``thresholds`` (``max_rows * 2**max_act_bits`` int32 words)."""
+        memories = {"request": (1, self._max_payload, 8), **self._gemm.memories}
+        if self._max_act_bits:
+            memories["thresholds"] = (1, self._max_rows << self._max_act_bits, 32)
+        return memories
 
     @property
     def memory_bits(self) -> dict:
-        """Bits of each memory: ``request``, ``matrix``, ``vector``, ``thresholds``
-        (``max_rows * 2**max_act_bits`` int32 words; 0 without the activation stage)."""
-        return {"request": 8 * self._max_payload,
-                "matrix": self._groups * self._folds * self._pe * self._simd * self._max_bits,
-                "vector": self._folds * self._simd * self._max_bits,
-                "thresholds": (self._max_rows << self._max_act_bits) * 32 if self._max_act_bits else 0}
+        """Bits of each of :attr:`memories`."""
+        return {name: count * depth * width for name, (count, depth, width) in self.memories.items()}
 
-    def run_cycles(self, count: int, rows: int, cols: int, m_bits: int, v_bits: int, act_bits: int = 0) -> int:
-        """Cycles of the compute loop of a RUN of ``count`` vectors on a
-        ``rows x cols`` matrix (states ``GROUP``, ``FETCH``, ``PAIRS``,
-        ``DRAIN``, ``NEXT``): ``count * G * (F * (1 + m_bits * v_bits) + 3)``,
-        ``G = ceil(rows / pe)``, ``F = ceil(cols / simd)``; unpacking the
-        vectors and sending the reply bytes come on top.  An activated RUN
-        (``act_bits`` = the thresholds' bits ``A``, 0: not activated) adds
-        ``2**A + 2`` cycles per row and vector (states ``ACT``, ``ACT_PUSH``:
-        the direction and ``2**A - 1`` thresholds read one per cycle, the
-        code handed to the packer), its reply bytes leaving meanwhile."""
-        groups, folds = ceil(rows / self._pe), ceil(cols / self._simd)
-        act = rows * ((1 << act_bits) + 2) if act_bits else 0
-        return count * (groups * (folds * (1 + m_bits * v_bits) + 3) + act)
+    def run_cycles(self, count: int, rows: int, cols: int, m_bits: int, v_bits: int) -> int:
+        """Compute cycles of a RUN of ``count`` vectors on a ``rows x cols`` matrix:
+        ``ceil(count / vectors)`` tiles of :meth:`hw.gemm.GemmEngine.tile_cycles`
+        (states ``START`` .. ``COMPUTE``: the array's issue, its pipeline and the
+        last group's drain).  Unpacking the vectors, the replies and the
+        activation come on top, at link speed."""
+        return ceil(count / self._vectors) * self._gemm.tile_cycles(rows, cols, m_bits, v_bits)
 
     # ------------------------------------------------------------------ gateware
 
     def elaborate(self, platform):
         m = Module()
-        pe, simd, max_bits = self._pe, self._simd, self._max_bits
-        folds = self._folds
-        code = unsigned(max_bits)
+        max_bits = self._max_bits
 
         # ---------------------------------------------------------- link
         m.submodules.receiver = receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
@@ -302,20 +299,12 @@ class TrainingCore(wiring.Component):
                 m.d.sync += rd_addr.eq(rd_addr + 1)
         new_code = unpacker.o.payload
 
-        # ---------------------------------------------------------- memories
-        lanes = data.ArrayLayout(code, pe * simd)
-        m.submodules.matrix = matrix = Memory(shape=lanes, depth=self._groups * folds, init=[])
-        mat_w = matrix.write_port(granularity=1)
-        mat_r = matrix.read_port()
-        m.submodules.vector = vector = Memory(shape=data.ArrayLayout(code, simd), depth=folds, init=[])
-        vec_w = vector.write_port(granularity=1)
-        vec_r = vector.read_port()
-        # The read ports fetch only in FETCH; their data holds otherwise.
-        m.d.comb += [mat_r.en.eq(0), vec_r.en.eq(0)]
-        for lane in range(pe * simd):
-            m.d.comb += mat_w.data[lane].eq(new_code)
-        for lane in range(simd):
-            m.d.comb += vec_w.data[lane].eq(new_code)
+        # ---------------------------------------------------------- GEMM engine
+        # Matrix and vector codes go through the engine's plane writer; RUN's
+        # values come back from its result memory.
+        m.submodules.gemm = gemm = self._gemm
+        m.d.comb += gemm.codes.payload.code.eq(new_code)
+
         # Thresholds (activation stage only): word Cat(i, row) holds threshold
         # i + 1 of `row` as its comparison key, ~T for a row of direction -1
         # (so one signed `>=` compares both directions, as in hw.threshold).
@@ -418,29 +407,19 @@ class TrainingCore(wiring.Component):
         msg = Array([r_status, event.tag, r_len[:8], r_len[8:], *payload_bytes])
         msg_size = Signal(range(4 + L.PING_REPLY + 1))  # bytes of the message
 
-        # LOAD_MATRIX write position (kept between frames for continuations).
-        w_col = Signal(range(self._max_cols))
-        w_lane = Signal(range(simd))
-        w_fold = Signal(range(folds))
-        w_row_slot = Signal(range(pe * simd))  # (row in group) * simd
-        w_row_in_group = Signal(range(pe))
-        w_base = Signal(range(self._groups * folds + 1))  # group * folds
-        left = Signal(range(total_max + 1))  # codes still to write
+        left = Signal(range(total_max + 1))  # LOAD_MATRIX: codes still to take
+        l_fresh = Signal()  # LOAD_MATRIX at offset 0: a new matrix
+        to_vectors = Signal()  # the engine takes vector codes (a RUN)
 
         # RUN state.
         v_signed = Signal()
         v_bits = Signal(range(max_bits + 1))
         v_left = Signal(range(max_count + 1))  # vectors still to do
+        nv = Signal(range(self._vectors + 1))  # vectors of this tile
         c_col = Signal(range(self._max_cols))  # vector unpack position
-        c_lane = Signal(range(simd))
-        c_fold = Signal(range(folds))
-        g_base = Signal(range(self._groups * folds + 1))
-        g_row = Signal(range(self._max_rows + pe))  # first row of the group
-        fold = Signal(range(folds))
-        f_left = Signal(range(self._max_cols + 1))  # columns from this fold on
-        pm = Signal(range(max_bits))  # matrix plane
-        pk = Signal(range(max_bits))  # vector plane
-        e_row = Signal(range(pe))  # emit: row in group
+        c_vec = Signal(range(self._vectors))
+        e_slot = Signal(range(self._vectors))  # emit: vector of the tile
+        e_row = Signal(range(self._max_rows))  # emit: row
         e_byte = Signal(2)
         v_act = Signal()  # this RUN is activated
         act_streaming = Signal()  # the packer drives the reply body (activated RUN, header sent)
@@ -455,69 +434,32 @@ class TrainingCore(wiring.Component):
             t_word = Signal(24)  # its first three bytes (LE: the latest on top)
             # Activation: step a_step reads word (a_step - 1) mod 2**A of the
             # row (0: the direction slot), and tests the word read at step - 1.
-            act_row = Signal(range(self._max_rows + pe))
             a_step = Signal(range((1 << act_bits) + 1))
             a_direction = Signal()  # the row's direction (1: -1, acc <= T)
             a_code = Signal(act_bits)  # thresholds passed so far
 
-        # ---------------------------------------------------------- PE datapath
-        m_signed = m_flags.signed
-        # Lanes holding real columns in this fold (padding lanes read stale
-        # codes and are masked on both sides).  Registered: `f_left` settles
-        # in FETCH, a cycle before PAIRS reads these.
-        lane_valid = Signal(simd)
-        n_valid = Signal(range(simd + 1))
-        m.d.sync += [
-            lane_valid.eq(Cat(f_left > lane for lane in range(simd))),
-            n_valid.eq(Mux(f_left >= simd, simd, f_left)),
-        ]
-        v_plane = Signal(simd)
-        m.d.comb += v_plane.eq(Cat(vec_r.data[lane].bit_select(pk, 1) for lane in range(simd)) & lane_valid)
-        pc_v = popcount_tree(m, v_plane, name="pc_v")
-        term_shape = signed(bits_for(4 * simd) + 2)
-        acc_limit = self._max_cols * ((1 << max_bits) - 1) ** 2
-        acc_shape = signed(bits_for(acc_limit) + 1)
-        accs = [Signal(acc_shape, name=f"acc{p}") for p in range(pe)]
-        terms = []
-        sm, sv = m_signed, v_signed
-        for p in range(pe):
-            m_plane = Signal(simd, name=f"m_plane{p}")
-            m.d.comb += m_plane.eq(Cat(mat_r.data[p * simd + lane].bit_select(pm, 1)
-                                       for lane in range(simd)) & lane_valid)
-            both = Signal(simd, name=f"mv_plane{p}")
-            m.d.comb += both.eq(m_plane & v_plane)
-            pc_mv = popcount_tree(m, both, name=f"pc_mv{p}")
-            pc_m = popcount_tree(m, m_plane, name=f"pc_m{p}")
-            term = Signal(term_shape, name=f"term{p}")
-            m.d.comb += term.eq((pc_mv << (sm + sv))
-                                - Mux(sv, pc_m << sm, 0)
-                                - Mux(sm, pc_v << sv, 0)
-                                + Mux(sm & sv, n_valid, 0))
-            terms.append(term)
-        # Pipeline register between the popcounts and the accumulators: a
-        # pair's terms are added (shifted by its weight 2**(i+k)) the cycle
-        # after PAIRS made them.
-        held_terms = [Signal(term_shape, name=f"held_term{p}") for p in range(pe)]
-        pair_valid = Signal()
-        pair_shift = Signal(range(2 * max_bits - 1))
-        m.d.sync += pair_valid.eq(0)
-        with m.If(pair_valid):
-            m.d.sync += [acc.eq(acc + (held << pair_shift)) for acc, held in zip(accs, held_terms)]
-
-        # Result bytes: accumulator `e_row`, byte `e_byte`, sign-extended to int32.
-        result = Signal(signed(32))
-        m.d.comb += result.eq(Array(accs)[e_row])
-        result_byte = result.as_unsigned().word_select(e_byte, 8)
-        rows_here_last = Signal(range(pe))  # last row of this group to emit
-        rows_left = Signal(range(self._max_rows + 1))
+        # ---------------------------------------------------------- engine wiring
         m.d.comb += [
-            rows_left.eq(m_rows - g_row),
-            rows_here_last.eq(Mux(rows_left >= pe, pe - 1, rows_left - 1)),
+            gemm.to_vectors.eq(to_vectors),
+            gemm.cols.eq(m_cols),
+            gemm.rows.eq(m_rows),
+            gemm.m_bits.eq(m_bits),
+            gemm.m_signed.eq(m_flags.signed),
+            gemm.v_bits.eq(v_bits),
+            gemm.v_signed.eq(v_signed),
+            gemm.result_addr.eq(gemm.result_address(e_slot, e_row)),
         ]
-        last_group = Signal()
-        m.d.comb += last_group.eq(g_row + pe >= m_rows)
-        last_row = Signal()  # e_row is the group's last row
-        m.d.comb += last_row.eq(e_row == rows_here_last)
+        # Result bytes: value (e_slot, e_row), byte `e_byte`, int32 LE.
+        result = gemm.result
+        result_byte = result.as_unsigned().word_select(e_byte, 8)
+        last_row = Signal()
+        last_slot = Signal()
+        last_tile = Signal()
+        m.d.comb += [
+            last_row.eq(e_row == m_rows - 1),
+            last_slot.eq(e_slot == nv - 1),
+            last_tile.eq(v_left == nv),
+        ]
 
         # ---------------------------------------------------------- activation
         if act_bits:
@@ -525,12 +467,11 @@ class TrainingCore(wiring.Component):
             key = Signal(signed(32))
             passed = Signal()
             m.d.comb += [
-                act_row.eq(g_row + e_row),
                 key.eq(Mux(a_direction, ~result, result)),
                 passed.eq(key >= thr_r.data),
                 packer.bits.eq(t_bits),
                 packer.i.payload.code.eq(a_code),
-                packer.i.payload.last.eq(last_row & last_group & (v_left == 1)),
+                packer.i.payload.last.eq(last_row & last_slot & last_tile),
             ]
             # While an activated RUN streams, the packer's bytes are the reply
             # body; the one with `last` ends it.
@@ -606,13 +547,11 @@ class TrainingCore(wiring.Component):
                             m.d.sync += [
                                 has_shape.eq(1), m_rows.eq(l_rows), m_cols.eq(l_cols),
                                 m_bits.eq(l_bits), m_flags.eq(l_flags), m_total.eq(p_total),
-                                w_col.eq(0), w_lane.eq(0), w_fold.eq(0), w_row_slot.eq(0),
-                                w_row_in_group.eq(0), w_base.eq(0),
                             ]
                             if act_bits:  # thresholds belong to the rows of one matrix
                                 m.d.sync += t_loaded.eq(0)
-                        m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER),
-                                     unpack_bits.eq(l_bits)]
+                        m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER), unpack_bits.eq(l_bits),
+                                     l_fresh.eq(l_offset == 0), to_vectors.eq(0)]
                         m.next = "LOAD_START"
                 with m.Elif(cmd == L.Cmd.RUN):
                     allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0)
@@ -647,7 +586,7 @@ class TrainingCore(wiring.Component):
                         m.d.sync += [
                             r_len.eq(reply_size), v_act.eq(r_activate),
                             v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
-                            rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits),
+                            rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                         ]
                         m.next = "RUN_START"
                 if act_bits:
@@ -694,32 +633,22 @@ class TrainingCore(wiring.Component):
 
             # ------------------------------------------------ LOAD_MATRIX
             with m.State("LOAD_START"):
-                m.d.comb += rd_start.eq(1)
+                m.d.comb += [rd_start.eq(1), gemm.clear.eq(l_fresh)]
                 m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += [rd_active.eq(1), unpacker.o.ready.eq(1)]
-                with m.If(unpacker.o.valid):
-                    m.d.comb += [
-                        mat_w.addr.eq(w_base + w_fold),
-                        mat_w.en.eq(1 << (w_row_slot + w_lane)),
-                    ]
+            with m.State("LOAD"):  # codes into the engine's plane writer
+                m.d.comb += [
+                    rd_active.eq(1),
+                    gemm.codes.valid.eq(unpacker.o.valid),
+                    gemm.codes.payload.flush.eq(left == 1),
+                    unpacker.o.ready.eq(gemm.codes.ready),
+                ]
+                with m.If(unpacker.o.valid & gemm.codes.ready):
                     m.d.sync += left.eq(left - 1)
-                    with m.If(w_col == m_cols - 1):  # next row
-                        m.d.sync += [w_col.eq(0), w_lane.eq(0), w_fold.eq(0)]
-                        with m.If(w_row_in_group == pe - 1):
-                            m.d.sync += [w_row_in_group.eq(0), w_row_slot.eq(0),
-                                         w_base.eq(w_base + folds)]
-                        with m.Else():
-                            m.d.sync += [w_row_in_group.eq(w_row_in_group + 1),
-                                         w_row_slot.eq(w_row_slot + simd)]
-                    with m.Else():
-                        m.d.sync += w_col.eq(w_col + 1)
-                        with m.If(w_lane == simd - 1):
-                            m.d.sync += [w_lane.eq(0), w_fold.eq(w_fold + 1)]
-                        with m.Else():
-                            m.d.sync += w_lane.eq(w_lane + 1)
                     with m.If(left == 1):
-                        m.next = "LOAD_DONE"
+                        m.next = "LOAD_WAIT"
+            with m.State("LOAD_WAIT"):  # the last planes are written
+                with m.If(~gemm.writing):
+                    m.next = "LOAD_DONE"
             with m.State("LOAD_DONE"):
                 m.d.sync += m_loaded.eq(l_offset + l_count)
                 reply(L.Status.OK, _MSG_LOADED, 4)
@@ -768,54 +697,43 @@ class TrainingCore(wiring.Component):
                 with m.If(body.ready):
                     m.d.sync += msg_index.eq(msg_index + 1)
                     with m.If(msg_index == 3):
-                        m.d.sync += [c_col.eq(0), c_lane.eq(0), c_fold.eq(0), act_streaming.eq(v_act)]
-                        m.next = "VECTOR"
-            with m.State("VECTOR"):  # unpack one vector into the vector buffer
-                m.d.comb += [rd_active.eq(1), unpacker.o.ready.eq(1)]
-                with m.If(unpacker.o.valid):
-                    m.d.comb += [vec_w.addr.eq(c_fold), vec_w.en.eq(1 << c_lane)]
-                    with m.If(c_lane == simd - 1):
-                        m.d.sync += [c_lane.eq(0), c_fold.eq(c_fold + 1)]
-                    with m.Else():
-                        m.d.sync += c_lane.eq(c_lane + 1)
+                        m.d.sync += act_streaming.eq(v_act)
+                        m.next = "TILE"
+            with m.State("TILE"):  # the next tile: up to `vectors` vectors
+                m.d.comb += gemm.clear.eq(1)
+                m.d.sync += [nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
+                             c_col.eq(0), c_vec.eq(0)]
+                m.next = "VECTOR"
+            with m.State("VECTOR"):  # unpack the tile's vectors into the engine
+                m.d.comb += [
+                    rd_active.eq(1),
+                    gemm.codes.valid.eq(unpacker.o.valid),
+                    unpacker.o.ready.eq(gemm.codes.ready),
+                ]
+                with m.If(unpacker.o.valid & gemm.codes.ready):
                     m.d.sync += c_col.eq(c_col + 1)
                     with m.If(c_col == m_cols - 1):
-                        m.d.sync += [g_base.eq(0), g_row.eq(0)]
-                        m.next = "GROUP"
-            with m.State("GROUP"):  # start a group of pe rows
-                m.d.sync += [fold.eq(0), f_left.eq(m_cols)]
-                m.d.sync += [acc.eq(0) for acc in accs]
-                m.next = "FETCH"
-            with m.State("FETCH"):  # read the fold's matrix word and vector word
-                m.d.comb += [mat_r.addr.eq(g_base + fold), vec_r.addr.eq(fold),
-                             mat_r.en.eq(1), vec_r.en.eq(1)]
-                m.d.sync += [pm.eq(0), pk.eq(0)]
-                m.next = "PAIRS"
-            with m.State("PAIRS"):  # one plane pair per cycle (added to the accumulators next cycle)
-                m.d.sync += [pair_valid.eq(1), pair_shift.eq(pm + pk)]
-                m.d.sync += [held.eq(term) for held, term in zip(held_terms, terms)]
-                with m.If(pk == v_bits - 1):
-                    m.d.sync += pk.eq(0)
-                    with m.If(pm == m_bits - 1):
-                        m.d.sync += [fold.eq(fold + 1), f_left.eq(f_left - simd)]
-                        with m.If(f_left <= simd):
-                            m.d.sync += [e_row.eq(0), e_byte.eq(0)]
-                            m.next = "DRAIN"
-                        with m.Else():
-                            m.next = "FETCH"
-                    with m.Else():
-                        m.d.sync += pm.eq(pm + 1)
-                with m.Else():
-                    m.d.sync += pk.eq(pk + 1)
-            with m.State("DRAIN"):  # the last pair's terms reach the accumulators
+                        m.d.sync += [c_col.eq(0), c_vec.eq(c_vec + 1)]
+                        with m.If(c_vec == nv - 1):
+                            m.next = "START"
+            with m.State("START"):  # once the last planes are written
+                with m.If(~gemm.writing):
+                    m.d.comb += gemm.start.eq(1)
+                    m.next = "COMPUTE"
+            with m.State("COMPUTE"):
+                with m.If(gemm.done):
+                    m.d.sync += [e_slot.eq(0), e_row.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):  # the value (e_slot, e_row) is read
+                m.d.sync += e_byte.eq(0)
                 m.next = "EMIT"
                 if act_bits:
                     with m.If(v_act):
                         m.d.sync += [a_step.eq(0), a_code.eq(0)]
                         m.next = "ACT"
             if act_bits:
-                with m.State("ACT"):  # row g_row + e_row: direction, then one threshold per cycle
-                    m.d.comb += [thr_r.addr.eq(Cat((a_step - 1)[:act_bits], act_row)), thr_r.en.eq(1)]
+                with m.State("ACT"):  # row e_row: direction, then one threshold per cycle
+                    m.d.comb += [thr_r.addr.eq(Cat((a_step - 1)[:act_bits], e_row)), thr_r.en.eq(1)]
                     m.d.sync += a_step.eq(a_step + 1)
                     with m.If(a_step == 1):
                         m.d.sync += a_direction.eq(thr_r.data[0])
@@ -826,34 +744,29 @@ class TrainingCore(wiring.Component):
                 with m.State("ACT_PUSH"):  # the row's code into the packer
                     m.d.comb += packer.i.valid.eq(1)
                     with m.If(packer.i.ready):
-                        m.d.sync += [a_step.eq(0), a_code.eq(0)]
-                        with m.If(last_row):
-                            m.next = "NEXT"
-                        with m.Else():
-                            m.d.sync += e_row.eq(e_row + 1)
-                            m.next = "ACT"
-            with m.State("EMIT"):  # the group's accumulators, int32 LE
-                final = (e_byte == 3) & last_row
+                        m.next = "NEXT"
+            with m.State("EMIT"):  # the value, int32 LE
                 m.d.comb += [
                     body.valid.eq(1),
                     body.payload.data.eq(result_byte),
-                    body.payload.last.eq(final & last_group & (v_left == 1)),
+                    body.payload.last.eq((e_byte == 3) & last_row & last_slot & last_tile),
                 ]
                 with m.If(body.ready):
                     m.d.sync += e_byte.eq(e_byte + 1)
                     with m.If(e_byte == 3):
-                        m.d.sync += e_row.eq(e_row + 1)
-                    with m.If(final):
                         m.next = "NEXT"
             with m.State("NEXT"):
-                with m.If(~last_group):
-                    m.d.sync += [g_base.eq(g_base + folds), g_row.eq(g_row + pe)]
-                    m.next = "GROUP"
-                with m.Elif(v_left == 1):
+                with m.If(~last_row):
+                    m.d.sync += e_row.eq(e_row + 1)
+                    m.next = "READ"
+                with m.Elif(~last_slot):
+                    m.d.sync += [e_row.eq(0), e_slot.eq(e_slot + 1)]
+                    m.next = "READ"
+                with m.Elif(last_tile):
                     m.next = "DONE"
                 with m.Else():
-                    m.d.sync += [v_left.eq(v_left - 1), c_col.eq(0), c_lane.eq(0), c_fold.eq(0)]
-                    m.next = "VECTOR"
+                    m.d.sync += v_left.eq(v_left - nv)
+                    m.next = "TILE"
         return m
 
 

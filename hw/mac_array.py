@@ -1,329 +1,266 @@
-"""Folded PE x SIMD MAC array (FINN MVAU style) on bit-plane dot-product PEs.
+# amaranth: UnusedElaboratable=no
+"""MAC array: ``pe x vectors`` bit-serial dot-product units over plane buffers, precision chosen per run.
 
-An ``rows x cols`` matrix ``A`` of codes lives in on-chip memory; each
-streamed vector ``v`` of ``cols`` codes gives ``rows`` exact integers::
+A tile is ``pe`` rows of a matrix by ``vectors`` vectors: each plane word
+fetched from the matrix buffer (``pe x simd`` bits) meets every vector of
+the tile, and each vector word (``vectors x simd`` bits) every row, so
+``pe * vectors * simd`` AND+popcount bit pairs (ops) are done per cycle by
+``pe * vectors`` :class:`hw.dot_product.DotProduct` units.  For one tile
+(``start``), with ``groups`` row groups of ``folds`` folds at ``m_bits`` x
+``v_bits`` planes (run-time inputs), the issue stage walks the plane pairs
+by falling weight, as the units' Horner sums want them::
 
-    out[r] = sum_c value(A[r, c]) * value(v[c])
+    for group g: for weight s = m_bits + v_bits - 2 down to 0:
+        for matrix plane i, vector plane k with i + k = s (i rising): for fold f:
+            read matrix word (block g * folds + f, plane i) and vector word (fold f, plane k)
+            beat: first at the group's first pair, double at the first pair of
+            every lower weight, last at the group's final pair
 
-with ``value(q) = q`` (unsigned) or ``2q - n`` (signed odd), chosen per side.
-``cols`` is folded into ``folds = cols / simd`` beats of ``simd`` codes and
-``rows`` into ``groups = rows / pe`` row groups of ``pe`` rows, so the array
-does ``pe * simd`` code products per fold; the vector is buffered while the
-first group runs and replayed for the others.
+so each unit ``(p, j)`` ends a group with ``U = sum_c q[g*pe + p, c] *
+p_j[c]``, the unsigned dot product of codes (paper Eqn 3).  The ``pe *
+vectors`` sums of a group are copied at once into a shift chain and leave
+one per cycle on ``o`` (``row``, ``slot``, ``sum``) while the next group
+computes.  A group therefore occupies the issue stage for::
+
+    period = max(folds * m_bits * v_bits, pe * vectors)    cycles
+
+(the second term only when a group is too short to hide the chain's drain;
+:meth:`MacArray.tile_cycles` is the exact count of a tile).  Plane words are
+addressed as :class:`hw.plane_writer.PlaneWriter` lays them out; the buffers
+are :class:`hw.plane_buffer.PlaneBuffer` (one-cycle reads).
 
 The three training products of a DoReFa layer map onto it by what the host
-loads and streams (:meth:`MacArray.for_product` picks the readings):
-
-* forward: ``A`` = weight codes ``W`` (O x K, signed), ``v`` = activation codes
-  (unsigned); ``out = W a``.
-* backward-input: ``A`` = ``W`` transposed (K x O, signed), ``v`` = gradient
-  codes (signed); ``out = W^T g``.
-* backward-weight, per sample ``b``: ``A`` = that sample's gradient codes
-  ``G_b`` (O x P over the P output positions, signed), ``v`` = one column of
-  its activation patches (P codes, unsigned); ``out`` = one column of
-  ``dW_b``.  Partial sums stay per sample because each sample has its own
-  gradient scale (:func:`sw.numeric.backward_weight_values` sums after
-  scaling).
-
-Convolutions are fed by im2col on the host: it streams each output pixel's
-receptive field (``C * kh * kw`` codes, zero padding as code of value 0) as
-one vector; this unit has no address generator.
+loads as the matrix and streams as vectors: forward ``W`` by activations,
+backward-input ``W^T`` by gradients, backward-weight per sample ``G_b`` by
+activation patches; the signed readings are applied after the sum by
+:class:`hw.signed_correction.SignedCorrection`.
 """
 
-import enum
-import operator
-from functools import reduce
-
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
 
 from sw.contract.codes import MAX_CODE_BITS
 
 from .dot_product import DotProduct
-from .params import check_bool, check_int
+from .params import check_choice, check_int
+from .popcount import ARCHS
 
-__all__ = ["MacArray", "Product"]
-
-
-def _wrap_increment(counter, modulus):
-    """``counter + 1`` wrapping to 0 after ``modulus - 1`` (no divider)."""
-    return Mux(counter == modulus - 1, 0, counter + 1)
-
-
-class Product(enum.Enum):
-    """The three products of a quantized layer (see the module docstring)."""
-    FORWARD = "forward"
-    BACKWARD_INPUT = "backward_input"
-    BACKWARD_WEIGHT = "backward_weight"
+__all__ = ["MacArray"]
 
 
 class MacArray(wiring.Component):
-    """PE x SIMD MAC array with run-time loadable matrix memory.
+    """``pe x vectors`` dot-product units fed one plane pair per cycle (module docstring).
 
     Parameters
     ----------
-    rows, cols : int
-        Matrix shape; ``rows`` a multiple of ``pe``, ``cols`` of ``simd``.
-    pe, simd : int
-        Rows computed in parallel (processing elements) and codes per PE per
-        fold (SIMD lanes).
-    m_bits, v_bits : int
-        Code bits of the matrix (the ``m`` side of each PE) and of the
-        streamed vector (the ``v`` side), ``1..8``.
-    m_signed, v_signed : bool
-        Read that side's codes as signed odd ``2q - n``.
-    mode : ``"parallel"`` or ``"serial"``
-        Of each :class:`~hw.dot_product.DotProduct` PE.
+    pe, vectors, simd : int
+        Rows and vectors of a tile, lanes per plane word; ``>= 1``.
+    max_bits : int
+        Widest code, ``1 .. 8``.
+    max_rows, max_cols : int
+        Largest matrix (``>= pe``, ``>= simd`` not required): sizes the
+        addresses, the counters and the sums.
     popcount_stages, popcount_arch :
-        Of each PE's popcount trees (``popcount_stages <= popcount_max_stages(simd)``).
-    counter_width : int
-        Width of the performance counters (they wrap).
+        Of each unit's popcount tree.
 
     Ports
     -----
-    load : ``In(stream.Signature(load_layout))``
-        Writes one memory word per transfer (``ready`` is always high):
-        ``load_layout`` is a
-        ``StructLayout`` of ``addr`` (``range(depth)``) and ``tile``
-        (``tile_layout = ArrayLayout(ArrayLayout(unsigned(m_bits), simd),
-        pe)``), where word ``addr = group * folds + fold`` holds
-        ``tile[p][s] = A[group * pe + p, fold * simd + s]``
-        (:meth:`load_words` builds them).  A write is seen by reads issued from
-        the next cycle on; load between vectors, not under a vector in flight.
-        Memory contents survive reset.
-    i : ``In(stream.Signature(ArrayLayout(unsigned(v_bits), simd)))``
-        The vector, ``folds`` beats in order (``beat[s] = v[fold * simd + s]``).
-    o : ``Out(stream.Signature(ArrayLayout(pe_shape, pe)))``
-        One beat per row group: ``o[p] = out[group * pe + p]`` (``pe_shape``
-        from :class:`~hw.dot_product.DotProduct`), ``groups`` beats per vector.
-    cycles : ``Out(counter_width)``
-        Clock cycles since reset.
-    busy : ``Out(counter_width)``
-        Cycles of PE work issued since reset: each fold a PE accepts counts
-        its ``cycles_per_beat`` (1 parallel, ``m_bits * v_bits`` serial).
-        Utilisation is ``busy / cycles``; 1 in a stall-free steady state.
-    macs : ``Out(counter_width)``
-        Code products done since reset, ``pe * simd`` per fold.
-
-    Latency and throughput
-    ----------------------
-    One fold per ``cycles_per_beat`` cycles (1 parallel, ``m_bits *
-    v_bits`` serial); a vector takes ``cycles_per_vector = groups * folds *
-    cycles_per_beat`` cycles (the input stream waits during groups ``1 ..
-    groups - 1``).  A group's output is valid ``latency = cycles_per_beat +
-    popcount_stages + 1`` cycles after its last fold is issued (on the first
-    group: accepted on ``i``): one cycle of memory read, the PE's remaining
-    ``cycles_per_beat - 1`` plane-pair cycles, its popcount stages and its
-    accumulator register.  A result waiting on ``o.ready`` stalls the PEs,
-    then the issue stage, then ``i``.
+    start : ``In(1)``
+        Begin a tile with the run-time inputs below (held stable until
+        ``o`` carries ``final``).
+    groups, folds, m_bits, v_bits : ``In``
+        Row groups (``1 .. ceil(max_rows / pe)``), folds per row, plane
+        counts of each side.
+    m_addr, m_en : ``Out``; m_data : ``In(ArrayLayout(simd, pe))``
+        The matrix buffer's read port (data one cycle after the address).
+    v_addr, v_en : ``Out``; v_data : ``In(ArrayLayout(simd, vectors))``
+        The vector buffer's read port.
+    o : ``Out(stream.Signature(StructLayout({"row", "slot", "sum", "final"}), always_ready=True))``
+        One unsigned sum per cycle while a group drains; ``final`` on the
+        tile's last.  Rows past the matrix and slots past the vectors loaded
+        come out too (their sums are meaningless; the consumer drops them).
+    busy : ``Out(1)``
+        The issue stage is walking a tile.
     """
 
-    def __init__(self, rows: int, cols: int, *, pe: int = 1, simd: int = 1, m_bits: int,
-                 v_bits: int, m_signed: bool, v_signed: bool, mode: str = "parallel",
-                 popcount_stages: int = 0, popcount_arch: str = "chain",
-                 counter_width: int = 32):
-        self._rows = check_int("rows", rows, 1)
-        self._cols = check_int("cols", cols, 1)
+    def __init__(self, *, pe: int, vectors: int = 1, simd: int, max_bits: int = MAX_CODE_BITS,
+                 max_rows: int, max_cols: int, popcount_stages: int = 0, popcount_arch: str = "chain"):
         self._pe = check_int("pe", pe, 1)
+        self._vectors = check_int("vectors", vectors, 1)
         self._simd = check_int("simd", simd, 1)
-        if rows % pe:
-            raise ValueError(f"rows ({rows}) must be a multiple of pe ({pe})")
-        if cols % simd:
-            raise ValueError(f"cols ({cols}) must be a multiple of simd ({simd})")
-        self._m_bits = check_int("m_bits", m_bits, 1, MAX_CODE_BITS)
-        self._v_bits = check_int("v_bits", v_bits, 1, MAX_CODE_BITS)
-        self._m_signed = check_bool("m_signed", m_signed)
-        self._v_signed = check_bool("v_signed", v_signed)
-        self._mode = mode
-        self._counter_width = check_int("counter_width", counter_width, 1)
-
-        self._groups = rows // pe
-        self._folds = cols // simd
-        # The PEs validate the remaining parameters and answer the shape and
-        # timing questions; PE p computes rows p, p + pe, p + 2 pe, ...
-        self._pes = [
-            DotProduct(simd, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed,
-                       v_signed=v_signed, mode=mode, max_beats=self._folds,
-                       popcount_stages=popcount_stages, popcount_arch=popcount_arch)
-            for _ in range(pe)
-        ]
-        self._tile_layout = data.ArrayLayout(data.ArrayLayout(unsigned(m_bits), simd), pe)
-        self._load_layout = data.StructLayout({"addr": range(self.depth), "tile": self._tile_layout})
+        self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
+        self._max_rows = check_int("max_rows", max_rows, 1)
+        self._max_cols = check_int("max_cols", max_cols, 1)
+        self._popcount_arch = check_choice("popcount_arch", popcount_arch, ARCHS)
+        self._max_folds = -(-max_cols // simd)
+        self._max_groups = -(-max_rows // pe)
+        # Built here so that their parameters are checked (and their latency known) now.
+        self._units = [[DotProduct(simd, max_bits=max_bits, max_lanes=self._max_folds * simd,
+                                   popcount_stages=popcount_stages, popcount_arch=popcount_arch)
+                        for _ in range(vectors)] for _ in range(pe)]
+        plane_bits = ceil_log2(max_bits)
+        sum_bits = self._units[0][0].sum_bits
         super().__init__({
-            "load": In(stream.Signature(self._load_layout)),
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(v_bits), simd))),
-            "o": Out(stream.Signature(data.ArrayLayout(self._pes[0].out_shape, pe))),
-            "cycles": Out(counter_width),
-            "busy": Out(counter_width),
-            "macs": Out(counter_width),
+            "start": In(1),
+            "groups": In(range(self._max_groups + 1)),
+            "folds": In(range(self._max_folds + 1)),
+            "m_bits": In(range(max_bits + 1)),
+            "v_bits": In(range(max_bits + 1)),
+            "m_addr": Out(bits_for(self._max_groups * self._max_folds - 1) + plane_bits),
+            "m_en": Out(1),
+            "m_data": In(data.ArrayLayout(simd, pe)),
+            "v_addr": Out(bits_for(self._max_folds - 1) + plane_bits),
+            "v_en": Out(1),
+            "v_data": In(data.ArrayLayout(simd, vectors)),
+            "o": Out(stream.Signature(data.StructLayout({
+                "row": range(self._max_groups * pe),
+                "slot": range(vectors),
+                "sum": sum_bits,
+                "final": 1,
+            }), always_ready=True)),
+            "busy": Out(1),
         })
 
-    @classmethod
-    def for_product(cls, product: Product, *, rows: int, cols: int, w_bits: int, a_bits: int,
-                    g_bits: int, **kwargs) -> "MacArray":
-        """An array reading its operands as ``product`` needs (module docstring):
-        forward ``W`` x activations, backward-input ``W^T`` x gradients,
-        backward-weight ``G_b`` x activations.  ``rows``/``cols`` are those of
-        the loaded matrix; other keywords go to the constructor."""
-        product = Product(product)
-        match product:
-            case Product.FORWARD:
-                sides = dict(m_bits=w_bits, m_signed=True, v_bits=a_bits, v_signed=False)
-            case Product.BACKWARD_INPUT:
-                sides = dict(m_bits=w_bits, m_signed=True, v_bits=g_bits, v_signed=True)
-            case Product.BACKWARD_WEIGHT:
-                sides = dict(m_bits=g_bits, m_signed=True, v_bits=a_bits, v_signed=False)
-        return cls(rows, cols, **sides, **kwargs)
-
-    rows = property(lambda self: self._rows)
-    cols = property(lambda self: self._cols)
     pe = property(lambda self: self._pe)
+    vectors = property(lambda self: self._vectors)
     simd = property(lambda self: self._simd)
-    m_bits = property(lambda self: self._m_bits)
-    v_bits = property(lambda self: self._v_bits)
-    m_signed = property(lambda self: self._m_signed)
-    v_signed = property(lambda self: self._v_signed)
-    mode = property(lambda self: self._mode)
-    groups = property(lambda self: self._groups, doc="Row groups of ``pe`` rows, ``rows / pe``.")
-    folds = property(lambda self: self._folds, doc="Beats of ``simd`` codes per vector, ``cols / simd``.")
-    tile_layout = property(lambda self: self._tile_layout)
-    load_layout = property(lambda self: self._load_layout)
-    pe_shape = property(lambda self: self._pes[0].out_shape)
-    cycles_per_beat = property(lambda self: self._pes[0].cycles_per_beat)
+    max_bits = property(lambda self: self._max_bits)
 
     @property
-    def depth(self) -> int:
-        """Words of matrix memory, ``groups * folds``."""
-        return self._groups * self._folds
+    def ops_per_cycle(self) -> int:
+        """AND+popcount bit pairs per cycle: ``pe * vectors * simd``."""
+        return self._pe * self._vectors * self._simd
+
+    @property
+    def drain(self) -> int:
+        """Cycles a group's sums take to leave: ``pe * vectors``."""
+        return self._pe * self._vectors
 
     @property
     def latency(self) -> int:
-        """Cycles from issuing a row group's last fold to its ``o.valid``, unstalled."""
-        return self.cycles_per_beat + self._pes[0].latency
+        """Cycles from the last pair's issue to the group's first sum on ``o`` (the memory
+        read, the unit's :attr:`~hw.dot_product.DotProduct.latency` and the copy into the chain)."""
+        return 1 + self._units[0][0].latency + 1
 
-    @property
-    def cycles_per_vector(self) -> int:
-        """Cycles per vector when nothing stalls."""
-        return self.depth * self.cycles_per_beat
+    def period(self, folds: int, m_bits: int, v_bits: int) -> int:
+        """Issue cycles of one group."""
+        return max(folds * m_bits * v_bits, self.drain)
 
-    # ------------------------------------------------------------------ host side
-
-    def load_words(self, matrix) -> "list[dict]":
-        """``load`` payloads for a ``rows x cols`` matrix of unsigned codes."""
-        rows = [list(map(int, row)) for row in matrix]
-        if len(rows) != self._rows or any(len(row) != self._cols for row in rows):
-            raise ValueError(f"matrix must be {self._rows} x {self._cols}")
-        return [{"addr": g * self._folds + f,
-                 "tile": [rows[g * self._pe + r][f * self._simd:(f + 1) * self._simd]
-                          for r in range(self._pe)]}
-                for g in range(self._groups) for f in range(self._folds)]
-
-    def input_beats(self, vector) -> "list[list[int]]":
-        """``i`` payloads for one vector of ``cols`` unsigned codes."""
-        vector = list(map(int, vector))
-        if len(vector) != self._cols:
-            raise ValueError(f"vector must have {self._cols} codes, got {len(vector)}")
-        return [vector[f * self._simd:(f + 1) * self._simd] for f in range(self._folds)]
-
-    # ------------------------------------------------------------------ gateware
+    def tile_cycles(self, groups: int, folds: int, m_bits: int, v_bits: int) -> int:
+        """Cycles from ``start`` (inclusive) to the ``final`` sum on ``o`` (inclusive)."""
+        pairs = folds * m_bits * v_bits
+        return (groups - 1) * self.period(folds, m_bits, v_bits) + pairs + self.latency + self.drain - 1
 
     def elaborate(self, platform):
         m = Module()
-        folds, groups = self._folds, self._groups
+        pe, vectors, max_bits = self._pe, self._vectors, self._max_bits
+        plane_bits = ceil_log2(max_bits)
 
-        m.submodules.matrix = matrix = Memory(shape=self._tile_layout, depth=self.depth, init=[])
-        load = matrix.write_port()
-        weights = matrix.read_port()
+        # ------------------------------------------------------------ issue
+        group = Signal(range(self._max_groups))
+        fold = Signal(range(self._max_folds))
+        base = Signal(range(self._max_groups * self._max_folds + 1))  # group * folds
+        weight = Signal(range(2 * max_bits - 1))  # s = i + k
+        i = Signal(range(max_bits))
+        k = Signal(range(max_bits))
+        spent = Signal(range(max(self._max_folds * max_bits * max_bits, self.drain) + 1))
+        pairs_done = Signal()
+        opens = Signal()  # the next beat opens a weight (doubles the sums)
+
+        def address(plane, word):
+            return Cat(plane[:plane_bits], word) if plane_bits else word
+        issuing = Signal()
         m.d.comb += [
-            load.addr.eq(self.load.payload.addr),
-            load.data.eq(self.load.payload.tile),
-            load.en.eq(self.load.valid),
-            # (Not `always_ready=True`: Verilog conversion rejects its Const port.)
-            self.load.ready.eq(1),
+            issuing.eq(self.busy & ~pairs_done),
+            self.m_addr.eq(address(i, base + fold)),
+            self.v_addr.eq(address(k, fold)),
+            self.m_en.eq(issuing),
+            self.v_en.eq(issuing),
+        ]
+        last_fold = fold == self.folds - 1
+        last_of_weight = (i == self.m_bits - 1) | (k == 0)  # i = min(s, m_bits - 1)
+        last_pair = last_fold & last_of_weight & (weight == 0)
+        top_weight = self.m_bits + self.v_bits - 2
+        first_pair = (fold == 0) & (weight == top_weight)
+
+        # The beat's sideband, registered: it meets the words read this cycle.
+        b_valid, b_first, b_double, b_last = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [
+            b_valid.eq(issuing),
+            b_first.eq(first_pair),
+            b_double.eq(opens),
+            b_last.eq(last_pair),
         ]
 
-        pes = self._pes
-        for index, pe in enumerate(pes):
-            m.submodules[f"pe{index}"] = pe
-        # The PEs differ only in data, never in control: fed the same `valid`
-        # they run in lock step, so their `ready`s (and output `valid`s)
-        # coincide and the ANDs below are the plain stream joins.
-        pe_ready = Signal()
-        m.d.comb += pe_ready.eq(reduce(operator.and_, (pe.i.ready for pe in pes)))
+        def open_weight(s):
+            # The first pair of weight s: the highest vector plane that fits.
+            top_k = Mux(s >= self.v_bits - 1, self.v_bits - 1, s)
+            return [weight.eq(s), k.eq(top_k), i.eq(s - top_k)]
 
-        # Stage 0 issues fold `fold` of row group `group` (memory word `addr`);
-        # stage 1 holds it (memory and buffer read data) until the PEs take it.
-        fold = Signal(range(folds))
-        group = Signal(range(groups))
-        addr = Signal(range(self.depth))
-        s1_valid = Signal()
-        s1_last = Signal()
-        advance = ~s1_valid | pe_ready
-        from_stream = group == 0
-        issue = Signal()
+        with m.If(self.start):
+            m.d.sync += [self.busy.eq(1), group.eq(0), fold.eq(0), base.eq(0), spent.eq(0), pairs_done.eq(0),
+                         opens.eq(0), *open_weight(top_weight)]
+        with m.Elif(self.busy):
+            m.d.sync += spent.eq(spent + 1)
+            with m.If(issuing):
+                m.d.sync += [fold.eq(fold + 1), opens.eq(0)]
+                with m.If(last_fold):
+                    m.d.sync += [fold.eq(0), i.eq(i + 1), k.eq(k - 1)]
+                    with m.If(last_of_weight):
+                        m.d.sync += [opens.eq(1), *open_weight(weight - 1)]
+                        with m.If(weight == 0):
+                            m.d.sync += [pairs_done.eq(1), opens.eq(0), *open_weight(top_weight)]
+            # The group ends once its pairs are issued and the chain's drain is hidden.
+            with m.If((pairs_done | (issuing & last_pair)) & (spent >= self.drain - 1)):
+                m.d.sync += [spent.eq(0), pairs_done.eq(0), group.eq(group + 1), base.eq(base + self.folds)]
+                with m.If(group == self.groups - 1):
+                    m.d.sync += self.busy.eq(0)
+
+        # ------------------------------------------------------------ units
+        sums = []
+        for p in range(pe):
+            for j in range(vectors):
+                unit = self._units[p][j]
+                m.submodules[f"unit{p}_{j}"] = unit
+                m.d.comb += [
+                    unit.i.valid.eq(b_valid),
+                    unit.i.payload.m.eq(self.m_data[p]),
+                    unit.i.payload.v.eq(self.v_data[j]),
+                    unit.i.payload.first.eq(b_first),
+                    unit.i.payload.double.eq(b_double),
+                    unit.i.payload.last.eq(b_last),
+                ]
+                sums.append(unit.o.payload)  # index j * pe + p below: rows fastest
+        sums = [sums[p * vectors + j] for j in range(vectors) for p in range(pe)]
+        capture = self._units[0][0].o.valid  # every unit ends its sum in the same cycle
+
+        # ------------------------------------------------------------ drain
+        chain = [Signal(len(sums[0]), name=f"chain{n}") for n in range(self.drain)]
+        d_active = Signal()
+        d_p = Signal(range(pe))
+        d_j = Signal(range(vectors))
+        d_row = Signal(range(self._max_groups * pe + 1))  # first row of the group draining
+        d_group = Signal(range(self._max_groups))
+        d_last = (d_p == pe - 1) & (d_j == vectors - 1)
         m.d.comb += [
-            issue.eq(advance & (self.i.valid | ~from_stream)),
-            self.i.ready.eq(advance & from_stream),
-            weights.addr.eq(addr),
-            weights.en.eq(issue),
+            self.o.valid.eq(d_active),
+            self.o.payload.row.eq(d_row + d_p),
+            self.o.payload.slot.eq(d_j),
+            self.o.payload.sum.eq(chain[0]),
+            self.o.payload.final.eq(d_last & (d_group == self.groups - 1)),
         ]
-        with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_last.eq(fold == folds - 1)]
-        with m.If(issue):
-            m.d.sync += [
-                fold.eq(_wrap_increment(fold, folds)),
-                addr.eq(_wrap_increment(addr, self.depth)),
-            ]
-            with m.If(fold == folds - 1):
-                m.d.sync += group.eq(_wrap_increment(group, groups))
-
-        beat_layout = data.ArrayLayout(unsigned(self._v_bits), self._simd)
-        if groups > 1:
-            # The first group stores the vector as it streams in (and reads it
-            # straight through, transparently); later groups replay it.
-            m.submodules.vector = buffer = Memory(shape=beat_layout, depth=folds, init=[])
-            store = buffer.write_port()
-            replay = buffer.read_port(transparent_for=(store,))
-            m.d.comb += [
-                store.addr.eq(fold),
-                store.data.eq(self.i.payload),
-                store.en.eq(self.i.valid & self.i.ready),
-                replay.addr.eq(fold),
-                replay.en.eq(issue),
-            ]
-            vector = replay.data
-        else:
-            vector = Signal(beat_layout)
-            with m.If(self.i.valid & self.i.ready):
-                m.d.sync += vector.eq(self.i.payload)
-
-        for index, pe in enumerate(pes):
-            m.d.comb += [
-                pe.i.valid.eq(s1_valid),
-                pe.i.payload.m.eq(weights.data[index]),
-                pe.i.payload.v.eq(vector),
-                pe.i.payload.last.eq(s1_last),
-            ]
-
-        # Output join: one beat when every PE has its result.
-        o_valid = Signal()
-        m.d.comb += [
-            o_valid.eq(reduce(operator.and_, (pe.o.valid for pe in pes))),
-            self.o.valid.eq(o_valid),
-        ]
-        for index, pe in enumerate(pes):
-            m.d.comb += [
-                self.o.payload[index].eq(pe.o.payload),
-                pe.o.ready.eq(self.o.ready & o_valid),
-            ]
-
-        # Performance counters.
-        m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(s1_valid & pe_ready):
-            m.d.sync += [
-                self.busy.eq(self.busy + self.cycles_per_beat),
-                self.macs.eq(self.macs + self._pe * self._simd),
-            ]
+        with m.If(d_active):
+            m.d.sync += [a.eq(b) for a, b in zip(chain, chain[1:])]
+            m.d.sync += d_p.eq(d_p + 1)
+            with m.If(d_p == pe - 1):
+                m.d.sync += [d_p.eq(0), d_j.eq(d_j + 1)]
+            with m.If(d_last):
+                m.d.sync += [d_active.eq(0), d_j.eq(0), d_row.eq(d_row + pe), d_group.eq(d_group + 1)]
+        with m.If(self.start):
+            m.d.sync += [d_row.eq(0), d_group.eq(0)]
+        with m.If(capture):  # a group's sums (overrides the shift: its last drain cycle is now)
+            m.d.sync += [a.eq(b) for a, b in zip(chain, sums)]
+            m.d.sync += [d_active.eq(1), d_p.eq(0), d_j.eq(0)]
         return m

@@ -32,6 +32,7 @@ import numpy as np
 from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.contract.codes import levels_or_none
+from sw.contract.core import config_params
 from sw.contract.link import LOAD_FIELDS, RUN_FIELDS, THRESHOLD_FIELDS
 from sw.core_model import CoreModel
 
@@ -63,6 +64,7 @@ def expected_replies(script, params: dict, timeout: int, stats: "dict | None" = 
 
     ``stats``, if given, accumulates the models' counters (``vectors``,
     ``macs``, ``frames``, ``errors``, ``idle_drops``)."""
+    params = config_params(params)
     models = [CoreModel(**params)]
     segments = [bytearray()]
     for step in script:

@@ -24,7 +24,7 @@ from .codes import MAX_CODE_BITS, levels
 from .link import (ACC_BYTES, LOAD_HEADER, MAX_PAYLOAD, PING_FIELDS, PROTOCOL_VERSION, RUN_HEADER,
                    THRESHOLD_HEADER, packed_size, threshold_record_size)
 
-__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "ACC_LIMIT"]
+__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "ACC_LIMIT", "config_params"]
 
 #: Accumulators are int32: every ``|out|`` must stay below this.
 ACC_LIMIT = 1 << 31
@@ -113,3 +113,11 @@ class CoreInfo:
 #: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only
 #: mapping: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.
 CORE_DEFAULTS = MappingProxyType(asdict(CoreConfig()))
+
+
+def config_params(params) -> dict:
+    """The entries of a core's parameters that are :class:`CoreConfig` fields: what
+    the model, the host and PING know of a core.  The others (``vectors``,
+    ``popcount_stages``) shape only the gateware, never a byte on the link."""
+    names = {f.name for f in fields(CoreConfig)}
+    return {name: value for name, value in params.items() if name in names}

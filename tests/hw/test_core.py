@@ -12,6 +12,7 @@ fresh model.
 from __future__ import annotations
 
 import random
+from math import ceil
 
 import numpy as np
 import pytest
@@ -147,8 +148,10 @@ def test_run_matches_model(m_bits, m_signed, v_bits, v_signed, rows, cols, vecto
 
 OTHER_SHAPES = [
     dict(max_rows=3, max_cols=5, max_bits=4, pe=1, simd=1, max_payload=24, max_act_bits=1),  # scalar datapath
-    dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48, max_act_bits=3),  # nothing divides
-    dict(max_rows=4, max_cols=8, max_bits=1, pe=4, simd=8, max_payload=32, max_act_bits=0),  # 1-bit, no activation
+    dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48, max_act_bits=3,
+         vectors=2),  # nothing divides, tiles of two vectors
+    dict(max_rows=4, max_cols=8, max_bits=1, pe=4, simd=8, max_payload=32, max_act_bits=0,
+         vectors=3),  # 1-bit, no activation, tiles of three
     dict(max_rows=5, max_cols=6, max_bits=3, pe=5, simd=3, max_payload=72, max_act_bits=4),  # one row group
 ]
 
@@ -182,8 +185,10 @@ def test_multi_frame_load_and_reload():
 @pytest.mark.parametrize("m_bits, v_bits, count, cols", [(4, 3, 2, 12), (8, 8, 1, 12), (2, 5, 2, 7)])
 def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
     """No gaps, no stalls: a RUN exchange takes its request bytes, the
-    unpacking (``1 + v_bits / 8`` cycles per code), the compute loop
-    (``run_cycles``), its reply bytes and a few cycles of handshakes."""
+    unpacking (``1 + v_bits / 8`` cycles per code, ``max_bits`` per fold
+    to write its planes), the compute (``run_cycles``), the reply (six
+    cycles per value: its read, its four bytes, the next) and a few cycles
+    of handshakes."""
     rng = np.random.default_rng(9)
     load = load_frames(codes(rng, m_bits, (6, cols)), m_bits, True)
     run = run_frame(codes(rng, v_bits, (count, cols)), v_bits, False)
@@ -191,9 +196,10 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
     _, cycles = check(load + [run], gap=0, stall=0)
     with unelaborated():
         compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, m_bits, v_bits)
-    unpack = count * cols * (1 + v_bits / 8)
-    reply = P.OVERHEAD + P.ACC_BYTES * count * 6
-    rest = cycles - load_cycles - len(run) - unpack - compute - reply
+    unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SMALL["simd"]) * SMALL["max_bits"])
+    reply = P.OVERHEAD + (P.ACC_BYTES + 2) * count * 6
+    tiles = 2 * count  # states TILE and START of each one-vector tile
+    rest = cycles - load_cycles - len(run) - unpack - compute - reply - tiles
     assert 0 <= rest <= 6, rest
 
 
@@ -419,9 +425,10 @@ def test_thresholds_forgotten():
 @pytest.mark.parametrize("a_bits, count, cols", [(3, 3, 12), (1, 5, 7), (2, 2, 12)])
 def test_full_rate_activated_run_cycles(a_bits, count, cols):
     """No gaps, no stalls: an activated RUN takes its request bytes, the
-    unpacking, the compute loop with the activation (``run_cycles``), and
-    only the reply's first bytes and last bytes on top (the packed codes
-    leave while the core computes)."""
+    unpacking, the compute (``run_cycles``), the activation (``2**A + 4``
+    cycles per value: its read, the direction and the ``2**A - 1``
+    thresholds, the push to the packer, the next) and only the reply's
+    first bytes and last bytes on top (the packed codes leave meanwhile)."""
     rng = np.random.default_rng(24)
     t = np.sort(rng.integers(-200, 200, size=(6, (1 << a_bits) - 1)), axis=1)
     setup = load_frames(codes(rng, 4, (6, cols)), 4, True) + threshold_frames(t, np.ones(6, dtype=np.int64), a_bits)
@@ -429,9 +436,11 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols):
     _, setup_cycles = check(setup, gap=0, stall=0)
     _, cycles = check(setup + [run], gap=0, stall=0)
     with unelaborated():
-        compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3, act_bits=a_bits)
-    unpack = count * cols * (1 + 3 / 8)
-    rest = cycles - setup_cycles - len(run) - unpack - compute - P.HEADER_SIZE - P.CRC_SIZE
+        compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3)
+    unpack = count * (cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * SMALL["max_bits"])
+    activation = count * 6 * ((1 << a_bits) + 4)
+    tiles = 2 * count  # states TILE and START of each one-vector tile
+    rest = cycles - setup_cycles - len(run) - unpack - compute - activation - tiles - P.HEADER_SIZE - P.CRC_SIZE
     assert 0 <= rest <= 8, rest
 
 
@@ -449,7 +458,7 @@ def test_no_activation_stage():
     assert P.decode_ping_reply(replies[0].payload).max_act_bits == 0
     assert {r.code for r in replies[-len(bad_thresholds_requests(params)):]} >= {P.Status.BAD_COMMAND}
     with unelaborated():
-        assert TrainingCore(**params).memory_bits["thresholds"] == 0
+        assert "thresholds" not in TrainingCore(**params).memories
 
 
 def test_fuzz_against_model():
@@ -538,20 +547,25 @@ def test_defaults_fit_the_up5k_ebr():
         core = TrainingCore()
         assert core.info == P.CoreInfo(P.PROTOCOL_VERSION, **CORE_DEFAULTS)
         assert core.info.problems() == []
-        # 120 kbit of EBR: the matrix takes 16 blocks of 256 x 16, the vector
-        # buffer 4 (64 bits wide), the request buffer 2, the thresholds 4
-        # (32 rows x 16 slots of int32: 512 x 32 bits).
-        assert core.memory_bits == {"request": 8 * 1024, "matrix": 64 * 1024, "vector": 32 * 64,
-                                    "thresholds": 32 * 16 * 32}
-        memories = {"request": (core.max_payload, 8),
-                    "matrix": (core.groups * core.folds, core.pe * core.simd * core.max_bits),
-                    "vector": (core.folds, core.simd * core.max_bits),
-                    "thresholds": (core.max_rows << core.max_act_bits, 32)}
-        assert {name: depth * width for name, (depth, width) in memories.items()} == core.memory_bits
-        blocks = {name: ebr_blocks(*shape) for name, shape in memories.items()}
-        assert blocks == {"request": 2, "matrix": 16, "vector": 4, "thresholds": 4}
-        # Plus one for the UART FIFO: 27, what boards/reports/icebreaker.txt says.
-        assert sum(blocks.values()) + 1 == 27 <= 30
+        # Worked out by hand for 32 x 256 codes of 8 bits, pe 4, simd 8, one
+        # vector per tile: each matrix bank holds its row of each of 8 groups
+        # x 32 folds x 8 planes (8 bits each); the vector bank 32 folds x 8
+        # planes; code sums of up to 256 * 255 need 16 bits; 32 results.
+        assert core.memories == {
+            "request": (1, 1024, 8),
+            "matrix": (4, 2048, 8),
+            "vector": (1, 256, 8),
+            "row_sums": (1, 32, 16),
+            "vector_sums": (1, 1, 16),
+            "results": (1, 32, 32),
+            "thresholds": (1, 32 * 16, 32),
+        }
+        blocks = {name: count * ebr_blocks(depth, width) for name, (count, depth, width) in core.memories.items()}
+        assert blocks == {"request": 2, "matrix": 16, "vector": 1, "row_sums": 1, "vector_sums": 1,
+                          "results": 2, "thresholds": 4}
+        # Plus one for the UART FIFO: 28 of the UP5K's 30 (yosys may keep the
+        # one-word vector sums in flip-flops).
+        assert sum(blocks.values()) + 1 == 28 <= 30
         del core
 
 

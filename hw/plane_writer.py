@@ -1,0 +1,198 @@
+"""Plane writer: a stream of codes, row by row, into bit-plane words of a :class:`hw.plane_buffer.PlaneBuffer`.
+
+Codes arrive in row-major order (row ``r``, columns ``0 .. cols - 1``).  Row
+``r`` is slot ``r mod slots`` of group ``r // slots``; its columns fold into
+``folds = ceil(cols / simd)`` blocks of ``simd`` lanes; block ``g * folds +
+f`` of slot ``s`` holds, for each plane ``i``, the word::
+
+    word[lane] = bit i of code (row g * slots + s, column f * simd + lane)
+
+at address ``block * 2**plane_bits + i`` of bank ``s``.  Lanes past the
+row's last column (a ragged last fold) hold code 0.  Beside the planes, the
+writer sums each row's codes (``sum_w``): the signed-odd corrections of
+:class:`hw.signed_correction.SignedCorrection` need them.
+
+The codes of a fold gather in a staging register of ``simd`` codes; when the
+fold is complete (or a ``flush`` code ends a frame in the middle of a fold),
+the register is written out one plane per cycle, ``max_bits`` cycles, by
+rotating every code one bit right per cycle, so it is whole again
+afterwards and a flushed fold goes on filling with the next frame's codes.
+Planes above a code's width are written as zeros (never read).  Input is
+held off (``i.ready`` low) while planes are written.
+"""
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from sw.contract.codes import MAX_CODE_BITS
+
+from .params import check_int
+
+__all__ = ["PlaneWriter", "plane_write_layout", "sum_write_layout"]
+
+
+def plane_write_layout(slots: int, simd: int, addr_bits: int) -> data.StructLayout:
+    """A plane word for bank ``slot`` at ``addr`` (``block * 2**plane_bits + plane``)."""
+    return data.StructLayout({"slot": range(slots), "addr": unsigned(addr_bits), "data": unsigned(simd)})
+
+
+def sum_write_layout(rows: int, sum_bits: int) -> data.StructLayout:
+    """The code sum of ``row``."""
+    return data.StructLayout({"row": range(rows), "sum": unsigned(sum_bits)})
+
+
+class PlaneWriter(wiring.Component):
+    """Codes in, plane words and row sums out (module docstring).
+
+    Parameters
+    ----------
+    slots : int
+        Most rows per group (banks of the buffers written), ``>= 1``.
+    simd : int
+        Lanes per plane word, ``>= 1``.
+    max_bits : int
+        Widest code, ``1 .. 8``; ``plane_bits = ceil_log2(max_bits)``.
+    max_rows, max_cols : int
+        Largest matrix written (``>= 1``): sizes the counters and the sums.
+    max_groups : int or None
+        Most groups (``>= 1``; default ``ceil(max_rows / slots)``, more when
+        fewer than ``slots`` rows make a group): sizes the block address,
+        ``max_groups * ceil(max_cols / simd)`` blocks.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(StructLayout({"code": max_bits, "flush": 1})))``
+        Codes in row-major order; ``flush`` on the last code of a frame that
+        may end inside a fold.
+    clear : ``In(1)``
+        Start over at row 0 (a new matrix or tile), the staging register
+        zeroed.  Not together with a transfer on ``i``.
+    slots_used, cols : ``In``
+        Rows per group (``1 .. slots``) and columns of the rows being written;
+        stable from ``clear`` on.
+    w : ``Out(stream.Signature(plane_write_layout(...), always_ready=True))``
+        Plane words, one per cycle while writing.
+    sum_w : ``Out(stream.Signature(sum_write_layout(...), always_ready=True))``
+        A row's code sum, with the row's last code.
+    folds, groups : ``Out``
+        Folds per row and groups started since ``clear`` (valid once a row
+        ended).
+    busy : ``Out(1)``
+        Planes are being written.
+
+    Latency and throughput: a code per cycle, then ``max_bits`` cycles of
+    plane writes at the end of each fold (and after a ``flush``).
+    """
+
+    def __init__(self, *, slots: int, simd: int, max_bits: int, max_rows: int, max_cols: int,
+                 max_groups: "int | None" = None):
+        self._slots = check_int("slots", slots, 1)
+        self._simd = check_int("simd", simd, 1)
+        self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
+        self._max_rows = check_int("max_rows", max_rows, 1)
+        self._max_cols = check_int("max_cols", max_cols, 1)
+        self._max_folds = -(-max_cols // simd)
+        self._max_groups = check_int("max_groups", -(-max_rows // slots) if max_groups is None else max_groups, 1)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({"code": max_bits, "flush": 1}))),
+            "clear": In(1),
+            "slots_used": In(range(slots + 1)),
+            "cols": In(range(max_cols + 1)),
+            "w": Out(stream.Signature(plane_write_layout(slots, simd, self.addr_bits), always_ready=True)),
+            "sum_w": Out(stream.Signature(sum_write_layout(max_rows, self.sum_bits), always_ready=True)),
+            "folds": Out(range(self._max_folds + 1)),
+            "groups": Out(range(self._max_groups + 1)),
+            "busy": Out(1),
+        })
+
+    @property
+    def plane_bits(self) -> int:
+        """Address bits that select a plane within a block."""
+        return ceil_log2(self._max_bits)
+
+    @property
+    def blocks(self) -> int:
+        """Blocks of the largest matrix: ``ceil(max_rows / slots) * ceil(max_cols / simd)``."""
+        return self._max_groups * self._max_folds
+
+    @property
+    def addr_bits(self) -> int:
+        return bits_for(self.blocks - 1) + self.plane_bits
+
+    @property
+    def depth(self) -> int:
+        """Words per bank the addresses reach."""
+        return self.blocks << self.plane_bits
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of a row's code sum (``max_cols * (2**max_bits - 1)``)."""
+        return bits_for(self._max_cols * ((1 << self._max_bits) - 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        simd, max_bits = self._simd, self._max_bits
+        code = self.i.payload.code
+
+        staging = Signal(data.ArrayLayout(max_bits, simd))
+        lane = Signal(range(simd))
+        col = Signal(range(self._max_cols))
+        fold = Signal(range(self._max_folds))
+        slot = Signal(range(self._slots))
+        row = Signal(range(self._max_rows))
+        base = Signal(range(self.blocks + 1))  # group * folds
+        total = Signal(self.sum_bits)  # the row's codes so far
+
+        # The fold being written: its bank, block and whether it is complete.
+        w_slot = Signal.like(slot)
+        w_block = Signal(range(self.blocks))
+        w_complete = Signal()
+        plane = Signal(range(max_bits))
+        m.d.comb += [
+            self.w.payload.slot.eq(w_slot),
+            self.w.payload.addr.eq(Cat(plane, w_block) if self.plane_bits else w_block),
+            self.w.payload.data.eq(Cat(staging[lane_][0] for lane_ in range(simd))),
+            self.w.valid.eq(self.busy),
+            self.i.ready.eq(~self.busy),
+        ]
+
+        with m.If(self.clear):
+            m.d.sync += [staging.eq(0), lane.eq(0), col.eq(0), fold.eq(0), slot.eq(0), row.eq(0),
+                         base.eq(0), total.eq(0), self.groups.eq(0)]
+        with m.Elif(self.busy):
+            # Rotate every code one bit right: the next plane is at bit 0.
+            m.d.sync += [staging[lane_].eq(staging[lane_].rotate_right(1)) for lane_ in range(simd)]
+            m.d.sync += plane.eq(plane + 1)
+            with m.If(plane == max_bits - 1):
+                m.d.sync += [self.busy.eq(0), plane.eq(0)]
+                with m.If(w_complete):
+                    m.d.sync += staging.eq(0)
+        with m.Elif(self.i.valid):
+            end_of_row = col == self.cols - 1
+            end_of_fold = end_of_row | (lane == simd - 1)
+            m.d.sync += [
+                staging[lane].eq(code),
+                w_slot.eq(slot), w_block.eq(base + fold), w_complete.eq(end_of_fold),
+                self.busy.eq(end_of_fold | self.i.payload.flush),
+                total.eq(total + code),
+            ]
+            with m.If((col == 0) & (slot == 0)):
+                m.d.sync += self.groups.eq(self.groups + 1)
+            with m.If(end_of_row):
+                m.d.comb += [self.sum_w.valid.eq(1), self.sum_w.payload.row.eq(row),
+                             self.sum_w.payload.sum.eq(total + code)]
+                m.d.sync += [lane.eq(0), col.eq(0), fold.eq(0), total.eq(0), row.eq(row + 1),
+                             self.folds.eq(fold + 1)]
+                with m.If(slot == self.slots_used - 1):
+                    m.d.sync += [slot.eq(0), base.eq(base + fold + 1)]
+                with m.Else():
+                    m.d.sync += slot.eq(slot + 1)
+            with m.Else():
+                m.d.sync += col.eq(col + 1)
+                with m.If(lane == simd - 1):
+                    m.d.sync += [lane.eq(0), fold.eq(fold + 1)]
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+        return m

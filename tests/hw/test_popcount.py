@@ -8,8 +8,8 @@ import pytest
 from amaranth.hdl import EnableInserter, Module, Signal
 from amaranth.utils import bits_for
 
-from hw.popcount import (ARCHS, PopcountTree, popcount_depth, popcount_max_stages,
-                         popcount_tree)
+from hw.popcount import (ARCHS, PopcountTree, _level, _plan_chain, popcount_depth,
+                         popcount_max_stages, popcount_tree)
 from sim.amaranth_sim import simulate, stream_get_n, stream_put_all
 from sw.bitplanes import popcount
 
@@ -55,7 +55,8 @@ CASES = [
     for arch in ARCHS
     for width in (1, 2, 3, 4, 7, 8, 9, 64, 100)
     for stages in sorted({0, 1, popcount_max_stages(width, arch=arch)})
-] + [(64, 3, "chain"), (100, 4, "dadda"), (256, 2, "chain")]
+] + [(64, 3, "chain"), (100, 4, "dadda"), (256, 2, "chain"), (256, 0, "packed"), (256, 3, "packed"),
+      (256, 8, "packed"), (33, 2, "packed")]
 
 
 @pytest.mark.parametrize("width, stages, arch", CASES)
@@ -165,6 +166,11 @@ def test_back_to_back_trees_in_one_module(arch):
 def test_depth():
     assert [popcount_depth(w) for w in (1, 2, 3, 4, 7, 8, 15, 16, 64, 256)] == \
         [0, 1, 1, 2, 2, 3, 3, 4, 6, 8]
+    # "packed" lays out the rows of "chain": the same levels, the same stage limits.
+    for width in range(1, 600):
+        assert popcount_depth(width, arch="packed") == popcount_depth(width)
+        # Fused with a mask its tree is at most as deep (spare levels pass the count through).
+        assert _level(_plan_chain(0, width, pairs=True)) <= popcount_depth(width)
     assert [popcount_depth(w, arch="dadda") for w in (1, 2, 3, 4, 6, 9, 64)] == \
         [0, 1, 2, 3, 4, 5, 11]
     assert popcount_max_stages(1) == 1
@@ -187,6 +193,78 @@ def test_component_validation(kwargs, message):
         PopcountTree(**kwargs)
 
 
+def masked_pipeline(width: int, stages: int, arch: str, words: int, seed):
+    """``popcount_tree(m, a, mask=b)`` fed a pair of words every cycle: every
+    count must be ``popcount(a & b)`` of the pair ``stages`` cycles earlier."""
+    m = Module()
+    a, b = Signal(width), Signal(width)
+    count = popcount_tree(m, a, stages=stages, arch=arch, mask=b)
+    assert len(count) == bits_for(width)
+    rng = random.Random(seed)
+    firsts = random_words(rng, width, words)
+    seconds = random_words(rng, width, words)
+    rng.shuffle(seconds)
+    expected = reference([x & y for x, y in zip(firsts, seconds)])
+
+    async def tb(ctx):
+        for cycle, (x, y) in enumerate(zip(firsts, seconds)):
+            ctx.set(a, x)
+            ctx.set(b, y)
+            if stages == 0:
+                assert ctx.get(count) == expected[cycle], (x, y)
+                continue
+            await ctx.tick()
+            if cycle + 1 >= stages:
+                assert ctx.get(count) == expected[cycle + 1 - stages], cycle
+
+    simulate(m, tb)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_mask_exhaustive_small(arch):
+    """Every pair of 5-bit words (combinational): the count of ``a & b``."""
+    width = 5
+    m = Module()
+    a, b = Signal(width), Signal(width)
+    count = popcount_tree(m, a, arch=arch, mask=b)
+
+    async def tb(ctx):
+        for x in range(1 << width):
+            for y in range(1 << width):
+                ctx.set(a, x)
+                ctx.set(b, y)
+                assert ctx.get(count) == bin(x & y).count("1"), (x, y)
+
+    simulate(m, tb)
+
+
+MASK_CASES = [
+    (width, stages, "packed")
+    for width in (1, 2, 3, 4, 5, 6, 7, 8, 11, 16, 64, 100, 256)
+    for stages in sorted({0, 1, popcount_max_stages(width, arch="packed") // 2 or 1,
+                          popcount_max_stages(width, arch="packed")})
+] + [(64, 6, "chain"), (100, 3, "dadda")]
+
+
+@pytest.mark.parametrize("width, stages, arch", MASK_CASES)
+def test_mask_random_and_latency(width, stages, arch):
+    """Random pairs, one per cycle: exact, with a latency of exactly ``stages``
+    (a fused tree shallower than ``popcount_depth`` keeps it)."""
+    masked_pipeline(width, stages, arch, 150 if width > 1 else 20, seed=f"{width}-{stages}-{arch}")
+
+
+@pytest.mark.parametrize("width", (9, 256))
+def test_packed_small_chains(width, monkeypatch):
+    """Carry chains cut short (a chain per row, and no row fitting): still exact."""
+    import hw.popcount
+    for positions in (1, 5):
+        monkeypatch.setattr(hw.popcount, "CHAIN_POSITIONS", positions)
+        words = random_words(random.Random(width), width, 60)
+        assert run_stream(PopcountTree(width, stages=2, arch="packed"), words, seed=5, gap=0.2,
+                          stall=0.2) == reference(words)
+        masked_pipeline(width, 1, "packed", 40, seed=positions)
+
+
 def test_builder_validation():
     m = Module()
     with pytest.raises(ValueError, match=r"len\(bits\) must be >= 1, got 0"):
@@ -197,6 +275,8 @@ def test_builder_validation():
         popcount_tree(m, Signal(8), domain="comb")
     with pytest.raises(ValueError, match="arch must be one of"):
         popcount_tree(m, Signal(8), arch="sum")
+    with pytest.raises(ValueError, match=r"mask must be as wide as bits \(8\), got 7 bits"):
+        popcount_tree(m, Signal(8), mask=Signal(7))
 
 
 def test_signature():

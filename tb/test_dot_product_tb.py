@@ -1,51 +1,44 @@
 """pytest entry for the cocotb dot-product testbench (``tb/dot_product``), on
 Icarus and Verilator."""
 
+from hw.catalog import standalone
 from hw.dot_product import DotProduct
 from sim.cocotb_runner import run_cocotb
 from tb.entry import on_each_simulator
 
-# (length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, popcount_stages,
-# random dot products): the three training products and the binary XNOR PE.
-# Per simulator, 10,500 random dot products plus ~360 per config in the
-# full-rate and reset tests.
+# (length, max_bits, folds, popcount_stages, popcount_arch, random dot products): each dot
+# product at random precisions 1 .. max_bits per side and 1 .. folds folds, so ~20 beats
+# (cycles) per fold at max_bits 8, where the old bit-parallel unit took one.  Per simulator,
+# 2,000 random dot products by default, 10,000 more in the sweep (--run-slow), plus ~110 per
+# config in the full-rate and reset tests.
 CONFIGS = [
-    (16, 2, 3, True, False, "parallel", 4, 2, 4000),   # weights x activations
-    (8, 4, 6, True, True, "serial", 2, 1, 1500),       # weights x gradients, bit-serial
-    (32, 1, 1, True, True, "parallel", 3, 3, 3000),    # binary (XNOR)
-    (12, 8, 2, True, False, "parallel", 2, 0, 2000),   # gradients x activations
+    (16, 8, 2, 2, "chain", 800),      # every precision, pipelined
+    (5, 4, 4, 0, "packed", 700),      # many folds
+    (33, 8, 1, 3, "dadda", 500),      # one fold, a wide plane
 ]
 SLOW_CONFIGS = [
-    (1, 1, 8, False, False, "serial", 5, 1, 1500),
-    (64, 5, 7, False, True, "parallel", 2, 6, 2000),
-    (5, 3, 3, True, True, "serial", 1, 0, 2000),
-    (9, 7, 4, False, False, "parallel", 6, 2, 2000),
+    (1, 8, 8, 0, "chain", 2000),      # one lane: the sum of up to eight 8 x 8-bit products
+    (64, 2, 3, 6, "chain", 3000),     # fully pipelined 64-lane tree
+    (9, 1, 5, 1, "dadda", 2000),      # binary codes only
+    (12, 6, 2, 2, "packed", 3000),
 ]
-PARAMS = "length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages, vectors"
+PARAMS = "length, max_bits, folds, stages, arch, vectors"
 
 
-def run(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages, vectors,
-        seed):
-    dut = DotProduct(length, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed, v_signed=v_signed,
-                     mode=mode, max_beats=max_beats, popcount_stages=stages)
-    signs = "".join("s" if s else "u" for s in (m_signed, v_signed))
-    run_cocotb(dut, toplevel=f"dot_product_l{length}_m{m_bits}_v{v_bits}_{signs}_{mode}"
-                             f"_b{max_beats}_s{stages}",
+def run(simulator, length, max_bits, folds, stages, arch, vectors, seed):
+    dut = DotProduct(length, max_bits=max_bits, max_lanes=length * folds, popcount_stages=stages,
+                     popcount_arch=arch)
+    run_cocotb(standalone(dut), toplevel=f"dot_product_l{length}_b{max_bits}_f{folds}_s{stages}_{arch}",
                test_module="tb.dot_product.cocotb_dot_product", simulator=simulator,
-               config={"length": length, "m_bits": m_bits, "v_bits": v_bits, "m_signed": m_signed,
-                       "v_signed": v_signed, "mode": mode, "max_beats": max_beats,
-                       "popcount_stages": stages, "vectors": vectors, "seed": seed})
+               config={"length": length, "max_bits": max_bits, "max_lanes": length * folds,
+                       "popcount_stages": stages, "popcount_arch": arch, "vectors": vectors, "seed": seed})
 
 
 @on_each_simulator(PARAMS, CONFIGS)
-def test_dot_product(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages,
-                     vectors):
-    run(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages, vectors,
-        seed=length * 100 + m_bits * 10 + v_bits)
+def test_dot_product(simulator, length, max_bits, folds, stages, arch, vectors):
+    run(simulator, length, max_bits, folds, stages, arch, vectors, seed=length * 100 + max_bits * 10 + folds)
 
 
 @on_each_simulator(PARAMS, SLOW_CONFIGS, slow=True)
-def test_dot_product_sweep(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats,
-                           stages, vectors):
-    run(simulator, length, m_bits, v_bits, m_signed, v_signed, mode, max_beats, stages, vectors,
-        seed=length * 100 + m_bits * 10 + v_bits + 1)
+def test_dot_product_sweep(simulator, length, max_bits, folds, stages, arch, vectors):
+    run(simulator, length, max_bits, folds, stages, arch, vectors, seed=length * 100 + max_bits * 10 + folds + 1)

@@ -1,11 +1,20 @@
-"""cocotb tests of :class:`hw.dot_product.DotProduct` against ``sw.bitplanes.signed_matmul``.
+"""cocotb tests of :class:`hw.dot_product.DotProduct` against ``sw.bitplanes``.
 
-Run through ``tb/test_dot_product_tb.py``; :func:`sim.cocotb_runner.tb_config`
-gives the constructor arguments (``length``, ``m_bits``, ``v_bits``,
-``m_signed``, ``v_signed``, ``mode``, ``max_beats``, ``popcount_stages``),
-``vectors`` (dot products in the random stream) and ``seed``.  Payloads are
-packed and unpacked with the unit's own layouts.  The module is not named ``test_*.py``, so
-pytest never imports it.
+Run through ``tb/test_dot_product_tb.py`` on the unit as a standalone module
+(:func:`hw.catalog.standalone`: ports ``i__valid``, ``i__payload``,
+``o__valid``, ``o__payload``; both streams always ready, so no ``ready``).
+:func:`sim.cocotb_runner.tb_config` gives the constructor arguments
+(``length``, ``max_bits``, ``max_lanes``, ``popcount_stages``,
+``popcount_arch``), ``vectors`` (dot products in the random stream) and
+``seed``.
+
+Each dot product has its own precisions (``1 .. max_bits`` per side) and
+folds (``1 .. max_lanes // length``): its beats are every (fold, matrix
+plane, vector plane) pair, by falling weight and in a random order within a
+weight, ``first`` on the first, ``double`` on the first of each lower weight,
+``last`` on the final one.  Expected sums are ``sw.bitplanes.plane_matmul``
+of the codes; idle cycles carry garbage payloads.  The module is not named
+``test_*.py``, so pytest never imports it.
 """
 
 import random
@@ -14,133 +23,194 @@ import warnings
 import cocotb
 import numpy as np
 from amaranth.hdl import UnusedElaboratable
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.utils import get_sim_time
 
-from hw.dot_product import DotProduct
+from hw.dot_product import DotProduct, beat_layout
 from sim.cocotb_runner import tb_config
-from sw.contract.codes import levels_or_none
-from sw.bitplanes import signed_matmul
-from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
+from sw.bitplanes import plane_matmul, popcount
+from tb.common import PERIOD_NS, Scoreboard, reset, start_clock
 
-# The model component is built only for its layouts and timing, never elaborated.
+# The model component is built only for its parameters and timing, never elaborated.
 warnings.simplefilter("ignore", UnusedElaboratable)
 
-CONSTRUCTOR = ("m_bits", "v_bits", "m_signed", "v_signed", "mode", "max_beats", "popcount_stages")
+CONSTRUCTOR = ("max_bits", "max_lanes", "popcount_stages", "popcount_arch")
 
 
 class Setup:
-    """The configuration, payload packing and the reference model."""
+    """The configuration, the stimulus and the reference."""
 
     def __init__(self):
         config = tb_config()
         self.vectors, self.seed = config["vectors"], config["seed"]
         self.model = DotProduct(config["length"], **{key: config[key] for key in CONSTRUCTOR})
         self.length = self.model.length
+        self.folds = self.model.max_lanes // self.length
+        self.layout = beat_layout(self.length)
+        self.offsets = {name: field.offset for name, field in self.layout}
 
     def problems(self, rng: random.Random, count: int):
-        """``count`` pairs of code vectors, ``1 .. max_beats`` beats each; some
-        pinned to the extreme codes, so the ends of the range are reached."""
-        model, pairs = self.model, []
+        """``count`` dot products ``(m_codes, m_bits, v_codes, v_bits)`` of random precisions and
+        folds; codes uniform or pinned to the extremes (the sums' top bits)."""
+        problems = []
         for _ in range(count):
-            lanes = rng.randint(1, model.max_beats) * self.length
-            vector = []
-            for bits in (model.m_bits, model.v_bits):
+            lanes = rng.randint(1, self.folds) * self.length
+            sides = []
+            for bits in (rng.randint(1, self.model.max_bits), rng.randint(1, self.model.max_bits)):
                 top = (1 << bits) - 1
-                match rng.randrange(8):
-                    case 0: vector.append([top] * lanes)
-                    case 1: vector.append([0] * lanes)
-                    case 2: vector.append([rng.choice((0, top)) for _ in range(lanes)])
-                    case _: vector.append([rng.randint(0, top) for _ in range(lanes)])
-            pairs.append(tuple(vector))
-        return pairs
+                match rng.randrange(6):
+                    case 0: codes = [top] * lanes
+                    case 1: codes = [rng.choice((0, top)) for _ in range(lanes)]
+                    case _: codes = [rng.randint(0, top) for _ in range(lanes)]
+                sides.append((codes, bits))
+            problems.append((sides[0][0], sides[0][1], sides[1][0], sides[1][1]))
+        return problems
 
-    def words(self, pairs) -> list[int]:
-        """Input beats of ``length`` lanes, ``last`` on the final beat of each pair."""
-        layout, words = self.model.beat_layout, []
-        for x, y in pairs:
-            beats = len(x) // self.length
-            for b in range(beats):
-                lanes = slice(b * self.length, (b + 1) * self.length)
-                words.append(layout.const({"m": x[lanes], "v": y[lanes],
-                                           "last": b == beats - 1}).as_bits())
-        return words
+    def beats(self, rng: random.Random, problem) -> list[dict]:
+        m_codes, m_bits, v_codes, v_bits = problem
 
-    def completed(self, pairs, sent_words: int):
-        """The pairs whose every beat is among the first ``sent_words`` words."""
-        done, total = [], 0
-        for pair in pairs:
-            total += len(pair[0]) // self.length
-            if total > sent_words:
-                break
-            done.append(pair)
-        return done
+        def word(codes, bit):
+            return sum(((code >> bit) & 1) << lane for lane, code in enumerate(codes))
+        beats = []
+        for weight in range(m_bits + v_bits - 2, -1, -1):
+            pairs = [(f, i, weight - i) for f in range(len(m_codes) // self.length) for i in range(m_bits)
+                     if 0 <= weight - i < v_bits]
+            rng.shuffle(pairs)
+            for n, (f, i, k) in enumerate(pairs):
+                lanes = slice(f * self.length, (f + 1) * self.length)
+                beats.append({"m": word(m_codes[lanes], i), "v": word(v_codes[lanes], k), "first": 0,
+                              "double": int(n == 0 and weight < m_bits + v_bits - 2), "last": 0})
+        beats[0]["first"] = beats[-1]["last"] = 1
+        return beats
 
-    def values(self, received) -> list[int]:
-        """Received words as integers of ``out_shape`` (signed where it is)."""
-        shape = self.model.out_shape
-        return [word - (1 << shape.width) if shape.signed and word >> (shape.width - 1) else word
-                for word in received]
+    def pack(self, beat: dict) -> int:
+        """The payload's bits, at the layout's field offsets (``layout.const`` is slow by the 100,000)."""
+        return sum(value << self.offsets[name] for name, value in beat.items())
 
-    def expected(self, pairs) -> list[int]:
-        """The scoreboard: ``signed_matmul`` on each pair."""
-        model = self.model
-        m_levels = levels_or_none(model.m_bits, model.m_signed)
-        v_levels = levels_or_none(model.v_bits, model.v_signed)
-        return [int(signed_matmul(np.array([x]), m_levels, model.m_bits,
-                                  np.array([y]), v_levels, model.v_bits)[0, 0]) for x, y in pairs]
+    def garbage(self, rng: random.Random) -> int:
+        """An idle cycle's payload: anything, ``first``, ``double`` and ``last`` included."""
+        return rng.getrandbits(self.layout.size)
+
+    def expected(self, problems) -> list[int]:
+        """The scoreboard: ``plane_matmul`` of each dot product's codes."""
+        return [int(plane_matmul(np.array([v]), v_bits, np.array([m]), m_bits)[0, 0])
+                for m, m_bits, v, v_bits in problems]
+
+
+def now() -> int:
+    return round(get_sim_time("ns") / PERIOD_NS)
+
+
+async def stream(dut, words, rng: random.Random, setup: Setup, *, gap: float, sent: list, received: list) -> None:
+    """Offer ``words`` one per cycle, a random number of garbage idle cycles before each
+    (probability ``gap``), and watch ``o`` until ``latency + 2`` cycles after the last: ``sent``
+    gets the cycle of every beat, ``received`` ``(cycle, sum)`` of every cycle with ``o.valid``.
+    One coroutine for both ends (the bench's cost is per cycle).  Call just after a rising edge."""
+    words = iter(words)
+    pending = next(words, None)
+    tail = setup.model.latency + 2
+    while tail:
+        if pending is not None and not (gap and rng.random() < gap):
+            dut.i__valid.value = 1
+            dut.i__payload.value = pending
+            sent.append(now())
+            pending = next(words, None)
+        else:
+            dut.i__valid.value = 0
+            dut.i__payload.value = setup.garbage(rng)
+            tail -= pending is None
+        await ReadOnly()
+        if int(dut.o__valid.value):
+            received.append((now(), int(dut.o__payload.value)))
+        await RisingEdge(dut.clk)
+    dut.i__valid.value = 0
+
+
+async def bring_up(dut):
+    start_clock(dut)
+    dut.i__valid.value = 0
+    dut.i__payload.value = 0
+    await reset(dut)
+
+
+def last_cycles(beats, sent) -> list[int]:
+    return [cycle for beat, cycle in zip(beats, sent) if beat["last"]]
 
 
 @cocotb.test()
 async def random_stream(dut):
-    """``vectors`` random dot products with random valid gaps and back-pressure."""
+    """``vectors`` random dot products with random garbage idle cycles: every sum exact and
+    ``latency`` cycles after its last beat, nothing else on ``o``."""
     setup = Setup()
-    pairs = setup.problems(random.Random(setup.seed), setup.vectors)
-    words = setup.words(pairs)
-    driver, monitor = await bring_up(dut, setup.seed + 1, gap=0.3, stall=0.3)
-    await transfer(driver, monitor, words, len(pairs), timeout_cycles=1_000_000)
-    assert driver.sent == words
+    rng = random.Random(setup.seed)
+    problems = setup.problems(rng, setup.vectors)
+    beats = [beat for problem in problems for beat in setup.beats(rng, problem)]
+    await bring_up(dut)
+    sent, received = [], []
+    await stream(dut, [setup.pack(beat) for beat in beats], rng, setup, gap=0.2, sent=sent, received=received)
     scoreboard = Scoreboard("dot_product", dut._log)
-    scoreboard.check(setup.expected(pairs), setup.values(monitor.received),
-                     describe=lambda i: f"x={pairs[i][0]} y={pairs[i][1]}")
-    dut._log.info("dot_product: %d random dot products (%d beats) checked",
-                  scoreboard.checked, len(words))
+    scoreboard.check(setup.expected(problems), [value for _, value in received],
+                     describe=lambda i: "m_bits=%d v_bits=%d lanes=%d" % (problems[i][1], problems[i][3],
+                                                                         len(problems[i][0])))
+    assert [cycle for cycle, _ in received] == [c + setup.model.latency for c in last_cycles(beats, sent)]
+    dut._log.info("dot_product: %d random dot products (%d beats) checked", scoreboard.checked, len(beats))
 
 
 @cocotb.test()
-async def full_rate(dut):
-    """No gaps, no back-pressure: one beat per ``cycles_per_beat`` cycles and
-    each result ``latency`` cycles after its last beat."""
+async def full_rate_and_arbitrary_beats(dut):
+    """No idle cycle: code dot products and arbitrary beat sequences (``double`` anywhere) back
+    to back, one-beat dot products among them; the sums follow the unit's recurrence."""
     setup = Setup()
-    model = setup.model
-    pairs = setup.problems(random.Random(setup.seed + 10), 60)
-    words = setup.words(pairs)
-    driver, monitor = await bring_up(dut, setup.seed + 11, gap=0.0, stall=0.0)
-    cycles = await transfer(driver, monitor, words, len(pairs))
-    Scoreboard("dot_product", dut._log).check(setup.expected(pairs), setup.values(monitor.received))
-    # Beat k is taken at edge cpb * (k + 1); the last result leaves `latency`
-    # edges after the last beat.
-    want = model.cycles_per_beat * len(words) + model.latency
-    assert cycles == want, (cycles, want)
+    rng = random.Random(setup.seed + 10)
+    beats, sums = [], []
+    for problem in setup.problems(rng, 40):
+        beats += setup.beats(rng, problem)
+        sums += setup.expected([problem])
+    for _ in range(40):
+        run = [{"m": rng.getrandbits(setup.length), "v": rng.getrandbits(setup.length), "first": 0,
+                "double": int(rng.random() < 0.3), "last": 0} for _ in range(rng.randint(1, 6))]
+        run[0]["first"] = run[-1]["last"] = 1
+        total = 0
+        for beat in run:  # sum = (0 if first else 2 sum if double else sum) + popcount(m & v)
+            total = (0 if beat["first"] else 2 * total if beat["double"] else total) \
+                + int(popcount(beat["m"] & beat["v"]))
+        if total >> setup.model.sum_bits == 0:
+            beats += run
+            sums.append(total)
+    await bring_up(dut)
+    sent, received = [], []
+    await stream(dut, [setup.pack(beat) for beat in beats], rng, setup, gap=0.0, sent=sent, received=received)
+    assert sent == list(range(sent[0], sent[0] + len(beats)))
+    Scoreboard("dot_product", dut._log).check(sums, [value for _, value in received])
+    assert [cycle for cycle, _ in received] == [c + setup.model.latency for c in last_cycles(beats, sent)]
 
 
 @cocotb.test()
 async def reset_mid_stream(dut):
-    """Reset with partial sums and results in flight, then a clean stream:
-    results before the reset are a correct prefix, nothing leaks across it
-    (no stale partial sum), and the PE works normally after."""
+    """Reset with partial sums and results in flight: what came out before it is a correct
+    prefix, ``o.valid`` is low after it, and the next dot products (``first`` restarts the
+    sum) are exact."""
     setup = Setup()
     rng = random.Random(setup.seed + 20)
-    driver, monitor = await bring_up(dut, setup.seed + 21, gap=0.2, stall=0.5)
+    problems = setup.problems(rng, 30)
+    beats = [beat for problem in problems for beat in setup.beats(rng, problem)]
+    await bring_up(dut)
+    sent, received = [], []
+    sender = cocotb.start_soon(stream(dut, [setup.pack(beat) for beat in beats], rng, setup, gap=0.2,
+                                      sent=sent, received=received))
+    await ClockCycles(dut.clk, rng.randrange(20, max(21, len(beats) // 2)))
+    sender.cancel()
+    dut.i__valid.value = 0
+    await reset(dut, 3)
+    await ReadOnly()
+    assert int(dut.o__valid.value) == 0, "o.valid right after reset"
     scoreboard = Scoreboard("dot_product", dut._log)
-    pairs = setup.problems(rng, 200)
-    await cut_by_reset(dut, driver, monitor, setup.words(pairs), rng.randrange(50, 200))
-    finished = setup.completed(pairs, len(driver.sent))
-    assert len(monitor.received) <= len(finished)
-    scoreboard.check(setup.expected(finished), setup.values(monitor.received), prefix=True)
+    scoreboard.check(setup.expected(problems), [value for _, value in received], prefix=True)
+    await RisingEdge(dut.clk)
 
-    pairs = setup.problems(rng, 300)
-    driver.sent.clear()
-    monitor.received.clear()
-    await transfer(driver, monitor, setup.words(pairs), len(pairs),
-                   settle_cycles=setup.model.latency + 2)
-    scoreboard.check(setup.expected(pairs), setup.values(monitor.received))
+    problems = setup.problems(rng, 30)
+    beats = [beat for problem in problems for beat in setup.beats(rng, problem)]
+    sent, received = [], []
+    await stream(dut, [setup.pack(beat) for beat in beats], rng, setup, gap=0.2, sent=sent, received=received)
+    scoreboard.check(setup.expected(problems), [value for _, value in received])
     dut._log.info("dot_product: %d items checked around the reset", scoreboard.checked)

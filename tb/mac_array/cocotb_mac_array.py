@@ -1,11 +1,20 @@
-"""cocotb tests of :class:`hw.mac_array.MacArray` against ``sw.bitplanes.signed_matmul``.
+"""cocotb tests of :class:`hw.mac_array.MacArray` against ``sw.bitplanes.plane_matmul``.
 
-Run through ``tb/test_mac_array_tb.py``; :func:`sim.cocotb_runner.tb_config`
-gives ``product`` (a :class:`hw.mac_array.Product` value), ``rows``,
-``cols``, ``w_bits``, ``a_bits``, ``g_bits``, ``pe``, ``simd``, ``mode``,
-``popcount_stages``, ``vectors`` (input vectors in the random GEMM) and
-``seed``.  Payloads are packed and unpacked with the unit's own layouts.
-The module is not named ``test_*.py``, so pytest never imports it.
+Run through ``tb/test_mac_array_tb.py`` on the array as a standalone module
+(:func:`hw.catalog.standalone`: its always-ready ``o`` has no ``ready``).
+:func:`sim.cocotb_runner.tb_config` gives the constructor arguments (``pe``,
+``vectors``, ``simd``, ``max_bits``, ``max_rows``, ``max_cols``,
+``popcount_stages``), ``tiles`` (random tiles in the main test) and ``seed``.
+
+The testbench plays both plane buffers: it answers each read (``m_en``,
+``v_en``) one cycle later from words it laid out itself in
+:class:`hw.plane_writer.PlaneWriter`'s layout, and holds the data otherwise.
+Words the array must not read (planes above the tile's widths, rows past
+the matrix, slots past the vectors loaded, the vector side's lanes past the
+last column) hold random garbage.  Each tile has random shape (``1 ..
+max_rows`` x ``1 .. max_cols``, ``1 .. vectors`` vectors) and precisions
+(``1 .. max_bits`` per side).  The module is not named ``test_*.py``, so
+pytest never imports it.
 """
 
 import random
@@ -14,147 +23,173 @@ import warnings
 import cocotb
 import numpy as np
 from amaranth.hdl import UnusedElaboratable
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.mac_array import MacArray
 from sim.cocotb_runner import tb_config
-from sw.contract.codes import levels_or_none
-from sw.bitplanes import signed_matmul
-from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
+from sw.bitplanes import plane_matmul
+from tb.common import Scoreboard, reset, start_clock
 
-# The model component is built only for its layouts and timing, never elaborated.
+# The model component is built only for its parameters and timing, never elaborated.
 warnings.simplefilter("ignore", UnusedElaboratable)
 
-CONSTRUCTOR = ("rows", "cols", "w_bits", "a_bits", "g_bits", "pe", "simd", "mode",
-               "popcount_stages")
+CONSTRUCTOR = ("pe", "vectors", "simd", "max_bits", "max_rows", "max_cols", "popcount_stages")
+
+
+class Tile:
+    """One tile's codes, its buffers' words and the expected sums."""
+
+    def __init__(self, model: MacArray, rng: random.Random, np_rng: np.random.Generator, *, rows, cols, count,
+                 m_bits, v_bits):
+        self.rows, self.cols, self.count, self.m_bits, self.v_bits = rows, cols, count, m_bits, v_bits
+        self.matrix = self._codes(np_rng, m_bits, (rows, cols))
+        self.vectors = self._codes(np_rng, v_bits, (count, cols))
+        simd, pe = model.simd, model.pe
+        self.folds, self.groups = -(-cols // simd), -(-rows // pe)
+        self.pairs = self.folds * m_bits * v_bits
+        plane_bits = (model.max_bits - 1).bit_length()
+        self.rng, self.simd = rng, simd
+        self.m_words = [dict() for _ in range(pe)]
+        self.v_words = [dict() for _ in range(model.vectors)]
+        for row in range(rows):
+            g, p = divmod(row, pe)
+            for f in range(self.folds):
+                for i in range(m_bits):
+                    self.m_words[p][((g * self.folds + f) << plane_bits) | i] = \
+                        self._word(self.matrix[row, f * simd:(f + 1) * simd], i)
+        for j in range(count):
+            for f in range(self.folds):
+                lanes = self.vectors[j, f * simd:(f + 1) * simd]
+                pad = rng.getrandbits(simd) & ~((1 << len(lanes)) - 1)  # the matrix side's padding is 0
+                for k in range(v_bits):
+                    self.v_words[j][(f << plane_bits) | k] = self._word(lanes, k) | pad
+        self.want = plane_matmul(self.vectors, v_bits, self.matrix, m_bits)  # (slot, row)
+
+    @staticmethod
+    def _codes(np_rng, bits, shape):
+        codes = np_rng.integers(0, 1 << bits, size=shape)
+        pinned = np_rng.random(shape[0]) < 0.2  # rows of extreme codes
+        codes[pinned] = np_rng.choice([0, (1 << bits) - 1], size=(int(pinned.sum()), 1))
+        return codes
+
+    @staticmethod
+    def _word(codes, bit):
+        return sum(((int(code) >> bit) & 1) << lane for lane, code in enumerate(codes))
+
+    def read(self, banks, addr) -> int:
+        """A buffer's read data: every bank's word at ``addr``, bank ``s`` at bits ``s * simd``."""
+        return sum(bank.setdefault(addr, self.rng.getrandbits(self.simd)) << (s * self.simd)
+                   for s, bank in enumerate(banks))
 
 
 class Setup:
-    """The configuration, payload packing and the reference model."""
-
     def __init__(self):
         config = tb_config()
-        self.vectors, self.seed = config["vectors"], config["seed"]
-        self.model = MacArray.for_product(config["product"],
-                                          **{key: config[key] for key in CONSTRUCTOR})
-        self.i_layout = self.model.i.payload.shape()
-        self.o_layout = self.model.o.payload.shape()
+        self.tiles, self.seed = config["tiles"], config["seed"]
+        self.model = MacArray(**{key: config[key] for key in CONSTRUCTOR})
+        self.max_rows, self.max_cols = config["max_rows"], config["max_cols"]
+        layout = self.model.o.payload.shape()
+        self.fields = {name: (field.offset, field.width) for name, field in layout}
 
-    def codes(self, rng: np.random.Generator, bits: int, shape) -> np.ndarray:
-        """Random codes, some rows pinned to the extremes (the ends of the range)."""
-        codes = rng.integers(0, 1 << bits, size=shape)
-        pinned = rng.random(shape[0]) < 0.1
-        codes[pinned] = rng.choice([0, (1 << bits) - 1], size=(int(pinned.sum()), 1))
-        return codes
-
-    def matrix(self, rng) -> np.ndarray:
-        return self.codes(rng, self.model.m_bits, (self.model.rows, self.model.cols))
-
-    def inputs(self, rng, count: int) -> np.ndarray:
-        return self.codes(rng, self.model.v_bits, (count, self.model.cols))
-
-    def load_words(self, matrix) -> list[int]:
-        layout = self.model.load_layout
-        return [layout.const(word).as_bits() for word in self.model.load_words(matrix)]
-
-    def input_words(self, vectors) -> list[int]:
-        return [self.i_layout.const(beat).as_bits()
-                for vector in vectors for beat in self.model.input_beats(vector)]
-
-    def values(self, received) -> list[int]:
-        """Received beats flattened to one integer per matrix row, in order."""
-        return [int(value) for word in received for value in self.o_layout.from_bits(word)]
-
-    def expected(self, matrix, vectors) -> list[int]:
-        """The scoreboard: ``signed_matmul`` of the vectors with the matrix, row by row."""
+    def tile(self, rng, np_rng, **fixed) -> Tile:
         model = self.model
-        v_levels = levels_or_none(model.v_bits, model.v_signed)
-        m_levels = levels_or_none(model.m_bits, model.m_signed)
-        return signed_matmul(np.asarray(vectors), v_levels, model.v_bits,
-                             matrix, m_levels, model.m_bits).ravel().tolist()
+        shape = dict(rows=rng.randint(1, self.max_rows), cols=rng.randint(1, self.max_cols),
+                     count=rng.randint(1, model.vectors), m_bits=rng.randint(1, model.max_bits),
+                     v_bits=rng.randint(1, model.max_bits))
+        return Tile(model, rng, np_rng, **(shape | fixed))
+
+    def unpack(self, word: int) -> dict:
+        return {name: (word >> offset) & ((1 << width) - 1) for name, (offset, width) in self.fields.items()}
 
 
-def counters(dut) -> dict:
-    return {name: int(getattr(dut, name).value) for name in ("cycles", "busy", "macs")}
+async def run_tile(dut, setup: Setup, tile: Tile) -> tuple[list, int]:
+    """``start`` the tile (just after a rising edge), serve the reads, collect ``o`` until ``final``.
+    Returns the outputs ``(cycle, row, slot, sum, final)`` (``start``'s cycle is 0) and the reads."""
+    for name in ("groups", "folds", "m_bits", "v_bits"):
+        getattr(dut, name).value = getattr(tile, name)
+    dut.start.value = 1
+    outs, reads, cycle = [], 0, 0
+    while not (outs and outs[-1][4]):
+        assert cycle < 200_000, "no final sum"
+        await ReadOnly()
+        if int(dut.o__valid.value):
+            o = setup.unpack(int(dut.o__payload.value))
+            outs.append((cycle, o["row"], o["slot"], o["sum"], o["final"]))
+        m_en, m_addr, v_addr = int(dut.m_en.value), int(dut.m_addr.value), int(dut.v_addr.value)
+        assert int(dut.v_en.value) == m_en
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        if m_en:
+            dut.m_data.value = tile.read(tile.m_words, m_addr)
+            dut.v_data.value = tile.read(tile.v_words, v_addr)
+            reads += 1
+        cycle += 1
+    return outs, reads
+
+
+def check_tile(dut, setup: Setup, tile: Tile, outs, reads, scoreboard: Scoreboard) -> None:
+    model = setup.model
+    period = model.period(tile.folds, tile.m_bits, tile.v_bits)
+    order = [(g * model.pe + p, j) for g in range(tile.groups) for j in range(model.vectors)
+             for p in range(model.pe)]
+    assert [(row, slot) for _, row, slot, _, _ in outs] == order, "outputs out of order"
+    cycles = [g * period + tile.pairs + model.latency + n for g in range(tile.groups) for n in range(model.drain)]
+    assert [cycle for cycle, *_ in outs] == cycles, "group timing"
+    assert outs[-1][0] == model.tile_cycles(tile.groups, tile.folds, tile.m_bits, tile.v_bits)
+    assert [final for *_, final in outs] == [0] * (len(outs) - 1) + [1]
+    assert reads == tile.groups * tile.pairs, (reads, tile.groups * tile.pairs)
+    got = {(row, slot): value for _, row, slot, value, _ in outs}
+    keys = [(row, slot) for slot in range(tile.count) for row in range(tile.rows)]
+    scoreboard.check([int(tile.want[slot, row]) for row, slot in keys], [got[key] for key in keys],
+                     describe=lambda i: f"row {keys[i][0]} slot {keys[i][1]} of a {tile.rows}x{tile.cols} tile, "
+                                        f"{tile.m_bits} x {tile.v_bits} bits")
+
+
+async def bring_up(dut):
+    start_clock(dut)
+    for name in ("start", "groups", "folds", "m_bits", "v_bits", "m_data", "v_data"):
+        getattr(dut, name).value = 0
+    await reset(dut)
 
 
 @cocotb.test()
-async def random_gemm(dut):
-    """``vectors`` random vectors against two matrices (reloaded at run time
-    between them), with random valid gaps and back-pressure everywhere."""
+async def random_tiles(dut):
+    """``tiles`` random tiles back to back: sums, order, ``final``, the cycle of every output
+    (:meth:`MacArray.tile_cycles` for the last) and one read per plane pair per group."""
     setup = Setup()
-    model = setup.model
-    rng = np.random.default_rng(setup.seed)
-    loader, driver, monitor = await bring_up(dut, setup.seed + 1, inputs=("load", "i"),
-                                             gap=0.3, stall=0.3)
+    rng, np_rng = random.Random(setup.seed), np.random.default_rng(setup.seed)
+    await bring_up(dut)
     scoreboard = Scoreboard("mac_array", dut._log)
-    monitor.start()
-    half = setup.vectors // 2
-    for count in (half, setup.vectors - half):
-        matrix, vectors = setup.matrix(rng), setup.inputs(rng, count)
-        await loader.send(setup.load_words(matrix))
-        # Reload only between vectors: wait for these to leave the array.
-        await transfer(driver, monitor, setup.input_words(vectors), count * model.groups,
-                       timeout_cycles=2_000_000)
-        scoreboard.check(setup.expected(matrix, vectors), setup.values(monitor.received))
-        monitor.received.clear()
-    dut._log.info("mac_array: %d vectors, %d dot products of %d codes checked",
-                  setup.vectors, scoreboard.checked, model.cols)
+    model = setup.model
+    # The corners first: widest and narrowest codes on the largest and smallest tiles.
+    corners = [dict(rows=setup.max_rows, cols=setup.max_cols, count=model.vectors, m_bits=model.max_bits,
+                    v_bits=model.max_bits), dict(rows=1, cols=1, count=1, m_bits=1, v_bits=1)]
+    for n in range(setup.tiles):
+        tile = setup.tile(rng, np_rng, **(corners[n] if n < len(corners) else {}))
+        outs, reads = await run_tile(dut, setup, tile)
+        check_tile(dut, setup, tile, outs, reads, scoreboard)
+    dut._log.info("mac_array: %d tiles, %d sums checked", setup.tiles, scoreboard.checked)
 
 
 @cocotb.test()
-async def full_rate_counters(dut):
-    """No gaps, no back-pressure: one fold per ``cycles_per_beat`` cycles, and
-    the work counters (busy cycles, MACs) exact; utilisation ``busy / cycles``
-    is exactly computable."""
+async def reset_mid_tile(dut):
+    """Reset while a tile is issued and drained: ``busy`` and ``o.valid`` drop, and the next
+    tile is exact and on time."""
     setup = Setup()
-    model = setup.model
-    rng = np.random.default_rng(setup.seed + 10)
-    loader, driver, monitor = await bring_up(dut, setup.seed + 11, inputs=("load", "i"),
-                                             gap=0.0, stall=0.0)
-    matrix, vectors = setup.matrix(rng), setup.inputs(rng, 12)
-    await loader.send(setup.load_words(matrix))
-    before = counters(dut)
-    assert (before["busy"], before["macs"]) == (0, 0), before
-    await transfer(driver, monitor, setup.input_words(vectors), len(vectors) * model.groups)
-    after = counters(dut)
-    Scoreboard("mac_array", dut._log).check(setup.expected(matrix, vectors),
-                                            setup.values(monitor.received))
-    work = len(vectors) * model.cycles_per_vector
-    assert after["busy"] == work, (after, work)
-    assert after["macs"] == len(vectors) * model.rows * model.cols, after
-    # The last fold is issued `work - cpb` cycles after the first, its group
-    # leaves `latency` cycles later, and the monitor takes it at the next edge.
-    cycles = after["cycles"] - before["cycles"]
-    assert cycles == work - model.cycles_per_beat + model.latency + 1, (cycles, work)
-    dut._log.info("mac_array: utilisation %d / %d cycles = %.3f", work, cycles, work / cycles)
-
-
-@cocotb.test()
-async def reset_mid_stream(dut):
-    """Reset with vectors in flight: results before it are a correct prefix,
-    the counters clear, and the matrix memory survives (no reload needed)."""
-    setup = Setup()
-    model = setup.model
-    rng = np.random.default_rng(setup.seed + 20)
-    pick = random.Random(setup.seed + 20)
-    loader, driver, monitor = await bring_up(dut, setup.seed + 21, inputs=("load", "i"),
-                                             gap=0.2, stall=0.5)
+    rng, np_rng = random.Random(setup.seed + 1), np.random.default_rng(setup.seed + 1)
+    await bring_up(dut)
     scoreboard = Scoreboard("mac_array", dut._log)
-    matrix = setup.matrix(rng)
-    await loader.send(setup.load_words(matrix))
-    vectors = setup.inputs(rng, 60)
-
-    def counters_cleared():
-        assert counters(dut) == {"cycles": 0, "busy": 0, "macs": 0}, counters(dut)
-
-    await cut_by_reset(dut, driver, monitor, setup.input_words(vectors),
-                       pick.randrange(20, 20 + 10 * model.cycles_per_vector), cleared=counters_cleared)
-    scoreboard.check(setup.expected(matrix, vectors), setup.values(monitor.received), prefix=True)
-
-    vectors = setup.inputs(rng, 40)
-    driver.sent.clear()
-    monitor.received.clear()
-    await transfer(driver, monitor, setup.input_words(vectors), len(vectors) * model.groups,
-                   settle_cycles=model.latency + 2)
-    scoreboard.check(setup.expected(matrix, vectors), setup.values(monitor.received))
-    dut._log.info("mac_array: %d items checked around the reset", scoreboard.checked)
+    for _ in range(3):
+        tile = setup.tile(rng, np_rng)
+        task = cocotb.start_soon(run_tile(dut, setup, tile))
+        cycles = setup.model.tile_cycles(tile.groups, tile.folds, tile.m_bits, tile.v_bits)
+        await ClockCycles(dut.clk, rng.randrange(1, cycles))
+        task.cancel()
+        dut.start.value = 0
+        await reset(dut, 2)
+        await ReadOnly()
+        assert int(dut.busy.value) == 0 and int(dut.o__valid.value) == 0, "busy or o.valid after reset"
+        await RisingEdge(dut.clk)
+        tile = setup.tile(rng, np_rng)
+        outs, reads = await run_tile(dut, setup, tile)
+        check_tile(dut, setup, tile, outs, reads, scoreboard)

@@ -1,312 +1,247 @@
-"""hw.dot_product.DotProduct against sw.bitplanes.signed_matmul, in the Amaranth simulator.
+"""hw.dot_product.DotProduct (bit-serial, precision per beat) in the Amaranth simulator.
 
-Every expected number comes from ``signed_matmul`` (Eqn 3 plus the
-signed-odd-code corrections); the PE must agree bit for bit in both modes, at
-every bitwidth pair and signedness, with valid gaps, back-pressure and resets.
+Expected sums never come from the unit: a code dot product is
+``sw.bitplanes.plane_matmul`` on the codes, an arbitrary beat sequence the
+recurrence of the unit's contract (``sum = (0 if first else 2 sum if double
+else sum) + popcount(m & v)``) with ``sw.bitplanes.popcount``.  Beats are fed
+one per cycle with random idle cycles whose payload is garbage (``first``,
+``double`` and ``last`` set among it): a beat without ``valid`` must change
+nothing.
 """
 
 import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Shape, signed, unsigned
-from amaranth.sim import DomainReset
+from amaranth.hdl import Shape, unsigned
 
-from hw.dot_product import MODES, DotProduct
+from hw.dot_product import DotProduct, beat_layout
 from hw.popcount import popcount_max_stages
-from sim.amaranth_sim import simulate, stream_get, stream_get_n, stream_put_all
-from sw.bitplanes import signed_matmul
-from sw.contract.codes import MAX_CODE_BITS, levels_or_none
-from tests.hw.helpers import unelaborated, with_sync_domain
-
-SIGNEDNESS = [(False, False), (True, False), (False, True), (True, True)]
+from sim.amaranth_sim import simulate
+from sw.bitplanes import plane_matmul, popcount
+from tests.hw.helpers import unelaborated
 
 
-# --------------------------------------------------------------------------- reference
+# --------------------------------------------------------------------------- stimulus
 
-def expected(dut, xs, ys) -> list[int]:
-    """One dot product per pair of code vectors, from ``sw.bitplanes.signed_matmul``."""
-    return [int(signed_matmul(np.array([x]), levels_or_none(dut.m_bits, dut.m_signed), dut.m_bits,
-                              np.array([y]), levels_or_none(dut.v_bits, dut.v_signed), dut.v_bits)[0, 0])
-            for x, y in zip(xs, ys)]
+def planes_of(codes, bit: int) -> int:
+    """Plane ``bit`` of a fold's codes as a word (lane ``j`` = bit ``j``): the stimulus, not the reference."""
+    return sum(((int(code) >> bit) & 1) << lane for lane, code in enumerate(codes))
+
+
+def code_beats(rng: random.Random, m_codes, m_bits, v_codes, v_bits, length) -> list[dict]:
+    """One dot product as beats: every (fold, matrix plane, vector plane) pair once, by falling
+    weight ``i + k`` and in a random order within a weight (the sum does not depend on it);
+    ``first`` on the first beat, ``double`` on the first of every lower weight, ``last`` on the
+    final beat."""
+    beats = []
+    for weight in range(m_bits + v_bits - 2, -1, -1):
+        pairs = [(f, i, weight - i) for f in range(len(m_codes) // length) for i in range(m_bits)
+                 if 0 <= weight - i < v_bits]
+        rng.shuffle(pairs)
+        for n, (f, i, k) in enumerate(pairs):
+            lanes = slice(f * length, (f + 1) * length)
+            beats.append({"m": planes_of(m_codes[lanes], i), "v": planes_of(v_codes[lanes], k), "first": 0,
+                          "double": int(n == 0 and weight < m_bits + v_bits - 2), "last": 0})
+    beats[0]["first"] = beats[-1]["last"] = 1
+    return beats
 
 
 def random_codes(rng: random.Random, bits: int, count: int) -> list[int]:
-    # Uniform codes, with some vectors pinned to the extremes so the range
-    # ends (and every carry) are reached.
+    """Uniform codes, or pinned to the extremes (so the sum's top bits are reached)."""
     top = (1 << bits) - 1
-    match rng.randrange(6):
+    match rng.randrange(5):
         case 0: return [top] * count
-        case 1: return [0] * count
-        case 2: return [rng.choice((0, top)) for _ in range(count)]
+        case 1: return [rng.choice((0, top)) for _ in range(count)]
         case _: return [rng.randint(0, top) for _ in range(count)]
 
 
-def random_problem(rng, dut, vectors, *, beats=None):
-    """``vectors`` dot products of ``1 .. max_beats`` beats each (or exactly ``beats``)."""
-    xs, ys = [], []
-    for _ in range(vectors):
-        n = beats if beats is not None else rng.randint(1, dut.max_beats)
-        xs.append(random_codes(rng, dut.m_bits, n * dut.length))
-        ys.append(random_codes(rng, dut.v_bits, n * dut.length))
-    return xs, ys
+def code_problem(rng: random.Random, dut: DotProduct, count: int):
+    """``count`` dot products at random precisions (each side ``1 .. max_bits``) and folds
+    (``1 .. max_lanes // length``); the last one is the largest sum the unit must hold."""
+    folds_max = dut.max_lanes // dut.length
+    problems = []
+    for _ in range(count):
+        m_bits, v_bits = rng.randint(1, dut.max_bits), rng.randint(1, dut.max_bits)
+        lanes = rng.randint(1, folds_max) * dut.length
+        problems.append((random_codes(rng, m_bits, lanes), m_bits, random_codes(rng, v_bits, lanes), v_bits))
+    top = (1 << dut.max_bits) - 1
+    problems.append(([top] * dut.max_lanes, dut.max_bits, [top] * dut.max_lanes, dut.max_bits))
+    return problems
 
 
-def framed(dut, xs, ys) -> list[dict]:
-    """Input payloads: each vector pair cut into beats of ``length`` lanes, ``last`` on the final one."""
-    words = []
-    for x, y in zip(xs, ys):
-        beats = len(x) // dut.length
-        for b in range(beats):
-            lanes = slice(b * dut.length, (b + 1) * dut.length)
-            words.append({"m": x[lanes], "v": y[lanes], "last": int(b == beats - 1)})
-    return words
+def reference(problem) -> int:
+    m_codes, m_bits, v_codes, v_bits = problem
+    return int(plane_matmul(np.array([v_codes]), v_bits, np.array([m_codes]), m_bits)[0, 0])
+
+
+def garbage(rng: random.Random, dut: DotProduct) -> dict:
+    """A payload for an idle cycle: anything, ``first``, ``double`` and ``last`` included."""
+    return {"m": rng.getrandbits(dut.length), "v": rng.getrandbits(dut.length), "first": rng.getrandbits(1),
+            "double": rng.getrandbits(1), "last": rng.getrandbits(1)}
+
+
+def recurrence(beats) -> list[int]:
+    """The sums of arbitrary beats by the unit's contract (module docstring), ``popcount`` from
+    ``sw.bitplanes``: the value at every ``last``."""
+    total, sums = 0, []
+    for beat in beats:
+        base = 0 if beat["first"] else 2 * total if beat["double"] else total
+        total = base + int(popcount(beat["m"] & beat["v"]))
+        if beat["last"]:
+            sums.append(total)
+    return sums
 
 
 # --------------------------------------------------------------------------- simulation
 
-def run_stream(dut, xs, ys, *, seed=0, gap=0.3, stall=0.3) -> list[int]:
-    got = []
+def run_beats(dut: DotProduct, beats, *, rng=None, gap=0.0):
+    """Offer ``beats`` one per cycle (an idle cycle with garbage before each, with probability
+    ``gap``).  Returns the cycle of every beat and ``(cycle, sum)`` of every cycle with ``o.valid``."""
+    rng = rng or random.Random(0)
+    sent, out = [], []
 
-    async def producer(ctx):
-        await stream_put_all(ctx, dut.i, framed(dut, xs, ys), rng=random.Random(seed), gap=gap)
-
-    async def consumer(ctx):
-        got.extend(await stream_get_n(ctx, dut.o, len(xs), rng=random.Random(seed + 1), stall=stall))
-
-    simulate(dut, producer, consumer, deadline=None)
-    return got
-
-
-def check_random(length, m_bits, v_bits, m_signed, v_signed, *, mode="parallel", max_beats=2,
-                 vectors=12, seed=0, **kwargs):
-    dut = DotProduct(length, m_bits=m_bits, v_bits=v_bits, m_signed=m_signed, v_signed=v_signed,
-                     mode=mode, max_beats=max_beats, **kwargs)
-    rng = random.Random(f"{length}-{m_bits}-{v_bits}-{m_signed}-{v_signed}-{mode}-{seed}")
-    xs, ys = random_problem(rng, dut, vectors)
-    assert run_stream(dut, xs, ys, seed=seed) == expected(dut, xs, ys)
-
-
-def bitwidth_cases(full: bool):
-    """Every (m_bits, v_bits) pair.  The quick set rotates the signedness and the
-    mode so that each bitwidth of each side meets all four signednesses and
-    both modes; the full set (slow) is the whole product."""
-    for m_bits in range(1, MAX_CODE_BITS + 1):
-        for v_bits in range(1, MAX_CODE_BITS + 1):
-            if full:
-                for signs in SIGNEDNESS:
-                    for mode in MODES:
-                        yield m_bits, v_bits, *signs, mode
-            else:
-                signs = SIGNEDNESS[(m_bits + v_bits) % 4]
-                mode = MODES[(m_bits + v_bits) // 4 % 2]
-                yield m_bits, v_bits, *signs, mode
-
-
-# --------------------------------------------------------------------------- tests
-
-@pytest.mark.parametrize("m_bits, v_bits, m_signed, v_signed, mode", list(bitwidth_cases(full=False)))
-def test_bitwidths(m_bits, v_bits, m_signed, v_signed, mode):
-    check_random(3, m_bits, v_bits, m_signed, v_signed, mode=mode)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("m_bits, v_bits, m_signed, v_signed, mode", list(bitwidth_cases(full=True)))
-def test_bitwidths_full(m_bits, v_bits, m_signed, v_signed, mode):
-    check_random(4, m_bits, v_bits, m_signed, v_signed, mode=mode, max_beats=3, vectors=20)
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("m_signed, v_signed", SIGNEDNESS)
-@pytest.mark.parametrize("length", [1, 2, 17, 64])
-def test_lengths(length, m_signed, v_signed, mode):
-    check_random(length, 2, 3, m_signed, v_signed, mode=mode, max_beats=3, vectors=8)
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("stages", [1, "max"])
-def test_pipelined(stages, mode):
-    length = 20
-    stages = popcount_max_stages(length) if stages == "max" else stages
-    check_random(length, 3, 2, True, True, mode=mode, popcount_stages=stages, vectors=16)
-    check_random(length, 2, 4, False, True, mode=mode, popcount_stages=stages, vectors=16,
-                 popcount_arch="dadda")
-
-
-@pytest.mark.parametrize("length", [1, 5, 64])
-def test_xnor_equals_general_formula(length):
-    """+-1 x +-1: the XNOR form (``length - 2 popcount(x ^ y)``) and the general
-    AND + row-sum datapath both give signed_matmul's numbers."""
-    rng = random.Random(length)
-    auto = DotProduct(length, m_bits=1, v_bits=1, m_signed=True, v_signed=True, max_beats=4)
-    general = DotProduct(length, m_bits=1, v_bits=1, m_signed=True, v_signed=True, max_beats=4,
-                         xnor=False)
-    assert auto.xnor and not general.xnor
-    xs, ys = random_problem(rng, auto, 40)
-    want = expected(auto, xs, ys)
-    assert want == [sum((2 * a - 1) * (2 * b - 1) for a, b in zip(x, y)) for x, y in zip(xs, ys)]
-    assert run_stream(auto, xs, ys, seed=1) == want
-    assert run_stream(general, xs, ys, seed=2) == want
-
-
-def test_xnor_only_for_binary_signed():
-    with unelaborated():
-        for m_signed, v_signed in SIGNEDNESS[:3]:
-            assert not DotProduct(4, m_bits=1, v_bits=1, m_signed=m_signed, v_signed=v_signed).xnor
-        assert not DotProduct(4, m_bits=2, v_bits=1, m_signed=True, v_signed=True).xnor
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("m_signed, v_signed", SIGNEDNESS)
-def test_range_extremes(m_signed, v_signed, mode):
-    """Vectors of extreme codes over ``max_beats`` beats hit both ends of
-    ``value_range``, which ``out_shape`` must hold exactly."""
-    dut = DotProduct(3, m_bits=3, v_bits=2, m_signed=m_signed, v_signed=v_signed, mode=mode,
-                     max_beats=4)
-    n = dut.length * dut.max_beats
-    xs, ys = [], []
-    for x in (0, 7):
-        for y in (0, 3):
-            xs.append([x] * n)
-            ys.append([y] * n)
-    got = run_stream(dut, xs, ys, gap=0.0, stall=0.0)
-    assert got == expected(dut, xs, ys)
-    assert (min(got), max(got)) == dut.value_range
-    lo, hi = dut.value_range
-    assert dut.out_shape == Shape.cast(range(lo, hi + 1))
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_latency_and_throughput(mode):
-    """No gaps, no back-pressure: one beat per ``cycles_per_beat`` cycles, each
-    result ``latency`` cycles after its last beat is accepted."""
-    stages = 2
-    dut = DotProduct(8, m_bits=2, v_bits=3, m_signed=True, v_signed=False, mode=mode,
-                     max_beats=3, popcount_stages=stages)
-    assert dut.latency == stages + 1
-    assert dut.cycles_per_beat == (6 if mode == "serial" else 1)
-    rng = random.Random(5)
-    xs, ys = random_problem(rng, dut, 10)
-    words = framed(dut, xs, ys)
-    accepted, results = [], []
-
-    async def tb(ctx):
-        ctx.set(dut.o.ready, 1)
-        index = cycle = 0
-        while len(results) < len(xs):
-            if index < len(words):
+    async def testbench(ctx):
+        cycle = 0
+        queue = list(beats)
+        while queue or (sent and cycle <= sent[-1] + dut.latency + 2):
+            if queue and not (gap and rng.random() < gap):
                 ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, words[index])
+                ctx.set(dut.i.payload, queue.pop(0))
+                sent.append(cycle)
             else:
                 ctx.set(dut.i.valid, 0)
-            _, _, ready, valid, payload = await ctx.tick().sample(
-                dut.i.ready, dut.o.valid, dut.o.payload)
-            if ready and index < len(words):
-                accepted.append(cycle)
-                index += 1
-            if valid:
-                results.append((cycle, payload))
+                ctx.set(dut.i.payload, garbage(rng, dut))
+            if ctx.get(dut.o.valid):
+                out.append((cycle, ctx.get(dut.o.payload)))
+            await ctx.tick()
             cycle += 1
 
-    simulate(dut, tb)
-    assert [value for _, value in results] == expected(dut, xs, ys)
-    cpb = dut.cycles_per_beat
-    assert accepted == [cpb * (i + 1) - 1 for i in range(len(words))]
-    last_beats = [accepted[i] for i, word in enumerate(words) if word["last"]]
-    assert [cycle for cycle, _ in results] == [c + dut.latency for c in last_beats]
+    simulate(dut, testbench, deadline=None)
+    return sent, out
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("sent_before_reset", [1, 4, 7])
-def test_reset_mid_stream(sent_before_reset, mode):
-    """A reset drops the partial sums and results in flight; afterwards the PE
-    starts a fresh dot product with the next beat."""
-    dut = DotProduct(5, m_bits=3, v_bits=2, m_signed=True, v_signed=True, mode=mode,
-                     max_beats=3, popcount_stages=1)
-    rng = random.Random(sent_before_reset)
-    before = random_problem(rng, dut, 4, beats=3)
-    after = random_problem(rng, dut, 8)
-    top, cd = with_sync_domain(dut)
-    got, done = [], []
+# --------------------------------------------------------------------------- sums
 
-    async def producer(ctx):
-        await stream_put_all(ctx, dut.i, framed(dut, *before)[:sent_before_reset],
-                             rng=random.Random(3), gap=0.2)
-        ctx.set(cd.rst, 1)
-        for _ in range(2):
-            await ctx.tick()
-        ctx.set(cd.rst, 0)
-        assert not ctx.get(dut.o.valid)
-        got.clear()  # only what follows the reset is checked
-        done.append(True)
-        await stream_put_all(ctx, dut.i, framed(dut, *after), rng=random.Random(4), gap=0.2)
-
-    async def consumer(ctx):
-        while not done or len(got) < len(after[0]):
-            try:
-                got.append(await stream_get(ctx, dut.o, rng=random.Random(5), stall=0.6))
-            except DomainReset:  # a transfer cut by the reset never happened
-                pass
-
-    simulate(top, producer, consumer, deadline=None)
-    assert got == expected(dut, *after)
+# (length, max_bits, folds, popcount_stages, popcount_arch): lengths 1 .. 64, every
+# width class, unpipelined to fully pipelined, each tree architecture.
+CONFIGS = [
+    (1, 1, 3, 0, "chain"),
+    (7, 3, 2, 1, "chain"),
+    (16, 8, 2, 0, "dadda"),
+    (20, 5, 3, "max", "chain"),
+    (33, 2, 4, 2, "packed"),
+    (64, 8, 1, "max", "dadda"),
+]
 
 
-def test_holds_result_under_back_pressure():
-    """A result waiting on ``o.ready`` stays put, and the input stalls behind it."""
-    dut = DotProduct(4, m_bits=2, v_bits=2, m_signed=False, v_signed=True)
-    xs, ys = [[1, 2, 3, 0], [3, 3, 3, 3]], [[0, 1, 2, 3], [3, 0, 3, 0]]
-    want = expected(dut, xs, ys)
-
-    async def tb(ctx):
-        words = framed(dut, xs, ys)
-        ctx.set(dut.i.payload, words[0])
-        ctx.set(dut.i.valid, 1)
-        await ctx.tick()
-        ctx.set(dut.i.payload, words[1])
-        for _ in range(5):
-            await ctx.tick()
-            assert ctx.get(dut.o.valid) and ctx.get(dut.o.payload) == want[0]
-            assert not ctx.get(dut.i.ready)
-        ctx.set(dut.o.ready, 1)
-        await ctx.tick()
-        ctx.set(dut.i.valid, 0)
-        assert ctx.get(dut.o.valid) and ctx.get(dut.o.payload) == want[1]
-
-    simulate(dut, tb)
+def make(length, max_bits, folds, stages, arch) -> DotProduct:
+    stages = popcount_max_stages(length, arch=arch) if stages == "max" else stages
+    return DotProduct(length, max_bits=max_bits, max_lanes=length * folds, popcount_stages=stages,
+                      popcount_arch=arch)
 
 
-def test_signature():
+@pytest.mark.parametrize("length, max_bits, folds, stages, arch", CONFIGS)
+def test_code_dot_products(length, max_bits, folds, stages, arch):
+    """Back-to-back dot products of random precisions and folds, plane pairs in random
+    orders, random idle cycles: each sum is ``plane_matmul``'s, ``latency`` after its last beat."""
+    dut = make(length, max_bits, folds, stages, arch)
+    rng = random.Random(f"codes-{length}-{max_bits}-{folds}-{stages}-{arch}")
+    problems = code_problem(rng, dut, 10)
+    beats = [beat for p in problems for beat in code_beats(rng, p[0], p[1], p[2], p[3], length)]
+    sent, out = run_beats(dut, beats, rng=rng, gap=0.3)
+    assert [value for _, value in out] == [reference(p) for p in problems]
+    last_cycles = [cycle for cycle, beat in zip(sent, beats) if beat["last"]]
+    assert [cycle for cycle, _ in out] == [c + dut.latency for c in last_cycles]
+    # the largest sum fits the output
+    assert out[-1][1] == dut.max_lanes * ((1 << max_bits) - 1) ** 2 < 1 << dut.sum_bits
+
+
+@pytest.mark.parametrize("length, max_bits, folds, stages, arch", CONFIGS[1::2])
+def test_arbitrary_plane_sequences(length, max_bits, folds, stages, arch):
+    """Whatever beats it is given (any planes, ``double`` anywhere, sequences of any length),
+    the unit follows the recurrence; ``double`` on a ``first`` beat is ignored."""
+    dut = make(length, max_bits, folds, stages, arch)
+    rng = random.Random(f"planes-{length}-{max_bits}")
+    beats, sums = [], []
+    while len(sums) < 12:
+        run = [{"m": rng.getrandbits(length), "v": rng.getrandbits(length), "first": 0,
+                "double": int(rng.random() < 0.3), "last": 0}
+               for _ in range(rng.randint(1, 2 * folds * max_bits))]
+        run[0]["first"] = run[-1]["last"] = 1
+        (total,) = recurrence(run)
+        if total >> dut.sum_bits:
+            continue  # more than the unit is sized for
+        beats += run
+        sums.append(total)
+    _, out = run_beats(dut, beats, rng=rng, gap=0.2)
+    assert [value for _, value in out] == sums
+
+
+def test_first_restarts_the_sum():
+    """``first`` without a ``last`` before it drops the partial sum; a beat that is both
+    ``first`` and ``last`` is a one-beat dot product; beats after a ``last`` and before
+    the next ``first`` are added to the finished sum, which nothing reads."""
+    dut = DotProduct(4, max_bits=2, max_lanes=16)
+
+    def beat(m, v, first=0, double=0, last=0):
+        return {"m": m, "v": v, "first": first, "double": double, "last": last}
+    beats = [
+        beat(0b1111, 0b1111, first=1),                     # abandoned: 4
+        beat(0b0111, 0b1101, first=1),                     # 2
+        beat(0b1111, 0b0011, double=1, last=1),            # 2 * 2 + 2 = 6
+        beat(0b1010, 0b1110, first=1, last=1),             # 2
+        beat(0b1111, 0b1111, double=1),                    # stray beat: no first, no result
+        beat(0b0001, 0b0001, first=1, double=1),           # 1 (first wins)
+        beat(0b0011, 0b0001, last=1),                      # + 1 = 2
+    ]
+    _, out = run_beats(dut, beats)
+    assert [value for _, value in out] == [6, 2, 2] == recurrence(beats)
+
+
+@pytest.mark.parametrize("stages", [0, 1, 2, 3])
+def test_latency_and_full_rate(stages):
+    """``latency == popcount_stages + 2``; one beat per cycle without a gap, one-beat dot
+    products included, and ``o.valid`` exactly on the results' cycles."""
+    dut = DotProduct(12, max_bits=3, max_lanes=24, popcount_stages=stages)
+    assert dut.latency == stages + 2
+    rng = random.Random(stages)
+    problems = [([rng.randint(0, 1) for _ in range(12)], 1, [rng.randint(0, 1) for _ in range(12)], 1)
+                for _ in range(3)]  # one beat each
+    problems += code_problem(rng, dut, 5)
+    beats = [beat for p in problems for beat in code_beats(rng, p[0], p[1], p[2], p[3], 12)]
+    sent, out = run_beats(dut, beats)
+    assert sent == list(range(len(beats)))
+    assert [value for _, value in out] == [reference(p) for p in problems]
+    lasts = [index for index, beat in enumerate(beats) if beat["last"]]
+    assert [cycle for cycle, _ in out] == [index + stages + 2 for index in lasts]
+
+
+def test_ports_and_widths():
     with unelaborated():
-        dut = DotProduct(6, m_bits=3, v_bits=5, m_signed=True, v_signed=False, max_beats=4)
-        assert Shape.cast(dut.beat_layout).width == 6 * 3 + 6 * 5 + 1
-        assert dut.i.payload.m.shape().length == 6
-        assert dut.value_range == (-4 * 6 * 7 * 31, 4 * 6 * 7 * 31)
-        assert dut.out_shape == signed(14)  # 5208 < 2**13
-        unsigned_dut = DotProduct(6, m_bits=3, v_bits=5, max_beats=4)
-        assert unsigned_dut.out_shape == unsigned(13)
-        assert unsigned_dut.value_range == (0, 4 * 6 * 7 * 31)
+        dut = DotProduct(6, max_bits=3, max_lanes=18)
+        assert beat_layout(6) == dut.i.payload.shape()
+        assert Shape.cast(beat_layout(6)).width == 6 + 6 + 3  # m, v, first, double, last
+        assert dut.sum_bits == 10  # 18 * 7**2 = 882 < 2**10
+        assert dut.o.payload.shape() == unsigned(10)
+        assert (dut.length, dut.max_bits, dut.max_lanes, dut.popcount_stages) == (6, 3, 18, 0)
+        assert DotProduct(5, max_bits=1).sum_bits == 3 and DotProduct(5).max_lanes == 5
+        assert DotProduct(5).max_bits == 8
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(length=0), "length must be >= 1"),
-    (dict(length=2.0), "length must be an integer"),
-    (dict(length=True), "length must be an integer"),
-    (dict(m_bits=0), r"m_bits must be in 1\.\.8"),
-    (dict(v_bits=9), r"v_bits must be in 1\.\.8"),
-    (dict(m_bits=32), r"m_bits must be in 1\.\.8"),
-    (dict(m_signed=1), "m_signed must be True or False"),
-    (dict(v_signed="yes"), "v_signed must be True or False"),
-    (dict(mode="systolic"), "mode must be one of"),
-    (dict(max_beats=0), "max_beats must be >= 1"),
-    (dict(popcount_stages=-1), r"popcount_stages must be in 0\.\.3"),
-    (dict(popcount_stages=4), r"popcount_stages must be in 0\.\.3"),
-    (dict(popcount_arch="wallace"), "popcount_arch must be one of"),
-    (dict(xnor=True), "xnor=True needs m_bits == v_bits == 1"),
-    (dict(m_bits=1, v_bits=1, m_signed=True, xnor=True), "xnor=True needs"),
-    (dict(m_bits=1, v_bits=1, m_signed=True, v_signed=True, xnor=1), "xnor must be True or False"),
+    (dict(length=0), "length must be >= 1, got 0"),
+    (dict(length=2.0), "length must be an integer, got 2.0"),
+    (dict(length=True), "length must be an integer, got True"),
+    (dict(max_bits=0), r"max_bits must be in 1\.\.8, got 0"),
+    (dict(max_bits=9), r"max_bits must be in 1\.\.8, got 9"),
+    (dict(max_lanes=7), "max_lanes must be >= 8, got 7"),
+    (dict(max_lanes=16.0), "max_lanes must be an integer"),
+    (dict(popcount_stages=-1), rf"popcount_stages must be in 0\.\.{popcount_max_stages(8)}, got -1"),
+    (dict(popcount_stages=popcount_max_stages(8) + 1), rf"popcount_stages must be in 0\.\.{popcount_max_stages(8)}"),
+    (dict(popcount_arch="wallace"), "popcount_arch must be one of 'chain', 'dadda', 'packed', got 'wallace'"),
 ])
 def test_validation(kwargs, message):
-    args = dict(length=8, m_bits=2, v_bits=2) | kwargs
+    args = dict(length=8) | kwargs
     with unelaborated(), pytest.raises(ValueError, match=message):
         DotProduct(args.pop("length"), **args)

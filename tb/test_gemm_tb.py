@@ -19,6 +19,7 @@ SLOW_CONFIGS = [
     (1, 1, 1, 8, 3, 5, 0, 16),      # one unit, one lane
     (4, 4, 8, 8, 9, 24, 2, 24),     # the core's default pe and simd, tiles of 4 vectors
     (5, 2, 3, 3, 11, 7, 1, 12),
+    (2, 2, 3, 1, 5, 6, 0, 4),       # binary codes only
 ]
 PARAMS = "pe, vectors, simd, max_bits, max_rows, max_cols, stages, matrices"
 

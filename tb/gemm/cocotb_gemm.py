@@ -132,23 +132,22 @@ async def gemm_run(dut, driver, setup: Setup, matrix, m_bits, vectors, v_bits, v
 def plan(setup: Setup, count: int):
     """``count`` matrices: ``(m_bits, m_signed, rows, cols, frames, [(v_bits, v_signed, vectors), ...])``.
 
-    Matrix ``n`` has ``m_bits = n mod max_bits + 1``, read signed every other matrix (the other
-    way round in the next ``max_bits``, so with ``2 * max_bits`` matrices each width comes
-    with both readings); its two RUNs have other widths (``n + 1`` and ``n + 4``, wrapped) and
-    opposite vector readings (swapped every ``max_bits`` matrices, likewise), so all four
-    readings come up every two matrices.  Shapes and
-    vector counts are random (whole and partial tiles); the first matrix is the largest,
-    at the widest codes on both sides."""
+    Matrix ``n`` has ``m_bits = (n - 1) mod max_bits + 1`` (the widest first) and is read signed
+    when ``n mod max_bits + n // max_bits`` is odd: consecutive matrices alternate, and each
+    width comes with both readings over ``2 * max_bits`` matrices.  Its two RUNs take the
+    vector widths ``m_bits`` and three above it (wrapped), the first in the matrix's reading, the
+    second in the other: all four readings every two matrices, and each vector width in both
+    readings over ``2 * max_bits`` matrices.  Shapes and vector counts are random (whole and
+    partial tiles); the first matrix is the largest."""
     rng = random.Random(setup.seed)
     top, model = setup.max_bits, setup.model
     jobs = []
     for n in range(count):
-        m_bits, m_signed = n % top + 1, bool((n + n // top) % 2)
-        runs = [((n + shift) % top + 1, bool((n // 2 + r + n // top) % 2), rng.randint(1, 2 * model.vectors + 1))
-                for r, shift in enumerate((1, 4))]
-        rows, cols = rng.randint(1, setup.max_rows), rng.randint(1, setup.max_cols)
-        if n == 0:
-            m_bits, rows, cols, runs[0] = top, setup.max_rows, setup.max_cols, (top,) + runs[0][1:]
+        m_bits, m_signed = (n - 1) % top + 1, bool((n % top + n // top) % 2)
+        runs = [((n - 1 + shift) % top + 1, m_signed ^ bool(r), rng.randint(1, 2 * model.vectors + 1))
+                for r, shift in enumerate((0, 3))]
+        rows, cols = (setup.max_rows, setup.max_cols) if n == 0 else \
+            (rng.randint(1, setup.max_rows), rng.randint(1, setup.max_cols))
         jobs.append((m_bits, m_signed, rows, cols, rng.randint(1, 3), runs))
     return jobs
 

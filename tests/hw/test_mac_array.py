@@ -162,6 +162,7 @@ SHAPES = [
     (2, 3, 5, 3, 3, 11, [(3, 11, 3, 2, 2), (3, 10, 1, 3, 3)]),         # rows < pe * groups, slot unused
     (4, 2, 2, 2, 8, 4, [(8, 4, 2, 2, 2), (8, 4, 1, 2, 2)]),            # exact multiples
     (3, 2, 8, 5, 5, 3, [(5, 3, 5, 5, 2), (5, 3, 5, 1, 1)]),            # cols < simd: one ragged fold
+    (2, 2, 3, 1, 5, 7, [(5, 7, 1, 1, 2), (3, 2, 1, 1, 1)]),            # binary only: no plane address bits
 ]
 
 
@@ -199,7 +200,7 @@ def test_properties():
         assert dut.period(3, 1, 1) == 6 and dut.period(3, 2, 2) == 12
         # 3 groups, 3 folds at 2 x 2: two full periods, the last group's pairs, latency, the drain
         assert dut.tile_cycles(3, 3, 2, 2) == 2 * 12 + 12 + 4 + 6 - 1
-        assert len(dut.o.payload.sum) == 12  # 3 folds of 5 lanes: 15 * 15**2 = 3375 < 2**12
+        assert len(dut.o.payload.sum) == 12  # 11 columns * 15**2 = 2475 < 2**12 (padding lanes add nothing)
         assert dut.m_data.shape().length == 3 and dut.v_data.shape().length == 2
 
 

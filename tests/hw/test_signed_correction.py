@@ -128,16 +128,12 @@ def test_full_rate():
     assert SignedCorrection.latency == dut.latency == 3
 
 
-# Reported: MacArray sizes its sums for the padded lanes, ceil(max_cols / simd) * simd, and
-# SignedCorrection for max_cols; where the two widths differ GemmEngine's wiring.connect fails.
-RAGGED_SUM_WIDTH = pytest.mark.xfail(strict=True, reason="MacArray's sum is sized for the padded lanes, "
-                                     "SignedCorrection's for max_cols")
-
-
+# A ragged max_cols once gave the array's sums (sized for the padded lanes, ceil(max_cols / simd)
+# * simd) another width than the correction's (max_cols): GemmEngine's wiring.connect failed.
 @pytest.mark.parametrize("pe, vectors, simd, max_bits, max_rows, max_cols", [
     (2, 3, 4, 8, 7, 13), (3, 2, 5, 4, 8, 10), (1, 1, 1, 8, 3, 5), (4, 4, 8, 8, 32, 256),
-    pytest.param(3, 2, 5, 4, 8, 9, marks=RAGGED_SUM_WIDTH),   # 10 lanes * 15**2 = 2250 >= 2**11 > 9 * 15**2
-    pytest.param(2, 1, 4, 3, 4, 9, marks=RAGGED_SUM_WIDTH),   # 12 * 7**2 = 588 >= 2**9 > 9 * 7**2
+    (3, 2, 5, 4, 8, 9),   # ragged: 10 padded lanes * 15**2 = 2250 >= 2**11 > 9 * 15**2
+    (2, 1, 4, 3, 4, 9),   # ragged: 12 * 7**2 = 588 >= 2**9 > 9 * 7**2
 ])
 def test_takes_the_arrays_sums(pe, vectors, simd, max_bits, max_rows, max_cols):
     """The correction's input is the MAC array's output, as GemmEngine connects them."""

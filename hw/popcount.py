@@ -35,11 +35,12 @@ Three architectures build the same function from full adders (3:2 counters):
     Carry chains are boxes to ``abc9``: the logic before the tree maps on
     its own.  The price is speed: each level is a carry chain between two
     routing hops, and timing analysis follows the carry through a whole
-    chain.  On ECP5 Fmax is 20-25 % below ``"chain"``'s, pipelined or not.
-    On the iCE40UP5K it is 30-45 % below, for about 10 % fewer logic cells
-    on a plain popcount and 3-12 % more behind an AND (and at 256 bits,
-    pipelined, nextpnr-ice40's default router did not converge on it):
-    there ``"chain"`` is the better choice.
+    chain.  On ECP5 Fmax is 15-25 % below ``"chain"``'s unpipelined (5-15 %
+    fused with a mask) and 20-35 % below with a register on every level
+    (still 200-280 MHz).  On the iCE40UP5K it is 20-55 % below, for about
+    10 % fewer logic cells on a plain popcount and 2-12 % more behind an
+    AND (and at 256 bits, pipelined, nextpnr-ice40's default router did not
+    converge on it): there ``"chain"`` is the better choice.
 
 ``"dadda"`` (for ASICs, or fabrics without carry chains)
     Column compression: Dadda's schedule of 3:2 and 2:2 counters reduces the

@@ -36,6 +36,7 @@ from sw.contract.core import ACC_LIMIT, CORE_DEFAULTS
 from sw.contract.link import LOAD_HEADER, MAX_PAYLOAD
 from sw.contract.prng import DEFAULT_SEED, STATE_BITS
 
+from .core import TrainingCore
 from .dot_product import DotProduct
 from .gemm import GemmEngine
 from .gradient_quantizer import MAX_WIDTH as MAX_GRADIENT_WIDTH
@@ -179,16 +180,13 @@ def _uart_tx(divisor):
     return UARTTransmitter(divisor)
 
 
-def _core(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits):
-    from .core import TrainingCore
-    return TrainingCore(max_rows, max_cols, max_bits=max_bits, pe=pe, simd=simd, max_payload=max_payload,
-                        max_act_bits=max_act_bits)
+def _core(**params):
+    return TrainingCore(**params)
 
 
-def _uart_core(clk_freq, baud, max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits):
+def _uart_core(clk_freq, baud, **params):
     from .core import UARTCore
-    return UARTCore(clk_freq, baud, max_rows=max_rows, max_cols=max_cols, max_bits=max_bits, pe=pe, simd=simd,
-                    max_payload=max_payload, max_act_bits=max_act_bits)
+    return UARTCore(clk_freq, baud, **params)
 
 
 def _int(default, help, minimum, maximum):
@@ -219,14 +217,20 @@ def _core_params():
                             MAX_PAYLOAD),
         "max_act_bits": _int(CORE_DEFAULTS["max_act_bits"], "widest activation code (0: no threshold stage)",
                              0, MAX_CODE_BITS),
+        "vectors": _int(_default(TrainingCore, "vectors"), "vectors of a tile (each matrix word meets them all)",
+                        1, 256),
+        "popcount_stages": _int(_default(TrainingCore, "popcount_stages"), "pipeline levels in each popcount tree",
+                                0, _MAX_STAGES),
+        "popcount_arch": Param(str, _default(TrainingCore, "popcount_arch"), "popcount tree architecture", ARCHS),
     }
 
 
-_CORE_SHORTHANDS = {"bits": ("max_bits",), "max_bits": ("max_bits",), "pe": ("pe",), "simd": ("simd",)}
+_CORE_SHORTHANDS = {"bits": ("max_bits",), "max_bits": ("max_bits",), "pe": ("pe",), "simd": ("simd",),
+                    "vectors": ("vectors",)}
 
 #: The run-time-precision units: ``--bits`` gives the widths to serve and sets ``max_bits`` to the widest.
 _RUN_TIME_BITS = {"bits": ("max_bits",), "max_bits": ("max_bits",)}
-_ARRAY_SHORTHANDS = _RUN_TIME_BITS | {"pe": ("pe",), "simd": ("simd",)}
+_ARRAY_SHORTHANDS = _RUN_TIME_BITS | {"pe": ("pe",), "simd": ("simd",), "vectors": ("vectors",)}
 
 
 def _array_params(cls):
@@ -342,11 +346,11 @@ def widest_bits(text: str) -> tuple[int, tuple[int, ...]]:
 
 def parse_assignments(spec: UnitSpec, assignments: list[str], *, bits: str | None = None,
                       width: str | None = None, max_bits: str | None = None, pe: str | None = None,
-                      simd: str | None = None) -> dict:
+                      simd: str | None = None, vectors: str | None = None) -> dict:
     """Constructor keyword arguments from ``NAME=VALUE`` strings and the shorthand flags.
 
-    ``bits``, ``width``, ``max_bits``, ``pe``, ``simd`` are the texts of
-    ``--bits`` ... ``--simd`` (``None``: not given); each must apply to
+    ``bits``, ``width``, ``max_bits``, ``pe``, ``simd``, ``vectors`` are the texts of
+    ``--bits`` ... ``--vectors`` (``None``: not given); each must apply to
     ``spec`` (:attr:`UnitSpec.shorthands`).  Two of them, or one and a
     ``--set``, giving the same parameter different values is an error.
     """
@@ -360,7 +364,7 @@ def parse_assignments(spec: UnitSpec, assignments: list[str], *, bits: str | Non
         given[target] = (source, value)
         values[target] = value
 
-    flags = {"bits": bits, "width": width, "max_bits": max_bits, "pe": pe, "simd": simd}
+    flags = {"bits": bits, "width": width, "max_bits": max_bits, "pe": pe, "simd": simd, "vectors": vectors}
     for flag, text in flags.items():
         if text is None:
             continue

@@ -138,8 +138,10 @@ class TrainingCore(wiring.Component):
         meets all of them, so the core does ``pe * vectors * simd``
         AND+popcount bit pairs per cycle (:attr:`ops_per_cycle`).  Not
         reported by PING: no byte on the link depends on it.
-    popcount_stages : int
-        Pipeline registers in each popcount tree (Fmax against latency).
+    popcount_stages, popcount_arch :
+        Pipeline registers in each popcount tree (Fmax against latency) and
+        the tree's architecture (:data:`hw.popcount.ARCHS`: ``"packed"`` is
+        the smallest on ECP5).
     max_payload : int
         Largest request and reply payload, ``13 .. 4096``.  The protocol's
         invariants must hold: one vector and its reply fit a frame
@@ -179,7 +181,8 @@ class TrainingCore(wiring.Component):
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], vectors: int = 1,
-                 popcount_stages: int = 0, idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
+                 popcount_stages: int = 0, popcount_arch: str = "chain",
+                 idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
         self._max_rows = check_int("max_rows", max_rows, 1, 0xFFFF)
         self._max_cols = check_int("max_cols", max_cols, 1, 0xFFFF)
         self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
@@ -196,7 +199,7 @@ class TrainingCore(wiring.Component):
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
         self._info = self._config.info()
         self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
-                                max_cols=max_cols, popcount_stages=popcount_stages)
+                                max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -385,6 +388,33 @@ class TrainingCore(wiring.Component):
                              - h_count_rows),
             ]
 
+        # Every arithmetic check, registered (state CHECK3): DECIDE only picks the
+        # first failing one, so no carry chain feeds its priority chain.
+        k_load_count = Signal()  # LOAD_MATRIX: count 0 or past the matrix
+        k_load_length = Signal()  # LOAD_MATRIX: LEN is not the header and the packed codes
+        k_run_too_big = Signal()  # RUN: the reply cannot fit a frame
+        k_run_length = Signal()  # RUN: LEN is not the header and the packed vectors
+        reply_size = Signal(16)  # RUN: the reply's payload bytes
+        acc_too_big = (r_count > max_run_count) | (p_reply * L.ACC_BYTES > self._max_payload)
+        m.d.sync += [
+            k_load_count.eq((l_count == 0) | (l_offset + l_count > p_total)),
+            k_load_length.eq(length != L.LOAD_HEADER + ((p_load_bits + 7) >> 3)),
+            k_run_length.eq(length != L.RUN_HEADER + ((p_run_bits + 7) >> 3)),
+        ]
+        if act_bits:
+            k_thr_count = Signal()  # LOAD_THRESHOLDS: count 0 or past the matrix's rows
+            k_thr_length = Signal()  # LOAD_THRESHOLDS: LEN is not the header and the records
+            m.d.sync += [
+                # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
+                k_run_too_big.eq(Mux(r_activate, (r_count > max_count) | (p_act_bits > 8 * self._max_payload),
+                                     acc_too_big)),
+                reply_size.eq(Mux(r_activate, (p_act_bits + 7) >> 3, p_reply * L.ACC_BYTES)),
+                k_thr_count.eq((h_count == 0) | (h_offset + h_count > m_rows)),
+                k_thr_length.eq(length != L.THRESHOLD_HEADER + p_records),
+            ]
+        else:
+            m.d.sync += [k_run_too_big.eq(acc_too_big), reply_size.eq(p_reply * L.ACC_BYTES)]
+
         # Reply message: STATUS TAG LEN_L LEN_H + short payload.
         r_status = Signal(8)
         r_len = Signal(16)
@@ -502,7 +532,9 @@ class TrainingCore(wiring.Component):
                     m.next = "CHECK1"
             with m.State("CHECK1"):  # p_total, p_load_bits, p_reply, p_run_codes
                 m.next = "CHECK2"
-            with m.State("CHECK2"):  # p_run_bits
+            with m.State("CHECK2"):  # p_run_bits, p_act_bits
+                m.next = "CHECK3"
+            with m.State("CHECK3"):  # the k_* flags
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 with m.If(event.status != L.Status.OK):
@@ -536,9 +568,9 @@ class TrainingCore(wiring.Component):
                         error(L.Status.BAD_PARAMS, L.Detail.ROWS)
                     with m.Elif((l_cols == 0) | (l_cols > self._max_cols)):
                         error(L.Status.BAD_PARAMS, L.Detail.COLS)
-                    with m.Elif((l_count == 0) | (l_offset + l_count > p_total)):
+                    with m.Elif(k_load_count):
                         error(L.Status.BAD_PARAMS, L.Detail.COUNT)
-                    with m.Elif(length != L.LOAD_HEADER + ((p_load_bits + 7) >> 3)):
+                    with m.Elif(k_load_length):
                         error(L.Status.BAD_LENGTH)
                     with m.Elif((l_offset != 0) & ~continues):
                         error(L.Status.BAD_STATE, L.Detail.SEQUENCE)
@@ -556,15 +588,7 @@ class TrainingCore(wiring.Component):
                 with m.Elif(cmd == L.Cmd.RUN):
                     allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0)
                     bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
-                    acc_too_big = (r_count > max_run_count) | (p_reply * L.ACC_BYTES > self._max_payload)
-                    if act_bits:
-                        no_thresholds = r_activate & (t_loaded != m_rows)
-                        # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
-                        too_big = Mux(r_activate, (r_count > max_count) | (p_act_bits > 8 * self._max_payload),
-                                      acc_too_big)
-                        reply_size = Mux(r_activate, (p_act_bits + 7) >> 3, p_reply * L.ACC_BYTES)
-                    else:
-                        no_thresholds, too_big, reply_size = 0, acc_too_big, p_reply * L.ACC_BYTES
+                    no_thresholds = r_activate & (t_loaded != m_rows) if act_bits else 0
                     with m.If(length < L.RUN_HEADER):
                         error(L.Status.BAD_LENGTH)
                     with m.Elif(~matrix_ready):
@@ -577,9 +601,9 @@ class TrainingCore(wiring.Component):
                         error(L.Status.BAD_STATE, L.Detail.NO_THRESHOLDS)
                     with m.Elif(r_count == 0):
                         error(L.Status.BAD_PARAMS, L.Detail.COUNT)
-                    with m.Elif(too_big):
+                    with m.Elif(k_run_too_big):
                         error(L.Status.BAD_PARAMS, L.Detail.REPLY_TOO_BIG)
-                    with m.Elif(length != L.RUN_HEADER + ((p_run_bits + 7) >> 3)):
+                    with m.Elif(k_run_length):
                         error(L.Status.BAD_LENGTH)
                     with m.Else():
                         reply(L.Status.OK, _MSG_EMPTY, 0)
@@ -600,9 +624,9 @@ class TrainingCore(wiring.Component):
                             error(L.Status.BAD_PARAMS, L.Detail.BITS)
                         with m.Elif(h_flags != 0):
                             error(L.Status.BAD_PARAMS, L.Detail.FLAGS)
-                        with m.Elif((h_count == 0) | (h_offset + h_count > m_rows)):
+                        with m.Elif(k_thr_count):
                             error(L.Status.BAD_PARAMS, L.Detail.COUNT)
-                        with m.Elif(length != L.THRESHOLD_HEADER + p_records):
+                        with m.Elif(k_thr_length):
                             error(L.Status.BAD_LENGTH)
                         with m.Elif((h_offset != 0) & ~continues):
                             error(L.Status.BAD_STATE, L.Detail.SEQUENCE)

@@ -63,9 +63,9 @@ class DotProduct(wiring.Component):
     max_bits : int
         Widest code of either side, ``1 .. 8``.
     max_lanes : int
-        Most lanes of one dot product (``length * folds``, padding
-        included), ``>= length``: sizes the sum, ``max_lanes * (2**max_bits -
-        1)**2`` at most.
+        Most lanes of one dot product whose codes are not 0 on both sides
+        (padding lanes of a ragged fold do not count), ``>= length``: sizes
+        the sum, ``max_lanes * (2**max_bits - 1)**2`` at most.
     popcount_stages, popcount_arch :
         Of the popcount tree (:func:`hw.popcount.popcount_tree`).
 
@@ -118,10 +118,8 @@ class DotProduct(wiring.Component):
         beat = self.i.payload
         stages = self._popcount_stages
 
-        # The tree counts a named signal (one AND per lane, not one per tree node).
-        both = Signal(self._length)
-        m.d.comb += both.eq(beat.m & beat.v)
-        count = popcount_tree(m, both, stages=stages, arch=self._popcount_arch, name="popcount")
+        # popcount(m AND v): the "packed" tree fuses the AND into its first level.
+        count = popcount_tree(m, beat.m, mask=beat.v, stages=stages, arch=self._popcount_arch, name="popcount")
 
         def delayed(value, name):
             # Sideband travelling beside the popcount's stages.

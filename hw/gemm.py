@@ -28,8 +28,8 @@ to_vectors, cols, rows, m_bits, m_signed, v_bits, v_signed : ``In``
 writing : ``Out(1)``
     Codes are being turned into planes (wait for it before ``start``).
 start : ``In(1)``, done : ``Out(1)``
-    Compute a tile: :meth:`GemmEngine.tile_cycles` cycles from ``start`` to
-    ``done``, both inclusive.
+    Compute a tile: ``done`` is high :meth:`GemmEngine.tile_cycles` cycles
+    after the cycle ``start`` was.
 result_addr : ``In``, result : ``Out(signed(32))``
     The value at ``result_addr = Cat(row, slot)`` (``row_bits`` + slot bits),
     one cycle after the address.
@@ -72,7 +72,7 @@ class GemmEngine(wiring.Component):
         self.writer = PlaneWriter(slots=max(pe, vectors), simd=simd, max_bits=max_bits,
                                   max_rows=max(max_rows, vectors), max_cols=max_cols,
                                   max_groups=-(-max_rows // pe))
-        self.correction = SignedCorrection(max_bits=max_bits, max_cols=max_cols,
+        self.correction = SignedCorrection(max_bits=max_bits, max_cols=max(max_cols, simd),
                                            rows=-(-max_rows // pe) * pe, slots=vectors)
         self._row_bits = bits_for(max_rows - 1)
         self._slot_bits = ceil_log2(vectors)
@@ -103,7 +103,8 @@ class GemmEngine(wiring.Component):
         return (slot << self._row_bits) | row
 
     def tile_cycles(self, rows: int, cols: int, m_bits: int, v_bits: int) -> int:
-        """Cycles from ``start`` to ``done`` (both inclusive) for a ``rows x cols`` matrix."""
+        """Cycles from the one with ``start`` high to the one with ``done`` high, for a
+        ``rows x cols`` matrix."""
         groups, folds = -(-rows // self.pe), -(-cols // self.simd)
         return self.array.tile_cycles(groups, folds, m_bits, v_bits) + SignedCorrection.latency + 1
 
@@ -118,7 +119,7 @@ class GemmEngine(wiring.Component):
         return {
             "matrix": (self.pe, writer.depth, self.simd),
             "vector": (self.vectors, vector_depth, self.simd),
-            "row_sums": (1, self._max_rows, writer.sum_bits),
+            "row_sums": (1, self._max_rows, writer.sum_bits - 1),  # code sums: no sign
             "vector_sums": (1, self.vectors, writer.sum_bits),
             "results": (1, self.vectors << self._row_bits, 32),
         }
@@ -137,9 +138,9 @@ class GemmEngine(wiring.Component):
         m.submodules.correction = correction
         memories = self.memories
         m.submodules.matrix = matrix = PlaneBuffer(slots=pe, simd=simd, depth=memories["matrix"][1],
-                                                   rows=self._max_rows, sum_bits=writer.sum_bits)
+                                                   rows=self._max_rows, sum_bits=memories["row_sums"][2])
         m.submodules.vector = vector = PlaneBuffer(slots=vectors, simd=simd, depth=memories["vector"][1],
-                                                   rows=vectors, sum_bits=writer.sum_bits)
+                                                   rows=vectors, sum_bits=memories["vector_sums"][2])
 
         # ------------------------------------------------------------ writing
         wiring.connect(m, wiring.flipped(self.codes), writer.i)
@@ -147,6 +148,9 @@ class GemmEngine(wiring.Component):
             writer.clear.eq(self.clear),
             writer.cols.eq(self.cols),
             writer.slots_used.eq(Mux(self.to_vectors, vectors, pe)),
+            # Rows: code sums (R); vectors: value sums (S), in the vectors' reading.
+            writer.bits.eq(self.v_bits),
+            writer.signed.eq(self.to_vectors & self.v_signed),
             self.writing.eq(writer.busy),
         ]
         for buffer, selected in ((matrix, ~self.to_vectors), (vector, self.to_vectors)):
@@ -187,12 +191,11 @@ class GemmEngine(wiring.Component):
             matrix.sum_addr.eq(correction.m_sum_addr),
             correction.m_sum.eq(matrix.sum_data),
             vector.sum_addr.eq(correction.v_sum_addr),
-            correction.v_sum.eq(vector.sum_data),
+            correction.v_sum.eq(vector.sum_data.as_signed()),
             correction.m_bits.eq(self.m_bits),
             correction.v_bits.eq(self.v_bits),
             correction.m_signed.eq(self.m_signed),
             correction.v_signed.eq(self.v_signed),
-            correction.cols.eq(self.cols),
         ]
 
         # ------------------------------------------------------------ results

@@ -97,7 +97,8 @@ class MacArray(wiring.Component):
         self._max_folds = -(-max_cols // simd)
         self._max_groups = -(-max_rows // pe)
         # Built here so that their parameters are checked (and their latency known) now.
-        self._units = [[DotProduct(simd, max_bits=max_bits, max_lanes=self._max_folds * simd,
+        # Padding lanes hold code 0 on the matrix side, so no sum exceeds max_cols real lanes.
+        self._units = [[DotProduct(simd, max_bits=max_bits, max_lanes=max(max_cols, simd),
                                    popcount_stages=popcount_stages, popcount_arch=popcount_arch)
                         for _ in range(vectors)] for _ in range(pe)]
         plane_bits = ceil_log2(max_bits)
@@ -149,7 +150,8 @@ class MacArray(wiring.Component):
         return max(folds * m_bits * v_bits, self.drain)
 
     def tile_cycles(self, groups: int, folds: int, m_bits: int, v_bits: int) -> int:
-        """Cycles from ``start`` (inclusive) to the ``final`` sum on ``o`` (inclusive)."""
+        """Cycles from the one with ``start`` high to the one with the ``final`` sum on ``o``
+        (``0`` would be the same cycle)."""
         pairs = folds * m_bits * v_bits
         return (groups - 1) * self.period(folds, m_bits, v_bits) + pairs + self.latency + self.drain - 1
 

@@ -51,7 +51,8 @@ class PlaneBuffer(wiring.Component):
     rows : int
         Row sums held.
     sum_bits : int
-        Width of a row sum.
+        Bits kept of each row sum (the low ones: a sum known to be
+        non-negative may drop the writer's sign bit).
 
     Ports
     -----
@@ -65,7 +66,8 @@ class PlaneBuffer(wiring.Component):
     read_data : ``Out(ArrayLayout(simd, slots))``
         ``read_data[s]`` is bank ``s``'s word.
     sum_addr : ``In(range(rows))``, sum_data : ``Out(sum_bits)``
-        The row sum at ``sum_addr``, one cycle later (read every cycle).
+        The bits of the row sum at ``sum_addr``, one cycle later (read every
+        cycle); the reader knows whether they are signed.
     """
 
     def __init__(self, *, slots: int, simd: int, depth: int, rows: int, sum_bits: int):

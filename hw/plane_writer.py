@@ -9,8 +9,9 @@ f`` of slot ``s`` holds, for each plane ``i``, the word::
 
 at address ``block * 2**plane_bits + i`` of bank ``s``.  Lanes past the
 row's last column (a ragged last fold) hold code 0.  Beside the planes, the
-writer sums each row's codes (``sum_w``): the signed-odd corrections of
-:class:`hw.signed_correction.SignedCorrection` need them.
+writer sums each row's values (``sum_w``): ``sum value(q)`` with ``value(q) =
+q``, or ``2q - n`` (``n = 2**bits - 1``) when ``signed``; the signed-odd
+corrections of :class:`hw.signed_correction.SignedCorrection` need them.
 
 The codes of a fold gather in a staging register of ``simd`` codes; when the
 fold is complete (or a ``flush`` code ends a frame in the middle of a fold),
@@ -21,7 +22,7 @@ Planes above a code's width are written as zeros (never read).  Input is
 held off (``i.ready`` low) while planes are written.
 """
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
@@ -39,8 +40,8 @@ def plane_write_layout(slots: int, simd: int, addr_bits: int) -> data.StructLayo
 
 
 def sum_write_layout(rows: int, sum_bits: int) -> data.StructLayout:
-    """The code sum of ``row``."""
-    return data.StructLayout({"row": range(rows), "sum": unsigned(sum_bits)})
+    """The value sum of ``row`` (``sum_bits`` wide, signed)."""
+    return data.StructLayout({"row": range(rows), "sum": signed(sum_bits)})
 
 
 class PlaneWriter(wiring.Component):
@@ -68,14 +69,15 @@ class PlaneWriter(wiring.Component):
         may end inside a fold.
     clear : ``In(1)``
         Start over at row 0 (a new matrix or tile), the staging register
-        zeroed.  Not together with a transfer on ``i``.
-    slots_used, cols : ``In``
-        Rows per group (``1 .. slots``) and columns of the rows being written;
-        stable from ``clear`` on.
+        zeroed, a write-out in progress dropped; no transfer on ``i`` then.
+    slots_used, cols, bits, signed : ``In``
+        Rows per group (``1 .. slots``), columns of the rows being written,
+        and the codes' width and reading (for the sums); stable from ``clear``
+        on.
     w : ``Out(stream.Signature(plane_write_layout(...), always_ready=True))``
         Plane words, one per cycle while writing.
     sum_w : ``Out(stream.Signature(sum_write_layout(...), always_ready=True))``
-        A row's code sum, with the row's last code.
+        A row's value sum, the cycle after the row's last code.
     folds, groups : ``Out``
         Folds per row and groups started since ``clear`` (valid once a row
         ended).
@@ -100,6 +102,8 @@ class PlaneWriter(wiring.Component):
             "clear": In(1),
             "slots_used": In(range(slots + 1)),
             "cols": In(range(max_cols + 1)),
+            "bits": In(range(max_bits + 1)),
+            "signed": In(1),
             "w": Out(stream.Signature(plane_write_layout(slots, simd, self.addr_bits), always_ready=True)),
             "sum_w": Out(stream.Signature(sum_write_layout(max_rows, self.sum_bits), always_ready=True)),
             "folds": Out(range(self._max_folds + 1)),
@@ -128,8 +132,8 @@ class PlaneWriter(wiring.Component):
 
     @property
     def sum_bits(self) -> int:
-        """Width of a row's code sum (``max_cols * (2**max_bits - 1)``)."""
-        return bits_for(self._max_cols * ((1 << self._max_bits) - 1))
+        """Width of a row's value sum, signed (``|sum| <= max_cols * (2**max_bits - 1)``)."""
+        return bits_for(self._max_cols * ((1 << self._max_bits) - 1)) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -143,7 +147,25 @@ class PlaneWriter(wiring.Component):
         slot = Signal(range(self._slots))
         row = Signal(range(self._max_rows))
         base = Signal(range(self.blocks + 1))  # group * folds
-        total = Signal(self.sum_bits)  # the row's codes so far
+        # The sums run one cycle behind the codes (a register between the
+        # code's value and the adder), so no path runs from the unpacker
+        # through the value and the adder into the sum memory.
+        total = Signal(signed(self.sum_bits))  # the row's values so far, but the last one taken
+        value = Signal(signed(max_bits + 2))  # of the code taken last cycle
+        value_valid = Signal()
+        value_ends = Signal()  # it ended its row
+        value_row = Signal.like(row)
+        m.d.sync += [
+            value.eq(Mux(self.signed, (code << 1) - ((1 << self.bits) - 1), code)),
+            value_valid.eq(self.i.valid & self.i.ready & ~self.clear),
+            value_ends.eq(col == self.cols - 1),
+            value_row.eq(row),
+        ]
+        with m.If(value_valid):
+            m.d.sync += total.eq(Mux(value_ends, 0, total + value))
+            with m.If(value_ends):
+                m.d.comb += [self.sum_w.valid.eq(1), self.sum_w.payload.row.eq(value_row),
+                             self.sum_w.payload.sum.eq(total + value)]
 
         # The fold being written: its bank, block and whether it is complete.
         w_slot = Signal.like(slot)
@@ -160,7 +182,7 @@ class PlaneWriter(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [staging.eq(0), lane.eq(0), col.eq(0), fold.eq(0), slot.eq(0), row.eq(0),
-                         base.eq(0), total.eq(0), self.groups.eq(0)]
+                         base.eq(0), total.eq(0), self.groups.eq(0), self.busy.eq(0), plane.eq(0)]
         with m.Elif(self.busy):
             # Rotate every code one bit right: the next plane is at bit 0.
             m.d.sync += [staging[lane_].eq(staging[lane_].rotate_right(1)) for lane_ in range(simd)]
@@ -176,15 +198,11 @@ class PlaneWriter(wiring.Component):
                 staging[lane].eq(code),
                 w_slot.eq(slot), w_block.eq(base + fold), w_complete.eq(end_of_fold),
                 self.busy.eq(end_of_fold | self.i.payload.flush),
-                total.eq(total + code),
             ]
             with m.If((col == 0) & (slot == 0)):
                 m.d.sync += self.groups.eq(self.groups + 1)
             with m.If(end_of_row):
-                m.d.comb += [self.sum_w.valid.eq(1), self.sum_w.payload.row.eq(row),
-                             self.sum_w.payload.sum.eq(total + code)]
-                m.d.sync += [lane.eq(0), col.eq(0), fold.eq(0), total.eq(0), row.eq(row + 1),
-                             self.folds.eq(fold + 1)]
+                m.d.sync += [lane.eq(0), col.eq(0), fold.eq(0), row.eq(row + 1), self.folds.eq(fold + 1)]
                 with m.If(slot == self.slots_used - 1):
                     m.d.sync += [slot.eq(0), base.eq(base + fold + 1)]
                 with m.Else():

@@ -2,29 +2,29 @@
 
 A code ``q`` of ``b`` bits is read as itself (unsigned) or as the signed odd
 integer ``2q - n``, ``n = 2**b - 1`` (DoReFa weights and gradients).  With
-``sm``, ``sv`` the readings of the matrix and vector sides (1: signed),
-``n_m``, ``n_v`` their ``n``, and over the ``cols`` real columns of a row and
-a vector::
+``sm``, ``sv`` the readings of the matrix and vector sides (1: signed) and
+``n_m``, ``n_v`` their ``n``, over the real columns of a row ``q`` and a vector
+``p``::
 
-    sum (value(q) * value(p)) = 2**(sm + sv) U
-                                - sv * (n_v R) << sm
-                                - sm * (n_m S) << sv
-                                + sm * sv * n_m * n_v * cols
+    sum value(q) value(p) = 2**(sm + sv) U  -  sv * (n_v R) << sm  -  sm * n_m S
 
 where ``U = sum q p`` (:class:`hw.mac_array.MacArray`), ``R = sum q`` the
-row's code sum and ``S = sum p`` the vector's (:class:`hw.plane_writer.PlaneWriter`).
-This is the expansion of :func:`sw.bitplanes.signed_matmul`; every product
-``n * x`` is ``(x << b) - x``, so the unit has no multiplier.
+row's code sum and ``S = sum value(p)`` the vector's value sum
+(:class:`hw.plane_writer.PlaneWriter` makes both).  Expanding ``S = (1 + sv)
+sum p - sv n_v cols`` gives the expansion of :func:`sw.bitplanes.signed_matmul`
+(``4 U - 2 n_v R - 2 n_m sum p + n_m n_v cols`` with both sides signed), so
+the constant term needs no logic of its own.  Every product ``n * x`` is
+``(x << b) - x``: the unit has no multiplier.
 
 Ports
 -----
 i : ``In(stream.Signature(StructLayout({"row", "slot", "sum", "final"}), always_ready=True))``
     ``U`` with its row and slot (the array's output).
 m_sum_addr, v_sum_addr : ``Out``; m_sum, v_sum : ``In``
-    Read ports of the row sums (``R``) and vector sums (``S``): data one
-    cycle after the address.
-m_bits, v_bits, m_signed, v_signed, cols : ``In``
-    The run's readings; stable from two cycles before the first ``i``.
+    Read ports of the row sums (``R``) and vector value sums (``S``): data
+    one cycle after the address.
+m_bits, v_bits, m_signed, v_signed : ``In``
+    The run's readings; stable while values pass.
 o : ``Out(stream.Signature(StructLayout({"row", "slot", "value", "final"}), always_ready=True))``
     The exact signed value (``value_shape``, at most ``max_cols * (2**max_bits
     - 1)**2`` in magnitude), :attr:`latency` ``= 3`` cycles after ``i``.
@@ -62,20 +62,19 @@ class SignedCorrection(wiring.Component):
         self._max_cols = check_int("max_cols", max_cols, 1)
         n = (1 << max_bits) - 1
         sum_bits = bits_for(max_cols * n * n)
-        code_sum_bits = bits_for(max_cols * n)
+        code_sum_bits = bits_for(max_cols * n) + 1  # signed
         self.value_shape = signed(sum_bits + 1)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
                 "row": range(rows), "slot": range(slots), "sum": sum_bits, "final": 1}), always_ready=True)),
             "m_sum_addr": Out(range(rows)),
             "v_sum_addr": Out(range(slots)),
-            "m_sum": In(code_sum_bits),
-            "v_sum": In(code_sum_bits),
+            "m_sum": In(signed(code_sum_bits)),
+            "v_sum": In(signed(code_sum_bits)),
             "m_bits": In(range(max_bits + 1)),
             "v_bits": In(range(max_bits + 1)),
             "m_signed": In(1),
             "v_signed": In(1),
-            "cols": In(range(max_cols + 1)),
             "o": Out(stream.Signature(data.StructLayout({
                 "row": range(rows), "slot": range(slots), "value": self.value_shape, "final": 1}),
                 always_ready=True)),
@@ -86,35 +85,24 @@ class SignedCorrection(wiring.Component):
         wide = signed(self.value_shape.width + 2)
         sm, sv = self.m_signed, self.v_signed
 
-        # The constant term n_m * n_v * cols of a run, by shifts, registered
-        # (its inputs are stable for the whole run).
-        cols = Signal(wide)
-        n_m_cols = Signal(wide)
-        constant = Signal(wide)
-        m.d.comb += cols.eq(self.cols)
-        m.d.sync += [
-            n_m_cols.eq((cols << self.m_bits) - cols),
-            constant.eq(Mux(sm & sv, (n_m_cols << self.v_bits) - n_m_cols, 0)),
-        ]
-
         # Stage 1: the sums are read (addresses from the input) while U waits.
         m.d.comb += [self.m_sum_addr.eq(self.i.payload.row), self.v_sum_addr.eq(self.i.payload.slot)]
         s1 = Signal.like(self.i.payload)
         s1_valid = Signal()
         m.d.sync += [s1.eq(self.i.payload), s1_valid.eq(self.i.valid)]
 
-        # Stage 2: the three terms, two adds left.
+        # Stage 2: the terms, one subtraction left.
         # (Signed operands throughout: a difference of unsigned values would wrap.)
         u, r, s = Signal(wide), Signal(wide), Signal(wide)
         m.d.comb += [u.eq(s1.sum), r.eq(self.m_sum), s.eq(self.v_sum)]
         row_term = Mux(sv, ((r << self.v_bits) - r) << sm, 0)
-        vector_term = Mux(sm, ((s << self.m_bits) - s) << sv, 0)
+        vector_term = Mux(sm, (s << self.m_bits) - s, 0)
         left, right = Signal(wide), Signal(wide)
         s2 = Signal.like(self.i.payload)
         s2_valid = Signal()
         m.d.sync += [
             left.eq((u << (sm + sv)) - row_term),
-            right.eq(constant - vector_term),
+            right.eq(vector_term),
             s2.eq(s1), s2_valid.eq(s1_valid),
         ]
 
@@ -124,6 +112,6 @@ class SignedCorrection(wiring.Component):
             self.o.payload.row.eq(s2.row),
             self.o.payload.slot.eq(s2.slot),
             self.o.payload.final.eq(s2.final),
-            self.o.payload.value.eq(left + right),
+            self.o.payload.value.eq(left - right),
         ]
         return m

@@ -21,8 +21,7 @@ __all__ = ["CoreEngine"]
 
 class CoreEngine(GemmEngine):
     """The three products of conv and FC layers as GEMMs on the core
-    (the lowering of :class:`sw.intref.GemmEngine`; the readings of
-    :meth:`hw.mac_array.MacArray.for_product`)."""
+    (the lowering of :class:`sw.intref.GemmEngine`)."""
 
     def __init__(self, client):
         self.client = client if isinstance(client, CoreClient) else CoreClient(client)

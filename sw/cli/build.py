@@ -2,7 +2,7 @@
 
 ::
 
-    dorefa build --board icebreaker|ulx3s [--freq MHZ] [--bits W,A,G] [--max-bits N] [--pe P] [--simd S]
+    dorefa build --board icebreaker|ulx3s [--freq MHZ] [--bits W,A,G] [--max-bits N] [--pe P] [--simd S] [--vectors V]
                  [--out DIR] [--report STEM]
 
 runs :func:`boards.build.build` (YoWASP Yosys + nextpnr) and prints its
@@ -96,6 +96,8 @@ def _build_command(parser):
                              "default 4)")
     parser.add_argument("--pe", metavar="P", help="processing elements (rows computed in parallel)")
     parser.add_argument("--simd", metavar="S", help="columns per processing element per cycle")
+    parser.add_argument("--vectors", metavar="V", help="vectors of a tile: the core does pe x vectors x simd "
+                                                       "AND+popcount bit pairs per cycle")
     parser.add_argument("--out", type=Path, metavar="DIR", help="build directory (default build/<board>)")
     parser.add_argument("--report", metavar="STEM",
                         help="also write the report to STEM.json and STEM.txt "
@@ -111,7 +113,7 @@ def _build_command(parser):
         try:
             assignments = [] if args.max_act_bits is None else [f"max_act_bits={args.max_act_bits}"]
             params = parse_assignments(board_core_spec(args.board), assignments, bits=args.bits,
-                                       max_bits=args.max_bits, pe=args.pe, simd=args.simd)
+                                       max_bits=args.max_bits, pe=args.pe, simd=args.simd, vectors=args.vectors)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         bits = widest_bits(args.bits)[1] if args.bits is not None else None

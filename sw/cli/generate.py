@@ -98,6 +98,7 @@ def _generate_command(parser):
     parser.add_argument("--max-bits", dest="max_bits", metavar="N", help="the core's widest code (1..8)")
     parser.add_argument("--pe", metavar="P", help="processing elements (rows in parallel) of the core or MAC array")
     parser.add_argument("--simd", metavar="S", help="columns per PE per cycle of the core or MAC array")
+    parser.add_argument("--vectors", metavar="V", help="vectors of a tile of the core or MAC array")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
                         help="any constructor parameter (repeatable; see --list)")
     parser.add_argument("--board", help="core only: the board top that 'dorefa build --board BOARD' "
@@ -127,7 +128,8 @@ def _generate_command(parser):
                              f"not starting with a digit")
         try:
             params = parse_assignments(UNITS[args.unit], args.assignments, bits=args.bits, width=args.width,
-                                       max_bits=args.max_bits, pe=args.pe, simd=args.simd)
+                                       max_bits=args.max_bits, pe=args.pe, simd=args.simd,
+                                       vectors=args.vectors)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         try:

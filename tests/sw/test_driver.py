@@ -312,7 +312,7 @@ def test_client_ping_and_info():
     assert client.info is info
 
 
-# (W, A, G) grid: the three products' readings (hw.mac_array.MacArray.for_product)
+# (W, A, G) grid: the three products' readings (forward W x A, backward-input W x G, backward-weight G x A)
 BIT_GRID = [(1, 1, 1), (1, 2, 6), (2, 3, 4), (3, 1, 8), (4, 4, 4), (5, 7, 2), (8, 8, 8)]
 
 

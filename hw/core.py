@@ -526,6 +526,84 @@ class TrainingCore(wiring.Component):
         def bad_bits_or_flags(bits, flags, allowed=L.FLAG_SIGNED):
             return (bits == 0) | (bits > max_bits), (flags.as_value() & ~allowed & 0xFF) != 0
 
+        # The verdict on a request: the first check that fails, in the protocol's
+        # order (OK: none), computed from the registered k_* flags and the
+        # header, and registered itself, so DECIDE only acts on it.
+        verdict_status = Signal(8)
+        verdict_detail = Signal(8)
+        c_status = Signal(8)
+        c_detail = Signal(8)
+        m.d.sync += [verdict_status.eq(c_status), verdict_detail.eq(c_detail)]
+
+        def fail(status, detail=L.Detail.NONE):
+            m.d.comb += [c_status.eq(status), c_detail.eq(detail)]
+
+        m.d.comb += [c_status.eq(L.Status.OK), c_detail.eq(L.Detail.NONE)]
+        with m.If(event.status != L.Status.OK):
+            fail(event.status)
+        with m.Elif((cmd == L.Cmd.PING) | (cmd == L.Cmd.RESET)):
+            with m.If(length != 0):
+                fail(L.Status.BAD_LENGTH)
+        with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
+            bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags)
+            continues = ((l_rows == m_rows) & (l_cols == m_cols) & (l_bits == m_bits)
+                         & (l_flags.as_value() == m_flags.as_value()) & (l_offset == m_loaded) & has_shape)
+            with m.If(length < L.LOAD_HEADER):
+                fail(L.Status.BAD_LENGTH)
+            with m.Elif(bad_bits):
+                fail(L.Status.BAD_PARAMS, L.Detail.BITS)
+            with m.Elif(bad_flags):
+                fail(L.Status.BAD_PARAMS, L.Detail.FLAGS)
+            with m.Elif((l_rows == 0) | (l_rows > self._max_rows)):
+                fail(L.Status.BAD_PARAMS, L.Detail.ROWS)
+            with m.Elif((l_cols == 0) | (l_cols > self._max_cols)):
+                fail(L.Status.BAD_PARAMS, L.Detail.COLS)
+            with m.Elif(k_load_count):
+                fail(L.Status.BAD_PARAMS, L.Detail.COUNT)
+            with m.Elif(k_load_length):
+                fail(L.Status.BAD_LENGTH)
+            with m.Elif((l_offset != 0) & ~continues):
+                fail(L.Status.BAD_STATE, L.Detail.SEQUENCE)
+        with m.Elif(cmd == L.Cmd.RUN):
+            allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0)
+            bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
+            no_thresholds = r_activate & (t_loaded != m_rows) if act_bits else 0
+            with m.If(length < L.RUN_HEADER):
+                fail(L.Status.BAD_LENGTH)
+            with m.Elif(~matrix_ready):
+                fail(L.Status.BAD_STATE, L.Detail.NO_MATRIX)
+            with m.Elif(bad_bits):
+                fail(L.Status.BAD_PARAMS, L.Detail.BITS)
+            with m.Elif(bad_flags):
+                fail(L.Status.BAD_PARAMS, L.Detail.FLAGS)
+            with m.Elif(no_thresholds):
+                fail(L.Status.BAD_STATE, L.Detail.NO_THRESHOLDS)
+            with m.Elif(r_count == 0):
+                fail(L.Status.BAD_PARAMS, L.Detail.COUNT)
+            with m.Elif(k_run_too_big):
+                fail(L.Status.BAD_PARAMS, L.Detail.REPLY_TOO_BIG)
+            with m.Elif(k_run_length):
+                fail(L.Status.BAD_LENGTH)
+        if act_bits:
+            with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
+                continues = (h_offset == t_loaded) & (h_bits == t_bits)
+                with m.If(length < L.THRESHOLD_HEADER):
+                    fail(L.Status.BAD_LENGTH)
+                with m.Elif(~matrix_ready):
+                    fail(L.Status.BAD_STATE, L.Detail.NO_MATRIX)
+                with m.Elif((h_bits == 0) | (h_bits > act_bits)):
+                    fail(L.Status.BAD_PARAMS, L.Detail.BITS)
+                with m.Elif(h_flags != 0):
+                    fail(L.Status.BAD_PARAMS, L.Detail.FLAGS)
+                with m.Elif(k_thr_count):
+                    fail(L.Status.BAD_PARAMS, L.Detail.COUNT)
+                with m.Elif(k_thr_length):
+                    fail(L.Status.BAD_LENGTH)
+                with m.Elif((h_offset != 0) & ~continues):
+                    fail(L.Status.BAD_STATE, L.Detail.SEQUENCE)
+        with m.Else():
+            fail(L.Status.BAD_COMMAND)
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(receiver.o.valid):
@@ -534,110 +612,46 @@ class TrainingCore(wiring.Component):
                 m.next = "CHECK2"
             with m.State("CHECK2"):  # p_run_bits, p_act_bits
                 m.next = "CHECK3"
-            with m.State("CHECK3"):  # the k_* flags
+            with m.State("CHECK3"):  # the k_* flags (and the verdict, from them)
                 m.next = "DECIDE"
-            with m.State("DECIDE"):
-                with m.If(event.status != L.Status.OK):
-                    error(event.status)
+            with m.State("DECIDE"):  # the verdict is registered: only its actions here
+                with m.If(verdict_status != L.Status.OK):
+                    error(verdict_status, verdict_detail)
                 with m.Elif(cmd == L.Cmd.PING):
-                    with m.If(length != 0):
-                        error(L.Status.BAD_LENGTH)
-                    with m.Else():
-                        reply(L.Status.OK, _MSG_PING, L.PING_REPLY)
-                        m.next = "REPLY"
+                    reply(L.Status.OK, _MSG_PING, L.PING_REPLY)
+                    m.next = "REPLY"
                 with m.Elif(cmd == L.Cmd.RESET):
-                    with m.If(length != 0):
-                        error(L.Status.BAD_LENGTH)
-                    with m.Else():
-                        m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
-                        if act_bits:
-                            m.d.sync += t_loaded.eq(0)
-                        reply(L.Status.OK, _MSG_EMPTY, 0)
-                        m.next = "REPLY"
+                    m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
+                    if act_bits:
+                        m.d.sync += t_loaded.eq(0)
+                    reply(L.Status.OK, _MSG_EMPTY, 0)
+                    m.next = "REPLY"
                 with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
-                    bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags)
-                    continues = ((l_rows == m_rows) & (l_cols == m_cols) & (l_bits == m_bits)
-                                 & (l_flags.as_value() == m_flags.as_value()) & (l_offset == m_loaded) & has_shape)
-                    with m.If(length < L.LOAD_HEADER):
-                        error(L.Status.BAD_LENGTH)
-                    with m.Elif(bad_bits):
-                        error(L.Status.BAD_PARAMS, L.Detail.BITS)
-                    with m.Elif(bad_flags):
-                        error(L.Status.BAD_PARAMS, L.Detail.FLAGS)
-                    with m.Elif((l_rows == 0) | (l_rows > self._max_rows)):
-                        error(L.Status.BAD_PARAMS, L.Detail.ROWS)
-                    with m.Elif((l_cols == 0) | (l_cols > self._max_cols)):
-                        error(L.Status.BAD_PARAMS, L.Detail.COLS)
-                    with m.Elif(k_load_count):
-                        error(L.Status.BAD_PARAMS, L.Detail.COUNT)
-                    with m.Elif(k_load_length):
-                        error(L.Status.BAD_LENGTH)
-                    with m.Elif((l_offset != 0) & ~continues):
-                        error(L.Status.BAD_STATE, L.Detail.SEQUENCE)
-                    with m.Else():
-                        with m.If(l_offset == 0):
-                            m.d.sync += [
-                                has_shape.eq(1), m_rows.eq(l_rows), m_cols.eq(l_cols),
-                                m_bits.eq(l_bits), m_flags.eq(l_flags), m_total.eq(p_total),
-                            ]
-                            if act_bits:  # thresholds belong to the rows of one matrix
-                                m.d.sync += t_loaded.eq(0)
-                        m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER), unpack_bits.eq(l_bits),
-                                     l_fresh.eq(l_offset == 0), to_vectors.eq(0)]
-                        m.next = "LOAD_START"
-                with m.Elif(cmd == L.Cmd.RUN):
-                    allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0)
-                    bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
-                    no_thresholds = r_activate & (t_loaded != m_rows) if act_bits else 0
-                    with m.If(length < L.RUN_HEADER):
-                        error(L.Status.BAD_LENGTH)
-                    with m.Elif(~matrix_ready):
-                        error(L.Status.BAD_STATE, L.Detail.NO_MATRIX)
-                    with m.Elif(bad_bits):
-                        error(L.Status.BAD_PARAMS, L.Detail.BITS)
-                    with m.Elif(bad_flags):
-                        error(L.Status.BAD_PARAMS, L.Detail.FLAGS)
-                    with m.Elif(no_thresholds):
-                        error(L.Status.BAD_STATE, L.Detail.NO_THRESHOLDS)
-                    with m.Elif(r_count == 0):
-                        error(L.Status.BAD_PARAMS, L.Detail.COUNT)
-                    with m.Elif(k_run_too_big):
-                        error(L.Status.BAD_PARAMS, L.Detail.REPLY_TOO_BIG)
-                    with m.Elif(k_run_length):
-                        error(L.Status.BAD_LENGTH)
-                    with m.Else():
-                        reply(L.Status.OK, _MSG_EMPTY, 0)
+                    with m.If(l_offset == 0):
                         m.d.sync += [
-                            r_len.eq(reply_size), v_act.eq(r_activate),
-                            v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
-                            rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
+                            has_shape.eq(1), m_rows.eq(l_rows), m_cols.eq(l_cols),
+                            m_bits.eq(l_bits), m_flags.eq(l_flags), m_total.eq(p_total),
                         ]
-                        m.next = "RUN_START"
+                        if act_bits:  # thresholds belong to the rows of one matrix
+                            m.d.sync += t_loaded.eq(0)
+                    m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER), unpack_bits.eq(l_bits),
+                                 l_fresh.eq(l_offset == 0), to_vectors.eq(0)]
+                    m.next = "LOAD_START"
+                with m.Elif(cmd == L.Cmd.RUN):
+                    reply(L.Status.OK, _MSG_EMPTY, 0)
+                    m.d.sync += [
+                        r_len.eq(reply_size), v_act.eq(r_activate),
+                        v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
+                        rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
+                    ]
+                    m.next = "RUN_START"
                 if act_bits:
                     with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
-                        continues = (h_offset == t_loaded) & (h_bits == t_bits)
-                        with m.If(length < L.THRESHOLD_HEADER):
-                            error(L.Status.BAD_LENGTH)
-                        with m.Elif(~matrix_ready):
-                            error(L.Status.BAD_STATE, L.Detail.NO_MATRIX)
-                        with m.Elif((h_bits == 0) | (h_bits > act_bits)):
-                            error(L.Status.BAD_PARAMS, L.Detail.BITS)
-                        with m.Elif(h_flags != 0):
-                            error(L.Status.BAD_PARAMS, L.Detail.FLAGS)
-                        with m.Elif(k_thr_count):
-                            error(L.Status.BAD_PARAMS, L.Detail.COUNT)
-                        with m.Elif(k_thr_length):
-                            error(L.Status.BAD_LENGTH)
-                        with m.Elif((h_offset != 0) & ~continues):
-                            error(L.Status.BAD_STATE, L.Detail.SEQUENCE)
-                        with m.Else():
-                            m.d.sync += [
-                                t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_at_direction.eq(1),
-                                rd_base.eq(L.THRESHOLD_HEADER),
-                            ]
-                            m.next = "THR_START"
-                with m.Else():
-                    error(L.Status.BAD_COMMAND)
+                        m.d.sync += [
+                            t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_at_direction.eq(1),
+                            rd_base.eq(L.THRESHOLD_HEADER),
+                        ]
+                        m.next = "THR_START"
 
             # ------------------------------------------------ short replies
             with m.State("REPLY"):  # the whole reply: header + short payload

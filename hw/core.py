@@ -448,6 +448,11 @@ class TrainingCore(wiring.Component):
         nv = Signal(range(self._vectors + 1))  # vectors of this tile
         c_col = Signal(range(self._max_cols))  # vector unpack position
         c_vec = Signal(range(self._vectors))
+        # Registered `x - 1` of the bounds the loops compare with (no subtractor on a compare path).
+        m_rows_last = Signal.like(m_rows)
+        m_cols_last = Signal.like(m_cols)
+        nv_last = Signal(range(self._vectors))
+        m.d.sync += [m_rows_last.eq(m_rows - 1), m_cols_last.eq(m_cols - 1), nv_last.eq(nv - 1)]
         e_slot = Signal(range(self._vectors))  # emit: vector of the tile
         e_row = Signal(range(self._max_rows))  # emit: row
         e_byte = Signal(2)
@@ -486,8 +491,8 @@ class TrainingCore(wiring.Component):
         last_slot = Signal()
         last_tile = Signal()
         m.d.comb += [
-            last_row.eq(e_row == m_rows - 1),
-            last_slot.eq(e_slot == nv - 1),
+            last_row.eq(e_row == m_rows_last),
+            last_slot.eq(e_slot == nv_last),
             last_tile.eq(v_left == nv),
         ]
 
@@ -750,9 +755,9 @@ class TrainingCore(wiring.Component):
                 ]
                 with m.If(unpacker.o.valid & gemm.codes.ready):
                     m.d.sync += c_col.eq(c_col + 1)
-                    with m.If(c_col == m_cols - 1):
+                    with m.If(c_col == m_cols_last):
                         m.d.sync += [c_col.eq(0), c_vec.eq(c_vec + 1)]
-                        with m.If(c_vec == nv - 1):
+                        with m.If(c_vec == nv_last):
                             m.next = "START"
             with m.State("START"):  # once the last planes are written
                 with m.If(~gemm.writing):

@@ -68,7 +68,8 @@ class MacArray(wiring.Component):
     Ports
     -----
     start : ``In(1)``
-        Begin a tile with the run-time inputs below (held stable until
+        Begin a tile with the run-time inputs below (set at least a cycle
+        before ``start`` and held stable until
         ``o`` carries ``final``).
     groups, folds, m_bits, v_bits : ``In``
         Row groups (``1 .. ceil(max_rows / pe)``), folds per row, plane
@@ -181,10 +182,18 @@ class MacArray(wiring.Component):
             self.m_en.eq(issuing),
             self.v_en.eq(issuing),
         ]
-        last_fold = fold == self.folds - 1
-        last_of_weight = (i == self.m_bits - 1) | (k == 0)  # i = min(s, m_bits - 1)
+        # Registered bounds (inputs stable from `start` on): no subtractor on a compare path.
+        folds_last = Signal.like(fold)
+        groups_last = Signal.like(group)
+        m_bits_last = Signal.like(i)
+        v_bits_last = Signal.like(k)
+        top_weight = Signal.like(weight)
+        m.d.sync += [folds_last.eq(self.folds - 1), groups_last.eq(self.groups - 1),
+                     m_bits_last.eq(self.m_bits - 1), v_bits_last.eq(self.v_bits - 1),
+                     top_weight.eq(self.m_bits + self.v_bits - 2)]
+        last_fold = fold == folds_last
+        last_of_weight = (i == m_bits_last) | (k == 0)  # i = min(s, m_bits - 1)
         last_pair = last_fold & last_of_weight & (weight == 0)
-        top_weight = self.m_bits + self.v_bits - 2
         first_pair = (fold == 0) & (weight == top_weight)
 
         # The beat's sideband, registered: it meets the words read this cycle.
@@ -198,7 +207,7 @@ class MacArray(wiring.Component):
 
         def open_weight(s):
             # The first pair of weight s: the highest vector plane that fits.
-            top_k = Mux(s >= self.v_bits - 1, self.v_bits - 1, s)
+            top_k = Mux(s >= v_bits_last, v_bits_last, s)
             return [weight.eq(s), k.eq(top_k), i.eq(s - top_k)]
 
         with m.If(self.start):
@@ -217,7 +226,7 @@ class MacArray(wiring.Component):
             # The group ends once its pairs are issued and the chain's drain is hidden.
             with m.If((pairs_done | (issuing & last_pair)) & (spent >= self.drain - 1)):
                 m.d.sync += [spent.eq(0), pairs_done.eq(0), group.eq(group + 1), base.eq(base + self.folds)]
-                with m.If(group == self.groups - 1):
+                with m.If(group == groups_last):
                     m.d.sync += self.busy.eq(0)
 
         # ------------------------------------------------------------ units
@@ -251,7 +260,7 @@ class MacArray(wiring.Component):
             self.o.payload.row.eq(d_row + d_p),
             self.o.payload.slot.eq(d_j),
             self.o.payload.sum.eq(chain[0]),
-            self.o.payload.final.eq(d_last & (d_group == self.groups - 1)),
+            self.o.payload.final.eq(d_last & (d_group == groups_last)),
         ]
         with m.If(d_active):
             m.d.sync += [a.eq(b) for a, b in zip(chain, chain[1:])]

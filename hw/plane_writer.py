@@ -150,6 +150,11 @@ class PlaneWriter(wiring.Component):
         # The sums run one cycle behind the codes (a register between the
         # code's value and the adder), so no path runs from the unpacker
         # through the value and the adder into the sum memory.
+        # Registered bounds (inputs stable from `clear` on): no subtractor on a compare path.
+        cols_last = Signal(range(self._max_cols))
+        slots_last = Signal(range(self._slots))
+        m.d.sync += [cols_last.eq(self.cols - 1), slots_last.eq(self.slots_used - 1)]
+
         total = Signal(signed(self.sum_bits))  # the row's values so far, but the last one taken
         value = Signal(signed(max_bits + 2))  # of the code taken last cycle
         value_valid = Signal()
@@ -158,7 +163,7 @@ class PlaneWriter(wiring.Component):
         m.d.sync += [
             value.eq(Mux(self.signed, (code << 1) - ((1 << self.bits) - 1), code)),
             value_valid.eq(self.i.valid & self.i.ready & ~self.clear),
-            value_ends.eq(col == self.cols - 1),
+            value_ends.eq(col == cols_last),
             value_row.eq(row),
         ]
         with m.If(value_valid):
@@ -192,7 +197,7 @@ class PlaneWriter(wiring.Component):
                 with m.If(w_complete):
                     m.d.sync += staging.eq(0)
         with m.Elif(self.i.valid):
-            end_of_row = col == self.cols - 1
+            end_of_row = col == cols_last
             end_of_fold = end_of_row | (lane == simd - 1)
             m.d.sync += [
                 staging[lane].eq(code),
@@ -203,7 +208,7 @@ class PlaneWriter(wiring.Component):
                 m.d.sync += self.groups.eq(self.groups + 1)
             with m.If(end_of_row):
                 m.d.sync += [lane.eq(0), col.eq(0), fold.eq(0), row.eq(row + 1), self.folds.eq(fold + 1)]
-                with m.If(slot == self.slots_used - 1):
+                with m.If(slot == slots_last):
                     m.d.sync += [slot.eq(0), base.eq(base + fold + 1)]
                 with m.Else():
                     m.d.sync += slot.eq(slot + 1)

@@ -107,6 +107,7 @@ async def run_tile(dut, setup: Setup, tile: Tile) -> tuple[list, int]:
     Returns the outputs ``(cycle, row, slot, sum, final)`` (``start``'s cycle is 0) and the reads."""
     for name in ("groups", "folds", "m_bits", "v_bits"):
         getattr(dut, name).value = getattr(tile, name)
+    await RisingEdge(dut.clk)  # the run-time inputs settle a cycle before `start`
     dut.start.value = 1
     outs, reads, cycle = [], 0, 0
     while not (outs and outs[-1][4]):

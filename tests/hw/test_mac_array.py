@@ -88,6 +88,7 @@ def run_tiles(dut: MacArray, tiles, *, seed=0):
             m_buf, v_buf, groups, folds = layout(dut, matrix, m_bits, vectors, v_bits, rng)
             for name, value in (("groups", groups), ("folds", folds), ("m_bits", m_bits), ("v_bits", v_bits)):
                 ctx.set(getattr(dut, name), value)
+            await ctx.tick()  # the run-time inputs settle a cycle before `start`
             ctx.set(dut.start, 1)
             outs, reads, cycle = [], [], 0
             while not (outs and outs[-1][4]):

@@ -222,6 +222,8 @@ def _core_params():
         "popcount_stages": _int(_default(TrainingCore, "popcount_stages"), "pipeline levels in each popcount tree",
                                 0, _MAX_STAGES),
         "popcount_arch": Param(str, _default(TrainingCore, "popcount_arch"), "popcount tree architecture", ARCHS),
+        "fetch_stages": _int(_default(TrainingCore, "fetch_stages"), "registers after the plane buffers' reads",
+                             0, 2),
     }
 
 

@@ -138,10 +138,11 @@ class TrainingCore(wiring.Component):
         meets all of them, so the core does ``pe * vectors * simd``
         AND+popcount bit pairs per cycle (:attr:`ops_per_cycle`).  Not
         reported by PING: no byte on the link depends on it.
-    popcount_stages, popcount_arch :
-        Pipeline registers in each popcount tree (Fmax against latency) and
-        the tree's architecture (:data:`hw.popcount.ARCHS`: ``"packed"`` is
-        the smallest on ECP5).
+    popcount_stages, popcount_arch, fetch_stages :
+        Pipeline registers in each popcount tree (Fmax against latency), the
+        tree's architecture (:data:`hw.popcount.ARCHS`: ``"packed"`` is the
+        smallest on ECP5) and registers after the plane buffers' reads
+        (:class:`hw.mac_array.MacArray`).
     max_payload : int
         Largest request and reply payload, ``13 .. 4096``.  The protocol's
         invariants must hold: one vector and its reply fit a frame
@@ -181,7 +182,7 @@ class TrainingCore(wiring.Component):
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], vectors: int = 1,
-                 popcount_stages: int = 0, popcount_arch: str = "chain",
+                 popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0,
                  idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
         self._max_rows = check_int("max_rows", max_rows, 1, 0xFFFF)
         self._max_cols = check_int("max_cols", max_cols, 1, 0xFFFF)
@@ -199,7 +200,8 @@ class TrainingCore(wiring.Component):
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
         self._info = self._config.info()
         self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
-                                max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch)
+                                max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
+                                fetch_stages=fetch_stages)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),

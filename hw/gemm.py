@@ -59,16 +59,17 @@ class GemmEngine(wiring.Component):
         Of the :class:`hw.mac_array.MacArray`.
     max_bits, max_rows, max_cols : int
         Largest codes and matrix.
-    popcount_stages, popcount_arch :
-        Of the array's units.
+    popcount_stages, popcount_arch, fetch_stages :
+        Of the array (:class:`hw.mac_array.MacArray`).
     """
 
     def __init__(self, *, pe: int, vectors: int = 1, simd: int, max_bits: int, max_rows: int, max_cols: int,
-                 popcount_stages: int = 0, popcount_arch: str = "chain"):
+                 popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0):
         self._max_rows = check_int("max_rows", max_rows, 1)
         self._max_cols = check_int("max_cols", max_cols, 1)
         self.array = MacArray(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
-                              max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch)
+                              max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
+                              fetch_stages=fetch_stages)
         self.writer = PlaneWriter(slots=max(pe, vectors), simd=simd, max_bits=max_bits,
                                   max_rows=max(max_rows, vectors), max_cols=max_cols,
                                   max_groups=-(-max_rows // pe))

@@ -64,6 +64,9 @@ class MacArray(wiring.Component):
         addresses, the counters and the sums.
     popcount_stages, popcount_arch :
         Of each unit's popcount tree.
+    fetch_stages : int
+        Registers between the buffers' read data and the units, ``0 .. 2``
+        (a block RAM's clock-to-out is slow: on ECP5 it alone is 5.6 ns).
 
     Ports
     -----
@@ -87,7 +90,8 @@ class MacArray(wiring.Component):
     """
 
     def __init__(self, *, pe: int, vectors: int = 1, simd: int, max_bits: int = MAX_CODE_BITS,
-                 max_rows: int, max_cols: int, popcount_stages: int = 0, popcount_arch: str = "chain"):
+                 max_rows: int, max_cols: int, popcount_stages: int = 0, popcount_arch: str = "chain",
+                 fetch_stages: int = 0):
         self._pe = check_int("pe", pe, 1)
         self._vectors = check_int("vectors", vectors, 1)
         self._simd = check_int("simd", simd, 1)
@@ -95,6 +99,7 @@ class MacArray(wiring.Component):
         self._max_rows = check_int("max_rows", max_rows, 1)
         self._max_cols = check_int("max_cols", max_cols, 1)
         self._popcount_arch = check_choice("popcount_arch", popcount_arch, ARCHS)
+        self._fetch_stages = check_int("fetch_stages", fetch_stages, 0, 2)
         self._max_folds = -(-max_cols // simd)
         self._max_groups = -(-max_rows // pe)
         # Built here so that their parameters are checked (and their latency known) now.
@@ -143,8 +148,9 @@ class MacArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last pair's issue to the group's first sum on ``o`` (the memory
-        read, the unit's :attr:`~hw.dot_product.DotProduct.latency` and the copy into the chain)."""
-        return 1 + self._units[0][0].latency + 1
+        read, the fetch stages, the unit's :attr:`~hw.dot_product.DotProduct.latency` and the
+        copy into the chain)."""
+        return 1 + self._fetch_stages + self._units[0][0].latency + 1
 
     def period(self, folds: int, m_bits: int, v_bits: int) -> int:
         """Issue cycles of one group."""
@@ -229,6 +235,17 @@ class MacArray(wiring.Component):
                 with m.If(group == groups_last):
                     m.d.sync += self.busy.eq(0)
 
+        # ------------------------------------------------------------ fetch
+        m_words, v_words = self.m_data, self.v_data
+        for stage in range(self._fetch_stages):
+            m_next = Signal.like(m_words, name=f"m_fetch{stage}")
+            v_next = Signal.like(v_words, name=f"v_fetch{stage}")
+            sideband = [Signal(name=f"{n}_fetch{stage}") for n in ("valid", "first", "double", "last")]
+            m.d.sync += [m_next.eq(m_words), v_next.eq(v_words),
+                         *(a.eq(b) for a, b in zip(sideband, (b_valid, b_first, b_double, b_last)))]
+            m_words, v_words = m_next, v_next
+            b_valid, b_first, b_double, b_last = sideband
+
         # ------------------------------------------------------------ units
         sums = []
         for p in range(pe):
@@ -237,8 +254,8 @@ class MacArray(wiring.Component):
                 m.submodules[f"unit{p}_{j}"] = unit
                 m.d.comb += [
                     unit.i.valid.eq(b_valid),
-                    unit.i.payload.m.eq(self.m_data[p]),
-                    unit.i.payload.v.eq(self.v_data[j]),
+                    unit.i.payload.m.eq(m_words[p]),
+                    unit.i.payload.v.eq(v_words[j]),
                     unit.i.payload.first.eq(b_first),
                     unit.i.payload.double.eq(b_double),
                     unit.i.payload.last.eq(b_last),

@@ -118,7 +118,7 @@ CORE_DEFAULTS = MappingProxyType(asdict(CoreConfig()))
 def config_params(params) -> dict:
     """The entries of a core's parameters that are :class:`CoreConfig` fields: what
     the model, the host and PING know of a core.  The others (``vectors``,
-    ``popcount_stages``, ``popcount_arch``) shape only the gateware, never a
+    ``popcount_stages``, ``popcount_arch``, ``fetch_stages``) shape only the gateware, never a
     byte on the link."""
     names = {f.name for f in fields(CoreConfig)}
     return {name: value for name, value in params.items() if name in names}

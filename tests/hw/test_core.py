@@ -149,7 +149,7 @@ def test_run_matches_model(m_bits, m_signed, v_bits, v_signed, rows, cols, vecto
 OTHER_SHAPES = [
     dict(max_rows=3, max_cols=5, max_bits=4, pe=1, simd=1, max_payload=24, max_act_bits=1),  # scalar datapath
     dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48, max_act_bits=3,
-         vectors=2),  # nothing divides, tiles of two vectors
+         vectors=2, popcount_stages=1, fetch_stages=1),  # nothing divides, tiles of two, pipelined
     dict(max_rows=4, max_cols=8, max_bits=1, pe=4, simd=8, max_payload=32, max_act_bits=0,
          vectors=3),  # 1-bit, no activation, tiles of three
     dict(max_rows=5, max_cols=6, max_bits=3, pe=5, simd=3, max_payload=72, max_act_bits=4),  # one row group

@@ -62,6 +62,8 @@ def run_gemm(dut, matrix, m_bits, m_signed, vectors, v_bits, v_signed, *, frames
 
 
 ARRAYS = [(1, 1, 1), (2, 3, 4), (4, 2, 8), (3, 1, 5)]
+#: Pipelining of the array: (popcount stages, fetch stages), per array above.
+STAGES = {(1, 1, 1): (0, 0), (2, 3, 4): (1, 1), (4, 2, 8): (2, 2), (3, 1, 5): (0, 1)}
 READINGS = [(1, True, 2, False), (2, False, 3, True), (3, True, 1, True), (1, False, 1, False)]
 
 
@@ -71,7 +73,9 @@ def test_gemm_matches_signed_matmul_and_cycle_model(pe, vectors, simd, m_bits, m
     """Every reading, ragged rows, columns and tiles (7 x 11 by 5 vectors), a matrix over three frames."""
     rng = np.random.default_rng(pe * 100 + simd * 10 + m_bits + v_bits)
     rows, cols, count = 7, 11, 5
-    dut = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=8, max_rows=9, max_cols=13)
+    popcount_stages, fetch_stages = STAGES[pe, vectors, simd]
+    dut = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=8, max_rows=9, max_cols=13,
+                     popcount_stages=popcount_stages, fetch_stages=fetch_stages)
     matrix = rng.integers(0, 1 << m_bits, (rows, cols))
     vectors_ = rng.integers(0, 1 << v_bits, (count, cols))
     got, cycles = run_gemm(dut, matrix, m_bits, m_signed, vectors_, v_bits, v_signed, frames=3)

@@ -97,7 +97,7 @@ from sw.contract.link import idle_timeout_cycles
 from .code_packer import CodePacker
 from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
-from .frame_tx import FrameTransmitter
+from .frame_tx import BODY_LAYOUT, FrameTransmitter
 from .gemm import GemmEngine
 from .layouts import FLAGS_LAYOUT, header_layout
 from .params import check_int
@@ -257,7 +257,12 @@ class TrainingCore(wiring.Component):
         m.submodules.framer = framer = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.rx), receiver.i)
         wiring.connect(m, framer.o, wiring.flipped(self.tx))
-        body = framer.i
+        # The reply body reaches the framer through a register slice (full
+        # rate): no path runs from the message multiplexers into its CRC.
+        body = stream.Signature(BODY_LAYOUT).create(path=("body",))
+        with m.If(~framer.i.valid | framer.i.ready):
+            m.d.sync += [framer.i.valid.eq(body.valid), framer.i.payload.eq(body.payload)]
+        m.d.comb += body.ready.eq(~framer.i.valid | framer.i.ready)
         event = receiver.o.payload
         head = event.head
 

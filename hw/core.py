@@ -68,7 +68,7 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * max_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
                  reply    6 cycles per value (its read, 4 bytes, the next)
-                 activated: instead, 2**A + 4 per value (the packed codes leave meanwhile)
+                 activated: instead, 2**A + 5 per value (the packed codes leave meanwhile)
 
 plus the request's and the reply's bytes (one per cycle), two cycles per
 tile and about five cycles of handshakes and checks per request.  The
@@ -476,7 +476,7 @@ class TrainingCore(wiring.Component):
             t_word = Signal(24)  # its first three bytes (LE: the latest on top)
             # Activation: step a_step reads word (a_step - 1) mod 2**A of the
             # row (0: the direction slot), and tests the word read at step - 1.
-            a_step = Signal(range((1 << act_bits) + 1))
+            a_step = Signal(range((1 << act_bits) + 2))
             a_direction = Signal()  # the row's direction (1: -1, acc <= T)
             a_code = Signal(act_bits)  # thresholds passed so far
 
@@ -505,12 +505,13 @@ class TrainingCore(wiring.Component):
 
         # ---------------------------------------------------------- activation
         if act_bits:
-            # One comparator: key(acc) >= key(T), key = ~x for direction -1.
+            # One comparator: key(acc) >= key(T), key = ~x for direction -1; its
+            # verdict is registered (counted the cycle after it is made).
             key = Signal(signed(32))
             passed = Signal()
+            m.d.sync += passed.eq(key >= thr_r.data)
             m.d.comb += [
                 key.eq(Mux(a_direction, ~result, result)),
-                passed.eq(key >= thr_r.data),
                 packer.bits.eq(t_bits),
                 packer.i.payload.code.eq(a_code),
                 packer.i.payload.last.eq(last_row & last_slot & last_tile),
@@ -787,9 +788,9 @@ class TrainingCore(wiring.Component):
                     m.d.sync += a_step.eq(a_step + 1)
                     with m.If(a_step == 1):
                         m.d.sync += a_direction.eq(thr_r.data[0])
-                    with m.If(a_step >= 2):
-                        m.d.sync += a_code.eq(a_code + passed)
-                    with m.If(a_step == n_a + 1):  # the last threshold is tested now
+                    with m.If(a_step >= 3):
+                        m.d.sync += a_code.eq(a_code + passed)  # threshold a_step - 2's verdict
+                    with m.If(a_step == n_a + 2):  # the last threshold's verdict is counted now
                         m.next = "ACT_PUSH"
                 with m.State("ACT_PUSH"):  # the row's code into the packer
                     m.d.comb += packer.i.valid.eq(1)

@@ -425,9 +425,9 @@ def test_thresholds_forgotten():
 @pytest.mark.parametrize("a_bits, count, cols", [(3, 3, 12), (1, 5, 7), (2, 2, 12)])
 def test_full_rate_activated_run_cycles(a_bits, count, cols):
     """No gaps, no stalls: an activated RUN takes its request bytes, the
-    unpacking, the compute (``run_cycles``), the activation (``2**A + 4``
+    unpacking, the compute (``run_cycles``), the activation (``2**A + 5``
     cycles per value: its read, the direction and the ``2**A - 1``
-    thresholds, the push to the packer, the next) and only the reply's
+    thresholds, the last verdict, the push to the packer, the next) and only the reply's
     first bytes and last bytes on top (the packed codes leave meanwhile)."""
     rng = np.random.default_rng(24)
     t = np.sort(rng.integers(-200, 200, size=(6, (1 << a_bits) - 1)), axis=1)
@@ -438,7 +438,7 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols):
     with unelaborated():
         compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3)
     unpack = count * (cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * SMALL["max_bits"])
-    activation = count * 6 * ((1 << a_bits) + 4)
+    activation = count * 6 * ((1 << a_bits) + 5)
     tiles = 2 * count  # states TILE and START of each one-vector tile
     rest = cycles - setup_cycles - len(run) - unpack - compute - activation - tiles - P.HEADER_SIZE - P.CRC_SIZE
     assert 0 <= rest <= 8, rest

@@ -102,8 +102,9 @@ class Config:
 
 
 CONFIGS = (
-    Config("small", "icebreaker", {"pe": 2, "simd": 4}, REPORTS / "core_density.small.json",
-           "the default core at pe 2, simd 4, on the iCEBreaker"),
+    Config("small", "icebreaker", {"pe": 4, "simd": 8, "vectors": 1, "popcount_stages": 0},
+           REPORTS / "core_density.small.json",
+           "the default core's array (pe 4, simd 8: the previous core's 32 bit pairs per cycle), on the iCEBreaker"),
     Config("icebreaker", "icebreaker", None, BOARD_REPORTS / "icebreaker.json", "the iCEBreaker's core"),
     Config("ulx3s", "ulx3s", None, BOARD_REPORTS / "ulx3s.json", "the ULX3S's core"),
 )

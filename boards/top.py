@@ -14,8 +14,8 @@ configuration).  The board's UART (``platform.request("uart", 0)`` through
 ``lib.io.Buffer``s: rx -> core -> tx) and a heartbeat on LED 0 (about 1 Hz)
 complete the design.
 
-The core's parameters default to the board's preset (:data:`CORE_PRESETS`;
-today :data:`sw.contract.core.CORE_DEFAULTS` on both boards), which
+The core's parameters default to the board's preset (:data:`CORE_PRESETS`:
+the largest core measured to fit the chip and close timing), which
 ``**core_params`` override key by key.
 """
 
@@ -68,21 +68,28 @@ BOARDS: dict[str, Board] = {
 }
 
 #: The core clock each board's PLL is asked for by default (MHz; ``dorefa build --freq``
-#: overrides it).  The PLL makes the highest frequency it can at or below it: 19.875 MHz
-#: on the iCEBreaker (from 12 MHz), 50 MHz on the ULX3S (from 25 MHz).  Chosen below the
-#: Fmax the default core closed at the oscillator's clock (20.48 / 50.88 MHz); the measured
-#: figures are in boards/reports/.
+#: overrides it).  The PLL makes the highest frequency it can at or below it: 27.75 MHz
+#: on the iCEBreaker (from 12 MHz), 75 MHz on the ULX3S (from 25 MHz), just below the
+#: Fmax each preset closed (boards/reports/).
 DEFAULT_FREQ_MHZ: dict[str, int | float] = {
-    "icebreaker": 20,
-    "ulx3s": 50,
+    "icebreaker": 28,
+    "ulx3s": 75,
 }
 
 #: The core parameters each board builds by default (``dorefa build``'s flags override
-#: them key by key): :data:`CORE_DEFAULTS` and, after it, the board's own values; a new
-#: core parameter is one more key, ``{**CORE_DEFAULTS, "vectors": 4}``.
+#: them key by key): :data:`CORE_DEFAULTS` and, after it, the board's own values, the
+#: largest core measured to fit the chip and close timing (bench/reports/core_density.md):
+#:
+#: * iCEBreaker: 8 x 32 lanes, 256 AND+popcount bit pairs per cycle, one popcount stage
+#:   (94 % of the UP5K's logic cells: the request path, link and activation take ~2,700);
+#: * ULX3S: 8 rows x 2 vectors x 128 lanes, 2,048 bit pairs per cycle, the "packed"
+#:   popcount (smallest on ECP5) with 4 stages, a register after the plane buffers'
+#:   block RAM.
 CORE_PRESETS: dict[str, dict] = {
-    "icebreaker": {**CORE_DEFAULTS},
-    "ulx3s": {**CORE_DEFAULTS},
+    "icebreaker": {**CORE_DEFAULTS, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 1,
+                   "popcount_arch": "chain", "fetch_stages": 0},
+    "ulx3s": {**CORE_DEFAULTS, "pe": 8, "simd": 128, "vectors": 2, "popcount_stages": 4,
+              "popcount_arch": "packed", "fetch_stages": 1},
 }
 
 #: Cycles of the core clock the core stays in reset after the PLL locks, in seconds: the

@@ -136,16 +136,14 @@ def _dot_product(length, max_bits, max_lanes, popcount_stages, popcount_arch):
                       popcount_arch=popcount_arch)
 
 
-def _mac_array(pe, vectors, simd, max_bits, max_rows, max_cols, popcount_stages):
+def _mac_array(**params):
     from .mac_array import MacArray
-    return MacArray(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows, max_cols=max_cols,
-                    popcount_stages=popcount_stages)
+    return MacArray(**params)
 
 
-def _gemm(pe, vectors, simd, max_bits, max_rows, max_cols, popcount_stages):
+def _gemm(**params):
     from .gemm import GemmEngine
-    return GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows, max_cols=max_cols,
-                      popcount_stages=popcount_stages)
+    return GemmEngine(**params)
 
 
 def _threshold(act_bits, channels, acc_min, acc_max, variant):
@@ -248,6 +246,8 @@ def _array_params(cls):
         "max_cols": _int(64, "largest matrix: columns", 1, _MAX_WORD),
         "popcount_stages": _int(_default(cls, "popcount_stages"), "pipeline levels in each popcount tree",
                                 0, _MAX_STAGES),
+        "popcount_arch": Param(str, _default(cls, "popcount_arch"), "popcount tree architecture", ARCHS),
+        "fetch_stages": _int(_default(cls, "fetch_stages"), "registers after the plane buffers' reads", 0, 2),
     }
 
 

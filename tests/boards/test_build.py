@@ -2,10 +2,10 @@
 """``dorefa build`` / :mod:`boards.build`: the nextpnr report parser, CLI errors, real builds.
 
 ``data/icebreaker_nextpnr_report.json`` is nextpnr-ice40's ``--report`` of the
-default iCEBreaker build (``dorefa build --board icebreaker``: the core at
-19.875 MHz from the PLL), kept as nextpnr wrote it (``utilization``, ``fmax``,
+default iCEBreaker build (``dorefa build --board icebreaker``: the preset at
+27.75 MHz from the PLL), kept as nextpnr wrote it (``utilization``, ``fmax``,
 ``critical_paths``); ``data/ulx3s_nextpnr_report.json`` the same for the
-ULX3S (nextpnr-ecp5, 50 MHz).  Refresh both from the build directories
+ULX3S (nextpnr-ecp5, 75 MHz).  Refresh both from the build directories
 (``build/<board>/nextpnr_report.json``) when the committed reports are
 regenerated.
 
@@ -22,7 +22,7 @@ import pytest
 import boards.build
 from boards.build import build_plan, parse_nextpnr_report, tool_versions, write_report
 from boards.pll import ecp5_pll, ice40_pll
-from boards.top import BOARDS, DEFAULT_FREQ_MHZ, BoardTop
+from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, BoardTop
 from sw.cli import main
 from sw.contract.core import CORE_DEFAULTS
 
@@ -39,16 +39,16 @@ def test_parse_ice40_report(ice40_report):
     # Numbers read by hand from data/icebreaker_nextpnr_report.json ("utilization", "fmax").
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40", device="iCE40UP5K",
                                   core_params={"pe": 4})
-    assert report.luts == (4044, 5280)  # ICESTORM_LC
-    assert report.bram == (27, 30)  # ICESTORM_RAM
+    assert report.luts == (4987, 5280)  # ICESTORM_LC
+    assert report.bram == (28, 30)  # ICESTORM_RAM
     assert report.dsp == (6, 8)  # ICESTORM_DSP
     assert report.resources["SB_IO"] == (4, 39) and report.resources["ICESTORM_SPRAM"] == (0, 4)
     assert len(report.resources) == 15
     assert report.ffs is None  # iCE40 reports no FF count of its own: they live in the logic cells
     assert report.fits
     (clock,) = report.clocks
-    # the PLL's output (the net "clk", also named pll_clk), constrained to the 19.875 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 20.378219604492188, 19.875185012817383)
+    # the PLL's output (the net "clk", also named pll_clk), constrained to the 27.75 MHz it makes
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 27.99081802368164, 27.750028610229492)
     assert report.resources["ICESTORM_PLL"] == (1, 1)
     assert clock.met and report.timing_met
 
@@ -139,10 +139,10 @@ def test_count_ice40_ffs_in_a_netlist():
 def test_report_round_trip_text_and_json(ice40_report):
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40")
     text = report.to_text()
-    assert "logic cells" in text and "block RAMs" in text and "Fmax 20.38 MHz, constraint 19.88 MHz" in text
+    assert "logic cells" in text and "block RAMs" in text and "Fmax 27.99 MHz, constraint 27.75 MHz" in text
     data = report.to_json()
-    assert data["fits"] is True and data["timing_met"] is True  # 20.38 MHz against 19.875 MHz
-    assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(19.875, rel=1e-4)
+    assert data["fits"] is True and data["timing_met"] is True  # 27.99 MHz against 27.75 MHz
+    assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(27.75, rel=1e-4)
 
 
 #: nextpnr's cell names for each report field, per family (written here, not taken from boards.build).
@@ -242,9 +242,9 @@ def test_write_report_to_a_stem(ice40_report, tmp_path):
 
 def test_board_top_checks_parameters():
     assert set(BOARDS) == {"icebreaker", "ulx3s"}
-    assert BoardTop("icebreaker").clk_freq == 19_875_000  # from the PLL: 12 MHz * 53 / 32
-    assert BoardTop("icebreaker").core_params == dict(CORE_DEFAULTS)
-    assert BoardTop("ulx3s", pe=2).clk_freq == 50_000_000  # 25 MHz * 2
+    assert BoardTop("icebreaker").clk_freq == 27_750_000  # from the PLL: 12 MHz * 74 / 32
+    assert BoardTop("icebreaker").core_params == CORE_PRESETS["icebreaker"]
+    assert BoardTop("ulx3s", freq_mhz=50, pe=2).clk_freq == 50_000_000  # 25 MHz * 2
     with pytest.raises(ValueError, match="unknown board 'de0'"):
         BoardTop("de0")
     with pytest.raises(ValueError, match="pe"):
@@ -305,7 +305,7 @@ def test_cli_bits_set_max_bits_and_are_recorded(argv, max_bits, bits, fake_build
     (call,) = fake_build
     assert call["board"] == "ulx3s" and call["out_dir"] == tmp_path / "out"
     act = {"max_act_bits": 2} if "--max-act-bits" in argv else {}
-    assert call["core_params"] == {**CORE_DEFAULTS, "pe": 2, "max_bits": max_bits, **act}
+    assert call["core_params"] == {**CORE_PRESETS["ulx3s"], "pe": 2, "max_bits": max_bits, **act}
     assert call["bits"] == bits and call["freq_mhz"] is None  # the board's default
     assert call["report_stem"] == tmp_path / "rep" / "ulx3s"
     out = capsys.readouterr().out
@@ -335,8 +335,8 @@ def _assert_matches_committed(fresh_dir: Path, stem: Path, board: str) -> None:
 
 
 def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):
-    """One real build in the default suite: the default core fits the UP5K and meets the 19.875 MHz the
-    PLL makes of the 20 asked, as committed."""
+    """One real build in the default suite: the board's preset fits the UP5K and meets the 27.75 MHz
+    the PLL makes of the 28 asked, as committed."""
     out, stem = tmp_path / "build", tmp_path / "icebreaker"
     assert main(["build", "--board", "icebreaker", "--out", str(out), "--report", str(stem)]) == 0
     assert "timing: met" in capsys.readouterr().out
@@ -345,11 +345,11 @@ def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):
     assert data["luts"][0] <= data["luts"][1] == 5280
     assert data["bram"][0] <= data["bram"][1] == 30
     (clock,) = data["clocks"]
-    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (20, 19.875)
-    assert data["pll"]["params"] == {"DIVR": 0, "DIVF": 52, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (28, 27.75)
+    assert data["pll"]["params"] == {"DIVR": 0, "DIVF": 73, "DIVQ": 5, "FILTER_RANGE": 1}
     # nextpnr checked the achieved frequency
-    assert clock["constraint_mhz"] == pytest.approx(19.875, rel=1e-4) and clock["fmax_mhz"] >= clock["constraint_mhz"]
-    assert data["core_params"] == dict(CORE_DEFAULTS) and data["bits"] is None
+    assert clock["constraint_mhz"] == pytest.approx(27.75, rel=1e-4) and clock["fmax_mhz"] >= clock["constraint_mhz"]
+    assert data["core_params"] == CORE_PRESETS["icebreaker"] and data["bits"] is None
     assert (out / "top.bin").stat().st_size > 0
     # The design built is the one `dorefa generate core --board icebreaker` writes out.
     assert (out / "top.il").read_text() == build_plan("icebreaker", debug_verilog=True)[1].files["top.il"]

@@ -28,15 +28,23 @@ def _instance(text: str, cell: str) -> str:
 
 def test_one_default_frequency_and_one_core_preset_per_board():
     assert set(DEFAULT_FREQ_MHZ) == set(BOARDS) == set(CORE_PRESETS)
-    assert DEFAULT_FREQ_MHZ == {"icebreaker": 20, "ulx3s": 50}
+    assert DEFAULT_FREQ_MHZ == {"icebreaker": 28, "ulx3s": 75}
+    # The measured presets (boards/reports/): the default limits, the boards' own arrays.
+    assert CORE_PRESETS == {
+        "icebreaker": {**CORE_DEFAULTS, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 1,
+                       "popcount_arch": "chain", "fetch_stages": 0},
+        "ulx3s": {**CORE_DEFAULTS, "pe": 8, "simd": 128, "vectors": 2, "popcount_stages": 4,
+                  "popcount_arch": "packed", "fetch_stages": 1},
+    }
     for board in BOARDS:
-        assert CORE_PRESETS[board] == CORE_DEFAULTS
         assert BoardTop(board).core_params == CORE_PRESETS[board]
+    # 12 MHz * 74 / 32 = 27.75 MHz (DIVR 0, DIVF 73, DIVQ 5): the highest at or below 28
+    assert BoardTop("icebreaker").clk_freq == 27_750_000
 
 
 def test_icebreaker_core_runs_at_the_pll_frequency():
     # 12 MHz * 53 / 32 = 19.875 MHz (DIVR 0, DIVF 52, DIVQ 5): the highest at or below 20
-    top = BoardTop("icebreaker")
+    top = BoardTop("icebreaker", freq_mhz=20)
     assert top.clk_freq == 19_875_000
     assert top.core.divisor == round(19_875_000 / 115_200) == 173  # 12 MHz gave 104
     assert top.core.core.idle_timeout == round(RX_IDLE_TIMEOUT_S * 19_875_000)
@@ -46,10 +54,10 @@ def test_icebreaker_core_runs_at_the_pll_frequency():
 
 
 def test_ulx3s_core_runs_at_the_pll_frequency():
-    top = BoardTop("ulx3s", pe=2)
+    top = BoardTop("ulx3s", freq_mhz=50, pe=2)
     assert top.clk_freq == 50_000_000 and top.core.divisor == 434  # 25 MHz gave 217
     assert top.pll.params == {"CLKI_DIV": 1, "CLKFB_DIV": 2, "CLKOP_DIV": 12, "CLKOP_CPHASE": 5}
-    assert top.core_params == {**CORE_DEFAULTS, "pe": 2}
+    assert top.core_params == {**CORE_PRESETS["ulx3s"], "pe": 2}
 
 
 @pytest.mark.parametrize("freq, message", [
@@ -64,7 +72,7 @@ def test_board_top_refuses_a_frequency_the_pll_cannot_make(freq, message):
 
 
 def test_icebreaker_verilog_has_the_pll():
-    text = board_verilog("icebreaker")
+    text = board_verilog("icebreaker", freq_mhz=20)
     pll = _instance(text, "SB_PLL40_PAD")
     # DIVR 0, DIVF 52 = 0x34, DIVQ 5, FILTER_RANGE 1, simple feedback; the 12 MHz pin drives it directly
     for setting in (".DIVR(4'h0)", ".DIVF(7'h34)", ".DIVQ(3'h5)", ".FILTER_RANGE(3'h1)", '.FEEDBACK_PATH("SIMPLE")',
@@ -82,15 +90,16 @@ def test_icebreaker_verilog_has_the_pll():
 
 def test_ulx3s_verilog_has_the_pll(tmp_path, capsys):
     out = tmp_path / "ulx3s.v"
+    # `dorefa generate core --board` writes what `dorefa build --board` builds: the preset, the default clock
     assert main(["generate", "core", "--board", "ulx3s", "-o", str(out)]) == 0
-    text = out.read_text()
+    assert out.read_text() == board_verilog("ulx3s")
+    text = board_verilog("ulx3s", freq_mhz=50)
     pll = _instance(text, "EHXPLLL")
     for setting in (".CLKI_DIV(32'd1)", ".CLKFB_DIV(32'd2)", ".CLKOP_DIV(32'd12)", ".CLKOP_CPHASE(32'd5)",
                     '.FEEDBK_PATH("CLKOP")', ".CLKOP(clk)", ".CLKFB(clk)"):
         assert setting in pll, setting
     assert re.search(KEPT_PLL_CLK, text) and "assign pll_clk = clk;" in text
     assert 'FREQUENCY NET "pll_clk" 50000000.0 HZ;' in text.split("*/")[0]
-    assert text == board_verilog("ulx3s")
 
 
 def test_lock_reset_holds_reset_until_the_pll_locks():

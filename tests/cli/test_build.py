@@ -81,16 +81,17 @@ RAW = {"utilization": {"ICESTORM_LC": {"used": 100, "available": 5280}},
 
 
 @pytest.mark.parametrize("board, argv, freq, line", [
-    ("icebreaker", [], None, "core clock: 19.875 MHz from the PLL (asked 20 MHz); SB_PLL40_PAD from 12 MHz: "
-                             "DIVR=0 DIVF=52 DIVQ=5 FILTER_RANGE=1, VCO 636 MHz"),
+    # the default: 12 * 74 / 32
+    ("icebreaker", [], None, "core clock: 27.75 MHz from the PLL (asked 28 MHz); SB_PLL40_PAD from 12 MHz: "
+                             "DIVR=0 DIVF=73 DIVQ=5 FILTER_RANGE=1, VCO 888 MHz"),
     # 12 * 64 / 16
     ("icebreaker", ["--freq", "48"], 48, "core clock: 48 MHz from the PLL (asked 48 MHz); SB_PLL40_PAD from 12 MHz: "
                                          "DIVR=0 DIVF=63 DIVQ=4 FILTER_RANGE=1, VCO 768 MHz"),
     # 25 / 7 * 9 = 32.142857: the highest at or below 33.3 (33.33 would be above)
     ("ulx3s", ["--freq", "33.3"], Fraction(333, 10), "core clock: 32.142857 MHz from the PLL (asked 33.3 MHz); "
                                                      "EHXPLLL from 25 MHz: CLKI_DIV=7 CLKFB_DIV=9 CLKOP_DIV=19"),
-    ("ulx3s", [], None, "core clock: 50 MHz from the PLL (asked 50 MHz); EHXPLLL from 25 MHz: CLKI_DIV=1 "
-                        "CLKFB_DIV=2 CLKOP_DIV=12 CLKOP_CPHASE=5, VCO 600 MHz"),
+    ("ulx3s", ["--freq", "50"], 50, "core clock: 50 MHz from the PLL (asked 50 MHz); EHXPLLL from 25 MHz: "
+                                    "CLKI_DIV=1 CLKFB_DIV=2 CLKOP_DIV=12 CLKOP_CPHASE=5, VCO 600 MHz"),
 ])
 def test_freq_reaches_the_build_and_the_report(board, argv, freq, line, recorded, tmp_path, capsys):
     assert main(["build", "--board", board, "--out", str(tmp_path / "out"), *argv]) == 0
@@ -107,6 +108,6 @@ def test_pe_simd_override_the_boards_preset(recorded, tmp_path, monkeypatch, cap
     assert main(["build", "--board", "icebreaker", "--pe", "8", *out]) == 0
     assert main(["build", "--board", "icebreaker", "--simd", "16", "--pe", "1", *out]) == 0
     assert main(["build", "--board", "ulx3s", *out]) == 0
-    assert [(c["core_params"]["pe"], c["core_params"]["simd"]) for c in recorded] == [(2, 4), (8, 4), (1, 16), (4, 8)]
+    assert [(c["core_params"]["pe"], c["core_params"]["simd"]) for c in recorded] == [(2, 4), (8, 4), (1, 16), (8, 128)]
     assert all(c["core_params"]["max_bits"] == CORE_DEFAULTS["max_bits"] for c in recorded)
     assert "pe=2 simd=4" in capsys.readouterr().out

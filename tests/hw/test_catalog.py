@@ -115,7 +115,8 @@ def test_core_shorthand_flags(unit, flags, expected):
     ("core", [], {"max_bits": "x"}, "--max-bits must be an integer"),
     ("threshold", [], {"pe": "2"}, "--pe does not apply to threshold"),
     ("mac_array", [], {"width": "8"}, "--width does not apply to mac_array; set its parameters with --set "
-                                      "(pe, vectors, simd, max_bits, max_rows, max_cols, popcount_stages)"),
+                                      "(pe, vectors, simd, max_bits, max_rows, max_cols, popcount_stages, "
+                                      "popcount_arch, fetch_stages)"),
     ("gemm", [], {"width": "8"}, "--width does not apply to gemm"),
 ])
 def test_conflicting_or_misplaced_flags(unit, assignments, flags, message):
@@ -167,8 +168,7 @@ def test_unknown_unit_lists_units():
 # ---------------------------------------------------------------- the run-time-precision units
 
 # The catalogue's parameters of each unit are its constructor's, bar those it leaves at their defaults.
-CONSTRUCTORS = {"dot_product": (DotProduct, set()), "mac_array": (MacArray, {"popcount_arch"}),
-                "gemm": (GemmEngine, {"popcount_arch"})}
+CONSTRUCTORS = {"dot_product": (DotProduct, set()), "mac_array": (MacArray, set()), "gemm": (GemmEngine, set())}
 
 
 @pytest.mark.parametrize("unit", sorted(CONSTRUCTORS))

@@ -548,74 +548,60 @@ class TrainingCore(wiring.Component):
         c_detail = Signal(8)
         m.d.sync += [verdict_status.eq(c_status), verdict_detail.eq(c_detail)]
 
-        def fail(status, detail=L.Detail.NONE):
-            m.d.comb += [c_status.eq(status), c_detail.eq(detail)]
+        def first_failing(checks):
+            # checks: (failed, status, detail) in the protocol's order.
+            for index, (failed, status, detail) in enumerate(checks):
+                with (m.If if index == 0 else m.Elif)(failed):
+                    m.d.comb += [c_status.eq(status), c_detail.eq(detail)]
 
-        m.d.comb += [c_status.eq(L.Status.OK), c_detail.eq(L.Detail.NONE)]
-        with m.If(event.status != L.Status.OK):
-            fail(event.status)
+        S, D = L.Status, L.Detail
+        m.d.comb += [c_status.eq(S.OK), c_detail.eq(D.NONE)]
+        with m.If(event.status != S.OK):
+            m.d.comb += [c_status.eq(event.status), c_detail.eq(D.NONE)]
         with m.Elif((cmd == L.Cmd.PING) | (cmd == L.Cmd.RESET)):
-            with m.If(length != 0):
-                fail(L.Status.BAD_LENGTH)
+            first_failing([(length != 0, S.BAD_LENGTH, D.NONE)])
         with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
             bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags)
             continues = ((l_rows == m_rows) & (l_cols == m_cols) & (l_bits == m_bits)
                          & (l_flags.as_value() == m_flags.as_value()) & (l_offset == m_loaded) & has_shape)
-            with m.If(length < L.LOAD_HEADER):
-                fail(L.Status.BAD_LENGTH)
-            with m.Elif(bad_bits):
-                fail(L.Status.BAD_PARAMS, L.Detail.BITS)
-            with m.Elif(bad_flags):
-                fail(L.Status.BAD_PARAMS, L.Detail.FLAGS)
-            with m.Elif((l_rows == 0) | (l_rows > self._max_rows)):
-                fail(L.Status.BAD_PARAMS, L.Detail.ROWS)
-            with m.Elif((l_cols == 0) | (l_cols > self._max_cols)):
-                fail(L.Status.BAD_PARAMS, L.Detail.COLS)
-            with m.Elif(k_load_count):
-                fail(L.Status.BAD_PARAMS, L.Detail.COUNT)
-            with m.Elif(k_load_length):
-                fail(L.Status.BAD_LENGTH)
-            with m.Elif((l_offset != 0) & ~continues):
-                fail(L.Status.BAD_STATE, L.Detail.SEQUENCE)
+            first_failing([
+                (length < L.LOAD_HEADER, S.BAD_LENGTH, D.NONE),
+                (bad_bits, S.BAD_PARAMS, D.BITS),
+                (bad_flags, S.BAD_PARAMS, D.FLAGS),
+                ((l_rows == 0) | (l_rows > self._max_rows), S.BAD_PARAMS, D.ROWS),
+                ((l_cols == 0) | (l_cols > self._max_cols), S.BAD_PARAMS, D.COLS),
+                (k_load_count, S.BAD_PARAMS, D.COUNT),
+                (k_load_length, S.BAD_LENGTH, D.NONE),
+                ((l_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
+            ])
         with m.Elif(cmd == L.Cmd.RUN):
             allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0)
             bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
             no_thresholds = r_activate & (t_loaded != m_rows) if act_bits else 0
-            with m.If(length < L.RUN_HEADER):
-                fail(L.Status.BAD_LENGTH)
-            with m.Elif(~matrix_ready):
-                fail(L.Status.BAD_STATE, L.Detail.NO_MATRIX)
-            with m.Elif(bad_bits):
-                fail(L.Status.BAD_PARAMS, L.Detail.BITS)
-            with m.Elif(bad_flags):
-                fail(L.Status.BAD_PARAMS, L.Detail.FLAGS)
-            with m.Elif(no_thresholds):
-                fail(L.Status.BAD_STATE, L.Detail.NO_THRESHOLDS)
-            with m.Elif(r_count == 0):
-                fail(L.Status.BAD_PARAMS, L.Detail.COUNT)
-            with m.Elif(k_run_too_big):
-                fail(L.Status.BAD_PARAMS, L.Detail.REPLY_TOO_BIG)
-            with m.Elif(k_run_length):
-                fail(L.Status.BAD_LENGTH)
+            first_failing([
+                (length < L.RUN_HEADER, S.BAD_LENGTH, D.NONE),
+                (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
+                (bad_bits, S.BAD_PARAMS, D.BITS),
+                (bad_flags, S.BAD_PARAMS, D.FLAGS),
+                (no_thresholds, S.BAD_STATE, D.NO_THRESHOLDS),
+                (r_count == 0, S.BAD_PARAMS, D.COUNT),
+                (k_run_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
+                (k_run_length, S.BAD_LENGTH, D.NONE),
+            ])
         if act_bits:
             with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
                 continues = (h_offset == t_loaded) & (h_bits == t_bits)
-                with m.If(length < L.THRESHOLD_HEADER):
-                    fail(L.Status.BAD_LENGTH)
-                with m.Elif(~matrix_ready):
-                    fail(L.Status.BAD_STATE, L.Detail.NO_MATRIX)
-                with m.Elif((h_bits == 0) | (h_bits > act_bits)):
-                    fail(L.Status.BAD_PARAMS, L.Detail.BITS)
-                with m.Elif(h_flags != 0):
-                    fail(L.Status.BAD_PARAMS, L.Detail.FLAGS)
-                with m.Elif(k_thr_count):
-                    fail(L.Status.BAD_PARAMS, L.Detail.COUNT)
-                with m.Elif(k_thr_length):
-                    fail(L.Status.BAD_LENGTH)
-                with m.Elif((h_offset != 0) & ~continues):
-                    fail(L.Status.BAD_STATE, L.Detail.SEQUENCE)
+                first_failing([
+                    (length < L.THRESHOLD_HEADER, S.BAD_LENGTH, D.NONE),
+                    (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
+                    ((h_bits == 0) | (h_bits > act_bits), S.BAD_PARAMS, D.BITS),
+                    (h_flags != 0, S.BAD_PARAMS, D.FLAGS),
+                    (k_thr_count, S.BAD_PARAMS, D.COUNT),
+                    (k_thr_length, S.BAD_LENGTH, D.NONE),
+                    ((h_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
+                ])
         with m.Else():
-            fail(L.Status.BAD_COMMAND)
+            m.d.comb += [c_status.eq(S.BAD_COMMAND), c_detail.eq(D.NONE)]
 
         with m.FSM():
             with m.State("IDLE"):

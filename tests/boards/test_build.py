@@ -57,16 +57,16 @@ def test_parse_ecp5_report():
     # Numbers read by hand from data/ulx3s_nextpnr_report.json.
     raw = json.loads((DATA / "ulx3s_nextpnr_report.json").read_text())
     report = parse_nextpnr_report(raw, board="ulx3s", family="ecp5")
-    assert report.luts == (4150, 83640)  # TRELLIS_COMB
-    assert report.ffs == 1179  # TRELLIS_FF
-    assert report.bram == (10, 208)  # DP16KD
+    assert report.luts == (11281, 83640)  # TRELLIS_COMB
+    assert report.ffs == 6158  # TRELLIS_FF
+    assert report.bram == (35, 208)  # DP16KD
     assert report.dsp == (7, 156)  # MULT18X18D
     (clock,) = report.clocks
-    # the PLL's output on a global net, constrained to the 50 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 52.59282684326172, 50.0)
+    # the PLL's output on a global net, constrained to the 75 MHz it makes
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 85.07742309570312, 75.00187683105469)
     assert report.resources["EHXPLLL"] == (1, 4)
     assert report.fits and report.timing_met
-    assert "LUT4s: 4150/83640 (5%)" in report.to_text()
+    assert "LUT4s: 11281/83640 (13%)" in report.to_text()
 
 
 #: A nextpnr-ice40 report excerpt, typed by hand: three clocks (one fails, one just meets its constraint).
@@ -364,7 +364,7 @@ def test_ulx3s_default_build_matches_committed_report(tmp_path, capsys):
     data = json.loads(stem.with_suffix(".json").read_text())
     assert data["fits"] and data["timing_met"]
     (clock,) = data["clocks"]
-    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (50, 50)
-    assert clock["constraint_mhz"] == pytest.approx(50.0)
+    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (75, 75)
+    assert clock["constraint_mhz"] == pytest.approx(75.0, rel=1e-4)
     assert (out / "top.bit").stat().st_size > 0
     _assert_matches_committed(out, stem, "ulx3s")

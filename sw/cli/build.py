@@ -63,6 +63,8 @@ def _report_stem(text: str) -> Path:
 def board_core_spec(board: str) -> UnitSpec:
     """The catalogue's ``core`` unit with the board's preset (:data:`CORE_PRESETS`) as its
     defaults: the flags then override the preset, key by key."""
+    if board not in CORE_PRESETS:
+        raise ValueError(f"unknown board {board!r}; allowed: {', '.join(BOARDS)}")
     spec = UNITS["core"]
     preset = CORE_PRESETS[board]
     params = {name: dataclasses.replace(param, default=preset[name]) if name in preset else param

@@ -126,12 +126,12 @@ def _generate_command(parser):
         if args.top is not None and not is_module_name(args.top):
             raise UsageError(f"--top {args.top!r} is not a Verilog module name: letters, digits and '_', "
                              f"not starting with a digit")
-        if args.board is not None:
-            from .build import board_core_spec  # the board's preset as the defaults (imports boards)
-            spec = board_core_spec(args.board)
-        else:
-            spec = UNITS[args.unit]
         try:
+            if args.board is not None:
+                from .build import board_core_spec  # the board's preset as the defaults (imports boards)
+                spec = board_core_spec(args.board)
+            else:
+                spec = UNITS[args.unit]
             params = parse_assignments(spec, args.assignments, bits=args.bits, width=args.width,
                                        max_bits=args.max_bits, pe=args.pe, simd=args.simd,
                                        vectors=args.vectors)

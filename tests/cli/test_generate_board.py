@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from boards.build import board_verilog, build_plan, toolchain_env
+from boards.top import CORE_PRESETS
 from sw.cli import main
 
 # Yosys libraries with the FPGA family's primitives (SB_IO, ...), for an elaboration check.
@@ -33,21 +34,22 @@ def _elaborate(path, top: str, board: str) -> None:
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
 def test_generate_board_top(board, tmp_path, capsys):
     out = tmp_path / "rtl" / f"{board}.v"
-    assert main(["generate", "core", "--board", board, "--bits", "1,2,4", "--pe", "2", "-o", str(out)]) == 0
+    assert main(["generate", "core", "--board", board, "--bits", "1,2,4", "--pe", "2", "--simd", "8",
+                 "--vectors", "2", "--set", "popcount_stages=2", "-o", str(out)]) == 0
     assert f"(core on {board}: " in capsys.readouterr().out
     text = out.read_text()
     assert set(_PINS[board]) <= _ports(text, "top")
     assert "Pin constraints" in text and "uart_0__rx__io" in text.split("*/")[0]
     _elaborate(out, "top", board)
-    # the same design as dorefa build's plan for these parameters (max_bits = max(1, 2, 4))
-    params = {"max_rows": 32, "max_cols": 256, "max_bits": 4, "pe": 2, "simd": 8, "max_payload": 1024}
+    # the same design as dorefa build's plan: the board's preset with these overrides (max_bits = max(1, 2, 4))
+    params = {**CORE_PRESETS[board], "max_bits": 4, "pe": 2, "simd": 8, "vectors": 2, "popcount_stages": 2}
     assert text == board_verilog(board, core_params=params)
 
 
 def test_generate_board_top_name_and_defaults(tmp_path, capsys):
     out = tmp_path / "ice.v"
     assert main(["generate", "core", "--board", "icebreaker", "--top", "ice_top", "-o", str(out)]) == 0
-    assert "max_bits=8, pe=4, simd=8" in capsys.readouterr().out
+    assert "max_bits=8, pe=8, simd=32" in capsys.readouterr().out  # the iCEBreaker's preset
     text = out.read_text()
     assert "uart_0__tx__io" in _ports(text, "ice_top")
     assert "SB_IO" in text

@@ -86,12 +86,6 @@ class PlaneBuffer(wiring.Component):
             "sum_data": Out(sum_bits),
         })
 
-    @property
-    def bits(self) -> dict:
-        """Bits of the plane banks (``planes``) and of the row sums (``sums``)."""
-        return {"planes": self._slots * self._depth * self._simd,
-                "sums": self._rows * len(self.sum_data)}
-
     def elaborate(self, platform):
         m = Module()
         for slot in range(self._slots):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from .contract.codes import ALLOWED_BITS, FULL_PRECISION, check_bits, levels
+from .contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS
 from .contract.prng import NOISE_BITS
 
 __all__ = [
@@ -31,7 +32,8 @@ __all__ = [
     "activation_codes", "activation_scale",
     "gradient_scale", "gradient_codes", "gradient_values",
     "product_scale", "accumulator_to_value", "affine", "bn_affine",
-    "backward_input_values", "backward_weight_values",
+    "backward_input_values", "scale_parts", "batch_shifts", "aligned_batch_sum", "aligned_sum_value",
+    "backward_weight_values",
     "activation_from_accumulator", "fold_thresholds", "apply_thresholds",
 ]
 
@@ -207,21 +209,74 @@ def backward_input_values(partial: torch.Tensor, m: torch.Tensor, w_scale: torch
     return (partial.to(torch.float64) * factor.reshape(shape)).to(torch.float32)
 
 
+def scale_parts(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample ``(M, e)`` (int64) with ``m = M * 2**e`` exactly: the float32 significand
+    as an integer below ``2**24`` and its exponent (:func:`sw.contract.gradients.scale_parts`)."""
+    mantissa, exponent = torch.frexp(m.to(torch.float32))
+    significand = (mantissa.to(torch.float64) * (1 << SCALE_MANTISSA_BITS)).to(torch.int64)
+    exponent = exponent.to(torch.int64) - SCALE_MANTISSA_BITS
+    return significand, torch.where(significand == 0, 0, exponent)
+
+
+def batch_shifts(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(M, shift, E)`` of a batch's scales (:func:`sw.contract.gradients.batch_shifts`)."""
+    significand, exponent = scale_parts(m)
+    nonzero = significand != 0
+    top = int(exponent[nonzero].max()) if bool(nonzero.any()) else 0
+    return significand, torch.where(nonzero, top - exponent, 0), top
+
+
+_LIMB = 32
+_LIMB_MASK = (1 << _LIMB) - 1
+
+
+def aligned_batch_sum(partials: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The batch sum ``S = sum_b floor(M_b I_b 2**(GUARD_BITS - shift_b))`` of
+    :mod:`sw.contract.gradients`, per weight, as ``(hi, lo, E)``: ``S = hi * 2**32 + lo``
+    (int64 tensors, ``0 <= lo < 2**32``) and the batch's largest exponent ``E``.
+
+    ``partials`` ``(B, ...)``: the per-sample integers ``I_b`` (int64, or floats holding
+    exact integers); ``m`` ``(B,)``: the float32 gradient scales."""
+    significand, shift, top = batch_shifts(m)
+    view = (-1,) + (1,) * (partials.dim() - 1)
+    largest = int(partials.abs().max()) if partials.numel() else 0
+    if partials.shape[0] * largest * ((1 << SCALE_MANTISSA_BITS) - 1) >= 1 << 62:
+        raise ValueError(f"partial sums up to {largest} over {partials.shape[0]} samples overflow "
+                         "the batch sum's int64 limbs")
+    terms = partials.to(torch.int64) * significand.reshape(view)  # exact, by the check above
+    # floor(t * 2**(G - shift)) = hi * 2**32 + lo with k = shift - G + 32 >= 0:
+    # hi = floor(t / 2**k), lo = floor(t * 2**(32 - k)) mod 2**32.
+    k = (shift + (_LIMB - GUARD_BITS)).reshape(view).expand_as(terms)
+    hi = torch.bitwise_right_shift(terms, torch.clamp(k, max=63))
+    low_bits = torch.bitwise_and(terms, torch.bitwise_left_shift(torch.ones_like(terms), torch.clamp(k, max=_LIMB)) - 1)
+    lo = torch.where(k <= _LIMB,
+                     torch.bitwise_left_shift(low_bits, torch.clamp(_LIMB - k, min=0)),
+                     torch.bitwise_and(torch.bitwise_right_shift(terms, torch.clamp(k - _LIMB, min=0, max=63)),
+                                       _LIMB_MASK))
+    hi, lo = hi.sum(dim=0), lo.sum(dim=0)  # no overflow: |hi| <= sum |t| < 2**62, lo < B * 2**32
+    return hi + torch.bitwise_right_shift(lo, _LIMB), torch.bitwise_and(lo, _LIMB_MASK), top
+
+
+def aligned_sum_value(hi: torch.Tensor, lo: torch.Tensor, top: int) -> torch.Tensor:
+    """``float64(S) * 2**(E - GUARD_BITS)`` for ``S = hi * 2**32 + lo``: ``S`` rounded once
+    to float64 (to nearest, ties to even), then scaled by a power of two (exact)."""
+    # fl(fl(hi) * 2**32 + lo) is one rounding of S when hi is exact in float64.
+    value = hi.to(torch.float64) * float(1 << _LIMB) + lo.to(torch.float64)
+    wide = hi.abs() >= 1 << 53
+    if bool(wide.any()):  # rare: round those from Python's exact integers
+        exact = [float((int(h) << _LIMB) | int(l)) for h, l in zip(hi[wide].tolist(), lo[wide].tolist())]
+        value[wide] = torch.tensor(exact, dtype=torch.float64)
+    return torch.ldexp(value, torch.tensor(top - GUARD_BITS, dtype=torch.float64))
+
+
 def backward_weight_values(partials: torch.Tensor, m: torch.Tensor, a_scale: torch.Tensor, gbits: int) -> torch.Tensor:
     """Weight gradient from per-sample integer sums ``I_b = sum((2c - n_g) * p)``:
-    ``(sum_b m_b * I_b) * (a_scale / n_g)`` (float64 arithmetic, float32 result).
-
-    Each sample has its own gradient scale ``m_b``, so the batch sum happens
-    after scaling, never on the integers.
-    """
+    ``float32(float64(S) * 2**(E - GUARD_BITS) * (a_scale / n_g))`` with ``S`` the
+    batch sum of :mod:`sw.contract.gradients` (:func:`aligned_batch_sum`), which a
+    core can make exactly from the integers and each sample's scale."""
     n = levels(gbits)
-    m = m.to(torch.float64)
-    # A plain left-to-right sum over the batch: the order is part of the
-    # contract, so every engine's integers give the same float bits.
-    total = torch.zeros(partials.shape[1:], dtype=torch.float64)
-    for b in range(partials.shape[0]):
-        total += partials[b].to(torch.float64) * m[b]
-    return (total * (float(a_scale) / n)).to(torch.float32)
+    hi, lo, top = aligned_batch_sum(partials, m)
+    return (aligned_sum_value(hi, lo, top) * (float(a_scale) / n)).to(torch.float32)
 
 
 # --------------------------------------------------------------------------- fused activation unit

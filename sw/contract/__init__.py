@@ -11,6 +11,8 @@ sides import them and they import neither:
   are both built;
 * :mod:`sw.contract.core`: the training core's configuration, its validation
   (a list of problems, never a host exception) and its defaults;
+* :mod:`sw.contract.gradients`: the batch sum of weight gradients as exact
+  integers (scales split into significand and exponent, aligned, summed);
 * :mod:`sw.contract.backends`: the names of the training backends.
 
 Every constant and formula here is defined once; everything else imports it.

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from sw import numeric
+from sw.contract import gradients
 from sw.prng import NOISE_BITS
 
 QUANT_BITS = list(range(1, 9))
@@ -247,3 +248,112 @@ def test_apply_thresholds_counts_passed_thresholds():
     direction = torch.tensor([1, -1])
     acc = torch.tensor([[-1, 4], [5, 0], [10, -3], [11, -4]])
     assert numeric.apply_thresholds(acc, thresholds, direction).tolist() == [[0, 0], [2, 2], [3, 3], [3, 3]]
+
+
+# --------------------------------------------------------------------------- the batch sum of weight gradients
+
+float32_scales = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False, width=32)
+
+
+def exact_batch_sum(partials, scales) -> Fraction:
+    """``sum_b m_b I_b`` in exact rational arithmetic (the paper's formula)."""
+    return sum((Fraction(float(m)) * int(i) for m, i in zip(scales, partials)), Fraction(0))
+
+
+def s_of(hi, lo) -> int:
+    return (int(hi) << 32) + int(lo)
+
+
+@given(st.lists(float32_scales, min_size=1, max_size=40))
+def test_scale_parts_rebuild_the_float32_scale(scales):
+    m = torch.tensor(scales, dtype=torch.float32)
+    significand, exponent = numeric.scale_parts(m)
+    for value, s, e in zip(m.tolist(), significand.tolist(), exponent.tolist()):
+        assert 0 <= s < 1 << gradients.SCALE_MANTISSA_BITS
+        assert Fraction(s) * Fraction(2) ** e == Fraction(value)
+        assert (s, e) == gradients.scale_parts(value)
+
+
+def test_scale_parts_of_subnormal_and_zero_scales():
+    tiny = float(torch.tensor(1e-44, dtype=torch.float32))  # subnormal: 7 * 2**-149
+    assert gradients.scale_parts(tiny) == (7 << 21, -149 - 21)
+    assert gradients.scale_parts(0.0) == (0, 0)
+    with pytest.raises(ValueError, match="float32"):
+        gradients.scale_parts(0.1)  # a float64 value with more than 24 significant bits
+    with pytest.raises(ValueError, match=">= 0"):
+        gradients.scale_parts(-1.0)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(float32_scales, st.integers(-(1 << 20), 1 << 20)), min_size=1, max_size=33))
+def test_aligned_batch_sum_is_the_contract_sum_and_within_its_bound(samples):
+    scales = [m for m, _ in samples]
+    partials = [i for _, i in samples]
+    m = torch.tensor(scales, dtype=torch.float32)
+    hi, lo, top = numeric.aligned_batch_sum(torch.tensor(partials, dtype=torch.int64).reshape(-1, 1), m)
+    assert 0 <= int(lo[0]) < 1 << 32
+    # the integer S: the contract's definition, term by term in Python integers
+    parts = [gradients.scale_parts(float(x)) for x in m.tolist()]
+    expected_top, shifts = gradients.batch_shifts(parts)
+    expected = sum(gradients.aligned_term(s, i, k) for (s, _), i, k in zip(parts, partials, shifts))
+    assert top == expected_top and s_of(hi[0], lo[0]) == expected
+    # against the exact sum: exact unless a sample is shifted past the guard bits, then the bound
+    exact = exact_batch_sum(partials, m.tolist())
+    got = Fraction(expected) * Fraction(2) ** (top - gradients.GUARD_BITS)
+    truncated = sum(k > gradients.GUARD_BITS for k in shifts)
+    assert got <= exact
+    assert exact - got < truncated * Fraction(2) ** (top - gradients.GUARD_BITS) or got == exact
+    value = float(numeric.aligned_sum_value(hi, lo, top)[0])
+    assert value == float(got)  # rounded once, to nearest (Python's Fraction -> float is exact rounding)
+
+
+def test_aligned_batch_sum_truncates_a_tiny_sample_by_floor():
+    m = torch.tensor([1.0, 2.0 ** -40], dtype=torch.float32)  # shift 40 > 32 guard bits
+    partials = torch.tensor([[3, 0], [-5, 5]], dtype=torch.int64)  # samples x weights
+    hi, lo, top = numeric.aligned_batch_sum(partials, m)
+    # M = 2**23 for both; E = -23; terms: 3 * 2**23 * 2**32 and floor(-5 * 2**23 * 2**-8) = -163840
+    assert top == -23
+    assert s_of(hi[0], lo[0]) == 3 * 2 ** 55 - 5 * 2 ** 15
+    assert s_of(hi[1], lo[1]) == 5 * 2 ** 15
+    m = torch.tensor([1.0, 2.0 ** -60], dtype=torch.float32)  # past the term's bits: floor gives -1, not 0
+    hi, lo, _ = numeric.aligned_batch_sum(partials, m)
+    assert s_of(hi[0], lo[0]) == 3 * 2 ** 55 - 1 and s_of(hi[1], lo[1]) == 0
+
+
+def test_aligned_sum_value_rounds_wide_sums_once():
+    # S = 2**60 + 2**7 + 1 needs 61 bits: float64 keeps 53, so it rounds up once, to 2**60 + 2**8
+    s = (1 << 60) + (1 << 7) + 1
+    hi, lo = torch.tensor([s >> 32]), torch.tensor([s & 0xFFFFFFFF])
+    assert float(numeric.aligned_sum_value(hi, lo, gradients.GUARD_BITS)[0]) == float((1 << 60) + (1 << 8))
+    s = (1 << 90) + 3  # hi past 2**53: rounded from Python's integers
+    hi, lo = torch.tensor([s >> 32]), torch.tensor([s & 0xFFFFFFFF])
+    assert float(numeric.aligned_sum_value(hi, lo, gradients.GUARD_BITS)[0]) == float(1 << 90)
+
+
+def test_backward_weight_values_of_an_all_zero_batch_is_zero():
+    partials = torch.tensor([[7, -3], [1, 2]])
+    got = numeric.backward_weight_values(partials, torch.zeros(2), torch.tensor(1 / 3), 4)
+    assert got.dtype == torch.float32 and torch.equal(got, torch.zeros(2))
+
+
+@pytest.mark.parametrize("gbits", [1, 6, 8])
+def test_backward_weight_values_is_the_rounded_exact_sum(gbits):
+    """Typical scales (within 2**32 of each other): float32 of the exactly scaled sum."""
+    torch.manual_seed(gbits)
+    partials = torch.randint(-40000, 40000, (32, 6, 4))
+    m = (torch.rand(32) * torch.exp(torch.randn(32) * 4)).to(torch.float32)
+    a_scale = torch.tensor(1 / 3, dtype=torch.float32)
+    got = numeric.backward_weight_values(partials, m, a_scale, gbits)
+    factor = float(a_scale) / numeric.levels(gbits)
+    for index in [(0, 0), (5, 3), (2, 1)]:
+        total = float(exact_batch_sum(partials[(slice(None), *index)].tolist(), m.tolist()))
+        assert float(got[index]) == float(torch.tensor(total * factor, dtype=torch.float64).to(torch.float32))
+
+
+def test_sum_bits_holds_the_extremes():
+    bits = gradients.sum_bits(32, 37044)
+    extreme = 32 * ((1 << 24) - 1) * 37044 << gradients.GUARD_BITS
+    assert extreme < 1 << (bits - 1) and -extreme >= -(1 << (bits - 1))
+    assert extreme >= 1 << (bits - 2)  # and no wider than needed
+    with pytest.raises(ValueError, match="batch"):
+        gradients.sum_bits(0, 5)

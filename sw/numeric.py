@@ -228,6 +228,8 @@ def batch_shifts(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 _LIMB = 32
 _LIMB_MASK = (1 << _LIMB) - 1
+_HALF = _LIMB // 2
+_HALF_MASK = (1 << _HALF) - 1
 
 
 def aligned_batch_sum(partials: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -238,23 +240,36 @@ def aligned_batch_sum(partials: torch.Tensor, m: torch.Tensor) -> tuple[torch.Te
     ``partials`` ``(B, ...)``: the per-sample integers ``I_b`` (int64, or floats holding
     exact integers); ``m`` ``(B,)``: the float32 gradient scales."""
     significand, shift, top = batch_shifts(m)
-    view = (-1,) + (1,) * (partials.dim() - 1)
-    largest = int(partials.abs().max()) if partials.numel() else 0
-    if partials.shape[0] * largest * ((1 << SCALE_MANTISSA_BITS) - 1) >= 1 << 62:
-        raise ValueError(f"partial sums up to {largest} over {partials.shape[0]} samples overflow "
-                         "the batch sum's int64 limbs")
-    terms = partials.to(torch.int64) * significand.reshape(view)  # exact, by the check above
-    # floor(t * 2**(G - shift)) = hi * 2**32 + lo with k = shift - G + 32 >= 0:
-    # hi = floor(t / 2**k), lo = floor(t * 2**(32 - k)) mod 2**32.
-    k = (shift + (_LIMB - GUARD_BITS)).reshape(view).expand_as(terms)
-    hi = torch.bitwise_right_shift(terms, torch.clamp(k, max=63))
-    low_bits = torch.bitwise_and(terms, torch.bitwise_left_shift(torch.ones_like(terms), torch.clamp(k, max=_LIMB)) - 1)
-    lo = torch.where(k <= _LIMB,
-                     torch.bitwise_left_shift(low_bits, torch.clamp(_LIMB - k, min=0)),
-                     torch.bitwise_and(torch.bitwise_right_shift(terms, torch.clamp(k - _LIMB, min=0, max=63)),
-                                       _LIMB_MASK))
-    hi, lo = hi.sum(dim=0), lo.sum(dim=0)  # no overflow: |hi| <= sum |t| < 2**62, lo < B * 2**32
-    return hi + torch.bitwise_right_shift(lo, _LIMB), torch.bitwise_and(lo, _LIMB_MASK), top
+    batch = partials.shape[0]
+    ints = partials.to(torch.int64).reshape(batch, -1)
+    largest = int(ints.abs().max()) if ints.numel() else 0
+    if batch * largest >= 1 << (62 - SCALE_MANTISSA_BITS):
+        raise ValueError(f"partial sums up to {largest} over {batch} samples overflow the batch sum's int64 limbs")
+    # A sample within the guard bits adds I_b * (M_b << (G - shift_b)) exactly: split that
+    # factor into a high part and two 16-bit limbs, and the batch sum is three integer
+    # matrix products with no term wider than 62 bits.
+    factors = torch.zeros(3, batch, dtype=torch.int64)
+    truncated = []
+    for b, (mantissa, k) in enumerate(zip(significand.tolist(), shift.tolist())):
+        if k <= GUARD_BITS:
+            factor = mantissa << (GUARD_BITS - k)
+            factors[:, b] = torch.tensor([factor >> _LIMB, (factor >> _HALF) & _HALF_MASK, factor & _HALF_MASK])
+        else:
+            truncated.append((b, mantissa, k - GUARD_BITS))
+    hi, mid, low = factors @ ints
+    # A sample shifted past the guard bits: floor(M_b I_b / 2**(shift_b - G)), whole.
+    for b, mantissa, k in truncated:
+        term = torch.bitwise_right_shift(ints[b] * mantissa, min(k, 63))
+        hi = hi + torch.bitwise_right_shift(term, _LIMB)
+        mid = mid + torch.bitwise_and(torch.bitwise_right_shift(term, _HALF), _HALF_MASK)
+        low = low + torch.bitwise_and(term, _HALF_MASK)
+    # Carry the limbs: S = hi * 2**32 + mid * 2**16 + low.
+    mid = mid + torch.bitwise_right_shift(low, _HALF)
+    hi = hi + torch.bitwise_right_shift(mid, _HALF)
+    lo = torch.bitwise_or(torch.bitwise_left_shift(torch.bitwise_and(mid, _HALF_MASK), _HALF),
+                          torch.bitwise_and(low, _HALF_MASK))
+    shape = partials.shape[1:]
+    return hi.reshape(shape), lo.reshape(shape), top
 
 
 def aligned_sum_value(hi: torch.Tensor, lo: torch.Tensor, top: int) -> torch.Tensor:

@@ -4,8 +4,8 @@
 The compute half of :class:`hw.core.TrainingCore`, assembled from units::
 
     codes -> PlaneWriter --(matrix)--> PlaneBuffer (pe banks)      --\\
-                         --(vectors)-> PlaneBuffer (vectors banks) ---> MacArray -> SignedCorrection -> results
-                                       row sums / vector sums -------------------------^
+                         --(vectors)-> PlaneBuffer (vectors banks) ---> MacArray =(drains)=> SignedCorrection -> results
+                                       row sums / vector sums -------------------------------^
 
 Load a matrix (``rows x cols`` codes, row-major, possibly over several
 frames: ``flush`` on each frame's last code), then for each tile load up to
@@ -16,6 +16,22 @@ value(v_slot[c])`` with each side read unsigned or signed odd (see
 :class:`hw.signed_correction.SignedCorrection`).  Bits and readings are
 run-time inputs (``m_bits``/``m_signed`` of the matrix, ``v_bits``/``v_signed``
 of the vectors).
+
+The array drains a group's sums through ``drains`` chains
+(:class:`hw.mac_array.MacArray`); each chain has its own
+:class:`hw.signed_correction.SignedCorrection`, its own copy of the row sums
+(its rows differ from the others' every cycle) and its own bank of results.
+The vector sums are read once for all chains (the chains carry the same slot
+every cycle).  Chain ``c`` takes the rows ``row = g * pe + c * pe/drains +
+q`` (``q < pe/drains``); its bank holds them at ``Cat(g * pe/drains + q,
+slot)``.  ``result_addr`` is split the same way (bit slices when ``pe`` is a
+power of two, constant division otherwise) and the bank is chosen after the
+read.
+
+Latency and throughput: ``done`` comes :meth:`GemmEngine.tile_cycles` ``=
+MacArray.tile_cycles(ceil(rows / pe), ceil(cols / simd), m_bits, v_bits) +
+SignedCorrection.latency + 1`` cycles after ``start``; ``result`` one cycle
+after ``result_addr``.
 
 Ports
 -----
@@ -35,7 +51,7 @@ result_addr : ``In``, result : ``Out(signed(32))``
     one cycle after the address.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -59,24 +75,31 @@ class GemmEngine(wiring.Component):
         Of the :class:`hw.mac_array.MacArray`.
     max_bits, max_rows, max_cols : int
         Largest codes and matrix.
-    popcount_stages, popcount_arch, fetch_stages :
-        Of the array (:class:`hw.mac_array.MacArray`).
+    popcount_stages, popcount_arch, fetch_stages, drains :
+        Of the array (:class:`hw.mac_array.MacArray`); ``drains`` chains, a
+        divisor of ``pe``, each with its own correction and results bank.
     """
 
     def __init__(self, *, pe: int, vectors: int = 1, simd: int, max_bits: int, max_rows: int, max_cols: int,
-                 popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0):
+                 popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0, drains: int = 1):
         self._max_rows = check_int("max_rows", max_rows, 1)
         self._max_cols = check_int("max_cols", max_cols, 1)
         self.array = MacArray(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                               max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
-                              fetch_stages=fetch_stages)
+                              fetch_stages=fetch_stages, drains=drains)
         self.writer = PlaneWriter(slots=max(pe, vectors), simd=simd, max_bits=max_bits,
                                   max_rows=max(max_rows, vectors), max_cols=max_cols,
                                   max_groups=-(-max_rows // pe))
-        self.correction = SignedCorrection(max_bits=max_bits, max_cols=max(max_cols, simd),
-                                           rows=-(-max_rows // pe) * pe, slots=vectors)
+        self.corrections = [SignedCorrection(max_bits=max_bits, max_cols=max(max_cols, simd),
+                                             rows=-(-max_rows // pe) * pe, slots=vectors) for _ in range(drains)]
         self._row_bits = bits_for(max_rows - 1)
         self._slot_bits = ceil_log2(vectors)
+        # A bank's row index, g * per + q: the largest comes from the last row, or from the
+        # last chain-full row of the group before it.
+        per = pe // drains
+        group, p = divmod(max_rows - 1, pe)
+        self._bank_rows = max_rows if drains == 1 else group * per + min(p, per - 1) + 1
+        self._bank_row_bits = bits_for(self._bank_rows - 1)
         super().__init__({
             "codes": In(stream.Signature(data.StructLayout({"code": max_bits, "flush": 1}))),
             "clear": In(1),
@@ -97,15 +120,31 @@ class GemmEngine(wiring.Component):
     pe = property(lambda self: self.array.pe)
     vectors = property(lambda self: self.array.vectors)
     simd = property(lambda self: self.array.simd)
+    drains = property(lambda self: self.array.drains)
     ops_per_cycle = property(lambda self: self.array.ops_per_cycle)
 
     def result_address(self, slot: int, row: int) -> int:
         """``result_addr`` of a value."""
         return (slot << self._row_bits) | row
 
+    def _split(self, row):
+        """``(chain, index in the chain's bank)`` of a row (a value): ``g * pe + c * per + q``
+        gives ``(c, g * per + q)``, ``per = pe / drains``."""
+        pe, drains = self.pe, self.drains
+        per = pe // drains
+        if drains == 1:
+            return Const(0), row
+        if pe & (pe - 1) == 0:  # powers of two: slices
+            return row[per.bit_length() - 1:pe.bit_length() - 1], Cat(row[:per.bit_length() - 1],
+                                                                      row[pe.bit_length() - 1:])
+        group, p = row // pe, row % pe
+        return p // per, group * per + p % per
+
     def tile_cycles(self, rows: int, cols: int, m_bits: int, v_bits: int) -> int:
         """Cycles from the one with ``start`` high to the one with ``done`` high, for a
-        ``rows x cols`` matrix."""
+        ``rows x cols`` matrix: :meth:`hw.mac_array.MacArray.tile_cycles` of its ``ceil(rows /
+        pe)`` groups and ``ceil(cols / simd)`` folds, plus the correction's latency and the
+        cycle that raises ``done``."""
         groups, folds = -(-rows // self.pe), -(-cols // self.simd)
         return self.array.tile_cycles(groups, folds, m_bits, v_bits) + SignedCorrection.latency + 1
 
@@ -113,16 +152,17 @@ class GemmEngine(wiring.Component):
     def memories(self) -> dict:
         """Each memory as ``(count, depth, width)``: the ``matrix`` plane banks (one per
         PE row), the ``vector`` plane banks (one per vector of a tile), the
-        ``row_sums`` and ``vector_sums`` (one code sum per row, per vector) and the
-        ``results`` of a tile (int32)."""
+        ``row_sums`` (one code sum per row, a copy per drain chain) and ``vector_sums``
+        (one per vector) and the ``results`` of a tile (int32, a bank per drain chain
+        holding its rows)."""
         writer = self.writer
         vector_depth = -(-self._max_cols // self.simd) << writer.plane_bits
         return {
             "matrix": (self.pe, writer.depth, self.simd),
             "vector": (self.vectors, vector_depth, self.simd),
-            "row_sums": (1, self._max_rows, writer.sum_bits - 1),  # code sums: no sign
+            "row_sums": (self.drains, self._max_rows, writer.sum_bits - 1),  # code sums: no sign
             "vector_sums": (1, self.vectors, writer.sum_bits),
-            "results": (1, self.vectors << self._row_bits, 32),
+            "results": (self.drains, self.vectors << self._bank_row_bits, 32),
         }
 
     @property
@@ -133,13 +173,15 @@ class GemmEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pe, vectors, simd = self.pe, self.vectors, self.simd
-        writer, array, correction = self.writer, self.array, self.correction
+        writer, array, corrections = self.writer, self.array, self.corrections
         m.submodules.writer = writer
         m.submodules.array = array
-        m.submodules.correction = correction
+        for c, correction in enumerate(corrections):
+            m.submodules[f"correction{c}" if c else "correction"] = correction
         memories = self.memories
         m.submodules.matrix = matrix = PlaneBuffer(slots=pe, simd=simd, depth=memories["matrix"][1],
-                                                   rows=self._max_rows, sum_bits=memories["row_sums"][2])
+                                                   rows=self._max_rows, sum_bits=memories["row_sums"][2],
+                                                   sum_reads=self.drains)
         m.submodules.vector = vector = PlaneBuffer(slots=vectors, simd=simd, depth=memories["vector"][1],
                                                    rows=vectors, sum_bits=memories["vector_sums"][2])
 
@@ -187,30 +229,45 @@ class GemmEngine(wiring.Component):
             vector.read_en.eq(array.v_en),
             array.v_data.eq(vector.read_data),
         ]
-        wiring.connect(m, array.o, correction.i)
-        m.d.comb += [
-            matrix.sum_addr.eq(correction.m_sum_addr),
-            correction.m_sum.eq(matrix.sum_data),
-            vector.sum_addr.eq(correction.v_sum_addr),
-            correction.v_sum.eq(vector.sum_data.as_signed()),
-            correction.m_bits.eq(self.m_bits),
-            correction.v_bits.eq(self.v_bits),
-            correction.m_signed.eq(self.m_signed),
-            correction.v_signed.eq(self.v_signed),
-        ]
+        for c, correction in enumerate(corrections):
+            wiring.connect(m, array.o[c], correction.i)
+            m.d.comb += [
+                matrix.sum_addr[c].eq(correction.m_sum_addr),
+                correction.m_sum.eq(matrix.sum_data[c]),
+                # The chains carry the same slot every cycle: one read of the vector sums serves all.
+                correction.v_sum.eq(vector.sum_data[0].as_signed()),
+                correction.m_bits.eq(self.m_bits),
+                correction.v_bits.eq(self.v_bits),
+                correction.m_signed.eq(self.m_signed),
+                correction.v_signed.eq(self.v_signed),
+            ]
+        m.d.comb += vector.sum_addr[0].eq(corrections[0].v_sum_addr)
 
         # ------------------------------------------------------------ results
-        m.submodules.results = results = Memory(shape=signed(32), depth=memories["results"][1], init=[])
-        write = results.write_port()
-        read = results.read_port()
-        out = correction.o.payload
-        m.d.comb += [
-            write.addr.eq(Cat(out.row[:self._row_bits], out.slot[:self._slot_bits]) if self._slot_bits
-                          else out.row[:self._row_bits]),
-            write.data.eq(out.value),
-            write.en.eq(correction.o.valid & (out.row < self.rows)),
-            read.addr.eq(self.result_addr),
-        ]
-        m.d.comb += self.result.eq(read.data)
-        m.d.sync += self.done.eq(correction.o.valid & out.final)
+        def bank_addr(row, slot):
+            index = self._split(row)[1][:self._bank_row_bits]
+            return Cat(index, slot[:self._slot_bits]) if self._slot_bits else index
+
+        row, slot = self.result_addr[:self._row_bits], self.result_addr[self._row_bits:]
+        read_addr = Signal(len(bank_addr(row, slot)))
+        m.d.comb += read_addr.eq(bank_addr(row, slot))
+        chain = Signal(range(self.drains))  # the bank read, registered as its data is
+        m.d.sync += chain.eq(self._split(row)[0])
+        reads = []
+        for c, correction in enumerate(corrections):
+            results = m.submodules[f"results{c}" if c else "results"] = Memory(
+                shape=signed(32), depth=memories["results"][1], init=[])
+            write = results.write_port()
+            read = results.read_port()
+            out = correction.o.payload
+            m.d.comb += [
+                write.addr.eq(bank_addr(out.row, out.slot)),
+                write.data.eq(out.value),
+                write.en.eq(correction.o.valid & (out.row < self.rows)),
+                read.addr.eq(read_addr),
+            ]
+            reads.append(read.data)
+        m.d.comb += self.result.eq(Array(reads)[chain] if self.drains > 1 else reads[0])
+        # Every chain ends its tile in the same cycle.
+        m.d.sync += self.done.eq(corrections[0].o.valid & corrections[0].o.payload.final)
         return m

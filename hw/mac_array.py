@@ -18,14 +18,22 @@ by falling weight, as the units' Horner sums want them::
 
 so each unit ``(p, j)`` ends a group with ``U = sum_c q[g*pe + p, c] *
 p_j[c]``, the unsigned dot product of codes (paper Eqn 3).  The ``pe *
-vectors`` sums of a group are copied at once into a shift chain and leave
-one per cycle on ``o`` (``row``, ``slot``, ``sum``) while the next group
-computes.  A group therefore occupies the issue stage for::
+vectors`` sums of a group are copied at once into ``drains`` shift chains,
+chain ``c`` holding PE rows ``c * pe/drains .. (c + 1) * pe/drains - 1`` of
+every vector (rows fastest, then slots), and leave one per chain per cycle
+on ``o[c]`` (``row``, ``slot``, ``sum``) while the next group computes; the
+chains run in lockstep (every cycle they carry the same slot and the same
+row offset within their rows, and they end together).  With ``drain = pe
+* vectors / drains`` a group therefore occupies the issue stage for::
 
-    period = max(folds * m_bits * v_bits, pe * vectors)    cycles
+    period = max(folds * m_bits * v_bits, drain)    cycles
 
-(the second term only when a group is too short to hide the chain's drain;
-:meth:`MacArray.tile_cycles` is the exact count of a tile).  Plane words are
+(the second term only when a group is too short to hide the chains' drain),
+and a tile of ``groups`` groups takes, from ``start`` to its last sum::
+
+    tile_cycles = (groups - 1) * period + folds * m_bits * v_bits + latency + drain - 1
+
+(:meth:`MacArray.tile_cycles`; ``latency`` is :attr:`MacArray.latency`).  Plane words are
 addressed as :class:`hw.plane_writer.PlaneWriter` lays them out; the buffers
 are :class:`hw.plane_buffer.PlaneBuffer` (one-cycle reads).
 
@@ -44,7 +52,7 @@ from amaranth.utils import bits_for, ceil_log2
 from sw.contract.codes import MAX_CODE_BITS
 
 from .dot_product import DotProduct
-from .params import check_choice, check_int
+from .params import check_choice, check_divisor, check_int
 from .popcount import ARCHS
 
 __all__ = ["MacArray"]
@@ -67,6 +75,16 @@ class MacArray(wiring.Component):
     fetch_stages : int
         Registers between the buffers' read data and the units, ``0 .. 2``
         (a block RAM's clock-to-out is slow: on ECP5 it alone is 5.6 ns).
+    drains : int
+        Output chains, a divisor of ``pe`` (each takes ``pe / drains`` whole
+        PE rows): a group's sums leave in ``pe * vectors / drains`` cycles.
+
+    Latency and throughput
+    ----------------------
+    ``pe * vectors * simd`` bit pairs per issue cycle; a group's first sums
+    are on ``o`` :attr:`latency` cycles after its last pair is issued, its
+    last :attr:`drain` ``- 1`` cycles after those; a tile ends
+    :meth:`tile_cycles` cycles after ``start`` (module docstring).
 
     Ports
     -----
@@ -81,18 +99,20 @@ class MacArray(wiring.Component):
         The matrix buffer's read port (data one cycle after the address).
     v_addr, v_en : ``Out``; v_data : ``In(ArrayLayout(simd, vectors))``
         The vector buffer's read port.
-    o : ``Out(stream.Signature(StructLayout({"row", "slot", "sum", "final"}), always_ready=True))``
-        One unsigned sum per cycle while a group drains; ``final`` on the
-        tile's last.  Rows past the matrix and slots past the vectors loaded
-        come out too (their sums are meaningless; the consumer drops them).
+    o : ``Out(stream.Signature(StructLayout({"row", "slot", "sum", "final"}), always_ready=True)).array(drains)``
+        Chain ``c``'s sums, one per cycle while a group drains; ``final`` on
+        the tile's last (on every chain, in the same cycle).  Rows past the
+        matrix and slots past the vectors loaded come out too (their sums
+        are meaningless; the consumer drops them).
     busy : ``Out(1)``
         The issue stage is walking a tile.
     """
 
     def __init__(self, *, pe: int, vectors: int = 1, simd: int, max_bits: int = MAX_CODE_BITS,
                  max_rows: int, max_cols: int, popcount_stages: int = 0, popcount_arch: str = "chain",
-                 fetch_stages: int = 0):
+                 fetch_stages: int = 0, drains: int = 1):
         self._pe = check_int("pe", pe, 1)
+        self._drains = check_divisor("drains", drains, pe, note=f"a divisor of pe = {pe}: whole rows per chain")
         self._vectors = check_int("vectors", vectors, 1)
         self._simd = check_int("simd", simd, 1)
         self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
@@ -126,7 +146,7 @@ class MacArray(wiring.Component):
                 "slot": range(vectors),
                 "sum": sum_bits,
                 "final": 1,
-            }), always_ready=True)),
+            }), always_ready=True)).array(drains),
             "busy": Out(1),
         })
 
@@ -134,6 +154,7 @@ class MacArray(wiring.Component):
     vectors = property(lambda self: self._vectors)
     simd = property(lambda self: self._simd)
     max_bits = property(lambda self: self._max_bits)
+    drains = property(lambda self: self._drains)
 
     @property
     def ops_per_cycle(self) -> int:
@@ -142,8 +163,8 @@ class MacArray(wiring.Component):
 
     @property
     def drain(self) -> int:
-        """Cycles a group's sums take to leave: ``pe * vectors``."""
-        return self._pe * self._vectors
+        """Cycles a group's sums take to leave: ``pe * vectors / drains``."""
+        return self._pe * self._vectors // self._drains
 
     @property
     def latency(self) -> int:
@@ -153,12 +174,13 @@ class MacArray(wiring.Component):
         return 1 + self._fetch_stages + self._units[0][0].latency + 1
 
     def period(self, folds: int, m_bits: int, v_bits: int) -> int:
-        """Issue cycles of one group."""
+        """Issue cycles of one group: ``max(folds * m_bits * v_bits, drain)``."""
         return max(folds * m_bits * v_bits, self.drain)
 
     def tile_cycles(self, groups: int, folds: int, m_bits: int, v_bits: int) -> int:
         """Cycles from the one with ``start`` high to the one with the ``final`` sum on ``o``
-        (``0`` would be the same cycle)."""
+        (``0`` would be the same cycle): ``(groups - 1) * period + folds * m_bits * v_bits +
+        latency + drain - 1``."""
         pairs = folds * m_bits * v_bits
         return (groups - 1) * self.period(folds, m_bits, v_bits) + pairs + self.latency + self.drain - 1
 
@@ -265,30 +287,38 @@ class MacArray(wiring.Component):
         capture = self._units[0][0].o.valid  # every unit ends its sum in the same cycle
 
         # ------------------------------------------------------------ drain
-        chain = [Signal(len(sums[0]), name=f"chain{n}") for n in range(self.drain)]
+        # Chain c holds PE rows c*per .. (c+1)*per - 1 of every vector, rows fastest; all chains
+        # shift together, so one set of counters says which (row offset, slot) each carries.
+        per = pe // self._drains
+        chains = [[Signal(len(sums[0]), name=f"chain{c}_{n}") for n in range(self.drain)]
+                  for c in range(self._drains)]
         d_active = Signal()
-        d_p = Signal(range(pe))
+        d_q = Signal(range(per))
         d_j = Signal(range(vectors))
         d_row = Signal(range(self._max_groups * pe + 1))  # first row of the group draining
         d_group = Signal(range(self._max_groups))
-        d_last = (d_p == pe - 1) & (d_j == vectors - 1)
-        m.d.comb += [
-            self.o.valid.eq(d_active),
-            self.o.payload.row.eq(d_row + d_p),
-            self.o.payload.slot.eq(d_j),
-            self.o.payload.sum.eq(chain[0]),
-            self.o.payload.final.eq(d_last & (d_group == groups_last)),
-        ]
+        d_last = (d_q == per - 1) & (d_j == vectors - 1)
+        for c, chain in enumerate(chains):
+            m.d.comb += [
+                self.o[c].valid.eq(d_active),
+                self.o[c].payload.row.eq(d_row + (c * per) + d_q),
+                self.o[c].payload.slot.eq(d_j),
+                self.o[c].payload.sum.eq(chain[0]),
+                self.o[c].payload.final.eq(d_last & (d_group == groups_last)),
+            ]
         with m.If(d_active):
-            m.d.sync += [a.eq(b) for a, b in zip(chain, chain[1:])]
-            m.d.sync += d_p.eq(d_p + 1)
-            with m.If(d_p == pe - 1):
-                m.d.sync += [d_p.eq(0), d_j.eq(d_j + 1)]
+            for chain in chains:
+                m.d.sync += [a.eq(b) for a, b in zip(chain, chain[1:])]
+            m.d.sync += d_q.eq(d_q + 1)
+            with m.If(d_q == per - 1):
+                m.d.sync += [d_q.eq(0), d_j.eq(d_j + 1)]
             with m.If(d_last):
                 m.d.sync += [d_active.eq(0), d_j.eq(0), d_row.eq(d_row + pe), d_group.eq(d_group + 1)]
         with m.If(self.start):
             m.d.sync += [d_row.eq(0), d_group.eq(0)]
         with m.If(capture):  # a group's sums (overrides the shift: its last drain cycle is now)
-            m.d.sync += [a.eq(b) for a, b in zip(chain, sums)]
-            m.d.sync += [d_active.eq(1), d_p.eq(0), d_j.eq(0)]
+            for c, chain in enumerate(chains):
+                m.d.sync += [a.eq(sums[j * pe + c * per + q])
+                             for a, (j, q) in zip(chain, ((j, q) for j in range(vectors) for q in range(per)))]
+            m.d.sync += [d_active.eq(1), d_q.eq(0), d_j.eq(0)]
         return m

@@ -11,7 +11,7 @@ Each check returns the value unchanged, so a constructor can write
 ``self._width = check_int("width", width, 1)``.
 """
 
-__all__ = ["check_int", "check_bool", "check_choice"]
+__all__ = ["check_int", "check_bool", "check_choice", "check_divisor"]
 
 
 def _note(note) -> str:
@@ -46,4 +46,17 @@ def check_choice(name: str, value, choices) -> str:
     """``value`` if it is one of ``choices``, else :exc:`ValueError` listing them."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def check_divisor(name: str, value, dividend: int, *, note: "str | None" = None) -> int:
+    """``value`` if it is an ``int`` that divides ``dividend`` (``>= 1``), else
+    :exc:`ValueError` listing the divisors, e.g. ``"drains must be one of 1, 2,
+    3, 6 (a divisor of pe = 6), got 4"``; ``note`` says what ``dividend`` is
+    (default ``"a divisor of <dividend>"``)."""
+    check_int(name, value, 1, note=note)
+    if dividend % value:
+        divisors = ", ".join(str(d) for d in range(1, dividend + 1) if dividend % d == 0)
+        raise ValueError(f"{name} must be one of {divisors}{_note(note or f'a divisor of {dividend}')}, "
+                         f"got {value}")
     return value

@@ -6,7 +6,9 @@ write enables per lane or per code, so each bank maps onto plain block RAM:
 ECP5 DP16KD, iCE40 EBR), all read at one address in the same cycle: a read
 gives ``slots x simd`` bits, one plane of every slot.  The address layout is
 :class:`hw.plane_writer.PlaneWriter`'s.  The row-sum memory holds one code
-sum per row (the writer's ``sum_w``).
+sum per row (the writer's ``sum_w``); for ``sum_reads`` readers it is kept
+in as many copies, each written whole by every ``sum_w`` and read by one
+reader (one write and one registered read port each: plain block RAM).
 """
 
 from amaranth.hdl import Module, Signal
@@ -53,6 +55,8 @@ class PlaneBuffer(wiring.Component):
     sum_bits : int
         Bits kept of each row sum (the low ones: a sum known to be
         non-negative may drop the writer's sign bit).
+    sum_reads : int
+        Independent read ports of the row sums (copies of the memory), ``>= 1``.
 
     Ports
     -----
@@ -65,16 +69,18 @@ class PlaneBuffer(wiring.Component):
         read with ``read_en`` high, and holds otherwise.
     read_data : ``Out(ArrayLayout(simd, slots))``
         ``read_data[s]`` is bank ``s``'s word.
-    sum_addr : ``In(range(rows))``, sum_data : ``Out(sum_bits)``
-        The bits of the row sum at ``sum_addr``, one cycle later (read every
-        cycle); the reader knows whether they are signed.
+    sum_addr : ``In(range(rows)).array(sum_reads)``, sum_data : ``Out(sum_bits).array(sum_reads)``
+        The bits of the row sum at ``sum_addr[n]`` on ``sum_data[n]``, one
+        cycle later (read every cycle); the reader knows whether they are
+        signed.
     """
 
-    def __init__(self, *, slots: int, simd: int, depth: int, rows: int, sum_bits: int):
+    def __init__(self, *, slots: int, simd: int, depth: int, rows: int, sum_bits: int, sum_reads: int = 1):
         self._slots = check_int("slots", slots, 1)
         self._simd = check_int("simd", simd, 1)
         self._depth = check_int("depth", depth, 1)
         self._rows = check_int("rows", rows, 1)
+        self._sum_reads = check_int("sum_reads", sum_reads, 1)
         addr_bits = max(1, (depth - 1).bit_length())
         super().__init__({
             "w": In(stream.Signature(plane_write_layout(slots, simd, addr_bits), always_ready=True)),
@@ -82,8 +88,8 @@ class PlaneBuffer(wiring.Component):
             "read_addr": In(addr_bits),
             "read_en": In(1),
             "read_data": Out(data.ArrayLayout(simd, slots)),
-            "sum_addr": In(range(rows)),
-            "sum_data": Out(sum_bits),
+            "sum_addr": In(range(rows)).array(sum_reads),
+            "sum_data": Out(sum_bits).array(sum_reads),
         })
 
     def elaborate(self, platform):
@@ -97,12 +103,14 @@ class PlaneBuffer(wiring.Component):
                 write.en.eq(self.w.valid & (self.w.payload.slot == slot)),
             ]
             m.d.comb += self.read_data[slot].eq(_registered_read(m, bank, self.read_addr, self.read_en))
-        sums = m.submodules.sums = Memory(shape=len(self.sum_data), depth=self._rows, init=[], attrs=NO_RW_CHECK)
-        write = sums.write_port()
-        m.d.comb += [
-            write.addr.eq(self.sum_w.payload.row),
-            write.data.eq(self.sum_w.payload.sum),
-            write.en.eq(self.sum_w.valid),
-            self.sum_data.eq(_registered_read(m, sums, self.sum_addr, 1)),
-        ]
+        for n in range(self._sum_reads):
+            sums = m.submodules[f"sums{n}" if n else "sums"] = Memory(
+                shape=len(self.sum_data[n]), depth=self._rows, init=[], attrs=NO_RW_CHECK)
+            write = sums.write_port()
+            m.d.comb += [
+                write.addr.eq(self.sum_w.payload.row),
+                write.data.eq(self.sum_w.payload.sum),
+                write.en.eq(self.sum_w.valid),
+                self.sum_data[n].eq(_registered_read(m, sums, self.sum_addr[n], 1)),
+            ]
         return m

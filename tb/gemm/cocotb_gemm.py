@@ -2,7 +2,7 @@
 
 Run through ``tb/test_gemm_tb.py``; :func:`sim.cocotb_runner.tb_config`
 gives the constructor arguments (``pe``, ``vectors``, ``simd``, ``max_bits``,
-``max_rows``, ``max_cols``, ``popcount_stages``), ``matrices`` (matrices in
+``max_rows``, ``max_cols``, ``popcount_stages``, ``drains``), ``matrices`` (matrices in
 the main test, each run against vectors of two readings) and ``seed``.
 
 The engine is driven as :class:`hw.core.TrainingCore` drives it: a matrix
@@ -34,7 +34,7 @@ from tb.common import Scoreboard, StreamDriver, reset, start_clock
 # The model component is built only for its parameters and timing, never elaborated.
 warnings.simplefilter("ignore", UnusedElaboratable)
 
-CONSTRUCTOR = ("pe", "vectors", "simd", "max_bits", "max_rows", "max_cols", "popcount_stages")
+CONSTRUCTOR = ("pe", "vectors", "simd", "max_bits", "max_rows", "max_cols", "popcount_stages", "drains")
 READINGS = [(False, False), (True, False), (False, True), (True, True)]  # (m_signed, v_signed)
 
 

@@ -4,7 +4,10 @@ Run through ``tb/test_mac_array_tb.py`` on the array as a standalone module
 (:func:`hw.catalog.standalone`: its always-ready ``o`` has no ``ready``).
 :func:`sim.cocotb_runner.tb_config` gives the constructor arguments (``pe``,
 ``vectors``, ``simd``, ``max_bits``, ``max_rows``, ``max_cols``,
-``popcount_stages``), ``tiles`` (random tiles in the main test) and ``seed``.
+``popcount_stages``, ``drains``), ``tiles`` (random tiles in the main test)
+and ``seed``.  Each drain chain ``c`` is its own stream (``o__<c>__valid``,
+``o__<c>__payload``); its outputs are checked for order and cycle from the
+array's shape (PE rows ``c * pe/drains ..`` of every vector, rows fastest).
 
 The testbench plays both plane buffers: it answers each read (``m_en``,
 ``v_en``) one cycle later from words it laid out itself in
@@ -33,7 +36,7 @@ from tb.common import Scoreboard, reset, start_clock
 # The model component is built only for its parameters and timing, never elaborated.
 warnings.simplefilter("ignore", UnusedElaboratable)
 
-CONSTRUCTOR = ("pe", "vectors", "simd", "max_bits", "max_rows", "max_cols", "popcount_stages")
+CONSTRUCTOR = ("pe", "vectors", "simd", "max_bits", "max_rows", "max_cols", "popcount_stages", "drains")
 
 
 class Tile:
@@ -88,7 +91,7 @@ class Setup:
         self.tiles, self.seed = config["tiles"], config["seed"]
         self.model = MacArray(**{key: config[key] for key in CONSTRUCTOR})
         self.max_rows, self.max_cols = config["max_rows"], config["max_cols"]
-        layout = self.model.o.payload.shape()
+        layout = self.model.o[0].payload.shape()
         self.fields = {name: (field.offset, field.width) for name, field in layout}
 
     def tile(self, rng, np_rng, **fixed) -> Tile:
@@ -102,20 +105,28 @@ class Setup:
         return {name: (word >> offset) & ((1 << width) - 1) for name, (offset, width) in self.fields.items()}
 
 
+def chain_ports(dut, model: MacArray):
+    """Each drain chain's ``(valid, payload)`` handles."""
+    return [(getattr(dut, f"o__{c}__valid"), getattr(dut, f"o__{c}__payload")) for c in range(model.drains)]
+
+
 async def run_tile(dut, setup: Setup, tile: Tile) -> tuple[list, int]:
-    """``start`` the tile (just after a rising edge), serve the reads, collect ``o`` until ``final``.
-    Returns the outputs ``(cycle, row, slot, sum, final)`` (``start``'s cycle is 0) and the reads."""
+    """``start`` the tile (just after a rising edge), serve the reads, collect every chain's ``o``
+    until a ``final``.  Returns each chain's outputs ``(cycle, row, slot, sum, final)`` (``start``'s
+    cycle is 0) and the reads."""
     for name in ("groups", "folds", "m_bits", "v_bits"):
         getattr(dut, name).value = getattr(tile, name)
     await RisingEdge(dut.clk)  # the run-time inputs settle a cycle before `start`
     dut.start.value = 1
-    outs, reads, cycle = [], 0, 0
-    while not (outs and outs[-1][4]):
+    ports = chain_ports(dut, setup.model)
+    outs, reads, cycle = [[] for _ in ports], 0, 0
+    while not any(chain and chain[-1][4] for chain in outs):
         assert cycle < 200_000, "no final sum"
         await ReadOnly()
-        if int(dut.o__valid.value):
-            o = setup.unpack(int(dut.o__payload.value))
-            outs.append((cycle, o["row"], o["slot"], o["sum"], o["final"]))
+        for chain, (valid, payload) in zip(outs, ports):
+            if int(valid.value):
+                o = setup.unpack(int(payload.value))
+                chain.append((cycle, o["row"], o["slot"], o["sum"], o["final"]))
         m_en, m_addr, v_addr = int(dut.m_en.value), int(dut.m_addr.value), int(dut.v_addr.value)
         assert int(dut.v_en.value) == m_en
         await RisingEdge(dut.clk)
@@ -130,16 +141,21 @@ async def run_tile(dut, setup: Setup, tile: Tile) -> tuple[list, int]:
 
 def check_tile(dut, setup: Setup, tile: Tile, outs, reads, scoreboard: Scoreboard) -> None:
     model = setup.model
-    period = model.period(tile.folds, tile.m_bits, tile.v_bits)
-    order = [(g * model.pe + p, j) for g in range(tile.groups) for j in range(model.vectors)
-             for p in range(model.pe)]
-    assert [(row, slot) for _, row, slot, _, _ in outs] == order, "outputs out of order"
-    cycles = [g * period + tile.pairs + model.latency + n for g in range(tile.groups) for n in range(model.drain)]
-    assert [cycle for cycle, *_ in outs] == cycles, "group timing"
-    assert outs[-1][0] == model.tile_cycles(tile.groups, tile.folds, tile.m_bits, tile.v_bits)
-    assert [final for *_, final in outs] == [0] * (len(outs) - 1) + [1]
+    per = model.pe // model.drains  # PE rows per chain
+    drain = per * model.vectors
+    period = max(tile.pairs, drain)
+    assert period == model.period(tile.folds, tile.m_bits, tile.v_bits)
+    got = {}
+    for c, chain in enumerate(outs):
+        order = [(g * model.pe + c * per + q, j) for g in range(tile.groups) for j in range(model.vectors)
+                 for q in range(per)]
+        assert [(row, slot) for _, row, slot, _, _ in chain] == order, f"chain {c}: outputs out of order"
+        cycles = [g * period + tile.pairs + model.latency + n for g in range(tile.groups) for n in range(drain)]
+        assert [cycle for cycle, *_ in chain] == cycles, f"chain {c}: group timing"
+        assert chain[-1][0] == model.tile_cycles(tile.groups, tile.folds, tile.m_bits, tile.v_bits)
+        assert [final for *_, final in chain] == [0] * (len(chain) - 1) + [1], f"chain {c}: final"
+        got |= {(row, slot): value for _, row, slot, value, _ in chain}
     assert reads == tile.groups * tile.pairs, (reads, tile.groups * tile.pairs)
-    got = {(row, slot): value for _, row, slot, value, _ in outs}
     keys = [(row, slot) for slot in range(tile.count) for row in range(tile.rows)]
     scoreboard.check([int(tile.want[slot, row]) for row, slot in keys], [got[key] for key in keys],
                      describe=lambda i: f"row {keys[i][0]} slot {keys[i][1]} of a {tile.rows}x{tile.cols} tile, "
@@ -189,7 +205,8 @@ async def reset_mid_tile(dut):
         dut.start.value = 0
         await reset(dut, 2)
         await ReadOnly()
-        assert int(dut.busy.value) == 0 and int(dut.o__valid.value) == 0, "busy or o.valid after reset"
+        assert int(dut.busy.value) == 0, "busy after reset"
+        assert not any(int(valid.value) for valid, _ in chain_ports(dut, setup.model)), "o.valid after reset"
         await RisingEdge(dut.clk)
         tile = setup.tile(rng, np_rng)
         outs, reads = await run_tile(dut, setup, tile)

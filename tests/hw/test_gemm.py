@@ -1,8 +1,11 @@
-"""GemmEngine (plane writer, plane buffers, MAC array, signed correction) against sw.bitplanes."""
+"""GemmEngine (plane writer, plane buffers, MAC array, signed corrections, result banks) against
+sw.bitplanes, at one and several drain chains; ``tile_cycles`` against the simulated count."""
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+
+from tests.hw.helpers import unelaborated
 
 from hw.gemm import GemmEngine
 from sw.bitplanes import signed_matmul
@@ -61,21 +64,27 @@ def run_gemm(dut, matrix, m_bits, m_signed, vectors, v_bits, v_signed, *, frames
     return out, cycles
 
 
-ARRAYS = [(1, 1, 1), (2, 3, 4), (4, 2, 8), (3, 1, 5)]
+#: (pe, vectors, simd, drains): one chain, two, one per PE row; pe a power of two (the
+#: result address split by slices) or not (by division), rows per chain one or not.
+ARRAYS = [(1, 1, 1, 1), (2, 3, 4, 1), (4, 2, 8, 1), (3, 1, 5, 1),
+          (2, 3, 4, 2), (4, 2, 8, 2), (4, 1, 3, 4), (6, 1, 3, 3), (6, 2, 2, 2)]
 #: Pipelining of the array: (popcount stages, fetch stages), per array above.
-STAGES = {(1, 1, 1): (0, 0), (2, 3, 4): (1, 1), (4, 2, 8): (2, 2), (3, 1, 5): (0, 1)}
+STAGES = {(1, 1, 1, 1): (0, 0), (2, 3, 4, 1): (1, 1), (4, 2, 8, 1): (2, 2), (3, 1, 5, 1): (0, 1),
+          (2, 3, 4, 2): (1, 1), (4, 2, 8, 2): (2, 2), (4, 1, 3, 4): (0, 0), (6, 1, 3, 3): (0, 1),
+          (6, 2, 2, 2): (1, 0)}
 READINGS = [(1, True, 2, False), (2, False, 3, True), (3, True, 1, True), (1, False, 1, False)]
 
 
-@pytest.mark.parametrize("pe,vectors,simd", ARRAYS)
+@pytest.mark.parametrize("pe,vectors,simd,drains", ARRAYS)
 @pytest.mark.parametrize("m_bits,m_signed,v_bits,v_signed", READINGS + [(8, True, 8, True)])
-def test_gemm_matches_signed_matmul_and_cycle_model(pe, vectors, simd, m_bits, m_signed, v_bits, v_signed):
-    """Every reading, ragged rows, columns and tiles (7 x 11 by 5 vectors), a matrix over three frames."""
-    rng = np.random.default_rng(pe * 100 + simd * 10 + m_bits + v_bits)
+def test_gemm_matches_signed_matmul_and_cycle_model(pe, vectors, simd, drains, m_bits, m_signed, v_bits, v_signed):
+    """Every reading, ragged rows, columns and tiles (7 x 11 by 5 vectors), a matrix over three frames;
+    every value read back through ``result_addr`` (each drain chain's bank)."""
+    rng = np.random.default_rng(pe * 100 + simd * 10 + m_bits + v_bits + drains * 1000)
     rows, cols, count = 7, 11, 5
-    popcount_stages, fetch_stages = STAGES[pe, vectors, simd]
+    popcount_stages, fetch_stages = STAGES[pe, vectors, simd, drains]
     dut = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=8, max_rows=9, max_cols=13,
-                     popcount_stages=popcount_stages, fetch_stages=fetch_stages)
+                     popcount_stages=popcount_stages, fetch_stages=fetch_stages, drains=drains)
     matrix = rng.integers(0, 1 << m_bits, (rows, cols))
     vectors_ = rng.integers(0, 1 << v_bits, (count, cols))
     got, cycles = run_gemm(dut, matrix, m_bits, m_signed, vectors_, v_bits, v_signed, frames=3)
@@ -83,3 +92,50 @@ def test_gemm_matches_signed_matmul_and_cycle_model(pe, vectors, simd, m_bits, m
                          matrix, levels(m_bits) if m_signed else None, m_bits)
     np.testing.assert_array_equal(got, want)
     assert cycles == [dut.tile_cycles(rows, cols, m_bits, v_bits)] * len(cycles)
+
+
+def test_drains_shorten_a_short_tile():
+    """The point of the drains: 2 x 2 planes over one fold on 8 rows x 2 vectors.  One chain
+    drains 16 sums a group, 8 chains 2, so a group takes ``max(4, 16)`` or ``max(4, 2)`` cycles;
+    the cycle counts are the simulated ones, the values ``signed_matmul``'s."""
+    rng = np.random.default_rng(8)
+    matrix, vectors = rng.integers(0, 4, (32, 5)), rng.integers(0, 4, (2, 5))
+    want = signed_matmul(vectors, levels(2), 2, matrix, levels(2), 2)
+    cycles = {}
+    for drains in (1, 8):
+        dut = GemmEngine(pe=8, vectors=2, simd=8, max_bits=2, max_rows=32, max_cols=8, drains=drains)
+        got, (cycles[drains],) = run_gemm(dut, matrix, 2, True, vectors, 2, True)
+        np.testing.assert_array_equal(got, want)
+        assert cycles[drains] == dut.tile_cycles(32, 5, 2, 2)
+    # 4 groups: three periods, the last group's 4 pairs, then its drain: 3 * 12 + 14 = 50 cycles saved.
+    assert cycles[1] - cycles[8] == 3 * (16 - 4) + (16 - 2)
+
+
+def test_memories():
+    """Worked by hand: pe 6 in 3 chains of 2 rows, 2 vectors, 13 x 16 codes of 8 bits, simd 4."""
+    with unelaborated():
+        dut = GemmEngine(pe=6, vectors=2, simd=4, max_bits=8, max_rows=13, max_cols=16, drains=3)
+        assert dut.drains == 3 and dut.array.drains == 3 and len(dut.corrections) == 3
+        # matrix: 3 groups x 4 folds = 12 blocks of 8 planes: 96 words per row bank;
+        # vector: 4 folds x 8 planes; code sums <= 16 * 255 = 4080 (12 bits), value sums signed 13;
+        # chain 0 holds rows 0, 1, 6, 7, 12: 5 rows (3 bits) x 2 slots per bank.
+        assert dut.memories == {
+            "matrix": (6, 96, 4),
+            "vector": (2, 32, 4),
+            "row_sums": (3, 13, 12),
+            "vector_sums": (1, 2, 13),
+            "results": (3, 16, 32),
+        }
+        one = GemmEngine(pe=6, vectors=2, simd=4, max_bits=8, max_rows=13, max_cols=16)
+        assert one.memories["row_sums"] == (1, 13, 12) and one.memories["results"] == (1, 32, 32)
+        del dut, one
+
+
+@pytest.mark.parametrize("pe, drains, message", [
+    (4, 3, r"drains must be one of 1, 2, 4 \(a divisor of pe = 4: whole rows per chain\), got 3"),
+    (4, 0, "drains must be >= 1"),
+    (2, 4, r"drains must be one of 1, 2 \(.*\), got 4"),
+])
+def test_drains_validation(pe, drains, message):
+    with unelaborated(), pytest.raises(ValueError, match=message):
+        GemmEngine(pe=pe, simd=4, max_bits=2, max_rows=8, max_cols=8, drains=drains)

@@ -7,8 +7,11 @@ issues, one cycle later, from words it laid out itself in
 the array should never read (planes above the run's width, lanes past the
 last column on the vector side, rows past the matrix, slots past the vectors
 loaded) holds random garbage, so a stray read shows in the sums.  Expected
-sums are ``sw.bitplanes.plane_matmul``; cycle counts are
-:meth:`MacArray.tile_cycles` and the group timing it implies.
+sums are ``sw.bitplanes.plane_matmul``; the order and cycle of every output
+on each drain chain come from the array's shape alone (chain ``c`` of
+``drains`` takes PE rows ``c * pe/drains ..`` of every vector, rows fastest,
+a group's ``pe * vectors / drains`` sums on consecutive cycles), and
+:meth:`MacArray.tile_cycles` must equal the last output's cycle.
 """
 
 import random
@@ -78,8 +81,9 @@ def random_codes(rng: np.random.Generator, bits: int, shape) -> np.ndarray:
 
 def run_tiles(dut: MacArray, tiles, *, seed=0):
     """Run ``tiles`` (``(matrix, m_bits, vectors, v_bits)``) back to back on one array: ``start``
-    the cycle after the previous tile's ``final``.  Per tile: the outputs ``(cycle, row, slot, sum,
-    final)``, cycles counted from ``start`` (cycle 0), and the ``(m_addr, v_addr)`` of every read."""
+    the cycle after the previous tile's ``final``.  Per tile: each drain chain's outputs ``(cycle,
+    row, slot, sum, final)``, cycles counted from ``start`` (cycle 0), and the ``(m_addr, v_addr)``
+    of every read."""
     rng = random.Random(seed)
     results = []
 
@@ -90,12 +94,13 @@ def run_tiles(dut: MacArray, tiles, *, seed=0):
                 ctx.set(getattr(dut, name), value)
             await ctx.tick()  # the run-time inputs settle a cycle before `start`
             ctx.set(dut.start, 1)
-            outs, reads, cycle = [], [], 0
-            while not (outs and outs[-1][4]):
+            outs, reads, cycle = [[] for _ in range(dut.drains)], [], 0
+            while not any(chain and chain[-1][4] for chain in outs):
                 assert cycle < 100_000, "no final sum"
-                if ctx.get(dut.o.valid):
-                    o = ctx.get(dut.o.payload)
-                    outs.append((cycle, o.row, o.slot, o.sum, o.final))
+                for chain, port in zip(outs, dut.o):
+                    if ctx.get(port.valid):
+                        o = ctx.get(port.payload)
+                        chain.append((cycle, o.row, o.slot, o.sum, o.final))
                 m_en, m_addr, v_en, v_addr = (ctx.get(s) for s in (dut.m_en, dut.m_addr, dut.v_en, dut.v_addr))
                 assert m_en == v_en
                 await ctx.tick()
@@ -113,23 +118,29 @@ def run_tiles(dut: MacArray, tiles, *, seed=0):
 
 
 def check_tile(dut: MacArray, tile, outs, reads):
-    """Sums, order, ``final`` and the cycle of every output of one tile, and its reads."""
+    """Sums, order, ``final`` and the cycle of every output of one tile on every chain, and its reads."""
     matrix, m_bits, vectors, v_bits = tile
     rows, cols = matrix.shape
     groups, folds = -(-rows // dut.pe), -(-cols // dut.simd)
     want = plane_matmul(vectors, v_bits, matrix, m_bits)  # (slot, row)
     pairs = folds * m_bits * v_bits
-    period = max(pairs, dut.pe * dut.vectors)
-    assert period == dut.period(folds, m_bits, v_bits)
-    # One output per (row, slot) of every group, rows fastest, the group's outputs on consecutive
-    # cycles starting `latency` after its last pair was issued.
-    order = [(g * dut.pe + p, j) for g in range(groups) for j in range(dut.vectors) for p in range(dut.pe)]
-    assert [(row, slot) for _, row, slot, _, _ in outs] == order
-    cycles = [g * period + pairs + dut.latency + n for g in range(groups) for n in range(dut.drain)]
-    assert [cycle for cycle, *_ in outs] == cycles
-    assert [final for *_, final in outs] == [0] * (len(order) - 1) + [1]
-    assert outs[-1][0] == dut.tile_cycles(groups, folds, m_bits, v_bits)
-    got = {(row, slot): value for _, row, slot, value, _ in outs}
+    per = dut.pe // dut.drains  # PE rows per chain
+    drain = per * dut.vectors
+    period = max(pairs, drain)
+    assert period == dut.period(folds, m_bits, v_bits) and drain == dut.drain
+    assert len(outs) == dut.drains
+    got = {}
+    for c, chain in enumerate(outs):
+        # One output per (row, slot) of the chain's rows in every group, rows fastest, the group's
+        # outputs on consecutive cycles starting `latency` after its last pair was issued.
+        order = [(g * dut.pe + c * per + q, j) for g in range(groups) for j in range(dut.vectors)
+                 for q in range(per)]
+        assert [(row, slot) for _, row, slot, _, _ in chain] == order, c
+        cycles = [g * period + pairs + dut.latency + n for g in range(groups) for n in range(drain)]
+        assert [cycle for cycle, *_ in chain] == cycles, c
+        assert [final for *_, final in chain] == [0] * (len(order) - 1) + [1], c
+        assert chain[-1][0] == dut.tile_cycles(groups, folds, m_bits, v_bits)
+        got |= {(row, slot): value for _, row, slot, value, _ in chain}
     for slot in range(len(vectors)):
         for row in range(rows):
             assert got[row, slot] == want[slot, row], (row, slot)
@@ -148,10 +159,16 @@ def check_random(dut, shapes, *, seed):
 
 # --------------------------------------------------------------------------- tests
 
-def test_every_run_time_precision():
+def drain_choices(pe: int) -> list[int]:
+    """The drain counts a shape is tested at: 1, 2 and ``pe``, those that divide ``pe``."""
+    return sorted({d for d in (1, 2, pe) if pe % d == 0})
+
+
+@pytest.mark.parametrize("drains", [1, 2])
+def test_every_run_time_precision(drains):
     """One array, tiles back to back at every ``m_bits x v_bits`` in 1..3 and 8 x 8: ragged rows
     (5 on pe 2), columns (7 on simd 3) and vectors (the last tiles one of two)."""
-    dut = MacArray(pe=2, vectors=2, simd=3, max_bits=8, max_rows=5, max_cols=7)
+    dut = MacArray(pe=2, vectors=2, simd=3, max_bits=8, max_rows=5, max_cols=7, drains=drains)
     shapes = [(5, 7, m_bits, v_bits, 2 if m_bits < 3 else 1) for m_bits in (1, 2, 3) for v_bits in (1, 2, 3)]
     check_random(dut, shapes + [(5, 7, 8, 8, 2), (4, 6, 8, 8, 1)], seed=1)
 
@@ -167,30 +184,36 @@ SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("pe, vectors, simd, max_bits, max_rows, max_cols, shapes", SHAPES)
-def test_ragged_shapes(pe, vectors, simd, max_bits, max_rows, max_cols, shapes):
-    dut = MacArray(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows, max_cols=max_cols)
+@pytest.mark.parametrize("pe, vectors, simd, max_bits, max_rows, max_cols, shapes, drains",
+                         [(*shape, drains) for shape in SHAPES for drains in drain_choices(shape[0])])
+def test_ragged_shapes(pe, vectors, simd, max_bits, max_rows, max_cols, shapes, drains):
+    dut = MacArray(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows, max_cols=max_cols,
+                   drains=drains)
     check_random(dut, shapes, seed=pe * 100 + vectors * 10 + simd)
 
 
+@pytest.mark.parametrize("drains, drain", [(1, 9), (3, 3)])
 @pytest.mark.parametrize("folds, m_bits, v_bits", [(1, 1, 1), (1, 2, 2), (2, 2, 2), (1, 3, 3), (3, 2, 2),
                                                     (2, 3, 3)])
-def test_drain_hiding_period(folds, m_bits, v_bits):
-    """A group shorter than the drain (``pe * vectors`` = 9 here: 1, 4 and 8 pairs) waits for
-    the chain, one of 9 pairs or more does not: ``period = max(pairs, 9)``, no sum lost or doubled."""
-    dut = MacArray(pe=3, vectors=3, simd=2, max_bits=3, max_rows=7, max_cols=6)
-    assert dut.period(folds, m_bits, v_bits) == max(folds * m_bits * v_bits, 9)
+def test_drain_hiding_period(folds, m_bits, v_bits, drains, drain):
+    """A group shorter than the drain (``pe * vectors / drains`` = 9 or 3 here: 1, 4 and 8 pairs)
+    waits for the chains, one as long or longer does not: ``period = max(pairs, drain)``, no sum
+    lost or doubled."""
+    dut = MacArray(pe=3, vectors=3, simd=2, max_bits=3, max_rows=7, max_cols=6, drains=drains)
+    assert dut.period(folds, m_bits, v_bits) == max(folds * m_bits * v_bits, drain)
     cols = folds * 2 - 1  # a ragged last fold
     check_random(dut, [(7, cols, m_bits, v_bits, 3), (7, cols, v_bits, m_bits, 2)], seed=folds * m_bits * v_bits)
 
 
-@pytest.mark.parametrize("stages", [1, "max"])
-def test_pipelined_units(stages):
-    """Popcount stages lengthen ``latency`` (and ``tile_cycles``) by as many cycles."""
+@pytest.mark.parametrize("stages, fetch, drains", [(1, 0, 1), ("max", 0, 1), (1, 2, 2), ("max", 1, 4)])
+def test_pipelined_units(stages, fetch, drains):
+    """Popcount and fetch stages lengthen ``latency`` (and ``tile_cycles``) by as many cycles,
+    whatever the drain."""
     stages = popcount_max_stages(6) if stages == "max" else stages
-    dut = MacArray(pe=2, vectors=2, simd=6, max_bits=4, max_rows=4, max_cols=10, popcount_stages=stages)
-    assert dut.latency == 1 + (stages + 2) + 1
-    check_random(dut, [(4, 10, 4, 2, 2), (3, 7, 1, 3, 2)], seed=stages)
+    dut = MacArray(pe=4, vectors=2, simd=6, max_bits=4, max_rows=7, max_cols=10, popcount_stages=stages,
+                   fetch_stages=fetch, drains=drains)
+    assert dut.latency == 1 + fetch + (stages + 2) + 1
+    check_random(dut, [(7, 10, 4, 2, 2), (3, 7, 1, 3, 2), (5, 4, 1, 1, 2)], seed=stages)
 
 
 def test_properties():
@@ -201,8 +224,24 @@ def test_properties():
         assert dut.period(3, 1, 1) == 6 and dut.period(3, 2, 2) == 12
         # 3 groups, 3 folds at 2 x 2: two full periods, the last group's pairs, latency, the drain
         assert dut.tile_cycles(3, 3, 2, 2) == 2 * 12 + 12 + 4 + 6 - 1
-        assert len(dut.o.payload.sum) == 12  # 11 columns * 15**2 = 2475 < 2**12 (padding lanes add nothing)
+        assert dut.drains == 1 and len(dut.o) == 1
+        assert len(dut.o[0].payload.sum) == 12  # 11 columns * 15**2 = 2475 < 2**12 (padding lanes add nothing)
         assert dut.m_data.shape().length == 3 and dut.v_data.shape().length == 2
+        del dut
+
+
+def test_properties_with_drains():
+    with unelaborated():
+        dut = MacArray(pe=6, vectors=2, simd=5, max_bits=4, max_rows=13, max_cols=11, drains=3)
+        assert dut.drains == 3 and len(dut.o) == 3
+        assert dut.ops_per_cycle == 60 and dut.drain == 4 and dut.latency == 4  # 2 rows x 2 vectors a chain
+        assert dut.period(1, 1, 1) == 4 and dut.period(3, 1, 2) == 6
+        # 3 groups, 3 folds at 1 x 2: two periods of 6, the last group's 6 pairs, latency 4, drain 4
+        assert dut.tile_cycles(3, 3, 1, 2) == 2 * 6 + 6 + 4 + 4 - 1
+        # ... and at 1 x 1 the drain sets the period: 3 pairs, but 4 cycles a group
+        assert dut.tile_cycles(3, 3, 1, 1) == 2 * 4 + 3 + 4 + 4 - 1
+        assert all(len(o.payload.row) == 5 for o in dut.o)  # rows 0 .. 17 of 3 groups of 6
+        del dut
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -216,6 +255,11 @@ def test_properties():
     (dict(max_cols=0), "max_cols must be >= 1, got 0"),
     (dict(popcount_arch="wallace"), "popcount_arch must be one of 'chain', 'dadda', 'packed'"),
     (dict(popcount_stages=popcount_max_stages(4) + 1), rf"popcount_stages must be in 0\.\.{popcount_max_stages(4)}"),
+    (dict(drains=0), "drains must be >= 1 .*got 0"),
+    (dict(drains=3), r"drains must be one of 1, 2 \(a divisor of pe = 2: whole rows per chain\), got 3"),
+    (dict(pe=6, drains=4), r"drains must be one of 1, 2, 3, 6 \(a divisor of pe = 6.*\), got 4"),
+    (dict(drains=True), "drains must be an integer"),
+    (dict(drains=2.0), "drains must be an integer"),
 ])
 def test_validation(kwargs, message):
     args = dict(pe=2, simd=4, max_rows=4, max_cols=8) | kwargs

@@ -83,6 +83,8 @@ DEFAULT_BUILD_DIR = ROOT / "build" / "core_density"
 BITS = (1, 2, 6)
 PRODUCTS = ("forward", "backward-input", "backward-weight")
 EVALUATION = "evaluation"
+TO_CORE, FROM_CORE = "to core", "from core"
+SESSION = "session"  # PING, RESET: once per link session
 #: Core parameters that change only the gateware's timing: the host's requests
 #: (and so the recorded RUNs) never depend on them.
 TIMING_ONLY = ("pe", "simd")
@@ -128,9 +130,17 @@ class RecordingClient(CoreClient):
         self.runs: Counter = Counter()
         self._held = None       # (rows, cols, bits) of the matrix on the core
         self._held_act_bits = 0  # bits of its thresholds (0: none)
+        #: Bytes on the link: ``link_bytes[(batch, product, direction)]``, direction
+        #: ``"to core"`` (requests) or ``"from core"`` (replies), whole frames.
+        self.link_bytes: Counter = Counter()
 
     def request(self, cmd: int, payload: bytes = b"") -> bytes:
+        sent, received = self.stats["bytes_out"], self.stats["bytes_in"]
         reply = super().request(cmd, payload)  # raises unless the core executed it
+        # PING and RESET happen once per session, whatever the batch: kept apart.
+        batch, product = (SESSION, SESSION) if cmd in (P.Cmd.PING, P.Cmd.RESET) else (self.batch, self.product)
+        self.link_bytes[(batch, product, TO_CORE)] += self.stats["bytes_out"] - sent
+        self.link_bytes[(batch, product, FROM_CORE)] += self.stats["bytes_in"] - received
         if cmd == P.Cmd.RUN:
             h = P.decode_run_header(payload)
             rows, cols, m_bits = self._held
@@ -193,12 +203,18 @@ def _run_dicts(counter: Counter) -> list[dict]:
     return [dict(zip(keys, key), requests=n) for key, n in sorted(counter.items())]
 
 
-def record_epoch(core_params: dict, batches: int | None = None, log=print) -> dict:
-    """The RUNs of one digits epoch (:data:`BITS`, full width, ``dorefa train``'s
+def _byte_dicts(counter: Counter) -> list[dict]:
+    return [{"product": product, "direction": direction, "bytes": n}
+            for (product, direction), n in sorted(counter.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))]
+
+
+def record_epoch(core_params: dict, batches: int | None = None, log=print, width: float = 1.0) -> dict:
+    """The RUNs of one digits epoch (:data:`BITS`, ``width``, ``dorefa train``'s
     defaults) on the ``model`` backend of ``core_params``: the RUNs of one batch
     of each size, how many batches of each size the epoch has, and the
-    evaluation's RUNs.  ``batches``: record only that many full batches (the
-    last, smaller batch and the evaluation always)."""
+    evaluation's RUNs; the same for the bytes on the link by product and
+    direction (``link_bytes``).  ``batches``: record only that many full
+    batches (the last, smaller batch and the evaluation always)."""
     import torch
     import torch.nn.functional as F
 
@@ -207,7 +223,7 @@ def record_epoch(core_params: dict, batches: int | None = None, log=print) -> di
     from sw.quantizers import GradientNoise
     from sw.train import TrainConfig, build_network, evaluate, noise_seed
 
-    config = TrainConfig(bits=BITS, backend="model")
+    config = TrainConfig(bits=BITS, backend="model", width=width)
     data = load_dataset(config.dataset, config.data)
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -248,13 +264,17 @@ def record_epoch(core_params: dict, batches: int | None = None, log=print) -> di
     for (batch, _, *rest), n in client.runs.items():
         if batch == EVALUATION:
             evaluation[(EVALUATION, *rest)] += n
+    link_bytes: dict[int, Counter] = {}
+    for (batch, product, direction), n in client.link_bytes.items():
+        link_bytes.setdefault(batch, Counter())[(product, direction)] += n
     by_size: dict[int, Counter] = {}
+    bytes_by_size: dict[int, Counter] = {}
     for index in recorded:
         runs, size = per_batch.get(index, Counter()), sizes[index]
-        if size in by_size and by_size[size] != runs:
-            raise AssertionError(f"batch {index + 1} ({size} samples) issued other RUNs than an earlier "
-                                 f"batch of {size}: the epoch cannot be scaled from one batch")
-        by_size[size] = runs
+        if size in by_size and (by_size[size], bytes_by_size[size]) != (runs, link_bytes.get(index)):
+            raise AssertionError(f"batch {index + 1} ({size} samples) issued other RUNs or bytes than an "
+                                 f"earlier batch of {size}: the epoch cannot be scaled from one batch")
+        by_size[size], bytes_by_size[size] = runs, link_bytes.get(index, Counter())
     counts = Counter(sizes)
     return {
         "link": model_params(core_params),
@@ -264,7 +284,10 @@ def record_epoch(core_params: dict, batches: int | None = None, log=print) -> di
         "recorded": {str(s): sum(sizes[i] == s for i in recorded) for s in sorted(counts, reverse=True)},
         "per_batch": {str(s): _run_dicts(by_size[s]) for s in sorted(by_size, reverse=True)},
         "evaluation": _run_dicts(evaluation),
-        "test_acc": test.accuracy, "record_s": seconds,
+        "link_bytes": {"per_batch": {str(s): _byte_dicts(bytes_by_size[s]) for s in sorted(by_size, reverse=True)},
+                       "evaluation": _byte_dicts(link_bytes.get(EVALUATION, Counter())),
+                       "session": _byte_dicts(link_bytes.get(SESSION, Counter()))},
+        "width": width, "test_acc": test.accuracy, "record_s": seconds,
     }
 
 

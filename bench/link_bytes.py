@@ -1,0 +1,195 @@
+"""Bytes on the host link per training and per evaluation sample, and one digits epoch's link time.
+
+The digits net at W,A,G = 1,2,6, batch 32, at full width and at width 0.25,
+is trained through a :class:`sw.driver.CoreClient` on the ``model`` backend
+(:class:`sw.core_model.CoreModel` with the default core's link limits), and
+every frame that crosses the link is counted, whole (sync, header, payload,
+CRC), by the product it serves (forward, backward-input, backward-weight;
+the evaluation's products apart) and by direction (to the core: requests; from
+the core: replies).  PING and RESET, once per session, are counted apart.
+The frames of a batch depend only on its size (the net's shapes and the link's
+limits), so ``--batches N`` (default :data:`DEFAULT_BATCHES`) records the
+first ``N`` batches of 32, checks that they crossed the same bytes, and scales
+to the epoch (44 batches of 32 and one of 29); the last batch and the 360
+test samples are always recorded whole.
+
+Link time = bytes x 10 / baud (8N1: a start and a stop bit per byte), at the
+boards' 115,200 baud and at 3 Mbaud (the fastest both boards' USB-UARTs run).
+
+Usage::
+
+    python bench/link_bytes.py [--batches N] [--widths W ...] [--out STEM]
+
+writes ``bench/reports/link_bytes.{json,md}`` and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as `python bench/link_bytes.py`
+    sys.path.insert(0, str(ROOT))
+
+from bench.core_density import (BITS, EVALUATION, FROM_CORE, PRODUCTS, SESSION, TO_CORE,  # noqa: E402
+                                record_epoch)
+from sw.contract.core import CORE_DEFAULTS  # noqa: E402
+
+DEFAULT_OUT = ROOT / "bench" / "reports" / "link_bytes"
+DEFAULT_BATCHES = 2
+WIDTHS = (1.0, 0.25)
+BAUDS = (115_200, 3_000_000)
+BITS_PER_BYTE = 10  # 8N1
+DIRECTIONS = (TO_CORE, FROM_CORE)
+#: The link's targets (issue 13), per sample at full width, and an epoch at 3 Mbaud.
+TARGET_TRAIN_BYTES = 40_000
+TARGET_EVAL_BYTES = 2_500
+TARGET_EPOCH_S = 240.0
+
+
+def link_seconds(n_bytes: int, baud: int) -> float:
+    """Seconds ``n_bytes`` take on an 8N1 UART at ``baud``."""
+    return n_bytes * BITS_PER_BYTE / baud
+
+
+def epoch_bytes(recording: dict) -> dict:
+    """The epoch's bytes ``{(product, direction): n}``: each batch size's bytes times its
+    batches, the evaluation's under :data:`EVALUATION`, PING/RESET under :data:`SESSION`."""
+    link = recording["link_bytes"]
+    total: dict[tuple, int] = {}
+    for size, batches in recording["batches"].items():
+        for row in link["per_batch"][size]:
+            key = (row["product"], row["direction"])
+            total[key] = total.get(key, 0) + row["bytes"] * batches
+    for part in ("evaluation", "session"):
+        for row in link[part]:
+            key = (EVALUATION if part == "evaluation" else SESSION, row["direction"])
+            total[key] = total.get(key, 0) + row["bytes"]
+    return total
+
+
+def summarise(recording: dict) -> dict:
+    """Per training sample by product and direction, per evaluation sample, and the epoch."""
+    total = epoch_bytes(recording)
+    train, test = recording["train_samples"], recording["test_samples"]
+    rows = {product: {d: total.get((product, d), 0) / train for d in DIRECTIONS} for product in PRODUCTS}
+    rows["training"] = {d: sum(rows[p][d] for p in PRODUCTS) for d in DIRECTIONS}
+    rows[EVALUATION] = {d: total.get((EVALUATION, d), 0) / test for d in DIRECTIONS}
+    epoch = sum(total.values())
+    return {
+        "width": recording["width"], "per_sample": rows,
+        "training_bytes_per_sample": sum(rows["training"].values()),
+        "evaluation_bytes_per_sample": sum(rows[EVALUATION].values()),
+        "epoch_bytes": epoch, "session_bytes": sum(total.get((SESSION, d), 0) for d in DIRECTIONS),
+        "epoch_link_s": {str(baud): link_seconds(epoch, baud) for baud in BAUDS},
+        "train_samples": train, "test_samples": test, "batches": recording["batches"],
+        "recorded": recording["recorded"], "test_acc": recording["test_acc"],
+    }
+
+
+def _b(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _t(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def _against(measured: float, target: float) -> str:
+    return "met" if measured <= target else f"{measured / target:.1f}x over"
+
+
+def table(result: dict) -> str:
+    lines = [
+        "# Bytes on the host link",
+        "",
+        f"Written by `{result['command']}`. The digits net at W,A,G = {','.join(map(str, BITS))}, batch 32, "
+        "trained on the `model` backend with the default core's link limits "
+        f"({', '.join(f'{k} {v}' for k, v in result['link'].items())}); every frame counted whole "
+        "(sync, header, payload, CRC). Link time = bytes x 10 / baud (8N1).",
+        "",
+        "## Bytes per sample",
+        "",
+        "| width | product | to core | from core | total |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in result["widths"]:
+        for product in (*PRODUCTS, "training", EVALUATION):
+            cells = row["per_sample"][product]
+            name = {"training": "**training, per sample**",
+                    EVALUATION: "**evaluation, per test sample**"}.get(product, product)
+            lines.append(f"| {row['width']:g} | {name} | {_b(cells[TO_CORE])} | {_b(cells[FROM_CORE])} | "
+                         f"{_b(cells[TO_CORE] + cells[FROM_CORE])} |")
+    lines += [
+        "",
+        "## One digits epoch (1,437 training + 360 test samples)",
+        "",
+        "| width | bytes | at 115,200 baud | at 3 Mbaud |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in result["widths"]:
+        lines.append(f"| {row['width']:g} | {_b(row['epoch_bytes'])} | {_t(row['epoch_link_s'][str(BAUDS[0])])} | "
+                     f"{_t(row['epoch_link_s'][str(BAUDS[1])])} |")
+    full = next((r for r in result["widths"] if r["width"] == 1.0), None)
+    if full is not None:
+        lines += [
+            "",
+            "## Against the targets (full width)",
+            "",
+            "| | measured | target | |",
+            "|---|---:|---:|---|",
+            f"| bytes per training sample | {_b(full['training_bytes_per_sample'])} | <= {_b(TARGET_TRAIN_BYTES)} | "
+            f"{_against(full['training_bytes_per_sample'], TARGET_TRAIN_BYTES)} |",
+            f"| bytes per evaluation sample | {_b(full['evaluation_bytes_per_sample'])} | <= {_b(TARGET_EVAL_BYTES)} | "
+            f"{_against(full['evaluation_bytes_per_sample'], TARGET_EVAL_BYTES)} |",
+            f"| epoch link time at 3 Mbaud | {_t(full['epoch_link_s'][str(BAUDS[1])])} | <= {_t(TARGET_EPOCH_S)} | "
+            f"{_against(full['epoch_link_s'][str(BAUDS[1])], TARGET_EPOCH_S)} |",
+        ]
+    recorded = "; ".join(f"width {r['width']:g}: batches of 32 recorded {r['recorded'].get('32', 0)} of "
+                         f"{r['batches'].get('32', 0)} (the same bytes each: checked)" for r in result["widths"])
+    lines += ["", f"{recorded}; the last batch and the evaluation recorded whole. PING and RESET "
+              f"(once per session, {_b(result['widths'][0]['session_bytes'])} bytes) are in the epoch's "
+              f"bytes, not in the per-sample figures. Host: {result['machine']}."]
+    return "\n".join(lines) + "\n"
+
+
+def measure(widths, batches: int | None, log=print) -> dict:
+    rows = []
+    for width in widths:
+        log(f"recording the link's bytes of one digits epoch at width {width:g} ...")
+        rows.append(summarise(record_epoch(dict(CORE_DEFAULTS), batches, log=log, width=width)))
+    return {"link": dict(CORE_DEFAULTS), "widths": rows,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=DEFAULT_BATCHES, metavar="N",
+                        help=f"batches of 32 recorded and scaled to the epoch (default {DEFAULT_BATCHES}; "
+                             "0: every batch)")
+    parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS), metavar="W",
+                        help="channel-width multipliers of the digits net (default: 1 and 0.25)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="STEM",
+                        help="write STEM.json and STEM.md (default: bench/reports/link_bytes)")
+    args = parser.parse_args(argv)
+    if args.batches < 0:
+        parser.error("--batches must be >= 0")
+    import torch
+    torch.set_num_threads(1)
+    result = measure(args.widths, args.batches or None)
+    result["command"] = " ".join(["python bench/link_bytes.py", *(argv if argv is not None else sys.argv[1:])])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_name(args.out.name + ".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_name(args.out.name + ".md").write_text(table(result))
+    print(table(result), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -248,6 +248,8 @@ def _array_params(cls):
                                 0, _MAX_STAGES),
         "popcount_arch": Param(str, _default(cls, "popcount_arch"), "popcount tree architecture", ARCHS),
         "fetch_stages": _int(_default(cls, "fetch_stages"), "registers after the plane buffers' reads", 0, 2),
+        "drains": _int(_default(cls, "drains"), "chains the sums leave through (a divisor of pe; "
+                       "a group drains in pe*vectors/drains cycles)", 1, _MAX_LANES),
     }
 
 

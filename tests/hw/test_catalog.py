@@ -210,7 +210,11 @@ def test_run_time_units_serve_the_widest_bits():
     ("dot_product", dict(length=5, max_bits=3), {"i__valid", "i__payload", "o__valid", "o__payload"}),
     ("mac_array", dict(pe=2, vectors=2, simd=3, max_bits=2, max_rows=4, max_cols=6),
      {"start", "groups", "folds", "m_bits", "v_bits", "m_addr", "m_en", "m_data", "v_addr", "v_en", "v_data",
-      "o__valid", "o__payload", "busy"}),
+      "o__0__valid", "o__0__payload", "busy"}),
+    # one stream per drain chain
+    ("mac_array", dict(pe=2, vectors=1, simd=3, max_bits=2, max_rows=4, max_cols=6, drains=2),
+     {"start", "groups", "folds", "m_bits", "v_bits", "m_addr", "m_en", "m_data", "v_addr", "v_en", "v_data",
+      "o__0__valid", "o__0__payload", "o__1__valid", "o__1__payload", "busy"}),
     # an ordinary stream keeps its ready
     ("gemm", dict(pe=2, vectors=2, simd=3, max_bits=2, max_rows=4, max_cols=6),
      {"codes__valid", "codes__ready", "codes__payload", "clear", "to_vectors", "cols", "rows", "m_bits",

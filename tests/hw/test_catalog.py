@@ -116,7 +116,7 @@ def test_core_shorthand_flags(unit, flags, expected):
     ("threshold", [], {"pe": "2"}, "--pe does not apply to threshold"),
     ("mac_array", [], {"width": "8"}, "--width does not apply to mac_array; set its parameters with --set "
                                       "(pe, vectors, simd, max_bits, max_rows, max_cols, popcount_stages, "
-                                      "popcount_arch, fetch_stages)"),
+                                      "popcount_arch, fetch_stages, drains)"),
     ("gemm", [], {"width": "8"}, "--width does not apply to gemm"),
 ])
 def test_conflicting_or_misplaced_flags(unit, assignments, flags, message):

@@ -41,6 +41,7 @@ from .dot_product import DotProduct
 from .gemm import GemmEngine
 from .gradient_quantizer import MAX_WIDTH as MAX_GRADIENT_WIDTH
 from .mac_array import MacArray
+from .plane_buffer import MEMORIES
 from .popcount import ARCHS
 from .threshold import VARIANTS
 from .uart import MIN_DIVISOR
@@ -279,7 +280,11 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
     UnitSpec("mac_array", "pe x vectors bit-serial dot-product units over plane buffers (GEMM tiles, "
              "precision at run time)", _mac_array, _array_params(MacArray), _ARRAY_SHORTHANDS, bits_widest=True),
     UnitSpec("gemm", "GEMM engine: plane writer, plane buffers, MAC array, signed correction "
-             "(codes in, exact signed or unsigned products out)", _gemm, _array_params(GemmEngine),
+             "(codes in, exact signed or unsigned products out)", _gemm, {
+                 **_array_params(GemmEngine),
+                 "matrix_memory": Param(str, _default(GemmEngine, "matrix_memory"),
+                                        "matrix planes in block RAM or single-port RAM (iCE40 UltraPlus SPRAM; "
+                                        "pe*simd <= 64)", MEMORIES)},
              _ARRAY_SHORTHANDS, bits_widest=True),
     UnitSpec("threshold", "threshold activation unit (BN + clip + quantize)", _threshold, {
         "act_bits": _int(2, "activation code bits A", 1, MAX_CODE_BITS),

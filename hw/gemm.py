@@ -58,10 +58,11 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
 from .mac_array import MacArray
-from .plane_buffer import PlaneBuffer
+from .plane_buffer import MEMORIES, PlaneBuffer
 from .plane_writer import PlaneWriter
-from .params import check_int
+from .params import check_choice, check_int
 from .signed_correction import SignedCorrection
+from .spram import SPRAM_COUNT, SPRAM_MASK_BITS, SPRAM_WIDTH, spram_cells, spram_lane
 
 __all__ = ["GemmEngine"]
 
@@ -78,12 +79,24 @@ class GemmEngine(wiring.Component):
     popcount_stages, popcount_arch, fetch_stages, drains :
         Of the array (:class:`hw.mac_array.MacArray`); ``drains`` chains, a
         divisor of ``pe``, each with its own correction and results bank.
+    matrix_memory : str
+        Where the matrix planes live: ``"block"`` (a block RAM bank per PE
+        row) or ``"spram"`` (one single-port RAM, :class:`hw.spram.SinglePortRAM`:
+        the iCE40 UltraPlus's ``SB_SPRAM256KA`` cells, freeing its EBRs).  Its
+        one port is the writer's while it writes the matrix and the array's
+        otherwise (writes first): the engine writes the matrix only while
+        loading it (``to_vectors`` low), never while a tile computes (a load
+        then would corrupt the tile with either memory), so no read is lost.  An SPRAM reads at most 4 x 16 bits a cycle: ``pe * simd <= 64``
+        (``simd`` rounded up to a multiple of 4), e.g. ``pe`` 2 x ``simd`` 32
+        with ``vectors`` 4 for 256 ops per cycle.
     """
 
     def __init__(self, *, pe: int, vectors: int = 1, simd: int, max_bits: int, max_rows: int, max_cols: int,
-                 popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0, drains: int = 1):
+                 popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0, drains: int = 1,
+                 matrix_memory: str = "block"):
         self._max_rows = check_int("max_rows", max_rows, 1)
         self._max_cols = check_int("max_cols", max_cols, 1)
+        self._matrix_memory = check_choice("matrix_memory", matrix_memory, MEMORIES)
         self.array = MacArray(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                               max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
                               fetch_stages=fetch_stages, drains=drains)
@@ -100,6 +113,14 @@ class GemmEngine(wiring.Component):
         group, p = divmod(max_rows - 1, pe)
         self._bank_rows = max_rows if drains == 1 else group * per + min(p, per - 1) + 1
         self._bank_row_bits = bits_for(self._bank_rows - 1)
+        cells = spram_cells(pe * spram_lane(simd), self.writer.depth)
+        if matrix_memory == "spram" and cells > SPRAM_COUNT:
+            raise ValueError(
+                f"matrix_memory 'spram' must fit {SPRAM_COUNT} SPRAM cells: pe * simd <= "
+                f"{SPRAM_COUNT * SPRAM_WIDTH} bits read per cycle (simd rounded up to {SPRAM_MASK_BITS}), got pe = "
+                f"{pe} x {spram_lane(simd)} bits x {self.writer.depth} words: {cells} cells")
+        self.matrix = PlaneBuffer(slots=pe, simd=simd, depth=self.writer.depth, rows=max_rows,
+                                  sum_bits=self.writer.sum_bits - 1, sum_reads=drains, memory=matrix_memory)
         super().__init__({
             "codes": In(stream.Signature(data.StructLayout({"code": max_bits, "flush": 1}))),
             "clear": In(1),
@@ -122,6 +143,7 @@ class GemmEngine(wiring.Component):
     simd = property(lambda self: self.array.simd)
     drains = property(lambda self: self.array.drains)
     ops_per_cycle = property(lambda self: self.array.ops_per_cycle)
+    matrix_memory = property(lambda self: self._matrix_memory)
 
     def result_address(self, slot: int, row: int) -> int:
         """``result_addr`` of a value."""
@@ -151,14 +173,16 @@ class GemmEngine(wiring.Component):
     @property
     def memories(self) -> dict:
         """Each memory as ``(count, depth, width)``: the ``matrix`` plane banks (one per
-        PE row), the ``vector`` plane banks (one per vector of a tile), the
+        PE row; with ``matrix_memory="spram"`` one single-port RAM of ``pe`` lanes of
+        ``simd`` rounded up to 4 bits), the ``vector`` plane banks (one per vector of a tile), the
         ``row_sums`` (one code sum per row, a copy per drain chain) and ``vector_sums``
         (one per vector) and the ``results`` of a tile (int32, a bank per drain chain
         holding its rows)."""
         writer = self.writer
         vector_depth = -(-self._max_cols // self.simd) << writer.plane_bits
         return {
-            "matrix": (self.pe, writer.depth, self.simd),
+            "matrix": ((self.pe, writer.depth, self.simd) if self._matrix_memory == "block" else
+                       (1, writer.depth, self.pe * self.matrix.lane_bits)),
             "vector": (self.vectors, vector_depth, self.simd),
             "row_sums": (self.drains, self._max_rows, writer.sum_bits - 1),  # code sums: no sign
             "vector_sums": (1, self.vectors, writer.sum_bits),
@@ -179,9 +203,7 @@ class GemmEngine(wiring.Component):
         for c, correction in enumerate(corrections):
             m.submodules[f"correction{c}" if c else "correction"] = correction
         memories = self.memories
-        m.submodules.matrix = matrix = PlaneBuffer(slots=pe, simd=simd, depth=memories["matrix"][1],
-                                                   rows=self._max_rows, sum_bits=memories["row_sums"][2],
-                                                   sum_reads=self.drains)
+        m.submodules.matrix = matrix = self.matrix
         m.submodules.vector = vector = PlaneBuffer(slots=vectors, simd=simd, depth=memories["vector"][1],
                                                    rows=vectors, sum_bits=memories["vector_sums"][2])
 

@@ -139,3 +139,41 @@ def test_memories():
 def test_drains_validation(pe, drains, message):
     with unelaborated(), pytest.raises(ValueError, match=message):
         GemmEngine(pe=pe, simd=4, max_bits=2, max_rows=8, max_cols=8, drains=drains)
+
+
+#: Arrays whose matrix fits the UltraPlus's SPRAM (pe * simd rounded up to 4 <= 64): simd a
+#: multiple of 4 or not (lanes padded), one chain or several.
+SPRAM_ARRAYS = [(1, 1, 1, 1), (2, 3, 4, 1), (4, 2, 8, 2), (3, 1, 5, 1), (6, 1, 3, 3), (2, 4, 32, 2)]
+
+
+@pytest.mark.parametrize("pe,vectors,simd,drains", SPRAM_ARRAYS)
+@pytest.mark.parametrize("m_bits,m_signed,v_bits,v_signed", [(2, False, 3, True), (3, True, 1, True)])
+def test_gemm_with_the_matrix_in_spram(pe, vectors, simd, drains, m_bits, m_signed, v_bits, v_signed):
+    """``matrix_memory="spram"`` (the single-port RAM's plain-memory path): the same products as
+    ``signed_matmul`` and the same cycle count, a matrix over three frames and several tiles."""
+    rng = np.random.default_rng(pe * 100 + simd * 10 + m_bits + v_bits + drains * 1000 + 7)
+    rows, cols, count = 7, 11, 5
+    dut = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=8, max_rows=9, max_cols=13, drains=drains,
+                     popcount_stages=1, fetch_stages=pe % 2, matrix_memory="spram")
+    matrix = rng.integers(0, 1 << m_bits, (rows, cols))
+    vectors_ = rng.integers(0, 1 << v_bits, (count, cols))
+    got, cycles = run_gemm(dut, matrix, m_bits, m_signed, vectors_, v_bits, v_signed, frames=3)
+    want = signed_matmul(vectors_, levels(v_bits) if v_signed else None, v_bits,
+                         matrix, levels(m_bits) if m_signed else None, m_bits)
+    np.testing.assert_array_equal(got, want)
+    assert cycles == [dut.tile_cycles(rows, cols, m_bits, v_bits)] * len(cycles)
+
+
+def test_matrix_memory_spram_memories_and_limits():
+    """The matrix as one word of pe lanes (simd 5 padded to 8 bits); pe * simd over 64 bits refused."""
+    with unelaborated():
+        dut = GemmEngine(pe=6, vectors=2, simd=5, max_bits=8, max_rows=13, max_cols=16, matrix_memory="spram")
+        # 3 groups x 4 folds = 12 blocks of 8 planes: 96 words of 6 lanes x 8 bits.
+        assert dut.memories["matrix"] == (1, 96, 48) and dut.matrix_memory == "spram"
+        with pytest.raises(ValueError, match=r"matrix_memory 'spram' must fit 4 SPRAM cells: pe \* simd <= 64 "
+                                             r"bits read per cycle \(simd rounded up to 4\), got pe = 3 x 32 bits "
+                                             r"x 704 words: 6 cells"):
+            GemmEngine(pe=3, simd=32, max_bits=8, max_rows=32, max_cols=256, matrix_memory="spram")
+        with pytest.raises(ValueError, match="matrix_memory must be one of 'block', 'spram', got 'ebr'"):
+            GemmEngine(pe=2, simd=4, max_bits=2, max_rows=8, max_cols=8, matrix_memory="ebr")
+        del dut

@@ -68,7 +68,7 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * max_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
                  reply    6 cycles per value (its read, 4 bytes, the next)
-                 activated: instead, 2**A + 5 per value (the packed codes leave meanwhile)
+                 activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
 
 plus the request's and the reply's bytes (one per cycle), two cycles per
 tile and about five cycles of handshakes and checks per request.  The
@@ -81,6 +81,7 @@ cycles at the default ``pe = 4, simd = 8`` (1.4 ms at 12 MHz).
 LOAD_THRESHOLDS takes one cycle per record byte.
 """
 
+from contextlib import contextmanager
 from math import ceil
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -101,6 +102,7 @@ from .frame_tx import BODY_LAYOUT, FrameTransmitter
 from .gemm import GemmEngine
 from .layouts import FLAGS_LAYOUT, header_layout
 from .params import check_int
+from .skid_buffer import SkidBuffer
 from .uart import UARTReceiver, UARTTransmitter
 
 __all__ = ["TrainingCore", "UARTCore", "CORE_DEFAULTS", "DEFAULT_CLK_FREQ", "DEFAULT_IDLE_TIMEOUT"]
@@ -119,6 +121,57 @@ DEFAULT_IDLE_TIMEOUT = idle_timeout_cycles(DEFAULT_CLK_FREQ)
 
 # Reply payload kinds of the short messages (everything but accumulators).
 _MSG_EMPTY, _MSG_ERROR, _MSG_PING, _MSG_LOADED = range(4)
+
+
+class _OneHotFSM:
+    """A one-hot state machine (Amaranth's ``m.FSM`` encodes its states in binary,
+    and Yosys does not re-encode a register with an initial value): one flip-flop
+    per state, so a state's test is one bit and each state's next value is an OR
+    of the transitions into it, not a decode of the whole state vector.
+
+    ``with fsm.state(name):`` is ``m.State(name)``; ``fsm.goto(name)`` is
+    ``m.next = name``.  Exactly one state bit is high at any time."""
+
+    def __init__(self, m, init):
+        self._m, self._init = m, init
+        self._bits, self._enter, self._leave = {}, {}, {}
+        self._declared = set()
+        self._current = None
+
+    def _bit(self, name):
+        if name not in self._bits:
+            self._bits[name] = Signal(name=f"state_{name}", init=int(name == self._init))
+            self._enter[name] = Signal(name=f"enter_{name}")
+            self._leave[name] = Signal(name=f"leave_{name}")
+        return self._bits[name]
+
+    def ongoing(self, name):
+        return self._bit(name)
+
+    @contextmanager
+    def state(self, name):
+        assert name not in self._declared and self._current is None, name
+        self._declared.add(name)
+        self._current = name
+        with self._m.If(self._bit(name)):
+            yield
+        self._current = None
+
+    def goto(self, name):
+        assert self._current is not None and name != self._current, (self._current, name)
+        self._bit(name)
+        self._m.d.comb += [self._enter[name].eq(1), self._leave[self._current].eq(1)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            assert self._init in self._declared and set(self._bits) == self._declared, \
+                set(self._bits) ^ self._declared
+            for name, bit in self._bits.items():
+                self._m.d.sync += bit.eq((bit & ~self._leave[name]) | self._enter[name])
+        return False
 
 
 class TrainingCore(wiring.Component):
@@ -313,7 +366,18 @@ class TrainingCore(wiring.Component):
         # Matrix and vector codes go through the engine's plane writer; RUN's
         # values come back from its result memory.
         m.submodules.gemm = gemm = self._gemm
-        m.d.comb += gemm.codes.payload.code.eq(new_code)
+        # The codes reach the engine through a skid buffer: its `ready`, `valid`
+        # and payload are flip-flops, so no path runs from the plane writer's
+        # handshake back through the unpacker and the byte reader into the
+        # block RAM's read enable, or from the unpacker's reservoir into the
+        # writer's staging register.  The FSM counts the codes going in.
+        m.submodules.code_slice = code_slice = SkidBuffer(gemm.codes.payload.shape())
+        wiring.connect(m, code_slice.o, gemm.codes)
+        m.d.comb += [code_slice.i.payload.code.eq(new_code), code_slice.clear.eq(rd_start)]
+        code_taken = Signal()  # the unpacker's code enters the slice
+        m.d.comb += code_taken.eq(unpacker.o.valid & code_slice.i.ready)
+        codes_written = Signal()  # every code taken is in the plane buffers
+        m.d.comb += codes_written.eq(code_slice.empty & ~gemm.writing)
 
         # Thresholds (activation stage only): word Cat(i, row) holds threshold
         # i + 1 of `row` as its comparison key, ~T for a row of direction -1
@@ -476,7 +540,10 @@ class TrainingCore(wiring.Component):
             t_word = Signal(24)  # its first three bytes (LE: the latest on top)
             # Activation: step a_step reads word (a_step - 1) mod 2**A of the
             # row (0: the direction slot), and tests the word read at step - 1.
-            a_step = Signal(range((1 << act_bits) + 2))
+            a_step = Signal(range((1 << act_bits) + 3))
+            a_addr = Signal(act_bits)  # (a_step - 1) mod 2**A, a counter of its own
+            a_last = Signal.like(a_step)  # registered n_a + 3: the step counting the last verdict
+            m.d.sync += a_last.eq((1 << t_bits) + 2)
             a_direction = Signal()  # the row's direction (1: -1, acc <= T)
             a_code = Signal(act_bits)  # thresholds passed so far
 
@@ -505,13 +572,20 @@ class TrainingCore(wiring.Component):
 
         # ---------------------------------------------------------- activation
         if act_bits:
-            # One comparator: key(acc) >= key(T), key = ~x for direction -1; its
-            # verdict is registered (counted the cycle after it is made).
+            # One comparator: key(acc) >= key(T), key = ~x for direction -1.  Its
+            # operands are registered (the threshold memory's read data and the
+            # result memory's value go straight into flip-flops, no carry chain
+            # after a block RAM's clock-to-out), and so is its verdict (counted
+            # the cycle after it is made).
             key = Signal(signed(32))
+            thr_key = Signal(signed(32))
             passed = Signal()
-            m.d.sync += passed.eq(key >= thr_r.data)
-            m.d.comb += [
+            m.d.sync += [
                 key.eq(Mux(a_direction, ~result, result)),
+                thr_key.eq(thr_r.data),
+                passed.eq(key >= thr_key),
+            ]
+            m.d.comb += [
                 packer.bits.eq(t_bits),
                 packer.i.payload.code.eq(a_code),
                 packer.i.payload.last.eq(last_row & last_slot & last_tile),
@@ -534,7 +608,7 @@ class TrainingCore(wiring.Component):
 
         def error(status, detail=L.Detail.NONE):
             reply(status, _MSG_ERROR, L.ERROR_PAYLOAD, detail)
-            m.next = "REPLY"
+            fsm.goto("REPLY")
 
         def bad_bits_or_flags(bits, flags, allowed=L.FLAG_SIGNED):
             return (bits == 0) | (bits > max_bits), (flags.as_value() & ~allowed & 0xFF) != 0
@@ -603,28 +677,28 @@ class TrainingCore(wiring.Component):
         with m.Else():
             m.d.comb += [c_status.eq(S.BAD_COMMAND), c_detail.eq(D.NONE)]
 
-        with m.FSM():
-            with m.State("IDLE"):
+        with _OneHotFSM(m, "IDLE") as fsm:
+            with fsm.state("IDLE"):
                 with m.If(receiver.o.valid):
-                    m.next = "CHECK1"
-            with m.State("CHECK1"):  # p_total, p_load_bits, p_reply, p_run_codes
-                m.next = "CHECK2"
-            with m.State("CHECK2"):  # p_run_bits, p_act_bits
-                m.next = "CHECK3"
-            with m.State("CHECK3"):  # the k_* flags (and the verdict, from them)
-                m.next = "DECIDE"
-            with m.State("DECIDE"):  # the verdict is registered: only its actions here
+                    fsm.goto("CHECK1")
+            with fsm.state("CHECK1"):  # p_total, p_load_bits, p_reply, p_run_codes
+                fsm.goto("CHECK2")
+            with fsm.state("CHECK2"):  # p_run_bits, p_act_bits
+                fsm.goto("CHECK3")
+            with fsm.state("CHECK3"):  # the k_* flags (and the verdict, from them)
+                fsm.goto("DECIDE")
+            with fsm.state("DECIDE"):  # the verdict is registered: only its actions here
                 with m.If(verdict_status != L.Status.OK):
                     error(verdict_status, verdict_detail)
                 with m.Elif(cmd == L.Cmd.PING):
                     reply(L.Status.OK, _MSG_PING, L.PING_REPLY)
-                    m.next = "REPLY"
+                    fsm.goto("REPLY")
                 with m.Elif(cmd == L.Cmd.RESET):
                     m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
                     if act_bits:
                         m.d.sync += t_loaded.eq(0)
                     reply(L.Status.OK, _MSG_EMPTY, 0)
-                    m.next = "REPLY"
+                    fsm.goto("REPLY")
                 with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
                     with m.If(l_offset == 0):
                         m.d.sync += [
@@ -635,7 +709,7 @@ class TrainingCore(wiring.Component):
                             m.d.sync += t_loaded.eq(0)
                     m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER), unpack_bits.eq(l_bits),
                                  l_fresh.eq(l_offset == 0), to_vectors.eq(0)]
-                    m.next = "LOAD_START"
+                    fsm.goto("LOAD_START")
                 with m.Elif(cmd == L.Cmd.RUN):
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     m.d.sync += [
@@ -643,17 +717,17 @@ class TrainingCore(wiring.Component):
                         v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
                         rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                     ]
-                    m.next = "RUN_START"
+                    fsm.goto("RUN_START")
                 if act_bits:
                     with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
                         m.d.sync += [
                             t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_at_direction.eq(1),
                             rd_base.eq(L.THRESHOLD_HEADER),
                         ]
-                        m.next = "THR_START"
+                        fsm.goto("THR_START")
 
             # ------------------------------------------------ short replies
-            with m.State("REPLY"):  # the whole reply: header + short payload
+            with fsm.state("REPLY"):  # the whole reply: header + short payload
                 m.d.comb += [
                     body.valid.eq(1),
                     body.payload.data.eq(msg[msg_index]),
@@ -662,41 +736,41 @@ class TrainingCore(wiring.Component):
                 with m.If(body.ready):
                     m.d.sync += msg_index.eq(msg_index + 1)
                     with m.If(msg_index == msg_size - 1):
-                        m.next = "DONE"
-            with m.State("DONE"):  # (an activated RUN's packer may still be sending)
+                        fsm.goto("DONE")
+            with fsm.state("DONE"):  # (an activated RUN's packer may still be sending)
                 with m.If(~act_streaming):
                     m.d.comb += receiver.o.ready.eq(1)
-                    m.next = "IDLE"
+                    fsm.goto("IDLE")
 
             # ------------------------------------------------ LOAD_MATRIX
-            with m.State("LOAD_START"):
+            with fsm.state("LOAD_START"):
                 m.d.comb += [rd_start.eq(1), gemm.clear.eq(l_fresh)]
-                m.next = "LOAD"
-            with m.State("LOAD"):  # codes into the engine's plane writer
+                fsm.goto("LOAD")
+            with fsm.state("LOAD"):  # codes into the engine's plane writer
                 m.d.comb += [
                     rd_active.eq(1),
-                    gemm.codes.valid.eq(unpacker.o.valid),
-                    gemm.codes.payload.flush.eq(left == 1),
-                    unpacker.o.ready.eq(gemm.codes.ready),
+                    code_slice.i.valid.eq(unpacker.o.valid),
+                    code_slice.i.payload.flush.eq(left == 1),
+                    unpacker.o.ready.eq(code_slice.i.ready),
                 ]
-                with m.If(unpacker.o.valid & gemm.codes.ready):
+                with m.If(code_taken):
                     m.d.sync += left.eq(left - 1)
                     with m.If(left == 1):
-                        m.next = "LOAD_WAIT"
-            with m.State("LOAD_WAIT"):  # the last planes are written
-                with m.If(~gemm.writing):
-                    m.next = "LOAD_DONE"
-            with m.State("LOAD_DONE"):
+                        fsm.goto("LOAD_WAIT")
+            with fsm.state("LOAD_WAIT"):  # the last planes are written
+                with m.If(codes_written):
+                    fsm.goto("LOAD_DONE")
+            with fsm.state("LOAD_DONE"):
                 m.d.sync += m_loaded.eq(l_offset + l_count)
                 reply(L.Status.OK, _MSG_LOADED, 4)
-                m.next = "REPLY"
+                fsm.goto("REPLY")
 
             # ------------------------------------------------ LOAD_THRESHOLDS
             if act_bits:
-                with m.State("THR_START"):
+                with fsm.state("THR_START"):
                     m.d.comb += rd_start.eq(1)
-                    m.next = "THR"
-                with m.State("THR"):  # records byte by byte: direction, then int32 LE thresholds
+                    fsm.goto("THR")
+                with fsm.state("THR"):  # records byte by byte: direction, then int32 LE thresholds
                     byte = req_r.data
                     m.d.comb += [rd_bytes.eq(1), rd_active.eq(1), rd_take.eq(rd_valid)]
                     with m.If(rd_valid & t_at_direction):
@@ -719,70 +793,75 @@ class TrainingCore(wiring.Component):
                             with m.If(t_idx == n_a - 1):  # the row's last threshold
                                 m.d.sync += [t_at_direction.eq(1), t_row.eq(t_row + 1), t_left.eq(t_left - 1)]
                                 with m.If(t_left == 1):
-                                    m.next = "THR_DONE"
-                with m.State("THR_DONE"):
+                                    fsm.goto("THR_DONE")
+                with fsm.state("THR_DONE"):
                     m.d.sync += t_loaded.eq(h_offset + h_count)
                     reply(L.Status.OK, _MSG_LOADED, 2)
-                    m.next = "REPLY"
+                    fsm.goto("REPLY")
 
             # ------------------------------------------------ RUN
-            with m.State("RUN_START"):
+            with fsm.state("RUN_START"):
                 m.d.comb += rd_start.eq(1)
-                m.next = "RUN_HEADER"
-            with m.State("RUN_HEADER"):  # STATUS TAG LEN_L LEN_H, never the last bytes
+                fsm.goto("RUN_HEADER")
+            with fsm.state("RUN_HEADER"):  # STATUS TAG LEN_L LEN_H, never the last bytes
                 m.d.comb += [body.valid.eq(1), body.payload.data.eq(msg[msg_index])]
                 with m.If(body.ready):
                     m.d.sync += msg_index.eq(msg_index + 1)
                     with m.If(msg_index == 3):
                         m.d.sync += act_streaming.eq(v_act)
-                        m.next = "TILE"
-            with m.State("TILE"):  # the next tile: up to `vectors` vectors
+                        fsm.goto("TILE")
+            with fsm.state("TILE"):  # the next tile: up to `vectors` vectors
                 m.d.comb += gemm.clear.eq(1)
                 m.d.sync += [nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
                              c_col.eq(0), c_vec.eq(0)]
-                m.next = "VECTOR"
-            with m.State("VECTOR"):  # unpack the tile's vectors into the engine
+                fsm.goto("VECTOR")
+            with fsm.state("VECTOR"):  # unpack the tile's vectors into the engine
                 m.d.comb += [
                     rd_active.eq(1),
-                    gemm.codes.valid.eq(unpacker.o.valid),
-                    unpacker.o.ready.eq(gemm.codes.ready),
+                    code_slice.i.valid.eq(unpacker.o.valid),
+                    unpacker.o.ready.eq(code_slice.i.ready),
                 ]
-                with m.If(unpacker.o.valid & gemm.codes.ready):
+                with m.If(code_taken):
                     m.d.sync += c_col.eq(c_col + 1)
                     with m.If(c_col == m_cols_last):
                         m.d.sync += [c_col.eq(0), c_vec.eq(c_vec + 1)]
                         with m.If(c_vec == nv_last):
-                            m.next = "START"
-            with m.State("START"):  # once the last planes are written
-                with m.If(~gemm.writing):
+                            fsm.goto("START")
+            with fsm.state("START"):  # once the last planes are written
+                with m.If(codes_written):
                     m.d.comb += gemm.start.eq(1)
-                    m.next = "COMPUTE"
-            with m.State("COMPUTE"):
+                    fsm.goto("COMPUTE")
+            with fsm.state("COMPUTE"):
                 with m.If(gemm.done):
                     m.d.sync += [e_slot.eq(0), e_row.eq(0)]
-                    m.next = "READ"
-            with m.State("READ"):  # the value (e_slot, e_row) is read
+                    fsm.goto("READ")
+            with fsm.state("READ"):  # the value (e_slot, e_row) is read
                 m.d.sync += e_byte.eq(0)
-                m.next = "EMIT"
                 if act_bits:
                     with m.If(v_act):
-                        m.d.sync += [a_step.eq(0), a_code.eq(0)]
-                        m.next = "ACT"
+                        m.d.sync += [a_step.eq(0), a_addr.eq(-1), a_code.eq(0)]
+                        fsm.goto("ACT")
+                    with m.Else():
+                        fsm.goto("EMIT")
+                else:
+                    fsm.goto("EMIT")
             if act_bits:
-                with m.State("ACT"):  # row e_row: direction, then one threshold per cycle
-                    m.d.comb += [thr_r.addr.eq(Cat((a_step - 1)[:act_bits], e_row)), thr_r.en.eq(1)]
-                    m.d.sync += a_step.eq(a_step + 1)
+                with fsm.state("ACT"):  # row e_row: direction, then one threshold per cycle
+                    # Step s reads word (s - 1) mod 2**A (a_addr); the word read at step
+                    # s is in thr_key at step s + 2, its verdict in `passed` at s + 3.
+                    m.d.comb += [thr_r.addr.eq(Cat(a_addr, e_row)), thr_r.en.eq(1)]
+                    m.d.sync += [a_step.eq(a_step + 1), a_addr.eq(a_addr + 1)]
                     with m.If(a_step == 1):
                         m.d.sync += a_direction.eq(thr_r.data[0])
-                    with m.If(a_step >= 3):
-                        m.d.sync += a_code.eq(a_code + passed)  # threshold a_step - 2's verdict
-                    with m.If(a_step == n_a + 2):  # the last threshold's verdict is counted now
-                        m.next = "ACT_PUSH"
-                with m.State("ACT_PUSH"):  # the row's code into the packer
+                    with m.If(a_step >= 4):
+                        m.d.sync += a_code.eq(a_code + passed)  # threshold a_step - 3's verdict
+                    with m.If(a_step == a_last):  # the last threshold's verdict is counted now
+                        fsm.goto("ACT_PUSH")
+                with fsm.state("ACT_PUSH"):  # the row's code into the packer
                     m.d.comb += packer.i.valid.eq(1)
                     with m.If(packer.i.ready):
-                        m.next = "NEXT"
-            with m.State("EMIT"):  # the value, int32 LE
+                        fsm.goto("NEXT")
+            with fsm.state("EMIT"):  # the value, int32 LE
                 m.d.comb += [
                     body.valid.eq(1),
                     body.payload.data.eq(result_byte),
@@ -791,19 +870,19 @@ class TrainingCore(wiring.Component):
                 with m.If(body.ready):
                     m.d.sync += e_byte.eq(e_byte + 1)
                     with m.If(e_byte == 3):
-                        m.next = "NEXT"
-            with m.State("NEXT"):
+                        fsm.goto("NEXT")
+            with fsm.state("NEXT"):
                 with m.If(~last_row):
                     m.d.sync += e_row.eq(e_row + 1)
-                    m.next = "READ"
+                    fsm.goto("READ")
                 with m.Elif(~last_slot):
                     m.d.sync += [e_row.eq(0), e_slot.eq(e_slot + 1)]
-                    m.next = "READ"
+                    fsm.goto("READ")
                 with m.Elif(last_tile):
-                    m.next = "DONE"
+                    fsm.goto("DONE")
                 with m.Else():
                     m.d.sync += v_left.eq(v_left - nv)
-                    m.next = "TILE"
+                    fsm.goto("TILE")
         return m
 
 

@@ -200,7 +200,10 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
     reply = P.OVERHEAD + (P.ACC_BYTES + 2) * count * 6
     tiles = 2 * count  # states TILE and START of each one-vector tile
     rest = cycles - load_cycles - len(run) - unpack - compute - reply - tiles
-    assert 0 <= rest <= 6, rest
+    # The code slice (a skid buffer) lets the unpacker run up to two codes
+    # ahead while a fold's planes are written.
+    ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + v_bits / 8)
+    assert -ahead <= rest <= 6, rest
 
 
 def test_every_error_matches_model():
@@ -425,7 +428,7 @@ def test_thresholds_forgotten():
 @pytest.mark.parametrize("a_bits, count, cols", [(3, 3, 12), (1, 5, 7), (2, 2, 12)])
 def test_full_rate_activated_run_cycles(a_bits, count, cols):
     """No gaps, no stalls: an activated RUN takes its request bytes, the
-    unpacking, the compute (``run_cycles``), the activation (``2**A + 5``
+    unpacking, the compute (``run_cycles``), the activation (``2**A + 6``
     cycles per value: its read, the direction and the ``2**A - 1``
     thresholds, the last verdict, the push to the packer, the next) and only the reply's
     first bytes and last bytes on top (the packed codes leave meanwhile)."""
@@ -438,10 +441,11 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols):
     with unelaborated():
         compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3)
     unpack = count * (cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * SMALL["max_bits"])
-    activation = count * 6 * ((1 << a_bits) + 5)
+    activation = count * 6 * ((1 << a_bits) + 6)
     tiles = 2 * count  # states TILE and START of each one-vector tile
     rest = cycles - setup_cycles - len(run) - unpack - compute - activation - tiles - P.HEADER_SIZE - P.CRC_SIZE
-    assert 0 <= rest <= 8, rest
+    ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + 3 / 8)  # the code slice runs ahead (above)
+    assert -ahead <= rest <= 8, rest
 
 
 def test_no_activation_stage():

@@ -223,6 +223,10 @@ def _core_params():
         "popcount_arch": Param(str, _default(TrainingCore, "popcount_arch"), "popcount tree architecture", ARCHS),
         "fetch_stages": _int(_default(TrainingCore, "fetch_stages"), "registers after the plane buffers' reads",
                              0, 2),
+        "drains": _int(_default(TrainingCore, "drains"), "chains the sums leave through (a divisor of pe)",
+                       1, _MAX_LANES),
+        "matrix_memory": Param(str, _default(TrainingCore, "matrix_memory"), "where the matrix planes are held",
+                               MEMORIES),
     }
 
 

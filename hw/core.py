@@ -191,11 +191,17 @@ class TrainingCore(wiring.Component):
         meets all of them, so the core does ``pe * vectors * simd``
         AND+popcount bit pairs per cycle (:attr:`ops_per_cycle`).  Not
         reported by PING: no byte on the link depends on it.
-    popcount_stages, popcount_arch, fetch_stages :
+    popcount_stages, popcount_arch, fetch_stages, drains :
         Pipeline registers in each popcount tree (Fmax against latency), the
         tree's architecture (:data:`hw.popcount.ARCHS`: ``"packed"`` is the
-        smallest on ECP5) and registers after the plane buffers' reads
-        (:class:`hw.mac_array.MacArray`).
+        smallest on ECP5), registers after the plane buffers' reads and the
+        chains a row group's sums leave through (a divisor of ``pe``; each
+        chain has its own signed correction and results bank)
+        (:class:`hw.mac_array.MacArray`, :class:`hw.gemm.GemmEngine`).
+    matrix_memory : str
+        Where the matrix's bit planes are held: ``"block"`` (block RAM) or
+        ``"spram"`` (the iCE40 UltraPlus's single-port SPRAMs; ``pe * simd <=
+        64``) (:class:`hw.gemm.GemmEngine`).
     max_payload : int
         Largest request and reply payload, ``13 .. 4096``.  The protocol's
         invariants must hold: one vector and its reply fit a frame
@@ -236,7 +242,7 @@ class TrainingCore(wiring.Component):
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], vectors: int = 1,
                  popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0,
-                 idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
+                 drains: int = 1, matrix_memory: str = "block", idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
         self._max_rows = check_int("max_rows", max_rows, 1, 0xFFFF)
         self._max_cols = check_int("max_cols", max_cols, 1, 0xFFFF)
         self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
@@ -254,7 +260,7 @@ class TrainingCore(wiring.Component):
         self._info = self._config.info()
         self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                                 max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
-                                fetch_stages=fetch_stages)
+                                fetch_stages=fetch_stages, drains=drains, matrix_memory=matrix_memory)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),

@@ -82,6 +82,7 @@ LOAD_THRESHOLDS takes one cycle per record byte.
 """
 
 from contextlib import contextmanager
+from dataclasses import replace
 from math import ceil
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -216,6 +217,10 @@ class TrainingCore(wiring.Component):
     idle_timeout : int
         Cycles without a byte after which a partial request is dropped
         (the protocol asks for 0.01 .. 0.5 s; :class:`UARTCore` converts).
+    baud : int
+        The UART bit rate PING reports, ``0 .. 2**32 - 1``; only reported
+        (:class:`UARTCore` passes its achieved rate); 0, the default: a
+        byte-stream core, no UART.
 
     Ports
     -----
@@ -242,7 +247,8 @@ class TrainingCore(wiring.Component):
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], vectors: int = 1,
                  popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0,
-                 drains: int = 1, matrix_memory: str = "block", idle_timeout: int = DEFAULT_IDLE_TIMEOUT):
+                 drains: int = 1, matrix_memory: str = "block", idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
+                 baud: int = 0):
         self._max_rows = check_int("max_rows", max_rows, 1, 0xFFFF)
         self._max_cols = check_int("max_cols", max_cols, 1, 0xFFFF)
         self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
@@ -257,7 +263,8 @@ class TrainingCore(wiring.Component):
         problems = self._config.problems()
         if problems:
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
-        self._info = self._config.info()
+        self._info = replace(self._config.info(), baud=check_int("baud", baud, 0, (1 << 32) - 1,
+                                                                  note="0: not a UART core"))
         self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                                 max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
                                 fetch_stages=fetch_stages, drains=drains, matrix_memory=matrix_memory)
@@ -909,7 +916,9 @@ class UARTCore(wiring.Component):
     clk_freq : int or float
         Clock frequency in Hz.
     baud : int
-        Bit rate; ``divisor = round(clk_freq / baud)`` must be ``>= 4``.
+        Bit rate asked; ``divisor = round(clk_freq / baud)`` must be ``>= 4``.
+        The rate achieved, ``round(clk_freq / divisor)`` (:attr:`achieved_baud`),
+        is what PING reports (:class:`TrainingCore`'s ``baud``).
     fifo_depth : int
         Bytes between the UART receiver and the core, ``>= 1``.
     idle_timeout_s : float
@@ -939,13 +948,17 @@ class UARTCore(wiring.Component):
         if self._divisor < 4:
             raise ValueError(f"clk_freq {clk_freq} Hz is too slow for {baud} baud "
                              f"(divisor {clk_freq / baud:.2f} < 4 cycles per bit)")
-        self.core = TrainingCore(idle_timeout=idle_timeout_cycles(clk_freq, idle_timeout_s), **params)
+        self._achieved_baud = round(clk_freq / self._divisor)
+        self.core = TrainingCore(idle_timeout=idle_timeout_cycles(clk_freq, idle_timeout_s),
+                                 baud=self._achieved_baud, **params)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
         })
 
     divisor = property(lambda self: self._divisor)
+    achieved_baud = property(lambda self: self._achieved_baud,
+                             doc="The bit rate the divisor makes, ``round(clk_freq / divisor)`` (PING's ``baud``).")
     fifo_depth = property(lambda self: self._fifo_depth)
 
     def elaborate(self, platform):

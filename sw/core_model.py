@@ -11,6 +11,8 @@ compare the core's reply bytes with this model's.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -29,19 +31,23 @@ class CoreModel:
     Parameters are the capabilities PING reports; they must satisfy the
     protocol's invariants (one vector and its reply fit in a frame).
     ``rx_idle_timeout`` is the idle gap after which a partial request is
-    dropped; it only applies when :meth:`feed` is given ``now``.
+    dropped; it only applies when :meth:`feed` is given ``now``.  ``baud`` is
+    only reported by PING (the UART rate of the core modelled; 0: none).
     """
 
     def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"], max_cols: int = CORE_DEFAULTS["max_cols"], *,
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
-                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S):
+                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S,
+                 baud: int = 0):
         config = CoreConfig(int(max_rows), int(max_cols), int(max_bits), int(pe), int(simd), int(max_payload),
                             int(max_act_bits))
         problems = config.problems()
         if problems:
             raise ValueError("bad core limits: " + "; ".join(problems))
-        self.info = config.info()
+        if isinstance(baud, bool) or not isinstance(baud, int) or not 0 <= baud < 1 << 32:
+            raise ValueError(f"baud must be an integer in 0..{(1 << 32) - 1} (0: not a UART core), got {baud!r}")
+        self.info = replace(config.info(), baud=baud)
         self.rx_idle_timeout = float(rx_idle_timeout)
         self._decoder = P.FrameDecoder(self.info.max_payload, backtrack=False)
         self._last_rx = None

@@ -70,11 +70,16 @@ code with 0 and use the true ``cols`` in its ``2q - n`` corrections (see
 
 Commands (request payload -> OK reply payload)
 ----------------------------------------------
-``PING`` (0x01): empty -> :data:`PING_REPLY` (13 bytes)::
+``PING`` (0x01): empty -> :data:`PING_REPLY` (17 bytes)::
 
     0 version u8 (= PROTOCOL_VERSION)   1 max_bits u8 (<= 8)
     2 pe u16     4 simd u16              6 max_rows u16   8 max_cols u16
     10 max_payload u16                  12 max_act_bits u8 (0: no activation stage)
+    13 baud u32 (the core's UART rate, round(clk / divisor); 0: not a UART core)
+
+  A host on a serial line refuses a core whose nonzero ``baud`` differs
+  from its own rate by more than
+  :data:`sw.contract.backends.BAUD_TOLERANCE` (2.5 %).
 
 ``RESET`` (0x02): empty -> empty.  Forgets the matrix and the thresholds.
 
@@ -427,10 +432,14 @@ def encode_ping_reply(info: CoreInfo) -> bytes:
     return info.pack()
 
 
+#: PING reply sizes of older protocol versions -> a hint for the error.
+_OLD_PING_SIZES = {12: " (a protocol version 1 core?)", 13: " (a protocol version 2 core?)"}
+
+
 def decode_ping_reply(payload: bytes) -> CoreInfo:
     if len(payload) != PING_REPLY:
         raise FramingError(f"PING reply has {len(payload)} payload bytes, expected {PING_REPLY}"
-                           f"{' (a protocol version 1 core?)' if len(payload) == 12 else ''}")
+                           f"{_OLD_PING_SIZES.get(len(payload), '')}")
     return CoreInfo.unpack(payload)
 
 

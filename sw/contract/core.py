@@ -87,6 +87,7 @@ class CoreInfo:
     max_cols: int
     max_payload: int
     max_act_bits: int = 0  # widest activation code of the threshold stage; 0: no stage
+    baud: int = 0  # the UART's bit rate (clk / divisor, rounded); 0: not a UART core (a byte stream)
 
     @property
     def config(self) -> CoreConfig:

@@ -157,7 +157,7 @@ THRESHOLD_FIELDS = Header("LOAD_THRESHOLDS", Field("offset", 2), Field("count", 
 #: PING's reply payload (:class:`sw.contract.core.CoreInfo` in this order).
 PING_FIELDS = Header("PING reply", Field("version", 1), Field("max_bits", 1), Field("pe", 2), Field("simd", 2),
                      Field("max_rows", 2), Field("max_cols", 2), Field("max_payload", 2),
-                     Field("max_act_bits", 1))
+                     Field("max_act_bits", 1), Field("baud", 4))
 #: An error reply's payload.
 ERROR_FIELDS = Header("error", Field("command", 1), Field("detail", 1))
 

@@ -477,9 +477,12 @@ def test_uart_core_over_the_pins():
     """PING, LOAD, RUN through UART pins (divisor 4), against the model."""
     clk, baud = 100_000, 25_000  # divisor 4; idle timeout 0.01 s = 1000 cycles
     rng = np.random.default_rng(13)
-    script = [frame(P.Cmd.PING)] + gemm_script(rng, 3, 5, 2, True, 3, False, 2)
+    # PING last: this host sends the whole script back to back (not lock-step, as sw.driver is), so
+    # the 16-byte FIFO holds what arrives while the core answers.  PING's reply (24 bytes with its
+    # baud field) first would let ~24 bytes of the LOAD and RUN behind it arrive meanwhile: too many.
+    script = gemm_script(rng, 3, 5, 2, True, 3, False, 2) + [frame(P.Cmd.PING)]
     request = b"".join(script)
-    want = CoreModel(**SMALL).feed(request)
+    want = CoreModel(**SMALL, baud=baud).feed(request)  # PING reports the UART's rate
 
     top = Module()
     top.submodules.core = core = UARTCore(clk, baud, idle_timeout_s=0.01, **SMALL)
@@ -501,6 +504,39 @@ def test_uart_core_over_the_pins():
     sim.add_testbench(reader)
     sim.run()
     assert_replies_equal(bytes(got), want)
+
+
+@pytest.mark.parametrize("clk, divisor, baud", [
+    (27_000_000, 9, 3_000_000),  # the iCEBreaker's default: 3 Mbaud exactly
+    (27_750_000, 9, 3_083_333),  # its old clock: 9.25 cycles a bit rounded to 9, 2.8 % fast
+])
+def test_uart_core_pings_its_achieved_rate_at_3_mbaud(clk, divisor, baud):
+    """PING through the pins at 9 cycles a bit reports round(clk / divisor)."""
+    core = UARTCore(clk, 3_000_000, **SMALL)
+    assert (core.divisor, core.achieved_baud, core.core.info.baud) == (divisor, baud, baud)
+    top = Module()
+    top.submodules.core = core
+    top.submodules.host_tx = host_tx = UARTTransmitter(divisor)
+    top.submodules.host_rx = host_rx = UARTReceiver(divisor)
+    top.d.comb += [core.rx.eq(host_tx.tx), host_rx.rx.eq(core.tx)]
+    reply_size = P.OVERHEAD + P.PING_REPLY
+    got = []
+
+    async def host(ctx):
+        await stream_put_all(ctx, host_tx.i, frame(P.Cmd.PING))
+
+    async def reader(ctx):
+        while len(got) < reply_size:
+            got.append(await stream_get(ctx, host_rx.o))
+
+    sim = Simulator(top)
+    sim.add_clock(1 / clk)
+    sim.add_testbench(host)
+    sim.add_testbench(reader)
+    sim.run()
+    (reply,) = P.FrameDecoder().feed(bytes(got))
+    assert reply.code == P.Status.OK
+    assert P.decode_ping_reply(reply.payload) == P.CoreInfo(P.PROTOCOL_VERSION, **SMALL, baud=baud)
 
 
 # --------------------------------------------------------------------------- host driver
@@ -591,6 +627,9 @@ def test_defaults_fit_the_up5k_ebr():
     (dict(max_act_bits=-1), "max_act_bits"),
     (dict(max_act_bits=True), "max_act_bits"),
     (dict(max_act_bits=4, max_payload=64, max_cols=64), "thresholds of one row"),  # 6 + 61 > 64
+    (dict(baud=-1), r"baud must be in 0..4294967295 \(0: not a UART core\)"),
+    (dict(baud=1 << 32), "baud must be in 0..4294967295"),
+    (dict(baud=3e6), "baud must be an integer"),
 ])
 def test_bad_parameters(kwargs, match):
     with unelaborated(), pytest.raises(ValueError, match=match):
@@ -600,6 +639,7 @@ def test_bad_parameters(kwargs, match):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(clk_freq=0), "clk_freq"),
     (dict(clk_freq=12e6, baud=4_000_000), "too slow"),
+    (dict(clk_freq=12e6, baud=0), "baud"),
     (dict(clk_freq=12e6, idle_timeout_s=1.0), "idle_timeout_s"),
     (dict(clk_freq=12e6, fifo_depth=0), "fifo_depth"),
     (dict(clk_freq=12e6, max_bits=0), "max_bits"),

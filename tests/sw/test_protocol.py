@@ -254,13 +254,22 @@ def test_accumulators_and_ping_reply():
     with pytest.raises(P.FramingError):
         P.decode_accumulators(data, 3, 3)
     info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4)
-    assert P.encode_ping_reply(info) == bytes.fromhex("02 08 0400 1000 4000 0002 0004 04")
+    version = f"{P.PROTOCOL_VERSION:02x}"
+    # baud u32 last: 0 for a core without a UART (the default)
+    assert P.encode_ping_reply(info) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000")
     assert P.decode_ping_reply(P.encode_ping_reply(info)) == info
+    # 3,000,000 = 0x002DC6C0, little-endian
+    uart = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4, baud=3_000_000)
+    assert P.encode_ping_reply(uart) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 c0c62d00")
+    assert P.decode_ping_reply(P.encode_ping_reply(uart)).baud == 3_000_000
     P.check_core_info(info)
+    P.check_core_info(uart)
     with pytest.raises(P.FramingError):
         P.decode_ping_reply(b"\x01")
     with pytest.raises(P.FramingError, match="version 1"):
         P.decode_ping_reply(P.encode_ping_reply(info)[:12])
+    with pytest.raises(P.FramingError, match=r"has 13 payload bytes, expected 17 \(a protocol version 2 core\?\)"):
+        P.decode_ping_reply(P.encode_ping_reply(info)[:13])
 
 
 @pytest.mark.parametrize("bad", [

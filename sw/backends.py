@@ -6,7 +6,9 @@
 ``model``          the core's byte-level model over the framed host link, in
                    process (the protocol end to end, no hardware)
 ``serial:DEVICE``  a core on a serial port (a board's USB-UART, or a
-                   pseudo-terminal bridged to a simulated core)
+                   pseudo-terminal bridged to a simulated core), at 3 Mbaud;
+                   ``serial:DEVICE@BAUD`` at ``BAUD`` (e.g. 115200, the
+                   fallback builds' rate)
 ``sim``            the gateware compiled by Verilator behind a pseudo-terminal,
                    driven as ``serial:DEVICE`` is
 ``sim:amaranth``   the same gateware in the Amaranth simulator, in process;
@@ -30,20 +32,23 @@ from typing import Callable
 
 __all__ = ["BACKENDS", "SIM_BACKENDS", "check_backend", "make_engine"]
 
-from .contract.backends import BACKENDS, SERIAL_PREFIX, SIM_BACKENDS
+from .contract.backends import BACKENDS, SERIAL_PREFIX, SIM_BACKENDS, parse_serial
 
 
 def check_backend(spec: str) -> str:
-    """Return ``spec`` if it names a backend, else raise ``ValueError`` listing them."""
+    """Return ``spec`` if it names a backend, else raise ``ValueError`` listing them
+    (or, for ``serial:...``, saying what is wrong with its device or rate)."""
     if spec in ("torch", "ref", "model", *SIM_BACKENDS):
         return spec
     if isinstance(spec, str) and spec.startswith(SERIAL_PREFIX) and len(spec) > len(SERIAL_PREFIX):
+        parse_serial(spec)
         return spec
     raise ValueError(f"unknown backend {spec!r}; allowed: {', '.join(BACKENDS)}")
 
 
-def make_engine(spec: str, *, baudrate: int = 115200, open_transport: Callable[[str], object] | None = None):
-    """The engine for ``spec`` (see the module docstring).  ``open_transport(spec)``
+def make_engine(spec: str, *, open_transport: Callable[[str], object] | None = None):
+    """The engine for ``spec`` (see the module docstring; a serial port's rate is
+    the spec's, :func:`sw.contract.backends.parse_serial`).  ``open_transport(spec)``
     returns the :class:`sw.driver.Transport` to the simulated core of a
     :data:`SIM_BACKENDS` name (e.g. :func:`sim.transports.open_transport`); the
     client waits for replies as long as that transport says
@@ -65,4 +70,5 @@ def make_engine(spec: str, *, baudrate: int = 115200, open_transport: Callable[[
             raise ValueError(f"backend {spec!r} runs the simulated core: use the dorefa command line, "
                              "or pass open_transport=sim.transports.open_transport")
         return CoreEngine(CoreClient(open_transport(spec)))
-    return CoreEngine(CoreClient(SerialTransport(spec[len(SERIAL_PREFIX):], baudrate=baudrate)))
+    device, baud = parse_serial(spec)
+    return CoreEngine(CoreClient(SerialTransport(device, baudrate=baud)))

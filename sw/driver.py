@@ -15,12 +15,14 @@ a model's products on a core is :class:`sw.core_engine.CoreEngine`.
 from __future__ import annotations
 
 import abc
+import os
 import sys
 import time
 
 import numpy as np
 
 from . import protocol as P
+from .contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD, SERIAL_PREFIX, baud_error
 from .protocol import (CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError,
                        check_core_info)
 
@@ -53,6 +55,11 @@ class Transport(abc.ABC):
     #: slow (simulated) core sets it, so whoever opens the transport also knows
     #: how long its core may take.
     reply_timeout: float | None = None
+
+    #: The bit rate of the UART this link crosses, or ``None`` where no rate matters (an
+    #: in-process core, a pseudo-terminal).  A :class:`CoreClient`'s PING checks it
+    #: against the rate the core reports, and a first PING that fails names it.
+    baudrate: int | None = None
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
@@ -100,16 +107,28 @@ class LoopbackTransport(Transport):
         self._closed = True
 
 
+def _is_pseudo_terminal(device) -> bool:
+    """Whether ``device`` is a (Unix 98) pseudo-terminal, ``/dev/pts/N``: no UART, no bit rate."""
+    try:
+        return os.path.realpath(device).startswith("/dev/pts/")
+    except (TypeError, ValueError, OSError):
+        return False
+
+
 class SerialTransport(Transport):
-    """A UART (or any pyserial port, e.g. a pseudo-terminal)."""
+    """A UART (or any pyserial port, e.g. a pseudo-terminal) at ``baudrate`` bits per
+    second (default :data:`sw.contract.backends.DEFAULT_BAUD`, 3 Mbaud; a board core
+    built with ``dorefa build --baud 115200`` needs ``115200``).  A pseudo-terminal
+    ignores the rate: on one, :attr:`baudrate` is ``None``."""
 
     may_hold_partial_request = True
 
-    def __init__(self, device: str, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, device: str, baudrate: int = DEFAULT_BAUD, timeout: float = DEFAULT_TIMEOUT_S):
         import serial  # pyserial; imported here so the rest works without it
 
         self._serial_mod = serial
         self.device = device
+        self.baudrate = None if _is_pseudo_terminal(device) else baudrate
         try:
             self.port = serial.Serial(device, baudrate=baudrate, timeout=timeout, write_timeout=timeout)
         except (serial.SerialException, OSError, ValueError) as e:
@@ -167,6 +186,11 @@ def _is_echo(frame: P.Frame, cmd: int, payload: bytes) -> bool:
     if frame.code != cmd or frame.payload != bytes(payload):
         return False
     return not (len(frame.payload) == P.ERROR_PAYLOAD and frame.payload[0] == cmd)
+
+
+def _serial_spec(transport: Transport, rate) -> str:
+    """``serial:DEVICE@RATE`` for ``transport``'s device (``DEVICE`` if it has none)."""
+    return f"{SERIAL_PREFIX}{getattr(transport, 'device', 'DEVICE')}@{rate}"
 
 
 def _bits(bits, what: str, max_bits: int) -> int:
@@ -259,11 +283,37 @@ class CoreClient:
     # ------------------------------------------------------------------ commands
 
     def ping(self) -> CoreInfo:
-        """The core's capabilities (checked against the protocol's invariants)."""
-        info = P.decode_ping_reply(self.request(P.Cmd.PING))
+        """The core's capabilities (checked against the protocol's invariants and, on a
+        serial line, the core's UART rate against the line's: :meth:`_check_baud`).
+
+        Until a PING has succeeded on a serial line, a lost or garbled reply says the
+        rate the line runs at: a core built for another rate answers garbage or nothing.
+        """
+        rate = self.transport.baudrate
+        try:
+            payload = self.request(P.Cmd.PING)
+        except (LinkTimeout, FramingError) as e:
+            if rate is None or self._info is not None:
+                raise
+            raise type(e)(f"{e}; the line runs at {rate} baud and a core built for another rate answers "
+                          f"garbage or nothing: open it at the core's rate ({_serial_spec(self.transport, 'RATE')}) "
+                          f"or rebuild the core with dorefa build --baud {rate}") from e
+        info = P.decode_ping_reply(payload)
         check_core_info(info)
+        self._check_baud(info)
         self._info = info
         return info
+
+    def _check_baud(self, info: CoreInfo) -> None:
+        """``LinkError`` if the core reports a UART rate (nonzero) that differs from the serial
+        line's by more than :data:`sw.contract.backends.BAUD_TOLERANCE`."""
+        rate = self.transport.baudrate
+        if not info.baud or rate is None or baud_error(info.baud, rate) <= BAUD_TOLERANCE:
+            return
+        raise LinkError(f"the core's UART runs at {info.baud} baud but this host opened the line at {rate} baud "
+                        f"({100 * baud_error(info.baud, rate):.1f} % apart; at most {100 * BAUD_TOLERANCE:g} % "
+                        f"works): open it as {_serial_spec(self.transport, info.baud)} or rebuild the core "
+                        f"with dorefa build --baud {rate}")
 
     @property
     def info(self) -> CoreInfo:

@@ -1,9 +1,13 @@
 """Training is bit-identical whichever backend runs the integer products."""
 
+import os
+import re
+
 import pytest
 import torch
 
 from sw.backends import BACKENDS, check_backend, make_engine
+from sw.contract.backends import parse_serial
 from sw.cli import main
 from sw.train import TrainConfig, train
 
@@ -41,8 +45,67 @@ def test_core_backend_evaluates_with_thresholds_on_the_core(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("spec", ["", "fpga", "serial:", "serial"])
 def test_unknown_backend_lists_the_allowed_ones(spec):
-    with pytest.raises(ValueError, match="allowed: " + ", ".join(BACKENDS)):
+    with pytest.raises(ValueError, match=re.escape("allowed: " + ", ".join(BACKENDS))):
         check_backend(spec)
+    assert "serial:DEVICE[@BAUD]" in BACKENDS
+
+
+@pytest.mark.parametrize("spec, device, baud", [
+    ("serial:/dev/ttyUSB1", "/dev/ttyUSB1", 3_000_000),  # the default rate
+    ("serial:/dev/ttyUSB1@3000000", "/dev/ttyUSB1", 3_000_000),
+    ("serial:/dev/ttyUSB1@115200", "/dev/ttyUSB1", 115_200),  # the fallback builds
+    ("serial:COM3@921600", "COM3", 921_600),
+    ("serial:/dev/ttyUSB0@300", "/dev/ttyUSB0", 300),
+    ("serial:/dev/ttyUSB0@12000000", "/dev/ttyUSB0", 12_000_000),
+    # the rate follows the last '@'
+    ("serial:/dev/serial/by-id/usb-x@y-if01@1000000", "/dev/serial/by-id/usb-x@y-if01", 1_000_000),
+])
+def test_serial_spec_names_device_and_rate(spec, device, baud):
+    assert parse_serial(spec) == (device, baud)
+    assert check_backend(spec) == spec
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("serial:/dev/ttyUSB1@", "the baud rate after '@' in 'serial:/dev/ttyUSB1@' must be a whole number of bits "
+                             "per second in 300..12000000 (e.g. 3000000, or 115200 the fallback), got ''"),
+    ("serial:/dev/ttyUSB1@fast", "got 'fast'"),
+    ("serial:/dev/ttyUSB1@3M", "got '3M'"),
+    ("serial:/dev/ttyUSB1@3e6", "got '3e6'"),
+    ("serial:/dev/ttyUSB1@115200.0", "got '115200.0'"),
+    ("serial:/dev/ttyUSB1@-9600", "got '-9600'"),
+    ("serial:/dev/ttyUSB1@0", "got '0'"),
+    ("serial:/dev/ttyUSB1@299", "got '299'"),
+    ("serial:/dev/ttyUSB1@12000001", "got '12000001'"),
+    ("serial:@3000000", "'serial:@3000000' names no device: use serial:DEVICE or serial:DEVICE@BAUD"),
+])
+def test_bad_serial_spec_is_a_one_line_error(spec, message):
+    with pytest.raises(ValueError) as info:
+        check_backend(spec)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_serial_rate_is_a_cli_error(tmp_path, capsys):
+    status = main(["train", "--bits", "1,2,6", "--epochs", "1", "--train-limit", "16", "--no-progress",
+                   "--out", str(tmp_path / "run"), "--backend", "serial:/dev/ttyUSB1@fast"])
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "the baud rate after '@' in 'serial:/dev/ttyUSB1@fast'" in lines[0], lines
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("suffix, baud", [("", 3_000_000), ("@115200", 115_200), ("@1000000", 1_000_000)])
+def test_serial_engine_opens_the_port_at_the_specs_rate(suffix, baud):
+    primary, secondary = os.openpty()
+    try:
+        engine = make_engine(f"serial:{os.ttyname(secondary)}{suffix}")
+        try:
+            port = engine.client.transport.port
+            assert (port.port, port.baudrate) == (os.ttyname(secondary), baud)
+        finally:
+            engine.close()
+    finally:
+        os.close(primary)
+        os.close(secondary)
 
 
 def test_dead_serial_device_is_a_clear_cli_error(tmp_path, capsys):

@@ -66,6 +66,11 @@ def test_core_model_ping_reset_and_unknown_command():
     status, payload = wire(Cmd.PING)
     assert status == Status.OK
     assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64, 3)
+    assert P.decode_ping_reply(payload).baud == 0  # a model of a byte-stream core: no UART
+    # the model reports the rate it is given, as the last 4 bytes of PING (3,000,000 = 0x002DC6C0)
+    status, payload = Wire(**TINY, baud=3_000_000)(Cmd.PING)
+    assert status == Status.OK and payload[-4:] == bytes.fromhex("c0c62d00")
+    assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64, 3, 3_000_000)
     assert wire(Cmd.PING, b"x") == (Status.BAD_LENGTH, bytes([Cmd.PING, 0]))
     assert wire(Cmd.RESET) == (Status.OK, b"")
     assert wire(Cmd.RESET, b"\x00") == (Status.BAD_LENGTH, bytes([Cmd.RESET, 0]))
@@ -79,6 +84,9 @@ def test_core_model_rejects_bad_limits():
         CoreModel(max_rows=8, max_cols=40, max_payload=64, max_act_bits=4)  # 6 + 61 bytes > 64
     with pytest.raises(ValueError, match="max_rows"):
         CoreModel(max_rows=0)
+    for baud in (-1, 1 << 32, True, 3e6):
+        with pytest.raises(ValueError, match=r"baud must be an integer in 0..4294967295 \(0: not a UART core\)"):
+            CoreModel(baud=baud)
 
 
 def test_core_model_load_and_run_bytes():
@@ -540,6 +548,104 @@ def test_closed_loopback_raises_link_error():
         client.ping()
 
 
+# --------------------------------------------------------------------------- the serial line's rate
+
+class UARTLoopback(LoopbackTransport):
+    """The core model behind what the client takes for a UART at ``baudrate`` on ``device``."""
+
+    def __init__(self, core, baudrate, device="/dev/ttyUSB1"):
+        super().__init__(core)
+        self.baudrate, self.device = baudrate, device
+
+
+class Scripted(Transport):
+    """A line at ``baudrate`` that answers each request with the next of ``replies`` (bytes,
+    with ``{tag}`` frames built from the request's tag: a callable), then nothing."""
+
+    def __init__(self, baudrate, replies, device="/dev/ttyUSB1"):
+        self.baudrate, self.device, self.replies, self._rx = baudrate, device, list(replies), b""
+
+    def write(self, data):
+        reply = self.replies.pop(0) if self.replies else b""
+        self._rx += reply(data[2]) if callable(reply) else reply
+
+    def read(self, size, timeout):
+        data, self._rx = self._rx[:size], self._rx[size:]
+        return data
+
+
+@pytest.mark.parametrize("core_baud, host_baud", [
+    (3_000_000, 3_000_000),
+    (115_385, 115_200),    # 27 MHz / 234: 0.16 % fast
+    (2_941_176, 3_000_000),  # 50 MHz / 17: 1.96 % slow
+    (3_075_000, 3_000_000),  # 2.5 % fast: the limit
+    (0, 3_000_000),        # a core without a UART (a byte stream bridged to a line): nothing to check
+    (115_200, None),       # a link without a rate (a pseudo-terminal): nothing to check
+])
+def test_ping_accepts_a_core_at_the_lines_rate(core_baud, host_baud):
+    client = CoreClient(UARTLoopback(CoreModel(**TINY, baud=core_baud), host_baud))
+    assert client.ping().baud == core_baud
+    assert client.info.baud == core_baud
+
+
+@pytest.mark.parametrize("core_baud, host_baud, apart", [
+    (115_385, 3_000_000, "96.2 %"),   # a fallback build opened at the default rate
+    (3_000_000, 115_200, "2504.2 %"),
+    (3_076_000, 3_000_000, "2.5 %"),  # 2.53 %: just over
+    (2_920_000, 3_000_000, "2.7 %"),
+])
+def test_ping_refuses_a_core_at_another_rate(core_baud, host_baud, apart):
+    client = CoreClient(UARTLoopback(CoreModel(**TINY, baud=core_baud), host_baud))
+    with pytest.raises(LinkError) as info:
+        client.ping()
+    message = str(info.value)
+    assert message == (f"the core's UART runs at {core_baud} baud but this host opened the line at {host_baud} "
+                       f"baud ({apart} apart; at most 2.5 % works): open it as serial:/dev/ttyUSB1@{core_baud} "
+                       f"or rebuild the core with dorefa build --baud {host_baud}")
+    # nothing is driven on a core the client refused: every request PINGs it again
+    with pytest.raises(LinkError, match="the core's UART runs at"):
+        client.load_matrix(np.zeros((2, 2), dtype=np.int64), 1, False)
+
+
+FIRST_PING_HINT = ("the line runs at 3000000 baud and a core built for another rate answers garbage or nothing: "
+                   "open it at the core's rate (serial:/dev/ttyUSB1@RATE) or rebuild the core with "
+                   "dorefa build --baud 3000000")
+
+
+def test_first_ping_without_reply_names_the_rate():
+    with pytest.raises(LinkTimeout) as info:
+        CoreClient(Scripted(3_000_000, []), timeout=0.1, recovery=0.0).ping()
+    assert str(info.value) == "no reply to PING within 0.1 s (link dead or core wedged); " + FIRST_PING_HINT
+
+
+def test_first_ping_with_garbage_names_the_rate():
+    def corrupt(tag):  # a reply whose CRC is wrong: what a line at the wrong rate makes of bytes
+        frame = bytearray(P.encode_frame(Status.OK, CoreModel(**TINY).info.pack(), tag))
+        frame[-1] ^= 0xFF
+        return bytes(frame)
+    with pytest.raises(FramingError) as info:
+        CoreClient(Scripted(3_000_000, [corrupt]), timeout=0.1, recovery=0.0).ping()
+    message = str(info.value)
+    assert message.startswith("no valid reply to PING within 0.1 s; 1 corrupt frame(s) received: BAD_CRC")
+    assert message.endswith("; " + FIRST_PING_HINT)
+
+
+def test_later_pings_and_rateless_links_do_not_blame_the_rate():
+    ok = lambda tag: P.encode_frame(Status.OK, CoreModel(**TINY, baud=3_000_000).info.pack(), tag)  # noqa: E731
+    client = CoreClient(Scripted(3_000_000, [ok]), timeout=0.1, recovery=0.0)
+    assert client.ping().baud == 3_000_000
+    with pytest.raises(LinkTimeout) as info:  # the rate worked: a lost reply is only that
+        client.ping()
+    assert str(info.value) == "no reply to PING within 0.1 s (link dead or core wedged)"
+    with pytest.raises(LinkTimeout) as info:
+        CoreClient(Scripted(None, []), timeout=0.1, recovery=0.0).ping()
+    assert str(info.value) == "no reply to PING within 0.1 s (link dead or core wedged)"
+
+
+def test_in_process_links_have_no_rate():
+    assert Transport.baudrate is None and LoopbackTransport(CoreModel(**TINY)).baudrate is None
+
+
 # --------------------------------------------------------------------------- CoreEngine == IntRefEngine
 
 def rand_q(rng, shape, bits, signed):
@@ -710,8 +816,21 @@ def test_serial_dead_link_raises_link_error_within_timeout(pty_core):
 
 
 def test_serial_missing_device_raises_link_error():
-    with pytest.raises(LinkError, match="cannot open serial device"):
+    with pytest.raises(LinkError, match="cannot open serial device '/dev/does-not-exist-dorefa' at 115200 baud"):
         SerialTransport("/dev/does-not-exist-dorefa", 115200, timeout=0.1)
+    with pytest.raises(LinkError, match="at 3000000 baud"):  # the default rate
+        SerialTransport("/dev/does-not-exist-dorefa", timeout=0.1)
+
+
+@pytest.mark.parametrize("baud", [None, 115_200, 3_000_000])
+def test_serial_port_opens_at_the_rate_a_pty_has_none(pty_core, baud):
+    rate = {} if baud is None else {"baudrate": baud}
+    with SerialTransport(pty_core.device, timeout=1.0, **rate) as transport:
+        assert transport.port.baudrate == (baud or 3_000_000)
+        assert transport.baudrate is None  # a pseudo-terminal: no UART whose rate could disagree
+        # so a core on it that reports a rate is not checked against the port's
+        pty_core.transport.core.info = P.CoreInfo(**{**vars(pty_core.transport.core.info), "baud": 9600})
+        assert CoreClient(transport, timeout=1.0).ping().baud == 9600
 
 
 # --------------------------------------------------------------------------- a device that echoes

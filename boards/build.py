@@ -12,7 +12,11 @@ gives the Verilog of the same design without running any tool
 
 The core runs from the FPGA's PLL (:class:`boards.top.BoardTop`): the report
 says the frequency asked (``freq_asked_mhz``), the one the PLL makes
-(``freq_mhz``, the clock constraint) and the PLL's setting (``pll``).
+(``freq_mhz``, the clock constraint) and the PLL's setting (``pll``); and the
+UART's rate asked (``baud_asked``, ``dorefa build --baud``), the one its
+divisor makes of that clock (``baud``, what PING reports), the divisor
+(``uart_divisor``) and the relative error between them (``baud_error``; at most
+:data:`sw.contract.backends.BAUD_TOLERANCE`, else the build is refused).
 nextpnr is run with ``--timing-allow-fail`` so that a design that misses its
 clock constraint still yields a report; :attr:`Report.timing_met` says
 whether it met it, and each clock its Fmax.
@@ -46,7 +50,7 @@ from pathlib import Path
 from hw.catalog import is_module_name
 
 from .pll import PLL, mhz
-from .top import BOARDS, BoardTop
+from .top import BOARDS, BoardTop, UARTRate
 
 __all__ = ["Report", "ClockReport", "build", "build_plan", "build_steps", "board_verilog",
            "parse_nextpnr_report", "toolchain_env", "tool_versions", "write_report", "NEXTPNR_REPORT", "STEPS"]
@@ -168,6 +172,13 @@ class Report:
     #: The PLL's setting: ``primitive``, reference ``in_mhz``, ``pfd_mhz``, ``vco_mhz`` and the
     #: divider ``params`` (:meth:`boards.pll.PLL.to_json`).
     pll: dict | None = None
+    #: The UART: the rate asked (``dorefa build --baud``), the rate achieved (``round(clock /
+    #: divisor)``, what PING reports), the divisor (core clock cycles a bit) and the relative
+    #: error ``|clock / divisor - asked| / asked`` (``None``: a report without its build's UART).
+    baud_asked: int | None = None
+    baud: int | None = None
+    uart_divisor: int | None = None
+    baud_error: float | None = None
     clocks: list[ClockReport] = field(default_factory=list)
     #: The widths asked for with ``--bits`` (``N`` or ``W,A,G``), or ``None``;
     #: the core serves every width up to ``core_params["max_bits"]`` at run time.
@@ -206,6 +217,9 @@ class Report:
                 line += (f"; {self.pll['primitive']} from {mhz(self.pll['in_mhz'] * 1e6)} MHz: {settings}, "
                          f"VCO {mhz(self.pll['vco_mhz'] * 1e6)} MHz")
             lines.append(line)
+        if self.baud is not None:
+            lines.append(f"UART: {self.baud} baud (asked {self.baud_asked}, error {100 * self.baud_error:.3f} %; "
+                         f"divisor {self.uart_divisor} cycles a bit)")
         if self.bits is not None:
             lines.append(f"built for --bits {','.join(map(str, self.bits))} (every width up to "
                          f"max_bits={self.core_params.get('max_bits', max(self.bits))} at run time)")
@@ -249,12 +263,13 @@ def _count_ffs_ice40(netlist: dict) -> int | None:
 def parse_nextpnr_report(report: dict, *, board: str, family: str, device: str = "",
                          core_params: dict | None = None, ffs: int | None = None,
                          bits: tuple[int, ...] | None = None, tools: dict | None = None,
-                         pll: PLL | None = None) -> Report:
+                         pll: PLL | None = None, uart: UARTRate | None = None) -> Report:
     """A :class:`Report` from nextpnr's ``--report`` JSON (``utilization`` and ``fmax``).
 
     ``ffs`` overrides the flip-flop count (iCE40 reports none of its own:
     FFs live in ``ICESTORM_LC`` cells); ``pll`` is the build's PLL setting
-    (the frequencies asked and achieved).
+    (the frequencies asked and achieved), ``uart`` its UART's rate
+    (:func:`boards.top.uart_rate`).
     """
     if not isinstance(report, dict) or "utilization" not in report:
         raise ValueError("not a nextpnr JSON report (no 'utilization')")
@@ -271,31 +286,35 @@ def parse_nextpnr_report(report: dict, *, board: str, family: str, device: str =
     if pll is not None:
         setting = pll.to_json()
         clock = dict(freq_asked_mhz=setting.pop("asked_mhz"), freq_mhz=setting.pop("achieved_mhz"), pll=setting)
+    if uart is not None:
+        clock.update(baud_asked=uart.asked, baud=uart.achieved, uart_divisor=uart.divisor, baud_error=uart.error)
     return Report(board=board, family=family, device=device, core_params=dict(core_params or {}),
                   resources=resources, luts=_sum(util, names["luts"]), ffs=ffs,
                   bram=_sum(util, names["bram"]), dsp=_sum(util, names["dsp"]), clocks=clocks,
                   bits=None if bits is None else tuple(bits), tools=dict(tools or {}), **clock)
 
 
-def build_plan(board: str, *, core_params: dict | None = None, freq_mhz=None, name: str = "top",
+def build_plan(board: str, *, core_params: dict | None = None, freq_mhz=None, baud=None, name: str = "top",
                **overrides):
-    """``(top, plan)``: ``BoardTop(board, freq_mhz=freq_mhz, **core_params)`` and its Amaranth
-    build plan (nothing run).
+    """``(top, plan)``: ``BoardTop(board, freq_mhz=freq_mhz, baud=baud, **core_params)`` and its
+    Amaranth build plan (nothing run); ``baud`` ``None`` is the board's default rate.
 
     ``overrides`` are the platform's toolchain overrides (``nextpnr_opts``,
     ``debug_verilog``, ...).  ``ValueError`` for an unknown board, bad core
-    parameters, a core clock the PLL cannot make or a design ``name`` that
-    is not a plain identifier.
+    parameters, a core clock the PLL cannot make, a UART rate that clock cannot
+    make (:func:`boards.top.uart_rate`) or a design ``name`` that is not a plain
+    identifier.
     """
     if not is_module_name(name):
         raise ValueError(f"design name {name!r} must be letters, digits and '_', not starting with a digit "
                          f"(it names the top module and the build's files)")
-    top = BoardTop(board, freq_mhz=freq_mhz, **(core_params or {}))
+    top = BoardTop(board, freq_mhz=freq_mhz, **({} if baud is None else {"baud": baud}), **(core_params or {}))
     plan = top.platform.build(top, name=name, do_build=False, **overrides)
     return top, plan
 
 
-def board_verilog(board: str, *, core_params: dict | None = None, freq_mhz=None, name: str = "top") -> str:
+def board_verilog(board: str, *, core_params: dict | None = None, freq_mhz=None, baud=None,
+                  name: str = "top") -> str:
     """Verilog of the design :func:`build` synthesises for ``board``: module ``name``, the board's pins as ports.
 
     Taken from the same build plan (with Amaranth's ``debug_verilog``
@@ -303,11 +322,13 @@ def board_verilog(board: str, *, core_params: dict | None = None, freq_mhz=None,
     (``uart_0__rx__io``, ``uart_0__tx__io``, ``led_0__io``, ``clk12_0__io``
     ...) and the pads are the FPGA family's I/O primitives (``SB_IO`` on
     iCE40) and the PLL (``SB_PLL40_PAD`` / ``EHXPLLL``) with the dividers
-    for ``freq_mhz`` (default: the board's).  The plan's pin constraints
+    for ``freq_mhz`` (default: the board's) and the UART divisor for ``baud``
+    (default: 3 Mbaud).  The plan's pin constraints
     (``.pcf`` / ``.lpf``: pin numbers, I/O standards, clock frequencies)
     head the text as a comment.
     """
-    _, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, name=name, debug_verilog=True)
+    _, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, name=name,
+                         debug_verilog=True)
     verilog = plan.files[f"{name}.debug.v"]
     constraints = [f for f in plan.files if f.endswith((".pcf", ".lpf"))]
     header = []
@@ -372,9 +393,10 @@ def _run_steps(plan, out_dir: Path, env: dict, *, runner, log) -> None:
     log(f"toolchain finished in {time.monotonic() - total:.0f} s")
 
 
-def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None, name: str = "top",
+def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None, baud=None, name: str = "top",
           bits: tuple[int, ...] | None = None, report_stem=None, runner=None, log=_log_stderr) -> Report:
-    """Synthesise, place and route ``BoardTop(board, freq_mhz=freq_mhz, **core_params)`` in ``out_dir``.
+    """Synthesise, place and route ``BoardTop(board, freq_mhz=freq_mhz, baud=baud, **core_params)``
+    in ``out_dir`` (``baud`` ``None``: the board's default rate, 3 Mbaud).
 
     Writes ``out_dir/report.json`` and ``out_dir/report.txt``, and also
     ``STEM.json`` / ``STEM.txt`` if ``report_stem`` is given.  ``bits`` (the
@@ -384,11 +406,12 @@ def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None
     (default: stderr) that says what runs and how long it usually takes, and
     is followed by one with the time it took.
 
-    Raises ``ValueError`` for an unknown board, bad core parameters or a core
-    clock the board's PLL cannot make (before running any tool) and ``OSError`` (``CalledProcessError`` is not one:
+    Raises ``ValueError`` for an unknown board, bad core parameters, a core
+    clock the board's PLL cannot make or a UART rate that clock cannot make
+    (before running any tool) and ``OSError`` (``CalledProcessError`` is not one:
     it propagates) if a tool is missing.
     """
-    top, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, name=name,
+    top, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, name=name,
                            synth_opts=BOARDS[board].synth_opts,
                            nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
     family = BOARDS[board].family
@@ -405,7 +428,7 @@ def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None
         ffs = _count_ffs_ice40(json.loads(netlist_path.read_text())) if netlist_path.exists() else None
     report = parse_nextpnr_report(raw, board=board, family=family, device=BOARDS[board].device,
                                   core_params=top.core_params, ffs=ffs, bits=bits,
-                                  tools=tool_versions(family, env), pll=top.pll)
+                                  tools=tool_versions(family, env), pll=top.pll, uart=top.uart)
     write_report(report, out_dir / "report")
     if report_stem is not None:
         write_report(report, report_stem)

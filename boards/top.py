@@ -8,6 +8,10 @@ board's oscillator (12 MHz / 25 MHz) feeds the FPGA's PLL (``SB_PLL40_PAD`` /
 frequency it can at or below ``freq_mhz`` (default :data:`DEFAULT_FREQ_MHZ`);
 that achieved frequency clocks the core's ``sync`` domain, sets the UART
 divisor and the idle timeout, and is the clock constraint nextpnr checks.
+The UART runs at ``baud`` (default :data:`sw.contract.backends.DEFAULT_BAUD`,
+3 Mbaud; 115,200 the fallback): :func:`uart_rate` picks the divisor and
+refuses a rate the clock cannot make within
+:data:`sw.contract.backends.BAUD_TOLERANCE`; PING reports the rate achieved.
 The core is held in reset until the PLL has locked (and 15 us more, for the
 iCE40's block RAMs, which read as zeroes for a few microseconds after
 configuration).  The board's UART (``platform.request("uart", 0)`` through
@@ -32,12 +36,14 @@ from amaranth.lib import io
 from amaranth.lib.cdc import FFSynchronizer
 
 from hw.core import UARTCore
+from hw.uart import MIN_DIVISOR
+from sw.contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD, baud_error, check_baud
 from sw.contract.core import CORE_DEFAULTS
 
-from .pll import MHZ, PLL, pll_for
+from .pll import MHZ, PLL, mhz, pll_for
 
-__all__ = ["BOARDS", "Board", "BoardTop", "CORE_PRESETS", "DEFAULT_FREQ_MHZ", "LockReset", "board_pll",
-           "freq_hz", "make_platform"]
+__all__ = ["BOARDS", "Board", "BoardTop", "CORE_PRESETS", "DEFAULT_FREQ_MHZ", "LockReset", "UARTRate",
+           "board_pll", "freq_hz", "make_platform", "uart_rate"]
 
 
 def _icebreaker():
@@ -68,11 +74,16 @@ BOARDS: dict[str, Board] = {
 }
 
 #: The core clock each board's PLL is asked for by default (MHz; ``dorefa build --freq``
-#: overrides it).  The PLL makes the highest frequency it can at or below it: 27.75 MHz
-#: on the iCEBreaker (from 12 MHz), 75 MHz on the ULX3S (from 25 MHz), just below the
-#: Fmax each preset closed (boards/reports/).
+#: overrides it).  The PLL makes the highest frequency it can at or below it; both
+#: defaults are whole multiples of 3 MHz the PLL makes exactly, so the UART's divisor
+#: hits 3 Mbaud (:data:`sw.contract.backends.DEFAULT_BAUD`) with no error: 27 MHz on the
+#: iCEBreaker (12 MHz x 72 / 32; 9 cycles a bit), 75 MHz on the ULX3S (25 MHz x 3;
+#: 25 cycles a bit).  Both lie below the Fmax each preset closed (boards/reports/; the
+#: iCEBreaker's preset closes about 30 MHz, so its old 27.75 MHz (--freq 28, 9.25 cycles a
+#: bit: 2.8 % off 3 Mbaud, outside BAUD_TOLERANCE) became 27 rather than 30, which
+#: would leave no margin).  At 115,200 baud the errors are 0.16 % and 0.006 %.
 DEFAULT_FREQ_MHZ: dict[str, int | float] = {
-    "icebreaker": 28,
+    "icebreaker": 27,
     "ulx3s": 75,
 }
 
@@ -118,6 +129,41 @@ def freq_hz(freq_mhz) -> Fraction:
     if value <= 0:
         raise ValueError(f"the core clock must be a positive number of MHz, got {freq_mhz!r}")
     return value * MHZ
+
+
+@dataclass(frozen=True)
+class UARTRate:
+    """A UART's bit rate on a clock: the rate ``asked``, the ``divisor`` (clock cycles a bit)
+    and the rate it makes, ``achieved = round(clk / divisor)``; ``error`` is
+    ``|clk / divisor - asked| / asked``."""
+    asked: int
+    divisor: int
+    achieved: int
+    error: float
+
+
+def uart_rate(clk_hz, baud) -> UARTRate:
+    """The divisor that brings a ``clk_hz`` clock nearest to ``baud`` bits per second.
+
+    ``ValueError`` (one line: what was asked, what is allowed) unless ``baud`` is a rate
+    of :data:`sw.contract.backends.BAUD_RANGE`, the divisor is at least
+    :data:`hw.uart.MIN_DIVISOR` cycles and the rate it makes is within
+    :data:`sw.contract.backends.BAUD_TOLERANCE` of ``baud``.
+    """
+    baud = check_baud(baud, "the UART's baud rate")
+    clk = Fraction(clk_hz)
+    divisor = round(clk / baud)
+    if divisor < MIN_DIVISOR:
+        raise ValueError(f"{baud} baud is too fast for a {mhz(clk)} MHz core clock: the UART needs at least "
+                         f"{MIN_DIVISOR} clock cycles a bit, so at most {math.floor(clk / MIN_DIVISOR)} baud "
+                         f"(or a faster --freq)")
+    error = float(baud_error(clk / divisor, baud))
+    if error > BAUD_TOLERANCE:
+        raise ValueError(f"{baud} baud is {100 * error:.2f} % off on a {mhz(clk)} MHz core clock (divisor "
+                         f"{divisor} makes {round(clk / divisor)} baud; at most {100 * BAUD_TOLERANCE:g} % is "
+                         f"allowed): ask for a --freq that is a multiple of the rate, or for a rate the clock "
+                         f"divides into")
+    return UARTRate(baud, divisor, round(clk / divisor), error)
 
 
 def board_pll(board: str, freq_mhz=None, platform=None) -> PLL:
@@ -172,7 +218,9 @@ class BoardTop(Elaboratable):
         The core clock asked for, MHz (default :data:`DEFAULT_FREQ_MHZ`); the PLL makes the
         highest frequency it can at or below it (:attr:`pll`, :attr:`clk_freq`).
     baud : int
-        UART bit rate (115200).
+        UART bit rate asked (default :data:`sw.contract.backends.DEFAULT_BAUD`, 3 Mbaud;
+        115200 the fallback): :func:`uart_rate` checks it against the achieved clock
+        (:attr:`uart`).
     **core_params
         :class:`hw.core.UARTCore` / ``TrainingCore`` parameters (``max_bits``, ``pe``,
         ``simd``, ...) over the board's preset :data:`CORE_PRESETS`.
@@ -184,9 +232,11 @@ class BoardTop(Elaboratable):
     clk_freq : float
         The core clock the PLL achieves, Hz: what the UART divisor, the idle timeout and the
         clock constraint are computed from.
+    uart : UARTRate
+        The UART's rate asked, divisor, rate achieved (what PING reports) and error.
     """
 
-    def __init__(self, platform_name: str, *, freq_mhz=None, baud: int = 115200, **core_params):
+    def __init__(self, platform_name: str, *, freq_mhz=None, baud: int = DEFAULT_BAUD, **core_params):
         if platform_name not in BOARDS:
             raise ValueError(f"unknown board {platform_name!r}; allowed: {', '.join(BOARDS)}")
         self.platform_name = platform_name
@@ -195,8 +245,9 @@ class BoardTop(Elaboratable):
         # ValueError before any synthesis.
         self.pll = board_pll(platform_name, freq_mhz, self.platform)
         self.clk_freq = self.pll.out_hz
+        self.uart = uart_rate(self.pll.f_out, baud)
         self.core_params = {**CORE_PRESETS[platform_name], **core_params}
-        self.core = UARTCore(self.clk_freq, baud, **self.core_params)
+        self.core = UARTCore(self.clk_freq, self.uart.asked, **self.core_params)
 
     def elaborate(self, platform):
         m = Module()

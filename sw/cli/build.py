@@ -2,8 +2,8 @@
 
 ::
 
-    dorefa build --board icebreaker|ulx3s [--freq MHZ] [--bits W,A,G] [--max-bits N] [--pe P] [--simd S] [--vectors V]
-                 [--out DIR] [--report STEM]
+    dorefa build --board icebreaker|ulx3s [--freq MHZ] [--baud BAUD] [--bits W,A,G] [--max-bits N] [--pe P]
+                 [--simd S] [--vectors V] [--out DIR] [--report STEM]
 
 runs :func:`boards.build.build` (YoWASP Yosys + nextpnr) and prints its
 resource / timing report (also written to ``DIR/report.txt`` and
@@ -16,6 +16,15 @@ The core runs from the FPGA's PLL: ``--freq MHZ`` asks for its clock
 the highest frequency it can at or below it (:mod:`boards.pll`); the report
 says both, and the Fmax nextpnr closed against the achieved one.  A
 frequency the PLL cannot make is a one-line error naming the range allowed.
+
+The host link is a UART at ``--baud BAUD`` bits per second (default
+3,000,000, what both boards' USB-UARTs run; ``--baud 115200`` is the slow
+fallback): its divisor is the achieved core clock over the rate, rounded
+(:func:`boards.top.uart_rate`).  A rate that needs fewer than 4 clock cycles a
+bit, or that the divisor misses by more than
+:data:`sw.contract.backends.BAUD_TOLERANCE` (2.5 %), is a one-line error.  The
+report says the rate asked, the rate achieved (what PING reports, and what the
+host must open the port at: ``serial:DEVICE@BAUD``) and the error.
 
 The core's parameters start from the board's preset
 (:data:`boards.top.CORE_PRESETS`); ``--pe``, ``--simd``, ``--max-bits`` ...
@@ -39,8 +48,9 @@ import sys
 from pathlib import Path
 
 from boards.pll import MHZ
-from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, board_pll, freq_hz
+from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, board_pll, freq_hz, uart_rate
 from hw.catalog import UNITS, UnitSpec, parse_assignments, widest_bits
+from sw.contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD, FALLBACK_BAUD
 
 from . import UsageError, command
 
@@ -82,6 +92,16 @@ def _freq(board: str, text: str):
     return freq
 
 
+def _baud(board: str, freq, text: str | None) -> int:
+    """``--baud``'s rate (default :data:`DEFAULT_BAUD`), once the UART can make it of the core
+    clock the PLL achieves for ``freq``."""
+    try:
+        return uart_rate(board_pll(board, freq).f_out, DEFAULT_BAUD if text is None else text).asked
+    except ValueError as exc:
+        flag = f"--baud {text}" if text is not None else f"the default --baud {DEFAULT_BAUD}"
+        raise UsageError(f"{flag}: {exc}") from None
+
+
 @command("build")
 def _build_command(parser):
     parser.add_argument("--board", metavar="BOARD", help=f"target board: {' | '.join(BOARDS)}")
@@ -89,6 +109,10 @@ def _build_command(parser):
     parser.add_argument("--freq", metavar="MHZ",
                         help=f"core clock asked of the FPGA's PLL, MHz (default: {defaults}); the PLL makes "
                              f"the highest frequency it can at or below it")
+    parser.add_argument("--baud", metavar="BAUD",
+                        help=f"the UART's bit rate (default {DEFAULT_BAUD}; {FALLBACK_BAUD} the fallback): the "
+                             f"divisor is the PLL's clock over it, at most {100 * BAUD_TOLERANCE:g} %% off; open "
+                             f"the board as serial:DEVICE@BAUD")
     parser.add_argument("--bits", metavar="W,A,G",
                         help="bitwidths the core must serve (or one width N): sets --max-bits to the widest "
                              "(each 1..8)")
@@ -112,6 +136,7 @@ def _build_command(parser):
             raise UsageError(f"unknown board {args.board!r}; allowed: {', '.join(BOARDS)}")
         stem = _report_stem(args.report) if args.report is not None else None
         freq = _freq(args.board, args.freq) if args.freq is not None else None
+        baud = _baud(args.board, freq, args.baud)
         try:
             assignments = [] if args.max_act_bits is None else [f"max_act_bits={args.max_act_bits}"]
             params = parse_assignments(board_core_spec(args.board), assignments, bits=args.bits,
@@ -123,7 +148,8 @@ def _build_command(parser):
         # build() checks the core parameters (ValueError -> exit 2) before running any tool.
         from boards.build import build
         try:
-            report = build(args.board, out, core_params=params, freq_mhz=freq, bits=bits, report_stem=stem)
+            report = build(args.board, out, core_params=params, freq_mhz=freq, baud=baud, bits=bits,
+                           report_stem=stem)
         except subprocess.CalledProcessError as exc:
             print(f"{_PROG}: error: the toolchain failed (exit {exc.returncode}); see the logs in {out}",
                   file=sys.stderr)

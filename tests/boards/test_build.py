@@ -3,7 +3,7 @@
 
 ``data/icebreaker_nextpnr_report.json`` is nextpnr-ice40's ``--report`` of the
 default iCEBreaker build (``dorefa build --board icebreaker``: the preset at
-27.75 MHz from the PLL), kept as nextpnr wrote it (``utilization``, ``fmax``,
+27 MHz from the PLL; the kept one is still the 27.75 MHz build), kept as nextpnr wrote it (``utilization``, ``fmax``,
 ``critical_paths``); ``data/ulx3s_nextpnr_report.json`` the same for the
 ULX3S (nextpnr-ecp5, 75 MHz).  Refresh both from the build directories
 (``build/<board>/nextpnr_report.json``) when the committed reports are
@@ -22,8 +22,9 @@ import pytest
 import boards.build
 from boards.build import build_plan, parse_nextpnr_report, tool_versions, write_report
 from boards.pll import ecp5_pll, ice40_pll
-from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, BoardTop
+from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, BoardTop, uart_rate
 from sw.cli import main
+from sw.contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD
 from sw.contract.core import CORE_DEFAULTS
 
 DATA = Path(__file__).parent / "data"
@@ -114,9 +115,24 @@ def test_report_says_the_frequencies_asked_and_achieved():
     ecp5 = parse_nextpnr_report({"utilization": {}}, board="ulx3s", family="ecp5", pll=ecp5_pll(25e6, 50e6))
     assert ("core clock: 50 MHz from the PLL (asked 50 MHz); EHXPLLL from 25 MHz: CLKI_DIV=1 CLKFB_DIV=2 "
             "CLKOP_DIV=12 CLKOP_CPHASE=5, VCO 600 MHz\n") in ecp5.to_text()
-    # a report without its build's PLL (an old raw report) says nothing of it
+    # a report without its build's PLL (an old raw report) says nothing of it, nor of the UART
     plain = parse_nextpnr_report(json.loads(ICE40_EXCERPT), board="icebreaker", family="ice40")
     assert plain.freq_mhz is None and "core clock" not in plain.to_text()
+    assert plain.baud is None and "UART" not in plain.to_text()
+
+
+def test_report_says_the_baud_asked_and_achieved():
+    """The UART's rate in the report: 19.875 MHz / 115200 = 172.5 -> 173 cycles, 114884.4 baud, 0.274 % slow."""
+    report = parse_nextpnr_report(json.loads(ICE40_EXCERPT), board="icebreaker", family="ice40",
+                                  pll=ice40_pll(12e6, 20e6), uart=uart_rate(19_875_000, 115_200))
+    data = json.loads(json.dumps(report.to_json()))
+    assert (data["baud_asked"], data["baud"], data["uart_divisor"]) == (115_200, 114_884, 173)
+    assert data["baud_error"] == pytest.approx(0.0027396, abs=1e-7)
+    assert "UART: 114884 baud (asked 115200, error 0.274 %; divisor 173 cycles a bit)\n" in report.to_text()
+    # the text's lines in order: the clock, then the UART it divides
+    lines = report.to_text().splitlines()
+    assert lines.index(next(l for l in lines if l.startswith("UART:"))) == 1 + lines.index(
+        next(l for l in lines if l.startswith("core clock:")))
 
 
 def test_count_ice40_ffs_in_a_netlist():
@@ -179,6 +195,15 @@ def test_committed_report_says_what_nextpnr_said(board, family):
     for clock in committed["clocks"]:
         assert f"clock {clock['name']}: Fmax {clock['fmax_mhz']:.2f} MHz" in text
     assert f"core clock: {committed['freq_mhz']:g} MHz from the PLL (asked {committed['freq_asked_mhz']:g} MHz)" in text
+    # the UART: the default rate, the divisor of the achieved clock, the rate PING reports
+    assert committed["baud_asked"] == DEFAULT_BAUD
+    divisor = committed["uart_divisor"]
+    assert divisor == round(committed["freq_mhz"] * 1e6 / DEFAULT_BAUD) >= 4
+    assert committed["baud"] == round(committed["freq_mhz"] * 1e6 / divisor)
+    assert committed["baud_error"] == pytest.approx(abs(committed["freq_mhz"] * 1e6 / divisor / DEFAULT_BAUD - 1))
+    assert committed["baud_error"] <= BAUD_TOLERANCE
+    assert (f"UART: {committed['baud']} baud (asked {DEFAULT_BAUD}, error {100 * committed['baud_error']:.3f} %; "
+            f"divisor {divisor} cycles a bit)\n") in text
 
 
 def test_ecp5_names_and_failed_timing():
@@ -242,7 +267,7 @@ def test_write_report_to_a_stem(ice40_report, tmp_path):
 
 def test_board_top_checks_parameters():
     assert set(BOARDS) == {"icebreaker", "ulx3s"}
-    assert BoardTop("icebreaker").clk_freq == 27_750_000  # from the PLL: 12 MHz * 74 / 32
+    assert BoardTop("icebreaker").clk_freq == 27_000_000  # from the PLL: 12 MHz * 72 / 32
     assert BoardTop("icebreaker").core_params == CORE_PRESETS["icebreaker"]
     assert BoardTop("ulx3s", freq_mhz=50, pe=2).clk_freq == 50_000_000  # 25 MHz * 2
     with pytest.raises(ValueError, match="unknown board 'de0'"):
@@ -281,9 +306,9 @@ def fake_build(monkeypatch, ice40_report):
     """Replace :func:`boards.build.build` by a recorder (no tools run)."""
     calls = []
 
-    def build(board, out_dir, *, core_params=None, freq_mhz=None, bits=None, report_stem=None):
-        calls.append(dict(board=board, out_dir=out_dir, core_params=core_params, freq_mhz=freq_mhz, bits=bits,
-                          report_stem=report_stem))
+    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, report_stem=None):
+        calls.append(dict(board=board, out_dir=out_dir, core_params=core_params, freq_mhz=freq_mhz, baud=baud,
+                          bits=bits, report_stem=report_stem))
         return parse_nextpnr_report(ice40_report, board=board, family="ice40",
                                     core_params={**CORE_DEFAULTS, **core_params}, bits=bits)
 
@@ -307,6 +332,7 @@ def test_cli_bits_set_max_bits_and_are_recorded(argv, max_bits, bits, fake_build
     act = {"max_act_bits": 2} if "--max-act-bits" in argv else {}
     assert call["core_params"] == {**CORE_PRESETS["ulx3s"], "pe": 2, "max_bits": max_bits, **act}
     assert call["bits"] == bits and call["freq_mhz"] is None  # the board's default
+    assert call["baud"] == DEFAULT_BAUD
     assert call["report_stem"] == tmp_path / "rep" / "ulx3s"
     out = capsys.readouterr().out
     assert f"max_bits={max_bits} pe=2" in out
@@ -335,8 +361,8 @@ def _assert_matches_committed(fresh_dir: Path, stem: Path, board: str) -> None:
 
 
 def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):
-    """One real build in the default suite: the board's preset fits the UP5K and meets the 27.75 MHz
-    the PLL makes of the 28 asked, as committed."""
+    """One real build in the default suite: the board's preset fits the UP5K and meets the 27 MHz
+    the PLL makes of the 27 asked, as committed; its UART runs at 3 Mbaud, 9 cycles a bit."""
     out, stem = tmp_path / "build", tmp_path / "icebreaker"
     assert main(["build", "--board", "icebreaker", "--out", str(out), "--report", str(stem)]) == 0
     assert "timing: met" in capsys.readouterr().out
@@ -345,10 +371,11 @@ def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):
     assert data["luts"][0] <= data["luts"][1] == 5280
     assert data["bram"][0] <= data["bram"][1] == 30
     (clock,) = data["clocks"]
-    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (28, 27.75)
-    assert data["pll"]["params"] == {"DIVR": 0, "DIVF": 73, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (27, 27)
+    assert data["pll"]["params"] == {"DIVR": 0, "DIVF": 71, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert (data["baud_asked"], data["baud"], data["uart_divisor"], data["baud_error"]) == (3_000_000, 3_000_000, 9, 0)
     # nextpnr checked the achieved frequency
-    assert clock["constraint_mhz"] == pytest.approx(27.75, rel=1e-4) and clock["fmax_mhz"] >= clock["constraint_mhz"]
+    assert clock["constraint_mhz"] == pytest.approx(27, rel=1e-4) and clock["fmax_mhz"] >= clock["constraint_mhz"]
     assert data["core_params"] == CORE_PRESETS["icebreaker"] and data["bits"] is None
     assert (out / "top.bin").stat().st_size > 0
     # The design built is the one `dorefa generate core --board icebreaker` writes out.
@@ -365,6 +392,7 @@ def test_ulx3s_default_build_matches_committed_report(tmp_path, capsys):
     assert data["fits"] and data["timing_met"]
     (clock,) = data["clocks"]
     assert (data["freq_asked_mhz"], data["freq_mhz"]) == (75, 75)
+    assert (data["baud_asked"], data["baud"], data["uart_divisor"], data["baud_error"]) == (3_000_000, 3_000_000, 25, 0)
     assert clock["constraint_mhz"] == pytest.approx(75.0, rel=1e-4)
     assert (out / "top.bit").stat().st_size > 0
     _assert_matches_committed(out, stem, "ulx3s")

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """boards.top: the core runs from the FPGA's PLL (its Verilog instance, its clock constraint, the UART
 divisor and idle timeout from the achieved frequency), held in reset until the PLL locks; the boards'
-default frequencies and core presets."""
+default frequencies and core presets; the UART's rate (divisor, achieved rate, error, refusals)."""
 
 import re
 
@@ -9,7 +9,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from boards.build import board_verilog
-from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, BoardTop, LockReset
+from boards.top import BOARDS, CORE_PRESETS, DEFAULT_FREQ_MHZ, BoardTop, LockReset, UARTRate, uart_rate
 from sw.cli import main
 from sw.contract.core import CORE_DEFAULTS
 from sw.contract.link import RX_IDLE_TIMEOUT_S
@@ -28,7 +28,7 @@ def _instance(text: str, cell: str) -> str:
 
 def test_one_default_frequency_and_one_core_preset_per_board():
     assert set(DEFAULT_FREQ_MHZ) == set(BOARDS) == set(CORE_PRESETS)
-    assert DEFAULT_FREQ_MHZ == {"icebreaker": 28, "ulx3s": 75}
+    assert DEFAULT_FREQ_MHZ == {"icebreaker": 27, "ulx3s": 75}
     # The measured presets (boards/reports/): the default limits, the boards' own arrays.
     assert CORE_PRESETS == {
         "icebreaker": {**CORE_DEFAULTS, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 1,
@@ -38,24 +38,87 @@ def test_one_default_frequency_and_one_core_preset_per_board():
     }
     for board in BOARDS:
         assert BoardTop(board).core_params == CORE_PRESETS[board]
-    # 12 MHz * 74 / 32 = 27.75 MHz (DIVR 0, DIVF 73, DIVQ 5): the highest at or below 28
-    assert BoardTop("icebreaker").clk_freq == 27_750_000
+    # 12 MHz * 72 / 32 = 27 MHz (DIVR 0, DIVF 71, DIVQ 5): 9 cycles a bit at 3 Mbaud, no error
+    icebreaker = BoardTop("icebreaker")
+    assert icebreaker.clk_freq == 27_000_000
+    assert icebreaker.pll.params == {"DIVR": 0, "DIVF": 71, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert icebreaker.uart == UARTRate(asked=3_000_000, divisor=9, achieved=3_000_000, error=0.0)
+    # 25 MHz * 3 = 75 MHz: 25 cycles a bit
+    assert BoardTop("ulx3s").uart == UARTRate(asked=3_000_000, divisor=25, achieved=3_000_000, error=0.0)
+
+
+def test_boards_report_the_achieved_rate_in_ping():
+    # 27 MHz / 115200 = 234.375: divisor 234 makes 115384.6 baud, PING says 115385
+    top = BoardTop("icebreaker", baud=115_200)
+    assert (top.core.divisor, top.core.achieved_baud, top.core.core.info.baud) == (234, 115_385, 115_385)
+    assert top.uart.error == pytest.approx(0.0016026, abs=1e-7)  # (115384.6 - 115200) / 115200
+    # 75 MHz / 115200 = 651.04: 115207.4 baud
+    top = BoardTop("ulx3s", baud=115_200)
+    assert (top.core.divisor, top.core.core.info.baud) == (651, 115_207)
+    assert BoardTop("ulx3s").core.core.info.baud == 3_000_000
+
+
+@pytest.mark.parametrize("clk, baud, rate", [
+    (27_000_000, 3_000_000, (9, 3_000_000, 0.0)),
+    # 50 MHz / 3 MHz = 16.67 -> 17 cycles: 2,941,176.5 baud, 1.96 % slow (within 2.5 %)
+    (50_000_000, 3_000_000, (17, 2_941_176, 0.0196078)),
+    # 4 cycles a bit exactly: the fastest the UART allows
+    (12_000_000, 3_000_000, (4, 3_000_000, 0.0)),
+    (48_000_000, 12_000_000, (4, 12_000_000, 0.0)),
+    ("19875000", "115200", (173, 114_884, 0.0027396)),
+])
+def test_uart_rate(clk, baud, rate):
+    got = uart_rate(int(clk), baud)
+    assert (got.asked, got.divisor, got.achieved) == (int(baud), *rate[:2])
+    assert got.error == pytest.approx(rate[2], abs=1e-6)
+
+
+@pytest.mark.parametrize("clk, baud, message", [
+    # 27.75 MHz / 3 MHz = 9.25: divisor 9 makes 3,083,333 baud, 2.78 % fast
+    (27_750_000, 3_000_000, "3000000 baud is 2.78 % off on a 27.75 MHz core clock (divisor 9 makes 3083333 "
+                            "baud; at most 2.5 % is allowed)"),
+    # 19.875 MHz / 3 MHz = 6.625: divisor 7 makes 2,839,286 baud, 5.36 % slow
+    (19_875_000, 3_000_000, "3000000 baud is 5.36 % off on a 19.875 MHz core clock"),
+    # 10 MHz / 3 MHz = 3.33 -> 3 cycles, fewer than the receiver's 4
+    (10_000_000, 3_000_000, "3000000 baud is too fast for a 10 MHz core clock: the UART needs at least 4 clock "
+                            "cycles a bit, so at most 2500000 baud"),
+    # 11 MHz / 3 MHz = 3.67 -> 4 cycles, but 2.75 Mbaud is 8.33 % slow
+    (11_000_000, 3_000_000, "3000000 baud is 8.33 % off on a 11 MHz core clock (divisor 4 makes 2750000 baud"),
+    (27_000_000, 0, "must be a whole number of bits per second in 300..12000000"),
+    (27_000_000, 20_000_000, "must be a whole number of bits per second in 300..12000000"),
+    (27_000_000, 3e6, "got 3000000.0"),
+    (27_000_000, "3M", "got '3M'"),
+    (27_000_000, True, "got True"),
+])
+def test_uart_rate_refusals(clk, baud, message):
+    with pytest.raises(ValueError) as info:
+        uart_rate(clk, baud)
+    assert message in str(info.value)
+
+
+def test_board_top_refuses_a_rate_its_clock_cannot_make():
+    # the iCEBreaker's old default clock, 27.75 MHz (--freq 28), misses 3 Mbaud by 2.78 %
+    with pytest.raises(ValueError, match=r"3000000 baud is 2\.78 % off on a 27\.75 MHz core clock"):
+        BoardTop("icebreaker", freq_mhz=28)
+    assert BoardTop("icebreaker", freq_mhz=28, baud=115_200).core.achieved_baud == 115_145  # divisor 241: 115145.2
 
 
 def test_icebreaker_core_runs_at_the_pll_frequency():
     # 12 MHz * 53 / 32 = 19.875 MHz (DIVR 0, DIVF 52, DIVQ 5): the highest at or below 20
-    top = BoardTop("icebreaker", freq_mhz=20)
+    top = BoardTop("icebreaker", freq_mhz=20, baud=115_200)
     assert top.clk_freq == 19_875_000
     assert top.core.divisor == round(19_875_000 / 115_200) == 173  # 12 MHz gave 104
     assert top.core.core.idle_timeout == round(RX_IDLE_TIMEOUT_S * 19_875_000)
     assert top.pll.params == {"DIVR": 0, "DIVF": 52, "DIVQ": 5, "FILTER_RANGE": 1}
     # asked in MHz, as a number or as text: 48 exactly (12 * 64 / 16)
     assert BoardTop("icebreaker", freq_mhz="48").clk_freq == BoardTop("icebreaker", freq_mhz=48.0).clk_freq == 48e6
+    assert BoardTop("icebreaker", freq_mhz=48).core.divisor == 16  # 3 Mbaud
 
 
 def test_ulx3s_core_runs_at_the_pll_frequency():
     top = BoardTop("ulx3s", freq_mhz=50, pe=2)
-    assert top.clk_freq == 50_000_000 and top.core.divisor == 434  # 25 MHz gave 217
+    assert top.clk_freq == 50_000_000 and top.core.divisor == 17  # 3 Mbaud, 1.96 % slow
+    assert BoardTop("ulx3s", freq_mhz=50, baud=115_200).core.divisor == 434  # 25 MHz gave 217
     assert top.pll.params == {"CLKI_DIV": 1, "CLKFB_DIV": 2, "CLKOP_DIV": 12, "CLKOP_CPHASE": 5}
     assert top.core_params == {**CORE_PRESETS["ulx3s"], "pe": 2}
 
@@ -72,7 +135,7 @@ def test_board_top_refuses_a_frequency_the_pll_cannot_make(freq, message):
 
 
 def test_icebreaker_verilog_has_the_pll():
-    text = board_verilog("icebreaker", freq_mhz=20)
+    text = board_verilog("icebreaker", freq_mhz=20, baud=115_200)
     pll = _instance(text, "SB_PLL40_PAD")
     # DIVR 0, DIVF 52 = 0x34, DIVQ 5, FILTER_RANGE 1, simple feedback; the 12 MHz pin drives it directly
     for setting in (".DIVR(4'h0)", ".DIVF(7'h34)", ".DIVQ(3'h5)", ".FILTER_RANGE(3'h1)", '.FEEDBACK_PATH("SIMPLE")',

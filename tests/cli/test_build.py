@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """``dorefa build``: the build's progress goes to stderr, its report to stdout, and a
 failed tool step is named (exit 1), with a stubbed tool runner (no tool runs here);
-``--freq`` / ``--pe`` / ``--simd``: their errors, and what they hand the build."""
+``--freq`` / ``--baud`` / ``--pe`` / ``--simd``: their errors, and what they hand the build."""
 
 from fractions import Fraction
 
@@ -53,6 +53,25 @@ def test_cli_failed_step_is_named(tmp_path, monkeypatch, capsys):
     ("icebreaker", ["--pe", "four"], ["--pe must be an integer, got 'four'"]),
     ("ulx3s", ["--simd", "65"], ["--simd: simd must be in 1..64, got 65"]),
     ("ulx3s", ["--simd", "x"], ["--simd must be an integer, got 'x'"]),
+    # --baud: a rate, in range, that the achieved clock divides into within 2.5 %
+    ("icebreaker", ["--baud", "3M"], ["dorefa build: error: --baud 3M: the UART's baud rate must be a whole number "
+                                      "of bits per second in 300..12000000 (e.g. 3000000, or 115200 the fallback), "
+                                      "got '3M'"]),
+    ("icebreaker", ["--baud", "0"], ["--baud 0:", "in 300..12000000", "got '0'"]),
+    ("ulx3s", ["--baud", "12500000"], ["--baud 12500000:", "in 300..12000000"]),
+    ("icebreaker", ["--baud", "-115200"], ["--baud -115200:", "got '-115200'"]),
+    ("icebreaker", ["--baud", "115200.0"], ["--baud 115200.0:", "whole number"]),
+    # 27 MHz / 4 cycles = 6.75 Mbaud at most
+    ("icebreaker", ["--baud", "12000000"], ["--baud 12000000: 12000000 baud is too fast for a 27 MHz core clock: "
+                                            "the UART needs at least 4 clock cycles a bit, so at most 6750000 baud"]),
+    # 27 MHz / 2 Mbaud = 13.5 -> 14 cycles: 1,928,571 baud, 3.57 % slow
+    ("icebreaker", ["--baud", "2000000"], ["--baud 2000000: 2000000 baud is 3.57 % off on a 27 MHz core clock "
+                                           "(divisor 14 makes 1928571 baud; at most 2.5 % is allowed)"]),
+    # the iCEBreaker's old clock, 27.75 MHz: 9.25 cycles a bit at the default rate
+    ("icebreaker", ["--freq", "28"], ["dorefa build: error: the default --baud 3000000: 3000000 baud is 2.78 % off "
+                                      "on a 27.75 MHz core clock"]),
+    ("icebreaker", ["--freq", "20", "--baud", "3000000"], ["--baud 3000000: 3000000 baud is 5.36 % off on a "
+                                                           "19.875 MHz core clock"]),
 ])
 def test_freq_pe_simd_errors(board, argv, patterns, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -65,11 +84,11 @@ def recorded(monkeypatch):
     """boards.build.build replaced by a recorder (no tool runs); returns the calls."""
     calls = []
 
-    def build(board, out_dir, *, core_params=None, freq_mhz=None, bits=None, report_stem=None):
-        calls.append(dict(board=board, core_params=core_params, freq_mhz=freq_mhz))
-        top = BoardTop(board, freq_mhz=freq_mhz, **core_params)
+    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, report_stem=None):
+        calls.append(dict(board=board, core_params=core_params, freq_mhz=freq_mhz, baud=baud))
+        top = BoardTop(board, freq_mhz=freq_mhz, baud=baud, **core_params)
         return parse_nextpnr_report(RAW, board=board, family=BOARDS[board].family, core_params=top.core_params,
-                                    pll=top.pll)
+                                    pll=top.pll, uart=top.uart)
 
     monkeypatch.setattr(boards.build, "build", build)
     return calls
@@ -81,15 +100,17 @@ RAW = {"utilization": {"ICESTORM_LC": {"used": 100, "available": 5280}},
 
 
 @pytest.mark.parametrize("board, argv, freq, line", [
-    # the default: 12 * 74 / 32
-    ("icebreaker", [], None, "core clock: 27.75 MHz from the PLL (asked 28 MHz); SB_PLL40_PAD from 12 MHz: "
-                             "DIVR=0 DIVF=73 DIVQ=5 FILTER_RANGE=1, VCO 888 MHz"),
+    # the default: 12 * 72 / 32
+    ("icebreaker", [], None, "core clock: 27 MHz from the PLL (asked 27 MHz); SB_PLL40_PAD from 12 MHz: "
+                             "DIVR=0 DIVF=71 DIVQ=5 FILTER_RANGE=1, VCO 864 MHz"),
     # 12 * 64 / 16
     ("icebreaker", ["--freq", "48"], 48, "core clock: 48 MHz from the PLL (asked 48 MHz); SB_PLL40_PAD from 12 MHz: "
                                          "DIVR=0 DIVF=63 DIVQ=4 FILTER_RANGE=1, VCO 768 MHz"),
-    # 25 / 7 * 9 = 32.142857: the highest at or below 33.3 (33.33 would be above)
-    ("ulx3s", ["--freq", "33.3"], Fraction(333, 10), "core clock: 32.142857 MHz from the PLL (asked 33.3 MHz); "
-                                                     "EHXPLLL from 25 MHz: CLKI_DIV=7 CLKFB_DIV=9 CLKOP_DIV=19"),
+    # 25 / 7 * 9 = 32.142857: the highest at or below 33.3 (33.33 would be above); 10.7 cycles a bit at
+    # 3 Mbaud would be 2.6 % off, so at the fallback rate
+    ("ulx3s", ["--freq", "33.3", "--baud", "115200"], Fraction(333, 10),
+     "core clock: 32.142857 MHz from the PLL (asked 33.3 MHz); EHXPLLL from 25 MHz: CLKI_DIV=7 CLKFB_DIV=9 "
+     "CLKOP_DIV=19"),
     ("ulx3s", ["--freq", "50"], 50, "core clock: 50 MHz from the PLL (asked 50 MHz); EHXPLLL from 25 MHz: "
                                     "CLKI_DIV=1 CLKFB_DIV=2 CLKOP_DIV=12 CLKOP_CPHASE=5, VCO 600 MHz"),
 ])
@@ -97,6 +118,27 @@ def test_freq_reaches_the_build_and_the_report(board, argv, freq, line, recorded
     assert main(["build", "--board", board, "--out", str(tmp_path / "out"), *argv]) == 0
     (call,) = recorded
     assert call["freq_mhz"] == freq
+    assert line in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("board, argv, baud, line", [
+    # the default rate: 27 MHz / 9, 75 MHz / 25
+    ("icebreaker", [], 3_000_000, "UART: 3000000 baud (asked 3000000, error 0.000 %; divisor 9 cycles a bit)"),
+    ("ulx3s", [], 3_000_000, "UART: 3000000 baud (asked 3000000, error 0.000 %; divisor 25 cycles a bit)"),
+    # the fallback: 27 MHz / 234 = 115384.6, 0.160 % fast
+    ("icebreaker", ["--baud", "115200"], 115_200,
+     "UART: 115385 baud (asked 115200, error 0.160 %; divisor 234 cycles a bit)"),
+    # 50 MHz / 17 = 2941176.5, 1.961 % slow: within the tolerance
+    ("ulx3s", ["--freq", "50"], 3_000_000,
+     "UART: 2941176 baud (asked 3000000, error 1.961 %; divisor 17 cycles a bit)"),
+    # 48 MHz / 4 = 12 Mbaud: the fastest rate
+    ("icebreaker", ["--freq", "48", "--baud", "12000000"], 12_000_000,
+     "UART: 12000000 baud (asked 12000000, error 0.000 %; divisor 4 cycles a bit)"),
+])
+def test_baud_reaches_the_build_and_the_report(board, argv, baud, line, recorded, tmp_path, capsys):
+    assert main(["build", "--board", board, "--out", str(tmp_path / "out"), *argv]) == 0
+    (call,) = recorded
+    assert call["baud"] == baud
     assert line in capsys.readouterr().out
 
 

@@ -195,8 +195,9 @@ class CoreModel:
             return error(P.Status.BAD_STATE, P.Detail.NO_THRESHOLDS)
         if h.count == 0:
             return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+        width = P.accumulator_width(cols, m_bits, h.bits)
         reply_size = (P.activation_reply_size(h.count, rows, self._t_bits) if h.activate
-                      else P.ACC_BYTES * h.count * rows)
+                      else P.accumulator_reply_size(h.count, rows, width))
         if reply_size > self.info.max_payload:
             return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
         if len(payload) != P.RUN_HEADER + P.packed_size(h.count * cols, h.bits):
@@ -208,7 +209,7 @@ class CoreModel:
         self.stats["vectors"] += h.count
         self.stats["macs"] += h.count * rows * cols
         if not h.activate:
-            return P.Status.OK, P.encode_accumulators(out)
+            return P.Status.OK, P.encode_accumulators(out, width)
         codes = apply_thresholds(torch.from_numpy(out), torch.from_numpy(self._thresholds[:rows]),
                                  torch.from_numpy(self._direction[:rows]))
         self.stats["activations"] += h.count * rows

@@ -124,7 +124,7 @@ def gemm_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, vectors, *,
     matrix = codes(rng, m_bits, (rows, cols))
     script = load_frames(matrix, m_bits, m_signed, chunk=chunk, max_payload=params["max_payload"])
     per_frame = min((params["max_payload"] - P.RUN_HEADER) * 8 // (cols * v_bits),
-                    params["max_payload"] // (P.ACC_BYTES * rows))
+                    (params["max_payload"] - P.RUN_REPLY_HEADER) // (P.accumulator_width(cols, m_bits, v_bits) * rows))
     vecs = codes(rng, v_bits, (vectors, cols))
     for start in range(0, vectors, per_frame):
         script.append(run_frame(vecs[start:start + per_frame], v_bits, v_signed, tag=0x80 + start))

@@ -388,23 +388,24 @@ class CoreClient:
         if activate and self._thresholds is None:
             raise ValueError("no thresholds loaded for this matrix: call load_thresholds first")
         info = self.info
-        rows, cols, _, _ = self._matrix
+        rows, cols, m_bits, _ = self._matrix
         vectors = _codes(vectors, 2, "vectors")
         bits = _bits(bits, "vector bits", info.max_bits)
         if vectors.shape[1] != cols:
             raise ValueError(f"vectors have {vectors.shape[1]} codes, the loaded matrix has {cols} columns")
         if vectors.size and (vectors.min() < 0 or vectors.max() >> bits):
             raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
-        reply_bits = self._thresholds if activate else 8 * P.ACC_BYTES
-        per_frame = min((info.max_payload - P.RUN_HEADER) * 8 // (cols * bits),
-                        info.max_payload * 8 // (reply_bits * rows), 0xFFFF)
+        width = P.accumulator_width(cols, m_bits, bits)
+        replies = (info.max_payload * 8 // (self._thresholds * rows) if activate
+                   else (info.max_payload - P.RUN_REPLY_HEADER) // (width * rows))
+        per_frame = min((info.max_payload - P.RUN_HEADER) * 8 // (cols * bits), replies, 0xFFFF)
         out = np.empty((vectors.shape[0], rows), dtype=np.int64)
         for start in range(0, vectors.shape[0], per_frame):
             chunk = vectors[start:start + per_frame]
             reply = self.request(P.Cmd.RUN, P.encode_run(bits, signed, chunk, activate=activate))
             out[start:start + chunk.shape[0]] = (
                 P.decode_activations(reply, chunk.shape[0], rows, self._thresholds) if activate
-                else P.decode_accumulators(reply, chunk.shape[0], rows))
+                else P.decode_accumulators(reply, chunk.shape[0], rows, width))
         return out
 
     def matmul(self, vectors, v_bits: int, v_signed: bool, matrix, m_bits: int, m_signed: bool) -> np.ndarray:

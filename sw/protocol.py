@@ -102,10 +102,16 @@ Commands (request payload -> OK reply payload)
     3 flags u8 (bit 0: signed; bit 1: activate, only if max_act_bits > 0; others 0)
     4 data: count*cols codes, vector after vector, ceil(count*cols*bits/8) bytes
 
-  -> without ``activate``: ``count * rows`` accumulators, int32
-  little-endian, ``out[v][r]`` at byte ``4 * (v * rows + r)``.  int32 always
-  suffices: ``|out| <= cols * n_m * n_v`` and the invariants below bound
-  ``cols`` by ``8 * 4092 / max_bits`` (at 8 bits: ``4092 * 255 * 255 < 2**28``).
+  -> without ``activate``: :data:`RUN_REPLY_HEADER` (1 byte: ``width``)
+  then ``count * rows`` accumulators of ``width`` bytes each, two's
+  complement little-endian, ``out[v][r]`` at byte ``1 + width * (v * rows +
+  r)``.  ``width`` is the fewest bytes (1..4) whose two's complement holds
+  the product's bound ``cols * n_m * n_v`` (``cols`` of the loaded matrix,
+  ``n = 2**bits - 1`` of either side, whatever the readings;
+  :func:`accumulator_width`): 2 bytes for a 256-column product of 1-bit by
+  2-bit codes (bound 768), 1 byte at 42 columns.  int32 always suffices:
+  the invariants below bound ``cols`` by ``8 * 4092 / max_bits`` (at 8 bits:
+  ``4092 * 255 * 255 < 2**28``).
   With ``activate``: ``count * rows`` activation codes of the thresholds'
   ``bits`` (``A``), packed like any codes, ``code[v][r]`` being code number
   ``v * rows + r``: ``ceil(count * rows * A / 8)`` bytes.
@@ -171,7 +177,7 @@ cannot wedge it; a host that gave up on a reply waits
 
 Core invariants (checked by the driver on PING): one vector and its reply
 always fit in a frame: ``max_payload >= RUN_HEADER + ceil(max_cols*max_bits/8)``,
-``max_payload >= 4 * max_rows`` and ``max_payload >= LOAD_HEADER + 1``.
+``max_payload >= 1 + 4 * max_rows`` and ``max_payload >= LOAD_HEADER + 1``.
 
 Host-side exceptions: :class:`ProtocolError` > :class:`LinkError` (the link
 is dead or absent; also a ``ConnectionError``) > :class:`LinkTimeout` (no
@@ -193,13 +199,14 @@ from .contract.core import CoreInfo
 from .contract.link import (ACC_BYTES, CRC_INIT, CRC_POLY, CRC_SIZE, CRC_WIDTH, DIRECTION_NEGATIVE, ERROR_FIELDS,
                             ERROR_PAYLOAD, FLAG_ACTIVATE, FRAME_FIELDS, FLAG_SIGNED, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS,
                             LOAD_HEADER, MAX_PAYLOAD, OVERHEAD, PING_REPLY, PROTOCOL_VERSION,
-                            RUN_FIELDS, RUN_HEADER, RX_IDLE_TIMEOUT_S, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS,
-                            THRESHOLD_HEADER, Cmd, Detail, Status, activation_reply_size, packed_size,
-                            threshold_record_size)
+                            RUN_FIELDS, RUN_HEADER, RUN_REPLY_FIELDS, RUN_REPLY_HEADER, RX_IDLE_TIMEOUT_S, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS,
+                            THRESHOLD_HEADER, Cmd, Detail, Status, accumulator_bound, accumulator_reply_size,
+                            accumulator_width, activation_reply_size, packed_size, threshold_record_size)
 
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "MAX_PAYLOAD", "MAX_CODE_BITS",
-    "ACC_BYTES", "RX_IDLE_TIMEOUT_S", "HOST_RECOVERY_S", "LOAD_HEADER", "RUN_HEADER", "PING_REPLY",
+    "ACC_BYTES", "RX_IDLE_TIMEOUT_S", "HOST_RECOVERY_S", "LOAD_HEADER", "RUN_HEADER", "RUN_REPLY_HEADER",
+    "PING_REPLY",
     "ERROR_PAYLOAD", "FLAG_SIGNED", "FLAG_ACTIVATE", "THRESHOLD_HEADER", "THRESHOLD_BYTES", "DIRECTION_NEGATIVE",
     "Cmd", "Status", "Detail", "command_name",
     "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError",
@@ -207,7 +214,8 @@ __all__ = [
     "packed_size", "pack_codes", "unpack_codes",
     "CoreInfo", "check_core_info", "LoadMatrix", "Run", "LoadThresholds", "check_directions",
     "encode_ping_reply", "decode_ping_reply", "encode_load_matrix", "decode_load_matrix_header",
-    "encode_run", "decode_run_header", "encode_accumulators", "decode_accumulators",
+    "encode_run", "decode_run_header", "accumulator_bound", "accumulator_width", "accumulator_reply_size",
+    "encode_accumulators", "decode_accumulators",
     "threshold_record_size", "encode_load_thresholds", "decode_load_thresholds_header",
     "activation_reply_size", "decode_activations",
     "encode_error", "decode_error",
@@ -503,20 +511,32 @@ def decode_run_header(payload: bytes) -> Run:
     return Run(count, bits, flags, bytes(payload[RUN_HEADER:]))
 
 
-def encode_accumulators(out) -> bytes:
-    """RUN reply payload: ``out`` (``(count, rows)`` integers) as int32 LE."""
+def encode_accumulators(out, width: int) -> bytes:
+    """RUN reply payload: the width byte, then ``out`` (``(count, rows)`` integers) as
+    ``width``-byte two's complement little-endian."""
     out = np.asarray(out, dtype=np.int64)
-    if out.size and (out.min() < -(1 << 31) or out.max() >= 1 << 31):
-        raise OverflowError("accumulator outside int32")
-    return out.astype("<i4").tobytes()
+    if not 1 <= width <= ACC_BYTES:
+        raise ValueError(f"accumulator width must be 1..{ACC_BYTES} bytes, got {width}")
+    if out.size and (out.min() < -(1 << (8 * width - 1)) or out.max() >= 1 << (8 * width - 1)):
+        raise OverflowError(f"accumulator outside {width}-byte two's complement")
+    data = out.astype("<i8").reshape(-1, 1).view(np.uint8)[:, :width] if out.size else np.zeros((0, width))
+    return RUN_REPLY_FIELDS.pack(width) + np.ascontiguousarray(data, dtype=np.uint8).tobytes()
 
 
-def decode_accumulators(payload: bytes, count: int, rows: int) -> np.ndarray:
-    """``(count, rows)`` int64 from a RUN reply payload."""
-    if len(payload) != ACC_BYTES * count * rows:
+def decode_accumulators(payload: bytes, count: int, rows: int, width: int) -> np.ndarray:
+    """``(count, rows)`` int64 from a RUN reply payload whose accumulators must be
+    ``width`` bytes (:func:`accumulator_width` of the product)."""
+    if len(payload) < RUN_REPLY_HEADER or RUN_REPLY_FIELDS.unpack(payload)[0] != width:
+        got = RUN_REPLY_FIELDS.unpack(payload)[0] if len(payload) >= RUN_REPLY_HEADER else None
+        raise FramingError(f"RUN reply states {got}-byte accumulators, expected {width}")
+    size = accumulator_reply_size(count, rows, width)
+    if len(payload) != size:
         raise FramingError(f"RUN reply has {len(payload)} payload bytes, expected "
-                           f"{ACC_BYTES * count * rows} ({count} vectors x {rows} rows x int32)")
-    return np.frombuffer(payload, dtype="<i4").astype(np.int64).reshape(count, rows)
+                           f"{size} (1 + {count} vectors x {rows} rows x {width} bytes)")
+    data = np.frombuffer(payload, dtype=np.uint8, offset=RUN_REPLY_HEADER).reshape(-1, width).astype(np.int64)
+    values = sum(data[:, i] << (8 * i) for i in range(width))
+    sign = np.int64(1) << (8 * width - 1)
+    return ((values ^ sign) - sign).reshape(count, rows)
 
 
 @dataclass(frozen=True)

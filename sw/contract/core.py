@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 from .codes import MAX_CODE_BITS, levels
 from .link import (ACC_BYTES, LOAD_HEADER, MAX_PAYLOAD, PING_FIELDS, PROTOCOL_VERSION, RUN_HEADER,
-                   THRESHOLD_HEADER, packed_size, threshold_record_size)
+                   THRESHOLD_HEADER, accumulator_reply_size, packed_size, threshold_record_size)
 
 __all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "ACC_LIMIT", "config_params"]
 
@@ -56,7 +56,7 @@ class CoreConfig:
         if self.max_payload < RUN_HEADER + packed_size(self.max_cols, self.max_bits):
             problems.append(f"one vector of {self.max_cols} {self.max_bits}-bit codes does not fit "
                             f"a {self.max_payload}-byte payload")
-        if self.max_payload < ACC_BYTES * self.max_rows:
+        if self.max_payload < accumulator_reply_size(1, self.max_rows, ACC_BYTES):
             problems.append(f"one reply of {self.max_rows} accumulators does not fit a "
                             f"{self.max_payload}-byte payload")
         if not 0 <= self.max_act_bits <= MAX_CODE_BITS:

@@ -22,16 +22,18 @@ __all__ = [
     "CRC_WIDTH", "CRC_POLY", "CRC_INIT", "CRC_REFLECT_INPUT", "CRC_REFLECT_OUTPUT", "CRC_XOR_OUTPUT",
     "CRC_CHECK", "CRC_RESIDUE",
     "Cmd", "Status", "Detail", "FLAG_SIGNED", "FLAG_ACTIVATE", "FLAGS", "DIRECTION_NEGATIVE",
-    "Field", "Header", "FRAME_FIELDS", "LOAD_FIELDS", "RUN_FIELDS", "THRESHOLD_FIELDS", "PING_FIELDS",
-    "ERROR_FIELDS", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "LOAD_HEADER", "RUN_HEADER", "THRESHOLD_HEADER",
-    "PING_REPLY", "ERROR_PAYLOAD",
-    "packed_size", "threshold_record_size", "activation_reply_size",
+    "Field", "Header", "FRAME_FIELDS", "LOAD_FIELDS", "RUN_FIELDS", "RUN_REPLY_FIELDS", "THRESHOLD_FIELDS",
+    "PING_FIELDS", "ERROR_FIELDS", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "LOAD_HEADER", "RUN_HEADER",
+    "RUN_REPLY_HEADER", "THRESHOLD_HEADER", "PING_REPLY", "ERROR_PAYLOAD",
+    "packed_size", "threshold_record_size", "accumulator_bound", "accumulator_width", "accumulator_reply_size",
+    "activation_reply_size",
 ]
 
-PROTOCOL_VERSION = 2     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING
+PROTOCOL_VERSION = 3     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
+#                          3: RUN replies accumulators only as wide as their bound (a width byte first)
 SYNC = 0xA5
 MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
-ACC_BYTES = 4            # int32 accumulators
+ACC_BYTES = 4            # the widest accumulator: int32
 THRESHOLD_BYTES = 4      # int32 thresholds
 
 #: A core drops a partial frame after this idle gap (seconds) ...
@@ -151,6 +153,8 @@ LOAD_FIELDS = Header("LOAD_MATRIX", Field("rows", 2), Field("cols", 2), Field("b
                      Field("offset", 4), Field("count", 2))
 #: RUN payload header; packed vector codes follow.
 RUN_FIELDS = Header("RUN", Field("count", 2), Field("bits", 1), Field("flags", 1))
+#: A RUN reply's header (accumulators, not activations): the bytes of each accumulator.
+RUN_REPLY_FIELDS = Header("RUN reply", Field("width", 1))
 #: LOAD_THRESHOLDS payload header; ``count`` row records follow (:func:`threshold_record_size`).
 THRESHOLD_FIELDS = Header("LOAD_THRESHOLDS", Field("offset", 2), Field("count", 2), Field("bits", 1),
                           Field("flags", 1))
@@ -166,6 +170,7 @@ CRC_SIZE = CRC_WIDTH // 8
 OVERHEAD = HEADER_SIZE + CRC_SIZE
 LOAD_HEADER = LOAD_FIELDS.size
 RUN_HEADER = RUN_FIELDS.size
+RUN_REPLY_HEADER = RUN_REPLY_FIELDS.size
 THRESHOLD_HEADER = THRESHOLD_FIELDS.size
 PING_REPLY = PING_FIELDS.size
 ERROR_PAYLOAD = ERROR_FIELDS.size
@@ -183,6 +188,24 @@ def threshold_record_size(bits: int) -> int:
     the direction byte, then ``2**bits - 1`` int32 thresholds.  A size, not a check:
     any ``bits`` a header may carry (0 included) gives one."""
     return 1 + THRESHOLD_BYTES * ((1 << int(bits)) - 1)
+
+
+def accumulator_bound(cols: int, m_bits: int, v_bits: int) -> int:
+    """``max|acc|`` of a ``cols``-long product of ``m_bits`` by ``v_bits`` codes in either
+    reading: ``cols * n_m * n_v`` (signed odd codes reach ``+-n``)."""
+    return int(cols) * ((1 << int(m_bits)) - 1) * ((1 << int(v_bits)) - 1)
+
+
+def accumulator_width(cols: int, m_bits: int, v_bits: int) -> int:
+    """Bytes of each accumulator in a RUN reply: the fewest (1 .. :data:`ACC_BYTES`) whose
+    two's complement holds :func:`accumulator_bound`."""
+    bound = accumulator_bound(cols, m_bits, v_bits)
+    return next((w for w in range(1, ACC_BYTES) if bound < 1 << (8 * w - 1)), ACC_BYTES)
+
+
+def accumulator_reply_size(count: int, rows: int, width: int) -> int:
+    """Payload bytes of a RUN reply of ``count * rows`` accumulators of ``width`` bytes."""
+    return RUN_REPLY_HEADER + int(width) * int(count) * int(rows)
 
 
 def activation_reply_size(count: int, rows: int, bits: int) -> int:

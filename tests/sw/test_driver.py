@@ -98,8 +98,9 @@ def test_core_model_load_and_run_bytes():
     status, payload = wire(Cmd.RUN, P.encode_run(1, False, v))
     assert status == Status.OK
     expected = v @ (2 * m - 3).T  # [[-3+1, 3-1], [-3-1+1, 3+1-1]]
-    assert payload == P.encode_accumulators(expected)
-    np.testing.assert_array_equal(P.decode_accumulators(payload, 2, 2), [[-2, 2], [-3, 3]])
+    # 3 columns of 2-bit by 1-bit codes: |acc| <= 9, one byte each after the width byte
+    assert payload == bytes([1, 0xFE, 0x02, 0xFD, 0x03])
+    np.testing.assert_array_equal(P.decode_accumulators(payload, 2, 2, 1), [[-2, 2], [-3, 3]])
     np.testing.assert_array_equal(wire.core.matrix, m)
 
 
@@ -142,7 +143,8 @@ def test_core_model_load_errors_in_order(payload, status, detail):
     (run(1, bits=0), Status.BAD_PARAMS, Detail.BITS),
     (run(1, flags=0x80), Status.BAD_PARAMS, Detail.FLAGS),
     (run(0), Status.BAD_PARAMS, Detail.COUNT),
-    (run(3), Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),  # 3 vectors x 8 rows x 4 bytes > 64
+    (run(8), Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),  # 1 + 8 vectors x 8 rows x 1 byte > 64
+    (run(4, bits=8), Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),  # 3 * 3 * 255: 2 bytes; 1 + 4 x 8 x 2 > 64
     (run(2) + b"\x00", Status.BAD_LENGTH, Detail.NONE),
     (run(2, cols=5), Status.BAD_LENGTH, Detail.NONE),
 ])
@@ -218,7 +220,8 @@ def test_core_model_activated_run_counts_thresholds_passed(act_bits):
     np.testing.assert_array_equal(P.decode_activations(payload, 3, 8, act_bits), want)
     assert wire.core.stats["activations"] == 24
     # the plain RUN still answers accumulators
-    assert wire(Cmd.RUN, P.encode_run(3, False, v[:1])) == (Status.OK, P.encode_accumulators(acc[:1]))
+    width = P.accumulator_width(5, 2, 3)  # 5 * 3 * 7 = 105: one byte
+    assert wire(Cmd.RUN, P.encode_run(3, False, v[:1])) == (Status.OK, P.encode_accumulators(acc[:1], width))
 
 
 @pytest.mark.parametrize("payload, status, detail", [

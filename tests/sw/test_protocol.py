@@ -244,17 +244,49 @@ def test_run_payload_golden():
         P.encode_run(3, False, [1, 2])
 
 
+@pytest.mark.parametrize("width, out, hex_", [
+    (1, [[127, -128, -1]], "01 7f 80 ff"),
+    (2, [[768, -768], [-32768, 32767]], "02 0003 00fd 0080 ff7f"),
+    (3, [[-(1 << 23), (1 << 23) - 1]], "03 000080 ffff7f"),
+])
+def test_narrow_accumulators_are_twos_complement_little_endian(width, out, hex_):
+    data = P.encode_accumulators(out, width)
+    assert data == bytes.fromhex(hex_)
+    rows = len(out[0])
+    np.testing.assert_array_equal(P.decode_accumulators(data, len(out), rows, width), out)
+    with pytest.raises(P.FramingError, match=f"states {width}-byte accumulators, expected 4"):
+        P.decode_accumulators(data, len(out), rows, 4)
+    with pytest.raises(OverflowError, match=f"{width}-byte"):
+        P.encode_accumulators([[1 << (8 * width - 1)]], width)
+
+
+@pytest.mark.parametrize("cols, m_bits, v_bits, bound, width", [
+    (42, 1, 2, 126, 1),        # 42 * 1 * 3: the widest 1-byte product at 1 x 2 bits
+    (43, 1, 2, 129, 2),
+    (256, 1, 2, 768, 2),       # the digits net's forward products
+    (32, 1, 6, 2016, 2),       # its backward-input
+    (64, 6, 2, 12096, 2),      # its backward-weight
+    (520, 8, 1, 132600, 3),
+    (129, 8, 8, 8388225, 3),   # just under 2**23
+    (130, 8, 8, 8453250, 4),
+])
+def test_accumulator_width_is_the_fewest_bytes_holding_the_bound(cols, m_bits, v_bits, bound, width):
+    assert P.accumulator_bound(cols, m_bits, v_bits) == bound
+    assert P.accumulator_width(cols, m_bits, v_bits) == width
+    assert P.accumulator_reply_size(3, 5, width) == 1 + 15 * width
+
+
 def test_accumulators_and_ping_reply():
     out = np.array([[1, -1, 2**31 - 1], [-(2**31), 0, 7]])
-    data = P.encode_accumulators(out)
-    assert data[:8] == bytes.fromhex("01000000 ffffffff")
-    np.testing.assert_array_equal(P.decode_accumulators(data, 2, 3), out)
+    data = P.encode_accumulators(out, 4)
+    assert data[:9] == bytes.fromhex("04 01000000 ffffffff")
+    np.testing.assert_array_equal(P.decode_accumulators(data, 2, 3, 4), out)
     with pytest.raises(OverflowError):
-        P.encode_accumulators([2**31])
-    with pytest.raises(P.FramingError):
-        P.decode_accumulators(data, 3, 3)
+        P.encode_accumulators([2**31], 4)
+    with pytest.raises(P.FramingError, match="payload bytes"):
+        P.decode_accumulators(data, 3, 3, 4)
     info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4)
-    version = f"{P.PROTOCOL_VERSION:02x}"
+    version = "03"  # protocol 3
     # baud u32 last: 0 for a core without a UART (the default)
     assert P.encode_ping_reply(info) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000")
     assert P.decode_ping_reply(P.encode_ping_reply(info)) == info
@@ -276,7 +308,7 @@ def test_accumulators_and_ping_reply():
     dict(version=1), dict(max_bits=9), dict(max_rows=0), dict(max_payload=4097), dict(max_act_bits=9),
     dict(max_act_bits=8),  # 6 + 1 + 4 * 255 bytes > 1024
     dict(max_cols=1021),  # 4 + 1021 bytes > 1024
-    dict(max_rows=257),   # 257 * 4 > 1024
+    dict(max_rows=256),   # 1 + 256 * 4 > 1024
 ])
 def test_core_info_invariants(bad):
     fields = dict(version=P.PROTOCOL_VERSION, max_bits=8, pe=1, simd=1, max_rows=64, max_cols=512, max_payload=1024)

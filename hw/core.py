@@ -23,7 +23,9 @@ Datapath
                  (vector planes, vector sums); START; the engine's MacArray walks
                  the plane pairs of every row group, SignedCorrection makes each
                  value, the result memory holds the tile; then per vector and row:
-                 int32 LE bytes, or, activated: threshold memory -> one comparator
+                 the value's low `width` bytes, LE (the reply's width byte first: the
+                 fewest bytes holding cols * n_m * n_v, sw.contract.link.accumulator_width),
+                 or, activated: threshold memory -> one comparator
                  key(acc) >= key(T), one threshold per cycle -> count of passes =
                  code -> CodePacker
               | reply body (status, tag, LEN, payload) as it is made
@@ -235,8 +237,8 @@ class TrainingCore(wiring.Component):
     Requests are taken at one byte per cycle.  The reply's SYNC leaves
     about five cycles after a request's last CRC byte (the receiver's
     event, three cycles of checks; a BAD_LENGTH reply right after LEN_H);
-    a RUN then sends its 4 header bytes and each tile's values once the
-    tile is computed (module docstring: cycles per RUN, :meth:`run_cycles`);
+    a RUN then sends its 4 header bytes (and, for accumulators, the width
+    byte) and each tile's values once the tile is computed (module docstring: cycles per RUN, :meth:`run_cycles`);
     an activated RUN its packed codes as they are made.  One request at a
     time.
     """
@@ -436,10 +438,10 @@ class TrainingCore(wiring.Component):
         m.d.comb += matrix_ready.eq(has_shape & (m_loaded == m_total))
 
         # Products for the checks, registered (the event is stable while it waits).
-        # More vectors never fit a reply: of accumulators (4 bytes each), or
-        # of activation codes (>= 1 bit each).  Products of a truncated count
-        # are used only once the count passed these bounds.
-        max_run_count = self._max_payload // L.ACC_BYTES
+        # More vectors never fit a reply: of accumulators (the width byte and at
+        # least 1 byte each), or of activation codes (>= 1 bit each).  Products of
+        # a truncated count are used only once the count passed these bounds.
+        max_run_count = self._max_payload - L.RUN_REPLY_HEADER
         max_count = 8 * self._max_payload if act_bits else max_run_count
         count_bits = bits_for(max_count)
         bits_bits = bits_for(MAX_CODE_BITS)  # a bits field that passed its check
@@ -455,6 +457,22 @@ class TrainingCore(wiring.Component):
             p_run_codes.eq(r_count[:count_bits] * m_cols),
             p_run_bits.eq(p_run_codes * r_bits[:bits_bits]),
         ]
+        # An accumulator's bytes in the reply (L.accumulator_width): the fewest whose
+        # two's complement holds cols * n_m * n_v, by shifts (n = 2**bits - 1):
+        # cols * n_m from the held matrix, times n_v of the request (CHECK1), the
+        # width (CHECK2).  A bits field past max_bits is refused before it matters.
+        run_shift = r_bits[:bits_for(max_bits)]
+        p_cols_nm = Signal(range(self._max_cols * ((1 << max_bits) - 1) + 1))
+        p_bound = Signal(len(p_cols_nm) + (1 << len(run_shift)) - 1)
+        p_width = Signal(range(L.ACC_BYTES + 1))
+        m.d.sync += [
+            p_cols_nm.eq((m_cols << m_bits) - m_cols),
+            p_bound.eq((p_cols_nm << run_shift) - p_cols_nm),
+            p_width.eq(L.ACC_BYTES),
+        ]
+        for width in reversed(range(1, L.ACC_BYTES)):
+            with m.If(p_bound < 1 << (8 * width - 1)):
+                m.d.sync += p_width.eq(width)
         if act_bits:
             t_bits = Signal(range(act_bits + 1))  # of the threshold set
             t_loaded = Signal(range(self._max_rows + 1))  # rows with thresholds
@@ -479,7 +497,9 @@ class TrainingCore(wiring.Component):
         k_run_too_big = Signal()  # RUN: the reply cannot fit a frame
         k_run_length = Signal()  # RUN: LEN is not the header and the packed vectors
         reply_size = Signal(16)  # RUN: the reply's payload bytes
-        acc_too_big = (r_count > max_run_count) | (p_reply * L.ACC_BYTES > self._max_payload)
+        acc_bytes = L.RUN_REPLY_HEADER + Mux(p_width[1], Mux(p_width[0], p_reply + (p_reply << 1), p_reply << 1),
+                                             Mux(p_width[0], p_reply, p_reply << 2))  # 1 + width * count * rows
+        acc_too_big = (r_count > max_run_count) | (acc_bytes > self._max_payload)
         m.d.sync += [
             k_load_count.eq((l_count == 0) | (l_offset + l_count > p_total)),
             k_load_length.eq(length != L.LOAD_HEADER + ((p_load_bits + 7) >> 3)),
@@ -492,12 +512,12 @@ class TrainingCore(wiring.Component):
                 # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
                 k_run_too_big.eq(Mux(r_activate, (r_count > max_count) | (p_act_bits > 8 * self._max_payload),
                                      acc_too_big)),
-                reply_size.eq(Mux(r_activate, (p_act_bits + 7) >> 3, p_reply * L.ACC_BYTES)),
+                reply_size.eq(Mux(r_activate, (p_act_bits + 7) >> 3, acc_bytes)),
                 k_thr_count.eq((h_count == 0) | (h_offset + h_count > m_rows)),
                 k_thr_length.eq(length != L.THRESHOLD_HEADER + p_records),
             ]
         else:
-            m.d.sync += [k_run_too_big.eq(acc_too_big), reply_size.eq(p_reply * L.ACC_BYTES)]
+            m.d.sync += [k_run_too_big.eq(acc_too_big), reply_size.eq(acc_bytes)]
 
         # Reply message: STATUS TAG LEN_L LEN_H + short payload.
         r_status = Signal(8)
@@ -540,6 +560,9 @@ class TrainingCore(wiring.Component):
         e_slot = Signal(range(self._vectors))  # emit: vector of the tile
         e_row = Signal(range(self._max_rows))  # emit: row
         e_byte = Signal(2)
+        e_width = Signal(range(L.ACC_BYTES + 1))  # bytes of each accumulator of this RUN's reply
+        e_last_byte = Signal(2)  # e_width - 1
+        m.d.sync += e_last_byte.eq(e_width - 1)
         v_act = Signal()  # this RUN is activated
         act_streaming = Signal()  # the packer drives the reply body (activated RUN, header sent)
         if act_bits:
@@ -571,7 +594,7 @@ class TrainingCore(wiring.Component):
             gemm.v_signed.eq(v_signed),
             gemm.result_addr.eq(gemm.result_address(e_slot, e_row)),
         ]
-        # Result bytes: value (e_slot, e_row), byte `e_byte`, int32 LE.
+        # Result bytes: value (e_slot, e_row), byte `e_byte`, little-endian.
         result = gemm.result
         result_byte = result.as_unsigned().word_select(e_byte, 8)
         last_row = Signal()
@@ -726,7 +749,7 @@ class TrainingCore(wiring.Component):
                 with m.Elif(cmd == L.Cmd.RUN):
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     m.d.sync += [
-                        r_len.eq(reply_size), v_act.eq(r_activate),
+                        r_len.eq(reply_size), v_act.eq(r_activate), e_width.eq(p_width),
                         v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
                         rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                     ]
@@ -822,7 +845,14 @@ class TrainingCore(wiring.Component):
                     m.d.sync += msg_index.eq(msg_index + 1)
                     with m.If(msg_index == 3):
                         m.d.sync += act_streaming.eq(v_act)
-                        fsm.goto("TILE")
+                        with m.If(v_act):
+                            fsm.goto("TILE")
+                        with m.Else():
+                            fsm.goto("RUN_WIDTH")
+            with fsm.state("RUN_WIDTH"):  # accumulators: the reply's width byte, never the last
+                m.d.comb += [body.valid.eq(1), body.payload.data.eq(e_width)]
+                with m.If(body.ready):
+                    fsm.goto("TILE")
             with fsm.state("TILE"):  # the next tile: up to `vectors` vectors
                 m.d.comb += gemm.clear.eq(1)
                 m.d.sync += [nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
@@ -874,15 +904,15 @@ class TrainingCore(wiring.Component):
                     m.d.comb += packer.i.valid.eq(1)
                     with m.If(packer.i.ready):
                         fsm.goto("NEXT")
-            with fsm.state("EMIT"):  # the value, int32 LE
+            with fsm.state("EMIT"):  # the value's e_width bytes, two's complement LE
                 m.d.comb += [
                     body.valid.eq(1),
                     body.payload.data.eq(result_byte),
-                    body.payload.last.eq((e_byte == 3) & last_row & last_slot & last_tile),
+                    body.payload.last.eq((e_byte == e_last_byte) & last_row & last_slot & last_tile),
                 ]
                 with m.If(body.ready):
                     m.d.sync += e_byte.eq(e_byte + 1)
-                    with m.If(e_byte == 3):
+                    with m.If(e_byte == e_last_byte):
                         fsm.goto("NEXT")
             with fsm.state("NEXT"):
                 with m.If(~last_row):

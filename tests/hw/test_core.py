@@ -153,6 +153,12 @@ OTHER_SHAPES = [
     dict(max_rows=4, max_cols=8, max_bits=1, pe=4, simd=8, max_payload=32, max_act_bits=0,
          vectors=3),  # 1-bit, no activation, tiles of three
     dict(max_rows=5, max_cols=6, max_bits=3, pe=5, simd=3, max_payload=72, max_act_bits=4),  # one row group
+    # 130 columns of 8-bit codes: 4-byte accumulators (130 * 255 * 255 >= 2**23), 3 at 128 x 7 bits;
+    # two drain chains
+    dict(max_rows=4, max_cols=130, max_bits=8, pe=4, simd=32, max_payload=160, max_act_bits=0, drains=2),
+    # the matrix in a single-port RAM (the UltraPlus's SPRAM elsewhere), tiles of four, a chain per row
+    dict(max_rows=6, max_cols=20, max_bits=4, pe=2, simd=8, max_payload=96, max_act_bits=2, vectors=4,
+         drains=2, matrix_memory="spram"),
 ]
 
 
@@ -186,8 +192,8 @@ def test_multi_frame_load_and_reload():
 def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
     """No gaps, no stalls: a RUN exchange takes its request bytes, the
     unpacking (``1 + v_bits / 8`` cycles per code, ``max_bits`` per fold
-    to write its planes), the compute (``run_cycles``), the reply (six
-    cycles per value: its read, its four bytes, the next) and a few cycles
+    to write its planes), the compute (``run_cycles``), the reply (``width + 2``
+    cycles per value: its read, its ``width`` bytes, the next) and a few cycles
     of handshakes."""
     rng = np.random.default_rng(9)
     load = load_frames(codes(rng, m_bits, (6, cols)), m_bits, True)
@@ -197,7 +203,8 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
     with unelaborated():
         compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, m_bits, v_bits)
     unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SMALL["simd"]) * SMALL["max_bits"])
-    reply = P.OVERHEAD + (P.ACC_BYTES + 2) * count * 6
+    width = P.accumulator_width(cols, m_bits, v_bits)
+    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + (width + 2) * count * 6
     tiles = 2 * count  # states TILE and START of each one-vector tile
     rest = cycles - load_cycles - len(run) - unpack - compute - reply - tiles
     # The code slice (a skid buffer) lets the unpacker run up to two codes
@@ -302,7 +309,7 @@ def test_reset_mid_transfer(when):
     else:
         before = load + [run]
     # Cycles after the last byte before the reset: mid-frame; in the first
-    # group's compute loop (reply header sent, no accumulator yet); mid-reply.
+    # group's compute loop (reply header and width sent, no accumulator yet); mid-reply.
     cut = {"receiving": 0, "computing": 40, "replying": 700}[when]
     after = [frame(P.Cmd.RUN, P.encode_run(8, False, vecs)), frame(P.Cmd.PING)] + \
         gemm_script(rng, 4, 6, 3, False, 4, True, 2)
@@ -314,7 +321,7 @@ def test_reset_mid_transfer(when):
         return
     loads += model.feed(load[-1])
     whole = loads + model.feed(run)
-    header = P.HEADER_SIZE  # SYNC STATUS TAG LEN
+    header = P.HEADER_SIZE + P.RUN_REPLY_HEADER  # SYNC STATUS TAG LEN, the width byte
     if when == "computing":
         assert got[0] == whole[:len(loads) + header]
     else:
@@ -552,9 +559,12 @@ def test_driver_matmul_on_the_simulated_core():
     out = client.matmul(vectors, 3, True, matrix, 2, False)
     np.testing.assert_array_equal(out, signed_matmul(vectors, 7, 3, matrix, None, 2))
     assert client.stats["requests"] > 8 and client.stats["bad_frames"] == 0
-    # The last tile loaded is 3 x 8: 6 vectors need a 72-byte reply.
+    # The last tile loaded is 3 x 8 of 2-bit codes; against 3-bit vectors |acc| <= 8 * 3 * 7,
+    # 2-byte accumulators: 10 vectors fit a 1 + 60-byte reply, 11 need 67 bytes.
+    reply = client.request(P.Cmd.RUN, P.encode_run(3, False, codes(rng, 3, (10, 8))))
+    assert len(reply) == 61 and reply[0] == 2
     with pytest.raises(P.CoreError, match="BAD_PARAMS to RUN .REPLY_TOO_BIG"):
-        client.request(P.Cmd.RUN, P.encode_run(3, False, codes(rng, 3, (6, 8))))
+        client.request(P.Cmd.RUN, P.encode_run(3, False, codes(rng, 3, (11, 8))))
     assert client.ping().max_payload == SMALL["max_payload"]
 
 

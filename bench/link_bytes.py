@@ -16,9 +16,14 @@ test samples are always recorded whole.
 Link time = bytes x 10 / baud (8N1: a start and a stop bit per byte), at the
 boards' 115,200 baud and at 3 Mbaud (the fastest both boards' USB-UARTs run).
 
+Beside each figure, the baseline: this bench's committed measurement of
+protocol 2 (``bench/reports/link_bytes.protocol2.json``: int32 accumulators,
+im2col patches from the host, per-sample backward-weight partial sums), the
+starting point of the link's issue.
+
 Usage::
 
-    python bench/link_bytes.py [--batches N] [--widths W ...] [--out STEM]
+    python bench/link_bytes.py [--batches N] [--widths W ...] [--baseline PATH] [--out STEM]
 
 writes ``bench/reports/link_bytes.{json,md}`` and prints the tables.
 """
@@ -39,8 +44,10 @@ if __package__ in (None, ""):  # run as `python bench/link_bytes.py`
 from bench.core_density import (BITS, EVALUATION, FROM_CORE, PRODUCTS, SESSION, TO_CORE,  # noqa: E402
                                 record_epoch)
 from sw.contract.core import CORE_DEFAULTS  # noqa: E402
+from sw.contract.link import PROTOCOL_VERSION  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "reports" / "link_bytes"
+DEFAULT_BASELINE = ROOT / "bench" / "reports" / "link_bytes.protocol2.json"
 DEFAULT_BATCHES = 2
 WIDTHS = (1.0, 0.25)
 BAUDS = (115_200, 3_000_000)
@@ -106,6 +113,15 @@ def _against(measured: float, target: float) -> str:
     return "met" if measured <= target else f"{measured / target:.1f}x over"
 
 
+def _baseline_row(result: dict, width: float) -> dict | None:
+    baseline = result.get("baseline")
+    return next((r for r in baseline["widths"] if r["width"] == width), None) if baseline else None
+
+
+def _fewer(before: float, now: float) -> str:
+    return f"{before / now:.2f}x" if now else "-"
+
+
 def table(result: dict) -> str:
     lines = [
         "# Bytes on the host link",
@@ -117,26 +133,33 @@ def table(result: dict) -> str:
         "",
         "## Bytes per sample",
         "",
-        "| width | product | to core | from core | total |",
-        "|---|---|---:|---:|---:|",
+        f"| width | product | to core | from core | total | {result.get('baseline_name', 'baseline')} | fewer |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in result["widths"]:
+        before = _baseline_row(result, row["width"])
         for product in (*PRODUCTS, "training", EVALUATION):
             cells = row["per_sample"][product]
             name = {"training": "**training, per sample**",
                     EVALUATION: "**evaluation, per test sample**"}.get(product, product)
+            total = cells[TO_CORE] + cells[FROM_CORE]
+            old = sum(before["per_sample"][product].values()) if before else None
             lines.append(f"| {row['width']:g} | {name} | {_b(cells[TO_CORE])} | {_b(cells[FROM_CORE])} | "
-                         f"{_b(cells[TO_CORE] + cells[FROM_CORE])} |")
+                         f"{_b(total)} | {_b(old) if old is not None else '-'} | "
+                         f"{_fewer(old, total) if old is not None else '-'} |")
     lines += [
         "",
         "## One digits epoch (1,437 training + 360 test samples)",
         "",
-        "| width | bytes | at 115,200 baud | at 3 Mbaud |",
-        "|---|---:|---:|---:|",
+        f"| width | bytes | at 115,200 baud | at 3 Mbaud | {result.get('baseline_name', 'baseline')} bytes | fewer |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for row in result["widths"]:
+        before = _baseline_row(result, row["width"])
+        old = before["epoch_bytes"] if before else None
         lines.append(f"| {row['width']:g} | {_b(row['epoch_bytes'])} | {_t(row['epoch_link_s'][str(BAUDS[0])])} | "
-                     f"{_t(row['epoch_link_s'][str(BAUDS[1])])} |")
+                     f"{_t(row['epoch_link_s'][str(BAUDS[1])])} | {_b(old) if old else '-'} | "
+                     f"{_fewer(old, row['epoch_bytes']) if old else '-'} |")
     full = next((r for r in result["widths"] if r["width"] == 1.0), None)
     if full is not None:
         lines += [
@@ -165,7 +188,7 @@ def measure(widths, batches: int | None, log=print) -> dict:
     for width in widths:
         log(f"recording the link's bytes of one digits epoch at width {width:g} ...")
         rows.append(summarise(record_epoch(dict(CORE_DEFAULTS), batches, log=log, width=width)))
-    return {"link": dict(CORE_DEFAULTS), "widths": rows,
+    return {"link": dict(CORE_DEFAULTS), "protocol": PROTOCOL_VERSION, "widths": rows,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
 
 
@@ -176,6 +199,8 @@ def main(argv=None) -> None:
                              "0: every batch)")
     parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS), metavar="W",
                         help="channel-width multipliers of the digits net (default: 1 and 0.25)")
+    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, metavar="PATH",
+                        help="an earlier report's JSON shown beside the figures (default: protocol 2's)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="STEM",
                         help="write STEM.json and STEM.md (default: bench/reports/link_bytes)")
     args = parser.parse_args(argv)
@@ -183,7 +208,13 @@ def main(argv=None) -> None:
         parser.error("--batches must be >= 0")
     import torch
     torch.set_num_threads(1)
+    try:
+        baseline = json.loads(args.baseline.read_text())
+    except (OSError, ValueError) as e:
+        parser.error(f"cannot read the baseline report {args.baseline}: {e}")
     result = measure(args.widths, args.batches or None)
+    result["baseline"] = {"widths": baseline["widths"]}
+    result["baseline_name"] = f"protocol {baseline.get('protocol', 2)}"
     result["command"] = " ".join(["python bench/link_bytes.py", *(argv if argv is not None else sys.argv[1:])])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_name(args.out.name + ".json").write_text(json.dumps(result, indent=2) + "\n")

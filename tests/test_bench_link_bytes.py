@@ -19,9 +19,10 @@ def test_frames_are_counted_whole_by_product_and_direction():
     client.matmul(rng.integers(0, 4, (5, 20)), 2, False, rng.integers(0, 2, (4, 20)), 1, True)
     # Every frame is sync + cmd/status + tag + 2 length bytes + payload + 2 CRC bytes (7 + payload).
     # PING: 7 out; 7 + 17 back.  LOAD_MATRIX of 4 x 20 1-bit codes: 7 + 12 + 10 out; 7 + 4 back.
-    # RUN of 5 vectors of 20 2-bit codes: 7 + 4 + 25 out; 5 x 4 int32: 7 + 80 back.
+    # RUN of 5 vectors of 20 2-bit codes: 7 + 4 + 25 out; back the width byte and 5 x 4
+    # accumulators of one byte (|acc| <= 20 * 1 * 3 = 60): 7 + 1 + 20.
     assert client.link_bytes == {(cd.SESSION, cd.SESSION, TO): 7, (cd.SESSION, cd.SESSION, FROM): 24,
-                                 (3, "backward-input", TO): 29 + 36, (3, "backward-input", FROM): 11 + 87}
+                                 (3, "backward-input", TO): 29 + 36, (3, "backward-input", FROM): 11 + 28}
 
 
 RECORDING = {
@@ -70,6 +71,17 @@ def test_report_shows_the_figures_and_the_targets():
                      "widths": [dict(row, training_bytes_per_sample=622_270)]})
     assert "| bytes per training sample | 622,270 | <= 40,000 | 15.6x over |" in over
     assert "recorded 2 of 44" in text and "27 bytes" in text
+
+
+def test_report_sets_the_figures_beside_the_baseline():
+    row = lb.summarise(dict(RECORDING, width=1.0))
+    old = dict(row, epoch_bytes=635_034, per_sample={k: {TO: 2 * v[TO], FROM: 2 * v[FROM]}
+                                                      for k, v in row["per_sample"].items()})
+    text = lb.table({"command": "x", "link": {}, "machine": "test", "widths": [row],
+                     "baseline": {"widths": [old]}, "baseline_name": "protocol 2"})
+    assert "| width | product | to core | from core | total | protocol 2 | fewer |" in text
+    assert "| 1 | forward | 3 | 9 | 12 | 25 | 2.00x |" in text
+    assert "| 1 | 63,517 | 5.5 s | 0.2 s | 635,034 | 10.00x |" in text
 
 
 def test_link_seconds_is_eight_n_one():

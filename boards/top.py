@@ -98,9 +98,9 @@ DEFAULT_FREQ_MHZ: dict[str, int | float] = {
 #:   block RAM.
 CORE_PRESETS: dict[str, dict] = {
     "icebreaker": {**CORE_DEFAULTS, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 1,
-                   "popcount_arch": "chain", "fetch_stages": 0},
+                   "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
     "ulx3s": {**CORE_DEFAULTS, "pe": 8, "simd": 128, "vectors": 2, "popcount_stages": 4,
-              "popcount_arch": "packed", "fetch_stages": 1},
+              "popcount_arch": "packed", "fetch_stages": 1, "drains": 1, "matrix_memory": "block"},
 }
 
 #: Cycles of the core clock the core stays in reset after the PLL locks, in seconds: the

@@ -32,9 +32,9 @@ def test_one_default_frequency_and_one_core_preset_per_board():
     # The measured presets (boards/reports/): the default limits, the boards' own arrays.
     assert CORE_PRESETS == {
         "icebreaker": {**CORE_DEFAULTS, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 1,
-                       "popcount_arch": "chain", "fetch_stages": 0},
+                       "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
         "ulx3s": {**CORE_DEFAULTS, "pe": 8, "simd": 128, "vectors": 2, "popcount_stages": 4,
-                  "popcount_arch": "packed", "fetch_stages": 1},
+                  "popcount_arch": "packed", "fetch_stages": 1, "drains": 1, "matrix_memory": "block"},
     }
     for board in BOARDS:
         assert BoardTop(board).core_params == CORE_PRESETS[board]

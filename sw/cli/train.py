@@ -154,7 +154,8 @@ def _train_command(parser):
                         help="where the integer products run: torch (golden model), ref (integer reference), "
                              "model (core model over the host protocol), sim (the hw core built by Verilator, "
                              "on a pseudo-terminal: short runs), sim:amaranth (the hw core in the Amaranth "
-                             "simulator: a few products only), serial:DEVICE (a core on a serial port); "
+                             "simulator: a few products only), serial:DEVICE[@BAUD] (a core on a serial port, "
+                             "3,000,000 baud unless @BAUD); "
                              f"all bit-identical (default {d.backend})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_threads(parser)

@@ -156,12 +156,14 @@ class PlaneWriter(wiring.Component):
         m.d.sync += [cols_last.eq(self.cols - 1), slots_last.eq(self.slots_used - 1)]
 
         total = Signal(signed(self.sum_bits))  # the row's values so far, but the last one taken
-        value = Signal(signed(max_bits + 2))  # of the code taken last cycle
+        value = Signal(signed(max_bits + 1))  # of the code taken last cycle: |2q - n| <= n
         value_valid = Signal()
         value_ends = Signal()  # it ended its row
         value_row = Signal.like(row)
         m.d.sync += [
-            value.eq(Mux(self.signed, (code << 1) - ((1 << self.bits) - 1), code)),
+            # n = 2**bits - 1 as the thermometer of `bits` (a LUT a bit, where
+            # `(1 << bits) - 1` took a shifter and a subtractor).
+            value.eq(Mux(self.signed, (code << 1) - Cat(self.bits > j for j in range(max_bits)), code)),
             value_valid.eq(self.i.valid & self.i.ready & ~self.clear),
             value_ends.eq(col == cols_last),
             value_row.eq(row),

@@ -103,6 +103,7 @@ from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
 from .frame_tx import BODY_LAYOUT, FrameTransmitter
 from .gemm import GemmEngine
+from .plane_buffer import NO_RW_CHECK
 from .layouts import FLAGS_LAYOUT, header_layout
 from .params import check_int
 from .skid_buffer import SkidBuffer
@@ -334,7 +335,9 @@ class TrainingCore(wiring.Component):
         event = receiver.o.payload
         head = event.head
 
-        m.submodules.request = request = Memory(shape=8, depth=self._max_payload, init=[])
+        # Written only while the receiver takes a payload, read only while a command runs
+        # (one request at a time): no read meets a write, so no read-first emulation.
+        m.submodules.request = request = Memory(shape=8, depth=self._max_payload, init=[], attrs=NO_RW_CHECK)
         req_w = request.write_port()
         req_r = request.read_port()
         m.d.comb += [
@@ -402,8 +405,9 @@ class TrainingCore(wiring.Component):
         # saving a separate memory.
         act_bits = self._max_act_bits
         if act_bits:
+            # Written in THR, read in ACT: never both in one cycle.
             m.submodules.thresholds = thresholds = Memory(shape=signed(32), depth=self._max_rows << act_bits,
-                                                          init=[])
+                                                          init=[], attrs=NO_RW_CHECK)
             thr_w = thresholds.write_port()
             thr_r = thresholds.read_port()
             m.d.comb += thr_r.en.eq(0)  # reads only in ACT

@@ -24,7 +24,8 @@ Datapath
                  the plane pairs of every row group, SignedCorrection makes each
                  value, the result memory holds the tile; then per vector and row:
                  the value's low `width` bytes, LE (the reply's width byte first: the
-                 fewest bytes holding cols * n_m * n_v, sw.contract.link.accumulator_width),
+                 fewest bytes holding 2**(bit_length(cols) + m_bits + v_bits) - 1 >=
+                 cols * n_m * n_v, sw.contract.link.accumulator_width),
                  or, activated: threshold memory -> one comparator
                  key(acc) >= key(T), one threshold per cycle -> count of passes =
                  code -> CodePacker
@@ -461,21 +462,23 @@ class TrainingCore(wiring.Component):
             p_run_codes.eq(r_count[:count_bits] * m_cols),
             p_run_bits.eq(p_run_codes * r_bits[:bits_bits]),
         ]
-        # An accumulator's bytes in the reply (L.accumulator_width): the fewest whose
-        # two's complement holds cols * n_m * n_v, by shifts (n = 2**bits - 1):
-        # cols * n_m from the held matrix, times n_v of the request (CHECK1), the
-        # width (CHECK2).  A bits field past max_bits is refused before it matters.
-        run_shift = r_bits[:bits_for(max_bits)]
-        p_cols_nm = Signal(range(self._max_cols * ((1 << max_bits) - 1) + 1))
-        p_bound = Signal(len(p_cols_nm) + (1 << len(run_shift)) - 1)
+        # An accumulator's bytes in the reply (L.accumulator_width): the fewest holding
+        # bit_length(cols) + m_bits + v_bits + 1 bits, an adder on the held matrix's
+        # column bits (CHECK1) and a compare (CHECK2).  A bits field past max_bits is
+        # refused before it matters.
+        cols_length = Signal(range(bits_for(self._max_cols) + 1))  # bit_length(m_cols)
+        m.d.sync += cols_length.eq(0)
+        for n in range(len(m_cols)):
+            with m.If(m_cols[n]):
+                m.d.sync += cols_length.eq(n + 1)
+        p_acc_bits = Signal(range(bits_for(self._max_cols) + 2 * max_bits + 2))
         p_width = Signal(range(L.ACC_BYTES + 1))
         m.d.sync += [
-            p_cols_nm.eq((m_cols << m_bits) - m_cols),
-            p_bound.eq((p_cols_nm << run_shift) - p_cols_nm),
+            p_acc_bits.eq(cols_length + m_bits + r_bits[:bits_for(max_bits)] + 1),
             p_width.eq(L.ACC_BYTES),
         ]
         for width in reversed(range(1, L.ACC_BYTES)):
-            with m.If(p_bound < 1 << (8 * width - 1)):
+            with m.If(p_acc_bits <= 8 * width):
                 m.d.sync += p_width.eq(width)
         if act_bits:
             t_bits = Signal(range(act_bits + 1))  # of the threshold set

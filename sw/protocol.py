@@ -106,10 +106,12 @@ Commands (request payload -> OK reply payload)
   then ``count * rows`` accumulators of ``width`` bytes each, two's
   complement little-endian, ``out[v][r]`` at byte ``1 + width * (v * rows +
   r)``.  ``width`` is the fewest bytes (1..4) whose two's complement holds
-  the product's bound ``cols * n_m * n_v`` (``cols`` of the loaded matrix,
-  ``n = 2**bits - 1`` of either side, whatever the readings;
-  :func:`accumulator_width`): 2 bytes for a 256-column product of 1-bit by
-  2-bit codes (bound 768), 1 byte at 42 columns.  int32 always suffices:
+  the product's bound ``2**(bit_length(cols) + m_bits + v_bits) - 1 >= cols
+  * n_m * n_v`` (``cols`` of the loaded matrix, ``n = 2**bits - 1`` of
+  either side, whatever the readings; a power of two, so a core needs an
+  adder, not a multiplier): ``ceil((bit_length(cols) + m_bits + v_bits +
+  1) / 8)`` (:func:`accumulator_width`): 2 bytes for a 256-column product
+  of 1-bit by 2-bit codes, 1 byte at 15 columns.  int32 always suffices:
   the invariants below bound ``cols`` by ``8 * 4092 / max_bits`` (at 8 bits:
   ``4092 * 255 * 255 < 2**28``).
   With ``activate``: ``count * rows`` activation codes of the thresholds'

@@ -191,16 +191,18 @@ def threshold_record_size(bits: int) -> int:
 
 
 def accumulator_bound(cols: int, m_bits: int, v_bits: int) -> int:
-    """``max|acc|`` of a ``cols``-long product of ``m_bits`` by ``v_bits`` codes in either
-    reading: ``cols * n_m * n_v`` (signed odd codes reach ``+-n``)."""
-    return int(cols) * ((1 << int(m_bits)) - 1) * ((1 << int(v_bits)) - 1)
+    """The bound of a ``cols``-long product of ``m_bits`` by ``v_bits`` codes in either
+    reading that a core knows without a multiplier: ``2**(bit_length(cols) + m_bits +
+    v_bits) - 1``, at least ``cols * n_m * n_v`` (signed odd codes reach ``+-n``)."""
+    return (1 << (int(cols).bit_length() + int(m_bits) + int(v_bits))) - 1
 
 
 def accumulator_width(cols: int, m_bits: int, v_bits: int) -> int:
     """Bytes of each accumulator in a RUN reply: the fewest (1 .. :data:`ACC_BYTES`) whose
-    two's complement holds :func:`accumulator_bound`."""
-    bound = accumulator_bound(cols, m_bits, v_bits)
-    return next((w for w in range(1, ACC_BYTES) if bound < 1 << (8 * w - 1)), ACC_BYTES)
+    two's complement holds :func:`accumulator_bound`, ``ceil((bit_length(cols) + m_bits
+    + v_bits + 1) / 8)``."""
+    bits = int(cols).bit_length() + int(m_bits) + int(v_bits) + 1
+    return min(ACC_BYTES, -(-bits // 8))
 
 
 def accumulator_reply_size(count: int, rows: int, width: int) -> int:

@@ -153,7 +153,7 @@ OTHER_SHAPES = [
     dict(max_rows=4, max_cols=8, max_bits=1, pe=4, simd=8, max_payload=32, max_act_bits=0,
          vectors=3),  # 1-bit, no activation, tiles of three
     dict(max_rows=5, max_cols=6, max_bits=3, pe=5, simd=3, max_payload=72, max_act_bits=4),  # one row group
-    # 130 columns of 8-bit codes: 4-byte accumulators (130 * 255 * 255 >= 2**23), 3 at 128 x 7 bits;
+    # 130 columns of 8-bit codes: 4-byte accumulators (8 + 8 + 8 + 1 bits), 3 at 128 x 7 bits;
     # two drain chains
     dict(max_rows=4, max_cols=130, max_bits=8, pe=4, simd=32, max_payload=160, max_act_bits=0, drains=2),
     # the matrix in a single-port RAM (the UltraPlus's SPRAM elsewhere), tiles of four, a chain per row
@@ -559,7 +559,7 @@ def test_driver_matmul_on_the_simulated_core():
     out = client.matmul(vectors, 3, True, matrix, 2, False)
     np.testing.assert_array_equal(out, signed_matmul(vectors, 7, 3, matrix, None, 2))
     assert client.stats["requests"] > 8 and client.stats["bad_frames"] == 0
-    # The last tile loaded is 3 x 8 of 2-bit codes; against 3-bit vectors |acc| <= 8 * 3 * 7,
+    # The last tile loaded is 3 x 8 of 2-bit codes; against 3-bit vectors 4 + 2 + 3 + 1 bits,
     # 2-byte accumulators: 10 vectors fit a 1 + 60-byte reply, 11 need 67 bytes.
     reply = client.request(P.Cmd.RUN, P.encode_run(3, False, codes(rng, 3, (10, 8))))
     assert len(reply) == 61 and reply[0] == 2

@@ -144,7 +144,7 @@ def test_core_model_load_errors_in_order(payload, status, detail):
     (run(1, flags=0x80), Status.BAD_PARAMS, Detail.FLAGS),
     (run(0), Status.BAD_PARAMS, Detail.COUNT),
     (run(8), Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),  # 1 + 8 vectors x 8 rows x 1 byte > 64
-    (run(4, bits=8), Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),  # 3 * 3 * 255: 2 bytes; 1 + 4 x 8 x 2 > 64
+    (run(4, bits=8), Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),  # 2 + 2 + 8 + 1 bits: 2 bytes; 1 + 4 x 8 x 2 > 64
     (run(2) + b"\x00", Status.BAD_LENGTH, Detail.NONE),
     (run(2, cols=5), Status.BAD_LENGTH, Detail.NONE),
 ])
@@ -220,7 +220,7 @@ def test_core_model_activated_run_counts_thresholds_passed(act_bits):
     np.testing.assert_array_equal(P.decode_activations(payload, 3, 8, act_bits), want)
     assert wire.core.stats["activations"] == 24
     # the plain RUN still answers accumulators
-    width = P.accumulator_width(5, 2, 3)  # 5 * 3 * 7 = 105: one byte
+    width = P.accumulator_width(5, 2, 3)  # 3 + 2 + 3 + 1 = 9 bits: two bytes
     assert wire(Cmd.RUN, P.encode_run(3, False, v[:1])) == (Status.OK, P.encode_accumulators(acc[:1], width))
 
 

@@ -261,18 +261,23 @@ def test_narrow_accumulators_are_twos_complement_little_endian(width, out, hex_)
 
 
 @pytest.mark.parametrize("cols, m_bits, v_bits, bound, width", [
-    (42, 1, 2, 126, 1),        # 42 * 1 * 3: the widest 1-byte product at 1 x 2 bits
-    (43, 1, 2, 129, 2),
-    (256, 1, 2, 768, 2),       # the digits net's forward products
-    (32, 1, 6, 2016, 2),       # its backward-input
-    (64, 6, 2, 12096, 2),      # its backward-weight
-    (520, 8, 1, 132600, 3),
-    (129, 8, 8, 8388225, 3),   # just under 2**23
-    (130, 8, 8, 8453250, 4),
+    (15, 1, 2, 2**7 - 1, 1),   # 4 + 1 + 2 + 1 = 8 bits: the widest 1-byte product at 1 x 2 bits
+    (16, 1, 2, 2**8 - 1, 2),
+    (256, 1, 2, 2**12 - 1, 2),  # the digits net's forward products (768 at most)
+    (32, 1, 6, 2**13 - 1, 2),  # its backward-input
+    (64, 6, 2, 2**15 - 1, 2),  # its backward-weight: 7 + 6 + 2 + 1 = 16 bits
+    (65, 6, 2, 2**15 - 1, 2),
+    (128, 6, 2, 2**16 - 1, 3),
+    (127, 8, 8, 2**23 - 1, 3),  # 7 + 16 + 1 = 24 bits
+    (128, 8, 8, 2**24 - 1, 4),
+    (65535, 8, 8, 2**32 - 1, 4),  # never wider than int32
 ])
 def test_accumulator_width_is_the_fewest_bytes_holding_the_bound(cols, m_bits, v_bits, bound, width):
     assert P.accumulator_bound(cols, m_bits, v_bits) == bound
+    assert bound >= cols * ((1 << m_bits) - 1) * ((1 << v_bits) - 1)  # a bound of the product
     assert P.accumulator_width(cols, m_bits, v_bits) == width
+    assert bound < 1 << (8 * width - 1) or width == 4  # holds it, and no fewer bytes would
+    assert width == 1 or bound >= 1 << (8 * (width - 1) - 1)
     assert P.accumulator_reply_size(3, 5, width) == 1 + 15 * width
 
 

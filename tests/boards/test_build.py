@@ -3,7 +3,7 @@
 
 ``data/icebreaker_nextpnr_report.json`` is nextpnr-ice40's ``--report`` of the
 default iCEBreaker build (``dorefa build --board icebreaker``: the preset at
-27 MHz from the PLL; the kept one is still the 27.75 MHz build), kept as nextpnr wrote it (``utilization``, ``fmax``,
+27 MHz from the PLL), kept as nextpnr wrote it (``utilization``, ``fmax``,
 ``critical_paths``); ``data/ulx3s_nextpnr_report.json`` the same for the
 ULX3S (nextpnr-ecp5, 75 MHz).  Refresh both from the build directories
 (``build/<board>/nextpnr_report.json``) when the committed reports are
@@ -40,7 +40,7 @@ def test_parse_ice40_report(ice40_report):
     # Numbers read by hand from data/icebreaker_nextpnr_report.json ("utilization", "fmax").
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40", device="iCE40UP5K",
                                   core_params={"pe": 4})
-    assert report.luts == (4987, 5280)  # ICESTORM_LC
+    assert report.luts == (5090, 5280)  # ICESTORM_LC
     assert report.bram == (28, 30)  # ICESTORM_RAM
     assert report.dsp == (6, 8)  # ICESTORM_DSP
     assert report.resources["SB_IO"] == (4, 39) and report.resources["ICESTORM_SPRAM"] == (0, 4)
@@ -48,8 +48,8 @@ def test_parse_ice40_report(ice40_report):
     assert report.ffs is None  # iCE40 reports no FF count of its own: they live in the logic cells
     assert report.fits
     (clock,) = report.clocks
-    # the PLL's output (the net "clk", also named pll_clk), constrained to the 27.75 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 27.99081802368164, 27.750028610229492)
+    # the PLL's output (the net "clk", also named pll_clk), constrained to the 27 MHz it makes
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 28.654117584228516, 27.000028610229492)
     assert report.resources["ICESTORM_PLL"] == (1, 1)
     assert clock.met and report.timing_met
 
@@ -155,10 +155,10 @@ def test_count_ice40_ffs_in_a_netlist():
 def test_report_round_trip_text_and_json(ice40_report):
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40")
     text = report.to_text()
-    assert "logic cells" in text and "block RAMs" in text and "Fmax 27.99 MHz, constraint 27.75 MHz" in text
+    assert "logic cells" in text and "block RAMs" in text and "Fmax 28.65 MHz, constraint 27.00 MHz" in text
     data = report.to_json()
-    assert data["fits"] is True and data["timing_met"] is True  # 27.99 MHz against 27.75 MHz
-    assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(27.75, rel=1e-4)
+    assert data["fits"] is True and data["timing_met"] is True  # 28.65 MHz against 27 MHz
+    assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(27, rel=1e-4)
 
 
 #: nextpnr's cell names for each report field, per family (written here, not taken from boards.build).

@@ -142,7 +142,7 @@ def test_takes_the_arrays_sums(pe, vectors, simd, max_bits, max_rows, max_cols):
                          max_cols=max_cols)
         correction = SignedCorrection(max_bits=max_bits, max_cols=max_cols, rows=-(-max_rows // pe) * pe,
                                       slots=vectors)
-        assert correction.i.payload.shape() == array.o.payload.shape()
+        assert all(correction.i.payload.shape() == chain.payload.shape() for chain in array.o)  # each drain
         Fragment.get(GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                                 max_cols=max_cols), None)
 

@@ -75,6 +75,18 @@ STAGES = {(1, 1, 1, 1): (0, 0), (2, 3, 4, 1): (1, 1), (4, 2, 8, 1): (2, 2), (3, 
 READINGS = [(1, True, 2, False), (2, False, 3, True), (3, True, 1, True), (1, False, 1, False)]
 
 
+def check_products(dut, rng, rows, cols, count, m_bits, m_signed, v_bits, v_signed):
+    """Random codes through ``dut`` (the matrix over three frames): every value equals
+    ``signed_matmul``'s and every tile takes ``tile_cycles``."""
+    matrix = rng.integers(0, 1 << m_bits, (rows, cols))
+    vectors = rng.integers(0, 1 << v_bits, (count, cols))
+    got, cycles = run_gemm(dut, matrix, m_bits, m_signed, vectors, v_bits, v_signed, frames=3)
+    want = signed_matmul(vectors, levels(v_bits) if v_signed else None, v_bits,
+                         matrix, levels(m_bits) if m_signed else None, m_bits)
+    np.testing.assert_array_equal(got, want)
+    assert cycles == [dut.tile_cycles(rows, cols, m_bits, v_bits)] * len(cycles)
+
+
 @pytest.mark.parametrize("pe,vectors,simd,drains", ARRAYS)
 @pytest.mark.parametrize("m_bits,m_signed,v_bits,v_signed", READINGS + [(8, True, 8, True)])
 def test_gemm_matches_signed_matmul_and_cycle_model(pe, vectors, simd, drains, m_bits, m_signed, v_bits, v_signed):
@@ -85,13 +97,7 @@ def test_gemm_matches_signed_matmul_and_cycle_model(pe, vectors, simd, drains, m
     popcount_stages, fetch_stages = STAGES[pe, vectors, simd, drains]
     dut = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=8, max_rows=9, max_cols=13,
                      popcount_stages=popcount_stages, fetch_stages=fetch_stages, drains=drains)
-    matrix = rng.integers(0, 1 << m_bits, (rows, cols))
-    vectors_ = rng.integers(0, 1 << v_bits, (count, cols))
-    got, cycles = run_gemm(dut, matrix, m_bits, m_signed, vectors_, v_bits, v_signed, frames=3)
-    want = signed_matmul(vectors_, levels(v_bits) if v_signed else None, v_bits,
-                         matrix, levels(m_bits) if m_signed else None, m_bits)
-    np.testing.assert_array_equal(got, want)
-    assert cycles == [dut.tile_cycles(rows, cols, m_bits, v_bits)] * len(cycles)
+    check_products(dut, rng, rows, cols, count, m_bits, m_signed, v_bits, v_signed)
 
 
 def test_drains_shorten_a_short_tile():
@@ -155,13 +161,7 @@ def test_gemm_with_the_matrix_in_spram(pe, vectors, simd, drains, m_bits, m_sign
     rows, cols, count = 7, 11, 5
     dut = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=8, max_rows=9, max_cols=13, drains=drains,
                      popcount_stages=1, fetch_stages=pe % 2, matrix_memory="spram")
-    matrix = rng.integers(0, 1 << m_bits, (rows, cols))
-    vectors_ = rng.integers(0, 1 << v_bits, (count, cols))
-    got, cycles = run_gemm(dut, matrix, m_bits, m_signed, vectors_, v_bits, v_signed, frames=3)
-    want = signed_matmul(vectors_, levels(v_bits) if v_signed else None, v_bits,
-                         matrix, levels(m_bits) if m_signed else None, m_bits)
-    np.testing.assert_array_equal(got, want)
-    assert cycles == [dut.tile_cycles(rows, cols, m_bits, v_bits)] * len(cycles)
+    check_products(dut, rng, rows, cols, count, m_bits, m_signed, v_bits, v_signed)
 
 
 def test_matrix_memory_spram_memories_and_limits():

@@ -300,7 +300,8 @@ def build_plan(board: str, *, core_params: dict | None = None, freq_mhz=None, ba
     Amaranth build plan (nothing run); ``baud`` ``None`` is the board's default rate.
 
     ``overrides`` are the platform's toolchain overrides (``nextpnr_opts``,
-    ``debug_verilog``, ...).  ``ValueError`` for an unknown board, bad core
+    ``debug_verilog``, ...), on top of the board's own ``synth_opts`` and
+    ``script_after_read`` (:class:`boards.top.Board`).  ``ValueError`` for an unknown board, bad core
     parameters, a core clock the PLL cannot make, a UART rate that clock cannot
     make (:func:`boards.top.uart_rate`) or a design ``name`` that is not a plain
     identifier.
@@ -309,7 +310,8 @@ def build_plan(board: str, *, core_params: dict | None = None, freq_mhz=None, ba
         raise ValueError(f"design name {name!r} must be letters, digits and '_', not starting with a digit "
                          f"(it names the top module and the build's files)")
     top = BoardTop(board, freq_mhz=freq_mhz, **({} if baud is None else {"baud": baud}), **(core_params or {}))
-    plan = top.platform.build(top, name=name, do_build=False, **overrides)
+    board_overrides = {"synth_opts": BOARDS[board].synth_opts, "script_after_read": BOARDS[board].script_after_read}
+    plan = top.platform.build(top, name=name, do_build=False, **{**board_overrides, **overrides})
     return top, plan
 
 
@@ -412,7 +414,6 @@ def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None
     it propagates) if a tool is missing.
     """
     top, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, name=name,
-                           synth_opts=BOARDS[board].synth_opts,
                            nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
     family = BOARDS[board].family
     env = toolchain_env()

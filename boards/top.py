@@ -63,14 +63,26 @@ class Board:
     family: str  # FPGA family as nextpnr names it: "ice40", "ecp5"
     factory: Callable[[], object]
     synth_opts: str = ""  # extra Yosys synth_<family> options
+    script_after_read: str = ""  # Yosys commands between reading the design and synth_<family>
+
+
+#: Flatten the design and split its multi-bit wires into single bits before
+#: synthesis.  Amaranth names the elements of ``lib.data`` arrays ``name[0]``,
+#: ``name[1]`` ...; ABC9's reintegration (Yosys 0.66 to 0.70 at least) names the
+#: bits it maps the same way and then asserts (``count_id(wire->name) == 0`` or
+#: ``GetSize(conn.first) == GetSize(conn.second)``) on the collision: YosysHQ/yosys
+#: issue 4349, whose suggested remedy this is.  The ULX3S core stopped
+#: synthesising on it when the PING reply's constant bytes changed (commit f647316).
+SPLIT_NETS = "hierarchy -auto-top; proc; flatten; splitnets"
 
 
 #: Boards ``dorefa build`` knows.
 BOARDS: dict[str, Board] = {
     # -dsp: the UP5K's eight SB_MAC16 take the core's multipliers (its request checks),
     # which synth_ice40 otherwise builds from logic cells (about 700 of them).
-    "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker, synth_opts="-dsp"),
-    "ulx3s": Board("ulx3s", "ECP5 LFE5U-85F", "ecp5", _ulx3s),
+    "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker, synth_opts="-dsp",
+                        script_after_read=SPLIT_NETS),
+    "ulx3s": Board("ulx3s", "ECP5 LFE5U-85F", "ecp5", _ulx3s, script_after_read=SPLIT_NETS),
 }
 
 #: The core clock each board's PLL is asked for by default (MHz; ``dorefa build --freq``

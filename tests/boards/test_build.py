@@ -40,7 +40,7 @@ def test_parse_ice40_report(ice40_report):
     # Numbers read by hand from data/icebreaker_nextpnr_report.json ("utilization", "fmax").
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40", device="iCE40UP5K",
                                   core_params={"pe": 4})
-    assert report.luts == (5090, 5280)  # ICESTORM_LC
+    assert report.luts == (5122, 5280)  # ICESTORM_LC
     assert report.bram == (28, 30)  # ICESTORM_RAM
     assert report.dsp == (6, 8)  # ICESTORM_DSP
     assert report.resources["SB_IO"] == (4, 39) and report.resources["ICESTORM_SPRAM"] == (0, 4)
@@ -49,7 +49,7 @@ def test_parse_ice40_report(ice40_report):
     assert report.fits
     (clock,) = report.clocks
     # the PLL's output (the net "clk", also named pll_clk), constrained to the 27 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 28.654117584228516, 27.000028610229492)
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 30.269092559814453, 27.000028610229492)
     assert report.resources["ICESTORM_PLL"] == (1, 1)
     assert clock.met and report.timing_met
 
@@ -58,16 +58,16 @@ def test_parse_ecp5_report():
     # Numbers read by hand from data/ulx3s_nextpnr_report.json.
     raw = json.loads((DATA / "ulx3s_nextpnr_report.json").read_text())
     report = parse_nextpnr_report(raw, board="ulx3s", family="ecp5")
-    assert report.luts == (11281, 83640)  # TRELLIS_COMB
-    assert report.ffs == 6158  # TRELLIS_FF
-    assert report.bram == (35, 208)  # DP16KD
+    assert report.luts == (10973, 83640)  # TRELLIS_COMB
+    assert report.ffs == 6029  # TRELLIS_FF
+    assert report.bram == (43, 208)  # DP16KD
     assert report.dsp == (7, 156)  # MULT18X18D
     (clock,) = report.clocks
     # the PLL's output on a global net, constrained to the 75 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 85.07742309570312, 75.00187683105469)
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 90.33423614501953, 75.00187683105469)
     assert report.resources["EHXPLLL"] == (1, 4)
     assert report.fits and report.timing_met
-    assert "LUT4s: 11281/83640 (13%)" in report.to_text()
+    assert "LUT4s: 10973/83640 (13%)" in report.to_text()
 
 
 #: A nextpnr-ice40 report excerpt, typed by hand: three clocks (one fails, one just meets its constraint).
@@ -155,9 +155,9 @@ def test_count_ice40_ffs_in_a_netlist():
 def test_report_round_trip_text_and_json(ice40_report):
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40")
     text = report.to_text()
-    assert "logic cells" in text and "block RAMs" in text and "Fmax 28.65 MHz, constraint 27.00 MHz" in text
+    assert "logic cells" in text and "block RAMs" in text and "Fmax 30.27 MHz, constraint 27.00 MHz" in text
     data = report.to_json()
-    assert data["fits"] is True and data["timing_met"] is True  # 28.65 MHz against 27 MHz
+    assert data["fits"] is True and data["timing_met"] is True  # 30.27 MHz against 27 MHz
     assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(27, rel=1e-4)
 
 
@@ -166,17 +166,7 @@ CELLS = {"ice40": {"luts": "ICESTORM_LC", "bram": "ICESTORM_RAM", "dsp": "ICESTO
          "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"}}
 
 
-#: The committed ULX3S report predates protocol 3 (no UART-rate fields): the current core does
-#: not synthesise for the ECP5 with the pinned Yosys 0.70 (``synth_ecp5`` stops on an internal
-#: assertion in ABC_OPS_REINTEGRATE, ``GetSize(conn.first) == GetSize(conn.second)``, rtlil.cc:3091),
-#: so it cannot be regenerated yet.  Strict: a regenerated report makes this test fail until the
-#: mark is removed.
-ULX3S_REPORT_STALE = pytest.mark.xfail(strict=True, reason="boards/reports/ulx3s.json predates protocol 3: "
-                                       "Yosys 0.70 asserts in ABC_OPS_REINTEGRATE on the current ECP5 build")
-
-
-@pytest.mark.parametrize("board, family", [("icebreaker", "ice40"),
-                                           pytest.param("ulx3s", "ecp5", marks=ULX3S_REPORT_STALE)])
+@pytest.mark.parametrize("board, family", [("icebreaker", "ice40"), ("ulx3s", "ecp5")])
 def test_committed_report_says_what_nextpnr_said(board, family):
     """The committed report against the kept raw nextpnr report, field by field, without the parser."""
     raw = json.loads((DATA / f"{board}_nextpnr_report.json").read_text())
@@ -368,6 +358,18 @@ def _assert_matches_committed(fresh_dir: Path, stem: Path, board: str) -> None:
         text = stem.with_suffix(suffix).read_text()
         assert text == (REPORTS / f"{board}{suffix}").read_text(), f"{board}{suffix} is stale; {regenerate}"
         assert text == (fresh_dir / f"report{suffix}").read_text()
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
+def test_build_script_splits_nets_before_synthesis(board):
+    """Both boards' Yosys scripts flatten and split nets between reading the design and
+    synth_<family>: without it ABC9's reintegration asserts on the ULX3S core (YosysHQ/yosys
+    issue 4349; the ULX3S build at f647316 .. b0283fe failed so)."""
+    _, plan = build_plan(board)
+    script = [line.strip() for line in plan.files["top.ys"].splitlines()]
+    read = script.index("read_rtlil top.il")
+    synth = next(i for i, line in enumerate(script) if line.startswith("synth_"))
+    assert read < script.index("hierarchy -auto-top; proc; flatten; splitnets") < synth
 
 
 def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):

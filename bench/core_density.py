@@ -115,9 +115,10 @@ CONFIGS = (
 # --------------------------------------------------------------------------- recording the RUNs
 
 class RecordingClient(CoreClient):
-    """A :class:`~sw.driver.CoreClient` that records every RUN request the core
-    executed (answered OK): ``runs[(batch, product, count, rows, cols, m_bits,
-    v_bits, act_bits)]`` = number of such requests.  ``rows``, ``cols`` and
+    """A :class:`~sw.driver.CoreClient` that records every RUN (and ACCUMULATE: a RUN
+    whose values go into the batch sums) request the core executed (answered OK):
+    ``runs[(batch, product, count, rows, cols, m_bits, v_bits, act_bits)]`` = number
+    of such requests.  ``rows``, ``cols`` and
     ``m_bits`` are those of the matrix the core holds (the last LOAD_MATRIX with
     offset 0), ``act_bits`` the bits of its thresholds for an activated RUN,
     else 0.  ``batch`` and ``product`` are what the caller (and
@@ -141,10 +142,10 @@ class RecordingClient(CoreClient):
         batch, product = (SESSION, SESSION) if cmd in (P.Cmd.PING, P.Cmd.RESET) else (self.batch, self.product)
         self.link_bytes[(batch, product, TO_CORE)] += self.stats["bytes_out"] - sent
         self.link_bytes[(batch, product, FROM_CORE)] += self.stats["bytes_in"] - received
-        if cmd == P.Cmd.RUN:
-            h = P.decode_run_header(payload)
+        if cmd in (P.Cmd.RUN, P.Cmd.ACCUMULATE):
+            h = P.decode_run_header(payload) if cmd == P.Cmd.RUN else P.decode_accumulate_header(payload)
             rows, cols, m_bits = self._held
-            act_bits = self._held_act_bits if h.activate else 0
+            act_bits = self._held_act_bits if cmd == P.Cmd.RUN and h.activate else 0
             self.runs[(self.batch, self.product, h.count, rows, cols, m_bits, h.bits, act_bits)] += 1
         elif cmd == P.Cmd.LOAD_MATRIX:
             h = P.decode_load_matrix_header(payload)
@@ -181,6 +182,9 @@ class RecordingEngine(CoreEngine):
 
     def backward_weight(self, *args):
         return self._as("backward-weight", super().backward_weight, *args)
+
+    def backward_weight_sum(self, *args):
+        return self._as("backward-weight", super().backward_weight_sum, *args)
 
 
 def model_params(core_params: dict) -> dict:

@@ -2,7 +2,9 @@
 
 The digits net at W,A,G = 1,2,6, batch 32, at full width and at width 0.25,
 is trained through a :class:`sw.driver.CoreClient` on the ``model`` backend
-(:class:`sw.core_model.CoreModel` with the default core's link limits), and
+(:class:`sw.core_model.CoreModel` with the default core's link limits and the
+ULX3S core's batch sums, :data:`sw.contract.core.BATCH_SUMS`: backward-weight
+summed over the batch on the core), and
 every frame that crosses the link is counted, whole (sync, header, payload,
 CRC), by the product it serves (forward, backward-input, backward-weight;
 the evaluation's products apart) and by direction (to the core: requests; from
@@ -43,7 +45,7 @@ if __package__ in (None, ""):  # run as `python bench/link_bytes.py`
 
 from bench.core_density import (BITS, EVALUATION, FROM_CORE, PRODUCTS, SESSION, TO_CORE,  # noqa: E402
                                 record_epoch)
-from sw.contract.core import CORE_DEFAULTS  # noqa: E402
+from sw.contract.core import BATCH_SUMS, CORE_DEFAULTS  # noqa: E402
 from sw.contract.link import PROTOCOL_VERSION  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "reports" / "link_bytes"
@@ -127,8 +129,9 @@ def table(result: dict) -> str:
         "# Bytes on the host link",
         "",
         f"Written by `{result['command']}`. The digits net at W,A,G = {','.join(map(str, BITS))}, batch 32, "
-        "trained on the `model` backend with the default core's link limits "
-        f"({', '.join(f'{k} {v}' for k, v in result['link'].items())}); every frame counted whole "
+        "trained on the `model` backend with the default core's link limits and the ULX3S core's batch "
+        f"sums ({', '.join(f'{k} {v}' for k, v in result['link'].items())}): backward-weight is summed over "
+        "the batch on the core (ACCUMULATE, READ_SUMS); every frame counted whole "
         "(sync, header, payload, CRC). Link time = bytes x 10 / baud (8N1).",
         "",
         "## Bytes per sample",
@@ -183,12 +186,16 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The core measured: the ``model`` backend's (the default limits, the ULX3S's batch sums).
+LINK = {**CORE_DEFAULTS, **BATCH_SUMS}
+
+
 def measure(widths, batches: int | None, log=print) -> dict:
     rows = []
     for width in widths:
         log(f"recording the link's bytes of one digits epoch at width {width:g} ...")
-        rows.append(summarise(record_epoch(dict(CORE_DEFAULTS), batches, log=log, width=width)))
-    return {"link": dict(CORE_DEFAULTS), "protocol": PROTOCOL_VERSION, "widths": rows,
+        rows.append(summarise(record_epoch(dict(LINK), batches, log=log, width=width)))
+    return {"link": dict(LINK), "protocol": PROTOCOL_VERSION, "widths": rows,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
 
 

@@ -34,7 +34,12 @@ ECP5 (nextpnr, out of context): an adder feeding the block RAM's data input,
 and logic behind the unregistered output of a DP16KD or a MULT18X18D, each
 took more than the 8 ns.
 
-Hazard rule: **forwarding**, never a stall (``i.ready`` is always high).  The
+Zeroing: after a reset, and after a ``clear`` pulse, the unit writes 0 to
+every slot, one per cycle (``slots`` cycles, ``busy`` high and ``i.ready``
+low meanwhile), so the sums start from a defined state that a model of the
+core can follow.
+
+Hazard rule: **forwarding**, never a stall (``i.ready`` is high but while zeroing).  The
 word read in cycle ``t`` misses the writes of the up to five beats still in
 the pipeline (stages 1 .. 5), whose sums the adder makes at the ends of
 cycles ``t + 3 .. t - 1``.  In cycle ``t`` the beat's slot is compared with
@@ -59,10 +64,14 @@ first : ``In(1)``
 i : ``In(stream.Signature(StructLayout({"slot": range(slots), "partial": signed(partial_bits)})))``
     One term per beat: the slot and ``I``.  ``mantissa``, ``shift`` and
     ``first`` are latched with the beat, so a change between beats affects
-    only later beats.  ``i.ready`` is always high.
+    only later beats.  ``i.ready`` is high but while zeroing (a flip-flop).
+clear : ``In(1)``
+    Zero every sum: a sweep of ``slots`` cycles from the next one.  Only
+    while ``busy`` is low (no beat in flight).
 busy : ``Out(1)``
     High while an accepted beat has not been written to the memory (from the
-    cycle after a beat is accepted to its write's cycle); a flip-flop.
+    cycle after a beat is accepted to its write's cycle) and while zeroing; a
+    flip-flop.
 read_addr : ``In(range(slots))``, read_data : ``Out(signed(sum_bits))``
     A read port with one cycle of latency: ``read_data`` is the sum at the
     ``read_addr`` of the previous cycle.  It shares the memory's one read port
@@ -102,15 +111,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sw.contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS
+from sw.contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS, term_bits
+from sw.contract.link import MAX_SUM_BITS
 
 from .params import check_int
-from .plane_buffer import BANK_ATTRS, _registered_read
+from .plane_buffer import BANK_ATTRS, registered_read
 
-__all__ = ["BatchSum", "MAX_SUM_BITS", "SHIFT_BITS"]
+__all__ = ["BatchSum", "SHIFT_BITS"]
 
-#: Widest sum the unit holds (a width beyond any sane batch, and a bound on the adder).
-MAX_SUM_BITS = 128
 #: Bits of the ``shift`` input: a right shift of ``0 .. 255``.
 SHIFT_BITS = 8
 
@@ -127,7 +135,7 @@ class BatchSum(wiring.Component):
         ``MAX_SUM_BITS - SCALE_MANTISSA_BITS - GUARD_BITS``).
     sum_bits : int
         Width of a stored sum (two's complement), from :meth:`min_sum_bits`
-        (a single term at shift 0) to :data:`MAX_SUM_BITS`.
+        (a single term at shift 0) to :data:`sw.contract.link.MAX_SUM_BITS`.
     """
 
     #: Cycles from a beat's acceptance to the first cycle its sum may be read (``busy`` low).
@@ -136,8 +144,8 @@ class BatchSum(wiring.Component):
     @staticmethod
     def min_sum_bits(partial_bits: int) -> int:
         """Bits of a two's-complement integer that holds any single term: ``M * I << GUARD_BITS``
-        at shift 0, ``SCALE_MANTISSA_BITS + partial_bits + GUARD_BITS``."""
-        return SCALE_MANTISSA_BITS + partial_bits + GUARD_BITS
+        at shift 0 (:func:`sw.contract.gradients.term_bits`)."""
+        return term_bits(partial_bits)
 
     def __init__(self, *, slots: int, partial_bits: int, sum_bits: int):
         self._slots = check_int("slots", slots, 1)
@@ -153,6 +161,7 @@ class BatchSum(wiring.Component):
             "shift": In(SHIFT_BITS),
             "first": In(1),
             "i": In(stream.Signature(data.StructLayout({"slot": range(slots), "partial": signed(partial_bits)}))),
+            "clear": In(1),
             "busy": Out(1),
             "read_addr": In(range(slots)),
             "read_data": Out(signed(sum_bits)),
@@ -174,12 +183,25 @@ class BatchSum(wiring.Component):
         # Every beat carries its valid and slot through stages 1 .. 5.
         valid = [None] + [Signal(name=f"s{k}_valid") for k in range(1, 6)]
         slot = [self.i.payload.slot] + [Signal(range(self._slots), name=f"s{k}_slot") for k in range(1, 6)]
+        # Zeroing (after a reset, or a `clear`): one slot a cycle, no beat taken meanwhile.
+        zeroing = Signal(init=1)
+        zero_slot = Signal(range(self._slots))
+        with m.If(self.clear):
+            m.d.sync += [zeroing.eq(1), zero_slot.eq(0)]
+        with m.Elif(zeroing):
+            m.d.sync += zero_slot.eq(zero_slot + 1)
+            with m.If(zero_slot == self._slots - 1):
+                m.d.sync += zeroing.eq(0)
         accept = Signal()
-        m.d.comb += [self.i.ready.eq(1), accept.eq(self.i.valid)]
+        m.d.comb += [self.i.ready.eq(~zeroing), accept.eq(self.i.valid & ~zeroing)]
         m.d.sync += [valid[1].eq(accept), slot[1].eq(slot[0])]
         m.d.sync += [valid[k + 1].eq(valid[k]) for k in range(1, 5)]
         m.d.sync += [slot[k + 1].eq(slot[k]) for k in range(1, 5)]
-        m.d.sync += self.busy.eq(accept | valid[1] | valid[2] | valid[3] | valid[4])  # any of stages 1 .. 5
+        # Any of stages 1 .. 5 next cycle, or zeroing (the last slot's write included).
+        busy = Signal(init=1)  # zeroing from the reset on
+        m.d.comb += self.busy.eq(busy)
+        m.d.sync += busy.eq(accept | valid[1] | valid[2] | valid[3] | valid[4] | self.clear
+                            | (zeroing & (zero_slot != self._slots - 1)))
 
         # The adder's register (the sum written at the end of this cycle, stage 5) and its last
         # two values (written at the ends of the two cycles before): the forwarding sources.
@@ -190,7 +212,7 @@ class BatchSum(wiring.Component):
         # t + 4 .. t (the read of cycle t misses them all).
         # The memory's registered read (a reset-less register that Yosys folds into the block RAM):
         # the beat's slot while one is offered, the user's address otherwise.
-        stored = _registered_read(m, memory, Mux(accept, slot[0], self.read_addr), 1)
+        stored = registered_read(m, memory, Mux(accept, slot[0], self.read_addr), 1)
         m.d.comb += self.read_data.eq(stored)
         s1_partial = Signal(signed(self._partial_bits))
         s1_mantissa = Signal(SCALE_MANTISSA_BITS)
@@ -261,8 +283,12 @@ class BatchSum(wiring.Component):
             new_sum_2.eq(new_sum_1),
         ]
 
-        # ---- Stage 5 (cycle t + 5): write, from the register.
-        m.d.comb += [write.addr.eq(slot[5]), write.data.eq(new_sum), write.en.eq(valid[5])]
+        # ---- Stage 5 (cycle t + 5): write, from the register (or a zero, while zeroing).
+        m.d.comb += [
+            write.addr.eq(Mux(zeroing, zero_slot, slot[5])),
+            write.data.eq(Mux(zeroing, 0, new_sum)),
+            write.en.eq(valid[5] | zeroing),
+        ]
         return m
 
 

@@ -33,7 +33,8 @@ from amaranth.lib import wiring
 
 from sw.contract.codes import MAX_CODE_BITS
 from sw.contract.core import ACC_LIMIT, CORE_DEFAULTS
-from sw.contract.link import LOAD_HEADER, MAX_PAYLOAD
+from sw.contract.gradients import term_bits
+from sw.contract.link import LOAD_HEADER, MAX_PAYLOAD, MAX_SUM_BITS, MAX_SUM_SLOTS
 from sw.contract.prng import DEFAULT_SEED, STATE_BITS
 
 from .core import TrainingCore
@@ -164,6 +165,11 @@ def _gradient_quantizer(gbits, width, depth, seed):
     return GradientQuantizer(gbits=gbits, width=width, depth=depth, seed=seed)
 
 
+def _batch_sum(slots, partial_bits, sum_bits):
+    from .batch_sum import BatchSum
+    return BatchSum(slots=slots, partial_bits=partial_bits, sum_bits=sum_bits)
+
+
 def _prng(seed):
     from .prng import XorShift32
     return XorShift32(seed)
@@ -216,6 +222,9 @@ def _core_params():
                             MAX_PAYLOAD),
         "max_act_bits": _int(CORE_DEFAULTS["max_act_bits"], "widest activation code (0: no threshold stage)",
                              0, MAX_CODE_BITS),
+        "sum_slots": _int(CORE_DEFAULTS["sum_slots"], "batch sums of weight gradients held (0: none)",
+                          0, MAX_SUM_SLOTS),
+        "sum_bits": _int(CORE_DEFAULTS["sum_bits"], "bits of each batch sum (0 without sums)", 0, MAX_SUM_BITS),
         "vectors": _int(_default(TrainingCore, "vectors"), "vectors of a tile (each matrix word meets them all)",
                         1, 256),
         "popcount_stages": _int(_default(TrainingCore, "popcount_stages"), "pipeline levels in each popcount tree",
@@ -312,6 +321,12 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
                  "depth": _int(256, "longest sample (elements)", 1, 1 << 16),
                  "seed": _int(DEFAULT_SEED, "PRNG seed after reset (non-zero)", 1, _MAX_SEED),
              }, {"bits": ("gbits",), "width": ("width",)}),
+    UnitSpec("batch_sum", "batch sum of aligned weight-gradient terms (one beat per cycle, sums in block RAM)",
+             _batch_sum, {
+                 "slots": _int(256, "sums held", 1, MAX_SUM_SLOTS),
+                 "partial_bits": _int(32, "bits of a signed partial sum", 2, MAX_SUM_BITS - term_bits(1) + 1),
+                 "sum_bits": _int(96, "bits of a sum (one term at shift 0 must fit)", term_bits(2), MAX_SUM_BITS),
+             }),
     UnitSpec("prng", "xorshift32 noise generator (16-bit draws)", _prng, {
         "seed": _int(DEFAULT_SEED, "state after reset (non-zero)", 1, _MAX_SEED),
     }),

@@ -4,8 +4,8 @@
 :class:`TrainingCore` is :class:`sw.core_model.CoreModel` in gateware: bytes
 of requests in (``rx``), bytes of replies out (``tx``), byte for byte the
 model's replies (:mod:`sw.protocol` defines the frames, the commands PING,
-RESET, LOAD_MATRIX, RUN and LOAD_THRESHOLDS, every error and the order of
-the checks).
+RESET, LOAD_MATRIX, RUN, LOAD_THRESHOLDS, ACCUMULATE and READ_SUMS, every
+error and the order of the checks).
 :class:`UARTCore` puts it behind 8N1 UART pins for a board.
 
 Datapath
@@ -29,6 +29,11 @@ Datapath
                  or, activated: threshold memory -> one comparator
                  key(acc) >= key(T), one threshold per cycle -> count of passes =
                  code -> CodePacker
+            ACCUMULATE (with sums): a RUN whose values, instead of the reply, go one a
+                 cycle into a BatchSum (floor(M * value * 2**(32 - shift)) added to, or
+                 with `first` written over, sum slot + v*rows + r); the empty reply once
+                 the last is written
+            READ_SUMS: BatchSum's read port -> the sums' low `width` bytes, LE
               | reply body (status, tag, LEN, payload) as it is made
               v
           FrameTransmitter (SYNC, CRC) -> tx
@@ -48,7 +53,10 @@ i`` holds threshold ``i + 1`` of ``row`` (``i < 2**A - 1`` for the set's
 -1, so that one signed ``>=`` serves both directions, as in
 :mod:`hw.threshold`), and the spare word ``i = 2**max_act_bits - 1`` holds
 the row's direction in bit 0 (the wire's ``DIRECTION_NEGATIVE`` bit: 1 for
-direction -1, ``acc <= T``).
+direction -1, ``acc <= T``); with batch sums (``sum_slots > 0``), the sums,
+``sum_slots`` words of ``sum_bits`` (:class:`hw.batch_sum.BatchSum`), zeroed
+after a reset and by RESET (a sweep of ``sum_slots`` cycles, which the next
+request waits for).
 
 Activation (:func:`sw.numeric.apply_thresholds`): for each value of an
 activated RUN (``ACT``) the core reads the row's direction word and the
@@ -97,8 +105,10 @@ from amaranth.utils import bits_for
 from sw.contract import link as L
 from sw.contract.codes import MAX_CODE_BITS
 from sw.contract.core import CORE_DEFAULTS, CoreConfig
+from sw.contract.gradients import SCALE_MANTISSA_BITS
 from sw.contract.link import idle_timeout_cycles
 
+from .batch_sum import BatchSum
 from .code_packer import CodePacker
 from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
@@ -218,6 +228,11 @@ class TrainingCore(wiring.Component):
         LOAD_THRESHOLDS is an unknown command, the activate flag a bad
         flag).  One row's thresholds must fit a payload: ``max_payload >= 6
         + 1 + 4 * (2**max_act_bits - 1)``.
+    sum_slots, sum_bits : int
+        The batch sums of weight gradients (ACCUMULATE, READ_SUMS; reported
+        by PING): ``sum_slots`` sums (``0 .. 65535``; 0, the default, builds
+        none: both are unknown commands) of ``sum_bits`` bits
+        (``88 .. 128``; 0 without sums), kept by a :class:`hw.batch_sum.BatchSum`.
     idle_timeout : int
         Cycles without a byte after which a partial request is dropped
         (the protocol asks for 0.01 .. 0.5 s; :class:`UARTCore` converts).
@@ -249,7 +264,8 @@ class TrainingCore(wiring.Component):
                  max_cols: int = CORE_DEFAULTS["max_cols"], *,
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
-                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], vectors: int = 1,
+                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], sum_slots: int = CORE_DEFAULTS["sum_slots"],
+                 sum_bits: int = CORE_DEFAULTS["sum_bits"], vectors: int = 1,
                  popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0,
                  drains: int = 1, matrix_memory: str = "block", idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
                  baud: int = 0):
@@ -263,7 +279,10 @@ class TrainingCore(wiring.Component):
                                        note="0: no activation stage")
         self._vectors = check_int("vectors", vectors, 1, 256)
         self._idle_timeout = check_int("idle_timeout", idle_timeout, 1)
-        self._config = CoreConfig(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits)
+        self._sum_slots = check_int("sum_slots", sum_slots, 0, L.MAX_SUM_SLOTS, note="0: no batch sums")
+        self._sum_bits = check_int("sum_bits", sum_bits, 0, L.MAX_SUM_BITS)
+        self._config = CoreConfig(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits,
+                                  sum_slots, sum_bits)
         problems = self._config.problems()
         if problems:
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
@@ -284,6 +303,8 @@ class TrainingCore(wiring.Component):
     simd = property(lambda self: self._simd)
     max_payload = property(lambda self: self._max_payload)
     max_act_bits = property(lambda self: self._max_act_bits)
+    sum_slots = property(lambda self: self._sum_slots)
+    sum_bits = property(lambda self: self._sum_bits)
     idle_timeout = property(lambda self: self._idle_timeout)
     config = property(lambda self: self._config, doc="The limits (:class:`sw.contract.core.CoreConfig`).")
     info = property(lambda self: self._info, doc="What PING reports (:class:`sw.contract.core.CoreInfo`).")
@@ -299,6 +320,8 @@ class TrainingCore(wiring.Component):
         memories = {"request": (1, self._max_payload, 8), **self._gemm.memories}
         if self._max_act_bits:
             memories["thresholds"] = (1, self._max_rows << self._max_act_bits, 32)
+        if self._sum_slots:
+            memories["sums"] = (1, self._sum_slots, self._sum_bits)
         return memories
 
     @property
@@ -415,6 +438,13 @@ class TrainingCore(wiring.Component):
             # Activation codes -> reply bytes (the body, while `act_streaming`).
             m.submodules.packer = packer = CodePacker(act_bits)
 
+        # Batch sums (ACCUMULATE, READ_SUMS): each value of an ACCUMULATE is one
+        # sample's partial sum, scaled and added into its sum by the unit.
+        sums = self._sum_slots
+        if sums:
+            m.submodules.sums = batch_sum = BatchSum(slots=sums, partial_bits=len(gemm.result),
+                                                     sum_bits=self._sum_bits)
+
         # ---------------------------------------------------------- request fields
         # The command headers, viewed through the contract's field tables.
         def header(fields, **shapes):
@@ -425,6 +455,11 @@ class TrainingCore(wiring.Component):
         run = header(L.RUN_FIELDS, flags=FLAGS_LAYOUT)
         r_count, r_bits, r_flags = run.count, run.bits, run.flags
         r_activate = r_flags.activate if act_bits else 0
+        # ACCUMULATE's count, bits and flags sit where RUN's do: one decoding serves both.
+        assert all(L.ACCUMULATE_FIELDS.offset(name) == L.RUN_FIELDS.offset(name) for name in L.RUN_FIELDS.names)
+        r_first = r_flags.first if sums else 0
+        accumulate = header(L.ACCUMULATE_FIELDS, flags=FLAGS_LAYOUT)
+        read_sums = header(L.READ_SUMS_FIELDS)
         thresholds_head = header(L.THRESHOLD_FIELDS)
         h_offset, h_count = thresholds_head.offset, thresholds_head.count
         h_bits, h_flags = thresholds_head.bits, thresholds_head.flags
@@ -448,13 +483,14 @@ class TrainingCore(wiring.Component):
         # a truncated count are used only once the count passed these bounds.
         max_run_count = self._max_payload - L.RUN_REPLY_HEADER
         max_count = 8 * self._max_payload if act_bits else max_run_count
-        count_bits = bits_for(max_count)
+        # An ACCUMULATE's count passed `count <= sum_slots` before its products matter.
+        count_bits = bits_for(max(max_count, sums))
         bits_bits = bits_for(MAX_CODE_BITS)  # a bits field that passed its check
         p_total = Signal(range(total_max + 1))
         p_load_bits = Signal(range(total_max * max_bits + 1))
-        p_reply = Signal(range(max_count * self._max_rows + 1))  # count * rows
-        p_run_codes = Signal(range(max_count * self._max_cols + 1))
-        p_run_bits = Signal(range(max_count * self._max_cols * max_bits + 1))
+        p_reply = Signal(range(max(max_count, sums) * self._max_rows + 1))  # count * rows
+        p_run_codes = Signal(range(max(max_count, sums) * self._max_cols + 1))
+        p_run_bits = Signal(range(max(max_count, sums) * self._max_cols * max_bits + 1))
         m.d.sync += [
             p_total.eq(l_rows[:bits_for(self._max_rows)] * l_cols[:bits_for(self._max_cols)]),
             p_load_bits.eq(l_count[:bits_for(total_max)] * l_bits[:bits_bits]),
@@ -525,6 +561,21 @@ class TrainingCore(wiring.Component):
             ]
         else:
             m.d.sync += [k_run_too_big.eq(acc_too_big), reply_size.eq(acc_bytes)]
+        if sums:
+            sum_width = L.sum_width(self._sum_bits)
+            k_acc_count = Signal()  # ACCUMULATE: count 0 or its sums past the last
+            k_acc_length = Signal()  # ACCUMULATE: LEN is not the header and the packed vectors
+            k_sums_count = Signal()  # READ_SUMS: count 0 or past the last sum
+            k_sums_too_big = Signal()  # READ_SUMS: the reply cannot fit a frame
+            s_width = read_sums.width
+            p_sums_bytes = Signal(range(0xFFFF * sum_width + 1))  # READ_SUMS: count * width (CHECK1)
+            m.d.sync += [
+                p_sums_bytes.eq(read_sums.count * s_width[:bits_for(sum_width)]),
+                k_acc_count.eq((r_count == 0) | (r_count > sums) | (accumulate.slot + p_reply > sums)),
+                k_acc_length.eq(length != L.ACCUMULATE_HEADER + ((p_run_bits + 7) >> 3)),
+                k_sums_count.eq((read_sums.count == 0) | (read_sums.slot + read_sums.count > sums)),
+                k_sums_too_big.eq(L.SUMS_REPLY_HEADER + p_sums_bytes > self._max_payload),
+            ]
 
         # Reply message: STATUS TAG LEN_L LEN_H + short payload.
         r_status = Signal(8)
@@ -566,11 +617,29 @@ class TrainingCore(wiring.Component):
         m.d.sync += [m_rows_last.eq(m_rows - 1), m_cols_last.eq(m_cols - 1), nv_last.eq(nv - 1)]
         e_slot = Signal(range(self._vectors))  # emit: vector of the tile
         e_row = Signal(range(self._max_rows))  # emit: row
-        e_byte = Signal(2)
-        e_width = Signal(range(L.ACC_BYTES + 1))  # bytes of each accumulator of this RUN's reply
-        e_last_byte = Signal(2)  # e_width - 1
+        widest = max(L.ACC_BYTES, L.sum_width(self._sum_bits))  # an accumulator's or a sum's bytes
+        e_byte = Signal(range(widest))
+        e_width = Signal(range(widest + 1))  # bytes of each accumulator (sum) of this RUN's (READ_SUMS') reply
+        e_last_byte = Signal(range(widest))  # e_width - 1
         m.d.sync += e_last_byte.eq(e_width - 1)
         v_act = Signal()  # this RUN is activated
+        v_sum = Signal()  # this RUN is an ACCUMULATE: its values go into the batch sums
+        v_read = Signal()  # a READ_SUMS: sums follow the width byte
+        if sums:
+            s_addr = Signal(range(sums + 1))  # the next sum: of an ACCUMULATE's value, or READ_SUMS' to send
+            s_left = Signal(range(sums + 1))  # READ_SUMS: sums still to send
+            s_mantissa = Signal(SCALE_MANTISSA_BITS)  # ACCUMULATE: the sample's scale
+            s_shift = Signal(8)
+            s_first = Signal()
+            # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
+            # as each leaves (the block RAM's slow output goes straight into it: no multiplexer).
+            s_word = Signal(signed(8 * L.sum_width(self._sum_bits)))
+            m.d.comb += [
+                batch_sum.mantissa.eq(s_mantissa),
+                batch_sum.shift.eq(s_shift),
+                batch_sum.first.eq(s_first),
+                batch_sum.read_addr.eq(s_addr),
+            ]
         act_streaming = Signal()  # the packer drives the reply body (activated RUN, header sent)
         if act_bits:
             # LOAD_THRESHOLDS write position.
@@ -601,9 +670,11 @@ class TrainingCore(wiring.Component):
             gemm.v_signed.eq(v_signed),
             gemm.result_addr.eq(gemm.result_address(e_slot, e_row)),
         ]
+        if sums:  # an ACCUMULATE's value into its sum
+            m.d.comb += [batch_sum.i.payload.slot.eq(s_addr), batch_sum.i.payload.partial.eq(gemm.result)]
         # Result bytes: value (e_slot, e_row), byte `e_byte`, little-endian.
         result = gemm.result
-        result_byte = result.as_unsigned().word_select(e_byte, 8)
+        result_byte = result.as_unsigned().word_select(e_byte[:bits_for(L.ACC_BYTES - 1)], 8)
         last_row = Signal()
         last_slot = Signal()
         last_tile = Signal()
@@ -717,12 +788,32 @@ class TrainingCore(wiring.Component):
                     (k_thr_length, S.BAD_LENGTH, D.NONE),
                     ((h_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
                 ])
+        if sums:
+            with m.Elif(cmd == L.Cmd.ACCUMULATE):
+                bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, L.FLAG_SIGNED | L.FLAG_FIRST)
+                first_failing([
+                    (length < L.ACCUMULATE_HEADER, S.BAD_LENGTH, D.NONE),
+                    (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
+                    (bad_bits, S.BAD_PARAMS, D.BITS),
+                    (bad_flags, S.BAD_PARAMS, D.FLAGS),
+                    ((accumulate.mantissa >> SCALE_MANTISSA_BITS) != 0, S.BAD_PARAMS, D.SCALE),
+                    (k_acc_count, S.BAD_PARAMS, D.COUNT),
+                    (k_acc_length, S.BAD_LENGTH, D.NONE),
+                ])
+            with m.Elif(cmd == L.Cmd.READ_SUMS):
+                first_failing([
+                    (length != L.READ_SUMS_HEADER, S.BAD_LENGTH, D.NONE),
+                    ((s_width == 0) | (s_width > sum_width), S.BAD_PARAMS, D.WIDTH),
+                    (k_sums_count, S.BAD_PARAMS, D.COUNT),
+                    (k_sums_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
+                ])
         with m.Else():
             m.d.comb += [c_status.eq(S.BAD_COMMAND), c_detail.eq(D.NONE)]
 
         with _OneHotFSM(m, "IDLE") as fsm:
             with fsm.state("IDLE"):
-                with m.If(receiver.o.valid):
+                # (With sums: not while they are being zeroed, after a reset or RESET.)
+                with m.If(receiver.o.valid & (~batch_sum.busy if sums else 1)):
                     fsm.goto("CHECK1")
             with fsm.state("CHECK1"):  # p_total, p_load_bits, p_reply, p_run_codes
                 fsm.goto("CHECK2")
@@ -740,6 +831,8 @@ class TrainingCore(wiring.Component):
                     m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
                     if act_bits:
                         m.d.sync += t_loaded.eq(0)
+                    if sums:  # zeroed in the background; the next request waits for it
+                        m.d.comb += batch_sum.clear.eq(1)
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     fsm.goto("REPLY")
                 with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
@@ -756,11 +849,30 @@ class TrainingCore(wiring.Component):
                 with m.Elif(cmd == L.Cmd.RUN):
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     m.d.sync += [
-                        r_len.eq(reply_size), v_act.eq(r_activate), e_width.eq(p_width),
+                        r_len.eq(reply_size), v_act.eq(r_activate), e_width.eq(p_width), v_sum.eq(0), v_read.eq(0),
                         v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
                         rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                     ]
                     fsm.goto("RUN_START")
+                if sums:
+                    with m.Elif(cmd == L.Cmd.ACCUMULATE):
+                        reply(L.Status.OK, _MSG_EMPTY, 0)  # sent once the sums are written (SUM_WAIT)
+                        m.d.sync += [
+                            v_sum.eq(1), v_read.eq(0), v_act.eq(0),
+                            v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
+                            rd_base.eq(L.ACCUMULATE_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
+                            s_addr.eq(accumulate.slot), s_mantissa.eq(accumulate.mantissa),
+                            s_shift.eq(accumulate.shift), s_first.eq(r_first),
+                        ]
+                        fsm.goto("RUN_START")
+                    with m.Elif(cmd == L.Cmd.READ_SUMS):
+                        reply(L.Status.OK, _MSG_EMPTY, 0)
+                        m.d.sync += [
+                            r_len.eq(L.SUMS_REPLY_HEADER + p_sums_bytes), e_width.eq(s_width),
+                            v_read.eq(1), v_sum.eq(0), v_act.eq(0),
+                            s_addr.eq(read_sums.slot), s_left.eq(read_sums.count),
+                        ]
+                        fsm.goto("RUN_HEADER")
                 if act_bits:
                     with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
                         m.d.sync += [
@@ -845,7 +957,10 @@ class TrainingCore(wiring.Component):
             # ------------------------------------------------ RUN
             with fsm.state("RUN_START"):
                 m.d.comb += rd_start.eq(1)
-                fsm.goto("RUN_HEADER")
+                with m.If(v_sum):  # an ACCUMULATE replies once its sums are written
+                    fsm.goto("TILE")
+                with m.Else():
+                    fsm.goto("RUN_HEADER")
             with fsm.state("RUN_HEADER"):  # STATUS TAG LEN_L LEN_H, never the last bytes
                 m.d.comb += [body.valid.eq(1), body.payload.data.eq(msg[msg_index])]
                 with m.If(body.ready):
@@ -856,10 +971,16 @@ class TrainingCore(wiring.Component):
                             fsm.goto("TILE")
                         with m.Else():
                             fsm.goto("RUN_WIDTH")
-            with fsm.state("RUN_WIDTH"):  # accumulators: the reply's width byte, never the last
+            with fsm.state("RUN_WIDTH"):  # accumulators (sums): the reply's width byte, never the last
                 m.d.comb += [body.valid.eq(1), body.payload.data.eq(e_width)]
                 with m.If(body.ready):
-                    fsm.goto("TILE")
+                    if sums:
+                        with m.If(v_read):
+                            fsm.goto("SUM_READ")
+                        with m.Else():
+                            fsm.goto("TILE")
+                    else:
+                        fsm.goto("TILE")
             with fsm.state("TILE"):  # the next tile: up to `vectors` vectors
                 m.d.comb += gemm.clear.eq(1)
                 m.d.sync += [nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
@@ -887,13 +1008,14 @@ class TrainingCore(wiring.Component):
                     fsm.goto("READ")
             with fsm.state("READ"):  # the value (e_slot, e_row) is read
                 m.d.sync += e_byte.eq(0)
-                if act_bits:
-                    with m.If(v_act):
+                with m.If(v_act):
+                    if act_bits:
                         m.d.sync += [a_step.eq(0), a_addr.eq(-1), a_code.eq(0)]
                         fsm.goto("ACT")
-                    with m.Else():
-                        fsm.goto("EMIT")
-                else:
+                with m.Elif(v_sum):
+                    if sums:
+                        fsm.goto("SUM_PUSH")
+                with m.Else():
                     fsm.goto("EMIT")
             if act_bits:
                 with fsm.state("ACT"):  # row e_row: direction, then one threshold per cycle
@@ -928,11 +1050,43 @@ class TrainingCore(wiring.Component):
                 with m.Elif(~last_slot):
                     m.d.sync += [e_row.eq(0), e_slot.eq(e_slot + 1)]
                     fsm.goto("READ")
-                with m.Elif(last_tile):
-                    fsm.goto("DONE")
-                with m.Else():
+                with m.Elif(~last_tile):
                     m.d.sync += v_left.eq(v_left - nv)
                     fsm.goto("TILE")
+                with m.Elif(v_sum):
+                    if sums:
+                        fsm.goto("SUM_WAIT")
+                with m.Else():
+                    fsm.goto("DONE")
+            if sums:
+                with fsm.state("SUM_PUSH"):  # the value (read) into its sum
+                    m.d.comb += batch_sum.i.valid.eq(1)
+                    with m.If(batch_sum.i.ready):
+                        m.d.sync += s_addr.eq(s_addr + 1)
+                        fsm.goto("NEXT")
+                with fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
+                    with m.If(~batch_sum.busy):
+                        fsm.goto("REPLY")
+                with fsm.state("SUM_READ"):  # READ_SUMS: sum s_addr is read
+                    m.d.sync += e_byte.eq(0)
+                    fsm.goto("SUM_HOLD")
+                with fsm.state("SUM_HOLD"):  # ... and registered
+                    m.d.sync += s_word.eq(batch_sum.read_data)
+                    fsm.goto("SUM_EMIT")
+                with fsm.state("SUM_EMIT"):  # its e_width low bytes, two's complement LE
+                    m.d.comb += [
+                        body.valid.eq(1),
+                        body.payload.data.eq(s_word[:8]),
+                        body.payload.last.eq((e_byte == e_last_byte) & (s_left == 1)),
+                    ]
+                    with m.If(body.ready):
+                        m.d.sync += [e_byte.eq(e_byte + 1), s_word.eq(s_word >> 8)]
+                        with m.If(e_byte == e_last_byte):
+                            m.d.sync += [s_addr.eq(s_addr + 1), s_left.eq(s_left - 1)]
+                            with m.If(s_left == 1):
+                                fsm.goto("DONE")
+                            with m.Else():
+                                fsm.goto("SUM_READ")
         return m
 
 

@@ -51,7 +51,7 @@ NO_RW_CHECK = {"no_rw_check": True}
 BANK_ATTRS = {**NO_RW_CHECK, "ram_style": "block"}
 
 
-def _registered_read(m, memory, addr, en):
+def registered_read(m, memory, addr, en):
     """A synchronous read as an asynchronous port and a register: Yosys folds the
     register into the block RAM's read port and, as the memory says
     ``no_rw_check``, adds no logic for a read and write at one address."""
@@ -144,7 +144,7 @@ class PlaneBuffer(wiring.Component):
                 write.data.eq(self.w.payload.data),
                 write.en.eq(self.w.valid & (self.w.payload.slot == slot)),
             ]
-            m.d.comb += self.read_data[slot].eq(_registered_read(m, bank, self.read_addr, self.read_en))
+            m.d.comb += self.read_data[slot].eq(registered_read(m, bank, self.read_addr, self.read_en))
 
     def _elaborate_spram(self, m):
         lane, slots, simd = self.lane_bits, self._slots, self._simd
@@ -177,6 +177,6 @@ class PlaneBuffer(wiring.Component):
                 write.addr.eq(self.sum_w.payload.row),
                 write.data.eq(self.sum_w.payload.sum),
                 write.en.eq(self.sum_w.valid),
-                self.sum_data[n].eq(_registered_read(m, sums, self.sum_addr[n], 1)),
+                self.sum_data[n].eq(registered_read(m, sums, self.sum_addr[n], 1)),
             ]
         return m

@@ -25,19 +25,21 @@ Each transport carries how long a client should wait for a reply
 from __future__ import annotations
 
 from sw.contract.backends import SIM_BACKENDS
-from sw.contract.core import CORE_DEFAULTS
+from sw.contract.core import BATCH_SUMS, CORE_DEFAULTS
 from sw.driver import Transport
 
 __all__ = ["SIM_CORE", "AMARANTH_SIM_CORE", "SIM_TIMEOUT_S", "AMARANTH_SIM_TIMEOUT_S",
            "open_transport"]
 
 #: Parameters of the simulated core of ``sim``: the default core, the one
-#: built for the iCEBreaker (:data:`sw.contract.core.CORE_DEFAULTS`).
-SIM_CORE = dict(CORE_DEFAULTS)
+#: built for the iCEBreaker (:data:`sw.contract.core.CORE_DEFAULTS`), with the
+#: batch sums of the ULX3S's (:data:`sw.contract.core.BATCH_SUMS`), as the
+#: ``model`` backend's core has.
+SIM_CORE = dict(CORE_DEFAULTS, **BATCH_SUMS)
 
-#: Parameters of the core of ``sim:amaranth``: the defaults' limits, but more
+#: Parameters of the core of ``sim:amaranth``: the ``sim`` core's limits, but more
 #: rows and columns per cycle (fewer cycles for the slower simulator).
-AMARANTH_SIM_CORE = dict(CORE_DEFAULTS, pe=8, simd=32)
+AMARANTH_SIM_CORE = dict(SIM_CORE, pe=8, simd=32)
 
 #: Seconds a client waits for a reply from the core of ``sim`` (the largest
 #: RUN frame takes milliseconds under Verilator).

@@ -4,13 +4,16 @@
 ``torch``          the float golden model's engine (torch convolutions on codes)
 ``ref``            the integer reference in process (bit planes, AND, popcount)
 ``model``          the core's byte-level model over the framed host link, in
-                   process (the protocol end to end, no hardware)
+                   process (the protocol end to end, no hardware), with the
+                   batch sums of the ULX3S's core
+                   (:data:`sw.contract.core.BATCH_SUMS`)
 ``serial:DEVICE``  a core on a serial port (a board's USB-UART, or a
                    pseudo-terminal bridged to a simulated core), at 3 Mbaud;
                    ``serial:DEVICE@BAUD`` at ``BAUD`` (e.g. 115200, the
                    fallback builds' rate)
 ``sim``            the gateware compiled by Verilator behind a pseudo-terminal,
-                   driven as ``serial:DEVICE`` is
+                   driven as ``serial:DEVICE`` is (:data:`sim.transports.SIM_CORE`:
+                   the default core with those batch sums)
 ``sim:amaranth``   the same gateware in the Amaranth simulator, in process;
                    slow: single products only
 =================  ============================================================
@@ -63,8 +66,9 @@ def make_engine(spec: str, *, open_transport: Callable[[str], object] | None = N
     from .core_engine import CoreEngine
     from .driver import CoreClient, LoopbackTransport, SerialTransport
     if spec == "model":
+        from .contract.core import BATCH_SUMS
         from .core_model import CoreModel
-        return CoreEngine(CoreClient(LoopbackTransport(CoreModel())))
+        return CoreEngine(CoreClient(LoopbackTransport(CoreModel(**BATCH_SUMS))))
     if spec in SIM_BACKENDS:
         if open_transport is None:
             raise ValueError(f"backend {spec!r} runs the simulated core: use the dorefa command line, "

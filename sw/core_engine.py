@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import numeric
 from .driver import CoreClient
 from .intref import GemmEngine
 
@@ -27,7 +28,8 @@ class CoreEngine(GemmEngine):
         self.client = client if isinstance(client, CoreClient) else CoreClient(client)
         #: Activated products: on the core's threshold stage, or thresholded on the host
         #: (a fan-in longer than the core's columns, or more activation bits than it has).
-        self.stats = {"core_thresholds": 0, "host_thresholds": 0}
+        #: Backward-weight batch sums: on the core's sums, or of per-sample products on the host.
+        self.stats = {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 0}
 
     def close(self) -> None:
         """Close the link to the core (idempotent)."""
@@ -48,3 +50,20 @@ class CoreEngine(GemmEngine):
         return torch.from_numpy(self.client.activations(
             np.ascontiguousarray(a_codes), a.bits, a.signed, np.ascontiguousarray(b_codes), b.bits, b.signed,
             unit.thresholds, unit.direction, unit.act_bits))
+
+    def backward_weight_sum(self, geometry, x, g, weight_shape):
+        """``(hi, lo, E)`` of the batch sum of weight gradients made on the core's sums
+        (:meth:`sw.driver.CoreClient.batch_sums`), or ``None`` where the core cannot
+        (no sums, a product longer than its columns, a sum wider than its sums hold)."""
+        vectors, matrices = self.backward_weight_operands(geometry, x, g, weight_shape)
+        batch, _, cols = vectors.shape
+        bound = cols * x.levels * g.levels
+        if not self.client.can_batch_sum(batch, cols, bound):
+            self.stats["host_sums"] += 1
+            return None
+        self.stats["core_sums"] += 1
+        mantissa, shift, top = numeric.batch_shifts(g.scale)
+        sums = self.client.batch_sums(vectors, x.bits, x.signed, matrices, g.bits, g.signed,
+                                      mantissa.tolist(), shift.tolist())
+        hi, lo = numeric.sum_limbs(sums.T.reshape(weight_shape))  # (N, O) -> the weight's (O, N)
+        return hi, lo, top

@@ -3,8 +3,9 @@
 :class:`CoreModel` is what the gateware does, seen from the wire: feed it
 request bytes, get reply bytes.  Its receiver is the core's (no
 backtracking, idle timeout), its checks run in the protocol's order, and its
-arithmetic is :func:`sw.bitplanes.signed_matmul` and, for an activated RUN,
-:func:`sw.numeric.apply_thresholds` -- no new arithmetic -- so
+arithmetic is :func:`sw.bitplanes.signed_matmul`, for an activated RUN
+:func:`sw.numeric.apply_thresholds` and for ACCUMULATE the contract's
+:func:`sw.contract.gradients.aligned_term` -- no new arithmetic -- so
 the host driver can be tested without hardware, and RTL testbenches can
 compare the core's reply bytes with this model's.
 """
@@ -20,6 +21,7 @@ from . import protocol as P
 from .bitplanes import signed_matmul
 from .contract.codes import levels, levels_or_none
 from .contract.core import CORE_DEFAULTS, CoreConfig
+from .contract.gradients import SCALE_MANTISSA_BITS, aligned_term
 from .numeric import apply_thresholds
 
 __all__ = ["CoreModel", "CORE_DEFAULTS"]  # CORE_DEFAULTS: the contract's (sw.contract.core)
@@ -33,15 +35,17 @@ class CoreModel:
     ``rx_idle_timeout`` is the idle gap after which a partial request is
     dropped; it only applies when :meth:`feed` is given ``now``.  ``baud`` is
     only reported by PING (the UART rate of the core modelled; 0: none).
+    ``sum_slots`` and ``sum_bits`` size the batch sums (ACCUMULATE, READ_SUMS; 0: none).
     """
 
     def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"], max_cols: int = CORE_DEFAULTS["max_cols"], *,
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
-                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S,
+                 max_act_bits: int = CORE_DEFAULTS["max_act_bits"], sum_slots: int = CORE_DEFAULTS["sum_slots"],
+                 sum_bits: int = CORE_DEFAULTS["sum_bits"], rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S,
                  baud: int = 0):
         config = CoreConfig(int(max_rows), int(max_cols), int(max_bits), int(pe), int(simd), int(max_payload),
-                            int(max_act_bits))
+                            int(max_act_bits), int(sum_slots), int(sum_bits))
         problems = config.problems()
         if problems:
             raise ValueError("bad core limits: " + "; ".join(problems))
@@ -51,7 +55,9 @@ class CoreModel:
         self.rx_idle_timeout = float(rx_idle_timeout)
         self._decoder = P.FrameDecoder(self.info.max_payload, backtrack=False)
         self._last_rx = None
-        self.stats = {"frames": 0, "errors": 0, "idle_drops": 0, "vectors": 0, "macs": 0, "activations": 0}
+        self.stats = {"frames": 0, "errors": 0, "idle_drops": 0, "vectors": 0, "macs": 0, "activations": 0,
+                      "terms": 0}
+        self._sums = [0] * self.info.sum_slots  # sum_bits-bit two's complement values; RESET zeroes them
         self._clear_matrix()
 
     # ------------------------------------------------------------------ state
@@ -86,6 +92,11 @@ class CoreModel:
             return None
         rows = self._t_loaded
         return self._thresholds[:rows].copy(), self._direction[:rows].copy(), self._t_bits
+
+    @property
+    def sums(self) -> list[int]:
+        """The batch sums (a copy)."""
+        return list(self._sums)
 
     @property
     def pending(self) -> int:
@@ -138,6 +149,7 @@ class CoreModel:
             if payload:
                 return error(P.Status.BAD_LENGTH)
             self._clear_matrix()
+            self._sums = [0] * self.info.sum_slots
             return P.Status.OK, b""
         if cmd == P.Cmd.LOAD_MATRIX:
             return self._load(payload, error)
@@ -145,6 +157,10 @@ class CoreModel:
             return self._run(payload, error)
         if cmd == P.Cmd.LOAD_THRESHOLDS and self.info.max_act_bits:
             return self._load_thresholds(payload, error)
+        if cmd == P.Cmd.ACCUMULATE and self.info.sum_slots:
+            return self._accumulate(payload, error)
+        if cmd == P.Cmd.READ_SUMS and self.info.sum_slots:
+            return self._read_sums(payload, error)
         return error(P.Status.BAD_COMMAND)
 
     def _bad_bits_or_flags(self, bits, flags, allowed=P.FLAG_SIGNED):
@@ -180,6 +196,16 @@ class CoreModel:
         self._loaded = h.offset + h.count
         return P.Status.OK, self._loaded.to_bytes(4, "little")
 
+    def _products(self, h) -> np.ndarray:
+        """``(count, rows)`` products of a RUN's or ACCUMULATE's vectors with the matrix."""
+        rows, cols, m_bits, m_flags = self._shape
+        vectors = P.unpack_codes(h.data, h.bits, h.count * cols).reshape(h.count, cols)
+        matrix = self._matrix.reshape(rows, cols)
+        self.stats["vectors"] += h.count
+        self.stats["macs"] += h.count * rows * cols
+        return signed_matmul(vectors, levels_or_none(h.bits, h.signed), h.bits,
+                             matrix, levels_or_none(m_bits, m_flags & P.FLAG_SIGNED), m_bits)
+
     def _run(self, payload, error):
         if len(payload) < P.RUN_HEADER:
             return error(P.Status.BAD_LENGTH)
@@ -202,12 +228,7 @@ class CoreModel:
             return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
         if len(payload) != P.RUN_HEADER + P.packed_size(h.count * cols, h.bits):
             return error(P.Status.BAD_LENGTH)
-        vectors = P.unpack_codes(h.data, h.bits, h.count * cols).reshape(h.count, cols)
-        matrix = self._matrix.reshape(rows, cols)
-        out = signed_matmul(vectors, levels_or_none(h.bits, h.signed), h.bits,
-                            matrix, levels_or_none(m_bits, m_flags & P.FLAG_SIGNED), m_bits)
-        self.stats["vectors"] += h.count
-        self.stats["macs"] += h.count * rows * cols
+        out = self._products(h)
         if not h.activate:
             return P.Status.OK, P.encode_accumulators(out, width)
         codes = apply_thresholds(torch.from_numpy(out), torch.from_numpy(self._thresholds[:rows]),
@@ -241,3 +262,40 @@ class CoreModel:
         self._direction[h.offset:h.offset + h.count] = direction
         self._t_loaded = h.offset + h.count
         return P.Status.OK, self._t_loaded.to_bytes(2, "little")
+
+    def _accumulate(self, payload, error):
+        if len(payload) < P.ACCUMULATE_HEADER:
+            return error(P.Status.BAD_LENGTH)
+        if not self.matrix_ready:
+            return error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
+        h = P.decode_accumulate_header(payload)
+        detail = self._bad_bits_or_flags(h.bits, h.flags, P.FLAG_SIGNED | P.FLAG_FIRST)
+        if detail is not None:
+            return error(P.Status.BAD_PARAMS, detail)
+        if h.mantissa >> SCALE_MANTISSA_BITS:
+            return error(P.Status.BAD_PARAMS, P.Detail.SCALE)
+        rows, cols = self._shape[:2]
+        if h.count == 0 or h.slot + h.count * rows > self.info.sum_slots:
+            return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+        if len(payload) != P.ACCUMULATE_HEADER + P.packed_size(h.count * cols, h.bits):
+            return error(P.Status.BAD_LENGTH)
+        partials = self._products(h).ravel().tolist()
+        bits = self.info.sum_bits
+        top, mask = 1 << (bits - 1), (1 << bits) - 1
+        for index, partial in enumerate(partials, h.slot):
+            total = aligned_term(h.mantissa, partial, h.shift) + (0 if h.first else self._sums[index])
+            self._sums[index] = ((total + top) & mask) - top  # sum_bits-bit two's complement
+        self.stats["terms"] += len(partials)
+        return P.Status.OK, b""
+
+    def _read_sums(self, payload, error):
+        if len(payload) != P.READ_SUMS_HEADER:
+            return error(P.Status.BAD_LENGTH)
+        h = P.decode_read_sums(payload)
+        if not 1 <= h.width <= P.sum_width(self.info.sum_bits):
+            return error(P.Status.BAD_PARAMS, P.Detail.WIDTH)
+        if h.count == 0 or h.slot + h.count > self.info.sum_slots:
+            return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+        if P.sums_reply_size(h.count, h.width) > self.info.max_payload:
+            return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
+        return P.Status.OK, P.encode_sums(self._sums[h.slot:h.slot + h.count], h.width)

@@ -20,6 +20,11 @@ Activation stage: :func:`threshold_frames` (LOAD_THRESHOLDS), :func:`act_run_fra
 (RUN with the activate flag) and :func:`act_script` (matrix, thresholds drawn
 by :func:`thresholds_for` around the accumulators the vectors will make, then
 activated RUNs).  The model alone says what the codes are.
+
+Batch sums: :func:`accumulate_frames` (ACCUMULATE), :func:`read_sums_frames`
+(READ_SUMS) and :func:`sums_script` (a batch of samples, each a matrix and
+its vectors accumulated with a scale drawn from the extremes, then the sums
+read at full and narrower widths); :func:`bad_sums_requests` every error.
 """
 
 from __future__ import annotations
@@ -33,17 +38,23 @@ from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.contract.codes import levels_or_none
 from sw.contract.core import config_params
-from sw.contract.link import LOAD_FIELDS, RUN_FIELDS, THRESHOLD_FIELDS
+from sw.contract.gradients import SCALE_MANTISSA_BITS
+from sw.contract.link import ACCUMULATE_FIELDS, LOAD_FIELDS, READ_SUMS_FIELDS, RUN_FIELDS, THRESHOLD_FIELDS
 from sw.core_model import CoreModel
 
 __all__ = ["SMALL", "Idle", "Reset", "expected_replies", "describe_replies", "frame", "load_frames",
            "run_frame", "codes", "gemm_script", "bad_requests", "fuzz_script", "INT32_MIN", "INT32_MAX",
            "threshold_frames", "act_run_frame", "thresholds_for", "act_script", "threshold_rows_per_frame",
-           "act_vectors_per_frame", "bad_thresholds_requests"]
+           "act_vectors_per_frame", "bad_thresholds_requests", "SUMS", "accumulate_frames", "read_sums_frames",
+           "sums_script", "bad_sums_requests"]
 
 #: Small enough to simulate quickly, with ragged folds (12 = 3 x 4, 6 = 3 x 2);
 #: a 64-byte payload holds one row's thresholds at up to 3 activation bits.
 SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, max_act_bits=3)
+
+#: SMALL with batch sums: 40 of them (not a power of two), 90 bits (not whole bytes:
+#: READ_SUMS sign-extends to 12).
+SUMS = dict(SMALL, sum_slots=40, sum_bits=90)
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -355,6 +366,107 @@ def bad_requests(params=SMALL):
     return [item if isinstance(item, tuple) else ("good PING", item) for item in out]
 
 
+def accumulate_frames(vectors, bits, signed, *, slot, mantissa, shift, first, tag=0, rows, params=SUMS) -> list:
+    """ACCUMULATE frames for ``vectors`` (as many per frame as fit), their sums from ``slot``
+    (``rows`` sums per vector: the loaded matrix's)."""
+    per_frame = (params["max_payload"] - P.ACCUMULATE_HEADER) * 8 // (vectors.shape[1] * bits)
+    return [frame(P.Cmd.ACCUMULATE, P.encode_accumulate(bits, signed, vectors[start:start + per_frame],
+                                                        slot=slot + start * rows, mantissa=mantissa, shift=shift,
+                                                        first=first), tag + i)
+            for i, start in enumerate(range(0, vectors.shape[0], per_frame))]
+
+
+def read_sums_frames(slot, count, width, *, tag=0, params=SUMS) -> list:
+    """READ_SUMS frames for sums ``slot .. slot + count - 1`` (as many per frame as fit)."""
+    per_frame = (params["max_payload"] - P.SUMS_REPLY_HEADER) // width
+    return [frame(P.Cmd.READ_SUMS, P.encode_read_sums(start, min(per_frame, slot + count - start), width), tag + i)
+            for i, start in enumerate(range(slot, slot + count, per_frame))]
+
+
+#: Scales of the batch-sum scripts: the extremes of the mantissa and of the shift
+#: (0; the guard bits' edge, 32; right shifts, floors, and the last, 255).
+SUM_MANTISSAS = (0, 1, (1 << SCALE_MANTISSA_BITS) - 1)
+SUM_SHIFTS = (0, 1, 31, 32, 33, 63, 100, 255)
+
+
+def sums_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, *, batch, vectors, slot=0,
+                params=SUMS) -> list:
+    """A batch: per sample a random ``rows x cols`` matrix (LOAD_MATRIX) and ``vectors``
+    random vectors accumulated into the sums from ``slot`` (ACCUMULATE, the first sample
+    writing), each sample's mantissa and shift drawn from the extremes or at random; then
+    the sums read whole at the widest width and once more at a narrower one."""
+    script = []
+    for b in range(batch):
+        matrix = codes(rng, m_bits, (rows, cols))
+        script += load_frames(matrix, m_bits, m_signed, max_payload=params["max_payload"], tag=0x10 * b)
+        mantissa = int(rng.choice(SUM_MANTISSAS)) if rng.random() < 0.5 else int(rng.integers(1 << SCALE_MANTISSA_BITS))
+        shift = int(rng.choice(SUM_SHIFTS)) if rng.random() < 0.6 else int(rng.integers(256))
+        script += accumulate_frames(codes(rng, v_bits, (vectors, cols)), v_bits, v_signed, slot=slot,
+                                    mantissa=mantissa, shift=shift, first=b == 0, rows=rows, tag=0x80 + b,
+                                    params=params)
+    widest = P.sum_width(params["sum_bits"])
+    for width in (widest, int(rng.integers(1, widest))):
+        script += read_sums_frames(slot, vectors * rows, width, tag=0xC0 + width, params=params)
+    return script
+
+
+def bad_sums_requests(params=SUMS):
+    """Every error of ACCUMULATE and READ_SUMS (in check order) and the good requests
+    between them, as (name, bytes).  On a core without sums: BAD_COMMAND each."""
+    mb, mp = params["max_bits"], params["max_payload"]
+    rows, cols, b = 3, 3, min(2, mb)  # a 3 x 3 matrix: 1 vector = 1 byte at 2 bits
+    # (Without sums every request is an unknown command; the numbers only shape the bytes.)
+    slots, widest = params.get("sum_slots", 0) or 4 * rows, P.sum_width(params.get("sum_bits", 0)) or 1
+
+    def acc(count, bits=b, flags=0, slot=0, mantissa=5, shift=7, nbytes=None):
+        size = P.packed_size(count * cols, bits) if nbytes is None else nbytes
+        return frame(P.Cmd.ACCUMULATE, ACCUMULATE_FIELDS.pack(count, bits, flags, slot, mantissa, shift)
+                     + bytes(range(7, 7 + size)))
+
+    read = lambda slot, count, width, extra=b"": frame(P.Cmd.READ_SUMS, READ_SUMS_FIELDS.pack(slot, count, width)
+                                                      + extra)
+    load = frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, cols, b, True, 0, np.arange(9) % (1 << b)))
+    last = max(slots // rows - 1, 0)  # the last vector whose sums fit from slot 0
+    return [
+        ("RESET (ok)", frame(P.Cmd.RESET)),
+        ("READ_SUMS (ok) of the initial sums", read(0, 2, widest)),
+        ("ACCUMULATE too short", frame(P.Cmd.ACCUMULATE, bytes(10))),
+        ("ACCUMULATE without matrix", acc(1)),
+        ("LOAD 3 x 3 signed (ok)", load),
+        ("ACCUMULATE bits 0", acc(1, bits=0, nbytes=1)),
+        ("ACCUMULATE bits > max", acc(1, bits=mb + 1)),
+        ("ACCUMULATE flags 2 (activate)", acc(1, flags=2)),
+        ("ACCUMULATE flags 0x80", acc(1, flags=0x80)),
+        ("ACCUMULATE mantissa 2**24", acc(1, mantissa=1 << SCALE_MANTISSA_BITS)),
+        ("ACCUMULATE mantissa 0xFFFFFFFF", acc(1, mantissa=0xFFFFFFFF)),
+        ("ACCUMULATE count 0", acc(0)),
+        ("ACCUMULATE sums past the last", acc(1, slot=slots - rows + 1)),
+        ("ACCUMULATE count past the sums", acc(last + 2)),
+        ("ACCUMULATE count 0xFFFF", acc(0xFFFF, nbytes=1)),
+        ("ACCUMULATE huge slot", acc(1, slot=0xFFFF)),
+        ("ACCUMULATE LEN one short", acc(2, nbytes=1)),
+        ("ACCUMULATE LEN one long", acc(2, nbytes=3)),
+        ("ACCUMULATE signed|first (ok)", acc(2, flags=5, mantissa=(1 << SCALE_MANTISSA_BITS) - 1, shift=0)),
+        ("ACCUMULATE into the last sums (ok)", acc(1, flags=1, slot=slots - rows, shift=40)),
+        ("ACCUMULATE added (ok)", acc(2, flags=1, mantissa=3, shift=33)),
+        ("READ_SUMS too short", frame(P.Cmd.READ_SUMS, bytes(4))),
+        ("READ_SUMS too long", read(0, 1, 1, b"\x00")),
+        ("READ_SUMS width 0", read(0, 1, 0)),
+        ("READ_SUMS width past the sums'", read(0, 1, widest + 1)),
+        ("READ_SUMS width 0xFF, count 0", read(0, 0, 0xFF)),
+        ("READ_SUMS count 0", read(0, 0, 1)),
+        ("READ_SUMS past the last sum", read(slots - 1, 2, 1)),
+        ("READ_SUMS huge slot", read(0xFFFF, 1, 1)),
+        ("READ_SUMS reply too big", read(0, (mp - P.SUMS_REPLY_HEADER) // widest + 1, widest)),
+        ("READ_SUMS (ok) just fits", read(0, (mp - P.SUMS_REPLY_HEADER) // widest, widest)),
+        ("READ_SUMS (ok) narrow", read(0, 2 * rows, 1)),
+        ("READ_SUMS (ok) the last sums", read(slots - rows, rows, widest)),
+        ("RESET zeroes the sums (ok)", frame(P.Cmd.RESET)),
+        ("READ_SUMS (ok) after RESET", read(0, rows, widest)),
+        ("ACCUMULATE after RESET", acc(1)),
+    ]
+
+
 def fuzz_script(seed: int, steps: int, params: dict = SMALL, *, timeout: int) -> list:
     """Random requests, some valid, many mutated (a bit flipped, cut short and
     followed by an idle gap past ``timeout``): PING, RESET, LOAD_MATRIX, RUN,
@@ -368,10 +480,13 @@ def fuzz_script(seed: int, steps: int, params: dict = SMALL, *, timeout: int) ->
             + gemm_script(nprng, rows, cols, bits, True, bits, True, 3, params=params)
             + gemm_script(nprng, params["max_rows"], min(3, cols), 1, False, params["max_bits"], False, 2,
                           params=params)
-            + [data for _, data in bad_requests(params) + bad_thresholds_requests(params)])
+            + [data for _, data in bad_requests(params) + bad_thresholds_requests(params)
+               + bad_sums_requests(params)])
     for a_bits in range(1, params.get("max_act_bits", 0) + 1):
         pool += act_script(nprng, rows, cols, bits, a_bits % 2 == 1, bits, True, a_bits, 3,
                            t_chunk=1 + a_bits % 2, params=params)
+    if params.get("sum_slots"):
+        pool += sums_script(nprng, rows, cols, bits, True, bits, False, batch=2, vectors=2, params=params)
     script = []
     for _ in range(steps):
         data = bytearray(rng.choice(pool))

@@ -6,8 +6,9 @@ a model's products on a core is :class:`sw.core_engine.CoreEngine`.
 * :class:`Transport` -- bytes in, bytes out: :class:`LoopbackTransport` (an
   in-process :class:`sw.core_model.CoreModel`) and :class:`SerialTransport`
   (a UART through pyserial).
-* :class:`CoreClient` -- PING, RESET, LOAD_MATRIX, RUN, and :meth:`CoreClient.matmul`,
-  which tiles a GEMM of any size to the core's limits.  Nothing is retried:
+* :class:`CoreClient` -- PING, RESET, LOAD_MATRIX, RUN, LOAD_THRESHOLDS, ACCUMULATE,
+  READ_SUMS, and :meth:`CoreClient.matmul`, which tiles a GEMM of any size to the
+  core's limits, and :meth:`CoreClient.batch_sums`, a batch's scaled sum of GEMMs.  Nothing is retried:
   every failure raises a :class:`sw.protocol.ProtocolError` (a device that
   echoes the request back, :data:`ECHO_MESSAGE`, a :class:`LinkError`).
 """
@@ -23,6 +24,8 @@ import numpy as np
 
 from . import protocol as P
 from .contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD, SERIAL_PREFIX, baud_error
+from .contract.codes import levels
+from .contract.gradients import SCALE_MANTISSA_BITS, sum_bits
 from .protocol import (CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError,
                        check_core_info)
 
@@ -462,6 +465,104 @@ class CoreClient:
             self.load_matrix(matrix[rows], m_bits, m_signed)
             self.load_thresholds(thresholds[rows], direction[rows], act_bits)
             out[:, rows] = self.run(vectors, v_bits, v_signed, activate=True)
+        return out
+
+    # ------------------------------------------------------------------ batch sums
+
+    def accumulate(self, vectors, bits: int, signed: bool, *, slot: int, mantissa: int, shift: int,
+                   first: bool) -> None:
+        """One sample's products of ``vectors`` (N x cols codes) with the loaded matrix into
+        the core's sums ``slot .. slot + N * rows - 1`` (ACCUMULATE: ``floor(mantissa * out
+        * 2**(GUARD_BITS - shift))`` each, :func:`sw.contract.gradients.aligned_term`; ``first``
+        writes instead of adding), over as many frames as needed."""
+        info = self.info
+        if not info.sum_slots:
+            raise ValueError("this core holds no batch sums (PING reports sum_slots = 0)")
+        if self._matrix is None:
+            raise ValueError("no matrix loaded by this client: call load_matrix first")
+        rows, cols, _, _ = self._matrix
+        vectors = _codes(vectors, 2, "vectors")
+        bits = _bits(bits, "vector bits", info.max_bits)
+        if vectors.shape[1] != cols:
+            raise ValueError(f"vectors have {vectors.shape[1]} codes, the loaded matrix has {cols} columns")
+        if vectors.size and (vectors.min() < 0 or vectors.max() >> bits):
+            raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+        if slot < 0 or slot + vectors.shape[0] * rows > info.sum_slots:
+            raise ValueError(f"sums {slot} .. {slot + vectors.shape[0] * rows - 1} are not among the core's "
+                             f"0 .. {info.sum_slots - 1}")
+        if not 0 <= mantissa < 1 << SCALE_MANTISSA_BITS or not 0 <= shift <= 0xFF:
+            raise ValueError(f"mantissa must be in [0, 2**{SCALE_MANTISSA_BITS}) and shift in 0..255, "
+                             f"got {mantissa}, {shift}")
+        per_frame = min((info.max_payload - P.ACCUMULATE_HEADER) * 8 // (cols * bits), 0xFFFF)
+        for start in range(0, vectors.shape[0], per_frame):
+            self.request(P.Cmd.ACCUMULATE, P.encode_accumulate(
+                bits, signed, vectors[start:start + per_frame], slot=slot + start * rows, mantissa=mantissa,
+                shift=shift, first=first))
+
+    def read_sums(self, slot: int, count: int, width: int) -> list[int]:
+        """Sums ``slot .. slot + count - 1`` of the core, each read as its low ``width``
+        bytes (sign-extended), over as many frames as needed."""
+        info = self.info
+        if not info.sum_slots:
+            raise ValueError("this core holds no batch sums (PING reports sum_slots = 0)")
+        if not 1 <= width <= P.sum_width(info.sum_bits):
+            raise ValueError(f"sum width must be 1..{P.sum_width(info.sum_bits)} bytes, got {width}")
+        if count < 0 or slot < 0 or slot + count > info.sum_slots:
+            raise ValueError(f"sums {slot} .. {slot + count - 1} (count {count}) are not among the core's "
+                             f"0 .. {info.sum_slots - 1}")
+        per_frame = (info.max_payload - P.SUMS_REPLY_HEADER) // width
+        sums = []
+        for start in range(slot, slot + count, per_frame):
+            n = min(per_frame, slot + count - start)
+            sums += P.decode_sums(self.request(P.Cmd.READ_SUMS, P.encode_read_sums(start, n, width)), n, width)
+        return sums
+
+    def can_batch_sum(self, batch: int, cols: int, partial_bound: int) -> bool:
+        """Whether :meth:`batch_sums` can sum ``batch`` samples of ``cols``-long products
+        bounded by ``partial_bound`` here: the core holds sums wide enough
+        (:func:`sw.contract.gradients.sum_bits`) and at least a tile of ``max_rows``, and
+        each sample's product fits one matrix (a sum of floors is not the floor of a sum)."""
+        info = self.info
+        return (info.sum_slots >= info.max_rows and 1 <= cols <= info.max_cols and batch >= 1
+                and sum_bits(batch, partial_bound) <= info.sum_bits)
+
+    def batch_sums(self, vectors, v_bits: int, v_signed: bool, matrices, m_bits: int, m_signed: bool,
+                   mantissas, shifts) -> np.ndarray:
+        """The batch sum ``S[n][o] = sum_b aligned_term(mantissas[b], out_b[n][o], shifts[b])``
+        of the products ``out_b = value(vectors[b]) @ value(matrices[b]).T`` (``vectors``
+        ``(B, N, K)``, ``matrices`` ``(B, O, K)`` codes, ``K`` within the core's columns), made
+        on the core's sums: an ``(N, O)`` array of Python ints.  Each tile of rows and
+        vectors that fits the sums is accumulated over the batch, then read."""
+        info = self.info
+        vectors = _codes(vectors, 3, "vectors")
+        matrices = _codes(matrices, 3, "matrices")
+        batch, n, k = vectors.shape
+        o = matrices.shape[1]
+        if matrices.shape[0] != batch or matrices.shape[2] != k or len(mantissas) != batch or len(shifts) != batch:
+            raise ValueError(f"vectors {vectors.shape}, matrices {matrices.shape}, {len(mantissas)} mantissas "
+                             f"and {len(shifts)} shifts do not describe one batch")
+        bound = k * levels(v_bits) * levels(m_bits)
+        if not self.can_batch_sum(batch, k, bound):
+            raise ValueError(f"this core cannot sum {batch} samples of {k}-long products here "
+                             f"(sum_slots {info.sum_slots}, sum_bits {info.sum_bits}, max_cols {info.max_cols}; "
+                             f"see can_batch_sum)")
+        width = P.sum_width(sum_bits(batch, bound))
+        out = np.empty((n, o), dtype=object)
+        for r0 in range(0, o, info.max_rows):
+            rows = slice(r0, r0 + info.max_rows)
+            height = len(range(o)[rows])
+            step = info.sum_slots // height
+            for v0 in range(0, n, step):
+                chunk = slice(v0, v0 + step)
+                for b in range(batch):
+                    self.load_matrix(matrices[b, rows], m_bits, m_signed)
+                    # The wire's shift is a byte: any shift past 255 floors the same term (to 0 or
+                    # -1) as 255, since |M * I| < 2**(24 + 32) is gone after GUARD_BITS + 56.
+                    self.accumulate(vectors[b, chunk], v_bits, v_signed, slot=0, mantissa=int(mantissas[b]),
+                                    shift=min(int(shifts[b]), 0xFF), first=b == 0)
+                count = len(range(n)[chunk])
+                out[chunk, rows] = np.array(self.read_sums(0, count * height, width),
+                                            dtype=object).reshape(count, height)
         return out
 
     def close(self) -> None:

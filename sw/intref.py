@@ -147,21 +147,26 @@ class GemmEngine:
         cols = rows.reshape(b, oh, ow, -1)
         return torch.from_numpy(col2im(cols, tuple(input_shape), k, geometry.stride, geometry.padding).copy())
 
-    def backward_weight(self, geometry, x: Quantized, g: Quantized, weight_shape) -> torch.Tensor:
-        # Per sample, the gradient codes G_b (O x P) are the matrix and the
-        # activation patches (one per weight column) the vectors: dW_b^T.
+    @staticmethod
+    def backward_weight_operands(geometry, x: Quantized, g: Quantized, weight_shape) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors, matrices)``, ``(B, N, P)`` and ``(B, O, P)`` codes: sample ``b``'s
+        weight products are ``matmul(vectors[b], matrices[b])`` ``(N, O)``, the transpose
+        of the weight's ``(O, N)`` (``N = C*k*k``) -- the gradient codes ``G_b`` (``O x P``,
+        ``P`` output positions) are the matrix, the activation patches (one per weight
+        column) the vectors."""
         xc, gc = _np(x.codes), _np(g.codes)
         b = xc.shape[0]
         if isinstance(geometry, LinearGeometry):
-            per_sample = [self.matmul(x, xc[i][:, None], g, gc[i][:, None]).T for i in range(b)]
-            return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)))
-        o = gc.shape[1]
-        k = weight_shape[2]
-        cols, _, _ = im2col(xc, k, geometry.stride, geometry.padding)
+            return xc[:, :, None], gc[:, :, None]
+        cols, _, _ = im2col(xc, weight_shape[2], geometry.stride, geometry.padding)
         cols = cols.reshape(b, -1, cols.shape[-1])  # (B, P, C*k*k)
-        grads = gc.reshape(b, o, -1)  # (B, O, P)
-        per_sample = [self.matmul(x, np.ascontiguousarray(cols[i].T), g, grads[i]).T for i in range(b)]
-        return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)).reshape(b, o, xc.shape[1], k, k))
+        return np.ascontiguousarray(cols.transpose(0, 2, 1)), gc.reshape(b, gc.shape[1], -1)
+
+    def backward_weight(self, geometry, x: Quantized, g: Quantized, weight_shape) -> torch.Tensor:
+        """Per-sample products ``(B, *weight_shape)`` of the layer's backward-weight."""
+        vectors, matrices = self.backward_weight_operands(geometry, x, g, weight_shape)
+        per_sample = [self.matmul(x, vectors[i], g, matrices[i]).T for i in range(vectors.shape[0])]
+        return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)).reshape((-1,) + tuple(weight_shape)))
 
 
 class IntRefEngine(GemmEngine):

@@ -18,6 +18,7 @@ Bitwidths: every W, A, G is one of :data:`ALLOWED_BITS` (1..8, or 32 meaning
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .contract.codes import ALLOWED_BITS, FULL_PRECISION, check_bits, levels
@@ -32,8 +33,8 @@ __all__ = [
     "activation_codes", "activation_scale",
     "gradient_scale", "gradient_codes", "gradient_values",
     "product_scale", "accumulator_to_value", "affine", "bn_affine",
-    "backward_input_values", "scale_parts", "batch_shifts", "aligned_batch_sum", "aligned_sum_value",
-    "backward_weight_values",
+    "backward_input_values", "scale_parts", "batch_shifts", "aligned_batch_sum", "sum_limbs", "aligned_sum_value",
+    "backward_weight_values", "weight_gradient",
     "activation_from_accumulator", "fold_thresholds", "apply_thresholds",
 ]
 
@@ -272,6 +273,19 @@ def aligned_batch_sum(partials: torch.Tensor, m: torch.Tensor) -> tuple[torch.Te
     return hi.reshape(shape), lo.reshape(shape), top
 
 
+def sum_limbs(sums) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(hi, lo)`` int64 tensors of batch sums given as Python ints (any array shape,
+    e.g. read from a core): ``S = hi * 2**32 + lo``, ``0 <= lo < 2**32``, as
+    :func:`aligned_batch_sum` gives them.  ``OverflowError`` for ``S`` outside ``[-2**95, 2**95)``."""
+    sums = np.asarray(sums, dtype=object)
+    hi = np.array([int(v) >> _LIMB for v in sums.ravel()], dtype=object)
+    if hi.size and (min(hi) < -(1 << 63) or max(hi) >= 1 << 63):
+        raise OverflowError("a batch sum of 2**95 or more does not fit the int64 limbs")
+    lo = [int(v) & _LIMB_MASK for v in sums.ravel()]
+    return (torch.tensor(hi.astype(np.int64), dtype=torch.int64).reshape(sums.shape),
+            torch.tensor(lo, dtype=torch.int64).reshape(sums.shape))
+
+
 def aligned_sum_value(hi: torch.Tensor, lo: torch.Tensor, top: int) -> torch.Tensor:
     """``float64(S) * 2**(E - GUARD_BITS)`` for ``S = hi * 2**32 + lo``: ``S`` rounded once
     to float64 (to nearest, ties to even), then scaled by a power of two (exact)."""
@@ -284,14 +298,18 @@ def aligned_sum_value(hi: torch.Tensor, lo: torch.Tensor, top: int) -> torch.Ten
     return torch.ldexp(value, torch.tensor(top - GUARD_BITS, dtype=torch.float64))
 
 
+def weight_gradient(hi: torch.Tensor, lo: torch.Tensor, top: int, a_scale: torch.Tensor, gbits: int) -> torch.Tensor:
+    """Weight gradient from the batch sum ``S = hi * 2**32 + lo`` of :mod:`sw.contract.gradients`
+    (made by :func:`aligned_batch_sum` or on a core) and the batch's largest exponent ``top``:
+    ``float32(float64(S) * 2**(E - GUARD_BITS) * (a_scale / n_g))``."""
+    return (aligned_sum_value(hi, lo, top) * (float(a_scale) / levels(gbits))).to(torch.float32)
+
+
 def backward_weight_values(partials: torch.Tensor, m: torch.Tensor, a_scale: torch.Tensor, gbits: int) -> torch.Tensor:
     """Weight gradient from per-sample integer sums ``I_b = sum((2c - n_g) * p)``:
-    ``float32(float64(S) * 2**(E - GUARD_BITS) * (a_scale / n_g))`` with ``S`` the
-    batch sum of :mod:`sw.contract.gradients` (:func:`aligned_batch_sum`), which a
+    :func:`weight_gradient` of their batch sum (:func:`aligned_batch_sum`), which a
     core can make exactly from the integers and each sample's scale."""
-    n = levels(gbits)
-    hi, lo, top = aligned_batch_sum(partials, m)
-    return (aligned_sum_value(hi, lo, top) * (float(a_scale) / n)).to(torch.float32)
+    return weight_gradient(*aligned_batch_sum(partials, m), a_scale, gbits)
 
 
 # --------------------------------------------------------------------------- fused activation unit

@@ -128,6 +128,25 @@ class TorchEngine:
         return geometry.backward_weight_per_sample(x.integers().to(dtype), g.integers().to(dtype), weight_shape)
 
 
+def batch_weight_sum(engine, geometry, xq: Quantized, gq: Quantized, weight_shape, record=None):
+    """``(hi, lo, E)``: the batch sum of the weight's gradient (:mod:`sw.contract.gradients`),
+    made by the engine where it can (``engine.backward_weight_sum``, e.g. on a core's
+    sums; ``None`` where it cannot), else from its per-sample products
+    (:func:`sw.numeric.aligned_batch_sum` of ``engine.backward_weight``).  ``record``
+    gets ``backward_weight_sum`` and, where they were made, the per-sample
+    ``backward_weight`` products."""
+    on_engine = getattr(engine, "backward_weight_sum", None)
+    total = on_engine(geometry, xq, gq, weight_shape) if on_engine is not None else None
+    if total is None:
+        partials = engine.backward_weight(geometry, xq, gq, weight_shape)
+        total = numeric.aligned_batch_sum(partials, gq.scale)
+        if record is not None:
+            record["backward_weight"] = partials
+    if record is not None:
+        record["backward_weight_sum"] = total
+    return total
+
+
 class QuantizedProduct(torch.autograd.Function):
     """One conv/FC product: integer sums on the engine where both operands are
     quantized, float otherwise; gradient quantization at the output in backward.
@@ -169,10 +188,8 @@ class QuantizedProduct(torch.autograd.Function):
                 grad_x = geometry.backward_input(grad, w, x.shape)
         if ctx.needs_input_grad[1]:
             if gq is not None and xq is not None:
-                partials = engine.backward_weight(geometry, xq, gq, tuple(w.shape))
-                grad_w = numeric.backward_weight_values(partials, gq.scale, xq.scale, gq.bits)
-                if record is not None:
-                    record["backward_weight"] = partials
+                total = batch_weight_sum(engine, geometry, xq, gq, tuple(w.shape), record)
+                grad_w = numeric.weight_gradient(*total, xq.scale, gq.bits)
             else:
                 grad_w = geometry.backward_weight(x, grad, w.shape)
         return grad_x, grad_w, None, None, None, None, None, None

@@ -70,18 +70,20 @@ code with 0 and use the true ``cols`` in its ``2q - n`` corrections (see
 
 Commands (request payload -> OK reply payload)
 ----------------------------------------------
-``PING`` (0x01): empty -> :data:`PING_REPLY` (17 bytes)::
+``PING`` (0x01): empty -> :data:`PING_REPLY` (20 bytes)::
 
     0 version u8 (= PROTOCOL_VERSION)   1 max_bits u8 (<= 8)
     2 pe u16     4 simd u16              6 max_rows u16   8 max_cols u16
     10 max_payload u16                  12 max_act_bits u8 (0: no activation stage)
     13 baud u32 (the core's UART rate, round(clk / divisor); 0: not a UART core)
+    17 sum_slots u16 (batch sums held; 0: no ACCUMULATE, READ_SUMS)   19 sum_bits u8
 
   A host on a serial line refuses a core whose nonzero ``baud`` differs
   from its own rate by more than
   :data:`sw.contract.backends.BAUD_TOLERANCE` (2.5 %).
 
-``RESET`` (0x02): empty -> empty.  Forgets the matrix and the thresholds.
+``RESET`` (0x02): empty -> empty.  Forgets the matrix and the thresholds, and
+zeroes the batch sums.
 
 ``LOAD_MATRIX`` (0x03): :data:`LOAD_HEADER` (12 bytes) then packed codes::
 
@@ -135,6 +137,36 @@ Commands (request payload -> OK reply payload)
   Thresholds compare as full int32 (``acc >= T``), so any int32 is allowed;
   :func:`sw.numeric.fold_thresholds` gives values in ``acc_min - 1 .. acc_max + 1``.
 
+``ACCUMULATE`` (0x06, only if sum_slots > 0): :data:`ACCUMULATE_HEADER`
+(11 bytes) then packed vector codes, as RUN's::
+
+    0 count u16 (vectors)   2 bits u8   3 flags u8 (bit 0: signed; bit 2: first; others 0)
+    4 slot u16 (the sum of out[0][0])   6 mantissa u32 (M, < 2**24)   10 shift u8
+    11 data: count*cols codes, ceil(count*cols*bits/8) bytes
+
+  -> empty.  The batch sum of weight gradients (:mod:`sw.contract.gradients`):
+  the products ``out[v][r]`` of the vectors with the loaded matrix, as RUN
+  makes them, are one sample's partial sums ``I``, scaled by its gradient
+  scale ``m = M * 2**e`` (``shift = E - e``, ``E`` the batch's largest
+  exponent) and added into the core's sums::
+
+      sum[slot + v*rows + r] (+)= floor(M * out[v][r] * 2**(GUARD_BITS - shift))
+
+  (``aligned_term``; ``first`` writes instead of adding: the batch's first
+  sample).  Sums are ``sum_bits``-bit two's complement; the host keeps them
+  in range (``sum_bits(batch, bound)`` of the contract).  They are 0 after
+  a reset of the core and after RESET.
+
+``READ_SUMS`` (0x07, only if sum_slots > 0): :data:`READ_SUMS_HEADER` (5 bytes)::
+
+    0 slot u16   2 count u16   4 width u8 (1 .. ceil(sum_bits / 8))
+
+  -> :data:`SUMS_REPLY_HEADER` (1 byte: ``width``) then sums ``slot ..
+  slot + count - 1``, each its low ``width`` bytes (two's complement,
+  little-endian).  The host, which knows the batch and the partial sums'
+  bound, asks for the fewest bytes that hold them (:func:`sum_width` of
+  ``sum_bits(batch, bound)``); a narrower ``width`` truncates.
+
 Errors: status != OK, payload = 2 bytes ``[command byte as received, detail]``
 (:class:`Detail`).  A request answered with an error has NO effect on the
 core's state.  Checks, in this order (the first failing one answers):
@@ -164,6 +196,16 @@ core's state.  Checks, in this order (the first failing one answers):
    rows`` -> BAD_PARAMS/COUNT; ``LEN != 6 + count * (1 + 4 * n_a)`` ->
    BAD_LENGTH; ``offset > 0`` not continuing the set being loaded ->
    BAD_STATE/SEQUENCE.
+8. ACCUMULATE (a core with sums; else BAD_COMMAND): ``LEN < 11`` ->
+   BAD_LENGTH; no complete matrix -> BAD_STATE/NO_MATRIX; bits ->
+   BAD_PARAMS/BITS; flags other than signed and first -> BAD_PARAMS/FLAGS;
+   ``mantissa >= 2**24`` -> BAD_PARAMS/SCALE; ``count == 0`` or ``slot +
+   count*rows > sum_slots`` -> BAD_PARAMS/COUNT; ``LEN != 11 +
+   ceil(count*cols*bits/8)`` -> BAD_LENGTH.
+9. READ_SUMS (a core with sums; else BAD_COMMAND): ``LEN != 5`` ->
+   BAD_LENGTH; width not in ``1..ceil(sum_bits/8)`` -> BAD_PARAMS/WIDTH;
+   ``count == 0`` or ``slot + count > sum_slots`` -> BAD_PARAMS/COUNT; reply
+   size ``1 + width*count > max_payload`` -> BAD_PARAMS/REPLY_TOO_BIG.
 
 Receiver (core side, :class:`FrameDecoder` with ``backtrack=False``)
 -------------------------------------------------------------------
@@ -198,18 +240,22 @@ import numpy as np
 
 from .contract.codes import MAX_CODE_BITS, levels
 from .contract.core import CoreInfo
-from .contract.link import (ACC_BYTES, CRC_INIT, CRC_POLY, CRC_SIZE, CRC_WIDTH, DIRECTION_NEGATIVE, ERROR_FIELDS,
-                            ERROR_PAYLOAD, FLAG_ACTIVATE, FRAME_FIELDS, FLAG_SIGNED, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS,
-                            LOAD_HEADER, MAX_PAYLOAD, OVERHEAD, PING_REPLY, PROTOCOL_VERSION,
-                            RUN_FIELDS, RUN_HEADER, RUN_REPLY_FIELDS, RUN_REPLY_HEADER, RX_IDLE_TIMEOUT_S, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS,
+from .contract.link import (ACC_BYTES, ACCUMULATE_FIELDS, ACCUMULATE_HEADER, CRC_INIT, CRC_POLY, CRC_SIZE,
+                            CRC_WIDTH, DIRECTION_NEGATIVE, ERROR_FIELDS, ERROR_PAYLOAD, FLAG_ACTIVATE, FLAG_FIRST,
+                            FLAG_SIGNED, FRAME_FIELDS, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS, LOAD_HEADER,
+                            MAX_PAYLOAD, OVERHEAD, PING_REPLY, PROTOCOL_VERSION, READ_SUMS_FIELDS, READ_SUMS_HEADER,
+                            RUN_FIELDS, RUN_HEADER, RUN_REPLY_FIELDS, RUN_REPLY_HEADER, RX_IDLE_TIMEOUT_S,
+                            SUMS_REPLY_FIELDS, SUMS_REPLY_HEADER, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS,
                             THRESHOLD_HEADER, Cmd, Detail, Status, accumulator_bound, accumulator_reply_size,
-                            accumulator_width, activation_reply_size, packed_size, threshold_record_size)
+                            accumulator_width, activation_reply_size, packed_size, sum_width, sums_reply_size,
+                            threshold_record_size)
 
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "MAX_PAYLOAD", "MAX_CODE_BITS",
     "ACC_BYTES", "RX_IDLE_TIMEOUT_S", "HOST_RECOVERY_S", "LOAD_HEADER", "RUN_HEADER", "RUN_REPLY_HEADER",
     "PING_REPLY",
-    "ERROR_PAYLOAD", "FLAG_SIGNED", "FLAG_ACTIVATE", "THRESHOLD_HEADER", "THRESHOLD_BYTES", "DIRECTION_NEGATIVE",
+    "ERROR_PAYLOAD", "FLAG_SIGNED", "FLAG_ACTIVATE", "FLAG_FIRST", "THRESHOLD_HEADER", "ACCUMULATE_HEADER",
+    "READ_SUMS_HEADER", "SUMS_REPLY_HEADER", "THRESHOLD_BYTES", "DIRECTION_NEGATIVE",
     "Cmd", "Status", "Detail", "command_name",
     "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError",
     "crc16_update", "crc16", "encode_frame", "Frame", "FrameError", "FrameDecoder",
@@ -220,6 +266,8 @@ __all__ = [
     "encode_accumulators", "decode_accumulators",
     "threshold_record_size", "encode_load_thresholds", "decode_load_thresholds_header",
     "activation_reply_size", "decode_activations",
+    "Accumulate", "encode_accumulate", "decode_accumulate_header", "ReadSums", "encode_read_sums",
+    "decode_read_sums", "sum_width", "sums_reply_size", "encode_sums", "decode_sums",
     "encode_error", "decode_error",
 ]
 
@@ -443,7 +491,8 @@ def encode_ping_reply(info: CoreInfo) -> bytes:
 
 
 #: PING reply sizes of older protocol versions -> a hint for the error.
-_OLD_PING_SIZES = {12: " (a protocol version 1 core?)", 13: " (a protocol version 2 core?)"}
+_OLD_PING_SIZES = {12: " (a protocol version 1 core?)", 13: " (a protocol version 2 core?)",
+                   17: " (a protocol version 3 core?)"}
 
 
 def decode_ping_reply(payload: bytes) -> CoreInfo:
@@ -602,6 +651,81 @@ def decode_activations(payload: bytes, count: int, rows: int, bits: int) -> np.n
         raise FramingError(f"activated RUN reply has {len(payload)} payload bytes, expected {want} "
                            f"({count} vectors x {rows} rows x {bits}-bit codes)")
     return unpack_codes(payload, bits, count * rows).reshape(count, rows)
+
+
+@dataclass(frozen=True)
+class Accumulate:
+    """An ACCUMULATE header (``data`` = the packed vector codes that follow it)."""
+    count: int
+    bits: int
+    flags: int
+    slot: int
+    mantissa: int
+    shift: int
+    data: bytes
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.flags & FLAG_SIGNED)
+
+    @property
+    def first(self) -> bool:
+        return bool(self.flags & FLAG_FIRST)
+
+
+def encode_accumulate(bits: int, signed: bool, vectors, *, slot: int, mantissa: int, shift: int,
+                      first: bool) -> bytes:
+    """ACCUMULATE payload for ``vectors`` (``(count, cols)`` codes): one sample's products
+    into the sums from ``slot``, scaled by ``mantissa`` and ``shift``; ``first`` writes them."""
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be (count, cols), got shape {vectors.shape}")
+    flags = _flags(signed) | (FLAG_FIRST if first else 0)
+    return (ACCUMULATE_FIELDS.pack(vectors.shape[0], bits, flags, slot, mantissa, shift)
+            + pack_codes(vectors, bits))
+
+
+def decode_accumulate_header(payload: bytes) -> Accumulate:
+    """Fields of an ACCUMULATE payload (``len(payload) >= ACCUMULATE_HEADER``); no validation."""
+    return Accumulate(*ACCUMULATE_FIELDS.unpack(payload), bytes(payload[ACCUMULATE_HEADER:]))
+
+
+@dataclass(frozen=True)
+class ReadSums:
+    """A READ_SUMS request."""
+    slot: int
+    count: int
+    width: int
+
+
+def encode_read_sums(slot: int, count: int, width: int) -> bytes:
+    """READ_SUMS payload: ``count`` sums from ``slot``, ``width`` bytes each."""
+    return READ_SUMS_FIELDS.pack(slot, count, width)
+
+
+def decode_read_sums(payload: bytes) -> ReadSums:
+    """Fields of a READ_SUMS payload (``len(payload) >= READ_SUMS_HEADER``); no validation."""
+    return ReadSums(*READ_SUMS_FIELDS.unpack(payload))
+
+
+def encode_sums(sums, width: int) -> bytes:
+    """READ_SUMS reply payload: the width byte, then each of ``sums`` (Python ints)
+    as its low ``width`` bytes, two's complement little-endian."""
+    mask = (1 << (8 * width)) - 1
+    return SUMS_REPLY_FIELDS.pack(width) + b"".join((int(v) & mask).to_bytes(width, "little") for v in sums)
+
+
+def decode_sums(payload: bytes, count: int, width: int) -> list[int]:
+    """The ``count`` sums (Python ints, sign-extended from ``width`` bytes) of a READ_SUMS reply."""
+    got = SUMS_REPLY_FIELDS.unpack(payload)[0] if len(payload) >= SUMS_REPLY_HEADER else None
+    if got != width:
+        raise FramingError(f"READ_SUMS reply states {got}-byte sums, expected {width}")
+    size = sums_reply_size(count, width)
+    if len(payload) != size:
+        raise FramingError(f"READ_SUMS reply has {len(payload)} payload bytes, expected {size} "
+                           f"(1 + {count} sums x {width} bytes)")
+    body = payload[SUMS_REPLY_HEADER:]
+    return [int.from_bytes(body[i:i + width], "little", signed=True) for i in range(0, len(body), width)]
 
 
 def encode_error(command: int, detail: int = 0) -> bytes:

@@ -4,7 +4,8 @@ Each run checks, byte for byte against :class:`sw.core_model.CoreModel`:
 6 GEMMs (every signedness pair, 1-bit and max-bit codes, ragged shapes,
 ``vectors`` random vectors each), activated RUNs at every activation width
 of the core (LOAD_THRESHOLDS over several frames, rows of direction -1, ties,
-int32 extremes), every protocol error with garbage and idle-timeout drops,
+int32 extremes), batches accumulated into the batch sums and read back (a
+core with sums; the others refuse both commands), every protocol error with garbage and idle-timeout drops,
 ``fuzz_steps`` random (mostly mutated) requests, and a reset in the middle
 of a RUN.  The log line of each test says how many
 reply bytes, RUN vectors and MACs it checked.
@@ -12,14 +13,14 @@ reply bytes, RUN vectors and MACs it checked.
 
 from hw.core import TrainingCore
 from sim.cocotb_runner import run_cocotb
-from sw.core_scripts import SMALL
+from sw.core_scripts import SUMS
 from tb.entry import on_each_simulator
 
 TIMEOUT = 300  # idle timeout in cycles: above any random gap of the drivers
 
 # (name, core parameters, vectors per GEMM, fuzz steps)
 CONFIGS = [
-    ("small", SMALL, 12, 80),
+    ("small", SUMS, 12, 80),  # the small core with batch sums
 ]
 SLOW_CONFIGS = [
     # One row and one column per fold, 4-bit codes: the narrowest datapath.

@@ -12,7 +12,11 @@ The rules (:mod:`sw.protocol`: core invariants): one vector and its reply fit
 a frame (``max_payload >= RUN_HEADER + ceil(max_cols * max_bits / 8)``,
 ``max_payload >= 4 * max_rows``, ``max_payload >= LOAD_HEADER + 1``), one
 row's thresholds fit a frame, and the int32 accumulators cannot overflow
-(``max_cols * (2**max_bits - 1)**2 < 2**31``).
+(``max_cols * (2**max_bits - 1)**2 < 2**31``).  A core with batch sums
+(``sum_slots > 0``) holds ``sum_slots`` sums of ``sum_bits`` bits, at least one
+aligned term of an int32 partial sum (:data:`MIN_SUM_BITS`, 88) and at most
+:data:`sw.contract.link.MAX_SUM_BITS`; one widest sum and one ACCUMULATE vector
+fit a frame.
 """
 
 from __future__ import annotations
@@ -21,13 +25,17 @@ from dataclasses import asdict, dataclass, fields
 from types import MappingProxyType
 
 from .codes import MAX_CODE_BITS, levels
-from .link import (ACC_BYTES, LOAD_HEADER, MAX_PAYLOAD, PING_FIELDS, PROTOCOL_VERSION, RUN_HEADER,
-                   THRESHOLD_HEADER, accumulator_reply_size, packed_size, threshold_record_size)
+from .gradients import term_bits
+from .link import (ACC_BYTES, ACCUMULATE_HEADER, LOAD_HEADER, MAX_PAYLOAD, MAX_SUM_BITS, MAX_SUM_SLOTS, PING_FIELDS,
+                   PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER, accumulator_reply_size, packed_size, sum_width,
+                   sums_reply_size, threshold_record_size)
 
-__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "ACC_LIMIT", "config_params"]
+__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
 
 #: Accumulators are int32: every ``|out|`` must stay below this.
 ACC_LIMIT = 1 << 31
+#: The narrowest batch sum a core may hold: one aligned term of an int32 partial sum.
+MIN_SUM_BITS = term_bits(8 * ACC_BYTES)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class CoreConfig:
     simd: int = 8
     max_payload: int = 1024
     max_act_bits: int = 4     # widest activation code of the threshold stage; 0: no stage
+    sum_slots: int = 0        # batch sums of weight gradients held (ACCUMULATE, READ_SUMS); 0: none
+    sum_bits: int = 0         # bits of each batch sum (0 without sums)
 
     def problems(self) -> list[str]:
         """What breaks the protocol's rules (empty: a valid core)."""
@@ -68,12 +78,25 @@ class CoreConfig:
         if 1 <= self.max_bits <= MAX_CODE_BITS and self.max_cols * levels(self.max_bits) ** 2 >= ACC_LIMIT:
             problems.append(f"max_cols {self.max_cols} with {self.max_bits}-bit codes can overflow "
                             "the int32 accumulators")
+        if not 0 <= self.sum_slots <= MAX_SUM_SLOTS:
+            problems.append(f"sum_slots {self.sum_slots} not in 0..{MAX_SUM_SLOTS}")
+        elif not self.sum_slots and self.sum_bits:
+            problems.append(f"sum_bits {self.sum_bits} without batch sums (sum_slots 0): must be 0")
+        elif self.sum_slots:
+            if not MIN_SUM_BITS <= self.sum_bits <= MAX_SUM_BITS:
+                problems.append(f"sum_bits {self.sum_bits} not in {MIN_SUM_BITS}..{MAX_SUM_BITS} "
+                                f"(one aligned term of an int32 partial sum needs {MIN_SUM_BITS})")
+            elif self.max_payload < sums_reply_size(1, sum_width(self.sum_bits)):
+                problems.append(f"one {self.sum_bits}-bit sum does not fit a {self.max_payload}-byte payload")
+            if self.max_payload < ACCUMULATE_HEADER + packed_size(self.max_cols, self.max_bits):
+                problems.append(f"one ACCUMULATE vector of {self.max_cols} {self.max_bits}-bit codes does not "
+                                f"fit a {self.max_payload}-byte payload")
         return problems
 
     def info(self, version: int = PROTOCOL_VERSION) -> "CoreInfo":
         """What this core's PING reports."""
         return CoreInfo(version, self.max_bits, self.pe, self.simd, self.max_rows, self.max_cols,
-                        self.max_payload, self.max_act_bits)
+                        self.max_payload, self.max_act_bits, sum_slots=self.sum_slots, sum_bits=self.sum_bits)
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,8 @@ class CoreInfo:
     max_payload: int
     max_act_bits: int = 0  # widest activation code of the threshold stage; 0: no stage
     baud: int = 0  # the UART's bit rate (clk / divisor, rounded); 0: not a UART core (a byte stream)
+    sum_slots: int = 0  # batch sums held (ACCUMULATE, READ_SUMS); 0: none
+    sum_bits: int = 0  # bits of each batch sum
 
     @property
     def config(self) -> CoreConfig:
@@ -110,6 +135,12 @@ class CoreInfo:
         """Inverse of :meth:`pack` (``payload`` of ``PING_FIELDS.size`` bytes or more)."""
         return cls(*PING_FIELDS.unpack(payload))
 
+
+#: The batch sums of a core that has them (the ULX3S preset, the ``model`` and ``sim``
+#: backends): 4,096 sums (every weight of a 32-row tile over 128 vectors; 24 of the
+#: ECP5's DP16KD) of 96 bits: ``sum_bits(batch, bound)`` of the digits net is 76 bits
+#: at batch 32, (1, 2, 6) bits, and 96 bits take batches up to 2**20 samples.
+BATCH_SUMS = MappingProxyType({"sum_slots": 4096, "sum_bits": 96})
 
 #: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only
 #: mapping: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.

@@ -48,7 +48,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["SCALE_MANTISSA_BITS", "GUARD_BITS", "scale_parts", "batch_shifts", "aligned_term", "sum_bits"]
+__all__ = ["SCALE_MANTISSA_BITS", "GUARD_BITS", "scale_parts", "batch_shifts", "aligned_term", "term_bits",
+           "sum_bits"]
 
 #: Bits of a float32 significand (the hidden one included): ``M_b < 2**24``.
 SCALE_MANTISSA_BITS = 24
@@ -86,6 +87,15 @@ def aligned_term(mantissa: int, partial: int, shift: int) -> int:
     if shift <= GUARD_BITS:
         return product << (GUARD_BITS - shift)
     return product >> (shift - GUARD_BITS)  # Python's >> floors
+
+
+def term_bits(partial_bits: int) -> int:
+    """Bits of a two's-complement integer that holds any :func:`aligned_term` of a
+    ``partial_bits``-bit signed partial sum (the widest, ``shift = 0``): ``M_b * I_b``
+    is ``SCALE_MANTISSA_BITS + partial_bits`` bits, shifted left by ``GUARD_BITS``."""
+    if partial_bits < 1:
+        raise ValueError(f"partial_bits must be >= 1, got {partial_bits}")
+    return SCALE_MANTISSA_BITS + int(partial_bits) + GUARD_BITS
 
 
 def sum_bits(batch: int, partial_bound: int) -> int:

@@ -21,19 +21,25 @@ __all__ = [
     "RX_IDLE_TIMEOUT_S", "RX_IDLE_TIMEOUT_RANGE_S", "HOST_RECOVERY_S", "idle_timeout_cycles",
     "CRC_WIDTH", "CRC_POLY", "CRC_INIT", "CRC_REFLECT_INPUT", "CRC_REFLECT_OUTPUT", "CRC_XOR_OUTPUT",
     "CRC_CHECK", "CRC_RESIDUE",
-    "Cmd", "Status", "Detail", "FLAG_SIGNED", "FLAG_ACTIVATE", "FLAGS", "DIRECTION_NEGATIVE",
+    "Cmd", "Status", "Detail", "FLAG_SIGNED", "FLAG_ACTIVATE", "FLAG_FIRST", "FLAGS", "DIRECTION_NEGATIVE",
     "Field", "Header", "FRAME_FIELDS", "LOAD_FIELDS", "RUN_FIELDS", "RUN_REPLY_FIELDS", "THRESHOLD_FIELDS",
+    "ACCUMULATE_FIELDS", "READ_SUMS_FIELDS", "SUMS_REPLY_FIELDS",
     "PING_FIELDS", "ERROR_FIELDS", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "LOAD_HEADER", "RUN_HEADER",
-    "RUN_REPLY_HEADER", "THRESHOLD_HEADER", "PING_REPLY", "ERROR_PAYLOAD",
+    "RUN_REPLY_HEADER", "THRESHOLD_HEADER", "ACCUMULATE_HEADER", "READ_SUMS_HEADER", "SUMS_REPLY_HEADER",
+    "PING_REPLY", "ERROR_PAYLOAD", "MAX_SUM_SLOTS", "MAX_SUM_BITS",
     "packed_size", "threshold_record_size", "accumulator_bound", "accumulator_width", "accumulator_reply_size",
-    "activation_reply_size",
+    "activation_reply_size", "sum_width", "sums_reply_size",
 ]
 
-PROTOCOL_VERSION = 3     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
-#                          3: RUN replies accumulators only as wide as their bound (a width byte first)
+PROTOCOL_VERSION = 4     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
+#                          3: RUN replies accumulators only as wide as their bound (a width byte first);
+#                          4: ACCUMULATE and READ_SUMS (the batch sum of weight gradients on the
+#                             core), sum_slots and sum_bits in PING
 SYNC = 0xA5
 MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
 ACC_BYTES = 4            # the widest accumulator: int32
+MAX_SUM_SLOTS = 0xFFFF   # the most batch sums a core may hold (READ_SUMS addresses them with a u16)
+MAX_SUM_BITS = 128       # the widest batch sum a core may hold
 THRESHOLD_BYTES = 4      # int32 thresholds
 
 #: A core drops a partial frame after this idle gap (seconds) ...
@@ -69,6 +75,8 @@ class Cmd(enum.IntEnum):
     LOAD_MATRIX = 0x03
     RUN = 0x04
     LOAD_THRESHOLDS = 0x05
+    ACCUMULATE = 0x06
+    READ_SUMS = 0x07
 
 
 class Status(enum.IntEnum):
@@ -93,12 +101,15 @@ class Detail(enum.IntEnum):
     REPLY_TOO_BIG = 0x07  # RUN: 4 * count * rows > max_payload
     NO_MATRIX = 0x08      # RUN or LOAD_THRESHOLDS before a complete LOAD_MATRIX
     NO_THRESHOLDS = 0x09  # RUN with activate before thresholds for every row of the matrix
+    WIDTH = 0x0A          # READ_SUMS: width not in 1..ceil(sum_bits / 8)
+    SCALE = 0x0B          # ACCUMULATE: mantissa >= 2**SCALE_MANTISSA_BITS
 
 
 FLAG_SIGNED = 0x01       # LOAD_MATRIX, RUN: codes read as 2q - n
 FLAG_ACTIVATE = 0x02     # RUN: reply activation codes (thresholds) instead of accumulators
+FLAG_FIRST = 0x04        # ACCUMULATE: the batch's first sample: the sums are written, not added to
 #: The flag bits of a ``flags`` byte by name, lowest first (the gateware's flag layout).
-FLAGS = (("signed", FLAG_SIGNED), ("activate", FLAG_ACTIVATE))
+FLAGS = (("signed", FLAG_SIGNED), ("activate", FLAG_ACTIVATE), ("first", FLAG_FIRST))
 #: LOAD_THRESHOLDS record byte 0: the row's direction is -1 (``acc <= T``), else +1.
 DIRECTION_NEGATIVE = 0x01
 
@@ -158,10 +169,19 @@ RUN_REPLY_FIELDS = Header("RUN reply", Field("width", 1))
 #: LOAD_THRESHOLDS payload header; ``count`` row records follow (:func:`threshold_record_size`).
 THRESHOLD_FIELDS = Header("LOAD_THRESHOLDS", Field("offset", 2), Field("count", 2), Field("bits", 1),
                           Field("flags", 1))
+#: ACCUMULATE payload header; packed vector codes follow (as RUN's).  ``mantissa`` and
+#: ``shift`` are the sample's gradient scale (:mod:`sw.contract.gradients`: ``M_b``,
+#: ``shift_b``); the products land in the sums from ``slot`` on.
+ACCUMULATE_FIELDS = Header("ACCUMULATE", Field("count", 2), Field("bits", 1), Field("flags", 1),
+                           Field("slot", 2), Field("mantissa", 4), Field("shift", 1))
+#: READ_SUMS payload: ``count`` sums from ``slot``, each as its low ``width`` bytes.
+READ_SUMS_FIELDS = Header("READ_SUMS", Field("slot", 2), Field("count", 2), Field("width", 1))
+#: A READ_SUMS reply's header: the bytes of each sum.
+SUMS_REPLY_FIELDS = Header("READ_SUMS reply", Field("width", 1))
 #: PING's reply payload (:class:`sw.contract.core.CoreInfo` in this order).
 PING_FIELDS = Header("PING reply", Field("version", 1), Field("max_bits", 1), Field("pe", 2), Field("simd", 2),
                      Field("max_rows", 2), Field("max_cols", 2), Field("max_payload", 2),
-                     Field("max_act_bits", 1), Field("baud", 4))
+                     Field("max_act_bits", 1), Field("baud", 4), Field("sum_slots", 2), Field("sum_bits", 1))
 #: An error reply's payload.
 ERROR_FIELDS = Header("error", Field("command", 1), Field("detail", 1))
 
@@ -172,6 +192,9 @@ LOAD_HEADER = LOAD_FIELDS.size
 RUN_HEADER = RUN_FIELDS.size
 RUN_REPLY_HEADER = RUN_REPLY_FIELDS.size
 THRESHOLD_HEADER = THRESHOLD_FIELDS.size
+ACCUMULATE_HEADER = ACCUMULATE_FIELDS.size
+READ_SUMS_HEADER = READ_SUMS_FIELDS.size
+SUMS_REPLY_HEADER = SUMS_REPLY_FIELDS.size
 PING_REPLY = PING_FIELDS.size
 ERROR_PAYLOAD = ERROR_FIELDS.size
 
@@ -213,3 +236,13 @@ def accumulator_reply_size(count: int, rows: int, width: int) -> int:
 def activation_reply_size(count: int, rows: int, bits: int) -> int:
     """Payload bytes of an activated RUN's reply."""
     return packed_size(int(count) * int(rows), bits)
+
+
+def sum_width(sum_bits: int) -> int:
+    """The widest READ_SUMS ``width`` of a core holding ``sum_bits``-bit sums: ``ceil(sum_bits / 8)``."""
+    return -(-int(sum_bits) // 8)
+
+
+def sums_reply_size(count: int, width: int) -> int:
+    """Payload bytes of a READ_SUMS reply of ``count`` sums of ``width`` bytes."""
+    return SUMS_REPLY_HEADER + int(width) * int(count)

@@ -21,9 +21,9 @@ from cocotb.triggers import ClockCycles
 from sim.cocotb_runner import tb_config
 from sw import protocol as P
 from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
-from sw.core_scripts import (Idle, Reset, act_run_frame, act_script, bad_requests, bad_thresholds_requests, codes,
-                             describe_replies, expected_replies, frame, fuzz_script, gemm_script, load_frames,
-                             run_frame)
+from sw.core_scripts import (Idle, Reset, act_run_frame, act_script, bad_requests, bad_sums_requests,
+                             bad_thresholds_requests, codes, describe_replies, expected_replies, frame, fuzz_script,
+                             gemm_script, load_frames, run_frame, sums_script)
 
 
 class Bench:
@@ -124,7 +124,7 @@ async def errors_garbage_timeout(dut):
     pick = random.Random(config["seed"])
     noise = lambda n: bytes(pick.choice([b for b in range(256) if b != P.SYNC]) for _ in range(n))
     script = []
-    for _, request in bad_requests(params) + bad_thresholds_requests(params):
+    for _, request in bad_requests(params) + bad_thresholds_requests(params) + bad_sums_requests(params):
         script += [noise(pick.randrange(0, 4)), request]
     good = gemm_script(bench.rng, 3, 5, 2, True, 2, False, 2, params=params)
     ping = frame(P.Cmd.PING, tag=0x42)
@@ -164,6 +164,30 @@ async def activation(dut):
         cut = random.Random(config["seed"]).randrange(20, 150)
         await bench.run(script + setup + [run, Idle(cut), Reset(), run, frame(P.Cmd.PING)] + setup)
     bench.summary("activation")
+
+
+@cocotb.test()
+async def batch_sums(dut):
+    """For each bit width / signedness mix on a core with batch sums: a batch of
+    samples (a random matrix and ``vectors`` vectors each, scales at the extremes
+    of mantissa and shift) accumulated into the sums at a random slot, read at
+    two widths.  Without sums: both commands refused."""
+    config = tb_config()
+    bench = Bench(dut, config["seed"] + 50)
+    await bench.start()
+    params, rng = bench.params, bench.rng
+    script = []
+    if params.get("sum_slots"):
+        for index, (m_bits, m_signed, v_bits, v_signed) in enumerate(signedness_mixes(params["max_bits"])):
+            rows = params["max_rows"] if index % 2 == 0 else int(rng.integers(1, params["max_rows"] + 1))
+            cols = params["max_cols"] if index % 3 == 0 else int(rng.integers(1, params["max_cols"] + 1))
+            vectors = int(rng.integers(1, params["sum_slots"] // rows + 1))
+            slot = int(rng.integers(0, params["sum_slots"] - vectors * rows + 1))
+            script += sums_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, batch=1 + index % 3,
+                                  vectors=vectors, slot=slot, params=params)
+    script += [data for _, data in bad_sums_requests(params)]
+    await bench.run(script)
+    bench.summary("batch_sums")
 
 
 @cocotb.test()

@@ -84,6 +84,10 @@ def run(dut: BatchSum, program, *, rng=None, gap=0.0):
         ctx.set(dut.read_addr, rng.randrange(dut.slots))
 
     async def testbench(ctx):
+        garbage(ctx)
+        while ctx.get(dut.busy):  # the sums are being zeroed after the reset
+            await ctx.tick()
+            garbage(ctx)
         cycle = 0
         for item in program:
             if item == "read":
@@ -238,6 +242,8 @@ def test_latency_busy_and_read_port():
     expected = aligned_term(MANTISSA_TOP, -77, 20)
 
     async def testbench(ctx):
+        while ctx.get(dut.busy):  # zeroing after the reset
+            await ctx.tick()
         ctx.set(dut.mantissa, MANTISSA_TOP)
         ctx.set(dut.shift, 20)
         ctx.set(dut.first, 1)
@@ -260,6 +266,55 @@ def test_latency_busy_and_read_port():
     data = [d for _, d in trace]
     assert data[8] == data[9] == expected  # asked in cycle 7 (the first without busy), shown in 8
     assert not any(moved)
+
+
+@pytest.mark.parametrize("slots", [1, 5])
+def test_zeroing_after_reset_and_clear(slots):
+    """After the reset, and after a ``clear`` pulse, every sum is 0: ``busy`` is high and
+    ``i.ready`` low for exactly ``slots`` cycles while a beat is offered all along (and not
+    taken); then the beat is taken and lands on the zeroed sum."""
+    dut = BatchSum(slots=slots, partial_bits=8, sum_bits=64)
+    beat = {"slot": slots - 1, "partial": -5}
+    term = aligned_term(3, -5, 30)
+    log = {}
+
+    async def offer_until_taken(ctx):
+        cycles = 0
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.i.payload, beat)
+        while not ctx.get(dut.i.ready):
+            assert ctx.get(dut.busy)
+            await ctx.tick()
+            cycles += 1
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        return cycles
+
+    async def read_all(ctx):
+        sums = []
+        for slot in range(slots):
+            ctx.set(dut.read_addr, slot)
+            await ctx.tick()
+            sums.append(ctx.get(dut.read_data))
+        return sums
+
+    async def testbench(ctx):
+        ctx.set(dut.mantissa, 3)
+        ctx.set(dut.shift, 30)
+        ctx.set(dut.first, 0)  # added, so the sum it lands on shows
+        log["reset"] = await offer_until_taken(ctx)
+        log["after reset"] = await read_all(ctx)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        log["clear"] = await offer_until_taken(ctx)
+        log["after clear"] = await read_all(ctx)
+
+    simulate(dut, testbench, deadline=None)
+    assert log["reset"] == log["clear"] == slots
+    assert log["after reset"] == log["after clear"] == [0] * (slots - 1) + [term]
 
 
 def test_min_sum_bits_from_the_contract():

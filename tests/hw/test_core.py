@@ -28,10 +28,10 @@ from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.contract.codes import levels_or_none
 from sw.core_model import CoreModel
-from sw.core_scripts import (INT32_MAX, INT32_MIN, SMALL, Idle, Reset, act_run_frame, act_script,
-                             act_vectors_per_frame, bad_requests, bad_thresholds_requests, codes,
+from sw.core_scripts import (INT32_MAX, INT32_MIN, SMALL, SUMS, Idle, Reset, act_run_frame, act_script,
+                             act_vectors_per_frame, bad_requests, bad_sums_requests, bad_thresholds_requests, codes,
                              describe_replies, expected_replies, frame, fuzz_script, gemm_script, load_frames,
-                             run_frame, threshold_frames)
+                             run_frame, sums_script, threshold_frames)
 from sw.driver import CoreClient
 from sw.numeric import apply_thresholds
 from tests.hw.helpers import unelaborated, with_sync_domain
@@ -657,3 +657,59 @@ def test_bad_parameters(kwargs, match):
 def test_bad_uart_core_parameters(kwargs, match):
     with unelaborated(), pytest.raises(ValueError, match=match):
         UARTCore(**kwargs)
+
+
+# --------------------------------------------------------------------------- batch sums
+
+SUM_RUNS = [  # m_bits, m_signed, v_bits, v_signed, rows, cols, batch, vectors
+    (2, True, 1, False, 3, 5, 3, 4),
+    (6, True, 2, False, 6, 12, 2, 6),   # every row, every column: the widest partial sums
+    (1, False, 8, True, 5, 7, 4, 3),
+]
+
+
+@pytest.mark.parametrize("m_bits, m_signed, v_bits, v_signed, rows, cols, batch, vectors", SUM_RUNS)
+def test_batch_sums_match_model(m_bits, m_signed, v_bits, v_signed, rows, cols, batch, vectors):
+    """ACCUMULATE over a batch (scales at the extremes of mantissa and shift) and READ_SUMS
+    at two widths: the core's bytes are the model's (aligned_term's sums)."""
+    rng = np.random.default_rng(rows * 100 + cols)
+    script = sums_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, batch=batch, vectors=vectors,
+                         slot=SUMS["sum_slots"] - vectors * rows, params=SUMS)
+    check(script, SUMS, seed=rows)
+
+
+def test_every_sums_error_matches_model():
+    requests = bad_sums_requests(SUMS)
+    model = CoreModel(**SUMS)
+    for name, data in requests:
+        assert len(P.FrameDecoder().feed(model.feed(data))) == 1, name
+    check([data for _, data in requests], SUMS, seed=13)
+
+
+def test_every_sums_error_is_exercised():
+    """The list above covers every (status, detail) of ACCUMULATE and READ_SUMS; without
+    sums both are unknown commands."""
+    def seen(params):
+        model, out = CoreModel(**params), set()
+        for _, data in bad_sums_requests(params):
+            for reply in P.FrameDecoder().feed(model.feed(data)):
+                out.add((data[1], reply.code, reply.payload[1] if reply.code else 0))
+        return out
+
+    A, R, S, D = P.Cmd.ACCUMULATE, P.Cmd.READ_SUMS, P.Status, P.Detail
+    want = {(A, S.OK, 0), (A, S.BAD_LENGTH, 0), (A, S.BAD_STATE, D.NO_MATRIX), (R, S.OK, 0), (R, S.BAD_LENGTH, 0)}
+    want |= {(A, S.BAD_PARAMS, d) for d in (D.BITS, D.FLAGS, D.SCALE, D.COUNT)}
+    want |= {(R, S.BAD_PARAMS, d) for d in (D.WIDTH, D.COUNT, D.REPLY_TOO_BIG)}
+    assert want <= seen(SUMS), want - seen(SUMS)
+    assert {(cmd, status) for cmd, status, _ in seen(SMALL) if cmd in (A, R)} == {(A, S.BAD_COMMAND),
+                                                                                    (R, S.BAD_COMMAND)}
+
+
+def test_fuzz_against_model_with_sums():
+    check(fuzz_script(14, 40, SUMS, timeout=TIMEOUT), SUMS, seed=14)
+
+
+def test_sums_memory():
+    with unelaborated():
+        assert TrainingCore(**SUMS).memories["sums"] == (1, SUMS["sum_slots"], SUMS["sum_bits"])
+        assert "sums" not in TrainingCore(**SMALL).memories

@@ -99,7 +99,7 @@ def check_gemm(client, rng, n=5, k=40, o=9, v_bits=2, v_signed=False, m_bits=1, 
 ])
 def test_gemm_over_the_tty_equals_signed_matmul(client, n, k, o, v_bits, v_signed, m_bits, m_signed):
     assert client.ping() == P.CoreInfo(P.PROTOCOL_VERSION, **{k_: SIM_CORE[k_] for k_ in (
-        "max_bits", "pe", "simd", "max_rows", "max_cols", "max_payload", "max_act_bits")})
+        "max_bits", "pe", "simd", "max_rows", "max_cols", "max_payload", "max_act_bits", "sum_slots", "sum_bits")})
     check_gemm(client, np.random.default_rng(n), n, k, o, v_bits, v_signed, m_bits, m_signed)
     assert client.stats["bad_frames"] == client.stats["stale_replies"] == 0
 
@@ -123,6 +123,28 @@ def test_activations_over_the_tty_count_the_thresholds_passed(client, n, k, o, v
                       acc[:, :, None] <= thresholds[None])
     np.testing.assert_array_equal(got, passed.sum(axis=2))
     assert len(np.unique(got)) > min(2, act_bits)  # not constant; more than two levels when there are
+
+
+def test_batch_weight_sum_over_the_tty_is_the_contracts(client):
+    """A conv layer's backward-weight, summed over a batch of 5 on the simulated board's sums
+    (ACCUMULATE, READ_SUMS over the tty; scales 2**20 apart), equals the contract's batch sum
+    of the integer reference's per-sample products, limb for limb."""
+    from sw import numeric
+    from sw.core_engine import CoreEngine
+    from sw.intref import IntRefEngine
+    from sw.products import ConvGeometry
+    from sw.quantizers import Quantized
+
+    rng = np.random.default_rng(5)
+    x = Quantized(torch.from_numpy(rng.integers(0, 4, (5, 3, 6, 6))), torch.tensor(1.0), 2, False)
+    scale = torch.tensor([0.5, 3e-7, 1.25, 0.0, 7.0], dtype=torch.float32)
+    g = Quantized(torch.from_numpy(rng.integers(0, 64, (5, 4, 6, 6))), scale, 6, True)
+    geometry, shape = ConvGeometry(stride=1, padding=1), (4, 3, 3, 3)
+    engine = CoreEngine(client)
+    hi, lo, top = engine.backward_weight_sum(geometry, x, g, shape)
+    assert engine.stats["core_sums"] == 1
+    want = numeric.aligned_batch_sum(IntRefEngine().backward_weight(geometry, x, g, shape), scale)
+    assert top == want[2] and torch.equal(hi, want[0]) and torch.equal(lo, want[1])
 
 
 def _flip_payload_bit(port, frame):

@@ -67,9 +67,10 @@ def test_core_model_ping_reset_and_unknown_command():
     assert status == Status.OK
     assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64, 3)
     assert P.decode_ping_reply(payload).baud == 0  # a model of a byte-stream core: no UART
-    # the model reports the rate it is given, as the last 4 bytes of PING (3,000,000 = 0x002DC6C0)
+    # the model reports the rate it is given, as PING's bytes 13..16 (3,000,000 = 0x002DC6C0),
+    # then no batch sums (sum_slots u16 and sum_bits u8, both 0)
     status, payload = Wire(**TINY, baud=3_000_000)(Cmd.PING)
-    assert status == Status.OK and payload[-4:] == bytes.fromhex("c0c62d00")
+    assert status == Status.OK and payload[13:] == bytes.fromhex("c0c62d00 0000 00")
     assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64, 3, 3_000_000)
     assert wire(Cmd.PING, b"x") == (Status.BAD_LENGTH, bytes([Cmd.PING, 0]))
     assert wire(Cmd.RESET) == (Status.OK, b"")
@@ -716,7 +717,8 @@ def test_core_engine_forward_activations_equal_intref(case):
     assert torch.equal(got, ref.forward_activations(geometry, x, w, unit))
     # K = c * k * k: 27 fits the core's 40 columns (thresholds on the core), 150 does not (on the host)
     on_core = c * k * k <= TINY["max_cols"]
-    assert core.stats == {"core_thresholds": int(on_core), "host_thresholds": int(not on_core)}
+    assert core.stats == {"core_thresholds": int(on_core), "host_thresholds": int(not on_core),
+                          "core_sums": 0, "host_sums": 0}
 
 
 def test_core_engine_rejects_bits_beyond_the_core():

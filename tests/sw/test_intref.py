@@ -200,5 +200,6 @@ def test_integer_inference_with_thresholds_on_the_core(digits):
         assert torch.equal(codes, block.codes), f"layer {layer}"
     assert torch.equal(core_logits, logits)
     quantized_activated = sum(b.product.quantized and b.act_bits is not None for b in model.blocks)
-    assert core.stats == {"core_thresholds": quantized_activated, "host_thresholds": 0}
+    assert core.stats == {"core_thresholds": quantized_activated, "host_thresholds": 0, "core_sums": 0,
+                          "host_sums": 0}  # inference: no backward-weight sums
     assert quantized_activated == 4

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sw.contract import gradients
 from sw.contract.codes import levels
 from sw.layers import QuantConv2d, QuantLinear
 from sw.models import build_model
@@ -111,6 +112,19 @@ def assert_weight_grad(layer, weight_bits, value_grad):
     assert_close_exact(layer.weight.grad, expected)
 
 
+def assert_contract_batch_sum(total, per_sample, scale):
+    """``total = (hi, lo, E)`` is ``S = sum_b aligned_term(M_b, I_b, shift_b)`` of the per-sample
+    integers (sw.contract.gradients), with ``E`` the batch's largest exponent."""
+    hi, lo, top = total
+    parts = [gradients.scale_parts(float(m)) for m in scale.tolist()]
+    expected_top, shifts = gradients.batch_shifts(parts)
+    flat = [sample.ravel().tolist() for sample in np.asarray(per_sample)]
+    sums = [sum(gradients.aligned_term(m, sample[i], k) for (m, _), sample, k in zip(parts, flat, shifts))
+            for i in range(len(flat[0]))]
+    assert top == expected_top
+    assert [(h << 32) + l for h, l in zip(hi.ravel().tolist(), lo.ravel().tolist())] == sums
+
+
 def run_layer(layer, x, grad_bits, seed):
     """Forward + backward of one quantized layer with explicit noise; returns its trace record."""
     with torch.no_grad():
@@ -160,6 +174,8 @@ def check_conv(bits, kernel, stride, padding, size):
     assert np.array_equal(as_exact_int(rec["backward_input"]), bi)
     bw = conv_backward_weight_per_sample_int(x_int, g_int, kernel, stride, padding)
     assert np.array_equal(as_exact_int(rec["backward_weight"]), bw)
+    # the batch sum the weight gradient is made from: the contract's, term by term in Python ints
+    assert_contract_batch_sum(rec["backward_weight_sum"], bw, rec["grad_scale"])
 
     # and the float values training sees are those integers, scaled
     m = rec["grad_scale"].to(torch.float64).numpy()
@@ -207,6 +223,7 @@ def test_linear_engine_integers(bits):
     assert np.array_equal(as_exact_int(rec["backward_input"]), g_int @ w_int)
     per_sample = np.stack([np.outer(g_int[b], x_int[b]) for b in range(3)])
     assert np.array_equal(as_exact_int(rec["backward_weight"]), per_sample)
+    assert_contract_batch_sum(rec["backward_weight_sum"], per_sample, rec["grad_scale"])
     m = rec["grad_scale"].to(torch.float64).numpy()
     w_scale = float(layer.weight.detach().abs().mean()) if wb == 1 else 1.0 / levels(wb)
     assert_close_exact(y, acc * w_scale / levels(ab))
@@ -412,13 +429,15 @@ def test_svhn_d_forward_backward():
     assert len(record) == len(products) - 2  # every product but the first conv and the last FC
     for p in products[1:-1]:
         r = p.trace[0]
-        assert {"acc", "grad_codes", "backward_input", "backward_weight"} <= set(r)
+        # the default engine has no batch sums of its own: its per-sample products are recorded too
+        assert {"acc", "grad_codes", "backward_input", "backward_weight", "backward_weight_sum"} <= set(r)
         assert r["backward_weight"].shape == (2,) + tuple(p.weight.shape)
         g_int = 2 * r["grad_codes"].numpy() - levels(4)
         w_int = weight_integers(p.weight, 1)
         assert np.array_equal(as_exact_int(r["acc"]), conv_forward_int(r["x"].codes.numpy(), w_int, 1, p.geometry.padding))
         assert np.array_equal(as_exact_int(r["backward_weight"]), conv_backward_weight_per_sample_int(
             r["x"].codes.numpy(), g_int, p.weight.shape[2], 1, p.geometry.padding))
+        assert_contract_batch_sum(r["backward_weight_sum"], as_exact_int(r["backward_weight"]), r["grad_scale"])
         assert np.array_equal(as_exact_int(r["backward_input"]), conv_backward_input_int(
             g_int, w_int, r["x"].codes.shape, 1, p.geometry.padding))
 

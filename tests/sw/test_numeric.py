@@ -350,6 +350,48 @@ def test_backward_weight_values_is_the_rounded_exact_sum(gbits):
         assert float(got[index]) == float(torch.tensor(total * factor, dtype=torch.float64).to(torch.float32))
 
 
+@pytest.mark.parametrize("sums", [
+    [0, 1, -1, (1 << 32) - 1, 1 << 32, -(1 << 32), -(1 << 32) - 1],
+    [(1 << 95) - 1, -(1 << 95) + 1, 3 * 2 ** 55 - 5 * 2 ** 15, -(3 * 2 ** 55) + 5],
+], ids=["limb-edges", "widest"])
+def test_sum_limbs_split_python_ints_as_aligned_batch_sum_does(sums):
+    hi, lo = numeric.sum_limbs(np.array(sums, dtype=object).reshape(1, -1))
+    assert hi.dtype == lo.dtype == torch.int64 and hi.shape == lo.shape == (1, len(sums))
+    assert [s_of(h, l) for h, l in zip(hi[0], lo[0])] == sums
+    assert all(0 <= int(l) < 1 << 32 for l in lo[0])
+    # hand-written limbs: -1 = -1 * 2**32 + (2**32 - 1); -(2**32) - 1 = -2 * 2**32 + (2**32 - 1)
+    if sums[0] == 0:
+        assert hi[0].tolist() == [0, 0, -1, 0, 1, -1, -2]
+        assert lo[0].tolist() == [0, 1, (1 << 32) - 1, (1 << 32) - 1, 0, 0, (1 << 32) - 1]
+
+
+def test_sum_limbs_refuses_sums_past_the_int64_limbs():
+    for s in (1 << 95, -(1 << 95) - 1, 1 << 100):
+        with pytest.raises(OverflowError, match="2\\*\\*95"):
+            numeric.sum_limbs([s])
+    hi, lo = numeric.sum_limbs([])
+    assert hi.numel() == lo.numel() == 0
+
+
+@pytest.mark.parametrize("gbits", [1, 6, 8])
+def test_weight_gradient_of_a_sum_made_elsewhere_equals_backward_weight_values(gbits):
+    """A batch sum made from Python ints (as a core's READ_SUMS gives it), split by sum_limbs,
+    gives the host's weight gradient bit for bit."""
+    torch.manual_seed(gbits + 10)
+    partials = torch.randint(-40000, 40000, (16, 5, 3))
+    m = (torch.rand(16) * torch.exp(torch.randn(16) * 8)).to(torch.float32)
+    m[3] = 0.0
+    a_scale = torch.tensor(1 / 3, dtype=torch.float32)
+    parts = [gradients.scale_parts(float(x)) for x in m.tolist()]
+    top, shifts = gradients.batch_shifts(parts)
+    flat = partials.reshape(16, -1).tolist()
+    sums = np.array([sum(gradients.aligned_term(s, sample[i], k) for (s, _), sample, k in zip(parts, flat, shifts))
+                     for i in range(15)], dtype=object).reshape(5, 3)
+    got = numeric.weight_gradient(*numeric.sum_limbs(sums), top, a_scale, gbits)
+    assert got.dtype == torch.float32 and got.shape == (5, 3)
+    assert torch.equal(got, numeric.backward_weight_values(partials, m, a_scale, gbits))
+
+
 def test_sum_bits_holds_the_extremes():
     bits = gradients.sum_bits(32, 37044)
     extreme = 32 * ((1 << 24) - 1) * 37044 << gradients.GUARD_BITS

@@ -291,22 +291,33 @@ def test_accumulators_and_ping_reply():
     with pytest.raises(P.FramingError, match="payload bytes"):
         P.decode_accumulators(data, 3, 3, 4)
     info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4)
-    version = "03"  # protocol 3
-    # baud u32 last: 0 for a core without a UART (the default)
-    assert P.encode_ping_reply(info) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000")
+    version = "04"  # protocol 4
+    assert P.PING_REPLY == 20
+    # baud u32 at byte 13: 0 for a core without a UART (the default); then sum_slots u16 and
+    # sum_bits u8, 0 for a core without batch sums (the default)
+    assert P.encode_ping_reply(info) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000 0000 00")
     assert P.decode_ping_reply(P.encode_ping_reply(info)) == info
     # 3,000,000 = 0x002DC6C0, little-endian
     uart = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4, baud=3_000_000)
-    assert P.encode_ping_reply(uart) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 c0c62d00")
+    assert P.encode_ping_reply(uart) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 c0c62d00 0000 00")
     assert P.decode_ping_reply(P.encode_ping_reply(uart)).baud == 3_000_000
+    # 1,000 sums (0x03E8) of 96 bits (0x60)
+    sums = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4, baud=3_000_000, sum_slots=1000, sum_bits=96)
+    assert P.encode_ping_reply(sums) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 c0c62d00 e803 60")
+    assert P.decode_ping_reply(P.encode_ping_reply(sums)) == sums
     P.check_core_info(info)
     P.check_core_info(uart)
+    P.check_core_info(sums)
     with pytest.raises(P.FramingError):
         P.decode_ping_reply(b"\x01")
     with pytest.raises(P.FramingError, match="version 1"):
         P.decode_ping_reply(P.encode_ping_reply(info)[:12])
-    with pytest.raises(P.FramingError, match=r"has 13 payload bytes, expected 17 \(a protocol version 2 core\?\)"):
+    with pytest.raises(P.FramingError, match=r"has 13 payload bytes, expected 20 \(a protocol version 2 core\?\)"):
         P.decode_ping_reply(P.encode_ping_reply(info)[:13])
+    with pytest.raises(P.FramingError, match=r"has 17 payload bytes, expected 20 \(a protocol version 3 core\?\)"):
+        P.decode_ping_reply(P.encode_ping_reply(info)[:17])
+    with pytest.raises(P.FramingError, match=r"has 21 payload bytes, expected 20$"):
+        P.decode_ping_reply(P.encode_ping_reply(info) + b"\x00")
 
 
 @pytest.mark.parametrize("bad", [
@@ -314,6 +325,9 @@ def test_accumulators_and_ping_reply():
     dict(max_act_bits=8),  # 6 + 1 + 4 * 255 bytes > 1024
     dict(max_cols=1021),  # 4 + 1021 bytes > 1024
     dict(max_rows=256),   # 1 + 256 * 4 > 1024
+    dict(sum_bits=96),    # sums' width without sums
+    dict(sum_slots=64),   # sums without a width (below the 88 bits one aligned term needs)
+    dict(sum_slots=64, sum_bits=87), dict(sum_slots=64, sum_bits=129),
 ])
 def test_core_info_invariants(bad):
     fields = dict(version=P.PROTOCOL_VERSION, max_bits=8, pe=1, simd=1, max_rows=64, max_cols=512, max_payload=1024)

@@ -2,9 +2,9 @@
 
 The digits net at W,A,G = 1,2,6, batch 32, at full width and at width 0.25,
 is trained through a :class:`sw.driver.CoreClient` on the ``model`` backend
-(:class:`sw.core_model.CoreModel` with the default core's link limits and the
-ULX3S core's batch sums, :data:`sw.contract.core.BATCH_SUMS`: backward-weight
-summed over the batch on the core), and
+(:class:`sw.core_model.CoreModel` with the ULX3S core's link limits,
+:data:`sw.contract.core.LARGE_LIMITS`: a 32 x 1,024 matrix, 4 KiB frames, and
+batch sums, backward-weight summed over the batch on the core), and
 every frame that crosses the link is counted, whole (sync, header, payload,
 CRC), by the product it serves (forward, backward-input, backward-weight;
 the evaluation's products apart) and by direction (to the core: requests; from
@@ -45,7 +45,7 @@ if __package__ in (None, ""):  # run as `python bench/link_bytes.py`
 
 from bench.core_density import (BITS, EVALUATION, FROM_CORE, PRODUCTS, SESSION, TO_CORE,  # noqa: E402
                                 record_epoch)
-from sw.contract.core import BATCH_SUMS, CORE_DEFAULTS  # noqa: E402
+from sw.contract.core import CORE_DEFAULTS, LARGE_LIMITS  # noqa: E402
 from sw.contract.link import PROTOCOL_VERSION  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "reports" / "link_bytes"
@@ -129,8 +129,8 @@ def table(result: dict) -> str:
         "# Bytes on the host link",
         "",
         f"Written by `{result['command']}`. The digits net at W,A,G = {','.join(map(str, BITS))}, batch 32, "
-        "trained on the `model` backend with the default core's link limits and the ULX3S core's batch "
-        f"sums ({', '.join(f'{k} {v}' for k, v in result['link'].items())}): backward-weight is summed over "
+        "trained on the `model` backend, whose core has the ULX3S core's link limits "
+        f"({', '.join(f'{k} {v}' for k, v in result['link'].items())}): backward-weight is summed over "
         "the batch on the core (ACCUMULATE, READ_SUMS); every frame counted whole "
         "(sync, header, payload, CRC). Link time = bytes x 10 / baud (8N1).",
         "",
@@ -186,8 +186,8 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The core measured: the ``model`` backend's (the default limits, the ULX3S's batch sums).
-LINK = {**CORE_DEFAULTS, **BATCH_SUMS}
+#: The core measured: the ``model`` backend's, the ULX3S's link limits.
+LINK = {**CORE_DEFAULTS, **LARGE_LIMITS}
 
 
 def measure(widths, batches: int | None, log=print) -> dict:

@@ -38,7 +38,7 @@ from amaranth.lib.cdc import FFSynchronizer
 from hw.core import UARTCore
 from hw.uart import MIN_DIVISOR
 from sw.contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD, baud_error, check_baud
-from sw.contract.core import BATCH_SUMS, CORE_DEFAULTS
+from sw.contract.core import CORE_DEFAULTS, LARGE_LIMITS
 
 from .pll import MHZ, PLL, mhz, pll_for
 
@@ -111,7 +111,7 @@ DEFAULT_FREQ_MHZ: dict[str, int | float] = {
 CORE_PRESETS: dict[str, dict] = {
     "icebreaker": {**CORE_DEFAULTS, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 1,
                    "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
-    "ulx3s": {**CORE_DEFAULTS, **BATCH_SUMS, "pe": 8, "simd": 128, "vectors": 2, "popcount_stages": 4,
+    "ulx3s": {**CORE_DEFAULTS, **LARGE_LIMITS, "pe": 8, "simd": 128, "vectors": 2, "popcount_stages": 4,
               "popcount_arch": "packed", "fetch_stages": 1, "drains": 1, "matrix_memory": "block"},
 }
 

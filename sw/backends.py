@@ -5,8 +5,8 @@
 ``ref``            the integer reference in process (bit planes, AND, popcount)
 ``model``          the core's byte-level model over the framed host link, in
                    process (the protocol end to end, no hardware), with the
-                   batch sums of the ULX3S's core
-                   (:data:`sw.contract.core.BATCH_SUMS`)
+                   ULX3S core's limits and batch sums
+                   (:data:`sw.contract.core.LARGE_LIMITS`)
 ``serial:DEVICE``  a core on a serial port (a board's USB-UART, or a
                    pseudo-terminal bridged to a simulated core), at 3 Mbaud;
                    ``serial:DEVICE@BAUD`` at ``BAUD`` (e.g. 115200, the
@@ -66,9 +66,9 @@ def make_engine(spec: str, *, open_transport: Callable[[str], object] | None = N
     from .core_engine import CoreEngine
     from .driver import CoreClient, LoopbackTransport, SerialTransport
     if spec == "model":
-        from .contract.core import BATCH_SUMS
+        from .contract.core import LARGE_LIMITS
         from .core_model import CoreModel
-        return CoreEngine(CoreClient(LoopbackTransport(CoreModel(**BATCH_SUMS))))
+        return CoreEngine(CoreClient(LoopbackTransport(CoreModel(**LARGE_LIMITS))))
     if spec in SIM_BACKENDS:
         if open_transport is None:
             raise ValueError(f"backend {spec!r} runs the simulated core: use the dorefa command line, "

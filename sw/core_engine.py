@@ -51,6 +51,18 @@ class CoreEngine(GemmEngine):
             np.ascontiguousarray(a_codes), a.bits, a.signed, np.ascontiguousarray(b_codes), b.bits, b.signed,
             unit.thresholds, unit.direction, unit.act_bits))
 
+    def transposed_backward_input(self, geometry, g, w, input_shape):
+        """The lowering of a conv's backward-input with fewer bytes on this core's link:
+        ``C*k*k`` sums per output position folded by the host (vectors: the gradient's
+        ``O`` codes), or the transposed convolution's ``C`` per input position (vectors:
+        ``O*k*k``-code patches)."""
+        b, o, oh, ow = g.codes.shape
+        _, c, h, wd = input_shape
+        k = w.codes.shape[2]
+        folded = self.client.matmul_bytes(b * oh * ow, o, c * k * k, g.bits, w.bits)
+        transposed = self.client.matmul_bytes(b * h * wd, o * k * k, c, g.bits, w.bits)
+        return transposed < folded
+
     def backward_weight_sum(self, geometry, x, g, weight_shape):
         """``(hi, lo, E)`` of the batch sum of weight gradients made on the core's sums
         (:meth:`sw.driver.CoreClient.batch_sums`), or ``None`` where the core cannot

@@ -433,6 +433,16 @@ class CoreClient:
                 out[:, r0:r0 + info.max_rows] += self.run(vectors[:, c0:c0 + info.max_cols], v_bits, v_signed)
         return out
 
+    def matmul_bytes(self, n: int, k: int, o: int, v_bits: int, m_bits: int) -> int:
+        """About the bytes of :meth:`matmul` of ``n`` vectors of ``k`` codes by ``o`` matrix
+        rows on this core: the vectors once per row tile, the accumulators once per column
+        tile (the matrix, the same size either way a product is lowered, and the frames'
+        headers left out).  For choosing between lowerings, not a count."""
+        info = self.info
+        row_tiles, col_tiles = -(-o // info.max_rows), -(-k // info.max_cols)
+        width = P.accumulator_width(min(k, info.max_cols), m_bits, v_bits)
+        return row_tiles * P.packed_size(n * k, v_bits) + col_tiles * n * o * width
+
     def can_activate(self, cols: int, act_bits: int) -> bool:
         """Whether :meth:`activations` can run ``cols``-long products at ``act_bits``
         here: the activation stage needs each row's whole sum in one matrix."""

@@ -18,7 +18,7 @@ the single definition shared with the float model and every scoreboard.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -140,12 +140,44 @@ class GemmEngine:
         gc, wc = _np(g.codes), _np(w.codes)
         if isinstance(geometry, LinearGeometry):
             return torch.from_numpy(self.matmul(g, gc, w, np.ascontiguousarray(wc.T)))
+        if (geometry.stride == 1 and geometry.padding < wc.shape[2]
+                and self.transposed_backward_input(geometry, g, w, input_shape)):
+            return self._transposed_backward_input(geometry, g, w, input_shape)
         b, o, oh, ow = gc.shape
         k = wc.shape[2]
         rows = self.matmul(g, gc.transpose(0, 2, 3, 1).reshape(-1, o), w,
                            np.ascontiguousarray(wc.reshape(o, -1).T))
         cols = rows.reshape(b, oh, ow, -1)
         return torch.from_numpy(col2im(cols, tuple(input_shape), k, geometry.stride, geometry.padding).copy())
+
+    def transposed_backward_input(self, geometry, g: Quantized, w: Quantized, input_shape) -> bool:
+        """Whether :meth:`backward_input` lowers a stride-1 conv as the transposed
+        convolution (:meth:`_transposed_backward_input`: ``C`` sums per input position)
+        rather than as ``C*k*k`` sums per output position folded back by :func:`col2im`.
+        Both are exact; an engine behind a link picks the one with fewer bytes on it.
+        Here: never."""
+        return False
+
+    def _transposed_backward_input(self, geometry, g: Quantized, w: Quantized, input_shape) -> torch.Tensor:
+        """The transposed convolution: patches of the gradient codes zero-padded by
+        ``k - 1 - padding`` (``O*k*k`` each, one per input position) against the flipped
+        kernel (``C`` rows).  Padding has no code of value 0 in the signed reading
+        (``2q - n``), so the patches are read unsigned (``q``; padding ``q = 0``) and
+        ``n`` times the in-bounds taps' weight sum, which depends on no data, is taken
+        off on the host: ``sum (2q - n) w = 2 sum q w - n sum_in-bounds w``."""
+        gc, wc = _np(g.codes), _np(w.codes)
+        b, o, oh, ow = gc.shape
+        c, k = wc.shape[1], wc.shape[2]
+        pad = k - 1 - geometry.padding
+        patches, h, wd = im2col(gc, k, 1, pad)  # (B, H, W, O*k*k), ordered (o, ky, kx)
+        flipped = np.ascontiguousarray(wc[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1))
+        plain = self.matmul(replace(g, signed=False), patches.reshape(-1, patches.shape[-1]), w, flipped)
+        out = plain.reshape(b, h * wd, c)
+        if g.signed:
+            inside, _, _ = im2col(np.ones((1, o, oh, ow), dtype=np.int64), k, 1, pad)
+            weights = 2 * flipped - w.levels if w.signed else flipped
+            out = 2 * out - g.levels * (inside.reshape(h * wd, -1) @ weights.T)[None]
+        return torch.from_numpy(np.ascontiguousarray(out.reshape(b, h, wd, c).transpose(0, 3, 1, 2)))
 
     @staticmethod
     def backward_weight_operands(geometry, x: Quantized, g: Quantized, weight_shape) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ from .link import (ACC_BYTES, ACCUMULATE_HEADER, LOAD_HEADER, MAX_PAYLOAD, MAX_S
                    PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER, accumulator_reply_size, packed_size, sum_width,
                    sums_reply_size, threshold_record_size)
 
-__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
+__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "LARGE_LIMITS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
 
 #: Accumulators are int32: every ``|out|`` must stay below this.
 ACC_LIMIT = 1 << 31
@@ -141,6 +141,13 @@ class CoreInfo:
 #: ECP5's DP16KD) of 96 bits: ``sum_bits(batch, bound)`` of the digits net is 76 bits
 #: at batch 32, (1, 2, 6) bits, and 96 bits take batches up to 2**20 samples.
 BATCH_SUMS = MappingProxyType({"sum_slots": 4096, "sum_bits": 96})
+
+#: The limits of a core with an ECP5-85F's block RAM (the ULX3S preset, and the ``model``
+#: backend's core), over :data:`CORE_DEFAULTS`: the digits net's widest fan-in (1,024 codes)
+#: in one matrix row, so every layer's forward is one matrix per row tile and its activation
+#: runs on the core; 4 KiB frames; the batch sums.  (128 rows as well measured 56.8 MHz:
+#: the matrix's row sums, out of a DP16KD, into the signed correction's adders.)
+LARGE_LIMITS = MappingProxyType({"max_cols": 1024, "max_payload": 4096, **BATCH_SUMS})
 
 #: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only
 #: mapping: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.

@@ -728,3 +728,49 @@ def test_core_engine_weight_sum_with_scales_2_to_the_276_apart():
     g = Quantized(torch.tensor([[1, 2], [3, 0]]), torch.tensor([2.0 ** 127, 2.0 ** -149], dtype=torch.float32), 2, True)
     assert numeric.batch_shifts(g.scale)[1].tolist() == [0, 276]
     check_engine_sum(LinearGeometry(), x, g, (2, 3))
+
+
+# --------------------------------------------------------------------------- backward-input's lowering
+
+def test_matmul_bytes_by_hand():
+    client = CoreClient(LoopbackTransport(CoreModel(max_rows=32, max_cols=256)))
+    # 10 vectors of 300 2-bit codes by 40 1-bit rows: 2 row tiles re-send the vectors (750 bytes
+    # each), 2 column tiles each return 10 x 40 accumulators of 2 bytes (bit_length(256) + 1 + 2 + 1
+    # = 13 bits).
+    assert client.matmul_bytes(10, 300, 40, 2, 1) == 2 * 750 + 2 * 10 * 40 * 2
+
+
+@pytest.mark.parametrize("c, o, h, k, padding, transposed", [
+    (32, 32, 8, 3, 1, True),    # the digits net's middle convs: 9x fewer replies, patches cost less
+    (64, 64, 4, 4, 0, False),   # its last conv: one output position, the folded patches win
+])
+def test_core_engine_lowers_backward_input_with_fewer_bytes(c, o, h, k, padding, transposed):
+    """The core engine picks the lowering whose link bytes, counted on the wire, are fewer,
+    and its integers are the reference's."""
+    from sw.contract.core import LARGE_LIMITS
+
+    class Forced(CoreEngine):
+        def __init__(self, client, choice):
+            super().__init__(client)
+            self.choice = choice
+
+        def transposed_backward_input(self, *args):
+            return self.choice
+
+    rng = np.random.default_rng(c + k)
+    oh = h + 2 * padding - k + 1
+    g = Quantized(torch.from_numpy(rng.integers(0, 64, (4, o, oh, oh))), torch.ones(4), 6, True)
+    w = Quantized(torch.from_numpy(rng.integers(0, 2, (o, c, k, k))), torch.tensor(1.0), 1, True)
+    geometry, shape = ConvGeometry(stride=1, padding=padding), (4, c, h, h)
+    want = IntRefEngine().backward_input(geometry, g, w, shape)
+    wire = {}
+    for choice in (False, True):
+        client = CoreClient(LoopbackTransport(CoreModel(**LARGE_LIMITS)))
+        client.ping()
+        before = client.stats["bytes_out"] + client.stats["bytes_in"]
+        assert torch.equal(Forced(client, choice).backward_input(geometry, g, w, shape), want)
+        wire[choice] = client.stats["bytes_out"] + client.stats["bytes_in"] - before
+    engine = CoreEngine(CoreClient(LoopbackTransport(CoreModel(**LARGE_LIMITS))))
+    assert engine.transposed_backward_input(geometry, g, w, shape) is transposed
+    assert (wire[True] < wire[False]) is transposed
+    assert torch.equal(engine.backward_input(geometry, g, w, shape), want)

@@ -203,3 +203,53 @@ def test_integer_inference_with_thresholds_on_the_core(digits):
     assert core.stats == {"core_thresholds": quantized_activated, "host_thresholds": 0, "core_sums": 0,
                           "host_sums": 0}  # inference: no backward-weight sums
     assert quantized_activated == 4
+
+
+# --------------------------------------------------------------------------- backward-input lowerings
+
+class _Transposed(IntRefEngine):
+    """The integer reference, backward-input always lowered as the transposed convolution."""
+
+    def transposed_backward_input(self, geometry, g, w, input_shape):
+        return True
+
+
+def _reference_backward_input(g, w, padding, input_shape):
+    """dX by the definition, in int64 loops' vectorised form: every output position's
+    gradient times every tap's weight, added where the tap lands inside the input."""
+    gi, wi = g.integers().numpy().astype(np.int64), w.integers().numpy().astype(np.int64)
+    b, o, oh, ow = gi.shape
+    _, c, h, wd = input_shape
+    k = wi.shape[2]
+    out = np.zeros((b, c, h + 2 * padding, wd + 2 * padding), dtype=np.int64)
+    for ky in range(k):
+        for kx in range(k):
+            out[:, :, ky:ky + oh, kx:kx + ow] += np.einsum("boyx,oc->bcyx", gi, wi[:, :, ky, kx])
+    return out[:, :, padding:padding + h, padding:padding + wd]
+
+
+@pytest.mark.parametrize("b, c, o, h, k, padding, g_bits, w_bits, g_signed", [
+    (2, 3, 4, 6, 3, 1, 6, 1, True),    # the digits net's 3x3 "same" convs
+    (3, 5, 2, 5, 3, 0, 4, 2, True),    # no padding: the border taps' correction varies most
+    (2, 4, 6, 4, 4, 0, 6, 1, True),    # the last conv's 4x4 kernel on a 4x4 map
+    (1, 2, 3, 7, 2, 1, 3, 3, True),    # an even kernel
+    (2, 3, 2, 5, 5, 2, 2, 1, True),
+    (2, 3, 4, 6, 3, 1, 3, 2, False),   # an unsigned left side: no correction at all
+])
+def test_transposed_backward_input_equals_the_folded_patches(b, c, o, h, k, padding, g_bits, w_bits, g_signed):
+    """Both lowerings of a stride-1 conv's backward-input give the definition's integers:
+    patches of the gradient against W^T folded back by col2im, and the transposed convolution
+    (unsigned patches of the zero-padded gradient against the flipped kernel, less n times
+    the in-bounds taps' weight sum)."""
+    from sw.products import ConvGeometry
+    from sw.quantizers import Quantized
+    rng = np.random.default_rng(h * k + padding)
+    oh = h + 2 * padding - k + 1
+    g = Quantized(torch.from_numpy(rng.integers(0, 1 << g_bits, (b, o, oh, oh))), torch.ones(b), g_bits, g_signed)
+    w = Quantized(torch.from_numpy(rng.integers(0, 1 << w_bits, (o, c, k, k))), torch.tensor(1.0), w_bits, True)
+    geometry, shape = ConvGeometry(stride=1, padding=padding), (b, c, h, h)
+    want = _reference_backward_input(g, w, padding, shape)
+    folded = IntRefEngine().backward_input(geometry, g, w, shape)
+    transposed = _Transposed().backward_input(geometry, g, w, shape)
+    assert np.array_equal(folded.numpy(), want) and np.array_equal(transposed.numpy(), want)
+    assert not IntRefEngine().transposed_backward_input(geometry, g, w, shape)

@@ -78,8 +78,11 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * max_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
-                 reply    6 cycles per value (its read, 4 bytes, the next)
+                 reply    2 + width cycles per value (its read, its width bytes, the next)
                  activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
+                 ACCUMULATE: instead, 3 per value into the batch sums, then
+                     BatchSum.latency before the reply
+    READ_SUMS:   3 + width cycles per sum (its read, its register, its bytes)
 
 plus the request's and the reply's bytes (one per cycle), two cycles per
 tile and about five cycles of handshakes and checks per request.  The

@@ -382,6 +382,17 @@ class CoreClient:
                                    f"expected {min(offset + per_frame, rows)}")
         self._thresholds = bits
 
+    def _vectors(self, vectors, bits) -> tuple[np.ndarray, int]:
+        """``(vectors, bits)`` checked against the core and the loaded matrix (``ValueError``)."""
+        vectors = _codes(vectors, 2, "vectors")
+        bits = _bits(bits, "vector bits", self.info.max_bits)
+        cols = self._matrix[1]
+        if vectors.shape[1] != cols:
+            raise ValueError(f"vectors have {vectors.shape[1]} codes, the loaded matrix has {cols} columns")
+        if vectors.size and (vectors.min() < 0 or vectors.max() >> bits):
+            raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+        return vectors, bits
+
     def run(self, vectors, bits: int, signed: bool, *, activate: bool = False) -> np.ndarray:
         """``(N, rows)`` int64: each of ``vectors`` (N x cols codes) against the loaded
         matrix: accumulators, or with ``activate`` the activation codes of the
@@ -392,12 +403,7 @@ class CoreClient:
             raise ValueError("no thresholds loaded for this matrix: call load_thresholds first")
         info = self.info
         rows, cols, m_bits, _ = self._matrix
-        vectors = _codes(vectors, 2, "vectors")
-        bits = _bits(bits, "vector bits", info.max_bits)
-        if vectors.shape[1] != cols:
-            raise ValueError(f"vectors have {vectors.shape[1]} codes, the loaded matrix has {cols} columns")
-        if vectors.size and (vectors.min() < 0 or vectors.max() >> bits):
-            raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+        vectors, bits = self._vectors(vectors, bits)
         width = P.accumulator_width(cols, m_bits, bits)
         replies = (info.max_payload * 8 // (self._thresholds * rows) if activate
                    else (info.max_payload - P.RUN_REPLY_HEADER) // (width * rows))
@@ -491,12 +497,7 @@ class CoreClient:
         if self._matrix is None:
             raise ValueError("no matrix loaded by this client: call load_matrix first")
         rows, cols, _, _ = self._matrix
-        vectors = _codes(vectors, 2, "vectors")
-        bits = _bits(bits, "vector bits", info.max_bits)
-        if vectors.shape[1] != cols:
-            raise ValueError(f"vectors have {vectors.shape[1]} codes, the loaded matrix has {cols} columns")
-        if vectors.size and (vectors.min() < 0 or vectors.max() >> bits):
-            raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+        vectors, bits = self._vectors(vectors, bits)
         if slot < 0 or slot + vectors.shape[0] * rows > info.sum_slots:
             raise ValueError(f"sums {slot} .. {slot + vectors.shape[0] * rows - 1} are not among the core's "
                              f"0 .. {info.sum_slots - 1}")

@@ -45,7 +45,8 @@ if __package__ in (None, ""):  # run as `python bench/link_bytes.py`
 
 from bench.core_density import (BITS, EVALUATION, FROM_CORE, PRODUCTS, SESSION, TO_CORE,  # noqa: E402
                                 record_epoch)
-from sw.contract.core import CORE_DEFAULTS, LARGE_LIMITS  # noqa: E402
+from boards.top import CORE_PRESETS  # noqa: E402
+from sw.contract.core import config_params  # noqa: E402
 from sw.contract.link import PROTOCOL_VERSION  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "reports" / "link_bytes"
@@ -186,8 +187,9 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The core measured: the ``model`` backend's, the ULX3S's link limits.
-LINK = {**CORE_DEFAULTS, **LARGE_LIMITS}
+#: The core measured: the ULX3S's (what its PING reports; the ``model`` backend's core has
+#: the same link limits, LARGE_LIMITS, so the same bytes).
+LINK = config_params(CORE_PRESETS["ulx3s"])
 
 
 def measure(widths, batches: int | None, log=print) -> dict:

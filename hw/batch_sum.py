@@ -112,15 +112,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sw.contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS, term_bits
-from sw.contract.link import MAX_SUM_BITS
+from sw.contract.link import MAX_SUM_BITS, SHIFT_BITS
 
 from .params import check_int
 from .plane_buffer import BANK_ATTRS, registered_read
 
-__all__ = ["BatchSum", "SHIFT_BITS"]
+__all__ = ["BatchSum", "MAX_PARTIAL_BITS"]
 
 #: Bits of the ``shift`` input: a right shift of ``0 .. 255``.
-SHIFT_BITS = 8
+MAX_PARTIAL_BITS = MAX_SUM_BITS - term_bits(1) + 1
 
 
 class BatchSum(wiring.Component):
@@ -132,7 +132,7 @@ class BatchSum(wiring.Component):
         Sums held (weights), ``>= 1``.
     partial_bits : int
         Width of the signed partial sum ``I``, ``>= 2`` (and at most
-        ``MAX_SUM_BITS - SCALE_MANTISSA_BITS - GUARD_BITS``).
+        :data:`MAX_PARTIAL_BITS`, a term's width then :data:`~sw.contract.link.MAX_SUM_BITS`).
     sum_bits : int
         Width of a stored sum (two's complement), from :meth:`min_sum_bits`
         (a single term at shift 0) to :data:`sw.contract.link.MAX_SUM_BITS`.
@@ -150,7 +150,7 @@ class BatchSum(wiring.Component):
     def __init__(self, *, slots: int, partial_bits: int, sum_bits: int):
         self._slots = check_int("slots", slots, 1)
         self._partial_bits = check_int(
-            "partial_bits", partial_bits, 2, MAX_SUM_BITS - SCALE_MANTISSA_BITS - GUARD_BITS,
+            "partial_bits", partial_bits, 2, MAX_PARTIAL_BITS,
             note=f"a sum of SCALE_MANTISSA_BITS + partial_bits + GUARD_BITS must fit {MAX_SUM_BITS} bits")
         self._sum_bits = check_int(
             "sum_bits", sum_bits, self.min_sum_bits(partial_bits), MAX_SUM_BITS,

@@ -37,6 +37,7 @@ from sw.contract.gradients import term_bits
 from sw.contract.link import LOAD_HEADER, MAX_PAYLOAD, MAX_SUM_BITS, MAX_SUM_SLOTS
 from sw.contract.prng import DEFAULT_SEED, STATE_BITS
 
+from .batch_sum import MAX_PARTIAL_BITS
 from .core import TrainingCore
 from .dot_product import DotProduct
 from .gemm import GemmEngine
@@ -324,7 +325,7 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
     UnitSpec("batch_sum", "batch sum of aligned weight-gradient terms (one beat per cycle, sums in block RAM)",
              _batch_sum, {
                  "slots": _int(256, "sums held", 1, MAX_SUM_SLOTS),
-                 "partial_bits": _int(32, "bits of a signed partial sum", 2, MAX_SUM_BITS - term_bits(1) + 1),
+                 "partial_bits": _int(32, "bits of a signed partial sum", 2, MAX_PARTIAL_BITS),
                  "sum_bits": _int(96, "bits of a sum (one term at shift 0 must fit)", term_bits(2), MAX_SUM_BITS),
              }),
     UnitSpec("prng", "xorshift32 noise generator (16-bit draws)", _prng, {

@@ -29,8 +29,8 @@ Datapath
                  or, activated: threshold memory -> one comparator
                  key(acc) >= key(T), one threshold per cycle -> count of passes =
                  code -> CodePacker
-            ACCUMULATE (with sums): a RUN whose values, instead of the reply, go one a
-                 cycle into a BatchSum (floor(M * value * 2**(32 - shift)) added to, or
+            ACCUMULATE (with sums): a RUN whose values, instead of the reply, go one every
+                 3 cycles into a BatchSum (which takes one a cycle) (floor(M * value * 2**(32 - shift)) added to, or
                  with `first` written over, sum slot + v*rows + r); the empty reply once
                  the last is written
             READ_SUMS: BatchSum's read port -> the sums' low `width` bytes, LE
@@ -78,11 +78,11 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * max_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
-                 reply    2 + width cycles per value (its read, its width bytes, the next)
+                 reply    3 + width cycles per value (its read, its register, its width bytes, the next)
                  activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
                  ACCUMULATE: instead, 3 per value into the batch sums, then
                      BatchSum.latency before the reply
-    READ_SUMS:   3 + width cycles per sum (its read, its register, its bytes)
+    READ_SUMS:   2 + width cycles per sum (its read, its register, its bytes)
 
 plus the request's and the reply's bytes (one per cycle), two cycles per
 tile and about five cycles of handshakes and checks per request.  The
@@ -349,7 +349,8 @@ class TrainingCore(wiring.Component):
         # ---------------------------------------------------------- link
         m.submodules.receiver = receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
                                                          head_bytes=max(L.LOAD_HEADER, L.RUN_HEADER,
-                                                                        L.THRESHOLD_HEADER))
+                                                                        L.THRESHOLD_HEADER, L.ACCUMULATE_HEADER,
+                                                                        L.READ_SUMS_HEADER))
         m.submodules.framer = framer = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.rx), receiver.i)
         wiring.connect(m, framer.o, wiring.flipped(self.tx))
@@ -632,7 +633,7 @@ class TrainingCore(wiring.Component):
             s_addr = Signal(range(sums + 1))  # the next sum: of an ACCUMULATE's value, or READ_SUMS' to send
             s_left = Signal(range(sums + 1))  # READ_SUMS: sums still to send
             s_mantissa = Signal(SCALE_MANTISSA_BITS)  # ACCUMULATE: the sample's scale
-            s_shift = Signal(8)
+            s_shift = Signal(L.SHIFT_BITS)
             s_first = Signal()
             # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
             # as each leaves (the block RAM's slow output goes straight into it: no multiplexer).
@@ -677,7 +678,9 @@ class TrainingCore(wiring.Component):
             m.d.comb += [batch_sum.i.payload.slot.eq(s_addr), batch_sum.i.payload.partial.eq(gemm.result)]
         # Result bytes: value (e_slot, e_row), byte `e_byte`, little-endian.
         result = gemm.result
-        result_byte = result.as_unsigned().word_select(e_byte[:bits_for(L.ACC_BYTES - 1)], 8)
+        # The value being sent, shifted down a byte as each leaves (the results' block RAM
+        # output goes straight into it: no multiplexer after its slow clock-to-output).
+        e_word = Signal(32)
         last_row = Signal()
         last_slot = Signal()
         last_tile = Signal()
@@ -1019,7 +1022,7 @@ class TrainingCore(wiring.Component):
                     if sums:
                         fsm.goto("SUM_PUSH")
                 with m.Else():
-                    fsm.goto("EMIT")
+                    fsm.goto("HOLD")
             if act_bits:
                 with fsm.state("ACT"):  # row e_row: direction, then one threshold per cycle
                     # Step s reads word (s - 1) mod 2**A (a_addr); the word read at step
@@ -1036,14 +1039,17 @@ class TrainingCore(wiring.Component):
                     m.d.comb += packer.i.valid.eq(1)
                     with m.If(packer.i.ready):
                         fsm.goto("NEXT")
+            with fsm.state("HOLD"):  # ... and registered
+                m.d.sync += e_word.eq(result)
+                fsm.goto("EMIT")
             with fsm.state("EMIT"):  # the value's e_width bytes, two's complement LE
                 m.d.comb += [
                     body.valid.eq(1),
-                    body.payload.data.eq(result_byte),
+                    body.payload.data.eq(e_word[:8]),
                     body.payload.last.eq((e_byte == e_last_byte) & last_row & last_slot & last_tile),
                 ]
                 with m.If(body.ready):
-                    m.d.sync += e_byte.eq(e_byte + 1)
+                    m.d.sync += [e_byte.eq(e_byte + 1), e_word.eq(e_word >> 8)]
                     with m.If(e_byte == e_last_byte):
                         fsm.goto("NEXT")
             with fsm.state("NEXT"):

@@ -15,7 +15,7 @@ import torch
 
 from . import numeric
 from .driver import CoreClient
-from .intref import GemmEngine
+from .intref import GemmEngine, accumulator_bound
 
 __all__ = ["CoreEngine"]
 
@@ -69,7 +69,7 @@ class CoreEngine(GemmEngine):
         (no sums, a product longer than its columns, a sum wider than its sums hold)."""
         vectors, matrices = self.backward_weight_operands(geometry, x, g, weight_shape)
         batch, _, cols = vectors.shape
-        bound = cols * x.levels * g.levels
+        bound = accumulator_bound(cols, x, g)
         if not self.client.can_batch_sum(batch, cols, bound):
             self.stats["host_sums"] += 1
             return None

@@ -501,8 +501,8 @@ class CoreClient:
         if slot < 0 or slot + vectors.shape[0] * rows > info.sum_slots:
             raise ValueError(f"sums {slot} .. {slot + vectors.shape[0] * rows - 1} are not among the core's "
                              f"0 .. {info.sum_slots - 1}")
-        if not 0 <= mantissa < 1 << SCALE_MANTISSA_BITS or not 0 <= shift <= 0xFF:
-            raise ValueError(f"mantissa must be in [0, 2**{SCALE_MANTISSA_BITS}) and shift in 0..255, "
+        if not 0 <= mantissa < 1 << SCALE_MANTISSA_BITS or not 0 <= shift <= P.MAX_SHIFT:
+            raise ValueError(f"mantissa must be in [0, 2**{SCALE_MANTISSA_BITS}) and shift in 0..{P.MAX_SHIFT}, "
                              f"got {mantissa}, {shift}")
         per_frame = min((info.max_payload - P.ACCUMULATE_HEADER) * 8 // (cols * bits), 0xFFFF)
         for start in range(0, vectors.shape[0], per_frame):
@@ -570,7 +570,7 @@ class CoreClient:
                     # The wire's shift is a byte: any shift past 255 floors the same term (to 0 or
                     # -1) as 255, since |M * I| < 2**(24 + 32) is gone after GUARD_BITS + 56.
                     self.accumulate(vectors[b, chunk], v_bits, v_signed, slot=0, mantissa=int(mantissas[b]),
-                                    shift=min(int(shifts[b]), 0xFF), first=b == 0)
+                                    shift=min(int(shifts[b]), P.MAX_SHIFT), first=b == 0)
                 count = len(range(n)[chunk])
                 out[chunk, rows] = np.array(self.read_sums(0, count * height, width),
                                             dtype=object).reshape(count, height)

@@ -26,7 +26,7 @@ __all__ = [
     "ACCUMULATE_FIELDS", "READ_SUMS_FIELDS", "SUMS_REPLY_FIELDS",
     "PING_FIELDS", "ERROR_FIELDS", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "LOAD_HEADER", "RUN_HEADER",
     "RUN_REPLY_HEADER", "THRESHOLD_HEADER", "ACCUMULATE_HEADER", "READ_SUMS_HEADER", "SUMS_REPLY_HEADER",
-    "PING_REPLY", "ERROR_PAYLOAD", "MAX_SUM_SLOTS", "MAX_SUM_BITS",
+    "PING_REPLY", "ERROR_PAYLOAD", "MAX_SUM_SLOTS", "MAX_SUM_BITS", "SHIFT_BITS", "MAX_SHIFT",
     "packed_size", "threshold_record_size", "accumulator_bound", "accumulator_width", "accumulator_reply_size",
     "activation_reply_size", "sum_width", "sums_reply_size",
 ]
@@ -98,8 +98,8 @@ class Detail(enum.IntEnum):
     FLAGS = 0x04
     COUNT = 0x05
     SEQUENCE = 0x06       # LOAD_MATRIX offset > 0 not continuing the matrix being loaded
-    REPLY_TOO_BIG = 0x07  # RUN: 4 * count * rows > max_payload
-    NO_MATRIX = 0x08      # RUN or LOAD_THRESHOLDS before a complete LOAD_MATRIX
+    REPLY_TOO_BIG = 0x07  # RUN, READ_SUMS: the reply would not fit max_payload
+    NO_MATRIX = 0x08      # RUN, LOAD_THRESHOLDS or ACCUMULATE before a complete LOAD_MATRIX
     NO_THRESHOLDS = 0x09  # RUN with activate before thresholds for every row of the matrix
     WIDTH = 0x0A          # READ_SUMS: width not in 1..ceil(sum_bits / 8)
     SCALE = 0x0B          # ACCUMULATE: mantissa >= 2**SCALE_MANTISSA_BITS
@@ -174,6 +174,9 @@ THRESHOLD_FIELDS = Header("LOAD_THRESHOLDS", Field("offset", 2), Field("count", 
 #: ``shift_b``); the products land in the sums from ``slot`` on.
 ACCUMULATE_FIELDS = Header("ACCUMULATE", Field("count", 2), Field("bits", 1), Field("flags", 1),
                            Field("slot", 2), Field("mantissa", 4), Field("shift", 1))
+#: Bits of ACCUMULATE's ``shift`` (a byte on the wire) and the largest shift it carries.
+SHIFT_BITS = 8 * ACCUMULATE_FIELDS.field("shift").size
+MAX_SHIFT = (1 << SHIFT_BITS) - 1
 #: READ_SUMS payload: ``count`` sums from ``slot``, each as its low ``width`` bytes.
 READ_SUMS_FIELDS = Header("READ_SUMS", Field("slot", 2), Field("count", 2), Field("width", 1))
 #: A READ_SUMS reply's header: the bytes of each sum.

@@ -390,6 +390,12 @@ def test_weight_gradient_of_a_sum_made_elsewhere_equals_backward_weight_values(g
     got = numeric.weight_gradient(*numeric.sum_limbs(sums), top, a_scale, gbits)
     assert got.dtype == torch.float32 and got.shape == (5, 3)
     assert torch.equal(got, numeric.backward_weight_values(partials, m, a_scale, gbits))
+    # The contract's formula in plain Python: float(S) rounds the integer once (to nearest,
+    # ties to even), ldexp scales exactly, then a_scale / n in float64 and float32 at the end.
+    n = (1 << gbits) - 1
+    want = [np.float32(math.ldexp(float(s), top - gradients.GUARD_BITS) * (float(a_scale) / n))
+            for s in sums.ravel()]
+    assert got.ravel().tolist() == [float(v) for v in want]
 
 
 def test_sum_bits_holds_the_extremes():

@@ -78,7 +78,7 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * max_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
-                 reply    3 + width cycles per value (its read, its register, its width bytes, the next)
+                 reply    2 + width cycles per value (its read, its width bytes, the next)
                  activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
                  ACCUMULATE: instead, 3 per value into the batch sums, then
                      BatchSum.latency before the reply
@@ -678,9 +678,7 @@ class TrainingCore(wiring.Component):
             m.d.comb += [batch_sum.i.payload.slot.eq(s_addr), batch_sum.i.payload.partial.eq(gemm.result)]
         # Result bytes: value (e_slot, e_row), byte `e_byte`, little-endian.
         result = gemm.result
-        # The value being sent, shifted down a byte as each leaves (the results' block RAM
-        # output goes straight into it: no multiplexer after its slow clock-to-output).
-        e_word = Signal(32)
+        result_byte = result.as_unsigned().word_select(e_byte[:bits_for(L.ACC_BYTES - 1)], 8)
         last_row = Signal()
         last_slot = Signal()
         last_tile = Signal()
@@ -1022,7 +1020,7 @@ class TrainingCore(wiring.Component):
                     if sums:
                         fsm.goto("SUM_PUSH")
                 with m.Else():
-                    fsm.goto("HOLD")
+                    fsm.goto("EMIT")
             if act_bits:
                 with fsm.state("ACT"):  # row e_row: direction, then one threshold per cycle
                     # Step s reads word (s - 1) mod 2**A (a_addr); the word read at step
@@ -1039,17 +1037,14 @@ class TrainingCore(wiring.Component):
                     m.d.comb += packer.i.valid.eq(1)
                     with m.If(packer.i.ready):
                         fsm.goto("NEXT")
-            with fsm.state("HOLD"):  # ... and registered
-                m.d.sync += e_word.eq(result)
-                fsm.goto("EMIT")
             with fsm.state("EMIT"):  # the value's e_width bytes, two's complement LE
                 m.d.comb += [
                     body.valid.eq(1),
-                    body.payload.data.eq(e_word[:8]),
+                    body.payload.data.eq(result_byte),
                     body.payload.last.eq((e_byte == e_last_byte) & last_row & last_slot & last_tile),
                 ]
                 with m.If(body.ready):
-                    m.d.sync += [e_byte.eq(e_byte + 1), e_word.eq(e_word >> 8)]
+                    m.d.sync += e_byte.eq(e_byte + 1)
                     with m.If(e_byte == e_last_byte):
                         fsm.goto("NEXT")
             with fsm.state("NEXT"):

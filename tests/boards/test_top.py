@@ -28,7 +28,7 @@ def _instance(text: str, cell: str) -> str:
 
 def test_one_default_frequency_and_one_core_preset_per_board():
     assert set(DEFAULT_FREQ_MHZ) == set(BOARDS) == set(CORE_PRESETS)
-    assert DEFAULT_FREQ_MHZ == {"icebreaker": 27, "ulx3s": 75}
+    assert DEFAULT_FREQ_MHZ == {"icebreaker": 21, "ulx3s": 75}
     # The measured presets (boards/reports/): the default limits, the boards' own arrays; the
     # ULX3S's larger matrix and frames and its batch sums (the iCEBreaker has no room for them).
     assert CORE_PRESETS == {
@@ -40,19 +40,19 @@ def test_one_default_frequency_and_one_core_preset_per_board():
     }
     for board in BOARDS:
         assert BoardTop(board).core_params == CORE_PRESETS[board]
-    # 12 MHz * 72 / 32 = 27 MHz (DIVR 0, DIVF 71, DIVQ 5): 9 cycles a bit at 3 Mbaud, no error
+    # 12 MHz * 56 / 32 = 21 MHz (DIVR 0, DIVF 55, DIVQ 5): 7 cycles a bit at 3 Mbaud, no error
     icebreaker = BoardTop("icebreaker")
-    assert icebreaker.clk_freq == 27_000_000
-    assert icebreaker.pll.params == {"DIVR": 0, "DIVF": 71, "DIVQ": 5, "FILTER_RANGE": 1}
-    assert icebreaker.uart == UARTRate(asked=3_000_000, divisor=9, achieved=3_000_000, error=0.0)
+    assert icebreaker.clk_freq == 21_000_000
+    assert icebreaker.pll.params == {"DIVR": 0, "DIVF": 55, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert icebreaker.uart == UARTRate(asked=3_000_000, divisor=7, achieved=3_000_000, error=0.0)
     # 25 MHz * 3 = 75 MHz: 25 cycles a bit
     assert BoardTop("ulx3s").uart == UARTRate(asked=3_000_000, divisor=25, achieved=3_000_000, error=0.0)
 
 
 def test_boards_report_the_achieved_rate_in_ping():
-    # 27 MHz / 115200 = 234.375: divisor 234 makes 115384.6 baud, PING says 115385
+    # 21 MHz / 115200 = 182.29: divisor 182 makes 115384.6 baud, PING says 115385
     top = BoardTop("icebreaker", baud=115_200)
-    assert (top.core.divisor, top.core.achieved_baud, top.core.core.info.baud) == (234, 115_385, 115_385)
+    assert (top.core.divisor, top.core.achieved_baud, top.core.core.info.baud) == (182, 115_385, 115_385)
     assert top.uart.error == pytest.approx(0.0016026, abs=1e-7)  # (115384.6 - 115200) / 115200
     # 75 MHz / 115200 = 651.04: 115207.4 baud
     top = BoardTop("ulx3s", baud=115_200)

@@ -192,8 +192,8 @@ def test_multi_frame_load_and_reload():
 def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
     """No gaps, no stalls: a RUN exchange takes its request bytes, the
     unpacking (``1 + v_bits / 8`` cycles per code, ``max_bits`` per fold
-    to write its planes), the compute (``run_cycles``), the reply (``width + 3``
-    cycles per value: its read, its register, its ``width`` bytes, the next) and a few cycles
+    to write its planes), the compute (``run_cycles``), the reply (``width + 2``
+    cycles per value: its read, its ``width`` bytes, the next) and a few cycles
     of handshakes."""
     rng = np.random.default_rng(9)
     load = load_frames(codes(rng, m_bits, (6, cols)), m_bits, True)
@@ -204,7 +204,7 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
         compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, m_bits, v_bits)
     unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SMALL["simd"]) * SMALL["max_bits"])
     width = P.accumulator_width(cols, m_bits, v_bits)
-    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + (width + 3) * count * 6
+    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + (width + 2) * count * 6
     tiles = 2 * count  # states TILE and START of each one-vector tile
     rest = cycles - load_cycles - len(run) - unpack - compute - reply - tiles
     # The code slice (a skid buffer) lets the unpacker run up to two codes

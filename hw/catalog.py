@@ -34,7 +34,7 @@ from amaranth.lib import wiring
 from sw.contract.codes import MAX_CODE_BITS
 from sw.contract.core import ACC_LIMIT, CORE_DEFAULTS
 from sw.contract.gradients import term_bits
-from sw.contract.link import LOAD_HEADER, MAX_PAYLOAD, MAX_SUM_BITS, MAX_SUM_SLOTS
+from sw.contract.link import LOAD_HEADER, MAX_FMAP_CODES, MAX_PAYLOAD, MAX_SUM_BITS, MAX_SUM_SLOTS
 from sw.contract.prng import DEFAULT_SEED, STATE_BITS
 
 from .batch_sum import MAX_PARTIAL_BITS
@@ -171,6 +171,11 @@ def _batch_sum(slots, partial_bits, sum_bits):
     return BatchSum(slots=slots, partial_bits=partial_bits, sum_bits=sum_bits)
 
 
+def _window(depth, max_bits, max_cols):
+    from .window import WindowGenerator
+    return WindowGenerator(depth=depth, max_bits=max_bits, max_cols=max_cols)
+
+
 def _prng(seed):
     from .prng import XorShift32
     return XorShift32(seed)
@@ -204,7 +209,8 @@ def _int(default, help, minimum, maximum):
 # seconds to a few minutes, well inside what Amaranth can represent.
 _MAX_WORD = 4096           # popcount width, vector lengths, matrix sides
 _MAX_VECTOR = 1024         # dot-product length, MAC-array and threshold/max-pool sizes
-_MAX_LANES = 64            # processing elements and SIMD lanes
+_MAX_LANES = 64            # processing elements
+_MAX_SIMD = 1024           # SIMD lanes (columns per cycle; the ULX3S preset has 128)
 _MAX_STAGES = 32           # pipeline levels (the unit checks its own, smaller, limit)
 _MAX_SEED = 2**STATE_BITS - 1
 _MAX_DIVISOR = 1 << 24     # clock cycles per UART bit
@@ -218,7 +224,7 @@ def _core_params():
                          1, MAX_PAYLOAD),
         "max_bits": _int(CORE_DEFAULTS["max_bits"], "widest code (bits)", 1, MAX_CODE_BITS),
         "pe": _int(CORE_DEFAULTS["pe"], "rows computed in parallel (<= max_rows)", 1, _MAX_LANES),
-        "simd": _int(CORE_DEFAULTS["simd"], "columns per cycle (<= max_cols)", 1, _MAX_LANES),
+        "simd": _int(CORE_DEFAULTS["simd"], "columns per cycle (<= max_cols)", 1, _MAX_SIMD),
         "max_payload": _int(CORE_DEFAULTS["max_payload"], "largest frame payload (bytes)", LOAD_HEADER + 1,
                             MAX_PAYLOAD),
         "max_act_bits": _int(CORE_DEFAULTS["max_act_bits"], "widest activation code (0: no threshold stage)",
@@ -226,6 +232,8 @@ def _core_params():
         "sum_slots": _int(CORE_DEFAULTS["sum_slots"], "batch sums of weight gradients held (0: none)",
                           0, MAX_SUM_SLOTS),
         "sum_bits": _int(CORE_DEFAULTS["sum_bits"], "bits of each batch sum (0 without sums)", 0, MAX_SUM_BITS),
+        "fmap_codes": _int(CORE_DEFAULTS["fmap_codes"], "feature-map codes held (LOAD_FMAP, windows; 0: none)",
+                           0, MAX_FMAP_CODES),
         "vectors": _int(_default(TrainingCore, "vectors"), "vectors of a tile (each matrix word meets them all)",
                         1, 256),
         "popcount_stages": _int(_default(TrainingCore, "popcount_stages"), "pipeline levels in each popcount tree",
@@ -254,7 +262,7 @@ def _array_params(cls):
         "pe": _int(4, "rows of a tile (matrix rows in parallel)", 1, _MAX_LANES),
         "vectors": _int(_default(cls, "vectors"), "vectors of a tile (each matrix word meets them all)",
                         1, _MAX_LANES),
-        "simd": _int(16, "lanes per plane word (columns per cycle)", 1, _MAX_LANES),
+        "simd": _int(16, "lanes per plane word (columns per cycle)", 1, _MAX_SIMD),
         "max_bits": _int(MAX_CODE_BITS, "widest code of either side (bits; every width up to it at run time)",
                          1, MAX_CODE_BITS),
         "max_rows": _int(16, "largest matrix: rows", 1, _MAX_WORD),
@@ -328,6 +336,12 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
                  "partial_bits": _int(32, "bits of a signed partial sum", 2, MAX_PARTIAL_BITS),
                  "sum_bits": _int(96, "bits of a sum (one term at shift 0 must fit)", term_bits(2), MAX_SUM_BITS),
              }),
+    UnitSpec("window", "sliding-window generator: a feature map in block RAM, its im2col vectors out "
+             "(one code per cycle)", _window, {
+                 "depth": _int(1024, "feature-map codes held", 1, MAX_FMAP_CODES),
+                 "max_bits": _int(MAX_CODE_BITS, "widest code (bits)", 1, MAX_CODE_BITS),
+                 "max_cols": _int(64, "most codes per vector", 1, _MAX_WORD),
+             }, _RUN_TIME_BITS, bits_widest=True),
     UnitSpec("prng", "xorshift32 noise generator (16-bit draws)", _prng, {
         "seed": _int(DEFAULT_SEED, "state after reset (non-zero)", 1, _MAX_SEED),
     }),

@@ -4,8 +4,8 @@
 :class:`TrainingCore` is :class:`sw.core_model.CoreModel` in gateware: bytes
 of requests in (``rx``), bytes of replies out (``tx``), byte for byte the
 model's replies (:mod:`sw.protocol` defines the frames, the commands PING,
-RESET, LOAD_MATRIX, RUN, LOAD_THRESHOLDS, ACCUMULATE and READ_SUMS, every
-error and the order of the checks).
+RESET, LOAD_MATRIX, RUN, LOAD_THRESHOLDS, ACCUMULATE, READ_SUMS and LOAD_FMAP,
+every error and the order of the checks).
 :class:`UARTCore` puts it behind 8N1 UART pins for a board.
 
 Datapath
@@ -34,6 +34,10 @@ Datapath
                  with `first` written over, sum slot + v*rows + r); the empty reply once
                  the last is written
             READ_SUMS: BatchSum's read port -> the sums' low `width` bytes, LE
+            LOAD_FMAP (with a feature map): buffer -> CodeUnpacker -> WindowGenerator's map
+            RUN, ACCUMULATE with the window flag: the tile's vectors from the WindowGenerator
+                 (sw.contract.window: each code the map's under the window, or 0) in
+                 place of the buffer's codes; the rest as above
               | reply body (status, tag, LEN, payload) as it is made
               v
           FrameTransmitter (SYNC, CRC) -> tx
@@ -56,7 +60,8 @@ the row's direction in bit 0 (the wire's ``DIRECTION_NEGATIVE`` bit: 1 for
 direction -1, ``acc <= T``); with batch sums (``sum_slots > 0``), the sums,
 ``sum_slots`` words of ``sum_bits`` (:class:`hw.batch_sum.BatchSum`), zeroed
 after a reset and by RESET (a sweep of ``sum_slots`` cycles, which the next
-request waits for).
+request waits for); with a feature map (``fmap_codes > 0``), its ``fmap_codes``
+codes of ``max_bits`` (:class:`hw.window.WindowGenerator`), forgotten by RESET.
 
 Activation (:func:`sw.numeric.apply_thresholds`): for each value of an
 activated RUN (``ACT``) the core reads the row's direction word and the
@@ -78,7 +83,9 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * max_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
-                 reply    2 + width cycles per value (its read, its width bytes, the next)
+                 reply    2 + width cycles per value (its read, its width bytes, the next);
+                          3 + width with batch sums, whose shift register the value
+                          leaves from (HOLD: no multiplexer after the block RAM)
                  activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
                  ACCUMULATE: instead, 3 per value into the batch sums, then
                      BatchSum.latency before the reply
@@ -106,6 +113,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from sw.contract import link as L
+from sw.contract import window as W
 from sw.contract.codes import MAX_CODE_BITS
 from sw.contract.core import CORE_DEFAULTS, CoreConfig
 from sw.contract.gradients import SCALE_MANTISSA_BITS
@@ -122,6 +130,7 @@ from .layouts import FLAGS_LAYOUT, header_layout
 from .params import check_int
 from .skid_buffer import SkidBuffer
 from .uart import UARTReceiver, UARTTransmitter
+from .window import WindowGenerator
 
 __all__ = ["TrainingCore", "UARTCore", "CORE_DEFAULTS", "DEFAULT_CLK_FREQ", "DEFAULT_IDLE_TIMEOUT"]
 
@@ -236,6 +245,13 @@ class TrainingCore(wiring.Component):
         by PING): ``sum_slots`` sums (``0 .. 65535``; 0, the default, builds
         none: both are unknown commands) of ``sum_bits`` bits
         (``88 .. 128``; 0 without sums), kept by a :class:`hw.batch_sum.BatchSum`.
+    fmap_codes : int
+        Codes of the feature-map memory (LOAD_FMAP, the window flag of RUN
+        and ACCUMULATE; reported by PING), ``0 .. 65535``; 0, the default,
+        builds none (LOAD_FMAP is an unknown command, the window flag a bad
+        flag).  Vectors are then made on the core from the map
+        (:class:`hw.window.WindowGenerator`, :mod:`sw.contract.window`) at
+        one code a cycle, as fast as the buffer's are unpacked.
     idle_timeout : int
         Cycles without a byte after which a partial request is dropped
         (the protocol asks for 0.01 .. 0.5 s; :class:`UARTCore` converts).
@@ -268,7 +284,8 @@ class TrainingCore(wiring.Component):
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], sum_slots: int = CORE_DEFAULTS["sum_slots"],
-                 sum_bits: int = CORE_DEFAULTS["sum_bits"], vectors: int = 1,
+                 sum_bits: int = CORE_DEFAULTS["sum_bits"], fmap_codes: int = CORE_DEFAULTS["fmap_codes"],
+                 vectors: int = 1,
                  popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0,
                  drains: int = 1, matrix_memory: str = "block", idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
                  baud: int = 0):
@@ -284,8 +301,9 @@ class TrainingCore(wiring.Component):
         self._idle_timeout = check_int("idle_timeout", idle_timeout, 1)
         self._sum_slots = check_int("sum_slots", sum_slots, 0, L.MAX_SUM_SLOTS, note="0: no batch sums")
         self._sum_bits = check_int("sum_bits", sum_bits, 0, L.MAX_SUM_BITS)
+        self._fmap_codes = check_int("fmap_codes", fmap_codes, 0, L.MAX_FMAP_CODES, note="0: no feature map")
         self._config = CoreConfig(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits,
-                                  sum_slots, sum_bits)
+                                  sum_slots, sum_bits, fmap_codes)
         problems = self._config.problems()
         if problems:
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
@@ -308,6 +326,7 @@ class TrainingCore(wiring.Component):
     max_act_bits = property(lambda self: self._max_act_bits)
     sum_slots = property(lambda self: self._sum_slots)
     sum_bits = property(lambda self: self._sum_bits)
+    fmap_codes = property(lambda self: self._fmap_codes)
     idle_timeout = property(lambda self: self._idle_timeout)
     config = property(lambda self: self._config, doc="The limits (:class:`sw.contract.core.CoreConfig`).")
     info = property(lambda self: self._info, doc="What PING reports (:class:`sw.contract.core.CoreInfo`).")
@@ -325,6 +344,8 @@ class TrainingCore(wiring.Component):
             memories["thresholds"] = (1, self._max_rows << self._max_act_bits, 32)
         if self._sum_slots:
             memories["sums"] = (1, self._sum_slots, self._sum_bits)
+        if self._fmap_codes:
+            memories["fmap"] = (1, self._fmap_codes, self._max_bits)
         return memories
 
     @property
@@ -347,10 +368,12 @@ class TrainingCore(wiring.Component):
         max_bits = self._max_bits
 
         # ---------------------------------------------------------- link
+        fmap = self._fmap_codes
+        heads = [L.LOAD_HEADER, L.RUN_HEADER, L.THRESHOLD_HEADER, L.ACCUMULATE_HEADER, L.READ_SUMS_HEADER]
+        if fmap:  # LOAD_FMAP's header, and the window header after RUN's or ACCUMULATE's
+            heads += [L.LOAD_FMAP_HEADER, L.RUN_HEADER + L.WINDOW_HEADER, L.ACCUMULATE_HEADER + L.WINDOW_HEADER]
         m.submodules.receiver = receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
-                                                         head_bytes=max(L.LOAD_HEADER, L.RUN_HEADER,
-                                                                        L.THRESHOLD_HEADER, L.ACCUMULATE_HEADER,
-                                                                        L.READ_SUMS_HEADER))
+                                                         head_bytes=max(heads))
         m.submodules.framer = framer = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.rx), receiver.i)
         wiring.connect(m, framer.o, wiring.flipped(self.tx))
@@ -412,6 +435,10 @@ class TrainingCore(wiring.Component):
         # Matrix and vector codes go through the engine's plane writer; RUN's
         # values come back from its result memory.
         m.submodules.gemm = gemm = self._gemm
+        # The feature map (LOAD_FMAP) and the window generator making a windowed RUN's or
+        # ACCUMULATE's vectors from it (sw.contract.window), in place of the unpacker's.
+        if fmap:
+            m.submodules.window = window = WindowGenerator(depth=fmap, max_bits=max_bits, max_cols=self._max_cols)
         # The codes reach the engine through a skid buffer: its `ready`, `valid`
         # and payload are flip-flops, so no path runs from the plane writer's
         # handshake back through the unpacker and the byte reader into the
@@ -419,9 +446,16 @@ class TrainingCore(wiring.Component):
         # writer's staging register.  The FSM counts the codes going in.
         m.submodules.code_slice = code_slice = SkidBuffer(gemm.codes.payload.shape())
         wiring.connect(m, code_slice.o, gemm.codes)
-        m.d.comb += [code_slice.i.payload.code.eq(new_code), code_slice.clear.eq(rd_start)]
-        code_taken = Signal()  # the unpacker's code enters the slice
-        m.d.comb += code_taken.eq(unpacker.o.valid & code_slice.i.ready)
+        to_vectors = Signal()  # the engine takes vector codes (a RUN)
+        v_window = Signal()  # a windowed RUN or ACCUMULATE: its codes come from the window generator
+        v_settled = Signal()  # VECTOR's second cycle on (a windowed tile's codes are taken)
+        if fmap:  # (a LOAD_MATRIX after a windowed RUN takes the unpacker's: to_vectors is low)
+            m.d.comb += code_slice.i.payload.code.eq(Mux(v_window & to_vectors, window.o.payload, new_code))
+        else:
+            m.d.comb += code_slice.i.payload.code.eq(new_code)
+        m.d.comb += code_slice.clear.eq(rd_start)
+        code_taken = Signal()  # the unpacker's (the generator's) code enters the slice
+        m.d.comb += code_taken.eq(code_slice.i.valid & code_slice.i.ready)
         codes_written = Signal()  # every code taken is in the plane buffers
         m.d.comb += codes_written.eq(code_slice.empty & ~gemm.writing)
 
@@ -451,8 +485,8 @@ class TrainingCore(wiring.Component):
 
         # ---------------------------------------------------------- request fields
         # The command headers, viewed through the contract's field tables.
-        def header(fields, **shapes):
-            return header_layout(fields, **shapes)(head.as_value()[:8 * fields.size])
+        def header(fields, offset=0, **shapes):
+            return header_layout(fields, **shapes)(head.as_value()[8 * offset:8 * (offset + fields.size)])
         load = header(L.LOAD_FIELDS, flags=FLAGS_LAYOUT)
         l_rows, l_cols, l_bits, l_flags = load.rows, load.cols, load.bits, load.flags
         l_offset, l_count = load.offset, load.count
@@ -468,6 +502,13 @@ class TrainingCore(wiring.Component):
         h_offset, h_count = thresholds_head.offset, thresholds_head.count
         h_bits, h_flags = thresholds_head.bits, thresholds_head.flags
         cmd, length = event.cmd, event.length
+        r_window = r_flags.window if fmap else 0
+        if fmap:
+            load_fmap = header(L.LOAD_FMAP_FIELDS)
+            # The window header: after RUN's header, or after ACCUMULATE's.
+            w_fields = header_layout(L.WINDOW_FIELDS)(Mux(cmd == L.Cmd.ACCUMULATE,
+                                                          header(L.WINDOW_FIELDS, L.ACCUMULATE_HEADER).as_value(),
+                                                          header(L.WINDOW_FIELDS, L.RUN_HEADER).as_value()))
 
         # ---------------------------------------------------------- state
         total_max = self._max_rows * self._max_cols
@@ -480,6 +521,22 @@ class TrainingCore(wiring.Component):
         m_loaded = Signal(range(total_max + 1))
         matrix_ready = Signal()
         m.d.comb += matrix_ready.eq(has_shape & (m_loaded == m_total))
+        if fmap:
+            # The feature map: its shape and bits (of LOAD_FMAP at offset 0), codes loaded.
+            f_shape = Signal.like(window.shape)
+            f_has = Signal()  # a map is being loaded or loaded
+            f_bits = Signal(range(max_bits + 1))
+            f_total = Signal(range(fmap + 1))
+            f_loaded = Signal(range(fmap + 1))
+            f_addr = Signal(range(fmap))  # LOAD_FMAP: where the next code goes
+            fmap_ready = Signal()
+            w_held = Signal.like(window.window)  # the RUN's or ACCUMULATE's window, held while it runs
+            m.d.comb += [
+                fmap_ready.eq(f_has & (f_loaded == f_total)),
+                window.shape.eq(f_shape),
+                window.window.eq(w_held),
+                window.cols.eq(m_cols),
+            ]
 
         # Products for the checks, registered (the event is stable while it waits).
         # More vectors never fit a reply: of accumulators (the width byte and at
@@ -550,7 +607,8 @@ class TrainingCore(wiring.Component):
         m.d.sync += [
             k_load_count.eq((l_count == 0) | (l_offset + l_count > p_total)),
             k_load_length.eq(length != L.LOAD_HEADER + ((p_load_bits + 7) >> 3)),
-            k_run_length.eq(length != L.RUN_HEADER + ((p_run_bits + 7) >> 3)),
+            k_run_length.eq(length != Mux(r_window, L.RUN_HEADER + L.WINDOW_HEADER,
+                                          L.RUN_HEADER + ((p_run_bits + 7) >> 3))),
         ]
         if act_bits:
             k_thr_count = Signal()  # LOAD_THRESHOLDS: count 0 or past the matrix's rows
@@ -565,6 +623,33 @@ class TrainingCore(wiring.Component):
             ]
         else:
             m.d.sync += [k_run_too_big.eq(acc_too_big), reply_size.eq(acc_bytes)]
+        if fmap:
+            # LOAD_FMAP: the map's codes, height * width then * channels (CHECK1, CHECK2), and
+            # its packed bits; the window's field ranges (sw.contract.window.Window.problems).
+            shape_bits = bits_for(W.MAX_SIDE * W.MAX_SIDE)
+            p_plane = Signal(range(W.MAX_SIDE * W.MAX_SIDE + 1))
+            p_fmap_total = Signal(range(0xFFFF * W.MAX_SIDE * W.MAX_SIDE + 1))
+            p_fmap_bits = Signal(range(fmap * max_bits + 1))
+            k_fmap_shape = Signal()  # LOAD_FMAP: a zero dimension or more codes than the memory holds
+            k_fmap_count = Signal()  # LOAD_FMAP: count 0 or past the map
+            k_fmap_length = Signal()  # LOAD_FMAP: LEN is not the header and the packed codes
+            k_window = Signal()  # RUN, ACCUMULATE: a window field out of its range
+            first_x_bound = Mux(w_fields.order == W.PATCH, w_fields.out_width, w_fields.kernel)
+            m.d.sync += [
+                p_plane.eq(load_fmap.height * load_fmap.width),
+                p_fmap_total.eq(load_fmap.channels * p_plane[:shape_bits]),
+                p_fmap_bits.eq(load_fmap.count[:bits_for(fmap)] * load_fmap.bits[:bits_bits]),
+                k_fmap_shape.eq((load_fmap.channels == 0) | (load_fmap.height == 0) | (load_fmap.width == 0)
+                                | (p_fmap_total > fmap)),
+                k_fmap_count.eq((load_fmap.count == 0) | (load_fmap.offset + load_fmap.count > p_fmap_total)),
+                k_fmap_length.eq(length != L.LOAD_FMAP_HEADER + ((p_fmap_bits + 7) >> 3)),
+                k_window.eq((w_fields.kernel == 0) | (w_fields.kernel > W.MAX_KERNEL)
+                            | (w_fields.stride == 0) | (w_fields.stride > W.MAX_STRIDE)
+                            | (w_fields.pad >= w_fields.kernel) | (w_fields.order > W.SHIFT)
+                            | (w_fields.out_width == 0) | (w_fields.channel >= f_shape.channels)
+                            | (w_fields.x >= first_x_bound)
+                            | ((w_fields.order == W.SHIFT) & (w_fields.y >= w_fields.kernel))),
+            ]
         if sums:
             sum_width = L.sum_width(self._sum_bits)
             k_acc_count = Signal()  # ACCUMULATE: count 0 or its sums past the last
@@ -576,7 +661,8 @@ class TrainingCore(wiring.Component):
             m.d.sync += [
                 p_sums_bytes.eq(read_sums.count * s_width[:bits_for(sum_width)]),
                 k_acc_count.eq((r_count == 0) | (r_count > sums) | (accumulate.slot + p_reply > sums)),
-                k_acc_length.eq(length != L.ACCUMULATE_HEADER + ((p_run_bits + 7) >> 3)),
+                k_acc_length.eq(length != Mux(r_window, L.ACCUMULATE_HEADER + L.WINDOW_HEADER,
+                                              L.ACCUMULATE_HEADER + ((p_run_bits + 7) >> 3))),
                 k_sums_count.eq((read_sums.count == 0) | (read_sums.slot + read_sums.count > sums)),
                 k_sums_too_big.eq(L.SUMS_REPLY_HEADER + p_sums_bytes > self._max_payload),
             ]
@@ -589,10 +675,13 @@ class TrainingCore(wiring.Component):
         msg_index = Signal(range(4 + L.PING_REPLY))
         ping = self._info.pack()
         loaded = Signal(32)  # LOAD_MATRIX's u32, LOAD_THRESHOLDS's u16
+        m.d.comb += loaded.eq(m_loaded)
         if act_bits:
-            m.d.comb += loaded.eq(Mux(cmd == L.Cmd.LOAD_THRESHOLDS, t_loaded, m_loaded))
-        else:
-            m.d.comb += loaded.eq(m_loaded)
+            with m.If(cmd == L.Cmd.LOAD_THRESHOLDS):
+                m.d.comb += loaded.eq(t_loaded)
+        if fmap:
+            with m.If(cmd == L.Cmd.LOAD_FMAP):
+                m.d.comb += loaded.eq(f_loaded)
         payload_bytes = []
         for index in range(L.PING_REPLY):
             error_byte = {0: cmd, 1: r_detail}.get(index, 0)
@@ -603,9 +692,8 @@ class TrainingCore(wiring.Component):
         msg = Array([r_status, event.tag, r_len[:8], r_len[8:], *payload_bytes])
         msg_size = Signal(range(4 + L.PING_REPLY + 1))  # bytes of the message
 
-        left = Signal(range(total_max + 1))  # LOAD_MATRIX: codes still to take
+        left = Signal(range(max(total_max, fmap) + 1))  # LOAD_MATRIX, LOAD_FMAP: codes still to take
         l_fresh = Signal()  # LOAD_MATRIX at offset 0: a new matrix
-        to_vectors = Signal()  # the engine takes vector codes (a RUN)
 
         # RUN state.
         v_signed = Signal()
@@ -637,6 +725,7 @@ class TrainingCore(wiring.Component):
             s_first = Signal()
             # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
             # as each leaves (the block RAM's slow output goes straight into it: no multiplexer).
+            # A RUN's accumulators leave through it too (state HOLD).
             s_word = Signal(signed(8 * L.sum_width(self._sum_bits)))
             m.d.comb += [
                 batch_sum.mantissa.eq(s_mantissa),
@@ -766,8 +855,16 @@ class TrainingCore(wiring.Component):
                 (k_load_length, S.BAD_LENGTH, D.NONE),
                 ((l_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
             ])
+        # A windowed RUN's or ACCUMULATE's last checks: a complete map, of the request's bits,
+        # and a window in range.
+        window_checks = [
+            (r_window & ~fmap_ready, S.BAD_STATE, D.NO_FMAP),
+            (r_window & (r_bits != f_bits), S.BAD_PARAMS, D.BITS),
+            (r_window & k_window, S.BAD_PARAMS, D.WINDOW),
+        ] if fmap else []
+        window_flag = L.FLAG_WINDOW if fmap else 0
         with m.Elif(cmd == L.Cmd.RUN):
-            allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0)
+            allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0) | window_flag
             bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
             no_thresholds = r_activate & (t_loaded != m_rows) if act_bits else 0
             first_failing([
@@ -779,6 +876,7 @@ class TrainingCore(wiring.Component):
                 (r_count == 0, S.BAD_PARAMS, D.COUNT),
                 (k_run_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
                 (k_run_length, S.BAD_LENGTH, D.NONE),
+                *window_checks,
             ])
         if act_bits:
             with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
@@ -794,7 +892,7 @@ class TrainingCore(wiring.Component):
                 ])
         if sums:
             with m.Elif(cmd == L.Cmd.ACCUMULATE):
-                bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, L.FLAG_SIGNED | L.FLAG_FIRST)
+                bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, L.FLAG_SIGNED | L.FLAG_FIRST | window_flag)
                 first_failing([
                     (length < L.ACCUMULATE_HEADER, S.BAD_LENGTH, D.NONE),
                     (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
@@ -803,6 +901,7 @@ class TrainingCore(wiring.Component):
                     ((accumulate.mantissa >> SCALE_MANTISSA_BITS) != 0, S.BAD_PARAMS, D.SCALE),
                     (k_acc_count, S.BAD_PARAMS, D.COUNT),
                     (k_acc_length, S.BAD_LENGTH, D.NONE),
+                    *window_checks,
                 ])
             with m.Elif(cmd == L.Cmd.READ_SUMS):
                 first_failing([
@@ -810,6 +909,19 @@ class TrainingCore(wiring.Component):
                     ((s_width == 0) | (s_width > sum_width), S.BAD_PARAMS, D.WIDTH),
                     (k_sums_count, S.BAD_PARAMS, D.COUNT),
                     (k_sums_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
+                ])
+        if fmap:
+            with m.Elif(cmd == L.Cmd.LOAD_FMAP):
+                f_bad_bits = (load_fmap.bits == 0) | (load_fmap.bits > max_bits)
+                continues = ((load_fmap.as_value()[:8 * L.LOAD_FMAP_FIELDS.offset("bits")] == f_shape.as_value())
+                             & (load_fmap.bits == f_bits) & (load_fmap.offset == f_loaded) & f_has)
+                first_failing([
+                    (length < L.LOAD_FMAP_HEADER, S.BAD_LENGTH, D.NONE),
+                    (f_bad_bits, S.BAD_PARAMS, D.BITS),
+                    (k_fmap_shape, S.BAD_PARAMS, D.SHAPE),
+                    (k_fmap_count, S.BAD_PARAMS, D.COUNT),
+                    (k_fmap_length, S.BAD_LENGTH, D.NONE),
+                    ((load_fmap.offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
                 ])
         with m.Else():
             m.d.comb += [c_status.eq(S.BAD_COMMAND), c_detail.eq(D.NONE)]
@@ -837,6 +949,8 @@ class TrainingCore(wiring.Component):
                         m.d.sync += t_loaded.eq(0)
                     if sums:  # zeroed in the background; the next request waits for it
                         m.d.comb += batch_sum.clear.eq(1)
+                    if fmap:
+                        m.d.sync += [f_has.eq(0), f_loaded.eq(0)]
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     fsm.goto("REPLY")
                 with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
@@ -857,6 +971,8 @@ class TrainingCore(wiring.Component):
                         v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
                         rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                     ]
+                    if fmap:
+                        m.d.sync += [v_window.eq(r_window), w_held.eq(w_fields)]
                     fsm.goto("RUN_START")
                 if sums:
                     with m.Elif(cmd == L.Cmd.ACCUMULATE):
@@ -868,6 +984,8 @@ class TrainingCore(wiring.Component):
                             s_addr.eq(accumulate.slot), s_mantissa.eq(accumulate.mantissa),
                             s_shift.eq(accumulate.shift), s_first.eq(r_first),
                         ]
+                        if fmap:
+                            m.d.sync += [v_window.eq(r_window), w_held.eq(w_fields)]
                         fsm.goto("RUN_START")
                     with m.Elif(cmd == L.Cmd.READ_SUMS):
                         reply(L.Status.OK, _MSG_EMPTY, 0)
@@ -877,6 +995,16 @@ class TrainingCore(wiring.Component):
                             s_addr.eq(read_sums.slot), s_left.eq(read_sums.count),
                         ]
                         fsm.goto("RUN_HEADER")
+                if fmap:
+                    with m.Elif(cmd == L.Cmd.LOAD_FMAP):
+                        with m.If(load_fmap.offset == 0):  # a new map
+                            m.d.sync += [
+                                f_has.eq(1), f_shape.eq(load_fmap.as_value()[:len(f_shape.as_value())]),
+                                f_bits.eq(load_fmap.bits), f_total.eq(p_fmap_total),
+                            ]
+                        m.d.sync += [left.eq(load_fmap.count), f_addr.eq(load_fmap.offset),
+                                     rd_base.eq(L.LOAD_FMAP_HEADER), unpack_bits.eq(load_fmap.bits)]
+                        fsm.goto("FMAP_START")
                 if act_bits:
                     with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
                         m.d.sync += [
@@ -924,6 +1052,28 @@ class TrainingCore(wiring.Component):
                 reply(L.Status.OK, _MSG_LOADED, 4)
                 fsm.goto("REPLY")
 
+            # ------------------------------------------------ LOAD_FMAP
+            if fmap:
+                with fsm.state("FMAP_START"):
+                    m.d.comb += rd_start.eq(1)
+                    fsm.goto("FMAP")
+                with fsm.state("FMAP"):  # codes into the feature map, one a cycle
+                    m.d.comb += [
+                        rd_active.eq(1),
+                        unpacker.o.ready.eq(1),
+                        window.write.valid.eq(unpacker.o.valid),
+                        window.write.payload.addr.eq(f_addr),
+                        window.write.payload.code.eq(new_code),
+                    ]
+                    with m.If(unpacker.o.valid):
+                        m.d.sync += [f_addr.eq(f_addr + 1), left.eq(left - 1)]
+                        with m.If(left == 1):
+                            fsm.goto("FMAP_DONE")
+                with fsm.state("FMAP_DONE"):
+                    m.d.sync += f_loaded.eq(load_fmap.offset + load_fmap.count)
+                    reply(L.Status.OK, _MSG_LOADED, 4)
+                    fsm.goto("REPLY")
+
             # ------------------------------------------------ LOAD_THRESHOLDS
             if act_bits:
                 with fsm.state("THR_START"):
@@ -961,6 +1111,8 @@ class TrainingCore(wiring.Component):
             # ------------------------------------------------ RUN
             with fsm.state("RUN_START"):
                 m.d.comb += rd_start.eq(1)
+                if fmap:
+                    m.d.comb += window.start.eq(v_window)
                 with m.If(v_sum):  # an ACCUMULATE replies once its sums are written
                     fsm.goto("TILE")
                 with m.Else():
@@ -987,15 +1139,29 @@ class TrainingCore(wiring.Component):
                         fsm.goto("TILE")
             with fsm.state("TILE"):  # the next tile: up to `vectors` vectors
                 m.d.comb += gemm.clear.eq(1)
+                if fmap:
+                    m.d.sync += v_settled.eq(0)
                 m.d.sync += [nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
                              c_col.eq(0), c_vec.eq(0)]
                 fsm.goto("VECTOR")
-            with fsm.state("VECTOR"):  # unpack the tile's vectors into the engine
-                m.d.comb += [
-                    rd_active.eq(1),
-                    code_slice.i.valid.eq(unpacker.o.valid),
-                    unpacker.o.ready.eq(code_slice.i.ready),
-                ]
+            with fsm.state("VECTOR"):  # unpack (or, windowed, make) the tile's vectors into the engine
+                if fmap:
+                    m.d.sync += v_settled.eq(1)
+                with m.If(~v_window):
+                    m.d.comb += [
+                        rd_active.eq(1),
+                        code_slice.i.valid.eq(unpacker.o.valid),
+                        unpacker.o.ready.eq(code_slice.i.ready),
+                    ]
+                if fmap:
+                    # The generator's next code may wait here already; it is taken from the
+                    # state's second cycle on, once the engine's writer has registered the
+                    # tile's `nv` (the unpacker's first code never comes sooner).
+                    with m.Elif(v_settled):
+                        m.d.comb += [
+                            code_slice.i.valid.eq(window.o.valid),
+                            window.o.ready.eq(code_slice.i.ready),
+                        ]
                 with m.If(code_taken):
                     m.d.sync += c_col.eq(c_col + 1)
                     with m.If(c_col == m_cols_last):
@@ -1020,6 +1186,10 @@ class TrainingCore(wiring.Component):
                     if sums:
                         fsm.goto("SUM_PUSH")
                 with m.Else():
+                    fsm.goto("HOLD" if sums else "EMIT")
+            if sums:
+                with fsm.state("HOLD"):  # ... and registered in the sums' shift register
+                    m.d.sync += s_word.eq(result)
                     fsm.goto("EMIT")
             if act_bits:
                 with fsm.state("ACT"):  # row e_row: direction, then one threshold per cycle
@@ -1040,11 +1210,13 @@ class TrainingCore(wiring.Component):
             with fsm.state("EMIT"):  # the value's e_width bytes, two's complement LE
                 m.d.comb += [
                     body.valid.eq(1),
-                    body.payload.data.eq(result_byte),
+                    body.payload.data.eq(s_word[:8] if sums else result_byte),
                     body.payload.last.eq((e_byte == e_last_byte) & last_row & last_slot & last_tile),
                 ]
                 with m.If(body.ready):
                     m.d.sync += e_byte.eq(e_byte + 1)
+                    if sums:
+                        m.d.sync += s_word.eq(s_word >> 8)
                     with m.If(e_byte == e_last_byte):
                         fsm.goto("NEXT")
             with fsm.state("NEXT"):

@@ -5,7 +5,10 @@ request bytes, get reply bytes.  Its receiver is the core's (no
 backtracking, idle timeout), its checks run in the protocol's order, and its
 arithmetic is :func:`sw.bitplanes.signed_matmul`, for an activated RUN
 :func:`sw.numeric.apply_thresholds` and for ACCUMULATE the contract's
-:func:`sw.contract.gradients.aligned_term` -- no new arithmetic -- so
+:func:`sw.contract.gradients.aligned_term` -- no new arithmetic; a windowed
+RUN or ACCUMULATE makes its vectors from the feature map with the contract's
+:func:`sw.contract.window.window_index` (vectorised) and goes on as one
+whose vectors came as codes -- so
 the host driver can be tested without hardware, and RTL testbenches can
 compare the core's reply bytes with this model's.
 """
@@ -24,7 +27,21 @@ from .contract.core import CORE_DEFAULTS, CoreConfig
 from .contract.gradients import SCALE_MANTISSA_BITS, aligned_term
 from .numeric import apply_thresholds
 
-__all__ = ["CoreModel", "CORE_DEFAULTS"]  # CORE_DEFAULTS: the contract's (sw.contract.core)
+__all__ = ["CoreModel", "CORE_DEFAULTS", "window_vectors"]  # CORE_DEFAULTS: the contract's (sw.contract.core)
+
+
+def window_vectors(fmap, window: P.Window, count: int, cols: int) -> np.ndarray:
+    """The ``(count, cols)`` int64 codes a core makes from ``fmap`` (its feature map,
+    ``(channels, height, width)`` codes) under ``window``: the map's code at
+    :func:`sw.contract.window.window_index`, 0 outside it (one gather over broadcast
+    index arrays, no loop)."""
+    fmap = np.asarray(fmap)
+    if fmap.ndim != 3:
+        raise ValueError(f"a feature map is (channels, height, width), got shape {fmap.shape}")
+    index, inside = P.window_index(P.FmapShape(*fmap.shape), window, np.arange(count, dtype=np.int64)[:, None],
+                                   np.arange(cols, dtype=np.int64)[None, :])
+    flat = fmap.astype(np.int64, copy=False).ravel()
+    return np.where(inside, flat[np.where(inside, index, 0)], 0)
 
 
 class CoreModel:
@@ -36,16 +53,17 @@ class CoreModel:
     dropped; it only applies when :meth:`feed` is given ``now``.  ``baud`` is
     only reported by PING (the UART rate of the core modelled; 0: none).
     ``sum_slots`` and ``sum_bits`` size the batch sums (ACCUMULATE, READ_SUMS; 0: none).
+    ``fmap_codes`` sizes the feature map (LOAD_FMAP, the window flag; 0: none).
     """
 
     def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"], max_cols: int = CORE_DEFAULTS["max_cols"], *,
                  max_bits: int = CORE_DEFAULTS["max_bits"], pe: int = CORE_DEFAULTS["pe"],
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], sum_slots: int = CORE_DEFAULTS["sum_slots"],
-                 sum_bits: int = CORE_DEFAULTS["sum_bits"], rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S,
-                 baud: int = 0):
+                 sum_bits: int = CORE_DEFAULTS["sum_bits"], fmap_codes: int = CORE_DEFAULTS["fmap_codes"],
+                 rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S, baud: int = 0):
         config = CoreConfig(int(max_rows), int(max_cols), int(max_bits), int(pe), int(simd), int(max_payload),
-                            int(max_act_bits), int(sum_slots), int(sum_bits))
+                            int(max_act_bits), int(sum_slots), int(sum_bits), int(fmap_codes))
         problems = config.problems()
         if problems:
             raise ValueError("bad core limits: " + "; ".join(problems))
@@ -59,6 +77,7 @@ class CoreModel:
                       "terms": 0}
         self._sums = [0] * self.info.sum_slots  # sum_bits-bit two's complement values; RESET zeroes them
         self._clear_matrix()
+        self._clear_fmap()
 
     # ------------------------------------------------------------------ state
 
@@ -73,6 +92,22 @@ class CoreModel:
         self._t_loaded = 0  # rows with thresholds
         self._thresholds = None  # (max_rows, n_a) int64
         self._direction = None  # (max_rows,) int64, +1 or -1
+
+    def _clear_fmap(self) -> None:
+        self._f_head = None  # (channels, height, width, bits) of the map being loaded / loaded
+        self._fmap = None  # flat int64 codes, channel-major, row-major
+        self._f_loaded = 0
+
+    @property
+    def fmap_ready(self) -> bool:
+        return self._f_head is not None and self._f_loaded == self._fmap.size
+
+    @property
+    def fmap(self) -> np.ndarray | None:
+        """The complete feature map (channels, height, width) or ``None``."""
+        if not self.fmap_ready:
+            return None
+        return self._fmap.reshape(self._f_head[:3]).copy()
 
     @property
     def matrix_ready(self) -> bool:
@@ -149,6 +184,7 @@ class CoreModel:
             if payload:
                 return error(P.Status.BAD_LENGTH)
             self._clear_matrix()
+            self._clear_fmap()
             self._sums = [0] * self.info.sum_slots
             return P.Status.OK, b""
         if cmd == P.Cmd.LOAD_MATRIX:
@@ -161,6 +197,8 @@ class CoreModel:
             return self._accumulate(payload, error)
         if cmd == P.Cmd.READ_SUMS and self.info.sum_slots:
             return self._read_sums(payload, error)
+        if cmd == P.Cmd.LOAD_FMAP and self.info.fmap_codes:
+            return self._load_fmap(payload, error)
         return error(P.Status.BAD_COMMAND)
 
     def _bad_bits_or_flags(self, bits, flags, allowed=P.FLAG_SIGNED):
@@ -196,10 +234,36 @@ class CoreModel:
         self._loaded = h.offset + h.count
         return P.Status.OK, self._loaded.to_bytes(4, "little")
 
+    def _vectors(self, h) -> np.ndarray:
+        """``(count, cols)`` codes of a RUN's or ACCUMULATE's vectors: unpacked from its
+        data, or with the window flag made from the feature map (``window_index``)."""
+        cols = self._shape[1]
+        window = h.window
+        if window is None:
+            return P.unpack_codes(h.data, h.bits, h.count * cols).reshape(h.count, cols)
+        return window_vectors(self._fmap.reshape(self._f_head[:3]), window, h.count, cols)
+
+    def _window_error(self, h):
+        """The error of a request with the window flag (after its LEN check): no complete
+        map, bits other than the map's, a window out of range; ``None`` if it has none."""
+        if not h.flags & P.FLAG_WINDOW:
+            return None
+        if not self.fmap_ready:
+            return P.Status.BAD_STATE, P.Detail.NO_FMAP
+        if h.bits != self._f_head[3]:
+            return P.Status.BAD_PARAMS, P.Detail.BITS
+        if h.window.problems(P.FmapShape(*self._f_head[:3])):
+            return P.Status.BAD_PARAMS, P.Detail.WINDOW
+        return None
+
+    def _data_size(self, h, cols) -> int:
+        """The bytes after a RUN's or ACCUMULATE's header: the window header, or the codes."""
+        return P.WINDOW_HEADER if h.flags & P.FLAG_WINDOW else P.packed_size(h.count * cols, h.bits)
+
     def _products(self, h) -> np.ndarray:
         """``(count, rows)`` products of a RUN's or ACCUMULATE's vectors with the matrix."""
         rows, cols, m_bits, m_flags = self._shape
-        vectors = P.unpack_codes(h.data, h.bits, h.count * cols).reshape(h.count, cols)
+        vectors = self._vectors(h)
         matrix = self._matrix.reshape(rows, cols)
         self.stats["vectors"] += h.count
         self.stats["macs"] += h.count * rows * cols
@@ -212,7 +276,8 @@ class CoreModel:
         if not self.matrix_ready:
             return error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
         h = P.decode_run_header(payload)
-        allowed = P.FLAG_SIGNED | (P.FLAG_ACTIVATE if self.info.max_act_bits else 0)
+        allowed = (P.FLAG_SIGNED | (P.FLAG_ACTIVATE if self.info.max_act_bits else 0)
+                   | (P.FLAG_WINDOW if self.info.fmap_codes else 0))
         detail = self._bad_bits_or_flags(h.bits, h.flags, allowed)
         if detail is not None:
             return error(P.Status.BAD_PARAMS, detail)
@@ -226,8 +291,11 @@ class CoreModel:
                       else P.accumulator_reply_size(h.count, rows, width))
         if reply_size > self.info.max_payload:
             return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
-        if len(payload) != P.RUN_HEADER + P.packed_size(h.count * cols, h.bits):
+        if len(payload) != P.RUN_HEADER + self._data_size(h, cols):
             return error(P.Status.BAD_LENGTH)
+        failed = self._window_error(h)
+        if failed:
+            return error(*failed)
         out = self._products(h)
         if not h.activate:
             return P.Status.OK, P.encode_accumulators(out, width)
@@ -269,7 +337,8 @@ class CoreModel:
         if not self.matrix_ready:
             return error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
         h = P.decode_accumulate_header(payload)
-        detail = self._bad_bits_or_flags(h.bits, h.flags, P.FLAG_SIGNED | P.FLAG_FIRST)
+        detail = self._bad_bits_or_flags(h.bits, h.flags, P.FLAG_SIGNED | P.FLAG_FIRST
+                                         | (P.FLAG_WINDOW if self.info.fmap_codes else 0))
         if detail is not None:
             return error(P.Status.BAD_PARAMS, detail)
         if h.mantissa >> SCALE_MANTISSA_BITS:
@@ -277,8 +346,11 @@ class CoreModel:
         rows, cols = self._shape[:2]
         if h.count == 0 or h.slot + h.count * rows > self.info.sum_slots:
             return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
-        if len(payload) != P.ACCUMULATE_HEADER + P.packed_size(h.count * cols, h.bits):
+        if len(payload) != P.ACCUMULATE_HEADER + self._data_size(h, cols):
             return error(P.Status.BAD_LENGTH)
+        failed = self._window_error(h)
+        if failed:
+            return error(*failed)
         partials = self._products(h).ravel().tolist()
         bits = self.info.sum_bits
         top, mask = 1 << (bits - 1), (1 << bits) - 1
@@ -299,3 +371,25 @@ class CoreModel:
         if P.sums_reply_size(h.count, h.width) > self.info.max_payload:
             return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
         return P.Status.OK, P.encode_sums(self._sums[h.slot:h.slot + h.count], h.width)
+
+    def _load_fmap(self, payload, error):
+        if len(payload) < P.LOAD_FMAP_HEADER:
+            return error(P.Status.BAD_LENGTH)
+        h = P.decode_load_fmap_header(payload)
+        if not 1 <= h.bits <= self.info.max_bits:
+            return error(P.Status.BAD_PARAMS, P.Detail.BITS)
+        if h.shape.problems(self.info.fmap_codes):
+            return error(P.Status.BAD_PARAMS, P.Detail.SHAPE)
+        if h.count == 0 or h.offset + h.count > h.shape.codes:
+            return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
+        if len(payload) != P.LOAD_FMAP_HEADER + P.packed_size(h.count, h.bits):
+            return error(P.Status.BAD_LENGTH)
+        head = (h.channels, h.height, h.width, h.bits)
+        if h.offset and (head != self._f_head or h.offset != self._f_loaded):
+            return error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
+        if h.offset == 0:
+            self._f_head = head
+            self._fmap = np.zeros(h.shape.codes, dtype=np.int64)
+        self._fmap[h.offset:h.offset + h.count] = P.unpack_codes(h.data, h.bits, h.count)
+        self._f_loaded = h.offset + h.count
+        return P.Status.OK, self._f_loaded.to_bytes(4, "little")

@@ -25,6 +25,14 @@ Batch sums: :func:`accumulate_frames` (ACCUMULATE), :func:`read_sums_frames`
 (READ_SUMS) and :func:`sums_script` (a batch of samples, each a matrix and
 its vectors accumulated with a scale drawn from the extremes, then the sums
 read at full and narrower widths); :func:`bad_sums_requests` every error.
+
+Feature maps and windows: :func:`fmap_frames` (LOAD_FMAP), :func:`window_run_frame`
+and :func:`window_run_frames` (RUN with the window flag, split where a reply
+would not fit, each frame's window advanced), :func:`window_accumulate_frames`
+(ACCUMULATE with the window flag) and :func:`window_script` (patches and shifts
+of maps at every order, stride and pad, from channel, row and column starts,
+activated, and accumulated into the sums); :func:`bad_window_requests` every
+error of LOAD_FMAP and of the window flag.
 """
 
 from __future__ import annotations
@@ -39,14 +47,17 @@ from sw.bitplanes import signed_matmul
 from sw.contract.codes import levels_or_none
 from sw.contract.core import config_params
 from sw.contract.gradients import SCALE_MANTISSA_BITS
-from sw.contract.link import ACCUMULATE_FIELDS, LOAD_FIELDS, READ_SUMS_FIELDS, RUN_FIELDS, THRESHOLD_FIELDS
-from sw.core_model import CoreModel
+from sw.contract.link import (ACCUMULATE_FIELDS, LOAD_FIELDS, LOAD_FMAP_FIELDS, READ_SUMS_FIELDS, RUN_FIELDS,
+                              THRESHOLD_FIELDS, WINDOW_FIELDS)
+from sw.contract.window import MAX_KERNEL, MAX_STRIDE, PATCH, SHIFT, Window
+from sw.core_model import CoreModel, window_vectors
 
 __all__ = ["SMALL", "Idle", "Reset", "expected_replies", "describe_replies", "frame", "load_frames",
            "run_frame", "codes", "gemm_script", "bad_requests", "fuzz_script", "INT32_MIN", "INT32_MAX",
            "threshold_frames", "act_run_frame", "thresholds_for", "act_script", "threshold_rows_per_frame",
            "act_vectors_per_frame", "bad_thresholds_requests", "SUMS", "accumulate_frames", "read_sums_frames",
-           "sums_script", "bad_sums_requests"]
+           "sums_script", "bad_sums_requests", "WINDOWS", "fmap_frames", "window_run_frame", "window_run_frames",
+           "window_vectors_per_frame", "window_accumulate_frames", "window_script", "bad_window_requests"]
 
 #: Small enough to simulate quickly, with ragged folds (12 = 3 x 4, 6 = 3 x 2);
 #: a 64-byte payload holds one row's thresholds at up to 3 activation bits.
@@ -55,6 +66,10 @@ SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, 
 #: SMALL with batch sums: 40 of them (not a power of two), 90 bits (not whole bytes:
 #: READ_SUMS sign-extends to 12).
 SUMS = dict(SMALL, sum_slots=40, sum_bits=90)
+
+#: SUMS with a feature map of 300 codes (not a power of two; a 3 x 10 x 10 map) and
+#: 18 columns (two channels of 3 x 3 patches; a ragged fold of 4 + 2 words at simd 4).
+WINDOWS = dict(SUMS, max_cols=18, fmap_codes=300)
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -467,11 +482,344 @@ def bad_sums_requests(params=SUMS):
     ]
 
 
+# --------------------------------------------------------------------------- feature maps, windows
+
+def fmap_frames(fmap, bits, *, chunk=None, tag=0, params=WINDOWS) -> list:
+    """LOAD_FMAP frames for ``fmap`` (``(channels, height, width)`` codes), ``chunk`` codes
+    each (default: as many as fit)."""
+    channels, height, width = fmap.shape
+    flat = np.asarray(fmap).ravel()
+    if chunk is None:
+        chunk = (params["max_payload"] - P.LOAD_FMAP_HEADER) * 8 // bits
+    return [frame(P.Cmd.LOAD_FMAP, P.encode_load_fmap(channels, height, width, bits, offset,
+                                                      flat[offset:offset + chunk]), (tag + i) & 0xFF)
+            for i, offset in enumerate(range(0, flat.size, chunk))]
+
+
+def window_run_frame(count, bits, signed, window, *, activate=False, tag=0) -> bytes:
+    """A RUN frame with the window flag: ``count`` vectors made under ``window``."""
+    return frame(P.Cmd.RUN, P.encode_run_window(count, bits, signed, window, activate=activate), tag & 0xFF)
+
+
+def window_vectors_per_frame(rows, cols, m_bits, v_bits, *, a_bits=0, params=WINDOWS) -> int:
+    """Vectors of one windowed RUN frame whose reply fits: accumulators (``a_bits == 0``)
+    or ``a_bits`` activation codes of ``rows`` rows (the request is its headers alone)."""
+    mp = params["max_payload"]
+    fit = (mp * 8 // (rows * a_bits) if a_bits
+           else (mp - P.RUN_REPLY_HEADER) // (P.accumulator_width(cols, m_bits, v_bits) * rows))
+    return min(fit, 0xFFFF)
+
+
+def window_run_frames(count, bits, signed, window, *, per_frame, activate=False, tag=0) -> list:
+    """Windowed RUN frames for ``count`` vectors under ``window``, ``per_frame`` a frame,
+    each frame's window advanced to its first vector (:meth:`Window.advanced`)."""
+    return [window_run_frame(min(per_frame, count - start), bits, signed, window.advanced(start),
+                             activate=activate, tag=tag + i)
+            for i, start in enumerate(range(0, count, per_frame))]
+
+
+def window_accumulate_frames(count, bits, signed, window, *, slot, mantissa, shift, first, rows, per_frame=None,
+                             tag=0) -> list:
+    """Windowed ACCUMULATE frames for ``count`` vectors under ``window`` (``per_frame`` a
+    frame, default all in one), their sums from ``slot`` (``rows`` sums a vector: the
+    loaded matrix's), each frame's window advanced to its first vector."""
+    per_frame = per_frame or count
+    return [frame(P.Cmd.ACCUMULATE, P.encode_accumulate_window(
+                min(per_frame, count - start), bits, signed, window.advanced(start), slot=slot + start * rows,
+                mantissa=mantissa, shift=shift, first=first), (tag + i) & 0xFF)
+            for i, start in enumerate(range(0, count, per_frame))]
+
+
+def _fit_shape(shape, codes) -> tuple:
+    """``shape`` (channels, height, width) shrunk, its largest side first, to at most ``codes`` codes."""
+    shape = list(shape)
+    while shape[0] * shape[1] * shape[2] > codes:
+        shape[shape.index(max(shape))] -= 1
+    return tuple(shape)
+
+
+def _out_side(side, kernel, stride, pad) -> int:
+    """Output positions along a map side of ``side`` (0: the kernel does not fit)."""
+    return max(0, (side + 2 * pad - kernel) // stride + 1)
+
+
+#: ``(kernel, stride, pad)`` of the scripts' windows: 1 x 1; 2, 3 and 4 wide with every
+#: stride up to MAX_STRIDE and pads from 0 to kernel - 1.
+PATCH_CASES = ((3, 1, 1), (3, 2, 0), (2, 2, 1), (1, 1, 0), (4, 3, 3), (3, MAX_STRIDE, 2))
+SHIFT_CASES = ((3, 1, 1), (3, 2, 2), (2, 2, 0), (1, 1, 0), (3, 1, 0), (2, MAX_STRIDE, 1))
+
+
+def _patch_window(rng, shape, kernel, stride, pad, max_cols):
+    """A PATCH window on ``shape`` from a random channel and output position, its columns
+    (the channels from there that fit ``max_cols``) and a vector count running to the
+    map's last position (sometimes one past it); ``None`` if the kernel does not fit."""
+    channels, height, width = shape
+    out_h, out_w = _out_side(height, kernel, stride, pad), _out_side(width, kernel, stride, pad)
+    if not out_h or not out_w or kernel * kernel > max_cols:
+        return None
+    channel = int(rng.integers(0, channels))
+    cols = min(channels - channel, max_cols // (kernel * kernel)) * kernel * kernel
+    first = int(rng.integers(0, out_h * out_w))
+    count = out_h * out_w - first + int(rng.random() < 0.3)
+    return Window(kernel, stride, pad, PATCH, out_w, channel, first // out_w, first % out_w), cols, count
+
+
+def _shift_window(rng, shape, kernel, stride, pad, max_cols):
+    """A SHIFT window on ``shape`` from a random tap, its columns (every output position)
+    and a vector count running to the last tap; ``None`` if the positions do not fit."""
+    channels, height, width = shape
+    out_h, out_w = _out_side(height, kernel, stride, pad), _out_side(width, kernel, stride, pad)
+    if not out_h or not out_w or out_h * out_w > max_cols:
+        return None
+    first = int(rng.integers(0, channels * kernel * kernel))
+    taps = kernel * kernel
+    window = Window(kernel, stride, pad, SHIFT, out_w, first // taps, first // kernel % kernel, first % kernel)
+    return window, out_h * out_w, channels * taps - first
+
+
+def window_script(rng, *, params=WINDOWS) -> list:
+    """Windows over two feature maps (each as large as the core holds of its shape):
+    PATCH windows on a 3 x 7 x 9 map and SHIFT windows on a 3 x 4 x 4 one, at every
+    ``(kernel, stride, pad)`` of :data:`PATCH_CASES` / :data:`SHIFT_CASES` whose columns
+    fit, from random channel, row and column starts, each with its own random matrix and
+    bits, the vectors split at random where a reply fits; an activated PATCH RUN (with an
+    activation stage) and a batch of two windowed ACCUMULATEs, a SHIFT and a PATCH one,
+    then the sums read (with batch sums)."""
+    mb, mc, mr, mp = params["max_bits"], params["max_cols"], params["max_rows"], params["max_payload"]
+    max_act, slots = params.get("max_act_bits", 0), params.get("sum_slots", 0)
+    script = []
+
+    def load_map(shape, tag):
+        bits = int(rng.integers(1, mb + 1))
+        fmap = codes(rng, bits, (shape[0], shape[1] * shape[2])).reshape(shape)  # some channels pinned
+        script.extend(fmap_frames(fmap, bits, tag=tag, params=params))
+        return fmap, bits
+
+    def load_matrix(rows, cols, tag):
+        m_bits, m_signed = int(rng.integers(1, mb + 1)), bool(rng.random() < 0.5)
+        matrix = codes(rng, m_bits, (rows, cols))
+        script.extend(load_frames(matrix, m_bits, m_signed, max_payload=mp, tag=tag))
+        return matrix, m_bits, m_signed
+
+    def runs(made, fmap, bits, tag):
+        window, cols, count = made
+        rows = int(rng.integers(1, mr + 1))
+        _, m_bits, _ = load_matrix(rows, cols, tag)
+        fit = window_vectors_per_frame(rows, cols, m_bits, bits, params=params)
+        per_frame = int(rng.integers(1, fit + 1)) if rng.random() < 0.5 else fit
+        script.extend(window_run_frames(count, bits, bool(rng.random() < 0.2), window, per_frame=per_frame,
+                                        tag=tag + 0x80))
+
+    for order, shape, cases, make in ((PATCH, (3, 7, 9), PATCH_CASES, _patch_window),
+                                      (SHIFT, (3, 4, 4), SHIFT_CASES, _shift_window)):
+        fmap, bits = load_map(_fit_shape(shape, params["fmap_codes"]), 0x20 * order)
+        for i, case in enumerate(cases):
+            made = make(rng, fmap.shape, *case, mc)
+            if made is not None:
+                runs(made, fmap, bits, 0x10 * i)
+        if order == PATCH and max_act:
+            made = _patch_window(rng, fmap.shape, *PATCH_CASES[0], mc)
+            if made is not None:
+                window, cols, count = made
+                rows, a_bits = int(rng.integers(1, mr + 1)), int(rng.integers(1, max_act + 1))
+                matrix, m_bits, m_signed = load_matrix(rows, cols, 0x40)
+                # Where the accumulators lie, to aim the thresholds (the model computes the codes).
+                acc = signed_matmul(window_vectors(fmap, window, count, cols), None, bits, matrix,
+                                    levels_or_none(m_bits, m_signed), m_bits)
+                limit = cols * ((1 << m_bits) - 1) * ((1 << bits) - 1)
+                t, direction = thresholds_for(rng, acc, a_bits, limit)
+                script.extend(threshold_frames(t, direction, a_bits, tag=0x50, params=params))
+                per_frame = window_vectors_per_frame(rows, cols, m_bits, bits, a_bits=a_bits, params=params)
+                script.extend(window_run_frames(count, bits, False, window, per_frame=per_frame, activate=True,
+                                                tag=0x60))
+    if slots:
+        rows, total = min(3, mr), 0
+        for b, (shape, case, make) in enumerate((((3, 4, 4), SHIFT_CASES[0], _shift_window),
+                                                 ((3, 7, 9), PATCH_CASES[0], _patch_window))):
+            fmap, bits = load_map(_fit_shape(shape, params["fmap_codes"]), 0x70 + b)
+            made = make(rng, fmap.shape, *case, mc)
+            if made is None:
+                continue
+            window, cols, count = made
+            count = min(count, slots // rows)
+            load_matrix(rows, cols, 0x90 + b)
+            mantissa = (int(rng.choice(SUM_MANTISSAS)) if rng.random() < 0.5
+                        else int(rng.integers(1 << SCALE_MANTISSA_BITS)))
+            shift = int(rng.choice(SUM_SHIFTS))
+            script.extend(window_accumulate_frames(count, bits, False, window, slot=0, mantissa=mantissa, shift=shift,
+                                                   first=b == 0, rows=rows, per_frame=int(rng.integers(1, count + 1)),
+                                                   tag=0xA0 + 0x10 * b))
+            total = max(total, count * rows)
+        if total:
+            script.extend(read_sums_frames(0, total, P.sum_width(params["sum_bits"]), tag=0xE0, params=params))
+    return script
+
+
+def bad_window_requests(params=WINDOWS):
+    """Every error of LOAD_FMAP and of RUN and ACCUMULATE with the window flag, each
+    check's first failing case in check order, the state rules (sequence, a partial
+    map, RESET forgets the map, LOAD_MATRIX keeps it) and good requests between them,
+    as (name, bytes).  On a core without a feature map: BAD_COMMAND and FLAGS."""
+    mb, mp, codes_max = params["max_bits"], params["max_payload"], params.get("fmap_codes", 0)
+    max_act, slots = params.get("max_act_bits", 0), params.get("sum_slots", 0)
+    rows, b = 2, min(2, mb)  # a 2 x 9 matrix: one 3 x 3 patch of one channel, or 9 positions
+    shape = (2, 3, 3)        # the map: 18 codes of b bits
+    total = shape[0] * shape[1] * shape[2]
+    other = b % mb + 1       # bits other than the map's (b itself on a 1-bit core)
+    patch = Window(3, 1, 1, PATCH, 3)  # 9 positions, the map's first channel
+    shift = Window(3, 1, 1, SHIFT, 3)  # 9 positions: 18 taps of 2 channels
+
+    def fm(channels, height, width, offset, count, bits=b, nbytes=None):
+        size = P.packed_size(count, bits) if nbytes is None else nbytes
+        return frame(P.Cmd.LOAD_FMAP, LOAD_FMAP_FIELDS.pack(channels, height, width, bits, offset, count)
+                     + bytes(range(3, 3 + size)))
+
+    def good_map(offset, count):
+        return frame(P.Cmd.LOAD_FMAP, P.encode_load_fmap(*shape, b, offset,
+                                                         (np.arange(offset, offset + count) * 7 + 1) % (1 << b)))
+
+    def win(kernel=3, stride=1, pad=1, order=PATCH, out_width=3, channel=0, y=0, x=0):
+        return WINDOW_FIELDS.pack(kernel, stride, pad, order, out_width, channel, y, x)
+
+    def run(count=1, bits=b, flags=P.FLAG_WINDOW, data=None):
+        return frame(P.Cmd.RUN, RUN_FIELDS.pack(count, bits, flags) + (win() if data is None else data))
+
+    def acc(count=1, bits=b, flags=P.FLAG_WINDOW, slot=0, mantissa=5, shift=7, data=None):
+        return frame(P.Cmd.ACCUMULATE, ACCUMULATE_FIELDS.pack(count, bits, flags, slot, mantissa, shift)
+                     + (win() if data is None else data))
+
+    load = frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, 9, b, True, 0, np.arange(18) % (1 << b)))
+    width = P.accumulator_width(9, b, b)
+    biggest = (mp - P.RUN_REPLY_HEADER) // (width * rows)  # vectors whose reply just fits
+    over = (codes_max + 1, 1, 1) if codes_max < 0xFFFF else (0xFFFF, 2, 1)  # one code too many (or more)
+    out = [
+        ("RESET (ok)", frame(P.Cmd.RESET)),
+        ("LOAD_FMAP too short", frame(P.Cmd.LOAD_FMAP, bytes(P.LOAD_FMAP_HEADER - 1))),
+        ("LOAD_FMAP bits 0", fm(*shape, 0, total, bits=0, nbytes=1)),
+        ("LOAD_FMAP bits > max", fm(*shape, 0, total, bits=mb + 1)),
+        ("LOAD_FMAP channels 0", fm(0, 3, 3, 0, 1)),
+        ("LOAD_FMAP height 0", fm(2, 0, 3, 0, 1)),
+        ("LOAD_FMAP width 0", fm(2, 3, 0, 0, 1)),
+        ("LOAD_FMAP one code more than the core holds", fm(*over, 0, 1)),
+        ("LOAD_FMAP 0xFFFF x 255 x 255", fm(0xFFFF, 255, 255, 0, 1)),
+        ("LOAD_FMAP count 0", fm(*shape, 0, 0)),
+        ("LOAD_FMAP count past the end", fm(*shape, 0, total + 1)),
+        ("LOAD_FMAP offset past the end", fm(*shape, total - 1, 2)),
+        ("LOAD_FMAP huge offset", fm(*shape, 0xFFFF, 1)),
+        ("LOAD_FMAP LEN one short", fm(*shape, 0, 9, nbytes=P.packed_size(9, b) - 1)),
+        ("LOAD_FMAP LEN one long", fm(*shape, 0, 9, nbytes=P.packed_size(9, b) + 1)),
+        ("LOAD_FMAP offset > 0 with no map", fm(*shape, 4, 2)),
+        # two faults: the first check of the two answers
+        ("LOAD_FMAP bits 0 and channels 0", fm(0, 3, 3, 0, 1, bits=0, nbytes=1)),
+        ("LOAD_FMAP channels 0 and count 0", fm(0, 3, 3, 0, 0)),
+        ("LOAD_FMAP count 0 and LEN one long", fm(*shape, 0, 0, nbytes=1)),
+        ("LOAD_FMAP offset > 0 with no map, LEN one long", fm(*shape, 4, 2, nbytes=2)),
+        ("RUN window too short", frame(P.Cmd.RUN, RUN_FIELDS.pack(1, b, P.FLAG_WINDOW)[:3])),
+        ("RUN window without matrix", run()),
+        ("ACCUMULATE window too short", frame(P.Cmd.ACCUMULATE, bytes(P.ACCUMULATE_HEADER - 1))),
+        ("ACCUMULATE window without matrix", acc()),
+        ("LOAD 2 x 9 signed (ok)", load),
+        ("RUN window before any map", run()),
+        ("RUN window LEN one short before any map", run(data=win()[:-1])),
+        ("ACCUMULATE window before any map", acc()),
+        ("LOAD_FMAP the largest map's first code (ok)", fm(codes_max or 1, 1, 1, 0, 1)),
+        ("RUN window on a partial largest map", run()),
+        ("LOAD_FMAP first 10 codes (ok)", good_map(0, 10)),
+        ("LOAD_FMAP continue with other channels", fm(3, 3, 3, 10, 2)),
+        ("LOAD_FMAP continue with other height", fm(2, 4, 3, 10, 2)),
+        ("LOAD_FMAP continue with other width", fm(2, 3, 4, 10, 2)),
+        ("LOAD_FMAP continue with other bits", fm(*shape, 10, 2, bits=other)),
+        ("LOAD_FMAP continue at the wrong offset", fm(*shape, 9, 2)),
+        ("LOAD_FMAP continue at the wrong offset+", fm(*shape, 11, 2)),
+        ("RUN window on a partial map", run()),
+        ("RUN window, other bits and kernel 0, on a partial map", run(bits=other, data=win(kernel=0, pad=0))),
+        ("ACCUMULATE window on a partial map", acc()),
+        ("LOAD_FMAP complete the map (ok)", good_map(10, total - 10)),
+        ("LOAD_FMAP continue a complete map", fm(*shape, total, 1)),
+        ("RUN window bits 0", run(bits=0)),
+        ("RUN window bits > max", run(bits=mb + 1)),
+        ("RUN window flags 0x18", run(flags=P.FLAG_WINDOW | 0x10)),
+        ("RUN window|first", run(flags=P.FLAG_WINDOW | P.FLAG_FIRST)),
+        ("RUN window|activate without thresholds", run(flags=P.FLAG_WINDOW | P.FLAG_ACTIVATE)),
+        ("RUN window count 0", run(count=0)),
+        ("RUN window reply too big", run(count=biggest + 1)),
+        ("RUN window count 0xFFFF", run(count=0xFFFF)),
+        ("RUN window LEN one short", run(data=win()[:-1])),
+        ("RUN window LEN one long", run(data=win() + b"\x00")),
+        ("RUN window with codes, not a window", run(count=1, data=bytes(P.packed_size(9, b)))),
+        ("RUN window bits other than the map's", run(bits=other)),
+        ("RUN window bits other than the map's and kernel 0", run(bits=other, data=win(kernel=0, pad=0))),
+        ("RUN window kernel 0", run(data=win(kernel=0, pad=0))),
+        ("RUN window kernel 17", run(data=win(kernel=MAX_KERNEL + 1))),
+        ("RUN window stride 0", run(data=win(stride=0))),
+        ("RUN window stride 5", run(data=win(stride=MAX_STRIDE + 1))),
+        ("RUN window pad = kernel", run(data=win(pad=3))),
+        ("RUN window order 2", run(data=win(order=2))),
+        ("RUN window out_width 0", run(data=win(out_width=0))),
+        ("RUN window channel past the map's", run(data=win(channel=shape[0]))),
+        ("RUN window PATCH x = out_width", run(data=win(x=3))),
+        ("RUN window SHIFT y = kernel", run(data=win(order=SHIFT, y=3))),
+        ("RUN window SHIFT x = kernel", run(data=win(order=SHIFT, x=3))),
+        ("RUN window PATCH (ok)", frame(P.Cmd.RUN, P.encode_run_window(9, b, False, patch))),
+        ("RUN window PATCH signed, y past the output (ok)",
+         frame(P.Cmd.RUN, P.encode_run_window(2, b, True, Window(3, 1, 1, PATCH, 3, 1, 5, 2)))),
+        ("RUN window SHIFT (ok)", frame(P.Cmd.RUN, P.encode_run_window(3, b, False, shift))),
+        ("RUN window SHIFT from channel 1, tap (1, 2), stride 2 (ok)",
+         frame(P.Cmd.RUN, P.encode_run_window(4, b, False, Window(3, 2, 2, SHIFT, 3, 1, 1, 2)))),
+        ("RUN window the biggest (ok)", run(count=biggest)),
+        ("RUN with codes still (ok)", frame(P.Cmd.RUN, P.encode_run(b, False, np.ones((2, 9), dtype=int)))),
+    ]
+    if max_act:
+        a = 1
+        t = np.zeros((rows, 1), dtype=np.int64)
+        out += [
+            ("THRESHOLDS (ok)", frame(P.Cmd.LOAD_THRESHOLDS, P.encode_load_thresholds(0, a, t, [1] * rows))),
+            ("RUN window|activate (ok)", frame(P.Cmd.RUN, P.encode_run_window(9, b, False, patch, activate=True))),
+            ("RUN window|activate reply too big", run(count=mp * 8 // (rows * a) + 1,
+                                                      flags=P.FLAG_WINDOW | P.FLAG_ACTIVATE)),
+            ("RUN window|activate, kernel 0", run(data=win(kernel=0, pad=0), flags=P.FLAG_WINDOW | P.FLAG_ACTIVATE)),
+        ]
+    sums = slots or 4 * rows  # (without sums every ACCUMULATE is an unknown command)
+    out += [
+        ("ACCUMULATE window bits 0", acc(bits=0)),
+        ("ACCUMULATE window bits > max", acc(bits=mb + 1)),
+        ("ACCUMULATE window|activate", acc(flags=P.FLAG_WINDOW | P.FLAG_ACTIVATE)),
+        ("ACCUMULATE window mantissa 2**24", acc(mantissa=1 << SCALE_MANTISSA_BITS)),
+        ("ACCUMULATE window count 0", acc(count=0)),
+        ("ACCUMULATE window sums past the last", acc(slot=sums - rows + 1)),
+        ("ACCUMULATE window count 0xFFFF", acc(count=0xFFFF)),
+        ("ACCUMULATE window LEN one short", acc(data=win()[:-1])),
+        ("ACCUMULATE window LEN one long", acc(data=win() + b"\x00")),
+        ("ACCUMULATE window bits other than the map's", acc(bits=other)),
+        ("ACCUMULATE window kernel 0", acc(data=win(kernel=0, pad=0))),
+        ("ACCUMULATE window SHIFT y = kernel", acc(data=win(order=SHIFT, y=3))),
+        ("ACCUMULATE window SHIFT, first (ok)", frame(P.Cmd.ACCUMULATE, P.encode_accumulate_window(
+            3, b, False, shift, slot=0, mantissa=(1 << SCALE_MANTISSA_BITS) - 1, shift=0, first=True))),
+        ("ACCUMULATE window PATCH, added (ok)", frame(P.Cmd.ACCUMULATE, P.encode_accumulate_window(
+            3, b, False, patch.advanced(4), slot=0, mantissa=3, shift=33, first=False))),
+        ("READ_SUMS (ok)", frame(P.Cmd.READ_SUMS, P.encode_read_sums(0, 3 * rows, max(1, min(
+            P.sum_width(params.get("sum_bits", 0)), (mp - P.SUMS_REPLY_HEADER) // (3 * rows)))))),
+        ("LOAD the matrix again (ok)", load),
+        ("RUN window after a new matrix: the map stays (ok)",
+         frame(P.Cmd.RUN, P.encode_run_window(2, b, False, patch))),
+        ("LOAD_FMAP a new map's first codes (ok)", good_map(0, 4)),
+        ("RUN window on the new partial map", run()),
+        ("LOAD_FMAP complete it (ok)", good_map(4, total - 4)),
+        ("RESET (ok) again", frame(P.Cmd.RESET)),
+        ("LOAD after RESET (ok)", load),
+        ("RUN window after RESET", run()),
+        ("LOAD_FMAP continue after RESET", good_map(4, 2)),
+    ]
+    if other == b:  # a 1-bit core: no other bits to try
+        out = [(name, data) for name, data in out if "other bits" not in name and "other than the map's" not in name]
+    return out
+
+
 def fuzz_script(seed: int, steps: int, params: dict = SMALL, *, timeout: int) -> list:
     """Random requests, some valid, many mutated (a bit flipped, cut short and
     followed by an idle gap past ``timeout``): PING, RESET, LOAD_MATRIX, RUN,
     LOAD_THRESHOLDS and activated RUNs at every activation width of the core,
-    and every error request."""
+    batch sums and windows where the core has them, and every error request."""
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     rows, cols = min(4, params["max_rows"]), min(7, params["max_cols"])
@@ -487,6 +835,8 @@ def fuzz_script(seed: int, steps: int, params: dict = SMALL, *, timeout: int) ->
                            t_chunk=1 + a_bits % 2, params=params)
     if params.get("sum_slots"):
         pool += sums_script(nprng, rows, cols, bits, True, bits, False, batch=2, vectors=2, params=params)
+    if params.get("fmap_codes"):
+        pool += [data for _, data in bad_window_requests(params)] + window_script(nprng, params=params)
     script = []
     for _ in range(steps):
         data = bytearray(rng.choice(pool))

@@ -7,7 +7,9 @@ a model's products on a core is :class:`sw.core_engine.CoreEngine`.
   in-process :class:`sw.core_model.CoreModel`) and :class:`SerialTransport`
   (a UART through pyserial).
 * :class:`CoreClient` -- PING, RESET, LOAD_MATRIX, RUN, LOAD_THRESHOLDS, ACCUMULATE,
-  READ_SUMS, and :meth:`CoreClient.matmul`, which tiles a GEMM of any size to the
+  READ_SUMS, LOAD_FMAP and the windowed RUN and ACCUMULATE (:meth:`CoreClient.load_fmap`,
+  :meth:`CoreClient.run_window`, :meth:`CoreClient.accumulate_window`: vectors made on
+  the core from a feature map), and :meth:`CoreClient.matmul`, which tiles a GEMM of any size to the
   core's limits, and :meth:`CoreClient.batch_sums`, a batch's scaled sum of GEMMs.  Nothing is retried:
   every failure raises a :class:`sw.protocol.ProtocolError` (a device that
   echoes the request back, :data:`ECHO_MESSAGE`, a :class:`LinkError`).
@@ -26,6 +28,7 @@ from . import protocol as P
 from .contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD, SERIAL_PREFIX, baud_error
 from .contract.codes import levels
 from .contract.gradients import SCALE_MANTISSA_BITS, sum_bits
+from .contract.window import MAX_SIDE, FmapShape, Window
 from .protocol import (CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError,
                        check_core_info)
 
@@ -240,6 +243,7 @@ class CoreClient:
         self._info: CoreInfo | None = None
         self._matrix = None  # (rows, cols, bits, signed) of the complete matrix on the core
         self._thresholds = None  # activation bits of the thresholds loaded for that matrix
+        self._fmap = None  # (FmapShape, bits) of the complete feature map on the core
         self.stats = {"requests": 0, "bytes_out": 0, "bytes_in": 0, "stale_replies": 0, "bad_frames": 0}
 
     # ------------------------------------------------------------------ raw requests
@@ -324,9 +328,10 @@ class CoreClient:
         return self._info if self._info is not None else self.ping()
 
     def reset(self) -> None:
-        """Forget the core's matrix and thresholds."""
+        """Forget the core's matrix, thresholds and feature map (and zero its sums)."""
         self._matrix = None
         self._thresholds = None
+        self._fmap = None
         self.request(P.Cmd.RESET)
 
     def load_matrix(self, codes, bits: int, signed: bool) -> None:
@@ -575,6 +580,123 @@ class CoreClient:
                 out[chunk, rows] = np.array(self.read_sums(0, count * height, width),
                                             dtype=object).reshape(count, height)
         return out
+
+    # ------------------------------------------------------------------ feature maps, windows
+
+    @property
+    def fmap_codes(self) -> int:
+        """Codes of the core's feature map (PING's ``fmap_codes``; 0: it has none)."""
+        return self.info.fmap_codes
+
+    def _fmap_problems(self, shape: FmapShape, bits: int) -> list[str]:
+        """Why this core cannot hold a ``shape`` map of ``bits``-bit codes (empty: it can)."""
+        info = self.info
+        if not info.fmap_codes:
+            return ["this core holds no feature map (PING reports fmap_codes = 0)"]
+        problems = []
+        if not 1 <= bits <= info.max_bits:
+            problems.append(f"map bits {bits} not in 1..{info.max_bits}")
+        if shape.height > MAX_SIDE or shape.width > MAX_SIDE or shape.channels > 0xFFFF:
+            problems.append(f"feature map {shape.channels} x {shape.height} x {shape.width}: sides must be at "
+                            f"most {MAX_SIDE}, channels at most 65535")
+        return problems + shape.problems(info.fmap_codes)
+
+    def can_window(self, channels: int, height: int, width: int, bits: int, window: Window | None = None) -> bool:
+        """Whether :meth:`load_fmap` takes a ``channels x height x width`` map of ``bits``-bit
+        codes here (and, given ``window``, whether the core takes that window on it)."""
+        shape = FmapShape(channels, height, width)
+        return not self._fmap_problems(shape, bits) and not (window is not None and window.problems(shape))
+
+    def load_fmap(self, codes, bits: int) -> None:
+        """Load the feature map ``codes`` (channels x height x width, at most the core's
+        ``fmap_codes``), over as many LOAD_FMAP frames as needed; it serves
+        :meth:`run_window` and :meth:`accumulate_window` until the next one or a reset."""
+        codes = _codes(codes, 3, "feature map codes")
+        shape = FmapShape(*codes.shape)
+        problems = self._fmap_problems(shape, bits)
+        if problems:
+            raise ValueError("cannot load the feature map: " + "; ".join(problems))
+        if codes.min() < 0 or codes.max() >> bits:
+            raise ValueError(f"feature map codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
+        flat = codes.ravel()
+        per_frame = min((self.info.max_payload - P.LOAD_FMAP_HEADER) * 8 // bits, 0xFFFF)
+        self._fmap = None
+        for offset in range(0, flat.size, per_frame):
+            chunk = flat[offset:offset + per_frame]
+            reply = self.request(P.Cmd.LOAD_FMAP, P.encode_load_fmap(*codes.shape, bits, offset, chunk))
+            loaded = int.from_bytes(reply, "little") if len(reply) == 4 else None
+            if loaded != offset + chunk.size:
+                raise FramingError(f"LOAD_FMAP reply says {loaded} codes loaded, expected {offset + chunk.size}")
+        self._fmap = (shape, int(bits))
+
+    def _windows(self, count: int, bits: int, window: Window, per_request: int) -> list[tuple[int, Window]]:
+        """``(start, window advanced to start)`` of each request of at most ``per_request`` of
+        ``count`` windowed vectors, all checked before any is sent (``ValueError``)."""
+        if self._matrix is None:
+            raise ValueError("no matrix loaded by this client: call load_matrix first")
+        if self._fmap is None:
+            raise ValueError("no feature map loaded by this client: call load_fmap first")
+        shape, f_bits = self._fmap
+        if bits != f_bits:
+            raise ValueError(f"windowed vectors have the feature map's bits ({f_bits}), got {bits}")
+        if isinstance(count, bool) or int(count) != count or count < 0:
+            raise ValueError(f"count must be a whole number of vectors >= 0, got {count!r}")
+        requests = [(start, window.advanced(start)) for start in range(0, int(count), per_request)]
+        for start, advanced in requests:
+            problems = advanced.problems(shape)
+            if problems:
+                raise ValueError(f"window {advanced} (vector {start} of {window}) is not valid on the "
+                                 f"{shape.channels} x {shape.height} x {shape.width} map: " + "; ".join(problems))
+            if any(v >= 1 << (8 * f.size) for f, v in zip(P.WINDOW_FIELDS.fields, advanced.fields())):
+                raise ValueError(f"window {advanced} (vector {start} of {window}) does not fit the window header")
+        return requests
+
+    def run_window(self, count: int, bits: int, signed: bool, window: Window, *,
+                   activate: bool = False) -> np.ndarray:
+        """``(count, rows)`` int64: :meth:`run` of the ``count`` vectors the core makes from its
+        feature map under ``window`` (:mod:`sw.contract.window`; ``bits``: the map's), split
+        into requests whose replies fit, each with the window advanced to its first vector
+        (:meth:`Window.advanced`).  Every request's window must be one the core takes (a SHIFT
+        request may not start past the map's last channel): all are checked before any is sent."""
+        if activate and self._thresholds is None:
+            raise ValueError("no thresholds loaded for this matrix: call load_thresholds first")
+        info = self.info
+        if self._matrix is None:
+            raise ValueError("no matrix loaded by this client: call load_matrix first")
+        rows, cols, m_bits, _ = self._matrix
+        width = P.accumulator_width(cols, m_bits, bits)
+        per_request = min(info.max_payload * 8 // (self._thresholds * rows) if activate
+                          else (info.max_payload - P.RUN_REPLY_HEADER) // (width * rows), 0xFFFF)
+        out = np.empty((int(count), rows), dtype=np.int64)
+        for start, advanced in self._windows(count, bits, window, per_request):
+            n = min(per_request, count - start)
+            reply = self.request(P.Cmd.RUN, P.encode_run_window(n, bits, signed, advanced, activate=activate))
+            out[start:start + n] = (P.decode_activations(reply, n, rows, self._thresholds) if activate
+                                    else P.decode_accumulators(reply, n, rows, width))
+        return out
+
+    def accumulate_window(self, count: int, bits: int, signed: bool, window: Window, *, slot: int, mantissa: int,
+                          shift: int, first: bool) -> None:
+        """:meth:`accumulate` of the ``count`` vectors the core makes from its feature map under
+        ``window`` into the sums ``slot .. slot + count * rows - 1``, split into requests of at
+        most 65,535 vectors (the header's count), each with the window advanced."""
+        info = self.info
+        if not info.sum_slots:
+            raise ValueError("this core holds no batch sums (PING reports sum_slots = 0)")
+        if self._matrix is None:
+            raise ValueError("no matrix loaded by this client: call load_matrix first")
+        rows = self._matrix[0]
+        if slot < 0 or slot + count * rows > info.sum_slots:
+            raise ValueError(f"sums {slot} .. {slot + count * rows - 1} are not among the core's "
+                             f"0 .. {info.sum_slots - 1}")
+        if not 0 <= mantissa < 1 << SCALE_MANTISSA_BITS or not 0 <= shift <= P.MAX_SHIFT:
+            raise ValueError(f"mantissa must be in [0, 2**{SCALE_MANTISSA_BITS}) and shift in 0..{P.MAX_SHIFT}, "
+                             f"got {mantissa}, {shift}")
+        per_request = 0xFFFF
+        for start, advanced in self._windows(count, bits, window, per_request):
+            self.request(P.Cmd.ACCUMULATE, P.encode_accumulate_window(
+                min(per_request, count - start), bits, signed, advanced, slot=slot + start * rows,
+                mantissa=mantissa, shift=shift, first=first))
 
     def close(self) -> None:
         self.transport.close()

@@ -70,20 +70,21 @@ code with 0 and use the true ``cols`` in its ``2q - n`` corrections (see
 
 Commands (request payload -> OK reply payload)
 ----------------------------------------------
-``PING`` (0x01): empty -> :data:`PING_REPLY` (20 bytes)::
+``PING`` (0x01): empty -> :data:`PING_REPLY` (22 bytes)::
 
     0 version u8 (= PROTOCOL_VERSION)   1 max_bits u8 (<= 8)
     2 pe u16     4 simd u16              6 max_rows u16   8 max_cols u16
     10 max_payload u16                  12 max_act_bits u8 (0: no activation stage)
     13 baud u32 (the core's UART rate, round(clk / divisor); 0: not a UART core)
     17 sum_slots u16 (batch sums held; 0: no ACCUMULATE, READ_SUMS)   19 sum_bits u8
+    20 fmap_codes u16 (feature-map codes held; 0: no LOAD_FMAP, no window flag)
 
   A host on a serial line refuses a core whose nonzero ``baud`` differs
   from its own rate by more than
   :data:`sw.contract.backends.BAUD_TOLERANCE` (2.5 %).
 
-``RESET`` (0x02): empty -> empty.  Forgets the matrix and the thresholds, and
-zeroes the batch sums.
+``RESET`` (0x02): empty -> empty.  Forgets the matrix, the thresholds and the
+feature map, and zeroes the batch sums.
 
 ``LOAD_MATRIX`` (0x03): :data:`LOAD_HEADER` (12 bytes) then packed codes::
 
@@ -101,8 +102,10 @@ zeroes the batch sums.
 ``RUN`` (0x04): :data:`RUN_HEADER` (4 bytes) then packed codes::
 
     0 count u16 (vectors)   2 bits u8
-    3 flags u8 (bit 0: signed; bit 1: activate, only if max_act_bits > 0; others 0)
+    3 flags u8 (bit 0: signed; bit 1: activate, only if max_act_bits > 0;
+                bit 3: window, only if fmap_codes > 0; others 0)
     4 data: count*cols codes, vector after vector, ceil(count*cols*bits/8) bytes
+      or, with the window flag, the window header (WINDOW_HEADER, 12 bytes; no codes)
 
   -> without ``activate``: :data:`RUN_REPLY_HEADER` (1 byte: ``width``)
   then ``count * rows`` accumulators of ``width`` bytes each, two's
@@ -140,9 +143,11 @@ zeroes the batch sums.
 ``ACCUMULATE`` (0x06, only if sum_slots > 0): :data:`ACCUMULATE_HEADER`
 (11 bytes) then packed vector codes, as RUN's::
 
-    0 count u16 (vectors)   2 bits u8   3 flags u8 (bit 0: signed; bit 2: first; others 0)
+    0 count u16 (vectors)   2 bits u8
+    3 flags u8 (bit 0: signed; bit 2: first; bit 3: window, only if fmap_codes > 0; others 0)
     4 slot u16 (the sum of out[0][0])   6 mantissa u32 (M, < 2**24)   10 shift u8
     11 data: count*cols codes, ceil(count*cols*bits/8) bytes
+       or, with the window flag, the window header (12 bytes; no codes)
 
   -> empty.  The batch sum of weight gradients (:mod:`sw.contract.gradients`):
   the products ``out[v][r]`` of the vectors with the loaded matrix, as RUN
@@ -167,6 +172,41 @@ zeroes the batch sums.
   bound, asks for the fewest bytes that hold them (:func:`sum_width` of
   ``sum_bits(batch, bound)``); a narrower ``width`` truncates.
 
+``LOAD_FMAP`` (0x08, only if fmap_codes > 0): :data:`LOAD_FMAP_HEADER`
+(9 bytes) then packed codes::
+
+    0 channels u16   2 height u8   3 width u8   4 bits u8 (1..max_bits)
+    5 offset u16 (index (c*height + y)*width + x of this frame's first code)
+    7 count u16 (codes in this frame) ;  9 data: ceil(count*bits/8) bytes
+
+  -> ``loaded u32`` (codes of the map received so far), as LOAD_MATRIX.
+  The core's one feature map (:class:`FmapShape`): ``channels x height x
+  width`` codes, channel-major then row-major, at most ``fmap_codes`` of
+  them.  ``offset = 0`` starts a new map (the old one is forgotten); a frame
+  with ``offset > 0`` must continue the map being loaded (same channels,
+  height, width and bits, ``offset == loaded``).  The map is complete, and
+  usable by windows, once ``loaded == channels * height * width``.
+  LOAD_MATRIX and LOAD_THRESHOLDS leave it alone; RESET forgets it.
+
+Windows (RUN, ACCUMULATE with the window flag): the window header
+(:data:`WINDOW_FIELDS`, :class:`Window`)::
+
+    0 kernel u8 (1..16)   1 stride u8 (1..4)   2 pad u8 (0..kernel-1)
+    3 order u8 (PATCH 0, SHIFT 1)   4 out_width u16 (>= 1)
+    6 channel u16   8 y u16   10 x u16 (the first vector's; see below)
+
+  replaces the codes: the core makes the ``count`` vectors of ``cols`` codes
+  (``cols`` of the loaded matrix) from the complete feature map, code ``j``
+  of vector ``v`` being ``map[idx]`` if ``inside`` else 0, with ``idx,
+  inside = window_index(shape, window, v, j)`` (:mod:`sw.contract.window`,
+  the one definition): PATCH makes a convolution's patches (vector = output
+  position ``y * out_width + x + v``, codes = channels ``channel + j //
+  kernel**2`` under the kernel's taps), SHIFT the taps' shifted maps (vector
+  = tap ``(channel * kernel + y) * kernel + x + v``, code ``j`` = output
+  position ``j``).  The map's ``bits`` must be the request's.  Everything
+  else (products, activation, reply, sums) is as with the same vectors sent
+  as codes.
+
 Errors: status != OK, payload = 2 bytes ``[command byte as received, detail]``
 (:class:`Detail`).  A request answered with an error has NO effect on the
 core's state.  Checks, in this order (the first failing one answers):
@@ -187,9 +227,15 @@ core's state.  Checks, in this order (the first failing one answers):
    bits -> BAD_PARAMS/BITS; flags (activate on a core without the stage
    included) -> BAD_PARAMS/FLAGS; activate without thresholds for every row
    of the matrix -> BAD_STATE/NO_THRESHOLDS; ``count == 0`` ->
-   BAD_PARAMS/COUNT; reply size (``4*count*rows``, activated
+   BAD_PARAMS/COUNT; reply size (``1 + width*count*rows``, activated
    ``ceil(count*rows*A/8)``) ``> max_payload`` -> BAD_PARAMS/REPLY_TOO_BIG;
-   ``LEN != 4 + ceil(count*cols*bits/8)`` -> BAD_LENGTH.
+   ``LEN != 4 + (12 with the window flag, else ceil(count*cols*bits/8))`` ->
+   BAD_LENGTH; then, with the window flag only (a core without a feature map
+   refuses the flag as BAD_PARAMS/FLAGS): no complete feature map ->
+   BAD_STATE/NO_FMAP; bits != the map's bits -> BAD_PARAMS/BITS; a window
+   field out of range (:meth:`Window.problems` on the map's shape: kernel,
+   stride, pad, order, out_width, ``channel < channels``, the first vector's
+   ``x < out_width``, for SHIFT ``y, x < kernel``) -> BAD_PARAMS/WINDOW.
 7. LOAD_THRESHOLDS: ``LEN < 6`` -> BAD_LENGTH; no complete matrix ->
    BAD_STATE/NO_MATRIX; bits not in ``1..max_act_bits`` -> BAD_PARAMS/BITS;
    flags != 0 -> BAD_PARAMS/FLAGS; ``count == 0`` or ``offset + count >
@@ -198,14 +244,23 @@ core's state.  Checks, in this order (the first failing one answers):
    BAD_STATE/SEQUENCE.
 8. ACCUMULATE (a core with sums; else BAD_COMMAND): ``LEN < 11`` ->
    BAD_LENGTH; no complete matrix -> BAD_STATE/NO_MATRIX; bits ->
-   BAD_PARAMS/BITS; flags other than signed and first -> BAD_PARAMS/FLAGS;
-   ``mantissa >= 2**24`` -> BAD_PARAMS/SCALE; ``count == 0`` or ``slot +
-   count*rows > sum_slots`` -> BAD_PARAMS/COUNT; ``LEN != 11 +
-   ceil(count*cols*bits/8)`` -> BAD_LENGTH.
+   BAD_PARAMS/BITS; flags other than signed, first and (with a feature map)
+   window -> BAD_PARAMS/FLAGS; ``mantissa >= 2**24`` -> BAD_PARAMS/SCALE;
+   ``count == 0`` or ``slot + count*rows > sum_slots`` -> BAD_PARAMS/COUNT;
+   ``LEN != 11 + (12 with the window flag, else ceil(count*cols*bits/8))``
+   -> BAD_LENGTH; then, with the window flag, RUN's three window checks
+   (NO_FMAP, BITS, WINDOW) in RUN's order.
 9. READ_SUMS (a core with sums; else BAD_COMMAND): ``LEN != 5`` ->
    BAD_LENGTH; width not in ``1..ceil(sum_bits/8)`` -> BAD_PARAMS/WIDTH;
    ``count == 0`` or ``slot + count > sum_slots`` -> BAD_PARAMS/COUNT; reply
    size ``1 + width*count > max_payload`` -> BAD_PARAMS/REPLY_TOO_BIG.
+10. LOAD_FMAP (a core with a feature map; else BAD_COMMAND): ``LEN < 9`` ->
+    BAD_LENGTH; bits not in ``1..max_bits`` -> BAD_PARAMS/BITS; a zero
+    dimension or ``channels*height*width > fmap_codes``
+    (:meth:`FmapShape.problems`) -> BAD_PARAMS/SHAPE; ``count == 0`` or
+    ``offset + count > channels*height*width`` -> BAD_PARAMS/COUNT; ``LEN !=
+    9 + ceil(count*bits/8)`` -> BAD_LENGTH; ``offset > 0`` not continuing the
+    map being loaded -> BAD_STATE/SEQUENCE.
 
 Receiver (core side, :class:`FrameDecoder` with ``backtrack=False``)
 -------------------------------------------------------------------
@@ -221,7 +276,9 @@ cannot wedge it; a host that gave up on a reply waits
 
 Core invariants (checked by the driver on PING): one vector and its reply
 always fit in a frame: ``max_payload >= RUN_HEADER + ceil(max_cols*max_bits/8)``,
-``max_payload >= 1 + 4 * max_rows`` and ``max_payload >= LOAD_HEADER + 1``.
+``max_payload >= 1 + 4 * max_rows`` and ``max_payload >= LOAD_HEADER + 1``;
+with a feature map, a windowed ACCUMULATE fits (``max_payload >= 23``)
+(:meth:`sw.contract.core.CoreConfig.problems`).
 
 Host-side exceptions: :class:`ProtocolError` > :class:`LinkError` (the link
 is dead or absent; also a ``ConnectionError``) > :class:`LinkTimeout` (no
@@ -242,13 +299,15 @@ from .contract.codes import MAX_CODE_BITS, levels
 from .contract.core import CoreInfo
 from .contract.link import (ACC_BYTES, ACCUMULATE_FIELDS, ACCUMULATE_HEADER, CRC_INIT, CRC_POLY, CRC_SIZE,
                             CRC_WIDTH, DIRECTION_NEGATIVE, ERROR_FIELDS, ERROR_PAYLOAD, FLAG_ACTIVATE, FLAG_FIRST,
-                            FLAG_SIGNED, FRAME_FIELDS, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS, LOAD_HEADER,
-                            MAX_PAYLOAD, MAX_SHIFT, OVERHEAD, PING_REPLY, PROTOCOL_VERSION, READ_SUMS_FIELDS, READ_SUMS_HEADER,
-                            RUN_FIELDS, RUN_HEADER, RUN_REPLY_FIELDS, RUN_REPLY_HEADER, RX_IDLE_TIMEOUT_S,
-                            SUMS_REPLY_FIELDS, SUMS_REPLY_HEADER, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS,
-                            THRESHOLD_HEADER, Cmd, Detail, Status, accumulator_bound, accumulator_reply_size,
-                            accumulator_width, activation_reply_size, packed_size, sum_width, sums_reply_size,
-                            threshold_record_size)
+                            FLAG_SIGNED, FLAG_WINDOW, FRAME_FIELDS, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS,
+                            LOAD_FMAP_FIELDS, LOAD_FMAP_HEADER, LOAD_HEADER, MAX_FMAP_CODES, MAX_PAYLOAD, MAX_SHIFT,
+                            OVERHEAD, PING_REPLY, PROTOCOL_VERSION, READ_SUMS_FIELDS, READ_SUMS_HEADER, RUN_FIELDS,
+                            RUN_HEADER, RUN_REPLY_FIELDS, RUN_REPLY_HEADER, RX_IDLE_TIMEOUT_S, SUMS_REPLY_FIELDS,
+                            SUMS_REPLY_HEADER, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS, THRESHOLD_HEADER,
+                            WINDOW_FIELDS, WINDOW_HEADER, Cmd, Detail, Status, accumulator_bound,
+                            accumulator_reply_size, accumulator_width, activation_reply_size, packed_size, sum_width,
+                            sums_reply_size, threshold_record_size)
+from .contract.window import MAX_KERNEL, MAX_SIDE, MAX_STRIDE, ORDERS, PATCH, SHIFT, FmapShape, Window, window_index
 
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "MAX_PAYLOAD", "MAX_CODE_BITS",
@@ -269,6 +328,9 @@ __all__ = [
     "Accumulate", "encode_accumulate", "decode_accumulate_header", "ReadSums", "encode_read_sums",
     "decode_read_sums", "sum_width", "sums_reply_size", "encode_sums", "decode_sums",
     "encode_error", "decode_error",
+    "FLAG_WINDOW", "LOAD_FMAP_HEADER", "WINDOW_HEADER", "MAX_FMAP_CODES", "PATCH", "SHIFT", "ORDERS", "MAX_KERNEL",
+    "MAX_STRIDE", "MAX_SIDE", "FmapShape", "Window", "window_index", "LoadFmap", "encode_load_fmap",
+    "decode_load_fmap_header", "encode_window", "decode_window", "encode_run_window", "encode_accumulate_window",
 ]
 
 # The constants, enums, sizes and header field tables are the contract's
@@ -306,6 +368,7 @@ class CoreError(ProtocolError):
         "NO_MATRIX": "the core holds no complete matrix: was it reset since LOAD_MATRIX?",
         "NO_THRESHOLDS": "the core holds no thresholds for every row of its matrix: "
                          "LOAD_THRESHOLDS after each LOAD_MATRIX",
+        "NO_FMAP": "the core holds no complete feature map: was it reset since LOAD_FMAP?",
     }
 
     def __init__(self, status: int, command: int, detail: int = 0, message: str | None = None):
@@ -492,7 +555,7 @@ def encode_ping_reply(info: CoreInfo) -> bytes:
 
 #: PING reply sizes of older protocol versions -> a hint for the error.
 _OLD_PING_SIZES = {12: " (a protocol version 1 core?)", 13: " (a protocol version 2 core?)",
-                   17: " (a protocol version 3 core?)"}
+                   17: " (a protocol version 3 core?)", 20: " (a protocol version 4 core?)"}
 
 
 def decode_ping_reply(payload: bytes) -> CoreInfo:
@@ -545,6 +608,12 @@ class Run:
     @property
     def activate(self) -> bool:
         return bool(self.flags & FLAG_ACTIVATE)
+
+    @property
+    def window(self) -> Window | None:
+        """The window (:func:`decode_window`) with :data:`FLAG_WINDOW` and at least
+        :data:`WINDOW_HEADER` bytes of data, else ``None`` (the data are packed codes)."""
+        return _window_of(self.flags, self.data)
 
 
 def encode_run(bits: int, signed: bool, vectors, *, activate: bool = False) -> bytes:
@@ -672,6 +741,12 @@ class Accumulate:
     def first(self) -> bool:
         return bool(self.flags & FLAG_FIRST)
 
+    @property
+    def window(self) -> Window | None:
+        """The window (:func:`decode_window`) with :data:`FLAG_WINDOW` and at least
+        :data:`WINDOW_HEADER` bytes of data, else ``None`` (the data are packed codes)."""
+        return _window_of(self.flags, self.data)
+
 
 def encode_accumulate(bits: int, signed: bool, vectors, *, slot: int, mantissa: int, shift: int,
                       first: bool) -> bytes:
@@ -688,6 +763,81 @@ def encode_accumulate(bits: int, signed: bool, vectors, *, slot: int, mantissa: 
 def decode_accumulate_header(payload: bytes) -> Accumulate:
     """Fields of an ACCUMULATE payload (``len(payload) >= ACCUMULATE_HEADER``); no validation."""
     return Accumulate(*ACCUMULATE_FIELDS.unpack(payload), bytes(payload[ACCUMULATE_HEADER:]))
+
+
+# --------------------------------------------------------------------------- feature maps, windows
+
+@dataclass(frozen=True)
+class LoadFmap:
+    """A LOAD_FMAP header (``data`` = the packed codes that follow it)."""
+    channels: int
+    height: int
+    width: int
+    bits: int
+    offset: int
+    count: int
+    data: bytes
+
+    @property
+    def shape(self) -> FmapShape:
+        return FmapShape(self.channels, self.height, self.width)
+
+
+def _check_fields(header, values) -> None:
+    """``ValueError`` unless each of ``values`` fits its (unsigned) field of ``header``."""
+    for field, value in zip(header.fields, values):
+        if isinstance(value, bool) or int(value) != value or not 0 <= int(value) < 1 << (8 * field.size):
+            raise ValueError(f"{header.name} field {field.name} must be an integer in "
+                             f"0..{(1 << (8 * field.size)) - 1}, got {value!r}")
+
+
+def encode_load_fmap(channels: int, height: int, width: int, bits: int, offset: int, codes) -> bytes:
+    """LOAD_FMAP payload carrying ``codes`` (flat: channel-major, row-major) from ``offset``
+    of a ``channels x height x width`` map of ``bits``-bit codes."""
+    codes = np.asarray(codes).ravel()
+    values = (channels, height, width, bits, offset, codes.size)
+    _check_fields(LOAD_FMAP_FIELDS, values)
+    return LOAD_FMAP_FIELDS.pack(*values) + pack_codes(codes, bits)
+
+
+def decode_load_fmap_header(payload: bytes) -> LoadFmap:
+    """Fields of a LOAD_FMAP payload (``len(payload) >= LOAD_FMAP_HEADER``); no validation."""
+    return LoadFmap(*LOAD_FMAP_FIELDS.unpack(payload), bytes(payload[LOAD_FMAP_HEADER:]))
+
+
+def encode_window(window: Window) -> bytes:
+    """The window header (:data:`WINDOW_FIELDS`) of ``window``: any values that fit the
+    fields (a core checks the rest, :meth:`Window.problems`)."""
+    _check_fields(WINDOW_FIELDS, window.fields())
+    return WINDOW_FIELDS.pack(*window.fields())
+
+
+def decode_window(data) -> Window:
+    """The :class:`Window` of a window header (``len(data) >= WINDOW_HEADER``); no validation."""
+    return Window(*WINDOW_FIELDS.unpack(data))
+
+
+def _window_of(flags: int, data: bytes) -> Window | None:
+    return decode_window(data) if flags & FLAG_WINDOW and len(data) >= WINDOW_HEADER else None
+
+
+def encode_run_window(count: int, bits: int, signed: bool, window: Window, *, activate: bool = False) -> bytes:
+    """RUN payload with the window flag: ``count`` vectors made on the core from its
+    feature map under ``window`` (:mod:`sw.contract.window`); ``activate``: reply codes."""
+    flags = _flags(signed) | (FLAG_ACTIVATE if activate else 0) | FLAG_WINDOW
+    _check_fields(RUN_FIELDS, (count, bits, flags))
+    return RUN_FIELDS.pack(count, bits, flags) + encode_window(window)
+
+
+def encode_accumulate_window(count: int, bits: int, signed: bool, window: Window, *, slot: int, mantissa: int,
+                             shift: int, first: bool) -> bytes:
+    """ACCUMULATE payload with the window flag: ``count`` vectors made on the core from
+    its feature map under ``window``, their products into the sums from ``slot``
+    (as :func:`encode_accumulate`)."""
+    flags = _flags(signed) | (FLAG_FIRST if first else 0) | FLAG_WINDOW
+    values = (count, bits, flags, slot, mantissa, shift)
+    _check_fields(ACCUMULATE_FIELDS, values)
+    return ACCUMULATE_FIELDS.pack(*values) + encode_window(window)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ::
 
     dorefa build --board icebreaker|ulx3s [--freq MHZ] [--baud BAUD] [--bits W,A,G] [--max-bits N] [--pe P]
-                 [--simd S] [--vectors V] [--out DIR] [--report STEM]
+                 [--simd S] [--vectors V] [--set NAME=VALUE ...] [--out DIR] [--report STEM]
 
 runs :func:`boards.build.build` (YoWASP Yosys + nextpnr) and prints its
 resource / timing report (also written to ``DIR/report.txt`` and
@@ -124,6 +124,9 @@ def _build_command(parser):
     parser.add_argument("--simd", metavar="S", help="columns per processing element per cycle")
     parser.add_argument("--vectors", metavar="V", help="vectors of a tile: the core does pe x vectors x simd "
                                                        "AND+popcount bit pairs per cycle")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
+                        help="any core parameter over the board's preset (repeatable; e.g. drains=4; "
+                             "see 'dorefa generate --list')")
     parser.add_argument("--out", type=Path, metavar="DIR", help="build directory (default build/<board>)")
     parser.add_argument("--report", metavar="STEM",
                         help="also write the report to STEM.json and STEM.txt "
@@ -138,7 +141,9 @@ def _build_command(parser):
         freq = _freq(args.board, args.freq) if args.freq is not None else None
         baud = _baud(args.board, freq, args.baud)
         try:
-            assignments = [] if args.max_act_bits is None else [f"max_act_bits={args.max_act_bits}"]
+            assignments = list(args.assignments)
+            if args.max_act_bits is not None:
+                assignments.append(f"max_act_bits={args.max_act_bits}")
             params = parse_assignments(board_core_spec(args.board), assignments, bits=args.bits,
                                        max_bits=args.max_bits, pe=args.pe, simd=args.simd, vectors=args.vectors)
         except ValueError as exc:

@@ -26,11 +26,11 @@ from types import MappingProxyType
 
 from .codes import MAX_CODE_BITS, levels
 from .gradients import term_bits
-from .link import (ACC_BYTES, ACCUMULATE_HEADER, LOAD_HEADER, MAX_PAYLOAD, MAX_SUM_BITS, MAX_SUM_SLOTS, PING_FIELDS,
-                   PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER, accumulator_reply_size, packed_size, sum_width,
-                   sums_reply_size, threshold_record_size)
+from .link import (ACC_BYTES, ACCUMULATE_HEADER, LOAD_HEADER, MAX_FMAP_CODES, MAX_PAYLOAD, MAX_SUM_BITS,
+                   MAX_SUM_SLOTS, PING_FIELDS, PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER, WINDOW_HEADER,
+                   accumulator_reply_size, packed_size, sum_width, sums_reply_size, threshold_record_size)
 
-__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "LARGE_LIMITS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
+__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "FEATURE_MAPS", "LARGE_LIMITS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
 
 #: Accumulators are int32: every ``|out|`` must stay below this.
 ACC_LIMIT = 1 << 31
@@ -53,6 +53,7 @@ class CoreConfig:
     max_act_bits: int = 4     # widest activation code of the threshold stage; 0: no stage
     sum_slots: int = 0        # batch sums of weight gradients held (ACCUMULATE, READ_SUMS); 0: none
     sum_bits: int = 0         # bits of each batch sum (0 without sums)
+    fmap_codes: int = 0       # codes of the feature-map memory (LOAD_FMAP, windows); 0: none
 
     def problems(self) -> list[str]:
         """What breaks the protocol's rules (empty: a valid core)."""
@@ -91,12 +92,18 @@ class CoreConfig:
             if self.max_payload < ACCUMULATE_HEADER + packed_size(self.max_cols, self.max_bits):
                 problems.append(f"one ACCUMULATE vector of {self.max_cols} {self.max_bits}-bit codes does not "
                                 f"fit a {self.max_payload}-byte payload")
+        if not 0 <= self.fmap_codes <= MAX_FMAP_CODES:
+            problems.append(f"fmap_codes {self.fmap_codes} not in 0..{MAX_FMAP_CODES}")
+        elif self.fmap_codes and self.max_payload < ACCUMULATE_HEADER + WINDOW_HEADER:
+            problems.append(f"a windowed ACCUMULATE ({ACCUMULATE_HEADER + WINDOW_HEADER} bytes) does not fit "
+                            f"a {self.max_payload}-byte payload")
         return problems
 
     def info(self, version: int = PROTOCOL_VERSION) -> "CoreInfo":
         """What this core's PING reports."""
         return CoreInfo(version, self.max_bits, self.pe, self.simd, self.max_rows, self.max_cols,
-                        self.max_payload, self.max_act_bits, sum_slots=self.sum_slots, sum_bits=self.sum_bits)
+                        self.max_payload, self.max_act_bits, sum_slots=self.sum_slots, sum_bits=self.sum_bits,
+                        fmap_codes=self.fmap_codes)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class CoreInfo:
     baud: int = 0  # the UART's bit rate (clk / divisor, rounded); 0: not a UART core (a byte stream)
     sum_slots: int = 0  # batch sums held (ACCUMULATE, READ_SUMS); 0: none
     sum_bits: int = 0  # bits of each batch sum
+    fmap_codes: int = 0  # codes of the feature-map memory (LOAD_FMAP, windows); 0: none
 
     @property
     def config(self) -> CoreConfig:
@@ -142,12 +150,17 @@ class CoreInfo:
 #: at batch 32, (1, 2, 6) bits, and 96 bits take batches up to 2**20 samples.
 BATCH_SUMS = MappingProxyType({"sum_slots": 4096, "sum_bits": 96})
 
+#: The feature-map memory of a core that makes its vectors (the ULX3S preset, the ``model``
+#: backend): 4,096 codes, the digits net's largest map (32 x 8 x 8 = 2,048 codes) twice over;
+#: two of the ECP5's DP16KD at 8 bits a code.
+FEATURE_MAPS = MappingProxyType({"fmap_codes": 4096})
+
 #: The limits of a core with an ECP5-85F's block RAM (the ULX3S preset, and the ``model``
 #: backend's core), over :data:`CORE_DEFAULTS`: the digits net's widest fan-in (1,024 codes)
 #: in one matrix row, so every layer's forward is one matrix per row tile and its activation
 #: runs on the core; 4 KiB frames; the batch sums.  (128 rows as well measured 56.8 MHz:
 #: the matrix's row sums, out of a DP16KD, into the signed correction's adders.)
-LARGE_LIMITS = MappingProxyType({"max_cols": 1024, "max_payload": 4096, **BATCH_SUMS})
+LARGE_LIMITS = MappingProxyType({"max_cols": 1024, "max_payload": 4096, **BATCH_SUMS, **FEATURE_MAPS})
 
 #: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only
 #: mapping: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.

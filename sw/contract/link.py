@@ -23,23 +23,27 @@ __all__ = [
     "CRC_CHECK", "CRC_RESIDUE",
     "Cmd", "Status", "Detail", "FLAG_SIGNED", "FLAG_ACTIVATE", "FLAG_FIRST", "FLAGS", "DIRECTION_NEGATIVE",
     "Field", "Header", "FRAME_FIELDS", "LOAD_FIELDS", "RUN_FIELDS", "RUN_REPLY_FIELDS", "THRESHOLD_FIELDS",
-    "ACCUMULATE_FIELDS", "READ_SUMS_FIELDS", "SUMS_REPLY_FIELDS",
+    "ACCUMULATE_FIELDS", "READ_SUMS_FIELDS", "SUMS_REPLY_FIELDS", "LOAD_FMAP_FIELDS", "WINDOW_FIELDS",
     "PING_FIELDS", "ERROR_FIELDS", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "LOAD_HEADER", "RUN_HEADER",
     "RUN_REPLY_HEADER", "THRESHOLD_HEADER", "ACCUMULATE_HEADER", "READ_SUMS_HEADER", "SUMS_REPLY_HEADER",
-    "PING_REPLY", "ERROR_PAYLOAD", "MAX_SUM_SLOTS", "MAX_SUM_BITS", "SHIFT_BITS", "MAX_SHIFT",
+    "LOAD_FMAP_HEADER", "WINDOW_HEADER", "FLAG_WINDOW", "MAX_FMAP_CODES", "PING_REPLY", "ERROR_PAYLOAD",
+    "MAX_SUM_SLOTS", "MAX_SUM_BITS", "SHIFT_BITS", "MAX_SHIFT",
     "packed_size", "threshold_record_size", "accumulator_bound", "accumulator_width", "accumulator_reply_size",
     "activation_reply_size", "sum_width", "sums_reply_size",
 ]
 
-PROTOCOL_VERSION = 4     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
+PROTOCOL_VERSION = 5     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
 #                          3: RUN replies accumulators only as wide as their bound (a width byte first);
 #                          4: ACCUMULATE and READ_SUMS (the batch sum of weight gradients on the
-#                             core), sum_slots and sum_bits in PING
+#                             core), sum_slots and sum_bits in PING;
+#                          5: LOAD_FMAP and the window flag of RUN and ACCUMULATE (vectors made
+#                             on the core from a feature map, sw.contract.window), fmap_codes in PING
 SYNC = 0xA5
 MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
 ACC_BYTES = 4            # the widest accumulator: int32
 MAX_SUM_SLOTS = 0xFFFF   # the most batch sums a core may hold (READ_SUMS addresses them with a u16)
 MAX_SUM_BITS = 128       # the widest batch sum a core may hold
+MAX_FMAP_CODES = 0xFFFF  # the most feature-map codes a core may hold (LOAD_FMAP addresses them with a u16)
 THRESHOLD_BYTES = 4      # int32 thresholds
 
 #: A core drops a partial frame after this idle gap (seconds) ...
@@ -77,6 +81,7 @@ class Cmd(enum.IntEnum):
     LOAD_THRESHOLDS = 0x05
     ACCUMULATE = 0x06
     READ_SUMS = 0x07
+    LOAD_FMAP = 0x08
 
 
 class Status(enum.IntEnum):
@@ -103,13 +108,17 @@ class Detail(enum.IntEnum):
     NO_THRESHOLDS = 0x09  # RUN with activate before thresholds for every row of the matrix
     WIDTH = 0x0A          # READ_SUMS: width not in 1..ceil(sum_bits / 8)
     SCALE = 0x0B          # ACCUMULATE: mantissa >= 2**SCALE_MANTISSA_BITS
+    NO_FMAP = 0x0C        # RUN, ACCUMULATE with the window flag before a complete LOAD_FMAP
+    WINDOW = 0x0D         # RUN, ACCUMULATE: a window field out of its range (sw.contract.window)
+    SHAPE = 0x0E          # LOAD_FMAP: a zero dimension, or more codes than the core holds
 
 
 FLAG_SIGNED = 0x01       # LOAD_MATRIX, RUN: codes read as 2q - n
 FLAG_ACTIVATE = 0x02     # RUN: reply activation codes (thresholds) instead of accumulators
 FLAG_FIRST = 0x04        # ACCUMULATE: the batch's first sample: the sums are written, not added to
+FLAG_WINDOW = 0x08       # RUN, ACCUMULATE: a window header follows, the vectors come from the feature map
 #: The flag bits of a ``flags`` byte by name, lowest first (the gateware's flag layout).
-FLAGS = (("signed", FLAG_SIGNED), ("activate", FLAG_ACTIVATE), ("first", FLAG_FIRST))
+FLAGS = (("signed", FLAG_SIGNED), ("activate", FLAG_ACTIVATE), ("first", FLAG_FIRST), ("window", FLAG_WINDOW))
 #: LOAD_THRESHOLDS record byte 0: the row's direction is -1 (``acc <= T``), else +1.
 DIRECTION_NEGATIVE = 0x01
 
@@ -181,10 +190,20 @@ MAX_SHIFT = (1 << SHIFT_BITS) - 1
 READ_SUMS_FIELDS = Header("READ_SUMS", Field("slot", 2), Field("count", 2), Field("width", 1))
 #: A READ_SUMS reply's header: the bytes of each sum.
 SUMS_REPLY_FIELDS = Header("READ_SUMS reply", Field("width", 1))
+#: LOAD_FMAP payload header; packed codes follow (codes ``offset .. offset + count - 1``
+#: of the ``channels x height x width`` feature map, channel-major, row-major).
+LOAD_FMAP_FIELDS = Header("LOAD_FMAP", Field("channels", 2), Field("height", 1), Field("width", 1),
+                          Field("bits", 1), Field("offset", 2), Field("count", 2))
+#: The window header of a RUN or ACCUMULATE with :data:`FLAG_WINDOW`, right after its own
+#: header (and no codes after it): which vectors the core makes from the feature map
+#: (:class:`sw.contract.window.Window`, whose fields these are, in this order).
+WINDOW_FIELDS = Header("window", Field("kernel", 1), Field("stride", 1), Field("pad", 1), Field("order", 1),
+                       Field("out_width", 2), Field("channel", 2), Field("y", 2), Field("x", 2))
 #: PING's reply payload (:class:`sw.contract.core.CoreInfo` in this order).
 PING_FIELDS = Header("PING reply", Field("version", 1), Field("max_bits", 1), Field("pe", 2), Field("simd", 2),
                      Field("max_rows", 2), Field("max_cols", 2), Field("max_payload", 2),
-                     Field("max_act_bits", 1), Field("baud", 4), Field("sum_slots", 2), Field("sum_bits", 1))
+                     Field("max_act_bits", 1), Field("baud", 4), Field("sum_slots", 2), Field("sum_bits", 1),
+                     Field("fmap_codes", 2))
 #: An error reply's payload.
 ERROR_FIELDS = Header("error", Field("command", 1), Field("detail", 1))
 
@@ -198,6 +217,8 @@ THRESHOLD_HEADER = THRESHOLD_FIELDS.size
 ACCUMULATE_HEADER = ACCUMULATE_FIELDS.size
 READ_SUMS_HEADER = READ_SUMS_FIELDS.size
 SUMS_REPLY_HEADER = SUMS_REPLY_FIELDS.size
+LOAD_FMAP_HEADER = LOAD_FMAP_FIELDS.size
+WINDOW_HEADER = WINDOW_FIELDS.size
 PING_REPLY = PING_FIELDS.size
 ERROR_PAYLOAD = ERROR_FIELDS.size
 

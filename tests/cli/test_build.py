@@ -51,7 +51,11 @@ def test_cli_failed_step_is_named(tmp_path, monkeypatch, capsys):
     ("icebreaker", ["--freq"], ["argument --freq: expected one argument"]),
     ("icebreaker", ["--pe", "0"], ["--pe: pe must be in 1..64, got 0"]),
     ("icebreaker", ["--pe", "four"], ["--pe must be an integer, got 'four'"]),
-    ("ulx3s", ["--simd", "65"], ["--simd: simd must be in 1..64, got 65"]),
+    ("ulx3s", ["--simd", "1025"], ["--simd: simd must be in 1..1024, got 1025"]),
+    # --set NAME=VALUE: any core parameter, checked as generate's
+    ("ulx3s", ["--set", "drains=0"], ["dorefa build: error: ", "drains must be in 1..64, got 0"]),
+    ("ulx3s", ["--set", "speed=9"], ["dorefa build: error: ", "speed"]),
+    ("ulx3s", ["--set", "drains"], ["dorefa build: error: ", "NAME=VALUE"]),
     ("ulx3s", ["--simd", "x"], ["--simd must be an integer, got 'x'"]),
     # --baud: a rate, in range, that the achieved clock divides into within 2.5 %
     ("icebreaker", ["--baud", "3M"], ["dorefa build: error: --baud 3M: the UART's baud rate must be a whole number "
@@ -153,3 +157,14 @@ def test_pe_simd_override_the_boards_preset(recorded, tmp_path, monkeypatch, cap
     assert [(c["core_params"]["pe"], c["core_params"]["simd"]) for c in recorded] == [(2, 4), (8, 4), (1, 16), (8, 128)]
     assert all(c["core_params"]["max_bits"] == CORE_DEFAULTS["max_bits"] for c in recorded)
     assert "pe=2 simd=4" in capsys.readouterr().out
+
+
+def test_set_overrides_any_core_parameter(recorded, tmp_path, capsys):
+    """``--set`` reaches the core's parameters over the preset, as ``dorefa generate``'s."""
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["build", "--board", "ulx3s", "--set", "drains=4", "--set", "fmap_codes=0", "--vectors", "4",
+                 *out]) == 0
+    (call,) = recorded
+    assert (call["core_params"]["drains"], call["core_params"]["fmap_codes"], call["core_params"]["vectors"]) == (4, 0, 4)
+    assert call["core_params"]["simd"] == CORE_PRESETS["ulx3s"]["simd"]
+    assert "drains=4" in capsys.readouterr().out

@@ -28,10 +28,10 @@ from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.contract.codes import levels_or_none
 from sw.core_model import CoreModel
-from sw.core_scripts import (INT32_MAX, INT32_MIN, SMALL, SUMS, Idle, Reset, act_run_frame, act_script,
-                             act_vectors_per_frame, bad_requests, bad_sums_requests, bad_thresholds_requests, codes,
-                             describe_replies, expected_replies, frame, fuzz_script, gemm_script, load_frames,
-                             run_frame, sums_script, threshold_frames)
+from sw.core_scripts import (INT32_MAX, INT32_MIN, SMALL, SUMS, WINDOWS, Idle, Reset, act_run_frame, act_script,
+                             act_vectors_per_frame, bad_requests, bad_sums_requests, bad_thresholds_requests,
+                             bad_window_requests, codes, describe_replies, expected_replies, frame, fuzz_script,
+                             gemm_script, load_frames, run_frame, sums_script, threshold_frames, window_script)
 from sw.driver import CoreClient
 from sw.numeric import apply_thresholds
 from tests.hw.helpers import unelaborated, with_sync_domain
@@ -725,3 +725,45 @@ def test_sums_memory():
     with unelaborated():
         assert TrainingCore(**SUMS).memories["sums"] == (1, SUMS["sum_slots"], SUMS["sum_bits"])
         assert "sums" not in TrainingCore(**SMALL).memories
+
+
+# --------------------------------------------------------------------------- feature maps and windows
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_windows_match_model(seed):
+    """LOAD_FMAP, then RUNs (plain and activated) and ACCUMULATEs whose vectors the core
+    makes from the map (both orders, strides, pads, channel/row/column starts, requests
+    split where a reply fits): the core's bytes are the model's."""
+    check(window_script(np.random.default_rng(seed), params=WINDOWS), WINDOWS, seed=seed)
+
+
+@pytest.mark.parametrize("params", [
+    dict(WINDOWS, vectors=3, popcount_stages=1, fetch_stages=1),  # tiles of several vectors, a deeper array
+    dict(WINDOWS, pe=2, simd=4, vectors=2, drains=2),            # two drain chains, several folds
+], ids=["vectors3-staged", "vectors2-drains2"])
+def test_windows_over_multi_vector_tiles(params):
+    """The generator's codes run on across tiles (it is started once per request)."""
+    check(window_script(np.random.default_rng(7), params=params), params, seed=params["vectors"])
+
+
+def test_every_window_error_matches_model():
+    requests = bad_window_requests(WINDOWS)
+    model = CoreModel(**{k: v for k, v in WINDOWS.items()})
+    for name, data in requests:
+        assert len(P.FrameDecoder().feed(model.feed(data))) == 1, name
+    check([data for _, data in requests], WINDOWS, seed=17)
+
+
+def test_window_requests_without_a_map_match_model():
+    """A core without a feature map: LOAD_FMAP is an unknown command, the window flag a bad flag."""
+    check([data for _, data in bad_window_requests(SUMS)], SUMS, seed=18)
+
+
+def test_fuzz_against_model_with_windows():
+    check(fuzz_script(19, 40, WINDOWS, timeout=TIMEOUT), WINDOWS, seed=19)
+
+
+def test_fmap_memory():
+    with unelaborated():
+        assert TrainingCore(**WINDOWS).memories["fmap"] == (1, WINDOWS["fmap_codes"], WINDOWS["max_bits"])
+        assert "fmap" not in TrainingCore(**SUMS).memories

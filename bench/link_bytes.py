@@ -18,14 +18,18 @@ test samples are always recorded whole.
 Link time = bytes x 10 / baud (8N1: a start and a stop bit per byte), at the
 boards' 115,200 baud and at 3 Mbaud (the fastest both boards' USB-UARTs run).
 
-Beside each figure, the baseline: this bench's committed measurement of
+Beside each figure, the baselines: this bench's committed measurements of
 protocol 2 (``bench/reports/link_bytes.protocol2.json``: int32 accumulators,
 im2col patches from the host, per-sample backward-weight partial sums), the
-starting point of the link's issue.
+starting point of the link's issue, and of protocol 4
+(``bench/reports/link_bytes.protocol4.json``: narrow accumulators, batch sums
+on the core, the patches still sent by the host), the figures before the
+core made the patches from feature maps (protocol 5's windows,
+:mod:`sw.core_engine`).
 
 Usage::
 
-    python bench/link_bytes.py [--batches N] [--widths W ...] [--baseline PATH] [--out STEM]
+    python bench/link_bytes.py [--batches N] [--widths W ...] [--baseline PATH ...] [--out STEM]
 
 writes ``bench/reports/link_bytes.{json,md}`` and prints the tables.
 """
@@ -50,8 +54,15 @@ from sw.contract.core import config_params  # noqa: E402
 from sw.contract.link import PROTOCOL_VERSION  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "reports" / "link_bytes"
-DEFAULT_BASELINE = ROOT / "bench" / "reports" / "link_bytes.protocol2.json"
+DEFAULT_BASELINES = (ROOT / "bench" / "reports" / "link_bytes.protocol2.json",
+                     ROOT / "bench" / "reports" / "link_bytes.protocol4.json")
 DEFAULT_BATCHES = 2
+#: What each committed baseline measured.
+BASELINE_NOTES = {
+    "protocol 2": "int32 accumulators, im2col patches from the host, per-sample backward-weight partial sums",
+    "protocol 4": "accumulators as narrow as their bound, backward-weight summed on the core, "
+                  "the patches still sent by the host",
+}
 WIDTHS = (1.0, 0.25)
 BAUDS = (115_200, 3_000_000)
 BITS_PER_BYTE = 10  # 8N1
@@ -116,54 +127,69 @@ def _against(measured: float, target: float) -> str:
     return "met" if measured <= target else f"{measured / target:.1f}x over"
 
 
-def _baseline_row(result: dict, width: float) -> dict | None:
-    baseline = result.get("baseline")
-    return next((r for r in baseline["widths"] if r["width"] == width), None) if baseline else None
+def _baseline_row(baseline: dict, width: float) -> dict | None:
+    return next((r for r in baseline["widths"] if r["width"] == width), None)
 
 
 def _fewer(before: float, now: float) -> str:
     return f"{before / now:.2f}x" if now else "-"
 
 
+def _beside(baselines, width: float, now: float, before) -> str:
+    """The cells ``| before | fewer |`` of each baseline (``before(row)``: its figure)."""
+    cells = ""
+    for baseline in baselines:
+        row = _baseline_row(baseline, width)
+        old = before(row) if row else None
+        cells += f" {_b(old) if old is not None else '-'} | {_fewer(old, now) if old is not None else '-'} |"
+    return cells
+
+
 def table(result: dict) -> str:
+    """The report: per-sample bytes, the epoch and the targets, beside each of
+    ``result["baselines"]`` (``{"name", "widths"}``, oldest first; none: no columns)."""
+    baselines = result.get("baselines", [])
     lines = [
         "# Bytes on the host link",
         "",
         f"Written by `{result['command']}`. The digits net at W,A,G = {','.join(map(str, BITS))}, batch 32, "
         "trained on the `model` backend, whose core has the ULX3S core's link limits "
         f"({', '.join(f'{k} {v}' for k, v in result['link'].items())}): backward-weight is summed over "
-        "the batch on the core (ACCUMULATE, READ_SUMS); every frame counted whole "
-        "(sync, header, payload, CRC). Link time = bytes x 10 / baud (8N1).",
+        "the batch on the core (ACCUMULATE, READ_SUMS), and conv products send feature maps, the core "
+        "making the patches (LOAD_FMAP, windowed RUN and ACCUMULATE) where that crosses fewer bytes; "
+        "every frame counted whole "
+        "(sync, header, payload, CRC). Link time = bytes x 10 / baud (8N1)."
+        + (" Beside the figures, this bench's committed reports of earlier protocols "
+           "(`bench/reports/link_bytes.protocolN.json`): " + "; ".join(
+               f"{b['name']}, {BASELINE_NOTES.get(b['name'], 'an earlier report')}" for b in baselines) + "."
+           if baselines else ""),
         "",
         "## Bytes per sample",
         "",
-        f"| width | product | to core | from core | total | {result.get('baseline_name', 'baseline')} | fewer |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| width | product | to core | from core | total |" + "".join(f" {b['name']} | fewer |" for b in baselines),
+        "|---|---|---:|---:|---:|" + "---:|---:|" * len(baselines),
     ]
     for row in result["widths"]:
-        before = _baseline_row(result, row["width"])
         for product in (*PRODUCTS, "training", EVALUATION):
             cells = row["per_sample"][product]
             name = {"training": "**training, per sample**",
                     EVALUATION: "**evaluation, per test sample**"}.get(product, product)
             total = cells[TO_CORE] + cells[FROM_CORE]
-            old = sum(before["per_sample"][product].values()) if before else None
             lines.append(f"| {row['width']:g} | {name} | {_b(cells[TO_CORE])} | {_b(cells[FROM_CORE])} | "
-                         f"{_b(total)} | {_b(old) if old is not None else '-'} | "
-                         f"{_fewer(old, total) if old is not None else '-'} |")
+                         f"{_b(total)} |" + _beside(baselines, row["width"], total,
+                                                    lambda old: sum(old["per_sample"][product].values())))
     lines += [
         "",
         "## One digits epoch (1,437 training + 360 test samples)",
         "",
-        f"| width | bytes | at 115,200 baud | at 3 Mbaud | {result.get('baseline_name', 'baseline')} bytes | fewer |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| width | bytes | at 115,200 baud | at 3 Mbaud |" + "".join(f" {b['name']} bytes | fewer |"
+                                                              for b in baselines),
+        "|---|---:|---:|---:|" + "---:|---:|" * len(baselines),
     ]
     for row in result["widths"]:
-        before = _baseline_row(result, row["width"])
-        old = before["epoch_bytes"] if before else None
         lines.append(f"| {row['width']:g} | {_b(row['epoch_bytes'])} | {_t(row['epoch_link_s'][str(BAUDS[0])])} | "
-                     f"{_t(row['epoch_link_s'][str(BAUDS[1])])} | {_b(old) if old else '-'} | "
-                     f"{_fewer(old, row['epoch_bytes']) if old else '-'} |")
+                     f"{_t(row['epoch_link_s'][str(BAUDS[1])])} |"
+                     + _beside(baselines, row["width"], row["epoch_bytes"], lambda old: old["epoch_bytes"]))
     full = next((r for r in result["widths"] if r["width"] == 1.0), None)
     if full is not None:
         lines += [
@@ -208,8 +234,9 @@ def main(argv=None) -> None:
                              "0: every batch)")
     parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS), metavar="W",
                         help="channel-width multipliers of the digits net (default: 1 and 0.25)")
-    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, metavar="PATH",
-                        help="an earlier report's JSON shown beside the figures (default: protocol 2's)")
+    parser.add_argument("--baseline", type=Path, action="append", metavar="PATH",
+                        help="an earlier report's JSON shown beside the figures, oldest first (repeatable; "
+                             "default: protocol 2's and protocol 4's)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="STEM",
                         help="write STEM.json and STEM.md (default: bench/reports/link_bytes)")
     args = parser.parse_args(argv)
@@ -217,13 +244,15 @@ def main(argv=None) -> None:
         parser.error("--batches must be >= 0")
     import torch
     torch.set_num_threads(1)
-    try:
-        baseline = json.loads(args.baseline.read_text())
-    except (OSError, ValueError) as e:
-        parser.error(f"cannot read the baseline report {args.baseline}: {e}")
+    baselines = []
+    for path in args.baseline or DEFAULT_BASELINES:
+        try:
+            baseline = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            parser.error(f"cannot read the baseline report {path}: {e}")
+        baselines.append({"name": f"protocol {baseline.get('protocol', 2)}", "widths": baseline["widths"]})
     result = measure(args.widths, args.batches or None)
-    result["baseline"] = {"widths": baseline["widths"]}
-    result["baseline_name"] = f"protocol {baseline.get('protocol', 2)}"
+    result["baselines"] = baselines
     result["command"] = " ".join(["python bench/link_bytes.py", *(argv if argv is not None else sys.argv[1:])])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_name(args.out.name + ".json").write_text(json.dumps(result, indent=2) + "\n")

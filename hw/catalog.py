@@ -171,6 +171,11 @@ def _batch_sum(slots, partial_bits, sum_bits):
     return BatchSum(slots=slots, partial_bits=partial_bits, sum_bits=sum_bits)
 
 
+def _sum_float(sum_bits):
+    from .sum_float import SumToFloat
+    return SumToFloat(sum_bits=sum_bits)
+
+
 def _window(depth, max_bits, max_cols):
     from .window import WindowGenerator
     return WindowGenerator(depth=depth, max_bits=max_bits, max_cols=max_cols)
@@ -335,6 +340,10 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
                  "slots": _int(256, "sums held", 1, MAX_SUM_SLOTS),
                  "partial_bits": _int(32, "bits of a signed partial sum", 2, MAX_PARTIAL_BITS),
                  "sum_bits": _int(96, "bits of a sum (one term at shift 0 must fit)", term_bits(2), MAX_SUM_BITS),
+             }),
+    UnitSpec("sum_float", "batch sum to the binary32 bits of its 24-bit truncation (READ_SUMS width 0; "
+             "pipelined, one a cycle)", _sum_float, {
+                 "sum_bits": _int(96, "bits of the signed sum", 2, MAX_SUM_BITS),
              }),
     UnitSpec("window", "sliding-window generator: a feature map in block RAM, its im2col vectors out "
              "(one code per cycle)", _window, {

@@ -33,7 +33,8 @@ Datapath
                  3 cycles into a BatchSum (which takes one a cycle) (floor(M * value * 2**(32 - shift)) added to, or
                  with `first` written over, sum slot + v*rows + r); the empty reply once
                  the last is written
-            READ_SUMS: BatchSum's read port -> the sums' low `width` bytes, LE
+            READ_SUMS: BatchSum's read port -> the sums' low `width` bytes, LE, or (width 0,
+                 SUM_FLOAT32) -> SumToFloat -> the 4 bytes of each sum's binary32 pattern, LE
             LOAD_FMAP (with a feature map): buffer -> CodeUnpacker -> WindowGenerator's map
             RUN, ACCUMULATE with the window flag: the tile's vectors from the WindowGenerator
                  (sw.contract.window: each code the map's under the window, or 0) in
@@ -89,7 +90,8 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                  activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
                  ACCUMULATE: instead, 3 per value into the batch sums, then
                      BatchSum.latency before the reply
-    READ_SUMS:   2 + width cycles per sum (its read, its register, its bytes)
+    READ_SUMS:   2 + width cycles per sum (its read, its register, its bytes);
+                 width 0: 3 + SumToFloat.latency + 4 (its read, its register, the unit, its bytes)
 
 plus the request's and the reply's bytes (one per cycle), two cycles per
 tile and about five cycles of handshakes and checks per request.  The
@@ -120,6 +122,7 @@ from sw.contract.gradients import SCALE_MANTISSA_BITS
 from sw.contract.link import idle_timeout_cycles
 
 from .batch_sum import BatchSum
+from .sum_float import SumToFloat
 from .code_packer import CodePacker
 from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
@@ -482,6 +485,8 @@ class TrainingCore(wiring.Component):
         if sums:
             m.submodules.sums = batch_sum = BatchSum(slots=sums, partial_bits=len(gemm.result),
                                                      sum_bits=self._sum_bits)
+            # READ_SUMS width 0: each sum as the binary32 bits of its 24-bit truncation.
+            m.submodules.sum_float = sum_float = SumToFloat(sum_bits=self._sum_bits)
 
         # ---------------------------------------------------------- request fields
         # The command headers, viewed through the contract's field tables.
@@ -657,9 +662,13 @@ class TrainingCore(wiring.Component):
             k_sums_count = Signal()  # READ_SUMS: count 0 or past the last sum
             k_sums_too_big = Signal()  # READ_SUMS: the reply cannot fit a frame
             s_width = read_sums.width
-            p_sums_bytes = Signal(range(0xFFFF * sum_width + 1))  # READ_SUMS: count * width (CHECK1)
+            s_float = Signal()  # READ_SUMS: width 0 (SUM_FLOAT32), binary32 sums
+            s_bytes = Signal(range(max(sum_width, L.FLOAT_SUM_BYTES) + 1))  # READ_SUMS: bytes a sum
+            m.d.comb += [s_float.eq(s_width == L.SUM_FLOAT32),
+                         s_bytes.eq(Mux(s_float, L.FLOAT_SUM_BYTES, s_width[:bits_for(sum_width)]))]
+            p_sums_bytes = Signal(range(0xFFFF * max(sum_width, L.FLOAT_SUM_BYTES) + 1))  # count * bytes (CHECK1)
             m.d.sync += [
-                p_sums_bytes.eq(read_sums.count * s_width[:bits_for(sum_width)]),
+                p_sums_bytes.eq(read_sums.count * s_bytes),
                 k_acc_count.eq((r_count == 0) | (r_count > sums) | (accumulate.slot + p_reply > sums)),
                 k_acc_length.eq(length != Mux(r_window, L.ACCUMULATE_HEADER + L.WINDOW_HEADER,
                                               L.ACCUMULATE_HEADER + ((p_run_bits + 7) >> 3))),
@@ -726,7 +735,10 @@ class TrainingCore(wiring.Component):
             # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
             # as each leaves (the block RAM's slow output goes straight into it: no multiplexer).
             # A RUN's accumulators leave through it too (state HOLD).
-            s_word = Signal(signed(8 * L.sum_width(self._sum_bits)))
+            s_word = Signal(signed(8 * max(L.sum_width(self._sum_bits), L.FLOAT_SUM_BYTES)))
+            s_float_read = Signal()  # this READ_SUMS sends binary32 sums (width 0)
+            s_float_go = Signal()  # SUM_FLOAT: its first cycle (the sum into SumToFloat)
+            m.d.comb += sum_float.i.payload.eq(s_word)  # sign-extended: its low sum_bits are the sum
             m.d.comb += [
                 batch_sum.mantissa.eq(s_mantissa),
                 batch_sum.shift.eq(s_shift),
@@ -906,7 +918,7 @@ class TrainingCore(wiring.Component):
             with m.Elif(cmd == L.Cmd.READ_SUMS):
                 first_failing([
                     (length != L.READ_SUMS_HEADER, S.BAD_LENGTH, D.NONE),
-                    ((s_width == 0) | (s_width > sum_width), S.BAD_PARAMS, D.WIDTH),
+                    (s_width > sum_width, S.BAD_PARAMS, D.WIDTH),  # 0 is SUM_FLOAT32
                     (k_sums_count, S.BAD_PARAMS, D.COUNT),
                     (k_sums_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
                 ])
@@ -990,8 +1002,8 @@ class TrainingCore(wiring.Component):
                     with m.Elif(cmd == L.Cmd.READ_SUMS):
                         reply(L.Status.OK, _MSG_EMPTY, 0)
                         m.d.sync += [
-                            r_len.eq(L.SUMS_REPLY_HEADER + p_sums_bytes), e_width.eq(s_width),
-                            v_read.eq(1), v_sum.eq(0), v_act.eq(0),
+                            r_len.eq(L.SUMS_REPLY_HEADER + p_sums_bytes), e_width.eq(s_bytes),
+                            s_float_read.eq(s_float), v_read.eq(1), v_sum.eq(0), v_act.eq(0),
                             s_addr.eq(read_sums.slot), s_left.eq(read_sums.count),
                         ]
                         fsm.goto("RUN_HEADER")
@@ -1129,6 +1141,9 @@ class TrainingCore(wiring.Component):
                             fsm.goto("RUN_WIDTH")
             with fsm.state("RUN_WIDTH"):  # accumulators (sums): the reply's width byte, never the last
                 m.d.comb += [body.valid.eq(1), body.payload.data.eq(e_width)]
+                if sums:
+                    with m.If(v_read & s_float_read):  # READ_SUMS width 0: the byte is 0, the sums 4 bytes
+                        m.d.comb += body.payload.data.eq(L.SUM_FLOAT32)
                 with m.If(body.ready):
                     if sums:
                         with m.If(v_read):
@@ -1247,9 +1262,18 @@ class TrainingCore(wiring.Component):
                     m.d.sync += e_byte.eq(0)
                     fsm.goto("SUM_HOLD")
                 with fsm.state("SUM_HOLD"):  # ... and registered
-                    m.d.sync += s_word.eq(batch_sum.read_data)
-                    fsm.goto("SUM_EMIT")
-                with fsm.state("SUM_EMIT"):  # its e_width low bytes, two's complement LE
+                    m.d.sync += [s_word.eq(batch_sum.read_data), s_float_go.eq(1)]
+                    with m.If(s_float_read):
+                        fsm.goto("SUM_FLOAT")
+                    with m.Else():
+                        fsm.goto("SUM_EMIT")
+                with fsm.state("SUM_FLOAT"):  # width 0: the registered sum through SumToFloat
+                    m.d.comb += sum_float.i.valid.eq(s_float_go)  # in, in the state's first cycle
+                    m.d.sync += s_float_go.eq(0)
+                    with m.If(sum_float.o.valid):  # SumToFloat.latency cycles later: its pattern
+                        m.d.sync += s_word.eq(sum_float.o.payload)
+                        fsm.goto("SUM_EMIT")
+                with fsm.state("SUM_EMIT"):  # its e_width low bytes, two's complement LE (width 0: 4, binary32)
                     m.d.comb += [
                         body.valid.eq(1),
                         body.payload.data.eq(s_word[:8]),

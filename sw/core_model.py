@@ -364,7 +364,7 @@ class CoreModel:
         if len(payload) != P.READ_SUMS_HEADER:
             return error(P.Status.BAD_LENGTH)
         h = P.decode_read_sums(payload)
-        if not 1 <= h.width <= P.sum_width(self.info.sum_bits):
+        if h.width != P.SUM_FLOAT32 and not 1 <= h.width <= P.sum_width(self.info.sum_bits):
             return error(P.Status.BAD_PARAMS, P.Detail.WIDTH)
         if h.count == 0 or h.slot + h.count > self.info.sum_slots:
             return error(P.Status.BAD_PARAMS, P.Detail.COUNT)

@@ -392,8 +392,9 @@ def accumulate_frames(vectors, bits, signed, *, slot, mantissa, shift, first, ta
 
 
 def read_sums_frames(slot, count, width, *, tag=0, params=SUMS) -> list:
-    """READ_SUMS frames for sums ``slot .. slot + count - 1`` (as many per frame as fit)."""
-    per_frame = (params["max_payload"] - P.SUMS_REPLY_HEADER) // width
+    """READ_SUMS frames for sums ``slot .. slot + count - 1`` (as many per frame as fit) at
+    ``width`` (:data:`~sw.protocol.SUM_FLOAT32`: binary32 patterns)."""
+    per_frame = (params["max_payload"] - P.SUMS_REPLY_HEADER) // P.sum_bytes(width)
     return [frame(P.Cmd.READ_SUMS, P.encode_read_sums(start, min(per_frame, slot + count - start), width), tag + i)
             for i, start in enumerate(range(slot, slot + count, per_frame))]
 
@@ -409,7 +410,8 @@ def sums_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, *, batch, v
     """A batch: per sample a random ``rows x cols`` matrix (LOAD_MATRIX) and ``vectors``
     random vectors accumulated into the sums from ``slot`` (ACCUMULATE, the first sample
     writing), each sample's mantissa and shift drawn from the extremes or at random; then
-    the sums read whole at the widest width and once more at a narrower one."""
+    the sums read whole at the widest width, once more at a narrower one and as binary32
+    patterns (:data:`~sw.protocol.SUM_FLOAT32`)."""
     script = []
     for b in range(batch):
         matrix = codes(rng, m_bits, (rows, cols))
@@ -420,7 +422,7 @@ def sums_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, *, batch, v
                                     mantissa=mantissa, shift=shift, first=b == 0, rows=rows, tag=0x80 + b,
                                     params=params)
     widest = P.sum_width(params["sum_bits"])
-    for width in (widest, int(rng.integers(1, widest))):
+    for width in (widest, int(rng.integers(1, widest)), P.SUM_FLOAT32):
         script += read_sums_frames(slot, vectors * rows, width, tag=0xC0 + width, params=params)
     return script
 
@@ -466,7 +468,7 @@ def bad_sums_requests(params=SUMS):
         ("ACCUMULATE added (ok)", acc(2, flags=1, mantissa=3, shift=33)),
         ("READ_SUMS too short", frame(P.Cmd.READ_SUMS, bytes(4))),
         ("READ_SUMS too long", read(0, 1, 1, b"\x00")),
-        ("READ_SUMS width 0", read(0, 1, 0)),
+        ("READ_SUMS (ok) width 0: binary32 sums", read(0, 2 * rows, P.SUM_FLOAT32)),
         ("READ_SUMS width past the sums'", read(0, 1, widest + 1)),
         ("READ_SUMS width 0xFF, count 0", read(0, 0, 0xFF)),
         ("READ_SUMS count 0", read(0, 0, 1)),
@@ -474,10 +476,15 @@ def bad_sums_requests(params=SUMS):
         ("READ_SUMS huge slot", read(0xFFFF, 1, 1)),
         ("READ_SUMS reply too big", read(0, (mp - P.SUMS_REPLY_HEADER) // widest + 1, widest)),
         ("READ_SUMS (ok) just fits", read(0, (mp - P.SUMS_REPLY_HEADER) // widest, widest)),
+        ("READ_SUMS binary32 reply too big",
+         read(0, (mp - P.SUMS_REPLY_HEADER) // P.FLOAT_SUM_BYTES + 1, P.SUM_FLOAT32)),
+        ("READ_SUMS (ok) binary32 just fits",
+         read(0, min(slots, (mp - P.SUMS_REPLY_HEADER) // P.FLOAT_SUM_BYTES), P.SUM_FLOAT32)),
         ("READ_SUMS (ok) narrow", read(0, 2 * rows, 1)),
         ("READ_SUMS (ok) the last sums", read(slots - rows, rows, widest)),
         ("RESET zeroes the sums (ok)", frame(P.Cmd.RESET)),
         ("READ_SUMS (ok) after RESET", read(0, rows, widest)),
+        ("READ_SUMS (ok) binary32 after RESET", read(0, rows, P.SUM_FLOAT32)),
         ("ACCUMULATE after RESET", acc(1)),
     ]
 

@@ -33,6 +33,7 @@ from .protocol import (CoreError, CoreInfo, FramingError, LinkError, LinkTimeout
                        check_core_info)
 
 __all__ = ["Transport", "LoopbackTransport", "SerialTransport", "CoreClient", "ECHO_MESSAGE", "DEFAULT_TIMEOUT_S",
+           "wire_shift",
            "ProtocolError", "LinkError", "LinkTimeout", "CoreError", "FramingError"]
 
 #: Seconds :class:`CoreClient` waits for each reply, unless it or its transport
@@ -197,6 +198,13 @@ def _is_echo(frame: P.Frame, cmd: int, payload: bytes) -> bool:
 def _serial_spec(transport: Transport, rate) -> str:
     """``serial:DEVICE@RATE`` for ``transport``'s device (``DEVICE`` if it has none)."""
     return f"{SERIAL_PREFIX}{getattr(transport, 'device', 'DEVICE')}@{rate}"
+
+
+def wire_shift(shift) -> int:
+    """The ACCUMULATE ``shift`` that sends a sample's alignment ``shift`` (``>= 0``): the
+    wire's shift is a byte, and any shift past :data:`sw.protocol.MAX_SHIFT` floors the same
+    term (to 0 or -1) as it, since ``|M * I| < 2**(24 + 32)`` is gone after ``GUARD_BITS + 56``."""
+    return min(int(shift), P.MAX_SHIFT)
 
 
 def _bits(bits, what: str, max_bits: int) -> int:
@@ -517,16 +525,19 @@ class CoreClient:
 
     def read_sums(self, slot: int, count: int, width: int) -> list[int]:
         """Sums ``slot .. slot + count - 1`` of the core, each read as its low ``width``
-        bytes (sign-extended), over as many frames as needed."""
+        bytes (sign-extended), or for ``width`` :data:`~sw.protocol.SUM_FLOAT32` as its
+        binary32 pattern (4 bytes), given as the integer ``truncate_sum(S)``
+        (:mod:`sw.contract.gradients`), over as many frames as needed."""
         info = self.info
         if not info.sum_slots:
             raise ValueError("this core holds no batch sums (PING reports sum_slots = 0)")
-        if not 1 <= width <= P.sum_width(info.sum_bits):
-            raise ValueError(f"sum width must be 1..{P.sum_width(info.sum_bits)} bytes, got {width}")
+        if width != P.SUM_FLOAT32 and not 1 <= width <= P.sum_width(info.sum_bits):
+            raise ValueError(f"sum width must be {P.SUM_FLOAT32} (binary32) or 1..{P.sum_width(info.sum_bits)} "
+                             f"bytes, got {width}")
         if count < 0 or slot < 0 or slot + count > info.sum_slots:
             raise ValueError(f"sums {slot} .. {slot + count - 1} (count {count}) are not among the core's "
                              f"0 .. {info.sum_slots - 1}")
-        per_frame = (info.max_payload - P.SUMS_REPLY_HEADER) // width
+        per_frame = (info.max_payload - P.SUMS_REPLY_HEADER) // P.sum_bytes(width)
         sums = []
         for start in range(slot, slot + count, per_frame):
             n = min(per_frame, slot + count - start)
@@ -547,8 +558,10 @@ class CoreClient:
         """The batch sum ``S[n][o] = sum_b aligned_term(mantissas[b], out_b[n][o], shifts[b])``
         of the products ``out_b = value(vectors[b]) @ value(matrices[b]).T`` (``vectors``
         ``(B, N, K)``, ``matrices`` ``(B, O, K)`` codes, ``K`` within the core's columns), made
-        on the core's sums: an ``(N, O)`` array of Python ints.  Each tile of rows and
-        vectors that fits the sums is accumulated over the batch, then read."""
+        on the core's sums and read as binary32 (4 bytes a sum): an ``(N, O)`` array of
+        the Python ints ``truncate_sum(S)`` (:mod:`sw.contract.gradients`, all the weight
+        gradient needs).  Each tile of rows and vectors that fits the sums is accumulated
+        over the batch, then read."""
         info = self.info
         vectors = _codes(vectors, 3, "vectors")
         matrices = _codes(matrices, 3, "matrices")
@@ -562,7 +575,7 @@ class CoreClient:
             raise ValueError(f"this core cannot sum {batch} samples of {k}-long products here "
                              f"(sum_slots {info.sum_slots}, sum_bits {info.sum_bits}, max_cols {info.max_cols}; "
                              f"see can_batch_sum)")
-        width = P.sum_width(sum_bits(batch, bound))
+        width = P.SUM_FLOAT32  # the core holds S whole (can_batch_sum); 4 bytes of it cross the link
         out = np.empty((n, o), dtype=object)
         for r0 in range(0, o, info.max_rows):
             rows = slice(r0, r0 + info.max_rows)
@@ -572,10 +585,8 @@ class CoreClient:
                 chunk = slice(v0, v0 + step)
                 for b in range(batch):
                     self.load_matrix(matrices[b, rows], m_bits, m_signed)
-                    # The wire's shift is a byte: any shift past 255 floors the same term (to 0 or
-                    # -1) as 255, since |M * I| < 2**(24 + 32) is gone after GUARD_BITS + 56.
                     self.accumulate(vectors[b, chunk], v_bits, v_signed, slot=0, mantissa=int(mantissas[b]),
-                                    shift=min(int(shifts[b]), P.MAX_SHIFT), first=b == 0)
+                                    shift=wire_shift(shifts[b]), first=b == 0)
                 count = len(range(n)[chunk])
                 out[chunk, rows] = np.array(self.read_sums(0, count * height, width),
                                             dtype=object).reshape(count, height)

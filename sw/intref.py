@@ -28,11 +28,16 @@ from .bitplanes import signed_matmul
 from .products import LinearGeometry
 from .quantizers import Quantized, quantize_weight
 
-__all__ = ["GemmEngine", "IntRefEngine", "im2col", "col2im", "maxpool_codes", "integer_inference", "BlockThresholds",
+__all__ = ["GemmEngine", "IntRefEngine", "conv_output_size", "im2col", "col2im", "maxpool_codes", "integer_inference", "BlockThresholds",
            "block_thresholds", "accumulator_bound"]
 
 
 # --------------------------------------------------------------------------- layout helpers
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output positions along a side of ``size`` inputs: ``(size + 2 padding - kernel) // stride + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
 
 def im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> tuple[np.ndarray, int, int]:
     """``(B, C, H, W)`` -> ``(B, OH, OW, C*k*k)`` receptive fields (zero padded), and ``OH, OW``.
@@ -41,8 +46,7 @@ def im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> tuple[np.nd
     """
     b, c, h, w = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    oh = (h + 2 * padding - kernel) // stride + 1
-    ow = (w + 2 * padding - kernel) // stride + 1
+    oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
     cols = np.empty((b, oh, ow, c, kernel, kernel), dtype=x.dtype)
     for dy in range(kernel):
         for dx in range(kernel):
@@ -169,15 +173,26 @@ class GemmEngine:
         b, o, oh, ow = gc.shape
         c, k = wc.shape[1], wc.shape[2]
         pad = k - 1 - geometry.padding
-        patches, h, wd = im2col(gc, k, 1, pad)  # (B, H, W, O*k*k), ordered (o, ky, kx)
-        flipped = np.ascontiguousarray(wc[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1))
-        plain = self.matmul(replace(g, signed=False), patches.reshape(-1, patches.shape[-1]), w, flipped)
-        out = plain.reshape(b, h * wd, c)
+        h, wd = input_shape[2], input_shape[3]
+        flipped4 = np.ascontiguousarray(wc[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, O, k, k)
+        flipped = flipped4.reshape(c, -1)
+        out = np.asarray(self.transposed_products(replace(g, signed=False), gc, w, flipped4, pad), dtype=np.int64)
         if g.signed:
             inside, _, _ = im2col(np.ones((1, o, oh, ow), dtype=np.int64), k, 1, pad)
             weights = 2 * flipped - w.levels if w.signed else flipped
             out = 2 * out - g.levels * (inside.reshape(h * wd, -1) @ weights.T)[None]
         return torch.from_numpy(np.ascontiguousarray(out.reshape(b, h, wd, c).transpose(0, 3, 1, 2)))
+
+    def transposed_products(self, g: Quantized, gc: np.ndarray, w: Quantized, flipped: np.ndarray,
+                            pad: int) -> np.ndarray:
+        """``(B, H*W, C)``: the stride-1 convolution of the gradient codes ``gc``
+        ``(B, O, OH, OW)``, read as ``g`` says (unsigned here), zero-padded by ``pad``, with
+        the flipped kernel's codes ``flipped`` ``(C, O, k, k)``: :func:`im2col` patches
+        against ``flipped.reshape(C, -1)`` (an engine may make the patches elsewhere)."""
+        k = flipped.shape[2]
+        patches, _, _ = im2col(gc, k, 1, pad)  # (B, H, W, O*k*k), ordered (o, ky, kx)
+        plain = self.matmul(g, patches.reshape(-1, patches.shape[-1]), w, flipped.reshape(flipped.shape[0], -1))
+        return plain.reshape(gc.shape[0], -1, flipped.shape[0])
 
     @staticmethod
     def backward_weight_operands(geometry, x: Quantized, g: Quantized, weight_shape) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .contract.codes import ALLOWED_BITS, FULL_PRECISION, check_bits, levels
-from .contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS
+from .contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS, SUM_SIGNIFICAND_BITS, truncate_sum
 from .contract.prng import NOISE_BITS
 
 __all__ = [
@@ -33,7 +33,8 @@ __all__ = [
     "activation_codes", "activation_scale",
     "gradient_scale", "gradient_codes", "gradient_values",
     "product_scale", "accumulator_to_value", "affine", "bn_affine",
-    "backward_input_values", "scale_parts", "batch_shifts", "aligned_batch_sum", "sum_limbs", "aligned_sum_value",
+    "backward_input_values", "scale_parts", "batch_shifts", "aligned_batch_sum", "sum_limbs", "truncated_sum_value",
+    "aligned_sum_value",
     "backward_weight_values", "weight_gradient",
     "activation_from_accumulator", "fold_thresholds", "apply_thresholds",
 ]
@@ -286,22 +287,51 @@ def sum_limbs(sums) -> tuple[torch.Tensor, torch.Tensor]:
             torch.tensor(lo, dtype=torch.int64).reshape(sums.shape))
 
 
-def aligned_sum_value(hi: torch.Tensor, lo: torch.Tensor, top: int) -> torch.Tensor:
-    """``float64(S) * 2**(E - GUARD_BITS)`` for ``S = hi * 2**32 + lo``: ``S`` rounded once
-    to float64 (to nearest, ties to even), then scaled by a power of two (exact)."""
-    # fl(fl(hi) * 2**32 + lo) is one rounding of S when hi is exact in float64.
-    value = hi.to(torch.float64) * float(1 << _LIMB) + lo.to(torch.float64)
-    wide = hi.abs() >= 1 << 53
-    if bool(wide.any()):  # rare: round those from Python's exact integers
-        exact = [float((int(h) << _LIMB) | int(l)) for h, l in zip(hi[wide].tolist(), lo[wide].tolist())]
+_NARROW_HI = 1 << 52  # |hi| below this: |S| < 2**84, every limb of |S| exact in float64
+
+
+def truncated_sum_value(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    """:func:`sw.contract.gradients.truncate_sum` of ``S = hi * 2**32 + lo`` (int64 limbs as
+    :func:`aligned_batch_sum` gives them), exactly, as float64: ``|S|`` with its bits below
+    its :data:`~sw.contract.gradients.SUM_SIGNIFICAND_BITS` leading ones cleared, the sign kept."""
+    negative = hi < 0
+    borrow = negative & (lo != 0)
+    # |S| = mag_hi * 2**32 + mag_lo, 0 <= mag_lo < 2**32 (for the narrow values, below).
+    mag_hi = torch.where(negative, -hi - borrow.to(torch.int64), hi)
+    mag_lo = torch.where(borrow, (1 << _LIMB) - lo, lo)
+    narrow = (hi > -_NARROW_HI) & (hi < _NARROW_HI)  # (not abs: -2**63 has none in int64)
+    mag_hi = torch.where(narrow, mag_hi, 0)  # the wide values are made below
+    # bit_length of a non-negative int64 below 2**53: frexp's exponent (exact in float64; 0 for 0).
+    length = torch.where(mag_hi > 0, _LIMB + torch.frexp(mag_hi.to(torch.float64))[1].to(torch.int64),
+                         torch.frexp(mag_lo.to(torch.float64))[1].to(torch.int64))
+    drop = torch.clamp(length - SUM_SIGNIFICAND_BITS, min=0)
+    drop_hi = torch.clamp(drop - _LIMB, min=0)
+    drop_lo = torch.clamp(drop, max=_LIMB)
+    kept_hi = torch.bitwise_left_shift(torch.bitwise_right_shift(mag_hi, drop_hi), drop_hi)
+    kept_lo = torch.bitwise_left_shift(torch.bitwise_right_shift(mag_lo, drop_lo), drop_lo)
+    # At most 24 significant bits in all: the float64 sum is exact.
+    value = kept_hi.to(torch.float64) * float(1 << _LIMB) + kept_lo.to(torch.float64)
+    value = torch.where(negative, -value, value)
+    wide = ~narrow
+    if bool(wide.any()):  # rare: truncate those from Python's exact integers
+        exact = [float(truncate_sum((int(h) << _LIMB) | int(l))) for h, l in zip(hi[wide].tolist(),
+                                                                                 lo[wide].tolist())]
         value[wide] = torch.tensor(exact, dtype=torch.float64)
-    return torch.ldexp(value, torch.tensor(top - GUARD_BITS, dtype=torch.float64))
+    return value
+
+
+def aligned_sum_value(hi: torch.Tensor, lo: torch.Tensor, top: int) -> torch.Tensor:
+    """``truncate_sum(S) * 2**(E - GUARD_BITS)`` (float64, exact) for ``S = hi * 2**32 + lo``:
+    ``S`` truncated toward zero to 24 significant bits (:func:`truncated_sum_value`), then
+    scaled by a power of two.  Every engine's sums (host, core) reach the gradient here."""
+    return torch.ldexp(truncated_sum_value(hi, lo), torch.tensor(top - GUARD_BITS, dtype=torch.float64))
 
 
 def weight_gradient(hi: torch.Tensor, lo: torch.Tensor, top: int, a_scale: torch.Tensor, gbits: int) -> torch.Tensor:
     """Weight gradient from the batch sum ``S = hi * 2**32 + lo`` of :mod:`sw.contract.gradients`
-    (made by :func:`aligned_batch_sum` or on a core) and the batch's largest exponent ``top``:
-    ``float32(float64(S) * 2**(E - GUARD_BITS) * (a_scale / n_g))``."""
+    (made by :func:`aligned_batch_sum` or on a core, whole or already truncated) and the batch's
+    largest exponent ``top``: ``float32(truncate_sum(S) * 2**(E - GUARD_BITS) * (a_scale / n_g))``,
+    the products in float64."""
     return (aligned_sum_value(hi, lo, top) * (float(a_scale) / levels(gbits))).to(torch.float32)
 
 

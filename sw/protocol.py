@@ -164,13 +164,16 @@ feature map, and zeroes the batch sums.
 
 ``READ_SUMS`` (0x07, only if sum_slots > 0): :data:`READ_SUMS_HEADER` (5 bytes)::
 
-    0 slot u16   2 count u16   4 width u8 (1 .. ceil(sum_bits / 8))
+    0 slot u16   2 count u16   4 width u8 (0: SUM_FLOAT32, or 1 .. ceil(sum_bits / 8))
 
   -> :data:`SUMS_REPLY_HEADER` (1 byte: ``width``) then sums ``slot ..
-  slot + count - 1``, each its low ``width`` bytes (two's complement,
-  little-endian).  The host, which knows the batch and the partial sums'
-  bound, asks for the fewest bytes that hold them (:func:`sum_width` of
-  ``sum_bits(batch, bound)``); a narrower ``width`` truncates.
+  slot + count - 1``.  Width 1 .. ceil(sum_bits / 8): each sum as its low
+  ``width`` bytes (two's complement, little-endian; a narrower ``width``
+  truncates).  Width 0 (:data:`SUM_FLOAT32`): each sum as the 4-byte
+  little-endian IEEE binary32 pattern of ``truncate_sum(S)`` (``S``
+  truncated toward zero to 24 significant bits,
+  :func:`sw.contract.gradients.sum_float_bits`; 0 for 0), all the gradient
+  needs (:mod:`sw.contract.gradients`): the host reads its sums so.
 
 ``LOAD_FMAP`` (0x08, only if fmap_codes > 0): :data:`LOAD_FMAP_HEADER`
 (9 bytes) then packed codes::
@@ -251,9 +254,10 @@ core's state.  Checks, in this order (the first failing one answers):
    -> BAD_LENGTH; then, with the window flag, RUN's three window checks
    (NO_FMAP, BITS, WINDOW) in RUN's order.
 9. READ_SUMS (a core with sums; else BAD_COMMAND): ``LEN != 5`` ->
-   BAD_LENGTH; width not in ``1..ceil(sum_bits/8)`` -> BAD_PARAMS/WIDTH;
+   BAD_LENGTH; width not 0 nor in ``1..ceil(sum_bits/8)`` -> BAD_PARAMS/WIDTH;
    ``count == 0`` or ``slot + count > sum_slots`` -> BAD_PARAMS/COUNT; reply
-   size ``1 + width*count > max_payload`` -> BAD_PARAMS/REPLY_TOO_BIG.
+   size ``1 + bytes*count > max_payload`` (``bytes`` 4 for width 0, else
+   ``width``: :func:`sum_bytes`) -> BAD_PARAMS/REPLY_TOO_BIG.
 10. LOAD_FMAP (a core with a feature map; else BAD_COMMAND): ``LEN < 9`` ->
     BAD_LENGTH; bits not in ``1..max_bits`` -> BAD_PARAMS/BITS; a zero
     dimension or ``channels*height*width > fmap_codes``
@@ -297,6 +301,7 @@ import numpy as np
 
 from .contract.codes import MAX_CODE_BITS, levels
 from .contract.core import CoreInfo
+from .contract.gradients import sum_float_bits, sum_from_float_bits
 from .contract.link import (ACC_BYTES, ACCUMULATE_FIELDS, ACCUMULATE_HEADER, CRC_INIT, CRC_POLY, CRC_SIZE,
                             CRC_WIDTH, DIRECTION_NEGATIVE, ERROR_FIELDS, ERROR_PAYLOAD, FLAG_ACTIVATE, FLAG_FIRST,
                             FLAG_SIGNED, FLAG_WINDOW, FRAME_FIELDS, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS,
@@ -305,8 +310,8 @@ from .contract.link import (ACC_BYTES, ACCUMULATE_FIELDS, ACCUMULATE_HEADER, CRC
                             RUN_HEADER, RUN_REPLY_FIELDS, RUN_REPLY_HEADER, RX_IDLE_TIMEOUT_S, SUMS_REPLY_FIELDS,
                             SUMS_REPLY_HEADER, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS, THRESHOLD_HEADER,
                             WINDOW_FIELDS, WINDOW_HEADER, Cmd, Detail, Status, accumulator_bound,
-                            accumulator_reply_size, accumulator_width, activation_reply_size, packed_size, sum_width,
-                            sums_reply_size, threshold_record_size)
+                            accumulator_reply_size, accumulator_width, activation_reply_size, packed_size, sum_bytes,
+                            sum_width, sums_reply_size, threshold_record_size, SUM_FLOAT32, FLOAT_SUM_BYTES)
 from .contract.window import MAX_KERNEL, MAX_SIDE, MAX_STRIDE, ORDERS, PATCH, SHIFT, FmapShape, Window, window_index
 
 __all__ = [
@@ -326,7 +331,8 @@ __all__ = [
     "threshold_record_size", "encode_load_thresholds", "decode_load_thresholds_header",
     "activation_reply_size", "decode_activations",
     "Accumulate", "encode_accumulate", "decode_accumulate_header", "ReadSums", "encode_read_sums",
-    "decode_read_sums", "sum_width", "sums_reply_size", "encode_sums", "decode_sums",
+    "decode_read_sums", "sum_width", "sum_bytes", "sums_reply_size", "encode_sums", "decode_sums",
+    "SUM_FLOAT32", "FLOAT_SUM_BYTES",
     "encode_error", "decode_error",
     "FLAG_WINDOW", "LOAD_FMAP_HEADER", "WINDOW_HEADER", "MAX_FMAP_CODES", "PATCH", "SHIFT", "ORDERS", "MAX_KERNEL",
     "MAX_STRIDE", "MAX_SIDE", "FmapShape", "Window", "window_index", "LoadFmap", "encode_load_fmap",
@@ -849,7 +855,8 @@ class ReadSums:
 
 
 def encode_read_sums(slot: int, count: int, width: int) -> bytes:
-    """READ_SUMS payload: ``count`` sums from ``slot``, ``width`` bytes each."""
+    """READ_SUMS payload: ``count`` sums from ``slot``, ``width`` bytes each (:data:`SUM_FLOAT32`:
+    binary32 patterns)."""
     return READ_SUMS_FIELDS.pack(slot, count, width)
 
 
@@ -860,21 +867,36 @@ def decode_read_sums(payload: bytes) -> ReadSums:
 
 def encode_sums(sums, width: int) -> bytes:
     """READ_SUMS reply payload: the width byte, then each of ``sums`` (Python ints)
-    as its low ``width`` bytes, two's complement little-endian."""
+    as its low ``width`` bytes, two's complement little-endian, or for ``width``
+    :data:`SUM_FLOAT32` as its 4-byte :func:`~sw.contract.gradients.sum_float_bits`
+    pattern, little-endian."""
+    if width == SUM_FLOAT32:
+        return SUMS_REPLY_FIELDS.pack(width) + b"".join(
+            sum_float_bits(v).to_bytes(FLOAT_SUM_BYTES, "little") for v in sums)
     mask = (1 << (8 * width)) - 1
     return SUMS_REPLY_FIELDS.pack(width) + b"".join((int(v) & mask).to_bytes(width, "little") for v in sums)
 
 
 def decode_sums(payload: bytes, count: int, width: int) -> list[int]:
-    """The ``count`` sums (Python ints, sign-extended from ``width`` bytes) of a READ_SUMS reply."""
+    """The ``count`` sums of a READ_SUMS reply (Python ints): sign-extended from ``width``
+    bytes, or for ``width`` :data:`SUM_FLOAT32` each ``truncate_sum(S)`` from its binary32
+    pattern (:func:`~sw.contract.gradients.sum_from_float_bits`; a pattern no sum has, as
+    NaN, is a :class:`FramingError`)."""
     got = SUMS_REPLY_FIELDS.unpack(payload)[0] if len(payload) >= SUMS_REPLY_HEADER else None
     if got != width:
         raise FramingError(f"READ_SUMS reply states {got}-byte sums, expected {width}")
     size = sums_reply_size(count, width)
     if len(payload) != size:
         raise FramingError(f"READ_SUMS reply has {len(payload)} payload bytes, expected {size} "
-                           f"(1 + {count} sums x {width} bytes)")
+                           f"(1 + {count} sums x {sum_bytes(width)} bytes)")
     body = payload[SUMS_REPLY_HEADER:]
+    if width == SUM_FLOAT32:
+        patterns = [int.from_bytes(body[i:i + FLOAT_SUM_BYTES], "little")
+                    for i in range(0, len(body), FLOAT_SUM_BYTES)]
+        try:
+            return [sum_from_float_bits(p) for p in patterns]
+        except ValueError as e:
+            raise FramingError(f"READ_SUMS reply: {e}") from None
     return [int.from_bytes(body[i:i + width], "little", signed=True) for i in range(0, len(body), width)]
 
 

@@ -73,15 +73,26 @@ def test_report_shows_the_figures_and_the_targets():
     assert "recorded 2 of 44" in text and "27 bytes" in text
 
 
-def test_report_sets_the_figures_beside_the_baseline():
+def test_report_sets_the_figures_beside_the_baselines():
     row = lb.summarise(dict(RECORDING, width=1.0))
-    old = dict(row, epoch_bytes=635_034, per_sample={k: {TO: 2 * v[TO], FROM: 2 * v[FROM]}
-                                                      for k, v in row["per_sample"].items()})
+    def scaled(factor):
+        return dict(row, epoch_bytes=63_517 * factor,
+                    per_sample={k: {TO: factor * v[TO], FROM: factor * v[FROM]} for k, v in row["per_sample"].items()})
     text = lb.table({"command": "x", "link": {}, "machine": "test", "widths": [row],
-                     "baseline": {"widths": [old]}, "baseline_name": "protocol 2"})
-    assert "| width | product | to core | from core | total | protocol 2 | fewer |" in text
-    assert "| 1 | forward | 3 | 9 | 12 | 25 | 2.00x |" in text
-    assert "| 1 | 63,517 | 5.5 s | 0.2 s | 635,034 | 10.00x |" in text
+                     "baselines": [{"name": "protocol 2", "widths": [scaled(10)]},
+                                   {"name": "protocol 4", "widths": [scaled(2)]}]})
+    assert ("| width | product | to core | from core | total | protocol 2 | fewer | protocol 4 | fewer |"
+            in text)
+    assert "|---|---|---:|---:|---:|---:|---:|---:|---:|" in text
+    assert "| 1 | forward | 3 | 9 | 12 | 123 | 10.00x | 25 | 2.00x |" in text
+    # a product the baseline did not have crosses no bytes here either: no ratio
+    assert "| 1 | backward-input | 0 | 0 | 0 | 0 | - | 0 | - |" in text
+    assert "| 1 | 63,517 | 5.5 s | 0.2 s | 635,170 | 10.00x | 127,034 | 2.00x |" in text
+    assert "protocol 4, accumulators as narrow as their bound" in text
+    # a width the baseline did not measure
+    other = lb.table({"command": "x", "link": {}, "machine": "test", "widths": [dict(row, width=0.5)],
+                      "baselines": [{"name": "protocol 2", "widths": [scaled(10)]}]})
+    assert "| 0.5 | forward | 3 | 9 | 12 | - | - |" in other
 
 
 def test_link_seconds_is_eight_n_one():

@@ -16,6 +16,8 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from .gradients import FLOAT32_BITS, MAX_FLOAT_SUM_BITS
+
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "MAX_PAYLOAD", "ACC_BYTES", "THRESHOLD_BYTES",
     "RX_IDLE_TIMEOUT_S", "RX_IDLE_TIMEOUT_RANGE_S", "HOST_RECOVERY_S", "idle_timeout_cycles",
@@ -27,9 +29,9 @@ __all__ = [
     "PING_FIELDS", "ERROR_FIELDS", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "LOAD_HEADER", "RUN_HEADER",
     "RUN_REPLY_HEADER", "THRESHOLD_HEADER", "ACCUMULATE_HEADER", "READ_SUMS_HEADER", "SUMS_REPLY_HEADER",
     "LOAD_FMAP_HEADER", "WINDOW_HEADER", "FLAG_WINDOW", "MAX_FMAP_CODES", "PING_REPLY", "ERROR_PAYLOAD",
-    "MAX_SUM_SLOTS", "MAX_SUM_BITS", "SHIFT_BITS", "MAX_SHIFT",
+    "MAX_SUM_SLOTS", "MAX_SUM_BITS", "SHIFT_BITS", "MAX_SHIFT", "SUM_FLOAT32", "FLOAT_SUM_BYTES",
     "packed_size", "threshold_record_size", "accumulator_bound", "accumulator_width", "accumulator_reply_size",
-    "activation_reply_size", "sum_width", "sums_reply_size",
+    "activation_reply_size", "sum_width", "sum_bytes", "sums_reply_size",
 ]
 
 PROTOCOL_VERSION = 5     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
@@ -43,6 +45,11 @@ MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in P
 ACC_BYTES = 4            # the widest accumulator: int32
 MAX_SUM_SLOTS = 0xFFFF   # the most batch sums a core may hold (READ_SUMS addresses them with a u16)
 MAX_SUM_BITS = 128       # the widest batch sum a core may hold
+#: READ_SUMS ``width`` asking for each sum as the 4-byte little-endian IEEE binary32 pattern of
+#: its truncation to 24 significant bits (:func:`sw.contract.gradients.sum_float_bits`).
+SUM_FLOAT32 = 0
+FLOAT_SUM_BYTES = FLOAT32_BITS // 8
+assert MAX_SUM_BITS <= MAX_FLOAT_SUM_BITS  # every sum a core may hold has a binary32 form
 MAX_FMAP_CODES = 0xFFFF  # the most feature-map codes a core may hold (LOAD_FMAP addresses them with a u16)
 THRESHOLD_BYTES = 4      # int32 thresholds
 
@@ -106,7 +113,7 @@ class Detail(enum.IntEnum):
     REPLY_TOO_BIG = 0x07  # RUN, READ_SUMS: the reply would not fit max_payload
     NO_MATRIX = 0x08      # RUN, LOAD_THRESHOLDS or ACCUMULATE before a complete LOAD_MATRIX
     NO_THRESHOLDS = 0x09  # RUN with activate before thresholds for every row of the matrix
-    WIDTH = 0x0A          # READ_SUMS: width not in 1..ceil(sum_bits / 8)
+    WIDTH = 0x0A          # READ_SUMS: width not SUM_FLOAT32 (0) nor in 1..ceil(sum_bits / 8)
     SCALE = 0x0B          # ACCUMULATE: mantissa >= 2**SCALE_MANTISSA_BITS
     NO_FMAP = 0x0C        # RUN, ACCUMULATE with the window flag before a complete LOAD_FMAP
     WINDOW = 0x0D         # RUN, ACCUMULATE: a window field out of its range (sw.contract.window)
@@ -186,9 +193,10 @@ ACCUMULATE_FIELDS = Header("ACCUMULATE", Field("count", 2), Field("bits", 1), Fi
 #: Bits of ACCUMULATE's ``shift`` (a byte on the wire) and the largest shift it carries.
 SHIFT_BITS = 8 * ACCUMULATE_FIELDS.field("shift").size
 MAX_SHIFT = (1 << SHIFT_BITS) - 1
-#: READ_SUMS payload: ``count`` sums from ``slot``, each as its low ``width`` bytes.
+#: READ_SUMS payload: ``count`` sums from ``slot``, each as its low ``width`` bytes, or
+#: (``width`` :data:`SUM_FLOAT32`) as its binary32 pattern.
 READ_SUMS_FIELDS = Header("READ_SUMS", Field("slot", 2), Field("count", 2), Field("width", 1))
-#: A READ_SUMS reply's header: the bytes of each sum.
+#: A READ_SUMS reply's header: the request's ``width`` (:data:`SUM_FLOAT32`: 4-byte binary32 patterns).
 SUMS_REPLY_FIELDS = Header("READ_SUMS reply", Field("width", 1))
 #: LOAD_FMAP payload header; packed codes follow (codes ``offset .. offset + count - 1``
 #: of the ``channels x height x width`` feature map, channel-major, row-major).
@@ -267,6 +275,12 @@ def sum_width(sum_bits: int) -> int:
     return -(-int(sum_bits) // 8)
 
 
+def sum_bytes(width: int) -> int:
+    """Bytes of each sum in a READ_SUMS reply of ``width``: :data:`FLOAT_SUM_BYTES` for
+    :data:`SUM_FLOAT32`, else ``width``."""
+    return FLOAT_SUM_BYTES if int(width) == SUM_FLOAT32 else int(width)
+
+
 def sums_reply_size(count: int, width: int) -> int:
-    """Payload bytes of a READ_SUMS reply of ``count`` sums of ``width`` bytes."""
-    return SUMS_REPLY_HEADER + int(width) * int(count)
+    """Payload bytes of a READ_SUMS reply of ``count`` sums at ``width`` (:func:`sum_bytes` each)."""
+    return SUMS_REPLY_HEADER + sum_bytes(width) * int(count)

@@ -671,7 +671,8 @@ SUM_RUNS = [  # m_bits, m_signed, v_bits, v_signed, rows, cols, batch, vectors
 @pytest.mark.parametrize("m_bits, m_signed, v_bits, v_signed, rows, cols, batch, vectors", SUM_RUNS)
 def test_batch_sums_match_model(m_bits, m_signed, v_bits, v_signed, rows, cols, batch, vectors):
     """ACCUMULATE over a batch (scales at the extremes of mantissa and shift) and READ_SUMS
-    at two widths: the core's bytes are the model's (aligned_term's sums)."""
+    at two widths and as binary32 (width 0, hw.sum_float): the core's bytes are the model's
+    (aligned_term's sums)."""
     rng = np.random.default_rng(rows * 100 + cols)
     script = sums_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, batch=batch, vectors=vectors,
                          slot=SUMS["sum_slots"] - vectors * rows, params=SUMS)

@@ -33,14 +33,20 @@ def test_backends_train_bit_identically(tmp_path, backend):
 
 def test_core_backend_evaluates_with_thresholds_on_the_core(tmp_path, monkeypatch):
     from sw import driver
-    calls = []
-    activations = driver.CoreClient.activations
-    monkeypatch.setattr(driver.CoreClient, "activations",
-                        lambda self, *args: calls.append(args[0].shape) or activations(self, *args))
+    thresholds, windowed = [], []
+    load_thresholds, run_window = driver.CoreClient.load_thresholds, driver.CoreClient.run_window
+    monkeypatch.setattr(driver.CoreClient, "load_thresholds",
+                        lambda self, *args: thresholds.append(self._matrix[1]) or load_thresholds(self, *args))
+    monkeypatch.setattr(driver.CoreClient, "run_window", lambda self, *args, **kw: (
+        kw.get("activate") and windowed.append(self._matrix[1])) or run_window(self, *args, **kw))
     _run(tmp_path, "model")
     # one test batch (32 samples); the quantized blocks' fan-ins at width 0.5 are 72, 144, 144
-    # and 512, all within the model backend's 1,024 columns (LARGE_LIMITS: the ULX3S core's)
-    assert [cols for _, cols in calls] == [72, 144, 144, 512]
+    # and 512, all within the model backend's 1,024 columns (LARGE_LIMITS: the ULX3S core's),
+    # at most 32 channels (one row tile); the 3x3 convs' patches are made on the core from the
+    # feature maps (one activated windowed RUN per sample), the last conv's (4x4 on 4x4: one
+    # position, no overlap) are fewer bytes sent
+    assert thresholds == [72, 144, 144, 512]
+    assert windowed == [72] * 32 + [144] * 64
 
 
 @pytest.mark.parametrize("spec", ["", "fpga", "serial:", "serial"])

@@ -27,6 +27,7 @@ from sw.intref import IntRefEngine
 from sw.products import ConvGeometry, LinearGeometry, batch_weight_sum
 from sw.protocol import Cmd, Detail, Status
 from sw.quantizers import Quantized
+from tests.sw.test_numeric import float32_pattern, trunc24
 
 # A tiny core (as tests/sw/test_driver.py's) with 48 sums of 96 bits: 12 bytes each.
 TINY_SUMS = dict(max_rows=8, max_cols=40, max_bits=8, pe=2, simd=8, max_payload=64, max_act_bits=3,
@@ -135,6 +136,30 @@ def test_read_sums_payload_and_reply_golden():
     assert P.encode_sums([], 3) == b"\x03" and P.decode_sums(b"\x03", 0, 3) == []
 
 
+def test_float_sums_reply_golden():
+    """Width 0 (SUM_FLOAT32): each sum as the binary32 pattern of its 24-bit truncation, LE."""
+    assert P.SUM_FLOAT32 == 0 and P.FLOAT_SUM_BYTES == 4
+    assert P.encode_read_sums(7, 3, P.SUM_FLOAT32) == bytes.fromhex("0700 0300 00")
+    # 1 = 0x3F800000; -3 = 0xC0400000; 2**24 + 1 -> 2**24 = 0x4B800000 (exponent 151);
+    # -(2**40 + 5) -> -(2**40) = 0xD3800000 (sign, exponent 167); 0 = 0
+    sums = [1, -3, (1 << 24) + 1, -(1 << 40) - 5, 0]
+    reply = P.encode_sums(sums, P.SUM_FLOAT32)
+    assert reply == bytes.fromhex("00 0000803f 000040c0 0000804b 000080d3 00000000")
+    assert P.sums_reply_size(5, P.SUM_FLOAT32) == 21 == len(reply)
+    assert P.decode_sums(reply, 5, P.SUM_FLOAT32) == [1, -3, 1 << 24, -(1 << 40), 0]
+
+
+def test_float_sums_round_trip():
+    rng = np.random.default_rng(32)
+    sums = [0, 1, -1, (1 << 95) - 1, -(1 << 95), (1 << 127) - 1, -(1 << 127)]
+    sums += [int.from_bytes(rng.bytes(12), "little", signed=True) >> int(rng.integers(0, 96)) for _ in range(200)]
+    reply = P.encode_sums(sums, P.SUM_FLOAT32)
+    assert len(reply) == 1 + 4 * len(sums)
+    assert [int.from_bytes(reply[1 + 4 * i:5 + 4 * i], "little") for i in range(len(sums))] == [
+        float32_pattern(trunc24(v)) for v in sums]
+    assert P.decode_sums(reply, len(sums), P.SUM_FLOAT32) == [trunc24(v) for v in sums]
+
+
 @pytest.mark.parametrize("width", [1, 2, 5, 11, 12, 16])
 def test_sums_round_trip(width):
     rng = np.random.default_rng(width)
@@ -163,6 +188,11 @@ def test_accumulate_round_trip(bits, signed, first):
     pytest.param(bytes.fromhex("06 010203040506"), 2, 6, "has 7 payload bytes, expected 13", id="short"),
     pytest.param(bytes.fromhex("06 01020304050607"), 1, 6, "has 8 payload bytes, expected 7", id="long"),
     pytest.param(b"", 0, 4, "states None-byte sums, expected 4", id="empty"),
+    pytest.param(bytes.fromhex("0c 0000803f"), 1, 0, "states 12-byte sums, expected 0", id="float-width-byte"),
+    pytest.param(bytes.fromhex("00 0000803f 00"), 1, 0, "has 6 payload bytes, expected 5", id="float-long"),
+    pytest.param(bytes.fromhex("00 0000c07f"), 1, 0, "exponent 255", id="float-nan"),
+    pytest.param(bytes.fromhex("00 0000003f"), 1, 0, "exponent 126", id="float-half"),
+    pytest.param(bytes.fromhex("00 00000080"), 1, 0, "exponent 0", id="float-negative-zero"),
 ])
 def test_decode_sums_errors(reply, count, width, match):
     with pytest.raises(P.FramingError, match=match):
@@ -352,13 +382,13 @@ def test_core_model_accumulate_errors_in_order(state, payload, status, detail):
     pytest.param(P.encode_read_sums(0, 2, 12)[:4], LENGTH, Detail.NONE, id="short"),           # LEN != 5
     pytest.param(P.encode_read_sums(0, 2, 12) + b"\x00", LENGTH, Detail.NONE, id="long"),
     pytest.param(b"", LENGTH, Detail.NONE, id="empty"),
-    pytest.param(P.encode_read_sums(0, 2, 0), PARAMS, Detail.WIDTH, id="width-0"),
     pytest.param(P.encode_read_sums(0, 2, 13), PARAMS, Detail.WIDTH, id="width-13"),           # > ceil(96 / 8)
     pytest.param(P.encode_read_sums(0, 0, 12), PARAMS, Detail.COUNT, id="count-0"),
     pytest.param(P.encode_read_sums(47, 2, 1), PARAMS, Detail.COUNT, id="past-the-end"),      # 47 + 2 > 48
     pytest.param(P.encode_read_sums(48, 1, 1), PARAMS, Detail.COUNT, id="slot-48"),
     pytest.param(P.encode_read_sums(0, 6, 12), PARAMS, Detail.REPLY_TOO_BIG, id="reply-73"),   # 1 + 72 > 64
     pytest.param(P.encode_read_sums(0, 32, 2), PARAMS, Detail.REPLY_TOO_BIG, id="reply-65"),   # 1 + 64 > 64
+    pytest.param(P.encode_read_sums(0, 16, 0), PARAMS, Detail.REPLY_TOO_BIG, id="float-reply-65"),  # 1 + 4*16
     # two checks fail: the earlier one answers
     pytest.param(P.encode_read_sums(0, 2, 13) + b"\x00", LENGTH, Detail.NONE, id="order-long-width"),
     pytest.param(P.encode_read_sums(0, 0, 13), PARAMS, Detail.WIDTH, id="order-width-count"),
@@ -367,6 +397,8 @@ def test_core_model_accumulate_errors_in_order(state, payload, status, detail):
     pytest.param(P.encode_read_sums(0, 5, 12), OK, None, id="ok-reply-61"),
     pytest.param(P.encode_read_sums(17, 31, 2), OK, None, id="ok-reply-63-to-the-last-sum"),
     pytest.param(P.encode_read_sums(47, 1, 1), OK, None, id="ok-last-sum"),
+    pytest.param(P.encode_read_sums(0, 15, 0), OK, None, id="ok-float-reply-61"),
+    pytest.param(P.encode_read_sums(33, 15, 0), OK, None, id="ok-float-to-the-last-sum"),
 ])
 def test_core_model_read_sums_errors_in_order(payload, status, detail):
     wire = Wire(**TINY_SUMS)
@@ -377,8 +409,9 @@ def test_core_model_read_sums_errors_in_order(payload, status, detail):
     if status == OK:
         h = P.decode_read_sums(payload)
         assert got[0] == OK
-        assert P.decode_sums(got[1], h.count, h.width) == [wrap(s, 8 * h.width)
-                                                          for s in before[h.slot:h.slot + h.count]]
+        want = [trunc24(s) if h.width == 0 else wrap(s, 8 * h.width) for s in before[h.slot:h.slot + h.count]]
+        assert P.decode_sums(got[1], h.count, h.width) == want
+        assert len(got[1]) == 1 + (4 if h.width == 0 else h.width) * h.count
         return
     assert got == (status, bytes([Cmd.READ_SUMS, detail]))
     assert wire.core.sums == before
@@ -498,8 +531,8 @@ def test_client_batch_sum_arguments_are_checked_before_sending():
          r"shift in 0..255, got 1, 256"),
         (lambda: client.accumulate(v, 2, False, slot=0, mantissa=1, shift=-1, first=True),
          r"shift in 0..255, got 1, -1"),
-        (lambda: client.read_sums(0, 1, 13), "sum width must be 1..12 bytes, got 13"),
-        (lambda: client.read_sums(0, 1, 0), "sum width must be 1..12 bytes, got 0"),
+        (lambda: client.read_sums(0, 1, 13), r"sum width must be 0 \(binary32\) or 1..12 bytes, got 13"),
+        (lambda: client.read_sums(0, 1, 255), r"sum width must be 0 \(binary32\) or 1..12 bytes, got 255"),
         (lambda: client.read_sums(40, 9, 12), r"sums 40 .. 48 \(count 9\) are not among the core's 0 .. 47"),
         (lambda: client.read_sums(-1, 2, 12), r"sums -1 .. 0 \(count 2\) are not among"),
         (lambda: client.read_sums(0, -1, 12), r"\(count -1\) are not among"),
@@ -542,6 +575,9 @@ def test_client_accumulate_and_read_over_many_frames(bits, vectors, frames):
     for slot, count, width in ((1, 7, 11), (0, 3 * vectors, 9), (2, 1, 1)):
         assert client.read_sums(slot, count, width) == [wrap(s, 8 * width) for s in flat[slot:slot + count]]
     assert client.read_sums(4, 0, 12) == []
+    requests = client.stats["requests"]
+    assert client.read_sums(0, 3 * vectors, P.SUM_FLOAT32) == [trunc24(s) for s in flat]
+    assert client.stats["requests"] - requests == -(-3 * vectors // 15)  # (64 - 1) // 4 = 15 sums a frame
 
 
 BATCH_CASES = [
@@ -572,7 +608,7 @@ def test_client_batch_sums_are_the_contract_sum(case, scales):
     partials = [products(vectors[b], v_bits, v_signed, matrices[b], m_bits, m_signed) for b in range(batch)]
     expected = batch_sum(partials, mantissas, shifts)
     assert got.shape == (n, o)
-    assert got.tolist() == expected
+    assert got.tolist() == [[trunc24(s) for s in row] for row in expected]  # read as binary32
     assert all(type(s) is int for s in got.ravel())
     if scales == "zero":
         assert not any(got.ravel())
@@ -635,11 +671,17 @@ def check_engine_sum(geometry, x, g, weight_shape):
     assert got is not None and core.stats["core_sums"] == 1 and core.stats["host_sums"] == 0
     partials = IntRefEngine().backward_weight(geometry, x, g, weight_shape)
     hi, lo, top = numeric.aligned_batch_sum(partials, g.scale)
-    assert got[2] == top and torch.equal(got[0], hi) and torch.equal(got[1], lo)
+    assert got[2] == top
     assert got[0].dtype == got[1].dtype == torch.int64 and got[0].shape == tuple(weight_shape)
     sums, expected_top = contract_sum(partials, g.scale)
     assert top == expected_top
-    assert [(h << 32) + l for h, l in zip(got[0].ravel().tolist(), got[1].ravel().tolist())] == sums
+    # the core sends truncate_sum(S) (binary32): the contract's sums truncated to 24 bits ...
+    assert [(h << 32) + l for h, l in zip(got[0].ravel().tolist(), got[1].ravel().tolist())] == [
+        trunc24(s) for s in sums]
+    # ... and so the host's weight gradient, bit for bit
+    for gbits in (1, 6):
+        assert torch.equal(numeric.weight_gradient(*got, torch.tensor(0.25), gbits),
+                           numeric.weight_gradient(hi, lo, top, torch.tensor(0.25), gbits))
     return core
 
 
@@ -668,7 +710,8 @@ def test_core_engine_weight_sum_falls_back_to_the_host():
     for core in (CoreEngine(sums_client()),                         # 64 positions > 40 columns
                  CoreEngine(sums_client(sum_slots=0, sum_bits=0))):  # no sums
         assert core.backward_weight_sum(geometry, x, g, (3, 2, 3, 3)) is None
-        assert core.stats == {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 1}
+        assert core.stats == {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 1,
+                              "windowed": 0, "patched": 0}  # no product made: batch_weight_sum makes it
     core = CoreEngine(sums_client(sum_slots=0, sum_bits=0))
     assert core.backward_weight_sum(LinearGeometry(), act_q(rng, (2, 5), 2), grad_q(rng, (2, 3), 6), (3, 5)) is None
     assert core.stats["host_sums"] == 1 and core.stats["core_sums"] == 0
@@ -690,7 +733,14 @@ def test_batch_weight_sum_records_per_sample_products_only_where_made(engine, pe
     total = batch_weight_sum(engines[engine](), geometry, x, g, (4, 2, 3, 3), record)
     assert set(record) == ({"backward_weight", "backward_weight_sum"} if per_sample else {"backward_weight_sum"})
     assert record["backward_weight_sum"] is total
-    assert torch.equal(total[0], expected[0]) and torch.equal(total[1], expected[1]) and total[2] == expected[2]
+    assert total[2] == expected[2]
+    if per_sample:  # the host's sums: S whole
+        assert torch.equal(total[0], expected[0]) and torch.equal(total[1], expected[1])
+    else:  # the core's, read as binary32: truncate_sum(S), the same gradient
+        s_of = lambda hi, lo: [(h << 32) + l for h, l in zip(hi.ravel().tolist(), lo.ravel().tolist())]
+        assert s_of(*total[:2]) == [trunc24(s) for s in s_of(*expected[:2])]
+    assert torch.equal(numeric.weight_gradient(*total, torch.tensor(1 / 3), 6),
+                       numeric.weight_gradient(*expected, torch.tensor(1 / 3), 6))
     if per_sample:
         assert torch.equal(record["backward_weight"], partials)
     again = batch_weight_sum(engines[engine](), geometry, x, g, (4, 2, 3, 3))  # no record
@@ -738,14 +788,18 @@ def test_matmul_bytes_by_hand():
     assert client.matmul_bytes(10, 300, 40, 2, 1) == 2 * 750 + 2 * 10 * 40 * 2
 
 
-@pytest.mark.parametrize("c, o, h, k, padding, transposed", [
-    (32, 32, 8, 3, 1, True),    # the digits net's middle convs: 9x fewer replies, patches cost less
-    (64, 64, 4, 4, 0, False),   # its last conv: one output position, the folded patches win
+@pytest.mark.parametrize("c, o, h, k, padding, fmap_codes, transposed", [
+    (32, 32, 8, 3, 1, 0, True),      # the digits net's middle convs: 9x fewer replies, patches cost less
+    (32, 32, 8, 3, 1, 4096, True),   # ... and the core makes the patches from the gradient's map
+    (64, 64, 4, 4, 0, 0, False),     # its last conv: one output position, the folded vectors win over patches
+    (64, 64, 4, 4, 0, 4096, True),   # ... but not over the gradient's map (64 codes a sample) and windows
+    (16, 16, 4, 4, 0, 4096, False),  # at width 0.25 the folded vectors still win
 ])
-def test_core_engine_lowers_backward_input_with_fewer_bytes(c, o, h, k, padding, transposed):
+def test_core_engine_lowers_backward_input_with_fewer_bytes(c, o, h, k, padding, fmap_codes, transposed):
     """The core engine picks the lowering whose link bytes, counted on the wire, are fewer,
     and its integers are the reference's."""
     from sw.contract.core import LARGE_LIMITS
+    LARGE_LIMITS = dict(LARGE_LIMITS, fmap_codes=fmap_codes)  # noqa: N806
 
     class Forced(CoreEngine):
         def __init__(self, client, choice):

@@ -718,7 +718,7 @@ def test_core_engine_forward_activations_equal_intref(case):
     # K = c * k * k: 27 fits the core's 40 columns (thresholds on the core), 150 does not (on the host)
     on_core = c * k * k <= TINY["max_cols"]
     assert core.stats == {"core_thresholds": int(on_core), "host_thresholds": int(not on_core),
-                          "core_sums": 0, "host_sums": 0}
+                          "core_sums": 0, "host_sums": 0, "windowed": 0, "patched": 1}  # no feature map
 
 
 def test_core_engine_rejects_bits_beyond_the_core():

@@ -264,6 +264,88 @@ def s_of(hi, lo) -> int:
     return (int(hi) << 32) + int(lo)
 
 
+def trunc24(s: int) -> int:
+    """``s`` truncated toward zero to 24 significant bits, from its binary digits (not the
+    contract's shifts): the digits after the 24th become zeros."""
+    digits = bin(abs(int(s)))[2:]
+    kept = int(digits[:24] + "0" * max(len(digits) - 24, 0), 2)
+    return -kept if s < 0 else kept
+
+
+def trunc24_real(x: Fraction) -> Fraction:
+    """A real ``x`` truncated toward zero to 24 significant bits: ``floor(|x| / 2**e) * 2**e``
+    with ``2**23 <= |x| / 2**e < 2**24``."""
+    if x == 0:
+        return x
+    e = math.floor(math.log2(abs(x))) - 23
+    while abs(x) / Fraction(2) ** e >= 1 << 24:
+        e += 1
+    while abs(x) / Fraction(2) ** e < 1 << 23:
+        e -= 1
+    kept = math.floor(abs(x) / Fraction(2) ** e) * Fraction(2) ** e
+    return -kept if x < 0 else kept
+
+
+def float32_pattern(value: int) -> int:
+    """numpy's binary32 bit pattern of an integer with at most 24 significant bits."""
+    return int(np.array([float(value)], dtype=np.float32).view(np.uint32)[0])
+
+
+SUM_EDGES = [0, 1, -1, 2, -2, (1 << 23) - 1, 1 << 23, (1 << 24) - 1, -((1 << 24) - 1), 1 << 24, -(1 << 24),
+             (1 << 24) + 1, -(1 << 24) - 1, (1 << 25) - 1, -(1 << 25) + 1, (1 << 32) - 1, -(1 << 32), (1 << 32) + 1,
+             (1 << 56) - 1, -(1 << 56) + 1, (1 << 84) - 1, -(1 << 84) - 1, (1 << 95) - 1, -(1 << 95),
+             (1 << 127) - 1, -(1 << 127)]
+
+
+@pytest.mark.parametrize("total", SUM_EDGES + [pow(3, k) * (-1) ** k for k in range(1, 80, 7)])
+def test_truncate_sum_and_its_float32_pattern(total):
+    assert gradients.truncate_sum(total) == trunc24(total)
+    assert abs(gradients.truncate_sum(total)) <= abs(total)
+    assert abs(total - gradients.truncate_sum(total)) <= abs(total) * Fraction(1, 1 << 23)
+    pattern = gradients.sum_float_bits(total)
+    assert pattern == float32_pattern(trunc24(total))
+    assert gradients.sum_from_float_bits(pattern) == trunc24(total)
+
+
+def test_sum_float_bits_by_hand():
+    assert gradients.sum_float_bits(0) == 0
+    assert gradients.sum_float_bits(1) == 0x3F800000
+    assert gradients.sum_float_bits(-1) == 0xBF800000
+    assert gradients.sum_float_bits(3) == 0x40400000
+    assert gradients.sum_float_bits((1 << 24) + 1) == 0x4B800000  # 2**24: the 1 is cut
+    assert gradients.sum_float_bits(-(1 << 127)) == 0xFF000000
+    assert gradients.sum_float_bits((1 << 127) - 1) == 0x7EFFFFFF  # (2**24 - 1) * 2**103: exponent 126 + 127
+
+
+@pytest.mark.parametrize("bad", [1 << 127, -(1 << 127) - 1, 1 << 200])
+def test_truncate_sum_refuses_sums_past_128_bits(bad):
+    for f in (gradients.truncate_sum, gradients.sum_float_bits):
+        with pytest.raises(ValueError, match="128-bit two's-complement"):
+            f(bad)
+
+
+@pytest.mark.parametrize("pattern, why", [
+    (-1, "0 .. 2\\*\\*32"), (1 << 32, "0 .. 2\\*\\*32"), (0x80000000, "exponent 0"),
+    (0x3F000000, "exponent 126"), (0x00000001, "exponent 0"), (0x7F800000, "exponent 255"),
+    (0x7FC00000, "exponent 255"), (0x3FC00000, "not an integer"), (0x4B000001 - (1 << 23), "not an integer")])
+def test_sum_from_float_bits_refuses_patterns_no_sum_has(pattern, why):
+    with pytest.raises(ValueError, match=why):
+        gradients.sum_from_float_bits(pattern)
+
+
+def test_truncated_sum_value_is_truncate_sum_on_the_limbs():
+    rng = np.random.default_rng(5)
+    sums = list(SUM_EDGES[:-2])  # int64 limbs hold |S| <= 2**95
+    sums += [(1 << 84) + 12345, -(1 << 84) + 3, ((1 << 52) << 32) - 1, -((1 << 52) << 32), ((1 << 52) << 32) + 77]
+    for bits in rng.integers(1, 95, 3000).tolist():
+        value = int(rng.integers(0, 1 << 62)) << 34 | int(rng.integers(0, 1 << 34))
+        sums.append(value >> (96 - bits) if rng.random() < 0.5 else -(value >> (96 - bits)))
+    hi, lo = numeric.sum_limbs(np.array(sums, dtype=object))
+    got = numeric.truncated_sum_value(hi, lo)
+    assert got.dtype == torch.float64
+    assert [int(v) for v in got.tolist()] == [trunc24(v) for v in sums]
+
+
 @given(st.lists(float32_scales, min_size=1, max_size=40))
 def test_scale_parts_rebuild_the_float32_scale(scales):
     m = torch.tensor(scales, dtype=torch.float32)
@@ -304,7 +386,8 @@ def test_aligned_batch_sum_is_the_contract_sum_and_within_its_bound(samples):
     assert got <= exact
     assert exact - got < truncated * Fraction(2) ** (top - gradients.GUARD_BITS) or got == exact
     value = float(numeric.aligned_sum_value(hi, lo, top)[0])
-    assert value == float(got)  # rounded once, to nearest (Python's Fraction -> float is exact rounding)
+    assert value == math.ldexp(trunc24(expected), top - gradients.GUARD_BITS)  # S truncated to 24 bits, exactly
+    assert abs(Fraction(value) - got) <= abs(got) * Fraction(1, 1 << 23)  # the revision's bound against S
 
 
 def test_aligned_batch_sum_truncates_a_tiny_sample_by_floor():
@@ -320,14 +403,18 @@ def test_aligned_batch_sum_truncates_a_tiny_sample_by_floor():
     assert s_of(hi[0], lo[0]) == 3 * 2 ** 55 - 1 and s_of(hi[1], lo[1]) == 0
 
 
-def test_aligned_sum_value_rounds_wide_sums_once():
-    # S = 2**60 + 2**7 + 1 needs 61 bits: float64 keeps 53, so it rounds up once, to 2**60 + 2**8
-    s = (1 << 60) + (1 << 7) + 1
+@pytest.mark.parametrize("s, want", [
+    ((1 << 60) + (1 << 7) + 1, 1 << 60),                    # the bits below the 24th are cut
+    (-((1 << 60) + (1 << 7) + 1), -(1 << 60)),              # toward zero (a floor would give -(2**60 + 2**37))
+    (0xFFFFFF8 << 40 | 0xFF, 0xFFFFFF0 << 40),              # 25 ones: the last one goes, no rounding up
+    ((1 << 24) - 1, (1 << 24) - 1), ((1 << 24) + 1, 1 << 24), (-(1 << 24) - 1, -(1 << 24)),
+    ((1 << 90) + 3, 1 << 90), (-(1 << 90) - (1 << 60), -(1 << 90)),  # hi past 2**52: from Python's integers
+    (-(1 << 95), -(1 << 95)), (0, 0),
+])
+def test_aligned_sum_value_truncates_to_24_bits(s, want):
     hi, lo = torch.tensor([s >> 32]), torch.tensor([s & 0xFFFFFFFF])
-    assert float(numeric.aligned_sum_value(hi, lo, gradients.GUARD_BITS)[0]) == float((1 << 60) + (1 << 8))
-    s = (1 << 90) + 3  # hi past 2**53: rounded from Python's integers
-    hi, lo = torch.tensor([s >> 32]), torch.tensor([s & 0xFFFFFFFF])
-    assert float(numeric.aligned_sum_value(hi, lo, gradients.GUARD_BITS)[0]) == float(1 << 90)
+    assert float(numeric.aligned_sum_value(hi, lo, gradients.GUARD_BITS)[0]) == float(want)
+    assert float(numeric.aligned_sum_value(hi, lo, gradients.GUARD_BITS - 3)[0]) == float(want) / 8
 
 
 def test_backward_weight_values_of_an_all_zero_batch_is_zero():
@@ -337,8 +424,9 @@ def test_backward_weight_values_of_an_all_zero_batch_is_zero():
 
 
 @pytest.mark.parametrize("gbits", [1, 6, 8])
-def test_backward_weight_values_is_the_rounded_exact_sum(gbits):
-    """Typical scales (within 2**32 of each other): float32 of the exactly scaled sum."""
+def test_backward_weight_values_is_the_truncated_exact_sum(gbits):
+    """Typical scales (within 2**32 of each other): float32 of the exact sum truncated to 24
+    significant bits, scaled."""
     torch.manual_seed(gbits)
     partials = torch.randint(-40000, 40000, (32, 6, 4))
     m = (torch.rand(32) * torch.exp(torch.randn(32) * 4)).to(torch.float32)
@@ -346,7 +434,9 @@ def test_backward_weight_values_is_the_rounded_exact_sum(gbits):
     got = numeric.backward_weight_values(partials, m, a_scale, gbits)
     factor = float(a_scale) / numeric.levels(gbits)
     for index in [(0, 0), (5, 3), (2, 1)]:
-        total = float(exact_batch_sum(partials[(slice(None), *index)].tolist(), m.tolist()))
+        exact = exact_batch_sum(partials[(slice(None), *index)].tolist(), m.tolist())
+        total = float(trunc24_real(exact))  # 24 bits: exact in float64
+        assert abs(Fraction(total) - exact) <= abs(exact) * Fraction(1, 1 << 23)
         assert float(got[index]) == float(torch.tensor(total * factor, dtype=torch.float64).to(torch.float32))
 
 
@@ -390,12 +480,16 @@ def test_weight_gradient_of_a_sum_made_elsewhere_equals_backward_weight_values(g
     got = numeric.weight_gradient(*numeric.sum_limbs(sums), top, a_scale, gbits)
     assert got.dtype == torch.float32 and got.shape == (5, 3)
     assert torch.equal(got, numeric.backward_weight_values(partials, m, a_scale, gbits))
-    # The contract's formula in plain Python: float(S) rounds the integer once (to nearest,
-    # ties to even), ldexp scales exactly, then a_scale / n in float64 and float32 at the end.
+    # The contract's formula in plain Python: S truncated to 24 significant bits (exact in
+    # float64), ldexp scales exactly, then a_scale / n in float64 and float32 at the end.
     n = (1 << gbits) - 1
-    want = [np.float32(math.ldexp(float(s), top - gradients.GUARD_BITS) * (float(a_scale) / n))
+    want = [np.float32(math.ldexp(float(trunc24(s)), top - gradients.GUARD_BITS) * (float(a_scale) / n))
             for s in sums.ravel()]
     assert got.ravel().tolist() == [float(v) for v in want]
+    # The sums as a core's binary32 READ_SUMS gives them (already truncated): the same gradient.
+    floated = np.array([gradients.sum_from_float_bits(float32_pattern(trunc24(s))) for s in sums.ravel()],
+                       dtype=object).reshape(5, 3)
+    assert torch.equal(numeric.weight_gradient(*numeric.sum_limbs(floated), top, a_scale, gbits), got)
 
 
 def test_sum_bits_holds_the_extremes():

@@ -7,13 +7,16 @@ of the core (LOAD_THRESHOLDS over several frames, rows of direction -1, ties,
 int32 extremes), batches accumulated into the batch sums and read back (a
 core with sums; the others refuse both commands), every protocol error with garbage and idle-timeout drops,
 ``fuzz_steps`` random (mostly mutated) requests, and a reset in the middle
-of a RUN.  The log line of each test says how many
-reply bytes, RUN vectors and MACs it checked.
+of a RUN.  On a core with a feature map (protocol 5): LOAD_FMAP and windowed
+RUN / ACCUMULATE scripts of both orders, every window error, a reset in the
+middle of a windowed RUN, and the fuzz's pool holds window requests; cores
+without one refuse the window requests.  The log line of each test says how
+many reply bytes, RUN vectors and MACs it checked.
 """
 
 from hw.core import TrainingCore
 from sim.cocotb_runner import run_cocotb
-from sw.core_scripts import SUMS
+from sw.core_scripts import SUMS, WINDOWS
 from tb.entry import on_each_simulator
 
 TIMEOUT = 300  # idle timeout in cycles: above any random gap of the drivers
@@ -29,15 +32,28 @@ SLOW_CONFIGS = [
     ("odd", dict(max_rows=7, max_cols=13, max_bits=6, pe=3, simd=5, max_payload=48, max_act_bits=0), 4, 60),
     # A 4-bit activation stage (a 61-byte threshold record fits 80 bytes), one row group.
     ("act4", dict(max_rows=5, max_cols=6, max_bits=3, pe=5, simd=3, max_payload=80, max_act_bits=4), 3, 60),
+    # The whole bench on a core with a feature map (the default run has its window tests only).
+    ("windows", WINDOWS, 6, 600),
+    # Window codes run on across tiles of several vectors; a deeper array (tests/hw/test_core.py's).
+    ("windows_v3", dict(WINDOWS, vectors=3, popcount_stages=1, fetch_stages=1), 3, 60),
+    # Two drain chains, several folds.
+    ("windows_v2d2", dict(WINDOWS, pe=2, simd=4, vectors=2, drains=2), 3, 60),
 ]
 
+# (name, core parameters, fuzz steps, window scripts): the window tests alone, in the
+# default run (the fuzz's pool holds the window requests).
+WINDOW_CONFIGS = [
+    ("windows", WINDOWS, 200, 1),
+]
+WINDOW_TESTS = ["windows", "window_fuzz", "fuzz"]
 
-def run(simulator, name, params, vectors, fuzz_steps, seed):
+
+def run(simulator, name, params, vectors, fuzz_steps, seed, *, window_scripts=1, testcase=None):
     dut = TrainingCore(**params, idle_timeout=TIMEOUT)
     run_cocotb(dut, toplevel=f"training_core_{name}", test_module="tb.core.cocotb_core",
-               simulator=simulator,
+               simulator=simulator, testcase=testcase,
                config={"params": params, "timeout": TIMEOUT, "seed": seed, "vectors": vectors,
-                       "fuzz_steps": fuzz_steps})
+                       "fuzz_steps": fuzz_steps, "window_scripts": window_scripts})
 
 
 @on_each_simulator("name, params, vectors, fuzz_steps", CONFIGS)
@@ -47,4 +63,9 @@ def test_core(simulator, name, params, vectors, fuzz_steps):
 
 @on_each_simulator("name, params, vectors, fuzz_steps", SLOW_CONFIGS, slow=True)
 def test_core_shapes(simulator, name, params, vectors, fuzz_steps):
-    run(simulator, name, params, vectors, fuzz_steps, seed=2)
+    run(simulator, name, params, vectors, fuzz_steps, seed=2, window_scripts=3)
+
+
+@on_each_simulator("name, params, fuzz_steps, window_scripts", WINDOW_CONFIGS)
+def test_core_windows(simulator, name, params, fuzz_steps, window_scripts):
+    run(simulator, name, params, 1, fuzz_steps, seed=3, window_scripts=window_scripts, testcase=WINDOW_TESTS)

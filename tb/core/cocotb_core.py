@@ -3,7 +3,9 @@
 Run through ``tb/test_core_tb.py``; :func:`sim.cocotb_runner.tb_config`
 gives ``params`` (the core's constructor parameters but ``idle_timeout``),
 ``timeout`` (its ``idle_timeout`` in cycles), ``seed``, ``vectors`` (random
-vectors per GEMM of :func:`gemm`) and ``fuzz_steps``.
+vectors per GEMM of :func:`gemm`), ``fuzz_steps`` and, optionally,
+``window_scripts`` (how many :func:`~sw.core_scripts.window_script`\ s
+:func:`windows` replays on a core with a feature map; default 1).
 
 Request bytes (:mod:`sw.core_scripts`) go in through the ``rx`` byte stream
 with random valid gaps, reply bytes come out of ``tx`` under random
@@ -21,9 +23,11 @@ from cocotb.triggers import ClockCycles
 from sim.cocotb_runner import tb_config
 from sw import protocol as P
 from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
+from sw.contract.window import PATCH, Window
 from sw.core_scripts import (Idle, Reset, act_run_frame, act_script, bad_requests, bad_sums_requests,
-                             bad_thresholds_requests, codes, describe_replies, expected_replies, frame, fuzz_script,
-                             gemm_script, load_frames, run_frame, sums_script)
+                             bad_thresholds_requests, bad_window_requests, codes, describe_replies, expected_replies,
+                             fmap_frames, frame, fuzz_script, gemm_script, load_frames, run_frame, sums_script,
+                             window_run_frame, window_script, window_vectors_per_frame)
 
 
 class Bench:
@@ -220,3 +224,76 @@ async def reset_mid_run(dut):
     dut._log.info("reset_mid_run: %d reply bytes before the reset (%d cycles into the RUN)",
                   len(got[0]), cut)
     bench.summary("reset_mid_run")
+
+
+@cocotb.test()
+async def windows(dut):
+    """Feature maps (protocol 5).  On a core with one: ``window_scripts`` window scripts
+    (LOAD_FMAP, then windowed RUNs, activated RUNs and ACCUMULATEs of both orders at every
+    stride and pad of the scripts, from random starts, split where a reply fits, and the
+    sums read), every window error with garbage between (:func:`bad_window_requests`:
+    each check's first failing case, the state rules), then a reset in the middle of a
+    windowed RUN (the map and matrix forgotten: refused like a fresh model) and a good
+    windowed exchange.  On a core without one: the same error requests, refused as an
+    unknown command and a bad flag."""
+    config = tb_config()
+    bench = Bench(dut, config["seed"] + 60)
+    await bench.start()
+    params, rng = bench.params, bench.rng
+    pick = random.Random(config["seed"] + 60)
+    noise = lambda n: bytes(pick.choice([b for b in range(256) if b != P.SYNC]) for _ in range(n))
+    errors = []
+    for _, request in bad_window_requests(params):
+        errors += [noise(pick.randrange(0, 4)), request]
+    if not params.get("fmap_codes"):
+        await bench.run(errors)
+        bench.summary("windows")
+        return
+    script = []
+    for _ in range(config.get("window_scripts", 1)):
+        script += window_script(rng, params=params)
+    script += errors
+    # A 1 x 5 x 6 map and a matrix of one 3 x 3 channel patch; RUNs of as many vectors as a reply holds.
+    shape = (1, 5, 6)
+    bits = params["max_bits"]
+    window = Window(3, 1, 1, PATCH, 6)
+    cols = 9 if params["max_cols"] >= 9 else 1
+    window = window if cols == 9 else Window(1, 1, 0, PATCH, 6)
+    setup = (fmap_frames(codes(rng, bits, (1, 30)).reshape(shape), bits, params=params)
+             + load_frames(codes(rng, bits, (params["max_rows"], cols)), bits, True,
+                           max_payload=params["max_payload"]))
+    fit = window_vectors_per_frame(params["max_rows"], cols, bits, bits, params=params)
+    run = window_run_frame(fit, bits, False, window, tag=0x5A)
+    cut = pick.randrange(20, 150)
+    got = await bench.run(script + setup + [run, Idle(cut), Reset(), run, frame(P.Cmd.PING)] + setup
+                          + [run, window_run_frame(fit, bits, True, window.advanced(7), tag=0x5B)])
+    dut._log.info("windows: %d reply bytes before the reset (%d cycles into the windowed RUN)", len(got[0]), cut)
+    bench.summary("windows")
+
+
+@cocotb.test()
+async def window_fuzz(dut):
+    """Window scripts mutated in place (a core with a feature map; skipped without): each
+    request of ``window_scripts`` :func:`window_script`\\ s sent in order, a few with a bit
+    flipped (a window field, a count, a map code, the CRC) or cut short and left to the
+    idle timeout, so most windowed RUNs still meet a loaded map and matrix; then a PING.
+    (:func:`fuzz` draws from a pool, where a windowed RUN rarely finds its map and matrix.)"""
+    config = tb_config()
+    bench = Bench(dut, config["seed"] + 70, gap=0.2, stall=0.4)
+    if not bench.params.get("fmap_codes"):
+        dut._log.info("window_fuzz: no feature map on this core")
+        return
+    await bench.start()
+    pick = random.Random(config["seed"] + 70)
+    script = []
+    for _ in range(config.get("window_scripts", 1)):
+        for data in window_script(bench.rng, params=bench.params):
+            data, kind = bytearray(data), pick.random()
+            if kind < 0.08 and len(data) > 6:
+                data[pick.randrange(1, len(data))] ^= 1 << pick.randrange(8)
+            elif kind < 0.12:
+                script += [bytes(data[:pick.randrange(1, len(data))]), Idle(bench.timeout + 3)]
+                continue
+            script.append(bytes(data))
+    await bench.run(script + [frame(P.Cmd.PING, tag=0x77)])
+    bench.summary("window_fuzz")

@@ -664,9 +664,10 @@ class TrainingCore(wiring.Component):
             s_width = read_sums.width
             s_float = Signal()  # READ_SUMS: width 0 (SUM_FLOAT32), binary32 sums
             s_bytes = Signal(range(max(sum_width, L.FLOAT_SUM_BYTES) + 1))  # READ_SUMS: bytes a sum
-            m.d.comb += [s_float.eq(s_width == L.SUM_FLOAT32),
-                         s_bytes.eq(Mux(s_float, L.FLOAT_SUM_BYTES, s_width[:bits_for(sum_width)]))]
-            p_sums_bytes = Signal(range(0xFFFF * max(sum_width, L.FLOAT_SUM_BYTES) + 1))  # count * bytes (CHECK1)
+            # Registered (CHECK1), so that no multiplexer feeds the DSP block of p_sums_bytes.
+            m.d.sync += [s_float.eq(s_width == L.SUM_FLOAT32),
+                         s_bytes.eq(Mux(s_width == L.SUM_FLOAT32, L.FLOAT_SUM_BYTES, s_width[:bits_for(sum_width)]))]
+            p_sums_bytes = Signal(range(0xFFFF * max(sum_width, L.FLOAT_SUM_BYTES) + 1))  # count * bytes (CHECK2)
             m.d.sync += [
                 p_sums_bytes.eq(read_sums.count * s_bytes),
                 k_acc_count.eq((r_count == 0) | (r_count > sums) | (accumulate.slot + p_reply > sums)),

@@ -145,12 +145,13 @@ class CoreInfo:
 
 
 #: The batch sums of a core that has them (the ULX3S preset, the ``model`` and ``sim``
-#: backends): 8,192 sums (every weight of a 32-row tile over 256 vectors, e.g. a 32 x 32
-#: 3x3 conv's 9,216 weights in two tiles, not three; 48 of the ECP5's DP16KD) of 96 bits:
-#: ``sum_bits(batch, bound)`` of the digits net is 76 bits at batch 32, (1, 2, 6) bits, and
-#: 96 bits take batches up to 2**20 samples.  (4,096 sums took 5 kB more per training
-#: sample: the gradient matrices reloaded once more per tile of sums.)
-BATCH_SUMS = MappingProxyType({"sum_slots": 8192, "sum_bits": 96})
+#: backends): 4,096 sums (every weight of a 32-row tile over 128 vectors; 24 of the
+#: ECP5's DP16KD) of 96 bits: ``sum_bits(batch, bound)`` of the digits net is 76 bits
+#: at batch 32, (1, 2, 6) bits, and 96 bits take batches up to 2**20 samples.  (8,192
+#: sums would take 5 kB a training sample less, the gradient matrices reloaded once
+#: less per tile of sums, but their 16 DP16KD deep cascade's output multiplexer, into
+#: BatchSum's first register, closed only 73 MHz on the ULX3S.)
+BATCH_SUMS = MappingProxyType({"sum_slots": 4096, "sum_bits": 96})
 
 #: The feature-map memory of a core that makes its vectors (the ULX3S preset, the ``model``
 #: backend): 4,096 codes, the digits net's largest map (32 x 8 x 8 = 2,048 codes) twice over;

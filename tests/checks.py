@@ -30,3 +30,28 @@ def png_size(path: Path) -> tuple[int, int]:
     width, height = struct.unpack(">II", data[16:24])
     assert 200 <= width <= 5000 and 200 <= height <= 5000, (width, height)
     return width, height
+
+
+def assert_training_step_matches_intref(engine, *, width: float = 1.0) -> None:
+    """One digits training step (W,A,G = 1,2,6, batch 8, seeded) with ``engine`` gives
+    every parameter the integer reference's gradient, exactly."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from sw.intref import IntRefEngine
+    from sw.models import digits_cnn
+    from sw.quantizers import GradientNoise
+
+    torch.manual_seed(5)
+    reference = digits_cnn((1, 2, 6), width=width)
+    on_engine = copy.deepcopy(reference)
+    reference.set_engine(IntRefEngine())
+    on_engine.set_engine(engine)
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    for model in (reference, on_engine):
+        model.set_gradient_noise(GradientNoise(seed=3))
+        F.cross_entropy(model(x), y).backward()
+    for (name, p), q in zip(reference.named_parameters(), on_engine.parameters()):
+        assert p.grad is not None and torch.equal(p.grad, q.grad), name

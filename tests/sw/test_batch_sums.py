@@ -6,13 +6,11 @@ and products of code values by numpy (``2q - n`` or ``q``).  The byte strings
 spelled out are golden vectors for the gateware too.
 """
 
-import copy
 import re
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sw import numeric
 from sw import protocol as P
@@ -750,21 +748,10 @@ def test_batch_weight_sum_records_per_sample_products_only_where_made(engine, pe
 # --------------------------------------------------------------------------- a training step
 
 def test_training_step_with_sums_on_the_core_is_bit_identical_to_intref():
-    from sw.models import digits_cnn
-    from sw.quantizers import GradientNoise
+    from tests.checks import assert_training_step_matches_intref
 
-    torch.manual_seed(5)
-    reference = digits_cnn((1, 2, 6))
-    on_core = copy.deepcopy(reference)
-    reference.set_engine(IntRefEngine())
     engine = CoreEngine(CoreClient(LoopbackTransport(CoreModel(sum_slots=1024, sum_bits=96))))
-    on_core.set_engine(engine)
-    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
-    for model in (reference, on_core):
-        model.set_gradient_noise(GradientNoise(seed=3))
-        F.cross_entropy(model(x), y).backward()
-    for (name, p), q in zip(reference.named_parameters(), on_core.parameters()):
-        assert p.grad is not None and torch.equal(p.grad, q.grad), name
+    assert_training_step_matches_intref(engine)
     assert engine.stats["core_sums"] > 0
     assert engine.client.transport.core.stats["terms"] > 0
 

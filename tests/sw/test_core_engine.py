@@ -219,25 +219,10 @@ def test_windows_are_chosen_and_put_fewer_bytes_on_the_wire(c, h, o, k, padding)
 def test_training_step_through_windows_is_bit_identical_to_intref():
     """A digits training step (W,A,G = 1,2,6) on the model backend's core: every gradient
     equals the integer reference's, and conv products of all three kinds went through windows."""
-    import copy
+    from tests.checks import assert_training_step_matches_intref
 
-    import torch.nn.functional as F
-
-    from sw.models import digits_cnn
-    from sw.quantizers import GradientNoise
-
-    torch.manual_seed(5)
-    reference = digits_cnn((1, 2, 6), width=0.5)
-    on_core = copy.deepcopy(reference)
-    reference.set_engine(IntRefEngine())
     core = engine()
-    on_core.set_engine(core)
-    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
-    for model in (reference, on_core):
-        model.set_gradient_noise(GradientNoise(seed=3))
-        F.cross_entropy(model(x), y).backward()
-    for (name, p), q in zip(reference.named_parameters(), on_core.parameters()):
-        assert p.grad is not None and torch.equal(p.grad, q.grad), name
+    assert_training_step_matches_intref(core, width=0.5)
     # the 3 quantized 3x3 convs' 3 products through windows; the 4x4 conv on a 4x4 map (one
     # output position: its patch is the map) sends its vectors, fewer bytes at batch 8
     assert core.stats["windowed"] == 9 and core.stats["patched"] == 3, core.stats

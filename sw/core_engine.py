@@ -102,11 +102,7 @@ class CoreEngine(GemmEngine):
         """RUN requests of ``n`` vectors of ``cols`` codes against ``rows`` rows, as
         :meth:`~sw.driver.CoreClient.run` (``codes``: the vectors in the request) or
         :meth:`~sw.driver.CoreClient.run_window` split them."""
-        info = self.client.info
-        per = (info.max_payload - P.RUN_REPLY_HEADER) // (P.accumulator_width(cols, m_bits, v_bits) * rows)
-        if codes:
-            per = min(per, (info.max_payload - P.RUN_HEADER) * 8 // (cols * v_bits))
-        return _ceil(n, max(1, min(per, 0xFFFF)))
+        return _ceil(n, self.client.vectors_per_run(cols, rows, v_bits, m_bits, codes=codes))
 
     def _patch_gemm_bytes(self, n: int, k: int, o: int, v_bits: int, m_bits: int) -> int:
         """About the link bytes of :meth:`~sw.driver.CoreClient.matmul` of ``n`` host vectors

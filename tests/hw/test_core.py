@@ -768,3 +768,20 @@ def test_fmap_memory():
     with unelaborated():
         assert TrainingCore(**WINDOWS).memories["fmap"] == (1, WINDOWS["fmap_codes"], WINDOWS["max_bits"])
         assert "fmap" not in TrainingCore(**SUMS).memories
+
+
+@pytest.mark.parametrize("vectors", [2, 3])
+def test_one_column_tiles_after_full_ones(vectors):
+    """RUNs and ACCUMULATEs of one-column vectors, ``vectors + 1`` and ``2 * vectors + 1`` of
+    them: the last tile's only code may already wait in the unpacker (left in the byte the
+    tile before ended in) and ends its vector at once; it is taken only once the tile's
+    vector count is registered (before, the core took a second code into that tile and
+    replied a wrong last value)."""
+    params = dict(SUMS, vectors=vectors)
+    rng = np.random.default_rng(vectors)
+    script = []
+    for count in (vectors + 1, 2 * vectors + 1):
+        for v_bits in (1, 5):  # eight codes a byte, or 1.6
+            script += gemm_script(rng, 3, 1, 4, True, v_bits, False, count, params=params)
+            script += sums_script(rng, 2, 1, 3, False, v_bits, True, batch=2, vectors=count, params=params)
+    check(script, params, seed=vectors)

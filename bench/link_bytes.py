@@ -124,7 +124,7 @@ def _t(seconds: float) -> str:
 
 
 def _against(measured: float, target: float) -> str:
-    return "met" if measured <= target else f"{measured / target:.1f}x over"
+    return "met" if measured <= target else f"{measured / target:.2f}x over"
 
 
 def _baseline_row(baseline: dict, width: float) -> dict | None:

@@ -312,7 +312,11 @@ def build_plan(board: str, *, core_params: dict | None = None, freq_mhz=None, ba
         raise ValueError(f"design name {name!r} must be letters, digits and '_', not starting with a digit "
                          f"(it names the top module and the build's files)")
     top = BoardTop(board, freq_mhz=freq_mhz, **({} if baud is None else {"baud": baud}), **(core_params or {}))
-    board_overrides = {"synth_opts": BOARDS[board].synth_opts, "script_after_read": BOARDS[board].script_after_read}
+    # No source locations in the netlist (``emit_src=False``): its names and attributes, and with
+    # them nextpnr's placement, then follow the logic alone, not the line numbers of the Python
+    # that made it (a full UP5K routes, or not, on such details).
+    board_overrides = {"synth_opts": BOARDS[board].synth_opts, "script_after_read": BOARDS[board].script_after_read,
+                       "emit_src": False}
     plan = top.platform.build(top, name=name, do_build=False, **{**board_overrides, **overrides})
     _portable_sources(plan)
     return top, plan

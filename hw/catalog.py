@@ -239,6 +239,8 @@ def _core_params():
         "sum_bits": _int(CORE_DEFAULTS["sum_bits"], "bits of each batch sum (0 without sums)", 0, MAX_SUM_BITS),
         "fmap_codes": _int(CORE_DEFAULTS["fmap_codes"], "feature-map codes held (LOAD_FMAP, windows; 0: none)",
                            0, MAX_FMAP_CODES),
+        "packed_accumulators": _int(CORE_DEFAULTS["packed_accumulators"],
+                                    "1: RUN replies bit-packed accumulators on request (FLAG_PACKED)", 0, 1),
         "vectors": _int(_default(TrainingCore, "vectors"), "vectors of a tile (each matrix word meets them all)",
                         1, 256),
         "popcount_stages": _int(_default(TrainingCore, "popcount_stages"), "pipeline levels in each popcount tree",

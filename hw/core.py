@@ -26,6 +26,9 @@ Datapath
                  the value's low `width` bytes, LE (the reply's width byte first: the
                  fewest bytes holding 2**(bit_length(cols) + m_bits + v_bits) - 1 >=
                  cols * n_m * n_v, sw.contract.link.accumulator_width),
+                 or, packed (FLAG_PACKED, with packed_accumulators), the value's low
+                 `bits` into a bit stream whose whole bytes leave as they fill
+                 (bits = bit_length(cols * n_m * n_v) + 1, accumulator_bits),
                  or, activated: threshold memory -> one comparator
                  key(acc) >= key(T), one threshold per cycle -> count of passes =
                  code -> CodePacker
@@ -87,14 +90,17 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                  reply    2 + width cycles per value (its read, its width bytes, the next);
                           3 + width with batch sums, whose shift register the value
                           leaves from (HOLD: no multiplexer after the block RAM)
+                 packed:  3 + (its whole bytes) per value (its read, into the stream, its
+                          bytes, the next), one more with batch sums (HOLD)
                  activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
                  ACCUMULATE: instead, 3 per value into the batch sums, then
                      BatchSum.latency before the reply
     READ_SUMS:   2 + width cycles per sum (its read, its register, its bytes);
                  width 0: 3 + SumToFloat.latency + 4 (its read, its register, the unit, its bytes)
 
-plus the request's and the reply's bytes (one per cycle), two cycles per
-tile and about five cycles of handshakes and checks per request.  The
+plus the request's and the reply's bytes (one per cycle), three cycles per
+tile (TILE, VECTOR's first, START) and about five cycles of handshakes and
+checks per request (six with packed accumulators: CHECK_PACK).  The
 compute is ``period = max(folds * m_bits * v_bits, pe * vectors)`` cycles
 per row group (``folds = ceil(cols / simd)``) and a pipeline tail per tile:
 the array does ``pe * vectors * simd`` AND+popcount bit pairs per cycle.
@@ -255,6 +261,13 @@ class TrainingCore(wiring.Component):
         flag).  Vectors are then made on the core from the map
         (:class:`hw.window.WindowGenerator`, :mod:`sw.contract.window`) at
         one code a cycle, as fast as the buffer's are unpacked.
+    packed_accumulators : int
+        1: RUN takes :data:`~sw.contract.link.FLAG_PACKED` (reported by
+        PING), its accumulators then leaving as one bit stream of
+        :func:`~sw.contract.link.accumulator_bits` each (the product's exact
+        bound, by shifts and subtracts and a priority encoder among the
+        checks, one more cycle of them); 0, the default: the flag is a bad
+        flag, accumulators leave in whole bytes.
     idle_timeout : int
         Cycles without a byte after which a partial request is dropped
         (the protocol asks for 0.01 .. 0.5 s; :class:`UARTCore` converts).
@@ -288,7 +301,7 @@ class TrainingCore(wiring.Component):
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], sum_slots: int = CORE_DEFAULTS["sum_slots"],
                  sum_bits: int = CORE_DEFAULTS["sum_bits"], fmap_codes: int = CORE_DEFAULTS["fmap_codes"],
-                 vectors: int = 1,
+                 packed_accumulators: int = CORE_DEFAULTS["packed_accumulators"], vectors: int = 1,
                  popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0,
                  drains: int = 1, matrix_memory: str = "block", idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
                  baud: int = 0):
@@ -305,8 +318,10 @@ class TrainingCore(wiring.Component):
         self._sum_slots = check_int("sum_slots", sum_slots, 0, L.MAX_SUM_SLOTS, note="0: no batch sums")
         self._sum_bits = check_int("sum_bits", sum_bits, 0, L.MAX_SUM_BITS)
         self._fmap_codes = check_int("fmap_codes", fmap_codes, 0, L.MAX_FMAP_CODES, note="0: no feature map")
+        self._packed_accumulators = check_int("packed_accumulators", packed_accumulators, 0, 1,
+                                              note="1: RUN takes FLAG_PACKED")
         self._config = CoreConfig(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits,
-                                  sum_slots, sum_bits, fmap_codes)
+                                  sum_slots, sum_bits, fmap_codes, packed_accumulators)
         problems = self._config.problems()
         if problems:
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
@@ -330,6 +345,7 @@ class TrainingCore(wiring.Component):
     sum_slots = property(lambda self: self._sum_slots)
     sum_bits = property(lambda self: self._sum_bits)
     fmap_codes = property(lambda self: self._fmap_codes)
+    packed_accumulators = property(lambda self: self._packed_accumulators)
     idle_timeout = property(lambda self: self._idle_timeout)
     config = property(lambda self: self._config, doc="The limits (:class:`sw.contract.core.CoreConfig`).")
     info = property(lambda self: self._info, doc="What PING reports (:class:`sw.contract.core.CoreInfo`).")
@@ -548,7 +564,8 @@ class TrainingCore(wiring.Component):
         # least 1 byte each), or of activation codes (>= 1 bit each).  Products of
         # a truncated count are used only once the count passed these bounds.
         max_run_count = self._max_payload - L.RUN_REPLY_HEADER
-        max_count = 8 * self._max_payload if act_bits else max_run_count
+        packed = self._packed_accumulators  # (packed accumulators take >= 2 bits each)
+        max_count = 8 * self._max_payload if act_bits or packed else max_run_count
         # An ACCUMULATE's count passed `count <= sum_slots` before its products matter.
         count_bits = bits_for(max(max_count, sums))
         bits_bits = bits_for(MAX_CODE_BITS)  # a bits field that passed its check
@@ -599,6 +616,27 @@ class TrainingCore(wiring.Component):
                              - h_count_rows),
             ]
 
+        if packed:
+            # FLAG_PACKED: L.accumulator_bits, bit_length(cols * n_m * n_v) + 1 bits an accumulator
+            # (n = 2**bits - 1: shifts and subtracts), and the reply's count * rows * that bits.
+            # cols * n_m is of the held matrix (always registered); the bound is registered in
+            # IDLE, its bit length in CHECK1, the reply's bits in CHECK2 (CHECK_PACK follows it).
+            bound_max = self._max_cols * ((1 << max_bits) - 1) ** 2
+            p_cols_nm = Signal(range(self._max_cols * ((1 << max_bits) - 1) + 1))
+            p_bound = Signal(range(bound_max + 1))
+            widest_packed = L.accumulator_bits(self._max_cols, max_bits, max_bits)
+            p_packed_bits = Signal(range(widest_packed + 1))
+            p_packed_reply = Signal(range(max_count * self._max_rows * widest_packed + 1))
+            m.d.sync += [
+                p_cols_nm.eq((m_cols << m_bits) - m_cols),
+                p_bound.eq((p_cols_nm << r_bits[:bits_bits]) - p_cols_nm),
+                p_packed_bits.eq(1),  # bit_length(0) + 1 (the priority encoder below)
+                p_packed_reply.eq(p_reply * p_packed_bits),
+            ]
+            for n in range(len(p_bound)):
+                with m.If(p_bound[n]):
+                    m.d.sync += p_packed_bits.eq(n + 2)
+
         # Every arithmetic check, registered (state CHECK3): DECIDE only picks the
         # first failing one, so no carry chain feeds its priority chain.
         k_load_count = Signal()  # LOAD_MATRIX: count 0 or past the matrix
@@ -609,6 +647,11 @@ class TrainingCore(wiring.Component):
         acc_bytes = L.RUN_REPLY_HEADER + Mux(p_width[1], Mux(p_width[0], p_reply + (p_reply << 1), p_reply << 1),
                                              Mux(p_width[0], p_reply, p_reply << 2))  # 1 + width * count * rows
         acc_too_big = (r_count > max_run_count) | (acc_bytes > self._max_payload)
+        r_packed = r_flags.packed if packed else 0
+        if packed:
+            acc_bytes = Mux(r_packed, L.RUN_REPLY_HEADER + ((p_packed_reply + 7) >> 3), acc_bytes)
+            acc_too_big = Mux(r_packed, (r_count > max_count)
+                              | (p_packed_reply > 8 * (self._max_payload - L.RUN_REPLY_HEADER)), acc_too_big)
         m.d.sync += [
             k_load_count.eq((l_count == 0) | (l_offset + l_count > p_total)),
             k_load_length.eq(length != L.LOAD_HEADER + ((p_load_bits + 7) >> 3)),
@@ -721,12 +764,21 @@ class TrainingCore(wiring.Component):
         e_row = Signal(range(self._max_rows))  # emit: row
         widest = max(L.ACC_BYTES, L.sum_width(self._sum_bits))  # an accumulator's or a sum's bytes
         e_byte = Signal(range(widest))
-        e_width = Signal(range(widest + 1))  # bytes of each accumulator (sum) of this RUN's (READ_SUMS') reply
+        # Bytes of each accumulator (sum) of this RUN's (READ_SUMS') reply; of a packed RUN, bits.
+        e_width = Signal(range(max(widest, L.accumulator_bits(self._max_cols, max_bits, max_bits) if packed
+                                   else 0) + 1))
         e_last_byte = Signal(range(widest))  # e_width - 1
         m.d.sync += e_last_byte.eq(e_width - 1)
         v_act = Signal()  # this RUN is activated
         v_sum = Signal()  # this RUN is an ACCUMULATE: its values go into the batch sums
         v_read = Signal()  # a READ_SUMS: sums follow the width byte
+        if packed:
+            v_packed = Signal()  # this RUN's accumulators leave packed, e_width bits each
+            k_buf = Signal(8 * L.ACC_BYTES + 7)  # the packed stream's bits not yet sent, LSB first
+            k_fill = Signal(range(8 * L.ACC_BYTES + 8))  # how many
+            k_mask = Signal(8 * L.ACC_BYTES)  # the low e_width bits
+            k_last = Signal()  # the value in k_buf is the reply's last
+            m.d.sync += k_mask.eq(~(Const((1 << 8 * L.ACC_BYTES) - 1, 8 * L.ACC_BYTES) << e_width))
         if sums:
             s_addr = Signal(range(sums + 1))  # the next sum: of an ACCUMULATE's value, or READ_SUMS' to send
             s_left = Signal(range(sums + 1))  # READ_SUMS: sums still to send
@@ -877,8 +929,11 @@ class TrainingCore(wiring.Component):
         ] if fmap else []
         window_flag = L.FLAG_WINDOW if fmap else 0
         with m.Elif(cmd == L.Cmd.RUN):
-            allowed = L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0) | window_flag
+            allowed = (L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0) | window_flag
+                       | (L.FLAG_PACKED if packed else 0))
             bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
+            if packed and act_bits:  # accumulators packed, or activation codes: not both
+                bad_flags = bad_flags | (r_packed & r_activate)
             no_thresholds = r_activate & (t_loaded != m_rows) if act_bits else 0
             first_failing([
                 (length < L.RUN_HEADER, S.BAD_LENGTH, D.NONE),
@@ -947,7 +1002,10 @@ class TrainingCore(wiring.Component):
             with fsm.state("CHECK1"):  # p_total, p_load_bits, p_reply, p_run_codes
                 fsm.goto("CHECK2")
             with fsm.state("CHECK2"):  # p_run_bits, p_act_bits
-                fsm.goto("CHECK3")
+                fsm.goto("CHECK_PACK" if packed else "CHECK3")
+            if packed:
+                with fsm.state("CHECK_PACK"):  # p_packed_reply (the k_* flags of CHECK2 are redone)
+                    fsm.goto("CHECK3")
             with fsm.state("CHECK3"):  # the k_* flags (and the verdict, from them)
                 fsm.goto("DECIDE")
             with fsm.state("DECIDE"):  # the verdict is registered: only its actions here
@@ -980,10 +1038,15 @@ class TrainingCore(wiring.Component):
                 with m.Elif(cmd == L.Cmd.RUN):
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     m.d.sync += [
-                        r_len.eq(reply_size), v_act.eq(r_activate), e_width.eq(p_width), v_sum.eq(0), v_read.eq(0),
+                        r_len.eq(reply_size), v_act.eq(r_activate), v_sum.eq(0), v_read.eq(0),
                         v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
                         rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                     ]
+                    if packed:  # the width byte: bits of each accumulator, packed
+                        m.d.sync += [e_width.eq(Mux(r_packed, p_packed_bits, p_width)), v_packed.eq(r_packed),
+                                     k_fill.eq(0), k_buf.eq(0)]
+                    else:
+                        m.d.sync += e_width.eq(p_width)
                     if fmap:
                         m.d.sync += [v_window.eq(r_window), w_held.eq(w_fields)]
                     fsm.goto("RUN_START")
@@ -1199,12 +1262,41 @@ class TrainingCore(wiring.Component):
                 with m.Elif(v_sum):
                     if sums:
                         fsm.goto("SUM_PUSH")
+                if packed:
+                    with m.Elif(v_packed):
+                        fsm.goto("HOLD" if sums else "PACK")
                 with m.Else():
                     fsm.goto("HOLD" if sums else "EMIT")
             if sums:
                 with fsm.state("HOLD"):  # ... and registered in the sums' shift register
                     m.d.sync += s_word.eq(result)
-                    fsm.goto("EMIT")
+                    if packed:
+                        with m.If(v_packed):
+                            fsm.goto("PACK")
+                        with m.Else():
+                            fsm.goto("EMIT")
+                    else:
+                        fsm.goto("EMIT")
+            if packed:
+                with fsm.state("PACK"):  # the value's low e_width bits join the stream
+                    value = (s_word if sums else result).as_unsigned()[:8 * L.ACC_BYTES]
+                    m.d.sync += [
+                        k_buf.eq(k_buf | ((value & k_mask) << k_fill)),
+                        k_fill.eq(k_fill + e_width),
+                        k_last.eq(last_row & last_slot & last_tile),
+                    ]
+                    fsm.goto("PACK_EMIT")
+                with fsm.state("PACK_EMIT"):  # its whole bytes; after the last value, the rest too
+                    final = Signal()  # the reply's last byte: the stream's bits end in it
+                    m.d.comb += final.eq(k_last & (k_fill <= 8))
+                    with m.If((k_fill >= 8) | k_last):
+                        m.d.comb += [body.valid.eq(1), body.payload.data.eq(k_buf[:8]), body.payload.last.eq(final)]
+                        with m.If(body.ready):
+                            m.d.sync += [k_buf.eq(k_buf >> 8), k_fill.eq(Mux(final, 0, k_fill - 8))]
+                            with m.If(final):
+                                fsm.goto("NEXT")
+                    with m.Else():
+                        fsm.goto("NEXT")
             if act_bits:
                 with fsm.state("ACT"):  # row e_row: direction, then one threshold per cycle
                     # Step s reads word (s - 1) mod 2**A (a_addr); the word read at step

@@ -130,7 +130,7 @@ class CoreEngine(GemmEngine):
                 runs = self._run_requests(positions, cols, height, bits, m_bits, False)
                 total += batch * (P.packed_size((c1 - c0) * h * w, bits) + FMAP_EXTRA
                                   + runs * (EXCHANGE + P.RUN_HEADER + P.WINDOW_HEADER + P.RUN_REPLY_HEADER)
-                                  + positions * height * P.accumulator_width(cols, m_bits, bits))
+                                  + P.packed_size(positions * height, self.client.reply_bits(cols, m_bits, bits)))
         return total
 
     # ------------------------------------------------------------------ PATCH windows
@@ -379,7 +379,7 @@ class CoreEngine(GemmEngine):
                            for t in tiles) * (EXCHANGE + P.RUN_HEADER + P.RUN_REPLY_HEADER
                                               + (P.WINDOW_HEADER if windowed else 0))
             windows, _ = self._shift_bytes(x, chunks, positions, requests)
-            windows += n * o * P.accumulator_width(positions, g.bits, x.bits)  # as matmul_bytes counts them
+            windows += P.packed_size(n * o, self.client.reply_bits(positions, g.bits, x.bits))  # as matmul_bytes
         patches = self._patch_gemm_bytes(n, positions, o, x.bits, g.bits)
         if not self._cheaper(windows, patches):
             return super().backward_weight(geometry, x, g, weight_shape)

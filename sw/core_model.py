@@ -61,9 +61,11 @@ class CoreModel:
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], sum_slots: int = CORE_DEFAULTS["sum_slots"],
                  sum_bits: int = CORE_DEFAULTS["sum_bits"], fmap_codes: int = CORE_DEFAULTS["fmap_codes"],
+                 packed_accumulators: int = CORE_DEFAULTS["packed_accumulators"],
                  rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S, baud: int = 0):
         config = CoreConfig(int(max_rows), int(max_cols), int(max_bits), int(pe), int(simd), int(max_payload),
-                            int(max_act_bits), int(sum_slots), int(sum_bits), int(fmap_codes))
+                            int(max_act_bits), int(sum_slots), int(sum_bits), int(fmap_codes),
+                            int(packed_accumulators))
         problems = config.problems()
         if problems:
             raise ValueError("bad core limits: " + "; ".join(problems))
@@ -277,8 +279,11 @@ class CoreModel:
             return error(P.Status.BAD_STATE, P.Detail.NO_MATRIX)
         h = P.decode_run_header(payload)
         allowed = (P.FLAG_SIGNED | (P.FLAG_ACTIVATE if self.info.max_act_bits else 0)
-                   | (P.FLAG_WINDOW if self.info.fmap_codes else 0))
+                   | (P.FLAG_WINDOW if self.info.fmap_codes else 0)
+                   | (P.FLAG_PACKED if self.info.packed_accumulators else 0))
         detail = self._bad_bits_or_flags(h.bits, h.flags, allowed)
+        if detail is None and h.packed and h.activate:  # packed accumulators, or activations
+            detail = P.Detail.FLAGS
         if detail is not None:
             return error(P.Status.BAD_PARAMS, detail)
         rows, cols, m_bits, m_flags = self._shape
@@ -287,7 +292,9 @@ class CoreModel:
         if h.count == 0:
             return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
         width = P.accumulator_width(cols, m_bits, h.bits)
+        packed_bits = P.accumulator_bits(cols, m_bits, h.bits)
         reply_size = (P.activation_reply_size(h.count, rows, self._t_bits) if h.activate
+                      else P.packed_accumulator_reply_size(h.count, rows, packed_bits) if h.packed
                       else P.accumulator_reply_size(h.count, rows, width))
         if reply_size > self.info.max_payload:
             return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
@@ -297,6 +304,8 @@ class CoreModel:
         if failed:
             return error(*failed)
         out = self._products(h)
+        if h.packed:
+            return P.Status.OK, P.encode_packed_accumulators(out, packed_bits)
         if not h.activate:
             return P.Status.OK, P.encode_accumulators(out, width)
         codes = apply_thresholds(torch.from_numpy(out), torch.from_numpy(self._thresholds[:rows]),

@@ -57,7 +57,8 @@ __all__ = ["SMALL", "Idle", "Reset", "expected_replies", "describe_replies", "fr
            "threshold_frames", "act_run_frame", "thresholds_for", "act_script", "threshold_rows_per_frame",
            "act_vectors_per_frame", "bad_thresholds_requests", "SUMS", "accumulate_frames", "read_sums_frames",
            "sums_script", "bad_sums_requests", "WINDOWS", "fmap_frames", "window_run_frame", "window_run_frames",
-           "window_vectors_per_frame", "window_accumulate_frames", "window_script", "bad_window_requests"]
+           "window_vectors_per_frame", "window_accumulate_frames", "window_script", "bad_window_requests",
+           "accumulators_per_frame", "packed_script"]
 
 #: Small enough to simulate quickly, with ragged folds (12 = 3 x 4, 6 = 3 x 2);
 #: a 64-byte payload holds one row's thresholds at up to 3 activation bits.
@@ -68,8 +69,9 @@ SMALL = dict(max_rows=6, max_cols=12, max_bits=8, pe=2, simd=4, max_payload=64, 
 SUMS = dict(SMALL, sum_slots=40, sum_bits=90)
 
 #: SUMS with a feature map of 300 codes (not a power of two; a 3 x 10 x 10 map) and
-#: 18 columns (two channels of 3 x 3 patches; a ragged fold of 4 + 2 words at simd 4).
-WINDOWS = dict(SUMS, max_cols=18, fmap_codes=300)
+#: 18 columns (two channels of 3 x 3 patches; a ragged fold of 4 + 2 words at simd 4),
+#: and packed accumulators (FLAG_PACKED), as the ULX3S's core.
+WINDOWS = dict(SUMS, max_cols=18, fmap_codes=300, packed_accumulators=1)
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -130,8 +132,17 @@ def load_frames(matrix, bits, signed, *, chunk=None, tag=0, max_payload=SMALL["m
             for i, offset in enumerate(range(0, flat.size, chunk))]
 
 
-def run_frame(vectors, bits, signed, tag=0) -> bytes:
-    return frame(P.Cmd.RUN, P.encode_run(bits, signed, vectors), tag)
+def run_frame(vectors, bits, signed, tag=0, *, packed=False) -> bytes:
+    return frame(P.Cmd.RUN, P.encode_run(bits, signed, vectors, packed=packed), tag)
+
+
+def accumulators_per_frame(rows, cols, m_bits, v_bits, *, packed=False, params=SMALL) -> int:
+    """Vectors of ``rows`` accumulators whose RUN reply fits a frame: ``accumulator_width``
+    bytes each, or with ``packed`` ``accumulator_bits`` bits."""
+    room = params["max_payload"] - P.RUN_REPLY_HEADER
+    if packed:
+        return room * 8 // (P.accumulator_bits(cols, m_bits, v_bits) * rows)
+    return room // (P.accumulator_width(cols, m_bits, v_bits) * rows)
 
 
 def codes(rng, bits, shape) -> np.ndarray:
@@ -143,17 +154,42 @@ def codes(rng, bits, shape) -> np.ndarray:
 
 
 def gemm_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, vectors, *, chunk=None,
-                params=SMALL) -> list:
+                packed=False, params=SMALL) -> list:
     """LOAD_MATRIX frames of a random ``rows x cols`` matrix (``chunk`` codes
     per frame, default as many as fit), then RUN frames of ``vectors`` random
-    vectors (as many per frame as fit the request and the reply)."""
+    vectors (as many per frame as fit the request and the reply; ``packed``: the
+    accumulators bit-packed, FLAG_PACKED)."""
     matrix = codes(rng, m_bits, (rows, cols))
     script = load_frames(matrix, m_bits, m_signed, chunk=chunk, max_payload=params["max_payload"])
     per_frame = min((params["max_payload"] - P.RUN_HEADER) * 8 // (cols * v_bits),
-                    (params["max_payload"] - P.RUN_REPLY_HEADER) // (P.accumulator_width(cols, m_bits, v_bits) * rows))
+                    accumulators_per_frame(rows, cols, m_bits, v_bits, packed=packed, params=params))
     vecs = codes(rng, v_bits, (vectors, cols))
     for start in range(0, vectors, per_frame):
-        script.append(run_frame(vecs[start:start + per_frame], v_bits, v_signed, tag=0x80 + start))
+        script.append(run_frame(vecs[start:start + per_frame], v_bits, v_signed, tag=(0x80 + start) & 0xFF,
+                                packed=packed))
+    return script
+
+
+def packed_script(rng, *, params=SMALL) -> list:
+    """RUNs with their accumulators bit-packed (FLAG_PACKED) at every matrix and vector
+    width pair the core takes (``accumulator_bits`` from 2 up to the widest), on random
+    shapes: one row and one column, the widest matrix, ragged folds; each run's vectors
+    in frames as full as their replies allow, then in frames of one to a few vectors
+    (the packed stream's partial last byte in every reply)."""
+    mr, mc, mb = params["max_rows"], params["max_cols"], params["max_bits"]
+    script = []
+    for m_bits in range(1, mb + 1):
+        for v_bits in range(1, mb + 1):
+            if (m_bits + v_bits) % 3 and (m_bits, v_bits) not in ((1, 1), (mb, mb)):
+                continue  # a third of the pairs, the narrowest and the widest always
+            rows = int(rng.choice([1, mr, int(rng.integers(1, mr + 1))]))
+            cols = int(rng.choice([1, mc, int(rng.integers(1, mc + 1))]))
+            vectors = int(rng.integers(1, 3 * accumulators_per_frame(rows, cols, m_bits, v_bits, packed=True,
+                                                                     params=params) + 2))
+            script += gemm_script(rng, rows, cols, m_bits, bool(rng.random() < 0.5), v_bits,
+                                  bool(rng.random() < 0.5), min(vectors, 40), packed=True, params=params)
+            vecs = codes(rng, v_bits, (int(rng.integers(1, 4)), cols))
+            script.append(run_frame(vecs, v_bits, bool(rng.random() < 0.5), tag=0x40, packed=True))
     return script
 
 
@@ -372,6 +408,8 @@ def bad_requests(params=SMALL):
         ("RUN count 0xFFFF", run(0xFFFF, 1, 0, 1)),
         ("RUN LEN one short", run(2, 2, 0, 1)),
         ("RUN LEN one long", run(2, 2, 0, 3)),
+        ("RUN packed and activated", run(1, 2, P.FLAG_PACKED | P.FLAG_ACTIVATE, 1)),
+        ("RUN packed (ok on a core that packs)", run(2, 2, P.FLAG_PACKED | P.FLAG_SIGNED, 2)),
         ("RUN (ok)", run(2, 2, 1, 2)),
         ("RESET (ok)", frame(P.Cmd.RESET, tag=9)),
         ("RUN after RESET", run(1, 2, 0, 1)),
@@ -503,25 +541,26 @@ def fmap_frames(fmap, bits, *, chunk=None, tag=0, params=WINDOWS) -> list:
             for i, offset in enumerate(range(0, flat.size, chunk))]
 
 
-def window_run_frame(count, bits, signed, window, *, activate=False, tag=0) -> bytes:
+def window_run_frame(count, bits, signed, window, *, activate=False, packed=False, tag=0) -> bytes:
     """A RUN frame with the window flag: ``count`` vectors made under ``window``."""
-    return frame(P.Cmd.RUN, P.encode_run_window(count, bits, signed, window, activate=activate), tag & 0xFF)
+    return frame(P.Cmd.RUN, P.encode_run_window(count, bits, signed, window, activate=activate, packed=packed),
+                 tag & 0xFF)
 
 
-def window_vectors_per_frame(rows, cols, m_bits, v_bits, *, a_bits=0, params=WINDOWS) -> int:
-    """Vectors of one windowed RUN frame whose reply fits: accumulators (``a_bits == 0``)
-    or ``a_bits`` activation codes of ``rows`` rows (the request is its headers alone)."""
-    mp = params["max_payload"]
-    fit = (mp * 8 // (rows * a_bits) if a_bits
-           else (mp - P.RUN_REPLY_HEADER) // (P.accumulator_width(cols, m_bits, v_bits) * rows))
+def window_vectors_per_frame(rows, cols, m_bits, v_bits, *, a_bits=0, packed=False, params=WINDOWS) -> int:
+    """Vectors of one windowed RUN frame whose reply fits: accumulators (``a_bits == 0``;
+    ``packed``: bit-packed) or ``a_bits`` activation codes of ``rows`` rows (the request
+    is its headers alone)."""
+    fit = (params["max_payload"] * 8 // (rows * a_bits) if a_bits
+           else accumulators_per_frame(rows, cols, m_bits, v_bits, packed=packed, params=params))
     return min(fit, 0xFFFF)
 
 
-def window_run_frames(count, bits, signed, window, *, per_frame, activate=False, tag=0) -> list:
+def window_run_frames(count, bits, signed, window, *, per_frame, activate=False, packed=False, tag=0) -> list:
     """Windowed RUN frames for ``count`` vectors under ``window``, ``per_frame`` a frame,
     each frame's window advanced to its first vector (:meth:`Window.advanced`)."""
     return [window_run_frame(min(per_frame, count - start), bits, signed, window.advanced(start),
-                             activate=activate, tag=tag + i)
+                             activate=activate, packed=packed, tag=tag + i)
             for i, start in enumerate(range(0, count, per_frame))]
 
 
@@ -612,10 +651,11 @@ def window_script(rng, *, params=WINDOWS) -> list:
         window, cols, count = made
         rows = int(rng.integers(1, mr + 1))
         _, m_bits, _ = load_matrix(rows, cols, tag)
-        fit = window_vectors_per_frame(rows, cols, m_bits, bits, params=params)
+        packed = bool(params.get("packed_accumulators")) and rng.random() < 0.5
+        fit = window_vectors_per_frame(rows, cols, m_bits, bits, packed=packed, params=params)
         per_frame = int(rng.integers(1, fit + 1)) if rng.random() < 0.5 else fit
         script.extend(window_run_frames(count, bits, bool(rng.random() < 0.2), window, per_frame=per_frame,
-                                        tag=tag + 0x80))
+                                        packed=packed, tag=tag + 0x80))
 
     for order, shape, cases, make in ((PATCH, (3, 7, 9), PATCH_CASES, _patch_window),
                                       (SHIFT, (3, 4, 4), SHIFT_CASES, _shift_window)):
@@ -745,7 +785,7 @@ def bad_window_requests(params=WINDOWS):
         ("LOAD_FMAP continue a complete map", fm(*shape, total, 1)),
         ("RUN window bits 0", run(bits=0)),
         ("RUN window bits > max", run(bits=mb + 1)),
-        ("RUN window flags 0x18", run(flags=P.FLAG_WINDOW | 0x10)),
+        ("RUN window flags 0x28", run(flags=P.FLAG_WINDOW | 0x20)),
         ("RUN window|first", run(flags=P.FLAG_WINDOW | P.FLAG_FIRST)),
         ("RUN window|activate without thresholds", run(flags=P.FLAG_WINDOW | P.FLAG_ACTIVATE)),
         ("RUN window count 0", run(count=0)),
@@ -844,6 +884,8 @@ def fuzz_script(seed: int, steps: int, params: dict = SMALL, *, timeout: int) ->
         pool += sums_script(nprng, rows, cols, bits, True, bits, False, batch=2, vectors=2, params=params)
     if params.get("fmap_codes"):
         pool += [data for _, data in bad_window_requests(params)] + window_script(nprng, params=params)
+    if params.get("packed_accumulators"):
+        pool += gemm_script(nprng, rows, cols, bits, True, bits, False, 5, packed=True, params=params)
     script = []
     for _ in range(steps):
         data = bytearray(rng.choice(pool))

@@ -406,6 +406,25 @@ class CoreClient:
             raise ValueError(f"vector codes must be in [0, {(1 << bits) - 1}] for {bits} bits")
         return vectors, bits
 
+    @property
+    def packs_accumulators(self) -> bool:
+        """Whether this core packs a RUN reply's accumulators (PING's ``packed_accumulators``):
+        then every RUN of this client that replies accumulators asks for it (``FLAG_PACKED``)."""
+        return bool(self.info.packed_accumulators)
+
+    def reply_bits(self, cols: int, m_bits: int, v_bits: int) -> int:
+        """Bits each accumulator of a RUN of ``v_bits`` codes on a ``cols``-column matrix of
+        ``m_bits`` takes in this core's reply: :func:`sw.protocol.accumulator_bits` packed,
+        else 8 x :func:`sw.protocol.accumulator_width`."""
+        return (P.accumulator_bits(cols, m_bits, v_bits) if self.packs_accumulators
+                else 8 * P.accumulator_width(cols, m_bits, v_bits))
+
+    def _accumulators(self, reply: bytes, count: int, rows: int, cols: int, m_bits: int, v_bits: int) -> np.ndarray:
+        """The ``(count, rows)`` accumulators of a RUN reply (:meth:`reply_bits` each)."""
+        if self.packs_accumulators:
+            return P.decode_packed_accumulators(reply, count, rows, P.accumulator_bits(cols, m_bits, v_bits))
+        return P.decode_accumulators(reply, count, rows, P.accumulator_width(cols, m_bits, v_bits))
+
     def vectors_per_run(self, cols: int, rows: int, v_bits: int, m_bits: int, *, codes: bool,
                         act_bits: int = 0) -> int:
         """The most vectors one RUN takes here (:meth:`run`, :meth:`run_window` split at it):
@@ -413,9 +432,8 @@ class CoreClient:
         activation codes), its count field must hold it and, with ``codes`` (the vectors in
         the request, not a window), the request itself must fit."""
         info = self.info
-        width = P.accumulator_width(cols, m_bits, v_bits)
         per = (info.max_payload * 8 // (act_bits * rows) if act_bits
-               else (info.max_payload - P.RUN_REPLY_HEADER) // (width * rows))
+               else (info.max_payload - P.RUN_REPLY_HEADER) * 8 // (self.reply_bits(cols, m_bits, v_bits) * rows))
         if codes:
             per = min(per, (info.max_payload - P.RUN_HEADER) * 8 // (cols * v_bits))
         return max(1, min(per, 0xFFFF))
@@ -430,16 +448,16 @@ class CoreClient:
             raise ValueError("no thresholds loaded for this matrix: call load_thresholds first")
         rows, cols, m_bits, _ = self._matrix
         vectors, bits = self._vectors(vectors, bits)
-        width = P.accumulator_width(cols, m_bits, bits)
+        packed = self.packs_accumulators and not activate
         per_frame = self.vectors_per_run(cols, rows, bits, m_bits, codes=True,
                                          act_bits=self._thresholds if activate else 0)
         out = np.empty((vectors.shape[0], rows), dtype=np.int64)
         for start in range(0, vectors.shape[0], per_frame):
             chunk = vectors[start:start + per_frame]
-            reply = self.request(P.Cmd.RUN, P.encode_run(bits, signed, chunk, activate=activate))
+            reply = self.request(P.Cmd.RUN, P.encode_run(bits, signed, chunk, activate=activate, packed=packed))
             out[start:start + chunk.shape[0]] = (
                 P.decode_activations(reply, chunk.shape[0], rows, self._thresholds) if activate
-                else P.decode_accumulators(reply, chunk.shape[0], rows, width))
+                else self._accumulators(reply, chunk.shape[0], rows, cols, m_bits, bits))
         return out
 
     def matmul(self, vectors, v_bits: int, v_signed: bool, matrix, m_bits: int, m_signed: bool) -> np.ndarray:
@@ -471,8 +489,8 @@ class CoreClient:
         headers left out).  For choosing between lowerings, not a count."""
         info = self.info
         row_tiles, col_tiles = -(-o // info.max_rows), -(-k // info.max_cols)
-        width = P.accumulator_width(min(k, info.max_cols), m_bits, v_bits)
-        return row_tiles * P.packed_size(n * k, v_bits) + col_tiles * n * o * width
+        return (row_tiles * P.packed_size(n * k, v_bits)
+                + col_tiles * P.packed_size(n * o, self.reply_bits(min(k, info.max_cols), m_bits, v_bits)))
 
     def can_activate(self, cols: int, act_bits: int) -> bool:
         """Whether :meth:`activations` can run ``cols``-long products at ``act_bits``
@@ -686,15 +704,16 @@ class CoreClient:
         if self._matrix is None:
             raise ValueError("no matrix loaded by this client: call load_matrix first")
         rows, cols, m_bits, _ = self._matrix
-        width = P.accumulator_width(cols, m_bits, bits)
+        packed = self.packs_accumulators and not activate
         per_request = self.vectors_per_run(cols, rows, bits, m_bits, codes=False,
                                            act_bits=self._thresholds if activate else 0)
         out = np.empty((int(count), rows), dtype=np.int64)
         for start, advanced in self._windows(count, bits, window, per_request):
             n = min(per_request, count - start)
-            reply = self.request(P.Cmd.RUN, P.encode_run_window(n, bits, signed, advanced, activate=activate))
+            reply = self.request(P.Cmd.RUN, P.encode_run_window(n, bits, signed, advanced, activate=activate,
+                                                                packed=packed))
             out[start:start + n] = (P.decode_activations(reply, n, rows, self._thresholds) if activate
-                                    else P.decode_accumulators(reply, n, rows, width))
+                                    else self._accumulators(reply, n, rows, cols, m_bits, bits))
         return out
 
     def accumulate_window(self, count: int, bits: int, signed: bool, window: Window, *, slot: int, mantissa: int,

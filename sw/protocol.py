@@ -70,7 +70,7 @@ code with 0 and use the true ``cols`` in its ``2q - n`` corrections (see
 
 Commands (request payload -> OK reply payload)
 ----------------------------------------------
-``PING`` (0x01): empty -> :data:`PING_REPLY` (22 bytes)::
+``PING`` (0x01): empty -> :data:`PING_REPLY` (23 bytes)::
 
     0 version u8 (= PROTOCOL_VERSION)   1 max_bits u8 (<= 8)
     2 pe u16     4 simd u16              6 max_rows u16   8 max_cols u16
@@ -78,6 +78,7 @@ Commands (request payload -> OK reply payload)
     13 baud u32 (the core's UART rate, round(clk / divisor); 0: not a UART core)
     17 sum_slots u16 (batch sums held; 0: no ACCUMULATE, READ_SUMS)   19 sum_bits u8
     20 fmap_codes u16 (feature-map codes held; 0: no LOAD_FMAP, no window flag)
+    22 packed_accumulators u8 (1: RUN takes the packed flag; 0: it does not)
 
   A host on a serial line refuses a core whose nonzero ``baud`` differs
   from its own rate by more than
@@ -103,7 +104,8 @@ feature map, and zeroes the batch sums.
 
     0 count u16 (vectors)   2 bits u8
     3 flags u8 (bit 0: signed; bit 1: activate, only if max_act_bits > 0;
-                bit 3: window, only if fmap_codes > 0; others 0)
+                bit 3: window, only if fmap_codes > 0;
+                bit 4: packed, only if packed_accumulators, not with activate; others 0)
     4 data: count*cols codes, vector after vector, ceil(count*cols*bits/8) bytes
       or, with the window flag, the window header (WINDOW_HEADER, 12 bytes; no codes)
 
@@ -122,6 +124,15 @@ feature map, and zeroes the batch sums.
   With ``activate``: ``count * rows`` activation codes of the thresholds'
   ``bits`` (``A``), packed like any codes, ``code[v][r]`` being code number
   ``v * rows + r``: ``ceil(count * rows * A / 8)`` bytes.
+  With ``packed`` (:data:`FLAG_PACKED`, protocol 6): the header byte is
+  ``bits``, then the ``count * rows`` accumulators as ``bits``-bit two's
+  complement in one bit stream packed like codes, ``out[v][r]`` being number
+  ``v * rows + r``: ``ceil(count * rows * bits / 8)`` bytes.  ``bits`` is the
+  fewest whose two's complement holds the product's exact bound ``cols *
+  n_m * n_v``: ``bit_length(cols * n_m * n_v) + 1``
+  (:func:`accumulator_bits`; the core computes it with shifts and
+  subtracts): 10 bits for 144 columns of 1-bit by 2-bit codes (whole bytes:
+  2), 16 for 288 columns of 1-bit by 6-bit codes (whole bytes: 3).
 
 ``LOAD_THRESHOLDS`` (0x05, only if max_act_bits > 0):
 :data:`THRESHOLD_HEADER` (6 bytes) then ``count`` row records::
@@ -227,11 +238,13 @@ core's state.  Checks, in this order (the first failing one answers):
    BAD_PARAMS/COUNT; ``LEN != 12 + ceil(count*bits/8)`` -> BAD_LENGTH;
    ``offset > 0`` not continuing the matrix being loaded -> BAD_STATE/SEQUENCE.
 6. RUN: ``LEN < 4`` -> BAD_LENGTH; no complete matrix -> BAD_STATE/NO_MATRIX;
-   bits -> BAD_PARAMS/BITS; flags (activate on a core without the stage
-   included) -> BAD_PARAMS/FLAGS; activate without thresholds for every row
+   bits -> BAD_PARAMS/BITS; flags (activate on a core without the stage,
+   packed on a core that does not pack, packed with activate included) ->
+   BAD_PARAMS/FLAGS; activate without thresholds for every row
    of the matrix -> BAD_STATE/NO_THRESHOLDS; ``count == 0`` ->
    BAD_PARAMS/COUNT; reply size (``1 + width*count*rows``, activated
-   ``ceil(count*rows*A/8)``) ``> max_payload`` -> BAD_PARAMS/REPLY_TOO_BIG;
+   ``ceil(count*rows*A/8)``, packed ``1 + ceil(count*rows*bits/8)``)
+   ``> max_payload`` -> BAD_PARAMS/REPLY_TOO_BIG;
    ``LEN != 4 + (12 with the window flag, else ceil(count*cols*bits/8))`` ->
    BAD_LENGTH; then, with the window flag only (a core without a feature map
    refuses the flag as BAD_PARAMS/FLAGS): no complete feature map ->
@@ -304,13 +317,14 @@ from .contract.core import CoreInfo
 from .contract.gradients import sum_float_bits, sum_from_float_bits
 from .contract.link import (ACC_BYTES, ACCUMULATE_FIELDS, ACCUMULATE_HEADER, CRC_INIT, CRC_POLY, CRC_SIZE,
                             CRC_WIDTH, DIRECTION_NEGATIVE, ERROR_FIELDS, ERROR_PAYLOAD, FLAG_ACTIVATE, FLAG_FIRST,
-                            FLAG_SIGNED, FLAG_WINDOW, FRAME_FIELDS, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS,
+                            FLAG_PACKED, FLAG_SIGNED, FLAG_WINDOW, FRAME_FIELDS, HEADER_SIZE, HOST_RECOVERY_S, LOAD_FIELDS,
                             LOAD_FMAP_FIELDS, LOAD_FMAP_HEADER, LOAD_HEADER, MAX_FMAP_CODES, MAX_PAYLOAD, MAX_SHIFT,
                             OVERHEAD, PING_REPLY, PROTOCOL_VERSION, READ_SUMS_FIELDS, READ_SUMS_HEADER, RUN_FIELDS,
                             RUN_HEADER, RUN_REPLY_FIELDS, RUN_REPLY_HEADER, RX_IDLE_TIMEOUT_S, SUMS_REPLY_FIELDS,
                             SUMS_REPLY_HEADER, SYNC, THRESHOLD_BYTES, THRESHOLD_FIELDS, THRESHOLD_HEADER,
                             WINDOW_FIELDS, WINDOW_HEADER, Cmd, Detail, Status, accumulator_bound,
-                            accumulator_reply_size, accumulator_width, activation_reply_size, packed_size, sum_bytes,
+                            accumulator_bits, accumulator_reply_size, accumulator_width, activation_reply_size,
+                            packed_accumulator_reply_size, packed_size, sum_bytes,
                             sum_width, sums_reply_size, threshold_record_size, SUM_FLOAT32, FLOAT_SUM_BYTES)
 from .contract.window import MAX_KERNEL, MAX_SIDE, MAX_STRIDE, ORDERS, PATCH, SHIFT, FmapShape, Window, window_index
 
@@ -327,7 +341,8 @@ __all__ = [
     "CoreInfo", "check_core_info", "LoadMatrix", "Run", "LoadThresholds", "check_directions",
     "encode_ping_reply", "decode_ping_reply", "encode_load_matrix", "decode_load_matrix_header",
     "encode_run", "decode_run_header", "accumulator_bound", "accumulator_width", "accumulator_reply_size",
-    "encode_accumulators", "decode_accumulators",
+    "encode_accumulators", "decode_accumulators", "FLAG_PACKED", "accumulator_bits",
+    "packed_accumulator_reply_size", "encode_packed_accumulators", "decode_packed_accumulators",
     "threshold_record_size", "encode_load_thresholds", "decode_load_thresholds_header",
     "activation_reply_size", "decode_activations",
     "Accumulate", "encode_accumulate", "decode_accumulate_header", "ReadSums", "encode_read_sums",
@@ -561,7 +576,8 @@ def encode_ping_reply(info: CoreInfo) -> bytes:
 
 #: PING reply sizes of older protocol versions -> a hint for the error.
 _OLD_PING_SIZES = {12: " (a protocol version 1 core?)", 13: " (a protocol version 2 core?)",
-                   17: " (a protocol version 3 core?)", 20: " (a protocol version 4 core?)"}
+                   17: " (a protocol version 3 core?)", 20: " (a protocol version 4 core?)",
+                   22: " (a protocol version 5 core?)"}
 
 
 def decode_ping_reply(payload: bytes) -> CoreInfo:
@@ -616,18 +632,27 @@ class Run:
         return bool(self.flags & FLAG_ACTIVATE)
 
     @property
+    def packed(self) -> bool:
+        return bool(self.flags & FLAG_PACKED)
+
+    @property
     def window(self) -> Window | None:
         """The window (:func:`decode_window`) with :data:`FLAG_WINDOW` and at least
         :data:`WINDOW_HEADER` bytes of data, else ``None`` (the data are packed codes)."""
         return _window_of(self.flags, self.data)
 
 
-def encode_run(bits: int, signed: bool, vectors, *, activate: bool = False) -> bytes:
-    """RUN payload for ``vectors`` (``(count, cols)`` codes); ``activate``: reply codes."""
+def _run_flags(signed: bool, activate: bool, packed: bool) -> int:
+    return _flags(signed) | (FLAG_ACTIVATE if activate else 0) | (FLAG_PACKED if packed else 0)
+
+
+def encode_run(bits: int, signed: bool, vectors, *, activate: bool = False, packed: bool = False) -> bytes:
+    """RUN payload for ``vectors`` (``(count, cols)`` codes); ``activate``: reply codes;
+    ``packed``: reply accumulators bit-packed (:data:`FLAG_PACKED`)."""
     vectors = np.asarray(vectors)
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be (count, cols), got shape {vectors.shape}")
-    flags = _flags(signed) | (FLAG_ACTIVATE if activate else 0)
+    flags = _run_flags(signed, activate, packed)
     return RUN_FIELDS.pack(vectors.shape[0], bits, flags) + pack_codes(vectors, bits)
 
 
@@ -647,6 +672,36 @@ def encode_accumulators(out, width: int) -> bytes:
         raise OverflowError(f"accumulator outside {width}-byte two's complement")
     data = out.astype("<i8").reshape(-1, 1).view(np.uint8)[:, :width] if out.size else np.zeros((0, width))
     return RUN_REPLY_FIELDS.pack(width) + np.ascontiguousarray(data, dtype=np.uint8).tobytes()
+
+
+def encode_packed_accumulators(out, bits: int) -> bytes:
+    """RUN reply payload with :data:`FLAG_PACKED`: the header (``bits``), then ``out``
+    (``(count, rows)`` integers) as ``bits``-bit two's complement in one LSB-first bit
+    stream (:func:`pack_codes`'s order), the last byte's spare bits 0."""
+    out = np.asarray(out, dtype=np.int64).ravel()
+    if not 1 <= bits <= 8 * ACC_BYTES:
+        raise ValueError(f"accumulator bits must be 1..{8 * ACC_BYTES}, got {bits}")
+    if out.size and (out.min() < -(1 << (bits - 1)) or out.max() >= 1 << (bits - 1)):
+        raise OverflowError(f"accumulator outside {bits}-bit two's complement")
+    stream = ((out[:, None] >> np.arange(bits)) & 1).astype(np.uint8).ravel()
+    return RUN_REPLY_FIELDS.pack(bits) + np.packbits(stream, bitorder="little").tobytes()
+
+
+def decode_packed_accumulators(payload: bytes, count: int, rows: int, bits: int) -> np.ndarray:
+    """``(count, rows)`` int64 from a RUN reply payload with :data:`FLAG_PACKED` whose
+    accumulators must be ``bits`` bits (:func:`accumulator_bits` of the product)."""
+    got = RUN_REPLY_FIELDS.unpack(payload)[0] if len(payload) >= RUN_REPLY_HEADER else None
+    if got != bits:
+        raise FramingError(f"RUN reply states {got}-bit packed accumulators, expected {bits}")
+    size = packed_accumulator_reply_size(count, rows, bits)
+    if len(payload) != size:
+        raise FramingError(f"RUN reply has {len(payload)} payload bytes, expected {size}")
+    n = count * rows
+    stream = np.unpackbits(np.frombuffer(bytes(payload[RUN_REPLY_HEADER:]), dtype=np.uint8), bitorder="little")
+    planes = stream[:n * bits].reshape(n, bits).astype(np.int64)
+    values = (planes << np.arange(bits)).sum(axis=1)
+    values -= (values >> (bits - 1) & 1) << bits  # two's complement
+    return values.reshape(count, rows)
 
 
 def decode_accumulators(payload: bytes, count: int, rows: int, width: int) -> np.ndarray:
@@ -827,10 +882,12 @@ def _window_of(flags: int, data: bytes) -> Window | None:
     return decode_window(data) if flags & FLAG_WINDOW and len(data) >= WINDOW_HEADER else None
 
 
-def encode_run_window(count: int, bits: int, signed: bool, window: Window, *, activate: bool = False) -> bytes:
+def encode_run_window(count: int, bits: int, signed: bool, window: Window, *, activate: bool = False,
+                      packed: bool = False) -> bytes:
     """RUN payload with the window flag: ``count`` vectors made on the core from its
-    feature map under ``window`` (:mod:`sw.contract.window`); ``activate``: reply codes."""
-    flags = _flags(signed) | (FLAG_ACTIVATE if activate else 0) | FLAG_WINDOW
+    feature map under ``window`` (:mod:`sw.contract.window`); ``activate``: reply codes;
+    ``packed``: reply accumulators bit-packed."""
+    flags = _run_flags(signed, activate, packed) | FLAG_WINDOW
     _check_fields(RUN_FIELDS, (count, bits, flags))
     return RUN_FIELDS.pack(count, bits, flags) + encode_window(window)
 

@@ -10,7 +10,9 @@ core with sums; the others refuse both commands), every protocol error with garb
 of a RUN.  On a core with a feature map (protocol 5): LOAD_FMAP and windowed
 RUN / ACCUMULATE scripts of both orders, every window error, a reset in the
 middle of a windowed RUN, and the fuzz's pool holds window requests; cores
-without one refuse the window requests.  The log line of each test says how
+without one refuse the window requests.  On a core that packs accumulators
+(protocol 6; the feature-map core here): packed RUNs at every width pair's
+bound and the packed flag's refusals.  The log line of each test says how
 many reply bytes, RUN vectors and MACs it checked.
 """
 
@@ -40,12 +42,12 @@ SLOW_CONFIGS = [
     ("windows_v2d2", dict(WINDOWS, pe=2, simd=4, vectors=2, drains=2), 3, 60),
 ]
 
-# (name, core parameters, fuzz steps, window scripts): the window tests alone, in the
-# default run (the fuzz's pool holds the window requests).
+# (name, core parameters, fuzz steps, window scripts): the window (and packed accumulator)
+# tests alone, in the default run (the fuzz's pool holds the window and packed requests).
 WINDOW_CONFIGS = [
     ("windows", WINDOWS, 200, 1),
 ]
-WINDOW_TESTS = ["windows", "window_fuzz", "fuzz"]
+WINDOW_TESTS = ["windows", "window_fuzz", "fuzz", "packed"]
 
 
 def run(simulator, name, params, vectors, fuzz_steps, seed, *, window_scripts=1, testcase=None):

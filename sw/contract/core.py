@@ -30,7 +30,7 @@ from .link import (ACC_BYTES, ACCUMULATE_HEADER, LOAD_HEADER, MAX_FMAP_CODES, MA
                    MAX_SUM_SLOTS, PING_FIELDS, PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER, WINDOW_HEADER,
                    accumulator_reply_size, packed_size, sum_width, sums_reply_size, threshold_record_size)
 
-__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "FEATURE_MAPS", "LARGE_LIMITS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
+__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "FEATURE_MAPS", "PACKED_ACCUMULATORS", "LARGE_LIMITS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
 
 #: Accumulators are int32: every ``|out|`` must stay below this.
 ACC_LIMIT = 1 << 31
@@ -54,6 +54,7 @@ class CoreConfig:
     sum_slots: int = 0        # batch sums of weight gradients held (ACCUMULATE, READ_SUMS); 0: none
     sum_bits: int = 0         # bits of each batch sum (0 without sums)
     fmap_codes: int = 0       # codes of the feature-map memory (LOAD_FMAP, windows); 0: none
+    packed_accumulators: int = 0  # 1: RUN takes FLAG_PACKED (accumulators at accumulator_bits); 0: not
 
     def problems(self) -> list[str]:
         """What breaks the protocol's rules (empty: a valid core)."""
@@ -97,13 +98,15 @@ class CoreConfig:
         elif self.fmap_codes and self.max_payload < ACCUMULATE_HEADER + WINDOW_HEADER:
             problems.append(f"a windowed ACCUMULATE ({ACCUMULATE_HEADER + WINDOW_HEADER} bytes) does not fit "
                             f"a {self.max_payload}-byte payload")
+        if self.packed_accumulators not in (0, 1):
+            problems.append(f"packed_accumulators {self.packed_accumulators} not 0 or 1")
         return problems
 
     def info(self, version: int = PROTOCOL_VERSION) -> "CoreInfo":
         """What this core's PING reports."""
         return CoreInfo(version, self.max_bits, self.pe, self.simd, self.max_rows, self.max_cols,
                         self.max_payload, self.max_act_bits, sum_slots=self.sum_slots, sum_bits=self.sum_bits,
-                        fmap_codes=self.fmap_codes)
+                        fmap_codes=self.fmap_codes, packed_accumulators=self.packed_accumulators)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class CoreInfo:
     sum_slots: int = 0  # batch sums held (ACCUMULATE, READ_SUMS); 0: none
     sum_bits: int = 0  # bits of each batch sum
     fmap_codes: int = 0  # codes of the feature-map memory (LOAD_FMAP, windows); 0: none
+    packed_accumulators: int = 0  # 1: RUN takes FLAG_PACKED; 0: not
 
     @property
     def config(self) -> CoreConfig:
@@ -158,12 +162,18 @@ BATCH_SUMS = MappingProxyType({"sum_slots": 16384, "sum_bits": 96})
 #: two of the ECP5's DP16KD at 8 bits a code.
 FEATURE_MAPS = MappingProxyType({"fmap_codes": 4096})
 
+#: The RUN replies of a core that packs its accumulators at their exact bound's width
+#: (FLAG_PACKED, :func:`sw.contract.link.accumulator_bits`; the ULX3S preset, the ``model``
+#: and ``sim`` backends): the digits net's forward accumulators take 10 to 13 bits, not 16.
+PACKED_ACCUMULATORS = MappingProxyType({"packed_accumulators": 1})
+
 #: The limits of a core with an ECP5-85F's block RAM (the ULX3S preset, and the ``model``
 #: backend's core), over :data:`CORE_DEFAULTS`: the digits net's widest fan-in (1,024 codes)
 #: in one matrix row, so every layer's forward is one matrix per row tile and its activation
-#: runs on the core; 4 KiB frames; the batch sums.  (128 rows as well measured 56.8 MHz:
+#: runs on the core; 4 KiB frames; the batch sums, the feature map, packed accumulators.  (128 rows as well measured 56.8 MHz:
 #: the matrix's row sums, out of a DP16KD, into the signed correction's adders.)
-LARGE_LIMITS = MappingProxyType({"max_cols": 1024, "max_payload": 4096, **BATCH_SUMS, **FEATURE_MAPS})
+LARGE_LIMITS = MappingProxyType({"max_cols": 1024, "max_payload": 4096, **BATCH_SUMS, **FEATURE_MAPS,
+                                 **PACKED_ACCUMULATORS})
 
 #: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only
 #: mapping: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.

@@ -28,18 +28,21 @@ __all__ = [
     "ACCUMULATE_FIELDS", "READ_SUMS_FIELDS", "SUMS_REPLY_FIELDS", "LOAD_FMAP_FIELDS", "WINDOW_FIELDS",
     "PING_FIELDS", "ERROR_FIELDS", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "LOAD_HEADER", "RUN_HEADER",
     "RUN_REPLY_HEADER", "THRESHOLD_HEADER", "ACCUMULATE_HEADER", "READ_SUMS_HEADER", "SUMS_REPLY_HEADER",
-    "LOAD_FMAP_HEADER", "WINDOW_HEADER", "FLAG_WINDOW", "MAX_FMAP_CODES", "PING_REPLY", "ERROR_PAYLOAD",
+    "LOAD_FMAP_HEADER", "WINDOW_HEADER", "FLAG_WINDOW", "FLAG_PACKED", "MAX_FMAP_CODES", "PING_REPLY", "ERROR_PAYLOAD",
     "MAX_SUM_SLOTS", "MAX_SUM_BITS", "SHIFT_BITS", "MAX_SHIFT", "SUM_FLOAT32", "FLOAT_SUM_BYTES",
-    "packed_size", "threshold_record_size", "accumulator_bound", "accumulator_width", "accumulator_reply_size",
+    "packed_size", "threshold_record_size", "accumulator_bound", "accumulator_width", "accumulator_bits",
+    "accumulator_reply_size", "packed_accumulator_reply_size",
     "activation_reply_size", "sum_width", "sum_bytes", "sums_reply_size",
 ]
 
-PROTOCOL_VERSION = 5     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
+PROTOCOL_VERSION = 6     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
 #                          3: RUN replies accumulators only as wide as their bound (a width byte first);
 #                          4: ACCUMULATE and READ_SUMS (the batch sum of weight gradients on the
 #                             core), sum_slots and sum_bits in PING;
 #                          5: LOAD_FMAP and the window flag of RUN and ACCUMULATE (vectors made
-#                             on the core from a feature map, sw.contract.window), fmap_codes in PING
+#                             on the core from a feature map, sw.contract.window), fmap_codes in PING;
+#                          6: RUN's packed flag (accumulators bit-packed at their exact bound's
+#                             width, accumulator_bits), packed_accumulators in PING
 SYNC = 0xA5
 MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
 ACC_BYTES = 4            # the widest accumulator: int32
@@ -124,8 +127,10 @@ FLAG_SIGNED = 0x01       # LOAD_MATRIX, RUN: codes read as 2q - n
 FLAG_ACTIVATE = 0x02     # RUN: reply activation codes (thresholds) instead of accumulators
 FLAG_FIRST = 0x04        # ACCUMULATE: the batch's first sample: the sums are written, not added to
 FLAG_WINDOW = 0x08       # RUN, ACCUMULATE: a window header follows, the vectors come from the feature map
+FLAG_PACKED = 0x10       # RUN (not with FLAG_ACTIVATE): accumulators bit-packed, accumulator_bits each
 #: The flag bits of a ``flags`` byte by name, lowest first (the gateware's flag layout).
-FLAGS = (("signed", FLAG_SIGNED), ("activate", FLAG_ACTIVATE), ("first", FLAG_FIRST), ("window", FLAG_WINDOW))
+FLAGS = (("signed", FLAG_SIGNED), ("activate", FLAG_ACTIVATE), ("first", FLAG_FIRST), ("window", FLAG_WINDOW),
+         ("packed", FLAG_PACKED))
 #: LOAD_THRESHOLDS record byte 0: the row's direction is -1 (``acc <= T``), else +1.
 DIRECTION_NEGATIVE = 0x01
 
@@ -180,7 +185,8 @@ LOAD_FIELDS = Header("LOAD_MATRIX", Field("rows", 2), Field("cols", 2), Field("b
                      Field("offset", 4), Field("count", 2))
 #: RUN payload header; packed vector codes follow.
 RUN_FIELDS = Header("RUN", Field("count", 2), Field("bits", 1), Field("flags", 1))
-#: A RUN reply's header (accumulators, not activations): the bytes of each accumulator.
+#: A RUN reply's header (accumulators, not activations): the bytes of each accumulator, or
+#: with :data:`FLAG_PACKED` its bits (:func:`accumulator_bits`).
 RUN_REPLY_FIELDS = Header("RUN reply", Field("width", 1))
 #: LOAD_THRESHOLDS payload header; ``count`` row records follow (:func:`threshold_record_size`).
 THRESHOLD_FIELDS = Header("LOAD_THRESHOLDS", Field("offset", 2), Field("count", 2), Field("bits", 1),
@@ -211,7 +217,7 @@ WINDOW_FIELDS = Header("window", Field("kernel", 1), Field("stride", 1), Field("
 PING_FIELDS = Header("PING reply", Field("version", 1), Field("max_bits", 1), Field("pe", 2), Field("simd", 2),
                      Field("max_rows", 2), Field("max_cols", 2), Field("max_payload", 2),
                      Field("max_act_bits", 1), Field("baud", 4), Field("sum_slots", 2), Field("sum_bits", 1),
-                     Field("fmap_codes", 2))
+                     Field("fmap_codes", 2), Field("packed_accumulators", 1))
 #: An error reply's payload.
 ERROR_FIELDS = Header("error", Field("command", 1), Field("detail", 1))
 
@@ -258,6 +264,19 @@ def accumulator_width(cols: int, m_bits: int, v_bits: int) -> int:
     + v_bits + 1) / 8)``."""
     bits = int(cols).bit_length() + int(m_bits) + int(v_bits) + 1
     return min(ACC_BYTES, -(-bits // 8))
+
+
+def accumulator_bits(cols: int, m_bits: int, v_bits: int) -> int:
+    """Bits of each accumulator in a RUN reply with :data:`FLAG_PACKED`: the fewest whose two's
+    complement holds the product's exact bound ``cols * n_m * n_v`` (``n = 2**bits - 1``,
+    which signed odd codes reach as ``+-n``), ``bit_length(cols * n_m * n_v) + 1``."""
+    return (int(cols) * ((1 << int(m_bits)) - 1) * ((1 << int(v_bits)) - 1)).bit_length() + 1
+
+
+def packed_accumulator_reply_size(count: int, rows: int, bits: int) -> int:
+    """Payload bytes of a RUN reply with :data:`FLAG_PACKED`: the header, then ``count * rows``
+    accumulators of ``bits`` bits in one LSB-first bit stream."""
+    return RUN_REPLY_HEADER + packed_size(int(count) * int(rows), bits)
 
 
 def accumulator_reply_size(count: int, rows: int, width: int) -> int:

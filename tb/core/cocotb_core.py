@@ -26,8 +26,8 @@ from tb.common import Scoreboard, StreamDriver, StreamMonitor, reset, start_cloc
 from sw.contract.window import PATCH, Window
 from sw.core_scripts import (Idle, Reset, act_run_frame, act_script, bad_requests, bad_sums_requests,
                              bad_thresholds_requests, bad_window_requests, codes, describe_replies, expected_replies,
-                             fmap_frames, frame, fuzz_script, gemm_script, load_frames, run_frame, sums_script,
-                             window_run_frame, window_script, window_vectors_per_frame)
+                             fmap_frames, frame, fuzz_script, gemm_script, load_frames, packed_script, run_frame,
+                             sums_script, window_run_frame, window_script, window_vectors_per_frame)
 
 
 class Bench:
@@ -297,3 +297,22 @@ async def window_fuzz(dut):
             script.append(bytes(data))
     await bench.run(script + [frame(P.Cmd.PING, tag=0x77)])
     bench.summary("window_fuzz")
+
+
+@cocotb.test()
+async def packed(dut):
+    """Packed accumulators (protocol 6).  On a core that packs: a :func:`packed_script` (RUNs
+    with FLAG_PACKED at every width pair's exact bound, partial last bytes, replies split
+    where their packed size fits) with garbage between some requests, then every protocol
+    error (:func:`bad_requests`: the packed flag with activate refused, a packed RUN
+    answered).  On a core that does not: the error requests, the packed RUN refused too."""
+    config = tb_config()
+    bench = Bench(dut, config["seed"] + 80)
+    await bench.start()
+    pick = random.Random(config["seed"] + 80)
+    noise = lambda n: bytes(pick.choice([b for b in range(256) if b != P.SYNC]) for _ in range(n))
+    script = packed_script(bench.rng, params=bench.params) if bench.params.get("packed_accumulators") else []
+    for _, request in bad_requests(bench.params):
+        script += [noise(pick.randrange(0, 3)), request]
+    await bench.run(script)
+    bench.summary("packed")

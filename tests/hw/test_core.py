@@ -31,7 +31,8 @@ from sw.core_model import CoreModel
 from sw.core_scripts import (INT32_MAX, INT32_MIN, SMALL, SUMS, WINDOWS, Idle, Reset, act_run_frame, act_script,
                              act_vectors_per_frame, bad_requests, bad_sums_requests, bad_thresholds_requests,
                              bad_window_requests, codes, describe_replies, expected_replies, frame, fuzz_script,
-                             gemm_script, load_frames, run_frame, sums_script, threshold_frames, window_script)
+                             gemm_script, load_frames, packed_script, run_frame, sums_script, threshold_frames,
+                             window_script)
 from sw.driver import CoreClient
 from sw.numeric import apply_thresholds
 from tests.hw.helpers import unelaborated, with_sync_domain
@@ -205,7 +206,7 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
     unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SMALL["simd"]) * SMALL["max_bits"])
     width = P.accumulator_width(cols, m_bits, v_bits)
     reply = P.OVERHEAD + P.RUN_REPLY_HEADER + (width + 2) * count * 6
-    tiles = 2 * count  # states TILE and START of each one-vector tile
+    tiles = 3 * count  # states TILE and START of each one-vector tile, and VECTOR's first cycle
     rest = cycles - load_cycles - len(run) - unpack - compute - reply - tiles
     # The code slice (a skid buffer) lets the unpacker run up to two codes
     # ahead while a fold's planes are written.
@@ -449,7 +450,7 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols):
         compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3)
     unpack = count * (cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * SMALL["max_bits"])
     activation = count * 6 * ((1 << a_bits) + 6)
-    tiles = 2 * count  # states TILE and START of each one-vector tile
+    tiles = 3 * count  # states TILE and START of each one-vector tile, and VECTOR's first cycle
     rest = cycles - setup_cycles - len(run) - unpack - compute - activation - tiles - P.HEADER_SIZE - P.CRC_SIZE
     ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + 3 / 8)  # the code slice runs ahead (above)
     assert -ahead <= rest <= 8, rest
@@ -768,6 +769,32 @@ def test_fmap_memory():
     with unelaborated():
         assert TrainingCore(**WINDOWS).memories["fmap"] == (1, WINDOWS["fmap_codes"], WINDOWS["max_bits"])
         assert "fmap" not in TrainingCore(**SUMS).memories
+
+
+# --------------------------------------------------------------------------- packed accumulators
+
+@pytest.mark.parametrize("params", [
+    WINDOWS,                                             # with sums: the values leave through HOLD
+    dict(SMALL, packed_accumulators=1),                  # without: straight from the results
+    dict(SMALL, packed_accumulators=1, vectors=3, pe=3),  # tiles of several vectors, one stream
+], ids=["sums", "no-sums", "vectors3"])
+def test_packed_accumulators_match_model(params):
+    """RUNs with FLAG_PACKED at every width pair's exact bound (2 to 22 bits here), replies
+    split where their packed size fits, partial last bytes: the core's bytes are the model's."""
+    check(packed_script(np.random.default_rng(params.get("vectors", 1)), params=params), params,
+          seed=params.get("vectors", 1), max_cycles=1_500_000)
+
+
+def test_packed_requests_match_model():
+    """The packed flag's refusals (with activate; on a core that does not pack) and a packed
+    RUN's ok, in the protocol's check order, on cores with and without packing."""
+    for params, seed in ((dict(SMALL, packed_accumulators=1), 21), (SMALL, 22)):
+        check([data for _, data in bad_requests(params)], params, seed=seed)
+
+
+def test_fuzz_against_model_packed():
+    check(fuzz_script(23, 40, dict(SMALL, packed_accumulators=1), timeout=TIMEOUT),
+          dict(SMALL, packed_accumulators=1), seed=23)
 
 
 @pytest.mark.parametrize("vectors", [2, 3])

@@ -418,7 +418,7 @@ def test_core_model_read_sums_errors_in_order(payload, status, detail):
 def test_core_without_sums_answers_bad_command():
     wire = Wire(**dict(TINY_SUMS, sum_slots=0, sum_bits=0))
     wire.load([[1, 2]], 2, False)
-    assert wire.ok(Cmd.PING)[17:] == bytes(5)  # PING: sum_slots 0, sum_bits 0 (and fmap_codes 0)
+    assert wire.ok(Cmd.PING)[17:] == bytes(6)  # PING: sum_slots 0, sum_bits 0 (fmap_codes 0, not packed)
     for cmd, payload in ((Cmd.ACCUMULATE, P.encode_accumulate(2, False, [[1, 2]], slot=0, mantissa=1, shift=0,
                                                               first=True)),
                          (Cmd.READ_SUMS, P.encode_read_sums(0, 1, 1))):
@@ -428,8 +428,9 @@ def test_core_without_sums_answers_bad_command():
 
 def test_core_model_ping_reports_its_sums():
     wire = Wire(**TINY_SUMS)
-    # ... baud u32 (0), sum_slots u16 (48 = 0x30), sum_bits u8 (96 = 0x60), fmap_codes u16 (0)
-    assert wire.ok(Cmd.PING)[13:] == bytes.fromhex("00000000 3000 60 0000")
+    # ... baud u32 (0), sum_slots u16 (48 = 0x30), sum_bits u8 (96 = 0x60), fmap_codes u16 (0),
+    # packed_accumulators u8 (0)
+    assert wire.ok(Cmd.PING)[13:] == bytes.fromhex("00000000 3000 60 0000 00")
     info = P.decode_ping_reply(wire.ok(Cmd.PING))
     assert (info.sum_slots, info.sum_bits) == (48, 96)
 

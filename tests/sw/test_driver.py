@@ -68,9 +68,10 @@ def test_core_model_ping_reset_and_unknown_command():
     assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64, 3)
     assert P.decode_ping_reply(payload).baud == 0  # a model of a byte-stream core: no UART
     # the model reports the rate it is given, as PING's bytes 13..16 (3,000,000 = 0x002DC6C0),
-    # then no batch sums (sum_slots u16 and sum_bits u8, both 0) and no feature map (fmap_codes u16, 0)
+    # then no batch sums (sum_slots u16 and sum_bits u8, both 0), no feature map (fmap_codes u16, 0)
+    # and whole-byte accumulators (packed_accumulators u8, 0)
     status, payload = Wire(**TINY, baud=3_000_000)(Cmd.PING)
-    assert status == Status.OK and payload[13:] == bytes.fromhex("c0c62d00 0000 00 0000")
+    assert status == Status.OK and payload[13:] == bytes.fromhex("c0c62d00 0000 00 0000 00")
     assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64, 3, 3_000_000)
     assert wire(Cmd.PING, b"x") == (Status.BAD_LENGTH, bytes([Cmd.PING, 0]))
     assert wire(Cmd.RESET) == (Status.OK, b"")

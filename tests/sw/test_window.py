@@ -227,7 +227,7 @@ def test_windowed_requests_round_trip(order, kernel, stride, pad, signed, flag):
 
 def test_contract_codes():
     assert (Cmd.LOAD_FMAP, Detail.NO_FMAP, Detail.WINDOW, Detail.SHAPE) == (0x08, 0x0C, 0x0D, 0x0E)
-    assert P.PROTOCOL_VERSION == 5 and P.PING_REPLY == 22
+    assert P.PROTOCOL_VERSION == 6 and P.PING_REPLY == 23
 
 
 # --------------------------------------------------------------------------- core model
@@ -261,9 +261,9 @@ class Wire:
 
 def test_core_model_ping_and_load_fmap_by_hand():
     wire = Wire(**dict(TINY, fmap_codes=300))
-    assert wire.ok(Cmd.PING)[20:] == bytes.fromhex("2c01")  # fmap_codes 300
+    assert wire.ok(Cmd.PING)[20:22] == bytes.fromhex("2c01")  # fmap_codes 300
     assert P.decode_ping_reply(wire.ok(Cmd.PING)).fmap_codes == 300
-    assert Wire(**dict(TINY, fmap_codes=0)).ok(Cmd.PING)[20:] == bytes(2)
+    assert Wire(**dict(TINY, fmap_codes=0)).ok(Cmd.PING)[20:22] == bytes(2)
     assert wire.core.fmap is None
     # codes 0 .. 4 of a 1 x 2 x 3 map of 3-bit codes 1..5: reply loaded = 5 (u32)
     assert wire.ok(Cmd.LOAD_FMAP, P.encode_load_fmap(1, 2, 3, 3, 0, [1, 2, 3, 4, 5])) == bytes.fromhex("05000000")
@@ -439,7 +439,7 @@ EXPECTED = {
     "LOAD_FMAP continue a complete map": (Status.BAD_PARAMS, Detail.COUNT),
     "RUN window bits 0": (Status.BAD_PARAMS, Detail.BITS),
     "RUN window bits > max": (Status.BAD_PARAMS, Detail.BITS),
-    "RUN window flags 0x18": (Status.BAD_PARAMS, Detail.FLAGS),
+    "RUN window flags 0x28": (Status.BAD_PARAMS, Detail.FLAGS),
     "RUN window|first": (Status.BAD_PARAMS, Detail.FLAGS),
     "RUN window|activate without thresholds": (Status.BAD_STATE, Detail.NO_THRESHOLDS),
     "RUN window count 0": (Status.BAD_PARAMS, Detail.COUNT),

@@ -47,7 +47,6 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import amaranth
 
 from hw.catalog import is_module_name
 
@@ -318,27 +317,7 @@ def build_plan(board: str, *, core_params: dict | None = None, freq_mhz=None, ba
     board_overrides = {"synth_opts": BOARDS[board].synth_opts, "script_after_read": BOARDS[board].script_after_read,
                        "emit_src": False}
     plan = top.platform.build(top, name=name, do_build=False, **{**board_overrides, **overrides})
-    _portable_sources(plan)
     return top, plan
-
-
-#: Where the source locations in a design point: the installed packages (Amaranth's own
-#: library) and this checkout, longest first, and what a build's files say instead.
-SOURCE_ROOTS = ((Path(amaranth.__file__).resolve().parents[1], "<site-packages>"),
-                (Path(__file__).resolve().parents[1], "<repo>"))
-
-
-def _portable_sources(plan) -> None:
-    """Rewrite the absolute paths of the design's source locations (RTLIL ``src``
-    attributes, the Verilog's comments) in ``plan``'s text files as :data:`SOURCE_ROOTS`
-    say.  Yosys's result depends on those strings, and at a nearly full UP5K nextpnr
-    then routed the design from one directory and not from another: with them
-    rewritten, a build is the same from any checkout."""
-    for filename, content in plan.files.items():
-        if isinstance(content, str):
-            for root, alias in SOURCE_ROOTS:
-                content = content.replace(str(root), alias)
-            plan.files[filename] = content
 
 
 def board_verilog(board: str, *, core_params: dict | None = None, freq_mhz=None, baud=None,

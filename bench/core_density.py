@@ -177,6 +177,9 @@ class RecordingEngine(CoreEngine):
     def forward_activations(self, *args):
         return self._as("forward", super().forward_activations, *args)
 
+    def forward_pooled(self, *args):
+        return self._as("forward", super().forward_pooled, *args)
+
     def backward_input(self, *args):
         return self._as("backward-input", super().backward_input, *args)
 

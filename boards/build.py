@@ -24,7 +24,7 @@ whether it met it, and each clock its Fmax.
 A report holds no paths, dates or host names: the same sources and tool
 versions (recorded in :attr:`Report.tools`; the ``yowasp-*`` wheels are
 pinned in ``pyproject.toml``) give a byte-identical report (nextpnr runs
-with its fixed default seed).  The measured default builds live in
+with a fixed seed: its default, or the board's ``--seed``).  The measured default builds live in
 ``boards/reports/``; regenerate them with one command each::
 
     dorefa build --board icebreaker --report boards/reports/icebreaker

@@ -36,6 +36,7 @@ from sw.contract.core import ACC_LIMIT, CORE_DEFAULTS
 from sw.contract.gradients import term_bits
 from sw.contract.link import LOAD_HEADER, MAX_FMAP_CODES, MAX_PAYLOAD, MAX_SUM_BITS, MAX_SUM_SLOTS
 from sw.contract.prng import DEFAULT_SEED, STATE_BITS
+from sw.contract.window import MAX_POOL, POOLS
 
 from .batch_sum import MAX_PARTIAL_BITS
 from .core import TrainingCore
@@ -241,6 +242,8 @@ def _core_params():
                            0, MAX_FMAP_CODES),
         "packed_accumulators": _int(CORE_DEFAULTS["packed_accumulators"],
                                     "1: RUN replies bit-packed accumulators on request (FLAG_PACKED)", 0, 1),
+        "max_pool": _int(CORE_DEFAULTS["max_pool"], "largest max-pool of a window's activation codes "
+                         f"(one of {POOLS}; 1: none)", 1, MAX_POOL),
         "vectors": _int(_default(TrainingCore, "vectors"), "vectors of a tile (each matrix word meets them all)",
                         1, 256),
         "popcount_stages": _int(_default(TrainingCore, "popcount_stages"), "pipeline levels in each popcount tree",

@@ -31,7 +31,8 @@ Datapath
                  (bits = bit_length(cols * n_m * n_v) + 1, accumulator_bits),
                  or, activated: threshold memory -> one comparator
                  key(acc) >= key(T), one threshold per cycle -> count of passes =
-                 code -> CodePacker
+                 code -> [GroupMax: a pooled window's pool**2 vectors' max, per row,
+                 with max_pool > 1] -> CodePacker
             ACCUMULATE (with sums): a RUN whose values, instead of the reply, go one every
                  3 cycles into a BatchSum (which takes one a cycle) (floor(M * value * 2**(32 - shift)) added to, or
                  with `first` written over, sum slot + v*rows + r); the empty reply once
@@ -118,7 +119,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for
+from amaranth.utils import bits_for, exact_log2
 
 from sw.contract import link as L
 from sw.contract import window as W
@@ -134,6 +135,7 @@ from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
 from .frame_tx import BODY_LAYOUT, FrameTransmitter
 from .gemm import GemmEngine
+from .group_max import GroupMax
 from .plane_buffer import NO_RW_CHECK
 from .layouts import FLAGS_LAYOUT, header_layout
 from .params import check_int
@@ -268,6 +270,12 @@ class TrainingCore(wiring.Component):
         bound, by shifts and subtracts and a priority encoder among the
         checks, one more cycle of them); 0, the default: the flag is a bad
         flag, accumulators leave in whole bytes.
+    max_pool : int
+        The largest pool of a window (1, 2 or 4, reported by PING; with a
+        feature map and the activation stage): an activated RUN through a
+        pooled window (:mod:`sw.contract.window`) replies each pooling
+        window's max code per row, made by a :class:`hw.group_max.GroupMax`
+        between the threshold stage and the packer.  1, the default: none.
     idle_timeout : int
         Cycles without a byte after which a partial request is dropped
         (the protocol asks for 0.01 .. 0.5 s; :class:`UARTCore` converts).
@@ -301,7 +309,8 @@ class TrainingCore(wiring.Component):
                  simd: int = CORE_DEFAULTS["simd"], max_payload: int = CORE_DEFAULTS["max_payload"],
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], sum_slots: int = CORE_DEFAULTS["sum_slots"],
                  sum_bits: int = CORE_DEFAULTS["sum_bits"], fmap_codes: int = CORE_DEFAULTS["fmap_codes"],
-                 packed_accumulators: int = CORE_DEFAULTS["packed_accumulators"], vectors: int = 1,
+                 packed_accumulators: int = CORE_DEFAULTS["packed_accumulators"],
+                 max_pool: int = CORE_DEFAULTS["max_pool"], vectors: int = 1,
                  popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0,
                  drains: int = 1, matrix_memory: str = "block", idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
                  baud: int = 0):
@@ -320,8 +329,9 @@ class TrainingCore(wiring.Component):
         self._fmap_codes = check_int("fmap_codes", fmap_codes, 0, L.MAX_FMAP_CODES, note="0: no feature map")
         self._packed_accumulators = check_int("packed_accumulators", packed_accumulators, 0, 1,
                                               note="1: RUN takes FLAG_PACKED")
+        self._max_pool = check_int("max_pool", max_pool, 1, W.MAX_POOL, note="1: no pooling")
         self._config = CoreConfig(max_rows, max_cols, max_bits, pe, simd, max_payload, max_act_bits,
-                                  sum_slots, sum_bits, fmap_codes, packed_accumulators)
+                                  sum_slots, sum_bits, fmap_codes, packed_accumulators, max_pool)
         problems = self._config.problems()
         if problems:
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
@@ -346,6 +356,7 @@ class TrainingCore(wiring.Component):
     sum_bits = property(lambda self: self._sum_bits)
     fmap_codes = property(lambda self: self._fmap_codes)
     packed_accumulators = property(lambda self: self._packed_accumulators)
+    max_pool = property(lambda self: self._max_pool)
     idle_timeout = property(lambda self: self._idle_timeout)
     config = property(lambda self: self._config, doc="The limits (:class:`sw.contract.core.CoreConfig`).")
     info = property(lambda self: self._info, doc="What PING reports (:class:`sw.contract.core.CoreInfo`).")
@@ -494,6 +505,11 @@ class TrainingCore(wiring.Component):
             m.d.comb += thr_r.en.eq(0)  # reads only in ACT
             # Activation codes -> reply bytes (the body, while `act_streaming`).
             m.submodules.packer = packer = CodePacker(act_bits)
+        pool = self._max_pool > 1
+        if pool:  # a pooled window's codes: each pooling window's max per row, into the packer
+            m.submodules.group_max = group_max = GroupMax(act_bits=act_bits, max_rows=self._max_rows,
+                                                          max_group_log=2 * exact_log2(self._max_pool))
+            wiring.connect(m, group_max.o, packer.i)
 
         # Batch sums (ACCUMULATE, READ_SUMS): each value of an ACCUMULATE is one
         # sample's partial sum, scaled and added into its sum by the unit.
@@ -659,13 +675,17 @@ class TrainingCore(wiring.Component):
                                           L.RUN_HEADER + ((p_run_bits + 7) >> 3))),
         ]
         if act_bits:
+            # A pooled window's reply: a code per row of each pooling window, count // pool**2
+            # vectors (count, a multiple of pool**2, is checked with the window).
+            act_reply_bits = Mux(r_window, p_act_bits >> (w_fields.pool[:3] & 0b110), p_act_bits) if pool \
+                else p_act_bits
             k_thr_count = Signal()  # LOAD_THRESHOLDS: count 0 or past the matrix's rows
             k_thr_length = Signal()  # LOAD_THRESHOLDS: LEN is not the header and the records
             m.d.sync += [
                 # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
                 k_run_too_big.eq(Mux(r_activate, (r_count > max_count) | (p_act_bits > 8 * self._max_payload),
                                      acc_too_big)),
-                reply_size.eq(Mux(r_activate, (p_act_bits + 7) >> 3, acc_bytes)),
+                reply_size.eq(Mux(r_activate, (act_reply_bits + 7) >> 3, acc_bytes)),
                 k_thr_count.eq((h_count == 0) | (h_offset + h_count > m_rows)),
                 k_thr_length.eq(length != L.THRESHOLD_HEADER + p_records),
             ]
@@ -682,8 +702,19 @@ class TrainingCore(wiring.Component):
             k_fmap_count = Signal()  # LOAD_FMAP: count 0 or past the map
             k_fmap_length = Signal()  # LOAD_FMAP: LEN is not the header and the packed codes
             k_window = Signal()  # RUN, ACCUMULATE: a window field out of its range
+            k_pooled = Signal()  # RUN, ACCUMULATE: a pooled window (only an activated RUN's)
+            k_pool_count = Signal()  # RUN: count not whole pooling windows
             first_x_bound = Mux(w_fields.order == W.PATCH, w_fields.out_width, w_fields.kernel)
+            w_pool = w_fields.pool
+            pool_ok = 0
+            for p in W.POOLS:
+                if p <= self._max_pool:
+                    pool_ok = pool_ok | (w_pool == p)
+            pool_m1 = (w_pool - 1)[:2]  # 1 or 3: the low bits a pooled window's positions align on
+            pooled = w_pool != 1
             m.d.sync += [
+                k_pooled.eq(pooled),
+                k_pool_count.eq((r_count[:4] & Mux(w_pool == 4, 0b1111, 0b11)) != 0),
                 p_plane.eq(load_fmap.height * load_fmap.width),
                 p_fmap_total.eq(load_fmap.channels * p_plane[:shape_bits]),
                 p_fmap_bits.eq(load_fmap.count[:bits_for(fmap)] * load_fmap.bits[:bits_bits]),
@@ -696,7 +727,10 @@ class TrainingCore(wiring.Component):
                             | (w_fields.pad >= w_fields.kernel) | (w_fields.order > W.SHIFT)
                             | (w_fields.out_width == 0) | (w_fields.channel >= f_shape.channels)
                             | (w_fields.x >= first_x_bound)
-                            | ((w_fields.order == W.SHIFT) & (w_fields.y >= w_fields.kernel))),
+                            | ((w_fields.order == W.SHIFT) & (w_fields.y >= w_fields.kernel))
+                            | ~pool_ok
+                            | (pooled & ((w_fields.order != W.PATCH)
+                                         | (((w_fields.out_width | w_fields.y | w_fields.x)[:2] & pool_m1) != 0)))),
             ]
         if sums:
             sum_width = L.sum_width(self._sum_bits)
@@ -857,11 +891,15 @@ class TrainingCore(wiring.Component):
                 thr_key.eq(thr_r.data),
                 passed.eq(key >= thr_key),
             ]
+            act_codes = group_max.i if pool else packer.i  # the threshold stage's codes
             m.d.comb += [
                 packer.bits.eq(t_bits),
-                packer.i.payload.code.eq(a_code),
-                packer.i.payload.last.eq(last_row & last_slot & last_tile),
+                act_codes.payload.code.eq(a_code),
+                act_codes.payload.last.eq(last_row & last_slot & last_tile),
             ]
+            if pool:  # pool p: groups of p**2 = 2**(2 * log2 p) vectors (the bits of p at 2 and 4)
+                m.d.comb += [group_max.rows.eq(m_rows),
+                             group_max.group_log.eq(Mux(v_window, w_held.pool[:3] & 0b110, 0))]
             # While an activated RUN streams, the packer's bytes are the reply
             # body; the one with `last` ends it.
             with m.If(act_streaming):
@@ -922,11 +960,13 @@ class TrainingCore(wiring.Component):
             ])
         # A windowed RUN's or ACCUMULATE's last checks: a complete map, of the request's bits,
         # and a window in range.
-        window_checks = [
-            (r_window & ~fmap_ready, S.BAD_STATE, D.NO_FMAP),
-            (r_window & (r_bits != f_bits), S.BAD_PARAMS, D.BITS),
-            (r_window & k_window, S.BAD_PARAMS, D.WINDOW),
-        ] if fmap else []
+        # A pooled window (pool_refused: where it may not be) is a bad window too.
+        def window_checks(pool_refused):
+            return [
+                (r_window & ~fmap_ready, S.BAD_STATE, D.NO_FMAP),
+                (r_window & (r_bits != f_bits), S.BAD_PARAMS, D.BITS),
+                (r_window & (k_window | pool_refused), S.BAD_PARAMS, D.WINDOW),
+            ] if fmap else []
         window_flag = L.FLAG_WINDOW if fmap else 0
         with m.Elif(cmd == L.Cmd.RUN):
             allowed = (L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0) | window_flag
@@ -944,7 +984,7 @@ class TrainingCore(wiring.Component):
                 (r_count == 0, S.BAD_PARAMS, D.COUNT),
                 (k_run_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
                 (k_run_length, S.BAD_LENGTH, D.NONE),
-                *window_checks,
+                *window_checks(k_pooled & (~r_activate | k_pool_count) if fmap else 0),
             ])
         if act_bits:
             with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
@@ -969,7 +1009,7 @@ class TrainingCore(wiring.Component):
                     ((accumulate.mantissa >> SCALE_MANTISSA_BITS) != 0, S.BAD_PARAMS, D.SCALE),
                     (k_acc_count, S.BAD_PARAMS, D.COUNT),
                     (k_acc_length, S.BAD_LENGTH, D.NONE),
-                    *window_checks,
+                    *window_checks(k_pooled if fmap else 0),
                 ])
             with m.Elif(cmd == L.Cmd.READ_SUMS):
                 first_failing([
@@ -1187,6 +1227,8 @@ class TrainingCore(wiring.Component):
             # ------------------------------------------------ RUN
             with fsm.state("RUN_START"):
                 m.d.comb += rd_start.eq(1)
+                if pool:
+                    m.d.comb += group_max.start.eq(1)
                 if fmap:
                     m.d.comb += window.start.eq(v_window)
                 with m.If(v_sum):  # an ACCUMULATE replies once its sums are written
@@ -1309,9 +1351,9 @@ class TrainingCore(wiring.Component):
                         m.d.sync += a_code.eq(a_code + passed)  # threshold a_step - 3's verdict
                     with m.If(a_step == a_last):  # the last threshold's verdict is counted now
                         fsm.goto("ACT_PUSH")
-                with fsm.state("ACT_PUSH"):  # the row's code into the packer
-                    m.d.comb += packer.i.valid.eq(1)
-                    with m.If(packer.i.ready):
+                with fsm.state("ACT_PUSH"):  # the row's code into the packer (pooled: via the group max)
+                    m.d.comb += act_codes.valid.eq(1)
+                    with m.If(act_codes.ready):
                         fsm.goto("NEXT")
             with fsm.state("EMIT"):  # the value's e_width bytes, two's complement LE
                 m.d.comb += [

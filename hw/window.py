@@ -19,7 +19,13 @@ the position is the vector (outer: it steps once per vector, from ``(y,
 x)``), the tap the code (inner: from ``(channel, 0, 0)`` again at each
 vector's col 0).  :data:`~sw.contract.window.SHIFT`: the tap is the vector
 (outer, from ``(channel, y, x)``), the position the code (inner, from ``(0,
-0)``).  A col counter wraps after ``cols`` codes.
+0)``).  A col counter wraps after ``cols`` codes.  A pooled PATCH window (``pool = p >
+1``) steps its positions pooling window by pooling window: ``(dy, dx)``, the
+position's place in its window, count to ``p - 1`` (``dx`` fastest), then
+the position moves to the next window of the band (``ox + 1``, ``oy - (p -
+1)``) or, after the band's last, to the next band's first (``ox = 0``, ``oy
++ 1``): the steps are ``+-stride``, ``-(p - 1) * stride`` and their ``*
+width`` forms, registered products like the others.
 
 No runtime product is made per code: beside the counters run ``oy * stride``,
 ``ox * stride`` (adding ``stride``), and, modulo ``2**addr_bits`` (a code's
@@ -97,7 +103,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sw.contract.link import ACCUMULATE_FIELDS, LOAD_FMAP_FIELDS, RUN_FIELDS, WINDOW_FIELDS
-from sw.contract.window import MAX_KERNEL, MAX_STRIDE, PATCH
+from sw.contract.window import MAX_KERNEL, MAX_POOL, MAX_STRIDE, PATCH
 
 from .layouts import header_layout
 from .params import check_int
@@ -198,7 +204,11 @@ class WindowGenerator(wiring.Component):
         y_s = Signal(range(oys_top + 1))    # y * stride (PATCH: the first oy * stride)
         x_s = Signal(range(oxs_top + 1))    # x * stride (PATCH: the first ox * stride)
         y_w = Signal(a_bits)                # y * width (SHIFT: the first ky * width)
+        pool_m1 = Signal(range(MAX_POOL))   # pool - 1: the last dx, dy of a pooling window
+        pm1_s = Signal(range((MAX_POOL - 1) * MAX_STRIDE + 1))  # (pool - 1) * stride
         m.d.sync += [
+            pool_m1.eq(w.pool - 1),
+            pm1_s.eq(_times_small(w.stride[:len(stride)], (w.pool - 1)[:len(pool_m1)])),
             patch.eq(w.order == PATCH),
             k_m1.eq(w.kernel[:k_bits + 1] - 1),
             stride.eq(w.stride),
@@ -218,7 +228,9 @@ class WindowGenerator(wiring.Component):
         c_plane0 = Signal(a_bits)  # channel * height * width
         y_s_w = Signal(a_bits)     # y * stride * width (PATCH: the first oy * stride * width)
         pad_addr = Signal(a_bits)  # pad * width + pad: the address of (iy, ix) = (0, 0) is row + col - this
+        pm1_s_w = Signal(a_bits)   # (pool - 1) * stride * width
         m.d.sync += [
+            pm1_s_w.eq(mod(_times_small(s_w, pool_m1))),
             c_plane0.eq(mod(mod(w.channel) * plane)),
             y_s_w.eq(mod(mod(y_s) * width)),
             pad_addr.eq(p_w + pad),
@@ -247,12 +259,16 @@ class WindowGenerator(wiring.Component):
         ox = Signal(range(ox_top + 1))
         ox_s = Signal(range(oxs_top + 1))
         oy_s_w = Signal(a_bits)
+        # the position's place (dy, dx) in its pooling window (a pooled PATCH window; else 0, 0)
+        dy = Signal.like(pool_m1)
+        dx = Signal.like(pool_m1)
 
         def tap_first(first_ky, first_kx, first_ky_w):
             return [c.eq(w.channel), ky.eq(first_ky), kx.eq(first_kx), c_plane.eq(c_plane0), ky_w.eq(first_ky_w)]
 
         def position_first(first_ox, first_ox_s, first_oy_s, first_oy_s_w):
-            return [ox.eq(first_ox), ox_s.eq(first_ox_s), oy_s.eq(first_oy_s), oy_s_w.eq(first_oy_s_w)]
+            return [ox.eq(first_ox), ox_s.eq(first_ox_s), oy_s.eq(first_oy_s), oy_s_w.eq(first_oy_s_w),
+                    dy.eq(0), dx.eq(0)]
 
         last_col = col == cols_m1
         tap_step = Mux(patch, ~last_col, last_col)  # PATCH: inner; SHIFT: outer
@@ -283,10 +299,18 @@ class WindowGenerator(wiring.Component):
             with m.If(~patch & last_col):  # SHIFT: the next tap's shifts start at position (0, 0)
                 m.d.sync += position_first(0, 0, 0, 0)
             with m.Elif(position_step):
-                with m.If(ox == ow_m1):
-                    m.d.sync += [ox.eq(0), ox_s.eq(0), oy_s.eq(oy_s + stride), oy_s_w.eq(oy_s_w + s_w)]
-                with m.Else():
-                    m.d.sync += [ox.eq(ox + 1), ox_s.eq(ox_s + stride)]
+                # Pooling window by pooling window (pool 1: every position is a window's last).
+                with m.If(dx != pool_m1):  # along the window's row
+                    m.d.sync += [dx.eq(dx + 1), ox.eq(ox + 1), ox_s.eq(ox_s + stride)]
+                with m.Elif(dy != pool_m1):  # the window's next row, from its first column
+                    m.d.sync += [dx.eq(0), dy.eq(dy + 1), ox.eq(ox - pool_m1), ox_s.eq(ox_s - pm1_s),
+                                 oy_s.eq(oy_s + stride), oy_s_w.eq(oy_s_w + s_w)]
+                with m.Elif(ox == ow_m1):  # the band's last window: the next band's first
+                    m.d.sync += [dx.eq(0), dy.eq(0), ox.eq(0), ox_s.eq(0), oy_s.eq(oy_s + stride),
+                                 oy_s_w.eq(oy_s_w + s_w)]
+                with m.Else():  # the band's next window, from its first row
+                    m.d.sync += [dx.eq(0), dy.eq(0), ox.eq(ox + 1), ox_s.eq(ox_s + stride),
+                                 oy_s.eq(oy_s - pm1_s), oy_s_w.eq(oy_s_w - pm1_s_w)]
 
         # ------------------------------------------------ stage 1: row and column (plus pad), row address
         v1 = Signal()

@@ -25,7 +25,7 @@ Each transport carries how long a client should wait for a reply
 from __future__ import annotations
 
 from sw.contract.backends import SIM_BACKENDS
-from sw.contract.core import BATCH_SUMS, CORE_DEFAULTS, FEATURE_MAPS, PACKED_ACCUMULATORS
+from sw.contract.core import BATCH_SUMS, CORE_DEFAULTS, FEATURE_MAPS, PACKED_ACCUMULATORS, POOLING
 from sw.driver import Transport
 
 __all__ = ["SIM_CORE", "AMARANTH_SIM_CORE", "SIM_TIMEOUT_S", "AMARANTH_SIM_TIMEOUT_S",
@@ -33,10 +33,11 @@ __all__ = ["SIM_CORE", "AMARANTH_SIM_CORE", "SIM_TIMEOUT_S", "AMARANTH_SIM_TIMEO
 
 #: Parameters of the simulated core of ``sim``: the default core, the one
 #: built for the iCEBreaker (:data:`sw.contract.core.CORE_DEFAULTS`), with the
-#: batch sums, the feature map and the packed accumulators of the ULX3S's
+#: batch sums, the feature map, the packed accumulators and the pooling of the ULX3S's
 #: (:data:`sw.contract.core.BATCH_SUMS`, :data:`~sw.contract.core.FEATURE_MAPS`,
-#: :data:`~sw.contract.core.PACKED_ACCUMULATORS`), as the ``model`` backend's core has.
-SIM_CORE = dict(CORE_DEFAULTS, **BATCH_SUMS, **FEATURE_MAPS, **PACKED_ACCUMULATORS)
+#: :data:`~sw.contract.core.PACKED_ACCUMULATORS`, :data:`~sw.contract.core.POOLING`), as the
+#: ``model`` backend's core has.
+SIM_CORE = dict(CORE_DEFAULTS, **BATCH_SUMS, **FEATURE_MAPS, **PACKED_ACCUMULATORS, **POOLING)
 
 #: Parameters of the core of ``sim:amaranth``: the ``sim`` core's limits, but more
 #: rows and columns per cycle (fewer cycles for the slower simulator).

@@ -64,8 +64,9 @@ class CoreEngine(GemmEngine):
         #: Backward-weight batch sums: on the core's sums, or of per-sample products on the host.
         #: Conv products (each forward, backward-input, backward-weight): ``windowed``, their
         #: vectors made on the core from feature maps, or ``patched``, sent by the host.
+        #: Max-pooled blocks (evaluation): pooled on the core's windows, or on the host.
         self.stats = {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 0,
-                      "windowed": 0, "patched": 0}
+                      "windowed": 0, "patched": 0, "core_pools": 0, "host_pools": 0}
 
     def close(self) -> None:
         """Close the link to the core (idempotent)."""
@@ -151,20 +152,23 @@ class CoreEngine(GemmEngine):
         return None
 
     def _window_conv(self, maps, bits: int, signed: bool, weights, m_bits: int, m_signed: bool, stride: int,
-                     pad: int, out_hw, slices, unit=None) -> np.ndarray:
+                     pad: int, out_hw, slices, unit=None, pool: int = 1) -> np.ndarray:
         """``(B, OH*OW, O)``: the convolution of ``maps`` ``(B, C, H, W)`` codes (read as
         ``bits``, ``signed`` say) with ``weights`` ``(O, C, k, k)`` codes, zero-padded by
         ``pad``, as PATCH windows on the core: the host sends each sample's map, not its
         patches.  Row tiles (``max_rows``) and channel slices (``slices``) are outer, so
         each matrix (and its thresholds) is loaded once and the maps, the smaller, once per
         tile and slice; the slices' accumulators are added here.  With ``unit`` (one slice
-        only) the replies are the activation codes of its thresholds."""
+        only) the replies are the activation codes of its thresholds; with ``pool > 1`` as
+        well, max-pooled on the core ``pool x pool``: ``(B, (OH // pool) * (OW // pool), O)``,
+        row-major."""
         info = self.client.info
         b = maps.shape[0]
         o, _, k, _ = weights.shape
         oh, ow = out_hw
-        window = Window(k, stride, pad, PATCH, ow)
-        out = np.zeros((b, oh * ow, o), dtype=np.int64)
+        count = (oh // pool) * (ow // pool) * pool * pool  # a partial pooling window is not made
+        window = Window(k, stride, pad, PATCH, ow // pool * pool, pool=pool)
+        out = np.zeros((b, count // (pool * pool), o), dtype=np.int64)
         for rows in _tiles(o, info.max_rows):
             for c0, c1 in slices:
                 self.client.load_matrix(weights[rows, c0:c1].reshape(rows.stop - rows.start, -1), m_bits, m_signed)
@@ -172,32 +176,42 @@ class CoreEngine(GemmEngine):
                     self.client.load_thresholds(unit.thresholds[rows], unit.direction[rows], unit.act_bits)
                 for i in range(b):
                     self.client.load_fmap(maps[i, c0:c1], bits)
-                    out[i, :, rows] += self.client.run_window(oh * ow, bits, signed, window,
+                    out[i, :, rows] += self.client.run_window(count, bits, signed, window,
                                                               activate=unit is not None)
         return out
 
-    def _windowed_forward(self, geometry, x, w, unit=None) -> torch.Tensor | None:
+    def _windowed_forward(self, geometry, x, w, unit=None, pool: int = 1) -> torch.Tensor | None:
         """A conv's forward ``(B, O, OH, OW)`` through PATCH windows (activation codes with
         ``unit``: on the core's threshold stage where :meth:`matmul_activate` would use it,
-        else the accumulators thresholded here), or ``None`` where the patches go instead."""
+        else the accumulators thresholded here), or ``None`` where the patches go instead.
+        ``pool > 1`` (with ``unit``): the codes max-pooled on the core, ``(B, O, OH // pool,
+        OW // pool)``, or ``None`` where the core cannot pool them."""
         xc, wc = _np(x.codes), _np(w.codes)
         b, c, h, wd = xc.shape
         o, _, k, _ = wc.shape
         s, p = geometry.stride, geometry.padding
         oh, ow = conv_output_size(h, k, s, p), conv_output_size(wd, k, s, p)
         slices = self._patch_slices(xc.shape, x.bits, k, s, p, ow)
+        on_core = unit is not None and self.client.can_activate(c * k * k, unit.act_bits)
+        if pool > 1 and not (on_core and slices is not None and len(slices) == 1
+                             and self.client.can_pool(pool, oh, ow)):
+            return None
         windows = None if slices is None else self._window_conv_bytes(b, xc.shape, x.bits, wc.shape, w.bits,
                                                                         oh * ow, slices)
-        if not self._cheaper(windows, self._patch_gemm_bytes(b * oh * ow, c * k * k, o, x.bits, w.bits)):
+        patches = self._patch_gemm_bytes(b * oh * ow, c * k * k, o, x.bits, w.bits)
+        if pool > 1 and (windows is None or windows >= patches):
+            return None  # (counted by the unpooled product the caller falls back to)
+        if not self._cheaper(windows, patches):
             return None
-        on_core = unit is not None and self.client.can_activate(c * k * k, unit.act_bits)
         if unit is not None:
             self.stats["core_thresholds" if on_core else "host_thresholds"] += 1
         out = torch.from_numpy(self._window_conv(xc, x.bits, x.signed, wc, w.bits, w.signed, s, p, (oh, ow), slices,
-                                                 unit if on_core else None))
+                                                 unit if on_core else None, pool))
         if unit is not None and not on_core:
             out = numeric.apply_thresholds(out.reshape(-1, o), unit.thresholds, unit.direction).reshape(b, -1, o)
-        return out.reshape(b, oh, ow, o).permute(0, 3, 1, 2).contiguous()
+        if pool > 1:
+            self.stats["core_pools"] += 1
+        return out.reshape(b, oh // pool, ow // pool, o).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, geometry, x, w):
         if isinstance(geometry, LinearGeometry):
@@ -210,6 +224,16 @@ class CoreEngine(GemmEngine):
             return super().forward_activations(geometry, x, w, unit)
         out = self._windowed_forward(geometry, x, w, unit)
         return out if out is not None else super().forward_activations(geometry, x, w, unit)
+
+    def forward_pooled(self, geometry, x, w, unit):
+        # Pooled on the core where its windows can take the block whole; else the codes
+        # come as forward_activations gives them and are pooled here.
+        out = None if isinstance(geometry, LinearGeometry) else self._windowed_forward(geometry, x, w, unit,
+                                                                                     pool=unit.pool)
+        if out is None:
+            self.stats["host_pools"] += 1
+            return super().forward_pooled(geometry, x, w, unit)
+        return out
 
     # ------------------------------------------------------------------ backward-input
 
@@ -328,21 +352,28 @@ class CoreEngine(GemmEngine):
         batch, o = gc.shape[0], gc.shape[1]
         positions = gc.shape[2] * gc.shape[3]
         matrices = gc.reshape(batch, o, positions)
-        plan = []  # (rows, chunks)
-        for rows in _tiles(o, info.max_rows):
-            chunks = self._shift_chunks(geometry, x, g, weight_shape, info.sum_slots // (rows.stop - rows.start))
-            if chunks is None:
-                plan = None
-                break
-            plan.append((rows, chunks))
-        windows = patches = 0
-        for rows, chunks in plan or ():
-            frame = max(1, (info.max_payload - P.ACCUMULATE_HEADER) * 8 // (positions * x.bits))
-            w, p = self._shift_bytes(x, chunks, positions, lambda count, windowed: (
-                (EXCHANGE + P.ACCUMULATE_HEADER + P.WINDOW_HEADER) * _ceil(count, 0xFFFF) if windowed
-                else (EXCHANGE + P.ACCUMULATE_HEADER) * _ceil(count, frame)))
-            windows, patches = windows + w, patches + p
-        if not self._cheaper(windows if plan else None, patches):
+        frame = max(1, (info.max_payload - P.ACCUMULATE_HEADER) * 8 // (positions * x.bits))
+
+        def costed(height):
+            """``(windows, patches, gradients, plan)`` of row tiles of ``height`` rows: the
+            vectors' bytes either way (windows ``None``: the core cannot), the gradient rows'
+            loads (the same either way), the plan ``[(rows, chunks), ...]``."""
+            plan, windows, patches, gradients = [], 0, 0, 0
+            for rows in _tiles(o, height):
+                chunks = self._shift_chunks(geometry, x, g, weight_shape, info.sum_slots // (rows.stop - rows.start))
+                if chunks is None:
+                    return None, patches, gradients, None
+                w, p = self._shift_bytes(x, chunks, positions, lambda count, windowed: (
+                    (EXCHANGE + P.ACCUMULATE_HEADER + P.WINDOW_HEADER) * _ceil(count, 0xFFFF) if windowed
+                    else (EXCHANGE + P.ACCUMULATE_HEADER) * _ceil(count, frame)))
+                gradients += len(chunks) * (P.packed_size((rows.stop - rows.start) * positions, g.bits)
+                                            + EXCHANGE + P.LOAD_HEADER + 4)
+                plan.append((rows, chunks))
+                windows, patches = windows + w, patches + p
+            return windows, patches, gradients, plan
+
+        windows, patches, _, plan = self._sum_tiles(o, costed)
+        if not self._cheaper(windows, patches):
             return None
         out = np.empty((xc.shape[1] * weight_shape[2] ** 2, o), dtype=object)
         for rows, chunks in plan:
@@ -357,6 +388,21 @@ class CoreEngine(GemmEngine):
                 out[v0:v0 + count, rows] = np.array(self.client.read_sums(0, count * height, width),
                                                     dtype=object).reshape(count, height)
         return out
+
+    def _sum_tiles(self, o: int, costed):
+        """The row tiles of windowed batch sums over ``o`` gradient rows: ``costed(height)``
+        (:meth:`_window_batch_sums`) of the height that crosses fewer bytes.  Taller tiles
+        load each sample's maps fewer times, but their taps share the sums among more rows,
+        so a sample's gradient rows may be loaded for more groups of taps: the core's rows,
+        halved while that helps."""
+        best = costed(self.client.info.max_rows)
+        height = self.client.info.max_rows // 2
+        while best[0] is not None and height >= 1 and _ceil(o, height) > _ceil(o, 2 * height):
+            shorter = costed(height)
+            if shorter[0] is None or shorter[0] + shorter[2] >= best[0] + best[2]:
+                break
+            best, height = shorter, height // 2
+        return best
 
     def backward_weight(self, geometry, x, g, weight_shape):
         """Per-sample products ``(B, *weight_shape)`` (a core without sums, or sums too

@@ -54,6 +54,7 @@ class CoreModel:
     only reported by PING (the UART rate of the core modelled; 0: none).
     ``sum_slots`` and ``sum_bits`` size the batch sums (ACCUMULATE, READ_SUMS; 0: none).
     ``fmap_codes`` sizes the feature map (LOAD_FMAP, the window flag; 0: none).
+    ``max_pool`` is the largest pool of a window (1: none).
     """
 
     def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"], max_cols: int = CORE_DEFAULTS["max_cols"], *,
@@ -62,10 +63,11 @@ class CoreModel:
                  max_act_bits: int = CORE_DEFAULTS["max_act_bits"], sum_slots: int = CORE_DEFAULTS["sum_slots"],
                  sum_bits: int = CORE_DEFAULTS["sum_bits"], fmap_codes: int = CORE_DEFAULTS["fmap_codes"],
                  packed_accumulators: int = CORE_DEFAULTS["packed_accumulators"],
-                 rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S, baud: int = 0):
+                 max_pool: int = CORE_DEFAULTS["max_pool"], rx_idle_timeout: float = P.RX_IDLE_TIMEOUT_S,
+                 baud: int = 0):
         config = CoreConfig(int(max_rows), int(max_cols), int(max_bits), int(pe), int(simd), int(max_payload),
                             int(max_act_bits), int(sum_slots), int(sum_bits), int(fmap_codes),
-                            int(packed_accumulators))
+                            int(packed_accumulators), int(max_pool))
         problems = config.problems()
         if problems:
             raise ValueError("bad core limits: " + "; ".join(problems))
@@ -245,16 +247,18 @@ class CoreModel:
             return P.unpack_codes(h.data, h.bits, h.count * cols).reshape(h.count, cols)
         return window_vectors(self._fmap.reshape(self._f_head[:3]), window, h.count, cols)
 
-    def _window_error(self, h):
+    def _window_error(self, h, activate: bool = False):
         """The error of a request with the window flag (after its LEN check): no complete
-        map, bits other than the map's, a window out of range; ``None`` if it has none."""
+        map, bits other than the map's, a window out of range or pooling what it may not
+        (``activate``: an activated RUN's); ``None`` if it has none."""
         if not h.flags & P.FLAG_WINDOW:
             return None
         if not self.fmap_ready:
             return P.Status.BAD_STATE, P.Detail.NO_FMAP
         if h.bits != self._f_head[3]:
             return P.Status.BAD_PARAMS, P.Detail.BITS
-        if h.window.problems(P.FmapShape(*self._f_head[:3])):
+        if (h.window.problems(P.FmapShape(*self._f_head[:3]), self.info.max_pool)
+                or h.window.pool_problems(h.count, activate)):
             return P.Status.BAD_PARAMS, P.Detail.WINDOW
         return None
 
@@ -300,7 +304,7 @@ class CoreModel:
             return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
         if len(payload) != P.RUN_HEADER + self._data_size(h, cols):
             return error(P.Status.BAD_LENGTH)
-        failed = self._window_error(h)
+        failed = self._window_error(h, h.activate)
         if failed:
             return error(*failed)
         out = self._products(h)
@@ -309,9 +313,12 @@ class CoreModel:
         if not h.activate:
             return P.Status.OK, P.encode_accumulators(out, width)
         codes = apply_thresholds(torch.from_numpy(out), torch.from_numpy(self._thresholds[:rows]),
-                                 torch.from_numpy(self._direction[:rows]))
+                                 torch.from_numpy(self._direction[:rows])).numpy()
         self.stats["activations"] += h.count * rows
-        return P.Status.OK, P.pack_codes(codes.numpy(), self._t_bits)
+        pool = h.window.pool if h.window is not None else 1
+        if pool > 1:  # each pooling window's pool**2 positions are consecutive vectors
+            codes = codes.reshape(-1, pool * pool, rows).max(axis=1)
+        return P.Status.OK, P.pack_codes(codes, self._t_bits)
 
     def _load_thresholds(self, payload, error):
         if len(payload) < P.THRESHOLD_HEADER:

@@ -38,7 +38,7 @@ error of LOAD_FMAP and of the window flag.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -49,7 +49,7 @@ from sw.contract.core import config_params
 from sw.contract.gradients import SCALE_MANTISSA_BITS
 from sw.contract.link import (ACCUMULATE_FIELDS, LOAD_FIELDS, LOAD_FMAP_FIELDS, READ_SUMS_FIELDS, RUN_FIELDS,
                               THRESHOLD_FIELDS, WINDOW_FIELDS)
-from sw.contract.window import MAX_KERNEL, MAX_STRIDE, PATCH, SHIFT, Window
+from sw.contract.window import MAX_KERNEL, MAX_STRIDE, PATCH, POOLS, SHIFT, Window
 from sw.core_model import CoreModel, window_vectors
 
 __all__ = ["SMALL", "Idle", "Reset", "expected_replies", "describe_replies", "frame", "load_frames",
@@ -71,7 +71,7 @@ SUMS = dict(SMALL, sum_slots=40, sum_bits=90)
 #: SUMS with a feature map of 300 codes (not a power of two; a 3 x 10 x 10 map) and
 #: 18 columns (two channels of 3 x 3 patches; a ragged fold of 4 + 2 words at simd 4),
 #: and packed accumulators (FLAG_PACKED), as the ULX3S's core.
-WINDOWS = dict(SUMS, max_cols=18, fmap_codes=300, packed_accumulators=1)
+WINDOWS = dict(SUMS, max_cols=18, fmap_codes=300, packed_accumulators=1, max_pool=4)
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -679,6 +679,16 @@ def window_script(rng, *, params=WINDOWS) -> list:
                 per_frame = window_vectors_per_frame(rows, cols, m_bits, bits, a_bits=a_bits, params=params)
                 script.extend(window_run_frames(count, bits, False, window, per_frame=per_frame, activate=True,
                                                 tag=0x60))
+                # The same positions pooled (from the first, whole pooling windows only), the
+                # requests split at random between pooling windows.
+                out_h, out_w = (_out_side(side, window.kernel, window.stride, window.pad) for side in fmap.shape[1:])
+                for pool in (p for p in POOLS[1:] if p <= params.get("max_pool", 1) and p <= min(out_h, out_w)):
+                    group = pool * pool
+                    pooled = replace(window, out_width=out_w // pool * pool, y=0, x=0, pool=pool)
+                    count = (out_h // pool) * (out_w // pool) * group
+                    split = group * int(rng.integers(1, max(1, per_frame // group) + 1))
+                    script.extend(window_run_frames(count, bits, False, pooled, per_frame=split, activate=True,
+                                                    tag=0x64 + pool))
     if slots:
         rows, total = min(3, mr), 0
         for b, (shape, case, make) in enumerate((((3, 4, 4), SHIFT_CASES[0], _shift_window),
@@ -725,8 +735,8 @@ def bad_window_requests(params=WINDOWS):
         return frame(P.Cmd.LOAD_FMAP, P.encode_load_fmap(*shape, b, offset,
                                                          (np.arange(offset, offset + count) * 7 + 1) % (1 << b)))
 
-    def win(kernel=3, stride=1, pad=1, order=PATCH, out_width=3, channel=0, y=0, x=0):
-        return WINDOW_FIELDS.pack(kernel, stride, pad, order, out_width, channel, y, x)
+    def win(kernel=3, stride=1, pad=1, order=PATCH, out_width=3, channel=0, y=0, x=0, pool=1):
+        return WINDOW_FIELDS.pack(kernel, stride, pad, order, out_width, channel, y, x, pool)
 
     def run(count=1, bits=b, flags=P.FLAG_WINDOW, data=None):
         return frame(P.Cmd.RUN, RUN_FIELDS.pack(count, bits, flags) + (win() if data is None else data))
@@ -826,6 +836,29 @@ def bad_window_requests(params=WINDOWS):
                                                       flags=P.FLAG_WINDOW | P.FLAG_ACTIVATE)),
             ("RUN window|activate, kernel 0", run(data=win(kernel=0, pad=0), flags=P.FLAG_WINDOW | P.FLAG_ACTIVATE)),
         ]
+        # Pooling (a 2 x 2 pooled window over the 3 x 3 output's first two columns): refused
+        # outright on a core without it, and each of its own rules on one with it.
+        act = P.FLAG_WINDOW | P.FLAG_ACTIVATE
+        beyond = 2 * params.get("max_pool", 1) if params.get("max_pool", 1) < 4 else 8
+        pooled = Window(3, 1, 1, PATCH, 2, pool=2)
+        out += [
+            ("RUN window|activate pool 0", run(count=4, data=win(out_width=2, pool=0), flags=act)),
+            ("RUN window|activate pool 3", run(count=9, data=win(out_width=3, pool=3), flags=act)),
+            ("RUN window|activate pool past the core's", run(count=beyond ** 2, data=win(out_width=beyond, pool=beyond),
+                                                             flags=act)),
+            ("RUN window|activate pool 2, SHIFT", run(count=4, data=win(order=SHIFT, out_width=2, pool=2), flags=act)),
+            ("RUN window|activate pool 2, out_width 3", run(count=4, data=win(out_width=3, pool=2), flags=act)),
+            ("RUN window|activate pool 2, x 1", run(count=4, data=win(out_width=4, x=1, pool=2), flags=act)),
+            ("RUN window|activate pool 2, y 1", run(count=4, data=win(out_width=2, y=1, pool=2), flags=act)),
+            ("RUN window|activate pool 2, count 3", run(count=3, data=win(out_width=2, pool=2), flags=act)),
+            ("RUN window pool 2, not activated", run(count=4, data=win(out_width=2, pool=2))),
+            ("RUN window|activate pool 2 (ok)", frame(P.Cmd.RUN, P.encode_run_window(4, b, False, pooled,
+                                                                                        activate=True))),
+            ("RUN window|activate pool 2, two bands, past the output (ok)",
+             frame(P.Cmd.RUN, P.encode_run_window(8, b, False, pooled, activate=True))),
+            ("RUN window|activate pool 4, past the output (ok)", frame(P.Cmd.RUN, P.encode_run_window(
+                16, b, False, Window(3, 1, 1, PATCH, 4, pool=4), activate=True))),
+        ]
     sums = slots or 4 * rows  # (without sums every ACCUMULATE is an unknown command)
     out += [
         ("ACCUMULATE window bits 0", acc(bits=0)),
@@ -840,6 +873,7 @@ def bad_window_requests(params=WINDOWS):
         ("ACCUMULATE window bits other than the map's", acc(bits=other)),
         ("ACCUMULATE window kernel 0", acc(data=win(kernel=0, pad=0))),
         ("ACCUMULATE window SHIFT y = kernel", acc(data=win(order=SHIFT, y=3))),
+        ("ACCUMULATE window pool 2", acc(count=4, data=win(out_width=2, pool=2))),
         ("ACCUMULATE window SHIFT, first (ok)", frame(P.Cmd.ACCUMULATE, P.encode_accumulate_window(
             3, b, False, shift, slot=0, mantissa=(1 << SCALE_MANTISSA_BITS) - 1, shift=0, first=True))),
         ("ACCUMULATE window PATCH, added (ok)", frame(P.Cmd.ACCUMULATE, P.encode_accumulate_window(

@@ -28,7 +28,7 @@ from . import protocol as P
 from .contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD, SERIAL_PREFIX, baud_error
 from .contract.codes import levels
 from .contract.gradients import SCALE_MANTISSA_BITS, sum_bits
-from .contract.window import MAX_SIDE, FmapShape, Window
+from .contract.window import MAX_SIDE, POOLS, FmapShape, Window, pooled_vectors
 from .protocol import (CoreError, CoreInfo, FramingError, LinkError, LinkTimeout, ProtocolError,
                        check_core_info)
 
@@ -646,7 +646,14 @@ class CoreClient:
         """Whether :meth:`load_fmap` takes a ``channels x height x width`` map of ``bits``-bit
         codes here (and, given ``window``, whether the core takes that window on it)."""
         shape = FmapShape(channels, height, width)
-        return not self._fmap_problems(shape, bits) and not (window is not None and window.problems(shape))
+        return not self._fmap_problems(shape, bits) and not (
+            window is not None and window.problems(shape, self.info.max_pool))
+
+    def can_pool(self, pool: int, height: int, width: int) -> bool:
+        """Whether :meth:`run_window` can max-pool ``pool x pool`` (a PATCH window's activation
+        codes) here, on a ``height x width`` output: a pool the core has (PING's ``max_pool``)
+        and at least one whole pooling window."""
+        return pool in POOLS and pool <= self.info.max_pool and min(height, width) >= pool
 
     def load_fmap(self, codes, bits: int) -> None:
         """Load the feature map ``codes`` (channels x height x width, at most the core's
@@ -670,9 +677,11 @@ class CoreClient:
                 raise FramingError(f"LOAD_FMAP reply says {loaded} codes loaded, expected {offset + chunk.size}")
         self._fmap = (shape, int(bits))
 
-    def _windows(self, count: int, bits: int, window: Window, per_request: int) -> list[tuple[int, Window]]:
+    def _windows(self, count: int, bits: int, window: Window, per_request: int, *,
+                 activate: bool = False) -> list[tuple[int, Window]]:
         """``(start, window advanced to start)`` of each request of at most ``per_request`` of
-        ``count`` windowed vectors, all checked before any is sent (``ValueError``)."""
+        ``count`` windowed vectors (a pooled window's: whole pooling windows), all checked before
+        any is sent (``ValueError``); ``activate``: an activated RUN's."""
         if self._matrix is None:
             raise ValueError("no matrix loaded by this client: call load_matrix first")
         if self._fmap is None:
@@ -682,9 +691,15 @@ class CoreClient:
             raise ValueError(f"windowed vectors have the feature map's bits ({f_bits}), got {bits}")
         if isinstance(count, bool) or int(count) != count or count < 0:
             raise ValueError(f"count must be a whole number of vectors >= 0, got {count!r}")
+        group = window.pool * window.pool
+        if group > 1 and per_request < group:
+            raise ValueError(f"a {window.pool} x {window.pool} pooling window's {group} vectors do not fit "
+                             f"one request here ({per_request})")
+        per_request -= per_request % group
         requests = [(start, window.advanced(start)) for start in range(0, int(count), per_request)]
         for start, advanced in requests:
-            problems = advanced.problems(shape)
+            n = min(per_request, int(count) - start)
+            problems = advanced.problems(shape, self.info.max_pool) + advanced.pool_problems(n, activate)
             if problems:
                 raise ValueError(f"window {advanced} (vector {start} of {window}) is not valid on the "
                                  f"{shape.channels} x {shape.height} x {shape.width} map: " + "; ".join(problems))
@@ -698,7 +713,9 @@ class CoreClient:
         feature map under ``window`` (:mod:`sw.contract.window`; ``bits``: the map's), split
         into requests whose replies fit, each with the window advanced to its first vector
         (:meth:`Window.advanced`).  Every request's window must be one the core takes (a SHIFT
-        request may not start past the map's last channel): all are checked before any is sent."""
+        request may not start past the map's last channel): all are checked before any is sent.
+        A pooled window (``window.pool > 1``, ``activate`` only) gives ``(count // pool**2,
+        rows)``: each pooling window's max code per row."""
         if activate and self._thresholds is None:
             raise ValueError("no thresholds loaded for this matrix: call load_thresholds first")
         if self._matrix is None:
@@ -707,13 +724,16 @@ class CoreClient:
         packed = self.packs_accumulators and not activate
         per_request = self.vectors_per_run(cols, rows, bits, m_bits, codes=False,
                                            act_bits=self._thresholds if activate else 0)
-        out = np.empty((int(count), rows), dtype=np.int64)
-        for start, advanced in self._windows(count, bits, window, per_request):
-            n = min(per_request, count - start)
+        group = window.pool * window.pool
+        requests = self._windows(count, bits, window, per_request, activate=activate)
+        out = np.empty((int(count) // group, rows), dtype=np.int64)
+        for (start, advanced), end in zip(requests, [start for start, _ in requests[1:]] + [int(count)]):
+            n = end - start
             reply = self.request(P.Cmd.RUN, P.encode_run_window(n, bits, signed, advanced, activate=activate,
                                                                 packed=packed))
-            out[start:start + n] = (P.decode_activations(reply, n, rows, self._thresholds) if activate
-                                    else self._accumulators(reply, n, rows, cols, m_bits, bits))
+            out[start // group:end // group] = (
+                P.decode_activations(reply, pooled_vectors(n, window.pool), rows, self._thresholds) if activate
+                else self._accumulators(reply, n, rows, cols, m_bits, bits))
         return out
 
     def accumulate_window(self, count: int, bits: int, signed: bool, window: Window, *, slot: int, mantissa: int,

@@ -130,6 +130,12 @@ class GemmEngine:
         return self._lowered_forward(geometry, x, w,
                                      lambda xc, wc: np.asarray(self.matmul_activate(x, xc, w, wc, unit)))
 
+    def forward_pooled(self, geometry, x: Quantized, w: Quantized, unit: "BlockThresholds") -> torch.Tensor:
+        """Activation codes of a block that max-pools (``unit.pool``), pooled: (B, O, OH //
+        pool, OW // pool).  Here :meth:`forward_activations` then :func:`maxpool_codes`; an
+        engine may pool where it thresholds."""
+        return torch.from_numpy(maxpool_codes(self.forward_activations(geometry, x, w, unit).numpy(), unit.pool))
+
     @staticmethod
     def _lowered_forward(geometry, x: Quantized, w: Quantized, gemm) -> torch.Tensor:
         xc, wc = _np(x.codes), _np(w.codes)
@@ -302,9 +308,8 @@ def integer_inference(model, images: torch.Tensor, engine=None):
                     logits = numeric.affine(numeric.accumulator_to_value(acc, scale), alpha, beta)
                     break
                 unit = block_thresholds(block, q, wq)
-                codes = engine.forward_activations(product.geometry, q, wq, unit)
-                if unit.pool is not None:
-                    codes = torch.from_numpy(maxpool_codes(codes.numpy(), unit.pool))
+                codes = (engine.forward_activations(product.geometry, q, wq, unit) if unit.pool is None
+                         else engine.forward_pooled(product.geometry, q, wq, unit))
             else:
                 y = block.pre_activation(values)
                 if block.act_bits is None:

@@ -70,7 +70,7 @@ code with 0 and use the true ``cols`` in its ``2q - n`` corrections (see
 
 Commands (request payload -> OK reply payload)
 ----------------------------------------------
-``PING`` (0x01): empty -> :data:`PING_REPLY` (23 bytes)::
+``PING`` (0x01): empty -> :data:`PING_REPLY` (24 bytes)::
 
     0 version u8 (= PROTOCOL_VERSION)   1 max_bits u8 (<= 8)
     2 pe u16     4 simd u16              6 max_rows u16   8 max_cols u16
@@ -79,6 +79,7 @@ Commands (request payload -> OK reply payload)
     17 sum_slots u16 (batch sums held; 0: no ACCUMULATE, READ_SUMS)   19 sum_bits u8
     20 fmap_codes u16 (feature-map codes held; 0: no LOAD_FMAP, no window flag)
     22 packed_accumulators u8 (1: RUN takes the packed flag; 0: it does not)
+    23 max_pool u8 (the largest pool of a window, 1, 2 or 4; 1: no pooling)
 
   A host on a serial line refuses a core whose nonzero ``baud`` differs
   from its own rate by more than
@@ -107,7 +108,7 @@ feature map, and zeroes the batch sums.
                 bit 3: window, only if fmap_codes > 0;
                 bit 4: packed, only if packed_accumulators, not with activate; others 0)
     4 data: count*cols codes, vector after vector, ceil(count*cols*bits/8) bytes
-      or, with the window flag, the window header (WINDOW_HEADER, 12 bytes; no codes)
+      or, with the window flag, the window header (WINDOW_HEADER, 13 bytes; no codes)
 
   -> without ``activate``: :data:`RUN_REPLY_HEADER` (1 byte: ``width``)
   then ``count * rows`` accumulators of ``width`` bytes each, two's
@@ -158,7 +159,7 @@ feature map, and zeroes the batch sums.
     3 flags u8 (bit 0: signed; bit 2: first; bit 3: window, only if fmap_codes > 0; others 0)
     4 slot u16 (the sum of out[0][0])   6 mantissa u32 (M, < 2**24)   10 shift u8
     11 data: count*cols codes, ceil(count*cols*bits/8) bytes
-       or, with the window flag, the window header (12 bytes; no codes)
+       or, with the window flag, the window header (13 bytes; no codes)
 
   -> empty.  The batch sum of weight gradients (:mod:`sw.contract.gradients`):
   the products ``out[v][r]`` of the vectors with the loaded matrix, as RUN
@@ -208,6 +209,7 @@ Windows (RUN, ACCUMULATE with the window flag): the window header
     0 kernel u8 (1..16)   1 stride u8 (1..4)   2 pad u8 (0..kernel-1)
     3 order u8 (PATCH 0, SHIFT 1)   4 out_width u16 (>= 1)
     6 channel u16   8 y u16   10 x u16 (the first vector's; see below)
+    12 pool u8 (1; PATCH on an activated RUN: 2 or 4 up to max_pool)
 
   replaces the codes: the core makes the ``count`` vectors of ``cols`` codes
   (``cols`` of the loaded matrix) from the complete feature map, code ``j``
@@ -219,7 +221,12 @@ Windows (RUN, ACCUMULATE with the window flag): the window header
   = tap ``(channel * kernel + y) * kernel + x + v``, code ``j`` = output
   position ``j``).  The map's ``bits`` must be the request's.  Everything
   else (products, activation, reply, sums) is as with the same vectors sent
-  as codes.
+  as codes, but for pooling: a PATCH window with ``pool = p > 1`` makes its
+  positions pooling window by pooling window (``p x p`` each, ``y``, ``x``
+  and ``out_width`` multiples of ``p``) and an activated RUN through it
+  replies, per row, the max of each window's ``p**2`` codes: ``count //
+  p**2`` vectors of codes (``count`` a multiple of ``p**2``).  Its reply
+  size check (REPLY_TOO_BIG) counts the ``count`` vectors before pooling.
 
 Errors: status != OK, payload = 2 bytes ``[command byte as received, detail]``
 (:class:`Detail`).  A request answered with an error has NO effect on the
@@ -245,13 +252,17 @@ core's state.  Checks, in this order (the first failing one answers):
    BAD_PARAMS/COUNT; reply size (``1 + width*count*rows``, activated
    ``ceil(count*rows*A/8)``, packed ``1 + ceil(count*rows*bits/8)``)
    ``> max_payload`` -> BAD_PARAMS/REPLY_TOO_BIG;
-   ``LEN != 4 + (12 with the window flag, else ceil(count*cols*bits/8))`` ->
+   ``LEN != 4 + (13 with the window flag, else ceil(count*cols*bits/8))`` ->
    BAD_LENGTH; then, with the window flag only (a core without a feature map
    refuses the flag as BAD_PARAMS/FLAGS): no complete feature map ->
    BAD_STATE/NO_FMAP; bits != the map's bits -> BAD_PARAMS/BITS; a window
    field out of range (:meth:`Window.problems` on the map's shape: kernel,
    stride, pad, order, out_width, ``channel < channels``, the first vector's
-   ``x < out_width``, for SHIFT ``y, x < kernel``) -> BAD_PARAMS/WINDOW.
+   ``x < out_width``, for SHIFT ``y, x < kernel``, ``pool`` in ``1, 2, 4``
+   up to ``max_pool``, a pooled window PATCH with ``y``, ``x`` and
+   ``out_width`` multiples of ``pool``) or, pooled, a RUN not activated or
+   ``count`` not a multiple of ``pool**2`` (:meth:`Window.pool_problems`) ->
+   BAD_PARAMS/WINDOW.
 7. LOAD_THRESHOLDS: ``LEN < 6`` -> BAD_LENGTH; no complete matrix ->
    BAD_STATE/NO_MATRIX; bits not in ``1..max_act_bits`` -> BAD_PARAMS/BITS;
    flags != 0 -> BAD_PARAMS/FLAGS; ``count == 0`` or ``offset + count >
@@ -263,9 +274,9 @@ core's state.  Checks, in this order (the first failing one answers):
    BAD_PARAMS/BITS; flags other than signed, first and (with a feature map)
    window -> BAD_PARAMS/FLAGS; ``mantissa >= 2**24`` -> BAD_PARAMS/SCALE;
    ``count == 0`` or ``slot + count*rows > sum_slots`` -> BAD_PARAMS/COUNT;
-   ``LEN != 11 + (12 with the window flag, else ceil(count*cols*bits/8))``
+   ``LEN != 11 + (13 with the window flag, else ceil(count*cols*bits/8))``
    -> BAD_LENGTH; then, with the window flag, RUN's three window checks
-   (NO_FMAP, BITS, WINDOW) in RUN's order.
+   (NO_FMAP, BITS, WINDOW) in RUN's order (a pooled window: WINDOW).
 9. READ_SUMS (a core with sums; else BAD_COMMAND): ``LEN != 5`` ->
    BAD_LENGTH; width not 0 nor in ``1..ceil(sum_bits/8)`` -> BAD_PARAMS/WIDTH;
    ``count == 0`` or ``slot + count > sum_slots`` -> BAD_PARAMS/COUNT; reply
@@ -294,7 +305,7 @@ cannot wedge it; a host that gave up on a reply waits
 Core invariants (checked by the driver on PING): one vector and its reply
 always fit in a frame: ``max_payload >= RUN_HEADER + ceil(max_cols*max_bits/8)``,
 ``max_payload >= 1 + 4 * max_rows`` and ``max_payload >= LOAD_HEADER + 1``;
-with a feature map, a windowed ACCUMULATE fits (``max_payload >= 23``)
+with a feature map, a windowed ACCUMULATE fits (``max_payload >= 24``)
 (:meth:`sw.contract.core.CoreConfig.problems`).
 
 Host-side exceptions: :class:`ProtocolError` > :class:`LinkError` (the link
@@ -577,7 +588,7 @@ def encode_ping_reply(info: CoreInfo) -> bytes:
 #: PING reply sizes of older protocol versions -> a hint for the error.
 _OLD_PING_SIZES = {12: " (a protocol version 1 core?)", 13: " (a protocol version 2 core?)",
                    17: " (a protocol version 3 core?)", 20: " (a protocol version 4 core?)",
-                   22: " (a protocol version 5 core?)"}
+                   22: " (a protocol version 5 core?)", 23: " (a protocol version 6 core?)"}
 
 
 def decode_ping_reply(payload: bytes) -> CoreInfo:

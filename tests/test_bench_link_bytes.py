@@ -18,10 +18,10 @@ def test_frames_are_counted_whole_by_product_and_direction():
     client.batch, client.product = 3, "backward-input"
     client.matmul(rng.integers(0, 4, (5, 20)), 2, False, rng.integers(0, 2, (4, 20)), 1, True)
     # Every frame is sync + cmd/status + tag + 2 length bytes + payload + 2 CRC bytes (7 + payload).
-    # PING: 7 out; 7 + 23 back.  LOAD_MATRIX of 4 x 20 1-bit codes: 7 + 12 + 10 out; 7 + 4 back.
+    # PING: 7 out; 7 + 24 back.  LOAD_MATRIX of 4 x 20 1-bit codes: 7 + 12 + 10 out; 7 + 4 back.
     # RUN of 5 vectors of 20 2-bit codes: 7 + 4 + 25 out; back the width byte and 5 x 4
     # accumulators of two bytes (bit_length(20) + 1 + 2 + 1 = 9 bits): 7 + 1 + 40.
-    assert client.link_bytes == {(cd.SESSION, cd.SESSION, TO): 7, (cd.SESSION, cd.SESSION, FROM): 30,
+    assert client.link_bytes == {(cd.SESSION, cd.SESSION, TO): 7, (cd.SESSION, cd.SESSION, FROM): 31,
                                  (3, "backward-input", TO): 29 + 36, (3, "backward-input", FROM): 11 + 48}
 
 

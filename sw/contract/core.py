@@ -26,11 +26,12 @@ from types import MappingProxyType
 
 from .codes import MAX_CODE_BITS, levels
 from .gradients import term_bits
+from .window import POOLS
 from .link import (ACC_BYTES, ACCUMULATE_HEADER, LOAD_HEADER, MAX_FMAP_CODES, MAX_PAYLOAD, MAX_SUM_BITS,
                    MAX_SUM_SLOTS, PING_FIELDS, PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER, WINDOW_HEADER,
                    accumulator_reply_size, packed_size, sum_width, sums_reply_size, threshold_record_size)
 
-__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "FEATURE_MAPS", "PACKED_ACCUMULATORS", "LARGE_LIMITS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
+__all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "FEATURE_MAPS", "PACKED_ACCUMULATORS", "POOLING", "LARGE_LIMITS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
 
 #: Accumulators are int32: every ``|out|`` must stay below this.
 ACC_LIMIT = 1 << 31
@@ -55,6 +56,7 @@ class CoreConfig:
     sum_bits: int = 0         # bits of each batch sum (0 without sums)
     fmap_codes: int = 0       # codes of the feature-map memory (LOAD_FMAP, windows); 0: none
     packed_accumulators: int = 0  # 1: RUN takes FLAG_PACKED (accumulators at accumulator_bits); 0: not
+    max_pool: int = 1         # the largest max-pool window side of a pooled window (sw.contract.window); 1: none
 
     def problems(self) -> list[str]:
         """What breaks the protocol's rules (empty: a valid core)."""
@@ -100,13 +102,19 @@ class CoreConfig:
                             f"a {self.max_payload}-byte payload")
         if self.packed_accumulators not in (0, 1):
             problems.append(f"packed_accumulators {self.packed_accumulators} not 0 or 1")
+        if self.max_pool not in POOLS:
+            problems.append(f"max_pool {self.max_pool} not in {POOLS}")
+        elif self.max_pool > 1 and not (self.fmap_codes and self.max_act_bits):
+            problems.append(f"max_pool {self.max_pool} needs a feature map (fmap_codes) and an activation "
+                            "stage (max_act_bits): it pools a window's activation codes")
         return problems
 
     def info(self, version: int = PROTOCOL_VERSION) -> "CoreInfo":
         """What this core's PING reports."""
         return CoreInfo(version, self.max_bits, self.pe, self.simd, self.max_rows, self.max_cols,
                         self.max_payload, self.max_act_bits, sum_slots=self.sum_slots, sum_bits=self.sum_bits,
-                        fmap_codes=self.fmap_codes, packed_accumulators=self.packed_accumulators)
+                        fmap_codes=self.fmap_codes, packed_accumulators=self.packed_accumulators,
+                        max_pool=self.max_pool)
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,7 @@ class CoreInfo:
     sum_bits: int = 0  # bits of each batch sum
     fmap_codes: int = 0  # codes of the feature-map memory (LOAD_FMAP, windows); 0: none
     packed_accumulators: int = 0  # 1: RUN takes FLAG_PACKED; 0: not
+    max_pool: int = 1  # the largest pooled window's pool; 1: none
 
     @property
     def config(self) -> CoreConfig:
@@ -167,13 +176,18 @@ FEATURE_MAPS = MappingProxyType({"fmap_codes": 4096})
 #: and ``sim`` backends): the digits net's forward accumulators take 10 to 13 bits, not 16.
 PACKED_ACCUMULATORS = MappingProxyType({"packed_accumulators": 1})
 
+#: The max-pool of a core that pools its windows' activation codes (the ULX3S preset, the
+#: ``model`` and ``sim`` backends): windows up to 4 x 4 (the digits and SVHN nets pool 2 x 2).
+#: An evaluation's pooled block then returns a quarter of its codes.
+POOLING = MappingProxyType({"max_pool": 4})
+
 #: The limits of a core with an ECP5-85F's block RAM (the ULX3S preset, and the ``model``
 #: backend's core), over :data:`CORE_DEFAULTS`: the digits net's widest fan-in (1,024 codes)
 #: in one matrix row, so every layer's forward is one matrix per row tile and its activation
-#: runs on the core; 4 KiB frames; the batch sums, the feature map, packed accumulators.  (128 rows as well measured 56.8 MHz:
+#: runs on the core; 4 KiB frames; the batch sums, the feature map, packed accumulators, pooling.  (128 rows as well measured 56.8 MHz:
 #: the matrix's row sums, out of a DP16KD, into the signed correction's adders.)
 LARGE_LIMITS = MappingProxyType({"max_cols": 1024, "max_payload": 4096, **BATCH_SUMS, **FEATURE_MAPS,
-                                 **PACKED_ACCUMULATORS})
+                                 **PACKED_ACCUMULATORS, **POOLING})
 
 #: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only
 #: mapping: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.

@@ -35,14 +35,16 @@ __all__ = [
     "activation_reply_size", "sum_width", "sum_bytes", "sums_reply_size",
 ]
 
-PROTOCOL_VERSION = 6     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
+PROTOCOL_VERSION = 7     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
 #                          3: RUN replies accumulators only as wide as their bound (a width byte first);
 #                          4: ACCUMULATE and READ_SUMS (the batch sum of weight gradients on the
 #                             core), sum_slots and sum_bits in PING;
 #                          5: LOAD_FMAP and the window flag of RUN and ACCUMULATE (vectors made
 #                             on the core from a feature map, sw.contract.window), fmap_codes in PING;
 #                          6: RUN's packed flag (accumulators bit-packed at their exact bound's
-#                             width, accumulator_bits), packed_accumulators in PING
+#                             width, accumulator_bits), packed_accumulators in PING;
+#                          7: the window's pool field (an activated RUN's codes max-pooled on the
+#                             core, sw.contract.window), max_pool in PING
 SYNC = 0xA5
 MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
 ACC_BYTES = 4            # the widest accumulator: int32
@@ -212,12 +214,13 @@ LOAD_FMAP_FIELDS = Header("LOAD_FMAP", Field("channels", 2), Field("height", 1),
 #: header (and no codes after it): which vectors the core makes from the feature map
 #: (:class:`sw.contract.window.Window`, whose fields these are, in this order).
 WINDOW_FIELDS = Header("window", Field("kernel", 1), Field("stride", 1), Field("pad", 1), Field("order", 1),
-                       Field("out_width", 2), Field("channel", 2), Field("y", 2), Field("x", 2))
+                       Field("out_width", 2), Field("channel", 2), Field("y", 2), Field("x", 2),
+                       Field("pool", 1))
 #: PING's reply payload (:class:`sw.contract.core.CoreInfo` in this order).
 PING_FIELDS = Header("PING reply", Field("version", 1), Field("max_bits", 1), Field("pe", 2), Field("simd", 2),
                      Field("max_rows", 2), Field("max_cols", 2), Field("max_payload", 2),
                      Field("max_act_bits", 1), Field("baud", 4), Field("sum_slots", 2), Field("sum_bits", 1),
-                     Field("fmap_codes", 2), Field("packed_accumulators", 1))
+                     Field("fmap_codes", 2), Field("packed_accumulators", 1), Field("max_pool", 1))
 #: An error reply's payload.
 ERROR_FIELDS = Header("error", Field("command", 1), Field("detail", 1))
 

@@ -18,6 +18,15 @@ side) whose output rows are ``out_width`` positions wide:
   out_width + x + v`` (row-major, so ``(y, x)`` is the first vector's); code
   ``col`` is channel ``channel + col // kernel**2`` (a matrix may hold a slice
   of the channels), tap ``(col // kernel % kernel, col % kernel)``.
+  With ``pool = p > 1`` (1, 2 or 4; an activated RUN only) the positions come
+  window by window of a ``p x p`` max-pool: vector ``v`` is position ``j =
+  v % p**2`` (row-major, ``(j // p, j % p)``) of pooling window ``g0 + v //
+  p**2``, windows row-major over the ``out_width // p`` of a band, window
+  ``g0`` the one whose top-left position is ``(y, x)``; so ``y``, ``x`` and
+  ``out_width`` are multiples of ``p`` (positions of a partial window are not
+  made: ``out_width`` is the pooled columns' ``p`` times) and ``count`` of
+  ``p**2``.  The core replies the max of each window's ``p**2`` codes per row,
+  ``count // p**2`` vectors (:func:`pooled_vectors`).
 * :data:`SHIFT` (backward-weight, the correlation of the activations with the
   output gradients): a vector is a tap ``(channel, ky, kx)`` of the weight,
   its codes the map's codes under that tap at every output position,
@@ -36,8 +45,8 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass, replace
 
-__all__ = ["PATCH", "SHIFT", "ORDERS", "MAX_KERNEL", "MAX_STRIDE", "MAX_SIDE", "FmapShape", "Window",
-           "window_index"]
+__all__ = ["PATCH", "SHIFT", "ORDERS", "MAX_KERNEL", "MAX_STRIDE", "MAX_SIDE", "POOLS", "MAX_POOL", "FmapShape",
+           "Window", "window_index", "pooled_vectors"]
 
 #: :attr:`Window.order`: a vector is an output position (its patch), or a tap of the kernel (its shifts).
 PATCH = 0
@@ -48,6 +57,10 @@ MAX_KERNEL = 16
 MAX_STRIDE = 4
 #: The largest feature-map side (a byte in LOAD_FMAP).
 MAX_SIDE = 255
+#: :attr:`Window.pool`: the sides of the max-pool windows a PATCH window may make its positions
+#: in (1: none); powers of two, so that a core finds a position's place in its window by bit slices.
+POOLS = (1, 2, 4)
+MAX_POOL = POOLS[-1]
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class Window:
     channel: int = 0
     y: int = 0
     x: int = 0
+    pool: int = 1
 
     def fields(self) -> tuple:
         """The header's field values, in the wire's order."""
@@ -99,15 +113,22 @@ class Window:
         if self.order == PATCH:
             if self.out_width < 1:
                 raise ValueError("a PATCH window with out_width 0 cannot advance")
-            position = self.y * self.out_width + self.x + n
-            return replace(self, y=position // self.out_width, x=position % self.out_width)
+            p = self.pool
+            if p > 1 and n % (p * p):
+                raise ValueError(f"a window pooled {p} x {p} advances by whole pooling windows "
+                                 f"(a multiple of {p * p} vectors), got {n}")
+            pooled_width = self.out_width // p
+            group = self.y // p * pooled_width + self.x // p + n // (p * p)
+            return replace(self, y=group // pooled_width * p, x=group % pooled_width * p)
         if k < 1:
             raise ValueError("a SHIFT window with kernel 0 cannot advance")
         tap = (self.channel * k + self.y) * k + self.x + n
         return replace(self, channel=tap // (k * k), y=tap // k % k, x=tap % k)
 
-    def problems(self, shape: FmapShape) -> list[str]:
-        """Why a core refuses this window on a map of ``shape`` (``Detail.WINDOW``); empty: valid."""
+    def problems(self, shape: FmapShape, max_pool: int = MAX_POOL) -> list[str]:
+        """Why a core pooling windows up to ``max_pool`` (PING's) refuses this window on a map
+        of ``shape`` (``Detail.WINDOW``); empty: valid.  A pooled window's request has its
+        own rules too (:meth:`pool_problems`)."""
         problems = []
         if not 1 <= self.kernel <= MAX_KERNEL:
             problems.append(f"kernel {self.kernel} not in 1..{MAX_KERNEL}")
@@ -124,6 +145,24 @@ class Window:
         first = (self.x, self.out_width) if self.order == PATCH else (max(self.y, self.x), self.kernel)
         if first[0] >= first[1]:
             problems.append("the first vector's x (and, for SHIFT, y) must be below out_width (SHIFT: kernel)")
+        if self.pool not in POOLS or self.pool > max_pool:
+            problems.append(f"pool {self.pool} not in {tuple(p for p in POOLS if p <= max_pool)}")
+        elif self.pool > 1:
+            if self.order != PATCH:
+                problems.append("only a PATCH window is pooled")
+            if (self.out_width | self.y | self.x) % self.pool:
+                problems.append(f"out_width, y and x of a window pooled {self.pool} x {self.pool} must be "
+                                f"multiples of {self.pool}")
+        return problems
+
+    def pool_problems(self, count: int, activate: bool) -> list[str]:
+        """Why a request of ``count`` vectors (an activated RUN: ``activate``) refuses this
+        window's pooling (``Detail.WINDOW``); empty: none pooled, or it may be."""
+        if self.pool == 1:
+            return []
+        problems = [] if activate else ["only an activated RUN's codes are pooled"]
+        if count % (self.pool * self.pool):
+            problems.append(f"count {count} is not whole {self.pool} x {self.pool} pooling windows")
         return problems
 
 
@@ -133,8 +172,10 @@ def window_index(shape: FmapShape, window: Window, vector, col):
     inside the map (else the code is 0).  Elementwise on Python or NumPy integers."""
     k, w = window.kernel, window
     if w.order == PATCH:
-        position = w.y * w.out_width + w.x + vector
-        oy, ox = position // w.out_width, position % w.out_width
+        p = w.pool
+        group = w.y // p * (w.out_width // p) + w.x // p + vector // (p * p)
+        oy = group // (w.out_width // p) * p + vector % (p * p) // p
+        ox = group % (w.out_width // p) * p + vector % p
         c, ky, kx = w.channel + col // (k * k), col // k % k, col % k
     else:
         tap = (w.channel * k + w.y) * k + w.x + vector
@@ -144,3 +185,9 @@ def window_index(shape: FmapShape, window: Window, vector, col):
     ix = ox * w.stride + kx - w.pad
     inside = (c < shape.channels) & (iy >= 0) & (iy < shape.height) & (ix >= 0) & (ix < shape.width)
     return (c * shape.height + iy) * shape.width + ix, inside
+
+
+def pooled_vectors(count: int, pool: int) -> int:
+    """Vectors in the reply of an activated RUN of ``count`` vectors through a window pooled
+    ``pool x pool``: one per pooling window, ``count // pool**2``."""
+    return int(count) // (int(pool) * int(pool))

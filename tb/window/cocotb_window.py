@@ -28,11 +28,12 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.window import SHAPE_LAYOUT, WINDOW_LAYOUT
 from sim.cocotb_runner import tb_config
+from sw.contract.link import WINDOW_FIELDS
 from sw.contract.window import MAX_STRIDE, ORDERS, PATCH, FmapShape, Window, window_index
 from tb.common import Scoreboard, reset, start_clock
 
 #: Window fields in the order of :meth:`Window.fields`.
-FIELDS = ("kernel", "stride", "pad", "order", "out_width", "channel", "y", "x")
+FIELDS = WINDOW_FIELDS.names
 
 
 def pack(layout, values: dict) -> int:

@@ -162,7 +162,7 @@ def test_pe_simd_override_the_boards_preset(recorded, tmp_path, monkeypatch, cap
 def test_set_overrides_any_core_parameter(recorded, tmp_path, capsys):
     """``--set`` reaches the core's parameters over the preset, as ``dorefa generate``'s."""
     out = ["--out", str(tmp_path / "out")]
-    assert main(["build", "--board", "ulx3s", "--set", "drains=4", "--set", "fmap_codes=0", "--vectors", "4",
+    assert main(["build", "--board", "ulx3s", "--set", "drains=4", "--set", "fmap_codes=0", "--set", "max_pool=1", "--vectors", "4",
                  *out]) == 0
     (call,) = recorded
     assert (call["core_params"]["drains"], call["core_params"]["fmap_codes"], call["core_params"]["vectors"]) == (4, 0, 4)

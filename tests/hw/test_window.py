@@ -20,6 +20,7 @@ from amaranth.back import rtlil, verilog
 from hw.catalog import standalone
 from hw.window import MAX_VECTORS, WindowGenerator
 from sim.amaranth_sim import simulate
+from sw.contract.link import WINDOW_FIELDS
 from sw.contract.window import ORDERS, PATCH, SHIFT, FmapShape, Window, window_index
 from tests.hw.helpers import unelaborated
 
@@ -41,8 +42,7 @@ def random_map(shape: FmapShape, bits: int, rng: np.random.Generator) -> np.ndar
 
 def set_job(ctx, dut, shape: FmapShape, window: Window, cols: int):
     ctx.set(dut.shape, {"channels": shape.channels, "height": shape.height, "width": shape.width})
-    ctx.set(dut.window, dict(zip(("kernel", "stride", "pad", "order", "out_width", "channel", "y", "x"),
-                                 window.fields())))
+    ctx.set(dut.window, dict(zip(WINDOW_FIELDS.names, window.fields())))
     ctx.set(dut.cols, cols)
 
 
@@ -159,6 +159,30 @@ def test_codes_are_the_contracts(order, kernel, stride, pad):
     shape = SHAPES[seed % len(SHAPES)]
     max_bits = (1, 2, 6, 8)[seed % 4]
     run_sweep(max_bits, shape, kernel, stride, pad, order, seed)
+
+
+@pytest.mark.parametrize("pool", [2, 4])
+@pytest.mark.parametrize("kernel, stride, pad", [(1, 1, 0), (3, 1, 1), (3, 2, 2), (2, 3, 1)])
+def test_pooled_codes_are_the_contracts(pool, kernel, stride, pad):
+    """A pooled PATCH window: positions pooling window by pooling window, from a window's
+    top-left, over whole bands and on past the map's last row."""
+    seed = pool * 1000 + kernel * 100 + stride * 10 + pad
+    rng = random.Random(seed)
+    shape = FmapShape(2, 9, 10)
+    fmap = random_map(shape, 3, np.random.default_rng(seed))
+    natural = (shape.width + 2 * pad - kernel) // stride + 1
+    jobs, checks = [], []
+    for out_width in sorted({natural // pool * pool, pool, 3 * pool}):
+        window = Window(kernel, stride, pad, PATCH, out_width, rng.randrange(2), pool * rng.randrange(2),
+                        pool * rng.randrange(out_width // pool), pool=pool)
+        assert not window.problems(shape), window.problems(shape)
+        for cols in (kernel * kernel, 2 * kernel * kernel):
+            vectors = pool * pool * (3 * out_width // pool + 2)
+            jobs.append((shape, window, cols, vectors * cols, None))
+            checks.append((window, cols, vectors))
+    dut = WindowGenerator(depth=shape.codes, max_bits=3, max_cols=2 * kernel * kernel)
+    for (window, cols, vectors), (got, _) in zip(checks, run(dut, fmap, jobs, seed=seed, ready=0.7)):
+        check(fmap, shape, window, cols, vectors, got)
 
 
 @pytest.mark.parametrize("max_bits", [1, 2, 6, 8])

@@ -100,7 +100,7 @@ def check_gemm(client, rng, n=5, k=40, o=9, v_bits=2, v_signed=False, m_bits=1, 
 def test_gemm_over_the_tty_equals_signed_matmul(client, n, k, o, v_bits, v_signed, m_bits, m_signed):
     assert client.ping() == P.CoreInfo(P.PROTOCOL_VERSION, **{k_: SIM_CORE[k_] for k_ in (
         "max_bits", "pe", "simd", "max_rows", "max_cols", "max_payload", "max_act_bits", "sum_slots", "sum_bits",
-        "fmap_codes", "packed_accumulators")})
+        "fmap_codes", "packed_accumulators", "max_pool")})
     check_gemm(client, np.random.default_rng(n), n, k, o, v_bits, v_signed, m_bits, m_signed)
     assert client.stats["bad_frames"] == client.stats["stale_replies"] == 0
 

@@ -418,7 +418,7 @@ def test_core_model_read_sums_errors_in_order(payload, status, detail):
 def test_core_without_sums_answers_bad_command():
     wire = Wire(**dict(TINY_SUMS, sum_slots=0, sum_bits=0))
     wire.load([[1, 2]], 2, False)
-    assert wire.ok(Cmd.PING)[17:] == bytes(6)  # PING: sum_slots 0, sum_bits 0 (fmap_codes 0, not packed)
+    assert wire.ok(Cmd.PING)[17:] == bytes(6) + b"\x01"  # PING: sum_slots 0, sum_bits 0 (fmap_codes 0, not packed, pool 1)
     for cmd, payload in ((Cmd.ACCUMULATE, P.encode_accumulate(2, False, [[1, 2]], slot=0, mantissa=1, shift=0,
                                                               first=True)),
                          (Cmd.READ_SUMS, P.encode_read_sums(0, 1, 1))):
@@ -429,8 +429,8 @@ def test_core_without_sums_answers_bad_command():
 def test_core_model_ping_reports_its_sums():
     wire = Wire(**TINY_SUMS)
     # ... baud u32 (0), sum_slots u16 (48 = 0x30), sum_bits u8 (96 = 0x60), fmap_codes u16 (0),
-    # packed_accumulators u8 (0)
-    assert wire.ok(Cmd.PING)[13:] == bytes.fromhex("00000000 3000 60 0000 00")
+    # packed_accumulators u8 (0), max_pool u8 (1)
+    assert wire.ok(Cmd.PING)[13:] == bytes.fromhex("00000000 3000 60 0000 00 01")
     info = P.decode_ping_reply(wire.ok(Cmd.PING))
     assert (info.sum_slots, info.sum_bits) == (48, 96)
 
@@ -710,7 +710,8 @@ def test_core_engine_weight_sum_falls_back_to_the_host():
                  CoreEngine(sums_client(sum_slots=0, sum_bits=0))):  # no sums
         assert core.backward_weight_sum(geometry, x, g, (3, 2, 3, 3)) is None
         assert core.stats == {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 1,
-                              "windowed": 0, "patched": 0}  # no product made: batch_weight_sum makes it
+                              "windowed": 0, "patched": 0, "core_pools": 0,
+                              "host_pools": 0}  # no product made: batch_weight_sum makes it
     core = CoreEngine(sums_client(sum_slots=0, sum_bits=0))
     assert core.backward_weight_sum(LinearGeometry(), act_q(rng, (2, 5), 2), grad_q(rng, (2, 3), 6), (3, 5)) is None
     assert core.stats["host_sums"] == 1 and core.stats["core_sums"] == 0
@@ -787,7 +788,7 @@ def test_core_engine_lowers_backward_input_with_fewer_bytes(c, o, h, k, padding,
     """The core engine picks the lowering whose link bytes, counted on the wire, are fewer,
     and its integers are the reference's."""
     from sw.contract.core import LARGE_LIMITS
-    LARGE_LIMITS = dict(LARGE_LIMITS, fmap_codes=fmap_codes)  # noqa: N806
+    LARGE_LIMITS = dict(LARGE_LIMITS, fmap_codes=fmap_codes, max_pool=LARGE_LIMITS["max_pool"] if fmap_codes else 1)  # noqa: N806
 
     class Forced(CoreEngine):
         def __init__(self, client, choice):

@@ -111,11 +111,19 @@ def test_windowed_backward_weight_is_the_reference(case, x_signed):
     assert with_sums.stats["windowed"] == 1 and with_sums.stats["core_sums"] == 1
 
 
+class Tallest(Windowed):
+    """Windowed batch sums in row tiles of the core's rows, whatever the bytes."""
+
+    def _sum_tiles(self, o, costed):
+        return costed(self.client.info.max_rows)
+
+
 def test_windowed_sums_split_the_taps_over_maps_of_their_channels():
     """Sums for 32 rows hold 4 taps at a time (128 slots): the 3 x 9 taps go in 7 groups,
-    each loading only the channels its taps read."""
+    each loading only the channels its taps read (row tiles of 32 held: the engine's own
+    choice here is 8 tiles of 4 rows, test_weight_sums_take_the_row_tiles_that_cross_fewer_bytes)."""
     geometry, x, _, g = operands((2, 3, 6, 32, 3, 1, 1, {}), False, 4)
-    core = engine(Windowed, sum_slots=128)
+    core = engine(Tallest, sum_slots=128)
     loaded = []
     load_fmap = core.client.load_fmap
     core.client.load_fmap = lambda fmap, bits: loaded.append(fmap.shape[0]) or load_fmap(fmap, bits)
@@ -148,13 +156,57 @@ def test_windowed_forward_activations_are_the_reference(case, act_bits, on_core)
     assert (core.stats["core_thresholds"], core.stats["host_thresholds"]) == ((1, 0) if on_core else (0, 1))
 
 
+@pytest.mark.parametrize("case, pool", [
+    (CASES[0], 2),   # 6 x 6 positions: 3 x 3 pooling windows
+    (CASES[1], 2),   # stride 2, 3 x 3 positions: the last row and column are a partial window, dropped
+    (CASES[5], 2),   # row tiles: each tile's codes pooled
+    (CASES[3], 4),   # 4 x 4 positions: one 4 x 4 window
+], ids=["one-tile", "partial", "row-tiles", "pool4"])
+def test_pooled_forward_is_the_reference_and_crosses_fewer_bytes(case, pool):
+    """A block with max-pool (evaluation): the codes pooled on the core (a pooled PATCH
+    window) are the reference's thresholds then ``maxpool_codes``, and cross fewer bytes
+    than the same block on a core that does not pool (the codes pooled on the host)."""
+    geometry, x, w, _ = operands(case, False, 8)
+    unit = unit_for(np.random.default_rng(9), w.codes.shape[0], 2, 40)
+    unit = BlockThresholds(unit.thresholds, unit.direction, unit.acc_min, unit.acc_max, pool)
+    want = IntRefEngine().forward_pooled(geometry, x, w, unit)
+    crossed = []
+    for max_pool in (4, 1):
+        core = engine(Windowed, max_pool=max_pool, **case[-1])
+        before = wire(core.client)[1]
+        assert torch.equal(core.forward_pooled(geometry, x, w, unit), want), max_pool
+        crossed.append(wire(core.client)[1] - before)
+        assert (core.stats["core_pools"], core.stats["host_pools"]) == ((1, 0) if max_pool > 1 else (0, 1))
+        assert core.stats["windowed"] == 1 and core.stats["core_thresholds"] == 1
+    assert crossed[0] < crossed[1], crossed
+
+
+def test_weight_sums_take_the_row_tiles_that_cross_fewer_bytes():
+    """64 gradient rows of 288 taps (the digits net's 4th conv) on a core of 64 rows and
+    16,384 sums: one tile of 64 rows takes the taps in two groups, each sample's 64 gradient
+    rows loaded twice; two tiles of 32 take them whole, each row loaded once: the engine
+    takes the tiles of 32 (the same sums)."""
+    rng = np.random.default_rng(10)
+    geometry = ConvGeometry(stride=1, padding=1)
+    x = codes(rng, (2, 32, 4, 4), 2, False)
+    w = codes(rng, (64, 32, 3, 3), 1, True)
+    g = codes(rng, (2, 64, 4, 4), 6, True, scale=torch.rand(2))
+    core = engine(max_rows=64)
+    heights = []
+    load_matrix = core.client.load_matrix
+    core.client.load_matrix = lambda matrix, *a, **k: heights.append(len(matrix)) or load_matrix(matrix, *a, **k)
+    same_sum(core.backward_weight_sum(geometry, x, g, (64, 32, 3, 3)),
+             numeric.aligned_batch_sum(IntRefEngine().backward_weight(geometry, x, g, (64, 32, 3, 3)), g.scale))
+    assert heights == [32] * 4  # two tiles, a sample's rows each
+
+
 @pytest.mark.parametrize("case", CASES[:3], ids=IDS[:3])
 def test_core_without_a_map_gives_the_same_products_through_patches(case):
     geometry, x, w, g = operands(case, False, 7)
     shape = tuple(x.codes.shape)
     ref = IntRefEngine()
     for kind in (Windowed, CoreEngine):
-        core = engine(kind, fmap_codes=0, **case[-1])
+        core = engine(kind, fmap_codes=0, max_pool=1, **case[-1])
         assert torch.equal(core.forward(geometry, x, w), ref.forward(geometry, x, w))
         assert torch.equal(core.backward_input(geometry, g, w, shape), ref.backward_input(geometry, g, w, shape))
         assert torch.equal(core.backward_weight(geometry, x, g, tuple(w.codes.shape)),
@@ -200,7 +252,7 @@ def test_windows_are_chosen_and_put_fewer_bytes_on_the_wire(c, h, o, k, padding)
         sums = {} if name != "backward-weight per sample" else {"sum_slots": 0, "sum_bits": 0}
         results, bytes_ = [], []
         for fmap_codes in (LARGE_LIMITS["fmap_codes"], 0):
-            core = engine(fmap_codes=fmap_codes, **sums)
+            core = engine(fmap_codes=fmap_codes, max_pool=LARGE_LIMITS["max_pool"] if fmap_codes else 1, **sums)
             core.client.ping()
             before = wire(core.client)
             results.append(product(core))

@@ -71,7 +71,7 @@ def test_core_model_ping_reset_and_unknown_command():
     # then no batch sums (sum_slots u16 and sum_bits u8, both 0), no feature map (fmap_codes u16, 0)
     # and whole-byte accumulators (packed_accumulators u8, 0)
     status, payload = Wire(**TINY, baud=3_000_000)(Cmd.PING)
-    assert status == Status.OK and payload[13:] == bytes.fromhex("c0c62d00 0000 00 0000 00")
+    assert status == Status.OK and payload[13:] == bytes.fromhex("c0c62d00 0000 00 0000 00 01")
     assert P.decode_ping_reply(payload) == P.CoreInfo(P.PROTOCOL_VERSION, 8, 2, 8, 8, 40, 64, 3, 3_000_000)
     assert wire(Cmd.PING, b"x") == (Status.BAD_LENGTH, bytes([Cmd.PING, 0]))
     assert wire(Cmd.RESET) == (Status.OK, b"")
@@ -719,7 +719,8 @@ def test_core_engine_forward_activations_equal_intref(case):
     # K = c * k * k: 27 fits the core's 40 columns (thresholds on the core), 150 does not (on the host)
     on_core = c * k * k <= TINY["max_cols"]
     assert core.stats == {"core_thresholds": int(on_core), "host_thresholds": int(not on_core),
-                          "core_sums": 0, "host_sums": 0, "windowed": 0, "patched": 1}  # no feature map
+                          "core_sums": 0, "host_sums": 0, "windowed": 0, "patched": 1,  # no feature map
+                          "core_pools": 0, "host_pools": 0}
 
 
 def test_core_engine_rejects_bits_beyond_the_core():

@@ -202,7 +202,8 @@ def test_integer_inference_with_thresholds_on_the_core(digits):
     quantized_activated = sum(b.product.quantized and b.act_bits is not None for b in model.blocks)
     assert core.stats == {"core_thresholds": quantized_activated, "host_thresholds": 0, "core_sums": 0,
                           "host_sums": 0,  # inference: no backward-weight sums
-                          "windowed": 0, "patched": 4}  # a core without a feature map: the patches sent
+                          "windowed": 0, "patched": 4,  # a core without a feature map: the patches sent
+                          "core_pools": 0, "host_pools": 1}  # ... and no pooling: the digits net's pool here
     assert quantized_activated == 4
 
 

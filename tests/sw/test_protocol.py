@@ -291,31 +291,40 @@ def test_accumulators_and_ping_reply():
     with pytest.raises(P.FramingError, match="payload bytes"):
         P.decode_accumulators(data, 3, 3, 4)
     info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4)
-    version = "06"  # protocol 6
-    assert P.PING_REPLY == 23
+    version = "07"  # protocol 7
+    assert P.PING_REPLY == 24
     # baud u32 at byte 13: 0 for a core without a UART (the default); then sum_slots u16 and
     # sum_bits u8, 0 for a core without batch sums (the default); then fmap_codes u16, 0 for
     # a core without a feature map (the default); then packed_accumulators u8, 0 for a core
-    # that replies whole bytes (the default)
-    assert P.encode_ping_reply(info) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000 0000 00 0000 00")
+    # that replies whole bytes (the default); then max_pool u8, 1 for a core that does not pool
+    assert P.encode_ping_reply(info) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000 0000 00 0000 00 01")
     assert P.decode_ping_reply(P.encode_ping_reply(info)) == info
     # 3,000,000 = 0x002DC6C0, little-endian
     uart = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4, baud=3_000_000)
-    assert P.encode_ping_reply(uart) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 c0c62d00 0000 00 0000 00")
+    assert P.encode_ping_reply(uart) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 c0c62d00 0000 00 0000 00 01")
     assert P.decode_ping_reply(P.encode_ping_reply(uart)).baud == 3_000_000
     # 1,000 sums (0x03E8) of 96 bits (0x60)
     sums = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4, baud=3_000_000, sum_slots=1000, sum_bits=96)
-    assert P.encode_ping_reply(sums) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 c0c62d00 e803 60 0000 00")
+    assert P.encode_ping_reply(sums) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 c0c62d00 e803 60 0000 00 01")
     assert P.decode_ping_reply(P.encode_ping_reply(sums)) == sums
     # a feature map of 4,096 codes (0x1000)
     fmap = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4, fmap_codes=4096)
-    assert P.encode_ping_reply(fmap) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000 0000 00 0010 00")
+    assert P.encode_ping_reply(fmap) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000 0000 00 0010 00 01")
     assert P.decode_ping_reply(P.encode_ping_reply(fmap)) == fmap
     # packed accumulators (FLAG_PACKED)
     packed = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4, packed_accumulators=1)
-    assert P.encode_ping_reply(packed) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000 0000 00 0000 01")
+    assert P.encode_ping_reply(packed) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000 0000 00 0000 01 01")
     assert P.decode_ping_reply(P.encode_ping_reply(packed)) == packed
     P.check_core_info(packed)
+    # pooling up to 4 x 4 (a core with a feature map and an activation stage)
+    pooled = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4, fmap_codes=4096, max_pool=4)
+    assert P.encode_ping_reply(pooled) == bytes.fromhex(version + "08 0400 1000 4000 0002 0004 04 00000000 0000 00 0010 00 04")
+    assert P.decode_ping_reply(P.encode_ping_reply(pooled)) == pooled
+    P.check_core_info(pooled)
+    assert "max_pool 3 not in (1, 2, 4)" in P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4,
+                                                       fmap_codes=4096, max_pool=3).problems()
+    assert "max_pool 2 needs a feature map" in " ".join(P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4,
+                                                                   max_pool=2).problems())
     assert "packed_accumulators 2 not 0 or 1" in P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4,
                                                             packed_accumulators=2).problems()
     P.check_core_info(info)
@@ -326,15 +335,17 @@ def test_accumulators_and_ping_reply():
         P.decode_ping_reply(b"\x01")
     with pytest.raises(P.FramingError, match="version 1"):
         P.decode_ping_reply(P.encode_ping_reply(info)[:12])
-    with pytest.raises(P.FramingError, match=r"has 13 payload bytes, expected 23 \(a protocol version 2 core\?\)"):
+    with pytest.raises(P.FramingError, match=r"has 13 payload bytes, expected 24 \(a protocol version 2 core\?\)"):
         P.decode_ping_reply(P.encode_ping_reply(info)[:13])
-    with pytest.raises(P.FramingError, match=r"has 17 payload bytes, expected 23 \(a protocol version 3 core\?\)"):
+    with pytest.raises(P.FramingError, match=r"has 17 payload bytes, expected 24 \(a protocol version 3 core\?\)"):
         P.decode_ping_reply(P.encode_ping_reply(info)[:17])
-    with pytest.raises(P.FramingError, match=r"has 20 payload bytes, expected 23 \(a protocol version 4 core\?\)"):
+    with pytest.raises(P.FramingError, match=r"has 20 payload bytes, expected 24 \(a protocol version 4 core\?\)"):
         P.decode_ping_reply(P.encode_ping_reply(info)[:20])
-    with pytest.raises(P.FramingError, match=r"has 22 payload bytes, expected 23 \(a protocol version 5 core\?\)"):
+    with pytest.raises(P.FramingError, match=r"has 22 payload bytes, expected 24 \(a protocol version 5 core\?\)"):
         P.decode_ping_reply(P.encode_ping_reply(info)[:22])
-    with pytest.raises(P.FramingError, match=r"has 24 payload bytes, expected 23$"):
+    with pytest.raises(P.FramingError, match=r"has 23 payload bytes, expected 24 \(a protocol version 6 core\?\)"):
+        P.decode_ping_reply(P.encode_ping_reply(info)[:23])
+    with pytest.raises(P.FramingError, match=r"has 25 payload bytes, expected 24$"):
         P.decode_ping_reply(P.encode_ping_reply(info) + b"\x00")
 
 

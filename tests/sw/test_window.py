@@ -178,8 +178,10 @@ def test_load_fmap_payload_golden():
 
 def test_windowed_run_and_accumulate_payloads_golden():
     window = Window(3, 2, 1, SHIFT, 300, 1, 2, 0)
-    wire = bytes.fromhex("03 02 01 01 2c01 0100 0200 0000")
-    assert P.encode_window(window) == wire and P.decode_window(wire) == window and P.WINDOW_HEADER == 12
+    wire = bytes.fromhex("03 02 01 01 2c01 0100 0200 0000 01")  # pool 1 (none), the last byte
+    assert P.encode_window(window) == wire and P.decode_window(wire) == window and P.WINDOW_HEADER == 13
+    pooled = Window(3, 1, 1, PATCH, 8, 0, 2, 4, pool=2)
+    assert P.encode_window(pooled) == bytes.fromhex("03 01 01 00 0800 0000 0200 0400 02")
     # flags: signed 0x01 | activate 0x02 | window 0x08
     run = P.encode_run_window(5, 2, True, window, activate=True)
     assert run == bytes.fromhex("0500 02 0b") + wire
@@ -227,7 +229,7 @@ def test_windowed_requests_round_trip(order, kernel, stride, pad, signed, flag):
 
 def test_contract_codes():
     assert (Cmd.LOAD_FMAP, Detail.NO_FMAP, Detail.WINDOW, Detail.SHAPE) == (0x08, 0x0C, 0x0D, 0x0E)
-    assert P.PROTOCOL_VERSION == 6 and P.PING_REPLY == 23
+    assert P.PROTOCOL_VERSION == 7 and P.PING_REPLY == 24 and P.WINDOW_HEADER == 13
 
 
 # --------------------------------------------------------------------------- core model
@@ -471,6 +473,19 @@ EXPECTED = {
     "RUN window|activate (ok)": OK,
     "RUN window|activate reply too big": (Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),
     "RUN window|activate, kernel 0": (Status.BAD_PARAMS, Detail.WINDOW),
+    # pooling: every rule of the window's pool a bad window
+    "RUN window|activate pool 0": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window|activate pool 3": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window|activate pool past the core's": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window|activate pool 2, SHIFT": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window|activate pool 2, out_width 3": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window|activate pool 2, x 1": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window|activate pool 2, y 1": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window|activate pool 2, count 3": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window pool 2, not activated": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN window|activate pool 2 (ok)": OK,
+    "RUN window|activate pool 2, two bands, past the output (ok)": OK,
+    "RUN window|activate pool 4, past the output (ok)": OK,
     "ACCUMULATE window bits 0": (Status.BAD_PARAMS, Detail.BITS),
     "ACCUMULATE window bits > max": (Status.BAD_PARAMS, Detail.BITS),
     "ACCUMULATE window|activate": (Status.BAD_PARAMS, Detail.FLAGS),
@@ -483,6 +498,7 @@ EXPECTED = {
     "ACCUMULATE window bits other than the map's": (Status.BAD_PARAMS, Detail.BITS),
     "ACCUMULATE window kernel 0": (Status.BAD_PARAMS, Detail.WINDOW),
     "ACCUMULATE window SHIFT y = kernel": (Status.BAD_PARAMS, Detail.WINDOW),
+    "ACCUMULATE window pool 2": (Status.BAD_PARAMS, Detail.WINDOW),
     "ACCUMULATE window SHIFT, first (ok)": OK,
     "ACCUMULATE window PATCH, added (ok)": OK,
     "READ_SUMS (ok)": OK,
@@ -519,7 +535,7 @@ def test_every_window_error_in_check_order_and_without_effect():
 
 
 def test_without_a_feature_map_load_fmap_is_unknown_and_the_window_flag_bad():
-    params = dict(WINDOWS, fmap_codes=0)
+    params = dict(WINDOWS, fmap_codes=0, max_pool=1)
     core = CoreModel(**params)
     for name, data in bad_window_requests(params):
         (reply,) = P.FrameDecoder(backtrack=True).feed(core.feed(data))

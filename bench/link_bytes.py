@@ -25,7 +25,9 @@ starting point of the link's issue, and of protocol 4
 (``bench/reports/link_bytes.protocol4.json``: narrow accumulators, batch sums
 on the core, the patches still sent by the host), the figures before the
 core made the patches from feature maps (protocol 5's windows,
-:mod:`sw.core_engine`).
+:mod:`sw.core_engine`), and of protocol 6
+(``bench/reports/link_bytes.protocol6.json``: packed accumulators, 16,384
+sums), the figures before the core max-pooled (protocol 7).
 
 Usage::
 
@@ -55,13 +57,15 @@ from sw.contract.link import PROTOCOL_VERSION  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "reports" / "link_bytes"
 DEFAULT_BASELINES = (ROOT / "bench" / "reports" / "link_bytes.protocol2.json",
-                     ROOT / "bench" / "reports" / "link_bytes.protocol4.json")
+                     ROOT / "bench" / "reports" / "link_bytes.protocol4.json",
+                     ROOT / "bench" / "reports" / "link_bytes.protocol6.json")
 DEFAULT_BATCHES = 2
 #: What each committed baseline measured.
 BASELINE_NOTES = {
     "protocol 2": "int32 accumulators, im2col patches from the host, per-sample backward-weight partial sums",
     "protocol 4": "accumulators as narrow as their bound, backward-weight summed on the core, "
                   "the patches still sent by the host",
+    "protocol 6": "feature maps, packed accumulators, 16,384 batch sums, max-pool on the host",
 }
 WIDTHS = (1.0, 0.25)
 BAUDS = (115_200, 3_000_000)
@@ -236,7 +240,7 @@ def main(argv=None) -> None:
                         help="channel-width multipliers of the digits net (default: 1 and 0.25)")
     parser.add_argument("--baseline", type=Path, action="append", metavar="PATH",
                         help="an earlier report's JSON shown beside the figures, oldest first (repeatable; "
-                             "default: protocol 2's and protocol 4's)")
+                             "default: protocol 2's, 4's and 6's)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="STEM",
                         help="write STEM.json and STEM.md (default: bench/reports/link_bytes)")
     args = parser.parse_args(argv)

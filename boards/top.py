@@ -82,8 +82,8 @@ BOARDS: dict[str, Board] = {
     # -dsp: the UP5K's eight SB_MAC16 take the core's multipliers (its request checks),
     # which synth_ice40 otherwise builds from logic cells (about 700 of them).
     # router2: the preset fills 97 % of the UP5K's cells, and router1 does not converge on it.
-    # Seed 2: at 97 % the placement's seed moves Fmax by a few percent; nextpnr's default
-    # seed left the protocol-7 netlist at 20.70 MHz, short of 21, where seeds 2 and 3
+    # Seed 2: at 97 % the placement's seed moves Fmax by several percent; nextpnr's default
+    # seed left the first protocol-7 netlist at 20.70 MHz, short of 21, where seeds 2 and 3
     # closed 21.81 and 21.18 MHz (a fixed seed, so the build stays reproducible).
     "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker, synth_opts="-dsp",
                         script_after_read=SPLIT_NETS, nextpnr_opts="--router router2 --seed 2"),

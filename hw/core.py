@@ -1428,12 +1428,18 @@ class UARTCore(wiring.Component):
 
     ::
 
-        rx pin -> UARTReceiver -> FIFO (fifo_depth bytes) -> TrainingCore -> UARTTransmitter -> tx pin
+        rx pin -> UARTReceiver -> FIFO (fifo_depth bytes) -> TrainingCore -> FIFO (2 bytes)
+               -> UARTTransmitter -> tx pin
 
     The FIFO holds what the host sends while the core answers a frame
     rejected at its header (BAD_LENGTH: the core replies at once and then
     hunts through the rest of that request), so the receiver never drops
-    a byte on a lock-step host.
+    a byte on a lock-step host.  The two-byte FIFO before the transmitter
+    gives the core a ``ready`` made of the FIFO's own registers (the
+    transmitter takes a byte every ``10 * divisor`` cycles, so it costs no
+    throughput): without it the transmitter's ``ready`` ran through the
+    frame transmitter into the core's state machine and on to its far
+    registers, the ULX3S preset's critical path (73.06 MHz against 75).
 
     Parameters
     ----------
@@ -1494,5 +1500,7 @@ class UARTCore(wiring.Component):
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
         wiring.connect(m, uart_rx.o, buffer.w_stream)
         wiring.connect(m, buffer.r_stream, core.rx)
-        wiring.connect(m, core.tx, uart_tx.i)
+        m.submodules.tx_fifo = tx_fifo = fifo.SyncFIFOBuffered(width=8, depth=2)
+        wiring.connect(m, core.tx, tx_fifo.w_stream)
+        wiring.connect(m, tx_fifo.r_stream, uart_tx.i)
         return m

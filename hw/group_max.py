@@ -23,8 +23,9 @@ i : ``In(stream.Signature(StructLayout({"code": act_bits, "last": 1})))``
     The codes, vector after vector, row after row; ``last`` is carried to the
     code that ends the input's last group.
 o : ``Out(stream.Signature(StructLayout({"code": act_bits, "last": 1})))``
-    The groups' max codes.  ``o.payload`` is registered-free (the held code's
-    read data through one comparator); ``o.valid`` holds until taken.
+    The groups' max codes.  ``o.payload`` is combinational (the held code's
+    read data and the taken code through one comparator and a multiplexer);
+    ``o.valid`` holds until taken.
 rows : ``In(range(max_rows + 1))``, group_log : ``In(range(max_group_log + 1))``
     Codes a vector, and the group's size as a power of two; stable from
     ``start`` to the last code.

@@ -600,6 +600,46 @@ def test_client_split_windows_equal_one_request(shape, kernel, stride, pad, orde
     np.testing.assert_array_equal(roomy, want)
 
 
+@pytest.mark.parametrize("pool", [2, 4])
+def test_client_pooled_windows_split_between_pooling_windows(pool):
+    """A pooled window's RUNs split only between whole pooling windows (the tiny core's 64-byte
+    replies take 42 vectors of 6 rows of 2-bit codes: 40 or 32 of them go a request), and the
+    pooled codes are the unpooled ones max-pooled (``sw.intref.maxpool_codes``); the client
+    refuses what the core would (not activated, not whole windows, a pool past the core's)."""
+    from sw.intref import maxpool_codes
+
+    rng = np.random.default_rng(pool)
+    fmap = rng.integers(0, 8, (2, 8, 8))
+    matrix = rng.integers(0, 4, (6, 18))
+    thresholds = np.sort(rng.integers(-40, 40, (6, 3)), axis=1)
+    out = 8 // pool * pool
+    count = out * out
+    pooled, plain = Window(3, 1, 1, PATCH, out, pool=pool), Window(3, 1, 1, PATCH, 8)
+    results = {}
+    for name, limits in (("tiny", dict(TINY, max_pool=4)), ("roomy", dict(ROOMY, max_pool=4))):
+        c = client(**limits)
+        c.load_fmap(fmap, 3)
+        c.load_matrix(matrix, 2, False)
+        c.load_thresholds(thresholds, np.ones(6, dtype=np.int64), 2)
+        before = c.stats["requests"]
+        results[name] = c.run_window(count, 3, False, pooled, activate=True)
+        per = 64 * 8 // (6 * 2) // (pool * pool) * pool * pool
+        assert c.stats["requests"] - before == (-(-count // per) if name == "tiny" else 1)
+        codes = c.run_window(64, 3, False, plain, activate=True)  # (64, 6): every position
+        want = maxpool_codes(codes.T.reshape(1, 6, 8, 8), pool)[0].reshape(6, -1).T
+        np.testing.assert_array_equal(results[name], want)
+    with pytest.raises(ValueError, match="only an activated RUN's codes are pooled"):
+        c.run_window(count, 3, False, pooled)  # (the roomy core: its accumulator replies fit a window)
+    with pytest.raises(ValueError, match="not whole"):
+        c.run_window(pool * pool + 1, 3, False, pooled, activate=True)
+    with pytest.raises(ValueError, match=r"pool \d not in \(1, 2\)"):
+        c = client(**dict(ROOMY, max_pool=2))
+        c.load_fmap(fmap, 3)
+        c.load_matrix(matrix, 2, False)
+        c.load_thresholds(thresholds, np.ones(6, dtype=np.int64), 2)
+        c.run_window(16, 3, False, Window(3, 1, 1, PATCH, 8, pool=4), activate=True)
+
+
 def test_client_load_fmap_frames_and_accumulate_window():
     rng = np.random.default_rng(11)
     fmap = rng.integers(0, 256, (3, 10, 10))  # 300 8-bit codes: 55 a frame in a 64-byte payload

@@ -4,7 +4,7 @@ Run through ``tb/test_core_tb.py``; :func:`sim.cocotb_runner.tb_config`
 gives ``params`` (the core's constructor parameters but ``idle_timeout``),
 ``timeout`` (its ``idle_timeout`` in cycles), ``seed``, ``vectors`` (random
 vectors per GEMM of :func:`gemm`), ``fuzz_steps`` and, optionally,
-``window_scripts`` (how many :func:`~sw.core_scripts.window_script`\ s
+``window_scripts`` (how many :func:`~sw.core_scripts.window_script`\\ s
 :func:`windows` replays on a core with a feature map; default 1).
 
 Request bytes (:mod:`sw.core_scripts`) go in through the ``rx`` byte stream

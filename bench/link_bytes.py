@@ -3,7 +3,7 @@
 The digits net at W,A,G = 1,2,6, batch 32, at full width and at width 0.25,
 is trained through a :class:`sw.driver.CoreClient` on the ``model`` backend
 (:class:`sw.core_model.CoreModel` with the ULX3S core's link limits,
-:data:`sw.contract.core.LARGE_LIMITS`: a 32 x 1,024 matrix, 4 KiB frames, and
+:data:`sw.contract.core.LARGE_LIMITS`: a 64 x 1,024 matrix, 4 KiB frames, and
 batch sums, backward-weight summed over the batch on the core), and
 every frame that crosses the link is counted, whole (sync, header, payload,
 CRC), by the product it serves (forward, backward-input, backward-weight;

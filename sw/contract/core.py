@@ -184,10 +184,12 @@ POOLING = MappingProxyType({"max_pool": 4})
 #: The limits of a core with an ECP5-85F's block RAM (the ULX3S preset, and the ``model``
 #: backend's core), over :data:`CORE_DEFAULTS`: the digits net's widest fan-in (1,024 codes)
 #: in one matrix row, so every layer's forward is one matrix per row tile and its activation
-#: runs on the core; 4 KiB frames; the batch sums, the feature map, packed accumulators, pooling.  (128 rows as well measured 56.8 MHz:
-#: the matrix's row sums, out of a DP16KD, into the signed correction's adders.)
-LARGE_LIMITS = MappingProxyType({"max_cols": 1024, "max_payload": 4096, **BATCH_SUMS, **FEATURE_MAPS,
-                                 **PACKED_ACCUMULATORS, **POOLING})
+#: runs on the core; 64 rows, so the widest layer (64 channels) is one row tile: its maps
+#: cross once, not once per tile (82.51 MHz at 75; 128 rows measured 56.8 MHz, the matrix's
+#: row sums, out of a DP16KD, into the signed correction's adders); 4 KiB frames; the batch
+#: sums, the feature map, packed accumulators, pooling.
+LARGE_LIMITS = MappingProxyType({"max_rows": 64, "max_cols": 1024, "max_payload": 4096, **BATCH_SUMS,
+                                 **FEATURE_MAPS, **PACKED_ACCUMULATORS, **POOLING})
 
 #: The default core's limits (:class:`CoreConfig`'s defaults) as a read-only
 #: mapping: build variants with ``{**CORE_DEFAULTS, "pe": 8}``.

@@ -33,8 +33,8 @@ Datapath
                  key(acc) >= key(T), one threshold per cycle -> count of passes =
                  code -> [GroupMax: a pooled window's pool**2 vectors' max, per row,
                  with max_pool > 1] -> CodePacker
-            ACCUMULATE (with sums): a RUN whose values, instead of the reply, go one every
-                 3 cycles into a BatchSum (which takes one a cycle) (floor(M * value * 2**(32 - shift)) added to, or
+            ACCUMULATE (with sums): a RUN whose values, instead of the reply, go one a
+                 cycle into a BatchSum (floor(M * value * 2**(32 - shift)) added to, or
                  with `first` written over, sum slot + v*rows + r); the empty reply once
                  the last is written
             READ_SUMS: BatchSum's read port -> the sums' low `width` bytes, LE, or (width 0,
@@ -86,7 +86,7 @@ pairs, then the signed-odd correction), exactly
 Cycle cost of a RUN (``count`` vectors, matrix ``rows x cols`` of ``m_bits``
 bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
-    per tile:    unpack   codes * (1 + v_bits / 8) + folds * max_bits per vector
+    per tile:    unpack   codes * (1 + v_bits / 8) + folds * v_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
                  reply    2 + width cycles per value (its read, its width bytes, the next);
                           3 + width with batch sums, whose shift register the value
@@ -94,8 +94,9 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                  packed:  3 + (its whole bytes) per value (its read, into the stream, its
                           bytes, the next), one more with batch sums (HOLD)
                  activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
-                 ACCUMULATE: instead, 3 per value into the batch sums, then
-                     BatchSum.latency before the reply
+                 ACCUMULATE: instead, 1 per value into the batch sums (a stream out
+                     of the result memory), 2 more per tile, then BatchSum.latency
+                     before the reply
     READ_SUMS:   2 + width cycles per sum (its read, its register, its bytes);
                  width 0: 3 + SumToFloat.latency + 4 (its read, its register, the unit, its bytes)
 
@@ -819,6 +820,8 @@ class TrainingCore(wiring.Component):
             s_mantissa = Signal(SCALE_MANTISSA_BITS)  # ACCUMULATE: the sample's scale
             s_shift = Signal(L.SHIFT_BITS)
             s_first = Signal()
+            s_pending = Signal()  # SUM_STREAM: `gemm.result` shows a value not yet taken by the sums
+            s_more = Signal()  # SUM_STREAM: the tile has values not yet read
             # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
             # as each leaves (the block RAM's slow output goes straight into it: no multiplexer).
             # A RUN's accumulators leave through it too (state HOLD).
@@ -1303,7 +1306,8 @@ class TrainingCore(wiring.Component):
                         fsm.goto("ACT")
                 with m.Elif(v_sum):
                     if sums:
-                        fsm.goto("SUM_PUSH")
+                        m.d.sync += [s_pending.eq(0), s_more.eq(1)]
+                        fsm.goto("SUM_STREAM")
                 if packed:
                     with m.Elif(v_packed):
                         fsm.goto("HOLD" if sums else "PACK")
@@ -1377,17 +1381,34 @@ class TrainingCore(wiring.Component):
                 with m.Elif(~last_tile):
                     m.d.sync += v_left.eq(v_left - nv)
                     fsm.goto("TILE")
-                with m.Elif(v_sum):
-                    if sums:
-                        fsm.goto("SUM_WAIT")
-                with m.Else():
+                with m.Else():  # (an ACCUMULATE's values take SUM_STREAM instead)
                     fsm.goto("DONE")
             if sums:
-                with fsm.state("SUM_PUSH"):  # the value (read) into its sum
-                    m.d.comb += batch_sum.i.valid.eq(1)
-                    with m.If(batch_sum.i.ready):
+                with fsm.state("SUM_STREAM"):  # the tile's values into their sums, one a cycle
+                    # A stream out of the result memory: the value read in one cycle is
+                    # offered the next (`s_pending`); the read advances while the offered
+                    # value is taken, and holds (result_en low) while it is not.
+                    s_take = Signal()
+                    m.d.comb += [
+                        batch_sum.i.valid.eq(s_pending),
+                        s_take.eq(~s_pending | batch_sum.i.ready),
+                        gemm.result_en.eq(s_take),
+                    ]
+                    with m.If(s_pending & batch_sum.i.ready):
                         m.d.sync += s_addr.eq(s_addr + 1)
-                        fsm.goto("NEXT")
+                    with m.If(s_take):
+                        m.d.sync += s_pending.eq(s_more)
+                        with m.If(s_more):  # value (e_slot, e_row) is read now: on to the next
+                            m.d.sync += s_more.eq(~(last_row & last_slot))
+                            with m.If(~last_row):
+                                m.d.sync += e_row.eq(e_row + 1)
+                            with m.Else():
+                                m.d.sync += [e_row.eq(0), e_slot.eq(e_slot + 1)]
+                        with m.Elif(~last_tile):  # the tile's last value is taken now
+                            m.d.sync += v_left.eq(v_left - nv)
+                            fsm.goto("TILE")
+                        with m.Else():
+                            fsm.goto("SUM_WAIT")
                 with fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
                     with m.If(~batch_sum.busy):
                         fsm.goto("REPLY")

@@ -46,9 +46,11 @@ writing : ``Out(1)``
 start : ``In(1)``, done : ``Out(1)``
     Compute a tile: ``done`` is high :meth:`GemmEngine.tile_cycles` cycles
     after the cycle ``start`` was.
-result_addr : ``In``, result : ``Out(signed(32))``
+result_addr : ``In``, result_en : ``In(1, init=1)``, result : ``Out(signed(32))``
     The value at ``result_addr = Cat(row, slot)`` (``row_bits`` + slot bits),
-    one cycle after the address.
+    one cycle after an address with ``result_en`` high; while ``result_en``
+    is low, ``result`` holds (a stream of values, one read a cycle, stalls
+    without losing the value it shows).
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -135,6 +137,7 @@ class GemmEngine(wiring.Component):
             "start": In(1),
             "done": Out(1),
             "result_addr": In(self._row_bits + self._slot_bits),
+            "result_en": In(1, init=1),
             "result": Out(signed(32)),
         })
 
@@ -214,7 +217,7 @@ class GemmEngine(wiring.Component):
             writer.cols.eq(self.cols),
             writer.slots_used.eq(Mux(self.to_vectors, vectors, pe)),
             # Rows: code sums (R); vectors: value sums (S), in the vectors' reading.
-            writer.bits.eq(self.v_bits),
+            writer.bits.eq(Mux(self.to_vectors, self.v_bits, self.m_bits)),  # the planes it writes
             writer.signed.eq(self.to_vectors & self.v_signed),
             self.writing.eq(writer.busy),
         ]
@@ -274,13 +277,15 @@ class GemmEngine(wiring.Component):
         read_addr = Signal(len(bank_addr(row, slot)))
         m.d.comb += read_addr.eq(bank_addr(row, slot))
         chain = Signal(range(self.drains))  # the bank read, registered as its data is
-        m.d.sync += chain.eq(self._split(row)[0])
+        with m.If(self.result_en):
+            m.d.sync += chain.eq(self._split(row)[0])
         reads = []
         for c, correction in enumerate(corrections):
             results = m.submodules[f"results{c}" if c else "results"] = Memory(
                 shape=signed(32), depth=memories["results"][1], init=[])
             write = results.write_port()
             read = results.read_port()
+            m.d.comb += read.en.eq(self.result_en)
             out = correction.o.payload
             m.d.comb += [
                 write.addr.eq(bank_addr(out.row, out.slot)),

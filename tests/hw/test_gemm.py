@@ -117,6 +117,44 @@ def test_drains_shorten_a_short_tile():
     assert cycles[1] - cycles[8] == 3 * (16 - 4) + (16 - 2)
 
 
+@pytest.mark.parametrize("drains", [1, 2])
+def test_result_holds_while_result_en_is_low(drains):
+    """``result_en`` low holds ``result`` (the bank's read and the chain it is taken from),
+    whatever ``result_addr`` shows meanwhile: a stream of values out of the result memory
+    (the core's ACCUMULATE) stalls without losing the value it offers."""
+    rng = np.random.default_rng(drains)
+    matrix, vectors = rng.integers(0, 4, (8, 5)), rng.integers(0, 4, (2, 5))
+    want = signed_matmul(vectors, levels(2), 2, matrix, levels(2), 2)
+    dut = GemmEngine(pe=4, vectors=2, simd=8, max_bits=2, max_rows=8, max_cols=8, drains=drains)
+    seen = []
+
+    async def testbench(ctx):
+        for name, value in (("cols", 5), ("rows", 8), ("m_bits", 2), ("m_signed", 1), ("v_bits", 2),
+                            ("v_signed", 1)):
+            ctx.set(getattr(dut, name), value)
+        await _write(ctx, dut, matrix, to_vectors=0)
+        await _write(ctx, dut, vectors, to_vectors=1)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        while not ctx.get(dut.done):
+            await ctx.tick()
+        # (slot, row) pairs whose rows lie in other chains when drains > 1
+        steps = [((0, 1), 1), ((1, 6), 0), ((0, 3), 0), ((1, 2), 1), ((0, 7), 0), ((1, 0), 1)]
+        for (slot, row), en in steps:
+            ctx.set(dut.result_addr, dut.result_address(slot, row))
+            ctx.set(dut.result_en, en)
+            await ctx.tick()
+            seen.append(ctx.get(dut.result))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    # each disabled step shows the value of the last enabled one
+    assert seen == [want[0, 1], want[0, 1], want[0, 1], want[1, 2], want[1, 2], want[1, 0]]
+
+
 def test_memories():
     """Worked by hand: pe 6 in 3 chains of 2 rows, 2 vectors, 13 x 16 codes of 8 bits, simd 4."""
     with unelaborated():

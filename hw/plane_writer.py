@@ -14,12 +14,13 @@ q``, or ``2q - n`` (``n = 2**bits - 1``) when ``signed``; the signed-odd
 corrections of :class:`hw.signed_correction.SignedCorrection` need them.
 
 The codes of a fold gather in a staging register of ``simd`` codes; when the
-fold is complete (or a ``flush`` code ends a frame in the middle of a fold),
-the register is written out one plane per cycle, ``max_bits`` cycles, by
-rotating every code one bit right per cycle, so it is whole again
-afterwards and a flushed fold goes on filling with the next frame's codes.
-Planes above a code's width are written as zeros (never read).  Input is
-held off (``i.ready`` low) while planes are written.
+fold is complete, the register is written out one plane per cycle, ``bits``
+cycles (the planes of the codes' width: the array never reads the others),
+by rotating every code one bit right per cycle.  A ``flush`` code that ends
+a frame in the middle of a fold writes all ``max_bits`` planes, so the
+register is whole again afterwards and the fold goes on filling with the
+next frame's codes.  Input is held off (``i.ready`` low) while planes are
+written.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -84,8 +85,8 @@ class PlaneWriter(wiring.Component):
     busy : ``Out(1)``
         Planes are being written.
 
-    Latency and throughput: a code per cycle, then ``max_bits`` cycles of
-    plane writes at the end of each fold (and after a ``flush``).
+    Latency and throughput: a code per cycle, then ``bits`` cycles of plane
+    writes at the end of each fold (``max_bits`` after a ``flush`` inside one).
     """
 
     def __init__(self, *, slots: int, simd: int, max_bits: int, max_rows: int, max_cols: int,
@@ -153,7 +154,8 @@ class PlaneWriter(wiring.Component):
         # Registered bounds (inputs stable from `clear` on): no subtractor on a compare path.
         cols_last = Signal(range(self._max_cols))
         slots_last = Signal(range(self._slots))
-        m.d.sync += [cols_last.eq(self.cols - 1), slots_last.eq(self.slots_used - 1)]
+        bits_last = Signal(range(max_bits))  # (bits 0 wraps: never matched, all planes written)
+        m.d.sync += [cols_last.eq(self.cols - 1), slots_last.eq(self.slots_used - 1), bits_last.eq(self.bits - 1)]
 
         total = Signal(signed(self.sum_bits))  # the row's values so far, but the last one taken
         value = Signal(signed(max_bits + 1))  # of the code taken last cycle: |2q - n| <= n
@@ -194,7 +196,9 @@ class PlaneWriter(wiring.Component):
             # Rotate every code one bit right: the next plane is at bit 0.
             m.d.sync += [staging[lane_].eq(staging[lane_].rotate_right(1)) for lane_ in range(simd)]
             m.d.sync += plane.eq(plane + 1)
-            with m.If(plane == max_bits - 1):
+            # A complete fold ends after the codes' planes (its register is cleared); a
+            # flushed one after all of them (its register whole again, to go on filling).
+            with m.If((plane == max_bits - 1) | (w_complete & (plane == bits_last))):
                 m.d.sync += [self.busy.eq(0), plane.eq(0)]
                 with m.If(w_complete):
                     m.d.sync += staging.eq(0)

@@ -215,20 +215,16 @@ def _byte_dicts(counter: Counter) -> list[dict]:
             for (product, direction), n in sorted(counter.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))]
 
 
-def record_epoch(core_params: dict, batches: int | None = None, log=print, width: float = 1.0) -> dict:
-    """The RUNs of one digits epoch (:data:`BITS`, ``width``, ``dorefa train``'s
-    defaults) on the ``model`` backend of ``core_params``: the RUNs of one batch
-    of each size, how many batches of each size the epoch has, and the
-    evaluation's RUNs; the same for the bytes on the link by product and
-    direction (``link_bytes``).  ``batches``: record only that many full
-    batches (the last, smaller batch and the evaluation always)."""
+def digits_session(width: float = 1.0):
+    """``(config, data, model, optimizer, shuffle)``: the digits net at :data:`BITS` and
+    ``width`` as ``dorefa train`` sets it up (its seed, gradient noise, Adam, the
+    generator that shuffles its minibatches), before the first step; the caller
+    gives the model an engine."""
     import torch
-    import torch.nn.functional as F
 
-    from sw.core_model import CoreModel
-    from sw.data import iterate_minibatches, load_dataset
+    from sw.data import load_dataset
     from sw.quantizers import GradientNoise
-    from sw.train import TrainConfig, build_network, evaluate, noise_seed
+    from sw.train import TrainConfig, build_network, noise_seed
 
     config = TrainConfig(bits=BITS, backend="model", width=width)
     data = load_dataset(config.dataset, config.data)
@@ -237,6 +233,23 @@ def record_epoch(core_params: dict, batches: int | None = None, log=print, width
     model = build_network(config, data)
     model.set_gradient_noise(GradientNoise(seed=noise_seed(config.seed)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return config, data, model, optimizer, shuffle
+
+
+def record_epoch(core_params: dict, batches: int | None = None, log=print, width: float = 1.0) -> dict:
+    """The RUNs of one digits epoch (:data:`BITS`, ``width``, ``dorefa train``'s
+    defaults) on the ``model`` backend of ``core_params``: the RUNs of one batch
+    of each size, how many batches of each size the epoch has, and the
+    evaluation's RUNs; the same for the bytes on the link by product and
+    direction (``link_bytes``).  ``batches``: record only that many full
+    batches (the last, smaller batch and the evaluation always)."""
+    import torch.nn.functional as F
+
+    from sw.core_model import CoreModel
+    from sw.data import iterate_minibatches
+    from sw.train import evaluate
+
+    config, data, model, optimizer, shuffle = digits_session(width)
     client = RecordingClient(LoopbackTransport(CoreModel(**model_params(core_params))))
     engine = RecordingEngine(client)
     model.set_engine(engine)

@@ -253,7 +253,7 @@ def table(result: dict, baselines=()) -> str:
         f"{result['build_s']:.0f} s); host: {result['machine']}.",
     ]
     for b in baselines:
-        lines.append(f"Baseline `{b['path']}`: {b['note']}")
+        lines += ["", f"Baseline `{b['path']}`: {b['note']}"]
     return "\n".join(lines) + "\n"
 
 

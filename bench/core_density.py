@@ -497,20 +497,20 @@ def table(result: dict) -> str:
         "# Compute density of the training core",
         "",
         f"Written by `{result['command']}`. One op is one AND+popcount bit pair "
-        "(a plane pair over `pe x simd` lanes is `pe*simd` ops); resources from the board build "
+        "(a plane pair over `pe x vectors x simd` lanes is `pe*vectors*simd` ops); resources from the board build "
         "reports (the whole core: link and control included); cycles are "
         "`hw.core.TrainingCore.run_cycles` (the compute loop; unpacking and the link's bytes excluded).",
         "",
         "## Resources and peak",
         "",
-        "| config | board | pe x simd | LUT4 / logic cells | FFs | BRAM | SPRAM | DSP | Fmax (clock) "
+        "| config | board | pe x vectors x simd | LUT4 / logic cells | FFs | BRAM | SPRAM | DSP | Fmax (clock) "
         "| ops / cycle | ops / LUT / cycle | GOPS at Fmax |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         p = r["core_params"]
         lines.append(
-            f"| {r['config']} | {r['board']} ({r['device']}) | {p.get('pe')} x {p.get('simd')} "
+            f"| {r['config']} | {r['board']} ({r['device']}) | {p.get('pe')} x {p.get('vectors', 1)} x {p.get('simd')} "
             f"| {r['luts']} {r['lut_kind']} | {dash(r['ffs'])} | {dash(r['bram'])} | {dash(r['spram'])} "
             f"| {dash(r['dsp'])} | {r['fmax_mhz']:.1f} MHz ({r['clock_mhz']:.0f}) | {r['ops_per_cycle']} "
             f"| {r['ops_per_lut_cycle']:.5f} | {r['gops']:.3f} |")
@@ -560,7 +560,8 @@ def table(result: dict) -> str:
         f"| | | {_time(torch_row['median_s'])} | | |",
         "",
         how_computed(rec) + " Core time = the sum of run_cycles over the epoch's RUNs / Fmax (compute "
-        "only: the link's bytes, unpacking and reply bytes come on top). "
+        "only: the link's bytes, unpacking and the values' way out come on top; `bench/core_cycles.py` "
+        "measures the whole core's cycles under Verilator). "
         + (f"The RUNs were recorded once for configurations that differ only in {' and '.join(TIMING_ONLY)} "
            "(the host never reads them). " if len(recordings) < len(rows) else "")
         + f"Host: {result['machine']}.",

@@ -36,8 +36,8 @@ def test_one_default_frequency_and_one_core_preset_per_board():
                        "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
         "ulx3s": {**CORE_DEFAULTS, "max_rows": 64, "max_cols": 1024, "max_payload": 4096, "sum_slots": 16384,
                   "sum_bits": 96, "fmap_codes": 4096, "packed_accumulators": 1, "max_pool": 4, "pe": 8,
-                  "simd": 128, "vectors": 2, "popcount_stages": 4,
-                  "popcount_arch": "packed", "fetch_stages": 1, "drains": 1, "matrix_memory": "block"},
+                  "simd": 128, "vectors": 4, "popcount_stages": 4,
+                  "popcount_arch": "packed", "fetch_stages": 1, "drains": 8, "matrix_memory": "block"},
     }
     for board in BOARDS:
         assert BoardTop(board).core_params == CORE_PRESETS[board]
@@ -119,11 +119,11 @@ def test_icebreaker_core_runs_at_the_pll_frequency():
 
 
 def test_ulx3s_core_runs_at_the_pll_frequency():
-    top = BoardTop("ulx3s", freq_mhz=50, pe=2)
+    top = BoardTop("ulx3s", freq_mhz=50, pe=2, drains=2)  # (the preset's 8 chains need pe >= 8)
     assert top.clk_freq == 50_000_000 and top.core.divisor == 17  # 3 Mbaud, 1.96 % slow
     assert BoardTop("ulx3s", freq_mhz=50, baud=115_200).core.divisor == 434  # 25 MHz gave 217
     assert top.pll.params == {"CLKI_DIV": 1, "CLKFB_DIV": 2, "CLKOP_DIV": 12, "CLKOP_CPHASE": 5}
-    assert top.core_params == {**CORE_PRESETS["ulx3s"], "pe": 2}
+    assert top.core_params == {**CORE_PRESETS["ulx3s"], "pe": 2, "drains": 2}
 
 
 @pytest.mark.parametrize("freq, message", [

@@ -37,8 +37,9 @@ def test_generate_board_top(board, tmp_path, capsys):
     # (The ULX3S's 16,384 batch sums, 96 memories of one bit, would be 1.6 M lines of zero
     # initialisation in the Verilog: more than YoWASP's Yosys reads; 512 take 49 k.)
     sums = ["--set", "sum_slots=512"] if CORE_PRESETS[board]["sum_slots"] else []
+    # (drains divide pe: the ULX3S preset's 8 chains need 8 rows)
     assert main(["generate", "core", "--board", board, "--bits", "1,2,4", "--pe", "2", "--simd", "8",
-                 "--vectors", "2", "--set", "popcount_stages=2", *sums, "-o", str(out)]) == 0
+                 "--vectors", "2", "--set", "popcount_stages=2", "--set", "drains=1", *sums, "-o", str(out)]) == 0
     assert f"(core on {board}: " in capsys.readouterr().out
     text = out.read_text()
     assert set(_PINS[board]) <= _ports(text, "top")
@@ -46,7 +47,7 @@ def test_generate_board_top(board, tmp_path, capsys):
     _elaborate(out, "top", board)
     # the same design as dorefa build's plan: the board's preset with these overrides (max_bits = max(1, 2, 4))
     params = {**CORE_PRESETS[board], "max_bits": 4, "pe": 2, "simd": 8, "vectors": 2, "popcount_stages": 2,
-              **({"sum_slots": 512} if sums else {})}
+              "drains": 1, **({"sum_slots": 512} if sums else {})}
     assert text == board_verilog(board, core_params=params)
 
 

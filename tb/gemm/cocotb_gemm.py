@@ -157,6 +157,7 @@ async def bring_up(dut, seed: int) -> StreamDriver:
     for name in ("clear", "to_vectors", "cols", "rows", "m_bits", "m_signed", "v_bits", "v_signed", "start",
                  "result_addr", "codes__valid", "codes__payload"):
         getattr(dut, name).value = 0
+    dut.result_en.value = 1  # the result memory read at every address (its hold: tests/hw/test_gemm.py)
     driver = StreamDriver(dut, "codes", rng=random.Random(seed), gap=0.25)
     await reset(dut)
     return driver

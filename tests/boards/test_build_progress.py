@@ -32,7 +32,8 @@ def _fake_tools(calls, fail_at=None):
 @pytest.mark.parametrize("board, tools", [("icebreaker", ["YOSYS", "NEXTPNR_ICE40", "ICEPACK"]),
                                           ("ulx3s", ["YOSYS", "NEXTPNR_ECP5", "ECPPACK"])])
 def test_build_steps_are_the_scripts_tool_lines(board, tools):
-    _, plan = build_plan(board, core_params={"max_rows": 8, "max_cols": 32, "pe": 2, "simd": 4, "popcount_stages": 1})
+    _, plan = build_plan(board, core_params={"max_rows": 8, "max_cols": 32, "pe": 2, "simd": 4, "popcount_stages": 1,
+                                             "drains": 1})
     preamble, steps = build_steps(plan.files["build_top.sh"])
     assert [variable for variable, _ in steps] == tools
     assert "set -e" in preamble and not any(line.startswith('"$') for line in preamble.splitlines())

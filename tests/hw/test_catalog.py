@@ -220,7 +220,8 @@ def test_run_time_units_serve_the_widest_bits():
     # an ordinary stream keeps its ready
     ("gemm", dict(pe=2, vectors=2, simd=3, max_bits=2, max_rows=4, max_cols=6),
      {"codes__valid", "codes__ready", "codes__payload", "clear", "to_vectors", "cols", "rows", "m_bits",
-      "m_signed", "v_bits", "v_signed", "writing", "start", "done", "result_addr", "result"}),
+      "m_signed", "v_bits", "v_signed", "writing", "start", "done", "result_addr", "result_en",
+      "result"}),
 ])
 def test_standalone_ports(unit, params, ports):
     text = generate_verilog(unit, **params)

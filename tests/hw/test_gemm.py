@@ -3,11 +3,11 @@ sw.bitplanes, at one and several drain chains; ``tile_cycles`` against the simul
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from tests.hw.helpers import unelaborated
 
 from hw.gemm import GemmEngine
+from sim.amaranth_sim import simulate
 from sw.bitplanes import signed_matmul
 from sw.contract.codes import levels
 
@@ -36,32 +36,40 @@ def run_gemm(dut, matrix, m_bits, m_signed, vectors, v_bits, v_signed, *, frames
     cycles = []
 
     async def testbench(ctx):
-        for name, value in (("cols", cols), ("rows", rows), ("m_bits", m_bits), ("m_signed", m_signed),
-                            ("v_bits", v_bits), ("v_signed", v_signed)):
-            ctx.set(getattr(dut, name), value)
-        await _write(ctx, dut, matrix, to_vectors=0, frames=frames)
+        await _load_matrix(ctx, dut, matrix, m_bits, m_signed, v_bits, v_signed, frames=frames)
         for t0 in range(0, len(vectors), dut.vectors):
             tile = vectors[t0:t0 + dut.vectors]
-            await _write(ctx, dut, tile, to_vectors=1)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            count = 1
-            while not ctx.get(dut.done):
-                await ctx.tick()
-                count += 1
-            cycles.append(count)
+            cycles.append(await _compute_tile(ctx, dut, tile))
             for slot in range(len(tile)):
                 for row in range(rows):
                     ctx.set(dut.result_addr, dut.result_address(slot, row))
                     await ctx.tick()
                     out[t0 + slot, row] = ctx.get(dut.result)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench, deadline=None)
     return out, cycles
+
+
+async def _load_matrix(ctx, dut, matrix, m_bits, m_signed, v_bits, v_signed, *, frames=1):
+    """Set the shape and readings, then write ``matrix`` (over ``frames`` frames)."""
+    rows, cols = matrix.shape
+    for name, value in (("cols", cols), ("rows", rows), ("m_bits", m_bits), ("m_signed", m_signed),
+                        ("v_bits", v_bits), ("v_signed", v_signed)):
+        ctx.set(getattr(dut, name), value)
+    await _write(ctx, dut, matrix, to_vectors=0, frames=frames)
+
+
+async def _compute_tile(ctx, dut, tile) -> int:
+    """Write a tile's vectors, start it, wait for ``done``: the cycles from start to done."""
+    await _write(ctx, dut, tile, to_vectors=1)
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+    count = 1
+    while not ctx.get(dut.done):
+        await ctx.tick()
+        count += 1
+    return count
 
 
 #: (pe, vectors, simd, drains): one chain, two, one per PE row; pe a power of two (the
@@ -129,16 +137,8 @@ def test_result_holds_while_result_en_is_low(drains):
     seen = []
 
     async def testbench(ctx):
-        for name, value in (("cols", 5), ("rows", 8), ("m_bits", 2), ("m_signed", 1), ("v_bits", 2),
-                            ("v_signed", 1)):
-            ctx.set(getattr(dut, name), value)
-        await _write(ctx, dut, matrix, to_vectors=0)
-        await _write(ctx, dut, vectors, to_vectors=1)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        while not ctx.get(dut.done):
-            await ctx.tick()
+        await _load_matrix(ctx, dut, matrix, 2, True, 2, True)
+        await _compute_tile(ctx, dut, vectors)
         # (slot, row) pairs whose rows lie in other chains when drains > 1
         steps = [((0, 1), 1), ((1, 6), 0), ((0, 3), 0), ((1, 2), 1), ((0, 7), 0), ((1, 0), 1)]
         for (slot, row), en in steps:
@@ -147,10 +147,7 @@ def test_result_holds_while_result_en_is_low(drains):
             await ctx.tick()
             seen.append(ctx.get(dut.result))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench, deadline=None)
     # each disabled step shows the value of the last enabled one
     assert seen == [want[0, 1], want[0, 1], want[0, 1], want[1, 2], want[1, 2], want[1, 0]]
 

@@ -89,16 +89,16 @@ class CyclesClient(RecordingClient):
         return reply
 
 
-def _steps(model, optimizer, data, shuffle, batches: int, client=None) -> list[int]:
-    """Train the first ``batches`` minibatches of 32 (``client.batch`` set to each
-    batch's index); the sizes trained."""
+def _steps(model, optimizer, data, shuffle, batches: int, batch_size: int, client=None) -> list[int]:
+    """Train the first ``batches`` minibatches of ``batch_size`` (``client.batch`` set to
+    each batch's index); the sizes trained."""
     import torch.nn.functional as F
 
     from sw.data import iterate_minibatches
 
     model.train()
     sizes = []
-    for index, (xb, yb) in enumerate(iterate_minibatches(data.train_x, data.train_y, 32, shuffle=True,
+    for index, (xb, yb) in enumerate(iterate_minibatches(data.train_x, data.train_y, batch_size, shuffle=True,
                                                          generator=shuffle)):
         if index >= batches:
             break
@@ -110,6 +110,15 @@ def _steps(model, optimizer, data, shuffle, batches: int, client=None) -> list[i
         optimizer.step()
         sizes.append(xb.shape[0])
     return sizes
+
+
+def board_report(board: str) -> dict:
+    """The committed build report of ``board`` (its Fmax), which must be of the preset's core."""
+    report = json.loads((BOARD_REPORTS / f"{board}.json").read_text())
+    if report["core_params"] != CORE_PRESETS[board]:
+        raise ValueError(f"boards/reports/{board}.json was built from other core parameters than the {board} "
+                         f"preset; rebuild it (dorefa build --board {board} --report boards/reports/{board})")
+    return report
 
 
 def measure(board: str, batches: int, torch_repeats: int, log=print) -> dict:
@@ -124,10 +133,7 @@ def measure(board: str, batches: int, torch_repeats: int, log=print) -> dict:
     from sw.train import evaluate
 
     params = dict(CORE_PRESETS[board])
-    report = json.loads((BOARD_REPORTS / f"{board}.json").read_text())
-    if report["core_params"] != params:
-        raise SystemExit(f"error: boards/reports/{board}.json was built from other core parameters than "
-                         f"the {board} preset; rebuild it (dorefa build --board {board} --report ...)")
+    report = board_report(board)
     log(f"building (or reusing) the {board} preset's core in Verilator ...")
     started = time.perf_counter()
     transport = SimulatedSerialTransport(params, timeout=REPLY_TIMEOUT_S)
@@ -138,9 +144,9 @@ def measure(board: str, batches: int, torch_repeats: int, log=print) -> dict:
         engine = RecordingEngine(client)
         model.set_engine(engine)
         client.phase = TRAINING
-        log(f"training {batches} batch(es) of 32 on the simulated core ...")
+        log(f"training {batches} batch(es) of {config.batch_size} on the simulated core ...")
         started = time.perf_counter()
-        sizes = _steps(model, optimizer, data, shuffle, batches, client)
+        sizes = _steps(model, optimizer, data, shuffle, batches, config.batch_size, client)
         client.phase = client.batch = EVALUATION
         log("evaluating the test set on the simulated core ...")
         test = evaluate(model, data.test_x, data.test_y, engine=engine)
@@ -152,7 +158,7 @@ def measure(board: str, batches: int, torch_repeats: int, log=print) -> dict:
     # The same steps on the model backend: the weights must agree bit for bit.
     _, _, reference, ref_optimizer, ref_shuffle = digits_session()
     reference.set_engine(CoreEngine(CoreClient(LoopbackTransport(CoreModel(**model_params(params))))))
-    _steps(reference, ref_optimizer, data, ref_shuffle, batches)
+    _steps(reference, ref_optimizer, data, ref_shuffle, batches, config.batch_size)
     same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
     if not same:
         raise AssertionError(f"the simulated {board} core's steps ended with other weights than the model backend's")
@@ -165,7 +171,8 @@ def measure(board: str, batches: int, torch_repeats: int, log=print) -> dict:
     fmax = min(c["fmax_mhz"] for c in core_clocks(report))
     log("timing the host's torch epoch ...")
     return {
-        "board": board, "core_params": params, "fmax_mhz": fmax, "batches": batches, "batch_sizes": sizes,
+        "board": board, "core_params": params, "fmax_mhz": fmax, "batches": batches,
+        "batch_size": config.batch_size, "batch_sizes": sizes,
         "train_samples": int(data.train_x.shape[0]), "test_samples": int(data.test_x.shape[0]),
         "commands": [{"phase": phase, "command": cmd, "requests": r, "cycles": c, "bytes_in": i, "bytes_out": o}
                      for (phase, cmd), (r, c, i, o) in sorted(client.cycles.items())],
@@ -190,7 +197,7 @@ def summarise(result: dict) -> dict:
     hz = result["fmax_mhz"] * 1e6
     return {"totals": totals, "per_sample": per_sample, "epoch_cycles": epoch,
             "epoch_s": epoch["cycles"] / hz, "epoch_compute_s": epoch["compute"] / hz,
-            "epoch_batches": len(batch_sizes(samples, 32))}
+            "epoch_batches": len(batch_sizes(samples, result.get("batch_size", 32)))}
 
 
 def _c(n: float) -> str:
@@ -204,7 +211,8 @@ def table(result: dict, baselines=()) -> str:
         "",
         f"Written by `{result.get('command', 'python bench/core_cycles.py')}`. The {result['board']} preset's core "
         f"({' '.join(f'{k}={v}' for k, v in result['core_params'].items())}) compiled by Verilator and served on a pty "
-        f"(the `sim` backend's bridge); {result['batches']} training step(s) of 32 samples of the digits net "
+        f"(the `sim` backend's bridge); {result['batches']} training step(s) of {result.get('batch_size', 32)} "
+        "samples of the digits net "
         "(W,A,G = 1,2,6, full width) and the evaluation of the test set run on it, and the simulation's cycle "
         "counter read after every request. Cycles include the request's and reply's bytes at one a cycle and up "
         "to 32 idle cycles per request (the bridge's settle time); the board's UART comes on top "
@@ -281,6 +289,10 @@ def main(argv=None) -> None:
         parser.error("--batches and --torch-repeats must be >= 1")
     import torch
     torch.set_num_threads(1)  # as every dorefa command by default
+    try:
+        board_report(args.board)
+    except ValueError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     result = measure(args.board, args.batches, args.torch_repeats)
     result["command"] = " ".join(["python bench/core_cycles.py", *(argv if argv is not None else sys.argv[1:])])
     if args.label:

@@ -80,3 +80,15 @@ def test_summary_scales_the_training_per_sample_and_adds_the_evaluation():
     assert s["epoch_cycles"]["compute"] == pytest.approx(10 * 1437 + 30)
     assert s["epoch_s"] == pytest.approx((100 * 1437 + 900) / 50e6)
     assert s["epoch_batches"] == 45
+
+
+def test_a_report_of_another_core_is_refused(monkeypatch, tmp_path, capsys):
+    """The Fmax comes from the board's committed report: one built from other parameters than
+    the preset's is a one-line error, exit status 2, before anything is built."""
+    (tmp_path / "ulx3s.json").write_text('{"core_params": {"pe": 1}}')
+    monkeypatch.setattr(cc, "BOARD_REPORTS", tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cc.main(["--board", "ulx3s"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "built from other core parameters than the ulx3s preset" in err

@@ -24,7 +24,8 @@ from . import protocol as P
 from .bitplanes import signed_matmul
 from .contract.codes import levels, levels_or_none
 from .contract.core import CORE_DEFAULTS, CoreConfig
-from .contract.gradients import SCALE_MANTISSA_BITS, aligned_term
+from .contract.gradients import SCALE_MANTISSA_BITS, aligned_term, wrap_sum
+from .intref import group_max_codes
 from .numeric import apply_thresholds
 
 __all__ = ["CoreModel", "CORE_DEFAULTS", "window_vectors"]  # CORE_DEFAULTS: the contract's (sw.contract.core)
@@ -317,7 +318,7 @@ class CoreModel:
         self.stats["activations"] += h.count * rows
         pool = h.window.pool if h.window is not None else 1
         if pool > 1:  # each pooling window's pool**2 positions are consecutive vectors
-            codes = codes.reshape(-1, pool * pool, rows).max(axis=1)
+            codes = group_max_codes(codes, pool * pool)
         return P.Status.OK, P.pack_codes(codes, self._t_bits)
 
     def _load_thresholds(self, payload, error):
@@ -368,11 +369,9 @@ class CoreModel:
         if failed:
             return error(*failed)
         partials = self._products(h).ravel().tolist()
-        bits = self.info.sum_bits
-        top, mask = 1 << (bits - 1), (1 << bits) - 1
         for index, partial in enumerate(partials, h.slot):
             total = aligned_term(h.mantissa, partial, h.shift) + (0 if h.first else self._sums[index])
-            self._sums[index] = ((total + top) & mask) - top  # sum_bits-bit two's complement
+            self._sums[index] = wrap_sum(total, self.info.sum_bits)
         self.stats["terms"] += len(partials)
         return P.Status.OK, b""
 

@@ -28,7 +28,7 @@ from .bitplanes import signed_matmul
 from .products import LinearGeometry
 from .quantizers import Quantized, quantize_weight
 
-__all__ = ["GemmEngine", "IntRefEngine", "conv_output_size", "im2col", "col2im", "maxpool_codes", "integer_inference", "BlockThresholds",
+__all__ = ["GemmEngine", "IntRefEngine", "conv_output_size", "im2col", "col2im", "group_max_codes", "maxpool_codes", "integer_inference", "BlockThresholds",
            "block_thresholds", "accumulator_bound"]
 
 
@@ -66,6 +66,18 @@ def col2im(cols: np.ndarray, shape, kernel: int, stride: int, padding: int) -> n
             out[:, :, dy:dy + stride * (oh - 1) + 1:stride, dx:dx + stride * (ow - 1) + 1:stride] += \
                 cols[:, :, :, :, dy, dx].transpose(0, 3, 1, 2)
     return out[:, :, padding:padding + h, padding:padding + w]
+
+
+def group_max_codes(codes: np.ndarray, group: int) -> np.ndarray:
+    """Per row, the max code of each group of ``group`` consecutive vectors: ``(count, rows)``
+    codes to ``(count // group, rows)``.  A window pooled ``p x p`` makes each pooling
+    window's ``p**2`` positions consecutive vectors (:mod:`sw.contract.window`), so with
+    ``group = p**2`` this is their :func:`maxpool_codes` (``hw.group_max.GroupMax``)."""
+    codes = np.asarray(codes)
+    if group < 1 or codes.ndim != 2 or codes.shape[0] % group:
+        raise ValueError(f"codes must be (count, rows) with count a multiple of group >= 1, "
+                         f"got {codes.shape} and group {group}")
+    return codes.reshape(-1, group, codes.shape[1]).max(axis=1)
 
 
 def maxpool_codes(codes: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarray:

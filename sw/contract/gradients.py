@@ -66,7 +66,7 @@ from __future__ import annotations
 import math
 
 __all__ = ["SCALE_MANTISSA_BITS", "GUARD_BITS", "SUM_SIGNIFICAND_BITS", "FLOAT32_BITS", "FLOAT32_EXPONENT_BIAS",
-           "MAX_FLOAT_SUM_BITS", "scale_parts", "batch_shifts", "aligned_term", "term_bits", "sum_bits",
+           "MAX_FLOAT_SUM_BITS", "scale_parts", "batch_shifts", "aligned_term", "term_bits", "sum_bits", "wrap_sum",
            "truncate_sum", "sum_float_bits", "sum_from_float_bits"]
 
 #: Bits of a float32 significand (the hidden one included): ``M_b < 2**24``.
@@ -135,6 +135,16 @@ def sum_bits(batch: int, partial_bound: int) -> int:
         raise ValueError(f"batch must be >= 1 and partial_bound >= 0, got {batch}, {partial_bound}")
     bound = batch * ((1 << SCALE_MANTISSA_BITS) - 1) * partial_bound << GUARD_BITS
     return bound.bit_length() + 1
+
+
+def wrap_sum(total: int, bits: int) -> int:
+    """``total`` as a ``bits``-bit two's-complement sum: what a core holding its sums in
+    ``bits`` bits keeps (modulo ``2**bits``; the host sizes them by :func:`sum_bits`, so
+    no sum it reads has wrapped)."""
+    if bits < 1:
+        raise ValueError(f"bits must be >= 1, got {bits}")
+    top = 1 << (bits - 1)
+    return ((int(total) + top) & ((1 << bits) - 1)) - top
 
 
 def _check_sum(total: int) -> int:

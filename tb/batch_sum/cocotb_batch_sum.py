@@ -7,7 +7,7 @@ slot field), ``beats`` and ``seed``.  The bench plays the core: beats of
 random idle cycles (garbage on every input while idle) or back to back, runs of
 one slot (every beat a forwarding hazard); then, once ``busy`` falls, it reads
 every slot.  Each expected sum is :func:`sw.contract.gradients.aligned_term`
-added (or written, ``first``) in Python integers, modulo ``2**sum_bits``;
+added (or written, ``first``) in Python integers, :func:`~sw.contract.gradients.wrap_sum`;
 nothing expected comes from the unit.  Payloads are packed here from the
 documented layout (``slot`` in the low ``slot_bits``, then ``partial``).  The
 module is not named ``test_*.py``, so pytest never imports it.
@@ -19,17 +19,11 @@ import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from sim.cocotb_runner import tb_config
-from sw.contract.gradients import SCALE_MANTISSA_BITS, aligned_term
+from sw.contract.gradients import SCALE_MANTISSA_BITS, aligned_term, wrap_sum
 from tb.common import Scoreboard, reset, start_clock
 
 MANTISSA_TOP = (1 << SCALE_MANTISSA_BITS) - 1
 EDGE_SHIFTS = (0, 1, 31, 32, 33, 63, 100, 255)
-
-
-def wrap(value: int, bits: int) -> int:
-    """``value`` modulo ``2**bits``, as a two's-complement number."""
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 def program(config, rng) -> list[tuple]:
@@ -57,7 +51,7 @@ def model(config, beats, sums=None) -> list[int]:
     for slot, partial, mantissa, shift, first in beats:
         term = aligned_term(mantissa, partial, shift)
         sums[slot] = term if first else sums[slot] + term
-    return [wrap(s, config["sum_bits"]) for s in sums]
+    return [wrap_sum(s, config["sum_bits"]) for s in sums]
 
 
 def pack(config, slot, partial) -> int:

@@ -4,8 +4,8 @@ Run through ``tb/test_group_max_tb.py``; :func:`sim.cocotb_runner.tb_config`
 gives ``act_bits``, ``rows``, ``group_log``, ``groups`` and ``seed``.  Codes go
 in vector after vector (``rows`` codes a vector), ``2**group_log`` vectors a
 group; the expected output is, per group and row, the max of the group's codes
-of that row (:func:`expected`: numpy's ``max`` over the group axis, not the
-unit's comparator chain), row after row, a vector per group.  The core feeds
+of that row (:func:`sw.intref.group_max_codes`, which the core model pools
+with), row after row, a vector per group.  The core feeds
 the unit the codes of a pooled window's positions this way
 (``tests/hw/test_group_max.py`` ties the order to
 :func:`sw.intref.maxpool_codes`).  Payloads are packed here from the
@@ -20,6 +20,7 @@ import numpy as np
 from cocotb.triggers import RisingEdge
 
 from sim.cocotb_runner import tb_config
+from sw.intref import group_max_codes
 from tb.common import Scoreboard, bring_up, cut_by_reset, transfer
 
 
@@ -38,8 +39,7 @@ def random_groups(config, seed, groups) -> np.ndarray:
 
 def expected(config, codes) -> list[int]:
     """Each group's max code per row, row after row (``last`` clear: payload = code)."""
-    size = 1 << config["group_log"]
-    return codes.reshape(-1, size, config["rows"]).max(axis=1).reshape(-1).tolist()
+    return group_max_codes(codes, 1 << config["group_log"]).reshape(-1).tolist()
 
 
 def words(config, codes, *, last=False) -> list[int]:

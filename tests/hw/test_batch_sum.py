@@ -21,7 +21,7 @@ from amaranth.back import rtlil
 
 from hw.batch_sum import BatchSum, slice_bits
 from sim.amaranth_sim import simulate
-from sw.contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS, aligned_term
+from sw.contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS, aligned_term, wrap_sum
 from tests.hw.helpers import unelaborated
 
 #: (partial_bits, sum_bits, slots): the narrowest unit (one slot: every beat a hazard), sums at
@@ -33,19 +33,13 @@ MANTISSA_TOP = (1 << SCALE_MANTISSA_BITS) - 1
 EDGE_SHIFTS = (0, 1, 31, 32, 33, 63, 100, 255)
 
 
-def wrap(value: int, bits: int) -> int:
-    """``value`` modulo ``2**bits``, as a two's-complement number."""
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
-
-
 def model(beats, slots: int, sum_bits: int) -> list[int]:
     """The sums after ``beats`` of ``(slot, partial, mantissa, shift, first)``, from zeroed sums."""
     sums = [0] * slots
     for slot, partial, mantissa, shift, first in beats:
         term = aligned_term(mantissa, partial, shift)
         sums[slot] = term if first else sums[slot] + term
-    return [wrap(s, sum_bits) for s in sums]
+    return [wrap_sum(s, sum_bits) for s in sums]
 
 
 def draw_mantissa(rng):
@@ -325,8 +319,8 @@ def test_min_sum_bits_from_the_contract():
         assert bits == SCALE_MANTISSA_BITS + partial_bits + GUARD_BITS
         low, high = -(1 << (partial_bits - 1)), (1 << (partial_bits - 1)) - 1
         extremes = [aligned_term(MANTISSA_TOP, p, 0) for p in (low, high)]
-        assert all(wrap(t, bits) == t for t in extremes)
-        assert any(wrap(t, bits - 1) != t for t in extremes)
+        assert all(wrap_sum(t, bits) == t for t in extremes)
+        assert any(wrap_sum(t, bits - 1) != t for t in extremes)
 
 
 @pytest.mark.parametrize("kwargs, message", [

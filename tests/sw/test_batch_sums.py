@@ -49,12 +49,6 @@ def products(vectors, v_bits, v_signed, matrix, m_bits, m_signed):
     return [[int(x) for x in row] for row in out]
 
 
-def wrap(value, bits):
-    """``value`` as a ``bits``-bit two's complement integer."""
-    top = 1 << (bits - 1)
-    return ((value + top) % (1 << bits)) - top
-
-
 def batch_sum(partials, mantissas, shifts):
     """``S = sum_b aligned_term(M_b, I_b, shift_b)`` elementwise over lists of ``(N, O)`` ints."""
     n, o = len(partials[0]), len(partials[0][0])
@@ -284,10 +278,10 @@ def test_core_model_sums_wrap_modulo_sum_bits_and_narrow_reads_truncate(m_signed
         wire.accumulate(np.full((1, 1000), 255), 8, False, slot=4, mantissa=mantissa, shift=shift, first=b == 0)
     exact = sum(gradients.aligned_term(m, partial, s) for m, s in zip(mantissas, shifts))
     assert abs(exact) >= 1 << 87  # past what 88 bits hold
-    stored = wrap(exact, 88)
+    stored = gradients.wrap_sum(exact, 88)
     assert stored != exact and wire.core.sums == [0] * 4 + [stored] * 4
     for width in range(1, 12):
-        assert wire.read(4, 4, width) == [wrap(exact, 8 * width)] * 4, width
+        assert wire.read(4, 4, width) == [gradients.wrap_sum(exact, 8 * width)] * 4, width
 
 
 def test_reset_zeroes_the_sums():
@@ -407,7 +401,7 @@ def test_core_model_read_sums_errors_in_order(payload, status, detail):
     if status == OK:
         h = P.decode_read_sums(payload)
         assert got[0] == OK
-        want = [trunc24(s) if h.width == 0 else wrap(s, 8 * h.width) for s in before[h.slot:h.slot + h.count]]
+        want = [trunc24(s) if h.width == 0 else gradients.wrap_sum(s, 8 * h.width) for s in before[h.slot:h.slot + h.count]]
         assert P.decode_sums(got[1], h.count, h.width) == want
         assert len(got[1]) == 1 + (4 if h.width == 0 else h.width) * h.count
         return
@@ -572,7 +566,7 @@ def test_client_accumulate_and_read_over_many_frames(bits, vectors, frames):
     assert client.read_sums(0, 3 * vectors, 12) == flat
     assert client.stats["requests"] - requests == -(-3 * vectors // 5)  # (64 - 1) // 12 = 5 sums a frame
     for slot, count, width in ((1, 7, 11), (0, 3 * vectors, 9), (2, 1, 1)):
-        assert client.read_sums(slot, count, width) == [wrap(s, 8 * width) for s in flat[slot:slot + count]]
+        assert client.read_sums(slot, count, width) == [gradients.wrap_sum(s, 8 * width) for s in flat[slot:slot + count]]
     assert client.read_sums(4, 0, 12) == []
     requests = client.stats["requests"]
     assert client.read_sums(0, 3 * vectors, P.SUM_FLOAT32) == [trunc24(s) for s in flat]
@@ -815,3 +809,12 @@ def test_core_engine_lowers_backward_input_with_fewer_bytes(c, o, h, k, padding,
     assert engine.transposed_backward_input(geometry, g, w, shape) is transposed
     assert (wire[True] < wire[False]) is transposed
     assert torch.equal(engine.backward_input(geometry, g, w, shape), want)
+
+
+def test_wrap_sum_by_hand():
+    """The sums a core keeps in ``bits`` bits: two's complement modulo ``2**bits``."""
+    assert [gradients.wrap_sum(v, 8) for v in (0, 127, 128, 255, 256, -1, -128, -129)] == \
+        [0, 127, -128, -1, 0, -1, -128, 127]
+    assert gradients.wrap_sum((1 << 95) + 5, 96) == -(1 << 95) + 5
+    with pytest.raises(ValueError, match="bits must be >= 1"):
+        gradients.wrap_sum(3, 0)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from sw import numeric
 from sw.data import iterate_minibatches, load_digits
-from sw.intref import IntRefEngine, col2im, im2col, integer_inference, maxpool_codes
+from sw.intref import IntRefEngine, col2im, group_max_codes, im2col, integer_inference, maxpool_codes
 from sw.models import build_model
 from sw.quantizers import GradientNoise
 
@@ -164,6 +164,27 @@ def test_maxpool_codes_matches_torch(kernel, stride):
     codes = np.random.default_rng(kernel * 10 + stride).integers(0, 16, size=(2, 3, 9, 8))
     expected = F.max_pool2d(torch.from_numpy(codes).double(), kernel, stride).to(torch.int64).numpy()
     assert np.array_equal(maxpool_codes(codes, kernel, stride), expected)
+
+
+def test_group_max_codes_by_hand():
+    codes = np.array([[1, 7], [3, 2], [0, 0], [2, 5],    # group 0 of 4 vectors: max (3, 7)
+                      [4, 4], [4, 1], [6, 0], [5, 3]])   # group 1: max (6, 4)
+    assert group_max_codes(codes, 4).tolist() == [[3, 7], [6, 4]]
+    assert group_max_codes(codes, 1).tolist() == codes.tolist()
+    with pytest.raises(ValueError, match="count a multiple of group"):
+        group_max_codes(codes[:6], 4)
+
+
+@pytest.mark.parametrize("pool", [2, 4])
+def test_group_max_of_pooling_windows_is_maxpool(pool):
+    """A map's positions in pooling-window order (each window's ``pool**2`` positions
+    consecutive, windows row-major), grouped: :func:`maxpool_codes` of the map."""
+    rows, h, w = 3, 8, 12
+    codes = np.random.default_rng(pool).integers(0, 16, size=(rows, h, w))
+    windows = codes.reshape(rows, h // pool, pool, w // pool, pool).transpose(1, 3, 2, 4, 0)
+    pooled = group_max_codes(windows.reshape(-1, rows), pool * pool)  # (windows, rows)
+    want = maxpool_codes(codes[None], pool)[0]  # (rows, h // pool, w // pool)
+    assert np.array_equal(pooled.T.reshape(rows, h // pool, w // pool), want)
 
 
 def test_maxpool_commutes_with_quantization():

@@ -401,7 +401,8 @@ def test_core_model_read_sums_errors_in_order(payload, status, detail):
     if status == OK:
         h = P.decode_read_sums(payload)
         assert got[0] == OK
-        want = [trunc24(s) if h.width == 0 else gradients.wrap_sum(s, 8 * h.width) for s in before[h.slot:h.slot + h.count]]
+        want = [trunc24(s) if h.width == 0 else gradients.wrap_sum(s, 8 * h.width)
+                for s in before[h.slot:h.slot + h.count]]
         assert P.decode_sums(got[1], h.count, h.width) == want
         assert len(got[1]) == 1 + (4 if h.width == 0 else h.width) * h.count
         return
@@ -566,7 +567,8 @@ def test_client_accumulate_and_read_over_many_frames(bits, vectors, frames):
     assert client.read_sums(0, 3 * vectors, 12) == flat
     assert client.stats["requests"] - requests == -(-3 * vectors // 5)  # (64 - 1) // 12 = 5 sums a frame
     for slot, count, width in ((1, 7, 11), (0, 3 * vectors, 9), (2, 1, 1)):
-        assert client.read_sums(slot, count, width) == [gradients.wrap_sum(s, 8 * width) for s in flat[slot:slot + count]]
+        want = [gradients.wrap_sum(s, 8 * width) for s in flat[slot:slot + count]]
+        assert client.read_sums(slot, count, width) == want
     assert client.read_sums(4, 0, 12) == []
     requests = client.stats["requests"]
     assert client.read_sums(0, 3 * vectors, P.SUM_FLOAT32) == [trunc24(s) for s in flat]

@@ -63,6 +63,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,12 +165,17 @@ class RecordingEngine(CoreEngine):
     """:class:`~sw.core_engine.CoreEngine` that tells its :class:`RecordingClient`
     which product each request belongs to."""
 
-    def _as(self, product, method, *args):
-        before, self.client.product = self.client.product, product
+    @contextmanager
+    def product(self, name):
+        before, self.client.product = self.client.product, name
         try:
-            return method(*args)
+            yield
         finally:
             self.client.product = before
+
+    def _as(self, product, method, *args):
+        with self.product(product):
+            return method(*args)
 
     def forward(self, *args):
         return self._as("forward", super().forward, *args)
@@ -188,7 +194,6 @@ class RecordingEngine(CoreEngine):
 
     def backward_weight_sum(self, *args):
         return self._as("backward-weight", super().backward_weight_sum, *args)
-
 
 def model_params(core_params: dict) -> dict:
     """The parameters of ``core_params`` that :class:`sw.core_model.CoreModel` takes."""

@@ -27,7 +27,11 @@ on the core, the patches still sent by the host), the figures before the
 core made the patches from feature maps (protocol 5's windows,
 :mod:`sw.core_engine`), and of protocol 6
 (``bench/reports/link_bytes.protocol6.json``: packed accumulators, 16,384
-sums), the figures before the core max-pooled (protocol 7).
+sums), the figures before the core max-pooled (protocol 7), and of protocol 7
+(``bench/reports/link_bytes.protocol7.json``: each gradient map crossing
+twice), the figures before backward-weight's matrix was made on the core from
+backward-input's map (protocol 8's windowed LOAD_MATRIX,
+:meth:`sw.core_engine.CoreEngine.backward_products`).
 
 Usage::
 
@@ -58,7 +62,8 @@ from sw.contract.link import PROTOCOL_VERSION  # noqa: E402
 DEFAULT_OUT = ROOT / "bench" / "reports" / "link_bytes"
 DEFAULT_BASELINES = (ROOT / "bench" / "reports" / "link_bytes.protocol2.json",
                      ROOT / "bench" / "reports" / "link_bytes.protocol4.json",
-                     ROOT / "bench" / "reports" / "link_bytes.protocol6.json")
+                     ROOT / "bench" / "reports" / "link_bytes.protocol6.json",
+                     ROOT / "bench" / "reports" / "link_bytes.protocol7.json")
 DEFAULT_BATCHES = 2
 #: What each committed baseline measured.
 BASELINE_NOTES = {
@@ -66,6 +71,8 @@ BASELINE_NOTES = {
     "protocol 4": "accumulators as narrow as their bound, backward-weight summed on the core, "
                   "the patches still sent by the host",
     "protocol 6": "feature maps, packed accumulators, 16,384 batch sums, max-pool on the host",
+    "protocol 7": "max-pool on the core, each gradient map crossing twice (backward-input's map, "
+                  "backward-weight's matrix)",
 }
 WIDTHS = (1.0, 0.25)
 BAUDS = (115_200, 3_000_000)
@@ -240,7 +247,7 @@ def main(argv=None) -> None:
                         help="channel-width multipliers of the digits net (default: 1 and 0.25)")
     parser.add_argument("--baseline", type=Path, action="append", metavar="PATH",
                         help="an earlier report's JSON shown beside the figures, oldest first (repeatable; "
-                             "default: protocol 2's, 4's and 6's)")
+                             "default: protocol 2's, 4's, 6's and 7's)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="STEM",
                         help="write STEM.json and STEM.md (default: bench/reports/link_bytes)")
     args = parser.parse_args(argv)

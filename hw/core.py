@@ -43,6 +43,8 @@ Datapath
             RUN, ACCUMULATE with the window flag: the tile's vectors from the WindowGenerator
                  (sw.contract.window: each code the map's under the window, or 0) in
                  place of the buffer's codes; the rest as above
+            LOAD_MATRIX with the window flag: the matrix's rows, the window's first `rows`
+                 vectors, from the WindowGenerator into the plane writer, one code a cycle
               | reply body (status, tag, LEN, payload) as it is made
               v
           FrameTransmitter (SYNC, CRC) -> tx
@@ -401,8 +403,9 @@ class TrainingCore(wiring.Component):
         # ---------------------------------------------------------- link
         fmap = self._fmap_codes
         heads = [L.LOAD_HEADER, L.RUN_HEADER, L.THRESHOLD_HEADER, L.ACCUMULATE_HEADER, L.READ_SUMS_HEADER]
-        if fmap:  # LOAD_FMAP's header, and the window header after RUN's or ACCUMULATE's
-            heads += [L.LOAD_FMAP_HEADER, L.RUN_HEADER + L.WINDOW_HEADER, L.ACCUMULATE_HEADER + L.WINDOW_HEADER]
+        if fmap:  # LOAD_FMAP's header, and the window header after RUN's, ACCUMULATE's or LOAD_MATRIX's
+            heads += [L.LOAD_FMAP_HEADER, L.RUN_HEADER + L.WINDOW_HEADER, L.ACCUMULATE_HEADER + L.WINDOW_HEADER,
+                      L.LOAD_HEADER + L.WINDOW_HEADER]
         m.submodules.receiver = receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
                                                          head_bytes=max(heads))
         m.submodules.framer = framer = FrameTransmitter()
@@ -478,10 +481,10 @@ class TrainingCore(wiring.Component):
         m.submodules.code_slice = code_slice = SkidBuffer(gemm.codes.payload.shape())
         wiring.connect(m, code_slice.o, gemm.codes)
         to_vectors = Signal()  # the engine takes vector codes (a RUN)
-        v_window = Signal()  # a windowed RUN or ACCUMULATE: its codes come from the window generator
+        v_window = Signal()  # a windowed RUN, ACCUMULATE or LOAD_MATRIX: its codes come from the window generator
         v_settled = Signal()  # VECTOR's second cycle on (a tile's codes are taken)
-        if fmap:  # (a LOAD_MATRIX after a windowed RUN takes the unpacker's: to_vectors is low)
-            m.d.comb += code_slice.i.payload.code.eq(Mux(v_window & to_vectors, window.o.payload, new_code))
+        if fmap:  # (every command that writes the engine sets v_window)
+            m.d.comb += code_slice.i.payload.code.eq(Mux(v_window, window.o.payload, new_code))
         else:
             m.d.comb += code_slice.i.payload.code.eq(new_code)
         m.d.comb += code_slice.clear.eq(rd_start)
@@ -541,12 +544,15 @@ class TrainingCore(wiring.Component):
         h_bits, h_flags = thresholds_head.bits, thresholds_head.flags
         cmd, length = event.cmd, event.length
         r_window = r_flags.window if fmap else 0
+        l_window = l_flags.window if fmap else 0  # LOAD_MATRIX: the matrix's rows from a window
         if fmap:
             load_fmap = header(L.LOAD_FMAP_FIELDS)
-            # The window header: after RUN's header, or after ACCUMULATE's.
-            w_fields = header_layout(L.WINDOW_FIELDS)(Mux(cmd == L.Cmd.ACCUMULATE,
-                                                          header(L.WINDOW_FIELDS, L.ACCUMULATE_HEADER).as_value(),
-                                                          header(L.WINDOW_FIELDS, L.RUN_HEADER).as_value()))
+            # The window header: after RUN's header, ACCUMULATE's or LOAD_MATRIX's.
+            w_at = {L.Cmd.ACCUMULATE: L.ACCUMULATE_HEADER, L.Cmd.LOAD_MATRIX: L.LOAD_HEADER}
+            w_value = header(L.WINDOW_FIELDS, L.RUN_HEADER).as_value()
+            for command, offset in w_at.items():
+                w_value = Mux(cmd == command, header(L.WINDOW_FIELDS, offset).as_value(), w_value)
+            w_fields = header_layout(L.WINDOW_FIELDS)(w_value)
 
         # ---------------------------------------------------------- state
         total_max = self._max_rows * self._max_cols
@@ -670,8 +676,11 @@ class TrainingCore(wiring.Component):
             acc_too_big = Mux(r_packed, (r_count > max_count)
                               | (p_packed_reply > 8 * (self._max_payload - L.RUN_REPLY_HEADER)), acc_too_big)
         m.d.sync += [
-            k_load_count.eq((l_count == 0) | (l_offset + l_count > p_total)),
-            k_load_length.eq(length != L.LOAD_HEADER + ((p_load_bits + 7) >> 3)),
+            # (a windowed LOAD_MATRIX makes the whole matrix: offset 0, count rows * cols)
+            k_load_count.eq((l_count == 0) | (l_offset + l_count > p_total)
+                            | (l_window & ((l_offset != 0) | (l_count != p_total)))),
+            k_load_length.eq(length != Mux(l_window, L.LOAD_HEADER + L.WINDOW_HEADER,
+                                           L.LOAD_HEADER + ((p_load_bits + 7) >> 3))),
             k_run_length.eq(length != Mux(r_window, L.RUN_HEADER + L.WINDOW_HEADER,
                                           L.RUN_HEADER + ((p_run_bits + 7) >> 3))),
         ]
@@ -702,7 +711,7 @@ class TrainingCore(wiring.Component):
             k_fmap_shape = Signal()  # LOAD_FMAP: a zero dimension or more codes than the memory holds
             k_fmap_count = Signal()  # LOAD_FMAP: count 0 or past the map
             k_fmap_length = Signal()  # LOAD_FMAP: LEN is not the header and the packed codes
-            k_window = Signal()  # RUN, ACCUMULATE: a window field out of its range
+            k_window = Signal()  # RUN, ACCUMULATE, LOAD_MATRIX: a window field out of its range
             k_pooled = Signal()  # RUN, ACCUMULATE: a pooled window (only an activated RUN's)
             k_pool_count = Signal()  # RUN: count not whole pooling windows
             first_x_bound = Mux(w_fields.order == W.PATCH, w_fields.out_width, w_fields.kernel)
@@ -947,8 +956,18 @@ class TrainingCore(wiring.Component):
             m.d.comb += [c_status.eq(event.status), c_detail.eq(D.NONE)]
         with m.Elif((cmd == L.Cmd.PING) | (cmd == L.Cmd.RESET)):
             first_failing([(length != 0, S.BAD_LENGTH, D.NONE)])
+        # A windowed request's last checks (`windowed`: its window flag, `bits`: its codes'): a
+        # complete map, of the request's bits, and a window in range.  A pooled window
+        # (pool_refused: where it may not be) is a bad window too.
+        def window_checks(windowed, bits, pool_refused):
+            return [
+                (windowed & ~fmap_ready, S.BAD_STATE, D.NO_FMAP),
+                (windowed & (bits != f_bits), S.BAD_PARAMS, D.BITS),
+                (windowed & (k_window | pool_refused), S.BAD_PARAMS, D.WINDOW),
+            ] if fmap else []
+        window_flag = L.FLAG_WINDOW if fmap else 0
         with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
-            bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags)
+            bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags, L.FLAG_SIGNED | window_flag)
             continues = ((l_rows == m_rows) & (l_cols == m_cols) & (l_bits == m_bits)
                          & (l_flags.as_value() == m_flags.as_value()) & (l_offset == m_loaded) & has_shape)
             first_failing([
@@ -960,17 +979,8 @@ class TrainingCore(wiring.Component):
                 (k_load_count, S.BAD_PARAMS, D.COUNT),
                 (k_load_length, S.BAD_LENGTH, D.NONE),
                 ((l_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
+                *window_checks(l_window, l_bits, k_pooled if fmap else 0),
             ])
-        # A windowed RUN's or ACCUMULATE's last checks: a complete map, of the request's bits,
-        # and a window in range.
-        # A pooled window (pool_refused: where it may not be) is a bad window too.
-        def window_checks(pool_refused):
-            return [
-                (r_window & ~fmap_ready, S.BAD_STATE, D.NO_FMAP),
-                (r_window & (r_bits != f_bits), S.BAD_PARAMS, D.BITS),
-                (r_window & (k_window | pool_refused), S.BAD_PARAMS, D.WINDOW),
-            ] if fmap else []
-        window_flag = L.FLAG_WINDOW if fmap else 0
         with m.Elif(cmd == L.Cmd.RUN):
             allowed = (L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0) | window_flag
                        | (L.FLAG_PACKED if packed else 0))
@@ -987,7 +997,7 @@ class TrainingCore(wiring.Component):
                 (r_count == 0, S.BAD_PARAMS, D.COUNT),
                 (k_run_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
                 (k_run_length, S.BAD_LENGTH, D.NONE),
-                *window_checks(k_pooled & (~r_activate | k_pool_count) if fmap else 0),
+                *window_checks(r_window, r_bits, k_pooled & (~r_activate | k_pool_count) if fmap else 0),
             ])
         if act_bits:
             with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
@@ -1012,7 +1022,7 @@ class TrainingCore(wiring.Component):
                     ((accumulate.mantissa >> SCALE_MANTISSA_BITS) != 0, S.BAD_PARAMS, D.SCALE),
                     (k_acc_count, S.BAD_PARAMS, D.COUNT),
                     (k_acc_length, S.BAD_LENGTH, D.NONE),
-                    *window_checks(k_pooled if fmap else 0),
+                    *window_checks(r_window, r_bits, k_pooled if fmap else 0),
                 ])
             with m.Elif(cmd == L.Cmd.READ_SUMS):
                 first_failing([
@@ -1077,6 +1087,8 @@ class TrainingCore(wiring.Component):
                             m.d.sync += t_loaded.eq(0)
                     m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER), unpack_bits.eq(l_bits),
                                  l_fresh.eq(l_offset == 0), to_vectors.eq(0)]
+                    if fmap:  # windowed: the codes come from the window generator
+                        m.d.sync += [v_window.eq(l_window), w_held.eq(w_fields)]
                     fsm.goto("LOAD_START")
                 with m.Elif(cmd == L.Cmd.RUN):
                     reply(L.Status.OK, _MSG_EMPTY, 0)
@@ -1151,14 +1163,23 @@ class TrainingCore(wiring.Component):
             # ------------------------------------------------ LOAD_MATRIX
             with fsm.state("LOAD_START"):
                 m.d.comb += [rd_start.eq(1), gemm.clear.eq(l_fresh)]
+                if fmap:  # (the matrix's shape, read by the generator, is registered by now)
+                    m.d.comb += window.start.eq(v_window)
                 fsm.goto("LOAD")
-            with fsm.state("LOAD"):  # codes into the engine's plane writer
-                m.d.comb += [
-                    rd_active.eq(1),
-                    code_slice.i.valid.eq(unpacker.o.valid),
-                    code_slice.i.payload.flush.eq(left == 1),
-                    unpacker.o.ready.eq(code_slice.i.ready),
-                ]
+            with fsm.state("LOAD"):  # codes (or, windowed, the generator's) into the engine's plane writer
+                m.d.comb += code_slice.i.payload.flush.eq(left == 1)
+                with m.If(~v_window):
+                    m.d.comb += [
+                        rd_active.eq(1),
+                        code_slice.i.valid.eq(unpacker.o.valid),
+                        unpacker.o.ready.eq(code_slice.i.ready),
+                    ]
+                if fmap:
+                    with m.Else():
+                        m.d.comb += [
+                            code_slice.i.valid.eq(window.o.valid),
+                            window.o.ready.eq(code_slice.i.ready),
+                        ]
                 with m.If(code_taken):
                     m.d.sync += left.eq(left - 1)
                     with m.If(left == 1):

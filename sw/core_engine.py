@@ -26,6 +26,8 @@ The windows make code for code the vectors :func:`sw.intref.im2col` makes
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -33,7 +35,7 @@ from . import numeric
 from . import protocol as P
 from .contract.window import PATCH, SHIFT, Window
 from .driver import CoreClient, wire_shift
-from .intref import GemmEngine, _np, accumulator_bound, conv_output_size
+from .intref import GemmEngine, _np, accumulator_bound, conv_output_size, flipped_kernel, transposed_input
 from .products import LinearGeometry
 
 __all__ = ["CoreEngine"]
@@ -65,12 +67,22 @@ class CoreEngine(GemmEngine):
         #: Conv products (each forward, backward-input, backward-weight): ``windowed``, their
         #: vectors made on the core from feature maps, or ``patched``, sent by the host.
         #: Max-pooled blocks (evaluation): pooled on the core's windows, or on the host.
+        #: Interleaved: conv layers whose two backward products went sample by sample, each
+        #: gradient map crossing once (:meth:`backward_products`).
         self.stats = {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 0,
-                      "windowed": 0, "patched": 0, "core_pools": 0, "host_pools": 0}
+                      "windowed": 0, "patched": 0, "core_pools": 0, "host_pools": 0, "interleaved": 0}
 
     def close(self) -> None:
         """Close the link to the core (idempotent)."""
         self.client.close()
+
+    @contextmanager
+    def product(self, name: str):
+        """The requests made inside serve the product ``name`` (``"forward"``,
+        ``"backward-input"``, ``"backward-weight"``): a hook for an engine that tallies the
+        link by product (``bench/``), where one method makes two products' requests
+        (:meth:`backward_products`).  Here: nothing."""
+        yield
 
     # ------------------------------------------------------------------ GEMMs of the host's vectors
 
@@ -347,11 +359,35 @@ class CoreEngine(GemmEngine):
         (the map) and one windowed ACCUMULATE (SHIFT order: vector ``n`` is tap ``n``, so the
         sums land where the patches' land), read at READ_SUMS's ``width``; ``None`` (counted
         patched) where the patches go."""
-        info = self.client.info
+        windows, patches, _, plan = self._sum_plan(geometry, x, g, weight_shape)
+        if not self._cheaper(windows, patches):
+            return None
         xc, gc = _np(x.codes), _np(g.codes)
         batch, o = gc.shape[0], gc.shape[1]
+        matrices = gc.reshape(batch, o, -1)
+        out = np.empty((xc.shape[1] * weight_shape[2] ** 2, o), dtype=object)
+        for rows, chunks in plan:
+            height = rows.stop - rows.start
+            for v0, count, c0, c1, window in chunks:
+                for b in range(batch):
+                    self.client.load_matrix(matrices[b, rows], g.bits, g.signed)
+                    self.client.load_fmap(xc[b, c0:c1], x.bits)
+                    self.client.accumulate_window(count, x.bits, x.signed, window, slot=0,
+                                                  mantissa=int(mantissas[b]), shift=wire_shift(shifts[b]),
+                                                  first=b == 0)
+                out[v0:v0 + count, rows] = np.array(self.client.read_sums(0, count * height, width),
+                                                    dtype=object).reshape(count, height)
+        return out
+
+    def _sum_plan(self, geometry, x, g, weight_shape):
+        """``(windows, patches, gradients, plan)`` of :meth:`_window_batch_sums`: the link
+        bytes of its vectors made on the core (``None``: it cannot) and sent, of the
+        gradient rows' loads (the same either way), and the plan ``[(rows, chunks), ...]``
+        (:meth:`_shift_chunks` per row tile) of the row tiles' height that crosses fewer bytes."""
+        info = self.client.info
+        gc = _np(g.codes)
+        o = gc.shape[1]
         positions = gc.shape[2] * gc.shape[3]
-        matrices = gc.reshape(batch, o, positions)
         frame = max(1, (info.max_payload - P.ACCUMULATE_HEADER) * 8 // (positions * x.bits))
 
         def costed(height):
@@ -372,22 +408,7 @@ class CoreEngine(GemmEngine):
                 windows, patches = windows + w, patches + p
             return windows, patches, gradients, plan
 
-        windows, patches, _, plan = self._sum_tiles(o, costed)
-        if not self._cheaper(windows, patches):
-            return None
-        out = np.empty((xc.shape[1] * weight_shape[2] ** 2, o), dtype=object)
-        for rows, chunks in plan:
-            height = rows.stop - rows.start
-            for v0, count, c0, c1, window in chunks:
-                for b in range(batch):
-                    self.client.load_matrix(matrices[b, rows], g.bits, g.signed)
-                    self.client.load_fmap(xc[b, c0:c1], x.bits)
-                    self.client.accumulate_window(count, x.bits, x.signed, window, slot=0,
-                                                  mantissa=int(mantissas[b]), shift=wire_shift(shifts[b]),
-                                                  first=b == 0)
-                out[v0:v0 + count, rows] = np.array(self.client.read_sums(0, count * height, width),
-                                                    dtype=object).reshape(count, height)
-        return out
+        return self._sum_tiles(o, costed)
 
     def _sum_tiles(self, o: int, costed):
         """The row tiles of windowed batch sums over ``o`` gradient rows: ``costed(height)``
@@ -403,6 +424,75 @@ class CoreEngine(GemmEngine):
                 break
             best, height = shorter, height // 2
         return best
+
+    # ------------------------------------------------------------------ both backward products, sample by sample
+
+    def backward_products(self, geometry, x, g, w, input_shape):
+        """``(backward_input, backward_weight_sum)`` of a conv layer made sample by sample,
+        so that each sample's gradient map crosses the link once, or ``None`` where the
+        products go one after the other (:meth:`backward_input`,
+        :meth:`backward_weight_sum`).  Apart, a sample's gradient ``G_b`` crosses twice: as
+        the map of backward-input's windows (the transposed convolution) and as the
+        matrix of backward-weight's.  Here, per sample: the flipped kernel (the matrix),
+        ``G_b`` (the map), backward-input's windowed RUN; then the matrix made on the core
+        from that map (:meth:`~sw.driver.CoreClient.load_matrix_window`, a kernel-1 SHIFT
+        window: row ``o`` is channel ``o``), ``x_b`` (the map) and the windowed ACCUMULATE;
+        the sums read at the end.  The kernel then crosses once per sample instead of once
+        per batch, so this is chosen only where both products would go through windows in
+        one matrix each (one row tile, one channel slice, one group of taps) and it crosses
+        fewer bytes than the two apart."""
+        if isinstance(geometry, LinearGeometry) or geometry.stride != 1:
+            return None
+        info = self.client.info
+        xc, gc = _np(x.codes), _np(g.codes)
+        batch, o, oh, ow = gc.shape
+        c, k = w.codes.shape[1], w.codes.shape[2]
+        h, wd = input_shape[2], input_shape[3]
+        pad = k - 1 - geometry.padding
+        positions = oh * ow
+        if (pad < 0 or c > info.max_rows or o > info.max_rows
+                or not self.client.can_batch_sum(batch, positions, accumulator_bound(positions, x, g))):
+            return None
+        gradient_rows = Window(1, 1, 0, SHIFT, ow)  # vector (matrix row) r: channel r's positions
+        if (self._patch_slices(gc.shape, g.bits, k, 1, pad, wd) != [(0, o)]
+                or not self.client.can_window(o, oh, ow, g.bits, gradient_rows)
+                or not self.transposed_backward_input(geometry, g, w, input_shape)):
+            return None
+        weight_shape = tuple(w.codes.shape)
+        flipped4 = flipped_kernel(w)
+        windows = self._window_conv_bytes(batch, gc.shape, g.bits, flipped4.shape, w.bits, h * wd, [(0, o)])
+        if windows >= self._patch_gemm_bytes(batch * h * wd, o * k * k, c, g.bits, w.bits):
+            return None
+        sums_windows, sums_patches, gradients, plan = self._sum_plan(geometry, x, g, weight_shape)
+        if sums_windows is None or sums_windows >= sums_patches or len(plan) != 1 or len(plan[0][1]) != 1:
+            return None
+        kernel = (P.packed_size(flipped4.size, w.bits)
+                  + _ceil(flipped4.size * w.bits, 8 * (info.max_payload - P.LOAD_HEADER)) * (EXCHANGE + P.LOAD_HEADER + 4))
+        # (_sum_plan's bytes are a sample's: its gradient rows cross once less, the kernel once more.)
+        if (batch - 1) * kernel + batch * (EXCHANGE + P.LOAD_HEADER + P.WINDOW_HEADER + 4) >= batch * gradients:
+            return None
+        self.stats["windowed"] += 2
+        self.stats["core_sums"] += 1
+        self.stats["interleaved"] += 1
+        mantissas, shifts, top = numeric.batch_shifts(g.scale)
+        _, count, c0, c1, taps = plan[0][1][0]
+        flipped = flipped4.reshape(c, -1)
+        patches = Window(k, 1, pad, PATCH, wd)
+        products = np.empty((batch, h * wd, c), dtype=np.int64)
+        for b in range(batch):
+            with self.product("backward-input"):
+                self.client.load_matrix(flipped, w.bits, w.signed)
+                self.client.load_fmap(gc[b], g.bits)
+                products[b] = self.client.run_window(h * wd, g.bits, False, patches)  # unsigned: transposed_input
+            with self.product("backward-weight"):
+                self.client.load_matrix_window(o, positions, g.bits, g.signed, gradient_rows)
+                self.client.load_fmap(xc[b, c0:c1], x.bits)
+                self.client.accumulate_window(count, x.bits, x.signed, taps, slot=0, mantissa=int(mantissas[b]),
+                                              shift=wire_shift(shifts[b]), first=b == 0)
+        with self.product("backward-weight"):
+            sums = np.array(self.client.read_sums(0, count * o, P.SUM_FLOAT32), dtype=object).reshape(count, o)
+        hi, lo = numeric.sum_limbs(sums.T.reshape(weight_shape))  # (N, O) -> the weight's (O, N)
+        return transposed_input(g, w, input_shape, pad, products), (hi, lo, top)
 
     def backward_weight(self, geometry, x, g, weight_shape):
         """Per-sample products ``(B, *weight_shape)`` (a core without sums, or sums too

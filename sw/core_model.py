@@ -6,7 +6,7 @@ backtracking, idle timeout), its checks run in the protocol's order, and its
 arithmetic is :func:`sw.bitplanes.signed_matmul`, for an activated RUN
 :func:`sw.numeric.apply_thresholds` and for ACCUMULATE the contract's
 :func:`sw.contract.gradients.aligned_term` -- no new arithmetic; a windowed
-RUN or ACCUMULATE makes its vectors from the feature map with the contract's
+RUN or ACCUMULATE (LOAD_MATRIX: its rows) makes its vectors from the feature map with the contract's
 :func:`sw.contract.window.window_index` (vectorised) and goes on as one
 whose vectors came as codes -- so
 the host driver can be tested without hardware, and RTL testbenches can
@@ -217,25 +217,36 @@ class CoreModel:
         if len(payload) < P.LOAD_HEADER:
             return error(P.Status.BAD_LENGTH)
         h = P.decode_load_matrix_header(payload)
-        detail = self._bad_bits_or_flags(h.bits, h.flags)
+        windowed = bool(h.flags & P.FLAG_WINDOW)
+        detail = self._bad_bits_or_flags(h.bits, h.flags,
+                                         P.FLAG_SIGNED | (P.FLAG_WINDOW if self.info.fmap_codes else 0))
         if detail is not None:
             return error(P.Status.BAD_PARAMS, detail)
         if not 1 <= h.rows <= self.info.max_rows:
             return error(P.Status.BAD_PARAMS, P.Detail.ROWS)
         if not 1 <= h.cols <= self.info.max_cols:
             return error(P.Status.BAD_PARAMS, P.Detail.COLS)
-        if h.count == 0 or h.offset + h.count > h.rows * h.cols:
+        total = h.rows * h.cols
+        if h.count == 0 or h.offset + h.count > total or (windowed and (h.offset or h.count != total)):
             return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
-        if len(payload) != P.LOAD_HEADER + P.packed_size(h.count, h.bits):
+        data_size = P.WINDOW_HEADER if windowed else P.packed_size(h.count, h.bits)
+        if len(payload) != P.LOAD_HEADER + data_size:
             return error(P.Status.BAD_LENGTH)
         shape = (h.rows, h.cols, h.bits, h.flags)
         if h.offset and (shape != self._shape or h.offset != self._loaded):
             return error(P.Status.BAD_STATE, P.Detail.SEQUENCE)
+        failed = self._window_error(h.flags, h.bits, h.window, h.rows)
+        if failed:
+            return error(*failed)
         if h.offset == 0:
             self._shape = shape
-            self._matrix = np.zeros(h.rows * h.cols, dtype=np.int64)
+            self._matrix = np.zeros(total, dtype=np.int64)
             self._clear_thresholds()
-        self._matrix[h.offset:h.offset + h.count] = P.unpack_codes(h.data, h.bits, h.count)
+        if windowed:
+            codes = window_vectors(self._fmap.reshape(self._f_head[:3]), h.window, h.rows, h.cols).ravel()
+        else:
+            codes = P.unpack_codes(h.data, h.bits, h.count)
+        self._matrix[h.offset:h.offset + h.count] = codes
         self._loaded = h.offset + h.count
         return P.Status.OK, self._loaded.to_bytes(4, "little")
 
@@ -248,18 +259,19 @@ class CoreModel:
             return P.unpack_codes(h.data, h.bits, h.count * cols).reshape(h.count, cols)
         return window_vectors(self._fmap.reshape(self._f_head[:3]), window, h.count, cols)
 
-    def _window_error(self, h, activate: bool = False):
-        """The error of a request with the window flag (after its LEN check): no complete
-        map, bits other than the map's, a window out of range or pooling what it may not
-        (``activate``: an activated RUN's); ``None`` if it has none."""
-        if not h.flags & P.FLAG_WINDOW:
+    def _window_error(self, flags: int, bits: int, window, count: int, activate: bool = False):
+        """The error of a request with the window flag (after its LEN check) of ``bits``
+        and ``count`` vectors: no complete map, bits other than the map's, a window out of
+        range or pooling what it may not (``activate``: an activated RUN's); ``None`` if
+        it has none."""
+        if not flags & P.FLAG_WINDOW:
             return None
         if not self.fmap_ready:
             return P.Status.BAD_STATE, P.Detail.NO_FMAP
-        if h.bits != self._f_head[3]:
+        if bits != self._f_head[3]:
             return P.Status.BAD_PARAMS, P.Detail.BITS
-        if (h.window.problems(P.FmapShape(*self._f_head[:3]), self.info.max_pool)
-                or h.window.pool_problems(h.count, activate)):
+        if (window.problems(P.FmapShape(*self._f_head[:3]), self.info.max_pool)
+                or window.pool_problems(count, activate)):
             return P.Status.BAD_PARAMS, P.Detail.WINDOW
         return None
 
@@ -305,7 +317,7 @@ class CoreModel:
             return error(P.Status.BAD_PARAMS, P.Detail.REPLY_TOO_BIG)
         if len(payload) != P.RUN_HEADER + self._data_size(h, cols):
             return error(P.Status.BAD_LENGTH)
-        failed = self._window_error(h, h.activate)
+        failed = self._window_error(h.flags, h.bits, h.window, h.count, h.activate)
         if failed:
             return error(*failed)
         out = self._products(h)
@@ -365,7 +377,7 @@ class CoreModel:
             return error(P.Status.BAD_PARAMS, P.Detail.COUNT)
         if len(payload) != P.ACCUMULATE_HEADER + self._data_size(h, cols):
             return error(P.Status.BAD_LENGTH)
-        failed = self._window_error(h)
+        failed = self._window_error(h.flags, h.bits, h.window, h.count)
         if failed:
             return error(*failed)
         partials = self._products(h).ravel().tolist()

@@ -689,6 +689,22 @@ def window_script(rng, *, params=WINDOWS) -> list:
                     split = group * int(rng.integers(1, max(1, per_frame // group) + 1))
                     script.extend(window_run_frames(count, bits, False, pooled, per_frame=split, activate=True,
                                                     tag=0x64 + pool))
+    # Matrices made from the map (LOAD_MATRIX with the window flag): a kernel-1 SHIFT window's
+    # rows (a gradient map's channels, backward-weight's matrix) and SHIFT windows' taps, each
+    # run against sent vectors and against the map's own windows.
+    fmap, bits = load_map(_fit_shape((3, 4, 4), params["fmap_codes"]), 0xB0)
+    for i, case in enumerate(((1, 1, 0), *SHIFT_CASES[:3])):
+        made = _shift_window(rng, fmap.shape, *case, mc)
+        if made is None:
+            continue
+        window, cols, count = made
+        rows = int(rng.integers(1, min(count, mr) + 1))
+        signed = bool(rng.random() < 0.5)
+        script.append(frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix_window(rows, cols, bits, signed, window),
+                            0xB1 + 2 * i))
+        v_bits = int(rng.integers(1, mb + 1))
+        script.append(run_frame(codes(rng, v_bits, (2, cols)), v_bits, bool(rng.random() < 0.5), 0xB2 + 2 * i))
+        script.extend(window_run_frames(min(count, 3), bits, False, window, per_frame=3, tag=0xC0 + i))
     if slots:
         rows, total = min(3, mr), 0
         for b, (shape, case, make) in enumerate((((3, 4, 4), SHIFT_CASES[0], _shift_window),
@@ -741,6 +757,11 @@ def bad_window_requests(params=WINDOWS):
     def run(count=1, bits=b, flags=P.FLAG_WINDOW, data=None):
         return frame(P.Cmd.RUN, RUN_FIELDS.pack(count, bits, flags) + (win() if data is None else data))
 
+    def mat(height=rows, cols=9, bits=b, flags=P.FLAG_WINDOW, offset=0, count=None, data=None):
+        count = height * cols if count is None else count
+        return frame(P.Cmd.LOAD_MATRIX, LOAD_FIELDS.pack(height, cols, bits, flags, offset, count)
+                     + (win() if data is None else data))
+
     def acc(count=1, bits=b, flags=P.FLAG_WINDOW, slot=0, mantissa=5, shift=7, data=None):
         return frame(P.Cmd.ACCUMULATE, ACCUMULATE_FIELDS.pack(count, bits, flags, slot, mantissa, shift)
                      + (win() if data is None else data))
@@ -776,6 +797,7 @@ def bad_window_requests(params=WINDOWS):
         ("ACCUMULATE window too short", frame(P.Cmd.ACCUMULATE, bytes(P.ACCUMULATE_HEADER - 1))),
         ("ACCUMULATE window without matrix", acc()),
         ("LOAD 2 x 9 signed (ok)", load),
+        ("LOAD_MATRIX window before any map", mat()),
         ("RUN window before any map", run()),
         ("RUN window LEN one short before any map", run(data=win()[:-1])),
         ("ACCUMULATE window before any map", acc()),
@@ -789,6 +811,7 @@ def bad_window_requests(params=WINDOWS):
         ("LOAD_FMAP continue at the wrong offset", fm(*shape, 9, 2)),
         ("LOAD_FMAP continue at the wrong offset+", fm(*shape, 11, 2)),
         ("RUN window on a partial map", run()),
+        ("LOAD_MATRIX window on a partial map", mat()),
         ("RUN window, other bits and kernel 0, on a partial map", run(bits=other, data=win(kernel=0, pad=0))),
         ("ACCUMULATE window on a partial map", acc()),
         ("LOAD_FMAP complete the map (ok)", good_map(10, total - 10)),
@@ -825,6 +848,33 @@ def bad_window_requests(params=WINDOWS):
          frame(P.Cmd.RUN, P.encode_run_window(4, b, False, Window(3, 2, 2, SHIFT, 3, 1, 1, 2)))),
         ("RUN window the biggest (ok)", run(count=biggest)),
         ("RUN with codes still (ok)", frame(P.Cmd.RUN, P.encode_run(b, False, np.ones((2, 9), dtype=int)))),
+        # LOAD_MATRIX with the window flag (protocol 8): the matrix's rows made from the map
+        ("LOAD_MATRIX window flags 0x28", mat(flags=P.FLAG_WINDOW | 0x20)),
+        ("LOAD_MATRIX window|activate", mat(flags=P.FLAG_WINDOW | P.FLAG_ACTIVATE)),
+        ("LOAD_MATRIX window rows 0", mat(height=0, count=9)),
+        ("LOAD_MATRIX window cols 0", mat(cols=0, count=9)),
+        ("LOAD_MATRIX window count 0", mat(count=0)),
+        ("LOAD_MATRIX window count one short", mat(count=2 * 9 - 1)),
+        ("LOAD_MATRIX window offset 1", mat(offset=1, count=2 * 9 - 1)),
+        ("LOAD_MATRIX window LEN one short", mat(data=win()[:-1])),
+        ("LOAD_MATRIX window LEN one long", mat(data=win() + b"\x00")),
+        ("LOAD_MATRIX window with codes, not a window", mat(data=bytes(P.packed_size(18, b)))),
+        ("LOAD_MATRIX window bits other than the map's", mat(bits=other)),
+        ("LOAD_MATRIX window kernel 0", mat(data=win(kernel=0, pad=0))),
+        ("LOAD_MATRIX window channel past the map's", mat(data=win(channel=shape[0]))),
+        ("LOAD_MATRIX window SHIFT y = kernel", mat(data=win(order=SHIFT, y=3))),
+        ("LOAD_MATRIX window pool 2", mat(height=4, cols=9, data=win(out_width=2, pool=2))),
+        ("RUN with codes: refused loads left the matrix (ok)",
+         frame(P.Cmd.RUN, P.encode_run(b, False, np.arange(18).reshape(2, 9) % (1 << b)))),
+        ("LOAD_MATRIX window PATCH, signed (ok)", mat(flags=P.FLAG_WINDOW | P.FLAG_SIGNED)),
+        ("RUN with codes on it (ok)", frame(P.Cmd.RUN, P.encode_run(b, False, np.ones((2, 9), dtype=int)))),
+        ("LOAD_MATRIX continue a windowed matrix", mat(flags=P.FLAG_WINDOW | P.FLAG_SIGNED, offset=18, count=1)),
+        ("LOAD_MATRIX window SHIFT from channel 1, tap (1, 2), stride 2 (ok)",
+         mat(data=P.encode_window(Window(3, 2, 2, SHIFT, 3, 1, 1, 2)))),
+        ("RUN window on the map's own matrix (ok)", frame(P.Cmd.RUN, P.encode_run_window(3, b, False, shift))),
+        ("LOAD_MATRIX window 1 x 1 SHIFT: the map's channels as rows (ok)",
+         mat(cols=9, data=P.encode_window(Window(1, 1, 0, SHIFT, 3)))),
+        ("LOAD 2 x 9 signed again (ok)", load),
     ]
     if max_act:
         a = 1

@@ -7,9 +7,10 @@ a model's products on a core is :class:`sw.core_engine.CoreEngine`.
   in-process :class:`sw.core_model.CoreModel`) and :class:`SerialTransport`
   (a UART through pyserial).
 * :class:`CoreClient` -- PING, RESET, LOAD_MATRIX, RUN, LOAD_THRESHOLDS, ACCUMULATE,
-  READ_SUMS, LOAD_FMAP and the windowed RUN and ACCUMULATE (:meth:`CoreClient.load_fmap`,
-  :meth:`CoreClient.run_window`, :meth:`CoreClient.accumulate_window`: vectors made on
-  the core from a feature map), and :meth:`CoreClient.matmul`, which tiles a GEMM of any size to the
+  READ_SUMS, LOAD_FMAP and the windowed RUN, ACCUMULATE and LOAD_MATRIX
+  (:meth:`CoreClient.load_fmap`, :meth:`CoreClient.run_window`,
+  :meth:`CoreClient.accumulate_window`, :meth:`CoreClient.load_matrix_window`: vectors,
+  or a matrix's rows, made on the core from a feature map), and :meth:`CoreClient.matmul`, which tiles a GEMM of any size to the
   core's limits, and :meth:`CoreClient.batch_sums`, a batch's scaled sum of GEMMs.  Nothing is retried:
   every failure raises a :class:`sw.protocol.ProtocolError` (a device that
   echoes the request back, :data:`ECHO_MESSAGE`, a :class:`LinkError`).
@@ -658,7 +659,8 @@ class CoreClient:
     def load_fmap(self, codes, bits: int) -> None:
         """Load the feature map ``codes`` (channels x height x width, at most the core's
         ``fmap_codes``), over as many LOAD_FMAP frames as needed; it serves
-        :meth:`run_window` and :meth:`accumulate_window` until the next one or a reset."""
+        :meth:`run_window`, :meth:`accumulate_window` and :meth:`load_matrix_window` until
+        the next one or a reset."""
         codes = _codes(codes, 3, "feature map codes")
         shape = FmapShape(*codes.shape)
         problems = self._fmap_problems(shape, bits)
@@ -676,6 +678,32 @@ class CoreClient:
             if loaded != offset + chunk.size:
                 raise FramingError(f"LOAD_FMAP reply says {loaded} codes loaded, expected {offset + chunk.size}")
         self._fmap = (shape, int(bits))
+
+    def load_matrix_window(self, rows: int, cols: int, bits: int, signed: bool, window: Window) -> None:
+        """Make the ``rows x cols`` matrix on the core from its feature map (LOAD_MATRIX with
+        the window flag, protocol 8): row ``r`` is vector ``r`` of ``window`` (``bits``: the
+        map's), so a map already on the core becomes the matrix without crossing the link
+        again (a gradient's map, loaded for backward-input's windows, as backward-weight's
+        matrix).  One request; checked before it is sent (``ValueError``)."""
+        info = self.info
+        if self._fmap is None:
+            raise ValueError("no feature map loaded by this client: call load_fmap first")
+        shape, f_bits = self._fmap
+        if bits != f_bits:
+            raise ValueError(f"a matrix made from the feature map has its bits ({f_bits}), got {bits}")
+        if not (1 <= rows <= info.max_rows and 1 <= cols <= info.max_cols):
+            raise ValueError(f"matrix {rows}x{cols} exceeds the core's {info.max_rows}x{info.max_cols}")
+        problems = window.problems(shape, info.max_pool) + window.pool_problems(rows, False)
+        if problems:
+            raise ValueError(f"window {window} is not valid on the {shape.channels} x {shape.height} x "
+                             f"{shape.width} map: " + "; ".join(problems))
+        self._matrix = None
+        self._thresholds = None  # the core forgets them with a new matrix
+        reply = self.request(P.Cmd.LOAD_MATRIX, P.encode_load_matrix_window(rows, cols, bits, signed, window))
+        loaded = int.from_bytes(reply, "little") if len(reply) == 4 else None
+        if loaded != rows * cols:
+            raise FramingError(f"LOAD_MATRIX reply says {loaded} codes loaded, expected {rows * cols}")
+        self._matrix = (rows, cols, bits, bool(signed))
 
     def _windows(self, count: int, bits: int, window: Window, per_request: int, *,
                  activate: bool = False) -> list[tuple[int, Window]]:

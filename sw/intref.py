@@ -28,8 +28,9 @@ from .bitplanes import signed_matmul
 from .products import LinearGeometry
 from .quantizers import Quantized, quantize_weight
 
-__all__ = ["GemmEngine", "IntRefEngine", "conv_output_size", "im2col", "col2im", "group_max_codes", "maxpool_codes", "integer_inference", "BlockThresholds",
-           "block_thresholds", "accumulator_bound"]
+__all__ = ["GemmEngine", "IntRefEngine", "conv_output_size", "im2col", "col2im", "flipped_kernel", "transposed_input",
+           "group_max_codes", "maxpool_codes", "integer_inference", "BlockThresholds", "block_thresholds",
+           "accumulator_bound"]
 
 
 # --------------------------------------------------------------------------- layout helpers
@@ -187,19 +188,11 @@ class GemmEngine:
         (``2q - n``), so the patches are read unsigned (``q``; padding ``q = 0``) and
         ``n`` times the in-bounds taps' weight sum, which depends on no data, is taken
         off on the host: ``sum (2q - n) w = 2 sum q w - n sum_in-bounds w``."""
-        gc, wc = _np(g.codes), _np(w.codes)
-        b, o, oh, ow = gc.shape
-        c, k = wc.shape[1], wc.shape[2]
-        pad = k - 1 - geometry.padding
-        h, wd = input_shape[2], input_shape[3]
-        flipped4 = np.ascontiguousarray(wc[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, O, k, k)
-        flipped = flipped4.reshape(c, -1)
-        out = np.asarray(self.transposed_products(replace(g, signed=False), gc, w, flipped4, pad), dtype=np.int64)
-        if g.signed:
-            inside, _, _ = im2col(np.ones((1, o, oh, ow), dtype=np.int64), k, 1, pad)
-            weights = 2 * flipped - w.levels if w.signed else flipped
-            out = 2 * out - g.levels * (inside.reshape(h * wd, -1) @ weights.T)[None]
-        return torch.from_numpy(np.ascontiguousarray(out.reshape(b, h, wd, c).transpose(0, 3, 1, 2)))
+        gc = _np(g.codes)
+        flipped4 = flipped_kernel(w)
+        pad = flipped4.shape[2] - 1 - geometry.padding
+        out = self.transposed_products(replace(g, signed=False), gc, w, flipped4, pad)
+        return transposed_input(g, w, input_shape, pad, out)
 
     def transposed_products(self, g: Quantized, gc: np.ndarray, w: Quantized, flipped: np.ndarray,
                             pad: int) -> np.ndarray:
@@ -232,6 +225,28 @@ class GemmEngine:
         vectors, matrices = self.backward_weight_operands(geometry, x, g, weight_shape)
         per_sample = [self.matmul(x, vectors[i], g, matrices[i]).T for i in range(vectors.shape[0])]
         return torch.from_numpy(np.ascontiguousarray(np.stack(per_sample)).reshape((-1,) + tuple(weight_shape)))
+
+
+def flipped_kernel(w: Quantized) -> np.ndarray:
+    """``(C, O, k, k)``: a conv weight's codes ``(O, C, k, k)`` flipped and transposed, the
+    kernel of its transposed convolution (:meth:`GemmEngine._transposed_backward_input`)."""
+    return np.ascontiguousarray(_np(w.codes)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def transposed_input(g: Quantized, w: Quantized, input_shape, pad: int, products) -> torch.Tensor:
+    """Backward-input ``(B, C, H, W)`` from the transposed convolution's products ``(B,
+    H*W, C)`` of the gradient codes read unsigned, zero-padded by ``pad``, with
+    :func:`flipped_kernel` (:meth:`GemmEngine._transposed_backward_input`): for a signed
+    gradient ``2 * products - n * (the in-bounds taps' weight sum)``."""
+    out = np.asarray(products, dtype=np.int64)
+    b, o, oh, ow = g.codes.shape
+    flipped = flipped_kernel(w).reshape(input_shape[1], -1)
+    h, wd = input_shape[2], input_shape[3]
+    if g.signed:
+        inside, _, _ = im2col(np.ones((1, o, oh, ow), dtype=np.int64), w.codes.shape[2], 1, pad)
+        weights = 2 * flipped - w.levels if w.signed else flipped
+        out = 2 * out - g.levels * (inside.reshape(h * wd, -1) @ weights.T)[None]
+    return torch.from_numpy(np.ascontiguousarray(out.reshape(b, h, wd, -1).transpose(0, 3, 1, 2)))
 
 
 class IntRefEngine(GemmEngine):

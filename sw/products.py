@@ -104,6 +104,11 @@ class Engine(Protocol):
 
     def backward_weight(self, geometry: Geometry, x: Quantized, g: Quantized, weight_shape) -> torch.Tensor: ...
 
+    # Optional: ``backward_weight_sum(geometry, x, g, weight_shape)``, the batch sum
+    # (:func:`batch_weight_sum`), and ``backward_products(geometry, x, g, w, input_shape)``,
+    # ``(backward_input, backward_weight_sum)`` made together (a core whose link then
+    # carries each gradient once); either may answer ``None``: not here.
+
 
 def _exact_float(terms: int, a: Quantized, b: Quantized) -> torch.dtype:
     """The cheapest float type in which a sum of ``terms`` products is exact."""
@@ -178,9 +183,15 @@ class QuantizedProduct(torch.autograd.Function):
             if record is not None:
                 record["grad_codes"], record["grad_scale"] = gq.codes, gq.scale
         grad_x = grad_w = None
+        both = None  # both integer products at once, where the engine makes them so
+        if ctx.needs_input_grad[0] and ctx.needs_input_grad[1] and None not in (gq, wq, xq):
+            make_both = getattr(engine, "backward_products", None)
+            both = make_both(geometry, xq, gq, wq, x.shape) if make_both is not None else None
+            if both is not None and record is not None:
+                record["backward_weight_sum"] = both[1]
         if ctx.needs_input_grad[0]:
             if gq is not None and wq is not None:
-                partial = engine.backward_input(geometry, gq, wq, x.shape)
+                partial = both[0] if both is not None else engine.backward_input(geometry, gq, wq, x.shape)
                 grad_x = numeric.backward_input_values(partial, gq.scale, wq.scale, gq.bits)
                 if record is not None:
                     record["backward_input"] = partial
@@ -188,7 +199,8 @@ class QuantizedProduct(torch.autograd.Function):
                 grad_x = geometry.backward_input(grad, w, x.shape)
         if ctx.needs_input_grad[1]:
             if gq is not None and xq is not None:
-                total = batch_weight_sum(engine, geometry, xq, gq, tuple(w.shape), record)
+                total = both[1] if both is not None else batch_weight_sum(engine, geometry, xq, gq, tuple(w.shape),
+                                                                          record)
                 grad_w = numeric.weight_gradient(*total, xq.scale, gq.bits)
             else:
                 grad_w = geometry.backward_weight(x, grad, w.shape)

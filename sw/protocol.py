@@ -90,16 +90,23 @@ feature map, and zeroes the batch sums.
 
 ``LOAD_MATRIX`` (0x03): :data:`LOAD_HEADER` (12 bytes) then packed codes::
 
-    0 rows u16   2 cols u16   4 bits u8   5 flags u8 (bit 0: signed; others 0)
+    0 rows u16   2 cols u16   4 bits u8
+    5 flags u8 (bit 0: signed; bit 3: window, only if fmap_codes > 0; others 0)
     6 offset u32 (row-major index r*cols + c of this frame's first code)
     10 count u16 (codes in this frame) ;  12 data: ceil(count*bits/8) bytes
+      or, with the window flag, the window header (WINDOW_HEADER, 13 bytes; no codes)
 
   -> ``loaded u32`` (codes of the matrix received so far).  ``offset = 0``
   starts a new matrix (the old one is forgotten); a frame with ``offset > 0``
   must continue the matrix being loaded (same rows, cols, bits, flags and
   ``offset == loaded``).  The matrix is usable by RUN once
   ``loaded == rows * cols``.  A new matrix (``offset = 0``) also forgets the
-  thresholds: they belong to the rows of one matrix.
+  thresholds: they belong to the rows of one matrix.  With the window flag
+  (protocol 8) the core makes the whole matrix in one request (``offset =
+  0``, ``count = rows * cols``) from its feature map: row ``r`` is vector
+  ``r`` of the window (see Windows; ``cols`` codes each, the map's bits),
+  so a map already on the core (a gradient's, loaded for backward-input's
+  windows) becomes the matrix (backward-weight's) without crossing again.
 
 ``RUN`` (0x04): :data:`RUN_HEADER` (4 bytes) then packed codes::
 
@@ -203,7 +210,7 @@ feature map, and zeroes the batch sums.
   usable by windows, once ``loaded == channels * height * width``.
   LOAD_MATRIX and LOAD_THRESHOLDS leave it alone; RESET forgets it.
 
-Windows (RUN, ACCUMULATE with the window flag): the window header
+Windows (RUN, ACCUMULATE, LOAD_MATRIX with the window flag): the window header
 (:data:`WINDOW_FIELDS`, :class:`Window`)::
 
     0 kernel u8 (1..16)   1 stride u8 (1..4)   2 pad u8 (0..kernel-1)
@@ -212,7 +219,8 @@ Windows (RUN, ACCUMULATE with the window flag): the window header
     12 pool u8 (1; PATCH on an activated RUN: 2 or 4 up to max_pool)
 
   replaces the codes: the core makes the ``count`` vectors of ``cols`` codes
-  (``cols`` of the loaded matrix) from the complete feature map, code ``j``
+  (``cols`` of the loaded matrix; LOAD_MATRIX: its ``rows`` vectors of its
+  ``cols``) from the complete feature map, code ``j``
   of vector ``v`` being ``map[idx]`` if ``inside`` else 0, with ``idx,
   inside = window_index(shape, window, v, j)`` (:mod:`sw.contract.window`,
   the one definition): PATCH makes a convolution's patches (vector = output
@@ -239,11 +247,15 @@ core's state.  Checks, in this order (the first failing one answers):
    LOAD_THRESHOLDS.
 4. PING, RESET: ``LEN != 0`` -> BAD_LENGTH.
 5. LOAD_MATRIX: ``LEN < 12`` -> BAD_LENGTH; bits not in ``1..max_bits`` ->
-   BAD_PARAMS/BITS; flags other than 0/1 -> BAD_PARAMS/FLAGS; rows not in
-   ``1..max_rows`` -> BAD_PARAMS/ROWS; cols not in ``1..max_cols`` ->
-   BAD_PARAMS/COLS; ``count == 0`` or ``offset + count > rows*cols`` ->
-   BAD_PARAMS/COUNT; ``LEN != 12 + ceil(count*bits/8)`` -> BAD_LENGTH;
-   ``offset > 0`` not continuing the matrix being loaded -> BAD_STATE/SEQUENCE.
+   BAD_PARAMS/BITS; flags other than signed and (with a feature map) window
+   -> BAD_PARAMS/FLAGS; rows not in ``1..max_rows`` -> BAD_PARAMS/ROWS; cols
+   not in ``1..max_cols`` -> BAD_PARAMS/COLS; ``count == 0`` or ``offset +
+   count > rows*cols``, or with the window flag ``offset != 0`` or ``count !=
+   rows*cols`` -> BAD_PARAMS/COUNT; ``LEN != 12 + (13 with the window flag,
+   else ceil(count*bits/8))`` -> BAD_LENGTH; ``offset > 0`` not continuing
+   the matrix being loaded -> BAD_STATE/SEQUENCE; then, with the window flag,
+   RUN's three window checks (NO_FMAP, BITS, WINDOW; a pooled window is a bad
+   WINDOW) in RUN's order.
 6. RUN: ``LEN < 4`` -> BAD_LENGTH; no complete matrix -> BAD_STATE/NO_MATRIX;
    bits -> BAD_PARAMS/BITS; flags (activate on a core without the stage,
    packed on a core that does not pack, packed with activate included) ->
@@ -362,7 +374,7 @@ __all__ = [
     "encode_error", "decode_error",
     "FLAG_WINDOW", "LOAD_FMAP_HEADER", "WINDOW_HEADER", "MAX_FMAP_CODES", "PATCH", "SHIFT", "ORDERS", "MAX_KERNEL",
     "MAX_STRIDE", "MAX_SIDE", "FmapShape", "Window", "window_index", "LoadFmap", "encode_load_fmap",
-    "decode_load_fmap_header", "encode_window", "decode_window", "encode_run_window", "encode_accumulate_window",
+    "decode_load_fmap_header", "encode_window", "decode_window", "encode_run_window", "encode_load_matrix_window", "encode_accumulate_window",
 ]
 
 # The constants, enums, sizes and header field tables are the contract's
@@ -612,6 +624,12 @@ class LoadMatrix:
     @property
     def signed(self) -> bool:
         return bool(self.flags & FLAG_SIGNED)
+
+    @property
+    def window(self) -> Window | None:
+        """The window (:func:`decode_window`) with :data:`FLAG_WINDOW` and at least
+        :data:`WINDOW_HEADER` bytes of data, else ``None`` (the data are packed codes)."""
+        return _window_of(self.flags, self.data)
 
 
 def encode_load_matrix(rows: int, cols: int, bits: int, signed: bool, offset: int, codes) -> bytes:
@@ -901,6 +919,14 @@ def encode_run_window(count: int, bits: int, signed: bool, window: Window, *, ac
     flags = _run_flags(signed, activate, packed) | FLAG_WINDOW
     _check_fields(RUN_FIELDS, (count, bits, flags))
     return RUN_FIELDS.pack(count, bits, flags) + encode_window(window)
+
+
+def encode_load_matrix_window(rows: int, cols: int, bits: int, signed: bool, window: Window) -> bytes:
+    """LOAD_MATRIX payload with the window flag: the ``rows x cols`` matrix made on the
+    core from its feature map, row ``r`` being vector ``r`` of ``window``."""
+    values = (rows, cols, bits, _flags(signed) | FLAG_WINDOW, 0, rows * cols)
+    _check_fields(LOAD_FIELDS, values)
+    return LOAD_FIELDS.pack(*values) + encode_window(window)
 
 
 def encode_accumulate_window(count: int, bits: int, signed: bool, window: Window, *, slot: int, mantissa: int,

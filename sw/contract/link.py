@@ -35,7 +35,7 @@ __all__ = [
     "activation_reply_size", "sum_width", "sum_bytes", "sums_reply_size",
 ]
 
-PROTOCOL_VERSION = 7     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
+PROTOCOL_VERSION = 8     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits in PING;
 #                          3: RUN replies accumulators only as wide as their bound (a width byte first);
 #                          4: ACCUMULATE and READ_SUMS (the batch sum of weight gradients on the
 #                             core), sum_slots and sum_bits in PING;
@@ -44,7 +44,9 @@ PROTOCOL_VERSION = 7     # 2: LOAD_THRESHOLDS, RUN's activate flag, max_act_bits
 #                          6: RUN's packed flag (accumulators bit-packed at their exact bound's
 #                             width, accumulator_bits), packed_accumulators in PING;
 #                          7: the window's pool field (an activated RUN's codes max-pooled on the
-#                             core, sw.contract.window), max_pool in PING
+#                             core, sw.contract.window), max_pool in PING;
+#                          8: LOAD_MATRIX's window flag (a matrix made on the core from its
+#                             feature map: rows are a window's vectors)
 SYNC = 0xA5
 MAX_PAYLOAD = 4096       # protocol bound; a core reports its own (<= this) in PING
 ACC_BYTES = 4            # the widest accumulator: int32
@@ -120,15 +122,16 @@ class Detail(enum.IntEnum):
     NO_THRESHOLDS = 0x09  # RUN with activate before thresholds for every row of the matrix
     WIDTH = 0x0A          # READ_SUMS: width not SUM_FLOAT32 (0) nor in 1..ceil(sum_bits / 8)
     SCALE = 0x0B          # ACCUMULATE: mantissa >= 2**SCALE_MANTISSA_BITS
-    NO_FMAP = 0x0C        # RUN, ACCUMULATE with the window flag before a complete LOAD_FMAP
-    WINDOW = 0x0D         # RUN, ACCUMULATE: a window field out of its range (sw.contract.window)
+    NO_FMAP = 0x0C        # RUN, ACCUMULATE, LOAD_MATRIX with the window flag before a complete LOAD_FMAP
+    WINDOW = 0x0D         # RUN, ACCUMULATE, LOAD_MATRIX: a window field out of its range (sw.contract.window)
     SHAPE = 0x0E          # LOAD_FMAP: a zero dimension, or more codes than the core holds
 
 
 FLAG_SIGNED = 0x01       # LOAD_MATRIX, RUN: codes read as 2q - n
 FLAG_ACTIVATE = 0x02     # RUN: reply activation codes (thresholds) instead of accumulators
 FLAG_FIRST = 0x04        # ACCUMULATE: the batch's first sample: the sums are written, not added to
-FLAG_WINDOW = 0x08       # RUN, ACCUMULATE: a window header follows, the vectors come from the feature map
+FLAG_WINDOW = 0x08       # RUN, ACCUMULATE, LOAD_MATRIX: a window header follows, the vectors (the matrix's
+#                          rows) come from the feature map
 FLAG_PACKED = 0x10       # RUN (not with FLAG_ACTIVATE): accumulators bit-packed, accumulator_bits each
 #: The flag bits of a ``flags`` byte by name, lowest first (the gateware's flag layout).
 FLAGS = (("signed", FLAG_SIGNED), ("activate", FLAG_ACTIVATE), ("first", FLAG_FIRST), ("window", FLAG_WINDOW),
@@ -182,7 +185,7 @@ class Header:
 
 #: ``SYNC CMD/STATUS TAG LEN`` (the CRC, two bytes big-endian, follows the payload).
 FRAME_FIELDS = Header("frame", Field("sync", 1), Field("code", 1), Field("tag", 1), Field("length", 2))
-#: LOAD_MATRIX payload header; packed codes follow.
+#: LOAD_MATRIX payload header; packed codes follow, or with :data:`FLAG_WINDOW` the window header.
 LOAD_FIELDS = Header("LOAD_MATRIX", Field("rows", 2), Field("cols", 2), Field("bits", 1), Field("flags", 1),
                      Field("offset", 4), Field("count", 2))
 #: RUN payload header; packed vector codes follow.
@@ -210,7 +213,7 @@ SUMS_REPLY_FIELDS = Header("READ_SUMS reply", Field("width", 1))
 #: of the ``channels x height x width`` feature map, channel-major, row-major).
 LOAD_FMAP_FIELDS = Header("LOAD_FMAP", Field("channels", 2), Field("height", 1), Field("width", 1),
                           Field("bits", 1), Field("offset", 2), Field("count", 2))
-#: The window header of a RUN or ACCUMULATE with :data:`FLAG_WINDOW`, right after its own
+#: The window header of a RUN, ACCUMULATE or LOAD_MATRIX with :data:`FLAG_WINDOW`, right after its own
 #: header (and no codes after it): which vectors the core makes from the feature map
 #: (:class:`sw.contract.window.Window`, whose fields these are, in this order).
 WINDOW_FIELDS = Header("window", Field("kernel", 1), Field("stride", 1), Field("pad", 1), Field("order", 1),

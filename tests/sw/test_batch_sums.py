@@ -707,7 +707,7 @@ def test_core_engine_weight_sum_falls_back_to_the_host():
         assert core.backward_weight_sum(geometry, x, g, (3, 2, 3, 3)) is None
         assert core.stats == {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 1,
                               "windowed": 0, "patched": 0, "core_pools": 0,
-                              "host_pools": 0}  # no product made: batch_weight_sum makes it
+                              "host_pools": 0, "interleaved": 0}  # no product made: batch_weight_sum makes it
     core = CoreEngine(sums_client(sum_slots=0, sum_bits=0))
     assert core.backward_weight_sum(LinearGeometry(), act_q(rng, (2, 5), 2), grad_q(rng, (2, 3), 6), (3, 5)) is None
     assert core.stats["host_sums"] == 1 and core.stats["core_sums"] == 0

@@ -268,6 +268,53 @@ def test_windows_are_chosen_and_put_fewer_bytes_on_the_wire(c, h, o, k, padding)
             assert torch.equal(results[0], results[1]), name
 
 
+class Apart(CoreEngine):
+    """The core engine with its backward products one after the other, never sample by sample."""
+
+    def backward_products(self, *args):
+        return None
+
+
+@pytest.mark.parametrize("c, h, o, k, padding", DIGITS, ids=str)
+def test_backward_products_sample_by_sample_cross_each_gradient_once(c, h, o, k, padding):
+    """The digits net's 3x3 convs whose kernel and gradient rows each fit one matrix (32
+    rows): both backward products sample by sample, each gradient map crossing once (the
+    matrix of backward-weight made on the core from backward-input's map), the same
+    integers as the reference's and fewer bytes than the two products apart; the 64-row
+    conv's sums take two row tiles here, so its products go apart."""
+    rng = np.random.default_rng(c * h)
+    geometry = ConvGeometry(stride=1, padding=padding)
+    batch = 8
+    x = codes(rng, (batch, c, h, h), 2, False)
+    w = codes(rng, (o, c, k, k), 1, True)
+    g = codes(rng, (batch, o, h, h), 6, True, scale=torch.rand(batch))
+    shape = tuple(x.codes.shape)
+    ref = IntRefEngine()
+    partials = ref.backward_weight(geometry, x, g, tuple(w.codes.shape))
+    together, apart = engine(), engine(Apart)
+    for core in (together, apart):
+        core.client.ping()
+    before = wire(together.client)
+    made = together.backward_products(geometry, x, g, w, shape)
+    if o > 32:
+        assert made is None and together.stats["interleaved"] == 0
+        return
+    crossed = [after - start for after, start in zip(wire(together.client), before)]
+    assert made is not None and together.stats == dict(together.stats, interleaved=1, windowed=2, core_sums=1)
+    assert torch.equal(made[0], ref.backward_input(geometry, g, w, shape))
+    same_sum(made[1], numeric.aligned_batch_sum(partials, g.scale))
+    before = wire(apart.client)
+    assert apart.backward_products(geometry, x, g, w, shape) is None
+    assert torch.equal(apart.backward_input(geometry, g, w, shape), made[0])
+    same_sum(apart.backward_weight_sum(geometry, x, g, tuple(w.codes.shape)), made[1])
+    apart_crossed = [after - start for after, start in zip(wire(apart.client), before)]
+    # to the core: each sample's gradient map (o x h x h codes of 6 bits) once less, the kernel
+    # (o x c x k x k bits) once more, and a 13-byte window where the matrix's codes were
+    saved = batch * (o * h * h * 6 // 8) - (batch - 1) * (o * c * k * k // 8)
+    assert apart_crossed[0] - crossed[0] >= saved - batch * 32, (crossed, apart_crossed, saved)
+    assert crossed[1] < apart_crossed[1]
+
+
 def test_training_step_through_windows_is_bit_identical_to_intref():
     """A digits training step (W,A,G = 1,2,6) on the model backend's core: every gradient
     equals the integer reference's, and conv products of all three kinds went through windows."""
@@ -282,3 +329,5 @@ def test_training_step_through_windows_is_bit_identical_to_intref():
     # the transposed conv's windows over the 1 x 1 gradient map)
     assert core.stats["windowed"] == 9 and core.stats["patched"] == 3, core.stats
     assert core.stats["core_sums"] == 4
+    # both 32-row 3x3 convs' backward products went sample by sample (their gradients crossed once)
+    assert core.stats["interleaved"] == 2, core.stats

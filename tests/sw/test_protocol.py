@@ -291,7 +291,7 @@ def test_accumulators_and_ping_reply():
     with pytest.raises(P.FramingError, match="payload bytes"):
         P.decode_accumulators(data, 3, 3, 4)
     info = P.CoreInfo(P.PROTOCOL_VERSION, 8, 4, 16, 64, 512, 1024, 4)
-    version = "07"  # protocol 7
+    version = "08"  # protocol 8
     assert P.PING_REPLY == 24
     # baud u32 at byte 13: 0 for a core without a UART (the default); then sum_slots u16 and
     # sum_bits u8, 0 for a core without batch sums (the default); then fmap_codes u16, 0 for

@@ -198,6 +198,15 @@ def test_windowed_run_and_accumulate_payloads_golden():
     assert P.decode_run_header(P.RUN_FIELDS.pack(1, 2, P.FLAG_WINDOW) + wire[:-1]).window is None
     assert P.decode_accumulate_header(P.encode_accumulate(2, False, [[1]], slot=0, mantissa=1, shift=0,
                                                           first=False)).window is None
+    # LOAD_MATRIX (protocol 8): rows 3, cols 300, bits 6, flags signed 0x01 | window 0x08,
+    # offset 0, count rows * cols = 900
+    load = P.encode_load_matrix_window(3, 300, 6, True, window)
+    assert load == bytes.fromhex("0300 2c01 06 09 00000000 8403") + wire
+    h = P.decode_load_matrix_header(load)
+    assert (h.rows, h.cols, h.bits, h.signed, h.offset, h.count, h.window) == (3, 300, 6, True, 0, 900, window)
+    assert P.decode_load_matrix_header(P.encode_load_matrix(1, 2, 3, False, 0, [1, 2])).window is None
+    with pytest.raises(ValueError, match="LOAD_MATRIX field count must be an integer in 0..65535"):
+        P.encode_load_matrix_window(300, 300, 6, True, window)
     with pytest.raises(ValueError, match="window field channel must be an integer in 0..65535"):
         P.encode_window(Window(3, 1, 1, PATCH, 4, 1 << 16))
     with pytest.raises(ValueError, match="RUN field count must be an integer in 0..65535"):
@@ -229,7 +238,7 @@ def test_windowed_requests_round_trip(order, kernel, stride, pad, signed, flag):
 
 def test_contract_codes():
     assert (Cmd.LOAD_FMAP, Detail.NO_FMAP, Detail.WINDOW, Detail.SHAPE) == (0x08, 0x0C, 0x0D, 0x0E)
-    assert P.PROTOCOL_VERSION == 7 and P.PING_REPLY == 24 and P.WINDOW_HEADER == 13
+    assert P.PROTOCOL_VERSION == 8 and P.PING_REPLY == 24 and P.WINDOW_HEADER == 13
 
 
 # --------------------------------------------------------------------------- core model
@@ -283,6 +292,37 @@ def test_core_model_ping_and_load_fmap_by_hand():
     assert wire.ok(Cmd.RUN, P.encode_run_window(1, 3, False, Window(2, 1, 0, SHIFT, 2, 0, 1, 1))) == \
         bytes.fromhex("01 05 00")
     assert wire.ok(Cmd.RESET) == b"" and wire.core.fmap is None
+
+
+def test_core_model_matrix_from_the_map_by_hand():
+    """LOAD_MATRIX with the window flag: the matrix's rows are the window's vectors."""
+    wire = Wire(**dict(TINY, fmap_codes=300))
+    wire.load_fmap(np.array([[[1, 2], [3, 4]], [[5, 6], [7, 0]]]), 3)  # 2 channels of 2 x 2
+    # kernel 1, SHIFT: row r = channel r's four positions (the gradient map as a matrix)
+    rows = Window(1, 1, 0, SHIFT, 2)
+    assert wire.ok(Cmd.LOAD_MATRIX, P.encode_load_matrix_window(2, 4, 3, False, rows)) == bytes.fromhex("08000000")
+    np.testing.assert_array_equal(wire.core.matrix, [[1, 2, 3, 4], [5, 6, 7, 0]])
+    # vector (1, 0, 0, 1) against rows (1 2 3 4) and (5 6 7 0): 1 + 4 = 5 and 5 + 0 = 5, two bytes
+    # each (bit_length(4) + 3 + 3 + 1 = 10 bits)
+    assert wire.ok(Cmd.RUN, P.encode_run(3, False, [[1, 0, 0, 1]])) == bytes.fromhex("02 0500 0500")
+    # signed (2q - 7): rows -5 -3 -1 1 and 3 5 7 -7; the map stays (a windowed RUN reads it)
+    wire.ok(Cmd.LOAD_MATRIX, P.encode_load_matrix_window(2, 4, 3, True, rows))
+    assert wire.ok(Cmd.RUN, P.encode_run(3, False, [[1, 0, 0, 1]])) == bytes.fromhex("02 fcff fcff")
+    # kernel 2, pad 1, from tap (1, 1, 1) of channel 1: output positions (0, 0) .. (2, 2) of a 3-wide
+    # output (9 columns), the map's channel 1 under tap (1, 1): 5 6 0 / 7 0 0 / 0 0 0; a second row
+    # (vector 1: tap (1, 0, 0) would be past the last tap of 2 channels: channel 2 is padding)
+    taps = Window(2, 1, 1, SHIFT, 3, 1, 1, 1)
+    wire.ok(Cmd.LOAD_MATRIX, P.encode_load_matrix_window(2, 9, 3, False, taps))
+    np.testing.assert_array_equal(wire.core.matrix, [[5, 6, 0, 7, 0, 0, 0, 0, 0], [0] * 9])
+    # the request's bits must be the map's; a pooled window is refused; nothing changes on an error
+    assert wire(Cmd.LOAD_MATRIX, P.encode_load_matrix_window(2, 4, 2, False, rows)) == (
+        Status.BAD_PARAMS, bytes([Cmd.LOAD_MATRIX, Detail.BITS]))
+    assert wire(Cmd.LOAD_MATRIX, P.encode_load_matrix_window(1, 4, 3, False, Window(2, 1, 0, PATCH, 2, pool=2))) \
+        == (Status.BAD_PARAMS, bytes([Cmd.LOAD_MATRIX, Detail.WINDOW]))
+    np.testing.assert_array_equal(wire.core.matrix, [[5, 6, 0, 7, 0, 0, 0, 0, 0], [0] * 9])
+    # a core without a feature map: the flag is a bad flag
+    assert Wire(**dict(TINY, fmap_codes=0))(Cmd.LOAD_MATRIX, P.encode_load_matrix_window(2, 4, 3, False, rows)) \
+        == (Status.BAD_PARAMS, bytes([Cmd.LOAD_MATRIX, Detail.FLAGS]))
 
 
 def test_core_model_window_of_1024_vectors_of_576_codes():
@@ -422,6 +462,7 @@ EXPECTED = {
     "ACCUMULATE window too short": (Status.BAD_LENGTH, Detail.NONE),
     "ACCUMULATE window without matrix": (Status.BAD_STATE, Detail.NO_MATRIX),
     "LOAD 2 x 9 signed (ok)": OK,
+    "LOAD_MATRIX window before any map": (Status.BAD_STATE, Detail.NO_FMAP),
     "RUN window before any map": (Status.BAD_STATE, Detail.NO_FMAP),
     "RUN window LEN one short before any map": (Status.BAD_LENGTH, Detail.NONE),
     "ACCUMULATE window before any map": (Status.BAD_STATE, Detail.NO_FMAP),
@@ -435,6 +476,7 @@ EXPECTED = {
     "LOAD_FMAP continue at the wrong offset": (Status.BAD_STATE, Detail.SEQUENCE),
     "LOAD_FMAP continue at the wrong offset+": (Status.BAD_STATE, Detail.SEQUENCE),
     "RUN window on a partial map": (Status.BAD_STATE, Detail.NO_FMAP),
+    "LOAD_MATRIX window on a partial map": (Status.BAD_STATE, Detail.NO_FMAP),
     "RUN window, other bits and kernel 0, on a partial map": (Status.BAD_STATE, Detail.NO_FMAP),
     "ACCUMULATE window on a partial map": (Status.BAD_STATE, Detail.NO_FMAP),
     "LOAD_FMAP complete the map (ok)": OK,
@@ -469,6 +511,29 @@ EXPECTED = {
     "RUN window SHIFT from channel 1, tap (1, 2), stride 2 (ok)": OK,
     "RUN window the biggest (ok)": OK,
     "RUN with codes still (ok)": OK,
+    "LOAD_MATRIX window flags 0x28": (Status.BAD_PARAMS, Detail.FLAGS),
+    "LOAD_MATRIX window|activate": (Status.BAD_PARAMS, Detail.FLAGS),
+    "LOAD_MATRIX window rows 0": (Status.BAD_PARAMS, Detail.ROWS),
+    "LOAD_MATRIX window cols 0": (Status.BAD_PARAMS, Detail.COLS),
+    "LOAD_MATRIX window count 0": (Status.BAD_PARAMS, Detail.COUNT),
+    "LOAD_MATRIX window count one short": (Status.BAD_PARAMS, Detail.COUNT),
+    "LOAD_MATRIX window offset 1": (Status.BAD_PARAMS, Detail.COUNT),
+    "LOAD_MATRIX window LEN one short": (Status.BAD_LENGTH, Detail.NONE),
+    "LOAD_MATRIX window LEN one long": (Status.BAD_LENGTH, Detail.NONE),
+    "LOAD_MATRIX window with codes, not a window": (Status.BAD_LENGTH, Detail.NONE),
+    "LOAD_MATRIX window bits other than the map's": (Status.BAD_PARAMS, Detail.BITS),
+    "LOAD_MATRIX window kernel 0": (Status.BAD_PARAMS, Detail.WINDOW),
+    "LOAD_MATRIX window channel past the map's": (Status.BAD_PARAMS, Detail.WINDOW),
+    "LOAD_MATRIX window SHIFT y = kernel": (Status.BAD_PARAMS, Detail.WINDOW),
+    "LOAD_MATRIX window pool 2": (Status.BAD_PARAMS, Detail.WINDOW),
+    "RUN with codes: refused loads left the matrix (ok)": OK,
+    "LOAD_MATRIX window PATCH, signed (ok)": OK,
+    "RUN with codes on it (ok)": OK,
+    "LOAD_MATRIX continue a windowed matrix": (Status.BAD_PARAMS, Detail.COUNT),
+    "LOAD_MATRIX window SHIFT from channel 1, tap (1, 2), stride 2 (ok)": OK,
+    "RUN window on the map's own matrix (ok)": OK,
+    "LOAD_MATRIX window 1 x 1 SHIFT: the map's channels as rows (ok)": OK,
+    "LOAD 2 x 9 signed again (ok)": OK,
     "THRESHOLDS (ok)": OK,
     "RUN window|activate (ok)": OK,
     "RUN window|activate reply too big": (Status.BAD_PARAMS, Detail.REPLY_TOO_BIG),
@@ -542,7 +607,8 @@ def test_without_a_feature_map_load_fmap_is_unknown_and_the_window_flag_bad():
         if data[1] == Cmd.LOAD_FMAP:
             assert (reply.code, reply.payload) == (Status.BAD_COMMAND, bytes([Cmd.LOAD_FMAP, 0])), name
         elif name in ("RUN window before any map", "ACCUMULATE window before any map", "RUN window PATCH (ok)",
-                      "RUN window|activate (ok)", "ACCUMULATE window SHIFT, first (ok)"):
+                      "RUN window|activate (ok)", "ACCUMULATE window SHIFT, first (ok)",
+                      "LOAD_MATRIX window before any map", "LOAD_MATRIX window PATCH, signed (ok)"):
             assert (reply.code, reply.payload) == (Status.BAD_PARAMS, bytes([data[1], Detail.FLAGS])), name
 
 
@@ -552,6 +618,9 @@ def test_window_script_and_fuzz_are_answered_by_the_model():
     commands = {step[1] for step in script}
     assert {Cmd.LOAD_FMAP, Cmd.RUN, Cmd.ACCUMULATE, Cmd.LOAD_THRESHOLDS, Cmd.READ_SUMS} <= commands
     windows = [P.decode_run_header(step[5:-2]).window for step in script if step[1] == Cmd.RUN]
+    windows = [w for w in windows if w is not None]  # (RUNs with codes against matrices made from maps)
+    made = [P.decode_load_matrix_header(step[5:-2]).window for step in script if step[1] == Cmd.LOAD_MATRIX]
+    assert {(w.order, w.kernel) for w in made if w is not None} >= {(SHIFT, 1), (SHIFT, 3), (SHIFT, 2)}
     assert {w.order for w in windows} == {PATCH, SHIFT} and {w.stride for w in windows} >= {1, 2, 3, 4}
     assert {w.pad for w in windows} >= {0, 1, 2, 3} and any(w.channel for w in windows)
     (replies,) = expected_replies(script, WINDOWS, timeout=100)
@@ -722,3 +791,30 @@ def test_core_config_and_model_take_fmap_codes():
     assert CoreConfig(**TINY).info().fmap_codes == 600
     assert window_vectors(np.arange(1, 5).reshape(1, 2, 2), Window(2, 1, 1, PATCH, 3), 1, 4).tolist() == \
         [[0, 0, 0, 1]]
+
+
+def test_client_matrix_from_the_map():
+    """``load_matrix_window``: the matrix is the window's first ``rows`` vectors (a gradient map's
+    channels as rows, then runs against it), one request; refused before sending where the core
+    would refuse it."""
+    c = client(**TINY)
+    rng = np.random.default_rng(11)
+    fmap = rng.integers(0, 8, (3, 4, 5))
+    with pytest.raises(ValueError, match="no feature map loaded"):
+        c.load_matrix_window(3, 20, 3, True, Window(1, 1, 0, SHIFT, 5))
+    c.load_fmap(fmap, 3)
+    requests = c.stats["requests"]
+    with pytest.raises(ValueError, match=r"has its bits \(3\), got 2"):
+        c.load_matrix_window(3, 20, 2, True, Window(1, 1, 0, SHIFT, 5))
+    with pytest.raises(ValueError, match="matrix 9x20 exceeds the core's 8x48"):
+        c.load_matrix_window(9, 20, 3, True, Window(1, 1, 0, SHIFT, 5))
+    with pytest.raises(ValueError, match="channel 3 not below the map's 3"):
+        c.load_matrix_window(1, 20, 3, True, Window(1, 1, 0, SHIFT, 5, 3))
+    with pytest.raises(ValueError, match="only an activated RUN's codes are pooled"):
+        c.load_matrix_window(4, 4, 3, True, Window(2, 1, 0, PATCH, 4, pool=2))
+    assert c.stats["requests"] == requests
+    c.load_matrix_window(3, 20, 3, True, Window(1, 1, 0, SHIFT, 5))
+    assert c.stats["requests"] == requests + 1
+    np.testing.assert_array_equal(c.transport.core.matrix, fmap.reshape(3, 20))
+    vectors = rng.integers(0, 4, (2, 20))
+    np.testing.assert_array_equal(c.run(vectors, 2, False), vectors @ (2 * fmap.reshape(3, 20) - 7).T)

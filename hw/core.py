@@ -712,7 +712,7 @@ class TrainingCore(wiring.Component):
             k_fmap_count = Signal()  # LOAD_FMAP: count 0 or past the map
             k_fmap_length = Signal()  # LOAD_FMAP: LEN is not the header and the packed codes
             k_window = Signal()  # RUN, ACCUMULATE, LOAD_MATRIX: a window field out of its range
-            k_pooled = Signal()  # RUN, ACCUMULATE: a pooled window (only an activated RUN's)
+            k_pooled = Signal()  # RUN, ACCUMULATE, LOAD_MATRIX: a pooled window (only an activated RUN's)
             k_pool_count = Signal()  # RUN: count not whole pooling windows
             first_x_bound = Mux(w_fields.order == W.PATCH, w_fields.out_width, w_fields.kernel)
             w_pool = w_fields.pool

@@ -466,8 +466,8 @@ class CoreEngine(GemmEngine):
         sums_windows, sums_patches, gradients, plan = self._sum_plan(geometry, x, g, weight_shape)
         if sums_windows is None or sums_windows >= sums_patches or len(plan) != 1 or len(plan[0][1]) != 1:
             return None
-        kernel = (P.packed_size(flipped4.size, w.bits)
-                  + _ceil(flipped4.size * w.bits, 8 * (info.max_payload - P.LOAD_HEADER)) * (EXCHANGE + P.LOAD_HEADER + 4))
+        frames = _ceil(flipped4.size * w.bits, 8 * (info.max_payload - P.LOAD_HEADER))
+        kernel = P.packed_size(flipped4.size, w.bits) + frames * (EXCHANGE + P.LOAD_HEADER + 4)
         # (_sum_plan's bytes are a sample's: its gradient rows cross once less, the kernel once more.)
         if (batch - 1) * kernel + batch * (EXCHANGE + P.LOAD_HEADER + P.WINDOW_HEADER + 4) >= batch * gradients:
             return None

@@ -226,6 +226,13 @@ def _codes(codes, ndim: int, what: str) -> np.ndarray:
     return codes.astype(np.int64, copy=False)
 
 
+def _check_loaded(command: str, reply: bytes, expected: int) -> None:
+    """A LOAD_MATRIX or LOAD_FMAP reply (``loaded u32``) saying ``expected`` codes: else ``FramingError``."""
+    loaded = int.from_bytes(reply, "little") if len(reply) == 4 else None
+    if loaded != expected:
+        raise FramingError(f"{command} reply says {loaded} codes loaded, expected {expected}")
+
+
 class CoreClient:
     """Requests to a core over ``transport``, one at a time (lock step).
 
@@ -361,9 +368,7 @@ class CoreClient:
         for offset in range(0, flat.size, per_frame):
             chunk = flat[offset:offset + per_frame]
             reply = self.request(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, cols, bits, signed, offset, chunk))
-            loaded = int.from_bytes(reply, "little") if len(reply) == 4 else None
-            if loaded != offset + chunk.size:
-                raise FramingError(f"LOAD_MATRIX reply says {loaded} codes loaded, expected {offset + chunk.size}")
+            _check_loaded("LOAD_MATRIX", reply, offset + chunk.size)
         self._matrix = (rows, cols, bits, bool(signed))
 
     def load_thresholds(self, thresholds, direction, bits: int) -> None:
@@ -674,9 +679,7 @@ class CoreClient:
         for offset in range(0, flat.size, per_frame):
             chunk = flat[offset:offset + per_frame]
             reply = self.request(P.Cmd.LOAD_FMAP, P.encode_load_fmap(*codes.shape, bits, offset, chunk))
-            loaded = int.from_bytes(reply, "little") if len(reply) == 4 else None
-            if loaded != offset + chunk.size:
-                raise FramingError(f"LOAD_FMAP reply says {loaded} codes loaded, expected {offset + chunk.size}")
+            _check_loaded("LOAD_FMAP", reply, offset + chunk.size)
         self._fmap = (shape, int(bits))
 
     def load_matrix_window(self, rows: int, cols: int, bits: int, signed: bool, window: Window) -> None:
@@ -700,9 +703,7 @@ class CoreClient:
         self._matrix = None
         self._thresholds = None  # the core forgets them with a new matrix
         reply = self.request(P.Cmd.LOAD_MATRIX, P.encode_load_matrix_window(rows, cols, bits, signed, window))
-        loaded = int.from_bytes(reply, "little") if len(reply) == 4 else None
-        if loaded != rows * cols:
-            raise FramingError(f"LOAD_MATRIX reply says {loaded} codes loaded, expected {rows * cols}")
+        _check_loaded("LOAD_MATRIX", reply, rows * cols)
         self._matrix = (rows, cols, bits, bool(signed))
 
     def _windows(self, count: int, bits: int, window: Window, per_request: int, *,

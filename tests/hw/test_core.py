@@ -757,7 +757,7 @@ def test_sums_memory():
 
 # --------------------------------------------------------------------------- feature maps and windows
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_windows_match_model(seed):
     """LOAD_FMAP, then RUNs (plain and activated) and ACCUMULATEs whose vectors the core
     makes from the map (both orders, strides, pads, channel/row/column starts, requests

@@ -73,18 +73,20 @@ busy : ``Out(1)``
     cycle after a beat is accepted to its write's cycle) and while zeroing; a
     flip-flop.
 read_addr : ``In(range(slots))``, read_data : ``Out(signed(sum_bits))``
-    A read port with one cycle of latency: ``read_data`` is the sum at the
-    ``read_addr`` of the previous cycle.  It shares the memory's one read port
-    with the accumulating pipeline, so a read is valid only from a cycle with
-    ``busy`` low and no beat offered (``i.valid`` low); in a cycle with
-    ``i.valid`` high the memory reads the beat's slot instead.
+    A read port with :attr:`read_latency` ``= 2`` cycles of latency, one a
+    cycle: ``read_data`` is the sum at the ``read_addr`` of two cycles before,
+    from stage 1's register (the block RAM's slow output goes no further than
+    a register beside it).  It shares the memory's one read port with the
+    accumulating pipeline, so a read is valid only from a cycle with ``busy``
+    low and no beat offered (``i.valid`` low); in a cycle with ``i.valid`` high
+    the memory reads the beat's slot instead.
 
 Latency and throughput
 ----------------------
 A beat accepted in cycle ``t`` is written at the clock edge ending cycle
 ``t + 5``; from cycle ``t +`` :attr:`latency` ``= t + 6`` on (if no later
 beat came) ``busy`` is low and ``read_addr`` may ask for the new sum, which
-``read_data`` shows in cycle ``t + 7``.  One beat per cycle, in any pattern
+``read_data`` shows in cycle ``t + 8``.  One beat per cycle, in any pattern
 of slots (the same slot on consecutive beats included) and of ``i.valid``:
 ``n`` beats take ``n`` cycles, and the last sum is readable ``latency``
 cycles after the last beat.
@@ -155,6 +157,8 @@ class BatchSum(wiring.Component):
 
     #: Cycles from a beat's acceptance to the first cycle its sum may be read (``busy`` low).
     latency = 6
+    #: Cycles from ``read_addr`` to ``read_data``.
+    read_latency = 2
 
     @staticmethod
     def min_sum_bits(partial_bits: int) -> int:
@@ -237,10 +241,7 @@ class BatchSum(wiring.Component):
         # the beat's slot while one is offered, the user's address otherwise.
         read_addr = Mux(accept, slot[0], self.read_addr)
         stored = Signal(sum_shape)
-        m.d.comb += [
-            stored.eq(Cat(*(registered_read(m, memory, read_addr, 1) for memory, *_ in slices))),
-            self.read_data.eq(stored),
-        ]
+        m.d.comb += stored.eq(Cat(*(registered_read(m, memory, read_addr, 1) for memory, *_ in slices)))
         s1_partial = Signal(signed(self._partial_bits))
         s1_mantissa = Signal(SCALE_MANTISSA_BITS)
         s1_shift = Signal(SHIFT_BITS)
@@ -276,6 +277,7 @@ class BatchSum(wiring.Component):
             s2_take.eq(Cat(h3, h4 & ~h3, h5 & ~h4 & ~h3, ~s1_first & ~h5 & ~h4 & ~h3)),
             s2_h1.eq(h1), s2_h2.eq(h2),
         ]
+        m.d.comb += self.read_data.eq(s2_stored)  # the read port: read_latency = 2
 
         # ---- Stage 2 (cycle t + 2): the product M * I; the old sum.
         s3_product = Signal(product_shape)

@@ -99,8 +99,9 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                  ACCUMULATE: instead, 1 per value into the batch sums (a stream out
                      of the result memory), 2 more per tile, then BatchSum.latency
                      before the reply
-    READ_SUMS:   2 + width cycles per sum (its read, its register, its bytes);
-                 width 0: 3 + SumToFloat.latency + 4 (its read, its register, the unit, its bytes)
+    READ_SUMS:   BatchSum.read_latency + 1 + width = 3 + width cycles per sum (its read, its
+                 register, its bytes); width 0: 4 + SumToFloat.latency + 4 (its read, its
+                 register, the unit, its bytes)
 
 plus the request's and the reply's bytes (one per cycle), three cycles per
 tile (TILE, VECTOR's first, START) and about five cycles of handshakes and
@@ -832,8 +833,9 @@ class TrainingCore(wiring.Component):
             s_pending = Signal()  # SUM_STREAM: `gemm.result` shows a value not yet taken by the sums
             s_more = Signal()  # SUM_STREAM: the tile has values not yet read
             # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
-            # as each leaves (the block RAM's slow output goes straight into it: no multiplexer).
+            # as each leaves (from BatchSum's register beside its block RAMs: no multiplexer).
             # A RUN's accumulators leave through it too (state HOLD).
+            s_wait = Signal(range(BatchSum.read_latency))  # SUM_READ: its cycles so far
             s_word = Signal(signed(8 * max(L.sum_width(self._sum_bits), L.FLOAT_SUM_BYTES)))
             s_float_read = Signal()  # this READ_SUMS sends binary32 sums (width 0)
             s_float_go = Signal()  # SUM_FLOAT: its first cycle (the sum into SumToFloat)
@@ -1433,9 +1435,11 @@ class TrainingCore(wiring.Component):
                 with fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
                     with m.If(~batch_sum.busy):
                         fsm.goto("REPLY")
-                with fsm.state("SUM_READ"):  # READ_SUMS: sum s_addr is read
-                    m.d.sync += e_byte.eq(0)
-                    fsm.goto("SUM_HOLD")
+                with fsm.state("SUM_READ"):  # READ_SUMS: sum s_addr is read, BatchSum.read_latency cycles
+                    m.d.sync += [e_byte.eq(0), s_wait.eq(s_wait + 1)]
+                    with m.If(s_wait == BatchSum.read_latency - 1):
+                        m.d.sync += s_wait.eq(0)
+                        fsm.goto("SUM_HOLD")
                 with fsm.state("SUM_HOLD"):  # ... and registered
                     m.d.sync += [s_word.eq(batch_sum.read_data), s_float_go.eq(1)]
                     with m.If(s_float_read):

@@ -16,8 +16,9 @@ module is not named ``test_*.py``, so pytest never imports it.
 import random
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from hw.batch_sum import BatchSum
 from sim.cocotb_runner import tb_config
 from sw.contract.gradients import SCALE_MANTISSA_BITS, aligned_term, wrap_sum
 from tb.common import Scoreboard, reset, start_clock
@@ -112,7 +113,7 @@ class Core:
         for slot in range(self.config["slots"]):
             self.garbage()
             self.dut.read_addr.value = slot
-            await RisingEdge(self.dut.clk)
+            await ClockCycles(self.dut.clk, BatchSum.read_latency)
             await ReadOnly()
             sums.append(self.dut.read_data.value.to_signed())
             await RisingEdge(self.dut.clk)

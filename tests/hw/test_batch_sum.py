@@ -93,9 +93,10 @@ def run(dut: BatchSum, program, *, rng=None, gap=0.0):
                 sums = []
                 for slot in range(dut.slots):
                     ctx.set(dut.read_addr, slot)
-                    await ctx.tick()
-                    cycle += 1
-                    garbage(ctx)
+                    for _ in range(dut.read_latency):
+                        await ctx.tick()
+                        cycle += 1
+                        garbage(ctx)
                     sums.append(ctx.get(dut.read_data))
                 reads.append(sums)
                 continue
@@ -229,7 +230,7 @@ def test_full_rate(same_slot):
 
 def test_latency_busy_and_read_port():
     """A beat accepted in cycle t: busy high in t + 1 .. t + 5, low from t + latency = t + 6,
-    where read_addr asks for the new sum and read_data shows it one cycle later.
+    where read_addr asks for the new sum and read_data shows it read_latency = 2 cycles later.
     busy and i.ready do not follow i.valid within a cycle."""
     dut = BatchSum(slots=4, partial_bits=8, sum_bits=64)
     trace, moved = [], []
@@ -258,7 +259,8 @@ def test_latency_busy_and_read_port():
     assert busy == [0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0]  # accepted in cycle 1
     assert BatchSum.latency == 6 and busy.index(0, 2) == 1 + BatchSum.latency
     data = [d for _, d in trace]
-    assert data[8] == data[9] == expected  # asked in cycle 7 (the first without busy), shown in 8
+    assert BatchSum.read_latency == 2
+    assert data[8] == 0 and data[9] == data[10] == expected  # asked in cycle 7 (the first without busy), shown in 9
     assert not any(moved)
 
 
@@ -290,7 +292,7 @@ def test_zeroing_after_reset_and_clear(slots):
         sums = []
         for slot in range(slots):
             ctx.set(dut.read_addr, slot)
-            await ctx.tick()
+            await ctx.tick().repeat(dut.read_latency)
             sums.append(ctx.get(dut.read_data))
         return sums
 

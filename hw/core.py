@@ -553,7 +553,11 @@ class TrainingCore(wiring.Component):
             w_value = header(L.WINDOW_FIELDS, L.RUN_HEADER).as_value()
             for command, offset in w_at.items():
                 w_value = Mux(cmd == command, header(L.WINDOW_FIELDS, offset).as_value(), w_value)
-            w_fields = header_layout(L.WINDOW_FIELDS)(w_value)
+            # Registered: the checks of its fields (k_window, CHECK2 on) start from a register,
+            # not from the receiver's header through the command's multiplexer (the ULX3S's
+            # critical path with a register on every popcount level).  Valid from CHECK1 on.
+            w_fields = Signal(header_layout(L.WINDOW_FIELDS))
+            m.d.sync += w_fields.eq(w_value)
 
         # ---------------------------------------------------------- state
         total_max = self._max_rows * self._max_cols

@@ -15,10 +15,10 @@ from sw.contract.core import CORE_DEFAULTS
 from sw.contract.link import RX_IDLE_TIMEOUT_S
 
 
-#: The PLL's output wire, kept (Yosys would merge it into the clock net otherwise).
 #: A small core over the ULX3S preset (drains divide pe; few batch sums), for what is the board's, not the core's.
 SMALL_ULX3S = {"pe": 1, "simd": 8, "vectors": 1, "drains": 1, "popcount_stages": 1, "sum_slots": 512}
 
+#: The PLL's output wire, kept (Yosys would merge it into the clock net otherwise).
 KEPT_PLL_CLK = r"\(\* keep = 32'd1 \*\)\n(?:\s*\(\*[^\n]*\*\)\n)*\s*wire pll_clk;"
 
 

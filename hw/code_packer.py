@@ -90,7 +90,8 @@ class CodePacker(wiring.Component):
         ]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [
-                reservoir.eq(reservoir | ((self.i.payload.code & mask) << have)),
+                # have < 8 while a code is taken: a shift by its low 3 bits
+                reservoir.eq(reservoir | ((self.i.payload.code & mask) << have[:3])),
                 have.eq(have + self.bits),
                 flush.eq(self.i.payload.last),
             ]

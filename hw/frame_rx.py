@@ -115,18 +115,23 @@ class FrameReceiver(wiring.Component):
         m.d.comb += crc16.data.eq(byte)
         count = Signal(range(self._max_payload + 1))  # payload bytes taken
         idle = Signal(range(self._timeout))  # cycles with no byte offered
+        expired = Signal()  # idle == timeout - 1, registered (no compare before the FSM's next state)
+        last_count = Signal.like(count)  # LEN - 1: the payload's last byte (registered at LEN_H)
+
+        def restart_idle():
+            m.d.sync += [idle.eq(0), expired.eq(self._timeout == 1)]
 
         def idle_timeout():
             """Inside a frame: drop it after ``timeout`` cycles with no byte
             offered.  (Its transition happens only on cycles with no byte, so
             it never meets the byte-driven ones.)"""
             with m.If(self.i.valid):
-                m.d.sync += idle.eq(0)
-            with m.Elif(idle == self._timeout - 1):
-                m.d.sync += idle.eq(0)
+                restart_idle()
+            with m.Elif(expired):
+                restart_idle()
                 m.next = "HUNT"
             with m.Else():
-                m.d.sync += idle.eq(idle + 1)
+                m.d.sync += [idle.eq(idle + 1), expired.eq(idle == self._timeout - 2)]
 
         def header_byte(update, next_state, crc=True):
             """Take one byte (into the CRC if ``crc``), then go to ``next_state``."""
@@ -139,7 +144,7 @@ class FrameReceiver(wiring.Component):
 
         with m.FSM():
             with m.State("HUNT"):
-                m.d.sync += idle.eq(0)
+                restart_idle()
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(take & (byte == SYNC)):
                     m.d.comb += crc16.start.eq(1)
@@ -156,7 +161,7 @@ class FrameReceiver(wiring.Component):
                 length = Cat(event.length[:8], byte)
                 with m.If(take):
                     m.d.comb += crc16.valid.eq(1)
-                    m.d.sync += [event.length[8:].eq(byte), count.eq(0)]
+                    m.d.sync += [event.length[8:].eq(byte), count.eq(0), last_count.eq(length - 1)]
                     with m.If(length > self._max_payload):
                         m.d.sync += event.status.eq(Status.BAD_LENGTH)
                         m.next = "EVENT"
@@ -178,7 +183,7 @@ class FrameReceiver(wiring.Component):
                     if self._head_bytes:
                         with m.If(count < self._head_bytes):
                             m.d.sync += event.head[count].eq(byte)
-                    with m.If(count == event.length - 1):
+                    with m.If(count == last_count):
                         m.next = "CRC_H"
             with m.State("CRC_H"):
                 header_byte([crc_h.eq(byte)], "CRC_L", crc=False)

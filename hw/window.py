@@ -194,7 +194,8 @@ class WindowGenerator(wiring.Component):
         stride = Signal(range(MAX_STRIDE + 1))
         pad = Signal(k_bits)
         ow_m1 = Signal(range(ox_top + 1))
-        cols_m1 = Signal(range(self._max_cols))
+        cols_m2 = Signal(range(self._max_cols))  # cols - 2 (wraps for one col: no col is the one before last)
+        one_col = Signal()  # cols == 1
         channels = Signal.like(sh.channels)
         h_pad = Signal(len(sh.height) + 1)  # height + pad
         w_pad = Signal(len(width) + 1)      # width + pad
@@ -214,7 +215,8 @@ class WindowGenerator(wiring.Component):
             stride.eq(w.stride),
             pad.eq(w.pad),
             ow_m1.eq(w.out_width - 1),
-            cols_m1.eq(self.cols - 1),
+            cols_m2.eq(self.cols - 2),
+            one_col.eq(self.cols == 1),
             channels.eq(sh.channels),
             h_pad.eq(sh.height + w.pad[:k_bits]),
             w_pad.eq(width + w.pad[:k_bits]),
@@ -270,7 +272,7 @@ class WindowGenerator(wiring.Component):
             return [ox.eq(first_ox), ox_s.eq(first_ox_s), oy_s.eq(first_oy_s), oy_s_w.eq(first_oy_s_w),
                     dy.eq(0), dx.eq(0)]
 
-        last_col = col == cols_m1
+        last_col = Signal()  # col == cols - 1, registered: no compare before the counters' enables
         tap_step = Mux(patch, ~last_col, last_col)  # PATCH: inner; SHIFT: outer
         position_step = Mux(patch, last_col, ~last_col)
 
@@ -280,11 +282,13 @@ class WindowGenerator(wiring.Component):
             m.d.sync += [
                 v0.eq(1),
                 col.eq(0),
+                last_col.eq(one_col),
                 *tap_first(Mux(patch, 0, w.y[:k_bits]), Mux(patch, 0, w.x[:k_bits]), Mux(patch, 0, y_w)),
                 *position_first(Mux(patch, w.x, 0), Mux(patch, x_s, 0), Mux(patch, y_s, 0), Mux(patch, y_s_w, 0)),
             ]
         with m.Elif(v0 & advance):
-            m.d.sync += col.eq(Mux(last_col, 0, col + 1))
+            m.d.sync += [col.eq(Mux(last_col, 0, col + 1)),
+                         last_col.eq(Mux(last_col, one_col, col == cols_m2))]
             with m.If(patch & last_col):  # PATCH: the next vector's patch starts at its first tap
                 m.d.sync += tap_first(0, 0, 0)
             with m.Elif(tap_step):

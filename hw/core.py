@@ -104,8 +104,8 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                  register, the unit, its bytes)
 
 plus the request's and the reply's bytes (one per cycle), three cycles per
-tile (TILE, VECTOR's first, START) and about five cycles of handshakes and
-checks per request (six with packed accumulators: CHECK_PACK).  The
+tile (TILE, VECTOR's first, START) and about six cycles of handshakes and
+checks per request (seven with packed accumulators: CHECK_PACK).  The
 compute is ``period = max(folds * m_bits * v_bits, pe * vectors)`` cycles
 per row group (``folds = ceil(cols / simd)``) and a pipeline tail per tile:
 the array does ``pe * vectors * simd`` AND+popcount bit pairs per cycle.
@@ -299,8 +299,8 @@ class TrainingCore(wiring.Component):
     Latency and throughput
     ----------------------
     Requests are taken at one byte per cycle.  The reply's SYNC leaves
-    about five cycles after a request's last CRC byte (the receiver's
-    event, three cycles of checks; a BAD_LENGTH reply right after LEN_H);
+    about six cycles after a request's last CRC byte (the receiver's
+    event, four cycles of checks; a BAD_LENGTH reply right after LEN_H);
     a RUN then sends its 4 header bytes (and, for accumulators, the width
     byte) and each tile's values once the tile is computed (module docstring: cycles per RUN, :meth:`run_cycles`);
     an activated RUN its packed codes as they are made.  One request at a
@@ -632,6 +632,8 @@ class TrainingCore(wiring.Component):
             t_loaded = Signal(range(self._max_rows + 1))  # rows with thresholds
             n_a = Signal(act_bits)  # thresholds per row, 2**t_bits - 1
             m.d.comb += n_a.eq((1 << t_bits) - 1)
+            t_idx_last = Signal(act_bits)  # n_a - 1, registered (t_bits is set two cycles before THR)
+            m.d.sync += t_idx_last.eq(n_a - 1)
             # Activated reply bits, count * rows * A (registered after p_reply).
             p_act_bits = Signal(range(max_count * self._max_rows * act_bits + 1))
             # LOAD_THRESHOLDS record bytes, count * (1 + 4 * (2**bits - 1)), by
@@ -665,47 +667,62 @@ class TrainingCore(wiring.Component):
                 with m.If(p_bound[n]):
                     m.d.sync += p_packed_bits.eq(n + 2)
 
-        # Every arithmetic check, registered (state CHECK3): DECIDE only picks the
-        # first failing one, so no carry chain feeds its priority chain.
-        k_load_count = Signal()  # LOAD_MATRIX: count 0 or past the matrix
-        k_load_length = Signal()  # LOAD_MATRIX: LEN is not the header and the packed codes
-        k_run_too_big = Signal()  # RUN: the reply cannot fit a frame
-        k_run_length = Signal()  # RUN: LEN is not the header and the packed vectors
+        # Every arithmetic check, registered (valid in CHECK3): the verdict only picks
+        # the first failing one, so no carry chain feeds its priority chain.  A check
+        # of several comparisons registers each on its own (any_registered): their OR
+        # comes after the flip-flops, in the cycle that registers the checks' outcomes.
+        def any_registered(name, *conditions):
+            flags = Signal(len(conditions), name=name)
+            m.d.sync += flags.eq(Cat(*conditions))
+            return flags.any()
+
+        # A request's expected LEN (header and packed codes) is registered (valid in CHECK3),
+        # and compared with LEN in the cycle that registers the checks' outcomes (k_*_length).
+        def length_differs(name, expected):
+            registered = Signal(expected.shape(), name=name)
+            m.d.sync += registered.eq(expected)
+            return length != registered
         reply_size = Signal(16)  # RUN: the reply's payload bytes
         acc_bytes = L.RUN_REPLY_HEADER + Mux(p_width[1], Mux(p_width[0], p_reply + (p_reply << 1), p_reply << 1),
                                              Mux(p_width[0], p_reply, p_reply << 2))  # 1 + width * count * rows
-        acc_too_big = (r_count > max_run_count) | (acc_bytes > self._max_payload)
         r_packed = r_flags.packed if packed else 0
         if packed:
             acc_bytes = Mux(r_packed, L.RUN_REPLY_HEADER + ((p_packed_reply + 7) >> 3), acc_bytes)
-            acc_too_big = Mux(r_packed, (r_count > max_count)
-                              | (p_packed_reply > 8 * (self._max_payload - L.RUN_REPLY_HEADER)), acc_too_big)
-        m.d.sync += [
-            # (a windowed LOAD_MATRIX makes the whole matrix: offset 0, count rows * cols)
-            k_load_count.eq((l_count == 0) | (l_offset + l_count > p_total)
-                            | (l_window & ((l_offset != 0) | (l_count != p_total)))),
-            k_load_length.eq(length != Mux(l_window, L.LOAD_HEADER + L.WINDOW_HEADER,
-                                           L.LOAD_HEADER + ((p_load_bits + 7) >> 3))),
-            k_run_length.eq(length != Mux(r_window, L.RUN_HEADER + L.WINDOW_HEADER,
-                                          L.RUN_HEADER + ((p_run_bits + 7) >> 3))),
-        ]
+        # RUN: the reply cannot fit a frame.  Its accumulators' bytes (plain or packed) are
+        # registered (valid in CHECK3), and compared in the cycle that registers the checks'
+        # outcomes; the count's bound by kind of reply, registered on its own.
+        p_acc_bytes = Signal(acc_bytes.shape())
+        m.d.sync += p_acc_bytes.eq(acc_bytes)
+        too_many = [Mux(r_packed, r_count > max_count, r_count > max_run_count) if packed else r_count > max_run_count]
+        acc_too_big = p_acc_bytes > self._max_payload
+        if act_bits:  # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
+            too_many = [~r_activate & too_many[0], r_activate & (r_count > max_count),
+                        r_activate & (p_act_bits > 8 * self._max_payload)]
+            acc_too_big = ~r_activate & acc_too_big
+        k_run_too_big = any_registered("k_run_too_big", *too_many) | acc_too_big
+        # LOAD_MATRIX: count 0 or past the matrix (a windowed one makes the whole matrix:
+        # offset 0, count rows * cols)
+        k_load_count = any_registered("k_load_count", l_count == 0, l_offset + l_count > p_total,
+                                      l_window & ((l_offset != 0) | (l_count != p_total)))
+        # LOAD_MATRIX, RUN: LEN is not the header and the packed codes (vectors)
+        k_load_length = length_differs("load_length", Mux(l_window, L.LOAD_HEADER + L.WINDOW_HEADER,
+                                                          L.LOAD_HEADER + ((p_load_bits + 7) >> 3)))
+        k_run_length = length_differs("run_length", Mux(r_window, L.RUN_HEADER + L.WINDOW_HEADER,
+                                                        L.RUN_HEADER + ((p_run_bits + 7) >> 3)))
         if act_bits:
             # A pooled window's reply: a code per row of each pooling window, count // pool**2
             # vectors (count, a multiple of pool**2, is checked with the window).
             act_reply_bits = Mux(r_window, p_act_bits >> (w_fields.pool[:3] & 0b110), p_act_bits) if pool \
                 else p_act_bits
-            k_thr_count = Signal()  # LOAD_THRESHOLDS: count 0 or past the matrix's rows
-            k_thr_length = Signal()  # LOAD_THRESHOLDS: LEN is not the header and the records
-            m.d.sync += [
-                # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
-                k_run_too_big.eq(Mux(r_activate, (r_count > max_count) | (p_act_bits > 8 * self._max_payload),
-                                     acc_too_big)),
-                reply_size.eq(Mux(r_activate, (act_reply_bits + 7) >> 3, acc_bytes)),
-                k_thr_count.eq((h_count == 0) | (h_offset + h_count > m_rows)),
-                k_thr_length.eq(length != L.THRESHOLD_HEADER + p_records),
-            ]
+            # LOAD_THRESHOLDS: count 0 or past the matrix's rows
+            h_end = Signal(len(h_offset) + 1)  # offset + count, registered before its compare
+            m.d.sync += h_end.eq(h_offset + h_count)
+            k_thr_count = any_registered("k_thr_count", h_count == 0, h_end > m_rows)
+            # LOAD_THRESHOLDS: LEN is not the header and the records
+            k_thr_length = length_differs("thr_length", L.THRESHOLD_HEADER + p_records)
+            m.d.sync += reply_size.eq(Mux(r_activate, (act_reply_bits + 7) >> 3, acc_bytes))
         else:
-            m.d.sync += [k_run_too_big.eq(acc_too_big), reply_size.eq(acc_bytes)]
+            m.d.sync += reply_size.eq(acc_bytes)
         if fmap:
             # LOAD_FMAP: the map's codes, height * width then * channels (CHECK1, CHECK2), and
             # its packed bits; the window's field ranges (sw.contract.window.Window.problems).
@@ -713,10 +730,6 @@ class TrainingCore(wiring.Component):
             p_plane = Signal(range(W.MAX_SIDE * W.MAX_SIDE + 1))
             p_fmap_total = Signal(range(0xFFFF * W.MAX_SIDE * W.MAX_SIDE + 1))
             p_fmap_bits = Signal(range(fmap * max_bits + 1))
-            k_fmap_shape = Signal()  # LOAD_FMAP: a zero dimension or more codes than the memory holds
-            k_fmap_count = Signal()  # LOAD_FMAP: count 0 or past the map
-            k_fmap_length = Signal()  # LOAD_FMAP: LEN is not the header and the packed codes
-            k_window = Signal()  # RUN, ACCUMULATE, LOAD_MATRIX: a window field out of its range
             k_pooled = Signal()  # RUN, ACCUMULATE, LOAD_MATRIX: a pooled window (only an activated RUN's)
             k_pool_count = Signal()  # RUN: count not whole pooling windows
             first_x_bound = Mux(w_fields.order == W.PATCH, w_fields.out_width, w_fields.kernel)
@@ -733,25 +746,27 @@ class TrainingCore(wiring.Component):
                 p_plane.eq(load_fmap.height * load_fmap.width),
                 p_fmap_total.eq(load_fmap.channels * p_plane[:shape_bits]),
                 p_fmap_bits.eq(load_fmap.count[:bits_for(fmap)] * load_fmap.bits[:bits_bits]),
-                k_fmap_shape.eq((load_fmap.channels == 0) | (load_fmap.height == 0) | (load_fmap.width == 0)
-                                | (p_fmap_total > fmap)),
-                k_fmap_count.eq((load_fmap.count == 0) | (load_fmap.offset + load_fmap.count > p_fmap_total)),
-                k_fmap_length.eq(length != L.LOAD_FMAP_HEADER + ((p_fmap_bits + 7) >> 3)),
-                k_window.eq((w_fields.kernel == 0) | (w_fields.kernel > W.MAX_KERNEL)
-                            | (w_fields.stride == 0) | (w_fields.stride > W.MAX_STRIDE)
-                            | (w_fields.pad >= w_fields.kernel) | (w_fields.order > W.SHIFT)
-                            | (w_fields.out_width == 0) | (w_fields.channel >= f_shape.channels)
-                            | (w_fields.x >= first_x_bound)
-                            | ((w_fields.order == W.SHIFT) & (w_fields.y >= w_fields.kernel))
-                            | ~pool_ok
-                            | (pooled & ((w_fields.order != W.PATCH)
-                                         | (((w_fields.out_width | w_fields.y | w_fields.x)[:2] & pool_m1) != 0)))),
             ]
+            # LOAD_FMAP: LEN is not the header and the packed codes
+            k_fmap_length = length_differs("fmap_length", L.LOAD_FMAP_HEADER + ((p_fmap_bits + 7) >> 3))
+            # LOAD_FMAP: a zero dimension or more codes than the memory holds; count 0 or past the map
+            k_fmap_shape = any_registered("k_fmap_shape", load_fmap.channels == 0, load_fmap.height == 0,
+                                          load_fmap.width == 0, p_fmap_total > fmap)
+            k_fmap_count = any_registered("k_fmap_count", load_fmap.count == 0,
+                                          load_fmap.offset + load_fmap.count > p_fmap_total)
+            # RUN, ACCUMULATE, LOAD_MATRIX: a window field out of its range
+            k_window = any_registered(
+                "k_window", w_fields.kernel == 0, w_fields.kernel > W.MAX_KERNEL,
+                w_fields.stride == 0, w_fields.stride > W.MAX_STRIDE,
+                w_fields.pad >= w_fields.kernel, w_fields.order > W.SHIFT,
+                w_fields.out_width == 0, w_fields.channel >= f_shape.channels,
+                w_fields.x >= first_x_bound,
+                (w_fields.order == W.SHIFT) & (w_fields.y >= w_fields.kernel),
+                ~pool_ok,
+                pooled & ((w_fields.order != W.PATCH)
+                          | (((w_fields.out_width | w_fields.y | w_fields.x)[:2] & pool_m1) != 0)))
         if sums:
             sum_width = L.sum_width(self._sum_bits)
-            k_acc_count = Signal()  # ACCUMULATE: count 0 or its sums past the last
-            k_acc_length = Signal()  # ACCUMULATE: LEN is not the header and the packed vectors
-            k_sums_count = Signal()  # READ_SUMS: count 0 or past the last sum
             k_sums_too_big = Signal()  # READ_SUMS: the reply cannot fit a frame
             s_width = read_sums.width
             s_float = Signal()  # READ_SUMS: width 0 (SUM_FLOAT32), binary32 sums
@@ -762,12 +777,15 @@ class TrainingCore(wiring.Component):
             p_sums_bytes = Signal(range(0xFFFF * max(sum_width, L.FLOAT_SUM_BYTES) + 1))  # count * bytes (CHECK2)
             m.d.sync += [
                 p_sums_bytes.eq(read_sums.count * s_bytes),
-                k_acc_count.eq((r_count == 0) | (r_count > sums) | (accumulate.slot + p_reply > sums)),
-                k_acc_length.eq(length != Mux(r_window, L.ACCUMULATE_HEADER + L.WINDOW_HEADER,
-                                              L.ACCUMULATE_HEADER + ((p_run_bits + 7) >> 3))),
-                k_sums_count.eq((read_sums.count == 0) | (read_sums.slot + read_sums.count > sums)),
                 k_sums_too_big.eq(L.SUMS_REPLY_HEADER + p_sums_bytes > self._max_payload),
             ]
+            # ACCUMULATE: LEN is not the header and the packed vectors
+            k_acc_length = length_differs("acc_length", Mux(r_window, L.ACCUMULATE_HEADER + L.WINDOW_HEADER,
+                                                            L.ACCUMULATE_HEADER + ((p_run_bits + 7) >> 3)))
+            # ACCUMULATE: count 0 or its sums past the last; READ_SUMS: count 0 or past the last sum
+            k_acc_count = any_registered("k_acc_count", r_count == 0, r_count > sums, accumulate.slot + p_reply > sums)
+            k_sums_count = any_registered("k_sums_count", read_sums.count == 0,
+                                          read_sums.slot + read_sums.count > sums)
 
         # Reply message: STATUS TAG LEN_L LEN_H + short payload.
         r_status = Signal(8)
@@ -784,15 +802,29 @@ class TrainingCore(wiring.Component):
         if fmap:
             with m.If(cmd == L.Cmd.LOAD_FMAP):
                 m.d.comb += loaded.eq(f_loaded)
+        # The payload's bytes, registered: r_kind, the command and what it loaded are set by
+        # reply() and stay, and a payload byte is wanted four cycles later at the earliest
+        # (after the header's), so the selection is off the path into msg_byte.
         payload_bytes = []
         for index in range(L.PING_REPLY):
             error_byte = {0: cmd, 1: r_detail}.get(index, 0)
             loaded_byte = loaded[8 * index:8 * index + 8] if index < 4 else 0
-            payload_bytes.append(Mux(r_kind == _MSG_PING, ping[index],
-                                     Mux(r_kind == _MSG_LOADED, loaded_byte,
-                                         Mux(r_kind == _MSG_ERROR, error_byte, 0))))
+            payload_byte = Signal(8, name=f"msg_payload{index}")
+            m.d.sync += payload_byte.eq(Mux(r_kind == _MSG_PING, ping[index],
+                                            Mux(r_kind == _MSG_LOADED, loaded_byte,
+                                                Mux(r_kind == _MSG_ERROR, error_byte, 0))))
+            payload_bytes.append(payload_byte)
         msg = Array([r_status, event.tag, r_len[:8], r_len[8:], *payload_bytes])
-        msg_size = Signal(range(4 + L.PING_REPLY + 1))  # bytes of the message
+        msg_last = Signal(range(4 + L.PING_REPLY))  # the message's last byte
+        # The message's byte at msg_index, from a register: reply() loads the status, and
+        # each byte taken loads the next (msg_next) from msg_ahead = msg_index + 1, kept
+        # beside it, so neither a multiplexer over the message nor an adder lies between
+        # msg_index and the reply body.
+        msg_byte = Signal(8)
+        msg_ahead = Signal(range(4 + L.PING_REPLY + 1))
+        msg_next = Signal()  # comb: the body takes msg_byte
+        with m.If(msg_next):
+            m.d.sync += [msg_index.eq(msg_ahead), msg_ahead.eq(msg_ahead + 1), msg_byte.eq(msg[msg_ahead])]
 
         left = Signal(range(max(total_max, fmap) + 1))  # LOAD_MATRIX, LOAD_FMAP: codes still to take
         l_fresh = Signal()  # LOAD_MATRIX at offset 0: a new matrix
@@ -811,6 +843,25 @@ class TrainingCore(wiring.Component):
         m.d.sync += [m_rows_last.eq(m_rows - 1), m_cols_last.eq(m_cols - 1), nv_last.eq(nv - 1)]
         e_slot = Signal(range(self._vectors))  # emit: vector of the tile
         e_row = Signal(range(self._max_rows))  # emit: row
+        # e_row == m_rows - 1, e_slot == nv - 1, v_left == nv (the tile is the RUN's last) and
+        # v_left - nv, as registers: set with the counters (first_value, next_row, next_slot) from
+        # bounds registered a cycle before (m_rows - 2 and nv - 2 wrap where no counter meets them).
+        last_row = Signal()
+        last_slot = Signal()
+        last_tile = Signal()
+        v_rest = Signal.like(v_left)
+        m_rows_m2 = Signal.like(m_rows)
+        nv_m2 = Signal.like(nv_last)
+        m.d.sync += [m_rows_m2.eq(m_rows - 2), nv_m2.eq(nv - 2), last_tile.eq(v_left == nv), v_rest.eq(v_left - nv)]
+
+        def first_value():
+            return [e_row.eq(0), e_slot.eq(0), last_row.eq(m_rows_last == 0), last_slot.eq(nv_last == 0)]
+
+        def next_row():
+            return [e_row.eq(e_row + 1), last_row.eq(e_row == m_rows_m2)]
+
+        def next_slot():
+            return [e_row.eq(0), last_row.eq(m_rows_last == 0), e_slot.eq(e_slot + 1), last_slot.eq(e_slot == nv_m2)]
         widest = max(L.ACC_BYTES, L.sum_width(self._sum_bits))  # an accumulator's or a sum's bytes
         e_byte = Signal(range(widest))
         # Bytes of each accumulator (sum) of this RUN's (READ_SUMS') reply; of a packed RUN, bits.
@@ -885,14 +936,6 @@ class TrainingCore(wiring.Component):
         # Result bytes: value (e_slot, e_row), byte `e_byte`, little-endian.
         result = gemm.result
         result_byte = result.as_unsigned().word_select(e_byte[:bits_for(L.ACC_BYTES - 1)], 8)
-        last_row = Signal()
-        last_slot = Signal()
-        last_tile = Signal()
-        m.d.comb += [
-            last_row.eq(e_row == m_rows_last),
-            last_slot.eq(e_slot == nv_last),
-            last_tile.eq(v_left == nv),
-        ]
 
         # ---------------------------------------------------------- activation
         if act_bits:
@@ -931,8 +974,8 @@ class TrainingCore(wiring.Component):
 
         # ---------------------------------------------------------- control
         def reply(status, kind, size, detail=0):
-            m.d.sync += [r_status.eq(status), r_kind.eq(kind), msg_index.eq(0),
-                         r_detail.eq(detail), msg_size.eq(4 + size), r_len.eq(size)]
+            m.d.sync += [r_status.eq(status), r_kind.eq(kind), r_detail.eq(detail), r_len.eq(size),
+                         msg_index.eq(0), msg_ahead.eq(1), msg_byte.eq(status), msg_last.eq(3 + size)]
 
         def error(status, detail=L.Detail.NONE):
             reply(status, _MSG_ERROR, L.ERROR_PAYLOAD, detail)
@@ -942,26 +985,40 @@ class TrainingCore(wiring.Component):
             return (bits == 0) | (bits > max_bits), (flags.as_value() & ~allowed & 0xFF) != 0
 
         # The verdict on a request: the first check that fails, in the protocol's
-        # order (OK: none), computed from the registered k_* flags and the
-        # header, and registered itself, so DECIDE only acts on it.
+        # order (OK: none).  Each check's outcome is registered (from the header and
+        # the k_* flags of CHECK3: valid in CHECK4), the verdict made from those bits
+        # alone (a priority chain) and registered itself, so DECIDE only acts on it.
         verdict_status = Signal(8)
         verdict_detail = Signal(8)
+        verdict_ok = Signal()  # verdict_status == OK, made beside it from the outcomes
         c_status = Signal(8)
         c_detail = Signal(8)
         m.d.sync += [verdict_status.eq(c_status), verdict_detail.eq(c_detail)]
 
-        def first_failing(checks):
-            # checks: (failed, status, detail) in the protocol's order.
-            for index, (failed, status, detail) in enumerate(checks):
-                with (m.If if index == 0 else m.Elif)(failed):
+        def held(value, name):
+            # `value` a cycle later (its inputs hold while a request is checked).
+            flag = Signal(name=name)
+            m.d.sync += flag.eq(value)
+            return flag
+
+        accepted = []  # per command: it is the request's and none of its checks fails
+
+        def first_failing(commands, checks):
+            # checks: (failed, status, detail) in the protocol's order, of `commands`.
+            fails = [held(failed, "fails") for failed, _, _ in checks]
+            accepted.append(Cat(*(is_cmd[c] for c in commands)).any() & ~Cat(*fails).any())
+            for index, (fail, (_, status, detail)) in enumerate(zip(fails, checks)):
+                with (m.If if index == 0 else m.Elif)(fail):
                     m.d.comb += [c_status.eq(status), c_detail.eq(detail)]
 
         S, D = L.Status, L.Detail
+        is_cmd = {c: held(cmd == c, f"is_{c.name.lower()}") for c in L.Cmd}
+        bad_frame = held(event.status != S.OK, "bad_frame")
         m.d.comb += [c_status.eq(S.OK), c_detail.eq(D.NONE)]
-        with m.If(event.status != S.OK):
+        with m.If(bad_frame):
             m.d.comb += [c_status.eq(event.status), c_detail.eq(D.NONE)]
-        with m.Elif((cmd == L.Cmd.PING) | (cmd == L.Cmd.RESET)):
-            first_failing([(length != 0, S.BAD_LENGTH, D.NONE)])
+        with m.Elif(is_cmd[L.Cmd.PING] | is_cmd[L.Cmd.RESET]):
+            first_failing([L.Cmd.PING, L.Cmd.RESET], [(length != 0, S.BAD_LENGTH, D.NONE)])
         # A windowed request's last checks (`windowed`: its window flag, `bits`: its codes'): a
         # complete map, of the request's bits, and a window in range.  A pooled window
         # (pool_refused: where it may not be) is a bad window too.
@@ -972,11 +1029,11 @@ class TrainingCore(wiring.Component):
                 (windowed & (k_window | pool_refused), S.BAD_PARAMS, D.WINDOW),
             ] if fmap else []
         window_flag = L.FLAG_WINDOW if fmap else 0
-        with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
+        with m.Elif(is_cmd[L.Cmd.LOAD_MATRIX]):
             bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags, L.FLAG_SIGNED | window_flag)
             continues = ((l_rows == m_rows) & (l_cols == m_cols) & (l_bits == m_bits)
                          & (l_flags.as_value() == m_flags.as_value()) & (l_offset == m_loaded) & has_shape)
-            first_failing([
+            first_failing([L.Cmd.LOAD_MATRIX], [
                 (length < L.LOAD_HEADER, S.BAD_LENGTH, D.NONE),
                 (bad_bits, S.BAD_PARAMS, D.BITS),
                 (bad_flags, S.BAD_PARAMS, D.FLAGS),
@@ -987,14 +1044,14 @@ class TrainingCore(wiring.Component):
                 ((l_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
                 *window_checks(l_window, l_bits, k_pooled if fmap else 0),
             ])
-        with m.Elif(cmd == L.Cmd.RUN):
+        with m.Elif(is_cmd[L.Cmd.RUN]):
             allowed = (L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0) | window_flag
                        | (L.FLAG_PACKED if packed else 0))
             bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
             if packed and act_bits:  # accumulators packed, or activation codes: not both
                 bad_flags = bad_flags | (r_packed & r_activate)
             no_thresholds = r_activate & (t_loaded != m_rows) if act_bits else 0
-            first_failing([
+            first_failing([L.Cmd.RUN], [
                 (length < L.RUN_HEADER, S.BAD_LENGTH, D.NONE),
                 (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
                 (bad_bits, S.BAD_PARAMS, D.BITS),
@@ -1006,9 +1063,9 @@ class TrainingCore(wiring.Component):
                 *window_checks(r_window, r_bits, k_pooled & (~r_activate | k_pool_count) if fmap else 0),
             ])
         if act_bits:
-            with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
+            with m.Elif(is_cmd[L.Cmd.LOAD_THRESHOLDS]):
                 continues = (h_offset == t_loaded) & (h_bits == t_bits)
-                first_failing([
+                first_failing([L.Cmd.LOAD_THRESHOLDS], [
                     (length < L.THRESHOLD_HEADER, S.BAD_LENGTH, D.NONE),
                     (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
                     ((h_bits == 0) | (h_bits > act_bits), S.BAD_PARAMS, D.BITS),
@@ -1018,9 +1075,9 @@ class TrainingCore(wiring.Component):
                     ((h_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
                 ])
         if sums:
-            with m.Elif(cmd == L.Cmd.ACCUMULATE):
+            with m.Elif(is_cmd[L.Cmd.ACCUMULATE]):
                 bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, L.FLAG_SIGNED | L.FLAG_FIRST | window_flag)
-                first_failing([
+                first_failing([L.Cmd.ACCUMULATE], [
                     (length < L.ACCUMULATE_HEADER, S.BAD_LENGTH, D.NONE),
                     (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
                     (bad_bits, S.BAD_PARAMS, D.BITS),
@@ -1030,19 +1087,19 @@ class TrainingCore(wiring.Component):
                     (k_acc_length, S.BAD_LENGTH, D.NONE),
                     *window_checks(r_window, r_bits, k_pooled if fmap else 0),
                 ])
-            with m.Elif(cmd == L.Cmd.READ_SUMS):
-                first_failing([
+            with m.Elif(is_cmd[L.Cmd.READ_SUMS]):
+                first_failing([L.Cmd.READ_SUMS], [
                     (length != L.READ_SUMS_HEADER, S.BAD_LENGTH, D.NONE),
                     (s_width > sum_width, S.BAD_PARAMS, D.WIDTH),  # 0 is SUM_FLOAT32
                     (k_sums_count, S.BAD_PARAMS, D.COUNT),
                     (k_sums_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
                 ])
         if fmap:
-            with m.Elif(cmd == L.Cmd.LOAD_FMAP):
+            with m.Elif(is_cmd[L.Cmd.LOAD_FMAP]):
                 f_bad_bits = (load_fmap.bits == 0) | (load_fmap.bits > max_bits)
                 continues = ((load_fmap.as_value()[:8 * L.LOAD_FMAP_FIELDS.offset("bits")] == f_shape.as_value())
                              & (load_fmap.bits == f_bits) & (load_fmap.offset == f_loaded) & f_has)
-                first_failing([
+                first_failing([L.Cmd.LOAD_FMAP], [
                     (length < L.LOAD_FMAP_HEADER, S.BAD_LENGTH, D.NONE),
                     (f_bad_bits, S.BAD_PARAMS, D.BITS),
                     (k_fmap_shape, S.BAD_PARAMS, D.SHAPE),
@@ -1052,6 +1109,8 @@ class TrainingCore(wiring.Component):
                 ])
         with m.Else():
             m.d.comb += [c_status.eq(S.BAD_COMMAND), c_detail.eq(D.NONE)]
+        # OK, in parallel with the status (not a compare after it): DECIDE tests one bit.
+        m.d.sync += verdict_ok.eq(~bad_frame & Cat(*accepted).any())
 
         with _OneHotFSM(m, "IDLE") as fsm:
             with fsm.state("IDLE"):
@@ -1065,15 +1124,17 @@ class TrainingCore(wiring.Component):
             if packed:
                 with fsm.state("CHECK_PACK"):  # p_packed_reply (the k_* flags of CHECK2 are redone)
                     fsm.goto("CHECK3")
-            with fsm.state("CHECK3"):  # the k_* flags (and the verdict, from them)
+            with fsm.state("CHECK3"):  # the k_* flags (and each check's outcome, from them)
+                fsm.goto("CHECK4")
+            with fsm.state("CHECK4"):  # the verdict, from the outcomes
                 fsm.goto("DECIDE")
             with fsm.state("DECIDE"):  # the verdict is registered: only its actions here
-                with m.If(verdict_status != L.Status.OK):
+                with m.If(~verdict_ok):
                     error(verdict_status, verdict_detail)
-                with m.Elif(cmd == L.Cmd.PING):
+                with m.Elif(is_cmd[L.Cmd.PING]):
                     reply(L.Status.OK, _MSG_PING, L.PING_REPLY)
                     fsm.goto("REPLY")
-                with m.Elif(cmd == L.Cmd.RESET):
+                with m.Elif(is_cmd[L.Cmd.RESET]):
                     m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
                     if act_bits:
                         m.d.sync += t_loaded.eq(0)
@@ -1083,7 +1144,7 @@ class TrainingCore(wiring.Component):
                         m.d.sync += [f_has.eq(0), f_loaded.eq(0)]
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     fsm.goto("REPLY")
-                with m.Elif(cmd == L.Cmd.LOAD_MATRIX):
+                with m.Elif(is_cmd[L.Cmd.LOAD_MATRIX]):
                     with m.If(l_offset == 0):
                         m.d.sync += [
                             has_shape.eq(1), m_rows.eq(l_rows), m_cols.eq(l_cols),
@@ -1096,7 +1157,7 @@ class TrainingCore(wiring.Component):
                     if fmap:  # windowed: the codes come from the window generator
                         m.d.sync += [v_window.eq(l_window), w_held.eq(w_fields)]
                     fsm.goto("LOAD_START")
-                with m.Elif(cmd == L.Cmd.RUN):
+                with m.Elif(is_cmd[L.Cmd.RUN]):
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     m.d.sync += [
                         r_len.eq(reply_size), v_act.eq(r_activate), v_sum.eq(0), v_read.eq(0),
@@ -1112,7 +1173,7 @@ class TrainingCore(wiring.Component):
                         m.d.sync += [v_window.eq(r_window), w_held.eq(w_fields)]
                     fsm.goto("RUN_START")
                 if sums:
-                    with m.Elif(cmd == L.Cmd.ACCUMULATE):
+                    with m.Elif(is_cmd[L.Cmd.ACCUMULATE]):
                         reply(L.Status.OK, _MSG_EMPTY, 0)  # sent once the sums are written (SUM_WAIT)
                         m.d.sync += [
                             v_sum.eq(1), v_read.eq(0), v_act.eq(0),
@@ -1124,7 +1185,7 @@ class TrainingCore(wiring.Component):
                         if fmap:
                             m.d.sync += [v_window.eq(r_window), w_held.eq(w_fields)]
                         fsm.goto("RUN_START")
-                    with m.Elif(cmd == L.Cmd.READ_SUMS):
+                    with m.Elif(is_cmd[L.Cmd.READ_SUMS]):
                         reply(L.Status.OK, _MSG_EMPTY, 0)
                         m.d.sync += [
                             r_len.eq(L.SUMS_REPLY_HEADER + p_sums_bytes), e_width.eq(s_bytes),
@@ -1133,7 +1194,7 @@ class TrainingCore(wiring.Component):
                         ]
                         fsm.goto("RUN_HEADER")
                 if fmap:
-                    with m.Elif(cmd == L.Cmd.LOAD_FMAP):
+                    with m.Elif(is_cmd[L.Cmd.LOAD_FMAP]):
                         with m.If(load_fmap.offset == 0):  # a new map
                             m.d.sync += [
                                 f_has.eq(1), f_shape.eq(load_fmap.as_value()[:len(f_shape.as_value())]),
@@ -1143,7 +1204,7 @@ class TrainingCore(wiring.Component):
                                      rd_base.eq(L.LOAD_FMAP_HEADER), unpack_bits.eq(load_fmap.bits)]
                         fsm.goto("FMAP_START")
                 if act_bits:
-                    with m.Elif(cmd == L.Cmd.LOAD_THRESHOLDS):
+                    with m.Elif(is_cmd[L.Cmd.LOAD_THRESHOLDS]):
                         m.d.sync += [
                             t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_at_direction.eq(1),
                             rd_base.eq(L.THRESHOLD_HEADER),
@@ -1154,12 +1215,12 @@ class TrainingCore(wiring.Component):
             with fsm.state("REPLY"):  # the whole reply: header + short payload
                 m.d.comb += [
                     body.valid.eq(1),
-                    body.payload.data.eq(msg[msg_index]),
-                    body.payload.last.eq(msg_index == msg_size - 1),
+                    body.payload.data.eq(msg_byte),
+                    body.payload.last.eq(msg_index == msg_last),
+                    msg_next.eq(body.ready),
                 ]
                 with m.If(body.ready):
-                    m.d.sync += msg_index.eq(msg_index + 1)
-                    with m.If(msg_index == msg_size - 1):
+                    with m.If(msg_index == msg_last):
                         fsm.goto("DONE")
             with fsm.state("DONE"):  # (an activated RUN's packer may still be sending)
                 with m.If(~act_streaming):
@@ -1245,7 +1306,7 @@ class TrainingCore(wiring.Component):
                                 thr_w.en.eq(1),
                             ]
                             m.d.sync += t_idx.eq(t_idx + 1)
-                            with m.If(t_idx == n_a - 1):  # the row's last threshold
+                            with m.If(t_idx == t_idx_last):  # the row's last threshold
                                 m.d.sync += [t_at_direction.eq(1), t_row.eq(t_row + 1), t_left.eq(t_left - 1)]
                                 with m.If(t_left == 1):
                                     fsm.goto("THR_DONE")
@@ -1266,9 +1327,8 @@ class TrainingCore(wiring.Component):
                 with m.Else():
                     fsm.goto("RUN_HEADER")
             with fsm.state("RUN_HEADER"):  # STATUS TAG LEN_L LEN_H, never the last bytes
-                m.d.comb += [body.valid.eq(1), body.payload.data.eq(msg[msg_index])]
+                m.d.comb += [body.valid.eq(1), body.payload.data.eq(msg_byte), msg_next.eq(body.ready)]
                 with m.If(body.ready):
-                    m.d.sync += msg_index.eq(msg_index + 1)
                     with m.If(msg_index == 3):
                         m.d.sync += act_streaming.eq(v_act)
                         with m.If(v_act):
@@ -1323,7 +1383,7 @@ class TrainingCore(wiring.Component):
                     fsm.goto("COMPUTE")
             with fsm.state("COMPUTE"):
                 with m.If(gemm.done):
-                    m.d.sync += [e_slot.eq(0), e_row.eq(0)]
+                    m.d.sync += first_value()
                     fsm.goto("READ")
             with fsm.state("READ"):  # the value (e_slot, e_row) is read
                 m.d.sync += e_byte.eq(0)
@@ -1353,8 +1413,10 @@ class TrainingCore(wiring.Component):
             if packed:
                 with fsm.state("PACK"):  # the value's low e_width bits join the stream
                     value = (s_word if sums else result).as_unsigned()[:8 * L.ACC_BYTES]
+                    # k_fill < 8 here (PACK_EMIT leaves with less than a byte held), so
+                    # the shift is by its low 3 bits: an 8-way, not a 64-way, multiplexer.
                     m.d.sync += [
-                        k_buf.eq(k_buf | ((value & k_mask) << k_fill)),
+                        k_buf.eq(k_buf | ((value & k_mask) << k_fill[:3])),
                         k_fill.eq(k_fill + e_width),
                         k_last.eq(last_row & last_slot & last_tile),
                     ]
@@ -1400,13 +1462,13 @@ class TrainingCore(wiring.Component):
                         fsm.goto("NEXT")
             with fsm.state("NEXT"):
                 with m.If(~last_row):
-                    m.d.sync += e_row.eq(e_row + 1)
+                    m.d.sync += next_row()
                     fsm.goto("READ")
                 with m.Elif(~last_slot):
-                    m.d.sync += [e_row.eq(0), e_slot.eq(e_slot + 1)]
+                    m.d.sync += next_slot()
                     fsm.goto("READ")
                 with m.Elif(~last_tile):
-                    m.d.sync += v_left.eq(v_left - nv)
+                    m.d.sync += v_left.eq(v_rest)
                     fsm.goto("TILE")
                 with m.Else():  # (an ACCUMULATE's values take SUM_STREAM instead)
                     fsm.goto("DONE")
@@ -1428,11 +1490,11 @@ class TrainingCore(wiring.Component):
                         with m.If(s_more):  # value (e_slot, e_row) is read now: on to the next
                             m.d.sync += s_more.eq(~(last_row & last_slot))
                             with m.If(~last_row):
-                                m.d.sync += e_row.eq(e_row + 1)
+                                m.d.sync += next_row()
                             with m.Else():
-                                m.d.sync += [e_row.eq(0), e_slot.eq(e_slot + 1)]
+                                m.d.sync += next_slot()
                         with m.Elif(~last_tile):  # the tile's last value is taken now
-                            m.d.sync += v_left.eq(v_left - nv)
+                            m.d.sync += v_left.eq(v_rest)
                             fsm.goto("TILE")
                         with m.Else():
                             fsm.goto("SUM_WAIT")

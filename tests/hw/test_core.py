@@ -212,7 +212,7 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
     # The code slice (a skid buffer) lets the unpacker run up to two codes
     # ahead while a fold's planes are written.
     ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + v_bits / 8)
-    assert -ahead <= rest <= 6, rest
+    assert -ahead <= rest <= 7, rest
 
 
 def test_every_error_matches_model():
@@ -454,7 +454,7 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols):
     tiles = 3 * count  # states TILE and START of each one-vector tile, and VECTOR's first cycle
     rest = cycles - setup_cycles - len(run) - unpack - compute - activation - tiles - P.HEADER_SIZE - P.CRC_SIZE
     ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + 3 / 8)  # the code slice runs ahead (above)
-    assert -ahead <= rest <= 4, rest
+    assert -ahead <= rest <= 5, rest
 
 
 def test_no_activation_stage():
@@ -715,7 +715,7 @@ def test_full_rate_accumulate_cycles(rows, count):
     tiles = 5 * count  # TILE, VECTOR's first, START, READ and the stream's first read, per one-vector tile
     rest = cycles - load_cycles - len(acc) - unpack - compute - values - tiles - BatchSum.latency - P.OVERHEAD
     ahead = count * ceil(cols / SUMS["simd"]) * 2 * (1 + v_bits / 8)
-    assert -ahead <= rest <= 4, rest
+    assert -ahead <= rest <= 5, rest
 
 
 def test_every_sums_error_matches_model():

@@ -125,7 +125,8 @@ def table(result: dict) -> str:
         total = sum(u["lut4_eq"] for u in units.values())
         lines += [f"## {board} ({entry['family']}, `{entry['netlist']}`)", "",
                   f"{total:,} LUT4-eq in all; the core's parameters: "
-                  + " ".join(f"{k}={v}" for k, v in entry["core_params"].items()), "",
+                  + (" ".join(f"{k}={v}" for k, v in entry["core_params"].items()) if entry["core_params"]
+                     else "not recorded (no report.json: the build stopped before its report)"), "",
                   "| unit | LUT4-eq | share | flip-flops | LUT RAM | LUT4-eq each (instances) |",
                   "|---|---:|---:|---:|---:|---:|"]
         for unit, u in sorted(units.items(), key=lambda kv: -kv[1]["lut4_eq"]):
@@ -162,13 +163,15 @@ def main(argv=None) -> None:
         if board not in BOARDS:
             parser.error(f"unknown board {board!r}; allowed: {', '.join(BOARDS)}")
         netlist_path, report_path = directory / "top.json", directory / "report.json"
-        for path in (netlist_path, report_path):
-            if not path.is_file():
-                parser.error(f"{path} not found: run `dorefa build --board {board} --out {directory}` first")
-        report = json.loads(report_path.read_text())
+        if not netlist_path.is_file():
+            parser.error(f"{netlist_path} not found: run `dorefa build --board {board} --out {directory}` first")
+        # The build's report (written once nextpnr is done) names the core's parameters; a build
+        # stopped after synthesis has the netlist alone.
+        params = json.loads(report_path.read_text())["core_params"] if report_path.is_file() else None
+        family = BOARDS[board].family
         result["boards"][board] = {
-            "family": report["family"], "netlist": str(netlist_path), "core_params": report["core_params"],
-            "units": attribute(json.loads(netlist_path.read_text()), report["family"], args.depth),
+            "family": family, "netlist": str(netlist_path), "core_params": params,
+            "units": attribute(json.loads(netlist_path.read_text()), family, args.depth),
         }
     stem = args.out
     stem.parent.mkdir(parents=True, exist_ok=True)

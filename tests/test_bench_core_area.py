@@ -88,6 +88,9 @@ def test_command_line_writes_the_report_and_rejects_bad_input(tmp_path, capsys):
     report = json.loads((tmp_path / "area.json").read_text())
     assert report["boards"]["ulx3s"]["units"]["gemm.array.unit"]["lut4_eq"] == 5
     assert "| gemm.array.unit | 5 | 45.5 % | 1 | 0 | 2.5 (2) |" in (tmp_path / "area.md").read_text()
+    (build / "report.json").unlink()  # a build stopped after synthesis: the netlist alone
+    ca.main([f"ulx3s={build}", "--out", str(tmp_path / "area")])
+    assert "not recorded (no report.json" in (tmp_path / "area.md").read_text()
     for argv, message in [(["ulx3s"], "expected BOARD=DIR"),
                           ([f"nosuch={build}"], "unknown board 'nosuch'"),
                           ([f"ulx3s={tmp_path / 'none'}"], "top.json not found"),

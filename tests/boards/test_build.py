@@ -5,7 +5,7 @@
 default iCEBreaker build (``dorefa build --board icebreaker``: the preset at
 21 MHz from the PLL), kept as nextpnr wrote it (``utilization``, ``fmax``,
 ``critical_paths``); ``data/ulx3s_nextpnr_report.json`` the same for the
-ULX3S (nextpnr-ecp5, 75 MHz).  Refresh both from the build directories
+ULX3S (nextpnr-ecp5, 80 MHz).  Refresh both from the build directories
 (``build/<board>/nextpnr_report.json``) when the committed reports are
 regenerated.
 
@@ -59,16 +59,16 @@ def test_parse_ecp5_report():
     # Numbers read by hand from data/ulx3s_nextpnr_report.json.
     raw = json.loads((DATA / "ulx3s_nextpnr_report.json").read_text())
     report = parse_nextpnr_report(raw, board="ulx3s", family="ecp5")
-    assert report.luts == (29120, 83640)  # TRELLIS_COMB
-    assert report.ffs == 12463  # TRELLIS_FF
+    assert report.luts == (28688, 83640)  # TRELLIS_COMB
+    assert report.ffs == 17176  # TRELLIS_FF
     assert report.bram == (150, 208)  # DP16KD
     assert report.dsp == (21, 156)  # MULT18X18D
     (clock,) = report.clocks
-    # the PLL's output on a global net, constrained to the 75 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 78.29627227783203, 75.00187683105469)
+    # the PLL's output on a global net, constrained to the 80 MHz it makes
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 89.96851348876953, 80)
     assert report.resources["EHXPLLL"] == (1, 4)
     assert report.fits and report.timing_met
-    assert "LUT4s: 29120/83640 (35%)" in report.to_text()
+    assert "LUT4s: 28688/83640 (34%)" in report.to_text()
 
 
 #: A nextpnr-ice40 report excerpt, typed by hand: three clocks (one fails, one just meets its constraint).
@@ -437,8 +437,10 @@ def test_ulx3s_default_build_matches_committed_report(tmp_path, capsys):
     data = json.loads(stem.with_suffix(".json").read_text())
     assert data["fits"] and data["timing_met"]
     (clock,) = data["clocks"]
-    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (75, 75)
-    assert (data["baud_asked"], data["baud"], data["uart_divisor"], data["baud_error"]) == (3_000_000, 3_000_000, 25, 0)
-    assert clock["constraint_mhz"] == pytest.approx(75.0, rel=1e-4)
+    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (80, 80)
+    # 80 MHz / 3 Mbaud = 26.67: 27 cycles a bit, 2,962,963 baud, 1.23 % slow
+    assert (data["baud_asked"], data["baud"], data["uart_divisor"]) == (3_000_000, 2_962_963, 27)
+    assert data["baud_error"] == pytest.approx(0.0123457, abs=1e-7)
+    assert clock["constraint_mhz"] == pytest.approx(80.0, rel=1e-4)
     assert (out / "top.bit").stat().st_size > 0
     _assert_matches_committed(out, stem, "ulx3s")

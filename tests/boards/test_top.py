@@ -31,7 +31,7 @@ def _instance(text: str, cell: str) -> str:
 
 def test_one_default_frequency_and_one_core_preset_per_board():
     assert set(DEFAULT_FREQ_MHZ) == set(BOARDS) == set(CORE_PRESETS)
-    assert DEFAULT_FREQ_MHZ == {"icebreaker": 21, "ulx3s": 75}
+    assert DEFAULT_FREQ_MHZ == {"icebreaker": 21, "ulx3s": 80}
     # The measured presets (boards/reports/): the default limits, the boards' own arrays; the
     # ULX3S's larger matrix and frames and its batch sums (the iCEBreaker has no room for them).
     assert CORE_PRESETS == {
@@ -39,7 +39,7 @@ def test_one_default_frequency_and_one_core_preset_per_board():
                        "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
         "ulx3s": {**CORE_DEFAULTS, "max_rows": 64, "max_cols": 1024, "max_payload": 4096, "sum_slots": 16384,
                   "sum_bits": 96, "fmap_codes": 4096, "packed_accumulators": 1, "max_pool": 4, "pe": 8,
-                  "simd": 128, "vectors": 4, "popcount_stages": 4,
+                  "simd": 128, "vectors": 4, "popcount_stages": 7,
                   "popcount_arch": "packed", "fetch_stages": 1, "drains": 8, "matrix_memory": "block"},
     }
     for board in BOARDS:
@@ -49,8 +49,10 @@ def test_one_default_frequency_and_one_core_preset_per_board():
     assert icebreaker.clk_freq == 21_000_000
     assert icebreaker.pll.params == {"DIVR": 0, "DIVF": 55, "DIVQ": 5, "FILTER_RANGE": 1}
     assert icebreaker.uart == UARTRate(asked=3_000_000, divisor=7, achieved=3_000_000, error=0.0)
-    # 25 MHz * 3 = 75 MHz: 25 cycles a bit
-    assert BoardTop("ulx3s").uart == UARTRate(asked=3_000_000, divisor=25, achieved=3_000_000, error=0.0)
+    # 25 MHz * 16 / 5 = 80 MHz: 80 / 3 = 26.67 -> 27 cycles a bit, 2,962,963 baud (1.23 % slow)
+    ulx3s = BoardTop("ulx3s")
+    assert ulx3s.clk_freq == 80_000_000
+    assert ulx3s.uart == UARTRate(asked=3_000_000, divisor=27, achieved=2_962_963, error=pytest.approx(0.0123457, abs=1e-7))
 
 
 def test_boards_report_the_achieved_rate_in_ping():
@@ -58,10 +60,10 @@ def test_boards_report_the_achieved_rate_in_ping():
     top = BoardTop("icebreaker", baud=115_200)
     assert (top.core.divisor, top.core.achieved_baud, top.core.core.info.baud) == (182, 115_385, 115_385)
     assert top.uart.error == pytest.approx(0.0016026, abs=1e-7)  # (115384.6 - 115200) / 115200
-    # 75 MHz / 115200 = 651.04: 115207.4 baud
+    # 80 MHz / 115200 = 694.44: divisor 694 makes 115273.8 baud
     top = BoardTop("ulx3s", baud=115_200)
-    assert (top.core.divisor, top.core.core.info.baud) == (651, 115_207)
-    assert BoardTop("ulx3s").core.core.info.baud == 3_000_000
+    assert (top.core.divisor, top.core.core.info.baud) == (694, 115_274)
+    assert BoardTop("ulx3s").core.core.info.baud == 2_962_963
 
 
 @pytest.mark.parametrize("clk, baud, rate", [

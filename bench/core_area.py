@@ -44,9 +44,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as `python bench/core_area.py`
+    sys.path.insert(0, str(ROOT))
+
+from bench.reporting import write_report  # noqa: E402
+
 __all__ = ["CELL_WEIGHTS", "attribute", "unit_of"]
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "reports" / "core_area"
+DEFAULT_OUT = ROOT / "bench" / "reports" / "core_area"
 
 #: Per family: cell type -> (column, weight); a type ending in ``*`` is a prefix (the
 #: iCE40's flip-flops: ``SB_DFF``, ``SB_DFFE``, ``SB_DFFESR``, ...).  Other cells are not counted.
@@ -173,11 +179,7 @@ def main(argv=None) -> None:
             "family": family, "netlist": str(netlist_path), "core_params": params,
             "units": attribute(json.loads(netlist_path.read_text()), family, args.depth),
         }
-    stem = args.out
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_name(stem.name + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_name(stem.name + ".md").write_text(table(result))
-    print(table(result), end="")
+    write_report(args.out, result, table(result))
 
 
 if __name__ == "__main__":

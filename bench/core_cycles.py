@@ -55,6 +55,7 @@ if __package__ in (None, ""):  # run as `python bench/core_cycles.py`
 
 from bench.core_density import (BOARD_REPORTS, EVALUATION, RecordingClient, RecordingEngine,  # noqa: E402
                                 batch_sizes, core_clocks, digits_session, model_params, torch_epochs)
+from bench.reporting import write_report  # noqa: E402
 from boards.top import CORE_PRESETS  # noqa: E402
 from sw import protocol as P  # noqa: E402
 
@@ -298,12 +299,7 @@ def main(argv=None) -> None:
     if args.label:
         result["label"] = args.label
     result["note"] = args.note
-    stem = args.out
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_name(stem.name + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    text = table(result, [_baseline(p) for p in args.baseline])
-    stem.with_name(stem.name + ".md").write_text(text)
-    print(text, end="")
+    write_report(args.out, result, table(result, [_baseline(p) for p in args.baseline]))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as `python bench/core_density.py`
     sys.path.insert(0, str(ROOT))
 
+from bench.reporting import write_report  # noqa: E402
 from sw import protocol as P  # noqa: E402
 from sw.contract.core import config_params  # noqa: E402
 from sw.core_engine import CoreEngine  # noqa: E402
@@ -660,11 +661,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)  # as every dorefa command by default
     result = measure(configs, reports_dir, args.build, batches, repeats)
     result["command"] = " ".join(["python bench/core_density.py", *(argv if argv is not None else sys.argv[1:])])
-    stem = args.out
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_name(stem.name + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_name(stem.name + ".md").write_text(table(result))
-    print(table(result), end="")
+    write_report(args.out, result, table(result))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ if __package__ in (None, ""):  # run as `python bench/link_bytes.py`
 
 from bench.core_density import (BITS, EVALUATION, FROM_CORE, PRODUCTS, SESSION, TO_CORE,  # noqa: E402
                                 record_epoch)
+from bench.reporting import write_report  # noqa: E402
 from boards.top import CORE_PRESETS  # noqa: E402
 from sw.contract.core import config_params  # noqa: E402
 from sw.contract.link import PROTOCOL_VERSION  # noqa: E402
@@ -265,10 +266,7 @@ def main(argv=None) -> None:
     result = measure(args.widths, args.batches or None)
     result["baselines"] = baselines
     result["command"] = " ".join(["python bench/link_bytes.py", *(argv if argv is not None else sys.argv[1:])])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_name(args.out.name + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_name(args.out.name + ".md").write_text(table(result))
-    print(table(result), end="")
+    write_report(args.out, result, table(result))
 
 
 if __name__ == "__main__":

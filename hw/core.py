@@ -165,6 +165,23 @@ DEFAULT_IDLE_TIMEOUT = idle_timeout_cycles(DEFAULT_CLK_FREQ)
 _MSG_EMPTY, _MSG_ERROR, _MSG_PING, _MSG_LOADED = range(4)
 
 
+def bit_length(value, *, group: int = 4):
+    """``value.bit_length()`` of an unsigned value, in a few LUT levels whatever its width.
+
+    A priority chain over the bits is one level a bit; here each ``group`` of bits
+    gives its own bit length (one LUT an output bit), and the highest nonzero
+    group's is picked by one-hot flags (an AND-OR)."""
+    groups = [value[i:i + group] for i in range(0, len(value), group)]
+    nonzero = Cat(part.any() for part in groups)
+    result = Const(0, range(len(value) + 1))
+    for j, part in enumerate(groups):
+        length = Const(0, range(len(part) + 1))
+        for b in range(len(part)):
+            length = Mux(part[b], b + 1, length)
+        result = result | Mux(nonzero[j] & ~nonzero[j + 1:].any(), j * group + length, 0)
+    return result
+
+
 class _OneHotFSM:
     """A one-hot state machine (Amaranth's ``m.FSM`` encodes its states in binary,
     and Yosys does not re-encode a register with an initial value): one flip-flop
@@ -412,12 +429,11 @@ class TrainingCore(wiring.Component):
         m.submodules.framer = framer = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.rx), receiver.i)
         wiring.connect(m, framer.o, wiring.flipped(self.tx))
-        # The reply body reaches the framer through a register slice (full
-        # rate): no path runs from the message multiplexers into its CRC.
-        body = stream.Signature(BODY_LAYOUT).create(path=("body",))
-        with m.If(~framer.i.valid | framer.i.ready):
-            m.d.sync += [framer.i.valid.eq(body.valid), framer.i.payload.eq(body.payload)]
-        m.d.comb += body.ready.eq(~framer.i.valid | framer.i.ready)
+        # The reply body reaches the framer through a skid buffer (full rate): no path runs
+        # from the message multiplexers into its CRC, nor from the framer's state into them.
+        m.submodules.body_slice = body_slice = SkidBuffer(BODY_LAYOUT)
+        wiring.connect(m, body_slice.o, framer.i)
+        body = body_slice.i
         event = receiver.o.payload
         head = event.head
 
@@ -660,12 +676,9 @@ class TrainingCore(wiring.Component):
             m.d.sync += [
                 p_cols_nm.eq((m_cols << m_bits) - m_cols),
                 p_bound.eq((p_cols_nm << r_bits[:bits_bits]) - p_cols_nm),
-                p_packed_bits.eq(1),  # bit_length(0) + 1 (the priority encoder below)
+                p_packed_bits.eq(bit_length(p_bound) + 1),
                 p_packed_reply.eq(p_reply * p_packed_bits),
             ]
-            for n in range(len(p_bound)):
-                with m.If(p_bound[n]):
-                    m.d.sync += p_packed_bits.eq(n + 2)
 
         # Every arithmetic check, registered (valid in CHECK3): the verdict only picks
         # the first failing one, so no carry chain feeds its priority chain.  A check
@@ -841,6 +854,12 @@ class TrainingCore(wiring.Component):
         m_cols_last = Signal.like(m_cols)
         nv_last = Signal(range(self._vectors))
         m.d.sync += [m_rows_last.eq(m_rows - 1), m_cols_last.eq(m_cols - 1), nv_last.eq(nv - 1)]
+        # c_col == m_cols - 1 and c_vec == nv - 1, as registers set with the counters (from
+        # m_cols - 2 and nv - 2, registered: see last_row below).
+        c_col_last = Signal()
+        c_vec_last = Signal()
+        m_cols_m2 = Signal.like(m_cols)
+        m.d.sync += m_cols_m2.eq(m_cols - 2)
         e_slot = Signal(range(self._vectors))  # emit: vector of the tile
         e_row = Signal(range(self._max_rows))  # emit: row
         # e_row == m_rows - 1, e_slot == nv - 1, v_left == nv (the tile is the RUN's last) and
@@ -1351,7 +1370,7 @@ class TrainingCore(wiring.Component):
             with fsm.state("TILE"):  # the next tile: up to `vectors` vectors
                 m.d.comb += gemm.clear.eq(1)
                 m.d.sync += [v_settled.eq(0), nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
-                             c_col.eq(0), c_vec.eq(0)]
+                             c_col.eq(0), c_vec.eq(0), c_col_last.eq(m_cols_last == 0)]
                 fsm.goto("VECTOR")
             with fsm.state("VECTOR"):  # unpack (or, windowed, make) the tile's vectors into the engine
                 # The tile's first code may wait here already (the generator's next one, or the
@@ -1359,6 +1378,8 @@ class TrainingCore(wiring.Component):
                 # state's second cycle on, once the engine's writer and `nv_last` have
                 # registered the tile's `nv` (a one-column tile's first code ends its vector).
                 m.d.sync += v_settled.eq(1)
+                with m.If(~v_settled):  # nv is registered (nv_last and nv_m2 are not yet)
+                    m.d.sync += c_vec_last.eq(nv == 1)
                 with m.If(~v_window):
                     m.d.comb += [
                         rd_active.eq(1),
@@ -1372,10 +1393,11 @@ class TrainingCore(wiring.Component):
                             window.o.ready.eq(code_slice.i.ready),
                         ]
                 with m.If(code_taken):
-                    m.d.sync += c_col.eq(c_col + 1)
-                    with m.If(c_col == m_cols_last):
-                        m.d.sync += [c_col.eq(0), c_vec.eq(c_vec + 1)]
-                        with m.If(c_vec == nv_last):
+                    m.d.sync += [c_col.eq(c_col + 1), c_col_last.eq(c_col == m_cols_m2)]
+                    with m.If(c_col_last):
+                        m.d.sync += [c_col.eq(0), c_col_last.eq(m_cols_last == 0),
+                                     c_vec.eq(c_vec + 1), c_vec_last.eq(c_vec == nv_m2)]
+                        with m.If(c_vec_last):
                             fsm.goto("START")
             with fsm.state("START"):  # once the last planes are written
                 with m.If(codes_written):

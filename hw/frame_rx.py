@@ -117,6 +117,11 @@ class FrameReceiver(wiring.Component):
         idle = Signal(range(self._timeout))  # cycles with no byte offered
         expired = Signal()  # idle == timeout - 1, registered (no compare before the FSM's next state)
         last_count = Signal.like(count)  # LEN - 1: the payload's last byte (registered at LEN_H)
+        # LEN's low byte against max_payload's and 0, registered at LEN_L: LEN_H compares its
+        # own byte only (no 16-bit compare between the byte's arrival and the next state).
+        limit_high, limit_low = self._max_payload >> 8, self._max_payload & 0xFF
+        low_over = Signal()
+        low_zero = Signal()
 
         def restart_idle():
             m.d.sync += [idle.eq(0), expired.eq(self._timeout == 1)]
@@ -154,7 +159,8 @@ class FrameReceiver(wiring.Component):
             with m.State("TAG"):
                 header_byte([event.tag.eq(byte)], "LEN_L")
             with m.State("LEN_L"):
-                header_byte([event.length[:8].eq(byte)], "LEN_H")
+                header_byte([event.length[:8].eq(byte), low_over.eq(byte > limit_low), low_zero.eq(byte == 0)],
+                            "LEN_H")
             with m.State("LEN_H"):
                 idle_timeout()
                 m.d.comb += self.i.ready.eq(1)
@@ -162,10 +168,11 @@ class FrameReceiver(wiring.Component):
                 with m.If(take):
                     m.d.comb += crc16.valid.eq(1)
                     m.d.sync += [event.length[8:].eq(byte), count.eq(0), last_count.eq(length - 1)]
-                    with m.If(length > self._max_payload):
+                    # LEN > max_payload and LEN == 0, byte by byte (max_payload < 2**16).
+                    with m.If((byte > limit_high) | ((byte == limit_high) & low_over)):
                         m.d.sync += event.status.eq(Status.BAD_LENGTH)
                         m.next = "EVENT"
-                    with m.Elif(length == 0):
+                    with m.Elif((byte == 0) & low_zero):
                         m.next = "CRC_H"
                     with m.Else():
                         m.next = "PAYLOAD"

@@ -53,7 +53,10 @@ result_addr : ``In``, result_en : ``In(1, init=1)``, result : ``Out(signed(32))`
     without losing the value it shows).
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+import operator
+from functools import reduce
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -276,9 +279,11 @@ class GemmEngine(wiring.Component):
         row, slot = self.result_addr[:self._row_bits], self.result_addr[self._row_bits:]
         read_addr = Signal(len(bank_addr(row, slot)))
         m.d.comb += read_addr.eq(bank_addr(row, slot))
-        chain = Signal(range(self.drains))  # the bank read, registered as its data is
+        # The bank read, registered as its data is, one-hot: the banks' data meet in an AND-OR
+        # (two LUT levels for eight banks, where a binary index's multiplexer took four).
+        chain = Signal(self.drains, init=1)
         with m.If(self.result_en):
-            m.d.sync += chain.eq(self._split(row)[0])
+            m.d.sync += chain.eq(1 << self._split(row)[0])
         reads = []
         for c, correction in enumerate(corrections):
             results = m.submodules[f"results{c}" if c else "results"] = Memory(
@@ -294,7 +299,8 @@ class GemmEngine(wiring.Component):
                 read.addr.eq(read_addr),
             ]
             reads.append(read.data)
-        m.d.comb += self.result.eq(Array(reads)[chain] if self.drains > 1 else reads[0])
+        m.d.comb += self.result.eq(reduce(operator.or_, (Mux(chain[c], read, 0) for c, read in enumerate(reads)))
+                                   if self.drains > 1 else reads[0])
         # Every chain ends its tile in the same cycle.
         m.d.sync += self.done.eq(corrections[0].o.valid & corrections[0].o.payload.final)
         return m

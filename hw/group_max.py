@@ -92,12 +92,18 @@ class GroupMax(wiring.Component):
         code = Signal(self._act_bits)
         last = Signal()
         busy = Signal()  # a taken code's max is being made (rd.data is held[row])
+        rows_last = Signal.like(row)  # rows - 1, registered (rows is stable from `start` on)
+        m.d.sync += rows_last.eq(self.rows - 1)
 
         j_mask = Signal.like(vector)
         m.d.comb += j_mask.eq((1 << self.group_log) - 1)
-        j = vector & j_mask
-        first = j == 0
-        ends = j == j_mask
+        # j == 0 and j == j_mask (j = vector & j_mask) as registers, set with the vector count:
+        # nothing but a flip-flop before the compare of the codes and the packer after it.
+        first = Signal()
+        ends = Signal()
+
+        def at_vector(v):
+            return [vector.eq(v), first.eq((v & j_mask) == 0), ends.eq((v & j_mask) == j_mask)]
         best = Signal(self._act_bits)
         m.d.comb += [
             rd.addr.eq(row),
@@ -118,13 +124,13 @@ class GroupMax(wiring.Component):
             m.d.comb += self.i.ready.eq(1)
 
         with m.If(self.start):
-            m.d.sync += [row.eq(0), vector.eq(0), busy.eq(0)]
+            m.d.sync += [row.eq(0), busy.eq(0), *at_vector(0)]
         with m.Elif(self.i.valid & self.i.ready):
             m.d.sync += [code.eq(self.i.payload.code), last.eq(self.i.payload.last), busy.eq(1)]
         with m.Elif(done):
             m.d.sync += busy.eq(0)
-            with m.If(row == self.rows - 1):
-                m.d.sync += [row.eq(0), vector.eq(vector + 1)]
+            with m.If(row == rows_last):
+                m.d.sync += [row.eq(0), *at_vector(vector + 1)]
             with m.Else():
                 m.d.sync += row.eq(row + 1)
         return m

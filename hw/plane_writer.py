@@ -181,6 +181,15 @@ class PlaneWriter(wiring.Component):
         w_block = Signal(range(self.blocks))
         w_complete = Signal()
         plane = Signal(range(max_bits))
+        # A complete fold ends after the codes' planes (its register is cleared); a flushed
+        # one after all of them (its register whole again, to go on filling).  Whether the
+        # plane written is the last is registered a cycle ahead: the flag that clears the
+        # staging register (every one of its flip-flops) comes straight from a flip-flop.
+        last_plane = Signal()
+
+        def is_last(plane, complete):
+            return (plane == max_bits - 1) | (complete & (plane == bits_last))
+
         m.d.comb += [
             self.w.payload.slot.eq(w_slot),
             self.w.payload.addr.eq(Cat(plane, w_block) if self.plane_bits else w_block),
@@ -195,10 +204,8 @@ class PlaneWriter(wiring.Component):
         with m.Elif(self.busy):
             # Rotate every code one bit right: the next plane is at bit 0.
             m.d.sync += [staging[lane_].eq(staging[lane_].rotate_right(1)) for lane_ in range(simd)]
-            m.d.sync += plane.eq(plane + 1)
-            # A complete fold ends after the codes' planes (its register is cleared); a
-            # flushed one after all of them (its register whole again, to go on filling).
-            with m.If((plane == max_bits - 1) | (w_complete & (plane == bits_last))):
+            m.d.sync += [plane.eq(plane + 1), last_plane.eq(is_last(plane + 1, w_complete))]
+            with m.If(last_plane):
                 m.d.sync += [self.busy.eq(0), plane.eq(0)]
                 with m.If(w_complete):
                     m.d.sync += staging.eq(0)
@@ -208,7 +215,7 @@ class PlaneWriter(wiring.Component):
             m.d.sync += [
                 staging[lane].eq(code),
                 w_slot.eq(slot), w_block.eq(base + fold), w_complete.eq(end_of_fold),
-                self.busy.eq(end_of_fold | self.i.payload.flush),
+                self.busy.eq(end_of_fold | self.i.payload.flush), last_plane.eq(is_last(0, end_of_fold)),
             ]
             with m.If((col == 0) & (slot == 0)):
                 m.d.sync += self.groups.eq(self.groups + 1)

@@ -91,18 +91,21 @@ class SignedCorrection(wiring.Component):
         s1_valid = Signal()
         m.d.sync += [s1.eq(self.i.payload), s1_valid.eq(self.i.valid)]
 
-        # Stage 2: the terms, one subtraction left.
+        # Stage 2: the three terms, shifted; no adder after a shifter but the vector term's.
+        #   value = 2**(sm + sv) U + sv (R << sm) - sv ((R << v_bits) << sm) - sm n_m S
+        # with n_v R = (R << v_bits) - R split into its two shifts, so that the run-time
+        # shift by v_bits (its register fans out to every chain) meets no carry chain in
+        # this stage, and stage 3's two subtractions meet no shifter.
         # (Signed operands throughout: a difference of unsigned values would wrap.)
         u, r, s = Signal(wide), Signal(wide), Signal(wide)
         m.d.comb += [u.eq(s1.sum), r.eq(self.m_sum), s.eq(self.v_sum)]
-        row_term = Mux(sv, ((r << self.v_bits) - r) << sm, 0)
-        vector_term = Mux(sm, (s << self.m_bits) - s, 0)
-        left, right = Signal(wide), Signal(wide)
+        plus, minus, vector_term = Signal(wide), Signal(wide), Signal(wide)
         s2 = Signal.like(self.i.payload)
         s2_valid = Signal()
         m.d.sync += [
-            left.eq((u << (sm + sv)) - row_term),
-            right.eq(vector_term),
+            plus.eq((u << (sm + sv)) + Mux(sv, r << sm, 0)),
+            minus.eq(Mux(sv, (r << self.v_bits) << sm, 0)),
+            vector_term.eq(Mux(sm, (s << self.m_bits) - s, 0)),
             s2.eq(s1), s2_valid.eq(s1_valid),
         ]
 
@@ -112,6 +115,6 @@ class SignedCorrection(wiring.Component):
             self.o.payload.row.eq(s2.row),
             self.o.payload.slot.eq(s2.slot),
             self.o.payload.final.eq(s2.final),
-            self.o.payload.value.eq(left - right),
+            self.o.payload.value.eq(plus - minus - vector_term),
         ]
         return m

@@ -151,6 +151,28 @@ def test_frame_receiver_matches_decoder(seed):
     assert got == want
 
 
+@pytest.mark.parametrize("max_payload", [20, 255, 256, 257, 300, 4096])
+def test_frame_receiver_length_bounds(max_payload):
+    """LEN at and around ``max_payload``, 0 and the 16-bit extremes (the receiver compares
+    LEN's two bytes one at a time): the same events as the core-side decoder."""
+    rng = random.Random(max_payload)
+    high = max_payload >> 8
+    lengths = sorted({0, 1, max_payload - 1, max_payload, max_payload + 1, high << 8, (high << 8) + 255,
+                      (high + 1) << 8, 0x100, 0xFFFF} - {-1})
+    stream = bytearray()
+    for length in lengths:
+        payload = bytes(rng.randrange(256) for _ in range(length if length <= max_payload else 0))
+        data = bytearray(P.encode_frame(P.Cmd.RUN, payload, length & 0xFF))
+        data[3:5] = length.to_bytes(2, "little")  # a refused LEN: the header alone
+        stream += data + P.encode_frame(P.Cmd.PING, b"", 1) * 2  # resynchronise after a refused LEN
+    want = P.FrameDecoder(max_payload, backtrack=False).feed(stream)
+    assert [len(e.payload) for e in want if isinstance(e, P.Frame) and e.code == P.Cmd.RUN] == \
+        [n for n in lengths if n <= max_payload]
+    assert sum(isinstance(e, P.FrameError) for e in want) >= sum(n > max_payload for n in lengths)
+    dut = FrameReceiver(max_payload, timeout=1 << 14)
+    assert receiver_events(dut, [bytes(stream)], seed=max_payload) == want
+
+
 def test_frame_receiver_idle_timeout():
     """``timeout`` idle cycles inside a frame drop it; ``timeout - 1`` do not."""
     timeout = 25

@@ -81,27 +81,27 @@ SPLIT_NETS = "hierarchy -auto-top; proc; flatten; splitnets"
 BOARDS: dict[str, Board] = {
     # -dsp: the UP5K's eight SB_MAC16 take the core's multipliers (its request checks),
     # which synth_ice40 otherwise builds from logic cells (about 700 of them).
-    # router2: the preset fills 97 % of the UP5K's cells, and router1 does not converge on it.
-    # Seed 3: at 97 % the placement's seed moves Fmax by up to a quarter; with the plane
-    # writer that writes a code's planes only (5161 cells), seeds 1, 2 and 3 closed 18.73,
-    # 17.11 and 23.13 MHz (before it, seed 2 closed 23.27). A fixed seed, so the build
-    # stays reproducible; a netlist change is a reason to try the seeds again.
+    # router2: router1 did not converge on the preset at 97 % of the UP5K's cells (it fills
+    # 93 % now).  Seed 1: the placement's seed moves Fmax by up to a quarter; asked 30 MHz,
+    # seeds 1, 2 and 3 closed 33.69, 29.44 and 28.33 MHz (asked 21, seed 3 closed 34.45;
+    # asked 27, 28.43; asked 33, seed 1 closed 32.21).  A fixed seed, so the build stays
+    # reproducible; a netlist change is a reason to try the seeds again.
     "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker, synth_opts="-dsp",
-                        script_after_read=SPLIT_NETS, nextpnr_opts="--router router2 --seed 3"),
+                        script_after_read=SPLIT_NETS, nextpnr_opts="--router router2 --seed 1"),
     "ulx3s": Board("ulx3s", "ECP5 LFE5U-85F", "ecp5", _ulx3s, script_after_read=SPLIT_NETS),
 }
 
 #: The core clock each board's PLL is asked for by default (MHz; ``dorefa build --freq``
 #: overrides it).  The PLL makes the highest frequency it can at or below it, and the
 #: UART's divisor is the nearest to it over 3 Mbaud (:data:`sw.contract.backends.DEFAULT_BAUD`):
-#: 21 MHz on the iCEBreaker (12 MHz x 56 / 32; 7 cycles a bit, no error), 80 MHz on the
+#: 30 MHz on the iCEBreaker (12 MHz x 80 / 32; 10 cycles a bit, no error; asked 33, the
+#: next clock that makes 3 Mbaud exactly, the preset closed 32.21 MHz), 80 MHz on the
 #: ULX3S (25 MHz x 16 / 5; 27 cycles a bit: 2,962,963 baud, 1.23 % slow, well inside what
 #: 8N1 receivers take; asked 85, the preset closed 82.04 MHz, and 90, the next clock that
-#: makes 3 Mbaud exactly, is more than it has closed).  Both lie below the Fmax each preset closed (boards/reports/; the
-#: iCEBreaker's preset closed about 29 MHz with router1, which no longer routes it, and
-#: about 22 MHz with router2, hence 21).  At 115,200 baud the errors are 0.16 % and 0.06 %.
+#: makes 3 Mbaud exactly, is more than it has closed).  Both lie below the Fmax each preset
+#: closed (boards/reports/).  At 115,200 baud the errors are 0.16 % and 0.06 %.
 DEFAULT_FREQ_MHZ: dict[str, int | float] = {
-    "icebreaker": 21,
+    "icebreaker": 30,
     "ulx3s": 80,
 }
 
@@ -109,8 +109,10 @@ DEFAULT_FREQ_MHZ: dict[str, int | float] = {
 #: them key by key): :data:`CORE_DEFAULTS` and, after it, the board's own values, the
 #: largest core measured to fit the chip and close timing (bench/reports/core_density.md):
 #:
-#: * iCEBreaker: 8 x 32 lanes, 256 AND+popcount bit pairs per cycle, one popcount stage
-#:   (98 % of the UP5K's logic cells: the request path, link and activation take ~2,700);
+#: * iCEBreaker: 8 x 32 lanes, 256 AND+popcount bit pairs per cycle, two popcount stages,
+#:   codes of up to 6 bits and activations of up to 2 (the digits net's W,A,G = 1,2,6; 8-bit
+#:   codes and 4-bit activations took 5,283 of the UP5K's 5,280 logic cells, which no longer
+#:   fit; the request path, link and activation take ~2,500 of the 4,929);
 #: * ULX3S: 8 rows x 4 vectors x 128 lanes, 4,096 bit pairs per cycle, the "packed"
 #:   popcount (smallest on ECP5) with a register on each of its 7 levels, a register after
 #:   the plane buffers' block RAM, a drain chain per row (a group's 32 sums leave in 4
@@ -118,7 +120,7 @@ DEFAULT_FREQ_MHZ: dict[str, int | float] = {
 #:   but nextpnr's router had not converged after 240,000 iterations; 8 x 8 x 128 placed
 #:   in 41,475 with 147,000 arcs still unrouted after 51,000 iterations.)
 CORE_PRESETS: dict[str, dict] = {
-    "icebreaker": {**CORE_DEFAULTS, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 1,
+    "icebreaker": {**CORE_DEFAULTS, "max_bits": 6, "max_act_bits": 2, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 2,
                    "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
     "ulx3s": {**CORE_DEFAULTS, **LARGE_LIMITS, "pe": 8, "simd": 128, "vectors": 4, "popcount_stages": 7,
               "popcount_arch": "packed", "fetch_stages": 1, "drains": 8, "matrix_memory": "block"},

@@ -3,7 +3,7 @@
 
 ``data/icebreaker_nextpnr_report.json`` is nextpnr-ice40's ``--report`` of the
 default iCEBreaker build (``dorefa build --board icebreaker``: the preset at
-21 MHz from the PLL), kept as nextpnr wrote it (``utilization``, ``fmax``,
+30 MHz from the PLL), kept as nextpnr wrote it (``utilization``, ``fmax``,
 ``critical_paths``); ``data/ulx3s_nextpnr_report.json`` the same for the
 ULX3S (nextpnr-ecp5, 80 MHz).  Refresh both from the build directories
 (``build/<board>/nextpnr_report.json``) when the committed reports are
@@ -41,16 +41,16 @@ def test_parse_ice40_report(ice40_report):
     # Numbers read by hand from data/icebreaker_nextpnr_report.json ("utilization", "fmax").
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40", device="iCE40UP5K",
                                   core_params={"pe": 4})
-    assert report.luts == (5161, 5280)  # ICESTORM_LC
-    assert report.bram == (28, 30)  # ICESTORM_RAM
+    assert report.luts == (4923, 5280)  # ICESTORM_LC
+    assert report.bram == (26, 30)  # ICESTORM_RAM
     assert report.dsp == (6, 8)  # ICESTORM_DSP
     assert report.resources["SB_IO"] == (4, 39) and report.resources["ICESTORM_SPRAM"] == (0, 4)
     assert len(report.resources) == 15
     assert report.ffs is None  # iCE40 reports no FF count of its own: they live in the logic cells
     assert report.fits
     (clock,) = report.clocks
-    # the PLL's output (the net "clk", also named pll_clk), constrained to the 21 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 23.127269744873047, 21.00002098083496)
+    # the PLL's output (the net "clk", also named pll_clk), constrained to the 30 MHz it makes
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 33.68818283081055, 30.00029945373535)
     assert report.resources["ICESTORM_PLL"] == (1, 1)
     assert clock.met and report.timing_met
 
@@ -156,10 +156,10 @@ def test_count_ice40_ffs_in_a_netlist():
 def test_report_round_trip_text_and_json(ice40_report):
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40")
     text = report.to_text()
-    assert "logic cells" in text and "block RAMs" in text and "Fmax 23.13 MHz, constraint 21.00 MHz" in text
+    assert "logic cells" in text and "block RAMs" in text and "Fmax 33.69 MHz, constraint 30.00 MHz" in text
     data = report.to_json()
-    assert data["fits"] is True and data["timing_met"] is True  # 23.13 MHz against 21 MHz
-    assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(21, rel=1e-4)
+    assert data["fits"] is True and data["timing_met"] is True  # 33.69 MHz against 30 MHz
+    assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(30, rel=1e-4)
 
 
 #: nextpnr's cell names for each report field, per family (written here, not taken from boards.build).
@@ -268,7 +268,7 @@ def test_write_report_to_a_stem(ice40_report, tmp_path):
 
 def test_board_top_checks_parameters():
     assert set(BOARDS) == {"icebreaker", "ulx3s"}
-    assert BoardTop("icebreaker").clk_freq == 21_000_000  # from the PLL: 12 MHz * 56 / 32
+    assert BoardTop("icebreaker").clk_freq == 30_000_000  # from the PLL: 12 MHz * 80 / 32
     assert BoardTop("icebreaker").core_params == CORE_PRESETS["icebreaker"]
     assert BoardTop("ulx3s", freq_mhz=50, pe=2, drains=2).clk_freq == 50_000_000  # 25 MHz * 2
     with pytest.raises(ValueError, match="unknown board 'de0'"):
@@ -404,8 +404,8 @@ def test_small_icebreaker_build(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):
-    """The board's preset fits the UP5K and meets the 21 MHz the PLL makes of the 21 asked, as
-    committed; its UART runs at 3 Mbaud, 7 cycles a bit."""
+    """The board's preset fits the UP5K and meets the 30 MHz the PLL makes of the 30 asked, as
+    committed; its UART runs at 3 Mbaud, 10 cycles a bit."""
     out, stem = tmp_path / "build", tmp_path / "icebreaker"
     assert main(["build", "--board", "icebreaker", "--out", str(out), "--report", str(stem)]) == 0
     assert "timing: met" in capsys.readouterr().out
@@ -414,11 +414,11 @@ def test_icebreaker_default_build_matches_committed_report(tmp_path, capsys):
     assert data["luts"][0] <= data["luts"][1] == 5280
     assert data["bram"][0] <= data["bram"][1] == 30
     (clock,) = data["clocks"]
-    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (21, 21)
-    assert data["pll"]["params"] == {"DIVR": 0, "DIVF": 55, "DIVQ": 5, "FILTER_RANGE": 1}
-    assert (data["baud_asked"], data["baud"], data["uart_divisor"], data["baud_error"]) == (3_000_000, 3_000_000, 7, 0)
+    assert (data["freq_asked_mhz"], data["freq_mhz"]) == (30, 30)
+    assert data["pll"]["params"] == {"DIVR": 0, "DIVF": 79, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert (data["baud_asked"], data["baud"], data["uart_divisor"], data["baud_error"]) == (3_000_000, 3_000_000, 10, 0)
     # nextpnr checked the achieved frequency
-    assert clock["constraint_mhz"] == pytest.approx(21, rel=1e-4) and clock["fmax_mhz"] >= clock["constraint_mhz"]
+    assert clock["constraint_mhz"] == pytest.approx(30, rel=1e-4) and clock["fmax_mhz"] >= clock["constraint_mhz"]
     assert data["core_params"] == CORE_PRESETS["icebreaker"] and data["bits"] is None
     assert (out / "top.bin").stat().st_size > 0
     # No path of this checkout reaches the design: the build is the same from any directory.

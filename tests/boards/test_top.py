@@ -31,11 +31,13 @@ def _instance(text: str, cell: str) -> str:
 
 def test_one_default_frequency_and_one_core_preset_per_board():
     assert set(DEFAULT_FREQ_MHZ) == set(BOARDS) == set(CORE_PRESETS)
-    assert DEFAULT_FREQ_MHZ == {"icebreaker": 21, "ulx3s": 80}
+    assert DEFAULT_FREQ_MHZ == {"icebreaker": 30, "ulx3s": 80}
     # The measured presets (boards/reports/): the default limits, the boards' own arrays; the
-    # ULX3S's larger matrix and frames and its batch sums (the iCEBreaker has no room for them).
+    # ULX3S's larger matrix and frames and its batch sums (the iCEBreaker has no room for them;
+    # its codes stop at the digits net's widths, W,A,G = 1,2,6).
     assert CORE_PRESETS == {
-        "icebreaker": {**CORE_DEFAULTS, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 1,
+        "icebreaker": {**CORE_DEFAULTS, "max_bits": 6, "max_act_bits": 2, "pe": 8, "simd": 32, "vectors": 1,
+                       "popcount_stages": 2,
                        "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
         "ulx3s": {**CORE_DEFAULTS, "max_rows": 64, "max_cols": 1024, "max_payload": 4096, "sum_slots": 16384,
                   "sum_bits": 96, "fmap_codes": 4096, "packed_accumulators": 1, "max_pool": 4, "pe": 8,
@@ -44,11 +46,11 @@ def test_one_default_frequency_and_one_core_preset_per_board():
     }
     for board in BOARDS:
         assert BoardTop(board).core_params == CORE_PRESETS[board]
-    # 12 MHz * 56 / 32 = 21 MHz (DIVR 0, DIVF 55, DIVQ 5): 7 cycles a bit at 3 Mbaud, no error
+    # 12 MHz * 80 / 32 = 30 MHz (DIVR 0, DIVF 79, DIVQ 5): 10 cycles a bit at 3 Mbaud, no error
     icebreaker = BoardTop("icebreaker")
-    assert icebreaker.clk_freq == 21_000_000
-    assert icebreaker.pll.params == {"DIVR": 0, "DIVF": 55, "DIVQ": 5, "FILTER_RANGE": 1}
-    assert icebreaker.uart == UARTRate(asked=3_000_000, divisor=7, achieved=3_000_000, error=0.0)
+    assert icebreaker.clk_freq == 30_000_000
+    assert icebreaker.pll.params == {"DIVR": 0, "DIVF": 79, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert icebreaker.uart == UARTRate(asked=3_000_000, divisor=10, achieved=3_000_000, error=0.0)
     # 25 MHz * 16 / 5 = 80 MHz: 80 / 3 = 26.67 -> 27 cycles a bit, 2,962,963 baud (1.23 % slow)
     ulx3s = BoardTop("ulx3s")
     assert ulx3s.clk_freq == 80_000_000
@@ -56,9 +58,9 @@ def test_one_default_frequency_and_one_core_preset_per_board():
 
 
 def test_boards_report_the_achieved_rate_in_ping():
-    # 21 MHz / 115200 = 182.29: divisor 182 makes 115384.6 baud, PING says 115385
+    # 30 MHz / 115200 = 260.42: divisor 260 makes 115384.6 baud, PING says 115385
     top = BoardTop("icebreaker", baud=115_200)
-    assert (top.core.divisor, top.core.achieved_baud, top.core.core.info.baud) == (182, 115_385, 115_385)
+    assert (top.core.divisor, top.core.achieved_baud, top.core.core.info.baud) == (260, 115_385, 115_385)
     assert top.uart.error == pytest.approx(0.0016026, abs=1e-7)  # (115384.6 - 115200) / 115200
     # 80 MHz / 115200 = 694.44: divisor 694 makes 115273.8 baud
     top = BoardTop("ulx3s", baud=115_200)

@@ -65,12 +65,12 @@ def test_cli_failed_step_is_named(tmp_path, monkeypatch, capsys):
     ("ulx3s", ["--baud", "12500000"], ["--baud 12500000:", "in 300..12000000"]),
     ("icebreaker", ["--baud", "-115200"], ["--baud -115200:", "got '-115200'"]),
     ("icebreaker", ["--baud", "115200.0"], ["--baud 115200.0:", "whole number"]),
-    # 21 MHz / 4 cycles = 5.25 Mbaud at most
-    ("icebreaker", ["--baud", "12000000"], ["--baud 12000000: 12000000 baud is too fast for a 21 MHz core clock: "
-                                            "the UART needs at least 4 clock cycles a bit, so at most 5250000 baud"]),
-    # 21 MHz / 2.5 Mbaud = 8.4 -> 8 cycles: 2,625,000 baud, 5 % fast
-    ("icebreaker", ["--baud", "2500000"], ["--baud 2500000: 2500000 baud is 5.00 % off on a 21 MHz core clock "
-                                           "(divisor 8 makes 2625000 baud; at most 2.5 % is allowed)"]),
+    # 30 MHz / 4 cycles = 7.5 Mbaud at most
+    ("icebreaker", ["--baud", "12000000"], ["--baud 12000000: 12000000 baud is too fast for a 30 MHz core clock: "
+                                            "the UART needs at least 4 clock cycles a bit, so at most 7500000 baud"]),
+    # 30 MHz / 2.2 Mbaud = 13.6 -> 14 cycles: 2,142,857 baud, 2.6 % slow
+    ("icebreaker", ["--baud", "2200000"], ["--baud 2200000: 2200000 baud is 2.60 % off on a 30 MHz core clock "
+                                           "(divisor 14 makes 2142857 baud; at most 2.5 % is allowed)"]),
     # the iCEBreaker's old clock, 27.75 MHz: 9.25 cycles a bit at the default rate
     ("icebreaker", ["--freq", "28"], ["dorefa build: error: the default --baud 3000000: 3000000 baud is 2.78 % off "
                                       "on a 27.75 MHz core clock"]),
@@ -104,9 +104,9 @@ RAW = {"utilization": {"ICESTORM_LC": {"used": 100, "available": 5280}},
 
 
 @pytest.mark.parametrize("board, argv, freq, line", [
-    # the default: 12 * 56 / 32
-    ("icebreaker", [], None, "core clock: 21 MHz from the PLL (asked 21 MHz); SB_PLL40_PAD from 12 MHz: "
-                             "DIVR=0 DIVF=55 DIVQ=5 FILTER_RANGE=1, VCO 672 MHz"),
+    # the default: 12 * 80 / 32
+    ("icebreaker", [], None, "core clock: 30 MHz from the PLL (asked 30 MHz); SB_PLL40_PAD from 12 MHz: "
+                             "DIVR=0 DIVF=79 DIVQ=5 FILTER_RANGE=1, VCO 960 MHz"),
     # 12 * 64 / 16
     ("icebreaker", ["--freq", "48"], 48, "core clock: 48 MHz from the PLL (asked 48 MHz); SB_PLL40_PAD from 12 MHz: "
                                          "DIVR=0 DIVF=63 DIVQ=4 FILTER_RANGE=1, VCO 768 MHz"),
@@ -126,12 +126,12 @@ def test_freq_reaches_the_build_and_the_report(board, argv, freq, line, recorded
 
 
 @pytest.mark.parametrize("board, argv, baud, line", [
-    # the default rate: 21 MHz / 7; 80 MHz / 27 = 2962963.0, 1.235 % slow
-    ("icebreaker", [], 3_000_000, "UART: 3000000 baud (asked 3000000, error 0.000 %; divisor 7 cycles a bit)"),
+    # the default rate: 30 MHz / 10; 80 MHz / 27 = 2962963.0, 1.235 % slow
+    ("icebreaker", [], 3_000_000, "UART: 3000000 baud (asked 3000000, error 0.000 %; divisor 10 cycles a bit)"),
     ("ulx3s", [], 3_000_000, "UART: 2962963 baud (asked 3000000, error 1.235 %; divisor 27 cycles a bit)"),
-    # the fallback: 21 MHz / 182 = 115384.6, 0.160 % fast
+    # the fallback: 30 MHz / 260 = 115384.6, 0.160 % fast
     ("icebreaker", ["--baud", "115200"], 115_200,
-     "UART: 115385 baud (asked 115200, error 0.160 %; divisor 182 cycles a bit)"),
+     "UART: 115385 baud (asked 115200, error 0.160 %; divisor 260 cycles a bit)"),
     # 50 MHz / 17 = 2941176.5, 1.961 % slow: within the tolerance
     ("ulx3s", ["--freq", "50"], 3_000_000,
      "UART: 2941176 baud (asked 3000000, error 1.961 %; divisor 17 cycles a bit)"),

@@ -54,7 +54,7 @@ def test_generate_board_top(board, tmp_path, capsys):
 def test_generate_board_top_name_and_defaults(tmp_path, capsys):
     out = tmp_path / "ice.v"
     assert main(["generate", "core", "--board", "icebreaker", "--top", "ice_top", "-o", str(out)]) == 0
-    assert "max_bits=8, pe=8, simd=32" in capsys.readouterr().out  # the iCEBreaker's preset
+    assert "max_bits=6, pe=8, simd=32" in capsys.readouterr().out  # the iCEBreaker's preset
     text = out.read_text()
     assert "uart_0__tx__io" in _ports(text, "ice_top")
     assert "SB_IO" in text

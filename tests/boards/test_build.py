@@ -11,8 +11,8 @@ regenerated.
 
 :func:`test_small_icebreaker_build` runs one real, small iCEBreaker build (a 1 x 8 core,
 under a minute) in the default suite.  The board presets' builds, checked byte for byte
-against ``boards/reports/<board>.json``, are benchmarks and slow-marked: the iCEBreaker's
-fills the UP5K to 98 % and nextpnr takes 10 to 30 minutes over it on 2 cores.
+against ``boards/reports/<board>.json``, are benchmarks and slow-marked: nextpnr takes about
+2 minutes over the iCEBreaker's (93 % of the UP5K) and 40 over the ULX3S's on 2 cores.
 """
 
 import json

@@ -187,8 +187,8 @@ class PlaneWriter(wiring.Component):
         # staging register (every one of its flip-flops) comes straight from a flip-flop.
         last_plane = Signal()
 
-        def is_last(plane, complete):
-            return (plane == max_bits - 1) | (complete & (plane == bits_last))
+        def is_last(index, complete):  # plane `index` is the last of a `complete` fold or not
+            return (index == max_bits - 1) | (complete & (index == bits_last))
 
         m.d.comb += [
             self.w.payload.slot.eq(w_slot),

@@ -112,7 +112,7 @@ DEFAULT_FREQ_MHZ: dict[str, int | float] = {
 #: * iCEBreaker: 8 x 32 lanes, 256 AND+popcount bit pairs per cycle, two popcount stages,
 #:   codes of up to 6 bits and activations of up to 2 (the digits net's W,A,G = 1,2,6; 8-bit
 #:   codes and 4-bit activations took 5,283 of the UP5K's 5,280 logic cells, which no longer
-#:   fit; the request path, link and activation take ~2,500 of the 4,929);
+#:   fit; the request path, link and activation take ~2,500 of the 4,923);
 #: * ULX3S: 8 rows x 4 vectors x 128 lanes, 4,096 bit pairs per cycle, the "packed"
 #:   popcount (smallest on ECP5) with a register on each of its 7 levels, a register after
 #:   the plane buffers' block RAM, a drain chain per row (a group's 32 sums leave in 4
@@ -120,8 +120,9 @@ DEFAULT_FREQ_MHZ: dict[str, int | float] = {
 #:   but nextpnr's router had not converged after 240,000 iterations; 8 x 8 x 128 placed
 #:   in 41,475 with 147,000 arcs still unrouted after 51,000 iterations.)
 CORE_PRESETS: dict[str, dict] = {
-    "icebreaker": {**CORE_DEFAULTS, "max_bits": 6, "max_act_bits": 2, "pe": 8, "simd": 32, "vectors": 1, "popcount_stages": 2,
-                   "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
+    "icebreaker": {**CORE_DEFAULTS, "max_bits": 6, "max_act_bits": 2, "pe": 8, "simd": 32, "vectors": 1,
+                   "popcount_stages": 2, "popcount_arch": "chain", "fetch_stages": 0, "drains": 1,
+                   "matrix_memory": "block"},
     "ulx3s": {**CORE_DEFAULTS, **LARGE_LIMITS, "pe": 8, "simd": 128, "vectors": 4, "popcount_stages": 7,
               "popcount_arch": "packed", "fetch_stages": 1, "drains": 8, "matrix_memory": "block"},
 }

@@ -17,10 +17,10 @@ from math import ceil
 import numpy as np
 import pytest
 import torch
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from hw.core import CORE_DEFAULTS, TrainingCore, UARTCore
+from hw.core import CORE_DEFAULTS, TrainingCore, UARTCore, bit_length
 from hw.uart import UARTReceiver, UARTTransmitter
 from sim.amaranth_sim import stream_get, stream_put_all
 from sim.core_transport import AmaranthCoreTransport
@@ -844,10 +844,6 @@ def test_one_column_tiles_after_full_ones(vectors):
 def test_bit_length(width, group):
     """The balanced bit length the packed accumulators' width is made with, against
     Python's ``int.bit_length`` on zero, every power of two, all ones and random values."""
-    from amaranth.hdl import Signal
-
-    from hw.core import bit_length
-
     value = Signal(width)
     length = Signal(range(width + 1))
     m = Module()

@@ -158,12 +158,12 @@ def test_frame_receiver_length_bounds(max_payload):
     rng = random.Random(max_payload)
     high = max_payload >> 8
     lengths = sorted({0, 1, max_payload - 1, max_payload, max_payload + 1, high << 8, (high << 8) + 255,
-                      (high + 1) << 8, 0x100, 0xFFFF} - {-1})
+                      (high + 1) << 8, 0x100, 0xFFFF})
     stream = bytearray()
     for length in lengths:
         payload = bytes(rng.randrange(256) for _ in range(length if length <= max_payload else 0))
         data = bytearray(P.encode_frame(P.Cmd.RUN, payload, length & 0xFF))
-        data[3:5] = length.to_bytes(2, "little")  # a refused LEN: the header alone
+        data[3:5] = length.to_bytes(2, "little")  # (a refused LEN: its header, no payload)
         stream += data + P.encode_frame(P.Cmd.PING, b"", 1) * 2  # resynchronise after a refused LEN
     want = P.FrameDecoder(max_payload, backtrack=False).feed(stream)
     assert [len(e.payload) for e in want if isinstance(e, P.Frame) and e.code == P.Cmd.RUN] == \

@@ -157,6 +157,11 @@ def _threshold(act_bits, channels, acc_min, acc_max, variant):
     return ThresholdUnit(act_bits, channels, range(acc_min, acc_max + 1), variant=variant)
 
 
+def _serial_threshold(max_act_bits, channels, acc_width):
+    from .serial_threshold import SerialThresholdUnit
+    return SerialThresholdUnit(max_act_bits, channels, acc_width)
+
+
 def _maxpool(act_bits, channels, height, width, kernel, stride):
     from .maxpool import MaxPool
     return MaxPool(act_bits, channels, height, width, kernel, stride)
@@ -325,6 +330,12 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
         "acc_max": _int(4096, "largest accumulator (>= acc_min)", -ACC_LIMIT, ACC_LIMIT - 1),
         "variant": Param(str, "parallel", "comparator bank or pipelined binary search", VARIANTS),
     }, {"bits": ("act_bits",)}),
+    UnitSpec("serial_threshold", "serial threshold activation, the core's stage (one comparator, code width "
+             "up to max_act_bits at run time)", _serial_threshold, {
+                 "max_act_bits": _int(2, "widest activation code", 1, MAX_CODE_BITS),
+                 "channels": _int(16, "channels with their own thresholds", 1, _MAX_VECTOR),
+                 "acc_width": _int(32, "bits of a signed accumulator and of a threshold", 2, 32),
+             }, {"bits": ("max_act_bits",), "width": ("acc_width",)}),
     UnitSpec("maxpool", "streaming max-pool on activation codes", _maxpool, {
         "act_bits": _int(2, "activation code bits A", 1, MAX_CODE_BITS),
         "channels": _int(16, "channels", 1, _MAX_VECTOR),

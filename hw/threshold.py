@@ -47,7 +47,7 @@ from sw.contract.codes import MAX_CODE_BITS, levels
 from .params import check_choice, check_int
 from .popcount import popcount_tree
 
-__all__ = ["ThresholdUnit", "VARIANTS"]
+__all__ = ["ThresholdUnit", "VARIANTS", "comparison_key"]
 
 #: The implementations :class:`ThresholdUnit` offers.
 VARIANTS = ("parallel", "search")
@@ -66,9 +66,9 @@ def _check_acc_range(acc_range):
                      f"width (int >= 1), got {acc_range!r}")
 
 
-def _key(value, direction):
+def comparison_key(value, direction):
     """The comparison key: ``~value`` for direction -1 (``direction`` bit 1), so
-    ``acc <= T`` becomes ``key(acc) >= key(T)``."""
+    ``acc <= T`` becomes ``key(acc) >= key(T)`` (shared with :mod:`hw.serial_threshold`)."""
     return Mux(direction, ~value, value)
 
 
@@ -222,7 +222,7 @@ class ThresholdUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [valid_1.eq(self.i.valid), acc_1.eq(self.i.payload.acc)]
         key_1 = Signal(self._threshold_shape)
-        m.d.comb += key_1.eq(_key(acc_1, read.data))
+        m.d.comb += key_1.eq(comparison_key(acc_1, read.data))
 
         if self._variant == "parallel":
             self._elaborate_parallel(m, advance, valid_1, key_1)
@@ -242,7 +242,7 @@ class ThresholdUnit(wiring.Component):
             m.d.comb += [
                 write.en.eq(self.load.valid),
                 write.addr.eq(load.channel),
-                write.data.eq(_key(load.thresholds[index], load.direction)),
+                write.data.eq(comparison_key(load.thresholds[index], load.direction)),
             ]
             read = memory.read_port()
             m.d.comb += [
@@ -282,7 +282,7 @@ class ThresholdUnit(wiring.Component):
             m.d.comb += [
                 write.en.eq(self.load.valid & (step < (1 << j))),
                 write.addr.eq(Cat(step[:j], load.channel)),
-                write.data.eq(_key(threshold, load.direction)),
+                write.data.eq(comparison_key(threshold, load.direction)),
             ]
 
         # Stage j reads level j at (prefix, channel), so the threshold meets its

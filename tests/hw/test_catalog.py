@@ -36,6 +36,7 @@ def test_lint_catches_broken_verilog(tmp_path):
 
 @pytest.mark.parametrize("unit, bits, expected", [
     ("threshold", "3", {"act_bits": 3}),
+    ("serial_threshold", "4", {"max_act_bits": 4}),
     ("gradient_quantizer", "4", {"gbits": 4}),
     # the run-time-precision units: --bits names the widths to serve, max_bits is the widest
     ("dot_product", "2,5,1", {"max_bits": 5}),

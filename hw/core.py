@@ -18,7 +18,7 @@ Datapath
           command FSM: checks in the protocol's order, then
             LOAD_MATRIX: buffer -> CodeUnpacker -> GemmEngine (plane writer -> matrix planes, row sums)
             LOAD_THRESHOLDS: buffer (byte mode: the unpacker bypassed) -> 4 bytes
-                 -> int32 (as its key, ~T for a row of direction -1) -> threshold memory
+                 -> int32 -> SerialThresholdUnit's load (one threshold a beat)
             RUN: per tile of up to `vectors` vectors: buffer -> CodeUnpacker -> GemmEngine
                  (vector planes, vector sums); START; the engine's MacArray walks
                  the plane pairs of every row group, SignedCorrection makes each
@@ -29,10 +29,10 @@ Datapath
                  or, packed (FLAG_PACKED, with packed_accumulators), the value's low
                  `bits` into a bit stream whose whole bytes leave as they fill
                  (bits = bit_length(cols * n_m * n_v) + 1, accumulator_bits),
-                 or, activated: threshold memory -> one comparator
-                 key(acc) >= key(T), one threshold per cycle -> count of passes =
-                 code -> [GroupMax: a pooled window's pool**2 vectors' max, per row,
-                 with max_pool > 1] -> CodePacker
+                 or, activated: the result memory, one value a stream beat ->
+                 SerialThresholdUnit (one threshold compared a cycle, code = count
+                 of passes) -> [GroupMax: a pooled window's pool**2 vectors' max,
+                 per row, with max_pool > 1] -> CodePacker
             ACCUMULATE (with sums): a RUN whose values, instead of the reply, go one a
                  cycle into a BatchSum (floor(M * value * 2**(32 - shift)) added to, or
                  with `first` written over, sum slot + v*rows + r); the empty reply once
@@ -57,25 +57,19 @@ Memories (:class:`amaranth.lib.memory.Memory`, each written whole words so
 that it maps onto block RAM): the request buffer (``max_payload`` bytes);
 the engine's (:attr:`TrainingCore.memory_bits`: ``pe`` banks of matrix
 planes, ``vectors`` banks of vector planes, the code sums, the results of a
-tile); with the activation stage (``max_act_bits > 0``), the thresholds,
-``max_rows * 2**max_act_bits`` int32 words: word ``row * 2**max_act_bits +
-i`` holds threshold ``i + 1`` of ``row`` (``i < 2**A - 1`` for the set's
-``A`` bits), stored as its comparison key (``~T`` for a row of direction
--1, so that one signed ``>=`` serves both directions, as in
-:mod:`hw.threshold`), and the spare word ``i = 2**max_act_bits - 1`` holds
-the row's direction in bit 0 (the wire's ``DIRECTION_NEGATIVE`` bit: 1 for
-direction -1, ``acc <= T``); with batch sums (``sum_slots > 0``), the sums,
-``sum_slots`` words of ``sum_bits`` (:class:`hw.batch_sum.BatchSum`), zeroed
-after a reset and by RESET (a sweep of ``sum_slots`` cycles, which the next
-request waits for); with a feature map (``fmap_codes > 0``), its ``fmap_codes``
+tile); with the activation stage (``max_act_bits > 0``), the threshold
+unit's (:attr:`hw.serial_threshold.SerialThresholdUnit.memories`: ``max_rows
+* 2**max_act_bits`` int32 thresholds, ``max_rows`` directions); with batch
+sums (``sum_slots > 0``), the sums, ``sum_slots`` words of ``sum_bits``
+(:class:`hw.batch_sum.BatchSum`), zeroed after a reset and by RESET (a sweep
+of ``sum_slots`` cycles, which the next request waits for); with a feature map (``fmap_codes > 0``), its ``fmap_codes``
 codes of ``max_bits`` (:class:`hw.window.WindowGenerator`), forgotten by RESET.
 
-Activation (:func:`sw.numeric.apply_thresholds`): for each value of an
-activated RUN (``ACT``) the core reads the row's direction word and the
-``n_a = 2**A - 1`` thresholds, one per cycle, and counts the passes of one
-32-bit signed comparator (``key(acc) >= key(T)``, ``key(x) = ~x`` for
-direction -1: ``acc <= T``), and hands the code to a
-:class:`hw.code_packer.CodePacker` (``ACT_PUSH``), whose bytes are the reply
+Activation (:func:`sw.numeric.apply_thresholds`): an activated RUN streams
+each tile's values out of the result memory (``ACT_STREAM``), each tagged with
+its row, into a :class:`hw.serial_threshold.SerialThresholdUnit` (``n_a = 2**A
+- 1`` cycles a value: one 32-bit comparator, one threshold a cycle), whose
+codes go to a :class:`hw.code_packer.CodePacker`, whose bytes are the reply
 body while the RUN goes on; ``DONE`` waits for its last byte.  The
 thresholds (``t_loaded`` rows of ``t_bits`` bits) are forgotten by RESET and
 by LOAD_MATRIX with ``offset = 0``.
@@ -95,7 +89,11 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                           leaves from (HOLD: no multiplexer after the block RAM)
                  packed:  3 + (its whole bytes) per value (its read, into the stream, its
                           bytes, the next), one more with batch sums (HOLD)
-                 activated: instead, 2**A + 6 per value (the packed codes leave meanwhile)
+                 activated: instead, 2 + (values - 1) * (2**A - 1) per tile (the stream's
+                     first read, then its values into the SerialThresholdUnit, one
+                     every 2**A - 1 cycles, the last one's compares overlapping the
+                     next tile), and 2**A - 1 + SerialThresholdUnit.latency after the
+                     last tile (the packed codes leave meanwhile)
                  ACCUMULATE: instead, 1 per value into the batch sums (a stream out
                      of the result memory), 2 more per tile, then BatchSum.latency
                      before the reply
@@ -141,6 +139,7 @@ from .frame_tx import BODY_LAYOUT, FrameTransmitter
 from .gemm import GemmEngine
 from .group_max import GroupMax
 from .plane_buffer import NO_RW_CHECK
+from .serial_threshold import SerialThresholdUnit
 from .layouts import FLAGS_LAYOUT, header_layout
 from .params import check_int
 from .skid_buffer import SkidBuffer
@@ -358,6 +357,7 @@ class TrainingCore(wiring.Component):
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
         self._info = replace(self._config.info(), baud=check_int("baud", baud, 0, (1 << 32) - 1,
                                                                   note="0: not a UART core"))
+        self._threshold = SerialThresholdUnit(max_act_bits, max_rows) if max_act_bits else None
         self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                                 max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
                                 fetch_stages=fetch_stages, drains=drains, matrix_memory=matrix_memory)
@@ -389,10 +389,10 @@ class TrainingCore(wiring.Component):
     def memories(self) -> dict:
         """Each memory as ``(count, depth, width)``: the ``request`` buffer, the
         engine's (:attr:`hw.gemm.GemmEngine.memories`) and, with the activation
-        stage, the ``thresholds`` (``max_rows * 2**max_act_bits`` int32 words)."""
+        stage, the threshold unit's (:attr:`hw.serial_threshold.SerialThresholdUnit.memories`)."""
         memories = {"request": (1, self._max_payload, 8), **self._gemm.memories}
-        if self._max_act_bits:
-            memories["thresholds"] = (1, self._max_rows << self._max_act_bits, 32)
+        if self._threshold is not None:
+            memories.update(self._threshold.memories)
         if self._sum_slots:
             memories["sums"] = (1, self._sum_slots, self._sum_bits)
         if self._fmap_codes:
@@ -510,21 +510,11 @@ class TrainingCore(wiring.Component):
         codes_written = Signal()  # every code taken is in the plane buffers
         m.d.comb += codes_written.eq(code_slice.empty & ~gemm.writing)
 
-        # Thresholds (activation stage only): word Cat(i, row) holds threshold
-        # i + 1 of `row` as its comparison key, ~T for a row of direction -1
-        # (so one signed `>=` compares both directions, as in hw.threshold).
-        # The spare slot i = 2**max_act_bits - 1 (never a threshold: n_a <=
-        # 2**A - 1) holds the row's direction in bit 0 (1: -1, acc <= T),
-        # saving a separate memory.
+        # The activation stage: the result memory's values (ACT_STREAM) -> the threshold
+        # unit -> [GroupMax ->] CodePacker -> reply bytes (the body, while `act_streaming`).
         act_bits = self._max_act_bits
         if act_bits:
-            # Written in THR, read in ACT: never both in one cycle.
-            m.submodules.thresholds = thresholds = Memory(shape=signed(32), depth=self._max_rows << act_bits,
-                                                          init=[], attrs=NO_RW_CHECK)
-            thr_w = thresholds.write_port()
-            thr_r = thresholds.read_port()
-            m.d.comb += thr_r.en.eq(0)  # reads only in ACT
-            # Activation codes -> reply bytes (the body, while `act_streaming`).
+            m.submodules.threshold = threshold = self._threshold
             m.submodules.packer = packer = CodePacker(act_bits)
         pool = self._max_pool > 1
         if pool:  # a pooled window's codes: each pooling window's max per row, into the packer
@@ -889,6 +879,10 @@ class TrainingCore(wiring.Component):
         e_last_byte = Signal(range(widest))  # e_width - 1
         m.d.sync += e_last_byte.eq(e_width - 1)
         v_act = Signal()  # this RUN is activated
+        # SUM_STREAM, ACT_STREAM (stream_tile): `gemm.result` shows a value not yet taken,
+        # and the tile has values not yet read.
+        t_pending = Signal()
+        t_more = Signal()
         v_sum = Signal()  # this RUN is an ACCUMULATE: its values go into the batch sums
         v_read = Signal()  # a READ_SUMS: sums follow the width byte
         if packed:
@@ -904,8 +898,6 @@ class TrainingCore(wiring.Component):
             s_mantissa = Signal(SCALE_MANTISSA_BITS)  # ACCUMULATE: the sample's scale
             s_shift = Signal(L.SHIFT_BITS)
             s_first = Signal()
-            s_pending = Signal()  # SUM_STREAM: `gemm.result` shows a value not yet taken by the sums
-            s_more = Signal()  # SUM_STREAM: the tile has values not yet read
             # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
             # as each leaves (from BatchSum's register beside its block RAMs: no multiplexer).
             # A RUN's accumulators leave through it too (state HOLD).
@@ -930,14 +922,10 @@ class TrainingCore(wiring.Component):
             t_idx = Signal(act_bits)  # threshold being assembled
             t_byte = Signal(2)  # its bytes taken
             t_word = Signal(24)  # its first three bytes (LE: the latest on top)
-            # Activation: step a_step reads word (a_step - 1) mod 2**A of the
-            # row (0: the direction slot), and tests the word read at step - 1.
-            a_step = Signal(range((1 << act_bits) + 3))
-            a_addr = Signal(act_bits)  # (a_step - 1) mod 2**A, a counter of its own
-            a_last = Signal.like(a_step)  # registered n_a + 3: the step counting the last verdict
-            m.d.sync += a_last.eq((1 << t_bits) + 2)
-            a_direction = Signal()  # the row's direction (1: -1, acc <= T)
-            a_code = Signal(act_bits)  # thresholds passed so far
+            # ACT_STREAM: the value offered to the threshold unit, its row and whether
+            # it is the RUN's last (read with it).
+            a_row = Signal.like(e_row)
+            a_last = Signal()
 
         # ---------------------------------------------------------- engine wiring
         m.d.comb += [
@@ -958,25 +946,14 @@ class TrainingCore(wiring.Component):
 
         # ---------------------------------------------------------- activation
         if act_bits:
-            # One comparator: key(acc) >= key(T), key = ~x for direction -1.  Its
-            # operands are registered (the threshold memory's read data and the
-            # result memory's value go straight into flip-flops, no carry chain
-            # after a block RAM's clock-to-out), and so is its verdict (counted
-            # the cycle after it is made).
-            key = Signal(signed(32))
-            thr_key = Signal(signed(32))
-            passed = Signal()
-            m.d.sync += [
-                key.eq(Mux(a_direction, ~result, result)),
-                thr_key.eq(thr_r.data),
-                passed.eq(key >= thr_key),
-            ]
-            act_codes = group_max.i if pool else packer.i  # the threshold stage's codes
             m.d.comb += [
+                threshold.bits.eq(t_bits),
                 packer.bits.eq(t_bits),
-                act_codes.payload.code.eq(a_code),
-                act_codes.payload.last.eq(last_row & last_slot & last_tile),
+                threshold.i.payload.channel.eq(a_row),
+                threshold.i.payload.acc.eq(result),
+                threshold.i.payload.last.eq(a_last),
             ]
+            wiring.connect(m, threshold.o, group_max.i if pool else packer.i)
             if pool:  # pool p: groups of p**2 = 2**(2 * log2 p) vectors (the bits of p at 2 and 4)
                 m.d.comb += [group_max.rows.eq(m_rows),
                              group_max.group_log.eq(Mux(v_window, w_held.pool[:3] & 0b110, 0))]
@@ -995,6 +972,28 @@ class TrainingCore(wiring.Component):
         def reply(status, kind, size, detail=0):
             m.d.sync += [r_status.eq(status), r_kind.eq(kind), r_detail.eq(detail), r_len.eq(size),
                          msg_index.eq(0), msg_ahead.eq(1), msg_byte.eq(status), msg_last.eq(3 + size)]
+
+        def stream_tile(sink, after, read=()):
+            # The tile's values out of the result memory into `sink`: the value read in
+            # one cycle is offered the next (`t_pending`); the read advances while the
+            # offered value is taken, and holds (result_en low) while it is not.  `read`
+            # (sync statements) runs as each value is read.  The tile's last value taken,
+            # the next tile starts, or, after the last tile, state `after`.
+            take = Signal()
+            m.d.comb += [sink.valid.eq(t_pending), take.eq(~t_pending | sink.ready), gemm.result_en.eq(take)]
+            with m.If(take):
+                m.d.sync += t_pending.eq(t_more)
+                with m.If(t_more):  # value (e_slot, e_row) is read now: on to the next
+                    m.d.sync += [t_more.eq(~(last_row & last_slot)), *read]
+                    with m.If(~last_row):
+                        m.d.sync += next_row()
+                    with m.Else():
+                        m.d.sync += next_slot()
+                with m.Elif(~last_tile):  # the tile's last value is taken now
+                    m.d.sync += v_left.eq(v_rest)
+                    fsm.goto("TILE")
+                with m.Else():
+                    fsm.goto(after)
 
         def error(status, detail=L.Detail.NONE):
             reply(status, _MSG_ERROR, L.ERROR_PAYLOAD, detail)
@@ -1308,22 +1307,18 @@ class TrainingCore(wiring.Component):
                 with fsm.state("THR"):  # records byte by byte: direction, then int32 LE thresholds
                     byte = req_r.data
                     m.d.comb += [rd_bytes.eq(1), rd_active.eq(1), rd_take.eq(rd_valid)]
+                    m.d.comb += [  # (the unit's load is always ready)
+                        threshold.load.payload.channel.eq(t_row),
+                        threshold.load.payload.index.eq(t_idx),
+                        threshold.load.payload.direction.eq(t_direction),
+                        threshold.load.payload.threshold.eq(Cat(t_word, byte)),
+                    ]
                     with m.If(rd_valid & t_at_direction):
-                        m.d.comb += [
-                            thr_w.addr.eq(Cat(Const((1 << act_bits) - 1, act_bits), t_row)),  # the spare slot
-                            thr_w.data.eq(byte[0]),
-                            thr_w.en.eq(1),
-                        ]
                         m.d.sync += [t_direction.eq(byte[0]), t_at_direction.eq(0), t_idx.eq(0), t_byte.eq(0)]
                     with m.Elif(rd_valid):
                         m.d.sync += [t_word.eq(Cat(t_word[8:], byte)), t_byte.eq(t_byte + 1)]
                         with m.If(t_byte == 3):
-                            word = Cat(t_word, byte)
-                            m.d.comb += [
-                                thr_w.addr.eq(Cat(t_idx, t_row)),
-                                thr_w.data.eq(Mux(t_direction, ~word, word)),
-                                thr_w.en.eq(1),
-                            ]
+                            m.d.comb += threshold.load.valid.eq(1)
                             m.d.sync += t_idx.eq(t_idx + 1)
                             with m.If(t_idx == t_idx_last):  # the row's last threshold
                                 m.d.sync += [t_at_direction.eq(1), t_row.eq(t_row + 1), t_left.eq(t_left - 1)]
@@ -1409,13 +1404,12 @@ class TrainingCore(wiring.Component):
                     fsm.goto("READ")
             with fsm.state("READ"):  # the value (e_slot, e_row) is read
                 m.d.sync += e_byte.eq(0)
+                m.d.sync += [t_pending.eq(0), t_more.eq(1)]
                 with m.If(v_act):
                     if act_bits:
-                        m.d.sync += [a_step.eq(0), a_addr.eq(-1), a_code.eq(0)]
-                        fsm.goto("ACT")
+                        fsm.goto("ACT_STREAM")
                 with m.Elif(v_sum):
                     if sums:
-                        m.d.sync += [s_pending.eq(0), s_more.eq(1)]
                         fsm.goto("SUM_STREAM")
                 if packed:
                     with m.Elif(v_packed):
@@ -1455,21 +1449,10 @@ class TrainingCore(wiring.Component):
                     with m.Else():
                         fsm.goto("NEXT")
             if act_bits:
-                with fsm.state("ACT"):  # row e_row: direction, then one threshold per cycle
-                    # Step s reads word (s - 1) mod 2**A (a_addr); the word read at step
-                    # s is in thr_key at step s + 2, its verdict in `passed` at s + 3.
-                    m.d.comb += [thr_r.addr.eq(Cat(a_addr, e_row)), thr_r.en.eq(1)]
-                    m.d.sync += [a_step.eq(a_step + 1), a_addr.eq(a_addr + 1)]
-                    with m.If(a_step == 1):
-                        m.d.sync += a_direction.eq(thr_r.data[0])
-                    with m.If(a_step >= 4):
-                        m.d.sync += a_code.eq(a_code + passed)  # threshold a_step - 3's verdict
-                    with m.If(a_step == a_last):  # the last threshold's verdict is counted now
-                        fsm.goto("ACT_PUSH")
-                with fsm.state("ACT_PUSH"):  # the row's code into the packer (pooled: via the group max)
-                    m.d.comb += act_codes.valid.eq(1)
-                    with m.If(act_codes.ready):
-                        fsm.goto("NEXT")
+                with fsm.state("ACT_STREAM"):  # the tile's values into the threshold unit
+                    # The codes reach the packer (and the reply) on their own; after
+                    # the last tile, DONE waits for the packer's last byte.
+                    stream_tile(threshold.i, "DONE", [a_row.eq(e_row), a_last.eq(last_row & last_slot & last_tile)])
             with fsm.state("EMIT"):  # the value's e_width bytes, two's complement LE
                 m.d.comb += [
                     body.valid.eq(1),
@@ -1496,30 +1479,9 @@ class TrainingCore(wiring.Component):
                     fsm.goto("DONE")
             if sums:
                 with fsm.state("SUM_STREAM"):  # the tile's values into their sums, one a cycle
-                    # A stream out of the result memory: the value read in one cycle is
-                    # offered the next (`s_pending`); the read advances while the offered
-                    # value is taken, and holds (result_en low) while it is not.
-                    s_take = Signal()
-                    m.d.comb += [
-                        batch_sum.i.valid.eq(s_pending),
-                        s_take.eq(~s_pending | batch_sum.i.ready),
-                        gemm.result_en.eq(s_take),
-                    ]
-                    with m.If(s_pending & batch_sum.i.ready):
+                    with m.If(t_pending & batch_sum.i.ready):
                         m.d.sync += s_addr.eq(s_addr + 1)
-                    with m.If(s_take):
-                        m.d.sync += s_pending.eq(s_more)
-                        with m.If(s_more):  # value (e_slot, e_row) is read now: on to the next
-                            m.d.sync += s_more.eq(~(last_row & last_slot))
-                            with m.If(~last_row):
-                                m.d.sync += next_row()
-                            with m.Else():
-                                m.d.sync += next_slot()
-                        with m.Elif(~last_tile):  # the tile's last value is taken now
-                            m.d.sync += v_left.eq(v_rest)
-                            fsm.goto("TILE")
-                        with m.Else():
-                            fsm.goto("SUM_WAIT")
+                    stream_tile(batch_sum.i, "SUM_WAIT")
                 with fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
                     with m.If(~batch_sum.busy):
                         fsm.goto("REPLY")

@@ -34,8 +34,8 @@ start : ``In(1)``
 
 Latency and throughput: a code is taken in one cycle and its max made in the
 next, where it is written back or offered on ``o``: one code every two
-cycles (the core's serial threshold stage gives one every ``2**A + 2`` at
-least).
+cycles (the core's :class:`hw.serial_threshold.SerialThresholdUnit` gives one
+every ``2**A - 1``: only 1-bit codes wait on it).
 
 Resources: ``max_rows`` held codes of ``act_bits`` (a memory; a few LUTs or
 one block RAM), two counters, one comparator.

@@ -21,6 +21,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from hw.core import CORE_DEFAULTS, TrainingCore, UARTCore, bit_length
+from hw.serial_threshold import SerialThresholdUnit
 from hw.uart import UARTReceiver, UARTTransmitter
 from sim.amaranth_sim import stream_get, stream_put_all
 from sim.core_transport import AmaranthCoreTransport
@@ -437,10 +438,12 @@ def test_thresholds_forgotten():
 @pytest.mark.parametrize("a_bits, count, cols", [(3, 3, 12), (1, 5, 7), (2, 2, 12)])
 def test_full_rate_activated_run_cycles(a_bits, count, cols):
     """No gaps, no stalls: an activated RUN takes its request bytes, the
-    unpacking, the compute (``run_cycles``), the activation (``2**A + 6``
-    cycles per value: its read, the direction and the ``2**A - 1``
-    thresholds, the last verdict, the push to the packer, the next) and only the reply's
-    first bytes and last bytes on top (the packed codes leave meanwhile)."""
+    unpacking, the compute (``run_cycles``), the activation (per tile its READ,
+    the stream's first read and its values into the threshold unit, one every
+    ``n_a = 2**A - 1`` cycles, the last one's compares overlapping the next
+    tile; after the last tile, that value's ``n_a`` and the unit's latency) and
+    only the reply's first bytes and last bytes on top (the packed codes leave
+    meanwhile)."""
     rng = np.random.default_rng(24)
     t = np.sort(rng.integers(-200, 200, size=(6, (1 << a_bits) - 1)), axis=1)
     setup = load_frames(codes(rng, 4, (6, cols)), 4, True) + threshold_frames(t, np.ones(6, dtype=np.int64), a_bits)
@@ -450,11 +453,13 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols):
     with unelaborated():
         compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3)
     unpack = count * (cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * 3)
-    activation = count * 6 * ((1 << a_bits) + 6)
-    tiles = 3 * count  # states TILE and START of each one-vector tile, and VECTOR's first cycle
+    n_a = (1 << a_bits) - 1
+    activation = count * (2 + (6 - 1) * n_a) + n_a + SerialThresholdUnit.latency
+    tiles = 4 * count  # states TILE, START and READ of each one-vector tile, and VECTOR's first cycle
     rest = cycles - setup_cycles - len(run) - unpack - compute - activation - tiles - P.HEADER_SIZE - P.CRC_SIZE
     ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + 3 / 8)  # the code slice runs ahead (above)
-    assert -ahead <= rest <= 5, rest
+    # On top: handshakes and, at 1 bit (a code a cycle), the packer's byte cycle per 8 codes.
+    assert -ahead <= rest <= 3 + (count * 6 // 8 if n_a == 1 else 0), rest
 
 
 def test_no_activation_stage():
@@ -612,13 +617,15 @@ def test_defaults_fit_the_up5k_ebr():
             "vector_sums": (1, 1, 17),
             "results": (1, 32, 32),
             "thresholds": (1, 32 * 16, 32),
+            "directions": (1, 32, 1),
         }
         # A one-word memory (the vector sums of a one-vector tile) becomes flip-flops.
         blocks = {name: count * ebr_blocks(depth, width)
                   for name, (count, depth, width) in core.memories.items() if depth > 1}
-        assert blocks == {"request": 2, "matrix": 16, "vector": 1, "row_sums": 1, "results": 2, "thresholds": 4}
-        # Plus one for the UART FIFO: 27 of the UP5K's 30.
-        assert sum(blocks.values()) + 1 == 27 <= 30
+        assert blocks == {"request": 2, "matrix": 16, "vector": 1, "row_sums": 1, "results": 2, "thresholds": 4,
+                          "directions": 1}
+        # Plus one for the UART FIFO: 28 of the UP5K's 30.
+        assert sum(blocks.values()) + 1 == 28 <= 30
         del core
 
 

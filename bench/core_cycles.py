@@ -113,6 +113,22 @@ def _steps(model, optimizer, data, shuffle, batches: int, batch_size: int, clien
     return sizes
 
 
+def flow(runs) -> dict:
+    """Per phase, what the RUN and ACCUMULATE requests ``runs`` (a
+    :attr:`~bench.core_density.RecordingClient.runs` counter) moved through the engine:
+    ``vector_codes`` in (``count * cols`` a request: the vectors, unpacked or made by the
+    window generator, one code a cycle), ``values`` out (``count * rows``: replies, batch
+    sums or the activation stage) and, of them, ``activated`` (through the threshold unit)."""
+    moved = {TRAINING: Counter(), EVALUATION: Counter()}
+    for (batch, _, count, rows, cols, _, _, act_bits), n in runs.items():
+        phase = moved[TRAINING if batch != EVALUATION else EVALUATION]
+        phase["vector_codes"] += n * count * cols
+        phase["values"] += n * count * rows
+        phase["activated"] += n * count * rows if act_bits else 0
+    return {phase: {key: counter[key] for key in ("vector_codes", "values", "activated")}
+            for phase, counter in moved.items()}
+
+
 def board_report(board: str) -> dict:
     """The committed build report of ``board`` (its Fmax), which must be of the preset's core."""
     report = json.loads((BOARD_REPORTS / f"{board}.json").read_text())
@@ -177,7 +193,7 @@ def measure(board: str, batches: int, torch_repeats: int, log=print) -> dict:
         "train_samples": int(data.train_x.shape[0]), "test_samples": int(data.test_x.shape[0]),
         "commands": [{"phase": phase, "command": cmd, "requests": r, "cycles": c, "bytes_in": i, "bytes_out": o}
                      for (phase, cmd), (r, c, i, o) in sorted(client.cycles.items())],
-        "compute_cycles": dict(compute), "weights_match_model": same, "test_acc": test.accuracy,
+        "compute_cycles": dict(compute), "flow": flow(client.runs), "weights_match_model": same, "test_acc": test.accuracy,
         "build_s": build_s, "simulate_s": sim_s, "torch_epoch": torch_epochs(torch_repeats),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
@@ -261,6 +277,25 @@ def table(result: dict, baselines=()) -> str:
         f"{100 * result['test_acc']:.2f} %. Simulated in {result['simulate_s']:.0f} s (Verilator build "
         f"{result['build_s']:.0f} s); host: {result['machine']}.",
     ]
+    if "flow" in result:
+        lines += [
+            "",
+            "## What the RUN and ACCUMULATE requests move",
+            "",
+            "Vector codes in (count x cols a request: unpacked from the request or made by the window "
+            "generator, one a cycle) and values out (count x rows: the reply, the batch sums or the "
+            "activation stage), beside the requests' cycles and their compute:",
+            "",
+            "| phase | RUN + ACCUMULATE cycles | vector codes in | values out | of them activated "
+            "| compute |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for phase in (TRAINING, EVALUATION):
+            moved = result["flow"][phase]
+            cycles = sum(r["cycles"] for r in result["commands"]
+                         if r["phase"] == phase and r["command"] in ("RUN", "ACCUMULATE"))
+            lines.append(f"| {phase} | {_c(cycles)} | {_c(moved['vector_codes'])} | {_c(moved['values'])} "
+                         f"| {_c(moved['activated'])} | {_c(t[phase]['compute'])} |")
     for b in baselines:
         lines += ["", f"Baseline `{b['path']}`: {b['note']}"]
     return "\n".join(lines) + "\n"

@@ -92,3 +92,16 @@ def test_a_report_of_another_core_is_refused(monkeypatch, tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "built from other core parameters than the ulx3s preset" in err
+
+
+def test_flow_counts_codes_in_and_values_out_per_phase():
+    runs = {
+        # (batch, product, count, rows, cols, m_bits, v_bits, act_bits): requests
+        (0, "forward", 3, 16, 100, 1, 2, 2): 2,     # activated: 2 x 3 x 16 values
+        (0, "backward", 4, 10, 50, 6, 2, 0): 1,
+        (EVALUATION, "forward", 5, 8, 20, 1, 2, 0): 3,
+    }
+    assert cc.flow(runs) == {
+        cc.TRAINING: {"vector_codes": 2 * 3 * 100 + 4 * 50, "values": 2 * 3 * 16 + 4 * 10, "activated": 96},
+        EVALUATION: {"vector_codes": 3 * 5 * 20, "values": 3 * 5 * 8, "activated": 0},
+    }

@@ -81,11 +81,11 @@ SPLIT_NETS = "hierarchy -auto-top; proc; flatten; splitnets"
 BOARDS: dict[str, Board] = {
     # -dsp: the UP5K's eight SB_MAC16 take the core's multipliers (its request checks),
     # which synth_ice40 otherwise builds from logic cells (about 700 of them).
-    # router2: router1 did not converge on a preset at 97 % of the UP5K's cells, as this
-    # one is again.  Seed 1: the placement's seed moves Fmax by up to a quarter; asked 30 MHz,
+    # router2: router1 did not converge on a preset at 97 % of the UP5K's cells (this one
+    # fills 95 %).  Seed 1: the placement's seed moves Fmax by up to a quarter; asked 30 MHz,
     # seeds 1, 2 and 3 closed 33.69, 29.44 and 28.33 MHz on the netlist before the serial
     # threshold unit (asked 21, seed 3 closed 34.45; asked 27, 28.43; asked 33, seed 1
-    # closed 32.21), seed 1 31.80 on the current one.  A fixed seed, so the build stays
+    # closed 32.21), seed 1 32.53 on the current one.  A fixed seed, so the build stays
     # reproducible; a netlist change is a reason to try the seeds again.
     "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker, synth_opts="-dsp",
                         script_after_read=SPLIT_NETS, nextpnr_opts="--router router2 --seed 1"),
@@ -113,7 +113,7 @@ DEFAULT_FREQ_MHZ: dict[str, int | float] = {
 #: * iCEBreaker: 8 x 32 lanes, 256 AND+popcount bit pairs per cycle, two popcount stages,
 #:   codes of up to 6 bits and activations of up to 2 (the digits net's W,A,G = 1,2,6; 8-bit
 #:   codes and 4-bit activations took 5,283 of the UP5K's 5,280 logic cells, which no longer
-#:   fit; the request path, link and activation take ~2,600 of the 5,119);
+#:   fit; the request path, link and activation take ~2,500 of the 5,011);
 #: * ULX3S: 8 rows x 4 vectors x 128 lanes, 4,096 bit pairs per cycle, the "packed"
 #:   popcount (smallest on ECP5) with a register on each of its 7 levels, a register after
 #:   the plane buffers' block RAM, a drain chain per row (a group's 32 sums leave in 4

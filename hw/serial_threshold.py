@@ -31,6 +31,7 @@ from sw.contract.codes import MAX_CODE_BITS, levels
 
 from .group_max import code_layout
 from .params import check_int
+from .plane_buffer import BANK_ATTRS
 from .threshold import comparison_key
 
 __all__ = ["SerialThresholdUnit"]
@@ -75,7 +76,8 @@ class SerialThresholdUnit(wiring.Component):
     pipeline stalls while ``o`` is valid and not ready (``i.ready`` is low then).
 
     Resources: one ``C * 2**max_act_bits`` x ``acc_width`` memory (the keys), one
-    ``C`` x 1 memory (the directions), one ``acc_width``-bit comparator.
+    ``C`` x 1 memory (the directions), both in block RAM, one ``acc_width``-bit
+    comparator.
     """
 
     #: Cycles from a value's last threshold read to its code on ``o``.
@@ -126,9 +128,13 @@ class SerialThresholdUnit(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
 
+        # Both in block RAM, the directions too (Yosys would make flip-flops of a few
+        # dozen bits: on the iCE40, ~80 logic cells for 32 channels); never written and
+        # read in one cycle (loads come between layers).
         m.submodules.thresholds = thresholds = Memory(shape=signed(self._acc_width),
-                                                      depth=self._channels << index_bits, init=[])
-        m.submodules.directions = directions = Memory(shape=1, depth=self._channels, init=[])
+                                                      depth=self._channels << index_bits, init=[],
+                                                      attrs=BANK_ATTRS)
+        m.submodules.directions = directions = Memory(shape=1, depth=self._channels, init=[], attrs=BANK_ATTRS)
         load = self.load.payload
         t_write, d_write = thresholds.write_port(), directions.write_port()
         m.d.comb += [

@@ -71,9 +71,10 @@ class SerialThresholdUnit(wiring.Component):
     A value is taken every ``n_a`` cycles (``i.ready`` rises on the cycle its
     predecessor's last threshold is read) and its code is offered ``n_a +``
     :attr:`latency` cycles after it was taken: its ``n_a`` threshold reads, then
-    the accumulator's key registered beside the threshold's read data, their
-    compare registered, the count.  The whole
-    pipeline stalls while ``o`` is valid and not ready (``i.ready`` is low then).
+    the accumulator's key registered beside the threshold's read data (the
+    comparator takes the block RAM's output as it is), their compare registered,
+    the count.  The whole pipeline stalls while ``o`` is valid and not ready
+    (``i.ready`` is low then).
 
     Resources: one ``C * 2**max_act_bits`` x ``acc_width`` memory (the keys), one
     ``C`` x 1 memory (the directions), both in block RAM, one ``acc_width``-bit

@@ -157,9 +157,9 @@ def _threshold(act_bits, channels, acc_min, acc_max, variant):
     return ThresholdUnit(act_bits, channels, range(acc_min, acc_max + 1), variant=variant)
 
 
-def _serial_threshold(max_act_bits, channels, acc_width):
+def _serial_threshold(max_act_bits, channels, acc_width, read_stages):
     from .serial_threshold import SerialThresholdUnit
-    return SerialThresholdUnit(max_act_bits, channels, acc_width)
+    return SerialThresholdUnit(max_act_bits, channels, acc_width, read_stages=read_stages)
 
 
 def _maxpool(act_bits, channels, height, width, kernel, stride):
@@ -335,6 +335,7 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
                  "max_act_bits": _int(2, "widest activation code", 1, MAX_CODE_BITS),
                  "channels": _int(16, "channels with their own thresholds", 1, _MAX_VECTOR),
                  "acc_width": _int(32, "bits of a signed accumulator and of a threshold", 2, 32),
+                 "read_stages": _int(0, "registers after the threshold memory's read", 0, 1),
              }, {"bits": ("max_act_bits",), "width": ("acc_width",)}),
     UnitSpec("maxpool", "streaming max-pool on activation codes", _maxpool, {
         "act_bits": _int(2, "activation code bits A", 1, MAX_CODE_BITS),

@@ -252,7 +252,8 @@ class TrainingCore(wiring.Component):
     popcount_stages, popcount_arch, fetch_stages, drains :
         Pipeline registers in each popcount tree (Fmax against latency), the
         tree's architecture (:data:`hw.popcount.ARCHS`: ``"packed"`` is the
-        smallest on ECP5), registers after the plane buffers' reads and the
+        smallest on ECP5), registers after the plane buffers' reads (and, if
+        any, one after the threshold unit's: its ``read_stages``) and the
         chains a row group's sums leave through (a divisor of ``pe``; each
         chain has its own signed correction and results bank)
         (:class:`hw.mac_array.MacArray`, :class:`hw.gemm.GemmEngine`).
@@ -357,10 +358,12 @@ class TrainingCore(wiring.Component):
             raise ValueError("core parameters break the protocol: " + "; ".join(problems))
         self._info = replace(self._config.info(), baud=check_int("baud", baud, 0, (1 << 32) - 1,
                                                                   note="0: not a UART core"))
-        self._threshold = SerialThresholdUnit(max_act_bits, max_rows) if max_act_bits else None
         self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                                 max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
                                 fetch_stages=fetch_stages, drains=drains, matrix_memory=matrix_memory)
+        # A register after the threshold memory's read where the plane buffers' reads have one.
+        self._threshold = (SerialThresholdUnit(max_act_bits, max_rows, read_stages=min(fetch_stages, 1))
+                           if max_act_bits else None)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),

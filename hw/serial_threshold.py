@@ -48,6 +48,11 @@ class SerialThresholdUnit(wiring.Component):
         Number of channels ``C`` (>= 1).
     acc_width : int
         Width of the signed accumulators and of the thresholds (the link's int32: 32).
+    read_stages : int
+        0: the comparator takes the threshold memory's read data as it is (the
+        iCE40's block RAM is quick to read); 1: a register first, and one cycle
+        more :attr:`latency` (the ECP5's DP16KD, whose output register Yosys does
+        not infer, takes 5.8 ns to read: with the 32-bit compare, 12.6 ns).
 
     Ports
     -----
@@ -71,8 +76,8 @@ class SerialThresholdUnit(wiring.Component):
     A value is taken every ``n_a`` cycles (``i.ready`` rises on the cycle its
     predecessor's last threshold is read) and its code is offered ``n_a +``
     :attr:`latency` cycles after it was taken: its ``n_a`` threshold reads, then
-    the accumulator's key registered beside the threshold's read data (the
-    comparator takes the block RAM's output as it is), their compare registered,
+    the accumulator's key registered beside the threshold's read data (with
+    ``read_stages = 1`` both registered once more), their compare registered,
     the count.  The whole pipeline stalls while ``o`` is valid and not ready
     (``i.ready`` is low then).
 
@@ -81,13 +86,11 @@ class SerialThresholdUnit(wiring.Component):
     comparator.
     """
 
-    #: Cycles from a value's last threshold read to its code on ``o``.
-    latency = 3
-
-    def __init__(self, max_act_bits: int, channels: int, acc_width: int = 32):
+    def __init__(self, max_act_bits: int, channels: int, acc_width: int = 32, *, read_stages: int = 0):
         self._max_act_bits = check_int("max_act_bits", max_act_bits, 1, MAX_CODE_BITS)
         self._channels = check_int("channels", channels, 1)
         self._acc_width = check_int("acc_width", acc_width, 2, note="a signed accumulator's bits")
+        self._read_stages = check_int("read_stages", read_stages, 0, 1)
         super().__init__({
             "bits": In(range(max_act_bits + 1)),
             "i": In(stream.Signature(self.input_layout)),
@@ -98,6 +101,12 @@ class SerialThresholdUnit(wiring.Component):
     max_act_bits = property(lambda self: self._max_act_bits)
     channels = property(lambda self: self._channels)
     acc_width = property(lambda self: self._acc_width)
+    read_stages = property(lambda self: self._read_stages)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a value's last threshold read to its code on ``o``: ``3 + read_stages``."""
+        return 3 + self._read_stages
 
     @property
     def input_layout(self) -> data.StructLayout:
@@ -186,17 +195,24 @@ class SerialThresholdUnit(wiring.Component):
         key_1 = Signal(signed(self._acc_width))
         with m.If(advance):
             m.d.sync += key_1.eq(comparison_key(value_0.acc, d_read.data))
-        valid_2, first_2, final_2, last_2 = stage(2, valid_1, first_1, final_1, last_1)
-        passed_2 = Signal()
+        key, threshold, tags = key_1, t_read.data, (valid_1, first_1, final_1, last_1)
+        if self._read_stages:  # both registered: the read data straight into flip-flops
+            tags = stage(2, *tags)
+            key, threshold = Signal.like(key_1, name="key_2"), Signal.like(key_1, name="threshold_2")
+            with m.If(advance):
+                m.d.sync += [key.eq(key_1), threshold.eq(t_read.data)]
+        compare = 2 + self._read_stages
+        valid_c, first_c, final_c, last_c = stage(compare, *tags)
+        passed = Signal(name=f"passed_{compare}")
         with m.If(advance):
-            m.d.sync += passed_2.eq(key_1 >= t_read.data)
+            m.d.sync += passed.eq(key >= threshold)
 
         count = Signal(unsigned(self._max_act_bits))  # thresholds passed so far
         total = Signal(unsigned(self._max_act_bits))
-        m.d.comb += total.eq(Mux(first_2, 0, count) + passed_2)
+        m.d.comb += total.eq(Mux(first_c, 0, count) + passed)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid_2 & final_2), self.o.payload.code.eq(total),
-                         self.o.payload.last.eq(last_2)]
-            with m.If(valid_2):
+            m.d.sync += [self.o.valid.eq(valid_c & final_c), self.o.payload.code.eq(total),
+                         self.o.payload.last.eq(last_c)]
+            with m.If(valid_c):
                 m.d.sync += count.eq(total)
         return m

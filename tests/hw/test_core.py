@@ -452,9 +452,10 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols):
     _, cycles = check(setup + [run], gap=0, stall=0)
     with unelaborated():
         compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3)
+        latency = SerialThresholdUnit(a_bits, 6, read_stages=min(SMALL.get("fetch_stages", 0), 1)).latency
     unpack = count * (cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * 3)
     n_a = (1 << a_bits) - 1
-    activation = count * (2 + (6 - 1) * n_a) + n_a + SerialThresholdUnit.latency
+    activation = count * (2 + (6 - 1) * n_a) + n_a + latency
     tiles = 4 * count  # states TILE, START and READ of each one-vector tile, and VECTOR's first cycle
     rest = cycles - setup_cycles - len(run) - unpack - compute - activation - tiles - P.HEADER_SIZE - P.CRC_SIZE
     ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + 3 / 8)  # the code slice runs ahead (above)

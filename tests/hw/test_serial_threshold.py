@@ -67,11 +67,12 @@ def run(dut, layers, *, seed, gap=0.3, stall=0.3):
     return [[{"code": p.code, "last": p.last} for p in payloads] for payloads in got]
 
 
+@pytest.mark.parametrize("read_stages", [0, 1])
 @pytest.mark.parametrize("max_act_bits, bits", [(1, 1), (2, 1), (2, 2), (3, 3), (4, 2), (5, 5), (8, 8)])
-def test_matches_sw(max_act_bits, bits):
+def test_matches_sw(max_act_bits, bits, read_stages):
     """Folded layers of 5 channels (+, -, 0, +, - BN scales), random gaps and back-pressure."""
     channels = 5
-    dut = SerialThresholdUnit(max_act_bits, channels)
+    dut = SerialThresholdUnit(max_act_bits, channels, read_stages=read_stages)
     acc_range = range(-300, 401)
     gen, layer = sample_layer(10 * max_act_bits + bits, bits, channels, acc_range)
     acc = layer.accumulators(gen, 2, 3 if bits == 8 else 30)
@@ -119,12 +120,13 @@ def test_any_thresholds_and_int32_ends(bits):
     assert got == codes
 
 
+@pytest.mark.parametrize("read_stages", [0, 1])
 @pytest.mark.parametrize("max_act_bits, bits", [(2, 1), (2, 2), (4, 3)])
-def test_full_rate_cycles(max_act_bits, bits):
+def test_full_rate_cycles(max_act_bits, bits, read_stages):
     """No gaps, no back-pressure: a value taken every ``n_a`` cycles, each code
     ``n_a + latency`` cycles after its value, :meth:`cycles` in all."""
     channels = 3
-    dut = SerialThresholdUnit(max_act_bits, channels)
+    dut = SerialThresholdUnit(max_act_bits, channels, read_stages=read_stages)
     gen, layer = sample_layer(70 + bits, bits, channels, range(-50, 51))
     acc = layer.accumulators(gen, 1, 6)
     items, codes = items_and_codes(acc, layer.thresholds, layer.direction)
@@ -163,7 +165,8 @@ def test_ports_and_memories():
         assert dut.i.payload.shape().size == 6 + 32 + 1
         assert dut.load.payload.shape()["threshold"].shape == signed(32)
         assert dut.memories == {"thresholds": (1, 256, 32), "directions": (1, 64, 1)}
-        assert dut.cycles(10, 2) == 10 * 3 + dut.latency
+        assert dut.cycles(10, 2) == 10 * 3 + dut.latency and dut.latency == 3
+        assert SerialThresholdUnit(2, 64, read_stages=1).latency == 4
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -172,6 +175,7 @@ def test_ports_and_memories():
     ({"channels": 0}, r"channels must be >= 1, got 0"),
     ({"acc_width": 1}, r"acc_width must be >= 2 \(a signed accumulator's bits\), got 1"),
     ({"acc_width": 32.0}, r"acc_width must be an integer"),
+    ({"read_stages": 2}, r"read_stages must be in 0\.\.1, got 2"),
 ])
 def test_constructor_validation(kwargs, message):
     args = {"max_act_bits": 2, "channels": 4, **kwargs}

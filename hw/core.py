@@ -253,7 +253,8 @@ class TrainingCore(wiring.Component):
         Pipeline registers in each popcount tree (Fmax against latency), the
         tree's architecture (:data:`hw.popcount.ARCHS`: ``"packed"`` is the
         smallest on ECP5), registers after the plane buffers' reads (and, if
-        any, one after the threshold unit's: its ``read_stages``) and the
+        any, one after the threshold unit's, its ``read_stages``, and a skid
+        buffer after the request buffer's: a cycle more for each request) and the
         chains a row group's sums leave through (a divisor of ``pe``; each
         chain has its own signed correction and results bank)
         (:class:`hw.mac_array.MacArray`, :class:`hw.gemm.GemmEngine`).
@@ -361,9 +362,11 @@ class TrainingCore(wiring.Component):
         self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                                 max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
                                 fetch_stages=fetch_stages, drains=drains, matrix_memory=matrix_memory)
-        # A register after the threshold memory's read where the plane buffers' reads have one.
+        # A register after the threshold memory's and the request buffer's reads where the
+        # plane buffers' reads have one.
         self._threshold = (SerialThresholdUnit(max_act_bits, max_rows, read_stages=min(fetch_stages, 1))
                            if max_act_bits else None)
+        self._request_slice = fetch_stages > 0
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -453,8 +456,11 @@ class TrainingCore(wiring.Component):
         ]
 
         # Request buffer -> unpacker: a byte reader with one prefetch register
-        # (the read port's data holds while the unpacker is full).  It reads
-        # at most two bytes past a payload (never used; the address wraps).
+        # (the read port's data holds while the unpacker is full), its bytes a
+        # stream (`req_bytes`), through a skid buffer where the block RAM's
+        # clock-to-out is slow (`fetch_stages`: the ECP5's 5.8 ns).  It reads at
+        # most two bytes past a payload, and the slice holds two more (never
+        # used; the address wraps, `rd_start` drops them).
         m.submodules.unpacker = unpacker = CodeUnpacker(max_bits)
         rd_addr = Signal(range(self._max_payload + 2))
         rd_valid = Signal()
@@ -463,17 +469,26 @@ class TrainingCore(wiring.Component):
         rd_base = Signal(range(L.LOAD_HEADER + 1))
         unpack_bits = Signal(range(max_bits + 1))
         rd_advance = Signal()
-        # Byte mode (LOAD_THRESHOLDS): the FSM takes the prefetched bytes
-        # itself (`rd_take`), bypassing the unpacker, whose codes may be
-        # narrower than a byte.
+        # Byte mode (LOAD_THRESHOLDS): the FSM takes the bytes itself
+        # (`rd_take`), bypassing the unpacker, whose codes may be narrower
+        # than a byte.
         rd_bytes = Signal()  # comb: byte mode
-        rd_take = Signal()  # comb: byte mode, the FSM takes `req_r.data`
+        rd_take = Signal()  # comb: byte mode, the FSM takes `req_bytes.payload`
+        fetched = req_bytes = stream.Signature(8).create()
+        if self._request_slice:
+            m.submodules.request_slice = request_slice = SkidBuffer(8)
+            wiring.connect(m, fetched, request_slice.i)
+            m.d.comb += request_slice.clear.eq(rd_start)
+            req_bytes = request_slice.o
         m.d.comb += [
-            rd_advance.eq(~rd_valid | Mux(rd_bytes, rd_take, unpacker.i.ready)),
+            fetched.valid.eq(rd_valid),
+            fetched.payload.eq(req_r.data),
+            rd_advance.eq(~rd_valid | fetched.ready),
+            req_bytes.ready.eq(Mux(rd_bytes, rd_take, unpacker.i.ready)),
             req_r.addr.eq(rd_addr),
             req_r.en.eq(rd_advance),
-            unpacker.i.valid.eq(rd_valid & ~rd_bytes),
-            unpacker.i.payload.eq(req_r.data),
+            unpacker.i.valid.eq(req_bytes.valid & ~rd_bytes),
+            unpacker.i.payload.eq(req_bytes.payload),
             unpacker.bits.eq(unpack_bits),
             unpacker.clear.eq(rd_start),
         ]
@@ -1308,17 +1323,17 @@ class TrainingCore(wiring.Component):
                     m.d.comb += rd_start.eq(1)
                     fsm.goto("THR")
                 with fsm.state("THR"):  # records byte by byte: direction, then int32 LE thresholds
-                    byte = req_r.data
-                    m.d.comb += [rd_bytes.eq(1), rd_active.eq(1), rd_take.eq(rd_valid)]
+                    byte = req_bytes.payload
+                    m.d.comb += [rd_bytes.eq(1), rd_active.eq(1), rd_take.eq(req_bytes.valid)]
                     m.d.comb += [  # (the unit's load is always ready)
                         threshold.load.payload.channel.eq(t_row),
                         threshold.load.payload.index.eq(t_idx),
                         threshold.load.payload.direction.eq(t_direction),
                         threshold.load.payload.threshold.eq(Cat(t_word, byte)),
                     ]
-                    with m.If(rd_valid & t_at_direction):
+                    with m.If(req_bytes.valid & t_at_direction):
                         m.d.sync += [t_direction.eq(byte[0]), t_at_direction.eq(0), t_idx.eq(0), t_byte.eq(0)]
-                    with m.Elif(rd_valid):
+                    with m.Elif(req_bytes.valid):
                         m.d.sync += [t_word.eq(Cat(t_word[8:], byte)), t_byte.eq(t_byte + 1)]
                         with m.If(t_byte == 3):
                             m.d.comb += threshold.load.valid.eq(1)

@@ -47,7 +47,7 @@ class SerialLayer(Layer):
                 for k, (channel, a) in enumerate(flat)]
 
     def outputs(self, acc):
-        """The expected ``o`` beats: ``code``, then ``last``."""
+        """The expected ``o`` payloads: ``code``, then ``last``."""
         codes = self.codes(acc)
         return [code | int(k == len(codes) - 1) << self._config["max_act_bits"] for k, code in enumerate(codes)]
 
@@ -73,11 +73,7 @@ async def random_stream(dut):
         layer = SerialLayer(config, bits, seed + 10 * index)
         # Fewer values at the wide codes, whose values take 2**bits - 1 cycles each.
         positions = -(-config["vectors"] // (len(widths(config)) * channels * max(1, levels(bits) // 8)))
-        acc = layer.accumulators(rng, positions)
-        await loader.send(layer.load_payloads())
-        await transfer(driver, monitor, layer.item_payloads(acc), acc.numel())
-        scoreboard.check(layer.outputs(acc), monitor.received, describe=describe(acc, channels))
-        monitor.received.clear()
+        await layer.run(loader, driver, monitor, scoreboard, layer.accumulators(rng, positions))
     dut._log.info("serial threshold: %d accumulators checked in random_stream", scoreboard.checked)
 
 

@@ -79,6 +79,17 @@ class Layer:
         assert torch.equal(codes, float_path), "sw: thresholds disagree with the float path"
         return codes.reshape(-1).tolist()
 
+    def outputs(self, acc):
+        """The expected ``o`` payloads: the codes."""
+        return self.codes(acc)
+
+    async def run(self, loader, driver, monitor, scoreboard, acc):
+        """Load the layer, stream ``acc`` through, score the outputs and clear them."""
+        await loader.send(self.load_payloads())
+        await transfer(driver, monitor, self.item_payloads(acc), acc.numel())
+        scoreboard.check(self.outputs(acc), monitor.received, describe=describe(acc, self.channels))
+        monitor.received.clear()
+
 
 def describe(acc, channels):
     flat = acc.reshape(-1).tolist()
@@ -99,11 +110,7 @@ async def random_stream(dut):
     for index in range(2):
         layer = Layer(config, seed + 10 * index)
         positions = -(-config["vectors"] // (2 * channels))
-        acc = layer.accumulators(rng, positions)
-        await loader.send(layer.load_payloads())
-        await transfer(driver, monitor, layer.item_payloads(acc), acc.numel())
-        scoreboard.check(layer.codes(acc), monitor.received, describe=describe(acc, channels))
-        monitor.received.clear()
+        await layer.run(loader, driver, monitor, scoreboard, layer.accumulators(rng, positions))
     dut._log.info("threshold: %d accumulators checked in random_stream", scoreboard.checked)
 
 

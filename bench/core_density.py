@@ -91,6 +91,13 @@ SESSION = "session"  # PING, RESET: once per link session
 #: (and so the recorded RUNs) never depend on them.
 TIMING_ONLY = ("pe", "simd")
 QUICK_BATCHES = 2
+#: Array shapes weighed on the recorded epoch by the exact cycle model alone (``run_cycles``,
+#: no build) over the ULX3S's preset: ``(pe, vectors, simd, drains)``, each with a register
+#: on every popcount level.  The digits net's products are short (16 to 1,024 columns) and
+#: small (16 to 64 rows), and a wide ``simd`` pads them.
+ARRAY_SHAPES = ((8, 4, 128, 8), (8, 8, 128, 8), (16, 4, 128, 8), (8, 8, 64, 8), (8, 16, 32, 8),
+                (8, 32, 32, 8), (8, 32, 16, 8), (16, 16, 16, 16))
+SWEPT_CONFIG = "ulx3s"
 
 
 @dataclass(frozen=True)
@@ -440,6 +447,29 @@ def _shapes(runs: list[dict], core) -> list[dict]:
     return out
 
 
+def shape_sweep(recording: dict, base_params: dict, shapes=ARRAY_SHAPES, make_core=None) -> list[dict]:
+    """The epoch's training products (:func:`tally`) on the array of ``base_params`` (the
+    built one, first) and each other shape of ``shapes`` (``(pe, vectors, simd, drains)``
+    over ``base_params``, ``popcount_stages`` one per level of a ``simd``-bit tree): ops
+    per cycle, compute cycles, useful / issued.  ``make_core(**params)`` makes the core
+    (default :class:`hw.core.TrainingCore`)."""
+    if make_core is None:
+        from hw.core import TrainingCore as make_core
+    runs = [r for r in epoch_runs(recording) if r["product"] in PRODUCTS]
+    keys = ("pe", "vectors", "simd", "drains")
+    built = tuple(base_params.get(k, 1) for k in keys)
+    variants = [base_params] + [{**base_params, **dict(zip(keys, shape)), "popcount_stages": (shape[2] - 1).bit_length()}
+                                for shape in shapes if tuple(shape) != built]
+    out = []
+    for params in variants:
+        core = make_core(**params)
+        total = tally(runs, core)["total"]
+        out.append({**{k: params.get(k, 1) for k in keys}, "built": params is base_params,
+                    "ops_per_cycle": ops_per_cycle(core), "cycles": total["cycles"],
+                    "utilisation": total["utilisation"]})
+    return out
+
+
 # --------------------------------------------------------------------------- builds and the host baseline
 
 def build_report(config: Config, out_dir: Path) -> Path:
@@ -572,6 +602,26 @@ def table(result: dict) -> str:
            "(the host never reads them). " if len(recordings) < len(rows) else "")
         + f"Host: {result['machine']}.",
     ]
+    sweep = result.get("sweep")
+    if sweep:
+        built = sweep["shapes"][0]
+        lines += [
+            "",
+            f"## Array shapes for the {sweep['config']} core, on the same epoch (cycle model only)",
+            "",
+            f"The training products' compute cycles (`run_cycles`) on other arrays over the {sweep['config']} "
+            "preset's parameters, a register on every popcount level; no build (area and Fmax unknown). "
+            "A wide `simd` pads the digits net's short products (16 to 1,024 columns), and every tile "
+            "pays the array's latency and its drain (`pe * vectors / drains` cycles a row group) once.",
+            "",
+            "| pe x vectors x simd | drains | ops / cycle | training cycles | useful / issued "
+            "| cycles vs the built array |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in sweep["shapes"]:
+            name = f"{r['pe']} x {r['vectors']} x {r['simd']}" + (" (built)" if r["built"] else "")
+            lines.append(f"| {name} | {r['drains']} | {r['ops_per_cycle']:,} | {r['cycles']:,} "
+                         f"| {100 * r['utilisation']:.1f} % | {r['cycles'] / built['cycles']:.2f}x |")
     for index, recording in enumerate(recordings):
         group = [r for r in rows if r["recording"] == index]
         lines += [
@@ -615,8 +665,11 @@ def measure(configs, reports_dir: Path | None, build: bool, batches: int | None,
         core = TrainingCore(**report["core_params"])
         rows.append(dict(summarise(config.name, report, core, recordings[index]), recording=index,
                          note=config.note))
+    swept = [r for r in rows if r["config"] == SWEPT_CONFIG]
+    sweep = ({"config": SWEPT_CONFIG, "shapes": shape_sweep(recordings[swept[0]["recording"]], swept[0]["core_params"])}
+             if swept else None)
     log(f"timing {torch_repeats} host epoch(s) with --backend torch ...")
-    return {"configs": rows, "recordings": recordings, "torch_epoch": torch_epochs(torch_repeats),
+    return {"configs": rows, "recordings": recordings, "sweep": sweep, "torch_epoch": torch_epochs(torch_repeats),
             "reports": {name: _shown(path) for name, path in reports.items()},
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
 

@@ -127,6 +127,47 @@ def test_report_shows_the_hand_computed_figures():
     assert "| backward-weight | 4 x 8 | 6 x 2 | 0 | 1 | 1 | 100.0 % |" in text
 
 
+class ShapedStub:
+    """A core of any array: a RUN takes ``ceil(count / vectors)`` tiles of
+    ``ceil(rows / pe) * ceil(cols / simd) * m_bits * v_bits`` issue cycles and a drain
+    of ``pe * vectors / drains``."""
+    made = []
+
+    def __init__(self, pe, vectors, simd, drains, popcount_stages, **_):
+        self.pe, self.vectors, self.simd, self.drains = pe, vectors, simd, drains
+        self.ops_per_cycle = pe * vectors * simd
+        ShapedStub.made.append((pe, vectors, simd, drains, popcount_stages))
+
+    def run_cycles(self, count, rows, cols, m_bits, v_bits):
+        tile = ceil(rows / self.pe) * ceil(cols / self.simd) * m_bits * v_bits + self.pe * self.vectors // self.drains
+        return ceil(count / self.vectors) * tile
+
+
+def test_shape_sweep_weighs_other_arrays_on_the_recorded_epoch():
+    ShapedStub.made.clear()
+    base = {"pe": 2, "vectors": 1, "simd": 4, "drains": 1, "popcount_stages": 0, "max_rows": 8}
+    sweep = cd.shape_sweep(RECORDING, base, shapes=((1, 2, 8, 1), (2, 1, 4, 1)), make_core=ShapedStub)
+    # The built array first, as built (its own popcount stages), then the others once each,
+    # a register on every level of their popcount (3 for 8 lanes).
+    assert ShapedStub.made == [(2, 1, 4, 1, 0), (1, 2, 8, 1, 3)]
+    built, other = sweep
+    # Built (8 ops a cycle, drain 2): forward 2 x 3 tiles of 3*3*2 + 2 = 120, backward-weight
+    # 2*2*12 + 2 = 50: 170 a batch, 44 * 170 + 20 (the last batch's forward) = 7,500 cycles.
+    assert built == {"pe": 2, "vectors": 1, "simd": 4, "drains": 1, "built": True, "ops_per_cycle": 8,
+                     "cycles": 7500, "utilisation": pytest.approx(43396 / 60000)}
+    # 1 x 2 x 8 (16 ops, drain 2): forward 2 x 2 tiles of 5*2*2 + 2 = 88, backward-weight
+    # 4*1*12 + 2 = 50: 44 * 138 + 22 = 6,094 cycles.
+    assert other == {"pe": 1, "vectors": 2, "simd": 8, "drains": 1, "built": False, "ops_per_cycle": 16,
+                     "cycles": 6094, "utilisation": pytest.approx(43396 / (6094 * 16))}
+    row = dict(cd.summarise("small", REPORT, StubCore(), RECORDING), recording=0)
+    result = {"configs": [row], "recordings": [RECORDING], "command": "python bench/core_density.py",
+              "torch_epoch": {"seconds": [1.5], "median_s": 1.5, "test_acc": 0.5},
+              "reports": {"small": "x.json"}, "machine": "test", "sweep": {"config": "small", "shapes": sweep}}
+    text = cd.table(result)
+    assert "| 2 x 1 x 4 (built) | 1 | 8 | 7,500 | 72.3 % | 1.00x |" in text
+    assert "| 1 x 2 x 8 | 1 | 16 | 6,094 | 44.5 % | 0.81x |" in text
+
+
 def test_recording_client_sees_every_run_the_core_executes():
     client = cd.RecordingClient(LoopbackTransport(CoreModel(max_rows=32, max_cols=256)))
     rng = np.random.default_rng(0)

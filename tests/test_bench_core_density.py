@@ -168,6 +168,20 @@ def test_shape_sweep_weighs_other_arrays_on_the_recorded_epoch():
     assert "| 1 x 2 x 8 | 1 | 16 | 6,094 | 44.5 % | 0.81x |" in text
 
 
+def test_report_marks_a_build_that_failed_timing():
+    failed = dict(REPORT, clocks=[{"name": "cd_sync.clk", "fmax_mhz": 10.0, "constraint_mhz": 12.0, "met": False}],
+                  timing_met=False)
+    row = dict(cd.summarise("small", failed, StubCore(), RECORDING), recording=0)
+    result = {"configs": [row], "recordings": [RECORDING], "command": "python bench/core_density.py",
+              "torch_epoch": {"seconds": [1.5], "median_s": 1.5, "test_acc": 0.5},
+              "reports": {"small": "x.json"}, "machine": "test"}
+    text = cd.table(result)
+    assert "| 10.0 MHz (12, timing failed) |" in text
+    assert "| small | 6,882 | 8 | 0.7 ms | 0.6 ms (12 MHz, timing failed) |" in text
+    assert "timing failed" not in cd.table(dict(result, configs=[dict(cd.summarise("small", REPORT, StubCore(),
+                                                                                  RECORDING), recording=0)]))
+
+
 def test_recording_client_sees_every_run_the_core_executes():
     client = cd.RecordingClient(LoopbackTransport(CoreModel(max_rows=32, max_cols=256)))
     rng = np.random.default_rng(0)

@@ -462,8 +462,9 @@ def shape_sweep(recording: dict, base_params: dict, shapes=ARRAY_SHAPES, make_co
     runs = [r for r in epoch_runs(recording) if r["product"] in PRODUCTS]
     keys = ("pe", "vectors", "simd", "drains")
     built = tuple(base_params.get(k, 1) for k in keys)
-    variants = [base_params] + [{**base_params, **dict(zip(keys, shape)), "popcount_stages": (shape[2] - 1).bit_length()}
-                                for shape in shapes if tuple(shape) != built]
+    variants = [base_params] + [
+        {**base_params, **dict(zip(keys, shape)), "popcount_stages": (shape[2] - 1).bit_length()}
+        for shape in shapes if tuple(shape) != built]
     out = []
     for params in variants:
         core = make_core(**params)
@@ -677,8 +678,10 @@ def measure(configs, reports_dir: Path | None, build: bool, batches: int | None,
         rows.append(dict(summarise(config.name, report, core, recordings[index]), recording=index,
                          note=config.note))
     swept = [r for r in rows if r["config"] == SWEPT_CONFIG]
-    sweep = ({"config": SWEPT_CONFIG, "shapes": shape_sweep(recordings[swept[0]["recording"]], swept[0]["core_params"])}
-             if swept else None)
+    sweep = None
+    if swept:
+        sweep = {"config": SWEPT_CONFIG,
+                 "shapes": shape_sweep(recordings[swept[0]["recording"]], swept[0]["core_params"])}
     log(f"timing {torch_repeats} host epoch(s) with --backend torch ...")
     return {"configs": rows, "recordings": recordings, "sweep": sweep, "torch_epoch": torch_epochs(torch_repeats),
             "reports": {name: _shown(path) for name, path in reports.items()},

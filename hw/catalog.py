@@ -321,7 +321,10 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
                  **_array_params(GemmEngine),
                  "matrix_memory": Param(str, _default(GemmEngine, "matrix_memory"),
                                         "matrix planes in block RAM or single-port RAM (iCE40 UltraPlus SPRAM; "
-                                        "pe*simd <= 64)", MEMORIES)},
+                                        "pe*simd <= 64)", MEMORIES),
+                 "result_stages": _int(_default(GemmEngine, "result_stages"),
+                                       "registers after the result banks' reads (one more cycle of result latency)",
+                                       0, 1)},
              _ARRAY_SHORTHANDS, bits_widest=True),
     UnitSpec("threshold", "threshold activation unit (BN + clip + quantize)", _threshold, {
         "act_bits": _int(2, "activation code bits A", 1, MAX_CODE_BITS),

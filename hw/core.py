@@ -84,19 +84,21 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * v_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
-                 reply    2 + width cycles per value (its read, its width bytes, the next);
-                          3 + width with batch sums, whose shift register the value
-                          leaves from (HOLD: no multiplexer after the block RAM)
-                 packed:  3 + (its whole bytes) per value (its read, into the stream, its
-                          bytes, the next), one more with batch sums (HOLD)
-                 activated: instead, 2 + (values - 1) * (2**A - 1) per tile (the stream's
-                     first read, then its values into the SerialThresholdUnit, one
-                     every 2**A - 1 cycles, the last one's compares overlapping the
-                     next tile), and 2**A - 1 + SerialThresholdUnit.latency after the
-                     last tile (the packed codes leave meanwhile)
+                 reply    2 + r + width cycles per value (its read, r = result_stages
+                          more, its width bytes, the next); 3 + r + width with batch
+                          sums, whose shift register the value leaves from (HOLD: no
+                          multiplexer after the block RAM)
+                 packed:  3 + r + (its whole bytes) per value (its read, into the
+                          stream, its bytes, the next), one more with batch sums (HOLD)
+                 activated: instead, 2 + r + (values - 1) * (2**A - 1) per tile (the
+                     stream's first read and r more, then its values into the
+                     SerialThresholdUnit, one every 2**A - 1 cycles, the last one's
+                     compares overlapping the next tile), and 2**A - 1 +
+                     SerialThresholdUnit.latency after the last tile (the packed
+                     codes leave meanwhile)
                  ACCUMULATE: instead, 1 per value into the batch sums (a stream out
-                     of the result memory), 2 more per tile, then BatchSum.latency
-                     before the reply
+                     of the result memory), 2 + r more per tile, then
+                     BatchSum.latency before the reply
     READ_SUMS:   BatchSum.read_latency + 1 + width = 3 + width cycles per sum (its read, its
                  register, its bytes); width 0: 4 + SumToFloat.latency + 4 (its read, its
                  register, the unit, its bytes)
@@ -253,8 +255,9 @@ class TrainingCore(wiring.Component):
         Pipeline registers in each popcount tree (Fmax against latency), the
         tree's architecture (:data:`hw.popcount.ARCHS`: ``"packed"`` is the
         smallest on ECP5), registers after the plane buffers' reads (and, if
-        any, one after the threshold unit's, its ``read_stages``, and a skid
-        buffer after the request buffer's: a cycle more for each request) and the
+        any, one after the threshold unit's, its ``read_stages``, one after the
+        result banks', :attr:`result_stages`, and a skid buffer after the
+        request buffer's: a cycle more for each request) and the
         chains a row group's sums leave through (a divisor of ``pe``; each
         chain has its own signed correction and results bank)
         (:class:`hw.mac_array.MacArray`, :class:`hw.gemm.GemmEngine`).
@@ -361,9 +364,10 @@ class TrainingCore(wiring.Component):
                                                                   note="0: not a UART core"))
         self._gemm = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=max_bits, max_rows=max_rows,
                                 max_cols=max_cols, popcount_stages=popcount_stages, popcount_arch=popcount_arch,
-                                fetch_stages=fetch_stages, drains=drains, matrix_memory=matrix_memory)
-        # A register after the threshold memory's and the request buffer's reads where the
-        # plane buffers' reads have one.
+                                fetch_stages=fetch_stages, drains=drains, matrix_memory=matrix_memory,
+                                result_stages=min(fetch_stages, 1))
+        # A register after the threshold memory's, the result banks' and the request buffer's
+        # reads where the plane buffers' reads have one.
         self._threshold = (SerialThresholdUnit(max_act_bits, max_rows, read_stages=min(fetch_stages, 1))
                            if max_act_bits else None)
         self._request_slice = fetch_stages > 0
@@ -390,6 +394,15 @@ class TrainingCore(wiring.Component):
     vectors = property(lambda self: self._vectors, doc="Vectors of a tile (each matrix word meets them all).")
     ops_per_cycle = property(lambda self: self._gemm.ops_per_cycle,
                              doc="AND+popcount bit pairs per compute cycle, ``pe * vectors * simd``.")
+    result_stages = property(lambda self: self._gemm.result_stages,
+                             doc="Registers after the result banks' reads, ``min(fetch_stages, 1)``: a cycle "
+                                 "more per value a reply reads, and per tile a stream reads.")
+    request_stages = property(lambda self: int(self._request_slice),
+                              doc="Skid buffers after the request buffer's read, ``min(fetch_stages, 1)``: "
+                                  "a cycle more per request.")
+    activation_latency = property(lambda self: self._threshold.latency if self._threshold else 0,
+                                  doc="The threshold unit's latency, from a value's last threshold read "
+                                      "to its code (:attr:`hw.serial_threshold.SerialThresholdUnit.latency`).")
 
     @property
     def memories(self) -> dict:
@@ -897,9 +910,10 @@ class TrainingCore(wiring.Component):
         e_last_byte = Signal(range(widest))  # e_width - 1
         m.d.sync += e_last_byte.eq(e_width - 1)
         v_act = Signal()  # this RUN is activated
-        # SUM_STREAM, ACT_STREAM (stream_tile): `gemm.result` shows a value not yet taken,
-        # and the tile has values not yet read.
-        t_pending = Signal()
+        # SUM_STREAM, ACT_STREAM (stream_tile): the result reads in flight, one bit a stage
+        # (the top one: `gemm.result` shows a value not yet taken), and the tile has values
+        # not yet read.
+        t_flight = Signal(gemm.result_latency)
         t_more = Signal()
         v_sum = Signal()  # this RUN is an ACCUMULATE: its values go into the batch sums
         v_read = Signal()  # a READ_SUMS: sums follow the width byte
@@ -991,26 +1005,35 @@ class TrainingCore(wiring.Component):
             m.d.sync += [r_status.eq(status), r_kind.eq(kind), r_detail.eq(detail), r_len.eq(size),
                          msg_index.eq(0), msg_ahead.eq(1), msg_byte.eq(status), msg_last.eq(3 + size)]
 
-        def stream_tile(sink, after, read=()):
+        def stream_tile(sink, after, tags=()):
             # The tile's values out of the result memory into `sink`: the value read in
-            # one cycle is offered the next (`t_pending`); the read advances while the
-            # offered value is taken, and holds (result_en low) while it is not.  `read`
-            # (sync statements) runs as each value is read.  The tile's last value taken,
-            # the next tile starts, or, after the last tile, state `after`.
+            # one cycle is offered `gemm.result_latency` cycles later (`t_flight`); the reads
+            # advance while the offered value is taken, and hold (result_en low) while it is
+            # not.  `tags`, (signal, value) pairs, go with each value: `value` as it is read,
+            # in `signal` while it is offered.  The tile's last value taken, the next tile
+            # starts, or, after the last tile, state `after`.
             take = Signal()
-            m.d.comb += [sink.valid.eq(t_pending), take.eq(~t_pending | sink.ready), gemm.result_en.eq(take)]
+            offered = t_flight[-1]
+            in_flight = t_flight[:-1].any()  # reads on their way to `gemm.result` behind it
+            m.d.comb += [sink.valid.eq(offered), take.eq(~offered | sink.ready), gemm.result_en.eq(take)]
             with m.If(take):
-                m.d.sync += t_pending.eq(t_more)
+                m.d.sync += t_flight.eq(Cat(t_more, t_flight[:-1]))
+                for signal, value in tags:
+                    for stage in range(gemm.result_latency - 1):
+                        read = Signal.like(signal, name=f"{signal.name}_read{stage}")
+                        m.d.sync += read.eq(value)
+                        value = read
+                    m.d.sync += signal.eq(value)
                 with m.If(t_more):  # value (e_slot, e_row) is read now: on to the next
-                    m.d.sync += [t_more.eq(~(last_row & last_slot)), *read]
+                    m.d.sync += t_more.eq(~(last_row & last_slot))
                     with m.If(~last_row):
                         m.d.sync += next_row()
                     with m.Else():
                         m.d.sync += next_slot()
-                with m.Elif(~last_tile):  # the tile's last value is taken now
+                with m.Elif(~in_flight & ~last_tile):  # the tile's last value taken now
                     m.d.sync += v_left.eq(v_rest)
                     fsm.goto("TILE")
-                with m.Else():
+                with m.Elif(~in_flight):
                     fsm.goto(after)
 
         def error(status, detail=L.Detail.NONE):
@@ -1420,20 +1443,32 @@ class TrainingCore(wiring.Component):
                 with m.If(gemm.done):
                     m.d.sync += first_value()
                     fsm.goto("READ")
+            def value_read():  # the value read shows on `gemm.result` the next cycle
+                if packed:
+                    with m.If(v_packed):
+                        fsm.goto("HOLD" if sums else "PACK")
+                    with m.Else():
+                        fsm.goto("HOLD" if sums else "EMIT")
+                else:
+                    fsm.goto("HOLD" if sums else "EMIT")
+
             with fsm.state("READ"):  # the value (e_slot, e_row) is read
                 m.d.sync += e_byte.eq(0)
-                m.d.sync += [t_pending.eq(0), t_more.eq(1)]
+                m.d.sync += [t_flight.eq(0), t_more.eq(1)]
                 with m.If(v_act):
                     if act_bits:
                         fsm.goto("ACT_STREAM")
                 with m.Elif(v_sum):
                     if sums:
                         fsm.goto("SUM_STREAM")
-                if packed:
-                    with m.Elif(v_packed):
-                        fsm.goto("HOLD" if sums else "PACK")
                 with m.Else():
-                    fsm.goto("HOLD" if sums else "EMIT")
+                    if gemm.result_stages:
+                        fsm.goto("READ_STAGE")
+                    else:
+                        value_read()
+            if gemm.result_stages:
+                with fsm.state("READ_STAGE"):  # ... and passes the result stage
+                    value_read()
             if sums:
                 with fsm.state("HOLD"):  # ... and registered in the sums' shift register
                     m.d.sync += s_word.eq(result)
@@ -1470,7 +1505,7 @@ class TrainingCore(wiring.Component):
                 with fsm.state("ACT_STREAM"):  # the tile's values into the threshold unit
                     # The codes reach the packer (and the reply) on their own; after
                     # the last tile, DONE waits for the packer's last byte.
-                    stream_tile(threshold.i, "DONE", [a_row.eq(e_row), a_last.eq(last_row & last_slot & last_tile)])
+                    stream_tile(threshold.i, "DONE", [(a_row, e_row), (a_last, last_row & last_slot & last_tile)])
             with fsm.state("EMIT"):  # the value's e_width bytes, two's complement LE
                 m.d.comb += [
                     body.valid.eq(1),
@@ -1497,7 +1532,7 @@ class TrainingCore(wiring.Component):
                     fsm.goto("DONE")
             if sums:
                 with fsm.state("SUM_STREAM"):  # the tile's values into their sums, one a cycle
-                    with m.If(t_pending & batch_sum.i.ready):
+                    with m.If(t_flight[-1] & batch_sum.i.ready):
                         m.d.sync += s_addr.eq(s_addr + 1)
                     stream_tile(batch_sum.i, "SUM_WAIT")
                 with fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply

@@ -30,8 +30,11 @@ read.
 
 Latency and throughput: ``done`` comes :meth:`GemmEngine.tile_cycles` ``=
 MacArray.tile_cycles(ceil(rows / pe), ceil(cols / simd), m_bits, v_bits) +
-SignedCorrection.latency + 1`` cycles after ``start``; ``result`` one cycle
-after ``result_addr``.
+SignedCorrection.latency + 1`` cycles after ``start``; ``result``
+:attr:`GemmEngine.result_latency` ``= 1 + result_stages`` cycles after
+``result_addr`` (``result_stages``: a register after each bank's read, where a
+block RAM's clock-to-out is slow, such as the ECP5's 5.8 ns; the banks are
+selected after it).
 
 Ports
 -----
@@ -48,9 +51,9 @@ start : ``In(1)``, done : ``Out(1)``
     after the cycle ``start`` was.
 result_addr : ``In``, result_en : ``In(1, init=1)``, result : ``Out(signed(32))``
     The value at ``result_addr = Cat(row, slot)`` (``row_bits`` + slot bits),
-    one cycle after an address with ``result_en`` high; while ``result_en``
-    is low, ``result`` holds (a stream of values, one read a cycle, stalls
-    without losing the value it shows).
+    ``result_latency`` cycles with ``result_en`` high after the one that
+    showed the address; ``result_en`` low holds the whole read pipeline (a
+    stream of values, one read a cycle, stalls without losing a value).
 """
 
 import operator
@@ -84,6 +87,9 @@ class GemmEngine(wiring.Component):
     popcount_stages, popcount_arch, fetch_stages, drains :
         Of the array (:class:`hw.mac_array.MacArray`); ``drains`` chains, a
         divisor of ``pe``, each with its own correction and results bank.
+    result_stages : int
+        Registers after the results banks' reads, ``0`` or ``1``: one more
+        cycle of :attr:`result_latency`.
     matrix_memory : str
         Where the matrix planes live: ``"block"`` (a block RAM bank per PE
         row) or ``"spram"`` (one single-port RAM, :class:`hw.spram.SinglePortRAM`:
@@ -98,7 +104,8 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, *, pe: int, vectors: int = 1, simd: int, max_bits: int, max_rows: int, max_cols: int,
                  popcount_stages: int = 0, popcount_arch: str = "chain", fetch_stages: int = 0, drains: int = 1,
-                 matrix_memory: str = "block"):
+                 matrix_memory: str = "block", result_stages: int = 0):
+        self._result_stages = check_int("result_stages", result_stages, 0, 1)
         self._max_rows = check_int("max_rows", max_rows, 1)
         self._max_cols = check_int("max_cols", max_cols, 1)
         self._matrix_memory = check_choice("matrix_memory", matrix_memory, MEMORIES)
@@ -150,6 +157,13 @@ class GemmEngine(wiring.Component):
     drains = property(lambda self: self.array.drains)
     ops_per_cycle = property(lambda self: self.array.ops_per_cycle)
     matrix_memory = property(lambda self: self._matrix_memory)
+    result_stages = property(lambda self: self._result_stages)
+
+    @property
+    def result_latency(self) -> int:
+        """Cycles (with ``result_en`` high) from a ``result_addr`` to its value on ``result``:
+        the bank's read and ``result_stages`` registers."""
+        return 1 + self._result_stages
 
     def result_address(self, slot: int, row: int) -> int:
         """``result_addr`` of a value."""
@@ -279,11 +293,17 @@ class GemmEngine(wiring.Component):
         row, slot = self.result_addr[:self._row_bits], self.result_addr[self._row_bits:]
         read_addr = Signal(len(bank_addr(row, slot)))
         m.d.comb += read_addr.eq(bank_addr(row, slot))
-        # The bank read, registered as its data is, one-hot: the banks' data meet in an AND-OR
-        # (two LUT levels for eight banks, where a binary index's multiplexer took four).
-        chain = Signal(self.drains, init=1)
-        with m.If(self.result_en):
-            m.d.sync += chain.eq(1 << self._split(row)[0])
+        # The bank read, registered as its data is, one-hot, then through `result_stages`
+        # registers beside each bank's: the banks' data meet in an AND-OR after them (two LUT
+        # levels for eight banks, where a binary index's multiplexer took four).  `result_en`
+        # low holds every stage.
+        def stage(value, shape, name, init=0):
+            held = Signal(shape, name=name, init=init)
+            with m.If(self.result_en):
+                m.d.sync += held.eq(value)
+            return held
+
+        chain = stage(1 << self._split(row)[0], self.drains, "chain", init=1)
         reads = []
         for c, correction in enumerate(corrections):
             results = m.submodules[f"results{c}" if c else "results"] = Memory(
@@ -298,7 +318,12 @@ class GemmEngine(wiring.Component):
                 write.en.eq(correction.o.valid & (out.row < self.rows)),
                 read.addr.eq(read_addr),
             ]
-            reads.append(read.data)
+            value = read.data
+            for i in range(self._result_stages):
+                value = stage(value, signed(32), f"result{c}_stage{i}")
+            reads.append(value)
+        for i in range(self._result_stages):
+            chain = stage(chain, self.drains, f"chain_stage{i}", init=1)
         m.d.comb += self.result.eq(reduce(operator.or_, (Mux(chain[c], read, 0) for c, read in enumerate(reads)))
                                    if self.drains > 1 else reads[0])
         # Every chain ends its tile in the same cycle.

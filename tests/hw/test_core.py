@@ -21,7 +21,6 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from hw.core import CORE_DEFAULTS, TrainingCore, UARTCore, bit_length
-from hw.serial_threshold import SerialThresholdUnit
 from hw.uart import UARTReceiver, UARTTransmitter
 from sim.amaranth_sim import stream_get, stream_put_all
 from sim.core_transport import AmaranthCoreTransport
@@ -191,25 +190,35 @@ def test_multi_frame_load_and_reload():
     check(script, seed=3)
 
 
+#: The cycle counts' cores: SMALL, and SMALL with registers after its block RAMs' reads (the
+#: result banks' among them: ``result_stages`` 1).
+TIMED = {"small": SMALL, "staged": dict(SMALL, fetch_stages=1)}
+
+
+@pytest.mark.parametrize("core", TIMED)
 @pytest.mark.parametrize("m_bits, v_bits, count, cols", [(4, 3, 2, 12), (8, 8, 1, 12), (2, 5, 2, 7)])
-def test_full_rate_run_cycles(m_bits, v_bits, count, cols):
+def test_full_rate_run_cycles(m_bits, v_bits, count, cols, core):
     """No gaps, no stalls: a RUN exchange takes its request bytes, the
     unpacking (``1 + v_bits / 8`` cycles per code, ``v_bits`` per fold
-    to write its planes), the compute (``run_cycles``), the reply (``width + 2``
-    cycles per value: its read, its ``width`` bytes, the next) and a few cycles
-    of handshakes."""
+    to write its planes), the compute (``run_cycles``), the reply (``width + 2 +
+    result_stages`` cycles per value: its read and result stages, its ``width``
+    bytes, the next) and a few cycles of handshakes."""
+    params = TIMED[core]
     rng = np.random.default_rng(9)
     load = load_frames(codes(rng, m_bits, (6, cols)), m_bits, True)
     run = run_frame(codes(rng, v_bits, (count, cols)), v_bits, False)
-    _, load_cycles = check(load, gap=0, stall=0)
-    _, cycles = check(load + [run], gap=0, stall=0)
+    _, load_cycles = check(load, params, gap=0, stall=0)
+    _, cycles = check(load + [run], params, gap=0, stall=0)
     with unelaborated():
-        compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, m_bits, v_bits)
+        dut = TrainingCore(**params)
+        compute, stages, request = dut.run_cycles(count, 6, cols, m_bits, v_bits), dut.result_stages, dut.request_stages
+        del dut
+    assert stages == request == params.get("fetch_stages", 0)
     unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SMALL["simd"]) * v_bits)
     width = P.accumulator_width(cols, m_bits, v_bits)
-    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + (width + 2) * count * 6
+    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + (width + 2 + stages) * count * 6
     tiles = 3 * count  # states TILE and START of each one-vector tile, and VECTOR's first cycle
-    rest = cycles - load_cycles - len(run) - unpack - compute - reply - tiles
+    rest = cycles - load_cycles - len(run) - request - unpack - compute - reply - tiles
     # The code slice (a skid buffer) lets the unpacker run up to two codes
     # ahead while a fold's planes are written.
     ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + v_bits / 8)
@@ -435,29 +444,34 @@ def test_thresholds_forgotten():
     assert [r.payload[1] for r in P.FrameDecoder().feed(got[-1]) if r.code] == [P.Detail.NO_MATRIX]
 
 
+@pytest.mark.parametrize("core", TIMED)
 @pytest.mark.parametrize("a_bits, count, cols", [(3, 3, 12), (1, 5, 7), (2, 2, 12)])
-def test_full_rate_activated_run_cycles(a_bits, count, cols):
+def test_full_rate_activated_run_cycles(a_bits, count, cols, core):
     """No gaps, no stalls: an activated RUN takes its request bytes, the
     unpacking, the compute (``run_cycles``), the activation (per tile its READ,
-    the stream's first read and its values into the threshold unit, one every
+    the stream's first read and result stages, its values into the threshold unit, one every
     ``n_a = 2**A - 1`` cycles, the last one's compares overlapping the next
     tile; after the last tile, that value's ``n_a`` and the unit's latency) and
     only the reply's first bytes and last bytes on top (the packed codes leave
     meanwhile)."""
+    params = TIMED[core]
     rng = np.random.default_rng(24)
     t = np.sort(rng.integers(-200, 200, size=(6, (1 << a_bits) - 1)), axis=1)
     setup = load_frames(codes(rng, 4, (6, cols)), 4, True) + threshold_frames(t, np.ones(6, dtype=np.int64), a_bits)
     run = act_run_frame(codes(rng, 3, (count, cols)), 3, False)
-    _, setup_cycles = check(setup, gap=0, stall=0)
-    _, cycles = check(setup + [run], gap=0, stall=0)
+    _, setup_cycles = check(setup, params, gap=0, stall=0)
+    _, cycles = check(setup + [run], params, gap=0, stall=0)
     with unelaborated():
-        compute = TrainingCore(**SMALL).run_cycles(count, 6, cols, 4, 3)
-        latency = SerialThresholdUnit(a_bits, 6, read_stages=min(SMALL.get("fetch_stages", 0), 1)).latency
+        dut = TrainingCore(**params)
+        compute, stages, latency = dut.run_cycles(count, 6, cols, 4, 3), dut.result_stages, dut.activation_latency
+        request = dut.request_stages
+        del dut
     unpack = count * (cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * 3)
     n_a = (1 << a_bits) - 1
-    activation = count * (2 + (6 - 1) * n_a) + n_a + latency
+    activation = count * (2 + stages + (6 - 1) * n_a) + n_a + latency
     tiles = 4 * count  # states TILE, START and READ of each one-vector tile, and VECTOR's first cycle
-    rest = cycles - setup_cycles - len(run) - unpack - compute - activation - tiles - P.HEADER_SIZE - P.CRC_SIZE
+    rest = (cycles - setup_cycles - len(run) - request - unpack - compute - activation - tiles - P.HEADER_SIZE
+            - P.CRC_SIZE)
     ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + 3 / 8)  # the code slice runs ahead (above)
     # On top: handshakes and, at 1 bit (a code a cycle), the packer's byte cycle per 8 codes.
     assert -ahead <= rest <= 3 + (count * 6 // 8 if n_a == 1 else 0), rest
@@ -701,27 +715,35 @@ def test_batch_sums_over_multi_vector_tiles(params):
     check(script, params, seed=params["vectors"])
 
 
+@pytest.mark.parametrize("staged", [False, True])
 @pytest.mark.parametrize("rows, count", [(6, 4), (5, 3)])
-def test_full_rate_accumulate_cycles(rows, count):
+def test_full_rate_accumulate_cycles(rows, count, staged):
     """No gaps, no stalls: an ACCUMULATE exchange takes its request bytes, the unpacking
     (as a RUN's), the compute (``run_cycles``), its values into the batch sums at **one a
     cycle** (a stream out of the result memory), :attr:`hw.batch_sum.BatchSum.latency`
-    and the empty reply, plus a few cycles per tile and of handshakes."""
+    and the empty reply, plus a few cycles per tile and of handshakes; with registers after the
+    block RAMs' reads (``fetch_stages``), ``result_stages`` more per tile."""
     from hw.batch_sum import BatchSum
 
+    params = dict(SUMS, fetch_stages=1) if staged else SUMS
     rng = np.random.default_rng(rows)
     cols, m_bits, v_bits = 12, 3, 2
     load = load_frames(codes(rng, m_bits, (rows, cols)), m_bits, True, max_payload=SUMS["max_payload"])
     (acc,) = accumulate_frames(codes(rng, v_bits, (count, cols)), v_bits, False, slot=1, mantissa=12345,
                                shift=40, first=True, rows=rows)
-    _, load_cycles = check(load, SUMS, gap=0, stall=0)
-    _, cycles = check(load + [acc], SUMS, gap=0, stall=0)
+    _, load_cycles = check(load, params, gap=0, stall=0)
+    _, cycles = check(load + [acc], params, gap=0, stall=0)
     with unelaborated():
-        compute = TrainingCore(**SUMS).run_cycles(count, rows, cols, m_bits, v_bits)
+        dut = TrainingCore(**params)
+        compute = dut.run_cycles(count, rows, cols, m_bits, v_bits)
+        stages, request = dut.result_stages, dut.request_stages
+        del dut
+    assert stages == request == int(staged)
     unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SUMS["simd"]) * v_bits)
     values = count * rows
-    tiles = 5 * count  # TILE, VECTOR's first, START, READ and the stream's first read, per one-vector tile
-    rest = cycles - load_cycles - len(acc) - unpack - compute - values - tiles - BatchSum.latency - P.OVERHEAD
+    # TILE, VECTOR's first, START, READ, the stream's first read and its result stages, per one-vector tile
+    tiles = (5 + stages) * count
+    rest = cycles - load_cycles - len(acc) - request - unpack - compute - values - tiles - BatchSum.latency - P.OVERHEAD
     ahead = count * ceil(cols / SUMS["simd"]) * 2 * (1 + v_bits / 8)
     assert -ahead <= rest <= 5, rest
 

@@ -43,7 +43,7 @@ def run_gemm(dut, matrix, m_bits, m_signed, vectors, v_bits, v_signed, *, frames
             for slot in range(len(tile)):
                 for row in range(rows):
                     ctx.set(dut.result_addr, dut.result_address(slot, row))
-                    await ctx.tick()
+                    await ctx.tick().repeat(dut.result_latency)
                     out[t0 + slot, row] = ctx.get(dut.result)
 
     simulate(dut, testbench, deadline=None)
@@ -76,10 +76,10 @@ async def _compute_tile(ctx, dut, tile) -> int:
 #: result address split by slices) or not (by division), rows per chain one or not.
 ARRAYS = [(1, 1, 1, 1), (2, 3, 4, 1), (4, 2, 8, 1), (3, 1, 5, 1),
           (2, 3, 4, 2), (4, 2, 8, 2), (4, 1, 3, 4), (6, 1, 3, 3), (6, 2, 2, 2)]
-#: Pipelining of the array: (popcount stages, fetch stages), per array above.
-STAGES = {(1, 1, 1, 1): (0, 0), (2, 3, 4, 1): (1, 1), (4, 2, 8, 1): (2, 2), (3, 1, 5, 1): (0, 1),
-          (2, 3, 4, 2): (1, 1), (4, 2, 8, 2): (2, 2), (4, 1, 3, 4): (0, 0), (6, 1, 3, 3): (0, 1),
-          (6, 2, 2, 2): (1, 0)}
+#: Pipelining: (popcount stages, fetch stages, result stages), per array above.
+STAGES = {(1, 1, 1, 1): (0, 0, 0), (2, 3, 4, 1): (1, 1, 1), (4, 2, 8, 1): (2, 2, 0), (3, 1, 5, 1): (0, 1, 1),
+          (2, 3, 4, 2): (1, 1, 1), (4, 2, 8, 2): (2, 2, 1), (4, 1, 3, 4): (0, 0, 1), (6, 1, 3, 3): (0, 1, 0),
+          (6, 2, 2, 2): (1, 0, 1)}
 READINGS = [(1, True, 2, False), (2, False, 3, True), (3, True, 1, True), (1, False, 1, False)]
 
 
@@ -102,9 +102,10 @@ def test_gemm_matches_signed_matmul_and_cycle_model(pe, vectors, simd, drains, m
     every value read back through ``result_addr`` (each drain chain's bank)."""
     rng = np.random.default_rng(pe * 100 + simd * 10 + m_bits + v_bits + drains * 1000)
     rows, cols, count = 7, 11, 5
-    popcount_stages, fetch_stages = STAGES[pe, vectors, simd, drains]
+    popcount_stages, fetch_stages, result_stages = STAGES[pe, vectors, simd, drains]
     dut = GemmEngine(pe=pe, vectors=vectors, simd=simd, max_bits=8, max_rows=9, max_cols=13,
-                     popcount_stages=popcount_stages, fetch_stages=fetch_stages, drains=drains)
+                     popcount_stages=popcount_stages, fetch_stages=fetch_stages, drains=drains,
+                     result_stages=result_stages)
     check_products(dut, rng, rows, cols, count, m_bits, m_signed, v_bits, v_signed)
 
 
@@ -125,22 +126,31 @@ def test_drains_shorten_a_short_tile():
     assert cycles[1] - cycles[8] == 3 * (16 - 4) + (16 - 2)
 
 
+#: What ``result`` shows after each step of :func:`test_result_holds_while_result_en_is_low`, by
+#: hand, per ``result_stages``: the value of the address shown ``result_latency`` enabled steps
+#: back (before the first, with two stages, nothing yet).
+HELD = {0: [(0, 1), (1, 6), (1, 6), (1, 2), (1, 2), (1, 0), (0, 5)],
+        1: [None, (0, 1), (0, 1), (1, 6), (1, 6), (1, 2), (1, 0)]}
+
+
 @pytest.mark.parametrize("drains", [1, 2])
-def test_result_holds_while_result_en_is_low(drains):
-    """``result_en`` low holds ``result`` (the bank's read and the chain it is taken from),
-    whatever ``result_addr`` shows meanwhile: a stream of values out of the result memory
-    (the core's ACCUMULATE) stalls without losing the value it offers."""
+@pytest.mark.parametrize("result_stages", [0, 1])
+def test_result_holds_while_result_en_is_low(drains, result_stages):
+    """``result_en`` low holds ``result`` (the bank's read, the result stages and the chain it is
+    taken from), whatever ``result_addr`` shows meanwhile: a stream of values out of the result
+    memory (the core's ACCUMULATE) stalls without losing a value it has read."""
     rng = np.random.default_rng(drains)
     matrix, vectors = rng.integers(0, 4, (8, 5)), rng.integers(0, 4, (2, 5))
     want = signed_matmul(vectors, levels(2), 2, matrix, levels(2), 2)
-    dut = GemmEngine(pe=4, vectors=2, simd=8, max_bits=2, max_rows=8, max_cols=8, drains=drains)
+    dut = GemmEngine(pe=4, vectors=2, simd=8, max_bits=2, max_rows=8, max_cols=8, drains=drains,
+                     result_stages=result_stages)
     seen = []
 
     async def testbench(ctx):
         await _load_matrix(ctx, dut, matrix, 2, True, 2, True)
         await _compute_tile(ctx, dut, vectors)
         # (slot, row) pairs whose rows lie in other chains when drains > 1
-        steps = [((0, 1), 1), ((1, 6), 0), ((0, 3), 0), ((1, 2), 1), ((0, 7), 0), ((1, 0), 1)]
+        steps = [((0, 1), 1), ((1, 6), 1), ((0, 3), 0), ((1, 2), 1), ((0, 7), 0), ((1, 0), 1), ((0, 5), 1)]
         for (slot, row), en in steps:
             ctx.set(dut.result_addr, dut.result_address(slot, row))
             ctx.set(dut.result_en, en)
@@ -148,8 +158,8 @@ def test_result_holds_while_result_en_is_low(drains):
             seen.append(ctx.get(dut.result))
 
     simulate(dut, testbench, deadline=None)
-    # each disabled step shows the value of the last enabled one
-    assert seen == [want[0, 1], want[0, 1], want[0, 1], want[1, 2], want[1, 2], want[1, 0]]
+    held = HELD[result_stages]
+    assert [value for value, at in zip(seen, held) if at] == [want[at] for at in held if at]
 
 
 def test_memories():
@@ -180,6 +190,11 @@ def test_memories():
 def test_drains_validation(pe, drains, message):
     with unelaborated(), pytest.raises(ValueError, match=message):
         GemmEngine(pe=pe, simd=4, max_bits=2, max_rows=8, max_cols=8, drains=drains)
+
+
+def test_result_stages_validation():
+    with unelaborated(), pytest.raises(ValueError, match=r"result_stages must be in 0\.\.1, got 2"):
+        GemmEngine(pe=2, simd=4, max_bits=2, max_rows=8, max_cols=8, result_stages=2)
 
 
 #: Arrays whose matrix fits the UltraPlus's SPRAM (pe * simd rounded up to 4 <= 64): simd a

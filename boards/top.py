@@ -85,9 +85,10 @@ BOARDS: dict[str, Board] = {
     # fills 95 %).  Seed 1: the placement's seed moves Fmax by up to a quarter; asked 30 MHz,
     # seeds 1, 2 and 3 closed 33.69, 29.44 and 28.33 MHz on the netlist before the serial
     # threshold unit (asked 21, seed 3 closed 34.45; asked 27, 28.43; asked 33, seed 1
-    # closed 32.21), seed 1 32.53 with it and 35.81 on the same logic with
-    # other net names (the request buffer's byte stream).  A fixed seed, so the build stays
-    # reproducible; a netlist change is a reason to try the seeds again.
+    # closed 32.21), seed 1 32.53 with it, 35.81 on the same logic with other net names
+    # (the request buffer's byte stream) and 33.44 on the next netlist (the result stream's
+    # reads in flight), where seeds 2 and 3 closed 28.70 and 29.81.  A fixed seed, so the
+    # build stays reproducible; a netlist change is a reason to try the seeds again.
     "icebreaker": Board("icebreaker", "iCE40UP5K-SG48", "ice40", _icebreaker, synth_opts="-dsp",
                         script_after_read=SPLIT_NETS, nextpnr_opts="--router router2 --seed 1"),
     "ulx3s": Board("ulx3s", "ECP5 LFE5U-85F", "ecp5", _ulx3s, script_after_read=SPLIT_NETS),

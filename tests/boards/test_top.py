@@ -41,7 +41,7 @@ def test_one_default_frequency_and_one_core_preset_per_board():
                        "popcount_arch": "chain", "fetch_stages": 0, "drains": 1, "matrix_memory": "block"},
         "ulx3s": {**CORE_DEFAULTS, "max_rows": 64, "max_cols": 1024, "max_payload": 4096, "sum_slots": 16384,
                   "sum_bits": 96, "fmap_codes": 4096, "packed_accumulators": 1, "max_pool": 4, "pe": 8,
-                  "simd": 128, "vectors": 4, "popcount_stages": 7,
+                  "simd": 32, "vectors": 16, "popcount_stages": 5,
                   "popcount_arch": "packed", "fetch_stages": 1, "drains": 8, "matrix_memory": "block"},
     }
     for board in BOARDS:

@@ -118,10 +118,6 @@ CONFIGS = (
            "the default core's array (pe 4, simd 8: the previous core's 32 bit pairs per cycle), on the iCEBreaker"),
     Config("icebreaker", "icebreaker", None, BOARD_REPORTS / "icebreaker.json", "the iCEBreaker's core"),
     Config("ulx3s", "ulx3s", None, BOARD_REPORTS / "ulx3s.json", "the ULX3S's core"),
-    Config("ulx3s_x16", "ulx3s", {"pe": 8, "vectors": 16, "simd": 32, "popcount_stages": 5},
-           REPORTS / "core_density.ulx3s_x16.json",
-           "the ULX3S's core with its array shaped for the digits net: 8 x 16 x 32, the same 4,096 ops a cycle; "
-           "built at 80 MHz asked, which it failed"),
 )
 
 

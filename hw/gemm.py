@@ -88,7 +88,7 @@ class GemmEngine(wiring.Component):
         Of the array (:class:`hw.mac_array.MacArray`); ``drains`` chains, a
         divisor of ``pe``, each with its own correction and results bank.
     result_stages : int
-        Registers after the results banks' reads, ``0`` or ``1``: one more
+        Registers after the result banks' reads, ``0`` or ``1``: one more
         cycle of :attr:`result_latency`.
     matrix_memory : str
         Where the matrix planes live: ``"block"`` (a block RAM bank per PE

@@ -154,7 +154,7 @@ def test_pe_simd_override_the_boards_preset(recorded, tmp_path, monkeypatch, cap
     assert main(["build", "--board", "icebreaker", "--pe", "8", *out]) == 0
     assert main(["build", "--board", "icebreaker", "--simd", "16", "--pe", "1", *out]) == 0
     assert main(["build", "--board", "ulx3s", *out]) == 0
-    assert [(c["core_params"]["pe"], c["core_params"]["simd"]) for c in recorded] == [(2, 4), (8, 4), (1, 16), (8, 128)]
+    assert [(c["core_params"]["pe"], c["core_params"]["simd"]) for c in recorded] == [(2, 4), (8, 4), (1, 16), (8, 32)]
     assert all(c["core_params"]["max_bits"] == CORE_DEFAULTS["max_bits"] for c in recorded)
     assert "pe=2 simd=4" in capsys.readouterr().out
 

@@ -24,15 +24,19 @@ Pipeline (every stage registered; ``t`` the cycle a beat is accepted)::
     t      accept the beat; the memory reads S[slot]; latch M, shift, first; compare slots
     t + 1  register the multiplier's partial products and S[slot] as they leave the
            DSP blocks and the block RAM (no logic after their slow clock-to-output)
-    t + 2  register M * I (the partial products summed); pick the sum to add to
-    t + 3  register the term (one barrel shift)
+    t + 2  register M * I (the partial products summed); register S[slot] again
+    t + 3  register the term (one barrel shift); pick the sum to add to
     t + 4  register S[slot] + term, or the term alone (``first``)
     t + 5  write that register to the memory
 
 Six stages rather than four (multiply, shift, add, write) to meet 125 MHz on
 ECP5 (nextpnr, out of context): an adder feeding the block RAM's data input,
 and logic behind the unregistered output of a DP16KD or a MULT18X18D, each
-took more than the 8 ns.
+took more than the 8 ns.  The stored sum passes two registers, so that the
+first can sit beside its block RAM wherever the placer puts that (a wide
+memory of 1-bit slices spreads over the whole chip, and the DP16KD's 5.8 ns
+clock-to-output leaves little of a cycle for routing) and the second crosses
+the chip in a cycle of its own.
 
 Zeroing: after a reset, and after a ``clear`` pulse, the unit writes 0 to
 every slot, one per cycle (``slots`` cycles, ``busy`` high and ``i.ready``
@@ -45,10 +49,9 @@ the pipeline (stages 1 .. 5), whose sums the adder makes at the ends of
 cycles ``t + 3 .. t - 1``.  In cycle ``t`` the beat's slot is compared with
 theirs (the flags are registered; nothing reaches ``i.ready``), and the beat
 takes the newest of those sums made for its slot in place of the stored
-word: in cycle ``t + 2`` from the adder's register and its last two values
-(one-hot, the sums of cycles ``t + 1``, ``t``, ``t - 1``), in ``t + 3`` from
-the adder's register (the sum of ``t + 2``), and at the adder itself (the
-sum of ``t + 3``, the beat just ahead).  A ``first`` beat takes none.  The
+word: in cycle ``t + 3`` from the adder's register and its last three values
+(one-hot, the sums of cycles ``t + 2``, ``t + 1``, ``t``, ``t - 1``), and at
+the adder itself (the sum of ``t + 3``, the beat just ahead).  A ``first`` beat takes none.  The
 memory's read of a word in the cycle it is written is never used, so the
 memory needs no read-during-write behaviour (``no_rw_check``).
 
@@ -73,9 +76,9 @@ busy : ``Out(1)``
     cycle after a beat is accepted to its write's cycle) and while zeroing; a
     flip-flop.
 read_addr : ``In(range(slots))``, read_data : ``Out(signed(sum_bits))``
-    A read port with :attr:`read_latency` ``= 2`` cycles of latency, one a
-    cycle: ``read_data`` is the sum at the ``read_addr`` of two cycles before,
-    from stage 1's register (the block RAM's slow output goes no further than
+    A read port with :attr:`read_latency` ``= 3`` cycles of latency, one a
+    cycle: ``read_data`` is the sum at the ``read_addr`` of three cycles before,
+    from stage 2's register (the block RAM's slow output goes no further than
     a register beside it).  It shares the memory's one read port with the
     accumulating pipeline, so a read is valid only from a cycle with ``busy``
     low and no beat offered (``i.valid`` low); in a cycle with ``i.valid`` high
@@ -86,7 +89,7 @@ Latency and throughput
 A beat accepted in cycle ``t`` is written at the clock edge ending cycle
 ``t + 5``; from cycle ``t +`` :attr:`latency` ``= t + 6`` on (if no later
 beat came) ``busy`` is low and ``read_addr`` may ask for the new sum, which
-``read_data`` shows in cycle ``t + 8``.  One beat per cycle, in any pattern
+``read_data`` shows in cycle ``t + 9``.  One beat per cycle, in any pattern
 of slots (the same slot on consecutive beats included) and of ``i.valid``:
 ``n`` beats take ``n`` cycles, and the last sum is readable ``latency``
 cycles after the last beat.
@@ -97,7 +100,7 @@ One :data:`~sw.contract.gradients.SCALE_MANTISSA_BITS` x ``partial_bits``
 signed multiplier, cut into 18 x 18-bit products (two MULT18X18D for
 ``partial_bits <= 18``, four up to 35) summed in the next stage; one
 arithmetic barrel shifter of :meth:`min_sum_bits` bits by ``0 .. 255``; one
-``sum_bits`` adder; about eight ``sum_bits`` registers (the forwarding
+``sum_bits`` adder; about nine ``sum_bits`` registers (the forwarding
 sources and the values in flight); a memory of ``slots`` x ``sum_bits`` with
 one write and one read port, written whole, in block RAM (``ram_style =
 "block"``), cut into bit slices each one block RAM wide at its depth
@@ -158,7 +161,7 @@ class BatchSum(wiring.Component):
     #: Cycles from a beat's acceptance to the first cycle its sum may be read (``busy`` low).
     latency = 6
     #: Cycles from ``read_addr`` to ``read_data``.
-    read_latency = 2
+    read_latency = 3
 
     @staticmethod
     def min_sum_bits(partial_bits: int) -> int:
@@ -231,8 +234,8 @@ class BatchSum(wiring.Component):
                             | (zeroing & (zero_slot != self._slots - 1)))
 
         # The adder's register (the sum written at the end of this cycle, stage 5) and its last
-        # two values (written at the ends of the two cycles before): the forwarding sources.
-        new_sum, new_sum_1, new_sum_2 = Signal(sum_shape), Signal(sum_shape), Signal(sum_shape)
+        # three values (written at the ends of the three cycles before): the forwarding sources.
+        new_sum, *older = (Signal(sum_shape, name="new_sum" + (f"_{k}" if k else "")) for k in range(4))
 
         # ---- Stage 0 (cycle t): accept; read the slot's sum; latch the side inputs; compare the
         # slot with the beats in stages 1 .. 5, whose sums are written at the ends of cycles
@@ -257,42 +260,45 @@ class BatchSum(wiring.Component):
 
         # ---- Stage 1 (cycle t + 1): the multiplier's partial products, each one DSP block's
         # output straight into a register; the stored sum, straight from the block RAM into a
-        # register (no logic after either's slow clock-to-output).  Where the beat's old sum will
-        # come from (a first beat has none): the newest write to its slot among those of cycles
-        # t + 2 .. t (stages 3 .. 5), taken in stage 2, else the stored one; the write of cycle
-        # t + 3 (stage 2) is taken in stage 3, that of cycle t + 4 (stage 1) at the adder.
+        # register (no logic after either's slow clock-to-output).
         partials = []  # (register, offset)
         for n, (product, offset) in enumerate(_partial_products(s1_mantissa, s1_partial)):
             register = Signal(product.shape(), name=f"s2_partial{n}")
             m.d.sync += register.eq(product)
             partials.append((register, offset))
+        # Where the beat's old sum will come from (a first beat has none): the newest write to
+        # its slot among those of cycles t + 3 .. t (stages 2 .. 5), taken in stage 3, else the
+        # stored one; the write of cycle t + 4 (stage 1) is taken at the adder.
+        h1, *ahead = (s1_same[k] & ~s1_first for k in range(5))  # ahead: stages 2 .. 5
+        take = [h & ~Cat(*ahead[:k]).any() for k, h in enumerate(ahead)] + [~s1_first & ~Cat(*ahead).any()]
+        s2_take = Signal(len(take))  # one-hot: new_sum, its three last values, the stored sum
         s2_shift = Signal(SHIFT_BITS)
         s2_stored = Signal(sum_shape, reset_less=True)
-        h1, h2, h3, h4, h5 = (s1_same[k] & ~s1_first for k in range(5))
-        s2_take = Signal(4)  # one-hot: new_sum, new_sum_1, new_sum_2, s2_stored
-        s2_h1, s2_h2 = Signal(), Signal()
+        s2_h1 = Signal()
         m.d.sync += [
             s2_shift.eq(s1_shift),
             s2_stored.eq(stored),
-            s2_take.eq(Cat(h3, h4 & ~h3, h5 & ~h4 & ~h3, ~s1_first & ~h5 & ~h4 & ~h3)),
-            s2_h1.eq(h1), s2_h2.eq(h2),
+            s2_take.eq(Cat(*take)),
+            s2_h1.eq(h1),
         ]
-        m.d.comb += self.read_data.eq(s2_stored)  # the read port: read_latency = 2
 
-        # ---- Stage 2 (cycle t + 2): the product M * I; the old sum.
+        # ---- Stage 2 (cycle t + 2): the product M * I; the stored sum, registered again.
         s3_product = Signal(product_shape)
         s3_shift = Signal(SHIFT_BITS)
-        s3_old = Signal(sum_shape)
-        s3_h1, s3_h2 = Signal(), Signal()
+        s3_stored = Signal(sum_shape, reset_less=True)
+        s3_take = Signal(len(take))
+        s3_h1 = Signal()
         m.d.sync += [
             s3_product.eq(sum(register << offset for register, offset in partials)),
             s3_shift.eq(s2_shift),
-            s3_old.eq(_one_hot(s2_take, (new_sum, new_sum_1, new_sum_2, s2_stored))),
-            s3_h1.eq(s2_h1), s3_h2.eq(s2_h2),
+            s3_stored.eq(s2_stored),
+            s3_take.eq(s2_take),
+            s3_h1.eq(s2_h1),
         ]
+        m.d.comb += self.read_data.eq(s3_stored)  # the read port: read_latency = 3
 
         # ---- Stage 3 (cycle t + 3): the term floor(M * I * 2**GUARD_BITS / 2**shift), one
-        # arithmetic right shift; the old sum, updated by the write of cycle t + 3.
+        # arithmetic right shift; the old sum: the stored one, or a write of cycles t + 3 .. t.
         aligned = Signal(term_shape)
         m.d.comb += aligned.eq(s3_product << GUARD_BITS)
         s4_term = Signal(term_shape)
@@ -300,7 +306,7 @@ class BatchSum(wiring.Component):
         s4_h1 = Signal()
         m.d.sync += [
             s4_term.eq(aligned >> s3_shift),  # arithmetic: aligned is signed
-            s4_old.eq(Mux(s3_h2, new_sum, s3_old)),
+            s4_old.eq(_one_hot(s3_take, (new_sum, *older, s3_stored))),
             s4_h1.eq(s3_h1),
         ]
 
@@ -308,8 +314,7 @@ class BatchSum(wiring.Component):
         # this slot's.
         m.d.sync += [
             new_sum.eq(Mux(s4_h1, new_sum, s4_old) + s4_term),
-            new_sum_1.eq(new_sum),
-            new_sum_2.eq(new_sum_1),
+            *(later.eq(earlier) for earlier, later in zip([new_sum, *older], older)),
         ]
 
         # ---- Stage 5 (cycle t + 5): write, from the register (or a zero, while zeroing).

@@ -99,13 +99,13 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                  ACCUMULATE: instead, 1 per value into the batch sums (a stream out
                      of the result memory), 2 + r more per tile, then
                      BatchSum.latency before the reply
-    READ_SUMS:   BatchSum.read_latency + 1 + width = 3 + width cycles per sum (its read, its
-                 register, its bytes); width 0: 4 + SumToFloat.latency + 4 (its read, its
+    READ_SUMS:   BatchSum.read_latency + 1 + width = 4 + width cycles per sum (its read, its
+                 register, its bytes); width 0: 5 + SumToFloat.latency + 4 (its read, its
                  register, the unit, its bytes)
 
 plus the request's and the reply's bytes (one per cycle), three cycles per
 tile (TILE, VECTOR's first, START) and about six cycles of handshakes and
-checks per request (seven with packed accumulators: CHECK_PACK).  The
+checks per request (eight with packed accumulators: CHECK_PACK, CHECK_PACK_SUM).  The
 compute is ``period = max(folds * m_bits * v_bits, pe * vectors)`` cycles
 per row group (``folds = ceil(cols / simd)``) and a pipeline tail per tile:
 the array does ``pe * vectors * simd`` AND+popcount bit pairs per cycle.
@@ -687,18 +687,24 @@ class TrainingCore(wiring.Component):
             # FLAG_PACKED: L.accumulator_bits, bit_length(cols * n_m * n_v) + 1 bits an accumulator
             # (n = 2**bits - 1: shifts and subtracts), and the reply's count * rows * that bits.
             # cols * n_m is of the held matrix (always registered); the bound is registered in
-            # IDLE, its bit length in CHECK1, the reply's bits in CHECK2 (CHECK_PACK follows it).
+            # IDLE, its bit length in CHECK1, the reply's bits in two halves of shifts and adds in
+            # CHECK2 (no multiplier: a DSP block's output is slow), their sum in CHECK_PACK
+            # (CHECK_PACK and CHECK_PACK_SUM follow CHECK2).
             bound_max = self._max_cols * ((1 << max_bits) - 1) ** 2
             p_cols_nm = Signal(range(self._max_cols * ((1 << max_bits) - 1) + 1))
             p_bound = Signal(range(bound_max + 1))
             widest_packed = L.accumulator_bits(self._max_cols, max_bits, max_bits)
             p_packed_bits = Signal(range(widest_packed + 1))
             p_packed_reply = Signal(range(max_count * self._max_rows * widest_packed + 1))
+            terms = [Mux(bit, p_reply << n, 0) for n, bit in enumerate(p_packed_bits)]
+            halves = [Signal(p_packed_reply.shape(), name=f"p_packed_half{n}") for n in range(2)]
             m.d.sync += [
                 p_cols_nm.eq((m_cols << m_bits) - m_cols),
                 p_bound.eq((p_cols_nm << r_bits[:bits_bits]) - p_cols_nm),
                 p_packed_bits.eq(bit_length(p_bound) + 1),
-                p_packed_reply.eq(p_reply * p_packed_bits),
+                halves[0].eq(sum(terms[:len(terms) // 2])),
+                halves[1].eq(sum(terms[len(terms) // 2:])),
+                p_packed_reply.eq(halves[0] + halves[1]),
             ]
 
         # Every arithmetic check, registered (valid in CHECK3): the verdict only picks
@@ -1181,7 +1187,9 @@ class TrainingCore(wiring.Component):
             with fsm.state("CHECK2"):  # p_run_bits, p_act_bits
                 fsm.goto("CHECK_PACK" if packed else "CHECK3")
             if packed:
-                with fsm.state("CHECK_PACK"):  # p_packed_reply (the k_* flags of CHECK2 are redone)
+                with fsm.state("CHECK_PACK"):  # p_packed_reply's halves (the k_* flags of CHECK2 are redone)
+                    fsm.goto("CHECK_PACK_SUM")
+                with fsm.state("CHECK_PACK_SUM"):  # p_packed_reply
                     fsm.goto("CHECK3")
             with fsm.state("CHECK3"):  # the k_* flags (and each check's outcome, from them)
                 fsm.goto("CHECK4")

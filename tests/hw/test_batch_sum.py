@@ -230,7 +230,7 @@ def test_full_rate(same_slot):
 
 def test_latency_busy_and_read_port():
     """A beat accepted in cycle t: busy high in t + 1 .. t + 5, low from t + latency = t + 6,
-    where read_addr asks for the new sum and read_data shows it read_latency = 2 cycles later.
+    where read_addr asks for the new sum and read_data shows it read_latency = 3 cycles later.
     busy and i.ready do not follow i.valid within a cycle."""
     dut = BatchSum(slots=4, partial_bits=8, sum_bits=64)
     trace, moved = [], []
@@ -243,7 +243,7 @@ def test_latency_busy_and_read_port():
         ctx.set(dut.shift, 20)
         ctx.set(dut.first, 1)
         ctx.set(dut.i.payload, {"slot": 2, "partial": -77})
-        for cycle in range(11):
+        for cycle in range(12):
             probes = set()
             for valid in (0, 1):
                 ctx.set(dut.i.valid, valid)
@@ -256,11 +256,11 @@ def test_latency_busy_and_read_port():
 
     simulate(dut, testbench)
     busy = [b for b, _ in trace]
-    assert busy == [0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0]  # accepted in cycle 1
+    assert busy == [0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]  # accepted in cycle 1
     assert BatchSum.latency == 6 and busy.index(0, 2) == 1 + BatchSum.latency
     data = [d for _, d in trace]
-    assert BatchSum.read_latency == 2
-    assert data[8] == 0 and data[9] == data[10] == expected  # asked in cycle 7 (the first without busy), shown in 9
+    assert BatchSum.read_latency == 3
+    assert data[9] == 0 and data[10] == data[11] == expected  # asked in cycle 7 (the first without busy), shown in 10
     assert not any(moved)
 
 

@@ -190,9 +190,14 @@ def test_multi_frame_load_and_reload():
     check(script, seed=3)
 
 
-#: The cycle counts' cores: SMALL, and SMALL with registers after its block RAMs' reads (the
-#: result banks' among them: ``result_stages`` 1).
-TIMED = {"small": SMALL, "staged": dict(SMALL, fetch_stages=1)}
+#: The cycle counts' cores: a configuration as it is, and with registers after its block RAMs'
+#: reads (the result banks' among them: ``result_stages`` 1).
+TIMED = ("plain", "staged")
+
+
+def timed(params: dict, core: str) -> dict:
+    """``params`` as the cycle counts' ``core`` (one of :data:`TIMED`)."""
+    return dict(params, fetch_stages=1) if core == "staged" else params
 
 
 @pytest.mark.parametrize("core", TIMED)
@@ -203,7 +208,7 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols, core):
     to write its planes), the compute (``run_cycles``), the reply (``width + 2 +
     result_stages`` cycles per value: its read and result stages, its ``width``
     bytes, the next) and a few cycles of handshakes."""
-    params = TIMED[core]
+    params = timed(SMALL, core)
     rng = np.random.default_rng(9)
     load = load_frames(codes(rng, m_bits, (6, cols)), m_bits, True)
     run = run_frame(codes(rng, v_bits, (count, cols)), v_bits, False)
@@ -454,7 +459,7 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols, core):
     tile; after the last tile, that value's ``n_a`` and the unit's latency) and
     only the reply's first bytes and last bytes on top (the packed codes leave
     meanwhile)."""
-    params = TIMED[core]
+    params = timed(SMALL, core)
     rng = np.random.default_rng(24)
     t = np.sort(rng.integers(-200, 200, size=(6, (1 << a_bits) - 1)), axis=1)
     setup = load_frames(codes(rng, 4, (6, cols)), 4, True) + threshold_frames(t, np.ones(6, dtype=np.int64), a_bits)
@@ -715,9 +720,9 @@ def test_batch_sums_over_multi_vector_tiles(params):
     check(script, params, seed=params["vectors"])
 
 
-@pytest.mark.parametrize("staged", [False, True])
+@pytest.mark.parametrize("core", TIMED)
 @pytest.mark.parametrize("rows, count", [(6, 4), (5, 3)])
-def test_full_rate_accumulate_cycles(rows, count, staged):
+def test_full_rate_accumulate_cycles(rows, count, core):
     """No gaps, no stalls: an ACCUMULATE exchange takes its request bytes, the unpacking
     (as a RUN's), the compute (``run_cycles``), its values into the batch sums at **one a
     cycle** (a stream out of the result memory), :attr:`hw.batch_sum.BatchSum.latency`
@@ -725,7 +730,7 @@ def test_full_rate_accumulate_cycles(rows, count, staged):
     block RAMs' reads (``fetch_stages``), ``result_stages`` more per tile."""
     from hw.batch_sum import BatchSum
 
-    params = dict(SUMS, fetch_stages=1) if staged else SUMS
+    params = timed(SUMS, core)
     rng = np.random.default_rng(rows)
     cols, m_bits, v_bits = 12, 3, 2
     load = load_frames(codes(rng, m_bits, (rows, cols)), m_bits, True, max_payload=SUMS["max_payload"])
@@ -738,7 +743,7 @@ def test_full_rate_accumulate_cycles(rows, count, staged):
         compute = dut.run_cycles(count, rows, cols, m_bits, v_bits)
         stages, request = dut.result_stages, dut.request_stages
         del dut
-    assert stages == request == int(staged)
+    assert stages == request == params.get("fetch_stages", 0)
     unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SUMS["simd"]) * v_bits)
     values = count * rows
     # TILE, VECTOR's first, START, READ, the stream's first read and its result stages, per one-vector tile

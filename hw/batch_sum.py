@@ -51,9 +51,10 @@ theirs (the flags are registered; nothing reaches ``i.ready``), and the beat
 takes the newest of those sums made for its slot in place of the stored
 word: in cycle ``t + 3`` from the adder's register and its last three values
 (one-hot, the sums of cycles ``t + 2``, ``t + 1``, ``t``, ``t - 1``), and at
-the adder itself (the sum of ``t + 3``, the beat just ahead).  A ``first`` beat takes none.  The
-memory's read of a word in the cycle it is written is never used, so the
-memory needs no read-during-write behaviour (``no_rw_check``).
+the adder itself (the sum of ``t + 3``, the beat just ahead).  A ``first``
+beat takes none.  The memory's read of a word in the cycle it is written is
+never used, so the memory needs no read-during-write behaviour
+(``no_rw_check``).
 
 Ports
 -----

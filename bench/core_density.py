@@ -96,7 +96,7 @@ QUICK_BATCHES = 2
 #: on every popcount level.  The digits net's products are short (16 to 1,024 columns) and
 #: small (16 to 64 rows), and a wide ``simd`` pads them.
 ARRAY_SHAPES = ((8, 4, 128, 8), (8, 8, 128, 8), (16, 4, 128, 8), (8, 8, 64, 8), (8, 16, 32, 8),
-                (8, 32, 32, 8), (8, 32, 16, 8), (16, 16, 16, 16))
+                (8, 32, 32, 8), (8, 32, 16, 8), (16, 16, 16, 16), (16, 16, 32, 16))
 SWEPT_CONFIG = "ulx3s"
 
 

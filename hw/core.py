@@ -13,9 +13,12 @@ Datapath
 ::
 
     rx -> FrameReceiver --wr--> request buffer (max_payload bytes)
-              | event (status, cmd, tag, LEN, 12 header bytes)
+              | event (status, cmd, tag, LEN, the header bytes)
               v
-          command FSM: checks in the protocol's order, then
+          RequestChecker (the held matrix's, thresholds', map's state beside it):
+              | the verdict (the first failing check, in the protocol's order), the plan
+              v
+          command FSM: the verdict's error reply, or
             LOAD_MATRIX: buffer -> CodeUnpacker -> GemmEngine (plane writer -> matrix planes, row sums)
             LOAD_THRESHOLDS: buffer (byte mode: the unpacker bypassed) -> 4 bytes
                  -> int32 -> SerialThresholdUnit's load (one threshold a beat)
@@ -105,10 +108,10 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
 plus the request's and the reply's bytes (one per cycle), three cycles per
 tile (TILE, VECTOR's first, START) and about six cycles of handshakes and
-checks per request (eight with packed accumulators: CHECK_PACK, CHECK_PACK_SUM).  The
-compute is ``period = max(folds * m_bits * v_bits, pe * vectors)`` cycles
-per row group (``folds = ceil(cols / simd)``) and a pipeline tail per tile:
-the array does ``pe * vectors * simd`` AND+popcount bit pairs per cycle.
+checks per request (the checks take :attr:`hw.request_checker.RequestChecker.latency`
+cycles: 5, 7 with packed accumulators).  The compute is ``period =
+max(folds * m_bits * v_bits, pe * vectors)`` cycles per row group (``folds
+= ceil(cols / simd)``) and a pipeline tail per tile: the array does ``pe * vectors * simd`` AND+popcount bit pairs per cycle.
 The link is the bottleneck by far: e.g. one 256-code 8-bit vector takes 22
 ms on a 115,200-baud UART, the compute of 32 rows of it ``8 * 32 * 64``
 cycles at the default ``pe = 4, simd = 8`` (1.4 ms at 12 MHz).
@@ -141,8 +144,9 @@ from .frame_tx import BODY_LAYOUT, FrameTransmitter
 from .gemm import GemmEngine
 from .group_max import GroupMax
 from .plane_buffer import NO_RW_CHECK
+from .request_checker import RequestChecker, header_view
 from .serial_threshold import SerialThresholdUnit
-from .layouts import FLAGS_LAYOUT, header_layout
+from .layouts import FLAGS_LAYOUT
 from .params import check_int
 from .skid_buffer import SkidBuffer
 from .uart import UARTReceiver, UARTTransmitter
@@ -164,23 +168,6 @@ DEFAULT_IDLE_TIMEOUT = idle_timeout_cycles(DEFAULT_CLK_FREQ)
 
 # Reply payload kinds of the short messages (everything but accumulators).
 _MSG_EMPTY, _MSG_ERROR, _MSG_PING, _MSG_LOADED = range(4)
-
-
-def bit_length(value, *, group: int = 4):
-    """``value.bit_length()`` of an unsigned value, in a few LUT levels whatever its width.
-
-    A priority chain over the bits is one level a bit; here each ``group`` of bits
-    gives its own bit length (one LUT an output bit), and the highest nonzero
-    group's is picked by one-hot flags (an AND-OR)."""
-    groups = [value[i:i + group] for i in range(0, len(value), group)]
-    nonzero = Cat(part.any() for part in groups)
-    result = Const(0, range(len(value) + 1))
-    for j, part in enumerate(groups):
-        length = Const(0, range(len(part) + 1))
-        for b in range(len(part)):
-            length = Mux(part[b], b + 1, length)
-        result = result | Mux(nonzero[j] & ~nonzero[j + 1:].any(), j * group + length, 0)
-    return result
 
 
 class _OneHotFSM:
@@ -371,6 +358,7 @@ class TrainingCore(wiring.Component):
         self._threshold = (SerialThresholdUnit(max_act_bits, max_rows, read_stages=min(fetch_stages, 1))
                            if max_act_bits else None)
         self._request_slice = fetch_stages > 0
+        self._checker = RequestChecker(self._config)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -439,12 +427,8 @@ class TrainingCore(wiring.Component):
 
         # ---------------------------------------------------------- link
         fmap = self._fmap_codes
-        heads = [L.LOAD_HEADER, L.RUN_HEADER, L.THRESHOLD_HEADER, L.ACCUMULATE_HEADER, L.READ_SUMS_HEADER]
-        if fmap:  # LOAD_FMAP's header, and the window header after RUN's, ACCUMULATE's or LOAD_MATRIX's
-            heads += [L.LOAD_FMAP_HEADER, L.RUN_HEADER + L.WINDOW_HEADER, L.ACCUMULATE_HEADER + L.WINDOW_HEADER,
-                      L.LOAD_HEADER + L.WINDOW_HEADER]
         m.submodules.receiver = receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
-                                                         head_bytes=max(heads))
+                                                         head_bytes=self._checker.head_bytes)
         m.submodules.framer = framer = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.rx), receiver.i)
         wiring.connect(m, framer.o, wiring.flipped(self.tx))
@@ -562,270 +546,55 @@ class TrainingCore(wiring.Component):
             # READ_SUMS width 0: each sum as the binary32 bits of its 24-bit truncation.
             m.submodules.sum_float = sum_float = SumToFloat(sum_bits=self._sum_bits)
 
-        # ---------------------------------------------------------- request fields
-        # The command headers, viewed through the contract's field tables.
-        def header(fields, offset=0, **shapes):
-            return header_layout(fields, **shapes)(head.as_value()[8 * offset:8 * (offset + fields.size)])
-        load = header(L.LOAD_FIELDS, flags=FLAGS_LAYOUT)
+        # ---------------------------------------------------------- request decoding
+        # The checks and the products the commands take (RequestChecker), from the event
+        # and what the core holds (`held`); the commands' actions read the header too.
+        m.submodules.checker = checker = self._checker
+        held = Signal(checker.held.shape())
+        m.d.comb += [checker.event.eq(event), checker.held.eq(held)]
+        command, verdict, plan = checker.command, checker.verdict, checker.plan
+        load = header_view(head, L.LOAD_FIELDS, flags=FLAGS_LAYOUT)
         l_rows, l_cols, l_bits, l_flags = load.rows, load.cols, load.bits, load.flags
         l_offset, l_count = load.offset, load.count
-        run = header(L.RUN_FIELDS, flags=FLAGS_LAYOUT)
+        run = header_view(head, L.RUN_FIELDS, flags=FLAGS_LAYOUT)  # (ACCUMULATE's count, bits, flags too)
         r_count, r_bits, r_flags = run.count, run.bits, run.flags
         r_activate = r_flags.activate if act_bits else 0
-        # ACCUMULATE's count, bits and flags sit where RUN's do: one decoding serves both.
-        assert all(L.ACCUMULATE_FIELDS.offset(name) == L.RUN_FIELDS.offset(name) for name in L.RUN_FIELDS.names)
         r_first = r_flags.first if sums else 0
-        accumulate = header(L.ACCUMULATE_FIELDS, flags=FLAGS_LAYOUT)
-        read_sums = header(L.READ_SUMS_FIELDS)
-        thresholds_head = header(L.THRESHOLD_FIELDS)
-        h_offset, h_count = thresholds_head.offset, thresholds_head.count
-        h_bits, h_flags = thresholds_head.bits, thresholds_head.flags
-        cmd, length = event.cmd, event.length
+        packed = self._packed_accumulators
+        r_packed = r_flags.packed if packed else 0
+        accumulate = header_view(head, L.ACCUMULATE_FIELDS)
+        read_sums = header_view(head, L.READ_SUMS_FIELDS)
+        thresholds_head = header_view(head, L.THRESHOLD_FIELDS)
+        h_offset, h_count, h_bits = thresholds_head.offset, thresholds_head.count, thresholds_head.bits
+        cmd = event.cmd
         r_window = r_flags.window if fmap else 0
         l_window = l_flags.window if fmap else 0  # LOAD_MATRIX: the matrix's rows from a window
         if fmap:
-            load_fmap = header(L.LOAD_FMAP_FIELDS)
-            # The window header: after RUN's header, ACCUMULATE's or LOAD_MATRIX's.
-            w_at = {L.Cmd.ACCUMULATE: L.ACCUMULATE_HEADER, L.Cmd.LOAD_MATRIX: L.LOAD_HEADER}
-            w_value = header(L.WINDOW_FIELDS, L.RUN_HEADER).as_value()
-            for command, offset in w_at.items():
-                w_value = Mux(cmd == command, header(L.WINDOW_FIELDS, offset).as_value(), w_value)
-            # Registered: the checks of its fields (k_window, CHECK2 on) start from a register,
-            # not from the receiver's header through the command's multiplexer (the ULX3S's
-            # critical path with a register on every popcount level).  Valid from CHECK1 on.
-            w_fields = Signal(header_layout(L.WINDOW_FIELDS))
-            m.d.sync += w_fields.eq(w_value)
+            load_fmap = header_view(head, L.LOAD_FMAP_FIELDS)
 
         # ---------------------------------------------------------- state
-        total_max = self._max_rows * self._max_cols
-        has_shape = Signal()  # a matrix is being loaded or loaded
-        m_rows = Signal(range(self._max_rows + 1))
-        m_cols = Signal(range(self._max_cols + 1))
-        m_bits = Signal(range(max_bits + 1))
-        m_flags = Signal(FLAGS_LAYOUT)
-        m_total = Signal(range(total_max + 1))
-        m_loaded = Signal(range(total_max + 1))
-        matrix_ready = Signal()
-        m.d.comb += matrix_ready.eq(has_shape & (m_loaded == m_total))
+        # What the core holds, as the checker reads it.
+        matrix = held.matrix  # a matrix is being loaded or loaded (has): its shape, its codes loaded
+        has_shape, m_rows, m_cols, m_bits, m_flags = matrix.has, matrix.rows, matrix.cols, matrix.bits, matrix.flags
+        m_total, m_loaded = matrix.total, matrix.loaded
         if fmap:
             # The feature map: its shape and bits (of LOAD_FMAP at offset 0), codes loaded.
-            f_shape = Signal.like(window.shape)
-            f_has = Signal()  # a map is being loaded or loaded
-            f_bits = Signal(range(max_bits + 1))
-            f_total = Signal(range(fmap + 1))
-            f_loaded = Signal(range(fmap + 1))
+            f_has, f_shape, f_bits = held.fmap.has, held.fmap.dims, held.fmap.bits
+            f_total, f_loaded = held.fmap.total, held.fmap.loaded
             f_addr = Signal(range(fmap))  # LOAD_FMAP: where the next code goes
-            fmap_ready = Signal()
             w_held = Signal.like(window.window)  # the RUN's or ACCUMULATE's window, held while it runs
             m.d.comb += [
-                fmap_ready.eq(f_has & (f_loaded == f_total)),
                 window.shape.eq(f_shape),
                 window.window.eq(w_held),
                 window.cols.eq(m_cols),
             ]
-
-        # Products for the checks, registered (the event is stable while it waits).
-        # More vectors never fit a reply: of accumulators (the width byte and at
-        # least 1 byte each), or of activation codes (>= 1 bit each).  Products of
-        # a truncated count are used only once the count passed these bounds.
-        max_run_count = self._max_payload - L.RUN_REPLY_HEADER
-        packed = self._packed_accumulators  # (packed accumulators take >= 2 bits each)
-        max_count = 8 * self._max_payload if act_bits or packed else max_run_count
-        # An ACCUMULATE's count passed `count <= sum_slots` before its products matter.
-        count_bits = bits_for(max(max_count, sums))
-        bits_bits = bits_for(MAX_CODE_BITS)  # a bits field that passed its check
-        p_total = Signal(range(total_max + 1))
-        p_load_bits = Signal(range(total_max * max_bits + 1))
-        p_reply = Signal(range(max(max_count, sums) * self._max_rows + 1))  # count * rows
-        p_run_codes = Signal(range(max(max_count, sums) * self._max_cols + 1))
-        p_run_bits = Signal(range(max(max_count, sums) * self._max_cols * max_bits + 1))
-        m.d.sync += [
-            p_total.eq(l_rows[:bits_for(self._max_rows)] * l_cols[:bits_for(self._max_cols)]),
-            p_load_bits.eq(l_count[:bits_for(total_max)] * l_bits[:bits_bits]),
-            p_reply.eq(r_count[:count_bits] * m_rows),
-            p_run_codes.eq(r_count[:count_bits] * m_cols),
-            p_run_bits.eq(p_run_codes * r_bits[:bits_bits]),
-        ]
-        # An accumulator's bytes in the reply (L.accumulator_width): the fewest holding
-        # bit_length(cols) + m_bits + v_bits + 1 bits, an adder on the held matrix's
-        # column bits (CHECK1) and a compare (CHECK2).  A bits field past max_bits is
-        # refused before it matters.
-        cols_length = Signal(range(bits_for(self._max_cols) + 1))  # bit_length(m_cols)
-        m.d.sync += cols_length.eq(0)
-        for n in range(len(m_cols)):
-            with m.If(m_cols[n]):
-                m.d.sync += cols_length.eq(n + 1)
-        p_acc_bits = Signal(range(bits_for(self._max_cols) + 2 * max_bits + 2))
-        p_width = Signal(range(L.ACC_BYTES + 1))
-        m.d.sync += [
-            p_acc_bits.eq(cols_length + m_bits + r_bits[:bits_for(max_bits)] + 1),
-            p_width.eq(L.ACC_BYTES),
-        ]
-        for width in reversed(range(1, L.ACC_BYTES)):
-            with m.If(p_acc_bits <= 8 * width):
-                m.d.sync += p_width.eq(width)
+        max_count = checker.max_count
         if act_bits:
-            t_bits = Signal(range(act_bits + 1))  # of the threshold set
-            t_loaded = Signal(range(self._max_rows + 1))  # rows with thresholds
+            t_bits, t_loaded = held.thresholds.bits, held.thresholds.loaded  # of the threshold set: rows with them
             n_a = Signal(act_bits)  # thresholds per row, 2**t_bits - 1
             m.d.comb += n_a.eq((1 << t_bits) - 1)
             t_idx_last = Signal(act_bits)  # n_a - 1, registered (t_bits is set two cycles before THR)
             m.d.sync += t_idx_last.eq(n_a - 1)
-            # Activated reply bits, count * rows * A (registered after p_reply).
-            p_act_bits = Signal(range(max_count * self._max_rows * act_bits + 1))
-            # LOAD_THRESHOLDS record bytes, count * (1 + 4 * (2**bits - 1)), by
-            # shifts (used once count <= rows and bits <= max_act_bits passed).
-            h_count_rows = h_count[:bits_for(self._max_rows)]
-            p_records = Signal(range(self._max_rows * L.threshold_record_size(act_bits) + 1))
-            m.d.sync += [
-                p_act_bits.eq(p_reply * t_bits),
-                p_records.eq((h_count_rows << (h_bits[:bits_for(act_bits)] + 2)) - (h_count_rows << 1)
-                             - h_count_rows),
-            ]
-
-        if packed:
-            # FLAG_PACKED: L.accumulator_bits, bit_length(cols * n_m * n_v) + 1 bits an accumulator
-            # (n = 2**bits - 1: shifts and subtracts), and the reply's count * rows * that bits.
-            # cols * n_m is of the held matrix (always registered); the bound is registered in
-            # IDLE, its bit length in CHECK1, the reply's bits in two halves of shifts and adds in
-            # CHECK2 (no multiplier: a DSP block's output is slow), their sum in CHECK_PACK
-            # (CHECK_PACK and CHECK_PACK_SUM follow CHECK2).
-            bound_max = self._max_cols * ((1 << max_bits) - 1) ** 2
-            p_cols_nm = Signal(range(self._max_cols * ((1 << max_bits) - 1) + 1))
-            p_bound = Signal(range(bound_max + 1))
-            widest_packed = L.accumulator_bits(self._max_cols, max_bits, max_bits)
-            p_packed_bits = Signal(range(widest_packed + 1))
-            p_packed_reply = Signal(range(max_count * self._max_rows * widest_packed + 1))
-            terms = [Mux(bit, p_reply << n, 0) for n, bit in enumerate(p_packed_bits)]
-            halves = [Signal(p_packed_reply.shape(), name=f"p_packed_half{n}") for n in range(2)]
-            m.d.sync += [
-                p_cols_nm.eq((m_cols << m_bits) - m_cols),
-                p_bound.eq((p_cols_nm << r_bits[:bits_bits]) - p_cols_nm),
-                p_packed_bits.eq(bit_length(p_bound) + 1),
-                halves[0].eq(sum(terms[:len(terms) // 2])),
-                halves[1].eq(sum(terms[len(terms) // 2:])),
-                p_packed_reply.eq(halves[0] + halves[1]),
-            ]
-
-        # Every arithmetic check, registered (valid in CHECK3): the verdict only picks
-        # the first failing one, so no carry chain feeds its priority chain.  A check
-        # of several comparisons registers each on its own (any_registered): their OR
-        # comes after the flip-flops, in the cycle that registers the checks' outcomes.
-        def any_registered(name, *conditions):
-            flags = Signal(len(conditions), name=name)
-            m.d.sync += flags.eq(Cat(*conditions))
-            return flags.any()
-
-        # A request's expected LEN (header and packed codes) is registered (valid in CHECK3),
-        # and compared with LEN in the cycle that registers the checks' outcomes (k_*_length).
-        def length_differs(name, expected):
-            registered = Signal(expected.shape(), name=name)
-            m.d.sync += registered.eq(expected)
-            return length != registered
-        reply_size = Signal(16)  # RUN: the reply's payload bytes
-        acc_bytes = L.RUN_REPLY_HEADER + Mux(p_width[1], Mux(p_width[0], p_reply + (p_reply << 1), p_reply << 1),
-                                             Mux(p_width[0], p_reply, p_reply << 2))  # 1 + width * count * rows
-        r_packed = r_flags.packed if packed else 0
-        if packed:
-            acc_bytes = Mux(r_packed, L.RUN_REPLY_HEADER + ((p_packed_reply + 7) >> 3), acc_bytes)
-        # RUN: the reply cannot fit a frame.  Its accumulators' bytes (plain or packed) are
-        # registered (valid in CHECK3), and compared in the cycle that registers the checks'
-        # outcomes; the count's bound by kind of reply, registered on its own.
-        p_acc_bytes = Signal(acc_bytes.shape())
-        m.d.sync += p_acc_bytes.eq(acc_bytes)
-        too_many = [Mux(r_packed, r_count > max_count, r_count > max_run_count) if packed else r_count > max_run_count]
-        acc_too_big = p_acc_bytes > self._max_payload
-        if act_bits:  # ceil(bits / 8) > max_payload  <=>  bits > 8 * max_payload
-            too_many = [~r_activate & too_many[0], r_activate & (r_count > max_count),
-                        r_activate & (p_act_bits > 8 * self._max_payload)]
-            acc_too_big = ~r_activate & acc_too_big
-        k_run_too_big = any_registered("k_run_too_big", *too_many) | acc_too_big
-        # LOAD_MATRIX: count 0 or past the matrix (a windowed one makes the whole matrix:
-        # offset 0, count rows * cols)
-        k_load_count = any_registered("k_load_count", l_count == 0, l_offset + l_count > p_total,
-                                      l_window & ((l_offset != 0) | (l_count != p_total)))
-        # LOAD_MATRIX, RUN: LEN is not the header and the packed codes (vectors)
-        k_load_length = length_differs("load_length", Mux(l_window, L.LOAD_HEADER + L.WINDOW_HEADER,
-                                                          L.LOAD_HEADER + ((p_load_bits + 7) >> 3)))
-        k_run_length = length_differs("run_length", Mux(r_window, L.RUN_HEADER + L.WINDOW_HEADER,
-                                                        L.RUN_HEADER + ((p_run_bits + 7) >> 3)))
-        if act_bits:
-            # A pooled window's reply: a code per row of each pooling window, count // pool**2
-            # vectors (count, a multiple of pool**2, is checked with the window).
-            act_reply_bits = Mux(r_window, p_act_bits >> (w_fields.pool[:3] & 0b110), p_act_bits) if pool \
-                else p_act_bits
-            # LOAD_THRESHOLDS: count 0 or past the matrix's rows
-            h_end = Signal(len(h_offset) + 1)  # offset + count, registered before its compare
-            m.d.sync += h_end.eq(h_offset + h_count)
-            k_thr_count = any_registered("k_thr_count", h_count == 0, h_end > m_rows)
-            # LOAD_THRESHOLDS: LEN is not the header and the records
-            k_thr_length = length_differs("thr_length", L.THRESHOLD_HEADER + p_records)
-            m.d.sync += reply_size.eq(Mux(r_activate, (act_reply_bits + 7) >> 3, acc_bytes))
-        else:
-            m.d.sync += reply_size.eq(acc_bytes)
-        if fmap:
-            # LOAD_FMAP: the map's codes, height * width then * channels (CHECK1, CHECK2), and
-            # its packed bits; the window's field ranges (sw.contract.window.Window.problems).
-            shape_bits = bits_for(W.MAX_SIDE * W.MAX_SIDE)
-            p_plane = Signal(range(W.MAX_SIDE * W.MAX_SIDE + 1))
-            p_fmap_total = Signal(range(0xFFFF * W.MAX_SIDE * W.MAX_SIDE + 1))
-            p_fmap_bits = Signal(range(fmap * max_bits + 1))
-            k_pooled = Signal()  # RUN, ACCUMULATE, LOAD_MATRIX: a pooled window (only an activated RUN's)
-            k_pool_count = Signal()  # RUN: count not whole pooling windows
-            first_x_bound = Mux(w_fields.order == W.PATCH, w_fields.out_width, w_fields.kernel)
-            w_pool = w_fields.pool
-            pool_ok = 0
-            for p in W.POOLS:
-                if p <= self._max_pool:
-                    pool_ok = pool_ok | (w_pool == p)
-            pool_m1 = (w_pool - 1)[:2]  # 1 or 3: the low bits a pooled window's positions align on
-            pooled = w_pool != 1
-            m.d.sync += [
-                k_pooled.eq(pooled),
-                k_pool_count.eq((r_count[:4] & Mux(w_pool == 4, 0b1111, 0b11)) != 0),
-                p_plane.eq(load_fmap.height * load_fmap.width),
-                p_fmap_total.eq(load_fmap.channels * p_plane[:shape_bits]),
-                p_fmap_bits.eq(load_fmap.count[:bits_for(fmap)] * load_fmap.bits[:bits_bits]),
-            ]
-            # LOAD_FMAP: LEN is not the header and the packed codes
-            k_fmap_length = length_differs("fmap_length", L.LOAD_FMAP_HEADER + ((p_fmap_bits + 7) >> 3))
-            # LOAD_FMAP: a zero dimension or more codes than the memory holds; count 0 or past the map
-            k_fmap_shape = any_registered("k_fmap_shape", load_fmap.channels == 0, load_fmap.height == 0,
-                                          load_fmap.width == 0, p_fmap_total > fmap)
-            k_fmap_count = any_registered("k_fmap_count", load_fmap.count == 0,
-                                          load_fmap.offset + load_fmap.count > p_fmap_total)
-            # RUN, ACCUMULATE, LOAD_MATRIX: a window field out of its range
-            k_window = any_registered(
-                "k_window", w_fields.kernel == 0, w_fields.kernel > W.MAX_KERNEL,
-                w_fields.stride == 0, w_fields.stride > W.MAX_STRIDE,
-                w_fields.pad >= w_fields.kernel, w_fields.order > W.SHIFT,
-                w_fields.out_width == 0, w_fields.channel >= f_shape.channels,
-                w_fields.x >= first_x_bound,
-                (w_fields.order == W.SHIFT) & (w_fields.y >= w_fields.kernel),
-                ~pool_ok,
-                pooled & ((w_fields.order != W.PATCH)
-                          | (((w_fields.out_width | w_fields.y | w_fields.x)[:2] & pool_m1) != 0)))
-        if sums:
-            sum_width = L.sum_width(self._sum_bits)
-            k_sums_too_big = Signal()  # READ_SUMS: the reply cannot fit a frame
-            s_width = read_sums.width
-            s_float = Signal()  # READ_SUMS: width 0 (SUM_FLOAT32), binary32 sums
-            s_bytes = Signal(range(max(sum_width, L.FLOAT_SUM_BYTES) + 1))  # READ_SUMS: bytes a sum
-            # Registered (CHECK1), so that no multiplexer feeds the DSP block of p_sums_bytes.
-            m.d.sync += [s_float.eq(s_width == L.SUM_FLOAT32),
-                         s_bytes.eq(Mux(s_width == L.SUM_FLOAT32, L.FLOAT_SUM_BYTES, s_width[:bits_for(sum_width)]))]
-            p_sums_bytes = Signal(range(0xFFFF * max(sum_width, L.FLOAT_SUM_BYTES) + 1))  # count * bytes (CHECK2)
-            m.d.sync += [
-                p_sums_bytes.eq(read_sums.count * s_bytes),
-                k_sums_too_big.eq(L.SUMS_REPLY_HEADER + p_sums_bytes > self._max_payload),
-            ]
-            # ACCUMULATE: LEN is not the header and the packed vectors
-            k_acc_length = length_differs("acc_length", Mux(r_window, L.ACCUMULATE_HEADER + L.WINDOW_HEADER,
-                                                            L.ACCUMULATE_HEADER + ((p_run_bits + 7) >> 3)))
-            # ACCUMULATE: count 0 or its sums past the last; READ_SUMS: count 0 or past the last sum
-            k_acc_count = any_registered("k_acc_count", r_count == 0, r_count > sums, accumulate.slot + p_reply > sums)
-            k_sums_count = any_registered("k_sums_count", read_sums.count == 0,
-                                          read_sums.slot + read_sums.count > sums)
 
         # Reply message: STATUS TAG LEN_L LEN_H + short payload.
         r_status = Signal(8)
@@ -866,7 +635,8 @@ class TrainingCore(wiring.Component):
         with m.If(msg_next):
             m.d.sync += [msg_index.eq(msg_ahead), msg_ahead.eq(msg_ahead + 1), msg_byte.eq(msg[msg_ahead])]
 
-        left = Signal(range(max(total_max, fmap) + 1))  # LOAD_MATRIX, LOAD_FMAP: codes still to take
+        # LOAD_MATRIX, LOAD_FMAP: codes still to take
+        left = Signal(range(max(self._max_rows * self._max_cols, fmap) + 1))
         l_fresh = Signal()  # LOAD_MATRIX at offset 0: a new matrix
 
         # RUN state.
@@ -1046,162 +816,22 @@ class TrainingCore(wiring.Component):
             reply(status, _MSG_ERROR, L.ERROR_PAYLOAD, detail)
             fsm.goto("REPLY")
 
-        def bad_bits_or_flags(bits, flags, allowed=L.FLAG_SIGNED):
-            return (bits == 0) | (bits > max_bits), (flags.as_value() & ~allowed & 0xFF) != 0
-
-        # The verdict on a request: the first check that fails, in the protocol's
-        # order (OK: none).  Each check's outcome is registered (from the header and
-        # the k_* flags of CHECK3: valid in CHECK4), the verdict made from those bits
-        # alone (a priority chain) and registered itself, so DECIDE only acts on it.
-        verdict_status = Signal(8)
-        verdict_detail = Signal(8)
-        verdict_ok = Signal()  # verdict_status == OK, made beside it from the outcomes
-        c_status = Signal(8)
-        c_detail = Signal(8)
-        m.d.sync += [verdict_status.eq(c_status), verdict_detail.eq(c_detail)]
-
-        def held(value, name):
-            # `value` a cycle later (its inputs hold while a request is checked).
-            flag = Signal(name=name)
-            m.d.sync += flag.eq(value)
-            return flag
-
-        accepted = []  # per command: it is the request's and none of its checks fails
-
-        def first_failing(commands, checks):
-            # checks: (failed, status, detail) in the protocol's order, of `commands`.
-            fails = [held(failed, "fails") for failed, _, _ in checks]
-            accepted.append(Cat(*(is_cmd[c] for c in commands)).any() & ~Cat(*fails).any())
-            for index, (fail, (_, status, detail)) in enumerate(zip(fails, checks)):
-                with (m.If if index == 0 else m.Elif)(fail):
-                    m.d.comb += [c_status.eq(status), c_detail.eq(detail)]
-
-        S, D = L.Status, L.Detail
-        is_cmd = {c: held(cmd == c, f"is_{c.name.lower()}") for c in L.Cmd}
-        bad_frame = held(event.status != S.OK, "bad_frame")
-        m.d.comb += [c_status.eq(S.OK), c_detail.eq(D.NONE)]
-        with m.If(bad_frame):
-            m.d.comb += [c_status.eq(event.status), c_detail.eq(D.NONE)]
-        with m.Elif(is_cmd[L.Cmd.PING] | is_cmd[L.Cmd.RESET]):
-            first_failing([L.Cmd.PING, L.Cmd.RESET], [(length != 0, S.BAD_LENGTH, D.NONE)])
-        # A windowed request's last checks (`windowed`: its window flag, `bits`: its codes'): a
-        # complete map, of the request's bits, and a window in range.  A pooled window
-        # (pool_refused: where it may not be) is a bad window too.
-        def window_checks(windowed, bits, pool_refused):
-            return [
-                (windowed & ~fmap_ready, S.BAD_STATE, D.NO_FMAP),
-                (windowed & (bits != f_bits), S.BAD_PARAMS, D.BITS),
-                (windowed & (k_window | pool_refused), S.BAD_PARAMS, D.WINDOW),
-            ] if fmap else []
-        window_flag = L.FLAG_WINDOW if fmap else 0
-        with m.Elif(is_cmd[L.Cmd.LOAD_MATRIX]):
-            bad_bits, bad_flags = bad_bits_or_flags(l_bits, l_flags, L.FLAG_SIGNED | window_flag)
-            continues = ((l_rows == m_rows) & (l_cols == m_cols) & (l_bits == m_bits)
-                         & (l_flags.as_value() == m_flags.as_value()) & (l_offset == m_loaded) & has_shape)
-            first_failing([L.Cmd.LOAD_MATRIX], [
-                (length < L.LOAD_HEADER, S.BAD_LENGTH, D.NONE),
-                (bad_bits, S.BAD_PARAMS, D.BITS),
-                (bad_flags, S.BAD_PARAMS, D.FLAGS),
-                ((l_rows == 0) | (l_rows > self._max_rows), S.BAD_PARAMS, D.ROWS),
-                ((l_cols == 0) | (l_cols > self._max_cols), S.BAD_PARAMS, D.COLS),
-                (k_load_count, S.BAD_PARAMS, D.COUNT),
-                (k_load_length, S.BAD_LENGTH, D.NONE),
-                ((l_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
-                *window_checks(l_window, l_bits, k_pooled if fmap else 0),
-            ])
-        with m.Elif(is_cmd[L.Cmd.RUN]):
-            allowed = (L.FLAG_SIGNED | (L.FLAG_ACTIVATE if act_bits else 0) | window_flag
-                       | (L.FLAG_PACKED if packed else 0))
-            bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, allowed)
-            if packed and act_bits:  # accumulators packed, or activation codes: not both
-                bad_flags = bad_flags | (r_packed & r_activate)
-            no_thresholds = r_activate & (t_loaded != m_rows) if act_bits else 0
-            first_failing([L.Cmd.RUN], [
-                (length < L.RUN_HEADER, S.BAD_LENGTH, D.NONE),
-                (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
-                (bad_bits, S.BAD_PARAMS, D.BITS),
-                (bad_flags, S.BAD_PARAMS, D.FLAGS),
-                (no_thresholds, S.BAD_STATE, D.NO_THRESHOLDS),
-                (r_count == 0, S.BAD_PARAMS, D.COUNT),
-                (k_run_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
-                (k_run_length, S.BAD_LENGTH, D.NONE),
-                *window_checks(r_window, r_bits, k_pooled & (~r_activate | k_pool_count) if fmap else 0),
-            ])
-        if act_bits:
-            with m.Elif(is_cmd[L.Cmd.LOAD_THRESHOLDS]):
-                continues = (h_offset == t_loaded) & (h_bits == t_bits)
-                first_failing([L.Cmd.LOAD_THRESHOLDS], [
-                    (length < L.THRESHOLD_HEADER, S.BAD_LENGTH, D.NONE),
-                    (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
-                    ((h_bits == 0) | (h_bits > act_bits), S.BAD_PARAMS, D.BITS),
-                    (h_flags != 0, S.BAD_PARAMS, D.FLAGS),
-                    (k_thr_count, S.BAD_PARAMS, D.COUNT),
-                    (k_thr_length, S.BAD_LENGTH, D.NONE),
-                    ((h_offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
-                ])
-        if sums:
-            with m.Elif(is_cmd[L.Cmd.ACCUMULATE]):
-                bad_bits, bad_flags = bad_bits_or_flags(r_bits, r_flags, L.FLAG_SIGNED | L.FLAG_FIRST | window_flag)
-                first_failing([L.Cmd.ACCUMULATE], [
-                    (length < L.ACCUMULATE_HEADER, S.BAD_LENGTH, D.NONE),
-                    (~matrix_ready, S.BAD_STATE, D.NO_MATRIX),
-                    (bad_bits, S.BAD_PARAMS, D.BITS),
-                    (bad_flags, S.BAD_PARAMS, D.FLAGS),
-                    ((accumulate.mantissa >> SCALE_MANTISSA_BITS) != 0, S.BAD_PARAMS, D.SCALE),
-                    (k_acc_count, S.BAD_PARAMS, D.COUNT),
-                    (k_acc_length, S.BAD_LENGTH, D.NONE),
-                    *window_checks(r_window, r_bits, k_pooled if fmap else 0),
-                ])
-            with m.Elif(is_cmd[L.Cmd.READ_SUMS]):
-                first_failing([L.Cmd.READ_SUMS], [
-                    (length != L.READ_SUMS_HEADER, S.BAD_LENGTH, D.NONE),
-                    (s_width > sum_width, S.BAD_PARAMS, D.WIDTH),  # 0 is SUM_FLOAT32
-                    (k_sums_count, S.BAD_PARAMS, D.COUNT),
-                    (k_sums_too_big, S.BAD_PARAMS, D.REPLY_TOO_BIG),
-                ])
-        if fmap:
-            with m.Elif(is_cmd[L.Cmd.LOAD_FMAP]):
-                f_bad_bits = (load_fmap.bits == 0) | (load_fmap.bits > max_bits)
-                continues = ((load_fmap.as_value()[:8 * L.LOAD_FMAP_FIELDS.offset("bits")] == f_shape.as_value())
-                             & (load_fmap.bits == f_bits) & (load_fmap.offset == f_loaded) & f_has)
-                first_failing([L.Cmd.LOAD_FMAP], [
-                    (length < L.LOAD_FMAP_HEADER, S.BAD_LENGTH, D.NONE),
-                    (f_bad_bits, S.BAD_PARAMS, D.BITS),
-                    (k_fmap_shape, S.BAD_PARAMS, D.SHAPE),
-                    (k_fmap_count, S.BAD_PARAMS, D.COUNT),
-                    (k_fmap_length, S.BAD_LENGTH, D.NONE),
-                    ((load_fmap.offset != 0) & ~continues, S.BAD_STATE, D.SEQUENCE),
-                ])
-        with m.Else():
-            m.d.comb += [c_status.eq(S.BAD_COMMAND), c_detail.eq(D.NONE)]
-        # OK, in parallel with the status (not a compare after it): DECIDE tests one bit.
-        m.d.sync += verdict_ok.eq(~bad_frame & Cat(*accepted).any())
-
         with _OneHotFSM(m, "IDLE") as fsm:
             with fsm.state("IDLE"):
                 # (With sums: not while they are being zeroed, after a reset or RESET.)
                 with m.If(receiver.o.valid & (~batch_sum.busy if sums else 1)):
                     fsm.goto("CHECK1")
-            with fsm.state("CHECK1"):  # p_total, p_load_bits, p_reply, p_run_codes
-                fsm.goto("CHECK2")
-            with fsm.state("CHECK2"):  # p_run_bits, p_act_bits
-                fsm.goto("CHECK_PACK" if packed else "CHECK3")
-            if packed:
-                with fsm.state("CHECK_PACK"):  # p_packed_reply's halves (the k_* flags of CHECK2 are redone)
-                    fsm.goto("CHECK_PACK_SUM")
-                with fsm.state("CHECK_PACK_SUM"):  # p_packed_reply
-                    fsm.goto("CHECK3")
-            with fsm.state("CHECK3"):  # the k_* flags (and each check's outcome, from them)
-                fsm.goto("CHECK4")
-            with fsm.state("CHECK4"):  # the verdict, from the outcomes
-                fsm.goto("DECIDE")
+            checks = [f"CHECK{n}" for n in range(1, checker.latency)]  # the checker's pipeline
+            for state, after in zip(checks, checks[1:] + ["DECIDE"]):
+                with fsm.state(state):
+                    fsm.goto(after)
             with fsm.state("DECIDE"):  # the verdict is registered: only its actions here
-                with m.If(~verdict_ok):
-                    error(verdict_status, verdict_detail)
-                with m.Elif(is_cmd[L.Cmd.PING]):
+                with m.If(~verdict.ok):
+                    error(verdict.status, verdict.detail)
+                with m.Elif(command.ping):
                     reply(L.Status.OK, _MSG_PING, L.PING_REPLY)
                     fsm.goto("REPLY")
-                with m.Elif(is_cmd[L.Cmd.RESET]):
+                with m.Elif(command.reset):
                     m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
                     if act_bits:
                         m.d.sync += t_loaded.eq(0)
@@ -1211,36 +841,36 @@ class TrainingCore(wiring.Component):
                         m.d.sync += [f_has.eq(0), f_loaded.eq(0)]
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     fsm.goto("REPLY")
-                with m.Elif(is_cmd[L.Cmd.LOAD_MATRIX]):
+                with m.Elif(command.load_matrix):
                     with m.If(l_offset == 0):
                         m.d.sync += [
                             has_shape.eq(1), m_rows.eq(l_rows), m_cols.eq(l_cols),
-                            m_bits.eq(l_bits), m_flags.eq(l_flags), m_total.eq(p_total),
+                            m_bits.eq(l_bits), m_flags.eq(l_flags), m_total.eq(plan.total),
                         ]
                         if act_bits:  # thresholds belong to the rows of one matrix
                             m.d.sync += t_loaded.eq(0)
                     m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER), unpack_bits.eq(l_bits),
                                  l_fresh.eq(l_offset == 0), to_vectors.eq(0)]
                     if fmap:  # windowed: the codes come from the window generator
-                        m.d.sync += [v_window.eq(l_window), w_held.eq(w_fields)]
+                        m.d.sync += [v_window.eq(l_window), w_held.eq(plan.window)]
                     fsm.goto("LOAD_START")
-                with m.Elif(is_cmd[L.Cmd.RUN]):
+                with m.Elif(command.run):
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     m.d.sync += [
-                        r_len.eq(reply_size), v_act.eq(r_activate), v_sum.eq(0), v_read.eq(0),
+                        r_len.eq(plan.reply_size), v_act.eq(r_activate), v_sum.eq(0), v_read.eq(0),
                         v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
                         rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                     ]
                     if packed:  # the width byte: bits of each accumulator, packed
-                        m.d.sync += [e_width.eq(Mux(r_packed, p_packed_bits, p_width)), v_packed.eq(r_packed),
+                        m.d.sync += [e_width.eq(Mux(r_packed, plan.packed_bits, plan.width)), v_packed.eq(r_packed),
                                      k_fill.eq(0), k_buf.eq(0)]
                     else:
-                        m.d.sync += e_width.eq(p_width)
+                        m.d.sync += e_width.eq(plan.width)
                     if fmap:
-                        m.d.sync += [v_window.eq(r_window), w_held.eq(w_fields)]
+                        m.d.sync += [v_window.eq(r_window), w_held.eq(plan.window)]
                     fsm.goto("RUN_START")
                 if sums:
-                    with m.Elif(is_cmd[L.Cmd.ACCUMULATE]):
+                    with m.Elif(command.accumulate):
                         reply(L.Status.OK, _MSG_EMPTY, 0)  # sent once the sums are written (SUM_WAIT)
                         m.d.sync += [
                             v_sum.eq(1), v_read.eq(0), v_act.eq(0),
@@ -1250,28 +880,28 @@ class TrainingCore(wiring.Component):
                             s_shift.eq(accumulate.shift), s_first.eq(r_first),
                         ]
                         if fmap:
-                            m.d.sync += [v_window.eq(r_window), w_held.eq(w_fields)]
+                            m.d.sync += [v_window.eq(r_window), w_held.eq(plan.window)]
                         fsm.goto("RUN_START")
-                    with m.Elif(is_cmd[L.Cmd.READ_SUMS]):
+                    with m.Elif(command.read_sums):
                         reply(L.Status.OK, _MSG_EMPTY, 0)
                         m.d.sync += [
-                            r_len.eq(L.SUMS_REPLY_HEADER + p_sums_bytes), e_width.eq(s_bytes),
-                            s_float_read.eq(s_float), v_read.eq(1), v_sum.eq(0), v_act.eq(0),
+                            r_len.eq(L.SUMS_REPLY_HEADER + plan.sums_bytes), e_width.eq(plan.sum_bytes),
+                            s_float_read.eq(plan.sum_float), v_read.eq(1), v_sum.eq(0), v_act.eq(0),
                             s_addr.eq(read_sums.slot), s_left.eq(read_sums.count),
                         ]
                         fsm.goto("RUN_HEADER")
                 if fmap:
-                    with m.Elif(is_cmd[L.Cmd.LOAD_FMAP]):
+                    with m.Elif(command.load_fmap):
                         with m.If(load_fmap.offset == 0):  # a new map
                             m.d.sync += [
                                 f_has.eq(1), f_shape.eq(load_fmap.as_value()[:len(f_shape.as_value())]),
-                                f_bits.eq(load_fmap.bits), f_total.eq(p_fmap_total),
+                                f_bits.eq(load_fmap.bits), f_total.eq(plan.fmap_total),
                             ]
                         m.d.sync += [left.eq(load_fmap.count), f_addr.eq(load_fmap.offset),
                                      rd_base.eq(L.LOAD_FMAP_HEADER), unpack_bits.eq(load_fmap.bits)]
                         fsm.goto("FMAP_START")
                 if act_bits:
-                    with m.Elif(is_cmd[L.Cmd.LOAD_THRESHOLDS]):
+                    with m.Elif(command.load_thresholds):
                         m.d.sync += [
                             t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_at_direction.eq(1),
                             rd_base.eq(L.THRESHOLD_HEADER),

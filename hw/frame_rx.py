@@ -36,7 +36,20 @@ from sw.contract.link import FRAME_FIELDS, LOAD_HEADER, MAX_PAYLOAD, SYNC, Statu
 from .crc16 import crc16_processor
 from .params import check_int
 
-__all__ = ["FrameReceiver"]
+__all__ = ["FrameReceiver", "event_layout"]
+
+
+def event_layout(head_bytes: int) -> data.StructLayout:
+    """The layout of the receiver's events (:class:`FrameReceiver`, port ``o``): ``status``,
+    ``cmd``, ``tag``, ``length`` and the payload's first ``head_bytes`` bytes, ``head``."""
+    frame = {f.name: unsigned(8 * f.size) for f in FRAME_FIELDS.fields}
+    return data.StructLayout({
+        "status": unsigned(8),
+        "cmd": frame["code"],
+        "tag": frame["tag"],
+        "length": frame["length"],
+        "head": data.ArrayLayout(unsigned(8), head_bytes),
+    })
 
 
 class FrameReceiver(wiring.Component):
@@ -81,14 +94,7 @@ class FrameReceiver(wiring.Component):
         self._timeout = check_int("timeout", timeout, 1)
         self._head_bytes = check_int("head_bytes", head_bytes, 0, max_payload)
         self._wr_layout = data.StructLayout({"addr": range(max_payload), "data": unsigned(8)})
-        frame = {f.name: unsigned(8 * f.size) for f in FRAME_FIELDS.fields}
-        self._event_layout = data.StructLayout({
-            "status": unsigned(8),
-            "cmd": frame["code"],
-            "tag": frame["tag"],
-            "length": frame["length"],
-            "head": data.ArrayLayout(unsigned(8), head_bytes),
-        })
+        self._event_layout = event_layout(head_bytes)
         super().__init__({
             "i": In(stream.Signature(8)),
             "wr": Out(stream.Signature(self._wr_layout)),

@@ -17,10 +17,10 @@ from math import ceil
 import numpy as np
 import pytest
 import torch
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from hw.core import CORE_DEFAULTS, TrainingCore, UARTCore, bit_length
+from hw.core import CORE_DEFAULTS, TrainingCore, UARTCore
 from hw.uart import UARTReceiver, UARTTransmitter
 from sim.amaranth_sim import stream_get, stream_put_all
 from sim.core_transport import AmaranthCoreTransport
@@ -873,27 +873,3 @@ def test_one_column_tiles_after_full_ones(vectors):
             script += gemm_script(rng, 3, 1, 4, True, v_bits, False, count, params=params)
             script += sums_script(rng, 2, 1, 3, False, v_bits, True, batch=2, vectors=count, params=params)
     check(script, params, seed=vectors)
-
-
-@pytest.mark.parametrize("width, group", [(1, 4), (4, 4), (5, 4), (27, 4), (13, 3), (9, 1)])
-def test_bit_length(width, group):
-    """The balanced bit length the packed accumulators' width is made with, against
-    Python's ``int.bit_length`` on zero, every power of two, all ones and random values."""
-    value = Signal(width)
-    length = Signal(range(width + 1))
-    m = Module()
-    m.d.comb += length.eq(bit_length(value, group=group))
-    rng = random.Random(width * 10 + group)
-    values = [0, (1 << width) - 1, *(1 << i for i in range(width)),
-              *(rng.getrandbits(rng.randrange(1, width + 1)) for _ in range(300))]
-    got = []
-
-    async def testbench(ctx):
-        for v in values:
-            ctx.set(value, v)
-            got.append(ctx.get(length))
-
-    sim = Simulator(m)
-    sim.add_testbench(testbench)
-    sim.run()
-    assert got == [v.bit_length() for v in values]

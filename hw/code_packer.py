@@ -2,27 +2,36 @@
 
 The inverse of :class:`hw.code_unpacker.CodeUnpacker`: exactly
 :func:`sw.protocol.pack_codes`, with ``bits`` chosen at run time (``1 ..
-max_bits``).  Code ``i`` (``bits`` wide) goes to stream bits ``i*bits ..
+max_bits``).  The core packs every RUN reply's values with one: activation
+codes, packed accumulators (:func:`sw.contract.link.accumulator_bits` each)
+and whole-byte accumulators (a value's low ``width`` bytes, little-endian,
+are its low ``8 * width`` bits).  Code ``i`` (``bits`` wide) goes to stream bits ``i*bits ..
 i*bits + bits - 1``, stream bit ``j`` being bit ``j % 8`` of byte ``j // 8``::
 
-    reservoir |= code << have ; have += bits       (a code in, when have < 8)
     byte = reservoir & 0xFF ; reservoir >>= 8 ; have -= 8   (a byte out, when have >= 8)
+    reservoir |= code << have ; have += bits       (a code in, when fewer than 8 bits stay)
 
+both in one cycle where a byte leaves and fewer than 16 bits are held (the
+code then goes in at ``have - 8``, whose low three bits are ``have``'s).
 The code flagged ``last`` ends a payload: the bits still held then leave as
 a final byte padded with zero bits (flagged ``last``), and the reservoir is
 empty again for the next payload.  A code is taken only while fewer than 8
-bits are held, so the reservoir is ``max_bits + 7`` bits.
+bits stay, so the reservoir is ``max_bits + 7`` bits.
 """
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw.contract.codes import MAX_CODE_BITS
+from sw.contract.link import ACC_BYTES
 
 from .params import check_int
 
-__all__ = ["CodePacker", "BYTE_LAYOUT"]
+__all__ = ["CodePacker", "BYTE_LAYOUT", "MAX_PACKED_BITS"]
+
+#: The widest code a packer takes: an int32 accumulator.
+MAX_PACKED_BITS = 8 * ACC_BYTES
 
 #: One packed byte and whether it is the payload's last (the layout of
 #: :data:`hw.frame_tx.BODY_LAYOUT`, so the output can feed a reply body).
@@ -35,7 +44,7 @@ class CodePacker(wiring.Component):
     Parameters
     ----------
     max_bits : int
-        Widest code, ``1 .. 8``.
+        Widest code, ``1 .. 32`` (:data:`MAX_PACKED_BITS`).
 
     Ports
     -----
@@ -53,15 +62,17 @@ class CodePacker(wiring.Component):
     Latency and throughput
     ----------------------
     ``o.valid`` rises the cycle after the code completing a byte (or the
-    ``last`` code) is taken.  A code is taken only while fewer than 8 bits
-    are held and no final byte is pending (``i.ready``), one cycle each, and
-    a byte leaves per cycle otherwise: with both sides always ready, ``1 +
-    bits / 8`` cycles per code on average (2 at 8 bits, 9 cycles per 8 codes
-    at 1 bit), plus the final partial byte.
+    ``last`` code) is taken.  A code is taken (``i.ready``) while no final
+    byte is pending and fewer than 8 bits are held, or fewer than 16 while a
+    byte leaves (``i.ready`` follows ``o.ready`` then); a byte leaves each
+    cycle that 8 are held.  With both sides always ready a payload of
+    ``count`` codes takes ``max(count, ceil(count * bits / 8))`` cycles and
+    a few (one code or one byte a cycle, whichever is slower), then its
+    final byte.
     """
 
     def __init__(self, max_bits: int = MAX_CODE_BITS):
-        self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
+        self._max_bits = check_int("max_bits", max_bits, 1, MAX_PACKED_BITS)
         self._in_layout = data.StructLayout({"code": unsigned(max_bits), "last": unsigned(1)})
         super().__init__({
             "i": In(stream.Signature(self._in_layout)),
@@ -80,25 +91,27 @@ class CodePacker(wiring.Component):
         flush = Signal()  # the payload's last code is in: send what is held, then `last`
         mask = Signal(self._max_bits)
         final = Signal()  # the byte on `o` is the payload's last
+        emit = Signal()  # a byte leaves
+        take = Signal()  # a code comes in
         m.d.comb += [
             mask.eq((Const(1, self._max_bits + 1) << self.bits) - 1),
             final.eq(flush & (have <= 8)),
             self.o.valid.eq((have >= 8) | flush),
             self.o.payload.data.eq(reservoir[:8]),
             self.o.payload.last.eq(final),
-            self.i.ready.eq((have < 8) & ~flush),
+            emit.eq(self.o.valid & self.o.ready),
+            self.i.ready.eq(~flush & ((have < 8) | (emit & (have < 16)))),
+            take.eq(self.i.valid & self.i.ready),
         ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [
-                # have < 8 while a code is taken: a shift by its low 3 bits
-                reservoir.eq(reservoir | ((self.i.payload.code & mask) << have[:3])),
-                have.eq(have + self.bits),
-                flush.eq(self.i.payload.last),
-            ]
-        with m.Elif(self.o.valid & self.o.ready):
-            m.d.sync += reservoir.eq(reservoir >> 8)
-            with m.If(final):
-                m.d.sync += [have.eq(0), flush.eq(0)]
-            with m.Else():
-                m.d.sync += have.eq(have - 8)
+        # The bits that stay (all, or all but the byte leaving: fewer than 8 where a
+        # code comes in), and the code at their end: a shift by have's low 3 bits.
+        kept = Mux(emit, reservoir >> 8, reservoir)
+        code = Mux(take, (self.i.payload.code & mask) << have[:3], 0)
+        m.d.sync += reservoir.eq(kept | code)
+        with m.If(emit & final):
+            m.d.sync += [have.eq(0), flush.eq(0)]
+        with m.Elif(emit | take):
+            m.d.sync += have.eq(have - Mux(emit, 8, 0) + Mux(take, self.bits, 0))
+        with m.If(take):
+            m.d.sync += flush.eq(self.i.payload.last)
         return m

@@ -25,13 +25,14 @@ Datapath
             RUN: per tile of up to `vectors` vectors: buffer -> CodeUnpacker -> GemmEngine
                  (vector planes, vector sums); START; the engine's MacArray walks
                  the plane pairs of every row group, SignedCorrection makes each
-                 value, the result memory holds the tile; then per vector and row:
-                 the value's low `width` bytes, LE (the reply's width byte first: the
-                 fewest bytes holding 2**(bit_length(cols) + m_bits + v_bits) - 1 >=
-                 cols * n_m * n_v, sw.contract.link.accumulator_width),
-                 or, packed (FLAG_PACKED, with packed_accumulators), the value's low
-                 `bits` into a bit stream whose whole bytes leave as they fill
-                 (bits = bit_length(cols * n_m * n_v) + 1, accumulator_bits),
+                 value, the result memory holds the tile; then the result memory,
+                 one value a stream beat (per vector and row) -> CodePacker: each
+                 value's low `width` bytes, LE, as its low 8 * width bits (the
+                 reply's width byte first: the fewest bytes holding
+                 2**(bit_length(cols) + m_bits + v_bits) - 1 >= cols * n_m * n_v,
+                 sw.contract.link.accumulator_width), or, packed (FLAG_PACKED, with
+                 packed_accumulators), its low `bits` (bits = bit_length(cols *
+                 n_m * n_v) + 1, accumulator_bits),
                  or, activated: the result memory, one value a stream beat ->
                  SerialThresholdUnit (one threshold compared a cycle, code = count
                  of passes) -> [GroupMax: a pooled window's pool**2 vectors' max,
@@ -65,8 +66,9 @@ unit's (:attr:`hw.serial_threshold.SerialThresholdUnit.memories`: ``max_rows
 * 2**max_act_bits`` int32 thresholds, ``max_rows`` directions); with batch
 sums (``sum_slots > 0``), the sums, ``sum_slots`` words of ``sum_bits``
 (:class:`hw.batch_sum.BatchSum`), zeroed after a reset and by RESET (a sweep
-of ``sum_slots`` cycles, which the next request waits for); with a feature map (``fmap_codes > 0``), its ``fmap_codes``
-codes of ``max_bits`` (:class:`hw.window.WindowGenerator`), forgotten by RESET.
+of ``sum_slots`` cycles, which the next request waits for); with a feature
+map (``fmap_codes > 0``), its ``fmap_codes`` codes of ``max_bits``
+(:class:`hw.window.WindowGenerator`), forgotten by RESET.
 
 Activation (:func:`sw.numeric.apply_thresholds`): an activated RUN streams
 each tile's values out of the result memory (``ACT_STREAM``), each tagged with
@@ -87,12 +89,13 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * v_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
-                 reply    2 + r + width cycles per value (its read, r = result_stages
-                          more, its width bytes, the next); 3 + r + width with batch
-                          sums, whose shift register the value leaves from (HOLD: no
-                          multiplexer after the block RAM)
-                 packed:  3 + r + (its whole bytes) per value (its read, into the
-                          stream, its bytes, the next), one more with batch sums (HOLD)
+                 reply    width cycles per value, a byte a cycle: the values stream out
+                          of the result memory (ACC_STREAM) into the CodePacker, which
+                          takes the next as the last byte of one leaves; and 2 + r per
+                          tile (READ, the first read and its r = result_stages, one more
+                          through the value slice where r > 0); the tile's last value's
+                          bytes leave while the next tile loads
+                 packed:  the same at bits / 8 cycles per value (a value a cycle at most)
                  activated: instead, 2 + r + (values - 1) * (2**A - 1) per tile (the
                      stream's first read and r more, then its values into the
                      SerialThresholdUnit, one every 2**A - 1 cycles, the last one's
@@ -111,10 +114,11 @@ tile (TILE, VECTOR's first, START) and about six cycles of handshakes and
 checks per request (the checks take :attr:`hw.request_checker.RequestChecker.latency`
 cycles: 5, 7 with packed accumulators).  The compute is ``period =
 max(folds * m_bits * v_bits, pe * vectors)`` cycles per row group (``folds
-= ceil(cols / simd)``) and a pipeline tail per tile: the array does ``pe * vectors * simd`` AND+popcount bit pairs per cycle.
-The link is the bottleneck by far: e.g. one 256-code 8-bit vector takes 22
-ms on a 115,200-baud UART, the compute of 32 rows of it ``8 * 32 * 64``
-cycles at the default ``pe = 4, simd = 8`` (1.4 ms at 12 MHz).
+= ceil(cols / simd)``) and a pipeline tail per tile: the array does ``pe *
+vectors * simd`` AND+popcount bit pairs per cycle.  The link is the
+bottleneck by far: e.g. one 256-code 8-bit vector takes 22 ms on a
+115,200-baud UART, the compute of 32 rows of it ``8 * 32 * 64`` cycles at
+the default ``pe = 4, simd = 8`` (1.4 ms at 12 MHz).
 LOAD_THRESHOLDS takes one cycle per record byte.
 """
 
@@ -122,11 +126,11 @@ from contextlib import contextmanager
 from dataclasses import replace
 from math import ceil
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, exact_log2
+from amaranth.utils import exact_log2
 
 from sw.contract import link as L
 from sw.contract import window as W
@@ -137,7 +141,7 @@ from sw.contract.link import idle_timeout_cycles
 
 from .batch_sum import BatchSum
 from .sum_float import SumToFloat
-from .code_packer import CodePacker
+from .code_packer import MAX_PACKED_BITS, CodePacker
 from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
 from .frame_tx import BODY_LAYOUT, FrameTransmitter
@@ -525,17 +529,20 @@ class TrainingCore(wiring.Component):
         codes_written = Signal()  # every code taken is in the plane buffers
         m.d.comb += codes_written.eq(code_slice.empty & ~gemm.writing)
 
-        # The activation stage: the result memory's values (ACT_STREAM) -> the threshold
-        # unit -> [GroupMax ->] CodePacker -> reply bytes (the body, while `act_streaming`).
+        # A RUN's reply body after its header (and width byte): one CodePacker packs its
+        # values, the result memory's (ACC_STREAM: each accumulator's low `width` bytes are
+        # its low 8 * width bits; packed, its accumulator_bits) or the activation stage's
+        # codes (ACT_STREAM -> threshold unit -> [GroupMax ->]), and its bytes are the
+        # body while `streaming`.
         act_bits = self._max_act_bits
+        m.submodules.packer = packer = CodePacker(MAX_PACKED_BITS)
+        acc_values = stream.Signature(packer.in_layout).create()  # ACC_STREAM's values
         if act_bits:
             m.submodules.threshold = threshold = self._threshold
-            m.submodules.packer = packer = CodePacker(act_bits)
         pool = self._max_pool > 1
         if pool:  # a pooled window's codes: each pooling window's max per row, into the packer
             m.submodules.group_max = group_max = GroupMax(act_bits=act_bits, max_rows=self._max_rows,
                                                           max_group_log=2 * exact_log2(self._max_pool))
-            wiring.connect(m, group_max.o, packer.i)
 
         # Batch sums (ACCUMULATE, READ_SUMS): each value of an ACCUMULATE is one
         # sample's partial sum, scaled and added into its sum by the unit.
@@ -693,13 +700,8 @@ class TrainingCore(wiring.Component):
         t_more = Signal()
         v_sum = Signal()  # this RUN is an ACCUMULATE: its values go into the batch sums
         v_read = Signal()  # a READ_SUMS: sums follow the width byte
-        if packed:
-            v_packed = Signal()  # this RUN's accumulators leave packed, e_width bits each
-            k_buf = Signal(8 * L.ACC_BYTES + 7)  # the packed stream's bits not yet sent, LSB first
-            k_fill = Signal(range(8 * L.ACC_BYTES + 8))  # how many
-            k_mask = Signal(8 * L.ACC_BYTES)  # the low e_width bits
-            k_last = Signal()  # the value in k_buf is the reply's last
-            m.d.sync += k_mask.eq(~(Const((1 << 8 * L.ACC_BYTES) - 1, 8 * L.ACC_BYTES) << e_width))
+        pack_bits = Signal.like(packer.bits)  # the packer's code width for this RUN
+        a_last = Signal()  # ACC_STREAM, ACT_STREAM: the value offered is the RUN's last (read with it)
         if sums:
             s_addr = Signal(range(sums + 1))  # the next sum: of an ACCUMULATE's value, or READ_SUMS' to send
             s_left = Signal(range(sums + 1))  # READ_SUMS: sums still to send
@@ -708,7 +710,6 @@ class TrainingCore(wiring.Component):
             s_first = Signal()
             # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
             # as each leaves (from BatchSum's register beside its block RAMs: no multiplexer).
-            # A RUN's accumulators leave through it too (state HOLD).
             s_wait = Signal(range(BatchSum.read_latency))  # SUM_READ: its cycles so far
             s_word = Signal(signed(8 * max(L.sum_width(self._sum_bits), L.FLOAT_SUM_BYTES)))
             s_float_read = Signal()  # this READ_SUMS sends binary32 sums (width 0)
@@ -720,7 +721,7 @@ class TrainingCore(wiring.Component):
                 batch_sum.first.eq(s_first),
                 batch_sum.read_addr.eq(s_addr),
             ]
-        act_streaming = Signal()  # the packer drives the reply body (activated RUN, header sent)
+        streaming = Signal()  # the packer drives the reply body (a RUN's header, width byte sent)
         if act_bits:
             # LOAD_THRESHOLDS write position.
             t_row = Signal(range(self._max_rows + 1))
@@ -730,10 +731,7 @@ class TrainingCore(wiring.Component):
             t_idx = Signal(act_bits)  # threshold being assembled
             t_byte = Signal(2)  # its bytes taken
             t_word = Signal(24)  # its first three bytes (LE: the latest on top)
-            # ACT_STREAM: the value offered to the threshold unit, its row and whether
-            # it is the RUN's last (read with it).
-            a_row = Signal.like(e_row)
-            a_last = Signal()
+            a_row = Signal.like(e_row)  # ACT_STREAM: the row of the value offered to the threshold unit
 
         # ---------------------------------------------------------- engine wiring
         m.d.comb += [
@@ -748,33 +746,47 @@ class TrainingCore(wiring.Component):
         ]
         if sums:  # an ACCUMULATE's value into its sum
             m.d.comb += [batch_sum.i.payload.slot.eq(s_addr), batch_sum.i.payload.partial.eq(gemm.result)]
-        # Result bytes: value (e_slot, e_row), byte `e_byte`, little-endian.
         result = gemm.result
-        result_byte = result.as_unsigned().word_select(e_byte[:bits_for(L.ACC_BYTES - 1)], 8)
 
-        # ---------------------------------------------------------- activation
+        # ---------------------------------------------------------- reply values
+        # The packer's input: the activation stage's codes in an activated RUN, else the
+        # accumulators (through a skid buffer where the result memory has its register: no
+        # path from the banks' select into the packer's shift).
+        m.d.comb += [acc_values.payload.code.eq(result), acc_values.payload.last.eq(a_last),
+                     packer.bits.eq(pack_bits)]
+        accumulators = acc_values
+        if self._request_slice:
+            m.submodules.value_slice = value_slice = SkidBuffer(packer.in_layout)
+            wiring.connect(m, acc_values, value_slice.i)
+            accumulators = value_slice.o
+        sources = [(~v_act, accumulators)]
         if act_bits:
             m.d.comb += [
                 threshold.bits.eq(t_bits),
-                packer.bits.eq(t_bits),
                 threshold.i.payload.channel.eq(a_row),
                 threshold.i.payload.acc.eq(result),
                 threshold.i.payload.last.eq(a_last),
             ]
-            wiring.connect(m, threshold.o, group_max.i if pool else packer.i)
+            codes_out = threshold.o
             if pool:  # pool p: groups of p**2 = 2**(2 * log2 p) vectors (the bits of p at 2 and 4)
+                wiring.connect(m, threshold.o, group_max.i)
                 m.d.comb += [group_max.rows.eq(m_rows),
                              group_max.group_log.eq(Mux(v_window, w_held.pool[:3] & 0b110, 0))]
-            # While an activated RUN streams, the packer's bytes are the reply
-            # body; the one with `last` ends it.
-            with m.If(act_streaming):
-                m.d.comb += [
-                    body.valid.eq(packer.o.valid),
-                    body.payload.eq(packer.o.payload),
-                    packer.o.ready.eq(body.ready),
-                ]
-                with m.If(packer.o.valid & packer.o.ready & packer.o.payload.last):
-                    m.d.sync += act_streaming.eq(0)
+                codes_out = group_max.o
+            sources.append((v_act, codes_out))
+        for selected, source in sources:
+            with m.If(selected):
+                m.d.comb += [packer.i.valid.eq(source.valid), packer.i.payload.code.eq(source.payload.code),
+                             packer.i.payload.last.eq(source.payload.last), source.ready.eq(packer.i.ready)]
+        # While a RUN streams, the packer's bytes are the reply body; the one with `last` ends it.
+        with m.If(streaming):
+            m.d.comb += [
+                body.valid.eq(packer.o.valid),
+                body.payload.eq(packer.o.payload),
+                packer.o.ready.eq(body.ready),
+            ]
+            with m.If(packer.o.valid & packer.o.ready & packer.o.payload.last):
+                m.d.sync += streaming.eq(0)
 
         # ---------------------------------------------------------- control
         def reply(status, kind, size, detail=0):
@@ -861,11 +873,11 @@ class TrainingCore(wiring.Component):
                         v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
                         rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                     ]
-                    if packed:  # the width byte: bits of each accumulator, packed
-                        m.d.sync += [e_width.eq(Mux(r_packed, plan.packed_bits, plan.width)), v_packed.eq(r_packed),
-                                     k_fill.eq(0), k_buf.eq(0)]
-                    else:
-                        m.d.sync += e_width.eq(plan.width)
+                    # The width byte: bytes of each accumulator or, packed, bits; the packer's
+                    # code width: those bits, or the width's bytes' bits, or the activation's.
+                    width_bits = Mux(r_packed, plan.packed_bits, plan.width << 3) if packed else plan.width << 3
+                    m.d.sync += [e_width.eq(Mux(r_packed, plan.packed_bits, plan.width) if packed else plan.width),
+                                 pack_bits.eq(Mux(r_activate, t_bits, width_bits) if act_bits else width_bits)]
                     if fmap:
                         m.d.sync += [v_window.eq(r_window), w_held.eq(plan.window)]
                     fsm.goto("RUN_START")
@@ -919,8 +931,8 @@ class TrainingCore(wiring.Component):
                 with m.If(body.ready):
                     with m.If(msg_index == msg_last):
                         fsm.goto("DONE")
-            with fsm.state("DONE"):  # (an activated RUN's packer may still be sending)
-                with m.If(~act_streaming):
+            with fsm.state("DONE"):  # (a RUN's packer may still be sending)
+                with m.If(~streaming):
                     m.d.comb += receiver.o.ready.eq(1)
                     fsm.goto("IDLE")
 
@@ -1023,7 +1035,7 @@ class TrainingCore(wiring.Component):
                 m.d.comb += [body.valid.eq(1), body.payload.data.eq(msg_byte), msg_next.eq(body.ready)]
                 with m.If(body.ready):
                     with m.If(msg_index == 3):
-                        m.d.sync += act_streaming.eq(v_act)
+                        m.d.sync += streaming.eq(v_act)
                         with m.If(v_act):
                             fsm.goto("TILE")
                         with m.Else():
@@ -1034,6 +1046,7 @@ class TrainingCore(wiring.Component):
                     with m.If(v_read & s_float_read):  # READ_SUMS width 0: the byte is 0, the sums 4 bytes
                         m.d.comb += body.payload.data.eq(L.SUM_FLOAT32)
                 with m.If(body.ready):
+                    m.d.sync += streaming.eq(~v_read)
                     if sums:
                         with m.If(v_read):
                             fsm.goto("SUM_READ")
@@ -1081,17 +1094,7 @@ class TrainingCore(wiring.Component):
                 with m.If(gemm.done):
                     m.d.sync += first_value()
                     fsm.goto("READ")
-            def value_read():  # the value read shows on `gemm.result` the next cycle
-                if packed:
-                    with m.If(v_packed):
-                        fsm.goto("HOLD" if sums else "PACK")
-                    with m.Else():
-                        fsm.goto("HOLD" if sums else "EMIT")
-                else:
-                    fsm.goto("HOLD" if sums else "EMIT")
-
-            with fsm.state("READ"):  # the value (e_slot, e_row) is read
-                m.d.sync += e_byte.eq(0)
+            with fsm.state("READ"):  # the tile's first value (e_slot, e_row) is read
                 m.d.sync += [t_flight.eq(0), t_more.eq(1)]
                 with m.If(v_act):
                     if act_bits:
@@ -1100,74 +1103,15 @@ class TrainingCore(wiring.Component):
                     if sums:
                         fsm.goto("SUM_STREAM")
                 with m.Else():
-                    if gemm.result_stages:
-                        fsm.goto("READ_STAGE")
-                    else:
-                        value_read()
-            if gemm.result_stages:
-                with fsm.state("READ_STAGE"):  # ... and passes the result stage
-                    value_read()
-            if sums:
-                with fsm.state("HOLD"):  # ... and registered in the sums' shift register
-                    m.d.sync += s_word.eq(result)
-                    if packed:
-                        with m.If(v_packed):
-                            fsm.goto("PACK")
-                        with m.Else():
-                            fsm.goto("EMIT")
-                    else:
-                        fsm.goto("EMIT")
-            if packed:
-                with fsm.state("PACK"):  # the value's low e_width bits join the stream
-                    value = (s_word if sums else result).as_unsigned()[:8 * L.ACC_BYTES]
-                    # k_fill < 8 here (PACK_EMIT leaves with less than a byte held), so
-                    # the shift is by its low 3 bits: an 8-way, not a 64-way, multiplexer.
-                    m.d.sync += [
-                        k_buf.eq(k_buf | ((value & k_mask) << k_fill[:3])),
-                        k_fill.eq(k_fill + e_width),
-                        k_last.eq(last_row & last_slot & last_tile),
-                    ]
-                    fsm.goto("PACK_EMIT")
-                with fsm.state("PACK_EMIT"):  # its whole bytes; after the last value, the rest too
-                    final = Signal()  # the reply's last byte: the stream's bits end in it
-                    m.d.comb += final.eq(k_last & (k_fill <= 8))
-                    with m.If((k_fill >= 8) | k_last):
-                        m.d.comb += [body.valid.eq(1), body.payload.data.eq(k_buf[:8]), body.payload.last.eq(final)]
-                        with m.If(body.ready):
-                            m.d.sync += [k_buf.eq(k_buf >> 8), k_fill.eq(Mux(final, 0, k_fill - 8))]
-                            with m.If(final):
-                                fsm.goto("NEXT")
-                    with m.Else():
-                        fsm.goto("NEXT")
+                    fsm.goto("ACC_STREAM")
+            last_value = last_row & last_slot & last_tile
             if act_bits:
                 with fsm.state("ACT_STREAM"):  # the tile's values into the threshold unit
                     # The codes reach the packer (and the reply) on their own; after
                     # the last tile, DONE waits for the packer's last byte.
-                    stream_tile(threshold.i, "DONE", [(a_row, e_row), (a_last, last_row & last_slot & last_tile)])
-            with fsm.state("EMIT"):  # the value's e_width bytes, two's complement LE
-                m.d.comb += [
-                    body.valid.eq(1),
-                    body.payload.data.eq(s_word[:8] if sums else result_byte),
-                    body.payload.last.eq((e_byte == e_last_byte) & last_row & last_slot & last_tile),
-                ]
-                with m.If(body.ready):
-                    m.d.sync += e_byte.eq(e_byte + 1)
-                    if sums:
-                        m.d.sync += s_word.eq(s_word >> 8)
-                    with m.If(e_byte == e_last_byte):
-                        fsm.goto("NEXT")
-            with fsm.state("NEXT"):
-                with m.If(~last_row):
-                    m.d.sync += next_row()
-                    fsm.goto("READ")
-                with m.Elif(~last_slot):
-                    m.d.sync += next_slot()
-                    fsm.goto("READ")
-                with m.Elif(~last_tile):
-                    m.d.sync += v_left.eq(v_rest)
-                    fsm.goto("TILE")
-                with m.Else():  # (an ACCUMULATE's values take SUM_STREAM instead)
-                    fsm.goto("DONE")
+                    stream_tile(threshold.i, "DONE", [(a_row, e_row), (a_last, last_value)])
+            with fsm.state("ACC_STREAM"):  # the tile's values into the packer (the reply, meanwhile)
+                stream_tile(acc_values, "DONE", [(a_last, last_value)])
             if sums:
                 with fsm.state("SUM_STREAM"):  # the tile's values into their sums, one a cycle
                     with m.If(t_flight[-1] & batch_sum.i.ready):

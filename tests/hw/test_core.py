@@ -205,9 +205,10 @@ def timed(params: dict, core: str) -> dict:
 def test_full_rate_run_cycles(m_bits, v_bits, count, cols, core):
     """No gaps, no stalls: a RUN exchange takes its request bytes, the
     unpacking (``1 + v_bits / 8`` cycles per code, ``v_bits`` per fold
-    to write its planes), the compute (``run_cycles``), the reply (``width + 2 +
-    result_stages`` cycles per value: its read and result stages, its ``width``
-    bytes, the next) and a few cycles of handshakes."""
+    to write its planes), the compute (``run_cycles``), the reply (``width`` cycles
+    per value, a byte a cycle, and per tile ``2 + result_stages``: READ, the first
+    read and its stages; the last value's bytes may leave while the next tile
+    loads) and a few cycles of handshakes."""
     params = timed(SMALL, core)
     rng = np.random.default_rng(9)
     load = load_frames(codes(rng, m_bits, (6, cols)), m_bits, True)
@@ -221,12 +222,12 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols, core):
     assert stages == request == params.get("fetch_stages", 0)
     unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SMALL["simd"]) * v_bits)
     width = P.accumulator_width(cols, m_bits, v_bits)
-    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + (width + 2 + stages) * count * 6
+    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + width * count * 6 + (2 + stages) * count
     tiles = 3 * count  # states TILE and START of each one-vector tile, and VECTOR's first cycle
     rest = cycles - load_cycles - len(run) - request - unpack - compute - reply - tiles
     # The code slice (a skid buffer) lets the unpacker run up to two codes
-    # ahead while a fold's planes are written.
-    ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + v_bits / 8)
+    # ahead while a fold's planes are written; a tile's last bytes overlap the next tile.
+    ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + v_bits / 8) + (count - 1) * width
     assert -ahead <= rest <= 7, rest
 
 

@@ -16,6 +16,7 @@ from hw.frame_rx import FrameReceiver
 from hw.frame_tx import FrameTransmitter
 from sim.amaranth_sim import simulate, stream_get, stream_get_n, stream_put_all
 from sw import protocol as P
+from sw.contract.codes import MAX_CODE_BITS
 from sw.contract.link import CRC_CHECK, CRC_RESIDUE
 from tests.hw.helpers import unelaborated
 
@@ -228,7 +229,8 @@ def test_code_unpacker_inverts_pack_codes(bits):
     assert got == [list(map(int, c)) for c in payloads]
 
 
-@pytest.mark.parametrize("max_bits, bits", [(8, b) for b in range(1, 9)] + [(3, 1), (3, 3), (1, 1)])
+@pytest.mark.parametrize("max_bits, bits", [(8, b) for b in range(1, 9)] + [(3, 1), (3, 3), (1, 1)]
+                         + [(32, b) for b in (1, 9, 13, 16, 24, 31, 32)])  # the core's: accumulators too
 def test_code_packer_is_pack_codes(max_bits, bits):
     """Payloads of several lengths (one code, whole bytes, ragged ends) back to
     back, codes offered with random gaps (and junk above ``bits``), bytes taken
@@ -236,8 +238,12 @@ def test_code_packer_is_pack_codes(max_bits, bits):
     ``last`` marks exactly its final byte."""
     rng = np.random.default_rng(10 * max_bits + bits)
     lengths = (1, 8, 3, 13, 30, 2)
-    payloads = [rng.integers(0, 1 << bits, size=n) for n in lengths]
-    want = [P.pack_codes(codes, bits) for codes in payloads]
+    payloads = [rng.integers(0, 1 << bits, size=n, dtype=np.int64) for n in lengths]
+    if bits <= MAX_CODE_BITS:
+        want = [P.pack_codes(codes, bits) for codes in payloads]
+    else:  # accumulators: the same stream of their two's complement bits (the host's encoder)
+        signed = [np.where(codes >> (bits - 1), codes - (1 << bits), codes) for codes in payloads]
+        want = [P.encode_packed_accumulators(out, bits)[P.RUN_REPLY_HEADER:] for out in signed]
     junk = (1 << max_bits) - (1 << bits)  # bits above the code width, ignored
     dut = CodePacker(max_bits)
     got = []
@@ -246,7 +252,7 @@ def test_code_packer_is_pack_codes(max_bits, bits):
         ctx.set(dut.bits, bits)
         prng = random.Random(bits)
         for codes in payloads:
-            beats = [{"code": int(c) | (junk & prng.randrange(256)), "last": i == len(codes) - 1}
+            beats = [{"code": int(c) | (junk & prng.getrandbits(max_bits)), "last": i == len(codes) - 1}
                      for i, c in enumerate(codes)]
             await stream_put_all(ctx, dut.i, beats, rng=prng, gap=0.3)
 
@@ -260,9 +266,11 @@ def test_code_packer_is_pack_codes(max_bits, bits):
 
 
 def test_code_packer_full_rate():
-    """Both sides always ready: 1 + bits / 8 cycles per code (the docstring's rate)."""
-    for bits, count in [(8, 16), (1, 64), (3, 24)]:
-        dut = CodePacker(8)
+    """Both sides always ready: a code or a byte a cycle, whichever is slower, then the
+    final byte (the docstring's rate)."""
+    for max_bits, bits, count in [(8, 8, 16), (8, 1, 64), (8, 3, 24), (8, 5, 11), (32, 32, 5), (32, 20, 8),
+                                  (32, 16, 6), (32, 9, 7)]:
+        dut = CodePacker(max_bits)
         state = {}
 
         async def bench(ctx):
@@ -279,7 +287,7 @@ def test_code_packer_full_rate():
             state["cycles"] = cycles
 
         simulate(dut, bench, deadline=None)
-        assert state["cycles"] == count + P.packed_size(count, bits), (bits, state)
+        assert state["cycles"] == max(count, P.packed_size(count, bits)) + 1, (bits, state)
 
 
 @pytest.mark.parametrize("cls, kwargs, match", [
@@ -290,7 +298,7 @@ def test_code_packer_full_rate():
     (CodeUnpacker, dict(max_bits=0), "max_bits"),
     (CodeUnpacker, dict(max_bits=9), "max_bits"),
     (CodePacker, dict(max_bits=0), "max_bits"),
-    (CodePacker, dict(max_bits=9), "max_bits"),
+    (CodePacker, dict(max_bits=33), "max_bits"),
     (CodePacker, dict(max_bits=True), "max_bits"),
 ])
 def test_bad_parameters(cls, kwargs, match):

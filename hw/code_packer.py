@@ -3,9 +3,9 @@
 The inverse of :class:`hw.code_unpacker.CodeUnpacker`: exactly
 :func:`sw.protocol.pack_codes`, with ``bits`` chosen at run time (``1 ..
 max_bits``).  The core packs every RUN reply's values with one: activation
-codes, packed accumulators (:func:`sw.contract.link.accumulator_bits` each)
-and whole-byte accumulators (a value's low ``width`` bytes, little-endian,
-are its low ``8 * width`` bits).  Code ``i`` (``bits`` wide) goes to stream bits ``i*bits ..
+codes, packed accumulators (:func:`sw.contract.link.accumulator_bits` each,
+up to 32) and whole-byte accumulators (their low ``width`` bytes, a byte a
+code).  Code ``i`` (``bits`` wide) goes to stream bits ``i*bits ..
 i*bits + bits - 1``, stream bit ``j`` being bit ``j % 8`` of byte ``j // 8``::
 
     byte = reservoir & 0xFF ; reservoir >>= 8 ; have -= 8   (a byte out, when have >= 8)

@@ -26,13 +26,12 @@ Datapath
                  (vector planes, vector sums); START; the engine's MacArray walks
                  the plane pairs of every row group, SignedCorrection makes each
                  value, the result memory holds the tile; then the result memory,
-                 one value a stream beat (per vector and row) -> CodePacker: each
-                 value's low `width` bytes, LE, as its low 8 * width bits (the
-                 reply's width byte first: the fewest bytes holding
-                 2**(bit_length(cols) + m_bits + v_bits) - 1 >= cols * n_m * n_v,
-                 sw.contract.link.accumulator_width), or, packed (FLAG_PACKED, with
-                 packed_accumulators), its low `bits` (bits = bit_length(cols *
-                 n_m * n_v) + 1, accumulator_bits),
+                 per vector and row -> CodePacker: each value's low `width` bytes,
+                 LE, a stream beat each (the reply's width byte first: the fewest
+                 bytes holding 2**(bit_length(cols) + m_bits + v_bits) - 1 >= cols
+                 * n_m * n_v, sw.contract.link.accumulator_width), or, packed
+                 (FLAG_PACKED, with packed_accumulators), its low `bits` in one beat
+                 (bits = bit_length(cols * n_m * n_v) + 1, accumulator_bits),
                  or, activated: the result memory, one value a stream beat ->
                  SerialThresholdUnit (one threshold compared a cycle, code = count
                  of passes) -> [GroupMax: a pooled window's pool**2 vectors' max,
@@ -89,13 +88,15 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
     per tile:    unpack   codes * (1 + v_bits / 8) + folds * v_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
-                 reply    width cycles per value, a byte a cycle: the values stream out
-                          of the result memory (ACC_STREAM) into the CodePacker, which
-                          takes the next as the last byte of one leaves; and 2 + r per
-                          tile (READ, the first read and its r = result_stages, one more
-                          through the value slice where r > 0); the tile's last value's
-                          bytes leave while the next tile loads
-                 packed:  the same at bits / 8 cycles per value (a value a cycle at most)
+                 reply    width cycles per value, a byte a cycle: the values' bytes
+                          stream out of the result memory (ACC_STREAM) through the
+                          CodePacker; and 2 + r per tile (READ, the first read and its
+                          r = result_stages, one more through the value slice where
+                          r > 0); the tile's last value's bytes leave while the next
+                          tile loads
+                 packed:  the same at bits / 8 cycles per value (the packer takes the
+                          next value as the last byte of one leaves; a value a cycle
+                          at most)
                  activated: instead, 2 + r + (values - 1) * (2**A - 1) per tile (the
                      stream's first read and r more, then its values into the
                      SerialThresholdUnit, one every 2**A - 1 cycles, the last one's
@@ -141,7 +142,7 @@ from sw.contract.link import idle_timeout_cycles
 
 from .batch_sum import BatchSum
 from .sum_float import SumToFloat
-from .code_packer import MAX_PACKED_BITS, CodePacker
+from .code_packer import CodePacker
 from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
 from .frame_tx import BODY_LAYOUT, FrameTransmitter
@@ -530,13 +531,14 @@ class TrainingCore(wiring.Component):
         m.d.comb += codes_written.eq(code_slice.empty & ~gemm.writing)
 
         # A RUN's reply body after its header (and width byte): one CodePacker packs its
-        # values, the result memory's (ACC_STREAM: each accumulator's low `width` bytes are
-        # its low 8 * width bits; packed, its accumulator_bits) or the activation stage's
-        # codes (ACT_STREAM -> threshold unit -> [GroupMax ->]), and its bytes are the
-        # body while `streaming`.
+        # values, the result memory's (ACC_STREAM: each accumulator's low `width` bytes, a
+        # beat each, or, packed, its low accumulator_bits in one beat) or the activation
+        # stage's codes (ACT_STREAM -> threshold unit -> [GroupMax ->]), and its bytes are
+        # the body while `streaming`.
         act_bits = self._max_act_bits
-        m.submodules.packer = packer = CodePacker(MAX_PACKED_BITS)
-        acc_values = stream.Signature(packer.in_layout).create()  # ACC_STREAM's values
+        packed_bits = L.accumulator_bits(self._max_cols, max_bits, max_bits) if self._packed_accumulators else 0
+        m.submodules.packer = packer = CodePacker(max(act_bits, 8, packed_bits))
+        acc_values = stream.Signature(packer.in_layout).create()  # ACC_STREAM's beats
         if act_bits:
             m.submodules.threshold = threshold = self._threshold
         pool = self._max_pool > 1
@@ -701,6 +703,8 @@ class TrainingCore(wiring.Component):
         v_sum = Signal()  # this RUN is an ACCUMULATE: its values go into the batch sums
         v_read = Signal()  # a READ_SUMS: sums follow the width byte
         pack_bits = Signal.like(packer.bits)  # the packer's code width for this RUN
+        if packed_bits:
+            v_packed = Signal()  # this RUN's accumulators leave packed, a beat each
         a_last = Signal()  # ACC_STREAM, ACT_STREAM: the value offered is the RUN's last (read with it)
         if sums:
             s_addr = Signal(range(sums + 1))  # the next sum: of an ACCUMULATE's value, or READ_SUMS' to send
@@ -752,8 +756,19 @@ class TrainingCore(wiring.Component):
         # The packer's input: the activation stage's codes in an activated RUN, else the
         # accumulators (through a skid buffer where the result memory has its register: no
         # path from the banks' select into the packer's shift).
-        m.d.comb += [acc_values.payload.code.eq(result), acc_values.payload.last.eq(a_last),
-                     packer.bits.eq(pack_bits)]
+        # ACC_STREAM's beat: the offered value's byte e_byte, or, packed, the value; the
+        # value's last beat ends it (and the RUN's last value's, the reply).
+        beat_last = Signal()
+        value_byte = result.as_unsigned().word_select(e_byte[:exact_log2(L.ACC_BYTES)], 8)
+        m.d.comb += [
+            beat_last.eq(e_byte == e_last_byte),
+            acc_values.payload.code.eq(value_byte),
+            acc_values.payload.last.eq(a_last & beat_last),
+            packer.bits.eq(pack_bits),
+        ]
+        if packed_bits:
+            with m.If(v_packed):
+                m.d.comb += [beat_last.eq(1), acc_values.payload.code.eq(result)]
         accumulators = acc_values
         if self._request_slice:
             m.submodules.value_slice = value_slice = SkidBuffer(packer.in_layout)
@@ -793,17 +808,18 @@ class TrainingCore(wiring.Component):
             m.d.sync += [r_status.eq(status), r_kind.eq(kind), r_detail.eq(detail), r_len.eq(size),
                          msg_index.eq(0), msg_ahead.eq(1), msg_byte.eq(status), msg_last.eq(3 + size)]
 
-        def stream_tile(sink, after, tags=()):
+        def stream_tile(sink, after, tags=(), beat_last=1):
             # The tile's values out of the result memory into `sink`: the value read in
             # one cycle is offered `gemm.result_latency` cycles later (`t_flight`); the reads
-            # advance while the offered value is taken, and hold (result_en low) while it is
-            # not.  `tags`, (signal, value) pairs, go with each value: `value` as it is read,
-            # in `signal` while it is offered.  The tile's last value taken, the next tile
-            # starts, or, after the last tile, state `after`.
+            # advance while the offered value is taken (its last beat, `beat_last`), and hold
+            # (result_en low) while it is not.  `tags`, (signal, value) pairs, go with each
+            # value: `value` as it is read, in `signal` while it is offered.  The tile's last
+            # value taken, the next tile starts, or, after the last tile, state `after`.
             take = Signal()
             offered = t_flight[-1]
             in_flight = t_flight[:-1].any()  # reads on their way to `gemm.result` behind it
-            m.d.comb += [sink.valid.eq(offered), take.eq(~offered | sink.ready), gemm.result_en.eq(take)]
+            m.d.comb += [sink.valid.eq(offered), take.eq(~offered | (sink.ready & beat_last)),
+                         gemm.result_en.eq(take)]
             with m.If(take):
                 m.d.sync += t_flight.eq(Cat(t_more, t_flight[:-1]))
                 for signal, value in tags:
@@ -874,10 +890,12 @@ class TrainingCore(wiring.Component):
                         rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
                     ]
                     # The width byte: bytes of each accumulator or, packed, bits; the packer's
-                    # code width: those bits, or the width's bytes' bits, or the activation's.
-                    width_bits = Mux(r_packed, plan.packed_bits, plan.width << 3) if packed else plan.width << 3
+                    # code width: those bits, or a byte, or the activation code's.
+                    beat_bits = Mux(r_packed, plan.packed_bits, 8) if packed else 8
                     m.d.sync += [e_width.eq(Mux(r_packed, plan.packed_bits, plan.width) if packed else plan.width),
-                                 pack_bits.eq(Mux(r_activate, t_bits, width_bits) if act_bits else width_bits)]
+                                 pack_bits.eq(Mux(r_activate, t_bits, beat_bits) if act_bits else beat_bits)]
+                    if packed:
+                        m.d.sync += v_packed.eq(r_packed)
                     if fmap:
                         m.d.sync += [v_window.eq(r_window), w_held.eq(plan.window)]
                     fsm.goto("RUN_START")
@@ -1095,7 +1113,7 @@ class TrainingCore(wiring.Component):
                     m.d.sync += first_value()
                     fsm.goto("READ")
             with fsm.state("READ"):  # the tile's first value (e_slot, e_row) is read
-                m.d.sync += [t_flight.eq(0), t_more.eq(1)]
+                m.d.sync += [t_flight.eq(0), t_more.eq(1), e_byte.eq(0)]
                 with m.If(v_act):
                     if act_bits:
                         fsm.goto("ACT_STREAM")
@@ -1111,7 +1129,9 @@ class TrainingCore(wiring.Component):
                     # the last tile, DONE waits for the packer's last byte.
                     stream_tile(threshold.i, "DONE", [(a_row, e_row), (a_last, last_value)])
             with fsm.state("ACC_STREAM"):  # the tile's values into the packer (the reply, meanwhile)
-                stream_tile(acc_values, "DONE", [(a_last, last_value)])
+                with m.If(acc_values.valid & acc_values.ready):  # a beat: the value's next byte, or the next value
+                    m.d.sync += e_byte.eq(Mux(beat_last, 0, e_byte + 1))
+                stream_tile(acc_values, "DONE", [(a_last, last_value)], beat_last)
             if sums:
                 with fsm.state("SUM_STREAM"):  # the tile's values into their sums, one a cycle
                     with m.If(t_flight[-1] & batch_sum.i.ready):

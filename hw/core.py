@@ -70,7 +70,7 @@ map (``fmap_codes > 0``), its ``fmap_codes`` codes of ``max_bits``
 (:class:`hw.window.WindowGenerator`), forgotten by RESET.
 
 Activation (:func:`sw.numeric.apply_thresholds`): an activated RUN streams
-each tile's values out of the result memory (``ACT_STREAM``), each tagged with
+each tile's values out of the result memory (the tile's drain), each tagged with
 its row, into a :class:`hw.serial_threshold.SerialThresholdUnit` (``n_a = 2**A
 - 1`` cycles a value: one 32-bit comparator, one threshold a cycle), whose
 codes go to a :class:`hw.code_packer.CodePacker`, whose bytes are the reply
@@ -86,34 +86,33 @@ pairs, then the signed-odd correction), exactly
 Cycle cost of a RUN (``count`` vectors, matrix ``rows x cols`` of ``m_bits``
 bits, vector ``v_bits`` bits, ``tx`` never stalling)::
 
-    per tile:    unpack   codes * (1 + v_bits / 8) + folds * v_bits per vector
+    per tile:    load     unpack codes * (1 + v_bits / 8) + folds * v_bits per vector
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
-                 reply    width cycles per value, a byte a cycle: the values' bytes
-                          stream out of the result memory (ACC_STREAM) through the
-                          CodePacker; and 2 + r per tile (READ, the first read and its
-                          r = result_stages, one more through the value slice where
-                          r > 0); the tile's last value's bytes leave while the next
-                          tile loads
+                 drain    the tile's values out of the result memory, while the next
+                          tile loads (its compute waits for both):
+                 reply    1 + r (the first read and its r = result_stages, one more
+                          through the value slice where r > 0), then width cycles per
+                          value, a byte a cycle through the CodePacker
                  packed:  the same at bits / 8 cycles per value (the packer takes the
                           next value as the last byte of one leaves; a value a cycle
                           at most)
-                 activated: instead, 2 + r + (values - 1) * (2**A - 1) per tile (the
-                     stream's first read and r more, then its values into the
-                     SerialThresholdUnit, one every 2**A - 1 cycles, the last one's
-                     compares overlapping the next tile), and 2**A - 1 +
+                 activated: instead, 2 + r + (values - 1) * (2**A - 1) (the first
+                     read and r more, then its values into the SerialThresholdUnit,
+                     one every 2**A - 1 cycles), and 2**A - 1 +
                      SerialThresholdUnit.latency after the last tile (the packed
                      codes leave meanwhile)
-                 ACCUMULATE: instead, 1 per value into the batch sums (a stream out
-                     of the result memory), 2 + r more per tile, then
-                     BatchSum.latency before the reply
+                 ACCUMULATE: instead, 1 + r, then 1 per value into the batch sums,
+                     and BatchSum.latency before the reply
     READ_SUMS:   BatchSum.read_latency + 1 + width = 4 + width cycles per sum (its read, its
                  register, its bytes); width 0: 5 + SumToFloat.latency + 4 (its read, its
                  register, the unit, its bytes)
 
-plus the request's and the reply's bytes (one per cycle), three cycles per
-tile (TILE, VECTOR's first, START) and about six cycles of handshakes and
-checks per request (the checks take :attr:`hw.request_checker.RequestChecker.latency`
-cycles: 5, 7 with packed accumulators).  The compute is ``period =
+so a tile costs ``3 + max(load, the previous tile's drain) + compute`` (3:
+TILE, VECTOR's first cycle, START) and the last drain comes on top, plus the
+request's and the reply's bytes (one per cycle) and about six cycles of
+handshakes and checks per request (the checks take
+:attr:`hw.request_checker.RequestChecker.latency` cycles: 5, 7 with packed
+accumulators).  The compute is ``period =
 max(folds * m_bits * v_bits, pe * vectors)`` cycles per row group (``folds
 = ceil(cols / simd)``) and a pipeline tail per tile: the array does ``pe *
 vectors * simd`` AND+popcount bit pairs per cycle.  The link is the
@@ -531,14 +530,14 @@ class TrainingCore(wiring.Component):
         m.d.comb += codes_written.eq(code_slice.empty & ~gemm.writing)
 
         # A RUN's reply body after its header (and width byte): one CodePacker packs its
-        # values, the result memory's (ACC_STREAM: each accumulator's low `width` bytes, a
+        # values, the result memory's (the drain: each accumulator's low `width` bytes, a
         # beat each, or, packed, its low accumulator_bits in one beat) or the activation
-        # stage's codes (ACT_STREAM -> threshold unit -> [GroupMax ->]), and its bytes are
+        # stage's codes (the drain -> threshold unit -> [GroupMax ->]), and its bytes are
         # the body while `streaming`.
         act_bits = self._max_act_bits
         packed_bits = L.accumulator_bits(self._max_cols, max_bits, max_bits) if self._packed_accumulators else 0
         m.submodules.packer = packer = CodePacker(max(act_bits, 8, packed_bits))
-        acc_values = stream.Signature(packer.in_layout).create()  # ACC_STREAM's beats
+        acc_values = stream.Signature(packer.in_layout).create()  # the drain's beats into the packer
         if act_bits:
             m.submodules.threshold = threshold = self._threshold
         pool = self._max_pool > 1
@@ -685,8 +684,15 @@ class TrainingCore(wiring.Component):
         def next_row():
             return [e_row.eq(e_row + 1), last_row.eq(e_row == m_rows_m2)]
 
+        # The drain: a computed tile's values stream out of the result memory (stream_tile)
+        # while the main state machine loads the next tile's vectors; the next tile
+        # computes once it is done.  It keeps its tile's bounds: the next TILE changes nv.
+        draining = Signal()
+        d_nv_m2 = Signal.like(nv_m2)  # the draining tile's nv - 2
+        d_last_tile = Signal()  # the draining tile is the RUN's last
+
         def next_slot():
-            return [e_row.eq(0), last_row.eq(m_rows_last == 0), e_slot.eq(e_slot + 1), last_slot.eq(e_slot == nv_m2)]
+            return [e_row.eq(0), last_row.eq(m_rows_last == 0), e_slot.eq(e_slot + 1), last_slot.eq(e_slot == d_nv_m2)]
         widest = max(L.ACC_BYTES, L.sum_width(self._sum_bits))  # an accumulator's or a sum's bytes
         e_byte = Signal(range(widest))
         # Bytes of each accumulator (sum) of this RUN's (READ_SUMS') reply; of a packed RUN, bits.
@@ -695,7 +701,7 @@ class TrainingCore(wiring.Component):
         e_last_byte = Signal(range(widest))  # e_width - 1
         m.d.sync += e_last_byte.eq(e_width - 1)
         v_act = Signal()  # this RUN is activated
-        # SUM_STREAM, ACT_STREAM (stream_tile): the result reads in flight, one bit a stage
+        # The drain (stream_tile): the result reads in flight, one bit a stage
         # (the top one: `gemm.result` shows a value not yet taken), and the tile has values
         # not yet read.
         t_flight = Signal(gemm.result_latency)
@@ -705,7 +711,7 @@ class TrainingCore(wiring.Component):
         pack_bits = Signal.like(packer.bits)  # the packer's code width for this RUN
         if packed_bits:
             v_packed = Signal()  # this RUN's accumulators leave packed, a beat each
-        a_last = Signal()  # ACC_STREAM, ACT_STREAM: the value offered is the RUN's last (read with it)
+        a_last = Signal()  # the drain: the value offered is the RUN's last (read with it)
         if sums:
             s_addr = Signal(range(sums + 1))  # the next sum: of an ACCUMULATE's value, or READ_SUMS' to send
             s_left = Signal(range(sums + 1))  # READ_SUMS: sums still to send
@@ -735,7 +741,7 @@ class TrainingCore(wiring.Component):
             t_idx = Signal(act_bits)  # threshold being assembled
             t_byte = Signal(2)  # its bytes taken
             t_word = Signal(24)  # its first three bytes (LE: the latest on top)
-            a_row = Signal.like(e_row)  # ACT_STREAM: the row of the value offered to the threshold unit
+            a_row = Signal.like(e_row)  # the drain: the row of the value offered to the threshold unit
 
         # ---------------------------------------------------------- engine wiring
         m.d.comb += [
@@ -756,8 +762,8 @@ class TrainingCore(wiring.Component):
         # The packer's input: the activation stage's codes in an activated RUN, else the
         # accumulators (through a skid buffer where the result memory has its register: no
         # path from the banks' select into the packer's shift).
-        # ACC_STREAM's beat: the offered value's byte e_byte, or, packed, the value; the
-        # value's last beat ends it (and the RUN's last value's, the reply).
+        # The drain's beat into the packer: the offered value's byte e_byte, or, packed, the
+        # value; the value's last beat ends it (and the RUN's last value's, the reply).
         beat_last = Signal()
         value_byte = result.as_unsigned().word_select(e_byte[:exact_log2(L.ACC_BYTES)], 8)
         m.d.comb += [
@@ -808,13 +814,13 @@ class TrainingCore(wiring.Component):
             m.d.sync += [r_status.eq(status), r_kind.eq(kind), r_detail.eq(detail), r_len.eq(size),
                          msg_index.eq(0), msg_ahead.eq(1), msg_byte.eq(status), msg_last.eq(3 + size)]
 
-        def stream_tile(sink, after, tags=(), beat_last=1):
-            # The tile's values out of the result memory into `sink`: the value read in
-            # one cycle is offered `gemm.result_latency` cycles later (`t_flight`); the reads
-            # advance while the offered value is taken (its last beat, `beat_last`), and hold
-            # (result_en low) while it is not.  `tags`, (signal, value) pairs, go with each
-            # value: `value` as it is read, in `signal` while it is offered.  The tile's last
-            # value taken, the next tile starts, or, after the last tile, state `after`.
+        def stream_tile(sink, tags=(), beat_last=1):
+            # The drain: the tile's values out of the result memory into `sink`: the value
+            # read in one cycle is offered `gemm.result_latency` cycles later (`t_flight`);
+            # the reads advance while the offered value is taken (its last beat,
+            # `beat_last`), and hold (result_en low) while it is not.  `tags`, (signal,
+            # value) pairs, go with each value: `value` as it is read, in `signal` while it
+            # is offered.  The tile's last value taken, the drain ends.
             take = Signal()
             offered = t_flight[-1]
             in_flight = t_flight[:-1].any()  # reads on their way to `gemm.result` behind it
@@ -834,15 +840,30 @@ class TrainingCore(wiring.Component):
                         m.d.sync += next_row()
                     with m.Else():
                         m.d.sync += next_slot()
-                with m.Elif(~in_flight & ~last_tile):  # the tile's last value taken now
-                    m.d.sync += v_left.eq(v_rest)
-                    fsm.goto("TILE")
-                with m.Elif(~in_flight):
-                    fsm.goto(after)
+                with m.Elif(~in_flight):  # the tile's last value taken now
+                    m.d.sync += draining.eq(0)
 
         def error(status, detail=L.Detail.NONE):
             reply(status, _MSG_ERROR, L.ERROR_PAYLOAD, detail)
             fsm.goto("REPLY")
+
+        # The drain, beside the state machine: into the threshold unit (an activated RUN; the
+        # codes reach the packer and the reply on their own), the batch sums (ACCUMULATE, one
+        # a cycle) or the packer (a byte a beat, or a packed value).
+        last_value = last_row & last_slot & d_last_tile
+        with m.If(draining):
+            with m.If(v_act):
+                if act_bits:
+                    stream_tile(threshold.i, [(a_row, e_row), (a_last, last_value)])
+            with m.Elif(v_sum):
+                if sums:
+                    with m.If(t_flight[-1] & batch_sum.i.ready):
+                        m.d.sync += s_addr.eq(s_addr + 1)
+                    stream_tile(batch_sum.i)
+            with m.Else():
+                with m.If(acc_values.valid & acc_values.ready):  # a beat: the value's next byte, or the next value
+                    m.d.sync += e_byte.eq(Mux(beat_last, 0, e_byte + 1))
+                stream_tile(acc_values, [(a_last, last_value)], beat_last)
 
         with _OneHotFSM(m, "IDLE") as fsm:
             with fsm.state("IDLE"):
@@ -1104,39 +1125,29 @@ class TrainingCore(wiring.Component):
                                      c_vec.eq(c_vec + 1), c_vec_last.eq(c_vec == nv_m2)]
                         with m.If(c_vec_last):
                             fsm.goto("START")
-            with fsm.state("START"):  # once the last planes are written
-                with m.If(codes_written):
+            with fsm.state("START"):  # once the last planes are written and the last tile drained
+                with m.If(codes_written & ~draining):
                     m.d.comb += gemm.start.eq(1)
                     fsm.goto("COMPUTE")
-            with fsm.state("COMPUTE"):
+            with fsm.state("COMPUTE"):  # then the drain from the next cycle on (its first read)
                 with m.If(gemm.done):
-                    m.d.sync += first_value()
-                    fsm.goto("READ")
-            with fsm.state("READ"):  # the tile's first value (e_slot, e_row) is read
-                m.d.sync += [t_flight.eq(0), t_more.eq(1), e_byte.eq(0)]
-                with m.If(v_act):
-                    if act_bits:
-                        fsm.goto("ACT_STREAM")
-                with m.Elif(v_sum):
+                    m.d.sync += [*first_value(), t_flight.eq(0), t_more.eq(1), e_byte.eq(0), draining.eq(1),
+                                 d_nv_m2.eq(nv_m2), d_last_tile.eq(last_tile), v_left.eq(v_rest)]
+                    with m.If(last_tile):
+                        fsm.goto("DRAIN")
+                    with m.Else():
+                        fsm.goto("TILE")
+            with fsm.state("DRAIN"):  # the last tile's values leave
+                with m.If(~draining):
+                    # (an activated RUN's or a RUN's packer may still be sending: DONE waits)
                     if sums:
-                        fsm.goto("SUM_STREAM")
-                with m.Else():
-                    fsm.goto("ACC_STREAM")
-            last_value = last_row & last_slot & last_tile
-            if act_bits:
-                with fsm.state("ACT_STREAM"):  # the tile's values into the threshold unit
-                    # The codes reach the packer (and the reply) on their own; after
-                    # the last tile, DONE waits for the packer's last byte.
-                    stream_tile(threshold.i, "DONE", [(a_row, e_row), (a_last, last_value)])
-            with fsm.state("ACC_STREAM"):  # the tile's values into the packer (the reply, meanwhile)
-                with m.If(acc_values.valid & acc_values.ready):  # a beat: the value's next byte, or the next value
-                    m.d.sync += e_byte.eq(Mux(beat_last, 0, e_byte + 1))
-                stream_tile(acc_values, "DONE", [(a_last, last_value)], beat_last)
+                        with m.If(v_sum):
+                            fsm.goto("SUM_WAIT")
+                        with m.Else():
+                            fsm.goto("DONE")
+                    else:
+                        fsm.goto("DONE")
             if sums:
-                with fsm.state("SUM_STREAM"):  # the tile's values into their sums, one a cycle
-                    with m.If(t_flight[-1] & batch_sum.i.ready):
-                        m.d.sync += s_addr.eq(s_addr + 1)
-                    stream_tile(batch_sum.i, "SUM_WAIT")
                 with fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
                     with m.If(~batch_sum.busy):
                         fsm.goto("REPLY")

@@ -67,7 +67,7 @@ the event waits while it is checked and executed, and ``held`` changes only
 while a request executes).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -310,6 +310,12 @@ class RequestChecker(wiring.Component):
             m.d.sync += flags.eq(Cat(*conditions))
             return flags.any()
 
+        # `a + b > bound`, a position and a count past a bound: their low bits (as many as
+        # the bound has) added, a short carry chain, and any higher bit set exceeds it.
+        def exceeds(a, b, bound):
+            width = len(bound) if isinstance(bound, Value) else bits_for(bound)
+            return (a[:width] + b[:width] > bound) | a[width:].any() | b[width:].any()
+
         # A request's expected LEN (header and packed codes) is registered, and compared
         # with LEN in the cycle that registers the checks' outcomes (k_*_length).
         def length_differs(name, expected):
@@ -335,7 +341,7 @@ class RequestChecker(wiring.Component):
         k_run_too_big = any_registered("k_run_too_big", *too_many) | acc_too_big
         # LOAD_MATRIX: count 0 or past the matrix (a windowed one makes the whole matrix:
         # offset 0, count rows * cols)
-        k_load_count = any_registered("k_load_count", l_count == 0, l_offset + l_count > p_total,
+        k_load_count = any_registered("k_load_count", l_count == 0, exceeds(l_offset, l_count, p_total),
                                       l_window & ((l_offset != 0) | (l_count != p_total)))
         # LOAD_MATRIX, RUN: LEN is not the header and the packed codes (vectors)
         k_load_length = length_differs("load_length", Mux(l_window, L.LOAD_HEADER + L.WINDOW_HEADER,
@@ -348,9 +354,7 @@ class RequestChecker(wiring.Component):
             act_reply_bits = Mux(r_window, p_act_bits >> (w_fields.pool[:3] & 0b110), p_act_bits) if pool \
                 else p_act_bits
             # LOAD_THRESHOLDS: count 0 or past the matrix's rows
-            h_end = Signal(len(h_offset) + 1)  # offset + count, registered before its compare
-            m.d.sync += h_end.eq(h_offset + h_count)
-            k_thr_count = any_registered("k_thr_count", h_count == 0, h_end > matrix.rows)
+            k_thr_count = any_registered("k_thr_count", h_count == 0, exceeds(h_offset, h_count, matrix.rows))
             # LOAD_THRESHOLDS: LEN is not the header and the records
             k_thr_length = length_differs("thr_length", L.THRESHOLD_HEADER + p_records)
             m.d.sync += plan.reply_size.eq(Mux(r_activate, (act_reply_bits + 7) >> 3, acc_bytes))
@@ -386,7 +390,7 @@ class RequestChecker(wiring.Component):
             k_fmap_shape = any_registered("k_fmap_shape", load_fmap.channels == 0, load_fmap.height == 0,
                                           load_fmap.width == 0, p_fmap_total > fmap)
             k_fmap_count = any_registered("k_fmap_count", load_fmap.count == 0,
-                                          load_fmap.offset + load_fmap.count > p_fmap_total)
+                                          exceeds(load_fmap.offset, load_fmap.count, p_fmap_total))
             # RUN, ACCUMULATE, LOAD_MATRIX: a window field out of its range
             k_window = any_registered(
                 "k_window", w_fields.kernel == 0, w_fields.kernel > W.MAX_KERNEL,
@@ -414,9 +418,10 @@ class RequestChecker(wiring.Component):
             k_acc_length = length_differs("acc_length", Mux(r_window, L.ACCUMULATE_HEADER + L.WINDOW_HEADER,
                                                             L.ACCUMULATE_HEADER + ((p_run_bits + 7) >> 3)))
             # ACCUMULATE: count 0 or its sums past the last; READ_SUMS: count 0 or past the last sum
-            k_acc_count = any_registered("k_acc_count", r_count == 0, r_count > sums, accumulate.slot + p_reply > sums)
+            k_acc_count = any_registered("k_acc_count", r_count == 0, r_count > sums,
+                                         exceeds(accumulate.slot, p_reply, sums))
             k_sums_count = any_registered("k_sums_count", read_sums.count == 0,
-                                          read_sums.slot + read_sums.count > sums)
+                                          exceeds(read_sums.slot, read_sums.count, sums))
 
         def bad_bits_or_flags(bits, flags, allowed=L.FLAG_SIGNED):
             return (bits == 0) | (bits > max_bits), (flags.as_value() & ~allowed & 0xFF) != 0

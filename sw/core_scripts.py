@@ -301,6 +301,8 @@ def bad_thresholds_requests(params=SMALL):
         ("THRESHOLDS count past the rows", thr(0, rows + 1)),
         ("THRESHOLDS offset past the rows", thr(rows, 1)),
         ("THRESHOLDS huge offset", thr(0xFFFF, 1)),
+        ("THRESHOLDS offset 2**8", thr(1 << 8, 1)),  # (a high bit alone past the rows)
+        ("THRESHOLDS count 2**8 + 1", thr(0, (1 << 8) + 1, nbytes=0)),
         ("THRESHOLDS count 0xFFFF", thr(1, 0xFFFF, nbytes=rec)),
         ("THRESHOLDS LEN one short", thr(0, 1, nbytes=rec - 1)),
         ("THRESHOLDS LEN one long", thr(0, 1, nbytes=rec + 1)),
@@ -385,6 +387,9 @@ def bad_requests(params=SMALL):
         ("LOAD count past end", load(2, 3, 2, 0, 0, 7)),
         ("LOAD offset past end", load(2, 3, 2, 0, 5, 2)),
         ("LOAD huge offset", load(2, 3, 2, 0, 0xFFFFFFFF, 2)),
+        # (Past the end by a high bit alone: offset + count's low bits are in range.)
+        ("LOAD offset 2**16", load(2, 3, 2, 0, 1 << 16, 2)),
+        ("LOAD count 2**15 + 1", load(2, 3, 2, 0, 0, (1 << 15) + 1, b"")),
         ("LOAD LEN one short", load(2, 3, 2, 0, 0, 6, bytes(1))),
         ("LOAD LEN one long", load(2, 3, 2, 0, 0, 6, extra=1)),
         ("LOAD offset > 0 with no matrix", load(2, 3, 2, 0, 2, 2)),
@@ -499,6 +504,7 @@ def bad_sums_requests(params=SUMS):
         ("ACCUMULATE count past the sums", acc(last + 2)),
         ("ACCUMULATE count 0xFFFF", acc(0xFFFF, nbytes=1)),
         ("ACCUMULATE huge slot", acc(1, slot=0xFFFF)),
+        ("ACCUMULATE slot 2**14", acc(1, slot=1 << 14)),  # (a high bit alone past the sums)
         ("ACCUMULATE LEN one short", acc(2, nbytes=1)),
         ("ACCUMULATE LEN one long", acc(2, nbytes=3)),
         ("ACCUMULATE signed|first (ok)", acc(2, flags=5, mantissa=(1 << SCALE_MANTISSA_BITS) - 1, shift=0)),
@@ -512,6 +518,8 @@ def bad_sums_requests(params=SUMS):
         ("READ_SUMS count 0", read(0, 0, 1)),
         ("READ_SUMS past the last sum", read(slots - 1, 2, 1)),
         ("READ_SUMS huge slot", read(0xFFFF, 1, 1)),
+        ("READ_SUMS slot 2**14", read(1 << 14, 1, 1)),  # (a high bit alone past the sums)
+        ("READ_SUMS count 2**14 + 1", read(0, (1 << 14) + 1, 1)),
         ("READ_SUMS reply too big", read(0, (mp - P.SUMS_REPLY_HEADER) // widest + 1, widest)),
         ("READ_SUMS (ok) just fits", read(0, (mp - P.SUMS_REPLY_HEADER) // widest, widest)),
         ("READ_SUMS binary32 reply too big",

@@ -200,15 +200,21 @@ def timed(params: dict, core: str) -> dict:
     return dict(params, fetch_stages=1) if core == "staged" else params
 
 
+def hidden(count: int, drain: float, load: float) -> float:
+    """Cycles of ``count`` one-vector tiles' drains hidden: each but the last drains
+    while the next tile loads (its TILE, VECTOR's first cycle, ``load`` cycles of
+    unpacking and START), and that tile computes once both are done."""
+    return (count - 1) * min(drain, 3 + load)
+
+
 @pytest.mark.parametrize("core", TIMED)
 @pytest.mark.parametrize("m_bits, v_bits, count, cols", [(4, 3, 2, 12), (8, 8, 1, 12), (2, 5, 2, 7)])
 def test_full_rate_run_cycles(m_bits, v_bits, count, cols, core):
     """No gaps, no stalls: a RUN exchange takes its request bytes, the
     unpacking (``1 + v_bits / 8`` cycles per code, ``v_bits`` per fold
-    to write its planes), the compute (``run_cycles``), the reply (``width`` cycles
-    per value, a byte a cycle, and per tile ``2 + result_stages``: READ, the first
-    read and its stages; the last value's bytes may leave while the next tile
-    loads) and a few cycles of handshakes."""
+    to write its planes), the compute (``run_cycles``), the reply (per tile, its
+    drain: the first read and its ``result_stages``, then ``width`` cycles per value,
+    a byte a cycle, while the next tile loads) and a few cycles of handshakes."""
     params = timed(SMALL, core)
     rng = np.random.default_rng(9)
     load = load_frames(codes(rng, m_bits, (6, cols)), m_bits, True)
@@ -220,14 +226,15 @@ def test_full_rate_run_cycles(m_bits, v_bits, count, cols, core):
         compute, stages, request = dut.run_cycles(count, 6, cols, m_bits, v_bits), dut.result_stages, dut.request_stages
         del dut
     assert stages == request == params.get("fetch_stages", 0)
-    unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SMALL["simd"]) * v_bits)
+    unpack_tile = cols * (1 + v_bits / 8) + ceil(cols / SMALL["simd"]) * v_bits
     width = P.accumulator_width(cols, m_bits, v_bits)
-    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + width * count * 6 + (2 + stages) * count
+    drain = 1 + stages + width * 6
+    reply = P.OVERHEAD + P.RUN_REPLY_HEADER + drain * count - hidden(count, drain, unpack_tile)
     tiles = 3 * count  # states TILE and START of each one-vector tile, and VECTOR's first cycle
-    rest = cycles - load_cycles - len(run) - request - unpack - compute - reply - tiles
+    rest = cycles - load_cycles - len(run) - request - count * unpack_tile - compute - reply - tiles
     # The code slice (a skid buffer) lets the unpacker run up to two codes
-    # ahead while a fold's planes are written; a tile's last bytes overlap the next tile.
-    ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + v_bits / 8) + (count - 1) * width
+    # ahead while a fold's planes are written; the last value's bytes leave after DONE's.
+    ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + v_bits / 8)
     assert -ahead <= rest <= 7, rest
 
 
@@ -454,12 +461,11 @@ def test_thresholds_forgotten():
 @pytest.mark.parametrize("a_bits, count, cols", [(3, 3, 12), (1, 5, 7), (2, 2, 12)])
 def test_full_rate_activated_run_cycles(a_bits, count, cols, core):
     """No gaps, no stalls: an activated RUN takes its request bytes, the
-    unpacking, the compute (``run_cycles``), the activation (per tile its READ,
-    the stream's first read and result stages, its values into the threshold unit, one every
-    ``n_a = 2**A - 1`` cycles, the last one's compares overlapping the next
-    tile; after the last tile, that value's ``n_a`` and the unit's latency) and
-    only the reply's first bytes and last bytes on top (the packed codes leave
-    meanwhile)."""
+    unpacking, the compute (``run_cycles``), the activation (per tile its drain:
+    the stream's first read and result stages, its values into the threshold unit,
+    one every ``n_a = 2**A - 1`` cycles, while the next tile loads; after the last
+    tile, the last value's ``n_a`` and the unit's latency) and only the reply's
+    first bytes and last bytes on top (the packed codes leave meanwhile)."""
     params = timed(SMALL, core)
     rng = np.random.default_rng(24)
     t = np.sort(rng.integers(-200, 200, size=(6, (1 << a_bits) - 1)), axis=1)
@@ -472,15 +478,19 @@ def test_full_rate_activated_run_cycles(a_bits, count, cols, core):
         compute, stages, latency = dut.run_cycles(count, 6, cols, 4, 3), dut.result_stages, dut.activation_latency
         request = dut.request_stages
         del dut
-    unpack = count * (cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * 3)
+    unpack_tile = cols * (1 + 3 / 8) + ceil(cols / SMALL["simd"]) * 3
     n_a = (1 << a_bits) - 1
-    activation = count * (2 + stages + (6 - 1) * n_a) + n_a + latency
-    tiles = 4 * count  # states TILE, START and READ of each one-vector tile, and VECTOR's first cycle
-    rest = (cycles - setup_cycles - len(run) - request - unpack - compute - activation - tiles - P.HEADER_SIZE
-            - P.CRC_SIZE)
+    drain = 2 + stages + (6 - 1) * n_a  # the first read, its stages, the first value taken, the rest
+    activation = drain * count - hidden(count, drain, unpack_tile) + n_a + latency
+    tiles = 3 * count  # states TILE and START of each one-vector tile, and VECTOR's first cycle
+    rest = (cycles - setup_cycles - len(run) - request - count * unpack_tile - compute - activation - tiles
+            - P.HEADER_SIZE - P.CRC_SIZE)
     ahead = count * ceil(cols / SMALL["simd"]) * 2 * (1 + 3 / 8)  # the code slice runs ahead (above)
-    # On top: handshakes and, at 1 bit (a code a cycle), the packer's byte cycle per 8 codes.
-    assert -ahead <= rest <= 3 + (count * 6 // 8 if n_a == 1 else 0), rest
+    # (Where a drain outlasts the next tile's load, that load hides it: its own estimate's
+    # error, `ahead`, then shows on the other side.)  At 1 bit (a code a cycle) about a
+    # cycle per tile more, measured and not modelled (so before the drains overlapped).
+    slack = (ahead if drain > 3 + unpack_tile else 0) + (count if n_a == 1 else 0)
+    assert -ahead <= rest <= 3 + slack, rest
 
 
 def test_no_activation_stage():
@@ -726,9 +736,9 @@ def test_batch_sums_over_multi_vector_tiles(params):
 def test_full_rate_accumulate_cycles(rows, count, core):
     """No gaps, no stalls: an ACCUMULATE exchange takes its request bytes, the unpacking
     (as a RUN's), the compute (``run_cycles``), its values into the batch sums at **one a
-    cycle** (a stream out of the result memory), :attr:`hw.batch_sum.BatchSum.latency`
-    and the empty reply, plus a few cycles per tile and of handshakes; with registers after the
-    block RAMs' reads (``fetch_stages``), ``result_stages`` more per tile."""
+    cycle** (a tile's drain out of the result memory, its first read and ``result_stages``
+    first, while the next tile loads), :attr:`hw.batch_sum.BatchSum.latency` and the empty
+    reply, plus a few cycles per tile and of handshakes."""
     from hw.batch_sum import BatchSum
 
     params = timed(SUMS, core)
@@ -745,11 +755,12 @@ def test_full_rate_accumulate_cycles(rows, count, core):
         stages, request = dut.result_stages, dut.request_stages
         del dut
     assert stages == request == params.get("fetch_stages", 0)
-    unpack = count * (cols * (1 + v_bits / 8) + ceil(cols / SUMS["simd"]) * v_bits)
-    values = count * rows
-    # TILE, VECTOR's first, START, READ, the stream's first read and its result stages, per one-vector tile
-    tiles = (5 + stages) * count
-    rest = cycles - load_cycles - len(acc) - request - unpack - compute - values - tiles - BatchSum.latency - P.OVERHEAD
+    unpack_tile = cols * (1 + v_bits / 8) + ceil(cols / SUMS["simd"]) * v_bits
+    drain = 1 + stages + rows
+    drains = drain * count - hidden(count, drain, unpack_tile)
+    tiles = 3 * count  # TILE, VECTOR's first, START, per one-vector tile
+    rest = (cycles - load_cycles - len(acc) - request - count * unpack_tile - compute - drains - tiles
+            - BatchSum.latency - P.OVERHEAD)
     ahead = count * ceil(cols / SUMS["simd"]) * 2 * (1 + v_bits / 8)
     assert -ahead <= rest <= 5, rest
 

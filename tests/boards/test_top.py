@@ -31,7 +31,7 @@ def _instance(text: str, cell: str) -> str:
 
 def test_one_default_frequency_and_one_core_preset_per_board():
     assert set(DEFAULT_FREQ_MHZ) == set(BOARDS) == set(CORE_PRESETS)
-    assert DEFAULT_FREQ_MHZ == {"icebreaker": 30, "ulx3s": 80}
+    assert DEFAULT_FREQ_MHZ == {"icebreaker": 30, "ulx3s": 72}
     # The measured presets (boards/reports/): the default limits, the boards' own arrays; the
     # ULX3S's larger matrix and frames and its batch sums (the iCEBreaker has no room for them;
     # its codes stop at the digits net's widths, W,A,G = 1,2,6).
@@ -51,10 +51,11 @@ def test_one_default_frequency_and_one_core_preset_per_board():
     assert icebreaker.clk_freq == 30_000_000
     assert icebreaker.pll.params == {"DIVR": 0, "DIVF": 79, "DIVQ": 5, "FILTER_RANGE": 1}
     assert icebreaker.uart == UARTRate(asked=3_000_000, divisor=10, achieved=3_000_000, error=0.0)
-    # 25 MHz * 16 / 5 = 80 MHz: 80 / 3 = 26.67 -> 27 cycles a bit, 2,962,963 baud (1.23 % slow)
+    # 25 MHz * 23 / 8 = 71.875 MHz (asked 72): 71.875 / 3 = 23.96 -> 24 cycles a bit,
+    # 2,994,791.7 baud (0.17 % slow)
     ulx3s = BoardTop("ulx3s")
-    assert ulx3s.clk_freq == 80_000_000
-    assert ulx3s.uart == UARTRate(asked=3_000_000, divisor=27, achieved=2_962_963, error=pytest.approx(0.0123457, abs=1e-7))
+    assert ulx3s.clk_freq == 71_875_000
+    assert ulx3s.uart == UARTRate(asked=3_000_000, divisor=24, achieved=2_994_792, error=pytest.approx(0.0017361, abs=1e-7))
 
 
 def test_boards_report_the_achieved_rate_in_ping():
@@ -62,10 +63,10 @@ def test_boards_report_the_achieved_rate_in_ping():
     top = BoardTop("icebreaker", baud=115_200)
     assert (top.core.divisor, top.core.achieved_baud, top.core.core.info.baud) == (260, 115_385, 115_385)
     assert top.uart.error == pytest.approx(0.0016026, abs=1e-7)  # (115384.6 - 115200) / 115200
-    # 80 MHz / 115200 = 694.44: divisor 694 makes 115273.8 baud
+    # 71.875 MHz / 115200 = 623.91: divisor 624 makes 115184.3 baud
     top = BoardTop("ulx3s", baud=115_200)
-    assert (top.core.divisor, top.core.core.info.baud) == (694, 115_274)
-    assert BoardTop("ulx3s").core.core.info.baud == 2_962_963
+    assert (top.core.divisor, top.core.core.info.baud) == (624, 115_184)
+    assert BoardTop("ulx3s").core.core.info.baud == 2_994_792
 
 
 @pytest.mark.parametrize("clk, baud, rate", [

@@ -776,7 +776,7 @@ class TrainingCore(wiring.Component):
             with m.If(v_packed):
                 m.d.comb += [beat_last.eq(1), acc_values.payload.code.eq(result)]
         accumulators = acc_values
-        if self._request_slice:
+        if gemm.result_stages:
             m.submodules.value_slice = value_slice = SkidBuffer(packer.in_layout)
             wiring.connect(m, acc_values, value_slice.i)
             accumulators = value_slice.o

@@ -311,12 +311,13 @@ class TrainingCore(wiring.Component):
     Latency and throughput
     ----------------------
     Requests are taken at one byte per cycle.  The reply's SYNC leaves
-    about six cycles after a request's last CRC byte (the receiver's
-    event, four cycles of checks; a BAD_LENGTH reply right after LEN_H);
-    a RUN then sends its 4 header bytes (and, for accumulators, the width
-    byte) and each tile's values once the tile is computed (module docstring: cycles per RUN, :meth:`run_cycles`);
-    an activated RUN its packed codes as they are made.  One request at a
-    time.
+    about six cycles after a request's last CRC byte, eight with packed
+    accumulators (the receiver's event, then
+    :attr:`hw.request_checker.RequestChecker.latency` cycles of checks; a
+    BAD_LENGTH reply right after LEN_H); a RUN then sends its 4 header bytes (and, for accumulators, the
+    width byte) and each tile's values as the tile drains, while the next
+    one loads (module docstring: cycles per RUN, :meth:`run_cycles`); an
+    activated RUN its packed codes as they are made.  One request at a time.
     """
 
     def __init__(self, max_rows: int = CORE_DEFAULTS["max_rows"],

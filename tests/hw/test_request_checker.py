@@ -112,7 +112,7 @@ def check_plan(ctx, dut, config: CoreConfig, model: CoreModel, event: P.Frame, r
     """The plan of an accepted request against what the model replied and now holds."""
     plan = dut.plan
     if event.code == P.Cmd.RUN:
-        count, _, flags = RUN_FIELDS.unpack(event.payload[:RUN_FIELDS.size])
+        _, _, flags = RUN_FIELDS.unpack(event.payload[:RUN_FIELDS.size])
         assert ctx.get(plan.reply_size) == len(reply), event
         if not flags & P.FLAG_ACTIVATE:  # the width byte: bytes an accumulator or, packed, bits
             width = plan.packed_bits if flags & P.FLAG_PACKED else plan.width

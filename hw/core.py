@@ -148,9 +148,9 @@ from .frame_tx import BODY_LAYOUT, FrameTransmitter
 from .gemm import GemmEngine
 from .group_max import GroupMax
 from .plane_buffer import NO_RW_CHECK
-from .request_checker import RequestChecker, header_view
+from .request_checker import RequestChecker
 from .serial_threshold import SerialThresholdUnit
-from .layouts import FLAGS_LAYOUT
+from .layouts import FLAGS_LAYOUT, header_view
 from .params import check_int
 from .skid_buffer import SkidBuffer
 from .uart import UARTReceiver, UARTTransmitter
@@ -536,7 +536,7 @@ class TrainingCore(wiring.Component):
         # stage's codes (the drain -> threshold unit -> [GroupMax ->]), and its bytes are
         # the body while `streaming`.
         act_bits = self._max_act_bits
-        packed_bits = L.accumulator_bits(self._max_cols, max_bits, max_bits) if self._packed_accumulators else 0
+        packed_bits = self._config.packed_bits
         m.submodules.packer = packer = CodePacker(max(act_bits, 8, packed_bits))
         acc_values = stream.Signature(packer.in_layout).create()  # the drain's beats into the packer
         if act_bits:
@@ -697,8 +697,7 @@ class TrainingCore(wiring.Component):
         widest = max(L.ACC_BYTES, L.sum_width(self._sum_bits))  # an accumulator's or a sum's bytes
         e_byte = Signal(range(widest))
         # Bytes of each accumulator (sum) of this RUN's (READ_SUMS') reply; of a packed RUN, bits.
-        e_width = Signal(range(max(widest, L.accumulator_bits(self._max_cols, max_bits, max_bits) if packed
-                                   else 0) + 1))
+        e_width = Signal(range(max(widest, packed_bits) + 1))
         e_last_byte = Signal(range(widest))  # e_width - 1
         m.d.sync += e_last_byte.eq(e_width - 1)
         v_act = Signal()  # this RUN is activated

@@ -12,7 +12,7 @@ from amaranth.lib import data
 
 from sw.contract.link import FLAGS, Header
 
-__all__ = ["header_layout", "FLAGS_LAYOUT"]
+__all__ = ["header_layout", "header_view", "FLAGS_LAYOUT"]
 
 #: A ``flags`` byte (LOAD_MATRIX, RUN): its named bits, the rest ``reserved``.
 FLAGS_LAYOUT = data.StructLayout({
@@ -35,3 +35,10 @@ def header_layout(header: Header, **fields) -> data.StructLayout:
                 raise ValueError(f"{header.name}.{field.name} is {8 * field.size} bits, not {shape!r}")
         members[field.name] = shape
     return data.StructLayout(members)
+
+
+def header_view(head, fields: Header, offset: int = 0, **shapes) -> data.View:
+    """The header ``fields`` at byte ``offset`` of a frame's leading payload bytes ``head``
+    (an ``ArrayLayout`` of bytes: :func:`hw.frame_rx.event_layout`'s ``head``), viewed
+    through :func:`header_layout` (``shapes`` as there)."""
+    return header_layout(fields, **shapes)(head.as_value()[8 * offset:8 * (offset + fields.size)])

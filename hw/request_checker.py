@@ -79,21 +79,15 @@ from sw.contract.core import CoreConfig
 from sw.contract.gradients import SCALE_MANTISSA_BITS
 
 from .frame_rx import event_layout
-from .layouts import FLAGS_LAYOUT, header_layout
+from .layouts import FLAGS_LAYOUT, header_view
 from .window import SHAPE_LAYOUT, WINDOW_LAYOUT
 
-__all__ = ["RequestChecker", "COMMAND_LAYOUT", "VERDICT_LAYOUT", "bit_length", "header_view"]
+__all__ = ["RequestChecker", "COMMAND_LAYOUT", "VERDICT_LAYOUT", "bit_length"]
 
 #: ``command``: one flag per command, named as :class:`sw.contract.link.Cmd` in lower case.
 COMMAND_LAYOUT = data.StructLayout({cmd.name.lower(): 1 for cmd in L.Cmd})
 #: ``verdict``: the first failing check's status and detail, and whether none failed.
 VERDICT_LAYOUT = data.StructLayout({"ok": 1, "status": 8, "detail": 8})
-
-
-def header_view(head, fields: L.Header, offset: int = 0, **shapes) -> data.View:
-    """The header ``fields`` at byte ``offset`` of the event's ``head`` bytes, viewed through
-    :func:`hw.layouts.header_layout` (``shapes`` as there)."""
-    return header_layout(fields, **shapes)(head.as_value()[8 * offset:8 * (offset + fields.size)])
 
 
 def bit_length(value, *, group: int = 4):
@@ -173,8 +167,7 @@ class RequestChecker(wiring.Component):
         members = {"total": range(config.max_rows * config.max_cols + 1), "reply_size": 16,
                    "width": range(L.ACC_BYTES + 1)}
         if config.packed_accumulators:
-            members["packed_bits"] = range(L.accumulator_bits(config.max_cols, config.max_bits,
-                                                              config.max_bits) + 1)
+            members["packed_bits"] = range(config.packed_bits + 1)
         if config.sum_slots:
             sum_bytes = max(L.sum_width(config.sum_bits), L.FLOAT_SUM_BYTES)
             members.update(sums_bytes=range(0xFFFF * sum_bytes + 1), sum_bytes=range(sum_bytes + 1),
@@ -287,7 +280,7 @@ class RequestChecker(wiring.Component):
             bound_max = c.max_cols * ((1 << max_bits) - 1) ** 2
             p_cols_nm = Signal(range(c.max_cols * ((1 << max_bits) - 1) + 1))
             p_bound = Signal(range(bound_max + 1))
-            widest_packed = L.accumulator_bits(c.max_cols, max_bits, max_bits)
+            widest_packed = c.packed_bits
             p_packed_bits = plan.packed_bits
             p_packed_reply = Signal(range(max_count * c.max_rows * widest_packed + 1))
             terms = [Mux(bit, p_reply << n, 0) for n, bit in enumerate(p_packed_bits)]

@@ -29,7 +29,8 @@ from .gradients import term_bits
 from .window import POOLS
 from .link import (ACC_BYTES, ACCUMULATE_HEADER, LOAD_HEADER, MAX_FMAP_CODES, MAX_PAYLOAD, MAX_SUM_BITS,
                    MAX_SUM_SLOTS, PING_FIELDS, PROTOCOL_VERSION, RUN_HEADER, THRESHOLD_HEADER, WINDOW_HEADER,
-                   accumulator_reply_size, packed_size, sum_width, sums_reply_size, threshold_record_size)
+                   accumulator_bits, accumulator_reply_size, packed_size, sum_width, sums_reply_size,
+                   threshold_record_size)
 
 __all__ = ["CoreConfig", "CoreInfo", "CORE_DEFAULTS", "BATCH_SUMS", "FEATURE_MAPS", "PACKED_ACCUMULATORS", "POOLING", "LARGE_LIMITS", "ACC_LIMIT", "MIN_SUM_BITS", "config_params"]
 
@@ -57,6 +58,12 @@ class CoreConfig:
     fmap_codes: int = 0       # codes of the feature-map memory (LOAD_FMAP, windows); 0: none
     packed_accumulators: int = 0  # 1: RUN takes FLAG_PACKED (accumulators at accumulator_bits); 0: not
     max_pool: int = 1         # the largest max-pool window side of a pooled window (sw.contract.window); 1: none
+
+    @property
+    def packed_bits(self) -> int:
+        """The widest packed accumulator a RUN can reply (:func:`accumulator_bits` at the
+        widest matrix and codes); 0 without packed accumulators."""
+        return accumulator_bits(self.max_cols, self.max_bits, self.max_bits) if self.packed_accumulators else 0
 
     def problems(self) -> list[str]:
         """What breaks the protocol's rules (empty: a valid core)."""

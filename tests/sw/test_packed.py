@@ -12,6 +12,7 @@ import pytest
 from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.contract.codes import levels_or_none
+from sw.contract.core import CoreConfig
 from sw.core_model import CoreModel
 from sw.core_scripts import SMALL, WINDOWS, bad_requests, expected_replies, packed_script
 from sw.driver import CoreClient, LoopbackTransport
@@ -32,6 +33,14 @@ PACKED = dict(max_rows=8, max_cols=64, max_bits=8, pe=2, simd=8, max_payload=102
 def test_accumulator_bits_is_the_exact_bound(cols, m_bits, v_bits, bits):
     assert P.accumulator_bits(cols, m_bits, v_bits) == bits
     assert P.accumulator_bits(cols, m_bits, v_bits) <= 8 * P.accumulator_width(cols, m_bits, v_bits)
+
+
+def test_core_config_packed_bits_is_its_widest_packed_accumulator():
+    """What the core's packer and width registers are sized by: 27 bits at the ULX3S's
+    1,024 columns of 8-bit codes (the row above), 0 without packed accumulators."""
+    assert CoreConfig(max_rows=64, max_cols=1024, max_bits=8, max_payload=4096, packed_accumulators=1).packed_bits == 27
+    assert CoreConfig(**{**PACKED, "max_bits": 2}).packed_bits == 11  # 64 * 3 * 3 = 576 < 2**10, and a sign
+    assert CoreConfig(**{**PACKED, "packed_accumulators": 0}).packed_bits == 0
 
 
 def test_packed_accumulators_round_trip_and_bytes():

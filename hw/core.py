@@ -90,17 +90,17 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                  compute  GemmEngine.tile_cycles(rows, cols, m_bits, v_bits)   (:meth:`TrainingCore.run_cycles`)
                  drain    the tile's values out of the result memory, while the next
                           tile loads (its compute waits for both):
-                 reply    1 + r (the first read and its r = result_stages, one more
-                          through the value slice where r > 0), then width cycles per
-                          value, a byte a cycle through the CodePacker
+                 reply    2 + r (the first read, its r = result_stages and the value
+                          slice), then width cycles per value, a byte a cycle through
+                          the CodePacker
                  packed:  the same at bits / 8 cycles per value (the packer takes the
                           next value as the last byte of one leaves; a value a cycle
                           at most)
                  activated: instead, 2 + r + (values - 1) * (2**A - 1) (the first
                      read and r more, then its values into the SerialThresholdUnit,
-                     one every 2**A - 1 cycles), and 2**A - 1 +
-                     SerialThresholdUnit.latency after the last tile (the packed
-                     codes leave meanwhile)
+                     one every 2**A - 1 cycles), and 2**A +
+                     SerialThresholdUnit.latency after the last tile (its last code
+                     through the value slice; the packed codes leave meanwhile)
                  ACCUMULATE: instead, 1 + r, then 1 per value into the batch sums,
                      and BatchSum.latency before the reply
     READ_SUMS:   BatchSum.read_latency + 1 + width = 4 + width cycles per sum (its read, its
@@ -775,12 +775,7 @@ class TrainingCore(wiring.Component):
         if packed_bits:
             with m.If(v_packed):
                 m.d.comb += [beat_last.eq(1), acc_values.payload.code.eq(result)]
-        accumulators = acc_values
-        if gemm.result_stages:
-            m.submodules.value_slice = value_slice = SkidBuffer(packer.in_layout)
-            wiring.connect(m, acc_values, value_slice.i)
-            accumulators = value_slice.o
-        sources = [(~v_act, accumulators)]
+        sources = [(~v_act, acc_values)]
         if act_bits:
             m.d.comb += [
                 threshold.bits.eq(t_bits),
@@ -795,10 +790,17 @@ class TrainingCore(wiring.Component):
                              group_max.group_log.eq(Mux(v_window, w_held.pool[:3] & 0b110, 0))]
                 codes_out = group_max.o
             sources.append((v_act, codes_out))
+        # Either source reaches the packer through a skid buffer: no path runs from the
+        # result banks' select into the packer's shift, nor from the reply's `ready` back
+        # through the packer into the threshold unit or the drain.
+        m.submodules.value_slice = value_slice = SkidBuffer(packer.in_layout)
+        wiring.connect(m, value_slice.o, packer.i)
         for selected, source in sources:
             with m.If(selected):
-                m.d.comb += [packer.i.valid.eq(source.valid), packer.i.payload.code.eq(source.payload.code),
-                             packer.i.payload.last.eq(source.payload.last), source.ready.eq(packer.i.ready)]
+                m.d.comb += [value_slice.i.valid.eq(source.valid),
+                             value_slice.i.payload.code.eq(source.payload.code),
+                             value_slice.i.payload.last.eq(source.payload.last),
+                             source.ready.eq(value_slice.i.ready)]
         # While a RUN streams, the packer's bytes are the reply body; the one with `last` ends it.
         with m.If(streaming):
             m.d.comb += [

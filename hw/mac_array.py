@@ -215,14 +215,28 @@ class MacArray(wiring.Component):
         groups_last = Signal.like(group)
         m_bits_last = Signal.like(i)
         v_bits_last = Signal.like(k)
+        i_before_last = Signal(range(-1, max_bits))  # m_bits - 2
         top_weight = Signal.like(weight)
+        one_pair = Signal()  # a single plane on either side: one pair at every weight
         m.d.sync += [folds_last.eq(self.folds - 1), groups_last.eq(self.groups - 1),
                      m_bits_last.eq(self.m_bits - 1), v_bits_last.eq(self.v_bits - 1),
-                     top_weight.eq(self.m_bits + self.v_bits - 2)]
-        last_fold = fold == folds_last
-        last_of_weight = (i == m_bits_last) | (k == 0)  # i = min(s, m_bits - 1)
-        last_pair = last_fold & last_of_weight & (weight == 0)
-        first_pair = (fold == 0) & (weight == top_weight)
+                     i_before_last.eq(self.m_bits - 2), top_weight.eq(self.m_bits + self.v_bits - 2),
+                     one_pair.eq((self.m_bits == 1) | (self.v_bits == 1))]
+        # The walk's tests of the pair now issued, each a flip-flop set with the step that
+        # reaches that pair, so the step itself decides on registered bits only.
+        last_fold = Signal()  # fold == folds_last
+        last_of_weight = Signal()  # i == m_bits_last or k == 0 (i = min(s, m_bits - 1))
+        weight_zero = Signal()  # weight == 0
+        first_pair = Signal()  # fold == 0 and weight == top_weight: the group's first pair
+        drained = Signal()  # spent >= drain - 1: the previous group's drain is hidden
+        last_pair = last_fold & last_of_weight & weight_zero
+        # The first pair of the next lower weight s - 1, (max(0, s - 1 - (v_bits - 1)),
+        # min(s - 1, v_bits - 1)), kept ready: from weight s's (i, k), i - 1 while i > 0,
+        # else k - 1.
+        next_i, next_k = Signal.like(i), Signal.like(k)
+
+        def lower(first_i, first_k):
+            return [next_i.eq(Mux(first_i == 0, 0, first_i - 1)), next_k.eq(Mux(first_i == 0, first_k - 1, first_k))]
 
         # The beat's sideband, registered: it meets the words read this cycle.
         b_valid, b_first, b_double, b_last = Signal(), Signal(), Signal(), Signal()
@@ -233,27 +247,36 @@ class MacArray(wiring.Component):
             b_last.eq(last_pair),
         ]
 
-        def open_weight(s):
-            # The first pair of weight s: the highest vector plane that fits.
-            top_k = Mux(s >= v_bits_last, v_bits_last, s)
-            return [weight.eq(s), k.eq(top_k), i.eq(s - top_k)]
+        def open_group():
+            # The top weight's one pair: (m_bits - 1, v_bits - 1).
+            return [fold.eq(0), last_fold.eq(folds_last == 0), first_pair.eq(1), weight.eq(top_weight),
+                    weight_zero.eq(top_weight == 0), i.eq(m_bits_last), k.eq(v_bits_last), last_of_weight.eq(1),
+                    *lower(m_bits_last, v_bits_last)]
 
         with m.If(self.start):
-            m.d.sync += [self.busy.eq(1), group.eq(0), fold.eq(0), base.eq(0), spent.eq(0), pairs_done.eq(0),
-                         opens.eq(0), *open_weight(top_weight)]
+            m.d.sync += [self.busy.eq(1), group.eq(0), base.eq(0), spent.eq(0), drained.eq(self.drain <= 1),
+                         pairs_done.eq(0), opens.eq(0), *open_group()]
         with m.Elif(self.busy):
-            m.d.sync += spent.eq(spent + 1)
+            # spent + 1 >= drain - 1 from this cycle on (always, at a drain of 2 or less)
+            m.d.sync += [spent.eq(spent + 1), drained.eq(drained | (spent >= self.drain - 2) if self.drain > 2 else 1)]
             with m.If(issuing):
-                m.d.sync += [fold.eq(fold + 1), opens.eq(0)]
+                m.d.sync += [fold.eq(fold + 1), last_fold.eq(fold + 1 == folds_last), opens.eq(0),
+                             first_pair.eq(0)]
                 with m.If(last_fold):
-                    m.d.sync += [fold.eq(0), i.eq(i + 1), k.eq(k - 1)]
+                    m.d.sync += [fold.eq(0), last_fold.eq(folds_last == 0), i.eq(i + 1), k.eq(k - 1),
+                                 last_of_weight.eq((i == i_before_last) | (k == 1))]
                     with m.If(last_of_weight):
-                        m.d.sync += [opens.eq(1), *open_weight(weight - 1)]
-                        with m.If(weight == 0):
-                            m.d.sync += [pairs_done.eq(1), opens.eq(0), *open_weight(top_weight)]
+                        # Weight s - 1 < top: its first pair is its last only at weight 0 or
+                        # with one plane on a side.
+                        m.d.sync += [opens.eq(1), weight.eq(weight - 1), weight_zero.eq(weight == 1),
+                                     i.eq(next_i), k.eq(next_k), last_of_weight.eq((weight == 1) | one_pair),
+                                     *lower(next_i, next_k)]
+                        with m.If(weight_zero):
+                            m.d.sync += [pairs_done.eq(1), opens.eq(0), *open_group()]
             # The group ends once its pairs are issued and the chain's drain is hidden.
-            with m.If((pairs_done | (issuing & last_pair)) & (spent >= self.drain - 1)):
-                m.d.sync += [spent.eq(0), pairs_done.eq(0), group.eq(group + 1), base.eq(base + self.folds)]
+            with m.If((pairs_done | (issuing & last_pair)) & drained):
+                m.d.sync += [spent.eq(0), drained.eq(self.drain <= 1), pairs_done.eq(0), group.eq(group + 1),
+                             base.eq(base + self.folds)]
                 with m.If(group == groups_last):
                     m.d.sync += self.busy.eq(0)
 

@@ -169,7 +169,7 @@ class CoreModel:
                 out += P.encode_frame(event.status, P.encode_error(event.code), event.tag)
                 continue
             self.stats["frames"] += 1
-            status, payload = self._execute(event.code, event.payload)
+            status, payload = self.execute(event.code, event.payload)
             if status != P.Status.OK:
                 self.stats["errors"] += 1
             out += P.encode_frame(status, payload, event.tag)
@@ -177,7 +177,25 @@ class CoreModel:
 
     # ------------------------------------------------------------------ commands
 
-    def _execute(self, cmd: int, payload: bytes) -> tuple[int, bytes]:
+    def held(self) -> dict:
+        """What the request checks read of the core's state (zero where it holds nothing):
+        ``matrix`` (``has``: a LOAD_MATRIX at offset 0 was taken; its ``rows``, ``cols``,
+        ``bits``, ``flags``; ``total`` codes, ``loaded`` so far), with an activation stage
+        ``thresholds`` (``bits``, ``loaded`` rows), with a feature map ``fmap`` (``has``,
+        ``dims``: ``channels``, ``height``, ``width``; ``bits``, ``total``, ``loaded``)."""
+        rows, cols, bits, flags = self._shape or (0, 0, 0, 0)
+        held = {"matrix": {"has": self._shape is not None, "rows": rows, "cols": cols, "bits": bits,
+                           "flags": flags, "total": rows * cols, "loaded": self._loaded}}
+        if self.info.max_act_bits:
+            held["thresholds"] = {"bits": self._t_bits, "loaded": self._t_loaded}
+        if self.info.fmap_codes:
+            channels, height, width, f_bits = self._f_head or (0, 0, 0, 0)
+            held["fmap"] = {"has": self._f_head is not None, "bits": f_bits, "total": channels * height * width,
+                            "loaded": self._f_loaded, "dims": {"channels": channels, "height": height, "width": width}}
+        return held
+
+    def execute(self, cmd: int, payload: bytes) -> tuple[int, bytes]:
+        """Execute one request whose frame checked: ``(status, reply payload)``."""
         def error(status, detail=P.Detail.NONE):
             return status, P.encode_error(cmd, detail)
 

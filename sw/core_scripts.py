@@ -52,7 +52,8 @@ from sw.contract.link import (ACCUMULATE_FIELDS, LOAD_FIELDS, LOAD_FMAP_FIELDS, 
 from sw.contract.window import MAX_KERNEL, MAX_STRIDE, PATCH, POOLS, SHIFT, Window
 from sw.core_model import CoreModel, window_vectors
 
-__all__ = ["SMALL", "Idle", "Reset", "expected_replies", "describe_replies", "frame", "load_frames",
+__all__ = ["SMALL", "Idle", "Reset", "expected_replies", "CheckedRequest", "checked_requests",
+           "describe_replies", "frame", "load_frames",
            "run_frame", "codes", "gemm_script", "bad_requests", "fuzz_script", "INT32_MIN", "INT32_MAX",
            "threshold_frames", "act_run_frame", "thresholds_for", "act_script", "threshold_rows_per_frame",
            "act_vectors_per_frame", "bad_thresholds_requests", "SUMS", "accumulate_frames", "read_sums_frames",
@@ -109,6 +110,82 @@ def expected_replies(script, params: dict, timeout: int, stats: "dict | None" = 
             for key, value in model.stats.items():
                 stats[key] = stats.get(key, 0) + value
     return [bytes(s) for s in segments]
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """One request of a script as a core's request checks see it (:func:`checked_requests`):
+    what the core held before it, the receiver's event, and the verdict and sizes the checks
+    must find."""
+    #: :meth:`sw.core_model.CoreModel.held` just before the request.
+    held: dict
+    #: The receiver's event: the frame's status (OK, or the error it found), command, tag, LEN, payload.
+    status: int
+    cmd: int
+    tag: int
+    length: int
+    payload: bytes
+    #: The reply's status and error detail (0 where OK).
+    verdict: tuple
+    #: Of an accepted request, what its execution is sized by, from the model's reply and
+    #: what it holds after: RUN ``reply_size`` (the payload's bytes) and, unless activated,
+    #: ``width`` (the width byte: bytes an accumulator, or bits with ``packed``); LOAD_MATRIX
+    #: and LOAD_FMAP at offset 0 ``total`` / ``fmap_total`` (the codes held); READ_SUMS
+    #: ``sums_bytes``, ``sum_bytes`` (where ``count > 0``) and ``sum_float`` (width 0).
+    sizes: dict
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict[0] == P.Status.OK
+
+
+def checked_requests(script, params: dict, timeout: int):
+    """Each request of ``script`` (frames, ``(name, frame)`` pairs, :class:`Idle` gaps
+    against ``timeout``, :class:`Reset`), the model executing it as it is yielded (:class:`CheckedRequest`)."""
+    params = config_params(params)
+    max_payload = params["max_payload"]
+    model, decoder = CoreModel(**params), P.FrameDecoder(max_payload, backtrack=False)
+    for step in script:
+        if isinstance(step, Reset):
+            model, decoder = CoreModel(**params), P.FrameDecoder(max_payload, backtrack=False)
+            continue
+        if isinstance(step, Idle):  # a gap past the timeout drops a partial frame
+            if step.cycles >= timeout:
+                decoder.reset()
+            continue
+        for event in decoder.feed(bytes(step[1] if isinstance(step, tuple) else step)):  # (name, frame) too
+            held = model.held()
+            if isinstance(event, P.FrameError):
+                yield CheckedRequest(held, event.status, event.code, event.tag, event.length, b"",
+                                     (event.status, 0), {})
+                continue
+            status, reply = model.execute(event.code, event.payload)
+            detail = P.ERROR_FIELDS.unpack(reply)[1] if status != P.Status.OK else 0
+            sizes = _sizes(event, reply, model.held()) if status == P.Status.OK else {}
+            yield CheckedRequest(held, P.Status.OK, event.code, event.tag, len(event.payload), event.payload,
+                                 (status, detail), sizes)
+
+
+def _sizes(event, reply: bytes, held: dict) -> dict:
+    """:attr:`CheckedRequest.sizes` of an accepted request."""
+    payload = event.payload
+    if event.code == P.Cmd.RUN:
+        flags = RUN_FIELDS.unpack(payload[:RUN_FIELDS.size])[2]
+        if flags & P.FLAG_ACTIVATE:
+            return {"reply_size": len(reply)}
+        return {"reply_size": len(reply), "width": reply[0], "packed": bool(flags & P.FLAG_PACKED)}
+    if event.code == P.Cmd.LOAD_MATRIX and LOAD_FIELDS.unpack(payload[:LOAD_FIELDS.size])[4] == 0:
+        return {"total": held["matrix"]["total"]}
+    if event.code == P.Cmd.LOAD_FMAP and LOAD_FMAP_FIELDS.unpack(payload[:LOAD_FMAP_FIELDS.size])[4] == 0:
+        return {"fmap_total": held["fmap"]["total"]}
+    if event.code == P.Cmd.READ_SUMS:
+        _, count, width = READ_SUMS_FIELDS.unpack(payload[:READ_SUMS_FIELDS.size])
+        sums_bytes = len(reply) - P.SUMS_REPLY_HEADER
+        sizes = {"sums_bytes": sums_bytes, "sum_float": int(width == P.SUM_FLOAT32)}
+        if count:
+            sizes["sum_bytes"] = sums_bytes // count
+        return sizes
+    return {}
 
 
 def describe_replies(data: bytes) -> list:

@@ -186,6 +186,8 @@ class Report:
     bits: tuple[int, ...] | None = None
     #: Package -> version of Amaranth and the tools that made the report (:func:`tool_versions`).
     tools: dict[str, str] = field(default_factory=dict)
+    #: nextpnr's placement seed (``None``: a report without its build's command line).
+    seed: int | None = None
 
     @property
     def timing_met(self) -> bool:
@@ -236,6 +238,8 @@ class Report:
         lines.append(f"fits: {'yes' if self.fits else 'NO'}; timing: {'met' if self.timing_met else 'FAILED'}")
         if self.tools:
             lines.append("tools: " + ", ".join(f"{k} {v}" for k, v in self.tools.items()))
+        if self.seed is not None:
+            lines.append(f"nextpnr seed: {self.seed}")
         return "\n".join(lines) + "\n"
 
 
@@ -264,13 +268,13 @@ def _count_ffs_ice40(netlist: dict) -> int | None:
 def parse_nextpnr_report(report: dict, *, board: str, family: str, device: str = "",
                          core_params: dict | None = None, ffs: int | None = None,
                          bits: tuple[int, ...] | None = None, tools: dict | None = None,
-                         pll: PLL | None = None, uart: UARTRate | None = None) -> Report:
+                         pll: PLL | None = None, uart: UARTRate | None = None, seed: int | None = None) -> Report:
     """A :class:`Report` from nextpnr's ``--report`` JSON (``utilization`` and ``fmax``).
 
     ``ffs`` overrides the flip-flop count (iCE40 reports none of its own:
     FFs live in ``ICESTORM_LC`` cells); ``pll`` is the build's PLL setting
     (the frequencies asked and achieved), ``uart`` its UART's rate
-    (:func:`boards.top.uart_rate`).
+    (:func:`boards.top.uart_rate`), ``seed`` nextpnr's placement seed.
     """
     if not isinstance(report, dict) or "utilization" not in report:
         raise ValueError("not a nextpnr JSON report (no 'utilization')")
@@ -292,7 +296,7 @@ def parse_nextpnr_report(report: dict, *, board: str, family: str, device: str =
     return Report(board=board, family=family, device=device, core_params=dict(core_params or {}),
                   resources=resources, luts=_sum(util, names["luts"]), ffs=ffs,
                   bram=_sum(util, names["bram"]), dsp=_sum(util, names["dsp"]), clocks=clocks,
-                  bits=None if bits is None else tuple(bits), tools=dict(tools or {}), **clock)
+                  bits=None if bits is None else tuple(bits), tools=dict(tools or {}), seed=seed, **clock)
 
 
 def build_plan(board: str, *, core_params: dict | None = None, freq_mhz=None, baud=None, name: str = "top",
@@ -401,7 +405,8 @@ def _run_steps(plan, out_dir: Path, env: dict, *, runner, log) -> None:
 
 
 def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None, baud=None, name: str = "top",
-          bits: tuple[int, ...] | None = None, report_stem=None, runner=None, log=_log_stderr) -> Report:
+          bits: tuple[int, ...] | None = None, seed: int | None = None, report_stem=None, runner=None,
+          log=_log_stderr) -> Report:
     """Synthesise, place and route ``BoardTop(board, freq_mhz=freq_mhz, baud=baud, **core_params)``
     in ``out_dir`` (``baud`` ``None``: the board's default rate, 3 Mbaud).
 
@@ -413,13 +418,22 @@ def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None
     (default: stderr) that says what runs and how long it usually takes, and
     is followed by one with the time it took.
 
-    Raises ``ValueError`` for an unknown board, bad core parameters, a core
+    ``seed`` is nextpnr's placement seed (default: the board's, :attr:`boards.top.Board.seed`),
+    recorded in the report.
+
+    Raises ``ValueError`` for an unknown board, a seed that is not an integer >= 0, bad core parameters, a core
     clock the board's PLL cannot make or a UART rate that clock cannot make
     (before running any tool) and ``OSError`` (``CalledProcessError`` is not one:
     it propagates) if a tool is missing.
     """
+    if board not in BOARDS:
+        raise ValueError(f"unknown board {board!r}; allowed: {', '.join(BOARDS)}")
+    seed = BOARDS[board].seed if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"the nextpnr seed must be an integer >= 0, got {seed!r}")
+    options = f"--report {NEXTPNR_REPORT} --timing-allow-fail {BOARDS[board].nextpnr_opts} --seed {seed}"
     top, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, name=name,
-                           nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail {BOARDS[board].nextpnr_opts}".rstrip())
+                           nextpnr_opts=" ".join(options.split()))
     family = BOARDS[board].family
     env = toolchain_env()
     out_dir = Path(out_dir)
@@ -434,7 +448,7 @@ def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None
         ffs = _count_ffs_ice40(json.loads(netlist_path.read_text())) if netlist_path.exists() else None
     report = parse_nextpnr_report(raw, board=board, family=family, device=BOARDS[board].device,
                                   core_params=top.core_params, ffs=ffs, bits=bits,
-                                  tools=tool_versions(family, env), pll=top.pll, uart=top.uart)
+                                  tools=tool_versions(family, env), pll=top.pll, uart=top.uart, seed=seed)
     write_report(report, out_dir / "report")
     if report_stem is not None:
         write_report(report, report_stem)

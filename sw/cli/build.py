@@ -43,6 +43,7 @@ them on the catalogue's defaults: the same design while the presets are
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,10 @@ def _build_command(parser):
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
                         help="any core parameter over the board's preset (repeatable; e.g. drains=4; "
                              "see 'dorefa generate --list')")
+    seeds = ", ".join(f"{board} {spec.seed}" for board, spec in BOARDS.items())
+    parser.add_argument("--seed", metavar="N",
+                        help=f"nextpnr's placement seed (default: {seeds}); Fmax moves with it, and on an "
+                             f"unlucky seed nextpnr's router may never finish: try another")
     parser.add_argument("--out", type=Path, metavar="DIR", help="build directory (default build/<board>)")
     parser.add_argument("--report", metavar="STEM",
                         help="also write the report to STEM.json and STEM.txt "
@@ -149,11 +154,16 @@ def _build_command(parser):
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         bits = widest_bits(args.bits)[1] if args.bits is not None else None
+        seed = None
+        if args.seed is not None:
+            if not re.fullmatch(r"[0-9]+", args.seed):
+                raise UsageError(f"--seed takes an integer >= 0, got {args.seed!r}")
+            seed = int(args.seed)
         out = args.out if args.out is not None else Path("build") / args.board
         # build() checks the core parameters (ValueError -> exit 2) before running any tool.
         from boards.build import build
         try:
-            report = build(args.board, out, core_params=params, freq_mhz=freq, baud=baud, bits=bits,
+            report = build(args.board, out, core_params=params, freq_mhz=freq, baud=baud, bits=bits, seed=seed,
                            report_stem=stem)
         except subprocess.CalledProcessError as exc:
             print(f"{_PROG}: error: the toolchain failed (exit {exc.returncode}); see the logs in {out}",

@@ -41,7 +41,7 @@ def test_parse_ice40_report(ice40_report):
     # Numbers read by hand from data/icebreaker_nextpnr_report.json ("utilization", "fmax").
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40", device="iCE40UP5K",
                                   core_params={"pe": 4})
-    assert report.luts == (4958, 5280)  # ICESTORM_LC
+    assert report.luts == (5042, 5280)  # ICESTORM_LC
     assert report.bram == (27, 30)  # ICESTORM_RAM
     assert report.dsp == (6, 8)  # ICESTORM_DSP
     assert report.resources["SB_IO"] == (4, 39) and report.resources["ICESTORM_SPRAM"] == (0, 4)
@@ -50,7 +50,7 @@ def test_parse_ice40_report(ice40_report):
     assert report.fits
     (clock,) = report.clocks
     # the PLL's output (the net "clk", also named pll_clk), constrained to the 30 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 33.022918701171875, 30.00029945373535)
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("clk", 32.67013168334961, 30.00029945373535)
     assert report.resources["ICESTORM_PLL"] == (1, 1)
     assert clock.met and report.timing_met
 
@@ -59,16 +59,16 @@ def test_parse_ecp5_report():
     # Numbers read by hand from data/ulx3s_nextpnr_report.json.
     raw = json.loads((DATA / "ulx3s_nextpnr_report.json").read_text())
     report = parse_nextpnr_report(raw, board="ulx3s", family="ecp5")
-    assert report.luts == (35762, 83640)  # TRELLIS_COMB
-    assert report.ffs == 22397  # TRELLIS_FF
+    assert report.luts == (35745, 83640)  # TRELLIS_COMB
+    assert report.ffs == 22413  # TRELLIS_FF
     assert report.bram == (159, 208)  # DP16KD
     assert report.dsp == (19, 156)  # MULT18X18D
     (clock,) = report.clocks
     # the PLL's output on a global net, constrained to the 71.875 MHz it makes
-    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 86.74531555175781, 71.8752212524414)
+    assert (clock.name, clock.fmax_mhz, clock.constraint_mhz) == ("$glbnet$clk", 84.0406723022461, 71.8752212524414)
     assert report.resources["EHXPLLL"] == (1, 4)
     assert report.fits and report.timing_met
-    assert "LUT4s: 35762/83640 (43%)" in report.to_text()
+    assert "LUT4s: 35745/83640 (43%)" in report.to_text()
 
 
 #: A nextpnr-ice40 report excerpt, typed by hand: three clocks (one fails, one just meets its constraint).
@@ -156,9 +156,9 @@ def test_count_ice40_ffs_in_a_netlist():
 def test_report_round_trip_text_and_json(ice40_report):
     report = parse_nextpnr_report(ice40_report, board="icebreaker", family="ice40")
     text = report.to_text()
-    assert "logic cells" in text and "block RAMs" in text and "Fmax 33.02 MHz, constraint 30.00 MHz" in text
+    assert "logic cells" in text and "block RAMs" in text and "Fmax 32.67 MHz, constraint 30.00 MHz" in text
     data = report.to_json()
-    assert data["fits"] is True and data["timing_met"] is True  # 33.02 MHz against 30 MHz
+    assert data["fits"] is True and data["timing_met"] is True  # 32.67 MHz against 30 MHz
     assert json.loads(json.dumps(data))["clocks"][0]["constraint_mhz"] == pytest.approx(30, rel=1e-4)
 
 
@@ -307,9 +307,9 @@ def fake_build(monkeypatch, ice40_report):
     """Replace :func:`boards.build.build` by a recorder (no tools run)."""
     calls = []
 
-    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, report_stem=None):
+    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, seed=None, report_stem=None):
         calls.append(dict(board=board, out_dir=out_dir, core_params=core_params, freq_mhz=freq_mhz, baud=baud,
-                          bits=bits, report_stem=report_stem))
+                          bits=bits, seed=seed, report_stem=report_stem))
         return parse_nextpnr_report(ice40_report, board=board, family="ice40",
                                     core_params={**CORE_DEFAULTS, **core_params}, bits=bits)
 
@@ -332,7 +332,7 @@ def test_cli_bits_set_max_bits_and_are_recorded(argv, max_bits, bits, fake_build
     assert call["board"] == "ulx3s" and call["out_dir"] == tmp_path / "out"
     act = {"max_act_bits": 2} if "--max-act-bits" in argv else {}
     assert call["core_params"] == {**CORE_PRESETS["ulx3s"], "pe": 2, "max_bits": max_bits, **act}
-    assert call["bits"] == bits and call["freq_mhz"] is None  # the board's default
+    assert call["bits"] == bits and call["freq_mhz"] is None and call["seed"] is None  # the board's defaults
     assert call["baud"] == DEFAULT_BAUD
     assert call["report_stem"] == tmp_path / "rep" / "ulx3s"
     out = capsys.readouterr().out
@@ -379,7 +379,10 @@ def test_small_icebreaker_build(tmp_path, capsys):
     """One real build in the default suite: a 1 x 8 core for 2-bit codes, no threshold stage, fits
     the UP5K and meets the 18 MHz asked of the PLL; its UART runs at 3 Mbaud, 6 cycles a bit.  The
     design built is the one ``dorefa generate core --board icebreaker`` writes for the same flags."""
-    flags = ["--pe", "1", "--simd", "8", "--bits", "2", "--max-act-bits", "0", "--freq", "18"]
+    # Seed 1: under the board's seed 2 nextpnr's router2 loops forever on this netlist's last
+    # two overused wires (YosysHQ/nextpnr issue 1341; boards/top.py), seeds 1 and 3 route it
+    # in seconds.
+    flags = ["--pe", "1", "--simd", "8", "--bits", "2", "--max-act-bits", "0", "--freq", "18", "--seed", "1"]
     params = {**CORE_PRESETS["icebreaker"], "pe": 1, "simd": 8, "max_bits": 2, "max_act_bits": 0}
     out, stem = tmp_path / "build", tmp_path / "small"
     assert main(["build", "--board", "icebreaker", *flags, "--out", str(out), "--report", str(stem)]) == 0
@@ -389,6 +392,7 @@ def test_small_icebreaker_build(tmp_path, capsys):
     assert 0 < data["luts"][0] <= data["luts"][1] == 5280
     assert 0 < data["bram"][0] <= data["bram"][1] == 30
     (clock,) = data["clocks"]
+    assert data["seed"] == 1 and "--seed 1 " in (out / "build_top.sh").read_text()
     assert (data["freq_asked_mhz"], data["freq_mhz"]) == (18, 18)
     assert data["pll"]["params"] == {"DIVR": 0, "DIVF": 47, "DIVQ": 5, "FILTER_RANGE": 1}
     assert (data["baud_asked"], data["baud"], data["uart_divisor"], data["baud_error"]) == (3_000_000, 3_000_000, 6, 0)

@@ -50,6 +50,25 @@ def test_build_steps_refuse_a_script_they_do_not_know(script, message):
         build_steps(script)
 
 
+@pytest.mark.parametrize("seed, want", [(None, 2), (0, 0), (17, 17)])
+def test_the_seed_reaches_nextpnr_and_the_report(seed, want, tmp_path):
+    """nextpnr runs with ``--seed`` the build's seed (the board's by default), which the report records."""
+    calls = []
+    report = build("icebreaker", tmp_path / "out", seed=seed, runner=_fake_tools(calls), log=lambda line: None)
+    (nextpnr,) = [line for line, _ in calls if "NEXTPNR" in line]
+    assert f" --seed {want} " in nextpnr and nextpnr.count("--seed") == 1
+    assert report.seed == want and report.to_json()["seed"] == want
+    assert report.to_text().splitlines()[-1] == f"nextpnr seed: {want}"
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "2"])
+def test_a_bad_seed_runs_no_tool(seed, tmp_path):
+    calls = []
+    with pytest.raises(ValueError, match="the nextpnr seed must be an integer >= 0"):
+        build("icebreaker", tmp_path / "out", seed=seed, runner=_fake_tools(calls), log=lambda line: None)
+    assert calls == [] and not (tmp_path / "out").exists()
+
+
 def test_build_reports_each_step(tmp_path):
     calls, lines = [], []
     report = build("icebreaker", tmp_path / "out", runner=_fake_tools(calls), log=lines.append)

@@ -57,6 +57,10 @@ def test_cli_failed_step_is_named(tmp_path, monkeypatch, capsys):
     ("ulx3s", ["--set", "speed=9"], ["dorefa build: error: ", "speed"]),
     ("ulx3s", ["--set", "drains"], ["dorefa build: error: ", "NAME=VALUE"]),
     ("ulx3s", ["--simd", "x"], ["--simd must be an integer, got 'x'"]),
+    # --seed: nextpnr's placement seed, an integer >= 0
+    ("icebreaker", ["--seed", "two"], ["dorefa build: error: --seed takes an integer >= 0, got 'two'"]),
+    ("ulx3s", ["--seed", "-1"], ["--seed takes an integer >= 0, got '-1'"]),
+    ("ulx3s", ["--seed", "²"], ["--seed takes an integer >= 0, got '²'"]),
     # --baud: a rate, in range, that the achieved clock divides into within 2.5 %
     ("icebreaker", ["--baud", "3M"], ["dorefa build: error: --baud 3M: the UART's baud rate must be a whole number "
                                       "of bits per second in 300..12000000 (e.g. 3000000, or 115200 the fallback), "
@@ -88,8 +92,8 @@ def recorded(monkeypatch):
     """boards.build.build replaced by a recorder (no tool runs); returns the calls."""
     calls = []
 
-    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, report_stem=None):
-        calls.append(dict(board=board, core_params=core_params, freq_mhz=freq_mhz, baud=baud))
+    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, seed=None, report_stem=None):
+        calls.append(dict(board=board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, seed=seed))
         top = BoardTop(board, freq_mhz=freq_mhz, baud=baud, **core_params)
         return parse_nextpnr_report(RAW, board=board, family=BOARDS[board].family, core_params=top.core_params,
                                     pll=top.pll, uart=top.uart)
@@ -168,3 +172,11 @@ def test_set_overrides_any_core_parameter(recorded, tmp_path, capsys):
     assert (call["core_params"]["drains"], call["core_params"]["fmap_codes"], call["core_params"]["vectors"]) == (4, 0, 4)
     assert call["core_params"]["simd"] == CORE_PRESETS["ulx3s"]["simd"]
     assert "drains=4" in capsys.readouterr().out
+
+
+def test_seed_reaches_the_build(recorded, tmp_path):
+    """``--seed N`` is handed to the build; without it the build takes the board's."""
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["build", "--board", "ulx3s", "--seed", "7", *out]) == 0
+    assert main(["build", "--board", "icebreaker", *out]) == 0
+    assert [call["seed"] for call in recorded] == [7, None]

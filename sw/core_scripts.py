@@ -128,8 +128,8 @@ class CheckedRequest:
     #: The reply's status and error detail (0 where OK).
     verdict: tuple
     #: Of an accepted request, what its execution is sized by, from the model's reply and
-    #: what it holds after: RUN ``reply_size`` (the payload's bytes) and, unless activated,
-    #: ``width`` (the width byte: bytes an accumulator, or bits with ``packed``); LOAD_MATRIX
+    #: what it holds after: RUN ``reply_size`` (the payload's bytes) and, unless activated, the
+    #: width byte: ``width`` (bytes an accumulator) or, packed, ``packed_bits``; LOAD_MATRIX
     #: and LOAD_FMAP at offset 0 ``total`` / ``fmap_total`` (the codes held); READ_SUMS
     #: ``sums_bytes``, ``sum_bytes`` (where ``count > 0``) and ``sum_float`` (width 0).
     sizes: dict
@@ -173,7 +173,7 @@ def _sizes(event, reply: bytes, held: dict) -> dict:
         flags = RUN_FIELDS.unpack(payload[:RUN_FIELDS.size])[2]
         if flags & P.FLAG_ACTIVATE:
             return {"reply_size": len(reply)}
-        return {"reply_size": len(reply), "width": reply[0], "packed": bool(flags & P.FLAG_PACKED)}
+        return {"reply_size": len(reply), "packed_bits" if flags & P.FLAG_PACKED else "width": reply[0]}
     if event.code == P.Cmd.LOAD_MATRIX and LOAD_FIELDS.unpack(payload[:LOAD_FIELDS.size])[4] == 0:
         return {"total": held["matrix"]["total"]}
     if event.code == P.Cmd.LOAD_FMAP and LOAD_FMAP_FIELDS.unpack(payload[:LOAD_FMAP_FIELDS.size])[4] == 0:

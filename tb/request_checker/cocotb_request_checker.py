@@ -106,7 +106,7 @@ async def requests_against_the_model(dut):
             accepted += 1
             flags = unpack(COMMAND_LAYOUT, int(dut.command.value))
             plan = unpack(plan_layout, int(dut.plan.value))
-            seen += (flags, plan_sizes(request.sizes, plan))
+            seen += (flags, {name: plan[name] for name in request.sizes})
             want += ({cmd.name.lower(): int(cmd == request.cmd) for cmd in P.Cmd}, request.sizes)
         requests.append(request)
         got.append(seen)
@@ -116,12 +116,3 @@ async def requests_against_the_model(dut):
     assert accepted > 10 and len(got) - accepted > 40, (accepted, len(got))
     dut._log.info("request_checker: %d requests (%d accepted) checked", len(got), accepted)
 
-
-def plan_sizes(wanted: dict, plan: dict) -> dict:
-    """The plan's fields as :attr:`sw.core_scripts.CheckedRequest.sizes` names them, for the
-    keys of ``wanted``."""
-    sizes = {key: plan[key] for key in wanted if key not in ("width", "packed")}
-    if "width" in wanted:  # the width byte: an accumulator's bytes or, packed, bits
-        sizes["width"] = plan["packed_bits" if wanted["packed"] else "width"]
-        sizes["packed"] = wanted["packed"]
-    return sizes

@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ from .pll import PLL, mhz
 from .top import BOARDS, BoardTop, UARTRate
 
 __all__ = ["Report", "ClockReport", "build", "build_plan", "build_steps", "board_verilog",
-           "parse_nextpnr_report", "toolchain_env", "tool_versions", "write_report", "NEXTPNR_REPORT", "STEPS"]
+           "parse_nextpnr_report", "toolchain_env", "tool_versions", "write_report", "run_tool", "StepTimeout",
+           "NEXTPNR_REPORT", "STEPS"]
 
 #: File nextpnr writes its JSON report to (inside the build directory).
 NEXTPNR_REPORT = "nextpnr_report.json"
@@ -389,24 +391,46 @@ def _log_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _run_steps(plan, out_dir: Path, env: dict, *, runner, log) -> None:
+class StepTimeout(RuntimeError):
+    """A tool step ran past the build's ``step_timeout`` and was stopped."""
+
+
+def run_tool(command, *, cwd, env, timeout=None) -> None:
+    """:func:`subprocess.check_call` of ``command`` in a process group of its own: past
+    ``timeout`` seconds the whole group is killed (the tool under its shell, not only the
+    shell) and :class:`subprocess.TimeoutExpired` raised."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
+    try:
+        code = process.wait(timeout=timeout)
+    except BaseException:  # the timeout, or an interrupt: leave no tool running
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    if code:
+        raise subprocess.CalledProcessError(code, command)
+
+
+def _run_steps(plan, out_dir: Path, env: dict, *, runner, log, step_timeout=None) -> None:
     """Run the plan's build script in ``out_dir`` one tool at a time, saying what runs
-    and, when it finishes, how long it took (``log``; ``runner`` is
-    :func:`subprocess.check_call`'s signature)."""
+    and, when it finishes, how long it took (``log``; ``runner`` has :func:`run_tool`'s
+    signature); a step past ``step_timeout`` seconds raises :class:`StepTimeout`."""
     preamble, steps = build_steps(plan.files[f"{plan.script}.sh"])
     total = time.monotonic()
     for number, (variable, line) in enumerate(steps, 1):
         label, typical = STEPS[variable]
         log(f"[{number}/{len(steps)}] {label}... (usually {typical})")
         started = time.monotonic()
-        runner(["sh", "-c", preamble + line], cwd=str(out_dir), env=env)
+        try:
+            runner(["sh", "-c", preamble + line], cwd=str(out_dir), env=env, timeout=step_timeout)
+        except subprocess.TimeoutExpired:
+            raise StepTimeout(f"{label} ran past {step_timeout:g} s and was stopped") from None
         log(f"[{number}/{len(steps)}] {label} done in {time.monotonic() - started:.0f} s")
     log(f"toolchain finished in {time.monotonic() - total:.0f} s")
 
 
 def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None, baud=None, name: str = "top",
-          bits: tuple[int, ...] | None = None, seed: int | None = None, report_stem=None, runner=None,
-          log=_log_stderr) -> Report:
+          bits: tuple[int, ...] | None = None, seed: int | None = None, step_timeout: float | None = None,
+          report_stem=None, runner=None, log=_log_stderr) -> Report:
     """Synthesise, place and route ``BoardTop(board, freq_mhz=freq_mhz, baud=baud, **core_params)``
     in ``out_dir`` (``baud`` ``None``: the board's default rate, 3 Mbaud).
 
@@ -414,23 +438,27 @@ def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None
     ``STEM.json`` / ``STEM.txt`` if ``report_stem`` is given.  ``bits`` (the
     widths asked for, see :attr:`Report.bits`) is only recorded.  Each tool
     step (synthesis, place and route, packing) runs through ``runner`` (the
-    signature of :func:`subprocess.check_call`, the default) after a line on ``log``
+    signature of :func:`run_tool`, the default) after a line on ``log``
     (default: stderr) that says what runs and how long it usually takes, and
     is followed by one with the time it took.
 
     ``seed`` is nextpnr's placement seed (default: the board's, :attr:`boards.top.Board.seed`),
-    recorded in the report.
+    recorded in the report.  ``step_timeout`` (seconds, ``None``: none) stops a tool step
+    that runs longer and raises :class:`StepTimeout` (nextpnr's router may loop forever on
+    an unlucky seed, YosysHQ/nextpnr issue 1341).
 
     Raises ``ValueError`` for an unknown board, a seed that is not an integer >= 0, bad core parameters, a core
     clock the board's PLL cannot make or a UART rate that clock cannot make
     (before running any tool) and ``OSError`` (``CalledProcessError`` is not one:
-    it propagates) if a tool is missing.
+    it propagates, as does :class:`StepTimeout`) if a tool is missing.
     """
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}; allowed: {', '.join(BOARDS)}")
     seed = BOARDS[board].seed if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"the nextpnr seed must be an integer >= 0, got {seed!r}")
+    if step_timeout is not None and not (isinstance(step_timeout, (int, float)) and step_timeout > 0):
+        raise ValueError(f"a step timeout must be a number of seconds > 0, got {step_timeout!r}")
     options = f"--report {NEXTPNR_REPORT} --timing-allow-fail {BOARDS[board].nextpnr_opts} --seed {seed}"
     top, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, name=name,
                            nextpnr_opts=" ".join(options.split()))
@@ -439,7 +467,7 @@ def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plan.extract(str(out_dir))
-    _run_steps(plan, out_dir, env, runner=runner or subprocess.check_call, log=log)
+    _run_steps(plan, out_dir, env, runner=runner or run_tool, log=log, step_timeout=step_timeout)
     raw = json.loads((out_dir / NEXTPNR_REPORT).read_text())
     ffs = None
     if family == "ice40":

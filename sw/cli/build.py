@@ -132,6 +132,9 @@ def _build_command(parser):
     parser.add_argument("--seed", metavar="N",
                         help=f"nextpnr's placement seed (default: {seeds}); Fmax moves with it, and on an "
                              f"unlucky seed nextpnr's router may never finish: try another")
+    parser.add_argument("--step-timeout", dest="step_timeout", metavar="MINUTES",
+                        help="stop a tool step (synthesis, place and route, packing) that runs longer "
+                             "(default: no limit)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="build directory (default build/<board>)")
     parser.add_argument("--report", metavar="STEM",
                         help="also write the report to STEM.json and STEM.txt "
@@ -159,12 +162,24 @@ def _build_command(parser):
             if not re.fullmatch(r"[0-9]+", args.seed):
                 raise UsageError(f"--seed takes an integer >= 0, got {args.seed!r}")
             seed = int(args.seed)
+        step_timeout = None
+        if args.step_timeout is not None:
+            try:
+                step_timeout = 60 * float(args.step_timeout)
+            except ValueError:
+                step_timeout = None
+            if step_timeout is None or not 0 < step_timeout < float("inf"):
+                raise UsageError(f"--step-timeout takes a number of minutes > 0, got {args.step_timeout!r}")
         out = args.out if args.out is not None else Path("build") / args.board
         # build() checks the core parameters (ValueError -> exit 2) before running any tool.
-        from boards.build import build
+        from boards.build import StepTimeout, build
         try:
             report = build(args.board, out, core_params=params, freq_mhz=freq, baud=baud, bits=bits, seed=seed,
-                           report_stem=stem)
+                           step_timeout=step_timeout, report_stem=stem)
+        except StepTimeout as exc:
+            print(f"{_PROG}: error: {exc} (nextpnr's router can loop forever on an unlucky placement: "
+                  f"try another --seed); see the logs in {out}", file=sys.stderr)
+            return EXIT_TOOL_FAILED
         except subprocess.CalledProcessError as exc:
             print(f"{_PROG}: error: the toolchain failed (exit {exc.returncode}); see the logs in {out}",
                   file=sys.stderr)

@@ -307,7 +307,8 @@ def fake_build(monkeypatch, ice40_report):
     """Replace :func:`boards.build.build` by a recorder (no tools run)."""
     calls = []
 
-    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, seed=None, report_stem=None):
+    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, seed=None, step_timeout=None,
+              report_stem=None):
         calls.append(dict(board=board, out_dir=out_dir, core_params=core_params, freq_mhz=freq_mhz, baud=baud,
                           bits=bits, seed=seed, report_stem=report_stem))
         return parse_nextpnr_report(ice40_report, board=board, family="ice40",
@@ -381,8 +382,9 @@ def test_small_icebreaker_build(tmp_path, capsys):
     design built is the one ``dorefa generate core --board icebreaker`` writes for the same flags."""
     # Seed 1: under the board's seed 2 nextpnr's router2 loops forever on this netlist's last
     # two overused wires (YosysHQ/nextpnr issue 1341; boards/top.py), seeds 1 and 3 route it
-    # in seconds.
-    flags = ["--pe", "1", "--simd", "8", "--bits", "2", "--max-act-bits", "0", "--freq", "18", "--seed", "1"]
+    # in seconds; and a step past 10 minutes fails the test rather than hanging the suite.
+    flags = ["--pe", "1", "--simd", "8", "--bits", "2", "--max-act-bits", "0", "--freq", "18", "--seed", "1",
+             "--step-timeout", "10"]
     params = {**CORE_PRESETS["icebreaker"], "pe": 1, "simd": 8, "max_bits": 2, "max_act_bits": 0}
     out, stem = tmp_path / "build", tmp_path / "small"
     assert main(["build", "--board", "icebreaker", *flags, "--out", str(out), "--report", str(stem)]) == 0

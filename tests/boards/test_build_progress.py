@@ -3,14 +3,16 @@
 script, with a stubbed tool runner (no tool runs here).  ``dorefa build``'s side of it
 is in tests/cli/test_build.py."""
 
+import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 import boards.build
-from boards.build import NEXTPNR_REPORT, STEPS, build, build_plan, build_steps
+from boards.build import NEXTPNR_REPORT, STEPS, StepTimeout, build, build_plan, build_steps, run_tool
 from boards.top import BOARDS
 
 DATA = Path(__file__).parent / "data"
@@ -18,7 +20,7 @@ DATA = Path(__file__).parent / "data"
 
 def _fake_tools(calls, fail_at=None):
     """A runner that records each step and, for nextpnr, writes the committed raw report."""
-    def run(command, *, cwd, env):
+    def run(command, *, cwd, env, timeout=None):
         assert command[:2] == ["sh", "-c"]
         line = command[2].splitlines()[-1]
         calls.append((line, Path(cwd)))
@@ -59,6 +61,45 @@ def test_the_seed_reaches_nextpnr_and_the_report(seed, want, tmp_path):
     assert f" --seed {want} " in nextpnr and nextpnr.count("--seed") == 1
     assert report.seed == want and report.to_json()["seed"] == want
     assert report.to_text().splitlines()[-1] == f"nextpnr seed: {want}"
+
+
+def test_a_step_past_the_timeout_is_named(tmp_path):
+    """Every step runs under the build's step timeout; one past it stops the build, named."""
+    timeouts = []
+
+    def runner(command, *, cwd, env, timeout=None):
+        timeouts.append(timeout)
+        if "NEXTPNR" in command[2].splitlines()[-1]:
+            raise subprocess.TimeoutExpired(command, timeout)
+
+    with pytest.raises(StepTimeout, match=r"^place and route \(nextpnr\) ran past 90 s and was stopped$"):
+        build("icebreaker", tmp_path / "out", step_timeout=90, runner=runner, log=lambda line: None)
+    assert timeouts == [90, 90]
+
+
+@pytest.mark.parametrize("step_timeout", [0, -5, "60", float("nan")])
+def test_a_bad_step_timeout_runs_no_tool(step_timeout, tmp_path):
+    with pytest.raises(ValueError, match="a step timeout must be a number of seconds > 0"):
+        build("icebreaker", tmp_path / "out", step_timeout=step_timeout, runner=_fake_tools([]), log=print)
+
+
+def test_run_tool_kills_the_whole_step_past_its_timeout(tmp_path):
+    """The tool under the step's shell goes too (its own process group), not only the shell."""
+    command = ["sh", "-c", "sleep 60 & echo $! > child; wait"]
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_tool(command, cwd=str(tmp_path), env=dict(os.environ), timeout=1)
+    assert time.monotonic() - started < 30
+    child = Path(f"/proc/{int((tmp_path / 'child').read_text())}/stat")
+    for _ in range(50):  # killed: gone, or a zombie until its new parent reaps it
+        if not child.exists() or child.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the step's child process survived its timeout: {child.read_text()}")
+    with pytest.raises(subprocess.CalledProcessError):
+        run_tool(["sh", "-c", "exit 3"], cwd=str(tmp_path), env=dict(os.environ))
+    run_tool(["sh", "-c", "true"], cwd=str(tmp_path), env=dict(os.environ), timeout=30)
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True, "2"])

@@ -18,7 +18,7 @@ from tests.checks import fails
 
 def test_cli_progress_goes_to_stderr(tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(boards.build.subprocess, "check_call", _fake_tools(calls))
+    monkeypatch.setattr(boards.build, "run_tool", _fake_tools(calls))
     assert main(["build", "--board", "icebreaker", "--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
     assert "synthesis (yosys)..." in captured.err and "packing (icepack) done in" in captured.err
@@ -27,7 +27,7 @@ def test_cli_progress_goes_to_stderr(tmp_path, monkeypatch, capsys):
 
 def test_cli_failed_step_is_named(tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(boards.build.subprocess, "check_call", _fake_tools(calls, fail_at="NEXTPNR"))
+    monkeypatch.setattr(boards.build, "run_tool", _fake_tools(calls, fail_at="NEXTPNR"))
     assert main(["build", "--board", "icebreaker", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "[2/3] place and route (nextpnr)..." in err and "place and route (nextpnr) done" not in err
@@ -61,6 +61,11 @@ def test_cli_failed_step_is_named(tmp_path, monkeypatch, capsys):
     ("icebreaker", ["--seed", "two"], ["dorefa build: error: --seed takes an integer >= 0, got 'two'"]),
     ("ulx3s", ["--seed", "-1"], ["--seed takes an integer >= 0, got '-1'"]),
     ("ulx3s", ["--seed", "²"], ["--seed takes an integer >= 0, got '²'"]),
+    # --step-timeout: minutes > 0
+    ("icebreaker", ["--step-timeout", "0"], ["dorefa build: error: --step-timeout takes a number of minutes > 0, "
+                                             "got '0'"]),
+    ("ulx3s", ["--step-timeout", "soon"], ["--step-timeout takes a number of minutes > 0, got 'soon'"]),
+    ("ulx3s", ["--step-timeout", "inf"], ["--step-timeout takes a number of minutes > 0, got 'inf'"]),
     # --baud: a rate, in range, that the achieved clock divides into within 2.5 %
     ("icebreaker", ["--baud", "3M"], ["dorefa build: error: --baud 3M: the UART's baud rate must be a whole number "
                                       "of bits per second in 300..12000000 (e.g. 3000000, or 115200 the fallback), "
@@ -92,8 +97,10 @@ def recorded(monkeypatch):
     """boards.build.build replaced by a recorder (no tool runs); returns the calls."""
     calls = []
 
-    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, seed=None, report_stem=None):
-        calls.append(dict(board=board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, seed=seed))
+    def build(board, out_dir, *, core_params=None, freq_mhz=None, baud=None, bits=None, seed=None, step_timeout=None,
+              report_stem=None):
+        calls.append(dict(board=board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, seed=seed,
+                          step_timeout=step_timeout))
         top = BoardTop(board, freq_mhz=freq_mhz, baud=baud, **core_params)
         return parse_nextpnr_report(RAW, board=board, family=BOARDS[board].family, core_params=top.core_params,
                                     pll=top.pll, uart=top.uart)
@@ -180,3 +187,24 @@ def test_seed_reaches_the_build(recorded, tmp_path):
     assert main(["build", "--board", "ulx3s", "--seed", "7", *out]) == 0
     assert main(["build", "--board", "icebreaker", *out]) == 0
     assert [call["seed"] for call in recorded] == [7, None]
+
+
+def test_step_timeout_reaches_the_build_in_seconds(recorded, tmp_path):
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["build", "--board", "icebreaker", "--step-timeout", "2.5", *out]) == 0
+    assert main(["build", "--board", "ulx3s", *out]) == 0
+    assert [call["step_timeout"] for call in recorded] == [150.0, None]
+
+
+def test_a_step_past_its_timeout_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    """Exit 1 (a tool failed), the step named and the way out: another seed."""
+
+    def runner(command, *, cwd, env, timeout=None):
+        if "NEXTPNR" in command[2].splitlines()[-1]:
+            raise boards.build.subprocess.TimeoutExpired(command, timeout)
+
+    monkeypatch.setattr(boards.build, "run_tool", runner)
+    assert main(["build", "--board", "icebreaker", "--step-timeout", "1", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("dorefa build: error: place and route (nextpnr) ran past 60 s and was stopped "
+                              "(nextpnr's router can loop forever on an unlucky placement: try another --seed)")

@@ -167,8 +167,8 @@ def _build_command(parser):
             try:
                 step_timeout = 60 * float(args.step_timeout)
             except ValueError:
-                step_timeout = None
-            if step_timeout is None or not 0 < step_timeout < float("inf"):
+                step_timeout = float("nan")  # refused below with the rest
+            if not 0 < step_timeout < float("inf"):
                 raise UsageError(f"--step-timeout takes a number of minutes > 0, got {args.step_timeout!r}")
         out = args.out if args.out is not None else Path("build") / args.board
         # build() checks the core parameters (ValueError -> exit 2) before running any tool.

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import boards.build
 from boards.build import NEXTPNR_REPORT, STEPS, StepTimeout, build, build_plan, build_steps, run_tool
 from boards.top import BOARDS
 

@@ -36,6 +36,7 @@ from amaranth.lib import io
 from amaranth.lib.cdc import FFSynchronizer
 
 from hw.core import UARTCore
+from hw.block_ram import NO_INIT
 from hw.uart import MIN_DIVISOR
 from sw.contract.backends import BAUD_TOLERANCE, DEFAULT_BAUD, baud_error, check_baud
 from sw.contract.core import CORE_DEFAULTS, LARGE_LIMITS
@@ -75,7 +76,7 @@ class Board:
 #: ``GetSize(conn.first) == GetSize(conn.second)``) on the collision: YosysHQ/yosys
 #: issue 4349, whose suggested remedy this is.  The ULX3S core stopped
 #: synthesising on it when the PING reply's constant bytes changed (commit f647316).
-SPLIT_NETS = "hierarchy -auto-top; proc; flatten; splitnets"
+SPLIT_NETS = f"setattr -unset init a:{NO_INIT}; hierarchy -auto-top; proc; flatten; splitnets"
 
 
 #: Boards ``dorefa build`` knows.

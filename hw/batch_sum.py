@@ -126,7 +126,7 @@ from sw.contract.gradients import GUARD_BITS, SCALE_MANTISSA_BITS, term_bits
 from sw.contract.link import MAX_SUM_BITS, SHIFT_BITS
 
 from .params import check_int
-from .plane_buffer import BANK_ATTRS, registered_read
+from .block_ram import BANK_ATTRS, registered_read
 
 __all__ = ["BatchSum", "MAX_PARTIAL_BITS", "slice_bits"]
 

@@ -32,7 +32,7 @@ from amaranth.hdl import Const, Module, Value
 from amaranth.lib import wiring
 
 from sw.contract.codes import MAX_CODE_BITS
-from sw.contract.core import ACC_LIMIT, CORE_DEFAULTS
+from sw.contract.core import ACC_LIMIT, CORE_DEFAULTS, CoreConfig, config_params
 from sw.contract.gradients import term_bits
 from sw.contract.link import LOAD_HEADER, MAX_FMAP_CODES, MAX_PAYLOAD, MAX_SUM_BITS, MAX_SUM_SLOTS
 from sw.contract.prng import DEFAULT_SEED, STATE_BITS
@@ -206,6 +206,14 @@ def _core(**params):
     return TrainingCore(**params)
 
 
+def _request_checker(**params):
+    from .request_checker import RequestChecker
+    config = CoreConfig(**params)
+    if config.problems():
+        raise ValueError("; ".join(config.problems()))
+    return RequestChecker(config)
+
+
 def _uart_core(clk_freq, baud, **params):
     from .core import UARTCore
     return UARTCore(clk_freq, baud, **params)
@@ -263,8 +271,13 @@ def _core_params():
     }
 
 
-_CORE_SHORTHANDS = {"bits": ("max_bits",), "max_bits": ("max_bits",), "pe": ("pe",), "simd": ("simd",),
-                    "vectors": ("vectors",)}
+def _config_params():
+    """The core's parameters that the protocol knows (:func:`sw.contract.core.config_params`)."""
+    return config_params(_core_params())
+
+
+_CONFIG_SHORTHANDS = {"bits": ("max_bits",), "max_bits": ("max_bits",), "pe": ("pe",), "simd": ("simd",)}
+_CORE_SHORTHANDS = _CONFIG_SHORTHANDS | {"vectors": ("vectors",)}
 
 #: The run-time-precision units: ``--bits`` gives the widths to serve and sets ``max_bits`` to the widest.
 _RUN_TIME_BITS = {"bits": ("max_bits",), "max_bits": ("max_bits",)}
@@ -382,6 +395,8 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
     }),
     UnitSpec("core", "training core: GEMM co-processor behind the framed host protocol (byte streams)", _core,
              _core_params(), _CORE_SHORTHANDS, bits_widest=True),
+    UnitSpec("request_checker", "the core's request decoding: every check of a request, pipelined, and the "
+             "first failing one", _request_checker, _config_params(), _CONFIG_SHORTHANDS, bits_widest=True),
     UnitSpec("uart_core", "training core with a UART host link (rx/tx pins, for boards)", _uart_core, {
         "clk_freq": _int(12_000_000, "clock frequency (Hz)", 1_000, 1_000_000_000),
         "baud": _int(115200, "serial line rate (at most clk_freq / 4)", 300, 12_000_000),

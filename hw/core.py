@@ -147,7 +147,7 @@ from .frame_rx import FrameReceiver
 from .frame_tx import BODY_LAYOUT, FrameTransmitter
 from .gemm import GemmEngine
 from .group_max import GroupMax
-from .plane_buffer import NO_RW_CHECK
+from .block_ram import NO_RW_CHECK, registered_read
 from .request_checker import RequestChecker
 from .serial_threshold import SerialThresholdUnit
 from .layouts import FLAGS_LAYOUT, header_view
@@ -449,7 +449,6 @@ class TrainingCore(wiring.Component):
         # (one request at a time): no read meets a write, so no read-first emulation.
         m.submodules.request = request = Memory(shape=8, depth=self._max_payload, init=[], attrs=NO_RW_CHECK)
         req_w = request.write_port()
-        req_r = request.read_port()
         m.d.comb += [
             req_w.addr.eq(receiver.wr.payload.addr),
             req_w.data.eq(receiver.wr.payload.data),
@@ -484,11 +483,9 @@ class TrainingCore(wiring.Component):
             req_bytes = request_slice.o
         m.d.comb += [
             fetched.valid.eq(rd_valid),
-            fetched.payload.eq(req_r.data),
+            fetched.payload.eq(registered_read(m, request, rd_addr, rd_advance)),
             rd_advance.eq(~rd_valid | fetched.ready),
             req_bytes.ready.eq(Mux(rd_bytes, rd_take, unpacker.i.ready)),
-            req_r.addr.eq(rd_addr),
-            req_r.en.eq(rd_advance),
             unpacker.i.valid.eq(req_bytes.valid & ~rd_bytes),
             unpacker.i.payload.eq(req_bytes.payload),
             unpacker.bits.eq(unpack_bits),
@@ -560,7 +557,7 @@ class TrainingCore(wiring.Component):
         # and what the core holds (`held`); the commands' actions read the header too.
         m.submodules.checker = checker = self._checker
         held = Signal(checker.held.shape())
-        m.d.comb += [checker.event.eq(event), checker.held.eq(held)]
+        m.d.comb += [checker.request.eq(event), checker.held.eq(held)]
         command, verdict, plan = checker.command, checker.verdict, checker.plan
         load = header_view(head, L.LOAD_FIELDS, flags=FLAGS_LAYOUT)
         l_rows, l_cols, l_bits, l_flags = load.rows, load.cols, load.bits, load.flags

@@ -54,6 +54,10 @@ result_addr : ``In``, result_en : ``In(1, init=1)``, result : ``Out(signed(32))`
     ``result_latency`` cycles with ``result_en`` high after the one that
     showed the address; ``result_en`` low holds the whole read pipeline (a
     stream of values, one read a cycle, stalls without losing a value).
+    Read a tile's values between its ``done`` and the next ``start``: the
+    result memory is block RAM without read-during-write logic
+    (:data:`hw.block_ram.NO_RW_CHECK`), so a read in the cycle its value is
+    written is undefined on the FPGA.
 """
 
 import operator
@@ -65,6 +69,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
+from .block_ram import NO_RW_CHECK, registered_read
 from .mac_array import MacArray
 from .plane_buffer import MEMORIES, PlaneBuffer
 from .plane_writer import PlaneWriter
@@ -306,19 +311,19 @@ class GemmEngine(wiring.Component):
         chain = stage(1 << self._split(row)[0], self.drains, "chain", init=1)
         reads = []
         for c, correction in enumerate(corrections):
+            # A tile's values are written while it computes and read once it is done, and
+            # the next tile starts after the last read (the caller's lock step): no read
+            # meets a write.
             results = m.submodules[f"results{c}" if c else "results"] = Memory(
-                shape=signed(32), depth=memories["results"][1], init=[])
+                shape=signed(32), depth=memories["results"][1], init=[], attrs=NO_RW_CHECK)
             write = results.write_port()
-            read = results.read_port()
-            m.d.comb += read.en.eq(self.result_en)
             out = correction.o.payload
             m.d.comb += [
                 write.addr.eq(bank_addr(out.row, out.slot)),
                 write.data.eq(out.value),
                 write.en.eq(correction.o.valid & (out.row < self.rows)),
-                read.addr.eq(read_addr),
             ]
-            value = read.data
+            value = registered_read(m, results, read_addr, self.result_en)
             for i in range(self._result_stages):
                 value = stage(value, signed(32), f"result{c}_stage{i}")
             reads.append(value)

@@ -196,7 +196,9 @@ class MacArray(wiring.Component):
         weight = Signal(range(2 * max_bits - 1))  # s = i + k
         i = Signal(range(max_bits))
         k = Signal(range(max_bits))
-        spent = Signal(range(max(self._max_folds * max_bits * max_bits, self.drain) + 1))
+        # Cycles of the group still to come before the previous group's drain is hidden, less
+        # one (counting down to 0; only with a drain of more than 2 cycles).
+        wait = Signal(range(max(self.drain - 1, 1)))
         pairs_done = Signal()
         opens = Signal()  # the next beat opens a weight (doubles the sums)
 
@@ -228,7 +230,7 @@ class MacArray(wiring.Component):
         last_of_weight = Signal()  # i == m_bits_last or k == 0 (i = min(s, m_bits - 1))
         weight_zero = Signal()  # weight == 0
         first_pair = Signal()  # fold == 0 and weight == top_weight: the group's first pair
-        drained = Signal()  # spent >= drain - 1: the previous group's drain is hidden
+        drained = Signal()  # drain - 1 cycles of the group passed: the previous group's drain is hidden
         last_pair = last_fold & last_of_weight & weight_zero
         # The first pair of the next lower weight s - 1, (max(0, s - 1 - (v_bits - 1)),
         # min(s - 1, v_bits - 1)), kept ready: from weight s's (i, k), i - 1 while i > 0,
@@ -254,11 +256,15 @@ class MacArray(wiring.Component):
                     *lower(m_bits_last, v_bits_last)]
 
         with m.If(self.start):
-            m.d.sync += [self.busy.eq(1), group.eq(0), base.eq(0), spent.eq(0), drained.eq(self.drain <= 1),
+            m.d.sync += [self.busy.eq(1), group.eq(0), base.eq(0), wait.eq(max(self.drain - 2, 0)),
+                         drained.eq(self.drain <= 1),
                          pairs_done.eq(0), opens.eq(0), *open_group()]
         with m.Elif(self.busy):
-            # spent + 1 >= drain - 1 from this cycle on (always, at a drain of 2 or less)
-            m.d.sync += [spent.eq(spent + 1), drained.eq(drained | (spent >= self.drain - 2) if self.drain > 2 else 1)]
+            # drain - 1 cycles passed by the end of this one (always, at a drain of 2 or less)
+            if self.drain > 2:
+                m.d.sync += [wait.eq(wait - (wait != 0)), drained.eq(drained | (wait == 0))]
+            else:
+                m.d.sync += drained.eq(1)
             with m.If(issuing):
                 m.d.sync += [fold.eq(fold + 1), last_fold.eq(fold + 1 == folds_last), opens.eq(0),
                              first_pair.eq(0)]
@@ -275,7 +281,8 @@ class MacArray(wiring.Component):
                             m.d.sync += [pairs_done.eq(1), opens.eq(0), *open_group()]
             # The group ends once its pairs are issued and the chain's drain is hidden.
             with m.If((pairs_done | (issuing & last_pair)) & drained):
-                m.d.sync += [spent.eq(0), drained.eq(self.drain <= 1), pairs_done.eq(0), group.eq(group + 1),
+                m.d.sync += [wait.eq(max(self.drain - 2, 0)), drained.eq(self.drain <= 1), pairs_done.eq(0),
+                             group.eq(group + 1),
                              base.eq(base + self.folds)]
                 with m.If(group == groups_last):
                     m.d.sync += self.busy.eq(0)

@@ -28,39 +28,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .block_ram import BANK_ATTRS, NO_RW_CHECK, registered_read
 from .params import check_choice, check_int
 from .plane_writer import plane_write_layout, sum_write_layout
 from .spram import SPRAM_COUNT, SPRAM_MASK_BITS, SPRAM_WIDTH, SinglePortRAM, spram_cells, spram_lane
 
-__all__ = ["PlaneBuffer", "NO_RW_CHECK", "MEMORIES"]
+__all__ = ["PlaneBuffer", "MEMORIES"]
 
 #: Where the plane banks live: block RAM (a memory per bank) or single-port RAM (one wide SPRAM).
 MEMORIES = ("block", "spram")
-
-#: Memory attributes for buffers that are never read and written at one
-#: address in the same cycle (loading and computing are separate phases):
-#: Yosys then maps them onto block RAM as they are, without the registers
-#: and multiplexers that emulate read-before-write (iCE40 EBRs leave it
-#: undefined).
-NO_RW_CHECK = {"no_rw_check": True}
-
-#: The plane banks' attributes: also ``ram_style = "block"``, so that Yosys puts a
-#: shallow bank (e.g. 32 words of 128 bits at pe 16, simd 128) in block RAM too,
-#: never in LUT RAM, whose cost it would otherwise prefer (ECP5: 1,255
-#: DPR16X4 cells for the matrix of a 16 x 4 x 128 array).
-BANK_ATTRS = {**NO_RW_CHECK, "ram_style": "block"}
-
-
-def registered_read(m, memory, addr, en):
-    """A synchronous read as an asynchronous port and a register: Yosys folds the
-    register into the block RAM's read port and, as the memory says
-    ``no_rw_check``, adds no logic for a read and write at one address."""
-    read = memory.read_port(domain="comb")
-    data = Signal.like(read.data, reset_less=True)  # a reset would cost a LUT per bit
-    m.d.comb += read.addr.eq(addr)
-    with m.If(en):
-        m.d.sync += data.eq(read.data)
-    return data
 
 
 class PlaneBuffer(wiring.Component):

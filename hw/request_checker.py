@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Request checker: the verdict on a request, its checks in the protocol's order, pipelined.
 
-The request decoding of :class:`hw.core.TrainingCore`.  From the receiver's
+The request decoding of :class:`hw.core.TrainingCore`.  From the request, the receiver's
 event (``status``, ``cmd``, ``length`` and the command's header bytes, see
 :func:`hw.frame_rx.event_layout`) and what the core holds (``held``: the
 matrix's shape and how much of it is loaded, the threshold set's, the
@@ -9,7 +9,7 @@ feature map's), it finds the first failing check of
 :class:`sw.core_model.CoreModel`'s, in the model's order (:mod:`sw.protocol`),
 and makes the products that the command's execution needs (``plan``)::
 
-    event, held --> products, registered            rows * cols, count * rows, count * cols * bits,
+  request, held --> products, registered            rows * cols, count * rows, count * cols * bits,
                     (CHECK1, CHECK2)                an accumulator's bytes; packed: its bits and the
                                                     reply's, by shifts and adds (CHECK_PACK, CHECK_PACK_SUM)
                 --> the k_* flags and expected LENs, registered (one register a comparison)
@@ -29,8 +29,8 @@ config : :class:`sw.contract.core.CoreConfig`
 
 Ports
 -----
-event : ``In(event_layout(head_bytes))``
-    The receiver's event (:func:`hw.frame_rx.event_layout`; :attr:`head_bytes`
+request : ``In(event_layout(head_bytes))``
+    The request: the receiver's event (:func:`hw.frame_rx.event_layout`; :attr:`head_bytes`
     header bytes, those past ``length`` stale).
 held : ``In(held_layout(config))``
     What the core holds (:meth:`RequestChecker.held_layout`): ``matrix``
@@ -42,7 +42,7 @@ held : ``In(held_layout(config))``
     ``total``, ``loaded``).
 command : ``Out(COMMAND_LAYOUT)``
     One flag per command of :class:`sw.contract.link.Cmd` (its name in lower
-    case): the event's.
+    case): the request's.
 verdict : ``Out(VERDICT_LAYOUT)``
     ``status`` and ``detail`` of the first failing check (OK and NONE if
     none); ``ok``, made beside them: no check fails and the frame was good.
@@ -59,7 +59,7 @@ plan : ``Out(plan_layout(config))``
 Latency and throughput
 ----------------------
 Every output is valid :attr:`RequestChecker.latency` cycles after the first
-cycle in which ``event`` is stable (5; 7 with packed accumulators), ``held``
+cycle in which ``request`` is stable (5; 7 with packed accumulators), ``held``
 stable since the cycle before (products of the held matrix alone are made a
 cycle ahead), and stays valid while they stay.  Each register updates every
 cycle: no enable, no start.  One request at a time (the core's lock step:
@@ -115,7 +115,7 @@ class RequestChecker(wiring.Component):
             raise ValueError(f"config must be a CoreConfig without problems, got {config!r}")
         self._config = config
         super().__init__({
-            "event": In(event_layout(self.head_bytes)),
+            "request": In(event_layout(self.head_bytes)),
             "held": In(self.held_layout(config)),
             "command": Out(COMMAND_LAYOUT),
             "verdict": Out(VERDICT_LAYOUT),
@@ -181,12 +181,12 @@ class RequestChecker(wiring.Component):
         c = self._config
         max_bits, act_bits, sums, fmap = c.max_bits, c.max_act_bits, c.sum_slots, c.fmap_codes
         packed, pool = c.packed_accumulators, c.max_pool > 1
-        event, held, plan = self.event, self.held, self.plan
-        cmd, length = event.cmd, event.length
+        request, held, plan = self.request, self.held, self.plan
+        cmd, length = request.cmd, request.length
         matrix = held.matrix
 
         def header(fields, offset=0, **shapes):
-            return header_view(event.head, fields, offset, **shapes)
+            return header_view(request.head, fields, offset, **shapes)
         load = header(L.LOAD_FIELDS, flags=FLAGS_LAYOUT)
         l_rows, l_cols, l_bits, l_flags = load.rows, load.cols, load.bits, load.flags
         l_offset, l_count = load.offset, load.count
@@ -218,7 +218,7 @@ class RequestChecker(wiring.Component):
             w_fields = plan.window
             m.d.sync += w_fields.eq(w_value)
 
-        # Products for the checks, registered (the event is stable while it waits), of
+        # Products for the checks, registered (the request is stable while it waits), of
         # a count truncated to max_count's bits: they are used only once the count
         # passed its bound.
         total_max = c.max_rows * c.max_cols
@@ -275,7 +275,7 @@ class RequestChecker(wiring.Component):
             # FLAG_PACKED: L.accumulator_bits, bit_length(cols * n_m * n_v) + 1 bits an accumulator
             # (n = 2**bits - 1: shifts and subtracts), and the reply's count * rows * that bits.
             # cols * n_m is of the held matrix (always registered); the bound is registered in
-            # the event's first cycle, its bit length in CHECK1, the reply's bits in two halves
+            # the request's first cycle, its bit length in CHECK1, the reply's bits in two halves
             # of shifts and adds in CHECK2, their sum in CHECK_PACK.
             bound_max = c.max_cols * ((1 << max_bits) - 1) ** 2
             p_cols_nm = Signal(range(c.max_cols * ((1 << max_bits) - 1) + 1))
@@ -445,10 +445,10 @@ class RequestChecker(wiring.Component):
         S, D = L.Status, L.Detail
         is_cmd = {command: getattr(self.command, command.name.lower()) for command in L.Cmd}
         m.d.sync += [is_cmd[command].eq(cmd == command) for command in L.Cmd]
-        bad_frame = held_flag(event.status != S.OK, "bad_frame")
+        bad_frame = held_flag(request.status != S.OK, "bad_frame")
         m.d.comb += [c_status.eq(S.OK), c_detail.eq(D.NONE)]
         with m.If(bad_frame):
-            m.d.comb += [c_status.eq(event.status), c_detail.eq(D.NONE)]
+            m.d.comb += [c_status.eq(request.status), c_detail.eq(D.NONE)]
         with m.Elif(is_cmd[L.Cmd.PING] | is_cmd[L.Cmd.RESET]):
             first_failing([L.Cmd.PING, L.Cmd.RESET], [(length != 0, S.BAD_LENGTH, D.NONE)])
 

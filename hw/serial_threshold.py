@@ -31,7 +31,7 @@ from sw.contract.codes import MAX_CODE_BITS, levels
 
 from .group_max import code_layout
 from .params import check_int
-from .plane_buffer import BANK_ATTRS
+from .block_ram import BANK_ATTRS, registered_read
 from .threshold import comparison_key
 
 __all__ = ["SerialThresholdUnit"]
@@ -176,11 +176,8 @@ class SerialThresholdUnit(wiring.Component):
                          final_0.eq(last_index == 0)]
         with m.Elif(advance):
             m.d.sync += [index_0.eq(index_0 + 1), final_0.eq(index_0 == before_last)]
-        t_read, d_read = thresholds.read_port(), directions.read_port()
-        m.d.comb += [
-            t_read.en.eq(advance), t_read.addr.eq(Cat(index_0, value_0.channel)),
-            d_read.en.eq(take), d_read.addr.eq(self.i.payload.channel),
-        ]
+        t_data = registered_read(m, thresholds, Cat(index_0, value_0.channel), advance)
+        d_data = registered_read(m, directions, self.i.payload.channel, take)
 
         # Stage 1: the threshold's key arrives from memory beside the accumulator's
         # key (registered); stage 2: their compare (registered); then the count,
@@ -194,13 +191,13 @@ class SerialThresholdUnit(wiring.Component):
         valid_1, first_1, final_1, last_1 = stage(1, valid_0, index_0 == 0, final_0, value_0.last)
         key_1 = Signal(signed(self._acc_width))
         with m.If(advance):
-            m.d.sync += key_1.eq(comparison_key(value_0.acc, d_read.data))
-        key, threshold, tags = key_1, t_read.data, (valid_1, first_1, final_1, last_1)
+            m.d.sync += key_1.eq(comparison_key(value_0.acc, d_data))
+        key, threshold, tags = key_1, t_data, (valid_1, first_1, final_1, last_1)
         if self._read_stages:  # both registered: the read data straight into flip-flops
             tags = stage(2, *tags)
             key, threshold = Signal.like(key_1, name="key_2"), Signal.like(key_1, name="threshold_2")
             with m.If(advance):
-                m.d.sync += [key.eq(key_1), threshold.eq(t_read.data)]
+                m.d.sync += [key.eq(key_1), threshold.eq(t_data)]
         compare = 2 + self._read_stages
         valid_c, first_c, final_c, last_c = stage(compare, *tags)
         passed = Signal(name=f"passed_{compare}")

@@ -107,7 +107,7 @@ from sw.contract.window import MAX_KERNEL, MAX_POOL, MAX_STRIDE, PATCH
 
 from .layouts import header_layout
 from .params import check_int
-from .plane_buffer import BANK_ATTRS, registered_read
+from .block_ram import BANK_ATTRS, registered_read
 
 __all__ = ["WindowGenerator", "MAX_VECTORS", "SHAPE_LAYOUT", "WINDOW_LAYOUT"]
 

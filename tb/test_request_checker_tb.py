@@ -2,9 +2,6 @@
 """pytest entry for the cocotb request-checker testbench (``tb/request_checker``), on Icarus
 and Verilator."""
 
-from amaranth.hdl import Module
-from amaranth.lib import wiring
-
 from hw.request_checker import RequestChecker
 from sim.cocotb_runner import run_cocotb
 from sw.contract.core import CoreConfig, config_params
@@ -24,28 +21,9 @@ SLOW_CONFIGS = [
 TIMEOUT = 300  # the idle timeout the fuzzed gaps are measured against
 
 
-class CheckerHarness(wiring.Component):
-    """A :class:`~hw.request_checker.RequestChecker` with its ``event`` port named
-    ``request``: ``event`` is a Verilog keyword, so the checker's own port is the escaped
-    identifier ``\\event``, which a cocotb handle does not reach on every simulator."""
-
-    def __init__(self, checker: RequestChecker):
-        self._checker = checker
-        members = checker.signature.members
-        super().__init__({"request": members["event"],
-                          **{name: members[name] for name in ("held", "command", "verdict", "plan")}})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.checker = checker = self._checker
-        m.d.comb += [checker.event.eq(self.request), checker.held.eq(self.held), self.command.eq(checker.command),
-                     self.verdict.eq(checker.verdict), self.plan.eq(checker.plan)]
-        return m
-
-
 def run(simulator, name, params, steps, seed):
     checker = RequestChecker(CoreConfig(**config_params(params)))
-    run_cocotb(CheckerHarness(checker), toplevel=f"request_checker_{name}",
+    run_cocotb(checker, toplevel=f"request_checker_{name}",
                test_module="tb.request_checker.cocotb_request_checker", simulator=simulator,
                config={"params": params, "latency": checker.latency, "head_bytes": checker.head_bytes,
                        "seed": seed, "steps": steps, "timeout": TIMEOUT})

@@ -1,7 +1,6 @@
 """cocotb tests of :class:`hw.request_checker.RequestChecker` against :class:`sw.core_model.CoreModel`.
 
-Run through ``tb/test_request_checker_tb.py`` on the checker with its ``event``
-port named ``request`` (``event`` is a Verilog keyword);
+Run through ``tb/test_request_checker_tb.py``;
 :func:`sim.cocotb_runner.tb_config` gives the core's ``params``, the
 checker's ``latency`` and ``head_bytes``, ``seed``, ``steps`` (of the fuzzed
 script) and ``timeout``.

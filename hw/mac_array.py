@@ -231,6 +231,11 @@ class MacArray(wiring.Component):
         weight_zero = Signal()  # weight == 0
         first_pair = Signal()  # fold == 0 and weight == top_weight: the group's first pair
         drained = Signal()  # drain - 1 cycles of the group passed: the previous group's drain is hidden
+
+        def restart_wait():
+            # A group opens: drain - 1 cycles to hide (``drained`` at once with a drain of 1).
+            return [wait.eq(max(self.drain - 2, 0)), drained.eq(self.drain <= 1)]
+
         last_pair = last_fold & last_of_weight & weight_zero
         # The first pair of the next lower weight s - 1, (max(0, s - 1 - (v_bits - 1)),
         # min(s - 1, v_bits - 1)), kept ready: from weight s's (i, k), i - 1 while i > 0,
@@ -256,8 +261,7 @@ class MacArray(wiring.Component):
                     *lower(m_bits_last, v_bits_last)]
 
         with m.If(self.start):
-            m.d.sync += [self.busy.eq(1), group.eq(0), base.eq(0), wait.eq(max(self.drain - 2, 0)),
-                         drained.eq(self.drain <= 1),
+            m.d.sync += [self.busy.eq(1), group.eq(0), base.eq(0), *restart_wait(),
                          pairs_done.eq(0), opens.eq(0), *open_group()]
         with m.Elif(self.busy):
             # drain - 1 cycles passed by the end of this one (always, at a drain of 2 or less)
@@ -281,8 +285,7 @@ class MacArray(wiring.Component):
                             m.d.sync += [pairs_done.eq(1), opens.eq(0), *open_group()]
             # The group ends once its pairs are issued and the chain's drain is hidden.
             with m.If((pairs_done | (issuing & last_pair)) & drained):
-                m.d.sync += [wait.eq(max(self.drain - 2, 0)), drained.eq(self.drain <= 1), pairs_done.eq(0),
-                             group.eq(group + 1),
+                m.d.sync += [*restart_wait(), pairs_done.eq(0), group.eq(group + 1),
                              base.eq(base + self.folds)]
                 with m.If(group == groups_last):
                     m.d.sync += self.busy.eq(0)

@@ -577,6 +577,14 @@ class TrainingCore(wiring.Component):
         l_window = l_flags.window if fmap else 0  # LOAD_MATRIX: the matrix's rows from a window
         if fmap:
             load_fmap = header_view(head, L.LOAD_FMAP_FIELDS)
+        # A LOAD_MATRIX (LOAD_FMAP) at offset 0 starts a new matrix (map): registered while
+        # the request is checked, so DECIDE's enables (the held shape's flip-flops) test a
+        # flip-flop, not a compare of the header.
+        l_new = Signal()
+        m.d.sync += l_new.eq(l_offset == 0)
+        if fmap:
+            f_new = Signal()
+            m.d.sync += f_new.eq(load_fmap.offset == 0)
 
         # ---------------------------------------------------------- state
         # What the core holds, as the checker reads it.
@@ -643,7 +651,6 @@ class TrainingCore(wiring.Component):
 
         # LOAD_MATRIX, LOAD_FMAP: codes still to take
         left = Signal(range(max(self._max_rows * self._max_cols, fmap) + 1))
-        l_fresh = Signal()  # LOAD_MATRIX at offset 0: a new matrix
 
         # RUN state.
         v_signed = Signal()
@@ -864,7 +871,18 @@ class TrainingCore(wiring.Component):
                     m.d.sync += e_byte.eq(Mux(beat_last, 0, e_byte + 1))
                 stream_tile(acc_values, [(a_last, last_value)], beat_last)
 
+        # The engine's clear (its plane writer's counters start over) comes from a flip-flop,
+        # set with the step into TILE and, for a new matrix (offset 0), into LOAD_START: no
+        # state decode lies between the FSM and the writer.
+        engine_clear = Signal()
+        m.d.sync += engine_clear.eq(0)
+        m.d.comb += gemm.clear.eq(engine_clear)
+
         with _OneHotFSM(m, "IDLE") as fsm:
+            def next_tile():
+                fsm.goto("TILE")
+                m.d.sync += engine_clear.eq(1)
+
             with fsm.state("IDLE"):
                 # (With sums: not while they are being zeroed, after a reset or RESET.)
                 with m.If(receiver.o.valid & (~batch_sum.busy if sums else 1)):
@@ -890,7 +908,7 @@ class TrainingCore(wiring.Component):
                     reply(L.Status.OK, _MSG_EMPTY, 0)
                     fsm.goto("REPLY")
                 with m.Elif(command.load_matrix):
-                    with m.If(l_offset == 0):
+                    with m.If(l_new):
                         m.d.sync += [
                             has_shape.eq(1), m_rows.eq(l_rows), m_cols.eq(l_cols),
                             m_bits.eq(l_bits), m_flags.eq(l_flags), m_total.eq(plan.total),
@@ -898,7 +916,7 @@ class TrainingCore(wiring.Component):
                         if act_bits:  # thresholds belong to the rows of one matrix
                             m.d.sync += t_loaded.eq(0)
                     m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER), unpack_bits.eq(l_bits),
-                                 l_fresh.eq(l_offset == 0), to_vectors.eq(0)]
+                                 engine_clear.eq(l_new), to_vectors.eq(0)]
                     if fmap:  # windowed: the codes come from the window generator
                         m.d.sync += [v_window.eq(l_window), w_held.eq(plan.window)]
                     fsm.goto("LOAD_START")
@@ -942,7 +960,7 @@ class TrainingCore(wiring.Component):
                         fsm.goto("RUN_HEADER")
                 if fmap:
                     with m.Elif(command.load_fmap):
-                        with m.If(load_fmap.offset == 0):  # a new map
+                        with m.If(f_new):  # a new map
                             m.d.sync += [
                                 f_has.eq(1), f_shape.eq(load_fmap.as_value()[:len(f_shape.as_value())]),
                                 f_bits.eq(load_fmap.bits), f_total.eq(plan.fmap_total),
@@ -976,7 +994,7 @@ class TrainingCore(wiring.Component):
 
             # ------------------------------------------------ LOAD_MATRIX
             with fsm.state("LOAD_START"):
-                m.d.comb += [rd_start.eq(1), gemm.clear.eq(l_fresh)]
+                m.d.comb += rd_start.eq(1)
                 if fmap:  # (the matrix's shape, read by the generator, is registered by now)
                     m.d.comb += window.start.eq(v_window)
                 fsm.goto("LOAD")
@@ -1066,7 +1084,7 @@ class TrainingCore(wiring.Component):
                 if fmap:
                     m.d.comb += window.start.eq(v_window)
                 with m.If(v_sum):  # an ACCUMULATE replies once its sums are written
-                    fsm.goto("TILE")
+                    next_tile()
                 with m.Else():
                     fsm.goto("RUN_HEADER")
             with fsm.state("RUN_HEADER"):  # STATUS TAG LEN_L LEN_H, never the last bytes
@@ -1075,7 +1093,7 @@ class TrainingCore(wiring.Component):
                     with m.If(msg_index == 3):
                         m.d.sync += streaming.eq(v_act)
                         with m.If(v_act):
-                            fsm.goto("TILE")
+                            next_tile()
                         with m.Else():
                             fsm.goto("RUN_WIDTH")
             with fsm.state("RUN_WIDTH"):  # accumulators (sums): the reply's width byte, never the last
@@ -1089,11 +1107,10 @@ class TrainingCore(wiring.Component):
                         with m.If(v_read):
                             fsm.goto("SUM_READ")
                         with m.Else():
-                            fsm.goto("TILE")
+                            next_tile()
                     else:
-                        fsm.goto("TILE")
-            with fsm.state("TILE"):  # the next tile: up to `vectors` vectors
-                m.d.comb += gemm.clear.eq(1)
+                        next_tile()
+            with fsm.state("TILE"):  # the next tile: up to `vectors` vectors (the engine cleared)
                 m.d.sync += [v_settled.eq(0), nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
                              c_col.eq(0), c_vec.eq(0), c_col_last.eq(m_cols_last == 0)]
                 fsm.goto("VECTOR")
@@ -1135,7 +1152,7 @@ class TrainingCore(wiring.Component):
                     with m.If(last_tile):
                         fsm.goto("DRAIN")
                     with m.Else():
-                        fsm.goto("TILE")
+                        next_tile()
             with fsm.state("DRAIN"):  # the last tile's values leave
                 with m.If(~draining):
                     # (an activated RUN's or a RUN's packer may still be sending: DONE waits)

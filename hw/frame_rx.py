@@ -123,6 +123,10 @@ class FrameReceiver(wiring.Component):
         idle = Signal(range(self._timeout))  # cycles with no byte offered
         expired = Signal()  # idle == timeout - 1, registered (no compare before the FSM's next state)
         last_count = Signal.like(count)  # LEN - 1: the payload's last byte (registered at LEN_H)
+        # The header bytes, each its own enable.  No domain reset: nothing reads them before
+        # a frame's bytes arrive, and a reset beside the enables costs a LUT a byte.
+        head = Signal.like(event.head, reset_less=True)
+        m.d.comb += event.head.eq(head)
         # LEN's low byte against max_payload's and 0, registered at LEN_L: LEN_H compares its
         # own byte only (no 16-bit compare between the byte's arrival and the next state).
         limit_high, limit_low = self._max_payload >> 8, self._max_payload & 0xFF
@@ -195,7 +199,7 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += count.eq(count + 1)
                     if self._head_bytes:
                         with m.If(count < self._head_bytes):
-                            m.d.sync += event.head[count].eq(byte)
+                            m.d.sync += head[count].eq(byte)
                     with m.If(count == last_count):
                         m.next = "CRC_H"
             with m.State("CRC_H"):

@@ -141,8 +141,12 @@ class PlaneWriter(wiring.Component):
         simd, max_bits = self._simd, self._max_bits
         code = self.i.payload.code
 
-        staging = Signal(data.ArrayLayout(max_bits, simd))
-        lane = Signal(range(simd))
+        # (No domain reset: a clear zeroes it before any use, and the reset would sit on
+        # the lanes' enables beside the clear.)
+        staging = Signal(data.ArrayLayout(max_bits, simd), reset_less=True)
+        # The lane the next code goes to, one-hot: no decoder lies between the stream's
+        # `valid` and the lanes' enables.
+        lane = Signal(simd, init=1)
         col = Signal(range(self._max_cols))
         fold = Signal(range(self._max_folds))
         slot = Signal(range(self._slots))
@@ -198,37 +202,45 @@ class PlaneWriter(wiring.Component):
             self.i.ready.eq(~self.busy),
         ]
 
+        # The staging register, lane by lane: zeroed (a clear, or a complete fold's last
+        # plane written), each code rotated one bit right while writing (the next plane at
+        # bit 0), or the code taken into its lane.  One enable and one reset a lane (an
+        # iCE40 SB_DFFESR's), neither through a decoder.
+        zero = self.clear | (self.busy & last_plane & w_complete)
+        for lane_ in range(simd):
+            with m.If(zero | self.busy | (self.i.valid & lane[lane_])):
+                with m.If(zero):
+                    m.d.sync += staging[lane_].eq(0)
+                with m.Elif(self.busy):
+                    m.d.sync += staging[lane_].eq(staging[lane_].rotate_right(1))
+                with m.Else():
+                    m.d.sync += staging[lane_].eq(code)
+
         with m.If(self.clear):
-            m.d.sync += [staging.eq(0), lane.eq(0), col.eq(0), fold.eq(0), slot.eq(0), row.eq(0),
+            m.d.sync += [lane.eq(1), col.eq(0), fold.eq(0), slot.eq(0), row.eq(0),
                          base.eq(0), total.eq(0), self.groups.eq(0), self.busy.eq(0), plane.eq(0)]
         with m.Elif(self.busy):
-            # Rotate every code one bit right: the next plane is at bit 0.
-            m.d.sync += [staging[lane_].eq(staging[lane_].rotate_right(1)) for lane_ in range(simd)]
             m.d.sync += [plane.eq(plane + 1), last_plane.eq(is_last(plane + 1, w_complete))]
             with m.If(last_plane):
                 m.d.sync += [self.busy.eq(0), plane.eq(0)]
-                with m.If(w_complete):
-                    m.d.sync += staging.eq(0)
         with m.Elif(self.i.valid):
             end_of_row = col == cols_last
-            end_of_fold = end_of_row | (lane == simd - 1)
+            end_of_fold = end_of_row | lane[simd - 1]
             m.d.sync += [
-                staging[lane].eq(code),
                 w_slot.eq(slot), w_block.eq(base + fold), w_complete.eq(end_of_fold),
                 self.busy.eq(end_of_fold | self.i.payload.flush), last_plane.eq(is_last(0, end_of_fold)),
             ]
             with m.If((col == 0) & (slot == 0)):
                 m.d.sync += self.groups.eq(self.groups + 1)
             with m.If(end_of_row):
-                m.d.sync += [lane.eq(0), col.eq(0), fold.eq(0), row.eq(row + 1), self.folds.eq(fold + 1)]
+                m.d.sync += [lane.eq(1), col.eq(0), fold.eq(0), row.eq(row + 1), self.folds.eq(fold + 1)]
                 with m.If(slot == slots_last):
                     m.d.sync += [slot.eq(0), base.eq(base + fold + 1)]
                 with m.Else():
                     m.d.sync += slot.eq(slot + 1)
             with m.Else():
                 m.d.sync += col.eq(col + 1)
-                with m.If(lane == simd - 1):
-                    m.d.sync += [lane.eq(0), fold.eq(fold + 1)]
-                with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
+                m.d.sync += lane.eq(lane.rotate_left(1))
+                with m.If(lane[simd - 1]):
+                    m.d.sync += fold.eq(fold + 1)
         return m

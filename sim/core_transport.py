@@ -24,6 +24,8 @@ from amaranth.sim import Simulator
 
 from sw.driver import LinkError, Transport
 
+from .transports import AMARANTH_SIM_TIMEOUT_S
+
 __all__ = ["AmaranthCoreTransport"]
 
 
@@ -41,15 +43,16 @@ class AmaranthCoreTransport(Transport):
         Cycles simulated between checks for reply bytes.
     reply_timeout : float or None
         Wall-clock seconds a client should wait for a reply
-        (:attr:`sw.driver.Transport.reply_timeout`; ``None``: the client's
-        default).  The simulation is slow: ``max_cycles``, not this,
-        detects a wedged core.
+        (:attr:`sw.driver.Transport.reply_timeout`; default
+        :data:`sim.transports.AMARANTH_SIM_TIMEOUT_S`; ``None``: the client's
+        default).  The simulation is slow, slower still on a loaded machine:
+        ``max_cycles``, not the wall clock, detects a wedged core.
     """
 
     PERIOD = 1e-8
 
     def __init__(self, core, *, max_cycles: int = 2_000_000, slice_cycles: int = 256,
-                 reply_timeout: float | None = None):
+                 reply_timeout: float | None = AMARANTH_SIM_TIMEOUT_S):
         if max_cycles < 1 or slice_cycles < 1:
             raise ValueError(f"max_cycles and slice_cycles must be >= 1, got {max_cycles}, {slice_cycles}")
         self.reply_timeout = None if reply_timeout is None else float(reply_timeout)

@@ -421,7 +421,7 @@ def test_small_icebreaker_build(tmp_path, capsys):
     """One real build in the default suite: a 1 x 8 core for 2-bit codes, no threshold stage, fits
     the UP5K and meets the 18 MHz asked of the PLL; its UART runs at 3 Mbaud, 6 cycles a bit.  The
     design built is the one ``dorefa generate core --board icebreaker`` writes for the same flags."""
-    # Seed 1: under the board's seed 2 nextpnr's router2 loops forever on this netlist's last
+    # Seed 1: under seed 2 nextpnr's router2 loops forever on this netlist's last
     # two overused wires (YosysHQ/nextpnr issue 1341; boards/top.py), seeds 1 and 3 route it
     # in seconds; and a step past 10 minutes fails the test rather than hanging the suite.
     flags = ["--pe", "1", "--simd", "8", "--bits", "2", "--max-act-bits", "0", "--freq", "18", "--seed", "1",

@@ -63,5 +63,5 @@ def open_transport(spec: str) -> Transport:
         from hw.core import TrainingCore
 
         from .core_transport import AmaranthCoreTransport
-        return AmaranthCoreTransport(TrainingCore(**AMARANTH_SIM_CORE), reply_timeout=AMARANTH_SIM_TIMEOUT_S)
+        return AmaranthCoreTransport(TrainingCore(**AMARANTH_SIM_CORE))  # waits AMARANTH_SIM_TIMEOUT_S
     raise ValueError(f"no simulated core for backend {spec!r}; allowed: {', '.join(SIM_BACKENDS)}")

@@ -56,7 +56,7 @@ from .top import BOARDS, BoardTop, UARTRate
 
 __all__ = ["Report", "ClockReport", "build", "build_plan", "build_steps", "board_verilog",
            "parse_nextpnr_report", "toolchain_env", "tool_versions", "write_report", "run_tool", "StepTimeout",
-           "NEXTPNR_REPORT", "STEPS"]
+           "NEXTPNR_REPORT", "STEPS", "nextpnr_options"]
 
 #: File nextpnr writes its JSON report to (inside the build directory).
 NEXTPNR_REPORT = "nextpnr_report.json"
@@ -428,6 +428,13 @@ def _run_steps(plan, out_dir: Path, env: dict, *, runner, log, step_timeout=None
     log(f"toolchain finished in {time.monotonic() - total:.0f} s")
 
 
+def nextpnr_options(board: str, seed: int) -> str:
+    """nextpnr's options of a ``board`` build under placement ``seed``, beside the device's own:
+    its JSON report (:data:`NEXTPNR_REPORT`), no failure on missed timing (the report says it),
+    the board's :attr:`boards.top.Board.nextpnr_opts` and the seed."""
+    return " ".join(f"--report {NEXTPNR_REPORT} --timing-allow-fail {BOARDS[board].nextpnr_opts} --seed {seed}".split())
+
+
 def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None, baud=None, name: str = "top",
           bits: tuple[int, ...] | None = None, seed: int | None = None, step_timeout: float | None = None,
           report_stem=None, runner=None, log=_log_stderr) -> Report:
@@ -459,9 +466,8 @@ def build(board: str, out_dir, *, core_params: dict | None = None, freq_mhz=None
         raise ValueError(f"the nextpnr seed must be an integer >= 0, got {seed!r}")
     if step_timeout is not None and not (isinstance(step_timeout, (int, float)) and step_timeout > 0):
         raise ValueError(f"a step timeout must be a number of seconds > 0, got {step_timeout!r}")
-    options = f"--report {NEXTPNR_REPORT} --timing-allow-fail {BOARDS[board].nextpnr_opts} --seed {seed}"
     top, plan = build_plan(board, core_params=core_params, freq_mhz=freq_mhz, baud=baud, name=name,
-                           nextpnr_opts=" ".join(options.split()))
+                           nextpnr_opts=nextpnr_options(board, seed))
     family = BOARDS[board].family
     env = toolchain_env()
     out_dir = Path(out_dir)

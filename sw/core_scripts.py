@@ -199,13 +199,15 @@ def frame(cmd, payload=b"", tag=0) -> bytes:
 
 
 def load_frames(matrix, bits, signed, *, chunk=None, tag=0, max_payload=SMALL["max_payload"]) -> list:
-    """LOAD_MATRIX frames for ``matrix``, ``chunk`` codes each (default: as many as fit)."""
+    """LOAD_MATRIX frames for ``matrix``, ``chunk`` codes each (default: as many as fit),
+    tagged ``tag``, ``tag + 1`` ... (modulo 256: a large matrix in small chunks takes more
+    frames than a tag has values)."""
     rows, cols = matrix.shape
     flat = matrix.ravel()
     if chunk is None:
         chunk = (max_payload - P.LOAD_HEADER) * 8 // bits
     return [frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, cols, bits, signed, offset,
-                                                          flat[offset:offset + chunk]), tag + i)
+                                                          flat[offset:offset + chunk]), (tag + i) & 0xFF)
             for i, offset in enumerate(range(0, flat.size, chunk))]
 
 

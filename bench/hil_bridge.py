@@ -1,7 +1,7 @@
 """Speed of the simulated core behind its pty (``--backend sim``): round trips, GEMM throughput.
 
 Starts a :class:`sim.verilator_bridge.VerilatorBridge` on the ``sim``
-backend's core (:data:`sim.transports.SIM_CORE`, the iCEBreaker default) and
+backend's core (:data:`sim.transports.SIM_CORE`: the default core's array) and
 drives it through :class:`sw.driver.SerialTransport`, as training does:
 
 * PING round trip (host -> tty -> simulation -> tty -> host);

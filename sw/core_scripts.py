@@ -195,19 +195,19 @@ def describe_replies(data: bytes) -> list:
 
 
 def frame(cmd, payload=b"", tag=0) -> bytes:
-    return P.encode_frame(cmd, payload, tag)
+    """One request frame; ``tag`` modulo 256 (the scripts number a request's frames
+    ``tag``, ``tag + 1`` ..., which on a large core outnumber a tag's values)."""
+    return P.encode_frame(cmd, payload, tag & 0xFF)
 
 
 def load_frames(matrix, bits, signed, *, chunk=None, tag=0, max_payload=SMALL["max_payload"]) -> list:
-    """LOAD_MATRIX frames for ``matrix``, ``chunk`` codes each (default: as many as fit),
-    tagged ``tag``, ``tag + 1`` ... (modulo 256: a large matrix in small chunks takes more
-    frames than a tag has values)."""
+    """LOAD_MATRIX frames for ``matrix``, ``chunk`` codes each (default: as many as fit)."""
     rows, cols = matrix.shape
     flat = matrix.ravel()
     if chunk is None:
         chunk = (max_payload - P.LOAD_HEADER) * 8 // bits
     return [frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, cols, bits, signed, offset,
-                                                          flat[offset:offset + chunk]), (tag + i) & 0xFF)
+                                                          flat[offset:offset + chunk]), tag + i)
             for i, offset in enumerate(range(0, flat.size, chunk))]
 
 
@@ -244,7 +244,7 @@ def gemm_script(rng, rows, cols, m_bits, m_signed, v_bits, v_signed, vectors, *,
                     accumulators_per_frame(rows, cols, m_bits, v_bits, packed=packed, params=params))
     vecs = codes(rng, v_bits, (vectors, cols))
     for start in range(0, vectors, per_frame):
-        script.append(run_frame(vecs[start:start + per_frame], v_bits, v_signed, tag=(0x80 + start) & 0xFF,
+        script.append(run_frame(vecs[start:start + per_frame], v_bits, v_signed, tag=0x80 + start,
                                 packed=packed))
     return script
 
@@ -560,12 +560,16 @@ def bad_sums_requests(params=SUMS):
     def acc(count, bits=b, flags=0, slot=0, mantissa=5, shift=7, nbytes=None):
         size = P.packed_size(count * cols, bits) if nbytes is None else nbytes
         return frame(P.Cmd.ACCUMULATE, ACCUMULATE_FIELDS.pack(count, bits, flags, slot, mantissa, shift)
-                     + bytes(range(7, 7 + size)))
+                     + bytes((7 + i) & 0xFF for i in range(size)))
 
     read = lambda slot, count, width, extra=b"": frame(P.Cmd.READ_SUMS, READ_SUMS_FIELDS.pack(slot, count, width)
                                                       + extra)
     load = frame(P.Cmd.LOAD_MATRIX, P.encode_load_matrix(rows, cols, b, True, 0, np.arange(9) % (1 << b)))
     last = max(slots // rows - 1, 0)  # the last vector whose sums fit from slot 0
+    # One vector more than fit from slot 0, with its codes where they fit a frame; past a
+    # frame (a core of many sums) one byte: the count is checked before the length.
+    past = last + 2
+    past_bytes = None if P.ACCUMULATE_HEADER + P.packed_size(past * cols, b) <= mp else 1
     return [
         ("RESET (ok)", frame(P.Cmd.RESET)),
         ("READ_SUMS (ok) of the initial sums", read(0, 2, widest)),
@@ -580,7 +584,7 @@ def bad_sums_requests(params=SUMS):
         ("ACCUMULATE mantissa 0xFFFFFFFF", acc(1, mantissa=0xFFFFFFFF)),
         ("ACCUMULATE count 0", acc(0)),
         ("ACCUMULATE sums past the last", acc(1, slot=slots - rows + 1)),
-        ("ACCUMULATE count past the sums", acc(last + 2)),
+        ("ACCUMULATE count past the sums", acc(past, nbytes=past_bytes)),
         ("ACCUMULATE count 0xFFFF", acc(0xFFFF, nbytes=1)),
         ("ACCUMULATE huge slot", acc(1, slot=0xFFFF)),
         ("ACCUMULATE slot 2**14", acc(1, slot=1 << 14)),  # (a high bit alone past the sums)
@@ -624,14 +628,14 @@ def fmap_frames(fmap, bits, *, chunk=None, tag=0, params=WINDOWS) -> list:
     if chunk is None:
         chunk = (params["max_payload"] - P.LOAD_FMAP_HEADER) * 8 // bits
     return [frame(P.Cmd.LOAD_FMAP, P.encode_load_fmap(channels, height, width, bits, offset,
-                                                      flat[offset:offset + chunk]), (tag + i) & 0xFF)
+                                                      flat[offset:offset + chunk]), tag + i)
             for i, offset in enumerate(range(0, flat.size, chunk))]
 
 
 def window_run_frame(count, bits, signed, window, *, activate=False, packed=False, tag=0) -> bytes:
     """A RUN frame with the window flag: ``count`` vectors made under ``window``."""
     return frame(P.Cmd.RUN, P.encode_run_window(count, bits, signed, window, activate=activate, packed=packed),
-                 tag & 0xFF)
+                 tag)
 
 
 def window_vectors_per_frame(rows, cols, m_bits, v_bits, *, a_bits=0, packed=False, params=WINDOWS) -> int:
@@ -659,7 +663,7 @@ def window_accumulate_frames(count, bits, signed, window, *, slot, mantissa, shi
     per_frame = per_frame or count
     return [frame(P.Cmd.ACCUMULATE, P.encode_accumulate_window(
                 min(per_frame, count - start), bits, signed, window.advanced(start), slot=slot + start * rows,
-                mantissa=mantissa, shift=shift, first=first), (tag + i) & 0xFF)
+                mantissa=mantissa, shift=shift, first=first), tag + i)
             for i, start in enumerate(range(0, count, per_frame))]
 
 

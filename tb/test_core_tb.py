@@ -16,6 +16,7 @@ bound and the packed flag's refusals.  The log line of each test says how
 many reply bytes, RUN vectors and MACs it checked.
 """
 
+from boards.top import CORE_PRESETS
 from hw.core import TrainingCore
 from sim.cocotb_runner import run_cocotb
 from sw.core_scripts import SUMS, WINDOWS
@@ -42,6 +43,11 @@ SLOW_CONFIGS = [
     ("windows_v2d2", dict(WINDOWS, pe=2, simd=4, vectors=2, drains=2), 3, 60),
 ]
 
+# The cores `dorefa build` makes for each board (boards.top.CORE_PRESETS), whole bench,
+# under Verilator alone (Icarus would take hours over the ULX3S's 128 dot-product units):
+# about 3 minutes for the iCEBreaker's, 30 for the ULX3S's (its 16,384 batch sums).
+PRESET_CONFIGS = [(board, dict(params), 3, 60) for board, params in CORE_PRESETS.items()]
+
 # (name, core parameters, fuzz steps, window scripts): the window (and packed accumulator)
 # tests alone, in the default run (the fuzz's pool holds the window and packed requests).
 WINDOW_CONFIGS = [
@@ -66,6 +72,11 @@ def test_core(simulator, name, params, vectors, fuzz_steps):
 @on_each_simulator("name, params, vectors, fuzz_steps", SLOW_CONFIGS, slow=True)
 def test_core_shapes(simulator, name, params, vectors, fuzz_steps):
     run(simulator, name, params, vectors, fuzz_steps, seed=2, window_scripts=3)
+
+
+@on_each_simulator("name, params, vectors, fuzz_steps", PRESET_CONFIGS, slow=True, simulators=("verilator",))
+def test_core_presets(simulator, name, params, vectors, fuzz_steps):
+    run(simulator, name, params, vectors, fuzz_steps, seed=4, window_scripts=3)
 
 
 @on_each_simulator("name, params, fuzz_steps, window_scripts", WINDOW_CONFIGS)

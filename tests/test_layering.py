@@ -20,7 +20,8 @@ Two checks, per the layering table of the design notes (README, "What is where")
    sim       hw, the contract, the host modules that reach no torch (the
              driver and protocol codecs), Amaranth, cocotb, numpy; never
              torch
-   tb        sim, host, hw, the contract, anything third-party
+   tb        sim, host, hw, boards (the board presets' cores), the
+             contract, anything third-party
    cli       ``sw/cli``: everything but tb and tests (tb is not installed)
    bench     everything but the CLI and tests
    tests     everything but tb
@@ -75,7 +76,7 @@ RULES = {
     "host": Rule(frozenset({"host", "contract"}), not_third_party=GATEWARE_TOOLS),
     # "host" here means the host modules that reach no torch (see torch_path); the others are refused.
     "sim": Rule(frozenset({"sim", "hw", "contract", "host"}), not_third_party=frozenset({"torch"})),
-    "tb": Rule(frozenset({"tb", "sim", "host", "hw", "contract"})),
+    "tb": Rule(frozenset({"tb", "sim", "host", "hw", "boards", "contract"})),
     "cli": Rule(EVERYTHING - {"tb", "tests"}),
     "bench": Rule(EVERYTHING - {"cli", "tests"}),
     "tests": Rule(EVERYTHING - {"tb"}),

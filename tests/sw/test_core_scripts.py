@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
+from boards.top import CORE_PRESETS
 from sw import protocol as P
-from sw.core_scripts import load_frames
+from sw.contract.core import config_params
+from sw.core_model import CoreModel
+from sw.core_scripts import SUMS, bad_sums_requests, load_frames
 
 
 @pytest.mark.parametrize("bits, chunk, tag", [(1, 1, 0), (6, 7, 200), (8, None, 255)])
@@ -25,3 +28,20 @@ def test_load_frames_carry_the_matrix_in_order(bits, chunk, tag):
     assert np.array_equal(codes, matrix.ravel())
     if chunk == 1:
         assert len(frames) == 32 * 256
+
+
+@pytest.mark.parametrize("name", ["sums", "ulx3s"])
+def test_bad_sums_requests_fit_a_frame_and_fail_as_named(name):
+    """Every ACCUMULATE / READ_SUMS error request is one frame the core takes (within its
+    ``max_payload``), and the count past the sums fails on the count, also on the ULX3S's
+    16,384 sums, whose count past them has more codes than a frame carries."""
+    params = SUMS if name == "sums" else CORE_PRESETS[name]
+    model = CoreModel(**config_params(params))
+    replies = {}
+    for case, data in bad_sums_requests(params):
+        (request,) = P.FrameDecoder().feed(data)
+        assert len(request.payload) <= params["max_payload"], case
+        (replies[case],) = P.FrameDecoder().feed(model.feed(data))
+    past = replies["ACCUMULATE count past the sums"]
+    assert (past.code, past.payload[1]) == (P.Status.BAD_PARAMS, P.Detail.COUNT)
+    assert replies["ACCUMULATE signed|first (ok)"].code == P.Status.OK

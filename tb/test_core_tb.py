@@ -76,7 +76,7 @@ def test_core_shapes(simulator, name, params, vectors, fuzz_steps):
 
 @on_each_simulator("name, params, vectors, fuzz_steps", PRESET_CONFIGS, slow=True, simulators=("verilator",))
 def test_core_presets(simulator, name, params, vectors, fuzz_steps):
-    run(simulator, name, params, vectors, fuzz_steps, seed=4, window_scripts=3)
+    run(simulator, name, params, vectors, fuzz_steps, seed=2)
 
 
 @on_each_simulator("name, params, fuzz_steps, window_scripts", WINDOW_CONFIGS)

@@ -1,9 +1,10 @@
 """Build the simulated board: the training core compiled by Verilator with a C++ main loop.
 
-:func:`build_harness` converts a :class:`hw.core.TrainingCore` to Verilog
-and compiles it with Verilator together with ``sim/native/harness.cpp`` (the
-loop that clocks the core flat out and moves its bytes to and from a
-pseudo-terminal; see that file) into one executable.  The build is cached
+:func:`build_harness` converts a :class:`hw.core.TrainingCore`, behind the
+registers of :class:`sim.harness_top.HarnessTop`, to Verilog and compiles
+it with Verilator together with ``sim/native/harness.cpp`` (the loop that
+clocks the core flat out and moves its bytes to and from a pseudo-terminal;
+see that file) into one executable.  The build is cached
 under ``sim_build/harness-<digest>/``, keyed by the Verilog, the harness
 source, the flags and the Verilator version, and locked, so concurrent
 users share one build.  Only the core's top-level ports are read by the
@@ -30,6 +31,9 @@ __all__ = ["build_harness", "HARNESS_SOURCE", "VERILATOR_FLAGS", "TOP"]
 
 #: The C++ main loop.
 HARNESS_SOURCE = Path(__file__).resolve().parent / "native" / "harness.cpp"
+
+#: The harness's top (:class:`sim.harness_top.HarnessTop`), part of the cache's key.
+HARNESS_TOP_SOURCE = Path(__file__).resolve().parent / "harness_top.py"
 
 #: Verilog module name of the core inside the harness.
 TOP = "dorefa_core"
@@ -60,7 +64,7 @@ def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" =
     """
     from amaranth.back import verilog
 
-    from hw.core import TrainingCore
+    from .harness_top import HarnessTop
 
     root = Path(build_root if build_root is not None else SIM_BUILD).resolve()
     index = root / "harness-index" / _source_key(core_params)
@@ -68,7 +72,7 @@ def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" =
         executable = root / index.read_text().strip() / EXECUTABLE
         if executable.exists():
             return executable
-    source = verilog.convert(TrainingCore(**core_params), name=TOP)
+    source = verilog.convert(HarnessTop(core_params), name=TOP)
     harness = HARNESS_SOURCE.read_text()
     digest = hashlib.sha256(json.dumps(
         [source, harness, VERILATOR_FLAGS, CXX_FLAGS, _verilator_version()]).encode()).hexdigest()[:12]
@@ -87,11 +91,12 @@ def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" =
 
 def _source_key(core_params: dict) -> str:
     """What the core's Verilog is a function of: its parameters, the sources of the
-    gateware and the contract, and the Amaranth version (with its Yosys)."""
+    gateware, the contract and the harness's top, and the Amaranth version (with its Yosys)."""
     from importlib import metadata
 
     sources = Path(__file__).resolve().parent.parent
-    files = sorted([*(sources / "hw").glob("*.py"), *(sources / "sw" / "contract").glob("*.py"), HARNESS_SOURCE])
+    files = sorted([*(sources / "hw").glob("*.py"), *(sources / "sw" / "contract").glob("*.py"), HARNESS_SOURCE,
+                    HARNESS_TOP_SOURCE])
     digest = hashlib.sha256(json.dumps([sorted(core_params.items()), metadata.version("amaranth"),
                                         VERILATOR_FLAGS, CXX_FLAGS, _verilator_version()]).encode())
     for path in files:

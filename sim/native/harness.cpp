@@ -3,10 +3,12 @@
 //
 //     harness WORKDIR IDLE_CYCLES SILENCE_MS
 //
-// The top module (TOP, a macro set at build time) is hw.core.TrainingCore: ports
-// clk, rst, rx__valid/rx__ready/rx__payload (bytes from the host) and
-// tx__valid/tx__ready/tx__payload (bytes to the host).  Only these ports are
-// read or written; the model is built without --public.
+// The top module (TOP, a macro set at build time) is sim.harness_top.HarnessTop,
+// the training core behind registers at every input: ports clk, rst,
+// rx__valid/rx__ready/rx__payload (bytes from the host),
+// tx__valid/tx__ready/tx__payload (bytes to the host) and idle (the core
+// neither executes, holds nor offers a byte).  Only these ports are read or
+// written; the model is built without --public.
 //
 // Protocol with sim.verilator_bridge (Python), as the cocotb bridge's:
 // * WORKDIR/device: the pty's slave path, rewritten (atomically) on each connect;
@@ -211,7 +213,7 @@ class Board {
 
   private:
     // Whether the core has work: bytes to take, or it is executing or answering
-    // (it takes no byte, or it offers one).
+    // (the top's idle low).
     bool busy() const { return !from_host_.empty() || idle_run_ < SETTLE; }
 
     void cycle() {
@@ -223,7 +225,7 @@ class Board {
         const bool rx_fire = top_->RX_VALID && top_->RX_READY;
         const bool tx_fire = top_->TX_VALID && top_->TX_READY;
         const uint8_t byte = top_->TX_PAYLOAD;
-        const bool idle = !top_->RX_VALID && top_->RX_READY && !top_->TX_VALID;
+        const bool idle = !top_->RX_VALID && top_->idle;
         top_->clk = 1;
         top_->eval();
         if (rx_fire) {
@@ -249,7 +251,8 @@ class Board {
 
     void reset() {
         from_host_.clear();
-        top_->rst = 1;
+        top_->rst = 1;  // reaches the core a cycle later: two cycles of reset there
+        cycle();
         cycle();
         cycle();
         top_->rst = 0;

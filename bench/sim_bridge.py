@@ -6,13 +6,15 @@ Run in one go on one machine, every figure beside its baseline:
    into an empty folder): wall seconds.
 2. **The same GEMM** (``--vectors`` vectors against a 32 x 144 matrix, W,A = 1,2: the
    digits net's second conv) on :class:`sim.verilator_bridge.CocotbBridge` (cocotb,
-   Verilator) and :class:`sim.verilator_bridge.VerilatorBridge` (the C++ loop), both on
-   the ``sim`` backend's core: wall time, and the cycles and bytes each bridge counted
-   itself (:meth:`~sim.verilator_bridge.CoreBridge.stats`), hence simulated cycles per
-   wall second, end to end (host driver and pty included) and, for the native bridge,
-   per second spent in the model.
+   Verilator) and :class:`sim.verilator_bridge.VerilatorBridge` (the C++ loop), the
+   latter twice: on the bare core (``bare=True``, the baseline) and behind
+   :class:`sim.harness_top.HarnessTop` (what ``--backend sim`` runs); all on the ``sim``
+   backend's core: wall time, and the cycles and bytes each bridge counted itself
+   (:meth:`~sim.verilator_bridge.CoreBridge.stats`), hence simulated cycles per wall
+   second, end to end (host driver and pty included) and, for the native bridges, per
+   second spent in the model.
 3. **The same training steps** (``--steps`` steps of 32 samples of the quarter-width
-   digits net, W,A,G = 1,2,4, no evaluation) on both bridges: wall time, cycles, cycles/s.
+   digits net, W,A,G = 1,2,4, no evaluation) on the three: wall time, cycles, cycles/s.
 4. **One digits training epoch plus evaluation** (1,437 training samples, 360 test
    samples, batch 32, W,A,G = 1,2,4) at ``--width 0.25`` and ``1`` on ``--backend sim``,
    beside ``--backend ref`` and ``--backend torch`` for the same epoch: wall seconds
@@ -22,7 +24,7 @@ Usage::
 
     python -m bench.sim_bridge [--vectors 512] [--steps 4] [--skip-full-width]
 
-writes ``bench/reports/sim_bridge.{json,md}`` and prints the table.  Both bridges'
+writes ``bench/reports/sim_bridge.{json,md}`` and prints the table.  The bridges'
 Verilator builds are made (and cached) before anything is timed.
 """
 
@@ -34,6 +36,7 @@ import os
 import platform
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +49,9 @@ from sw.driver import CoreClient, SerialTransport
 from sw.train import TrainConfig, train
 
 REPORTS = Path(__file__).resolve().parent / "reports"
-BRIDGES = {"cocotb": CocotbBridge, "native": VerilatorBridge}
+#: The bridges compared, by name: the cocotb one, and the C++ loop on the bare core and
+#: behind :class:`sim.harness_top.HarnessTop`.
+BRIDGES = {"cocotb": CocotbBridge, "bare": partial(VerilatorBridge, bare=True), "native": VerilatorBridge}
 BITS = (1, 2, 4)
 
 
@@ -58,25 +63,26 @@ def first_build() -> float:
         return time.perf_counter() - started
 
 
-def gemm(bridge_class, vectors: int) -> dict:
-    """One GEMM over the bridge's pty: wall time and what the bridge counted."""
+def gemm(bridge: str, vectors: int) -> dict:
+    """One GEMM over the pty of bridge ``bridge`` (a name in :data:`BRIDGES`): wall time and
+    what the bridge counted."""
     rng = np.random.default_rng(0)
     rows, cols, m_bits, v_bits = 32, 144, 1, 2
     v = rng.integers(0, 1 << v_bits, (vectors, cols))
     m = rng.integers(0, 1 << m_bits, (rows, cols))
-    with bridge_class(SIM_CORE) as bridge:
-        client = CoreClient(SerialTransport(bridge.device, timeout=SIM_TIMEOUT_S), timeout=SIM_TIMEOUT_S)
+    with BRIDGES[bridge](SIM_CORE) as served:
+        client = CoreClient(SerialTransport(served.device, timeout=SIM_TIMEOUT_S), timeout=SIM_TIMEOUT_S)
         try:
             client.ping()
-            before = bridge.stats()
+            before = served.stats()
             started = time.perf_counter()
             out = client.matmul(v, v_bits, False, m, m_bits, True)
             seconds = time.perf_counter() - started
-            after = bridge.stats()
+            after = served.stats()
         finally:
             client.close()
     if not np.array_equal(out, signed_matmul(v, None, v_bits, m, (1 << m_bits) - 1, m_bits)):
-        raise AssertionError(f"the {bridge_class.__name__}'s GEMM differs from signed_matmul")
+        raise AssertionError(f"the {bridge} bridge's GEMM differs from signed_matmul")
     return {"vectors": vectors, "rows": rows, "cols": cols, "m_bits": m_bits, "v_bits": v_bits,
             "seconds": seconds, **_counted(before, after, seconds)}
 
@@ -108,15 +114,16 @@ class _CountingTransport(SimulatedSerialTransport):
 
 
 def training(backend: str, *, width: float, train_limit: int | None, test_limit: int | None,
-             bridge_class=None) -> dict:
-    """Wall time of one epoch of the digits net on ``backend`` (the bridge's counts for sim)."""
+             bridge: str = "native") -> dict:
+    """Wall time of one epoch of the digits net on ``backend`` (for sim, on bridge ``bridge``,
+    a name in :data:`BRIDGES`, with its counts)."""
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(bits=BITS, width=width, epochs=1, batch_size=32, seed=0, train_limit=train_limit,
                              test_limit=test_limit, out=out, backend=backend)
         opened = []
 
         def opener(spec):
-            opened.append(_CountingTransport(bridge_class))
+            opened.append(_CountingTransport(BRIDGES[bridge]))
             return opened[-1]
         started = time.perf_counter()
         result = train(config, progress=False, log=lambda line: None,
@@ -128,7 +135,7 @@ def training(backend: str, *, width: float, train_limit: int | None, test_limit:
         (transport,) = opened
         counts = transport.counts
         # Cycles per second while the link was open (the bridge's start-up excluded).
-        row.update(bridge=bridge_class.__name__, linked_s=counts["seconds"],
+        row.update(bridge=bridge, linked_s=counts["seconds"],
                    **_counted(counts["before"], counts["after"], counts["seconds"]))
     return row
 
@@ -139,12 +146,12 @@ def measure(vectors: int, steps: int, full_width: bool) -> dict:
     for bridge_class in BRIDGES.values():
         with bridge_class(SIM_CORE):
             pass
-    gemms = {name: gemm(cls, vectors) for name, cls in BRIDGES.items()}
-    steps_rows = {name: training("sim", width=0.25, train_limit=32 * steps, test_limit=1, bridge_class=cls)
-                  for name, cls in BRIDGES.items()}
+    gemms = {name: gemm(name, vectors) for name in BRIDGES}
+    steps_rows = {name: training("sim", width=0.25, train_limit=32 * steps, test_limit=1, bridge=name)
+                  for name in BRIDGES}
     epochs = []
     for width in (0.25, 1.0) if full_width else (0.25,):
-        epochs.append(training("sim", width=width, train_limit=None, test_limit=None, bridge_class=VerilatorBridge))
+        epochs.append(training("sim", width=width, train_limit=None, test_limit=None))
         for backend in ("ref", "torch"):
             epochs.append(training(backend, width=width, train_limit=None, test_limit=None))
     return {"core": SIM_CORE, "first_build_s": build_s, "gemm": gemms, "steps": steps,
@@ -152,11 +159,23 @@ def measure(vectors: int, steps: int, full_width: bool) -> dict:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
 
 
+#: How each bridge is named in the tables.
+LABELS = {"cocotb": "cocotb bridge", "bare": "native bridge, bare core", "native": "native bridge (HarnessTop)"}
+
+
+def _ratios(rows: dict, columns: int) -> list[str]:
+    """The ratio rows of a table: the native bridge's end-to-end cycles/s over the others'."""
+    pad = "| " * (columns - 2)
+    return [f"| **native / {name}** {pad}| **{rows['native']['cycles_per_s'] / rows[name]['cycles_per_s']:.2f}x** |"
+            for name in BRIDGES if name != "native"]
+
+
 def table(result: dict) -> str:
     g, s = result["gemm"], result["training_steps"]
-    ratio = g["native"]["cycles_per_s"] / g["cocotb"]["cycles_per_s"]
-    steps_ratio = s["native"]["cycles_per_s"] / s["cocotb"]["cycles_per_s"]
     n = g["native"]
+
+    def model(r):
+        return f"{r['model_cycles_per_s'] / 1e6:.2f} M" if "model_cycles_per_s" in r else "-"
     lines = [
         f"Simulated board (`sim.transports.SIM_CORE`: {result['core']}); {result['machine']}. "
         f"Cycles and bytes as counted by each bridge.",
@@ -164,21 +183,21 @@ def table(result: dict) -> str:
         f"First build of the simulated board (Verilator + C++ loop, empty folder): {result['first_build_s']:.0f} s.",
         "",
         f"| GEMM {n['vectors']} x {n['cols']} against {n['rows']} x {n['cols']} (W,A = {n['m_bits']},{n['v_bits']}) "
-        f"| seconds | cycles | bytes in / out | cycles/s end to end | cycles/s in the model |",
+        f"| seconds | cycles | bytes in / out | cycles/s in the model | cycles/s end to end |",
         "|---|---|---|---|---|---|",
     ]
     for name in BRIDGES:
         r = g[name]
-        model = f"{r['model_cycles_per_s'] / 1e6:.2f} M" if "model_cycles_per_s" in r else "-"
-        lines.append(f"| {name} bridge | {r['seconds']:.2f} | {r['cycles']} | {r['bytes_in']} / {r['bytes_out']} "
-                     f"| {r['cycles_per_s'] / 1e6:.3f} M | {model} |")
-    lines += [f"| **ratio** | | | | **{ratio:.1f}x** | |", "",
+        lines.append(f"| {LABELS[name]} | {r['seconds']:.2f} | {r['cycles']} | {r['bytes_in']} / {r['bytes_out']} "
+                     f"| {model(r)} | {r['cycles_per_s'] / 1e6:.3f} M |")
+    lines += [*_ratios(g, 6), "",
               f"| {result['steps']} training steps (32 samples, width 0.25, W,A,G = 1,2,4) | seconds | cycles "
-              f"| cycles/s end to end |", "|---|---|---|---|"]
+              f"| cycles/s in the model | cycles/s end to end |", "|---|---|---|---|---|"]
     for name in BRIDGES:
         r = s[name]
-        lines.append(f"| {name} bridge | {r['seconds']:.1f} | {r['cycles']} | {r['cycles_per_s'] / 1e6:.3f} M |")
-    lines += [f"| **ratio** | | | **{steps_ratio:.1f}x** |", "",
+        lines.append(f"| {LABELS[name]} | {r['seconds']:.1f} | {r['cycles']} | {model(r)} "
+                     f"| {r['cycles_per_s'] / 1e6:.3f} M |")
+    lines += [*_ratios(s, 5), "",
               "| one digits epoch + evaluation (1,437 + 360 samples, batch 32, W,A,G = 1,2,4) | width "
               "| seconds | test accuracy | cycles |", "|---|---|---|---|---|"]
     for r in result["epochs"]:

@@ -261,17 +261,21 @@ class VerilatorBridge(CoreBridge):
     log : callable
         Gets the progress lines of a build that is not cached (what runs, how
         long it usually takes, then how long it took); default: stderr.
+    bare : bool
+        Serve the core without :class:`sim.harness_top.HarnessTop` (slower: the
+        baseline ``bench/sim_bridge.py`` measures the top against).
     """
 
     def __init__(self, core_params: dict | None = None, *, startup_timeout: float = STARTUP_TIMEOUT_S,
-                 log=_log_stderr):
+                 log=_log_stderr, bare: bool = False):
+        self.bare = bare
         super().__init__(core_params, startup_timeout=startup_timeout, log=log)
 
     def _start(self, log) -> list[str]:
         from .verilator_harness import build_harness
 
         message = build_messages("verilator")
-        executable = build_harness(self.params, on_build=lambda seconds: log(message(seconds)))
+        executable = build_harness(self.params, bare=self.bare, on_build=lambda seconds: log(message(seconds)))
         return [str(executable), str(self.workdir), str(self.idle_cycles), f"{RX_IDLE_TIMEOUT_S * 1000:g}"]
 
 

@@ -50,9 +50,10 @@ EXECUTABLE = "harness"
 
 
 def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" = None, jobs: int | None = None,
-                  on_build: "Callable[[float | None], None] | None" = None) -> Path:
+                  on_build: "Callable[[float | None], None] | None" = None, bare: bool = False) -> Path:
     """The harness executable for a :class:`hw.core.TrainingCore` with ``core_params``,
-    built if not cached.
+    built if not cached; with ``bare``, of the core without :class:`sim.harness_top.HarnessTop`
+    (the baseline ``bench/sim_bridge.py`` measures the top against).
 
     The cache is keyed twice: by what the Verilog is made from (the parameters,
     the gateware's and the contract's sources, the Amaranth version), which
@@ -64,24 +65,27 @@ def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" =
     """
     from amaranth.back import verilog
 
+    from hw.core import TrainingCore
+
     from .harness_top import HarnessTop
 
     root = Path(build_root if build_root is not None else SIM_BUILD).resolve()
-    index = root / "harness-index" / _source_key(core_params)
+    index = root / "harness-index" / _source_key(core_params, bare)
     if index.exists():
         executable = root / index.read_text().strip() / EXECUTABLE
         if executable.exists():
             return executable
-    source = verilog.convert(HarnessTop(core_params), name=TOP)
+    source = verilog.convert(TrainingCore(**core_params) if bare else HarnessTop(core_params), name=TOP)
     harness = HARNESS_SOURCE.read_text()
+    cxx_flags = f"{CXX_FLAGS} -DBARE_TOP" if bare else CXX_FLAGS
     digest = hashlib.sha256(json.dumps(
-        [source, harness, VERILATOR_FLAGS, CXX_FLAGS, _verilator_version()]).encode()).hexdigest()[:12]
+        [source, harness, VERILATOR_FLAGS, cxx_flags, _verilator_version()]).encode()).hexdigest()[:12]
     build_dir = root / f"harness-{digest}"
     executable = build_dir / EXECUTABLE
     build_dir.mkdir(parents=True, exist_ok=True)
     with _locked(build_dir / ".lock"):
         if not executable.exists():
-            _build(build_dir, source, jobs, on_build)
+            _build(build_dir, source, cxx_flags, jobs, on_build)
     index.parent.mkdir(parents=True, exist_ok=True)
     staged = index.with_name(f"{index.name}.{os.getpid()}.tmp")
     staged.write_text(build_dir.name)
@@ -89,7 +93,7 @@ def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" =
     return executable
 
 
-def _source_key(core_params: dict) -> str:
+def _source_key(core_params: dict, bare: bool) -> str:
     """What the core's Verilog is a function of: its parameters, the sources of the
     gateware, the contract and the harness's top, and the Amaranth version (with its Yosys)."""
     from importlib import metadata
@@ -97,7 +101,7 @@ def _source_key(core_params: dict) -> str:
     sources = Path(__file__).resolve().parent.parent
     files = sorted([*(sources / "hw").glob("*.py"), *(sources / "sw" / "contract").glob("*.py"), HARNESS_SOURCE,
                     HARNESS_TOP_SOURCE])
-    digest = hashlib.sha256(json.dumps([sorted(core_params.items()), metadata.version("amaranth"),
+    digest = hashlib.sha256(json.dumps([sorted(core_params.items()), bare, metadata.version("amaranth"),
                                         VERILATOR_FLAGS, CXX_FLAGS, _verilator_version()]).encode())
     for path in files:
         digest.update(path.name.encode())
@@ -105,7 +109,7 @@ def _source_key(core_params: dict) -> str:
     return digest.hexdigest()[:24]
 
 
-def _build(build_dir: Path, source: str, jobs: int | None, on_build) -> None:
+def _build(build_dir: Path, source: str, cxx_flags: str, jobs: int | None, on_build) -> None:
     """Compile ``source`` and the harness into ``build_dir/harness`` (whole or not at all)."""
     if on_build is not None:
         on_build(None)
@@ -113,7 +117,7 @@ def _build(build_dir: Path, source: str, jobs: int | None, on_build) -> None:
     (build_dir / f"{TOP}.v").write_text(source)
     jobs = jobs or len(os.sched_getaffinity(0))
     command = ["verilator", "--cc", "--exe", "--build", "-j", str(jobs), *VERILATOR_FLAGS,
-               "--top-module", TOP, "-CFLAGS", f"{CXX_FLAGS} -DTOP={TOP}", "-Mdir", "obj",
+               "--top-module", TOP, "-CFLAGS", f"{cxx_flags} -DTOP={TOP}", "-Mdir", "obj",
                "-o", f"../{EXECUTABLE}.tmp", f"{TOP}.v", str(HARNESS_SOURCE)]
     env = {**os.environ, **verilator_env()}
     with open(build_dir / "build.log", "wb") as log:

@@ -7,7 +7,9 @@
 // the training core behind registers at every input: ports clk, rst,
 // rx__valid/rx__ready/rx__payload (bytes from the host),
 // tx__valid/tx__ready/tx__payload (bytes to the host) and idle (the core
-// neither executes, holds nor offers a byte).  Only these ports are read or
+// neither executes, holds nor offers a byte).  Built with BARE_TOP defined, it
+// is hw.core.TrainingCore itself (the baseline bench/sim_bridge.py measures
+// HarnessTop against): the same ports but idle.  Only these ports are read or
 // written; the model is built without --public.
 //
 // Protocol with sim.verilator_bridge (Python), as the cocotb bridge's:
@@ -62,6 +64,15 @@
 #define TX_PAYLOAD tx___05Fpayload
 
 namespace {
+
+#ifdef BARE_TOP
+constexpr int RESET_CYCLES = 2;
+// Idle: the core takes a byte (it is not executing a request) and offers none.
+bool top_idle(const VTOP &top) { return top.RX_READY && !top.TX_VALID; }
+#else
+constexpr int RESET_CYCLES = 3;  // HarnessTop's reset reaches the core a cycle later: two cycles there
+bool top_idle(const VTOP &top) { return top.idle; }
+#endif
 
 constexpr uint64_t SLICE = 4096;   // cycles between two looks at the pty while the core works
 constexpr uint64_t SETTLE = 32;    // idle cycles before the core is taken to be idle
@@ -225,7 +236,7 @@ class Board {
         const bool rx_fire = top_->RX_VALID && top_->RX_READY;
         const bool tx_fire = top_->TX_VALID && top_->TX_READY;
         const uint8_t byte = top_->TX_PAYLOAD;
-        const bool idle = !top_->RX_VALID && top_->idle;
+        const bool idle = !top_->RX_VALID && top_idle(*top_);
         top_->clk = 1;
         top_->eval();
         if (rx_fire) {
@@ -251,10 +262,8 @@ class Board {
 
     void reset() {
         from_host_.clear();
-        top_->rst = 1;  // reaches the core a cycle later: two cycles of reset there
-        cycle();
-        cycle();
-        cycle();
+        top_->rst = 1;
+        for (int i = 0; i < RESET_CYCLES; ++i) cycle();
         top_->rst = 0;
         idle_run_ = 0;
     }

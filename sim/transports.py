@@ -32,11 +32,10 @@ __all__ = ["SIM_CORE", "AMARANTH_SIM_CORE", "SIM_TIMEOUT_S", "AMARANTH_SIM_TIMEO
            "open_transport"]
 
 #: Parameters of the simulated core of ``sim``: the default core
-#: (:data:`sw.contract.core.CORE_DEFAULTS`: 4 x 8 lanes, 32 x 256 matrices), with the
-#: batch sums, the feature map, the packed accumulators and the pooling of the ULX3S's
-#: (:data:`sw.contract.core.BATCH_SUMS`, :data:`~sw.contract.core.FEATURE_MAPS`,
-#: :data:`~sw.contract.core.PACKED_ACCUMULATORS`, :data:`~sw.contract.core.POOLING`), as the
-#: ``model`` backend's core has.
+#: (:data:`sw.contract.core.CORE_DEFAULTS`), with the batch sums, the feature map, the
+#: packed accumulators and the pooling of the ULX3S's (:data:`sw.contract.core.BATCH_SUMS`,
+#: :data:`~sw.contract.core.FEATURE_MAPS`, :data:`~sw.contract.core.PACKED_ACCUMULATORS`,
+#: :data:`~sw.contract.core.POOLING`), as the ``model`` backend's core has.
 SIM_CORE = dict(CORE_DEFAULTS, **BATCH_SUMS, **FEATURE_MAPS, **PACKED_ACCUMULATORS, **POOLING)
 
 #: Parameters of the core of ``sim:amaranth``: the ``sim`` core's limits, but more

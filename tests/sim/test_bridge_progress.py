@@ -134,3 +134,12 @@ def test_the_simulated_board_build_is_announced_once_then_cached(tmp_path, monke
     # Other parameters, another build.
     verilator_harness.build_harness({**core, "pe": 2}, build_root=tmp_path, on_build=events.append)
     assert len(calls) == 2 and len(events) == 4
+    # The bare core (the benchmark's baseline): another build, of TrainingCore itself, with
+    # BARE_TOP defined for the loop; the top's build is not touched.
+    bare = verilator_harness.build_harness(core, build_root=tmp_path, bare=True)
+    assert len(calls) == 3 and bare != first
+    assert any("-DBARE_TOP" in arg for arg in calls[2]) and not any("-DBARE_TOP" in arg for arg in calls[0])
+    assert "module dorefa_core(" in (bare.parent / "dorefa_core.v").read_text()
+    assert "idle" not in (bare.parent / "dorefa_core.v").read_text().split(");")[0]
+    assert "idle" in (first.parent / "dorefa_core.v").read_text().split(");")[0]
+    assert verilator_harness.build_harness(core, build_root=tmp_path) == first and len(calls) == 3

@@ -4,10 +4,10 @@
 registers of :class:`sim.harness_top.HarnessTop`, to Verilog and compiles
 it with Verilator together with ``sim/native/harness.cpp`` (the loop that
 clocks the core flat out and moves its bytes to and from a pseudo-terminal;
-see that file) into one executable.  The build is cached
-under ``sim_build/harness-<digest>/``, keyed by the Verilog, the harness
-source, the flags and the Verilator version, and locked, so concurrent
-users share one build.  Only the core's top-level ports are read by the
+see that file) into one executable.  The build is cached under
+``sim_build/harness-<digest>/``, keyed by the Verilog, the harness source,
+the flags and the Verilator version, and locked, so concurrent users share
+one build.  Only the core's top-level ports are read by the
 loop; nothing is made public (no ``--public``), so Verilator optimises the
 whole design.
 

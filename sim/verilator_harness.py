@@ -56,7 +56,8 @@ def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" =
     (the baseline ``bench/sim_bridge.py`` measures the top against).
 
     The cache is keyed twice: by what the Verilog is made from (the parameters,
-    the gateware's and the contract's sources, the Amaranth version), which
+    ``bare``, the sources of the gateware, the contract and the top, the
+    Amaranth version), which
     finds a build without converting anything (Amaranth's conversion takes
     seconds), and by the Verilog itself, the harness and the flags, which
     names the build.  ``on_build(None)`` is called before a build that is not

@@ -17,6 +17,7 @@ from hw.core import TrainingCore
 from sim.cocotb_runner import verilator_env
 from sim.core_transport import AmaranthCoreTransport
 from sim.harness_top import HarnessTop
+from sim.verilator_harness import VERILATOR_FLAGS
 from sw import protocol as P
 from sw.bitplanes import signed_matmul
 from sw.driver import CoreClient
@@ -93,11 +94,11 @@ def test_the_top_answers_as_the_bare_core():
 
 
 def _ico_lines(top, workdir) -> int:
-    """Lines of C++ in Verilator's input-combinational region (``ico``) of ``top``'s model."""
+    """Lines of C++ in Verilator's input-combinational region (``ico``) of ``top``'s model,
+    made with the simulated board's flags."""
     (workdir / "top.v").write_text(verilog.convert(top, name="top"))
     env = {**os.environ, **verilator_env()}
-    subprocess.run(["verilator", "--cc", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
-                    "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "top", "-Mdir", "obj", "top.v"],
+    subprocess.run(["verilator", "--cc", *VERILATOR_FLAGS, "--top-module", "top", "-Mdir", "obj", "top.v"],
                    cwd=workdir, env=env, check=True, capture_output=True)
     lines = 0
     for path in (workdir / "obj").glob("*.cpp"):

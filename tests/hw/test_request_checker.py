@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """hw.request_checker.RequestChecker against sw.core_model.CoreModel, request by request.
 
 Each script's frames go through the host's frame decoder and the model, one

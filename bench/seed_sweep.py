@@ -19,9 +19,15 @@ overused wires for an unlucky seed: YosysHQ/nextpnr issue 1341).  ``--resume``
 reads a seed's report where DIR already holds one newer than the netlist
 instead of placing it again (a long sweep stopped half way goes on).
 
+``--nextpnr-opts "OPTS"`` adds options to every seed's run (a placer setting
+weighed against the build's own, on the same netlist and seeds); its reports are
+then ``seed_<N>+<OPTS as a slug>.json`` beside the plain ones, and the report
+names the options.  Options the sweep sets itself (the seed, the report, the
+log, the netlist, the pins, the outputs) are refused.
+
 Usage::
 
-    python bench/seed_sweep.py DIR [--seeds 1-24] [--step-timeout MIN] [--resume] [--out STEM]
+    python bench/seed_sweep.py DIR [--seeds 1-24] [--step-timeout MIN] [--resume] [--nextpnr-opts OPTS] [--out STEM]
 
 writes ``STEM.json`` and ``STEM.md`` (default ``bench/reports/seed_sweep.<board>``).
 One iCEBreaker seed takes 1-2 minutes on this machine kind, one ULX3S seed 40 or more.
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import statistics
 import subprocess
@@ -45,13 +52,15 @@ from bench.reporting import write_report  # noqa: E402
 from boards.build import build_steps, run_tool, toolchain_env  # noqa: E402
 from boards.top import BOARDS  # noqa: E402
 
-__all__ = ["parse_seeds", "seed_command", "sweep", "summarise"]
+__all__ = ["parse_seeds", "parse_options", "run_name", "seed_command", "sweep", "summarise"]
 
 DEFAULT_OUT = ROOT / "bench" / "reports" / "seed_sweep"
 
 #: nextpnr's options that write the placed design (left out of a sweep's runs: only
 #: the report is wanted, and the build's own outputs stay as they were).
 _OUTPUTS = ("--asc", "--textcfg", "--write")
+#: nextpnr's options a sweep sets itself (or takes from the build), refused in ``--nextpnr-opts``.
+_OWN = ("--seed", "--report", "--log", "--json", "--pcf", "--lpf", "-r", "--randomize-seed") + _OUTPUTS
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -71,14 +80,33 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def seed_command(line: str, seed: int) -> list[str]:
+def parse_options(text: str) -> list[str]:
+    """``--nextpnr-opts``' words; ``ValueError`` (one line) for an option the sweep sets itself."""
+    words = shlex.split(text)
+    own = sorted({word.partition("=")[0] for word in words} & set(_OWN))
+    if own:
+        raise ValueError(f"--nextpnr-opts may not set {', '.join(own)}: the sweep sets the seed, the report, "
+                         f"the log and the outputs, and places the build's netlist and pins")
+    return words
+
+
+def run_name(seed: int, options=()) -> str:
+    """The stem of a seed's report and log: ``seed_<seed>``, with ``+<options as a slug>`` where
+    extra options are added (so that runs with and without them share a build directory)."""
+    slug = "_".join(word.lstrip("-") for word in options)
+    return f"seed_{seed}" + (f"+{re.sub(r'[^A-Za-z0-9._-]', '-', slug)}" if slug else "")
+
+
+def seed_command(line: str, seed: int, options=()) -> list[str]:
     """nextpnr's command line from the build script's ``line`` (``"$NEXTPNR_..." ...``), run under
-    ``seed``: its report to ``seed_<seed>.json``, its log to ``seed_<seed>.log``, no placed design
-    written.  ``ValueError`` if the line has no ``--seed`` or no ``--report``."""
+    ``seed`` with the extra ``options`` (words) last: its report to ``<run_name>.json``, its log to
+    ``<run_name>.log``, no placed design written.  ``ValueError`` if the line has no ``--seed`` or
+    no ``--report``."""
     words = shlex.split(line)
     if "--seed" not in words or "--report" not in words:
         raise ValueError(f"not a nextpnr line of a dorefa build (no --seed or --report): {line!r}")
-    replace = {"--seed": str(seed), "--report": f"seed_{seed}.json", "--log": f"seed_{seed}.log"}
+    name = run_name(seed, options)
+    replace = {"--seed": str(seed), "--report": f"{name}.json", "--log": f"{name}.log"}
     command, index = [], 0
     while index < len(words):
         word = words[index]
@@ -92,7 +120,7 @@ def seed_command(line: str, seed: int) -> list[str]:
         index += 1
     if "--log" not in command:
         command += ["--log", replace["--log"]]
-    return command
+    return command + list(options)
 
 
 def _critical_path(report: dict) -> dict:
@@ -105,11 +133,12 @@ def _critical_path(report: dict) -> dict:
             "delay_ns": round(sum(step["delay"] for step in steps), 2)}
 
 
-def sweep(build_dir: Path, seeds: list[int], *, step_timeout_s=None, resume=False, runner=run_tool,
+def sweep(build_dir: Path, seeds: list[int], *, options=(), step_timeout_s=None, resume=False, runner=run_tool,
           log=print) -> list[dict]:
-    """Place and route ``build_dir``'s netlist under each seed; a row per seed: its Fmax
-    (MHz, of the report's one clock; ``None`` if not routed) and critical path.  With
-    ``resume``, a seed whose report is already there, newer than the netlist, is read."""
+    """Place and route ``build_dir``'s netlist under each seed, with nextpnr's extra ``options``
+    (words); a row per seed: its Fmax (MHz, of the report's one clock; ``None`` if not routed)
+    and critical path.  With ``resume``, a seed whose report is already there, newer than the
+    netlist, is read."""
     script = next(build_dir.glob("build_*.sh"), None)
     if script is None:
         raise ValueError(f"{build_dir} holds no build script: run dorefa build --out {build_dir} first")
@@ -123,8 +152,8 @@ def sweep(build_dir: Path, seeds: list[int], *, step_timeout_s=None, resume=Fals
     netlist = build_dir / words[words.index("--json") + 1]  # yosys's, which every seed places
     rows = []
     for seed in seeds:
-        command = [program if word == f"${variable}" else word for word in seed_command(line, seed)]
-        path = build_dir / f"seed_{seed}.json"
+        command = [program if word == f"${variable}" else word for word in seed_command(line, seed, options)]
+        path = build_dir / f"{run_name(seed, options)}.json"
         if resume and path.is_file() and path.stat().st_mtime > netlist.stat().st_mtime:
             log(f"seed {seed}: placed before, its report read")
         else:
@@ -167,7 +196,9 @@ def _markdown(result: dict) -> str:
     lines = [
         f"# Fmax against nextpnr's placement seed: {result['board']}", "",
         f"Written by `{result['command']}`: one synthesised netlist (`{result['build']}`, the core "
-        f"{result['core']}) placed and routed under each seed, asked {result['constraint_mhz']} MHz.", "",
+        f"{result['core']}) placed and routed under each seed, asked {result['constraint_mhz']} MHz"
+        + (f", with nextpnr's options `{result['nextpnr_opts']}` added to the build's." if result.get("nextpnr_opts")
+           else "."), "",
     ]
     if s["routed"]:
         lines += [
@@ -195,10 +226,13 @@ def main(argv=None) -> int:
                         help="stop a seed's place and route after MIN minutes (default: no limit)")
     parser.add_argument("--resume", action="store_true",
                         help="read a seed's report already in DIR (newer than the netlist) instead of placing it again")
+    parser.add_argument("--nextpnr-opts", default="", metavar="OPTS",
+                        help="options added to every seed's nextpnr run, e.g. \"--placer-heap-timingweight 60\"")
     parser.add_argument("--out", type=Path, default=None, help="report stem (default bench/reports/seed_sweep.<board>)")
     args = parser.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
+        options = parse_options(args.nextpnr_opts)
         if args.step_timeout is not None and not args.step_timeout > 0:
             raise ValueError(f"--step-timeout must be minutes > 0, got {args.step_timeout:g}")
         report_path = args.build / "report.json"
@@ -210,7 +244,7 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"seed_sweep: {error}", file=sys.stderr)
         return 2
-    rows = sweep(args.build, seeds, step_timeout_s=None if args.step_timeout is None else 60 * args.step_timeout,
+    rows = sweep(args.build, seeds, options=options, step_timeout_s=None if args.step_timeout is None else 60 * args.step_timeout,
                  resume=args.resume, log=lambda text: print(text, file=sys.stderr, flush=True))
     board = build["board"]
     core = " ".join(f"{k}={v}" for k, v in build["core_params"].items()
@@ -218,7 +252,7 @@ def main(argv=None) -> int:
     result = {
         "command": "python bench/seed_sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "board": board, "build": str(args.build), "core": core, "core_params": build["core_params"],
-        "constraint_mhz": build["freq_mhz"], "rows": rows,
+        "constraint_mhz": build["freq_mhz"], "nextpnr_opts": shlex.join(options), "rows": rows,
         "summary": summarise(rows, BOARDS[board].seed),
     }
     write_report(args.out or DEFAULT_OUT.with_name(f"seed_sweep.{board}"), result, _markdown(result))

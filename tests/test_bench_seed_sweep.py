@@ -47,6 +47,23 @@ def test_seed_command_places_the_builds_netlist_under_another_seed(board, device
     assert "--timing-allow-fail" in command and device in command and "--json top.json" in text
 
 
+def test_seed_command_adds_options_and_names_its_outputs_after_them():
+    _, line = nextpnr_line("icebreaker", SMALL)
+    options = ss.parse_options("--placer-heap-timingweight 60 --tmg-ripup")
+    command = ss.seed_command(line, 5, options)
+    assert command[-3:] == ["--placer-heap-timingweight", "60", "--tmg-ripup"]
+    stem = "seed_5+placer-heap-timingweight_60_tmg-ripup"
+    assert ss.run_name(5, options) == stem and ss.run_name(5) == "seed_5"
+    text = " ".join(command)
+    assert f"--report {stem}.json" in text and f"--log {stem}.log" in text and "--seed 5" in text
+
+
+@pytest.mark.parametrize("text", ["--seed 3", "--report=x.json", "--asc top.asc", "-r"])
+def test_parse_options_refuses_what_the_sweep_sets(text):
+    with pytest.raises(ValueError, match="--nextpnr-opts may not set"):
+        ss.parse_options(text)
+
+
 def test_seed_command_refuses_a_line_without_a_seed():
     with pytest.raises(ValueError, match="no --seed or --report"):
         ss.seed_command('"$NEXTPNR_ICE40" --up5k --json top.json', 1)
@@ -103,6 +120,22 @@ def test_sweep_reads_each_seeds_report_and_summarises(build_dir):
     assert [row["fmax_mhz"] for row in again] == [31.5, 28.0, 35.0, 30.0, 33.0]
 
 
+def test_sweep_with_options_runs_and_reads_its_own_reports(build_dir):
+    (build_dir / "seed_1.json").write_text(json.dumps(fake_report(31.0)))  # a plain run's, not read
+    seen = []
+
+    def runner(command, *, cwd, env, timeout):
+        seen.append(command[-2:])
+        (build_dir / "seed_1+placer-heap-timingweight_60.json").write_text(json.dumps(fake_report(36.5)))
+
+    options = ["--placer-heap-timingweight", "60"]
+    rows = ss.sweep(build_dir, [1], options=options, resume=True, runner=runner, log=lambda text: None)
+    assert seen == [options] and rows[0]["fmax_mhz"] == 36.5
+    # resumed with the same options: read, not placed again; the plain report stays the plain run's
+    assert ss.sweep(build_dir, [1], options=options, resume=True, runner=None, log=lambda text: None) == rows
+    assert ss.sweep(build_dir, [1], resume=True, runner=None, log=lambda text: None)[0]["fmax_mhz"] == 31.0
+
+
 def test_summary_of_no_routed_seed():
     assert ss.summarise([{"seed": 1, "fmax_mhz": None, "routed": False}], board_seed=1) == {"routed": 0, "seeds": 1}
 
@@ -111,6 +144,7 @@ def test_summary_of_no_routed_seed():
     (["{tmp}", "--seeds", "2-1"], "ascending"),
     (["{tmp}", "--step-timeout", "0"], "--step-timeout must be minutes > 0"),
     (["{tmp}/missing"], "holds no report.json"),
+    (["{tmp}", "--nextpnr-opts", "--seed 3"], "--nextpnr-opts may not set --seed"),
 ])
 def test_bad_command_lines_are_one_line_errors(tmp_path, capsys, argv, message):
     assert ss.main([a.format(tmp=tmp_path) for a in argv]) == 2

@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     core = " ".join(f"{k}={v}" for k, v in build["core_params"].items()
                     if k in ("pe", "vectors", "simd", "max_bits", "max_act_bits"))
     result = {
-        "command": "python bench/seed_sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python bench/seed_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "board": board, "build": str(args.build), "core": core, "core_params": build["core_params"],
         "constraint_mhz": build["freq_mhz"], "nextpnr_opts": shlex.join(options), "rows": rows,
         "summary": summarise(rows, BOARDS[board].seed),

@@ -4,6 +4,7 @@ and its command line's errors."""
 
 import json
 import os
+import shlex
 import subprocess
 
 import pytest
@@ -150,3 +151,23 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, capsys, argv, message):
     assert ss.main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_report_names_the_options_and_a_command_that_runs_again(tmp_path, monkeypatch):
+    build = {"board": "icebreaker", "core_params": SMALL, "freq_mhz": 30.0}
+    (tmp_path / "report.json").write_text(json.dumps(build))
+    calls = []
+
+    def fake_sweep(build_dir, seeds, *, options, **kwargs):
+        calls.append((seeds, options))
+        return [{"seed": 3, "fmax_mhz": 35.0, "routed": True, "constraint_mhz": 30.0, "critical_path": {}}]
+
+    monkeypatch.setattr(ss, "sweep", fake_sweep)
+    argv = [str(tmp_path), "--seeds", "3", "--nextpnr-opts", "--placer-heap-timingweight 30",
+            "--out", str(tmp_path / "out")]
+    assert ss.main(argv) == 0
+    assert calls == [([3], ["--placer-heap-timingweight", "30"])]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["nextpnr_opts"] == "--placer-heap-timingweight 30"
+    assert shlex.split(result["command"])[2:] == argv  # quoted: the same arguments again
+    assert "with nextpnr's options `--placer-heap-timingweight 30` added" in (tmp_path / "out.md").read_text()

@@ -244,7 +244,8 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"seed_sweep: {error}", file=sys.stderr)
         return 2
-    rows = sweep(args.build, seeds, options=options, step_timeout_s=None if args.step_timeout is None else 60 * args.step_timeout,
+    rows = sweep(args.build, seeds, options=options,
+                 step_timeout_s=None if args.step_timeout is None else 60 * args.step_timeout,
                  resume=args.resume, log=lambda text: print(text, file=sys.stderr, flush=True))
     board = build["board"]
     core = " ".join(f"{k}={v}" for k, v in build["core_params"].items()

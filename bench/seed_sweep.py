@@ -218,6 +218,16 @@ def _markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _joined(argv: list[str]) -> list[str]:
+    """``argv`` with ``--nextpnr-opts VALUE`` written ``--nextpnr-opts=VALUE``: argparse
+    takes a lone value that starts with a dash (``--opt-timing``) for an option of its own."""
+    out, words = [], iter(argv)
+    for word in words:
+        value = next(words, None) if word == "--nextpnr-opts" else None
+        out.append(word if value is None else f"{word}={value}")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("build", type=Path, help="a finished `dorefa build --out DIR`")
@@ -229,7 +239,7 @@ def main(argv=None) -> int:
     parser.add_argument("--nextpnr-opts", default="", metavar="OPTS",
                         help="options added to every seed's nextpnr run, e.g. \"--placer-heap-timingweight 60\"")
     parser.add_argument("--out", type=Path, default=None, help="report stem (default bench/reports/seed_sweep.<board>)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
     try:
         seeds = parse_seeds(args.seeds)
         options = parse_options(args.nextpnr_opts)

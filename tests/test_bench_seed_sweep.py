@@ -153,6 +153,16 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, capsys, argv, message):
     assert message in err and err.count("\n") == 1
 
 
+def test_options_may_be_one_word_that_starts_with_a_dash(tmp_path, monkeypatch):
+    """``--nextpnr-opts --opt-timing``: argparse alone would take the value for an option."""
+    (tmp_path / "report.json").write_text(json.dumps({"board": "icebreaker", "core_params": SMALL, "freq_mhz": 30.0}))
+    calls = []
+    monkeypatch.setattr(ss, "sweep", lambda build_dir, seeds, *, options, **kwargs: calls.append(options) or [])
+    assert ss.main([str(tmp_path), "--seeds", "3", "--nextpnr-opts", "--opt-timing",
+                    "--out", str(tmp_path / "out")]) == 0
+    assert calls == [["--opt-timing"]]
+
+
 def test_report_names_the_options_and_a_command_that_runs_again(tmp_path, monkeypatch):
     build = {"board": "icebreaker", "core_params": SMALL, "freq_mhz": 30.0}
     (tmp_path / "report.json").write_text(json.dumps(build))

@@ -182,6 +182,11 @@ def _sum_float(sum_bits):
     return SumToFloat(sum_bits=sum_bits)
 
 
+def _sum_reader(slots, sum_bits, read_latency):
+    from .sum_reader import SumReader
+    return SumReader(slots=slots, sum_bits=sum_bits, read_latency=read_latency)
+
+
 def _window(depth, max_bits, max_cols):
     from .window import WindowGenerator
     return WindowGenerator(depth=depth, max_bits=max_bits, max_cols=max_cols)
@@ -377,6 +382,12 @@ UNITS: dict[str, UnitSpec] = {spec.name: spec for spec in [
     UnitSpec("sum_float", "batch sum to the binary32 bits of its 24-bit truncation (READ_SUMS width 0; "
              "pipelined, one a cycle)", _sum_float, {
                  "sum_bits": _int(96, "bits of the signed sum", 2, MAX_SUM_BITS),
+             }),
+    UnitSpec("sum_reader", "READ_SUMS' bytes: a run of batch sums read from a BatchSum, as low bytes or "
+             "binary32, a byte a cycle", _sum_reader, {
+                 "slots": _int(256, "sums held", 1, MAX_SUM_SLOTS),
+                 "sum_bits": _int(96, "bits of the signed sum", 2, MAX_SUM_BITS),
+                 "read_latency": _int(3, "cycles from the sums' read address to their data", 0, 8),
              }),
     UnitSpec("window", "sliding-window generator: a feature map in block RAM, its im2col vectors out "
              "(one code per cycle)", _window, {

@@ -40,8 +40,9 @@ Datapath
                  cycle into a BatchSum (floor(M * value * 2**(32 - shift)) added to, or
                  with `first` written over, sum slot + v*rows + r); the empty reply once
                  the last is written
-            READ_SUMS: BatchSum's read port -> the sums' low `width` bytes, LE, or (width 0,
-                 SUM_FLOAT32) -> SumToFloat -> the 4 bytes of each sum's binary32 pattern, LE
+            READ_SUMS: BatchSum's read port -> SumReader: the sums' low `width` bytes, LE,
+                 or (width 0, SUM_FLOAT32) through a SumToFloat the 4 bytes of each sum's
+                 binary32 pattern, LE; a byte a cycle
             LOAD_FMAP (with a feature map): buffer -> CodeUnpacker -> WindowGenerator's map
             RUN, ACCUMULATE with the window flag: the tile's vectors from the WindowGenerator
                  (sw.contract.window: each code the map's under the window, or 0) in
@@ -103,9 +104,9 @@ bits, vector ``v_bits`` bits, ``tx`` never stalling)::
                      through the value slice; the packed codes leave meanwhile)
                  ACCUMULATE: instead, 1 + r, then 1 per value into the batch sums,
                      and BatchSum.latency before the reply
-    READ_SUMS:   BatchSum.read_latency + 1 + width = 4 + width cycles per sum (its read, its
-                 register, its bytes); width 0: 5 + SumToFloat.latency + 4 (its read, its
-                 register, the unit, its bytes)
+    READ_SUMS:   a byte a cycle (hw.sum_reader.SumReader: width bytes a sum, width 0: 4),
+                 the first SumReader.latency (+ SumToFloat.latency at width 0) cycles
+                 after the request is decided, while the reply's header leaves
 
 so a tile costs ``3 + max(load, the previous tile's drain) + compute`` (3:
 TILE, VECTOR's first cycle, START) and the last drain comes on top, plus the
@@ -126,7 +127,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from math import ceil
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -140,7 +141,7 @@ from sw.contract.gradients import SCALE_MANTISSA_BITS
 from sw.contract.link import idle_timeout_cycles
 
 from .batch_sum import BatchSum
-from .sum_float import SumToFloat
+from .sum_reader import SumReader
 from .code_packer import CodePacker
 from .code_unpacker import CodeUnpacker
 from .frame_rx import FrameReceiver
@@ -549,8 +550,9 @@ class TrainingCore(wiring.Component):
         if sums:
             m.submodules.sums = batch_sum = BatchSum(slots=sums, partial_bits=len(gemm.result),
                                                      sum_bits=self._sum_bits)
-            # READ_SUMS width 0: each sum as the binary32 bits of its 24-bit truncation.
-            m.submodules.sum_float = sum_float = SumToFloat(sum_bits=self._sum_bits)
+            # READ_SUMS: the sums' bytes (width 0: the binary32 bits of their 24-bit truncation).
+            m.submodules.sum_reader = sum_reader = SumReader(slots=sums, sum_bits=self._sum_bits,
+                                                             read_latency=BatchSum.read_latency)
 
         # ---------------------------------------------------------- request decoding
         # The checks and the products the commands take (RequestChecker), from the event
@@ -717,23 +719,21 @@ class TrainingCore(wiring.Component):
             v_packed = Signal()  # this RUN's accumulators leave packed, a beat each
         a_last = Signal()  # the drain: the value offered is the RUN's last (read with it)
         if sums:
-            s_addr = Signal(range(sums + 1))  # the next sum: of an ACCUMULATE's value, or READ_SUMS' to send
-            s_left = Signal(range(sums + 1))  # READ_SUMS: sums still to send
+            s_addr = Signal(range(sums + 1))  # the sum of an ACCUMULATE's next value
             s_mantissa = Signal(SCALE_MANTISSA_BITS)  # ACCUMULATE: the sample's scale
             s_shift = Signal(L.SHIFT_BITS)
             s_first = Signal()
-            # READ_SUMS: the sum being sent, sign-extended to whole bytes, shifted down a byte
-            # as each leaves (from BatchSum's register beside its block RAMs: no multiplexer).
-            s_wait = Signal(range(BatchSum.read_latency))  # SUM_READ: its cycles so far
-            s_word = Signal(signed(8 * max(L.sum_width(self._sum_bits), L.FLOAT_SUM_BYTES)))
             s_float_read = Signal()  # this READ_SUMS sends binary32 sums (width 0)
-            s_float_go = Signal()  # SUM_FLOAT: its first cycle (the sum into SumToFloat)
-            m.d.comb += sum_float.i.payload.eq(s_word)  # sign-extended: its low sum_bits are the sum
             m.d.comb += [
                 batch_sum.mantissa.eq(s_mantissa),
                 batch_sum.shift.eq(s_shift),
                 batch_sum.first.eq(s_first),
-                batch_sum.read_addr.eq(s_addr),
+                batch_sum.read_addr.eq(sum_reader.read_addr),
+                sum_reader.read_data.eq(batch_sum.read_data),
+                sum_reader.slot.eq(read_sums.slot),
+                sum_reader.count.eq(read_sums.count),
+                sum_reader.sum_bytes.eq(plan.sum_bytes),
+                sum_reader.binary32.eq(plan.sum_float),
             ]
         streaming = Signal()  # the packer drives the reply body (a RUN's header, width byte sent)
         if act_bits:
@@ -952,10 +952,11 @@ class TrainingCore(wiring.Component):
                         fsm.goto("RUN_START")
                     with m.Elif(command.read_sums):
                         reply(L.Status.OK, _MSG_EMPTY, 0)
+                        # The reader starts now: its first sums are read while the header leaves.
+                        m.d.comb += sum_reader.start.eq(1)
                         m.d.sync += [
                             r_len.eq(L.SUMS_REPLY_HEADER + plan.sums_bytes), e_width.eq(plan.sum_bytes),
                             s_float_read.eq(plan.sum_float), v_read.eq(1), v_sum.eq(0), v_act.eq(0),
-                            s_addr.eq(read_sums.slot), s_left.eq(read_sums.count),
                         ]
                         fsm.goto("RUN_HEADER")
                 if fmap:
@@ -1105,7 +1106,7 @@ class TrainingCore(wiring.Component):
                     m.d.sync += streaming.eq(~v_read)
                     if sums:
                         with m.If(v_read):
-                            fsm.goto("SUM_READ")
+                            fsm.goto("SUM_SEND")
                         with m.Else():
                             next_tile()
                     else:
@@ -1167,37 +1168,15 @@ class TrainingCore(wiring.Component):
                 with fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
                     with m.If(~batch_sum.busy):
                         fsm.goto("REPLY")
-                with fsm.state("SUM_READ"):  # READ_SUMS: sum s_addr is read, BatchSum.read_latency cycles
-                    m.d.sync += [e_byte.eq(0), s_wait.eq(s_wait + 1)]
-                    with m.If(s_wait == BatchSum.read_latency - 1):
-                        m.d.sync += s_wait.eq(0)
-                        fsm.goto("SUM_HOLD")
-                with fsm.state("SUM_HOLD"):  # ... and registered
-                    m.d.sync += [s_word.eq(batch_sum.read_data), s_float_go.eq(1)]
-                    with m.If(s_float_read):
-                        fsm.goto("SUM_FLOAT")
-                    with m.Else():
-                        fsm.goto("SUM_EMIT")
-                with fsm.state("SUM_FLOAT"):  # width 0: the registered sum through SumToFloat
-                    m.d.comb += sum_float.i.valid.eq(s_float_go)  # in, in the state's first cycle
-                    m.d.sync += s_float_go.eq(0)
-                    with m.If(sum_float.o.valid):  # SumToFloat.latency cycles later: its pattern
-                        m.d.sync += s_word.eq(sum_float.o.payload)
-                        fsm.goto("SUM_EMIT")
-                with fsm.state("SUM_EMIT"):  # its e_width low bytes, two's complement LE (width 0: 4, binary32)
+                with fsm.state("SUM_SEND"):  # READ_SUMS: the sum reader's bytes are the body
                     m.d.comb += [
-                        body.valid.eq(1),
-                        body.payload.data.eq(s_word[:8]),
-                        body.payload.last.eq((e_byte == e_last_byte) & (s_left == 1)),
+                        body.valid.eq(sum_reader.o.valid),
+                        body.payload.data.eq(sum_reader.o.payload.data),
+                        body.payload.last.eq(sum_reader.o.payload.last),
+                        sum_reader.o.ready.eq(body.ready),
                     ]
-                    with m.If(body.ready):
-                        m.d.sync += [e_byte.eq(e_byte + 1), s_word.eq(s_word >> 8)]
-                        with m.If(e_byte == e_last_byte):
-                            m.d.sync += [s_addr.eq(s_addr + 1), s_left.eq(s_left - 1)]
-                            with m.If(s_left == 1):
-                                fsm.goto("DONE")
-                            with m.Else():
-                                fsm.goto("SUM_READ")
+                    with m.If(body.ready & sum_reader.o.valid & sum_reader.o.payload.last):
+                        fsm.goto("DONE")
         return m
 
 

@@ -32,7 +32,8 @@ from sw.core_scripts import (INT32_MAX, INT32_MIN, SMALL, SUMS, WINDOWS, Idle, R
                              act_run_frame, act_script,
                              act_vectors_per_frame, bad_requests, bad_sums_requests, bad_thresholds_requests,
                              bad_window_requests, codes, describe_replies, expected_replies, frame, fuzz_script,
-                             gemm_script, load_frames, packed_script, run_frame, sums_script, threshold_frames,
+                             gemm_script, load_frames, packed_script, read_sums_frames, run_frame, sums_script,
+                             threshold_frames,
                              window_script)
 from sw.driver import CoreClient
 from sw.numeric import apply_thresholds
@@ -765,6 +766,18 @@ def test_full_rate_accumulate_cycles(rows, count, core):
             - BatchSum.latency - P.OVERHEAD)
     ahead = count * ceil(cols / SUMS["simd"]) * 2 * (1 + v_bits / 8)
     assert -ahead <= rest <= 5, rest
+
+
+@pytest.mark.parametrize("width", [P.SUM_FLOAT32, 1, P.sum_width(SUMS["sum_bits"])])
+def test_full_rate_read_sums(width):
+    """No stalls: a READ_SUMS reply's sums leave a byte a cycle (:class:`hw.sum_reader.SumReader`),
+    so four sums more take four sums' bytes more cycles (one frame each; the sums zeroed
+    after the reset)."""
+    def cycles(count):
+        (request,) = read_sums_frames(2, count, width, params=SUMS)
+        return check([request], SUMS, gap=0, stall=0)[1]
+
+    assert cycles(5) - cycles(1) == 4 * P.sum_bytes(width)
 
 
 def test_every_sums_error_matches_model():

@@ -57,10 +57,9 @@ def build_harness(core_params: dict, *, build_root: "str | os.PathLike | None" =
 
     The cache is keyed twice: by what the Verilog is made from (the parameters,
     ``bare``, the sources of the gateware, the contract and the top, the
-    Amaranth version), which
-    finds a build without converting anything (Amaranth's conversion takes
-    seconds), and by the Verilog itself, the harness and the flags, which
-    names the build.  ``on_build(None)`` is called before a build that is not
+    Amaranth version), which finds a build without converting anything
+    (Amaranth's conversion takes seconds), and by the Verilog itself, the
+    harness and the flags, which names the build.  ``on_build(None)`` is called before a build that is not
     cached and ``on_build(seconds)`` after it; a cached build calls nothing.
     Raises ``RuntimeError`` with the end of Verilator's log if the build fails.
     """

@@ -51,13 +51,15 @@ def test_build_steps_refuse_a_script_they_do_not_know(script, message):
         build_steps(script)
 
 
-@pytest.mark.parametrize("seed, want", [(None, 34), (0, 0), (17, 17)])  # None: the iCEBreaker's seed, 34
+@pytest.mark.parametrize("seed, want", [(None, 7), (0, 0), (17, 17)])  # None: the iCEBreaker's seed, 7
 def test_the_seed_reaches_nextpnr_and_the_report(seed, want, tmp_path):
-    """nextpnr runs with ``--seed`` the build's seed (the board's by default), which the report records."""
+    """nextpnr runs with ``--seed`` the build's seed (the board's by default), which the report
+    records, and with the board's own options (the iCEBreaker's router and timing weight)."""
     calls = []
     report = build("icebreaker", tmp_path / "out", seed=seed, runner=_fake_tools(calls), log=lambda line: None)
     (nextpnr,) = [line for line, _ in calls if "NEXTPNR" in line]
     assert f" --seed {want} " in nextpnr and nextpnr.count("--seed") == 1
+    assert " --router router2 --placer-heap-timingweight 30 " in nextpnr
     assert report.seed == want and report.to_json()["seed"] == want
     assert report.to_text().splitlines()[-1] == f"nextpnr seed: {want}"
 

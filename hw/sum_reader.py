@@ -16,9 +16,10 @@ last byte leaves.
 
 Latency and throughput
 ----------------------
-The first byte is offered :attr:`latency` cycles after ``start`` (1 + the
-read port's latency + 1, and :attr:`hw.sum_float.SumToFloat.latency` more
-for ``binary32``, + 2 through the queue).  Then one byte a cycle while
+The first byte is offered :attr:`latency` cycles after ``start``: 1 to
+issue the first read, the read port's latency, 2 through the queue and 1
+into the serialiser (:attr:`hw.sum_float.SumToFloat.latency` more for
+``binary32``).  Then one byte a cycle while
 ``o.ready`` is high: the ``depth`` words in flight cover the round trip from
 a read's issue to its word's use (:meth:`full_rate_depth`), so ``count`` sums
 take ``count * sum_bytes`` cycles after the first byte.

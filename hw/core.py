@@ -126,6 +126,7 @@ LOAD_THRESHOLDS takes one cycle per record byte.
 from contextlib import contextmanager
 from dataclasses import replace
 from math import ceil
+from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
@@ -428,377 +429,431 @@ class TrainingCore(wiring.Component):
     # ------------------------------------------------------------------ gateware
 
     def elaborate(self, platform):
-        m = Module()
-        max_bits = self._max_bits
+        # The sections below add their units and logic to one module in this order (the
+        # netlist, and with it the boards' placement, follows it).  `s` holds the signals and
+        # units that more than one section reads, under the names the comments use; a
+        # section's own stay local.  The state machine's states are one-hot (_OneHotFSM).
+        m, s = Module(), SimpleNamespace()
+        self._link(m, s)
+        self._request_reader(m, s)
+        self._engine(m, s)
+        self._reply_units(m, s)
+        self._request_decoding(m, s)
+        self._held_state(m, s)
+        self._reply_message(m, s)
+        self._tile_state(m, s)
+        self._drain_state(m, s)
+        self._engine_wiring(m, s)
+        self._reply_values(m, s)
+        self._drain(m, s)
+        self._engine_clear(m, s)
+        with _OneHotFSM(m, "IDLE") as s.fsm:
+            self._fsm_decide(m, s)
+            self._fsm_replies(m, s)
+            self._fsm_load_matrix(m, s)
+            self._fsm_load_fmap(m, s)
+            self._fsm_load_thresholds(m, s)
+            self._fsm_run(m, s)
+            self._fsm_sums(m, s)
+        return m
 
-        # ---------------------------------------------------------- link
-        fmap = self._fmap_codes
-        m.submodules.receiver = receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
-                                                         head_bytes=self._checker.head_bytes)
+    def _link(self, m, s):
+        """The link: receiver, framer (through the reply body's skid buffer) and the request buffer."""
+        m.submodules.receiver = s.receiver = FrameReceiver(self._max_payload, timeout=self._idle_timeout,
+                                                           head_bytes=self._checker.head_bytes)
         m.submodules.framer = framer = FrameTransmitter()
-        wiring.connect(m, wiring.flipped(self.rx), receiver.i)
+        wiring.connect(m, wiring.flipped(self.rx), s.receiver.i)
         wiring.connect(m, framer.o, wiring.flipped(self.tx))
         # The reply body reaches the framer through a skid buffer (full rate): no path runs
         # from the message multiplexers into its CRC, nor from the framer's state into them.
         m.submodules.body_slice = body_slice = SkidBuffer(BODY_LAYOUT)
         wiring.connect(m, body_slice.o, framer.i)
-        body = body_slice.i
-        event = receiver.o.payload
-        head = event.head
+        s.body = body_slice.i
+        s.event = s.receiver.o.payload
+        s.head = s.event.head
 
         # Written only while the receiver takes a payload, read only while a command runs
         # (one request at a time): no read meets a write, so no read-first emulation.
-        m.submodules.request = request = Memory(shape=8, depth=self._max_payload, init=[], attrs=NO_RW_CHECK)
-        req_w = request.write_port()
+        m.submodules.request = s.request = Memory(shape=8, depth=self._max_payload, init=[], attrs=NO_RW_CHECK)
+        req_w = s.request.write_port()
         m.d.comb += [
-            req_w.addr.eq(receiver.wr.payload.addr),
-            req_w.data.eq(receiver.wr.payload.data),
-            req_w.en.eq(receiver.wr.valid),
-            receiver.wr.ready.eq(1),
+            req_w.addr.eq(s.receiver.wr.payload.addr),
+            req_w.data.eq(s.receiver.wr.payload.data),
+            req_w.en.eq(s.receiver.wr.valid),
+            s.receiver.wr.ready.eq(1),
         ]
 
+    def _request_reader(self, m, s):
+        """The request buffer's byte reader into the code unpacker (or, in byte mode, the FSM)."""
+        max_bits = self._max_bits
         # Request buffer -> unpacker: a byte reader with one prefetch register
         # (the read port's data holds while the unpacker is full), its bytes a
         # stream (`req_bytes`), through a skid buffer where the block RAM's
         # clock-to-out is slow (`fetch_stages`: the ECP5's 5.8 ns).  It reads at
         # most two bytes past a payload, and the slice holds two more (never
         # used; the address wraps, `rd_start` drops them).
-        m.submodules.unpacker = unpacker = CodeUnpacker(max_bits)
+        m.submodules.unpacker = s.unpacker = CodeUnpacker(max_bits)
         rd_addr = Signal(range(self._max_payload + 2))
         rd_valid = Signal()
-        rd_active = Signal()  # comb: the FSM wants codes
-        rd_start = Signal()  # comb: restart at rd_base, drop what is held
-        rd_base = Signal(range(L.LOAD_HEADER + 1))
-        unpack_bits = Signal(range(max_bits + 1))
+        s.rd_active = Signal()  # comb: the FSM wants codes
+        s.rd_start = Signal()  # comb: restart at rd_base, drop what is held
+        s.rd_base = Signal(range(L.LOAD_HEADER + 1))
+        s.unpack_bits = Signal(range(max_bits + 1))
         rd_advance = Signal()
         # Byte mode (LOAD_THRESHOLDS): the FSM takes the bytes itself
         # (`rd_take`), bypassing the unpacker, whose codes may be narrower
         # than a byte.
-        rd_bytes = Signal()  # comb: byte mode
-        rd_take = Signal()  # comb: byte mode, the FSM takes `req_bytes.payload`
-        fetched = req_bytes = stream.Signature(8).create()
+        s.rd_bytes = Signal()  # comb: byte mode
+        s.rd_take = Signal()  # comb: byte mode, the FSM takes `req_bytes.payload`
+        fetched = s.req_bytes = stream.Signature(8).create()
         if self._request_slice:
             m.submodules.request_slice = request_slice = SkidBuffer(8)
             wiring.connect(m, fetched, request_slice.i)
-            m.d.comb += request_slice.clear.eq(rd_start)
-            req_bytes = request_slice.o
+            m.d.comb += request_slice.clear.eq(s.rd_start)
+            s.req_bytes = request_slice.o
         m.d.comb += [
             fetched.valid.eq(rd_valid),
-            fetched.payload.eq(registered_read(m, request, rd_addr, rd_advance)),
+            fetched.payload.eq(registered_read(m, s.request, rd_addr, rd_advance)),
             rd_advance.eq(~rd_valid | fetched.ready),
-            req_bytes.ready.eq(Mux(rd_bytes, rd_take, unpacker.i.ready)),
-            unpacker.i.valid.eq(req_bytes.valid & ~rd_bytes),
-            unpacker.i.payload.eq(req_bytes.payload),
-            unpacker.bits.eq(unpack_bits),
-            unpacker.clear.eq(rd_start),
+            s.req_bytes.ready.eq(Mux(s.rd_bytes, s.rd_take, s.unpacker.i.ready)),
+            s.unpacker.i.valid.eq(s.req_bytes.valid & ~s.rd_bytes),
+            s.unpacker.i.payload.eq(s.req_bytes.payload),
+            s.unpacker.bits.eq(s.unpack_bits),
+            s.unpacker.clear.eq(s.rd_start),
         ]
-        with m.If(rd_start):
-            m.d.sync += [rd_addr.eq(rd_base), rd_valid.eq(0)]
+        with m.If(s.rd_start):
+            m.d.sync += [rd_addr.eq(s.rd_base), rd_valid.eq(0)]
         with m.Elif(rd_advance):
-            m.d.sync += rd_valid.eq(rd_active)
-            with m.If(rd_active):
+            m.d.sync += rd_valid.eq(s.rd_active)
+            with m.If(s.rd_active):
                 m.d.sync += rd_addr.eq(rd_addr + 1)
-        new_code = unpacker.o.payload
+        s.new_code = s.unpacker.o.payload
 
-        # ---------------------------------------------------------- GEMM engine
+    def _engine(self, m, s):
+        """The GEMM engine, the window generator and the code slice into the engine."""
+        max_bits = self._max_bits
+        fmap = self._fmap_codes
         # Matrix and vector codes go through the engine's plane writer; RUN's
         # values come back from its result memory.
-        m.submodules.gemm = gemm = self._gemm
+        m.submodules.gemm = s.gemm = self._gemm
         # The feature map (LOAD_FMAP) and the window generator making a windowed RUN's or
         # ACCUMULATE's vectors from it (sw.contract.window), in place of the unpacker's.
         if fmap:
-            m.submodules.window = window = WindowGenerator(depth=fmap, max_bits=max_bits, max_cols=self._max_cols)
+            m.submodules.window = s.window = WindowGenerator(depth=fmap, max_bits=max_bits, max_cols=self._max_cols)
         # The codes reach the engine through a skid buffer: its `ready`, `valid`
         # and payload are flip-flops, so no path runs from the plane writer's
         # handshake back through the unpacker and the byte reader into the
         # block RAM's read enable, or from the unpacker's reservoir into the
         # writer's staging register.  The FSM counts the codes going in.
-        m.submodules.code_slice = code_slice = SkidBuffer(gemm.codes.payload.shape())
-        wiring.connect(m, code_slice.o, gemm.codes)
-        to_vectors = Signal()  # the engine takes vector codes (a RUN)
-        v_window = Signal()  # a windowed RUN, ACCUMULATE or LOAD_MATRIX: its codes come from the window generator
-        v_settled = Signal()  # VECTOR's second cycle on (a tile's codes are taken)
+        m.submodules.code_slice = s.code_slice = SkidBuffer(s.gemm.codes.payload.shape())
+        wiring.connect(m, s.code_slice.o, s.gemm.codes)
+        s.to_vectors = Signal()  # the engine takes vector codes (a RUN)
+        s.v_window = Signal()  # a windowed RUN, ACCUMULATE or LOAD_MATRIX: its codes come from the window generator
+        s.v_settled = Signal()  # VECTOR's second cycle on (a tile's codes are taken)
         if fmap:  # (every command that writes the engine sets v_window)
-            m.d.comb += code_slice.i.payload.code.eq(Mux(v_window, window.o.payload, new_code))
+            m.d.comb += s.code_slice.i.payload.code.eq(Mux(s.v_window, s.window.o.payload, s.new_code))
         else:
-            m.d.comb += code_slice.i.payload.code.eq(new_code)
-        m.d.comb += code_slice.clear.eq(rd_start)
-        code_taken = Signal()  # the unpacker's (the generator's) code enters the slice
-        m.d.comb += code_taken.eq(code_slice.i.valid & code_slice.i.ready)
-        codes_written = Signal()  # every code taken is in the plane buffers
-        m.d.comb += codes_written.eq(code_slice.empty & ~gemm.writing)
+            m.d.comb += s.code_slice.i.payload.code.eq(s.new_code)
+        m.d.comb += s.code_slice.clear.eq(s.rd_start)
+        s.code_taken = Signal()  # the unpacker's (the generator's) code enters the slice
+        m.d.comb += s.code_taken.eq(s.code_slice.i.valid & s.code_slice.i.ready)
+        s.codes_written = Signal()  # every code taken is in the plane buffers
+        m.d.comb += s.codes_written.eq(s.code_slice.empty & ~s.gemm.writing)
 
+    def _reply_units(self, m, s):
+        """The reply's units: the packer, the activation stage, max-pool, the batch sums and their reader."""
+        act_bits = self._max_act_bits
+        packed_bits = self._config.packed_bits
+        pool = self._max_pool > 1
+        sums = self._sum_slots
         # A RUN's reply body after its header (and width byte): one CodePacker packs its
         # values, the result memory's (the drain: each accumulator's low `width` bytes, a
         # beat each, or, packed, its low accumulator_bits in one beat) or the activation
         # stage's codes (the drain -> threshold unit -> [GroupMax ->]), and its bytes are
         # the body while `streaming`.
-        act_bits = self._max_act_bits
-        packed_bits = self._config.packed_bits
-        m.submodules.packer = packer = CodePacker(max(act_bits, 8, packed_bits))
-        acc_values = stream.Signature(packer.in_layout).create()  # the drain's beats into the packer
+        m.submodules.packer = s.packer = CodePacker(max(act_bits, 8, packed_bits))
+        s.acc_values = stream.Signature(s.packer.in_layout).create()  # the drain's beats into the packer
         if act_bits:
-            m.submodules.threshold = threshold = self._threshold
-        pool = self._max_pool > 1
+            m.submodules.threshold = s.threshold = self._threshold
         if pool:  # a pooled window's codes: each pooling window's max per row, into the packer
-            m.submodules.group_max = group_max = GroupMax(act_bits=act_bits, max_rows=self._max_rows,
-                                                          max_group_log=2 * exact_log2(self._max_pool))
+            m.submodules.group_max = s.group_max = GroupMax(act_bits=act_bits, max_rows=self._max_rows,
+                                                            max_group_log=2 * exact_log2(self._max_pool))
 
         # Batch sums (ACCUMULATE, READ_SUMS): each value of an ACCUMULATE is one
         # sample's partial sum, scaled and added into its sum by the unit.
-        sums = self._sum_slots
         if sums:
-            m.submodules.sums = batch_sum = BatchSum(slots=sums, partial_bits=len(gemm.result),
-                                                     sum_bits=self._sum_bits)
+            m.submodules.sums = s.batch_sum = BatchSum(slots=sums, partial_bits=len(s.gemm.result),
+                                                       sum_bits=self._sum_bits)
             # READ_SUMS: the sums' bytes (width 0: the binary32 bits of their 24-bit truncation).
-            m.submodules.sum_reader = sum_reader = SumReader(slots=sums, sum_bits=self._sum_bits,
-                                                             read_latency=BatchSum.read_latency)
+            m.submodules.sum_reader = s.sum_reader = SumReader(slots=sums, sum_bits=self._sum_bits,
+                                                               read_latency=BatchSum.read_latency)
 
-        # ---------------------------------------------------------- request decoding
+    def _request_decoding(self, m, s):
+        """The request checker and the header's fields the commands read."""
+        fmap = self._fmap_codes
+        act_bits = self._max_act_bits
+        sums = self._sum_slots
+        packed = self._packed_accumulators
         # The checks and the products the commands take (RequestChecker), from the event
         # and what the core holds (`held`); the commands' actions read the header too.
-        m.submodules.checker = checker = self._checker
-        held = Signal(checker.held.shape())
-        m.d.comb += [checker.request.eq(event), checker.held.eq(held)]
-        command, verdict, plan = checker.command, checker.verdict, checker.plan
-        load = header_view(head, L.LOAD_FIELDS, flags=FLAGS_LAYOUT)
-        l_rows, l_cols, l_bits, l_flags = load.rows, load.cols, load.bits, load.flags
-        l_offset, l_count = load.offset, load.count
-        run = header_view(head, L.RUN_FIELDS, flags=FLAGS_LAYOUT)  # (ACCUMULATE's count, bits, flags too)
-        r_count, r_bits, r_flags = run.count, run.bits, run.flags
-        r_activate = r_flags.activate if act_bits else 0
-        r_first = r_flags.first if sums else 0
-        packed = self._packed_accumulators
-        r_packed = r_flags.packed if packed else 0
-        accumulate = header_view(head, L.ACCUMULATE_FIELDS)
-        read_sums = header_view(head, L.READ_SUMS_FIELDS)
-        thresholds_head = header_view(head, L.THRESHOLD_FIELDS)
-        h_offset, h_count, h_bits = thresholds_head.offset, thresholds_head.count, thresholds_head.bits
-        cmd = event.cmd
-        r_window = r_flags.window if fmap else 0
-        l_window = l_flags.window if fmap else 0  # LOAD_MATRIX: the matrix's rows from a window
+        m.submodules.checker = s.checker = self._checker
+        s.held = Signal(s.checker.held.shape())
+        m.d.comb += [s.checker.request.eq(s.event), s.checker.held.eq(s.held)]
+        s.command, s.verdict, s.plan = s.checker.command, s.checker.verdict, s.checker.plan
+        load = header_view(s.head, L.LOAD_FIELDS, flags=FLAGS_LAYOUT)
+        s.l_rows, s.l_cols, s.l_bits, s.l_flags = load.rows, load.cols, load.bits, load.flags
+        s.l_offset, s.l_count = load.offset, load.count
+        run = header_view(s.head, L.RUN_FIELDS, flags=FLAGS_LAYOUT)  # (ACCUMULATE's count, bits, flags too)
+        s.r_count, s.r_bits, s.r_flags = run.count, run.bits, run.flags
+        s.r_activate = s.r_flags.activate if act_bits else 0
+        s.r_first = s.r_flags.first if sums else 0
+        s.r_packed = s.r_flags.packed if packed else 0
+        s.accumulate = header_view(s.head, L.ACCUMULATE_FIELDS)
+        s.read_sums = header_view(s.head, L.READ_SUMS_FIELDS)
+        thresholds_head = header_view(s.head, L.THRESHOLD_FIELDS)
+        s.h_offset, s.h_count, s.h_bits = thresholds_head.offset, thresholds_head.count, thresholds_head.bits
+        s.cmd = s.event.cmd
+        s.r_window = s.r_flags.window if fmap else 0
+        s.l_window = s.l_flags.window if fmap else 0  # LOAD_MATRIX: the matrix's rows from a window
         if fmap:
-            load_fmap = header_view(head, L.LOAD_FMAP_FIELDS)
+            s.load_fmap = header_view(s.head, L.LOAD_FMAP_FIELDS)
         # A LOAD_MATRIX (LOAD_FMAP) at offset 0 starts a new matrix (map): registered while
         # the request is checked, so DECIDE's enables (the held shape's flip-flops) test a
         # flip-flop, not a compare of the header.
-        l_new = Signal()
-        m.d.sync += l_new.eq(l_offset == 0)
+        s.l_new = Signal()
+        m.d.sync += s.l_new.eq(s.l_offset == 0)
         if fmap:
-            f_new = Signal()
-            m.d.sync += f_new.eq(load_fmap.offset == 0)
+            s.f_new = Signal()
+            m.d.sync += s.f_new.eq(s.load_fmap.offset == 0)
 
-        # ---------------------------------------------------------- state
+    def _held_state(self, m, s):
+        """What the core holds (the checker's ``held``): the matrix, the feature map, the thresholds."""
+        fmap = self._fmap_codes
+        act_bits = self._max_act_bits
         # What the core holds, as the checker reads it.
-        matrix = held.matrix  # a matrix is being loaded or loaded (has): its shape, its codes loaded
-        has_shape, m_rows, m_cols, m_bits, m_flags = matrix.has, matrix.rows, matrix.cols, matrix.bits, matrix.flags
-        m_total, m_loaded = matrix.total, matrix.loaded
+        matrix = s.held.matrix  # a matrix is being loaded or loaded (has): its shape, its codes loaded
+        s.has_shape, s.m_rows, s.m_cols = matrix.has, matrix.rows, matrix.cols
+        s.m_bits, s.m_flags = matrix.bits, matrix.flags
+        s.m_total, s.m_loaded = matrix.total, matrix.loaded
         if fmap:
             # The feature map: its shape and bits (of LOAD_FMAP at offset 0), codes loaded.
-            f_has, f_shape, f_bits = held.fmap.has, held.fmap.dims, held.fmap.bits
-            f_total, f_loaded = held.fmap.total, held.fmap.loaded
-            f_addr = Signal(range(fmap))  # LOAD_FMAP: where the next code goes
-            w_held = Signal.like(window.window)  # the RUN's or ACCUMULATE's window, held while it runs
+            s.f_has, s.f_shape, s.f_bits = s.held.fmap.has, s.held.fmap.dims, s.held.fmap.bits
+            s.f_total, s.f_loaded = s.held.fmap.total, s.held.fmap.loaded
+            s.f_addr = Signal(range(fmap))  # LOAD_FMAP: where the next code goes
+            s.w_held = Signal.like(s.window.window)  # the RUN's or ACCUMULATE's window, held while it runs
             m.d.comb += [
-                window.shape.eq(f_shape),
-                window.window.eq(w_held),
-                window.cols.eq(m_cols),
+                s.window.shape.eq(s.f_shape),
+                s.window.window.eq(s.w_held),
+                s.window.cols.eq(s.m_cols),
             ]
-        max_count = checker.max_count
+        s.max_count = s.checker.max_count
         if act_bits:
-            t_bits, t_loaded = held.thresholds.bits, held.thresholds.loaded  # of the threshold set: rows with them
+            # Of the threshold set: its bits, the rows with thresholds.
+            s.t_bits, s.t_loaded = s.held.thresholds.bits, s.held.thresholds.loaded
             n_a = Signal(act_bits)  # thresholds per row, 2**t_bits - 1
-            m.d.comb += n_a.eq((1 << t_bits) - 1)
-            t_idx_last = Signal(act_bits)  # n_a - 1, registered (t_bits is set two cycles before THR)
-            m.d.sync += t_idx_last.eq(n_a - 1)
+            m.d.comb += n_a.eq((1 << s.t_bits) - 1)
+            s.t_idx_last = Signal(act_bits)  # n_a - 1, registered (t_bits is set two cycles before THR)
+            m.d.sync += s.t_idx_last.eq(n_a - 1)
 
+    def _reply_message(self, m, s):
+        """A short reply's message (status, tag, length, payload), a registered byte at a time."""
+        fmap = self._fmap_codes
+        act_bits = self._max_act_bits
         # Reply message: STATUS TAG LEN_L LEN_H + short payload.
-        r_status = Signal(8)
-        r_len = Signal(16)
-        r_detail = Signal(8)
-        r_kind = Signal(range(4))
-        msg_index = Signal(range(4 + L.PING_REPLY))
+        s.r_status = Signal(8)
+        s.r_len = Signal(16)
+        s.r_detail = Signal(8)
+        s.r_kind = Signal(range(4))
+        s.msg_index = Signal(range(4 + L.PING_REPLY))
         ping = self._info.pack()
         loaded = Signal(32)  # LOAD_MATRIX's u32, LOAD_THRESHOLDS's u16
-        m.d.comb += loaded.eq(m_loaded)
+        m.d.comb += loaded.eq(s.m_loaded)
         if act_bits:
-            with m.If(cmd == L.Cmd.LOAD_THRESHOLDS):
-                m.d.comb += loaded.eq(t_loaded)
+            with m.If(s.cmd == L.Cmd.LOAD_THRESHOLDS):
+                m.d.comb += loaded.eq(s.t_loaded)
         if fmap:
-            with m.If(cmd == L.Cmd.LOAD_FMAP):
-                m.d.comb += loaded.eq(f_loaded)
+            with m.If(s.cmd == L.Cmd.LOAD_FMAP):
+                m.d.comb += loaded.eq(s.f_loaded)
         # The payload's bytes, registered: r_kind, the command and what it loaded are set by
         # reply() and stay, and a payload byte is wanted four cycles later at the earliest
         # (after the header's), so the selection is off the path into msg_byte.
         payload_bytes = []
         for index in range(L.PING_REPLY):
-            error_byte = {0: cmd, 1: r_detail}.get(index, 0)
+            error_byte = {0: s.cmd, 1: s.r_detail}.get(index, 0)
             loaded_byte = loaded[8 * index:8 * index + 8] if index < 4 else 0
             payload_byte = Signal(8, name=f"msg_payload{index}")
-            m.d.sync += payload_byte.eq(Mux(r_kind == _MSG_PING, ping[index],
-                                            Mux(r_kind == _MSG_LOADED, loaded_byte,
-                                                Mux(r_kind == _MSG_ERROR, error_byte, 0))))
+            m.d.sync += payload_byte.eq(Mux(s.r_kind == _MSG_PING, ping[index],
+                                            Mux(s.r_kind == _MSG_LOADED, loaded_byte,
+                                                Mux(s.r_kind == _MSG_ERROR, error_byte, 0))))
             payload_bytes.append(payload_byte)
-        msg = Array([r_status, event.tag, r_len[:8], r_len[8:], *payload_bytes])
-        msg_last = Signal(range(4 + L.PING_REPLY))  # the message's last byte
+        msg = Array([s.r_status, s.event.tag, s.r_len[:8], s.r_len[8:], *payload_bytes])
+        s.msg_last = Signal(range(4 + L.PING_REPLY))  # the message's last byte
         # The message's byte at msg_index, from a register: reply() loads the status, and
         # each byte taken loads the next (msg_next) from msg_ahead = msg_index + 1, kept
         # beside it, so neither a multiplexer over the message nor an adder lies between
         # msg_index and the reply body.
-        msg_byte = Signal(8)
-        msg_ahead = Signal(range(4 + L.PING_REPLY + 1))
-        msg_next = Signal()  # comb: the body takes msg_byte
-        with m.If(msg_next):
-            m.d.sync += [msg_index.eq(msg_ahead), msg_ahead.eq(msg_ahead + 1), msg_byte.eq(msg[msg_ahead])]
+        s.msg_byte = Signal(8)
+        s.msg_ahead = Signal(range(4 + L.PING_REPLY + 1))
+        s.msg_next = Signal()  # comb: the body takes msg_byte
+        with m.If(s.msg_next):
+            m.d.sync += [s.msg_index.eq(s.msg_ahead), s.msg_ahead.eq(s.msg_ahead + 1), s.msg_byte.eq(msg[s.msg_ahead])]
 
+    def _tile_state(self, m, s):
+        """The load and RUN counters: codes left, a tile's vectors and columns, the values' row and slot."""
+        max_bits = self._max_bits
+        fmap = self._fmap_codes
         # LOAD_MATRIX, LOAD_FMAP: codes still to take
-        left = Signal(range(max(self._max_rows * self._max_cols, fmap) + 1))
+        s.left = Signal(range(max(self._max_rows * self._max_cols, fmap) + 1))
 
         # RUN state.
-        v_signed = Signal()
-        v_bits = Signal(range(max_bits + 1))
-        v_left = Signal(range(max_count + 1))  # vectors still to do
-        nv = Signal(range(self._vectors + 1))  # vectors of this tile
-        c_col = Signal(range(self._max_cols))  # vector unpack position
-        c_vec = Signal(range(self._vectors))
+        s.v_signed = Signal()
+        s.v_bits = Signal(range(max_bits + 1))
+        s.v_left = Signal(range(s.max_count + 1))  # vectors still to do
+        s.nv = Signal(range(self._vectors + 1))  # vectors of this tile
+        s.c_col = Signal(range(self._max_cols))  # vector unpack position
+        s.c_vec = Signal(range(self._vectors))
         # Registered `x - 1` of the bounds the loops compare with (no subtractor on a compare path).
-        m_rows_last = Signal.like(m_rows)
-        m_cols_last = Signal.like(m_cols)
-        nv_last = Signal(range(self._vectors))
-        m.d.sync += [m_rows_last.eq(m_rows - 1), m_cols_last.eq(m_cols - 1), nv_last.eq(nv - 1)]
+        s.m_rows_last = Signal.like(s.m_rows)
+        s.m_cols_last = Signal.like(s.m_cols)
+        s.nv_last = Signal(range(self._vectors))
+        m.d.sync += [s.m_rows_last.eq(s.m_rows - 1), s.m_cols_last.eq(s.m_cols - 1), s.nv_last.eq(s.nv - 1)]
         # c_col == m_cols - 1 and c_vec == nv - 1, as registers set with the counters (from
         # m_cols - 2 and nv - 2, registered: see last_row below).
-        c_col_last = Signal()
-        c_vec_last = Signal()
-        m_cols_m2 = Signal.like(m_cols)
-        m.d.sync += m_cols_m2.eq(m_cols - 2)
-        e_slot = Signal(range(self._vectors))  # emit: vector of the tile
-        e_row = Signal(range(self._max_rows))  # emit: row
+        s.c_col_last = Signal()
+        s.c_vec_last = Signal()
+        s.m_cols_m2 = Signal.like(s.m_cols)
+        m.d.sync += s.m_cols_m2.eq(s.m_cols - 2)
+        s.e_slot = Signal(range(self._vectors))  # emit: vector of the tile
+        s.e_row = Signal(range(self._max_rows))  # emit: row
         # e_row == m_rows - 1, e_slot == nv - 1, v_left == nv (the tile is the RUN's last) and
         # v_left - nv, as registers: set with the counters (first_value, next_row, next_slot) from
         # bounds registered a cycle before (m_rows - 2 and nv - 2 wrap where no counter meets them).
-        last_row = Signal()
-        last_slot = Signal()
-        last_tile = Signal()
-        v_rest = Signal.like(v_left)
-        m_rows_m2 = Signal.like(m_rows)
-        nv_m2 = Signal.like(nv_last)
-        m.d.sync += [m_rows_m2.eq(m_rows - 2), nv_m2.eq(nv - 2), last_tile.eq(v_left == nv), v_rest.eq(v_left - nv)]
-
-        def first_value():
-            return [e_row.eq(0), e_slot.eq(0), last_row.eq(m_rows_last == 0), last_slot.eq(nv_last == 0)]
-
-        def next_row():
-            return [e_row.eq(e_row + 1), last_row.eq(e_row == m_rows_m2)]
+        s.last_row = Signal()
+        s.last_slot = Signal()
+        s.last_tile = Signal()
+        s.v_rest = Signal.like(s.v_left)
+        s.m_rows_m2 = Signal.like(s.m_rows)
+        s.nv_m2 = Signal.like(s.nv_last)
+        m.d.sync += [s.m_rows_m2.eq(s.m_rows - 2), s.nv_m2.eq(s.nv - 2),
+                     s.last_tile.eq(s.v_left == s.nv), s.v_rest.eq(s.v_left - s.nv)]
 
         # The drain: a computed tile's values stream out of the result memory (stream_tile)
         # while the main state machine loads the next tile's vectors; the next tile
         # computes once it is done.  It keeps its tile's bounds: the next TILE changes nv.
-        draining = Signal()
-        d_nv_m2 = Signal.like(nv_m2)  # the draining tile's nv - 2
-        d_last_tile = Signal()  # the draining tile is the RUN's last
+        s.draining = Signal()
+        s.d_nv_m2 = Signal.like(s.nv_m2)  # the draining tile's nv - 2
+        s.d_last_tile = Signal()  # the draining tile is the RUN's last
 
-        def next_slot():
-            return [e_row.eq(0), last_row.eq(m_rows_last == 0), e_slot.eq(e_slot + 1), last_slot.eq(e_slot == d_nv_m2)]
+    def _drain_state(self, m, s):
+        """The drain's and the reply's state: the value's bytes, the reply's width, the sums' operands."""
+        act_bits = self._max_act_bits
+        packed_bits = self._config.packed_bits
+        sums = self._sum_slots
         widest = max(L.ACC_BYTES, L.sum_width(self._sum_bits))  # an accumulator's or a sum's bytes
-        e_byte = Signal(range(widest))
+        s.e_byte = Signal(range(widest))
         # Bytes of each accumulator (sum) of this RUN's (READ_SUMS') reply; of a packed RUN, bits.
-        e_width = Signal(range(max(widest, packed_bits) + 1))
-        e_last_byte = Signal(range(widest))  # e_width - 1
-        m.d.sync += e_last_byte.eq(e_width - 1)
-        v_act = Signal()  # this RUN is activated
+        s.e_width = Signal(range(max(widest, packed_bits) + 1))
+        s.e_last_byte = Signal(range(widest))  # e_width - 1
+        m.d.sync += s.e_last_byte.eq(s.e_width - 1)
+        s.v_act = Signal()  # this RUN is activated
         # The drain (stream_tile): the result reads in flight, one bit a stage
         # (the top one: `gemm.result` shows a value not yet taken), and the tile has values
         # not yet read.
-        t_flight = Signal(gemm.result_latency)
-        t_more = Signal()
-        v_sum = Signal()  # this RUN is an ACCUMULATE: its values go into the batch sums
-        v_read = Signal()  # a READ_SUMS: sums follow the width byte
-        pack_bits = Signal.like(packer.bits)  # the packer's code width for this RUN
+        s.t_flight = Signal(s.gemm.result_latency)
+        s.t_more = Signal()
+        s.v_sum = Signal()  # this RUN is an ACCUMULATE: its values go into the batch sums
+        s.v_read = Signal()  # a READ_SUMS: sums follow the width byte
+        s.pack_bits = Signal.like(s.packer.bits)  # the packer's code width for this RUN
         if packed_bits:
-            v_packed = Signal()  # this RUN's accumulators leave packed, a beat each
-        a_last = Signal()  # the drain: the value offered is the RUN's last (read with it)
+            s.v_packed = Signal()  # this RUN's accumulators leave packed, a beat each
+        s.a_last = Signal()  # the drain: the value offered is the RUN's last (read with it)
         if sums:
-            s_addr = Signal(range(sums + 1))  # the sum of an ACCUMULATE's next value
-            s_mantissa = Signal(SCALE_MANTISSA_BITS)  # ACCUMULATE: the sample's scale
-            s_shift = Signal(L.SHIFT_BITS)
-            s_first = Signal()
-            s_float_read = Signal()  # this READ_SUMS sends binary32 sums (width 0)
+            s.s_addr = Signal(range(sums + 1))  # the sum of an ACCUMULATE's next value
+            s.s_mantissa = Signal(SCALE_MANTISSA_BITS)  # ACCUMULATE: the sample's scale
+            s.s_shift = Signal(L.SHIFT_BITS)
+            s.s_first = Signal()
+            s.s_float_read = Signal()  # this READ_SUMS sends binary32 sums (width 0)
             m.d.comb += [
-                batch_sum.mantissa.eq(s_mantissa),
-                batch_sum.shift.eq(s_shift),
-                batch_sum.first.eq(s_first),
-                batch_sum.read_addr.eq(sum_reader.read_addr),
-                sum_reader.read_data.eq(batch_sum.read_data),
-                sum_reader.slot.eq(read_sums.slot),
-                sum_reader.count.eq(read_sums.count),
-                sum_reader.sum_bytes.eq(plan.sum_bytes),
-                sum_reader.binary32.eq(plan.sum_float),
+                s.batch_sum.mantissa.eq(s.s_mantissa),
+                s.batch_sum.shift.eq(s.s_shift),
+                s.batch_sum.first.eq(s.s_first),
+                s.batch_sum.read_addr.eq(s.sum_reader.read_addr),
+                s.sum_reader.read_data.eq(s.batch_sum.read_data),
+                s.sum_reader.slot.eq(s.read_sums.slot),
+                s.sum_reader.count.eq(s.read_sums.count),
+                s.sum_reader.sum_bytes.eq(s.plan.sum_bytes),
+                s.sum_reader.binary32.eq(s.plan.sum_float),
             ]
-        streaming = Signal()  # the packer drives the reply body (a RUN's header, width byte sent)
+        s.streaming = Signal()  # the packer drives the reply body (a RUN's header, width byte sent)
         if act_bits:
             # LOAD_THRESHOLDS write position.
-            t_row = Signal(range(self._max_rows + 1))
-            t_left = Signal(range(self._max_rows + 1))  # rows still to write
-            t_at_direction = Signal()  # the next byte is a record's direction byte
-            t_direction = Signal()  # the direction of the row being written (1: -1, acc <= T)
-            t_idx = Signal(act_bits)  # threshold being assembled
-            t_byte = Signal(2)  # its bytes taken
-            t_word = Signal(24)  # its first three bytes (LE: the latest on top)
-            a_row = Signal.like(e_row)  # the drain: the row of the value offered to the threshold unit
+            s.t_row = Signal(range(self._max_rows + 1))
+            s.t_left = Signal(range(self._max_rows + 1))  # rows still to write
+            s.t_at_direction = Signal()  # the next byte is a record's direction byte
+            s.t_direction = Signal()  # the direction of the row being written (1: -1, acc <= T)
+            s.t_idx = Signal(act_bits)  # threshold being assembled
+            s.t_byte = Signal(2)  # its bytes taken
+            s.t_word = Signal(24)  # its first three bytes (LE: the latest on top)
+            s.a_row = Signal.like(s.e_row)  # the drain: the row of the value offered to the threshold unit
 
-        # ---------------------------------------------------------- engine wiring
+    def _engine_wiring(self, m, s):
+        """The engine's operands' shapes and the result memory's address; an ACCUMULATE's values into the sums."""
+        sums = self._sum_slots
         m.d.comb += [
-            gemm.to_vectors.eq(to_vectors),
-            gemm.cols.eq(m_cols),
-            gemm.rows.eq(m_rows),
-            gemm.m_bits.eq(m_bits),
-            gemm.m_signed.eq(m_flags.signed),
-            gemm.v_bits.eq(v_bits),
-            gemm.v_signed.eq(v_signed),
-            gemm.result_addr.eq(gemm.result_address(e_slot, e_row)),
+            s.gemm.to_vectors.eq(s.to_vectors),
+            s.gemm.cols.eq(s.m_cols),
+            s.gemm.rows.eq(s.m_rows),
+            s.gemm.m_bits.eq(s.m_bits),
+            s.gemm.m_signed.eq(s.m_flags.signed),
+            s.gemm.v_bits.eq(s.v_bits),
+            s.gemm.v_signed.eq(s.v_signed),
+            s.gemm.result_addr.eq(s.gemm.result_address(s.e_slot, s.e_row)),
         ]
         if sums:  # an ACCUMULATE's value into its sum
-            m.d.comb += [batch_sum.i.payload.slot.eq(s_addr), batch_sum.i.payload.partial.eq(gemm.result)]
-        result = gemm.result
+            m.d.comb += [s.batch_sum.i.payload.slot.eq(s.s_addr), s.batch_sum.i.payload.partial.eq(s.gemm.result)]
+        s.result = s.gemm.result
 
-        # ---------------------------------------------------------- reply values
+    def _reply_values(self, m, s):
+        """The packer's input (the accumulators' bytes or the activation stage's codes) and its bytes out."""
+        act_bits = self._max_act_bits
+        packed_bits = self._config.packed_bits
+        pool = self._max_pool > 1
         # The packer's input: the activation stage's codes in an activated RUN, else the
         # accumulators (through a skid buffer where the result memory has its register: no
         # path from the banks' select into the packer's shift).
         # The drain's beat into the packer: the offered value's byte e_byte, or, packed, the
         # value; the value's last beat ends it (and the RUN's last value's, the reply).
-        beat_last = Signal()
-        value_byte = result.as_unsigned().word_select(e_byte[:exact_log2(L.ACC_BYTES)], 8)
+        s.beat_last = Signal()
+        value_byte = s.result.as_unsigned().word_select(s.e_byte[:exact_log2(L.ACC_BYTES)], 8)
         m.d.comb += [
-            beat_last.eq(e_byte == e_last_byte),
-            acc_values.payload.code.eq(value_byte),
-            acc_values.payload.last.eq(a_last & beat_last),
-            packer.bits.eq(pack_bits),
+            s.beat_last.eq(s.e_byte == s.e_last_byte),
+            s.acc_values.payload.code.eq(value_byte),
+            s.acc_values.payload.last.eq(s.a_last & s.beat_last),
+            s.packer.bits.eq(s.pack_bits),
         ]
         if packed_bits:
-            with m.If(v_packed):
-                m.d.comb += [beat_last.eq(1), acc_values.payload.code.eq(result)]
-        sources = [(~v_act, acc_values)]
+            with m.If(s.v_packed):
+                m.d.comb += [s.beat_last.eq(1), s.acc_values.payload.code.eq(s.result)]
+        sources = [(~s.v_act, s.acc_values)]
         if act_bits:
             m.d.comb += [
-                threshold.bits.eq(t_bits),
-                threshold.i.payload.channel.eq(a_row),
-                threshold.i.payload.acc.eq(result),
-                threshold.i.payload.last.eq(a_last),
+                s.threshold.bits.eq(s.t_bits),
+                s.threshold.i.payload.channel.eq(s.a_row),
+                s.threshold.i.payload.acc.eq(s.result),
+                s.threshold.i.payload.last.eq(s.a_last),
             ]
-            codes_out = threshold.o
+            codes_out = s.threshold.o
             if pool:  # pool p: groups of p**2 = 2**(2 * log2 p) vectors (the bits of p at 2 and 4)
-                wiring.connect(m, threshold.o, group_max.i)
-                m.d.comb += [group_max.rows.eq(m_rows),
-                             group_max.group_log.eq(Mux(v_window, w_held.pool[:3] & 0b110, 0))]
-                codes_out = group_max.o
-            sources.append((v_act, codes_out))
+                wiring.connect(m, s.threshold.o, s.group_max.i)
+                m.d.comb += [s.group_max.rows.eq(s.m_rows),
+                             s.group_max.group_log.eq(Mux(s.v_window, s.w_held.pool[:3] & 0b110, 0))]
+                codes_out = s.group_max.o
+            sources.append((s.v_act, codes_out))
         # Either source reaches the packer through a skid buffer: no path runs from the
         # result banks' select into the packer's shift, nor from the reply's `ready` back
         # through the packer into the threshold unit or the drain.
-        m.submodules.value_slice = value_slice = SkidBuffer(packer.in_layout)
-        wiring.connect(m, value_slice.o, packer.i)
+        m.submodules.value_slice = value_slice = SkidBuffer(s.packer.in_layout)
+        wiring.connect(m, value_slice.o, s.packer.i)
         for selected, source in sources:
             with m.If(selected):
                 m.d.comb += [value_slice.i.valid.eq(source.valid),
@@ -806,378 +861,424 @@ class TrainingCore(wiring.Component):
                              value_slice.i.payload.last.eq(source.payload.last),
                              source.ready.eq(value_slice.i.ready)]
         # While a RUN streams, the packer's bytes are the reply body; the one with `last` ends it.
-        with m.If(streaming):
+        with m.If(s.streaming):
             m.d.comb += [
-                body.valid.eq(packer.o.valid),
-                body.payload.eq(packer.o.payload),
-                packer.o.ready.eq(body.ready),
+                s.body.valid.eq(s.packer.o.valid),
+                s.body.payload.eq(s.packer.o.payload),
+                s.packer.o.ready.eq(s.body.ready),
             ]
-            with m.If(packer.o.valid & packer.o.ready & packer.o.payload.last):
-                m.d.sync += streaming.eq(0)
+            with m.If(s.packer.o.valid & s.packer.o.ready & s.packer.o.payload.last):
+                m.d.sync += s.streaming.eq(0)
 
-        # ---------------------------------------------------------- control
-        def reply(status, kind, size, detail=0):
-            m.d.sync += [r_status.eq(status), r_kind.eq(kind), r_detail.eq(detail), r_len.eq(size),
-                         msg_index.eq(0), msg_ahead.eq(1), msg_byte.eq(status), msg_last.eq(3 + size)]
-
-        def stream_tile(sink, tags=(), beat_last=1):
-            # The drain: the tile's values out of the result memory into `sink`: the value
-            # read in one cycle is offered `gemm.result_latency` cycles later (`t_flight`);
-            # the reads advance while the offered value is taken (its last beat,
-            # `beat_last`), and hold (result_en low) while it is not.  `tags`, (signal,
-            # value) pairs, go with each value: `value` as it is read, in `signal` while it
-            # is offered.  The tile's last value taken, the drain ends.
-            take = Signal()
-            offered = t_flight[-1]
-            in_flight = t_flight[:-1].any()  # reads on their way to `gemm.result` behind it
-            m.d.comb += [sink.valid.eq(offered), take.eq(~offered | (sink.ready & beat_last)),
-                         gemm.result_en.eq(take)]
-            with m.If(take):
-                m.d.sync += t_flight.eq(Cat(t_more, t_flight[:-1]))
-                for signal, value in tags:
-                    for stage in range(gemm.result_latency - 1):
-                        read = Signal.like(signal, name=f"{signal.name}_read{stage}")
-                        m.d.sync += read.eq(value)
-                        value = read
-                    m.d.sync += signal.eq(value)
-                with m.If(t_more):  # value (e_slot, e_row) is read now: on to the next
-                    m.d.sync += t_more.eq(~(last_row & last_slot))
-                    with m.If(~last_row):
-                        m.d.sync += next_row()
-                    with m.Else():
-                        m.d.sync += next_slot()
-                with m.Elif(~in_flight):  # the tile's last value taken now
-                    m.d.sync += draining.eq(0)
-
-        def error(status, detail=L.Detail.NONE):
-            reply(status, _MSG_ERROR, L.ERROR_PAYLOAD, detail)
-            fsm.goto("REPLY")
-
+    def _drain(self, m, s):
+        """The drain, beside the state machine: a computed tile's values to the threshold unit, the
+        sums or the packer."""
+        act_bits = self._max_act_bits
+        sums = self._sum_slots
         # The drain, beside the state machine: into the threshold unit (an activated RUN; the
         # codes reach the packer and the reply on their own), the batch sums (ACCUMULATE, one
         # a cycle) or the packer (a byte a beat, or a packed value).
-        last_value = last_row & last_slot & d_last_tile
-        with m.If(draining):
-            with m.If(v_act):
+        last_value = s.last_row & s.last_slot & s.d_last_tile
+        with m.If(s.draining):
+            with m.If(s.v_act):
                 if act_bits:
-                    stream_tile(threshold.i, [(a_row, e_row), (a_last, last_value)])
-            with m.Elif(v_sum):
+                    self._stream_tile(m, s, s.threshold.i, [(s.a_row, s.e_row), (s.a_last, last_value)])
+            with m.Elif(s.v_sum):
                 if sums:
-                    with m.If(t_flight[-1] & batch_sum.i.ready):
-                        m.d.sync += s_addr.eq(s_addr + 1)
-                    stream_tile(batch_sum.i)
+                    with m.If(s.t_flight[-1] & s.batch_sum.i.ready):
+                        m.d.sync += s.s_addr.eq(s.s_addr + 1)
+                    self._stream_tile(m, s, s.batch_sum.i)
             with m.Else():
-                with m.If(acc_values.valid & acc_values.ready):  # a beat: the value's next byte, or the next value
-                    m.d.sync += e_byte.eq(Mux(beat_last, 0, e_byte + 1))
-                stream_tile(acc_values, [(a_last, last_value)], beat_last)
+                with m.If(s.acc_values.valid & s.acc_values.ready):  # a beat: the value's next byte, or the next value
+                    m.d.sync += s.e_byte.eq(Mux(s.beat_last, 0, s.e_byte + 1))
+                self._stream_tile(m, s, s.acc_values, [(s.a_last, last_value)], s.beat_last)
 
+    def _engine_clear(self, m, s):
+        """The engine's clear, from a flip-flop set with the step into TILE (and LOAD_START of a new matrix)."""
         # The engine's clear (its plane writer's counters start over) comes from a flip-flop,
         # set with the step into TILE and, for a new matrix (offset 0), into LOAD_START: no
         # state decode lies between the FSM and the writer.
-        engine_clear = Signal()
-        m.d.sync += engine_clear.eq(0)
-        m.d.comb += gemm.clear.eq(engine_clear)
+        s.engine_clear = Signal()
+        m.d.sync += s.engine_clear.eq(0)
+        m.d.comb += s.gemm.clear.eq(s.engine_clear)
 
-        with _OneHotFSM(m, "IDLE") as fsm:
-            def next_tile():
-                fsm.goto("TILE")
-                m.d.sync += engine_clear.eq(1)
-
-            with fsm.state("IDLE"):
-                # (With sums: not while they are being zeroed, after a reset or RESET.)
-                with m.If(receiver.o.valid & (~batch_sum.busy if sums else 1)):
-                    fsm.goto("CHECK1")
-            checks = [f"CHECK{n}" for n in range(1, checker.latency)]  # the checker's pipeline
-            for state, after in zip(checks, checks[1:] + ["DECIDE"]):
-                with fsm.state(state):
-                    fsm.goto(after)
-            with fsm.state("DECIDE"):  # the verdict is registered: only its actions here
-                with m.If(~verdict.ok):
-                    error(verdict.status, verdict.detail)
-                with m.Elif(command.ping):
-                    reply(L.Status.OK, _MSG_PING, L.PING_REPLY)
-                    fsm.goto("REPLY")
-                with m.Elif(command.reset):
-                    m.d.sync += [has_shape.eq(0), m_loaded.eq(0)]
-                    if act_bits:
-                        m.d.sync += t_loaded.eq(0)
-                    if sums:  # zeroed in the background; the next request waits for it
-                        m.d.comb += batch_sum.clear.eq(1)
-                    if fmap:
-                        m.d.sync += [f_has.eq(0), f_loaded.eq(0)]
-                    reply(L.Status.OK, _MSG_EMPTY, 0)
-                    fsm.goto("REPLY")
-                with m.Elif(command.load_matrix):
-                    with m.If(l_new):
-                        m.d.sync += [
-                            has_shape.eq(1), m_rows.eq(l_rows), m_cols.eq(l_cols),
-                            m_bits.eq(l_bits), m_flags.eq(l_flags), m_total.eq(plan.total),
-                        ]
-                        if act_bits:  # thresholds belong to the rows of one matrix
-                            m.d.sync += t_loaded.eq(0)
-                    m.d.sync += [left.eq(l_count), rd_base.eq(L.LOAD_HEADER), unpack_bits.eq(l_bits),
-                                 engine_clear.eq(l_new), to_vectors.eq(0)]
-                    if fmap:  # windowed: the codes come from the window generator
-                        m.d.sync += [v_window.eq(l_window), w_held.eq(plan.window)]
-                    fsm.goto("LOAD_START")
-                with m.Elif(command.run):
-                    reply(L.Status.OK, _MSG_EMPTY, 0)
-                    m.d.sync += [
-                        r_len.eq(plan.reply_size), v_act.eq(r_activate), v_sum.eq(0), v_read.eq(0),
-                        v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
-                        rd_base.eq(L.RUN_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
-                    ]
-                    # The width byte: bytes of each accumulator or, packed, bits; the packer's
-                    # code width: those bits, or a byte, or the activation code's.
-                    beat_bits = Mux(r_packed, plan.packed_bits, 8) if packed else 8
-                    m.d.sync += [e_width.eq(Mux(r_packed, plan.packed_bits, plan.width) if packed else plan.width),
-                                 pack_bits.eq(Mux(r_activate, t_bits, beat_bits) if act_bits else beat_bits)]
-                    if packed:
-                        m.d.sync += v_packed.eq(r_packed)
-                    if fmap:
-                        m.d.sync += [v_window.eq(r_window), w_held.eq(plan.window)]
-                    fsm.goto("RUN_START")
-                if sums:
-                    with m.Elif(command.accumulate):
-                        reply(L.Status.OK, _MSG_EMPTY, 0)  # sent once the sums are written (SUM_WAIT)
-                        m.d.sync += [
-                            v_sum.eq(1), v_read.eq(0), v_act.eq(0),
-                            v_left.eq(r_count), v_bits.eq(r_bits), v_signed.eq(r_flags.signed),
-                            rd_base.eq(L.ACCUMULATE_HEADER), unpack_bits.eq(r_bits), to_vectors.eq(1),
-                            s_addr.eq(accumulate.slot), s_mantissa.eq(accumulate.mantissa),
-                            s_shift.eq(accumulate.shift), s_first.eq(r_first),
-                        ]
-                        if fmap:
-                            m.d.sync += [v_window.eq(r_window), w_held.eq(plan.window)]
-                        fsm.goto("RUN_START")
-                    with m.Elif(command.read_sums):
-                        reply(L.Status.OK, _MSG_EMPTY, 0)
-                        # The reader starts now: its first sums are read while the header leaves.
-                        m.d.comb += sum_reader.start.eq(1)
-                        m.d.sync += [
-                            r_len.eq(L.SUMS_REPLY_HEADER + plan.sums_bytes), e_width.eq(plan.sum_bytes),
-                            s_float_read.eq(plan.sum_float), v_read.eq(1), v_sum.eq(0), v_act.eq(0),
-                        ]
-                        fsm.goto("RUN_HEADER")
-                if fmap:
-                    with m.Elif(command.load_fmap):
-                        with m.If(f_new):  # a new map
-                            m.d.sync += [
-                                f_has.eq(1), f_shape.eq(load_fmap.as_value()[:len(f_shape.as_value())]),
-                                f_bits.eq(load_fmap.bits), f_total.eq(plan.fmap_total),
-                            ]
-                        m.d.sync += [left.eq(load_fmap.count), f_addr.eq(load_fmap.offset),
-                                     rd_base.eq(L.LOAD_FMAP_HEADER), unpack_bits.eq(load_fmap.bits)]
-                        fsm.goto("FMAP_START")
+    def _fsm_decide(self, m, s):
+        """IDLE, the checker's pipeline, DECIDE: the verdict's error or the command's first actions."""
+        fmap = self._fmap_codes
+        act_bits = self._max_act_bits
+        sums = self._sum_slots
+        packed = self._packed_accumulators
+        with s.fsm.state("IDLE"):
+            # (With sums: not while they are being zeroed, after a reset or RESET.)
+            with m.If(s.receiver.o.valid & (~s.batch_sum.busy if sums else 1)):
+                s.fsm.goto("CHECK1")
+        checks = [f"CHECK{n}" for n in range(1, s.checker.latency)]  # the checker's pipeline
+        for state, after in zip(checks, checks[1:] + ["DECIDE"]):
+            with s.fsm.state(state):
+                s.fsm.goto(after)
+        with s.fsm.state("DECIDE"):  # the verdict is registered: only its actions here
+            with m.If(~s.verdict.ok):
+                self._error(m, s, s.verdict.status, s.verdict.detail)
+            with m.Elif(s.command.ping):
+                self._reply(m, s, L.Status.OK, _MSG_PING, L.PING_REPLY)
+                s.fsm.goto("REPLY")
+            with m.Elif(s.command.reset):
+                m.d.sync += [s.has_shape.eq(0), s.m_loaded.eq(0)]
                 if act_bits:
-                    with m.Elif(command.load_thresholds):
-                        m.d.sync += [
-                            t_bits.eq(h_bits), t_row.eq(h_offset), t_left.eq(h_count), t_at_direction.eq(1),
-                            rd_base.eq(L.THRESHOLD_HEADER),
-                        ]
-                        fsm.goto("THR_START")
-
-            # ------------------------------------------------ short replies
-            with fsm.state("REPLY"):  # the whole reply: header + short payload
-                m.d.comb += [
-                    body.valid.eq(1),
-                    body.payload.data.eq(msg_byte),
-                    body.payload.last.eq(msg_index == msg_last),
-                    msg_next.eq(body.ready),
+                    m.d.sync += s.t_loaded.eq(0)
+                if sums:  # zeroed in the background; the next request waits for it
+                    m.d.comb += s.batch_sum.clear.eq(1)
+                if fmap:
+                    m.d.sync += [s.f_has.eq(0), s.f_loaded.eq(0)]
+                self._reply(m, s, L.Status.OK, _MSG_EMPTY, 0)
+                s.fsm.goto("REPLY")
+            with m.Elif(s.command.load_matrix):
+                with m.If(s.l_new):
+                    m.d.sync += [
+                        s.has_shape.eq(1), s.m_rows.eq(s.l_rows), s.m_cols.eq(s.l_cols),
+                        s.m_bits.eq(s.l_bits), s.m_flags.eq(s.l_flags), s.m_total.eq(s.plan.total),
+                    ]
+                    if act_bits:  # thresholds belong to the rows of one matrix
+                        m.d.sync += s.t_loaded.eq(0)
+                m.d.sync += [s.left.eq(s.l_count), s.rd_base.eq(L.LOAD_HEADER), s.unpack_bits.eq(s.l_bits),
+                             s.engine_clear.eq(s.l_new), s.to_vectors.eq(0)]
+                if fmap:  # windowed: the codes come from the window generator
+                    m.d.sync += [s.v_window.eq(s.l_window), s.w_held.eq(s.plan.window)]
+                s.fsm.goto("LOAD_START")
+            with m.Elif(s.command.run):
+                self._reply(m, s, L.Status.OK, _MSG_EMPTY, 0)
+                m.d.sync += [
+                    s.r_len.eq(s.plan.reply_size), s.v_act.eq(s.r_activate), s.v_sum.eq(0), s.v_read.eq(0),
+                    s.v_left.eq(s.r_count), s.v_bits.eq(s.r_bits), s.v_signed.eq(s.r_flags.signed),
+                    s.rd_base.eq(L.RUN_HEADER), s.unpack_bits.eq(s.r_bits), s.to_vectors.eq(1),
                 ]
-                with m.If(body.ready):
-                    with m.If(msg_index == msg_last):
-                        fsm.goto("DONE")
-            with fsm.state("DONE"):  # (a RUN's packer may still be sending)
-                with m.If(~streaming):
-                    m.d.comb += receiver.o.ready.eq(1)
-                    fsm.goto("IDLE")
-
-            # ------------------------------------------------ LOAD_MATRIX
-            with fsm.state("LOAD_START"):
-                m.d.comb += rd_start.eq(1)
-                if fmap:  # (the matrix's shape, read by the generator, is registered by now)
-                    m.d.comb += window.start.eq(v_window)
-                fsm.goto("LOAD")
-            with fsm.state("LOAD"):  # codes (or, windowed, the generator's) into the engine's plane writer
-                m.d.comb += code_slice.i.payload.flush.eq(left == 1)
-                with m.If(~v_window):
-                    m.d.comb += [
-                        rd_active.eq(1),
-                        code_slice.i.valid.eq(unpacker.o.valid),
-                        unpacker.o.ready.eq(code_slice.i.ready),
-                    ]
+                # The width byte: bytes of each accumulator or, packed, bits; the packer's
+                # code width: those bits, or a byte, or the activation code's.
+                beat_bits = Mux(s.r_packed, s.plan.packed_bits, 8) if packed else 8
+                width = Mux(s.r_packed, s.plan.packed_bits, s.plan.width) if packed else s.plan.width
+                m.d.sync += [s.e_width.eq(width),
+                             s.pack_bits.eq(Mux(s.r_activate, s.t_bits, beat_bits) if act_bits else beat_bits)]
+                if packed:
+                    m.d.sync += s.v_packed.eq(s.r_packed)
                 if fmap:
-                    with m.Else():
-                        m.d.comb += [
-                            code_slice.i.valid.eq(window.o.valid),
-                            window.o.ready.eq(code_slice.i.ready),
-                        ]
-                with m.If(code_taken):
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(left == 1):
-                        fsm.goto("LOAD_WAIT")
-            with fsm.state("LOAD_WAIT"):  # the last planes are written
-                with m.If(codes_written):
-                    fsm.goto("LOAD_DONE")
-            with fsm.state("LOAD_DONE"):
-                m.d.sync += m_loaded.eq(l_offset + l_count)
-                reply(L.Status.OK, _MSG_LOADED, 4)
-                fsm.goto("REPLY")
-
-            # ------------------------------------------------ LOAD_FMAP
-            if fmap:
-                with fsm.state("FMAP_START"):
-                    m.d.comb += rd_start.eq(1)
-                    fsm.goto("FMAP")
-                with fsm.state("FMAP"):  # codes into the feature map, one a cycle
-                    m.d.comb += [
-                        rd_active.eq(1),
-                        unpacker.o.ready.eq(1),
-                        window.write.valid.eq(unpacker.o.valid),
-                        window.write.payload.addr.eq(f_addr),
-                        window.write.payload.code.eq(new_code),
-                    ]
-                    with m.If(unpacker.o.valid):
-                        m.d.sync += [f_addr.eq(f_addr + 1), left.eq(left - 1)]
-                        with m.If(left == 1):
-                            fsm.goto("FMAP_DONE")
-                with fsm.state("FMAP_DONE"):
-                    m.d.sync += f_loaded.eq(load_fmap.offset + load_fmap.count)
-                    reply(L.Status.OK, _MSG_LOADED, 4)
-                    fsm.goto("REPLY")
-
-            # ------------------------------------------------ LOAD_THRESHOLDS
-            if act_bits:
-                with fsm.state("THR_START"):
-                    m.d.comb += rd_start.eq(1)
-                    fsm.goto("THR")
-                with fsm.state("THR"):  # records byte by byte: direction, then int32 LE thresholds
-                    byte = req_bytes.payload
-                    m.d.comb += [rd_bytes.eq(1), rd_active.eq(1), rd_take.eq(req_bytes.valid)]
-                    m.d.comb += [  # (the unit's load is always ready)
-                        threshold.load.payload.channel.eq(t_row),
-                        threshold.load.payload.index.eq(t_idx),
-                        threshold.load.payload.direction.eq(t_direction),
-                        threshold.load.payload.threshold.eq(Cat(t_word, byte)),
-                    ]
-                    with m.If(req_bytes.valid & t_at_direction):
-                        m.d.sync += [t_direction.eq(byte[0]), t_at_direction.eq(0), t_idx.eq(0), t_byte.eq(0)]
-                    with m.Elif(req_bytes.valid):
-                        m.d.sync += [t_word.eq(Cat(t_word[8:], byte)), t_byte.eq(t_byte + 1)]
-                        with m.If(t_byte == 3):
-                            m.d.comb += threshold.load.valid.eq(1)
-                            m.d.sync += t_idx.eq(t_idx + 1)
-                            with m.If(t_idx == t_idx_last):  # the row's last threshold
-                                m.d.sync += [t_at_direction.eq(1), t_row.eq(t_row + 1), t_left.eq(t_left - 1)]
-                                with m.If(t_left == 1):
-                                    fsm.goto("THR_DONE")
-                with fsm.state("THR_DONE"):
-                    m.d.sync += t_loaded.eq(h_offset + h_count)
-                    reply(L.Status.OK, _MSG_LOADED, 2)
-                    fsm.goto("REPLY")
-
-            # ------------------------------------------------ RUN
-            with fsm.state("RUN_START"):
-                m.d.comb += rd_start.eq(1)
-                if pool:
-                    m.d.comb += group_max.start.eq(1)
-                if fmap:
-                    m.d.comb += window.start.eq(v_window)
-                with m.If(v_sum):  # an ACCUMULATE replies once its sums are written
-                    next_tile()
-                with m.Else():
-                    fsm.goto("RUN_HEADER")
-            with fsm.state("RUN_HEADER"):  # STATUS TAG LEN_L LEN_H, never the last bytes
-                m.d.comb += [body.valid.eq(1), body.payload.data.eq(msg_byte), msg_next.eq(body.ready)]
-                with m.If(body.ready):
-                    with m.If(msg_index == 3):
-                        m.d.sync += streaming.eq(v_act)
-                        with m.If(v_act):
-                            next_tile()
-                        with m.Else():
-                            fsm.goto("RUN_WIDTH")
-            with fsm.state("RUN_WIDTH"):  # accumulators (sums): the reply's width byte, never the last
-                m.d.comb += [body.valid.eq(1), body.payload.data.eq(e_width)]
-                if sums:
-                    with m.If(v_read & s_float_read):  # READ_SUMS width 0: the byte is 0, the sums 4 bytes
-                        m.d.comb += body.payload.data.eq(L.SUM_FLOAT32)
-                with m.If(body.ready):
-                    m.d.sync += streaming.eq(~v_read)
-                    if sums:
-                        with m.If(v_read):
-                            fsm.goto("SUM_SEND")
-                        with m.Else():
-                            next_tile()
-                    else:
-                        next_tile()
-            with fsm.state("TILE"):  # the next tile: up to `vectors` vectors (the engine cleared)
-                m.d.sync += [v_settled.eq(0), nv.eq(Mux(v_left >= self._vectors, self._vectors, v_left)),
-                             c_col.eq(0), c_vec.eq(0), c_col_last.eq(m_cols_last == 0)]
-                fsm.goto("VECTOR")
-            with fsm.state("VECTOR"):  # unpack (or, windowed, make) the tile's vectors into the engine
-                # The tile's first code may wait here already (the generator's next one, or the
-                # unpacker's, left of the byte the last tile ended in); codes are taken from the
-                # state's second cycle on, once the engine's writer and `nv_last` have
-                # registered the tile's `nv` (a one-column tile's first code ends its vector).
-                m.d.sync += v_settled.eq(1)
-                with m.If(~v_settled):  # nv is registered (nv_last and nv_m2 are not yet)
-                    m.d.sync += c_vec_last.eq(nv == 1)
-                with m.If(~v_window):
-                    m.d.comb += [
-                        rd_active.eq(1),
-                        code_slice.i.valid.eq(unpacker.o.valid & v_settled),
-                        unpacker.o.ready.eq(code_slice.i.ready & v_settled),
-                    ]
-                if fmap:
-                    with m.Elif(v_settled):
-                        m.d.comb += [
-                            code_slice.i.valid.eq(window.o.valid),
-                            window.o.ready.eq(code_slice.i.ready),
-                        ]
-                with m.If(code_taken):
-                    m.d.sync += [c_col.eq(c_col + 1), c_col_last.eq(c_col == m_cols_m2)]
-                    with m.If(c_col_last):
-                        m.d.sync += [c_col.eq(0), c_col_last.eq(m_cols_last == 0),
-                                     c_vec.eq(c_vec + 1), c_vec_last.eq(c_vec == nv_m2)]
-                        with m.If(c_vec_last):
-                            fsm.goto("START")
-            with fsm.state("START"):  # once the last planes are written and the last tile drained
-                with m.If(codes_written & ~draining):
-                    m.d.comb += gemm.start.eq(1)
-                    fsm.goto("COMPUTE")
-            with fsm.state("COMPUTE"):  # then the drain from the next cycle on (its first read)
-                with m.If(gemm.done):
-                    m.d.sync += [*first_value(), t_flight.eq(0), t_more.eq(1), e_byte.eq(0), draining.eq(1),
-                                 d_nv_m2.eq(nv_m2), d_last_tile.eq(last_tile), v_left.eq(v_rest)]
-                    with m.If(last_tile):
-                        fsm.goto("DRAIN")
-                    with m.Else():
-                        next_tile()
-            with fsm.state("DRAIN"):  # the last tile's values leave
-                with m.If(~draining):
-                    # (an activated RUN's or a RUN's packer may still be sending: DONE waits)
-                    if sums:
-                        with m.If(v_sum):
-                            fsm.goto("SUM_WAIT")
-                        with m.Else():
-                            fsm.goto("DONE")
-                    else:
-                        fsm.goto("DONE")
+                    m.d.sync += [s.v_window.eq(s.r_window), s.w_held.eq(s.plan.window)]
+                s.fsm.goto("RUN_START")
             if sums:
-                with fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
-                    with m.If(~batch_sum.busy):
-                        fsm.goto("REPLY")
-                with fsm.state("SUM_SEND"):  # READ_SUMS: the sum reader's bytes are the body
-                    m.d.comb += [
-                        body.valid.eq(sum_reader.o.valid),
-                        body.payload.data.eq(sum_reader.o.payload.data),
-                        body.payload.last.eq(sum_reader.o.payload.last),
-                        sum_reader.o.ready.eq(body.ready),
+                with m.Elif(s.command.accumulate):
+                    self._reply(m, s, L.Status.OK, _MSG_EMPTY, 0)  # sent once the sums are written (SUM_WAIT)
+                    m.d.sync += [
+                        s.v_sum.eq(1), s.v_read.eq(0), s.v_act.eq(0),
+                        s.v_left.eq(s.r_count), s.v_bits.eq(s.r_bits), s.v_signed.eq(s.r_flags.signed),
+                        s.rd_base.eq(L.ACCUMULATE_HEADER), s.unpack_bits.eq(s.r_bits), s.to_vectors.eq(1),
+                        s.s_addr.eq(s.accumulate.slot), s.s_mantissa.eq(s.accumulate.mantissa),
+                        s.s_shift.eq(s.accumulate.shift), s.s_first.eq(s.r_first),
                     ]
-                    with m.If(body.ready & sum_reader.o.valid & sum_reader.o.payload.last):
-                        fsm.goto("DONE")
-        return m
+                    if fmap:
+                        m.d.sync += [s.v_window.eq(s.r_window), s.w_held.eq(s.plan.window)]
+                    s.fsm.goto("RUN_START")
+                with m.Elif(s.command.read_sums):
+                    self._reply(m, s, L.Status.OK, _MSG_EMPTY, 0)
+                    # The reader starts now: its first sums are read while the header leaves.
+                    m.d.comb += s.sum_reader.start.eq(1)
+                    m.d.sync += [
+                        s.r_len.eq(L.SUMS_REPLY_HEADER + s.plan.sums_bytes), s.e_width.eq(s.plan.sum_bytes),
+                        s.s_float_read.eq(s.plan.sum_float), s.v_read.eq(1), s.v_sum.eq(0), s.v_act.eq(0),
+                    ]
+                    s.fsm.goto("RUN_HEADER")
+            if fmap:
+                with m.Elif(s.command.load_fmap):
+                    with m.If(s.f_new):  # a new map
+                        m.d.sync += [
+                            s.f_has.eq(1), s.f_shape.eq(s.load_fmap.as_value()[:len(s.f_shape.as_value())]),
+                            s.f_bits.eq(s.load_fmap.bits), s.f_total.eq(s.plan.fmap_total),
+                        ]
+                    m.d.sync += [s.left.eq(s.load_fmap.count), s.f_addr.eq(s.load_fmap.offset),
+                                 s.rd_base.eq(L.LOAD_FMAP_HEADER), s.unpack_bits.eq(s.load_fmap.bits)]
+                    s.fsm.goto("FMAP_START")
+            if act_bits:
+                with m.Elif(s.command.load_thresholds):
+                    m.d.sync += [
+                        s.t_bits.eq(s.h_bits), s.t_row.eq(s.h_offset), s.t_left.eq(s.h_count), s.t_at_direction.eq(1),
+                        s.rd_base.eq(L.THRESHOLD_HEADER),
+                    ]
+                    s.fsm.goto("THR_START")
+
+    def _fsm_replies(self, m, s):
+        """REPLY (a short reply's bytes) and DONE (the next request)."""
+        with s.fsm.state("REPLY"):  # the whole reply: header + short payload
+            m.d.comb += [
+                s.body.valid.eq(1),
+                s.body.payload.data.eq(s.msg_byte),
+                s.body.payload.last.eq(s.msg_index == s.msg_last),
+                s.msg_next.eq(s.body.ready),
+            ]
+            with m.If(s.body.ready):
+                with m.If(s.msg_index == s.msg_last):
+                    s.fsm.goto("DONE")
+        with s.fsm.state("DONE"):  # (a RUN's packer may still be sending)
+            with m.If(~s.streaming):
+                m.d.comb += s.receiver.o.ready.eq(1)
+                s.fsm.goto("IDLE")
+
+    def _fsm_load_matrix(self, m, s):
+        """LOAD_MATRIX: the codes (or, windowed, the generator's) into the engine's plane writer."""
+        fmap = self._fmap_codes
+        with s.fsm.state("LOAD_START"):
+            m.d.comb += s.rd_start.eq(1)
+            if fmap:  # (the matrix's shape, read by the generator, is registered by now)
+                m.d.comb += s.window.start.eq(s.v_window)
+            s.fsm.goto("LOAD")
+        with s.fsm.state("LOAD"):  # codes (or, windowed, the generator's) into the engine's plane writer
+            m.d.comb += s.code_slice.i.payload.flush.eq(s.left == 1)
+            with m.If(~s.v_window):
+                m.d.comb += [
+                    s.rd_active.eq(1),
+                    s.code_slice.i.valid.eq(s.unpacker.o.valid),
+                    s.unpacker.o.ready.eq(s.code_slice.i.ready),
+                ]
+            if fmap:
+                with m.Else():
+                    m.d.comb += [
+                        s.code_slice.i.valid.eq(s.window.o.valid),
+                        s.window.o.ready.eq(s.code_slice.i.ready),
+                    ]
+            with m.If(s.code_taken):
+                m.d.sync += s.left.eq(s.left - 1)
+                with m.If(s.left == 1):
+                    s.fsm.goto("LOAD_WAIT")
+        with s.fsm.state("LOAD_WAIT"):  # the last planes are written
+            with m.If(s.codes_written):
+                s.fsm.goto("LOAD_DONE")
+        with s.fsm.state("LOAD_DONE"):
+            m.d.sync += s.m_loaded.eq(s.l_offset + s.l_count)
+            self._reply(m, s, L.Status.OK, _MSG_LOADED, 4)
+            s.fsm.goto("REPLY")
+
+    def _fsm_load_fmap(self, m, s):
+        """LOAD_FMAP: codes into the feature map."""
+        fmap = self._fmap_codes
+        if fmap:
+            with s.fsm.state("FMAP_START"):
+                m.d.comb += s.rd_start.eq(1)
+                s.fsm.goto("FMAP")
+            with s.fsm.state("FMAP"):  # codes into the feature map, one a cycle
+                m.d.comb += [
+                    s.rd_active.eq(1),
+                    s.unpacker.o.ready.eq(1),
+                    s.window.write.valid.eq(s.unpacker.o.valid),
+                    s.window.write.payload.addr.eq(s.f_addr),
+                    s.window.write.payload.code.eq(s.new_code),
+                ]
+                with m.If(s.unpacker.o.valid):
+                    m.d.sync += [s.f_addr.eq(s.f_addr + 1), s.left.eq(s.left - 1)]
+                    with m.If(s.left == 1):
+                        s.fsm.goto("FMAP_DONE")
+            with s.fsm.state("FMAP_DONE"):
+                m.d.sync += s.f_loaded.eq(s.load_fmap.offset + s.load_fmap.count)
+                self._reply(m, s, L.Status.OK, _MSG_LOADED, 4)
+                s.fsm.goto("REPLY")
+
+    def _fsm_load_thresholds(self, m, s):
+        """LOAD_THRESHOLDS: the records' bytes into the threshold unit."""
+        act_bits = self._max_act_bits
+        if act_bits:
+            with s.fsm.state("THR_START"):
+                m.d.comb += s.rd_start.eq(1)
+                s.fsm.goto("THR")
+            with s.fsm.state("THR"):  # records byte by byte: direction, then int32 LE thresholds
+                byte = s.req_bytes.payload
+                m.d.comb += [s.rd_bytes.eq(1), s.rd_active.eq(1), s.rd_take.eq(s.req_bytes.valid)]
+                m.d.comb += [  # (the unit's load is always ready)
+                    s.threshold.load.payload.channel.eq(s.t_row),
+                    s.threshold.load.payload.index.eq(s.t_idx),
+                    s.threshold.load.payload.direction.eq(s.t_direction),
+                    s.threshold.load.payload.threshold.eq(Cat(s.t_word, byte)),
+                ]
+                with m.If(s.req_bytes.valid & s.t_at_direction):
+                    m.d.sync += [s.t_direction.eq(byte[0]), s.t_at_direction.eq(0), s.t_idx.eq(0), s.t_byte.eq(0)]
+                with m.Elif(s.req_bytes.valid):
+                    m.d.sync += [s.t_word.eq(Cat(s.t_word[8:], byte)), s.t_byte.eq(s.t_byte + 1)]
+                    with m.If(s.t_byte == 3):
+                        m.d.comb += s.threshold.load.valid.eq(1)
+                        m.d.sync += s.t_idx.eq(s.t_idx + 1)
+                        with m.If(s.t_idx == s.t_idx_last):  # the row's last threshold
+                            m.d.sync += [s.t_at_direction.eq(1), s.t_row.eq(s.t_row + 1), s.t_left.eq(s.t_left - 1)]
+                            with m.If(s.t_left == 1):
+                                s.fsm.goto("THR_DONE")
+            with s.fsm.state("THR_DONE"):
+                m.d.sync += s.t_loaded.eq(s.h_offset + s.h_count)
+                self._reply(m, s, L.Status.OK, _MSG_LOADED, 2)
+                s.fsm.goto("REPLY")
+
+    def _fsm_run(self, m, s):
+        """RUN and ACCUMULATE: the header and width byte, then the tiles: vectors, compute, drain."""
+        fmap = self._fmap_codes
+        pool = self._max_pool > 1
+        sums = self._sum_slots
+        with s.fsm.state("RUN_START"):
+            m.d.comb += s.rd_start.eq(1)
+            if pool:
+                m.d.comb += s.group_max.start.eq(1)
+            if fmap:
+                m.d.comb += s.window.start.eq(s.v_window)
+            with m.If(s.v_sum):  # an ACCUMULATE replies once its sums are written
+                self._next_tile(m, s)
+            with m.Else():
+                s.fsm.goto("RUN_HEADER")
+        with s.fsm.state("RUN_HEADER"):  # STATUS TAG LEN_L LEN_H, never the last bytes
+            m.d.comb += [s.body.valid.eq(1), s.body.payload.data.eq(s.msg_byte), s.msg_next.eq(s.body.ready)]
+            with m.If(s.body.ready):
+                with m.If(s.msg_index == 3):
+                    m.d.sync += s.streaming.eq(s.v_act)
+                    with m.If(s.v_act):
+                        self._next_tile(m, s)
+                    with m.Else():
+                        s.fsm.goto("RUN_WIDTH")
+        with s.fsm.state("RUN_WIDTH"):  # accumulators (sums): the reply's width byte, never the last
+            m.d.comb += [s.body.valid.eq(1), s.body.payload.data.eq(s.e_width)]
+            if sums:
+                with m.If(s.v_read & s.s_float_read):  # READ_SUMS width 0: the byte is 0, the sums 4 bytes
+                    m.d.comb += s.body.payload.data.eq(L.SUM_FLOAT32)
+            with m.If(s.body.ready):
+                m.d.sync += s.streaming.eq(~s.v_read)
+                if sums:
+                    with m.If(s.v_read):
+                        s.fsm.goto("SUM_SEND")
+                    with m.Else():
+                        self._next_tile(m, s)
+                else:
+                    self._next_tile(m, s)
+        with s.fsm.state("TILE"):  # the next tile: up to `vectors` vectors (the engine cleared)
+            m.d.sync += [s.v_settled.eq(0), s.nv.eq(Mux(s.v_left >= self._vectors, self._vectors, s.v_left)),
+                         s.c_col.eq(0), s.c_vec.eq(0), s.c_col_last.eq(s.m_cols_last == 0)]
+            s.fsm.goto("VECTOR")
+        with s.fsm.state("VECTOR"):  # unpack (or, windowed, make) the tile's vectors into the engine
+            # The tile's first code may wait here already (the generator's next one, or the
+            # unpacker's, left of the byte the last tile ended in); codes are taken from the
+            # state's second cycle on, once the engine's writer and `nv_last` have
+            # registered the tile's `nv` (a one-column tile's first code ends its vector).
+            m.d.sync += s.v_settled.eq(1)
+            with m.If(~s.v_settled):  # nv is registered (nv_last and nv_m2 are not yet)
+                m.d.sync += s.c_vec_last.eq(s.nv == 1)
+            with m.If(~s.v_window):
+                m.d.comb += [
+                    s.rd_active.eq(1),
+                    s.code_slice.i.valid.eq(s.unpacker.o.valid & s.v_settled),
+                    s.unpacker.o.ready.eq(s.code_slice.i.ready & s.v_settled),
+                ]
+            if fmap:
+                with m.Elif(s.v_settled):
+                    m.d.comb += [
+                        s.code_slice.i.valid.eq(s.window.o.valid),
+                        s.window.o.ready.eq(s.code_slice.i.ready),
+                    ]
+            with m.If(s.code_taken):
+                m.d.sync += [s.c_col.eq(s.c_col + 1), s.c_col_last.eq(s.c_col == s.m_cols_m2)]
+                with m.If(s.c_col_last):
+                    m.d.sync += [s.c_col.eq(0), s.c_col_last.eq(s.m_cols_last == 0),
+                                 s.c_vec.eq(s.c_vec + 1), s.c_vec_last.eq(s.c_vec == s.nv_m2)]
+                    with m.If(s.c_vec_last):
+                        s.fsm.goto("START")
+        with s.fsm.state("START"):  # once the last planes are written and the last tile drained
+            with m.If(s.codes_written & ~s.draining):
+                m.d.comb += s.gemm.start.eq(1)
+                s.fsm.goto("COMPUTE")
+        with s.fsm.state("COMPUTE"):  # then the drain from the next cycle on (its first read)
+            with m.If(s.gemm.done):
+                m.d.sync += [*self._first_value(s), s.t_flight.eq(0), s.t_more.eq(1), s.e_byte.eq(0), s.draining.eq(1),
+                             s.d_nv_m2.eq(s.nv_m2), s.d_last_tile.eq(s.last_tile), s.v_left.eq(s.v_rest)]
+                with m.If(s.last_tile):
+                    s.fsm.goto("DRAIN")
+                with m.Else():
+                    self._next_tile(m, s)
+        with s.fsm.state("DRAIN"):  # the last tile's values leave
+            with m.If(~s.draining):
+                # (an activated RUN's or a RUN's packer may still be sending: DONE waits)
+                if sums:
+                    with m.If(s.v_sum):
+                        s.fsm.goto("SUM_WAIT")
+                    with m.Else():
+                        s.fsm.goto("DONE")
+                else:
+                    s.fsm.goto("DONE")
+
+    def _fsm_sums(self, m, s):
+        """ACCUMULATE's reply once the sums are written; READ_SUMS' body."""
+        sums = self._sum_slots
+        if sums:
+            with s.fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
+                with m.If(~s.batch_sum.busy):
+                    s.fsm.goto("REPLY")
+            with s.fsm.state("SUM_SEND"):  # READ_SUMS: the sum reader's bytes are the body
+                m.d.comb += [
+                    s.body.valid.eq(s.sum_reader.o.valid),
+                    s.body.payload.data.eq(s.sum_reader.o.payload.data),
+                    s.body.payload.last.eq(s.sum_reader.o.payload.last),
+                    s.sum_reader.o.ready.eq(s.body.ready),
+                ]
+                with m.If(s.body.ready & s.sum_reader.o.valid & s.sum_reader.o.payload.last):
+                    s.fsm.goto("DONE")
+
+    # ---------------------------------------------------------- helpers of the sections
+
+    def _first_value(self, s):
+        """The drain's first value: row 0 of the tile's first vector, with its bound flags."""
+        return [s.e_row.eq(0), s.e_slot.eq(0), s.last_row.eq(s.m_rows_last == 0), s.last_slot.eq(s.nv_last == 0)]
+
+    def _next_row(self, s):
+        """The drain's next row of the same vector."""
+        return [s.e_row.eq(s.e_row + 1), s.last_row.eq(s.e_row == s.m_rows_m2)]
+
+    def _next_slot(self, s):
+        """The drain's next vector of the tile, from row 0."""
+        return [s.e_row.eq(0), s.last_row.eq(s.m_rows_last == 0),
+                s.e_slot.eq(s.e_slot + 1), s.last_slot.eq(s.e_slot == s.d_nv_m2)]
+
+    def _reply(self, m, s, status, kind, size, detail=0):
+        """Load a short reply's message: ``status``, the payload's ``kind`` and ``size`` bytes
+        (an error's ``detail``); REPLY (or a RUN's header) sends it."""
+        m.d.sync += [s.r_status.eq(status), s.r_kind.eq(kind), s.r_detail.eq(detail), s.r_len.eq(size),
+                     s.msg_index.eq(0), s.msg_ahead.eq(1), s.msg_byte.eq(status), s.msg_last.eq(3 + size)]
+
+    def _stream_tile(self, m, s, sink, tags=(), beat_last=1):
+        """The drain: the tile's values out of the result memory into ``sink``.
+
+        The value read in one cycle is offered ``gemm.result_latency`` cycles later
+        (``t_flight``); the reads advance while the offered value is taken (its last beat,
+        ``beat_last``), and hold (``result_en`` low) while it is not.  ``tags``, (signal,
+        value) pairs, go with each value: ``value`` as it is read, in ``signal`` while it is
+        offered.  The tile's last value taken, the drain ends."""
+        take = Signal()
+        offered = s.t_flight[-1]
+        in_flight = s.t_flight[:-1].any()  # reads on their way to `gemm.result` behind it
+        m.d.comb += [sink.valid.eq(offered), take.eq(~offered | (sink.ready & beat_last)),
+                     s.gemm.result_en.eq(take)]
+        with m.If(take):
+            m.d.sync += s.t_flight.eq(Cat(s.t_more, s.t_flight[:-1]))
+            for signal, value in tags:
+                for stage in range(s.gemm.result_latency - 1):
+                    read = Signal.like(signal, name=f"{signal.name}_read{stage}")
+                    m.d.sync += read.eq(value)
+                    value = read
+                m.d.sync += signal.eq(value)
+            with m.If(s.t_more):  # value (e_slot, e_row) is read now: on to the next
+                m.d.sync += s.t_more.eq(~(s.last_row & s.last_slot))
+                with m.If(~s.last_row):
+                    m.d.sync += self._next_row(s)
+                with m.Else():
+                    m.d.sync += self._next_slot(s)
+            with m.Elif(~in_flight):  # the tile's last value taken now
+                m.d.sync += s.draining.eq(0)
+
+    def _error(self, m, s, status, detail=L.Detail.NONE):
+        """The error reply ``status`` (``detail``), then REPLY."""
+        self._reply(m, s, status, _MSG_ERROR, L.ERROR_PAYLOAD, detail)
+        s.fsm.goto("REPLY")
+
+    def _next_tile(self, m, s):
+        """On to TILE, the engine cleared on the way (its writer's counters start over)."""
+        s.fsm.goto("TILE")
+        m.d.sync += s.engine_clear.eq(1)
 
 
 class UARTCore(wiring.Component):

@@ -451,10 +451,13 @@ class TrainingCore(wiring.Component):
             self._fsm_decide(m, s)
             self._fsm_replies(m, s)
             self._fsm_load_matrix(m, s)
-            self._fsm_load_fmap(m, s)
-            self._fsm_load_thresholds(m, s)
+            if self._fmap_codes:
+                self._fsm_load_fmap(m, s)
+            if self._max_act_bits:
+                self._fsm_load_thresholds(m, s)
             self._fsm_run(m, s)
-            self._fsm_sums(m, s)
+            if self._sum_slots:
+                self._fsm_sums(m, s)
         return m
 
     def _link(self, m, s):
@@ -1055,60 +1058,56 @@ class TrainingCore(wiring.Component):
             s.fsm.goto("REPLY")
 
     def _fsm_load_fmap(self, m, s):
-        """LOAD_FMAP: codes into the feature map."""
-        fmap = self._fmap_codes
-        if fmap:
-            with s.fsm.state("FMAP_START"):
-                m.d.comb += s.rd_start.eq(1)
-                s.fsm.goto("FMAP")
-            with s.fsm.state("FMAP"):  # codes into the feature map, one a cycle
-                m.d.comb += [
-                    s.rd_active.eq(1),
-                    s.unpacker.o.ready.eq(1),
-                    s.window.write.valid.eq(s.unpacker.o.valid),
-                    s.window.write.payload.addr.eq(s.f_addr),
-                    s.window.write.payload.code.eq(s.new_code),
-                ]
-                with m.If(s.unpacker.o.valid):
-                    m.d.sync += [s.f_addr.eq(s.f_addr + 1), s.left.eq(s.left - 1)]
-                    with m.If(s.left == 1):
-                        s.fsm.goto("FMAP_DONE")
-            with s.fsm.state("FMAP_DONE"):
-                m.d.sync += s.f_loaded.eq(s.load_fmap.offset + s.load_fmap.count)
-                self._reply(m, s, L.Status.OK, _MSG_LOADED, 4)
-                s.fsm.goto("REPLY")
+        """LOAD_FMAP (with a feature map): codes into it."""
+        with s.fsm.state("FMAP_START"):
+            m.d.comb += s.rd_start.eq(1)
+            s.fsm.goto("FMAP")
+        with s.fsm.state("FMAP"):  # codes into the feature map, one a cycle
+            m.d.comb += [
+                s.rd_active.eq(1),
+                s.unpacker.o.ready.eq(1),
+                s.window.write.valid.eq(s.unpacker.o.valid),
+                s.window.write.payload.addr.eq(s.f_addr),
+                s.window.write.payload.code.eq(s.new_code),
+            ]
+            with m.If(s.unpacker.o.valid):
+                m.d.sync += [s.f_addr.eq(s.f_addr + 1), s.left.eq(s.left - 1)]
+                with m.If(s.left == 1):
+                    s.fsm.goto("FMAP_DONE")
+        with s.fsm.state("FMAP_DONE"):
+            m.d.sync += s.f_loaded.eq(s.load_fmap.offset + s.load_fmap.count)
+            self._reply(m, s, L.Status.OK, _MSG_LOADED, 4)
+            s.fsm.goto("REPLY")
 
     def _fsm_load_thresholds(self, m, s):
-        """LOAD_THRESHOLDS: the records' bytes into the threshold unit."""
-        act_bits = self._max_act_bits
-        if act_bits:
-            with s.fsm.state("THR_START"):
-                m.d.comb += s.rd_start.eq(1)
-                s.fsm.goto("THR")
-            with s.fsm.state("THR"):  # records byte by byte: direction, then int32 LE thresholds
-                byte = s.req_bytes.payload
-                m.d.comb += [s.rd_bytes.eq(1), s.rd_active.eq(1), s.rd_take.eq(s.req_bytes.valid)]
-                m.d.comb += [  # (the unit's load is always ready)
-                    s.threshold.load.payload.channel.eq(s.t_row),
-                    s.threshold.load.payload.index.eq(s.t_idx),
-                    s.threshold.load.payload.direction.eq(s.t_direction),
-                    s.threshold.load.payload.threshold.eq(Cat(s.t_word, byte)),
-                ]
-                with m.If(s.req_bytes.valid & s.t_at_direction):
-                    m.d.sync += [s.t_direction.eq(byte[0]), s.t_at_direction.eq(0), s.t_idx.eq(0), s.t_byte.eq(0)]
-                with m.Elif(s.req_bytes.valid):
-                    m.d.sync += [s.t_word.eq(Cat(s.t_word[8:], byte)), s.t_byte.eq(s.t_byte + 1)]
-                    with m.If(s.t_byte == 3):
-                        m.d.comb += s.threshold.load.valid.eq(1)
-                        m.d.sync += s.t_idx.eq(s.t_idx + 1)
-                        with m.If(s.t_idx == s.t_idx_last):  # the row's last threshold
-                            m.d.sync += [s.t_at_direction.eq(1), s.t_row.eq(s.t_row + 1), s.t_left.eq(s.t_left - 1)]
-                            with m.If(s.t_left == 1):
-                                s.fsm.goto("THR_DONE")
-            with s.fsm.state("THR_DONE"):
-                m.d.sync += s.t_loaded.eq(s.h_offset + s.h_count)
-                self._reply(m, s, L.Status.OK, _MSG_LOADED, 2)
-                s.fsm.goto("REPLY")
+        """LOAD_THRESHOLDS (with an activation stage): the records' bytes into the threshold unit."""
+        with s.fsm.state("THR_START"):
+            m.d.comb += s.rd_start.eq(1)
+            s.fsm.goto("THR")
+        with s.fsm.state("THR"):  # records byte by byte: direction, then int32 LE thresholds
+            byte = s.req_bytes.payload
+            m.d.comb += [s.rd_bytes.eq(1), s.rd_active.eq(1), s.rd_take.eq(s.req_bytes.valid)]
+            m.d.comb += [  # (the unit's load is always ready)
+                s.threshold.load.payload.channel.eq(s.t_row),
+                s.threshold.load.payload.index.eq(s.t_idx),
+                s.threshold.load.payload.direction.eq(s.t_direction),
+                s.threshold.load.payload.threshold.eq(Cat(s.t_word, byte)),
+            ]
+            with m.If(s.req_bytes.valid & s.t_at_direction):
+                m.d.sync += [s.t_direction.eq(byte[0]), s.t_at_direction.eq(0), s.t_idx.eq(0), s.t_byte.eq(0)]
+            with m.Elif(s.req_bytes.valid):
+                m.d.sync += [s.t_word.eq(Cat(s.t_word[8:], byte)), s.t_byte.eq(s.t_byte + 1)]
+                with m.If(s.t_byte == 3):
+                    m.d.comb += s.threshold.load.valid.eq(1)
+                    m.d.sync += s.t_idx.eq(s.t_idx + 1)
+                    with m.If(s.t_idx == s.t_idx_last):  # the row's last threshold
+                        m.d.sync += [s.t_at_direction.eq(1), s.t_row.eq(s.t_row + 1), s.t_left.eq(s.t_left - 1)]
+                        with m.If(s.t_left == 1):
+                            s.fsm.goto("THR_DONE")
+        with s.fsm.state("THR_DONE"):
+            m.d.sync += s.t_loaded.eq(s.h_offset + s.h_count)
+            self._reply(m, s, L.Status.OK, _MSG_LOADED, 2)
+            s.fsm.goto("REPLY")
 
     def _fsm_run(self, m, s):
         """RUN and ACCUMULATE: the header and width byte, then the tiles: vectors, compute, drain."""
@@ -1203,23 +1202,21 @@ class TrainingCore(wiring.Component):
                     s.fsm.goto("DONE")
 
     def _fsm_sums(self, m, s):
-        """ACCUMULATE's reply once the sums are written; READ_SUMS' body."""
-        sums = self._sum_slots
-        if sums:
-            with s.fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
-                with m.If(~s.batch_sum.busy):
-                    s.fsm.goto("REPLY")
-            with s.fsm.state("SUM_SEND"):  # READ_SUMS: the sum reader's bytes are the body
-                m.d.comb += [
-                    s.body.valid.eq(s.sum_reader.o.valid),
-                    s.body.payload.data.eq(s.sum_reader.o.payload.data),
-                    s.body.payload.last.eq(s.sum_reader.o.payload.last),
-                    s.sum_reader.o.ready.eq(s.body.ready),
-                ]
-                with m.If(s.body.ready & s.sum_reader.o.valid & s.sum_reader.o.payload.last):
-                    s.fsm.goto("DONE")
+        """With batch sums: ACCUMULATE's reply once the sums are written; READ_SUMS' body."""
+        with s.fsm.state("SUM_WAIT"):  # the ACCUMULATE's last sum is written: its reply
+            with m.If(~s.batch_sum.busy):
+                s.fsm.goto("REPLY")
+        with s.fsm.state("SUM_SEND"):  # READ_SUMS: the sum reader's bytes are the body
+            m.d.comb += [
+                s.body.valid.eq(s.sum_reader.o.valid),
+                s.body.payload.data.eq(s.sum_reader.o.payload.data),
+                s.body.payload.last.eq(s.sum_reader.o.payload.last),
+                s.sum_reader.o.ready.eq(s.body.ready),
+            ]
+            with m.If(s.body.ready & s.sum_reader.o.valid & s.sum_reader.o.payload.last):
+                s.fsm.goto("DONE")
 
-    # ---------------------------------------------------------- helpers of the sections
+# ---------------------------------------------------------- helpers of the sections
 
     def _first_value(self, s):
         """The drain's first value: row 0 of the tile's first vector, with its bound flags."""

@@ -136,8 +136,11 @@ class GemmEngine(wiring.Component):
                 f"matrix_memory 'spram' must fit {SPRAM_COUNT} SPRAM cells: pe * simd <= "
                 f"{SPRAM_COUNT * SPRAM_WIDTH} bits read per cycle (simd rounded up to {SPRAM_MASK_BITS}), got pe = "
                 f"{pe} x {spram_lane(simd)} bits x {self.writer.depth} words: {cells} cells")
+        # The row sums in block RAM, as the banks: on ECP5 Yosys would otherwise put each
+        # drain's copy (max_rows words) in LUT RAM, 160 DPR16X4 cells for the ULX3S preset.
         self.matrix = PlaneBuffer(slots=pe, simd=simd, depth=self.writer.depth, rows=max_rows,
-                                  sum_bits=self.writer.sum_bits - 1, sum_reads=drains, memory=matrix_memory)
+                                  sum_bits=self.writer.sum_bits - 1, sum_reads=drains, memory=matrix_memory,
+                                  block_sums=True)
         super().__init__({
             "codes": In(stream.Signature(data.StructLayout({"code": max_bits, "flush": 1}))),
             "clear": In(1),

@@ -8,7 +8,8 @@ gives ``slots x simd`` bits, one plane of every slot.  The address layout is
 :class:`hw.plane_writer.PlaneWriter`'s.  The row-sum memory holds one code
 sum per row (the writer's ``sum_w``); for ``sum_reads`` readers it is kept
 in as many copies, each written whole by every ``sum_w`` and read by one
-reader (one write and one registered read port each: plain block RAM).
+reader (one write and one registered read port each: plain block RAM, where
+``block_sums`` puts them; else Yosys chooses, LUT RAM on ECP5 for a few rows).
 
 With ``memory="spram"`` the banks are instead the lanes of one wide
 :class:`hw.spram.SinglePortRAM` (on an iCE40 UltraPlus, its ``SB_SPRAM256KA``
@@ -23,13 +24,13 @@ bandwidth bounds it: the UltraPlus has :data:`hw.spram.SPRAM_COUNT` cells of
 16 bits, so ``slots * lane_bits <= 64`` (and the whole buffer in 4 cells).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .block_ram import BANK_ATTRS, NO_RW_CHECK, registered_read
-from .params import check_choice, check_int
+from .params import check_bool, check_choice, check_int
 from .plane_writer import plane_write_layout, sum_write_layout
 from .spram import SPRAM_COUNT, SPRAM_MASK_BITS, SPRAM_WIDTH, SinglePortRAM, spram_cells, spram_lane
 
@@ -55,6 +56,10 @@ class PlaneBuffer(wiring.Component):
         non-negative may drop the writer's sign bit).
     sum_reads : int
         Independent read ports of the row sums (copies of the memory), ``>= 1``.
+    block_sums : bool
+        Hold the row sums in block RAM (``ram_style = "block"``, as the banks), for a
+        memory of many rows; else Yosys chooses (on ECP5, LUT RAM for up to a few
+        hundred bits: the right place for a handful of rows).
     memory : str
         ``"block"`` (a memory per bank) or ``"spram"`` (the banks as lanes of one
         single-port RAM, module docstring: at most :data:`hw.spram.SPRAM_COUNT`
@@ -81,13 +86,14 @@ class PlaneBuffer(wiring.Component):
     """
 
     def __init__(self, *, slots: int, simd: int, depth: int, rows: int, sum_bits: int, sum_reads: int = 1,
-                 memory: str = "block"):
+                 memory: str = "block", block_sums: bool = False):
         self._slots = check_int("slots", slots, 1)
         self._simd = check_int("simd", simd, 1)
         self._depth = check_int("depth", depth, 1)
         self._rows = check_int("rows", rows, 1)
         self._sum_reads = check_int("sum_reads", sum_reads, 1)
         self._memory = check_choice("memory", memory, MEMORIES)
+        self._sum_attrs = BANK_ATTRS if check_bool("block_sums", block_sums) else NO_RW_CHECK
         if memory == "spram" and spram_cells(slots * self.lane_bits, depth) > SPRAM_COUNT:
             raise ValueError(
                 f"memory 'spram' must fit {SPRAM_COUNT} SPRAM cells of {SPRAM_WIDTH} bits (slots * simd <= "
@@ -147,7 +153,7 @@ class PlaneBuffer(wiring.Component):
             self._elaborate_block(m)
         for n in range(self._sum_reads):
             sums = m.submodules[f"sums{n}" if n else "sums"] = Memory(
-                shape=len(self.sum_data[n]), depth=self._rows, init=[], attrs=NO_RW_CHECK)
+                shape=len(self.sum_data[n]), depth=self._rows, init=[], attrs=self._sum_attrs)
             write = sums.write_port()
             m.d.comb += [
                 write.addr.eq(self.sum_w.payload.row),

@@ -1023,6 +1023,14 @@ class TrainingCore(wiring.Component):
                 m.d.comb += s.receiver.o.ready.eq(1)
                 s.fsm.goto("IDLE")
 
+    def _loaded_state(self, m, s, state, loaded, value, count_bytes):
+        """A load's last state, ``state``: ``loaded`` (the count held, which the next load
+        continues from) takes ``value``, and the LOADED reply (that count, ``count_bytes`` bytes) leaves."""
+        with s.fsm.state(state):
+            m.d.sync += loaded.eq(value)
+            self._reply(m, s, L.Status.OK, _MSG_LOADED, count_bytes)
+            s.fsm.goto("REPLY")
+
     def _fsm_load_matrix(self, m, s):
         """LOAD_MATRIX: the codes (or, windowed, the generator's) into the engine's plane writer."""
         fmap = self._fmap_codes
@@ -1052,10 +1060,7 @@ class TrainingCore(wiring.Component):
         with s.fsm.state("LOAD_WAIT"):  # the last planes are written
             with m.If(s.codes_written):
                 s.fsm.goto("LOAD_DONE")
-        with s.fsm.state("LOAD_DONE"):
-            m.d.sync += s.m_loaded.eq(s.l_offset + s.l_count)
-            self._reply(m, s, L.Status.OK, _MSG_LOADED, 4)
-            s.fsm.goto("REPLY")
+        self._loaded_state(m, s, "LOAD_DONE", s.m_loaded, s.l_offset + s.l_count, 4)
 
     def _fsm_load_fmap(self, m, s):
         """LOAD_FMAP (with a feature map): codes into it."""
@@ -1074,10 +1079,7 @@ class TrainingCore(wiring.Component):
                 m.d.sync += [s.f_addr.eq(s.f_addr + 1), s.left.eq(s.left - 1)]
                 with m.If(s.left == 1):
                     s.fsm.goto("FMAP_DONE")
-        with s.fsm.state("FMAP_DONE"):
-            m.d.sync += s.f_loaded.eq(s.load_fmap.offset + s.load_fmap.count)
-            self._reply(m, s, L.Status.OK, _MSG_LOADED, 4)
-            s.fsm.goto("REPLY")
+        self._loaded_state(m, s, "FMAP_DONE", s.f_loaded, s.load_fmap.offset + s.load_fmap.count, 4)
 
     def _fsm_load_thresholds(self, m, s):
         """LOAD_THRESHOLDS (with an activation stage): the records' bytes into the threshold unit."""
@@ -1104,10 +1106,7 @@ class TrainingCore(wiring.Component):
                         m.d.sync += [s.t_at_direction.eq(1), s.t_row.eq(s.t_row + 1), s.t_left.eq(s.t_left - 1)]
                         with m.If(s.t_left == 1):
                             s.fsm.goto("THR_DONE")
-        with s.fsm.state("THR_DONE"):
-            m.d.sync += s.t_loaded.eq(s.h_offset + s.h_count)
-            self._reply(m, s, L.Status.OK, _MSG_LOADED, 2)
-            s.fsm.goto("REPLY")
+        self._loaded_state(m, s, "THR_DONE", s.t_loaded, s.h_offset + s.h_count, 2)
 
     def _fsm_run(self, m, s):
         """RUN and ACCUMULATE: the header and width byte, then the tiles: vectors, compute, drain."""

@@ -22,6 +22,14 @@ on the link (:meth:`CoreEngine._cheaper`):
 
 The windows make code for code the vectors :func:`sw.intref.im2col` makes
 (padding is code 0 in both), so either way the integers are the reference's.
+
+Backward-weight's per-sample products of a layer with one output position (an FC
+layer's, a conv's with a 1 x 1 output) are outer products, ``G_b`` (``O x 1``) by
+``x_b`` (``1 x C k k``): a reduction of length 1, so one of the core's ``simd`` lanes
+would do useful work in each.  (Samples' gradients have scales of their own, so the
+batch cannot be the reduction.)  The host makes them and their batch sums
+(:class:`sw.intref.IntRefEngine`'s integers, so the results are the same), and the
+link carries none of their operands.
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from . import numeric
 from . import protocol as P
 from .contract.window import PATCH, SHIFT, Window
 from .driver import CoreClient, wire_shift
-from .intref import GemmEngine, _np, accumulator_bound, conv_output_size, flipped_kernel, transposed_input
+from .intref import (GemmEngine, IntRefEngine, _np, accumulator_bound, conv_output_size, flipped_kernel,
+                     transposed_input)
 from .products import LinearGeometry
 
 __all__ = ["CoreEngine"]
@@ -64,13 +73,16 @@ class CoreEngine(GemmEngine):
         #: Activated products: on the core's threshold stage, or thresholded on the host
         #: (a fan-in longer than the core's columns, or more activation bits than it has).
         #: Backward-weight batch sums: on the core's sums, or of per-sample products on the host.
+        #: Backward-weight outer products (one output position): made on the host.
         #: Conv products (each forward, backward-input, backward-weight): ``windowed``, their
         #: vectors made on the core from feature maps, or ``patched``, sent by the host.
         #: Max-pooled blocks (evaluation): pooled on the core's windows, or on the host.
         #: Interleaved: conv layers whose two backward products went sample by sample, each
         #: gradient map crossing once (:meth:`backward_products`).
         self.stats = {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 0,
-                      "windowed": 0, "patched": 0, "core_pools": 0, "host_pools": 0, "interleaved": 0}
+                      "windowed": 0, "patched": 0, "core_pools": 0, "host_pools": 0, "interleaved": 0,
+                      "host_outer": 0}
+        self._reference = IntRefEngine()
 
     def close(self) -> None:
         """Close the link to the core (idempotent)."""
@@ -288,6 +300,12 @@ class CoreEngine(GemmEngine):
 
     # ------------------------------------------------------------------ backward-weight (SHIFT windows)
 
+    @staticmethod
+    def _outer(g) -> bool:
+        """Whether backward-weight's per-sample products are outer products: the gradient
+        ``g`` has one output position (module docstring), so they go to the host."""
+        return g.codes[0, 0].numel() == 1
+
     def _shift_window(self, geometry, x, g, weight_shape) -> Window:
         return Window(weight_shape[2], geometry.stride, geometry.padding, SHIFT, g.codes.shape[3])
 
@@ -327,24 +345,24 @@ class CoreEngine(GemmEngine):
     def backward_weight_sum(self, geometry, x, g, weight_shape):
         """``(hi, lo, E)`` of the batch sum of weight gradients made on the core's sums
         (ACCUMULATE, READ_SUMS in binary32: ``hi * 2**32 + lo`` is ``truncate_sum(S)`` of
-        :mod:`sw.contract.gradients`, all :func:`sw.numeric.weight_gradient` needs), or ``None`` where the core cannot (no sums, a product longer
-        than its columns, a sum wider than its sums hold).  A conv's vectors (the weight's
-        taps, SHIFT order) are made on the core from each sample's map where that takes
-        fewer bytes (:meth:`_window_batch_sums`), else sent
+        :mod:`sw.contract.gradients`, all :func:`sw.numeric.weight_gradient` needs), or
+        ``None`` where the core cannot (no sums, a product longer than its columns, a sum
+        wider than its sums hold) or should not (outer products, module docstring).  A
+        conv's vectors (the weight's taps, SHIFT order) are made on the core from each
+        sample's map where that takes fewer bytes (:meth:`_window_batch_sums`), else sent
         (:meth:`sw.driver.CoreClient.batch_sums` of :meth:`backward_weight_operands`)."""
+        if self._outer(g):
+            return None  # counted by backward_weight
         batch = x.codes.shape[0]
-        conv = not isinstance(geometry, LinearGeometry)
-        cols = g.codes.shape[2] * g.codes.shape[3] if conv else 1
+        cols = g.codes.shape[2] * g.codes.shape[3]  # a conv's: a linear layer's are outer products
         bound = accumulator_bound(cols, x, g)
         if not self.client.can_batch_sum(batch, cols, bound):
             self.stats["host_sums"] += 1
             return None
         self.stats["core_sums"] += 1
         mantissa, shift, top = numeric.batch_shifts(g.scale)
-        sums = None
-        if conv:
-            sums = self._window_batch_sums(geometry, x, g, weight_shape, mantissa.tolist(), shift.tolist(),
-                                           P.SUM_FLOAT32)  # READ_SUMS: truncate_sum(S), 4 bytes a sum
+        sums = self._window_batch_sums(geometry, x, g, weight_shape, mantissa.tolist(), shift.tolist(),
+                                       P.SUM_FLOAT32)  # READ_SUMS: truncate_sum(S), 4 bytes a sum
         if sums is None:
             vectors, matrices = self.backward_weight_operands(geometry, x, g, weight_shape)
             sums = self.client.batch_sums(vectors, x.bits, x.signed, matrices, g.bits, g.signed,
@@ -441,7 +459,7 @@ class CoreEngine(GemmEngine):
         per batch, so this is chosen only where both products would go through windows in
         one matrix each (one row tile, one channel slice, one group of taps) and it crosses
         fewer bytes than the two apart."""
-        if isinstance(geometry, LinearGeometry) or geometry.stride != 1:
+        if self._outer(g) or geometry.stride != 1:
             return None
         info = self.client.info
         xc, gc = _np(x.codes), _np(g.codes)
@@ -498,9 +516,11 @@ class CoreEngine(GemmEngine):
         """Per-sample products ``(B, *weight_shape)`` (a core without sums, or sums too
         narrow): a conv's from each sample's map through SHIFT windows (the map once per
         sample, one RUN of the ``C*k*k`` taps per row tile of ``G_b``) where that takes fewer
-        bytes, else :meth:`sw.intref.GemmEngine.backward_weight`'s patches."""
-        if isinstance(geometry, LinearGeometry):
-            return super().backward_weight(geometry, x, g, weight_shape)
+        bytes, else :meth:`sw.intref.GemmEngine.backward_weight`'s patches; outer products
+        on the host (module docstring)."""
+        if self._outer(g):
+            self.stats["host_outer"] += 1
+            return self._reference.backward_weight(geometry, x, g, weight_shape)
         info = self.client.info
         xc, gc = _np(x.codes), _np(g.codes)
         batch, c = xc.shape[:2]

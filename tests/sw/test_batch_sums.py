@@ -691,11 +691,34 @@ def test_core_engine_conv_weight_sum_on_the_core(case, wag):
                      grad_q(rng, (b, o, oh, oh), g_bits), (o, c, k, k))
 
 
+OUTER_CASES = [  # (geometry, x shape, g shape, weight shape): one output position a sample
+    (LinearGeometry(), (5, 50), (5, 11), (11, 50)),
+    (ConvGeometry(stride=1, padding=0), (4, 3, 4, 4), (4, 7, 1, 1), (7, 3, 4, 4)),  # a 1 x 1 output
+    (ConvGeometry(stride=2, padding=1), (3, 2, 2, 2), (3, 5, 1, 1), (5, 2, 3, 3)),  # padded
+]
+
+
 @pytest.mark.parametrize("wag", [(1, 1, 1), (2, 3, 4), (8, 8, 8)], ids=str)
-def test_core_engine_linear_weight_sum_on_the_core(wag):
+@pytest.mark.parametrize("case", range(len(OUTER_CASES)))
+def test_core_engine_makes_outer_products_on_the_host(case, wag):
+    """Backward-weight's per-sample products of a layer with one output position are outer
+    products (a reduction of length 1): the host makes them, the reference's integers, and
+    the link carries nothing for them."""
+    geometry, x_shape, g_shape, weight_shape = OUTER_CASES[case]
     _, a_bits, g_bits = wag
-    rng = np.random.default_rng(sum(wag))
-    check_engine_sum(LinearGeometry(), act_q(rng, (5, 50), a_bits), grad_q(rng, (5, 11), g_bits), (11, 50))
+    rng = np.random.default_rng(case + sum(wag))
+    x, g = act_q(rng, x_shape, a_bits), grad_q(rng, g_shape, g_bits)
+    core = CoreEngine(sums_client())
+    before = dict(core.client.stats)
+    record = {}
+    total = batch_weight_sum(core, geometry, x, g, weight_shape, record)
+    assert core.client.stats == before  # no request, no byte
+    assert (core.stats["host_outer"], core.stats["core_sums"], core.stats["host_sums"]) == (1, 0, 0)
+    partials = IntRefEngine().backward_weight(geometry, x, g, weight_shape)
+    assert torch.equal(record["backward_weight"], partials)
+    expected = numeric.aligned_batch_sum(partials, g.scale)
+    assert torch.equal(total[0], expected[0]) and torch.equal(total[1], expected[1]) and total[2] == expected[2]
+    assert core.backward_products(geometry, x, g, None, weight_shape) is None  # nor interleaved
 
 
 def test_core_engine_weight_sum_falls_back_to_the_host():
@@ -706,11 +729,8 @@ def test_core_engine_weight_sum_falls_back_to_the_host():
                  CoreEngine(sums_client(sum_slots=0, sum_bits=0))):  # no sums
         assert core.backward_weight_sum(geometry, x, g, (3, 2, 3, 3)) is None
         assert core.stats == {"core_thresholds": 0, "host_thresholds": 0, "core_sums": 0, "host_sums": 1,
-                              "windowed": 0, "patched": 0, "core_pools": 0,
-                              "host_pools": 0, "interleaved": 0}  # no product made: batch_weight_sum makes it
-    core = CoreEngine(sums_client(sum_slots=0, sum_bits=0))
-    assert core.backward_weight_sum(LinearGeometry(), act_q(rng, (2, 5), 2), grad_q(rng, (2, 3), 6), (3, 5)) is None
-    assert core.stats["host_sums"] == 1 and core.stats["core_sums"] == 0
+                              "windowed": 0, "patched": 0, "core_pools": 0, "host_pools": 0,
+                              "interleaved": 0, "host_outer": 0}  # no product made: batch_weight_sum makes it
 
 
 @pytest.mark.parametrize("engine, per_sample", [
@@ -757,10 +777,11 @@ def test_training_step_with_sums_on_the_core_is_bit_identical_to_intref():
 def test_core_engine_weight_sum_with_scales_2_to_the_276_apart():
     """float32 scales 2**127 and 2**-149 give shift 276, past the wire's byte: the client
     sends 255, which floors the term the same way (to 0 or -1), so the sum is the contract's."""
-    x = Quantized(torch.tensor([[1, 2, 3], [3, 2, 1]]), torch.tensor(1.0), 2, False)
-    g = Quantized(torch.tensor([[1, 2], [3, 0]]), torch.tensor([2.0 ** 127, 2.0 ** -149], dtype=torch.float32), 2, True)
+    x = Quantized(torch.tensor([[1, 2, 3], [3, 2, 1]]).reshape(2, 1, 1, 3), torch.tensor(1.0), 2, False)
+    g = Quantized(torch.tensor([[1, 2, 0], [3, 0, 2]]).reshape(2, 1, 1, 3),
+                  torch.tensor([2.0 ** 127, 2.0 ** -149], dtype=torch.float32), 2, True)
     assert numeric.batch_shifts(g.scale)[1].tolist() == [0, 276]
-    check_engine_sum(LinearGeometry(), x, g, (2, 3))
+    check_engine_sum(ConvGeometry(stride=1, padding=0), x, g, (1, 1, 1, 1))  # three output positions
 
 
 # --------------------------------------------------------------------------- backward-input's lowering

@@ -323,11 +323,12 @@ def test_training_step_through_windows_is_bit_identical_to_intref():
     core = engine()
     assert_training_step_matches_intref(core, width=0.5)
     # the 3 quantized 3x3 convs' 3 products through windows; the 4x4 conv on a 4x4 map (one
-    # output position: its patch is the map) sends its forward's and backward-weight's vectors,
-    # fewer bytes at batch 8, and its backward-input is folded (the gradient's codes of its one
-    # position against the whole kernel, C k^2 = 512 rows: on a 64-row core fewer bytes than
-    # the transposed conv's windows over the 1 x 1 gradient map)
-    assert core.stats["windowed"] == 9 and core.stats["patched"] == 3, core.stats
-    assert core.stats["core_sums"] == 4
+    # output position: its patch is the map) sends its forward's vectors, fewer bytes at
+    # batch 8, and its backward-input is folded (the gradient's codes of its one position
+    # against the whole kernel, C k^2 = 512 rows: on a 64-row core fewer bytes than the
+    # transposed conv's windows over the 1 x 1 gradient map); its backward-weight, outer
+    # products, is made on the host (the FC layer is float: no product on the core)
+    assert core.stats["windowed"] == 9 and core.stats["patched"] == 2, core.stats
+    assert core.stats["core_sums"] == 3 and core.stats["host_sums"] == 0 and core.stats["host_outer"] == 1
     # both 32-row 3x3 convs' backward products went sample by sample (their gradients crossed once)
     assert core.stats["interleaved"] == 2, core.stats

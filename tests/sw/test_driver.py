@@ -720,7 +720,7 @@ def test_core_engine_forward_activations_equal_intref(case):
     on_core = c * k * k <= TINY["max_cols"]
     assert core.stats == {"core_thresholds": int(on_core), "host_thresholds": int(not on_core),
                           "core_sums": 0, "host_sums": 0, "windowed": 0, "patched": 1,  # no feature map
-                          "core_pools": 0, "host_pools": 0, "interleaved": 0}
+                          "core_pools": 0, "host_pools": 0, "interleaved": 0, "host_outer": 0}
 
 
 def test_core_engine_rejects_bits_beyond_the_core():

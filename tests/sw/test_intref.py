@@ -224,7 +224,7 @@ def test_integer_inference_with_thresholds_on_the_core(digits):
     assert core.stats == {"core_thresholds": quantized_activated, "host_thresholds": 0, "core_sums": 0,
                           "host_sums": 0,  # inference: no backward-weight sums
                           "windowed": 0, "patched": 4,  # a core without a feature map: the patches sent
-                          "core_pools": 0, "host_pools": 1, "interleaved": 0}  # ... and no pooling: the digits net's pool here
+                          "core_pools": 0, "host_pools": 1, "interleaved": 0, "host_outer": 0}  # ... and no pooling: the digits net's pool here
     assert quantized_activated == 4
 
 

@@ -30,7 +30,8 @@ read.
 
 Latency and throughput: ``done`` comes :meth:`GemmEngine.tile_cycles` ``=
 MacArray.tile_cycles(ceil(rows / pe), ceil(cols / simd), m_bits, v_bits) +
-SignedCorrection.latency + 1`` cycles after ``start``; ``result``
+SignedCorrection.latency + 1`` cycles after ``start`` (the correction's
+``3 + fetch_stages``); ``result``
 :attr:`GemmEngine.result_latency` ``= 1 + result_stages`` cycles after
 ``result_addr`` (``result_stages``: a register after each bank's read, where a
 block RAM's clock-to-out is slow, such as the ECP5's 5.8 ns; the banks are
@@ -91,7 +92,8 @@ class GemmEngine(wiring.Component):
         Largest codes and matrix.
     popcount_stages, popcount_arch, fetch_stages, drains :
         Of the array (:class:`hw.mac_array.MacArray`); ``drains`` chains, a
-        divisor of ``pe``, each with its own correction and results bank.
+        divisor of ``pe``, each with its own correction and results bank;
+        ``fetch_stages`` registers after the row sums' reads too.
     result_stages : int
         Registers after the result banks' reads, ``0`` or ``1``: one more
         cycle of :attr:`result_latency`.
@@ -121,7 +123,8 @@ class GemmEngine(wiring.Component):
                                   max_rows=max(max_rows, vectors), max_cols=max_cols,
                                   max_groups=-(-max_rows // pe))
         self.corrections = [SignedCorrection(max_bits=max_bits, max_cols=max(max_cols, simd),
-                                             rows=-(-max_rows // pe) * pe, slots=vectors) for _ in range(drains)]
+                                             rows=-(-max_rows // pe) * pe, slots=vectors,
+                                             fetch_stages=fetch_stages) for _ in range(drains)]
         self._row_bits = bits_for(max_rows - 1)
         self._slot_bits = ceil_log2(vectors)
         # A bank's row index, g * per + q: the largest comes from the last row, or from the
@@ -196,7 +199,7 @@ class GemmEngine(wiring.Component):
         pe)`` groups and ``ceil(cols / simd)`` folds, plus the correction's latency and the
         cycle that raises ``done``."""
         groups, folds = -(-rows // self.pe), -(-cols // self.simd)
-        return self.array.tile_cycles(groups, folds, m_bits, v_bits) + SignedCorrection.latency + 1
+        return self.array.tile_cycles(groups, folds, m_bits, v_bits) + self.corrections[0].latency + 1
 
     @property
     def memories(self) -> dict:

@@ -27,7 +27,10 @@ m_bits, v_bits, m_signed, v_signed : ``In``
     The run's readings; stable while values pass.
 o : ``Out(stream.Signature(StructLayout({"row", "slot", "value", "final"}), always_ready=True))``
     The exact signed value (``value_shape``, at most ``max_cols * (2**max_bits
-    - 1)**2`` in magnitude), :attr:`latency` ``= 3`` cycles after ``i``.
+    - 1)**2`` in magnitude), :attr:`latency` ``= 3 + fetch_stages`` cycles after
+    ``i``: ``fetch_stages`` registers take the sums as they arrive, so that a
+    block RAM's slow read data (5.8 ns clock to output on an ECP5 DP16KD) need
+    meet no adder in its cycle.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -53,13 +56,16 @@ class SignedCorrection(wiring.Component):
         Longest row.
     rows, slots : int
         Row and slot indices carried through (sizes of the sum memories).
+    fetch_stages : int
+        Registers between the sum memories' read data and the arithmetic,
+        ``0 .. 2`` (as :class:`hw.mac_array.MacArray`'s after its buffers).
     """
 
-    latency = 3
-
-    def __init__(self, *, max_bits: int, max_cols: int, rows: int, slots: int):
+    def __init__(self, *, max_bits: int, max_cols: int, rows: int, slots: int, fetch_stages: int = 0):
         self._max_bits = check_int("max_bits", max_bits, 1, MAX_CODE_BITS)
         self._max_cols = check_int("max_cols", max_cols, 1)
+        self._fetch_stages = check_int("fetch_stages", fetch_stages, 0, 2)
+        self.latency = 3 + self._fetch_stages
         n = (1 << max_bits) - 1
         sum_bits = bits_for(max_cols * n * n)
         code_sum_bits = bits_for(max_cols * n) + 1  # signed
@@ -91,6 +97,16 @@ class SignedCorrection(wiring.Component):
         s1_valid = Signal()
         m.d.sync += [s1.eq(self.i.payload), s1_valid.eq(self.i.valid)]
 
+        # The fetch stages: the sums registered as they arrive, U and its row and slot beside them.
+        m_sum, v_sum = self.m_sum, self.v_sum
+        for stage in range(self._fetch_stages):
+            m_next = Signal.like(self.m_sum, name=f"m_sum_fetch{stage}", reset_less=True)
+            v_next = Signal.like(self.v_sum, name=f"v_sum_fetch{stage}", reset_less=True)
+            u_next = Signal.like(self.i.payload, name=f"u_fetch{stage}")
+            valid_next = Signal(name=f"valid_fetch{stage}")
+            m.d.sync += [m_next.eq(m_sum), v_next.eq(v_sum), u_next.eq(s1), valid_next.eq(s1_valid)]
+            m_sum, v_sum, s1, s1_valid = m_next, v_next, u_next, valid_next
+
         # Stage 2: the three terms, shifted; no adder after a shifter but the vector term's.
         #   value = 2**(sm + sv) U + sv (R << sm) - sv ((R << v_bits) << sm) - sm n_m S
         # with n_v R = (R << v_bits) - R split into its two shifts, so that the run-time
@@ -98,7 +114,7 @@ class SignedCorrection(wiring.Component):
         # this stage, and stage 3's two subtractions meet no shifter.
         # (Signed operands throughout: a difference of unsigned values would wrap.)
         u, r, s = Signal(wide), Signal(wide), Signal(wide)
-        m.d.comb += [u.eq(s1.sum), r.eq(self.m_sum), s.eq(self.v_sum)]
+        m.d.comb += [u.eq(s1.sum), r.eq(m_sum), s.eq(v_sum)]
         plus, minus, vector_term = Signal(wide), Signal(wide), Signal(wide)
         s2 = Signal.like(self.i.payload)
         s2_valid = Signal()

@@ -115,9 +115,10 @@ def test_extremes_of_8_bit_codes():
     assert dut.value_shape.width == (max_cols * top * top).bit_length() + 1
 
 
-def test_full_rate():
-    """A sum every cycle: each value ``latency`` = 3 cycles later, in order."""
-    dut = SignedCorrection(max_bits=4, max_cols=16, rows=8, slots=2)
+@pytest.mark.parametrize("fetch_stages", [0, 1, 2])
+def test_full_rate(fetch_stages):
+    """A sum every cycle: each value ``latency`` = ``3 + fetch_stages`` cycles later, in order."""
+    dut = SignedCorrection(max_bits=4, max_cols=16, rows=8, slots=2, fetch_stages=fetch_stages)
     rng = np.random.default_rng(7)
     runs = [(rng.integers(0, 16, (8, 16)), 4, True, rng.integers(0, 8, (2, 16)), 3, True),
             (rng.integers(0, 2, (5, 11)), 1, True, rng.integers(0, 16, (2, 11)), 4, False)]
@@ -125,7 +126,7 @@ def test_full_rate():
     check(dut, runs, results)
     for _, _, sent in results:
         assert sent == list(range(sent[0], sent[0] + len(sent)))
-    assert SignedCorrection.latency == dut.latency == 3
+    assert dut.latency == 3 + fetch_stages
 
 
 # A ragged max_cols once gave the array's sums (sized for the padded lanes, ceil(max_cols / simd)
@@ -151,6 +152,8 @@ def test_takes_the_arrays_sums(pe, vectors, simd, max_bits, max_rows, max_cols):
     (dict(max_bits=0), r"max_bits must be in 1\.\.8, got 0"),
     (dict(max_bits=9), r"max_bits must be in 1\.\.8, got 9"),
     (dict(max_cols=0), "max_cols must be >= 1, got 0"),
+    (dict(fetch_stages=3), r"fetch_stages must be in 0\.\.2, got 3"),
+    (dict(fetch_stages=-1), r"fetch_stages must be in 0\.\.2, got -1"),
 ])
 def test_validation(kwargs, message):
     args = dict(max_bits=4, max_cols=8, rows=4, slots=2) | kwargs

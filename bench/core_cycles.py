@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Whole-core cycles of the digits net's training on a board's core, measured in Verilator.
 
 ``bench/core_density.py`` counts the compute loop only (``TrainingCore.run_cycles``,

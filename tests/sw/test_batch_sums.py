@@ -714,8 +714,17 @@ def test_core_engine_makes_outer_products_on_the_host(case, wag):
     total = batch_weight_sum(core, geometry, x, g, weight_shape, record)
     assert core.client.stats == before  # no request, no byte
     assert (core.stats["host_outer"], core.stats["core_sums"], core.stats["host_sums"]) == (1, 0, 0)
-    partials = IntRefEngine().backward_weight(geometry, x, g, weight_shape)
+    # Each sample's product, by hand: the gradient's signed odd values (2q - n) times the
+    # input's codes at the one output position's patch (torch's unfold, not the engines' im2col).
+    g_values = (2 * g.codes - levels(g_bits)).reshape(len(g.codes), -1)
+    if isinstance(geometry, LinearGeometry):
+        patches = x.codes
+    else:
+        patches = torch.nn.functional.unfold(x.codes.double(), weight_shape[2:], padding=geometry.padding,
+                                             stride=geometry.stride)[:, :, 0].long()
+    partials = torch.einsum("bo,bi->boi", g_values, patches).reshape(len(g.codes), *weight_shape)
     assert torch.equal(record["backward_weight"], partials)
+    assert torch.equal(partials, IntRefEngine().backward_weight(geometry, x, g, weight_shape))
     expected = numeric.aligned_batch_sum(partials, g.scale)
     assert torch.equal(total[0], expected[0]) and torch.equal(total[1], expected[1]) and total[2] == expected[2]
     assert core.backward_products(geometry, x, g, None, weight_shape) is None  # nor interleaved
